@@ -1,0 +1,13 @@
+// Package fsm owns Raftinel's replicated state: it applies Raft log entries
+// (fsmv1.Command) to one fsmv1.State, takes and restores snapshots, and tells
+// readers when the state changed.
+//
+// Apply is deterministic: "now" is the proposed_at the leader stamped on the
+// command, and nothing here reads a clock, draws a random number, does I/O or
+// depends on map order. Replaying the same log always yields proto.Equal
+// states. A business rejection (unknown master, invalid setting) is returned
+// as the Apply result; an entry this binary cannot decode panics, because
+// skipping it would let this node silently diverge from the others.
+//
+// fsm must not import grpc, go-redis or anything that talks to a network.
+package fsm

@@ -1,0 +1,208 @@
+package fsm
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/hashicorp/raft"
+	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// Result is what Apply returns to the proposer through raft's ApplyFuture.
+type Result struct {
+	// Index is the Raft index of the command.
+	Index uint64
+	// Err is the business rejection, or nil. It is always an *Error.
+	Err error
+}
+
+// FSM is the replicated state machine. It implements raft.FSM. Readers get
+// clones, so nothing outside can mutate the state.
+type FSM struct {
+	mu      sync.RWMutex
+	state   *fsmv1.State
+	changed chan struct{} // closed and replaced on every change
+}
+
+var _ raft.FSM = (*FSM)(nil)
+
+// New returns an empty state machine.
+func New() *FSM {
+	return &FSM{state: &fsmv1.State{}, changed: make(chan struct{})}
+}
+
+// Apply applies one committed log entry.
+func (f *FSM) Apply(l *raft.Log) any {
+	cmd, err := Decode(l.Data)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: log entry %d: %v: upgrade this binary", l.Index, err))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	err = applyCommand(f.state, cmd)
+	f.state.AppliedIndex = l.Index
+	f.notifyLocked()
+	return &Result{Index: l.Index, Err: err}
+}
+
+func (f *FSM) notifyLocked() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// Changed returns a channel that is closed at the next change, and the index
+// the state has now. Read the state after calling Changed, so that no change
+// between the read and the wait is missed.
+func (f *FSM) Changed() (<-chan struct{}, uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.changed, f.state.GetAppliedIndex()
+}
+
+// AppliedIndex is the Raft index of the last applied command.
+func (f *FSM) AppliedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.GetAppliedIndex()
+}
+
+// WaitForIndex blocks until the state reflects at least index, or ctx ends.
+func (f *FSM) WaitForIndex(ctx context.Context, index uint64) error {
+	for {
+		ch, applied := f.Changed()
+		if applied >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for index %d (applied %d): %w", index, applied, ctx.Err())
+		}
+	}
+}
+
+// State returns a copy of the whole state.
+func (f *FSM) State() *fsmv1.State {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return proto.Clone(f.state).(*fsmv1.State)
+}
+
+// Master returns a copy of one master and the index the state reflects.
+func (f *FSM) Master(name string) (*fsmv1.Master, uint64, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	m, ok := f.state.Masters[name]
+	if !ok {
+		return nil, f.state.GetAppliedIndex(), false
+	}
+	return proto.Clone(m).(*fsmv1.Master), f.state.GetAppliedIndex(), true
+}
+
+// Masters returns copies of every master, sorted by name, and the index.
+func (f *FSM) Masters() ([]*fsmv1.Master, uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]*fsmv1.Master, 0, len(f.state.Masters))
+	for _, m := range f.state.Masters {
+		out = append(out, proto.Clone(m).(*fsmv1.Master))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, f.state.GetAppliedIndex()
+}
+
+// Nodes returns copies of every registered node, sorted by id.
+func (f *FSM) Nodes() []*fsmv1.Node {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]*fsmv1.Node, 0, len(f.state.Nodes))
+	for _, n := range f.state.Nodes {
+		out = append(out, proto.Clone(n).(*fsmv1.Node))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Id < out[j].Id })
+	return out
+}
+
+// Node returns a copy of one registered node.
+func (f *FSM) Node(id string) (*fsmv1.Node, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	n, ok := f.state.Nodes[id]
+	if !ok {
+		return nil, false
+	}
+	return proto.Clone(n).(*fsmv1.Node), true
+}
+
+// Snapshot captures the state; raft persists it later, off the apply path.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	return &snapshot{state: f.State()}, nil
+}
+
+// Restore replaces the state with a snapshot, after checking it.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		return fmt.Errorf("read snapshot: %w", err)
+	}
+	st := &fsmv1.State{}
+	if err := proto.Unmarshal(data, st); err != nil {
+		return fmt.Errorf("decode snapshot: %w", err)
+	}
+	if err := ValidateState(st); err != nil {
+		return fmt.Errorf("snapshot is invalid: %w", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.state = st
+	f.notifyLocked()
+	return nil
+}
+
+// ValidateState checks every invariant Apply maintains.
+func ValidateState(st *fsmv1.State) error {
+	for id, n := range st.Nodes {
+		if id != n.GetId() {
+			return fmt.Errorf("node key %q holds node %q", id, n.GetId())
+		}
+		if err := ValidateName("node", id); err != nil {
+			return err
+		}
+	}
+	for name, m := range st.Masters {
+		if name != m.GetName() {
+			return fmt.Errorf("master key %q holds master %q", name, m.GetName())
+		}
+		if err := ValidateName("master", name); err != nil {
+			return err
+		}
+		if err := ValidateAddress("master", m.GetAddress()); err != nil {
+			return err
+		}
+		if err := validateSettings(m.GetSettings()); err != nil {
+			return fmt.Errorf("master %q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+type snapshot struct{ state *fsmv1.State }
+
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(s.state)
+	if err == nil {
+		_, err = sink.Write(data)
+	}
+	if err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *snapshot) Release() {}

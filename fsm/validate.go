@@ -1,0 +1,192 @@
+package fsm
+
+import (
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
+)
+
+// Sentinel's defaults, used when a monitor command leaves a setting at zero.
+const (
+	DefaultDownAfter       = 30 * time.Second
+	DefaultFailoverTimeout = 3 * time.Minute
+	DefaultParallelSyncs   = 1
+
+	// MinDuration is the shortest down-after or failover-timeout accepted:
+	// below it a probe period cannot tell a slow reply from a dead server.
+	MinDuration = 100 * time.Millisecond
+	// MaxDuration caps the time settings so a typo (ms given as µs) is caught.
+	MaxDuration = 24 * time.Hour
+
+	maxNameLen = 64
+)
+
+// ValidateName checks a master or node name: 1 to 64 of [A-Za-z0-9._-].
+func ValidateName(what, name string) error {
+	if name == "" {
+		return errorf(Invalid, "%s name is empty", what)
+	}
+	if len(name) > maxNameLen {
+		return errorf(Invalid, "%s name %q is longer than %d characters", what, name, maxNameLen)
+	}
+	for _, c := range name {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
+		if !ok {
+			return errorf(Invalid, "%s name %q may only contain letters, digits, '.', '_' and '-'", what, name)
+		}
+	}
+	return nil
+}
+
+// ValidateAddress checks a host:port address.
+func ValidateAddress(what, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errorf(Invalid, "%s address %q is not host:port", what, addr)
+	}
+	if host == "" || strings.ContainsAny(host, " \t\r\n") {
+		return errorf(Invalid, "%s address %q has no valid host", what, addr)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return errorf(Invalid, "%s address %q has an invalid port (1 to 65535)", what, addr)
+	}
+	return nil
+}
+
+func validateDurationMs(what string, ms int64) error {
+	d := time.Duration(ms) * time.Millisecond
+	if d < MinDuration || d > MaxDuration {
+		return errorf(Invalid, "%s must be between %d and %d milliseconds, got %d", what,
+			MinDuration.Milliseconds(), MaxDuration.Milliseconds(), ms)
+	}
+	return nil
+}
+
+// validateSettings checks settings after defaults were applied.
+func validateSettings(s *fsmv1.MasterSettings) error {
+	if s.GetQuorum() < 1 {
+		return errorf(Invalid, "quorum must be 1 or greater")
+	}
+	if err := validateDurationMs("down-after-milliseconds", s.GetDownAfterMs()); err != nil {
+		return err
+	}
+	if err := validateDurationMs("failover-timeout", s.GetFailoverTimeoutMs()); err != nil {
+		return err
+	}
+	if s.GetParallelSyncs() < 1 {
+		return errorf(Invalid, "parallel-syncs must be 1 or greater")
+	}
+	if s.GetMaxLagBytes() < 0 {
+		return errorf(Invalid, "max-lag must be 0 (no limit) or more bytes")
+	}
+	return nil
+}
+
+// withDefaults returns a copy of s with Sentinel's defaults in place of zeros.
+func withDefaults(s *fsmv1.MasterSettings) *fsmv1.MasterSettings {
+	out := &fsmv1.MasterSettings{}
+	if s != nil {
+		out.Quorum = s.Quorum
+		out.DownAfterMs = s.DownAfterMs
+		out.FailoverTimeoutMs = s.FailoverTimeoutMs
+		out.ParallelSyncs = s.ParallelSyncs
+		out.AuthUser = s.AuthUser
+		out.AuthPass = s.AuthPass
+		out.MaxLagBytes = s.MaxLagBytes
+	}
+	if out.DownAfterMs == 0 {
+		out.DownAfterMs = DefaultDownAfter.Milliseconds()
+	}
+	if out.FailoverTimeoutMs == 0 {
+		out.FailoverTimeoutMs = DefaultFailoverTimeout.Milliseconds()
+	}
+	if out.ParallelSyncs == 0 {
+		out.ParallelSyncs = DefaultParallelSyncs
+	}
+	return out
+}
+
+// Option keys accepted by SetMasterOptions, named as Sentinel names them.
+const (
+	OptQuorum          = "quorum"
+	OptDownAfter       = "down-after-milliseconds"
+	OptFailoverTimeout = "failover-timeout"
+	OptParallelSyncs   = "parallel-syncs"
+	OptAuthUser        = "auth-user"
+	OptAuthPass        = "auth-pass"
+	OptMaxLag          = "max-lag"
+)
+
+// OptionKeys lists the settable options in the order help texts show them.
+var OptionKeys = []string{OptQuorum, OptDownAfter, OptFailoverTimeout, OptParallelSyncs, OptAuthUser, OptAuthPass, OptMaxLag}
+
+// ParseMillis reads a time option: whole milliseconds as Sentinel takes them
+// ("1500") or a Go duration ("1.5s", "1500ms").
+func ParseMillis(v string) (int64, bool) {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return n, true
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d%time.Millisecond != 0 {
+		return 0, false
+	}
+	return d.Milliseconds(), true
+}
+
+// setOption applies one option to s, or explains why it cannot.
+func setOption(s *fsmv1.MasterSettings, key, value string) error {
+	invalid := func() error {
+		return errorf(Invalid, "Invalid argument '%s' for SENTINEL SET '%s'", value, key)
+	}
+	positive := func() (uint32, error) {
+		n, err := strconv.ParseUint(value, 10, 32)
+		if err != nil || n < 1 {
+			return 0, invalid()
+		}
+		return uint32(n), nil
+	}
+	switch strings.ToLower(key) {
+	case OptQuorum:
+		n, err := positive()
+		if err != nil {
+			return err
+		}
+		s.Quorum = n
+	case OptParallelSyncs:
+		n, err := positive()
+		if err != nil {
+			return err
+		}
+		s.ParallelSyncs = n
+	case OptDownAfter, OptFailoverTimeout:
+		ms, ok := ParseMillis(value)
+		if !ok {
+			return invalid()
+		}
+		if err := validateDurationMs(strings.ToLower(key), ms); err != nil {
+			return err
+		}
+		if strings.ToLower(key) == OptDownAfter {
+			s.DownAfterMs = ms
+		} else {
+			s.FailoverTimeoutMs = ms
+		}
+	case OptAuthUser:
+		s.AuthUser = value
+	case OptAuthPass:
+		s.AuthPass = value
+	case OptMaxLag:
+		n, err := strconv.ParseInt(value, 10, 64)
+		if err != nil || n < 0 {
+			return invalid()
+		}
+		s.MaxLagBytes = n
+	default:
+		return errorf(Invalid, "Unknown option or number of arguments for SENTINEL SET '%s'", key)
+	}
+	return nil
+}
