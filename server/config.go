@@ -1,0 +1,144 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/raftinel/raftinel/fsm"
+)
+
+// Config is everything one node needs. Build it, call Validate (New does
+// too), then New.
+type Config struct {
+	// ID names this node in the Raft configuration; it must be unique.
+	ID string
+	// DataDir holds the Raft log, stable store and snapshots. Required
+	// unless all three stores are injected.
+	DataDir string
+	// RaftAddr is the address Raft listens on and advertises.
+	RaftAddr string
+	// GRPCAddr is the address the gRPC API listens on and advertises.
+	GRPCAddr string
+	// SentinelAddr is the address of the Sentinel-protocol endpoint that
+	// this node advertises. Empty disables it.
+	SentinelAddr string
+
+	// Bootstrap is the initial voter list, the same on every founding node.
+	// It is ignored when the node already has Raft state.
+	Bootstrap []raft.Server
+	// Join is the gRPC address of any member of a running cluster, used
+	// when this node has no Raft state and no Bootstrap list.
+	Join string
+
+	// Logger receives every log line, Raft's included. Defaults to
+	// slog.Default().
+	Logger *slog.Logger
+
+	// Injection points for tests and embedding. When nil, a raft-boltdb
+	// store, a file snapshot store and a TCP transport are used.
+	LogStore      raft.LogStore
+	StableStore   raft.StableStore
+	SnapshotStore raft.SnapshotStore
+	Transport     raft.Transport
+	// GRPCListener, when set, is used instead of listening on GRPCAddr.
+	GRPCListener net.Listener
+	// TuneRaft may adjust Raft's timing (tests use short timeouts).
+	TuneRaft func(*raft.Config)
+
+	// RequestTimeout bounds a write that arrives without a deadline.
+	RequestTimeout time.Duration
+}
+
+// ParseBootstrap reads "id=host:port,id=host:port" into a voter list.
+func ParseBootstrap(s string) ([]raft.Server, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, errors.New("bootstrap list is empty")
+	}
+	var out []raft.Server
+	seenID := map[string]bool{}
+	seenAddr := map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("bootstrap entry %q is not id=host:port", part)
+		}
+		if err := fsm.ValidateName("node", id); err != nil {
+			return nil, fmt.Errorf("bootstrap entry %q: %w", part, err)
+		}
+		if err := fsm.ValidateAddress("raft", addr); err != nil {
+			return nil, fmt.Errorf("bootstrap entry %q: %w", part, err)
+		}
+		if seenID[id] {
+			return nil, fmt.Errorf("bootstrap list names node %q twice", id)
+		}
+		if seenAddr[addr] {
+			return nil, fmt.Errorf("bootstrap list names address %s twice", addr)
+		}
+		seenID[id], seenAddr[addr] = true, true
+		out = append(out, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(addr)})
+	}
+	return out, nil
+}
+
+// Validate checks the config and fills defaults.
+func (c *Config) Validate() error {
+	if err := fsm.ValidateName("node", c.ID); err != nil {
+		return fmt.Errorf("--id: %w", err)
+	}
+	if c.Transport == nil {
+		if err := fsm.ValidateAddress("raft", c.RaftAddr); err != nil {
+			return fmt.Errorf("--raft-addr: %w", err)
+		}
+	} else if c.RaftAddr == "" {
+		c.RaftAddr = string(c.Transport.LocalAddr())
+	}
+	if c.GRPCListener != nil {
+		c.GRPCAddr = c.GRPCListener.Addr().String()
+	}
+	if err := fsm.ValidateAddress("gRPC", c.GRPCAddr); err != nil {
+		return fmt.Errorf("--grpc-addr: %w", err)
+	}
+	if c.SentinelAddr != "" {
+		if err := fsm.ValidateAddress("sentinel", c.SentinelAddr); err != nil {
+			return fmt.Errorf("--sentinel-addr: %w", err)
+		}
+	}
+	injected := c.LogStore != nil && c.StableStore != nil && c.SnapshotStore != nil
+	if c.DataDir == "" && !injected {
+		return errors.New("--data-dir is required")
+	}
+	if len(c.Bootstrap) > 0 && c.Join != "" {
+		return errors.New("--bootstrap and --join exclude each other: bootstrap founds a cluster, join enters one")
+	}
+	if len(c.Bootstrap) > 0 {
+		found := false
+		for _, s := range c.Bootstrap {
+			if string(s.ID) == c.ID {
+				found = true
+				if string(s.Address) != c.RaftAddr {
+					return fmt.Errorf("--bootstrap gives node %q the address %s but --raft-addr is %s", c.ID, s.Address, c.RaftAddr)
+				}
+			}
+		}
+		if !found {
+			return fmt.Errorf("--bootstrap does not list this node's id %q", c.ID)
+		}
+	}
+	if c.Join != "" {
+		if err := fsm.ValidateAddress("join", c.Join); err != nil {
+			return fmt.Errorf("--join: %w", err)
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 10 * time.Second
+	}
+	return nil
+}

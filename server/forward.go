@@ -1,0 +1,147 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/raft"
+	"github.com/raftinel/raftinel/fsm"
+	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// forwardedKey marks a request a follower sent on to the leader, so a node
+// that lost leadership meanwhile answers "not leader" instead of bouncing it.
+const forwardedKey = "x-raftinel-forwarded"
+
+// writeMethods must run on the leader; followers forward them.
+var writeMethods = map[string]bool{
+	coordinatorv1.CoordinatorService_Join_FullMethodName:       true,
+	coordinatorv1.CoordinatorService_RemoveNode_FullMethodName: true,
+	coordinatorv1.CoordinatorService_Monitor_FullMethodName:    true,
+	coordinatorv1.CoordinatorService_Remove_FullMethodName:     true,
+	coordinatorv1.CoordinatorService_Set_FullMethodName:        true,
+}
+
+func forwardedContext(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, forwardedKey, "1")
+}
+
+func isForwarded(ctx context.Context) bool {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return len(md.Get(forwardedKey)) > 0
+}
+
+// notLeaderError names the leader so a client can go there itself.
+type notLeaderError struct{ leaderID, leaderAddr string }
+
+func (e *notLeaderError) Error() string {
+	if e.leaderID == "" {
+		return "not leader, and no leader is known: the cluster may have lost its quorum"
+	}
+	return fmt.Sprintf("not leader; the leader is %s at %s", e.leaderID, e.leaderAddr)
+}
+
+// leaderConn returns a connection to the current leader's gRPC endpoint.
+func (s *Server) leaderConn() (*grpc.ClientConn, error) {
+	_, id := s.raft.LeaderWithID()
+	if id == "" {
+		return nil, &notLeaderError{}
+	}
+	n, ok := s.fsm.Node(string(id))
+	if !ok {
+		return nil, &notLeaderError{leaderID: string(id), leaderAddr: "an address not registered yet"}
+	}
+	return s.conn(n.GrpcAddress)
+}
+
+// forwardInterceptor sends a write that reached a follower to the leader
+// and relays the answer, so clients may talk to any node.
+func (s *Server) forwardInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if !writeMethods[info.FullMethod] || s.IsLeader() {
+		return handler(ctx, req)
+	}
+	if isForwarded(ctx) {
+		_, id := s.raft.LeaderWithID()
+		e := &notLeaderError{leaderID: string(id)}
+		if n, ok := s.fsm.Node(string(id)); ok {
+			e.leaderAddr = n.GrpcAddress
+		}
+		return nil, e
+	}
+	conn, err := s.leaderConn()
+	if err != nil {
+		return nil, err
+	}
+	reply := newReply(info.FullMethod)
+	if reply == nil {
+		return nil, status.Errorf(codes.Internal, "no reply type for %s", info.FullMethod)
+	}
+	if err := conn.Invoke(forwardedContext(ctx), info.FullMethod, req, reply); err != nil {
+		return nil, err
+	}
+	return reply, nil
+}
+
+// newReply makes an empty response message for a method of the service.
+func newReply(method string) proto.Message {
+	switch method {
+	case coordinatorv1.CoordinatorService_Join_FullMethodName:
+		return &coordinatorv1.JoinResponse{}
+	case coordinatorv1.CoordinatorService_RemoveNode_FullMethodName:
+		return &coordinatorv1.RemoveNodeResponse{}
+	case coordinatorv1.CoordinatorService_Monitor_FullMethodName:
+		return &coordinatorv1.MonitorResponse{}
+	case coordinatorv1.CoordinatorService_Remove_FullMethodName:
+		return &coordinatorv1.RemoveResponse{}
+	case coordinatorv1.CoordinatorService_Set_FullMethodName:
+		return &coordinatorv1.SetResponse{}
+	}
+	return nil
+}
+
+// errorInterceptor is the one place errors become gRPC status codes.
+func errorInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return resp, nil
+}
+
+func toStatus(err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var fe *fsm.Error
+	var nl *notLeaderError
+	switch {
+	case errors.As(err, &fe):
+		code := map[fsm.Kind]codes.Code{
+			fsm.Invalid:            codes.InvalidArgument,
+			fsm.NotFound:           codes.NotFound,
+			fsm.AlreadyExists:      codes.AlreadyExists,
+			fsm.FailedPrecondition: codes.FailedPrecondition,
+		}[fe.Kind]
+		if code == codes.OK {
+			code = codes.Unknown
+		}
+		return status.Error(code, fe.Msg)
+	case errors.As(err, &nl):
+		return status.Error(codes.Unavailable, nl.Error())
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrEnqueueTimeout),
+		errors.Is(err, raft.ErrRaftShutdown), errors.Is(err, errNoQuorum):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}

@@ -1,0 +1,385 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/raftinel/raftinel/fsm"
+	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
+	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
+	"go.etcd.io/bbolt"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Server is one running node.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	fsm    *fsm.FSM
+	raft   *raft.Raft
+	grpc   *grpc.Server
+	lis    net.Listener
+	closer []func() error // stores and transport, closed after raft
+
+	ctx    context.Context // cancelled by Shutdown
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	connsMu sync.Mutex
+	conns   map[string]*grpc.ClientConn // by gRPC address, for forwarding and status
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// New opens the stores, starts Raft and serves gRPC. Call Shutdown to stop.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: fsm.New(), conns: map[string]*grpc.ClientConn{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	ok := false
+	defer func() {
+		if !ok {
+			s.cancel()
+			s.closeAll()
+		}
+	}()
+
+	if err := s.openRaft(); err != nil {
+		return nil, err
+	}
+	lis := cfg.GRPCListener
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+			return nil, fmt.Errorf("listen on gRPC address: %w", err)
+		}
+	}
+	s.lis = lis
+	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(errorInterceptor, s.forwardInterceptor))
+	coordinatorv1.RegisterCoordinatorServiceServer(s.grpc, &api{s: s})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.grpc.Serve(lis); err != nil {
+			s.log.Error("gRPC server stopped", "err", err)
+		}
+	}()
+	s.wg.Add(1)
+	go s.registerSelf()
+	if cfg.Join != "" {
+		s.wg.Add(1)
+		go s.joinCluster()
+	}
+	ok = true
+	s.log.Info("node started", "raft_addr", cfg.RaftAddr, "grpc_addr", cfg.GRPCAddr, "data_dir", cfg.DataDir)
+	return s, nil
+}
+
+func (s *Server) openRaft() error {
+	cfg := s.cfg
+	hlog := newHclog(s.log, "raft")
+	logs, stable, snaps, trans := cfg.LogStore, cfg.StableStore, cfg.SnapshotStore, cfg.Transport
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+			return fmt.Errorf("create data dir: %w", err)
+		}
+	}
+	if logs == nil || stable == nil {
+		path := filepath.Join(cfg.DataDir, "raft.db")
+		store, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{Timeout: time.Second}})
+		if errors.Is(err, bbolt.ErrTimeout) {
+			return fmt.Errorf("data dir %s is in use by another running node", cfg.DataDir)
+		}
+		if err != nil {
+			return fmt.Errorf("open raft store: %w", err)
+		}
+		s.closer = append(s.closer, store.Close)
+		if logs == nil {
+			logs = store
+		}
+		if stable == nil {
+			stable = store
+		}
+	}
+	if snaps == nil {
+		fss, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
+		if err != nil {
+			return fmt.Errorf("open snapshot store: %w", err)
+		}
+		snaps = fss
+	}
+	if trans == nil {
+		addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
+		if err != nil {
+			return fmt.Errorf("resolve raft address: %w", err)
+		}
+		tcp, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, addr, 3, 10*time.Second, hlog)
+		if err != nil {
+			return fmt.Errorf("listen on raft address: %w", err)
+		}
+		s.closer = append(s.closer, tcp.Close)
+		trans = tcp
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.Logger = hlog
+	if cfg.TuneRaft != nil {
+		cfg.TuneRaft(rc)
+	}
+	if err := raft.ValidateConfig(rc); err != nil {
+		return fmt.Errorf("raft config: %w", err)
+	}
+	existing, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		return fmt.Errorf("read raft state: %w", err)
+	}
+	if !existing && len(cfg.Bootstrap) > 0 {
+		if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, raft.Configuration{Servers: cfg.Bootstrap}); err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+	}
+	if !existing && len(cfg.Bootstrap) == 0 && cfg.Join == "" {
+		s.log.Warn("no raft state, no --bootstrap and no --join: this node waits until a member adds it")
+	}
+	r, err := raft.NewRaft(rc, s.fsm, logs, stable, snaps, trans)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	s.raft = r
+	return nil
+}
+
+// FSM gives read access to the replicated state (for embedding and tests).
+func (s *Server) FSM() *fsm.FSM { return s.fsm }
+
+// Raft exposes the Raft instance (for embedding and tests).
+func (s *Server) Raft() *raft.Raft { return s.raft }
+
+// ID is this node's id.
+func (s *Server) ID() string { return s.cfg.ID }
+
+// GRPCAddr is the address the gRPC API is served on.
+func (s *Server) GRPCAddr() string { return s.lis.Addr().String() }
+
+// IsLeader tells whether this node is the Raft leader now.
+func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// Shutdown stops the node. A leader first hands leadership to another voter
+// so the cluster does not wait for an election timeout.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() {
+		if s.IsLeader() && s.otherVoters() > 0 {
+			done := make(chan error, 1)
+			go func() { done <- s.raft.LeadershipTransfer().Error() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					s.log.Warn("leadership transfer before shutdown failed", "err", err)
+				}
+			case <-ctx.Done():
+			}
+		}
+		s.cancel()
+		stopped := make(chan struct{})
+		go func() { s.grpc.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			s.grpc.Stop()
+		}
+		s.shutdownErr = s.raft.Shutdown().Error()
+		s.wg.Wait()
+		s.closeAll()
+		s.log.Info("node stopped")
+	})
+	return s.shutdownErr
+}
+
+func (s *Server) closeAll() {
+	s.connsMu.Lock()
+	for _, c := range s.conns {
+		_ = c.Close()
+	}
+	s.conns = map[string]*grpc.ClientConn{}
+	s.connsMu.Unlock()
+	if s.lis != nil && s.grpc == nil {
+		_ = s.lis.Close()
+	}
+	for i := len(s.closer) - 1; i >= 0; i-- {
+		if err := s.closer[i](); err != nil {
+			s.log.Warn("close", "err", err)
+		}
+	}
+	s.closer = nil
+}
+
+func (s *Server) otherVoters() int {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	n := 0
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter && string(srv.ID) != s.cfg.ID {
+			n++
+		}
+	}
+	return n
+}
+
+// conn returns a cached client connection to another node's gRPC address.
+func (s *Server) conn(addr string) (*grpc.ClientConn, error) {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	if c, ok := s.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	s.conns[addr] = c
+	return c, nil
+}
+
+// apply commits a command through Raft on this node, which must be the
+// leader, and waits for it to be applied or for ctx to end.
+func (s *Server) apply(ctx context.Context, cmd *fsmv1.Command) (uint64, error) {
+	cmd.ProposedAtUnixNanos = time.Now().UnixNano()
+	data, err := fsm.Encode(cmd)
+	if err != nil {
+		return 0, fmt.Errorf("encode command: %w", err)
+	}
+	timeout := s.cfg.RequestTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	if timeout <= 0 {
+		return 0, context.DeadlineExceeded
+	}
+	f := s.raft.Apply(data, timeout)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return 0, err
+		}
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(timeout):
+		return 0, errNoQuorum
+	}
+	res, ok := f.Response().(*fsm.Result)
+	if !ok {
+		return 0, fmt.Errorf("unexpected apply response %T", f.Response())
+	}
+	return res.Index, res.Err
+}
+
+var errNoQuorum = errors.New("the cluster did not commit the write in time: no quorum of voters is reachable")
+
+// registerSelf keeps trying until the FSM holds this node's current
+// addresses, so peers can find its gRPC and Sentinel endpoints.
+func (s *Server) registerSelf() {
+	defer s.wg.Done()
+	want := &fsmv1.Node{Id: s.cfg.ID, RaftAddress: s.cfg.RaftAddr, GrpcAddress: s.GRPCAddr(), SentinelAddress: s.cfg.SentinelAddr}
+	delay := 200 * time.Millisecond
+	for {
+		if n, ok := s.fsm.Node(s.cfg.ID); ok && n.RaftAddress == want.RaftAddress &&
+			n.GrpcAddress == want.GrpcAddress && n.SentinelAddress == want.SentinelAddress {
+			return
+		}
+		if s.inConfiguration() {
+			ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+			err := s.submit(ctx, &fsmv1.Command{Kind: &fsmv1.Command_RegisterNode{RegisterNode: &fsmv1.RegisterNode{Node: want}}})
+			cancel()
+			if err != nil {
+				s.log.Debug("registering this node's addresses", "err", err)
+			}
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+}
+
+func (s *Server) inConfiguration() bool {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, srv := range f.Configuration().Servers {
+		if string(srv.ID) == s.cfg.ID {
+			return true
+		}
+	}
+	return false
+}
+
+// submit commits a command from inside the node: directly when leader,
+// otherwise through the leader's internal Apply.
+func (s *Server) submit(ctx context.Context, cmd *fsmv1.Command) error {
+	if s.IsLeader() {
+		_, err := s.apply(ctx, cmd)
+		return err
+	}
+	switch k := cmd.Kind.(type) {
+	case *fsmv1.Command_RegisterNode:
+		n := k.RegisterNode.Node
+		conn, err := s.leaderConn()
+		if err != nil {
+			return err
+		}
+		_, err = coordinatorv1.NewCoordinatorServiceClient(conn).Join(forwardedContext(ctx), &coordinatorv1.JoinRequest{
+			Id: n.Id, RaftAddress: n.RaftAddress, GrpcAddress: n.GrpcAddress, SentinelAddress: n.SentinelAddress,
+		})
+		return err
+	}
+	return fmt.Errorf("cannot submit %T from a follower", cmd.Kind)
+}
+
+// joinCluster asks a member to add this node, retrying until it is in the
+// configuration (a restarted node is already there and skips the call).
+func (s *Server) joinCluster() {
+	defer s.wg.Done()
+	delay := 200 * time.Millisecond
+	for !s.inConfiguration() {
+		conn, err := s.conn(s.cfg.Join)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+			_, err = coordinatorv1.NewCoordinatorServiceClient(conn).Join(ctx, &coordinatorv1.JoinRequest{
+				Id: s.cfg.ID, RaftAddress: s.cfg.RaftAddr, GrpcAddress: s.GRPCAddr(), SentinelAddress: s.cfg.SentinelAddr,
+			})
+			cancel()
+		}
+		if err == nil {
+			s.log.Info("joined the cluster", "through", s.cfg.Join)
+			return
+		}
+		s.log.Warn("joining the cluster", "through", s.cfg.Join, "err", err)
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+}
