@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
+	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
