@@ -1,0 +1,453 @@
+package resp
+
+import (
+	"bufio"
+	"errors"
+	"io"
+)
+
+// Default limits. A sentinel's commands are short (names, addresses, a few
+// options), so these are far below Redis' own and bound what one connection
+// can make the server hold.
+const (
+	DefaultMaxArgs       = 4096
+	DefaultMaxBulkLen    = 512 << 10
+	DefaultMaxInlineLen  = 64 << 10
+	DefaultMaxCommandLen = 1 << 20
+)
+
+// Limits bounds what one command may contain. A zero or negative field
+// selects its default, so the zero Limits is the default set.
+type Limits struct {
+	// MaxArgs is the most arguments one command may have, the command name
+	// included (default DefaultMaxArgs).
+	MaxArgs int
+	// MaxBulkLen is the longest bulk string a multibulk request may carry
+	// (default DefaultMaxBulkLen).
+	MaxBulkLen int
+	// MaxInlineLen is the longest inline command line, counted up to but
+	// not including its '\n' (default DefaultMaxInlineLen).
+	MaxInlineLen int
+	// MaxCommandLen is the most bytes all arguments of one command may add
+	// up to (default DefaultMaxCommandLen). Without it MaxArgs bulks of
+	// MaxBulkLen each would be gigabytes.
+	MaxCommandLen int
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxArgs <= 0 {
+		l.MaxArgs = DefaultMaxArgs
+	}
+	if l.MaxBulkLen <= 0 {
+		l.MaxBulkLen = DefaultMaxBulkLen
+	}
+	if l.MaxInlineLen <= 0 {
+		l.MaxInlineLen = DefaultMaxInlineLen
+	}
+	if l.MaxCommandLen <= 0 {
+		l.MaxCommandLen = DefaultMaxCommandLen
+	}
+	return l
+}
+
+// ProtocolError reports a request that breaks RESP or exceeds a limit. Its
+// text is the one Redis uses, starting with "Protocol error: ", so a server
+// can reply "-ERR " + err.Error() before it closes the connection.
+type ProtocolError struct {
+	msg string
+}
+
+func (e *ProtocolError) Error() string { return "Protocol error: " + e.msg }
+
+func protoErr(msg string) error { return &ProtocolError{msg: msg} }
+
+var (
+	errMultibulkLen    = protoErr("invalid multibulk length")
+	errBulkLen         = protoErr("invalid bulk length")
+	errMultibulkHeader = protoErr("too big mbulk count string")
+	errBulkHeader      = protoErr("too big bulk count string")
+	errBulkCRLF        = protoErr("expected CRLF after bulk string")
+	errInlineTooBig    = protoErr("too big inline request")
+	errInlineQuotes    = protoErr("unbalanced quotes in request")
+	errInlineTooMany   = protoErr("too many arguments in inline request")
+	errCommandTooBig   = protoErr("too big command")
+)
+
+const (
+	// readBufferSize is the bufio buffer; bulks larger than it are read
+	// straight into their destination.
+	readBufferSize = 8 << 10
+	// maxHeaderLen bounds a "*<n>\r\n" or "$<n>\r\n" line. The longest
+	// valid one, an int64 with a sign, fits easily.
+	maxHeaderLen = 32
+	// maxPrealloc is how much of a bulk is allocated before its bytes
+	// arrive; beyond it the buffer grows only as data is read, so a peer
+	// that announces a large bulk and sends nothing costs at most this.
+	maxPrealloc = 4 << 10
+	// argsPrealloc caps the initial capacity of the argument slice for the
+	// same reason.
+	argsPrealloc = 16
+)
+
+// Reader reads commands from a client connection. It is not safe for
+// concurrent use.
+type Reader struct {
+	br     *bufio.Reader
+	limits Limits
+	err    error
+}
+
+// NewReader returns a Reader that reads commands from r within limits.
+func NewReader(r io.Reader, limits Limits) *Reader {
+	return &Reader{br: bufio.NewReaderSize(r, readBufferSize), limits: limits.withDefaults()}
+}
+
+// SetLimits replaces the limits from the next command on, for example to
+// loosen them once a client has authenticated.
+func (r *Reader) SetLimits(limits Limits) { r.limits = limits.withDefaults() }
+
+// Buffered reports how many bytes have been received but not yet parsed. A
+// server can flush its replies when this is zero, which batches the replies
+// to a pipeline into one write.
+func (r *Reader) Buffered() int { return r.br.Buffered() }
+
+// ReadCommand returns the arguments of the next command; there is always at
+// least one. The slices are freshly allocated and belong to the caller.
+// Empty multibulk requests and blank inline lines are skipped, as Redis does.
+//
+// The error is io.EOF when the stream ends between commands,
+// io.ErrUnexpectedEOF when it ends inside one, a *ProtocolError for a
+// malformed or oversized request, or the error of the underlying reader.
+// Errors are sticky: the position in the stream is lost, so every later call
+// returns the same error.
+func (r *Reader) ReadCommand() ([][]byte, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	for {
+		args, err := r.readOne()
+		if err != nil {
+			r.err = err
+			return nil, err
+		}
+		if len(args) > 0 {
+			return args, nil
+		}
+	}
+}
+
+// readOne reads one request; an empty result means there was nothing to run.
+func (r *Reader) readOne() ([][]byte, error) {
+	first, err := r.br.Peek(1)
+	if err != nil {
+		return nil, err
+	}
+	if first[0] == '*' {
+		return r.readMultibulk()
+	}
+	return r.readInline()
+}
+
+func (r *Reader) readMultibulk() ([][]byte, error) {
+	_, _ = r.br.Discard(1) // the '*' that Peek saw
+	n, err := r.readHeader(errMultibulkHeader, errMultibulkLen)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case n == 0 || n == -1:
+		return nil, nil
+	case n < 0 || n > int64(r.limits.MaxArgs):
+		return nil, errMultibulkLen
+	}
+	args := make([][]byte, 0, min(int(n), argsPrealloc))
+	total := 0
+	for range n {
+		c, err := r.br.ReadByte()
+		if err != nil {
+			return nil, noEOF(err)
+		}
+		if c != '$' {
+			return nil, protoErr("expected '$', got '" + printable(c) + "'")
+		}
+		l, err := r.readHeader(errBulkHeader, errBulkLen)
+		if err != nil {
+			return nil, err
+		}
+		if l < 0 || l > int64(r.limits.MaxBulkLen) {
+			return nil, errBulkLen
+		}
+		if int(l) > r.limits.MaxCommandLen-total {
+			return nil, errCommandTooBig
+		}
+		total += int(l)
+		arg, err := r.readBulk(int(l))
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, arg)
+	}
+	return args, nil
+}
+
+// readHeader reads the rest of a "*<n>\r\n" or "$<n>\r\n" line after its
+// type byte. It reads byte by byte into a fixed array, so a peer that never
+// sends the line end costs nothing beyond maxHeaderLen.
+func (r *Reader) readHeader(tooLong, invalid error) (int64, error) {
+	var buf [maxHeaderLen]byte
+	n := 0
+	for {
+		c, err := r.br.ReadByte()
+		if err != nil {
+			return 0, noEOF(err)
+		}
+		if c == '\n' {
+			break
+		}
+		if n == len(buf) {
+			return 0, tooLong
+		}
+		buf[n] = c
+		n++
+	}
+	if n == 0 || buf[n-1] != '\r' {
+		return 0, invalid
+	}
+	v, ok := parseInt(buf[:n-1])
+	if !ok {
+		return 0, invalid
+	}
+	return v, nil
+}
+
+// parseInt accepts exactly the integers Redis' string2ll accepts: an
+// optional '-', no '+', no leading zeros, no spaces, no overflow.
+func parseInt(b []byte) (int64, bool) {
+	neg := false
+	if len(b) > 0 && b[0] == '-' {
+		neg = true
+		b = b[1:]
+	}
+	if len(b) == 0 || b[0] < '0' || b[0] > '9' || (b[0] == '0' && (len(b) > 1 || neg)) {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if v > (1<<64-1-d)/10 {
+			return 0, false
+		}
+		v = v*10 + d
+	}
+	if neg {
+		if v > 1<<63 {
+			return 0, false
+		}
+		return -int64(v), true
+	}
+	if v > 1<<63-1 {
+		return 0, false
+	}
+	return int64(v), true
+}
+
+// readBulk reads n bytes and the CRLF after them. The buffer starts at most
+// maxPrealloc large and at most doubles per step, so what is allocated stays
+// within twice what has arrived plus maxPrealloc.
+func (r *Reader) readBulk(n int) ([]byte, error) {
+	buf := make([]byte, 0, min(n, maxPrealloc))
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			next := make([]byte, len(buf), min(n, 2*cap(buf)))
+			copy(next, buf)
+			buf = next
+		}
+		k, err := io.ReadFull(r.br, buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+k]
+		if err != nil {
+			return nil, noEOF(err)
+		}
+	}
+	var crlf [2]byte
+	if _, err := io.ReadFull(r.br, crlf[:]); err != nil {
+		return nil, noEOF(err)
+	}
+	if crlf != [2]byte{'\r', '\n'} {
+		return nil, errBulkCRLF
+	}
+	return buf, nil
+}
+
+func (r *Reader) readInline() ([][]byte, error) {
+	line, err := r.readLine()
+	if err != nil {
+		return nil, err
+	}
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return splitInline(line, r.limits.MaxArgs)
+}
+
+// readLine returns the next line without its '\n'. A line that fits in the
+// bufio buffer is returned in place, valid only until the next read; only a
+// longer one is copied, and only as far as it has arrived.
+func (r *Reader) readLine() ([]byte, error) {
+	limit := r.limits.MaxInlineLen
+	var long []byte
+	for {
+		frag, err := r.br.ReadSlice('\n')
+		switch {
+		case err == nil:
+			if len(long)+len(frag)-1 > limit {
+				return nil, errInlineTooBig
+			}
+			if long == nil {
+				return frag[:len(frag)-1], nil
+			}
+			long = append(long, frag[:len(frag)-1]...)
+			return long, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			if len(long)+len(frag) > limit {
+				return nil, errInlineTooBig
+			}
+			long = append(long, frag...)
+		default:
+			if len(long)+len(frag) > limit {
+				return nil, errInlineTooBig
+			}
+			return nil, noEOF(err)
+		}
+	}
+}
+
+// noEOF turns io.EOF into io.ErrUnexpectedEOF for reads that start after a
+// command has begun: the peer hung up in the middle of it.
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+func isSpace(c byte) bool {
+	switch c {
+	case ' ', '\t', '\r', '\n', '\v', '\f':
+		return true
+	}
+	return false
+}
+
+func isHex(c byte) bool {
+	return ('0' <= c && c <= '9') || ('a' <= c && c <= 'f') || ('A' <= c && c <= 'F')
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	default:
+		return c - 'a' + 10
+	}
+}
+
+// splitInline splits an inline command the way redis-cli users expect:
+// words separated by white space; "..." with the escapes \n \r \t \b \a
+// \xHH and backslash before any other byte taking it literally; '...' where
+// only \' is an escape. A quote may start inside a word (a"b c" is one
+// argument, "ab c"), but a closing quote must be followed by white space or
+// the end of the line.
+func splitInline(line []byte, maxArgs int) ([][]byte, error) {
+	i := 0
+	for i < len(line) && isSpace(line[i]) {
+		i++
+	}
+	if i == len(line) {
+		return nil, nil
+	}
+	// Unescaping never lengthens a word, so every argument fits in one
+	// backing array as long as the line; each argument gets a capped
+	// capacity so appending to one cannot overwrite the next.
+	buf := make([]byte, 0, len(line)-i)
+	var args [][]byte
+	for {
+		for i < len(line) && isSpace(line[i]) {
+			i++
+		}
+		if i == len(line) {
+			return args, nil
+		}
+		if len(args) == maxArgs {
+			return nil, errInlineTooMany
+		}
+		start := len(buf)
+		var quote byte // 0 outside quotes, else the open quote
+	word:
+		for ; i < len(line); i++ {
+			c := line[i]
+			switch {
+			case quote == 0:
+				switch {
+				case isSpace(c):
+					break word
+				case c == '"' || c == '\'':
+					quote = c
+				default:
+					buf = append(buf, c)
+				}
+			case c == quote:
+				if i+1 < len(line) && !isSpace(line[i+1]) {
+					return nil, errInlineQuotes
+				}
+				quote = 0
+				i++
+				break word
+			case quote == '\'':
+				if c == '\\' && i+1 < len(line) && line[i+1] == '\'' {
+					c = '\''
+					i++
+				}
+				buf = append(buf, c)
+			case c == '\\' && i+3 < len(line) && line[i+1] == 'x' && isHex(line[i+2]) && isHex(line[i+3]):
+				buf = append(buf, unhex(line[i+2])<<4|unhex(line[i+3]))
+				i += 3
+			case c == '\\' && i+1 < len(line):
+				i++
+				switch c = line[i]; c {
+				case 'n':
+					c = '\n'
+				case 'r':
+					c = '\r'
+				case 't':
+					c = '\t'
+				case 'b':
+					c = '\b'
+				case 'a':
+					c = '\a'
+				}
+				buf = append(buf, c)
+			default:
+				buf = append(buf, c)
+			}
+		}
+		if quote != 0 {
+			return nil, errInlineQuotes
+		}
+		args = append(args, buf[start:len(buf):len(buf)])
+	}
+}
+
+// printable renders a byte for an error message without letting a control
+// character break the reply line.
+func printable(c byte) string {
+	if c >= 0x20 && c < 0x7f {
+		return string(rune(c))
+	}
+	const hexDigits = "0123456789abcdef"
+	return `\x` + string([]byte{hexDigits[c>>4], hexDigits[c&0xf]})
+}
