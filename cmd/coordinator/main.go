@@ -1,0 +1,127 @@
+// Command coordinator runs one Raftinel node. It parses flags (each also
+// read from a COORDINATOR_* environment variable), builds the logger and the
+// server config, and stops the node gracefully on SIGTERM or SIGINT.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/raftinel/raftinel/server"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+type options struct {
+	id, dataDir, raftAddr, grpcAddr, sentinelAddr string
+	bootstrap, join, logLevel, logFormat          string
+}
+
+// envName maps a flag to its environment variable: data-dir -> COORDINATOR_DATA_DIR.
+func envName(flagName string) string {
+	return "COORDINATOR_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	str := func(p *string, name, def, usage string) {
+		if v, ok := os.LookupEnv(envName(name)); ok {
+			def = v
+		}
+		fs.StringVar(p, name, def, fmt.Sprintf("%s (env %s)", usage, envName(name)))
+	}
+	str(&o.id, "id", "", "this node's unique id, 1 to 64 of [A-Za-z0-9._-] (required)")
+	str(&o.dataDir, "data-dir", "", "directory for the Raft log, stable store and snapshots (required)")
+	str(&o.raftAddr, "raft-addr", "127.0.0.1:7000", "host:port Raft listens on and advertises to peers")
+	str(&o.grpcAddr, "grpc-addr", "127.0.0.1:7100", "host:port of the gRPC API")
+	str(&o.sentinelAddr, "sentinel-addr", "", "host:port of the Sentinel-protocol endpoint (not served yet; advertised only)")
+	str(&o.bootstrap, "bootstrap", "", "initial voters as id=raft-host:port,...; the same list on every founding node, ignored once the node has state")
+	str(&o.join, "join", "", "gRPC host:port of any member of a running cluster to join")
+	str(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	str(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: coordinator --id ID --data-dir DIR [--bootstrap LIST | --join ADDR] [flags]\n\n")
+		fmt.Fprintf(stderr, "Runs one Raftinel node. Every flag can also be set by its environment variable.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return o, nil
+}
+
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func run(args []string, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "coordinator: %v\n", err)
+		return 1
+	}
+	logger, err := newLogger(o.logLevel, o.logFormat, stderr)
+	if err != nil {
+		return fail(err)
+	}
+	cfg := server.Config{
+		ID: o.id, DataDir: o.dataDir, RaftAddr: o.raftAddr, GRPCAddr: o.grpcAddr,
+		SentinelAddr: o.sentinelAddr, Join: o.join, Logger: logger,
+	}
+	if o.bootstrap != "" {
+		if cfg.Bootstrap, err = server.ParseBootstrap(o.bootstrap); err != nil {
+			return fail(fmt.Errorf("--bootstrap: %w", err))
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return fail(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	srv, err := server.New(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	<-ctx.Done()
+	stop()
+	logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fail(fmt.Errorf("shutdown: %w", err))
+	}
+	return 0
+}
