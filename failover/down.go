@@ -1,0 +1,140 @@
+package failover
+
+import (
+	"sort"
+	"time"
+)
+
+// SubjectivelyDown reports whether this node should consider the instance
+// down (SDOWN), and why. expectMaster says whether the instance is recorded
+// as the group's master. An instance is SDOWN when either holds (Sentinel
+// §4.4 rules 1 and 2, with Sentinel's strict ">" comparisons):
+//
+//  1. no valid reply for longer than downAfter, counted from LastValidReply
+//     or, if there has never been one, from Since;
+//  2. a recorded master has reported role slave for longer than
+//     downAfter + RoleMismatchGrace (20 s), counted from RoleSince (or Since).
+//
+// Deviation: Sentinel runs the rule 1 clock from its oldest unanswered PING,
+// which it sends at most one ping period after the last reply; Raftinel runs
+// it from the last valid reply itself, so SDOWN can come up to one ping
+// period sooner. Sentinel's third rule (master-reboot-down-after-period) is
+// not implemented.
+//
+// A Probe with neither Since nor LastValidReply has no observation window and
+// is never judged down: without evidence a node must not vote a master down.
+func SubjectivelyDown(p Probe, expectMaster bool, downAfter time.Duration, now time.Time) (down bool, reason string) {
+	return sdown(p, expectMaster, downAfter, time.Time{}, now)
+}
+
+// sdown is SubjectivelyDown with every clock started no earlier than
+// notBefore, which is how evidence gathered before a pause is discarded.
+func sdown(p Probe, expectMaster bool, downAfter time.Duration, notBefore, now time.Time) (bool, string) {
+	replyClock := p.orSince(p.LastValidReply)
+	if replyClock.IsZero() {
+		return false, "not probed yet"
+	}
+	if replyClock.Before(notBefore) {
+		replyClock = notBefore
+	}
+	if silent := now.Sub(replyClock); silent > downAfter {
+		return true, "no valid reply for " + secs(silent) + " (down-after " + secs(downAfter) + ")"
+	}
+	if expectMaster && !p.InfoAt.IsZero() && p.Role == RoleReplica {
+		roleClock := p.orSince(p.RoleSince)
+		if !roleClock.IsZero() {
+			if roleClock.Before(notBefore) {
+				roleClock = notBefore
+			}
+			limit := satAdd(downAfter, RoleMismatchGrace)
+			if d := now.Sub(roleClock); d > limit {
+				return true, "master reports role slave for " + secs(d) + " (limit " + secs(limit) + ")"
+			}
+		}
+	}
+	return false, ""
+}
+
+// EvidenceFresh reports whether p would still be SDOWN if nothing observed
+// before resumedAt counted, i.e. whether the down evidence was gathered after
+// this node's last pause.
+//
+// The rule: after a pause (a TILT trigger at resumedAt) every SDOWN clock
+// restarts at resumedAt. A silent instance may be voted down only once this
+// node has been probing it, without a valid reply, for more than a full
+// down-after after it resumed; a recorded master reporting role slave only
+// once that has held for down-after + 20 s after the resume. The reason is
+// that a paused process sends no PINGs and reads no replies, so the silence
+// it "saw" while stopped says nothing about the instance. A zero resumedAt
+// (never paused) keeps the plain SubjectivelyDown result.
+func EvidenceFresh(p Probe, expectMaster bool, downAfter time.Duration, resumedAt, now time.Time) bool {
+	down, _ := sdown(p, expectMaster, downAfter, resumedAt, now)
+	return down
+}
+
+// DownOpinion is the SDOWN opinion this node should publish as its vote: it
+// is SubjectivelyDown, except that a node in TILT never says down (Sentinel
+// answers 0 to is-master-down-by-addr in TILT) and, after TILT, a down
+// opinion needs evidence gathered after the pause (EvidenceFresh with
+// resumedAt = tilt.EnteredAt). Sentinel itself only waits out the tilt
+// period; the extra freshness rule matters when down-after exceeds it.
+func DownOpinion(p Probe, expectMaster bool, downAfter time.Duration, tilt Tilt, now time.Time) (down bool, reason string) {
+	if tilt.Active(now) {
+		return false, "tilt since " + tilt.EnteredAt.UTC().Format(time.RFC3339Nano)
+	}
+	down, reason = sdown(p, expectMaster, downAfter, time.Time{}, now)
+	if !down {
+		return false, reason
+	}
+	if !tilt.EnteredAt.IsZero() && !EvidenceFresh(p, expectMaster, downAfter, tilt.EnteredAt, now) {
+		return false, "down evidence predates the pause detected at " + tilt.EnteredAt.UTC().Format(time.RFC3339Nano)
+	}
+	return true, reason
+}
+
+// Vote is one node's committed SDOWN opinion of one instance.
+type Vote struct {
+	// Node is the voting node's id; votes with an empty id are ignored.
+	Node string
+	// Down is the opinion.
+	Down bool
+	// At is when the opinion was last asserted.
+	At time.Time
+}
+
+// ObjectivelyDown counts the distinct nodes whose latest vote is down and
+// fresh (now - At <= freshFor) and reports ODOWN when that count reaches
+// quorum. A quorum below 1 is never down.
+//
+// Only each node's latest vote counts, so a node that said down and then up
+// is up; for two votes of one node at the same instant, up wins, because a
+// spurious ODOWN costs a failover. Deviation: Sentinel also requires the
+// judging sentinel itself to hold the master SDOWN; in Raftinel the leader
+// only counts committed votes, its own included.
+func ObjectivelyDown(votes []Vote, quorum int, freshFor time.Duration, now time.Time) (down bool, count int) {
+	count = len(DownVoters(votes, freshFor, now))
+	return quorum >= 1 && count >= quorum, count
+}
+
+// DownVoters lists, sorted, the nodes ObjectivelyDown counts, for events and
+// status output.
+func DownVoters(votes []Vote, freshFor time.Duration, now time.Time) []string {
+	latest := make(map[string]Vote, len(votes))
+	for _, v := range votes {
+		if v.Node == "" {
+			continue
+		}
+		old, seen := latest[v.Node]
+		if !seen || v.At.After(old.At) || (v.At.Equal(old.At) && !v.Down) {
+			latest[v.Node] = v
+		}
+	}
+	var out []string
+	for n, v := range latest {
+		if v.Down && now.Sub(v.At) <= freshFor {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
