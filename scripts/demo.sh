@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Starts a local Raftinel demo: three redis-server processes (a master and two
+# replicas) and three coordinator nodes on 127.0.0.1, all data in a temporary
+# folder. Ctrl-C stops every process it started and removes the folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REDIS_PORTS=(6380 6381 6382)
+RAFT_PORTS=(7001 7002 7003)
+GRPC_PORTS=(7101 7102 7103)
+bin=$PWD/bin
+
+for p in "${REDIS_PORTS[@]}" "${RAFT_PORTS[@]}" "${GRPC_PORTS[@]}"; do
+  if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
+    echo "demo: port $p on 127.0.0.1 is taken; stop whatever listens there and try again" >&2
+    exit 1
+  fi
+done
+
+dir=$(mktemp -d -t raftinel-demo.XXXXXX)
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo; echo "stopping the demo"
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$dir"
+}
+trap cleanup INT TERM EXIT
+
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "demo: nothing listens on port $1 after 10 s; see $dir" >&2
+  return 1
+}
+
+for i in 0 1 2; do
+  port=${REDIS_PORTS[$i]}
+  mkdir -p "$dir/redis-$port"
+  args=(--port "$port" --bind 127.0.0.1 --dir "$dir/redis-$port" --save "" --appendonly no --daemonize no)
+  [ "$i" -gt 0 ] && args+=(--replicaof 127.0.0.1 "${REDIS_PORTS[0]}")
+  redis-server "${args[@]}" >"$dir/redis-$port.log" 2>&1 &
+  pids+=($!)
+done
+
+boot="n1=127.0.0.1:${RAFT_PORTS[0]},n2=127.0.0.1:${RAFT_PORTS[1]},n3=127.0.0.1:${RAFT_PORTS[2]}"
+for i in 0 1 2; do
+  "$bin/coordinator" --id "n$((i + 1))" --data-dir "$dir/n$((i + 1))" \
+    --raft-addr "127.0.0.1:${RAFT_PORTS[$i]}" --grpc-addr "127.0.0.1:${GRPC_PORTS[$i]}" \
+    --bootstrap "$boot" >"$dir/n$((i + 1)).log" 2>&1 &
+  pids+=($!)
+done
+for p in "${REDIS_PORTS[@]}" "${GRPC_PORTS[@]}"; do wait_port "$p"; done
+
+export COORDINATOR_ADDR="127.0.0.1:${GRPC_PORTS[0]},127.0.0.1:${GRPC_PORTS[1]},127.0.0.1:${GRPC_PORTS[2]}"
+ctl="$bin/coordinatorctl"
+for _ in $(seq 100); do
+  "$ctl" monitor mymaster "127.0.0.1:${REDIS_PORTS[0]}" --quorum 2 --down-after 1s 2>/dev/null && break
+  sleep 0.2
+done
+
+echo
+"$ctl" status
+echo
+"$ctl" masters
+cat <<MSG
+
+Raftinel is running: 3 coordinator nodes and redis-server on ports ${REDIS_PORTS[*]}
+(logs and data in $dir). In another shell, try:
+
+  export COORDINATOR_ADDR=$COORDINATOR_ADDR
+  bin/coordinatorctl status
+  bin/coordinatorctl master mymaster
+  kill -9 \$(pgrep -f 'coordinator --id n1')   # the cluster elects a new leader
+
+Press Ctrl-C to stop everything.
+MSG
+wait
