@@ -92,6 +92,8 @@ func Heal(in HealInput) Action {
 // at the current master when all of these hold:
 //   - it is not the current master, no failover is in progress and this
 //     node is not in TILT;
+//   - its own INFO is younger than 20 s (Raftinel only: Sentinel decides as
+//     each INFO reply arrives, so its view is always current);
 //   - the current master looks sane: it reports role master, is not SDOWN
 //     and its INFO is younger than 20 s;
 //   - the instance has not entered SDOWN in the last ConvertWait (8 s);
@@ -126,6 +128,7 @@ func ConvertToReplica(in HealInput) Action {
 // re-pointed when all of these hold:
 //   - it is not the current master, no failover is in progress and this
 //     node is not in TILT;
+//   - its own INFO is younger than 20 s (as for ConvertToReplica);
 //   - the current master looks sane (as for ConvertToReplica);
 //   - the instance has not entered SDOWN within the last failover-timeout;
 //   - the wrong master address has been reported for longer than
@@ -168,6 +171,12 @@ func healBlocked(in HealInput) string {
 		return "failover in progress"
 	case in.Tilt:
 		return "tilt"
+	}
+	// Sentinel decides the moment an INFO reply arrives; Raftinel may
+	// decide later, so it refuses to act on a view of the instance that
+	// is no longer current.
+	if d := in.Now.Sub(in.Instance.InfoAt); d >= MasterSaneInfoAge {
+		return "instance info is " + secs(d) + " old"
 	}
 	return masterInsane(in)
 }

@@ -38,6 +38,7 @@ type Selection struct {
 
 // Rejection says why a replica cannot be promoted.
 type Rejection struct {
+	// Addr is the rejected replica's address.
 	Addr string
 	// Reason is a short, stable, operator-facing text such as "priority 0"
 	// or "info older than 5s (age 7s)".

@@ -1,0 +1,151 @@
+package failover
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSubjectivelyDown(t *testing.T) {
+	const downAfter = 30 * time.Second
+	now := at(time.Hour)
+	replied := func(ago time.Duration) Probe {
+		return Probe{Since: now.Add(-time.Hour), LastValidReply: now.Add(-ago), LinkUp: true}
+	}
+	slaveFor := func(ago time.Duration) Probe {
+		p := replied(time.Second)
+		p.InfoAt = now.Add(-time.Second)
+		p.Role = RoleReplica
+		p.RoleSince = now.Add(-ago)
+		return p
+	}
+	tests := []struct {
+		name         string
+		p            Probe
+		expectMaster bool
+		down         bool
+		reason       string
+	}{
+		{"fresh reply", replied(time.Second), true, false, ""},
+		{"silent exactly down-after", replied(downAfter), true, false, ""},
+		{"silent just over down-after", replied(downAfter + ms), true, true, "no valid reply for 30.001s (down-after 30s)"},
+		{"replica silent too", replied(downAfter + ms), false, true, "no valid reply for 30.001s (down-after 30s)"},
+		{"never replied, observed exactly down-after", Probe{Since: now.Add(-downAfter)}, true, false, ""},
+		{"never replied, observed longer", Probe{Since: now.Add(-downAfter - ms)}, true, true, "no valid reply for 30.001s (down-after 30s)"},
+		{"no observation window", Probe{}, true, false, "not probed yet"},
+		{"master reports slave exactly down-after+20s", slaveFor(50 * time.Second), true, false, ""},
+		{"master reports slave just over", slaveFor(50*time.Second + ms), true, true, "master reports role slave for 50.001s (limit 50s)"},
+		{"replica reporting slave is fine", slaveFor(time.Hour), false, false, ""},
+		{"role slave without info ignored", func() Probe { p := slaveFor(time.Hour); p.InfoAt = time.Time{}; return p }(), true, false, ""},
+		{"role since falls back to Since", func() Probe { p := slaveFor(0); p.RoleSince = time.Time{}; return p }(), true, true, "master reports role slave for 3600s (limit 50s)"},
+		{"master reporting master", func() Probe { p := slaveFor(time.Hour); p.Role = RoleMaster; return p }(), true, false, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			down, reason := SubjectivelyDown(tc.p, tc.expectMaster, downAfter, now)
+			if down != tc.down || reason != tc.reason {
+				t.Fatalf("got (%v, %q), want (%v, %q)", down, reason, tc.down, tc.reason)
+			}
+		})
+	}
+}
+
+func TestEvidenceFreshAndDownOpinion(t *testing.T) {
+	const downAfter = 60 * time.Second
+	// The instance last answered at t0; this node was stopped from t0+10s
+	// and noticed the gap at t0+40s.
+	p := Probe{Since: at(-time.Hour), LastValidReply: t0, LinkUp: true}
+	tilt := Tilt{}.Tick(at(10 * time.Second)).Tick(at(40 * time.Second))
+	if !tilt.EnteredAt.Equal(at(40 * time.Second)) {
+		t.Fatalf("tilt not entered: %+v", tilt)
+	}
+	resumed := tilt.EnteredAt
+
+	tests := []struct {
+		name   string
+		p      Probe
+		now    time.Time
+		down   bool
+		prefix string
+	}{
+		{"in tilt", p, at(69 * time.Second), false, "tilt since "},
+		{"tilt over, evidence stale", p, at(71 * time.Second), false, "down evidence predates the pause"},
+		{"exactly down-after since resume", p, resumed.Add(downAfter), false, ""},
+		{"full down-after since resume", p, resumed.Add(downAfter + ms), true, "no valid reply for 100.001s"},
+		{"reply after resume restarts clock", func() Probe { q := p; q.LastValidReply = at(45 * time.Second); return q }(), at(105*time.Second + ms), true, "no valid reply for 60.001s"},
+		{"not down at all", func() Probe { q := p; q.LastValidReply = at(100 * time.Second); return q }(), at(110 * time.Second), false, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			down, reason := DownOpinion(tc.p, true, downAfter, tilt, tc.now)
+			if down != tc.down || !strings.HasPrefix(reason, tc.prefix) {
+				t.Fatalf("got (%v, %q), want (%v, %q...)", down, reason, tc.down, tc.prefix)
+			}
+			sd, _ := SubjectivelyDown(tc.p, true, downAfter, tc.now)
+			fresh := EvidenceFresh(tc.p, true, downAfter, resumed, tc.now)
+			if !tilt.Active(tc.now) && tc.down != (sd && fresh) {
+				t.Fatalf("DownOpinion %v disagrees with SubjectivelyDown %v && EvidenceFresh %v", tc.down, sd, fresh)
+			}
+		})
+	}
+
+	t.Run("role rule clock restarts at resume", func(t *testing.T) {
+		q := Probe{Since: at(-time.Hour), LastValidReply: at(200 * time.Second), LinkUp: true,
+			InfoAt: at(200 * time.Second), Role: RoleReplica, RoleSince: t0}
+		// down-after + 20 s = 80 s after the resume at 40 s.
+		if EvidenceFresh(q, true, downAfter, resumed, at(120*time.Second)) {
+			t.Fatal("fresh at exactly 80s after resume")
+		}
+		if !EvidenceFresh(q, true, downAfter, resumed, at(120*time.Second+ms)) {
+			t.Fatal("not fresh just after 80s after resume")
+		}
+	})
+
+	t.Run("never tilted is plain SDOWN", func(t *testing.T) {
+		down, reason := DownOpinion(p, true, downAfter, Tilt{}, at(downAfter+ms))
+		if !down || reason != "no valid reply for 60.001s (down-after 60s)" {
+			t.Fatalf("got (%v, %q)", down, reason)
+		}
+	})
+}
+
+func TestObjectivelyDown(t *testing.T) {
+	const fresh = 5 * time.Second
+	now := at(time.Minute)
+	v := func(node string, down bool, ago time.Duration) Vote {
+		return Vote{Node: node, Down: down, At: now.Add(-ago)}
+	}
+	tests := []struct {
+		name   string
+		votes  []Vote
+		quorum int
+		down   bool
+		count  int
+	}{
+		{"no votes", nil, 1, false, 0},
+		{"quorum reached", []Vote{v("a", true, 0), v("b", true, time.Second)}, 2, true, 2},
+		{"quorum missed", []Vote{v("a", true, 0), v("b", false, 0)}, 2, false, 1},
+		{"quorum zero never down", []Vote{v("a", true, 0)}, 0, false, 1},
+		{"negative quorum never down", []Vote{v("a", true, 0)}, -1, false, 1},
+		{"same node counted once", []Vote{v("a", true, 0), v("a", true, time.Second)}, 2, false, 1},
+		{"exactly fresh", []Vote{v("a", true, fresh)}, 1, true, 1},
+		{"stale", []Vote{v("a", true, fresh+time.Nanosecond)}, 1, false, 0},
+		{"later up vote wins", []Vote{v("a", true, 2*time.Second), v("a", false, time.Second)}, 1, false, 0},
+		{"later down vote wins", []Vote{v("a", false, 2*time.Second), v("a", true, time.Second)}, 1, true, 1},
+		{"same instant: up wins", []Vote{v("a", true, time.Second), v("a", false, time.Second)}, 1, false, 0},
+		{"empty node ignored", []Vote{v("", true, 0)}, 1, false, 0},
+		{"future vote is fresh", []Vote{v("a", true, -time.Second)}, 1, true, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			down, count := ObjectivelyDown(tc.votes, tc.quorum, fresh, now)
+			if down != tc.down || count != tc.count {
+				t.Fatalf("got (%v, %d), want (%v, %d)", down, count, tc.down, tc.count)
+			}
+		})
+	}
+	got := DownVoters([]Vote{v("c", true, 0), v("a", true, 0), v("b", false, 0)}, fresh, now)
+	if strings.Join(got, ",") != "a,c" {
+		t.Fatalf("DownVoters = %v", got)
+	}
+}
