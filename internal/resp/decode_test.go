@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 )
 
@@ -16,6 +17,36 @@ type value struct {
 	null  bool // "$-1" or "*-1"
 	str   string
 	elems []value // for * ~ >, and for % keys and values alternating
+
+	// Set only in expected values: the reply is a double (RESP3) or its
+	// text in a bulk (RESP2) and must parse back to exactly f. Comparing
+	// numbers rather than text keeps the test from restating the
+	// Writer's formatting.
+	double bool
+	f      float64
+}
+
+// match reports whether a decoded reply is the expected one.
+func match(want, got value) bool {
+	if want.double {
+		if got.kind != want.kind || got.null || got.elems != nil {
+			return false
+		}
+		f, err := strconv.ParseFloat(got.str, 64)
+		if err != nil {
+			return false
+		}
+		return f == want.f || (math.IsNaN(f) && math.IsNaN(want.f))
+	}
+	if want.kind != got.kind || want.null != got.null || want.str != got.str || len(want.elems) != len(got.elems) {
+		return false
+	}
+	for i := range want.elems {
+		if !match(want.elems[i], got.elems[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 func (v value) String() string {

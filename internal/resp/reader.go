@@ -22,8 +22,8 @@ type Limits struct {
 	// MaxArgs is the most arguments one command may have, the command name
 	// included (default DefaultMaxArgs).
 	MaxArgs int
-	// MaxBulkLen is the longest bulk string a multibulk request may carry
-	// (default DefaultMaxBulkLen).
+	// MaxBulkLen is the longest argument, a bulk string of a multibulk
+	// request or a word of an inline one (default DefaultMaxBulkLen).
 	MaxBulkLen int
 	// MaxInlineLen is the longest inline command line, counted up to but
 	// not including its '\n' (default DefaultMaxInlineLen).
@@ -70,6 +70,7 @@ var (
 	errInlineTooBig    = protoErr("too big inline request")
 	errInlineQuotes    = protoErr("unbalanced quotes in request")
 	errInlineTooMany   = protoErr("too many arguments in inline request")
+	errInlineArgTooBig = protoErr("too big argument in inline request")
 	errCommandTooBig   = protoErr("too big command")
 )
 
@@ -289,7 +290,7 @@ func (r *Reader) readInline() ([][]byte, error) {
 	if n := len(line); n > 0 && line[n-1] == '\r' {
 		line = line[:n-1]
 	}
-	return splitInline(line, r.limits.MaxArgs)
+	return splitInline(line, r.limits)
 }
 
 // readLine returns the next line without its '\n'. A line that fits in the
@@ -362,7 +363,10 @@ func unhex(c byte) byte {
 // only \' is an escape. A quote may start inside a word (a"b c" is one
 // argument, "ab c"), but a closing quote must be followed by white space or
 // the end of the line.
-func splitInline(line []byte, maxArgs int) ([][]byte, error) {
+//
+// The limits apply as to a multibulk request, so that a command is accepted
+// in one form exactly when it is accepted in the other.
+func splitInline(line []byte, limits Limits) ([][]byte, error) {
 	i := 0
 	for i < len(line) && isSpace(line[i]) {
 		i++
@@ -382,7 +386,7 @@ func splitInline(line []byte, maxArgs int) ([][]byte, error) {
 		if i == len(line) {
 			return args, nil
 		}
-		if len(args) == maxArgs {
+		if len(args) == limits.MaxArgs {
 			return nil, errInlineTooMany
 		}
 		start := len(buf)
@@ -437,6 +441,12 @@ func splitInline(line []byte, maxArgs int) ([][]byte, error) {
 		}
 		if quote != 0 {
 			return nil, errInlineQuotes
+		}
+		if len(buf)-start > limits.MaxBulkLen {
+			return nil, errInlineArgTooBig
+		}
+		if len(buf) > limits.MaxCommandLen {
+			return nil, errCommandTooBig
 		}
 		args = append(args, buf[start:len(buf):len(buf)])
 	}

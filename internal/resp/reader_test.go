@@ -153,6 +153,9 @@ func TestReadCommandErrors(t *testing.T) {
 		{"inline never ends", Limits{}, strings.Repeat("a", DefaultMaxInlineLen+1), "Protocol error: too big inline request"},
 		{"inline above small MaxInlineLen", small, "a b c d e f\n", "Protocol error: too big inline request"},
 		{"inline above small MaxArgs", small, "a b c d\n", "Protocol error: too many arguments in inline request"},
+		{"inline above small MaxBulkLen", small, "a abcdef\n", "Protocol error: too big argument in inline request"},
+		{"inline quoted above small MaxBulkLen", small, `'abcdef'` + "\n", "Protocol error: too big argument in inline request"},
+		{"inline above small MaxCommandLen", small, "abcde abcd\n", "Protocol error: too big command"},
 		// truncated streams
 		{"eof after count", Limits{}, "*2\r\n$4\r\nPING\r\n", "unexpected EOF"},
 		{"eof in count", Limits{}, "*1", "unexpected EOF"},
@@ -203,8 +206,10 @@ func TestReadCommandLimitsExact(t *testing.T) {
 		{"MaxArgs inline", small, "a b c\n", cmds(args("a", "b", "c"))},
 		{"MaxBulkLen", small, "*1\r\n$5\r\nabcde\r\n", cmds(args("abcde"))},
 		{"MaxCommandLen", small, "*2\r\n$5\r\nabcde\r\n$3\r\nabc\r\n", cmds(args("abcde", "abc"))},
-		{"MaxInlineLen", small, "0123456789\n", cmds(args("0123456789"))},
-		{"MaxInlineLen with CR", small, "012345678\r\n", cmds(args("012345678"))},
+		{"MaxBulkLen inline", small, "abcde\n", cmds(args("abcde"))},
+		{"MaxCommandLen inline", small, "abcde abc\n", cmds(args("abcde", "abc"))},
+		{"MaxInlineLen", small, "0   4   89\n", cmds(args("0", "4", "89"))},
+		{"MaxInlineLen with CR", small, "0  3  6  \r\n", cmds(args("0", "3", "6"))},
 		{"MaxInlineLen trailing blanks", small, "a         \n", cmds(args("a"))},
 		{"default MaxArgs", Limits{}, "*4096\r\n" + strings.Repeat("$0\r\n\r\n", 4096), cmds(make([]string, 4096))},
 		{"default MaxBulkLen", Limits{}, fmt.Sprintf("*1\r\n$%d\r\n%s\r\n", DefaultMaxBulkLen, strings.Repeat("x", DefaultMaxBulkLen)),
@@ -395,7 +400,7 @@ func TestSplitInlineRoundTrip(t *testing.T) {
 		all.WriteByte(byte(c))
 	}
 	line := quoteInline([][]byte{all.Bytes(), []byte("x")})
-	got, err := splitInline(line, 10)
+	got, err := splitInline(line, Limits{}.withDefaults())
 	if err != nil {
 		t.Fatal(err)
 	}
