@@ -2,7 +2,7 @@ package fsm
 
 import (
 	"fmt"
-	"time"
+	"strings"
 
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 	"google.golang.org/protobuf/proto"
@@ -29,24 +29,52 @@ func Encode(cmd *fsmv1.Command) ([]byte, error) {
 
 // applyCommand changes st according to cmd. It validates everything before
 // it mutates anything, so a rejected command leaves st untouched.
-func applyCommand(st *fsmv1.State, cmd *fsmv1.Command) error {
-	now := time.Unix(0, cmd.GetProposedAtUnixNanos())
+// It returns the events the command produced.
+func applyCommand(st *fsmv1.State, cmd *fsmv1.Command) ([]*fsmv1.Event, error) {
+	r := &recorder{st: st, now: cmd.GetProposedAtUnixNanos()}
+	var err error
 	switch k := cmd.Kind.(type) {
 	case *fsmv1.Command_RegisterNode:
-		return registerNode(st, k.RegisterNode, now)
+		err = registerNode(r, k.RegisterNode)
 	case *fsmv1.Command_DeregisterNode:
-		return deregisterNode(st, k.DeregisterNode)
+		err = deregisterNode(r, k.DeregisterNode)
 	case *fsmv1.Command_MonitorMaster:
-		return monitorMaster(st, k.MonitorMaster, now)
+		err = monitorMaster(r, k.MonitorMaster)
 	case *fsmv1.Command_RemoveMaster:
-		return removeMaster(st, k.RemoveMaster)
+		err = removeMaster(r, k.RemoveMaster)
 	case *fsmv1.Command_SetMasterOptions:
-		return setMasterOptions(st, k.SetMasterOptions)
+		err = setMasterOptions(r, k.SetMasterOptions)
+	case *fsmv1.Command_ResetMaster:
+		err = resetMaster(r, k.ResetMaster)
+	case *fsmv1.Command_ReportVote:
+		err = reportVote(r, k.ReportVote)
+	case *fsmv1.Command_UpdateReplicas:
+		err = updateReplicas(r, k.UpdateReplicas)
+	case *fsmv1.Command_SetObjectiveDown:
+		err = setObjectiveDown(r, k.SetObjectiveDown)
+	case *fsmv1.Command_BeginFailover:
+		err = beginFailover(r, k.BeginFailover)
+	case *fsmv1.Command_AbortFailover:
+		err = abortFailover(r, k.AbortFailover)
+	case *fsmv1.Command_Promoted:
+		err = promoted(r, k.Promoted)
+	case *fsmv1.Command_ReplicaReconfigured:
+		err = replicaReconfigured(r, k.ReplicaReconfigured)
+	case *fsmv1.Command_FinishFailover:
+		err = finishFailover(r, k.FinishFailover)
+	case *fsmv1.Command_RecordRepair:
+		err = recordRepair(r, k.RecordRepair)
+	default:
+		panic(fmt.Sprintf("fsm: command kind %T has no handler: upgrade this binary", cmd.Kind))
 	}
-	panic(fmt.Sprintf("fsm: command kind %T has no handler: upgrade this binary", cmd.Kind))
+	if err != nil {
+		return nil, err
+	}
+	return r.commit(), nil
 }
 
-func registerNode(st *fsmv1.State, c *fsmv1.RegisterNode, now time.Time) error {
+func registerNode(r *recorder, c *fsmv1.RegisterNode) error {
+	st := r.st
 	n := c.GetNode()
 	if err := ValidateName("node", n.GetId()); err != nil {
 		return err
@@ -68,7 +96,7 @@ func registerNode(st *fsmv1.State, c *fsmv1.RegisterNode, now time.Time) error {
 		}
 	}
 	stored := proto.Clone(n).(*fsmv1.Node)
-	stored.RegisteredAtUnixNanos = now.UnixNano()
+	stored.RegisteredAtUnixNanos = r.now
 	if old, ok := st.Nodes[n.GetId()]; ok {
 		stored.RegisteredAtUnixNanos = old.GetRegisteredAtUnixNanos()
 	}
@@ -79,7 +107,8 @@ func registerNode(st *fsmv1.State, c *fsmv1.RegisterNode, now time.Time) error {
 	return nil
 }
 
-func deregisterNode(st *fsmv1.State, c *fsmv1.DeregisterNode) error {
+func deregisterNode(r *recorder, c *fsmv1.DeregisterNode) error {
+	st := r.st
 	if _, ok := st.Nodes[c.GetId()]; !ok {
 		return errorf(NotFound, "unknown node %q", c.GetId())
 	}
@@ -87,7 +116,8 @@ func deregisterNode(st *fsmv1.State, c *fsmv1.DeregisterNode) error {
 	return nil
 }
 
-func monitorMaster(st *fsmv1.State, c *fsmv1.MonitorMaster, now time.Time) error {
+func monitorMaster(r *recorder, c *fsmv1.MonitorMaster) error {
+	st := r.st
 	if err := ValidateName("master", c.GetName()); err != nil {
 		return err
 	}
@@ -104,26 +134,29 @@ func monitorMaster(st *fsmv1.State, c *fsmv1.MonitorMaster, now time.Time) error
 	if st.Masters == nil {
 		st.Masters = map[string]*fsmv1.Master{}
 	}
-	st.Masters[c.GetName()] = &fsmv1.Master{
+	m := &fsmv1.Master{
 		Name:                 c.GetName(),
 		Address:              c.GetAddress(),
-		Epoch:                0,
 		Settings:             settings,
-		MonitoredAtUnixNanos: now.UnixNano(),
+		MonitoredAtUnixNanos: r.now,
 	}
+	st.Masters[c.GetName()] = m
+	r.add(m, "+monitor", fmt.Sprintf("%s quorum %d", masterDetail(m), settings.GetQuorum()), "")
 	return nil
 }
 
-func removeMaster(st *fsmv1.State, c *fsmv1.RemoveMaster) error {
-	if _, ok := st.Masters[c.GetName()]; !ok {
+func removeMaster(r *recorder, c *fsmv1.RemoveMaster) error {
+	m, ok := r.st.Masters[c.GetName()]
+	if !ok {
 		return errorf(NotFound, "unknown master %q", c.GetName())
 	}
-	delete(st.Masters, c.GetName())
+	r.add(m, "-monitor", masterDetail(m), "")
+	delete(r.st.Masters, c.GetName())
 	return nil
 }
 
-func setMasterOptions(st *fsmv1.State, c *fsmv1.SetMasterOptions) error {
-	m, ok := st.Masters[c.GetName()]
+func setMasterOptions(r *recorder, c *fsmv1.SetMasterOptions) error {
+	m, ok := r.st.Masters[c.GetName()]
 	if !ok {
 		return errorf(NotFound, "unknown master %q", c.GetName())
 	}
@@ -141,5 +174,12 @@ func setMasterOptions(st *fsmv1.State, c *fsmv1.SetMasterOptions) error {
 		return err
 	}
 	m.Settings = next
+	for _, o := range c.GetOptions() {
+		v := o.GetValue()
+		if strings.EqualFold(o.GetKey(), OptAuthPass) {
+			v = "******"
+		}
+		r.add(m, "+set", fmt.Sprintf("%s %s %s", masterDetail(m), strings.ToLower(o.GetKey()), v), "")
+	}
 	return nil
 }

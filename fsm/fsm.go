@@ -26,7 +26,14 @@ type FSM struct {
 	mu      sync.RWMutex
 	state   *fsmv1.State
 	changed chan struct{} // closed and replaced on every change
+	// recent holds the latest events of every master for live streams. It
+	// is not replicated state: a restore empties it.
+	recent []*fsmv1.Event
 }
+
+// recentEvents bounds the live event buffer; a reader further behind is
+// told it missed events.
+const recentEvents = 4096
 
 var _ raft.FSM = (*FSM)(nil)
 
@@ -43,8 +50,12 @@ func (f *FSM) Apply(l *raft.Log) any {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	err = applyCommand(f.state, cmd)
+	events, err := applyCommand(f.state, cmd)
 	f.state.AppliedIndex = l.Index
+	f.recent = append(f.recent, events...)
+	if over := len(f.recent) - recentEvents; over > 0 {
+		f.recent = append([]*fsmv1.Event(nil), f.recent[over:]...)
+	}
 	f.notifyLocked()
 	return &Result{Index: l.Index, Err: err}
 }
@@ -61,6 +72,32 @@ func (f *FSM) Changed() (<-chan struct{}, uint64) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.changed, f.state.GetAppliedIndex()
+}
+
+// EventsSince returns the events with a sequence number above after, oldest
+// first, and whether some in between are no longer available (the reader
+// fell too far behind, or a snapshot was installed meanwhile).
+func (f *FSM) EventsSince(after uint64) ([]*fsmv1.Event, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	last := f.state.GetLastEventSeq()
+	if after >= last {
+		return nil, false
+	}
+	i := sort.Search(len(f.recent), func(i int) bool { return f.recent[i].GetSeq() > after })
+	out := make([]*fsmv1.Event, 0, len(f.recent)-i)
+	for _, e := range f.recent[i:] {
+		out = append(out, proto.Clone(e).(*fsmv1.Event))
+	}
+	missed := len(out) == 0 || out[0].GetSeq() > after+1
+	return out, missed
+}
+
+// LastEventSeq is the sequence number of the newest event.
+func (f *FSM) LastEventSeq() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.GetLastEventSeq()
 }
 
 // AppliedIndex is the Raft index of the last applied command.
@@ -160,6 +197,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.state = st
+	f.recent = nil
 	f.notifyLocked()
 	return nil
 }

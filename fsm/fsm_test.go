@@ -93,7 +93,7 @@ func TestEveryCommandKindHasAHandler(t *testing.T) {
 					t.Fatalf("kind %s panicked: %v", fd.Name(), r)
 				}
 			}()
-			_ = applyCommand(&fsmv1.State{}, cmd)
+			_, _ = applyCommand(&fsmv1.State{}, cmd)
 		})
 	}
 }
@@ -287,7 +287,9 @@ func genCommand(t *rapid.T) *fsmv1.Command {
 	name := rapid.SampledFrom([]string{"a", "b", "c", "bad name"}).Draw(t, "name")
 	addr := rapid.SampledFrom([]string{"127.0.0.1:6379", "10.0.0.1:6380", "host:0"}).Draw(t, "addr")
 	var cmd *fsmv1.Command
-	switch rapid.IntRange(0, 4).Draw(t, "kind") {
+	replica := rapid.SampledFrom([]string{"127.0.0.1:6380", "127.0.0.1:6381", "127.0.0.1:6379"}).Draw(t, "replica")
+	epoch := uint64(rapid.IntRange(0, 2).Draw(t, "epoch"))
+	switch rapid.IntRange(0, 10).Draw(t, "kind") {
 	case 0:
 		cmd = monitor(name, addr, uint32(rapid.IntRange(0, 3).Draw(t, "quorum")))
 	case 1:
@@ -302,6 +304,21 @@ func genCommand(t *rapid.T) *fsmv1.Command {
 	case 4:
 		id := rapid.SampledFrom([]string{"n1", "n2", "n3"}).Draw(t, "id")
 		cmd = &fsmv1.Command{Kind: &fsmv1.Command_DeregisterNode{DeregisterNode: &fsmv1.DeregisterNode{Id: id}}}
+	case 5:
+		cmd = cmdOf(&fsmv1.ReportVote{Master: name, NodeId: "n1", Address: addr, Down: rapid.Bool().Draw(t, "down")})
+	case 6:
+		cmd = cmdOf(&fsmv1.UpdateReplicas{Master: name, ExpectedEpoch: epoch, Replicas: []*fsmv1.Replica{
+			{Address: replica, Sdown: rapid.Bool().Draw(t, "sdown"), RunId: rapid.SampledFrom([]string{"", "a", "b"}).Draw(t, "run")}}})
+	case 7:
+		cmd = cmdOf(&fsmv1.BeginFailover{Master: name, ExpectedEpoch: epoch, Reason: "odown",
+			Candidate: rapid.SampledFrom([]string{"", replica}).Draw(t, "candidate")})
+	case 8:
+		cmd = cmdOf(&fsmv1.Promoted{Master: name, ExpectedEpoch: epoch, Address: replica})
+	case 9:
+		cmd = cmdOf(&fsmv1.ReplicaReconfigured{Master: name, ExpectedEpoch: epoch, Address: replica,
+			Phase: fsmv1.ReconfPhase(rapid.IntRange(0, 4).Draw(t, "phase"))})
+	case 10:
+		cmd = cmdOf(&fsmv1.FinishFailover{Master: name, ExpectedEpoch: epoch})
 	}
 	cmd.ProposedAtUnixNanos = rapid.Int64Range(1, 1<<62).Draw(t, "at")
 	return cmd
@@ -438,7 +455,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		// Whatever decodes must apply without panicking.
 		st := &fsmv1.State{}
-		_ = applyCommand(st, cmd)
+		_, _ = applyCommand(st, cmd)
 		if err := ValidateState(st); err != nil {
 			t.Fatalf("apply produced an invalid state: %v", err)
 		}

@@ -25,6 +25,112 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ReconfPhase int32
+
+const (
+	ReconfPhase_RECONF_PHASE_UNSPECIFIED ReconfPhase = 0
+	ReconfPhase_RECONF_PHASE_PENDING     ReconfPhase = 1
+	ReconfPhase_RECONF_PHASE_SENT        ReconfPhase = 2
+	ReconfPhase_RECONF_PHASE_IN_PROGRESS ReconfPhase = 3
+	ReconfPhase_RECONF_PHASE_DONE        ReconfPhase = 4
+)
+
+// Enum value maps for ReconfPhase.
+var (
+	ReconfPhase_name = map[int32]string{
+		0: "RECONF_PHASE_UNSPECIFIED",
+		1: "RECONF_PHASE_PENDING",
+		2: "RECONF_PHASE_SENT",
+		3: "RECONF_PHASE_IN_PROGRESS",
+		4: "RECONF_PHASE_DONE",
+	}
+	ReconfPhase_value = map[string]int32{
+		"RECONF_PHASE_UNSPECIFIED": 0,
+		"RECONF_PHASE_PENDING":     1,
+		"RECONF_PHASE_SENT":        2,
+		"RECONF_PHASE_IN_PROGRESS": 3,
+		"RECONF_PHASE_DONE":        4,
+	}
+)
+
+func (x ReconfPhase) Enum() *ReconfPhase {
+	p := new(ReconfPhase)
+	*p = x
+	return p
+}
+
+func (x ReconfPhase) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReconfPhase) Descriptor() protoreflect.EnumDescriptor {
+	return file_coordinator_fsm_v1_fsm_proto_enumTypes[0].Descriptor()
+}
+
+func (ReconfPhase) Type() protoreflect.EnumType {
+	return &file_coordinator_fsm_v1_fsm_proto_enumTypes[0]
+}
+
+func (x ReconfPhase) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReconfPhase.Descriptor instead.
+func (ReconfPhase) EnumDescriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{0}
+}
+
+type FailoverPhase int32
+
+const (
+	FailoverPhase_FAILOVER_PHASE_UNSPECIFIED FailoverPhase = 0
+	// Waiting for the candidate to report role master.
+	FailoverPhase_FAILOVER_PHASE_PROMOTING FailoverPhase = 1
+	// Promoted; re-pointing the other replicas.
+	FailoverPhase_FAILOVER_PHASE_RECONF_REPLICAS FailoverPhase = 2
+)
+
+// Enum value maps for FailoverPhase.
+var (
+	FailoverPhase_name = map[int32]string{
+		0: "FAILOVER_PHASE_UNSPECIFIED",
+		1: "FAILOVER_PHASE_PROMOTING",
+		2: "FAILOVER_PHASE_RECONF_REPLICAS",
+	}
+	FailoverPhase_value = map[string]int32{
+		"FAILOVER_PHASE_UNSPECIFIED":     0,
+		"FAILOVER_PHASE_PROMOTING":       1,
+		"FAILOVER_PHASE_RECONF_REPLICAS": 2,
+	}
+)
+
+func (x FailoverPhase) Enum() *FailoverPhase {
+	p := new(FailoverPhase)
+	*p = x
+	return p
+}
+
+func (x FailoverPhase) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FailoverPhase) Descriptor() protoreflect.EnumDescriptor {
+	return file_coordinator_fsm_v1_fsm_proto_enumTypes[1].Descriptor()
+}
+
+func (FailoverPhase) Type() protoreflect.EnumType {
+	return &file_coordinator_fsm_v1_fsm_proto_enumTypes[1]
+}
+
+func (x FailoverPhase) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FailoverPhase.Descriptor instead.
+func (FailoverPhase) EnumDescriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{1}
+}
+
 // Command is one Raft log entry.
 type Command struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -38,6 +144,16 @@ type Command struct {
 	//	*Command_MonitorMaster
 	//	*Command_RemoveMaster
 	//	*Command_SetMasterOptions
+	//	*Command_ResetMaster
+	//	*Command_ReportVote
+	//	*Command_UpdateReplicas
+	//	*Command_SetObjectiveDown
+	//	*Command_BeginFailover
+	//	*Command_AbortFailover
+	//	*Command_Promoted
+	//	*Command_ReplicaReconfigured
+	//	*Command_FinishFailover
+	//	*Command_RecordRepair
 	Kind          isCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -132,6 +248,96 @@ func (x *Command) GetSetMasterOptions() *SetMasterOptions {
 	return nil
 }
 
+func (x *Command) GetResetMaster() *ResetMaster {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_ResetMaster); ok {
+			return x.ResetMaster
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetReportVote() *ReportVote {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_ReportVote); ok {
+			return x.ReportVote
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetUpdateReplicas() *UpdateReplicas {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_UpdateReplicas); ok {
+			return x.UpdateReplicas
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetObjectiveDown() *SetObjectiveDown {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_SetObjectiveDown); ok {
+			return x.SetObjectiveDown
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetBeginFailover() *BeginFailover {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_BeginFailover); ok {
+			return x.BeginFailover
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAbortFailover() *AbortFailover {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_AbortFailover); ok {
+			return x.AbortFailover
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPromoted() *Promoted {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_Promoted); ok {
+			return x.Promoted
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetReplicaReconfigured() *ReplicaReconfigured {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_ReplicaReconfigured); ok {
+			return x.ReplicaReconfigured
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetFinishFailover() *FinishFailover {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_FinishFailover); ok {
+			return x.FinishFailover
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRecordRepair() *RecordRepair {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_RecordRepair); ok {
+			return x.RecordRepair
+		}
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -156,6 +362,46 @@ type Command_SetMasterOptions struct {
 	SetMasterOptions *SetMasterOptions `protobuf:"bytes,14,opt,name=set_master_options,json=setMasterOptions,proto3,oneof"`
 }
 
+type Command_ResetMaster struct {
+	ResetMaster *ResetMaster `protobuf:"bytes,15,opt,name=reset_master,json=resetMaster,proto3,oneof"`
+}
+
+type Command_ReportVote struct {
+	ReportVote *ReportVote `protobuf:"bytes,20,opt,name=report_vote,json=reportVote,proto3,oneof"`
+}
+
+type Command_UpdateReplicas struct {
+	UpdateReplicas *UpdateReplicas `protobuf:"bytes,21,opt,name=update_replicas,json=updateReplicas,proto3,oneof"`
+}
+
+type Command_SetObjectiveDown struct {
+	SetObjectiveDown *SetObjectiveDown `protobuf:"bytes,22,opt,name=set_objective_down,json=setObjectiveDown,proto3,oneof"`
+}
+
+type Command_BeginFailover struct {
+	BeginFailover *BeginFailover `protobuf:"bytes,23,opt,name=begin_failover,json=beginFailover,proto3,oneof"`
+}
+
+type Command_AbortFailover struct {
+	AbortFailover *AbortFailover `protobuf:"bytes,24,opt,name=abort_failover,json=abortFailover,proto3,oneof"`
+}
+
+type Command_Promoted struct {
+	Promoted *Promoted `protobuf:"bytes,25,opt,name=promoted,proto3,oneof"`
+}
+
+type Command_ReplicaReconfigured struct {
+	ReplicaReconfigured *ReplicaReconfigured `protobuf:"bytes,26,opt,name=replica_reconfigured,json=replicaReconfigured,proto3,oneof"`
+}
+
+type Command_FinishFailover struct {
+	FinishFailover *FinishFailover `protobuf:"bytes,27,opt,name=finish_failover,json=finishFailover,proto3,oneof"`
+}
+
+type Command_RecordRepair struct {
+	RecordRepair *RecordRepair `protobuf:"bytes,28,opt,name=record_repair,json=recordRepair,proto3,oneof"`
+}
+
 func (*Command_RegisterNode) isCommand_Kind() {}
 
 func (*Command_DeregisterNode) isCommand_Kind() {}
@@ -165,6 +411,775 @@ func (*Command_MonitorMaster) isCommand_Kind() {}
 func (*Command_RemoveMaster) isCommand_Kind() {}
 
 func (*Command_SetMasterOptions) isCommand_Kind() {}
+
+func (*Command_ResetMaster) isCommand_Kind() {}
+
+func (*Command_ReportVote) isCommand_Kind() {}
+
+func (*Command_UpdateReplicas) isCommand_Kind() {}
+
+func (*Command_SetObjectiveDown) isCommand_Kind() {}
+
+func (*Command_BeginFailover) isCommand_Kind() {}
+
+func (*Command_AbortFailover) isCommand_Kind() {}
+
+func (*Command_Promoted) isCommand_Kind() {}
+
+func (*Command_ReplicaReconfigured) isCommand_Kind() {}
+
+func (*Command_FinishFailover) isCommand_Kind() {}
+
+func (*Command_RecordRepair) isCommand_Kind() {}
+
+// ResetMaster forgets a master's replicas, votes, failover state and
+// anti-flap timer (Sentinel's RESET).
+type ResetMaster struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetMaster) Reset() {
+	*x = ResetMaster{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetMaster) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetMaster) ProtoMessage() {}
+
+func (x *ResetMaster) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetMaster.ProtoReflect.Descriptor instead.
+func (*ResetMaster) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ResetMaster) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// ReportVote is one node's SDOWN opinion of a master, committed when the
+// opinion changes and re-asserted while it is down, so that the leader can
+// count fresh down votes.
+type ReportVote struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Master string                 `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
+	NodeId string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The master address the opinion is about; a vote about an address that is
+	// no longer the master is ignored.
+	Address       string `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	Down          bool   `protobuf:"varint,4,opt,name=down,proto3" json:"down,omitempty"`
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportVote) Reset() {
+	*x = ReportVote{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportVote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportVote) ProtoMessage() {}
+
+func (x *ReportVote) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportVote.ProtoReflect.Descriptor instead.
+func (*ReportVote) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ReportVote) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *ReportVote) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ReportVote) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ReportVote) GetDown() bool {
+	if x != nil {
+		return x.Down
+	}
+	return false
+}
+
+func (x *ReportVote) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// UpdateReplicas is the leader's latest view of a master's replicas. Known
+// replicas missing from the list are kept, as Sentinel keeps them until a
+// RESET.
+type UpdateReplicas struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Master        string                 `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
+	ExpectedEpoch uint64                 `protobuf:"varint,2,opt,name=expected_epoch,json=expectedEpoch,proto3" json:"expected_epoch,omitempty"`
+	Replicas      []*Replica             `protobuf:"bytes,3,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	// What the master itself reported, for display.
+	MasterOffset  int64  `protobuf:"varint,4,opt,name=master_offset,json=masterOffset,proto3" json:"master_offset,omitempty"`
+	MasterRunId   string `protobuf:"bytes,5,opt,name=master_run_id,json=masterRunId,proto3" json:"master_run_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateReplicas) Reset() {
+	*x = UpdateReplicas{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateReplicas) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateReplicas) ProtoMessage() {}
+
+func (x *UpdateReplicas) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateReplicas.ProtoReflect.Descriptor instead.
+func (*UpdateReplicas) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *UpdateReplicas) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *UpdateReplicas) GetExpectedEpoch() uint64 {
+	if x != nil {
+		return x.ExpectedEpoch
+	}
+	return 0
+}
+
+func (x *UpdateReplicas) GetReplicas() []*Replica {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *UpdateReplicas) GetMasterOffset() int64 {
+	if x != nil {
+		return x.MasterOffset
+	}
+	return 0
+}
+
+func (x *UpdateReplicas) GetMasterRunId() string {
+	if x != nil {
+		return x.MasterRunId
+	}
+	return ""
+}
+
+// SetObjectiveDown records the leader's ODOWN judgement changing.
+type SetObjectiveDown struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Master        string                 `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
+	ExpectedEpoch uint64                 `protobuf:"varint,2,opt,name=expected_epoch,json=expectedEpoch,proto3" json:"expected_epoch,omitempty"`
+	Down          bool                   `protobuf:"varint,3,opt,name=down,proto3" json:"down,omitempty"`
+	Votes         uint32                 `protobuf:"varint,4,opt,name=votes,proto3" json:"votes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetObjectiveDown) Reset() {
+	*x = SetObjectiveDown{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetObjectiveDown) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetObjectiveDown) ProtoMessage() {}
+
+func (x *SetObjectiveDown) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetObjectiveDown.ProtoReflect.Descriptor instead.
+func (*SetObjectiveDown) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SetObjectiveDown) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *SetObjectiveDown) GetExpectedEpoch() uint64 {
+	if x != nil {
+		return x.ExpectedEpoch
+	}
+	return 0
+}
+
+func (x *SetObjectiveDown) GetDown() bool {
+	if x != nil {
+		return x.Down
+	}
+	return false
+}
+
+func (x *SetObjectiveDown) GetVotes() uint32 {
+	if x != nil {
+		return x.Votes
+	}
+	return 0
+}
+
+// BeginFailover opens the failover journal of a master.
+type BeginFailover struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Master        string                 `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
+	ExpectedEpoch uint64                 `protobuf:"varint,2,opt,name=expected_epoch,json=expectedEpoch,proto3" json:"expected_epoch,omitempty"`
+	// "odown" or "manual".
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The replica to promote; empty when no replica is eligible, in which
+	// case an AbortFailover follows.
+	Candidate     string       `protobuf:"bytes,4,opt,name=candidate,proto3" json:"candidate,omitempty"`
+	Rejected      []*Rejection `protobuf:"bytes,5,rep,name=rejected,proto3" json:"rejected,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BeginFailover) Reset() {
+	*x = BeginFailover{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BeginFailover) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BeginFailover) ProtoMessage() {}
+
+func (x *BeginFailover) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BeginFailover.ProtoReflect.Descriptor instead.
+func (*BeginFailover) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *BeginFailover) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *BeginFailover) GetExpectedEpoch() uint64 {
+	if x != nil {
+		return x.ExpectedEpoch
+	}
+	return 0
+}
+
+func (x *BeginFailover) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *BeginFailover) GetCandidate() string {
+	if x != nil {
+		return x.Candidate
+	}
+	return ""
+}
+
+func (x *BeginFailover) GetRejected() []*Rejection {
+	if x != nil {
+		return x.Rejected
+	}
+	return nil
+}
+
+// AbortFailover closes the journal before promotion, with the Sentinel event
+// that explains why (for example -failover-abort-no-good-slave).
+type AbortFailover struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Master        string                 `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
+	ExpectedEpoch uint64                 `protobuf:"varint,2,opt,name=expected_epoch,json=expectedEpoch,proto3" json:"expected_epoch,omitempty"`
+	Event         string                 `protobuf:"bytes,3,opt,name=event,proto3" json:"event,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AbortFailover) Reset() {
+	*x = AbortFailover{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AbortFailover) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AbortFailover) ProtoMessage() {}
+
+func (x *AbortFailover) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AbortFailover.ProtoReflect.Descriptor instead.
+func (*AbortFailover) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AbortFailover) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *AbortFailover) GetExpectedEpoch() uint64 {
+	if x != nil {
+		return x.ExpectedEpoch
+	}
+	return 0
+}
+
+func (x *AbortFailover) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
+func (x *AbortFailover) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// Promoted records that the candidate reports role master: the epoch rises
+// and from this entry on every front end serves the new address.
+type Promoted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Master        string                 `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
+	ExpectedEpoch uint64                 `protobuf:"varint,2,opt,name=expected_epoch,json=expectedEpoch,proto3" json:"expected_epoch,omitempty"`
+	Address       string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Promoted) Reset() {
+	*x = Promoted{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Promoted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Promoted) ProtoMessage() {}
+
+func (x *Promoted) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Promoted.ProtoReflect.Descriptor instead.
+func (*Promoted) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Promoted) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *Promoted) GetExpectedEpoch() uint64 {
+	if x != nil {
+		return x.ExpectedEpoch
+	}
+	return 0
+}
+
+func (x *Promoted) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+// ReplicaReconfigured records progress of re-pointing one replica.
+type ReplicaReconfigured struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Master        string                 `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
+	ExpectedEpoch uint64                 `protobuf:"varint,2,opt,name=expected_epoch,json=expectedEpoch,proto3" json:"expected_epoch,omitempty"`
+	Address       string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	Phase         ReconfPhase            `protobuf:"varint,4,opt,name=phase,proto3,enum=coordinator.fsm.v1.ReconfPhase" json:"phase,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaReconfigured) Reset() {
+	*x = ReplicaReconfigured{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaReconfigured) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaReconfigured) ProtoMessage() {}
+
+func (x *ReplicaReconfigured) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaReconfigured.ProtoReflect.Descriptor instead.
+func (*ReplicaReconfigured) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ReplicaReconfigured) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *ReplicaReconfigured) GetExpectedEpoch() uint64 {
+	if x != nil {
+		return x.ExpectedEpoch
+	}
+	return 0
+}
+
+func (x *ReplicaReconfigured) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ReplicaReconfigured) GetPhase() ReconfPhase {
+	if x != nil {
+		return x.Phase
+	}
+	return ReconfPhase_RECONF_PHASE_UNSPECIFIED
+}
+
+// FinishFailover closes the journal after promotion.
+type FinishFailover struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Master        string                 `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
+	ExpectedEpoch uint64                 `protobuf:"varint,2,opt,name=expected_epoch,json=expectedEpoch,proto3" json:"expected_epoch,omitempty"`
+	TimedOut      bool                   `protobuf:"varint,3,opt,name=timed_out,json=timedOut,proto3" json:"timed_out,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinishFailover) Reset() {
+	*x = FinishFailover{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinishFailover) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinishFailover) ProtoMessage() {}
+
+func (x *FinishFailover) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinishFailover.ProtoReflect.Descriptor instead.
+func (*FinishFailover) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *FinishFailover) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *FinishFailover) GetExpectedEpoch() uint64 {
+	if x != nil {
+		return x.ExpectedEpoch
+	}
+	return 0
+}
+
+func (x *FinishFailover) GetTimedOut() bool {
+	if x != nil {
+		return x.TimedOut
+	}
+	return false
+}
+
+// RecordRepair records a topology repair outside a failover
+// (+convert-to-slave, +fix-slave-config) after the leader sent it.
+type RecordRepair struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Master        string                 `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
+	ExpectedEpoch uint64                 `protobuf:"varint,2,opt,name=expected_epoch,json=expectedEpoch,proto3" json:"expected_epoch,omitempty"`
+	Address       string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	// "+convert-to-slave" or "+fix-slave-config".
+	Event         string `protobuf:"bytes,4,opt,name=event,proto3" json:"event,omitempty"`
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordRepair) Reset() {
+	*x = RecordRepair{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordRepair) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordRepair) ProtoMessage() {}
+
+func (x *RecordRepair) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordRepair.ProtoReflect.Descriptor instead.
+func (*RecordRepair) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RecordRepair) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *RecordRepair) GetExpectedEpoch() uint64 {
+	if x != nil {
+		return x.ExpectedEpoch
+	}
+	return 0
+}
+
+func (x *RecordRepair) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *RecordRepair) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
+func (x *RecordRepair) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type Rejection struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rejection) Reset() {
+	*x = Rejection{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rejection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rejection) ProtoMessage() {}
+
+func (x *Rejection) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
+func (*Rejection) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Rejection) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Rejection) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
 
 // RegisterNode records (or updates) the addresses a node advertises.
 type RegisterNode struct {
@@ -176,7 +1191,7 @@ type RegisterNode struct {
 
 func (x *RegisterNode) Reset() {
 	*x = RegisterNode{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[1]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -188,7 +1203,7 @@ func (x *RegisterNode) String() string {
 func (*RegisterNode) ProtoMessage() {}
 
 func (x *RegisterNode) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[1]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -201,7 +1216,7 @@ func (x *RegisterNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNode.ProtoReflect.Descriptor instead.
 func (*RegisterNode) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{1}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RegisterNode) GetNode() *Node {
@@ -221,7 +1236,7 @@ type DeregisterNode struct {
 
 func (x *DeregisterNode) Reset() {
 	*x = DeregisterNode{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[2]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -233,7 +1248,7 @@ func (x *DeregisterNode) String() string {
 func (*DeregisterNode) ProtoMessage() {}
 
 func (x *DeregisterNode) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[2]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -246,7 +1261,7 @@ func (x *DeregisterNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterNode.ProtoReflect.Descriptor instead.
 func (*DeregisterNode) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{2}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeregisterNode) GetId() string {
@@ -269,7 +1284,7 @@ type MonitorMaster struct {
 
 func (x *MonitorMaster) Reset() {
 	*x = MonitorMaster{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[3]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +1296,7 @@ func (x *MonitorMaster) String() string {
 func (*MonitorMaster) ProtoMessage() {}
 
 func (x *MonitorMaster) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[3]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +1309,7 @@ func (x *MonitorMaster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MonitorMaster.ProtoReflect.Descriptor instead.
 func (*MonitorMaster) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{3}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MonitorMaster) GetName() string {
@@ -328,7 +1343,7 @@ type RemoveMaster struct {
 
 func (x *RemoveMaster) Reset() {
 	*x = RemoveMaster{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[4]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -340,7 +1355,7 @@ func (x *RemoveMaster) String() string {
 func (*RemoveMaster) ProtoMessage() {}
 
 func (x *RemoveMaster) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[4]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -353,7 +1368,7 @@ func (x *RemoveMaster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMaster.ProtoReflect.Descriptor instead.
 func (*RemoveMaster) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{4}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RemoveMaster) GetName() string {
@@ -374,7 +1389,7 @@ type SetMasterOptions struct {
 
 func (x *SetMasterOptions) Reset() {
 	*x = SetMasterOptions{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[5]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -386,7 +1401,7 @@ func (x *SetMasterOptions) String() string {
 func (*SetMasterOptions) ProtoMessage() {}
 
 func (x *SetMasterOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[5]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -399,7 +1414,7 @@ func (x *SetMasterOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMasterOptions.ProtoReflect.Descriptor instead.
 func (*SetMasterOptions) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{5}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SetMasterOptions) GetName() string {
@@ -427,7 +1442,7 @@ type Option struct {
 
 func (x *Option) Reset() {
 	*x = Option{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[6]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -439,7 +1454,7 @@ func (x *Option) String() string {
 func (*Option) ProtoMessage() {}
 
 func (x *Option) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[6]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -452,7 +1467,7 @@ func (x *Option) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Option.ProtoReflect.Descriptor instead.
 func (*Option) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{6}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Option) GetKey() string {
@@ -475,14 +1490,16 @@ type State struct {
 	Nodes   map[string]*Node       `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Masters map[string]*Master     `protobuf:"bytes,2,rep,name=masters,proto3" json:"masters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Raft index of the last command applied to this state.
-	AppliedIndex  uint64 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// Sequence number of the last event recorded under any master.
+	LastEventSeq  uint64 `protobuf:"varint,4,opt,name=last_event_seq,json=lastEventSeq,proto3" json:"last_event_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -494,7 +1511,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -507,7 +1524,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *State) GetNodes() map[string]*Node {
@@ -531,6 +1548,13 @@ func (x *State) GetAppliedIndex() uint64 {
 	return 0
 }
 
+func (x *State) GetLastEventSeq() uint64 {
+	if x != nil {
+		return x.LastEventSeq
+	}
+	return 0
+}
+
 // Node is one coordinator process as the cluster knows it.
 type Node struct {
 	state                 protoimpl.MessageState `protogen:"open.v1"`
@@ -545,7 +1569,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -557,7 +1581,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -570,7 +1594,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Node) GetId() string {
@@ -618,13 +1642,29 @@ type Master struct {
 	Epoch                uint64          `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	Settings             *MasterSettings `protobuf:"bytes,4,opt,name=settings,proto3" json:"settings,omitempty"`
 	MonitoredAtUnixNanos int64           `protobuf:"varint,5,opt,name=monitored_at_unix_nanos,json=monitoredAtUnixNanos,proto3" json:"monitored_at_unix_nanos,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Known replicas, sorted by address. The master itself is never listed.
+	Replicas []*Replica `protobuf:"bytes,6,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	// Each node's latest opinion of the master, sorted by node id.
+	Votes []*Vote `protobuf:"bytes,7,rep,name=votes,proto3" json:"votes,omitempty"`
+	// The leader's ODOWN judgement.
+	Odown               bool  `protobuf:"varint,8,opt,name=odown,proto3" json:"odown,omitempty"`
+	OdownSinceUnixNanos int64 `protobuf:"varint,9,opt,name=odown_since_unix_nanos,json=odownSinceUnixNanos,proto3" json:"odown_since_unix_nanos,omitempty"`
+	// The failover in progress, if any.
+	Failover *Failover `protobuf:"bytes,10,opt,name=failover,proto3" json:"failover,omitempty"`
+	// When the last failover attempt began (Sentinel's 2 x failover-timeout
+	// rule counts from it).
+	LastFailoverAtUnixNanos int64 `protobuf:"varint,11,opt,name=last_failover_at_unix_nanos,json=lastFailoverAtUnixNanos,proto3" json:"last_failover_at_unix_nanos,omitempty"`
+	// The most recent events, oldest first, at most MaxEvents.
+	Events        []*Event `protobuf:"bytes,12,rep,name=events,proto3" json:"events,omitempty"`
+	MasterOffset  int64    `protobuf:"varint,13,opt,name=master_offset,json=masterOffset,proto3" json:"master_offset,omitempty"`
+	MasterRunId   string   `protobuf:"bytes,14,opt,name=master_run_id,json=masterRunId,proto3" json:"master_run_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Master) Reset() {
 	*x = Master{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[9]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -636,7 +1676,7 @@ func (x *Master) String() string {
 func (*Master) ProtoMessage() {}
 
 func (x *Master) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[9]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -649,7 +1689,7 @@ func (x *Master) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Master.ProtoReflect.Descriptor instead.
 func (*Master) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{9}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Master) GetName() string {
@@ -687,6 +1727,556 @@ func (x *Master) GetMonitoredAtUnixNanos() int64 {
 	return 0
 }
 
+func (x *Master) GetReplicas() []*Replica {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *Master) GetVotes() []*Vote {
+	if x != nil {
+		return x.Votes
+	}
+	return nil
+}
+
+func (x *Master) GetOdown() bool {
+	if x != nil {
+		return x.Odown
+	}
+	return false
+}
+
+func (x *Master) GetOdownSinceUnixNanos() int64 {
+	if x != nil {
+		return x.OdownSinceUnixNanos
+	}
+	return 0
+}
+
+func (x *Master) GetFailover() *Failover {
+	if x != nil {
+		return x.Failover
+	}
+	return nil
+}
+
+func (x *Master) GetLastFailoverAtUnixNanos() int64 {
+	if x != nil {
+		return x.LastFailoverAtUnixNanos
+	}
+	return 0
+}
+
+func (x *Master) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *Master) GetMasterOffset() int64 {
+	if x != nil {
+		return x.MasterOffset
+	}
+	return 0
+}
+
+func (x *Master) GetMasterRunId() string {
+	if x != nil {
+		return x.MasterRunId
+	}
+	return ""
+}
+
+// Replica is what the leader last observed of one replica.
+type Replica struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	RunId   string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// "slave" or "master" as INFO reported; empty before the first INFO.
+	Role             string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	MasterHost       string `protobuf:"bytes,4,opt,name=master_host,json=masterHost,proto3" json:"master_host,omitempty"`
+	MasterPort       int32  `protobuf:"varint,5,opt,name=master_port,json=masterPort,proto3" json:"master_port,omitempty"`
+	MasterLinkUp     bool   `protobuf:"varint,6,opt,name=master_link_up,json=masterLinkUp,proto3" json:"master_link_up,omitempty"`
+	MasterLinkDownMs int64  `protobuf:"varint,7,opt,name=master_link_down_ms,json=masterLinkDownMs,proto3" json:"master_link_down_ms,omitempty"`
+	Priority         int32  `protobuf:"varint,8,opt,name=priority,proto3" json:"priority,omitempty"`
+	Offset           int64  `protobuf:"varint,9,opt,name=offset,proto3" json:"offset,omitempty"`
+	Announced        bool   `protobuf:"varint,10,opt,name=announced,proto3" json:"announced,omitempty"`
+	// The leader's own SDOWN and link judgement.
+	Sdown               bool  `protobuf:"varint,11,opt,name=sdown,proto3" json:"sdown,omitempty"`
+	Disconnected        bool  `protobuf:"varint,12,opt,name=disconnected,proto3" json:"disconnected,omitempty"`
+	ObservedAtUnixNanos int64 `protobuf:"varint,13,opt,name=observed_at_unix_nanos,json=observedAtUnixNanos,proto3" json:"observed_at_unix_nanos,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *Replica) Reset() {
+	*x = Replica{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Replica) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Replica) ProtoMessage() {}
+
+func (x *Replica) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Replica.ProtoReflect.Descriptor instead.
+func (*Replica) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Replica) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Replica) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *Replica) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *Replica) GetMasterHost() string {
+	if x != nil {
+		return x.MasterHost
+	}
+	return ""
+}
+
+func (x *Replica) GetMasterPort() int32 {
+	if x != nil {
+		return x.MasterPort
+	}
+	return 0
+}
+
+func (x *Replica) GetMasterLinkUp() bool {
+	if x != nil {
+		return x.MasterLinkUp
+	}
+	return false
+}
+
+func (x *Replica) GetMasterLinkDownMs() int64 {
+	if x != nil {
+		return x.MasterLinkDownMs
+	}
+	return 0
+}
+
+func (x *Replica) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *Replica) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *Replica) GetAnnounced() bool {
+	if x != nil {
+		return x.Announced
+	}
+	return false
+}
+
+func (x *Replica) GetSdown() bool {
+	if x != nil {
+		return x.Sdown
+	}
+	return false
+}
+
+func (x *Replica) GetDisconnected() bool {
+	if x != nil {
+		return x.Disconnected
+	}
+	return false
+}
+
+func (x *Replica) GetObservedAtUnixNanos() int64 {
+	if x != nil {
+		return x.ObservedAtUnixNanos
+	}
+	return 0
+}
+
+// Vote is one node's latest SDOWN opinion of the master.
+type Vote struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	NodeId  string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Address string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Down    bool                   `protobuf:"varint,3,opt,name=down,proto3" json:"down,omitempty"`
+	// The leader's clock when the vote was proposed.
+	AtUnixNanos   int64  `protobuf:"varint,4,opt,name=at_unix_nanos,json=atUnixNanos,proto3" json:"at_unix_nanos,omitempty"`
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Vote) Reset() {
+	*x = Vote{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Vote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Vote) ProtoMessage() {}
+
+func (x *Vote) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Vote.ProtoReflect.Descriptor instead.
+func (*Vote) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Vote) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *Vote) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Vote) GetDown() bool {
+	if x != nil {
+		return x.Down
+	}
+	return false
+}
+
+func (x *Vote) GetAtUnixNanos() int64 {
+	if x != nil {
+		return x.AtUnixNanos
+	}
+	return 0
+}
+
+func (x *Vote) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// Failover is the journal of a failover in progress.
+type Failover struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Phase               FailoverPhase          `protobuf:"varint,1,opt,name=phase,proto3,enum=coordinator.fsm.v1.FailoverPhase" json:"phase,omitempty"`
+	Reason              string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Candidate           string                 `protobuf:"bytes,3,opt,name=candidate,proto3" json:"candidate,omitempty"`
+	OldMaster           string                 `protobuf:"bytes,4,opt,name=old_master,json=oldMaster,proto3" json:"old_master,omitempty"`
+	StartedEpoch        uint64                 `protobuf:"varint,5,opt,name=started_epoch,json=startedEpoch,proto3" json:"started_epoch,omitempty"`
+	StartedAtUnixNanos  int64                  `protobuf:"varint,6,opt,name=started_at_unix_nanos,json=startedAtUnixNanos,proto3" json:"started_at_unix_nanos,omitempty"`
+	PromotedAtUnixNanos int64                  `protobuf:"varint,7,opt,name=promoted_at_unix_nanos,json=promotedAtUnixNanos,proto3" json:"promoted_at_unix_nanos,omitempty"`
+	Reconf              []*ReplicaReconf       `protobuf:"bytes,8,rep,name=reconf,proto3" json:"reconf,omitempty"`
+	Rejected            []*Rejection           `protobuf:"bytes,9,rep,name=rejected,proto3" json:"rejected,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *Failover) Reset() {
+	*x = Failover{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Failover) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Failover) ProtoMessage() {}
+
+func (x *Failover) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Failover.ProtoReflect.Descriptor instead.
+func (*Failover) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *Failover) GetPhase() FailoverPhase {
+	if x != nil {
+		return x.Phase
+	}
+	return FailoverPhase_FAILOVER_PHASE_UNSPECIFIED
+}
+
+func (x *Failover) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Failover) GetCandidate() string {
+	if x != nil {
+		return x.Candidate
+	}
+	return ""
+}
+
+func (x *Failover) GetOldMaster() string {
+	if x != nil {
+		return x.OldMaster
+	}
+	return ""
+}
+
+func (x *Failover) GetStartedEpoch() uint64 {
+	if x != nil {
+		return x.StartedEpoch
+	}
+	return 0
+}
+
+func (x *Failover) GetStartedAtUnixNanos() int64 {
+	if x != nil {
+		return x.StartedAtUnixNanos
+	}
+	return 0
+}
+
+func (x *Failover) GetPromotedAtUnixNanos() int64 {
+	if x != nil {
+		return x.PromotedAtUnixNanos
+	}
+	return 0
+}
+
+func (x *Failover) GetReconf() []*ReplicaReconf {
+	if x != nil {
+		return x.Reconf
+	}
+	return nil
+}
+
+func (x *Failover) GetRejected() []*Rejection {
+	if x != nil {
+		return x.Rejected
+	}
+	return nil
+}
+
+// ReplicaReconf is one replica being re-pointed during a failover.
+type ReplicaReconf struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Address         string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Phase           ReconfPhase            `protobuf:"varint,2,opt,name=phase,proto3,enum=coordinator.fsm.v1.ReconfPhase" json:"phase,omitempty"`
+	SentAtUnixNanos int64                  `protobuf:"varint,3,opt,name=sent_at_unix_nanos,json=sentAtUnixNanos,proto3" json:"sent_at_unix_nanos,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ReplicaReconf) Reset() {
+	*x = ReplicaReconf{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaReconf) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaReconf) ProtoMessage() {}
+
+func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaReconf.ProtoReflect.Descriptor instead.
+func (*ReplicaReconf) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ReplicaReconf) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ReplicaReconf) GetPhase() ReconfPhase {
+	if x != nil {
+		return x.Phase
+	}
+	return ReconfPhase_RECONF_PHASE_UNSPECIFIED
+}
+
+func (x *ReplicaReconf) GetSentAtUnixNanos() int64 {
+	if x != nil {
+		return x.SentAtUnixNanos
+	}
+	return 0
+}
+
+// Event is one Sentinel-named event, with the payload Sentinel would publish
+// after the channel name.
+type Event struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Seq         uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	AtUnixNanos int64                  `protobuf:"varint,2,opt,name=at_unix_nanos,json=atUnixNanos,proto3" json:"at_unix_nanos,omitempty"`
+	Type        string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	Payload     string                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	// The node whose opinion the event reports (+sdown, -sdown); empty for
+	// cluster-wide events.
+	NodeId        string `protobuf:"bytes,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Epoch         uint64 `protobuf:"varint,6,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Master        string `protobuf:"bytes,7,opt,name=master,proto3" json:"master,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Event) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Event) GetAtUnixNanos() int64 {
+	if x != nil {
+		return x.AtUnixNanos
+	}
+	return 0
+}
+
+func (x *Event) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Event) GetPayload() string {
+	if x != nil {
+		return x.Payload
+	}
+	return ""
+}
+
+func (x *Event) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *Event) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *Event) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
 // MasterSettings are the per-master options, in Sentinel's units.
 type MasterSettings struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -705,7 +2295,7 @@ type MasterSettings struct {
 
 func (x *MasterSettings) Reset() {
 	*x = MasterSettings{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -717,7 +2307,7 @@ func (x *MasterSettings) String() string {
 func (*MasterSettings) ProtoMessage() {}
 
 func (x *MasterSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -730,7 +2320,7 @@ func (x *MasterSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterSettings.ProtoReflect.Descriptor instead.
 func (*MasterSettings) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MasterSettings) GetQuorum() uint32 {
@@ -786,7 +2376,7 @@ var File_coordinator_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccoordinator/fsm/v1/fsm.proto\x12\x12coordinator.fsm.v1\"\xc9\x03\n" +
+	"\x1ccoordinator/fsm/v1/fsm.proto\x12\x12coordinator.fsm.v1\"\xc1\t\n" +
 	"\aCommand\x123\n" +
 	"\x16proposed_at_unix_nanos\x18\x01 \x01(\x03R\x13proposedAtUnixNanos\x12G\n" +
 	"\rregister_node\x18\n" +
@@ -794,8 +2384,72 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0fderegister_node\x18\v \x01(\v2\".coordinator.fsm.v1.DeregisterNodeH\x00R\x0ederegisterNode\x12J\n" +
 	"\x0emonitor_master\x18\f \x01(\v2!.coordinator.fsm.v1.MonitorMasterH\x00R\rmonitorMaster\x12G\n" +
 	"\rremove_master\x18\r \x01(\v2 .coordinator.fsm.v1.RemoveMasterH\x00R\fremoveMaster\x12T\n" +
-	"\x12set_master_options\x18\x0e \x01(\v2$.coordinator.fsm.v1.SetMasterOptionsH\x00R\x10setMasterOptionsB\x06\n" +
-	"\x04kind\"<\n" +
+	"\x12set_master_options\x18\x0e \x01(\v2$.coordinator.fsm.v1.SetMasterOptionsH\x00R\x10setMasterOptions\x12D\n" +
+	"\freset_master\x18\x0f \x01(\v2\x1f.coordinator.fsm.v1.ResetMasterH\x00R\vresetMaster\x12A\n" +
+	"\vreport_vote\x18\x14 \x01(\v2\x1e.coordinator.fsm.v1.ReportVoteH\x00R\n" +
+	"reportVote\x12M\n" +
+	"\x0fupdate_replicas\x18\x15 \x01(\v2\".coordinator.fsm.v1.UpdateReplicasH\x00R\x0eupdateReplicas\x12T\n" +
+	"\x12set_objective_down\x18\x16 \x01(\v2$.coordinator.fsm.v1.SetObjectiveDownH\x00R\x10setObjectiveDown\x12J\n" +
+	"\x0ebegin_failover\x18\x17 \x01(\v2!.coordinator.fsm.v1.BeginFailoverH\x00R\rbeginFailover\x12J\n" +
+	"\x0eabort_failover\x18\x18 \x01(\v2!.coordinator.fsm.v1.AbortFailoverH\x00R\rabortFailover\x12:\n" +
+	"\bpromoted\x18\x19 \x01(\v2\x1c.coordinator.fsm.v1.PromotedH\x00R\bpromoted\x12\\\n" +
+	"\x14replica_reconfigured\x18\x1a \x01(\v2'.coordinator.fsm.v1.ReplicaReconfiguredH\x00R\x13replicaReconfigured\x12M\n" +
+	"\x0ffinish_failover\x18\x1b \x01(\v2\".coordinator.fsm.v1.FinishFailoverH\x00R\x0efinishFailover\x12G\n" +
+	"\rrecord_repair\x18\x1c \x01(\v2 .coordinator.fsm.v1.RecordRepairH\x00R\frecordRepairB\x06\n" +
+	"\x04kind\"!\n" +
+	"\vResetMaster\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x83\x01\n" +
+	"\n" +
+	"ReportVote\x12\x16\n" +
+	"\x06master\x18\x01 \x01(\tR\x06master\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x12\n" +
+	"\x04down\x18\x04 \x01(\bR\x04down\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xd1\x01\n" +
+	"\x0eUpdateReplicas\x12\x16\n" +
+	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
+	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x127\n" +
+	"\breplicas\x18\x03 \x03(\v2\x1b.coordinator.fsm.v1.ReplicaR\breplicas\x12#\n" +
+	"\rmaster_offset\x18\x04 \x01(\x03R\fmasterOffset\x12\"\n" +
+	"\rmaster_run_id\x18\x05 \x01(\tR\vmasterRunId\"{\n" +
+	"\x10SetObjectiveDown\x12\x16\n" +
+	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
+	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12\x12\n" +
+	"\x04down\x18\x03 \x01(\bR\x04down\x12\x14\n" +
+	"\x05votes\x18\x04 \x01(\rR\x05votes\"\xbf\x01\n" +
+	"\rBeginFailover\x12\x16\n" +
+	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
+	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1c\n" +
+	"\tcandidate\x18\x04 \x01(\tR\tcandidate\x129\n" +
+	"\brejected\x18\x05 \x03(\v2\x1d.coordinator.fsm.v1.RejectionR\brejected\"|\n" +
+	"\rAbortFailover\x12\x16\n" +
+	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
+	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12\x14\n" +
+	"\x05event\x18\x03 \x01(\tR\x05event\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"c\n" +
+	"\bPromoted\x12\x16\n" +
+	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
+	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\"\xa5\x01\n" +
+	"\x13ReplicaReconfigured\x12\x16\n" +
+	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
+	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x125\n" +
+	"\x05phase\x18\x04 \x01(\x0e2\x1f.coordinator.fsm.v1.ReconfPhaseR\x05phase\"l\n" +
+	"\x0eFinishFailover\x12\x16\n" +
+	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
+	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12\x1b\n" +
+	"\ttimed_out\x18\x03 \x01(\bR\btimedOut\"\x95\x01\n" +
+	"\fRecordRepair\x12\x16\n" +
+	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
+	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x14\n" +
+	"\x05event\x18\x04 \x01(\tR\x05event\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"=\n" +
+	"\tRejection\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"<\n" +
 	"\fRegisterNode\x12,\n" +
 	"\x04node\x18\x01 \x01(\v2\x18.coordinator.fsm.v1.NodeR\x04node\" \n" +
 	"\x0eDeregisterNode\x12\x0e\n" +
@@ -811,11 +2465,12 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\aoptions\x18\x02 \x03(\v2\x1a.coordinator.fsm.v1.OptionR\aoptions\"0\n" +
 	"\x06Option\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xd6\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xfc\x02\n" +
 	"\x05State\x12:\n" +
 	"\x05nodes\x18\x01 \x03(\v2$.coordinator.fsm.v1.State.NodesEntryR\x05nodes\x12@\n" +
 	"\amasters\x18\x02 \x03(\v2&.coordinator.fsm.v1.State.MastersEntryR\amasters\x12#\n" +
-	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x1aR\n" +
+	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12$\n" +
+	"\x0elast_event_seq\x18\x04 \x01(\x04R\flastEventSeq\x1aR\n" +
 	"\n" +
 	"NodesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
@@ -828,13 +2483,69 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12!\n" +
 	"\fgrpc_address\x18\x03 \x01(\tR\vgrpcAddress\x12)\n" +
 	"\x10sentinel_address\x18\x04 \x01(\tR\x0fsentinelAddress\x127\n" +
-	"\x18registered_at_unix_nanos\x18\x05 \x01(\x03R\x15registeredAtUnixNanos\"\xc3\x01\n" +
+	"\x18registered_at_unix_nanos\x18\x05 \x01(\x03R\x15registeredAtUnixNanos\"\xeb\x04\n" +
 	"\x06Master\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12>\n" +
 	"\bsettings\x18\x04 \x01(\v2\".coordinator.fsm.v1.MasterSettingsR\bsettings\x125\n" +
-	"\x17monitored_at_unix_nanos\x18\x05 \x01(\x03R\x14monitoredAtUnixNanos\"\x81\x02\n" +
+	"\x17monitored_at_unix_nanos\x18\x05 \x01(\x03R\x14monitoredAtUnixNanos\x127\n" +
+	"\breplicas\x18\x06 \x03(\v2\x1b.coordinator.fsm.v1.ReplicaR\breplicas\x12.\n" +
+	"\x05votes\x18\a \x03(\v2\x18.coordinator.fsm.v1.VoteR\x05votes\x12\x14\n" +
+	"\x05odown\x18\b \x01(\bR\x05odown\x123\n" +
+	"\x16odown_since_unix_nanos\x18\t \x01(\x03R\x13odownSinceUnixNanos\x128\n" +
+	"\bfailover\x18\n" +
+	" \x01(\v2\x1c.coordinator.fsm.v1.FailoverR\bfailover\x12<\n" +
+	"\x1blast_failover_at_unix_nanos\x18\v \x01(\x03R\x17lastFailoverAtUnixNanos\x121\n" +
+	"\x06events\x18\f \x03(\v2\x19.coordinator.fsm.v1.EventR\x06events\x12#\n" +
+	"\rmaster_offset\x18\r \x01(\x03R\fmasterOffset\x12\"\n" +
+	"\rmaster_run_id\x18\x0e \x01(\tR\vmasterRunId\"\xa6\x03\n" +
+	"\aReplica\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\x12\x1f\n" +
+	"\vmaster_host\x18\x04 \x01(\tR\n" +
+	"masterHost\x12\x1f\n" +
+	"\vmaster_port\x18\x05 \x01(\x05R\n" +
+	"masterPort\x12$\n" +
+	"\x0emaster_link_up\x18\x06 \x01(\bR\fmasterLinkUp\x12-\n" +
+	"\x13master_link_down_ms\x18\a \x01(\x03R\x10masterLinkDownMs\x12\x1a\n" +
+	"\bpriority\x18\b \x01(\x05R\bpriority\x12\x16\n" +
+	"\x06offset\x18\t \x01(\x03R\x06offset\x12\x1c\n" +
+	"\tannounced\x18\n" +
+	" \x01(\bR\tannounced\x12\x14\n" +
+	"\x05sdown\x18\v \x01(\bR\x05sdown\x12\"\n" +
+	"\fdisconnected\x18\f \x01(\bR\fdisconnected\x123\n" +
+	"\x16observed_at_unix_nanos\x18\r \x01(\x03R\x13observedAtUnixNanos\"\x89\x01\n" +
+	"\x04Vote\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
+	"\x04down\x18\x03 \x01(\bR\x04down\x12\"\n" +
+	"\rat_unix_nanos\x18\x04 \x01(\x03R\vatUnixNanos\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\x9b\x03\n" +
+	"\bFailover\x127\n" +
+	"\x05phase\x18\x01 \x01(\x0e2!.coordinator.fsm.v1.FailoverPhaseR\x05phase\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1c\n" +
+	"\tcandidate\x18\x03 \x01(\tR\tcandidate\x12\x1d\n" +
+	"\n" +
+	"old_master\x18\x04 \x01(\tR\toldMaster\x12#\n" +
+	"\rstarted_epoch\x18\x05 \x01(\x04R\fstartedEpoch\x121\n" +
+	"\x15started_at_unix_nanos\x18\x06 \x01(\x03R\x12startedAtUnixNanos\x123\n" +
+	"\x16promoted_at_unix_nanos\x18\a \x01(\x03R\x13promotedAtUnixNanos\x129\n" +
+	"\x06reconf\x18\b \x03(\v2!.coordinator.fsm.v1.ReplicaReconfR\x06reconf\x129\n" +
+	"\brejected\x18\t \x03(\v2\x1d.coordinator.fsm.v1.RejectionR\brejected\"\x8d\x01\n" +
+	"\rReplicaReconf\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x125\n" +
+	"\x05phase\x18\x02 \x01(\x0e2\x1f.coordinator.fsm.v1.ReconfPhaseR\x05phase\x12+\n" +
+	"\x12sent_at_unix_nanos\x18\x03 \x01(\x03R\x0fsentAtUnixNanos\"\xb2\x01\n" +
+	"\x05Event\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\"\n" +
+	"\rat_unix_nanos\x18\x02 \x01(\x03R\vatUnixNanos\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\x12\x18\n" +
+	"\apayload\x18\x04 \x01(\tR\apayload\x12\x17\n" +
+	"\anode_id\x18\x05 \x01(\tR\x06nodeId\x12\x14\n" +
+	"\x05epoch\x18\x06 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06master\x18\a \x01(\tR\x06master\"\x81\x02\n" +
 	"\x0eMasterSettings\x12\x16\n" +
 	"\x06quorum\x18\x01 \x01(\rR\x06quorum\x12\"\n" +
 	"\rdown_after_ms\x18\x02 \x01(\x03R\vdownAfterMs\x12.\n" +
@@ -842,7 +2553,17 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0eparallel_syncs\x18\x04 \x01(\rR\rparallelSyncs\x12\x1b\n" +
 	"\tauth_user\x18\x05 \x01(\tR\bauthUser\x12\x1b\n" +
 	"\tauth_pass\x18\x06 \x01(\tR\bauthPass\x12\"\n" +
-	"\rmax_lag_bytes\x18\a \x01(\x03R\vmaxLagBytesBAZ?github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1;fsmv1b\x06proto3"
+	"\rmax_lag_bytes\x18\a \x01(\x03R\vmaxLagBytes*\x91\x01\n" +
+	"\vReconfPhase\x12\x1c\n" +
+	"\x18RECONF_PHASE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14RECONF_PHASE_PENDING\x10\x01\x12\x15\n" +
+	"\x11RECONF_PHASE_SENT\x10\x02\x12\x1c\n" +
+	"\x18RECONF_PHASE_IN_PROGRESS\x10\x03\x12\x15\n" +
+	"\x11RECONF_PHASE_DONE\x10\x04*q\n" +
+	"\rFailoverPhase\x12\x1e\n" +
+	"\x1aFAILOVER_PHASE_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18FAILOVER_PHASE_PROMOTING\x10\x01\x12\"\n" +
+	"\x1eFAILOVER_PHASE_RECONF_REPLICAS\x10\x02BAZ?github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1;fsmv1b\x06proto3"
 
 var (
 	file_coordinator_fsm_v1_fsm_proto_rawDescOnce sync.Once
@@ -856,41 +2577,81 @@ func file_coordinator_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 	return file_coordinator_fsm_v1_fsm_proto_rawDescData
 }
 
-var file_coordinator_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_coordinator_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_coordinator_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_coordinator_fsm_v1_fsm_proto_goTypes = []any{
-	(*Command)(nil),          // 0: coordinator.fsm.v1.Command
-	(*RegisterNode)(nil),     // 1: coordinator.fsm.v1.RegisterNode
-	(*DeregisterNode)(nil),   // 2: coordinator.fsm.v1.DeregisterNode
-	(*MonitorMaster)(nil),    // 3: coordinator.fsm.v1.MonitorMaster
-	(*RemoveMaster)(nil),     // 4: coordinator.fsm.v1.RemoveMaster
-	(*SetMasterOptions)(nil), // 5: coordinator.fsm.v1.SetMasterOptions
-	(*Option)(nil),           // 6: coordinator.fsm.v1.Option
-	(*State)(nil),            // 7: coordinator.fsm.v1.State
-	(*Node)(nil),             // 8: coordinator.fsm.v1.Node
-	(*Master)(nil),           // 9: coordinator.fsm.v1.Master
-	(*MasterSettings)(nil),   // 10: coordinator.fsm.v1.MasterSettings
-	nil,                      // 11: coordinator.fsm.v1.State.NodesEntry
-	nil,                      // 12: coordinator.fsm.v1.State.MastersEntry
+	(ReconfPhase)(0),            // 0: coordinator.fsm.v1.ReconfPhase
+	(FailoverPhase)(0),          // 1: coordinator.fsm.v1.FailoverPhase
+	(*Command)(nil),             // 2: coordinator.fsm.v1.Command
+	(*ResetMaster)(nil),         // 3: coordinator.fsm.v1.ResetMaster
+	(*ReportVote)(nil),          // 4: coordinator.fsm.v1.ReportVote
+	(*UpdateReplicas)(nil),      // 5: coordinator.fsm.v1.UpdateReplicas
+	(*SetObjectiveDown)(nil),    // 6: coordinator.fsm.v1.SetObjectiveDown
+	(*BeginFailover)(nil),       // 7: coordinator.fsm.v1.BeginFailover
+	(*AbortFailover)(nil),       // 8: coordinator.fsm.v1.AbortFailover
+	(*Promoted)(nil),            // 9: coordinator.fsm.v1.Promoted
+	(*ReplicaReconfigured)(nil), // 10: coordinator.fsm.v1.ReplicaReconfigured
+	(*FinishFailover)(nil),      // 11: coordinator.fsm.v1.FinishFailover
+	(*RecordRepair)(nil),        // 12: coordinator.fsm.v1.RecordRepair
+	(*Rejection)(nil),           // 13: coordinator.fsm.v1.Rejection
+	(*RegisterNode)(nil),        // 14: coordinator.fsm.v1.RegisterNode
+	(*DeregisterNode)(nil),      // 15: coordinator.fsm.v1.DeregisterNode
+	(*MonitorMaster)(nil),       // 16: coordinator.fsm.v1.MonitorMaster
+	(*RemoveMaster)(nil),        // 17: coordinator.fsm.v1.RemoveMaster
+	(*SetMasterOptions)(nil),    // 18: coordinator.fsm.v1.SetMasterOptions
+	(*Option)(nil),              // 19: coordinator.fsm.v1.Option
+	(*State)(nil),               // 20: coordinator.fsm.v1.State
+	(*Node)(nil),                // 21: coordinator.fsm.v1.Node
+	(*Master)(nil),              // 22: coordinator.fsm.v1.Master
+	(*Replica)(nil),             // 23: coordinator.fsm.v1.Replica
+	(*Vote)(nil),                // 24: coordinator.fsm.v1.Vote
+	(*Failover)(nil),            // 25: coordinator.fsm.v1.Failover
+	(*ReplicaReconf)(nil),       // 26: coordinator.fsm.v1.ReplicaReconf
+	(*Event)(nil),               // 27: coordinator.fsm.v1.Event
+	(*MasterSettings)(nil),      // 28: coordinator.fsm.v1.MasterSettings
+	nil,                         // 29: coordinator.fsm.v1.State.NodesEntry
+	nil,                         // 30: coordinator.fsm.v1.State.MastersEntry
 }
 var file_coordinator_fsm_v1_fsm_proto_depIdxs = []int32{
-	1,  // 0: coordinator.fsm.v1.Command.register_node:type_name -> coordinator.fsm.v1.RegisterNode
-	2,  // 1: coordinator.fsm.v1.Command.deregister_node:type_name -> coordinator.fsm.v1.DeregisterNode
-	3,  // 2: coordinator.fsm.v1.Command.monitor_master:type_name -> coordinator.fsm.v1.MonitorMaster
-	4,  // 3: coordinator.fsm.v1.Command.remove_master:type_name -> coordinator.fsm.v1.RemoveMaster
-	5,  // 4: coordinator.fsm.v1.Command.set_master_options:type_name -> coordinator.fsm.v1.SetMasterOptions
-	8,  // 5: coordinator.fsm.v1.RegisterNode.node:type_name -> coordinator.fsm.v1.Node
-	10, // 6: coordinator.fsm.v1.MonitorMaster.settings:type_name -> coordinator.fsm.v1.MasterSettings
-	6,  // 7: coordinator.fsm.v1.SetMasterOptions.options:type_name -> coordinator.fsm.v1.Option
-	11, // 8: coordinator.fsm.v1.State.nodes:type_name -> coordinator.fsm.v1.State.NodesEntry
-	12, // 9: coordinator.fsm.v1.State.masters:type_name -> coordinator.fsm.v1.State.MastersEntry
-	10, // 10: coordinator.fsm.v1.Master.settings:type_name -> coordinator.fsm.v1.MasterSettings
-	8,  // 11: coordinator.fsm.v1.State.NodesEntry.value:type_name -> coordinator.fsm.v1.Node
-	9,  // 12: coordinator.fsm.v1.State.MastersEntry.value:type_name -> coordinator.fsm.v1.Master
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	14, // 0: coordinator.fsm.v1.Command.register_node:type_name -> coordinator.fsm.v1.RegisterNode
+	15, // 1: coordinator.fsm.v1.Command.deregister_node:type_name -> coordinator.fsm.v1.DeregisterNode
+	16, // 2: coordinator.fsm.v1.Command.monitor_master:type_name -> coordinator.fsm.v1.MonitorMaster
+	17, // 3: coordinator.fsm.v1.Command.remove_master:type_name -> coordinator.fsm.v1.RemoveMaster
+	18, // 4: coordinator.fsm.v1.Command.set_master_options:type_name -> coordinator.fsm.v1.SetMasterOptions
+	3,  // 5: coordinator.fsm.v1.Command.reset_master:type_name -> coordinator.fsm.v1.ResetMaster
+	4,  // 6: coordinator.fsm.v1.Command.report_vote:type_name -> coordinator.fsm.v1.ReportVote
+	5,  // 7: coordinator.fsm.v1.Command.update_replicas:type_name -> coordinator.fsm.v1.UpdateReplicas
+	6,  // 8: coordinator.fsm.v1.Command.set_objective_down:type_name -> coordinator.fsm.v1.SetObjectiveDown
+	7,  // 9: coordinator.fsm.v1.Command.begin_failover:type_name -> coordinator.fsm.v1.BeginFailover
+	8,  // 10: coordinator.fsm.v1.Command.abort_failover:type_name -> coordinator.fsm.v1.AbortFailover
+	9,  // 11: coordinator.fsm.v1.Command.promoted:type_name -> coordinator.fsm.v1.Promoted
+	10, // 12: coordinator.fsm.v1.Command.replica_reconfigured:type_name -> coordinator.fsm.v1.ReplicaReconfigured
+	11, // 13: coordinator.fsm.v1.Command.finish_failover:type_name -> coordinator.fsm.v1.FinishFailover
+	12, // 14: coordinator.fsm.v1.Command.record_repair:type_name -> coordinator.fsm.v1.RecordRepair
+	23, // 15: coordinator.fsm.v1.UpdateReplicas.replicas:type_name -> coordinator.fsm.v1.Replica
+	13, // 16: coordinator.fsm.v1.BeginFailover.rejected:type_name -> coordinator.fsm.v1.Rejection
+	0,  // 17: coordinator.fsm.v1.ReplicaReconfigured.phase:type_name -> coordinator.fsm.v1.ReconfPhase
+	21, // 18: coordinator.fsm.v1.RegisterNode.node:type_name -> coordinator.fsm.v1.Node
+	28, // 19: coordinator.fsm.v1.MonitorMaster.settings:type_name -> coordinator.fsm.v1.MasterSettings
+	19, // 20: coordinator.fsm.v1.SetMasterOptions.options:type_name -> coordinator.fsm.v1.Option
+	29, // 21: coordinator.fsm.v1.State.nodes:type_name -> coordinator.fsm.v1.State.NodesEntry
+	30, // 22: coordinator.fsm.v1.State.masters:type_name -> coordinator.fsm.v1.State.MastersEntry
+	28, // 23: coordinator.fsm.v1.Master.settings:type_name -> coordinator.fsm.v1.MasterSettings
+	23, // 24: coordinator.fsm.v1.Master.replicas:type_name -> coordinator.fsm.v1.Replica
+	24, // 25: coordinator.fsm.v1.Master.votes:type_name -> coordinator.fsm.v1.Vote
+	25, // 26: coordinator.fsm.v1.Master.failover:type_name -> coordinator.fsm.v1.Failover
+	27, // 27: coordinator.fsm.v1.Master.events:type_name -> coordinator.fsm.v1.Event
+	1,  // 28: coordinator.fsm.v1.Failover.phase:type_name -> coordinator.fsm.v1.FailoverPhase
+	26, // 29: coordinator.fsm.v1.Failover.reconf:type_name -> coordinator.fsm.v1.ReplicaReconf
+	13, // 30: coordinator.fsm.v1.Failover.rejected:type_name -> coordinator.fsm.v1.Rejection
+	0,  // 31: coordinator.fsm.v1.ReplicaReconf.phase:type_name -> coordinator.fsm.v1.ReconfPhase
+	21, // 32: coordinator.fsm.v1.State.NodesEntry.value:type_name -> coordinator.fsm.v1.Node
+	22, // 33: coordinator.fsm.v1.State.MastersEntry.value:type_name -> coordinator.fsm.v1.Master
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_fsm_v1_fsm_proto_init() }
@@ -904,19 +2665,30 @@ func file_coordinator_fsm_v1_fsm_proto_init() {
 		(*Command_MonitorMaster)(nil),
 		(*Command_RemoveMaster)(nil),
 		(*Command_SetMasterOptions)(nil),
+		(*Command_ResetMaster)(nil),
+		(*Command_ReportVote)(nil),
+		(*Command_UpdateReplicas)(nil),
+		(*Command_SetObjectiveDown)(nil),
+		(*Command_BeginFailover)(nil),
+		(*Command_AbortFailover)(nil),
+		(*Command_Promoted)(nil),
+		(*Command_ReplicaReconfigured)(nil),
+		(*Command_FinishFailover)(nil),
+		(*Command_RecordRepair)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coordinator_fsm_v1_fsm_proto_rawDesc), len(file_coordinator_fsm_v1_fsm_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   13,
+			NumEnums:      2,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_coordinator_fsm_v1_fsm_proto_goTypes,
 		DependencyIndexes: file_coordinator_fsm_v1_fsm_proto_depIdxs,
+		EnumInfos:         file_coordinator_fsm_v1_fsm_proto_enumTypes,
 		MessageInfos:      file_coordinator_fsm_v1_fsm_proto_msgTypes,
 	}.Build()
 	File_coordinator_fsm_v1_fsm_proto = out.File

@@ -1,0 +1,309 @@
+package fsm
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
+)
+
+// masterAt finds a master and checks the compare-and-set epoch, so that a
+// decision taken on a stale view never commits.
+func masterAt(st *fsmv1.State, name string, expectedEpoch uint64) (*fsmv1.Master, error) {
+	m, ok := st.Masters[name]
+	if !ok {
+		return nil, errorf(NotFound, "unknown master %q", name)
+	}
+	if m.GetEpoch() != expectedEpoch {
+		return nil, errorf(FailedPrecondition, "master %q is at epoch %d, not %d", name, m.GetEpoch(), expectedEpoch)
+	}
+	return m, nil
+}
+
+func findReplica(m *fsmv1.Master, addr string) (*fsmv1.Replica, int) {
+	for i, r := range m.Replicas {
+		if r.GetAddress() == addr {
+			return r, i
+		}
+	}
+	return nil, -1
+}
+
+func sortReplicas(m *fsmv1.Master) {
+	sort.Slice(m.Replicas, func(i, j int) bool { return m.Replicas[i].GetAddress() < m.Replicas[j].GetAddress() })
+}
+
+func resetMaster(r *recorder, c *fsmv1.ResetMaster) error {
+	m, ok := r.st.Masters[c.GetName()]
+	if !ok {
+		return errorf(NotFound, "unknown master %q", c.GetName())
+	}
+	m.Replicas, m.Votes, m.Failover = nil, nil, nil
+	m.Odown, m.OdownSinceUnixNanos, m.LastFailoverAtUnixNanos = false, 0, 0
+	r.add(m, "+reset-master", masterDetail(m), "")
+	return nil
+}
+
+func reportVote(r *recorder, c *fsmv1.ReportVote) error {
+	m, ok := r.st.Masters[c.GetMaster()]
+	if !ok {
+		return errorf(NotFound, "unknown master %q", c.GetMaster())
+	}
+	if err := ValidateName("node", c.GetNodeId()); err != nil {
+		return err
+	}
+	if c.GetAddress() != m.GetAddress() {
+		return errorf(FailedPrecondition, "vote about %s, but the master of %q is now %s", c.GetAddress(), m.GetName(), m.GetAddress())
+	}
+	var prev *fsmv1.Vote
+	for _, v := range m.Votes {
+		if v.GetNodeId() == c.GetNodeId() {
+			prev = v
+		}
+	}
+	if prev == nil {
+		prev = &fsmv1.Vote{NodeId: c.GetNodeId()}
+		m.Votes = append(m.Votes, prev)
+		sort.Slice(m.Votes, func(i, j int) bool { return m.Votes[i].GetNodeId() < m.Votes[j].GetNodeId() })
+	} else if prev.GetDown() == c.GetDown() && prev.GetAddress() == c.GetAddress() {
+		// A re-assertion refreshes the vote without an event.
+		prev.AtUnixNanos, prev.Reason = r.now, c.GetReason()
+		return nil
+	}
+	wasDown := prev.GetDown() && prev.GetAddress() == c.GetAddress()
+	prev.Address, prev.Down, prev.AtUnixNanos, prev.Reason = c.GetAddress(), c.GetDown(), r.now, c.GetReason()
+	switch {
+	case c.GetDown() && !wasDown:
+		r.add(m, "+sdown", masterDetail(m), c.GetNodeId())
+	case !c.GetDown() && wasDown:
+		r.add(m, "-sdown", masterDetail(m), c.GetNodeId())
+	}
+	return nil
+}
+
+func updateReplicas(r *recorder, c *fsmv1.UpdateReplicas) error {
+	m, err := masterAt(r.st, c.GetMaster(), c.GetExpectedEpoch())
+	if err != nil {
+		return err
+	}
+	for _, in := range c.GetReplicas() {
+		if err := ValidateAddress("replica", in.GetAddress()); err != nil {
+			return err
+		}
+	}
+	m.MasterOffset, m.MasterRunId = c.GetMasterOffset(), c.GetMasterRunId()
+	// Events come out in address order, whatever order the leader sent.
+	incoming := append([]*fsmv1.Replica(nil), c.GetReplicas()...)
+	sort.Slice(incoming, func(i, j int) bool { return incoming[i].GetAddress() < incoming[j].GetAddress() })
+	for _, in := range incoming {
+		if in.GetAddress() == m.GetAddress() {
+			continue // the master is never its own replica
+		}
+		next := &fsmv1.Replica{
+			Address: in.GetAddress(), RunId: in.GetRunId(), Role: in.GetRole(), MasterHost: in.GetMasterHost(),
+			MasterPort: in.GetMasterPort(), MasterLinkUp: in.GetMasterLinkUp(), MasterLinkDownMs: in.GetMasterLinkDownMs(),
+			Priority: in.GetPriority(), Offset: in.GetOffset(), Announced: in.GetAnnounced(), Sdown: in.GetSdown(),
+			Disconnected: in.GetDisconnected(), ObservedAtUnixNanos: r.now,
+		}
+		old, i := findReplica(m, in.GetAddress())
+		if old == nil {
+			m.Replicas = append(m.Replicas, next)
+			r.add(m, "+slave", replicaDetail(m, next.GetAddress()), "")
+			if next.GetSdown() {
+				r.add(m, "+sdown", replicaDetail(m, next.GetAddress()), "")
+			}
+			continue
+		}
+		if old.GetRunId() != "" && next.GetRunId() != "" && old.GetRunId() != next.GetRunId() {
+			r.add(m, "+reboot", replicaDetail(m, next.GetAddress()), "")
+		}
+		if next.GetRunId() == "" {
+			next.RunId = old.GetRunId()
+		}
+		switch {
+		case next.GetSdown() && !old.GetSdown():
+			r.add(m, "+sdown", replicaDetail(m, next.GetAddress()), "")
+		case !next.GetSdown() && old.GetSdown():
+			r.add(m, "-sdown", replicaDetail(m, next.GetAddress()), "")
+		}
+		m.Replicas[i] = next
+	}
+	sortReplicas(m)
+	return nil
+}
+
+func setObjectiveDown(r *recorder, c *fsmv1.SetObjectiveDown) error {
+	m, err := masterAt(r.st, c.GetMaster(), c.GetExpectedEpoch())
+	if err != nil {
+		return err
+	}
+	if m.GetOdown() == c.GetDown() {
+		return nil
+	}
+	m.Odown = c.GetDown()
+	if c.GetDown() {
+		m.OdownSinceUnixNanos = r.now
+		r.add(m, "+odown", fmt.Sprintf("%s #quorum %d/%d", masterDetail(m), c.GetVotes(), m.GetSettings().GetQuorum()), "")
+	} else {
+		m.OdownSinceUnixNanos = 0
+		r.add(m, "-odown", masterDetail(m), "")
+	}
+	return nil
+}
+
+func beginFailover(r *recorder, c *fsmv1.BeginFailover) error {
+	m, err := masterAt(r.st, c.GetMaster(), c.GetExpectedEpoch())
+	if err != nil {
+		return err
+	}
+	if m.GetFailover() != nil {
+		return errorf(FailedPrecondition, "INPROG Failover already in progress for %q", m.GetName())
+	}
+	if c.GetReason() != "odown" && c.GetReason() != "manual" {
+		return errorf(Invalid, "failover reason %q: want odown or manual", c.GetReason())
+	}
+	if c.GetCandidate() != "" {
+		if rep, _ := findReplica(m, c.GetCandidate()); rep == nil {
+			return errorf(Invalid, "candidate %s is not a known replica of %q", c.GetCandidate(), m.GetName())
+		}
+	}
+	m.LastFailoverAtUnixNanos = r.now
+	r.add(m, "+try-failover", masterDetail(m), "")
+	r.add(m, "+elected-leader", masterDetail(m), "")
+	r.add(m, "+failover-state-select-slave", masterDetail(m), "")
+	if c.GetCandidate() == "" {
+		r.add(m, "-failover-abort-no-good-slave", masterDetail(m), "")
+		return nil
+	}
+	m.Failover = &fsmv1.Failover{
+		Phase:              fsmv1.FailoverPhase_FAILOVER_PHASE_PROMOTING,
+		Reason:             c.GetReason(),
+		Candidate:          c.GetCandidate(),
+		OldMaster:          m.GetAddress(),
+		StartedEpoch:       m.GetEpoch(),
+		StartedAtUnixNanos: r.now,
+		Rejected:           c.GetRejected(),
+	}
+	r.add(m, "+selected-slave", replicaDetail(m, c.GetCandidate()), "")
+	r.add(m, "+failover-state-send-slaveof-noone", replicaDetail(m, c.GetCandidate()), "")
+	return nil
+}
+
+func abortFailover(r *recorder, c *fsmv1.AbortFailover) error {
+	m, err := masterAt(r.st, c.GetMaster(), c.GetExpectedEpoch())
+	if err != nil {
+		return err
+	}
+	if m.GetFailover().GetPhase() != fsmv1.FailoverPhase_FAILOVER_PHASE_PROMOTING {
+		return errorf(FailedPrecondition, "no failover of %q that can still be aborted", m.GetName())
+	}
+	if !strings.HasPrefix(c.GetEvent(), "-failover-abort-") {
+		return errorf(Invalid, "abort event %q: want a -failover-abort-* event", c.GetEvent())
+	}
+	m.Failover = nil
+	r.add(m, c.GetEvent(), masterDetail(m), "")
+	return nil
+}
+
+func promoted(r *recorder, c *fsmv1.Promoted) error {
+	m, err := masterAt(r.st, c.GetMaster(), c.GetExpectedEpoch())
+	if err != nil {
+		return err
+	}
+	f := m.GetFailover()
+	if f.GetPhase() != fsmv1.FailoverPhase_FAILOVER_PHASE_PROMOTING || f.GetCandidate() != c.GetAddress() {
+		return errorf(FailedPrecondition, "%s is not the replica being promoted for %q", c.GetAddress(), m.GetName())
+	}
+	old := m.GetAddress()
+	oh, op := SplitAddress(old)
+	nh, np := SplitAddress(c.GetAddress())
+	r.add(m, "+promoted-slave", replicaDetail(m, c.GetAddress()), "")
+	r.add(m, "+failover-state-reconf-slaves", masterDetail(m), "")
+
+	m.Epoch++
+	m.Address = c.GetAddress()
+	m.Votes, m.Odown, m.OdownSinceUnixNanos = nil, false, 0
+	_, i := findReplica(m, c.GetAddress())
+	m.Replicas = append(m.Replicas[:i], m.Replicas[i+1:]...)
+	f.Phase = fsmv1.FailoverPhase_FAILOVER_PHASE_RECONF_REPLICAS
+	f.PromotedAtUnixNanos = r.now
+	for _, rep := range m.Replicas {
+		f.Reconf = append(f.Reconf, &fsmv1.ReplicaReconf{Address: rep.GetAddress(), Phase: fsmv1.ReconfPhase_RECONF_PHASE_PENDING})
+	}
+	// The old master becomes a replica record; it is converted when it
+	// returns (+convert-to-slave), not re-pointed as part of this failover.
+	m.Replicas = append(m.Replicas, &fsmv1.Replica{Address: old, Sdown: true, Disconnected: true})
+	sortReplicas(m)
+	// Raftinel announces the switch as soon as the promotion is committed
+	// (Sentinel waits for the end of reconfiguration): clients can move at once.
+	r.add(m, "+switch-master", fmt.Sprintf("%s %s %s %s %s", m.GetName(), oh, op, nh, np), "")
+	return nil
+}
+
+var reconfEvents = map[fsmv1.ReconfPhase]string{
+	fsmv1.ReconfPhase_RECONF_PHASE_SENT:        "+slave-reconf-sent",
+	fsmv1.ReconfPhase_RECONF_PHASE_IN_PROGRESS: "+slave-reconf-inprog",
+	fsmv1.ReconfPhase_RECONF_PHASE_DONE:        "+slave-reconf-done",
+}
+
+func replicaReconfigured(r *recorder, c *fsmv1.ReplicaReconfigured) error {
+	m, err := masterAt(r.st, c.GetMaster(), c.GetExpectedEpoch())
+	if err != nil {
+		return err
+	}
+	f := m.GetFailover()
+	if f.GetPhase() != fsmv1.FailoverPhase_FAILOVER_PHASE_RECONF_REPLICAS {
+		return errorf(FailedPrecondition, "no failover of %q is re-pointing replicas", m.GetName())
+	}
+	event, ok := reconfEvents[c.GetPhase()]
+	if !ok {
+		return errorf(Invalid, "reconf phase %v cannot be recorded", c.GetPhase())
+	}
+	for _, rc := range f.Reconf {
+		if rc.GetAddress() != c.GetAddress() {
+			continue
+		}
+		if c.GetPhase() <= rc.GetPhase() {
+			return nil // phases only move forward; a repeat is harmless
+		}
+		rc.Phase = c.GetPhase()
+		if c.GetPhase() == fsmv1.ReconfPhase_RECONF_PHASE_SENT {
+			rc.SentAtUnixNanos = r.now
+		}
+		r.add(m, event, replicaDetail(m, c.GetAddress()), "")
+		return nil
+	}
+	return errorf(NotFound, "%s is not being re-pointed for %q", c.GetAddress(), m.GetName())
+}
+
+func finishFailover(r *recorder, c *fsmv1.FinishFailover) error {
+	m, err := masterAt(r.st, c.GetMaster(), c.GetExpectedEpoch())
+	if err != nil {
+		return err
+	}
+	if m.GetFailover().GetPhase() != fsmv1.FailoverPhase_FAILOVER_PHASE_RECONF_REPLICAS {
+		return errorf(FailedPrecondition, "no promoted failover of %q to finish", m.GetName())
+	}
+	m.Failover = nil
+	if c.GetTimedOut() {
+		r.add(m, "+failover-end-for-timeout", masterDetail(m), "")
+	}
+	r.add(m, "+failover-end", masterDetail(m), "")
+	return nil
+}
+
+func recordRepair(r *recorder, c *fsmv1.RecordRepair) error {
+	m, err := masterAt(r.st, c.GetMaster(), c.GetExpectedEpoch())
+	if err != nil {
+		return err
+	}
+	if c.GetEvent() != "+convert-to-slave" && c.GetEvent() != "+fix-slave-config" {
+		return errorf(Invalid, "repair event %q: want +convert-to-slave or +fix-slave-config", c.GetEvent())
+	}
+	if rep, _ := findReplica(m, c.GetAddress()); rep == nil {
+		return errorf(NotFound, "%s is not a known replica of %q", c.GetAddress(), m.GetName())
+	}
+	r.add(m, c.GetEvent(), replicaDetail(m, c.GetAddress()), "")
+	return nil
+}
