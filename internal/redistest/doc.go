@@ -1,0 +1,15 @@
+// Package redistest runs real redis-server processes for tests: one per
+// Start, on 127.0.0.1, in a fresh temporary directory with a generated
+// config file, killed and reaped when the test ends.
+//
+// Tests that need redis-server call Start (or Require); without the binary
+// they are skipped, except under CI=true, where a missing binary is a
+// failure so that a broken CI image cannot turn every integration test into
+// a silent skip. REDIS_SERVER may name the binary when it is not on PATH.
+//
+// Every wait here polls with a deadline; nothing sleeps a fixed time and
+// hopes. Failure messages carry the tail of the server's log.
+//
+// redistest must not import the project's packages (probe's tests use it),
+// and only tests may import redistest.
+package redistest

@@ -1,0 +1,128 @@
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// PollInterval is how often the Wait helpers re-check their condition.
+const PollInterval = 10 * time.Millisecond
+
+// ReplicationTimeout bounds WaitReplicating: a full sync of a test dataset
+// takes milliseconds, the margin is for loaded machines.
+const ReplicationTimeout = 20 * time.Second
+
+// WaitFor polls cond until it returns true, and fails the test with msg if
+// that does not happen within timeout. Call it from the test goroutine.
+func WaitFor(tb testing.TB, timeout time.Duration, cond func() bool, msg string) {
+	tb.Helper()
+	WaitNoError(tb, timeout, func() error {
+		if cond() {
+			return nil
+		}
+		return fmt.Errorf("%s", msg)
+	})
+}
+
+// WaitNoError polls check until it returns nil, and fails the test with
+// the last error it returned if that does not happen within timeout.
+func WaitNoError(tb testing.TB, timeout time.Duration, check func() error) {
+	tb.Helper()
+	if err := poll(timeout, check); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func poll(timeout time.Duration, check func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %v: %w", timeout, err)
+		}
+		time.Sleep(PollInterval)
+	}
+}
+
+// Info returns INFO fields as a map; with no sections, the default ones.
+func (s *Server) Info(ctx context.Context, sections ...string) (map[string]string, error) {
+	text, err := s.Client().Info(ctx, sections...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("INFO %s on %s: %w", strings.Join(sections, " "), s.Addr(), err)
+	}
+	fields := make(map[string]string)
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimRight(line, "\r")
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			fields[k] = v
+		}
+	}
+	return fields, nil
+}
+
+// Role returns the role from INFO replication ("master" or "slave") and,
+// for a replica, the address of its master as "host:port".
+func (s *Server) Role(ctx context.Context) (role, masterAddr string, err error) {
+	f, err := s.Info(ctx, "replication")
+	if err != nil {
+		return "", "", err
+	}
+	role = f["role"]
+	if role == "slave" {
+		masterAddr = net.JoinHostPort(f["master_host"], f["master_port"])
+	}
+	return role, masterAddr, nil
+}
+
+// WaitReplicating waits until replica reports, in INFO replication, that
+// it replicates from master and its master link is up.
+func WaitReplicating(tb testing.TB, replica, master *Server) {
+	tb.Helper()
+	err := poll(ReplicationTimeout, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		f, err := replica.Info(ctx, "replication")
+		if err != nil {
+			return err
+		}
+		got := net.JoinHostPort(f["master_host"], f["master_port"])
+		if f["role"] != "slave" || got != master.Addr() || f["master_link_status"] != "up" {
+			return fmt.Errorf("%s: role:%s master:%s master_link_status:%s; want a replica of %s with the link up",
+				replica.Addr(), f["role"], got, f["master_link_status"], master.Addr())
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("redistest: %v\n%s\n%s", err, replica.LogTail(), master.LogTail())
+	}
+}
+
+// WaitRole waits until the server reports role ("master" or "slave").
+func WaitRole(tb testing.TB, s *Server, role string) {
+	tb.Helper()
+	err := poll(ReplicationTimeout, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		got, _, err := s.Role(ctx)
+		if err != nil {
+			return err
+		}
+		if got != role {
+			return fmt.Errorf("%s reports role %q, want %q", s.Addr(), got, role)
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("redistest: %v\n%s", err, s.LogTail())
+	}
+}
