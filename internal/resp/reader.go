@@ -10,10 +10,10 @@ import (
 // options), so these are far below Redis' own and bound what one connection
 // can make the server hold.
 const (
-	DefaultMaxArgs       = 4096
-	DefaultMaxBulkLen    = 512 << 10
-	DefaultMaxInlineLen  = 64 << 10
-	DefaultMaxCommandLen = 1 << 20
+	DefaultMaxArgs       = 4096      // arguments per command
+	DefaultMaxBulkLen    = 512 << 10 // bytes per argument
+	DefaultMaxInlineLen  = 64 << 10  // bytes per inline line, as Redis
+	DefaultMaxCommandLen = 1 << 20   // bytes of all arguments together
 )
 
 // Limits bounds what one command may contain. A zero or negative field
@@ -57,6 +57,8 @@ type ProtocolError struct {
 	msg string
 }
 
+// Error returns the Redis text, for example
+// "Protocol error: invalid multibulk length". It never contains CR or LF.
 func (e *ProtocolError) Error() string { return "Protocol error: " + e.msg }
 
 func protoErr(msg string) error { return &ProtocolError{msg: msg} }
