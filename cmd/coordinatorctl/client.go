@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// parseAddrs reads the --addr list. Bad entries are usage errors: sending a
+// request to half a list would hide a typo until the first node dies.
+func parseAddrs(s string) ([]string, error) {
+	var out []string
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		host, port, err := net.SplitHostPort(part)
+		if err != nil || host == "" {
+			return nil, usageErrorf("--addr: %q is not host:port", part)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			return nil, usageErrorf("--addr: %q has an invalid port (1 to 65535)", part)
+		}
+		out = append(out, part)
+	}
+	if len(out) == 0 {
+		return nil, usageErrorf("--addr: no node address given")
+	}
+	return out, nil
+}
+
+// client talks to whichever of the given nodes answers first. Every node
+// serves reads from its own state and forwards writes to the leader, so the
+// first node that answers is as good as any.
+type client struct {
+	addrs   []string
+	timeout time.Duration
+	conns   map[string]*grpc.ClientConn
+}
+
+func newClient(addrs []string, timeout time.Duration) *client {
+	return &client{addrs: addrs, timeout: timeout, conns: map[string]*grpc.ClientConn{}}
+}
+
+func (c *client) conn(addr string) (*grpc.ClientConn, error) {
+	if cc, ok := c.conns[addr]; ok {
+		return cc, nil
+	}
+	// NewClient does not connect; the first call does, and fails fast with
+	// Unavailable when nothing listens, which is what moves us to the next
+	// address.
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	c.conns[addr] = cc
+	return cc, nil
+}
+
+// Close releases every connection the client opened.
+func (c *client) Close() {
+	for _, cc := range c.conns {
+		_ = cc.Close()
+	}
+}
+
+// call runs fn against the nodes in order until one answers. The whole
+// call, every address included, gets one --timeout: an operator waiting on
+// a cluster without quorum must get an answer, not a multiple of the
+// deadline.
+func (c *client) call(ctx context.Context, fn func(context.Context, coordinatorv1.CoordinatorServiceClient) error) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var failed []string
+	for _, addr := range c.addrs {
+		cc, err := c.conn(addr)
+		if err == nil {
+			err = fn(ctx, coordinatorv1.NewCoordinatorServiceClient(cc))
+		}
+		if err == nil {
+			return nil
+		}
+		st, isStatus := status.FromError(err)
+		switch {
+		case !isStatus || st.Code() == codes.Unavailable:
+			failed = append(failed, addr+": "+grpcMessage(err))
+		case st.Code() == codes.DeadlineExceeded:
+			return &exitError{code: exitFailure, err: fmt.Errorf("%s: no answer within %v", addr, c.timeout)}
+		default:
+			return fromCall(status.Error(st.Code(), grpcMessage(err)))
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return &exitError{code: exitFailure, err: fmt.Errorf("no node could serve the request: %s", strings.Join(failed, "; "))}
+}
