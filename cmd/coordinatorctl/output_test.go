@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+func testMaster() *coordinatorv1.Master {
+	return &coordinatorv1.Master{
+		Name: "mymaster", Address: "127.0.0.1:6379", Epoch: 2,
+		Settings: &coordinatorv1.MasterSettings{
+			Quorum: 2, DownAfter: durationpb.New(1500 * time.Millisecond), FailoverTimeout: durationpb.New(3 * time.Minute),
+			ParallelSyncs: 1, AuthUser: "app", AuthPassSet: true, MaxLagBytes: 1 << 20,
+		},
+	}
+}
+
+func checkRender(t *testing.T, name string, err error, got *bytes.Buffer, want string) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if got.String() != want {
+		t.Errorf("%s:\ngot:\n%s\nwant:\n%s", name, got, want)
+	}
+}
+
+func TestRenderStatus(t *testing.T) {
+	resp := &coordinatorv1.StatusResponse{Nodes: []*coordinatorv1.NodeStatus{
+		{Id: "n1", RaftAddress: "127.0.0.1:7001", GrpcAddress: "127.0.0.1:7101", Voter: true, State: "leader", LeaderId: "n1", Term: 3, LastIndex: 12, AppliedIndex: 12},
+		{Id: "n2", RaftAddress: "127.0.0.1:7002", GrpcAddress: "127.0.0.1:7102", Voter: true, State: "follower", LeaderId: "n1", Term: 3, LastIndex: 12, AppliedIndex: 11},
+		{Id: "n3", RaftAddress: "127.0.0.1:7003", GrpcAddress: "127.0.0.1:7103", Voter: true, State: "unreachable", Error: "connection\nrefused"},
+	}}
+	var buf bytes.Buffer
+	err := renderStatus(&buf, resp)
+	checkRender(t, "status", err, &buf, ""+
+		"ID  STATE        LEADER  TERM  LAST  APPLIED  VOTER  RAFT            GRPC            ERROR\n"+
+		"n1  leader       n1      3     12    12       yes    127.0.0.1:7001  127.0.0.1:7101  -\n"+
+		"n2  follower     n1      3     12    11       yes    127.0.0.1:7002  127.0.0.1:7102  -\n"+
+		"n3  unreachable  -       -     -     -        yes    127.0.0.1:7003  127.0.0.1:7103  connection refused\n")
+
+	// Without any error the column is left out.
+	buf.Reset()
+	resp.Nodes = resp.Nodes[:1]
+	err = renderStatus(&buf, resp)
+	checkRender(t, "status without errors", err, &buf, ""+
+		"ID  STATE   LEADER  TERM  LAST  APPLIED  VOTER  RAFT            GRPC\n"+
+		"n1  leader  n1      3     12    12       yes    127.0.0.1:7001  127.0.0.1:7101\n")
+}
+
+func TestRenderMembers(t *testing.T) {
+	resp := &coordinatorv1.ListMembersResponse{LeaderId: "n2", Members: []*coordinatorv1.Member{
+		{Id: "n1", RaftAddress: "127.0.0.1:7001", GrpcAddress: "127.0.0.1:7101", Voter: true},
+		{Id: "n2", RaftAddress: "127.0.0.1:7002", GrpcAddress: "127.0.0.1:7102", SentinelAddress: "127.0.0.1:26379", Voter: true},
+		{Id: "n3", RaftAddress: "127.0.0.1:7003", Voter: false},
+	}}
+	var buf bytes.Buffer
+	err := renderMembers(&buf, resp)
+	checkRender(t, "members", err, &buf, ""+
+		"ID  VOTER  LEADER  RAFT            GRPC            SENTINEL\n"+
+		"n1  yes    -       127.0.0.1:7001  127.0.0.1:7101  -\n"+
+		"n2  yes    yes     127.0.0.1:7002  127.0.0.1:7102  127.0.0.1:26379\n"+
+		"n3  no     -       127.0.0.1:7003  -               -\n")
+}
+
+func TestRenderMasters(t *testing.T) {
+	other := &coordinatorv1.Master{Name: "cache", Address: "10.0.0.5:6380", Settings: &coordinatorv1.MasterSettings{
+		Quorum: 3, DownAfter: durationpb.New(30 * time.Second), FailoverTimeout: durationpb.New(time.Minute), ParallelSyncs: 2}}
+	var buf bytes.Buffer
+	err := renderMasters(&buf, &coordinatorv1.ListMastersResponse{Masters: []*coordinatorv1.Master{other, testMaster()}, Index: 9})
+	checkRender(t, "masters", err, &buf, ""+
+		"NAME      ADDRESS         EPOCH  QUORUM  DOWN-AFTER  FAILOVER-TIMEOUT  PARALLEL-SYNCS\n"+
+		"cache     10.0.0.5:6380   0      3       30s         1m0s              2\n"+
+		"mymaster  127.0.0.1:6379  2      2       1.5s        3m0s              1\n")
+
+	buf.Reset()
+	err = renderMasters(&buf, &coordinatorv1.ListMastersResponse{})
+	checkRender(t, "no masters", err, &buf,
+		"NAME  ADDRESS  EPOCH  QUORUM  DOWN-AFTER  FAILOVER-TIMEOUT  PARALLEL-SYNCS\n")
+}
+
+func TestRenderMaster(t *testing.T) {
+	var buf bytes.Buffer
+	err := renderMaster(&buf, &coordinatorv1.GetMasterResponse{Master: testMaster(), Index: 12})
+	checkRender(t, "master", err, &buf, ""+
+		"name                     mymaster\n"+
+		"address                  127.0.0.1:6379\n"+
+		"epoch                    2\n"+
+		"quorum                   2\n"+
+		"down-after-milliseconds  1500 (1.5s)\n"+
+		"failover-timeout         180000 (3m0s)\n"+
+		"parallel-syncs           1\n"+
+		"auth-user                app\n"+
+		"auth-pass                set\n"+
+		"max-lag                  1048576\n"+
+		"index                    12\n")
+
+	m := testMaster()
+	m.Settings.AuthUser, m.Settings.AuthPassSet = "", false
+	buf.Reset()
+	err = renderMaster(&buf, &coordinatorv1.GetMasterResponse{Master: m})
+	if err != nil || !strings.Contains(buf.String(), "auth-user                -\n") || !strings.Contains(buf.String(), "auth-pass                unset\n") {
+		t.Errorf("master without credentials:\n%s (err %v)", &buf, err)
+	}
+}
+
+func TestWriteJSONIsStableWithProtoNames(t *testing.T) {
+	resp := &coordinatorv1.ListMastersResponse{Masters: []*coordinatorv1.Master{testMaster()}, Index: 12}
+	var first bytes.Buffer
+	if err := writeJSON(&first, resp); err != nil {
+		t.Fatal(err)
+	}
+	want := `{
+  "masters": [
+    {
+      "name": "mymaster",
+      "address": "127.0.0.1:6379",
+      "epoch": "2",
+      "settings": {
+        "quorum": 2,
+        "down_after": "1.500s",
+        "failover_timeout": "180s",
+        "parallel_syncs": 1,
+        "auth_user": "app",
+        "auth_pass": "",
+        "auth_pass_set": true,
+        "max_lag_bytes": "1048576"
+      }
+    }
+  ],
+  "index": "12"
+}
+`
+	if first.String() != want {
+		t.Fatalf("writeJSON:\n%s\nwant:\n%s", &first, want)
+	}
+	for range 20 {
+		var again bytes.Buffer
+		if err := writeJSON(&again, resp); err != nil || again.String() != first.String() {
+			t.Fatalf("writeJSON is not byte-stable:\n%s\nvs\n%s", &again, &first)
+		}
+	}
+	// Scripts may read it with any JSON library, and it round-trips.
+	if !json.Valid(first.Bytes()) {
+		t.Fatal("writeJSON output is not valid JSON")
+	}
+	back := &coordinatorv1.ListMastersResponse{}
+	if err := protojson.Unmarshal(first.Bytes(), back); err != nil || !proto.Equal(back, resp) {
+		t.Fatalf("round trip = %v, %v", back, err)
+	}
+}
+
+func TestWriteJSONEmitsUnpopulatedFields(t *testing.T) {
+	var buf bytes.Buffer
+	if err := writeJSON(&buf, &coordinatorv1.StatusResponse{Nodes: []*coordinatorv1.NodeStatus{{Id: "n1", State: "unreachable"}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, field := range []string{`"leader_id": ""`, `"term": "0"`, `"voter": false`, `"applied_index": "0"`, `"error": ""`} {
+		if !strings.Contains(buf.String(), field) {
+			t.Errorf("missing %s in\n%s", field, &buf)
+		}
+	}
+}
+
+func TestDescribeOptionsHidesPassword(t *testing.T) {
+	got := describeOptions([][2]string{{"quorum", "3"}, {"AUTH-PASS", "s3cret"}})
+	if want := "quorum 3, AUTH-PASS (hidden)"; got != want {
+		t.Errorf("describeOptions = %q, want %q", got, want)
+	}
+}
