@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -85,7 +86,8 @@ func (s *Server) Role(ctx context.Context) (role, masterAddr string, err error) 
 }
 
 // WaitReplicating waits until replica reports, in INFO replication, that
-// it replicates from master and its master link is up.
+// it replicates from master with the link up, and master lists it as an
+// online replica.
 func WaitReplicating(tb testing.TB, replica, master *Server) {
 	tb.Helper()
 	err := poll(ReplicationTimeout, func() error {
@@ -100,7 +102,19 @@ func WaitReplicating(tb testing.TB, replica, master *Server) {
 			return fmt.Errorf("%s: role:%s master:%s master_link_status:%s; want a replica of %s with the link up",
 				replica.Addr(), f["role"], got, f["master_link_status"], master.Addr())
 		}
-		return nil
+		// The replica sees the link up before the master has moved it to
+		// the online state that FAILOVER and WAIT look for.
+		m, err := master.Info(ctx, "replication")
+		if err != nil {
+			return err
+		}
+		want := "port=" + strconv.Itoa(replica.Port()) + ","
+		for k, v := range m {
+			if strings.HasPrefix(k, "slave") && strings.Contains(v, want) && strings.Contains(v, "state=online") {
+				return nil
+			}
+		}
+		return fmt.Errorf("master %s does not list %s as an online replica yet", master.Addr(), replica.Addr())
 	})
 	if err != nil {
 		tb.Fatalf("redistest: %v\n%s\n%s", err, replica.LogTail(), master.LogTail())

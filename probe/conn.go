@@ -1,0 +1,399 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+)
+
+// Defaults for ConnConfig.
+const (
+	DefaultDialTimeout = 2 * time.Second
+	// DefaultReadTimeout caps one command when the context allows longer
+	// (or has no deadline at all).
+	DefaultReadTimeout = 5 * time.Second
+	// DefaultPoolSize leaves room for a PING, an INFO and a failover
+	// command at the same time; more would only multiply the connections
+	// every coordinator node holds on every instance.
+	DefaultPoolSize = 3
+)
+
+// Auth is what an instance wants before it accepts commands: a password
+// (requirepass), or an ACL user and its password.
+type Auth struct {
+	User string
+	Pass string
+}
+
+// ConnConfig describes a Conn.
+type ConnConfig struct {
+	// Addr is the instance, "host:port".
+	Addr string
+	Auth Auth
+	// ClientName is sent with CLIENT SETNAME so operators can tell the
+	// coordinator's connections apart in CLIENT LIST (for example
+	// "raftinel-node1"). Empty sends no name.
+	ClientName  string
+	DialTimeout time.Duration // DefaultDialTimeout when zero
+	ReadTimeout time.Duration // DefaultReadTimeout when zero
+	PoolSize    int           // DefaultPoolSize when zero
+}
+
+// ErrSelfReplication is returned when a command would make an instance
+// replicate from itself.
+var ErrSelfReplication = errors.New("an instance cannot replicate from itself")
+
+// Conn talks to one Redis instance. It is safe for concurrent use; it dials
+// lazily and redials after failures. Every method obeys its context's
+// deadline (capped by ReadTimeout).
+type Conn struct {
+	addr   string
+	host   string
+	port   int
+	client *redis.Client
+}
+
+// NewConn validates cfg and returns a Conn; it does not dial.
+func NewConn(cfg ConnConfig) (*Conn, error) {
+	host, port, err := splitAddr(cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := validClientName(cfg.ClientName); err != nil {
+		return nil, err
+	}
+	dialTimeout := orDefault(cfg.DialTimeout, DefaultDialTimeout)
+	readTimeout := orDefault(cfg.ReadTimeout, DefaultReadTimeout)
+	poolSize := cfg.PoolSize
+	if poolSize <= 0 {
+		poolSize = DefaultPoolSize
+	}
+	client := redis.NewClient(&redis.Options{
+		Addr:       cfg.Addr,
+		Username:   cfg.Auth.User,
+		Password:   cfg.Auth.Pass,
+		ClientName: cfg.ClientName,
+		// RESP2 keeps replies plain on every Redis version and avoids the
+		// push-notification machinery a prober has no use for.
+		Protocol:        2,
+		DisableIdentity: true,
+		MaintNotificationsConfig: &maintnotifications.Config{
+			Mode: maintnotifications.ModeDisabled,
+		},
+		// go-redis retries LOADING and MASTERDOWN replies by default, which
+		// would hide exactly the replies Ping must classify. Callers
+		// decide about retries.
+		MaxRetries:            -1,
+		DialTimeout:           dialTimeout,
+		DialerRetries:         1,
+		ReadTimeout:           readTimeout,
+		WriteTimeout:          readTimeout,
+		ContextTimeoutEnabled: true,
+		PoolSize:              poolSize,
+		PoolTimeout:           readTimeout,
+		// Pipelines and MULTI share the one pool, so Promote's CLIENT KILL
+		// runs on the connection our next command most likely reuses.
+		PipelinePoolSize: -1,
+	})
+	return &Conn{addr: cfg.Addr, host: host, port: port, client: client}, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+func splitAddr(addr string) (string, int, error) {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("instance address %q: %w", clip(addr), err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < 1 || port > 65535 || host == "" {
+		return "", 0, fmt.Errorf("instance address %q: want host:port with a port in 1-65535", clip(addr))
+	}
+	return host, port, nil
+}
+
+// validClientName applies Redis's rule for CLIENT SETNAME, so a bad name
+// fails here instead of on every connection attempt.
+func validClientName(name string) error {
+	for i := 0; i < len(name); i++ {
+		if name[i] <= ' ' || name[i] > '~' {
+			return fmt.Errorf("client name %q: only printable ASCII without spaces is allowed", clip(name))
+		}
+	}
+	return nil
+}
+
+// Addr is the instance address this Conn was made for.
+func (c *Conn) Addr() string { return c.addr }
+
+// Close closes the connections; commands in flight fail.
+func (c *Conn) Close() error { return c.client.Close() }
+
+// PingResult is one PING, classified the way Sentinel does for SDOWN.
+type PingResult struct {
+	// Valid is true for PONG and for the LOADING and MASTERDOWN error
+	// replies: the instance is alive and serving the protocol.
+	Valid bool
+	// Replied is true when the instance answered at all, valid or not.
+	// Timeouts and connection failures leave it false.
+	Replied bool
+	// Reply is the reply text ("PONG", "LOADING Redis is loading ...",
+	// "NOAUTH ...") or the transport error text.
+	Reply string
+	// Err is nil for PONG; otherwise the error reply or transport error.
+	Err error
+}
+
+// Ping sends PING and classifies the outcome; it never returns before the
+// reply or the context's deadline.
+func (c *Conn) Ping(ctx context.Context) PingResult {
+	var reply string
+	err := retryStale(ctx, func() error {
+		var err error
+		reply, err = c.client.Ping(ctx).Result()
+		return err
+	})
+	return classifyPing(reply, err)
+}
+
+// retryStale runs op again, once, when it failed because the server had
+// closed a pooled connection: CLIENT KILL TYPE normal during any node's
+// failover step closes every coordinator's probe connections, and that
+// says nothing about the instance's health. go-redis's own retries are off
+// because they would also repeat LOADING and MASTERDOWN replies.
+func retryStale(ctx context.Context, op func() error) error {
+	err := op()
+	if err != nil && isClosedByPeer(err) && ctx.Err() == nil {
+		err = op()
+	}
+	return err
+}
+
+func isClosedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+func classifyPing(reply string, err error) PingResult {
+	if err == nil {
+		if strings.HasPrefix(reply, "PONG") {
+			return PingResult{Valid: true, Replied: true, Reply: reply}
+		}
+		return PingResult{Replied: true, Reply: reply, Err: fmt.Errorf("unexpected PING reply %q", clip(reply))}
+	}
+	// A reply that fails the connection handshake (NOAUTH, WRONGPASS)
+	// arrives wrapped; it is still the instance's answer.
+	var redisErr redis.Error
+	if errors.As(err, &redisErr) {
+		text := redisErr.Error()
+		valid := strings.HasPrefix(text, "LOADING") || strings.HasPrefix(text, "MASTERDOWN")
+		return PingResult{Valid: valid, Replied: true, Reply: text, Err: err}
+	}
+	return PingResult{Reply: err.Error(), Err: err}
+}
+
+// Info reads INFO server and INFO replication in one round trip (two
+// commands, because servers before 7.0 take one section per INFO) and
+// parses them.
+func (c *Conn) Info(ctx context.Context) (Info, error) {
+	var server, replication *redis.StringCmd
+	err := retryStale(ctx, func() error {
+		_, err := c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			server = p.Info(ctx, "server")
+			replication = p.Info(ctx, "replication")
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return Info{}, fmt.Errorf("INFO on %s: %w", c.addr, err)
+	}
+	info, err := ParseInfo(server.Val() + "\r\n" + replication.Val())
+	if err != nil {
+		return Info{}, fmt.Errorf("INFO on %s: %w", c.addr, err)
+	}
+	return info, nil
+}
+
+// Promote makes the instance a master: REPLICAOF NO ONE, CONFIG REWRITE
+// so that a restart keeps the new role, and CLIENT KILL of normal and
+// pub/sub clients so that they reconnect and ask the coordinator again
+// instead of writing to a server whose role changed under them. Our own
+// connection survives (CLIENT KILL skips the caller).
+//
+// The commands run in one MULTI/EXEC, as Sentinel sends them, so no client
+// command runs between the role change and the kills. CONFIG REWRITE's
+// error on a server started without a config file is ignored; its other
+// errors are returned after the role change has happened. Promote is
+// idempotent. An error, a timeout in particular, does not prove that
+// nothing changed: confirm the role with Info.
+func (c *Conn) Promote(ctx context.Context) error {
+	return c.reconfigure(ctx, "promote", "REPLICAOF", "NO", "ONE")
+}
+
+// ReplicaOf makes the instance replicate from host:port, with the same
+// CONFIG REWRITE and client kills as Promote, and the same caveats. It
+// refuses (ErrSelfReplication) a target that names the instance itself.
+func (c *Conn) ReplicaOf(ctx context.Context, host string, port int) error {
+	if err := c.checkTarget(ctx, host, port); err != nil {
+		return fmt.Errorf("REPLICAOF %s on %s: %w", net.JoinHostPort(host, strconv.Itoa(port)), c.addr, err)
+	}
+	return c.reconfigure(ctx, "replicaof "+net.JoinHostPort(host, strconv.Itoa(port)),
+		"REPLICAOF", host, strconv.Itoa(port))
+}
+
+func (c *Conn) reconfigure(ctx context.Context, what string, roleCommand ...any) error {
+	var role, rewrite, killNormal, killPubsub *redis.Cmd
+	_, txErr := c.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		role = p.Do(ctx, roleCommand...)
+		rewrite = p.Do(ctx, "CONFIG", "REWRITE")
+		killNormal = p.Do(ctx, "CLIENT", "KILL", "TYPE", "normal")
+		killPubsub = p.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub")
+		return nil
+	})
+	// A failed transaction (transport error, EXECABORT) marks every
+	// command with its error, so the role command reports it first.
+	if err := role.Err(); err != nil {
+		return fmt.Errorf("%s on %s: %w", what, c.addr, err)
+	}
+	if err := rewrite.Err(); err != nil && !isNoConfigFile(err) {
+		return fmt.Errorf("%s on %s: applied, but CONFIG REWRITE failed, so a restart would undo it: %w", what, c.addr, err)
+	}
+	for _, kill := range []*redis.Cmd{killNormal, killPubsub} {
+		if err := kill.Err(); err != nil {
+			return fmt.Errorf("%s on %s: applied, but killing clients failed: %w", what, c.addr, err)
+		}
+	}
+	if txErr != nil && !isNoConfigFile(txErr) {
+		return fmt.Errorf("%s on %s: %w", what, c.addr, txErr)
+	}
+	return nil
+}
+
+// isNoConfigFile matches "ERR The server is running without a config file".
+func isNoConfigFile(err error) bool {
+	var redisErr redis.Error
+	return errors.As(err, &redisErr) && strings.Contains(redisErr.Error(), "without a config file")
+}
+
+// FailoverTo asks the instance, a master, to hand over to its replica
+// host:port without losing acknowledged writes (Redis 6.2's FAILOVER): it
+// pauses writes, waits until the replica has caught up, then swaps roles
+// with it. FAILOVER returns at once; follow master_failover_state in Info.
+// If the replica does not catch up within timeout the master aborts and
+// keeps its role. Clients are not disconnected by FAILOVER itself: run
+// ReplicaOf(host, port) on the old master afterwards to kill them.
+func (c *Conn) FailoverTo(ctx context.Context, host string, port int, timeout time.Duration) error {
+	target := net.JoinHostPort(host, strconv.Itoa(port))
+	if err := c.checkTarget(ctx, host, port); err != nil {
+		return fmt.Errorf("FAILOVER TO %s on %s: %w", target, c.addr, err)
+	}
+	if timeout < time.Millisecond {
+		return fmt.Errorf("FAILOVER TO %s on %s: timeout %v is below 1ms", target, c.addr, timeout)
+	}
+	err := c.client.Do(ctx, "FAILOVER", "TO", host, strconv.Itoa(port), "TIMEOUT", timeout.Milliseconds()).Err()
+	if err != nil {
+		return fmt.Errorf("FAILOVER TO %s on %s: %w", target, c.addr, err)
+	}
+	return nil
+}
+
+// FailoverAbort aborts a FAILOVER in progress. Without one it succeeds, so
+// that it can be repeated.
+func (c *Conn) FailoverAbort(ctx context.Context) error {
+	err := c.client.Do(ctx, "FAILOVER", "ABORT").Err()
+	var redisErr redis.Error
+	if errors.As(err, &redisErr) && strings.Contains(redisErr.Error(), "No failover in progress") {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("FAILOVER ABORT on %s: %w", c.addr, err)
+	}
+	return nil
+}
+
+// PauseWrites holds every client's write commands (CLIENT PAUSE ms WRITE,
+// Redis 6.2) for d, or until Unpause; reads go on.
+func (c *Conn) PauseWrites(ctx context.Context, d time.Duration) error {
+	if d < time.Millisecond {
+		return fmt.Errorf("CLIENT PAUSE on %s: duration %v is below 1ms", c.addr, d)
+	}
+	if err := c.client.Do(ctx, "CLIENT", "PAUSE", d.Milliseconds(), "WRITE").Err(); err != nil {
+		return fmt.Errorf("CLIENT PAUSE on %s: %w", c.addr, err)
+	}
+	return nil
+}
+
+// Unpause ends PauseWrites early.
+func (c *Conn) Unpause(ctx context.Context) error {
+	if err := c.client.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
+		return fmt.Errorf("CLIENT UNPAUSE on %s: %w", c.addr, err)
+	}
+	return nil
+}
+
+// checkTarget refuses a replication target that is the instance itself:
+// the same port, and a host that is literally the same, resolves to a
+// common address, or is a loopback address (which the instance would read
+// as itself even when we reach it by another name).
+func (c *Conn) checkTarget(ctx context.Context, host string, port int) error {
+	if host == "" || port < 1 || port > 65535 {
+		return fmt.Errorf("target %q port %d: want a host and a port in 1-65535", clip(host), port)
+	}
+	if port != c.port {
+		return nil
+	}
+	if strings.EqualFold(host, c.host) {
+		return ErrSelfReplication
+	}
+	targetIPs, err := resolve(ctx, host)
+	if err != nil {
+		return fmt.Errorf("cannot tell whether the target is the instance itself: %w", err)
+	}
+	for _, ip := range targetIPs {
+		if ip.IsLoopback() || ip.IsUnspecified() {
+			return ErrSelfReplication
+		}
+	}
+	ownIPs, err := resolve(ctx, c.host)
+	if err != nil {
+		return fmt.Errorf("cannot tell whether the target is the instance itself: %w", err)
+	}
+	for _, a := range targetIPs {
+		for _, b := range ownIPs {
+			if a == b {
+				return ErrSelfReplication
+			}
+		}
+	}
+	return nil
+}
+
+func resolve(ctx context.Context, host string) ([]netip.Addr, error) {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{ip.Unmap()}, nil
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, fmt.Errorf("resolving %q: %w", clip(host), err)
+	}
+	for i := range addrs {
+		addrs[i] = addrs[i].Unmap()
+	}
+	return addrs, nil
+}
