@@ -1,0 +1,507 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftinel/raftinel/internal/redistest"
+)
+
+// testLogWriter routes the Watcher's log to t.Log, so it shows only when a
+// test fails.
+type testLogWriter struct{ t testing.TB }
+
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// fastConfig has short periods so that tests see many rounds quickly; the
+// normal INFO period is an hour, so only the first INFO, FastInfo and the
+// fast retries produce INFO.
+func fastConfig(t testing.TB) WatcherConfig {
+	return WatcherConfig{
+		ClientName:     testClientName,
+		Logger:         slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		PingPeriod:     50 * time.Millisecond,
+		InfoPeriod:     time.Hour,
+		FastInfoPeriod: 50 * time.Millisecond,
+		InfoTimeout:    2 * time.Second,
+		DialTimeout:    time.Second,
+	}
+}
+
+func newTestWatcher(t *testing.T, cfg WatcherConfig) *Watcher {
+	t.Helper()
+	w, err := NewWatcher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return w
+}
+
+// waitObs polls the observation of addr until check accepts it.
+func waitObs(t *testing.T, w *Watcher, addr string, check func(Observation) error) Observation {
+	t.Helper()
+	var last Observation
+	redistest.WaitNoError(t, 20*time.Second, func() error {
+		o, ok := w.Observation(addr)
+		if !ok {
+			return fmt.Errorf("no observation of %s", addr)
+		}
+		last = o
+		if err := check(o); err != nil {
+			return fmt.Errorf("%s: %w (observation %+v)", addr, err, o)
+		}
+		return nil
+	})
+	return last
+}
+
+func obs(t *testing.T, w *Watcher, addr string) Observation {
+	t.Helper()
+	o, ok := w.Observation(addr)
+	if !ok {
+		t.Fatalf("no observation of %s", addr)
+	}
+	return o
+}
+
+func healthy(o Observation) error {
+	switch {
+	case o.LastValidReply.IsZero() || o.LastPingErr != "" || !o.LinkUp:
+		return errors.New("no valid PING reply yet")
+	case o.Info == nil || o.InfoErr != "":
+		return errors.New("no INFO yet")
+	}
+	return nil
+}
+
+func TestWatcherObservesMasterAndReplica(t *testing.T) {
+	t.Parallel()
+	master := redistest.Start(t)
+	replica := redistest.Start(t, redistest.ReplicaOf(master.Addr()), redistest.ReplicaPriority(9))
+	redistest.WaitReplicating(t, replica, master)
+	_, masterPort := hostPort(t, master)
+	_, replicaPort := hostPort(t, replica)
+
+	w := newTestWatcher(t, fastConfig(t))
+	if err := w.SetTargets([]Target{{Addr: master.Addr()}, {Addr: replica.Addr()}}); err != nil {
+		t.Fatal(err)
+	}
+	mo := waitObs(t, w, master.Addr(), healthy)
+	ro := waitObs(t, w, replica.Addr(), healthy)
+
+	if mo.Info.Role != RoleMaster || len(mo.Info.ConnectedReplicas) != 1 || mo.Info.ConnectedReplicas[0].Port != replicaPort {
+		t.Fatalf("master INFO = %+v", mo.Info)
+	}
+	if ro.Info.Role != RoleSlave || ro.Info.MasterPort != masterPort || !ro.Info.MasterLinkUp() || ro.Info.ReplicaPriority != 9 {
+		t.Fatalf("replica INFO = %+v", ro.Info)
+	}
+	for _, o := range []Observation{mo, ro} {
+		if o.Since.IsZero() || o.LastValidReply.Before(o.Since) || o.LastReply.Before(o.LastValidReply) ||
+			o.LastPong.IsZero() || o.InfoAt.Before(o.Since) || o.RoleChangedAt.IsZero() || o.MasterAddrChangedAt.IsZero() {
+			t.Fatalf("inconsistent times in %+v", o)
+		}
+	}
+	select {
+	case <-w.Changed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Changed never fired")
+	}
+	all := w.Observations()
+	if len(all) != 2 || all[master.Addr()].Addr != master.Addr() {
+		t.Fatalf("Observations = %v", all)
+	}
+	// Observations are copies: changing one changes nothing in the Watcher.
+	all[master.Addr()].Info.ConnectedReplicas[0].Port = 1
+	if obs(t, w, master.Addr()).Info.ConnectedReplicas[0].Port != replicaPort {
+		t.Fatal("Observations shares the Info with the Watcher")
+	}
+	ctx := testCtx(t)
+	c := newTestConn(t, master.Addr(), Auth{})
+	if n := countClients(t, ctx, c, "name="+testClientName); n < 2 {
+		t.Fatalf("%d named connections on the master, want the watcher's and ours", n)
+	}
+}
+
+func TestWatcherFrozenInstance(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	cfg := fastConfig(t)
+	cfg.PingPeriod = time.Second
+	w := newTestWatcher(t, cfg)
+	// down-after below the PING period sets the period, as in Sentinel.
+	const period = 100 * time.Millisecond
+	if err := w.SetTargets([]Target{{Addr: s.Addr(), DownAfter: period}}); err != nil {
+		t.Fatal(err)
+	}
+	waitObs(t, w, s.Addr(), healthy)
+
+	s.Pause()
+	frozen := waitObs(t, w, s.Addr(), func(o Observation) error {
+		if o.LastPingErr == "" {
+			return errors.New("PING still valid")
+		}
+		return nil
+	})
+	// Several more PINGs must time out without moving LastValidReply.
+	later := waitObs(t, w, s.Addr(), func(o Observation) error {
+		if o.LastPingAt.Before(frozen.LastPingAt.Add(5 * period)) {
+			return errors.New("not enough PINGs yet")
+		}
+		return nil
+	})
+	if !later.LastValidReply.Equal(frozen.LastValidReply) || !later.LastReply.Equal(frozen.LastReply) {
+		t.Fatalf("replies recorded from a frozen server: %v -> %v", frozen.LastValidReply, later.LastValidReply)
+	}
+	if later.LinkUp || later.LastPingErr == "" {
+		t.Fatalf("frozen server observed as %+v", later)
+	}
+
+	s.Resume()
+	waitObs(t, w, s.Addr(), func(o Observation) error {
+		if !o.LastValidReply.After(frozen.LastValidReply) || o.LastPingErr != "" || !o.LinkUp {
+			return errors.New("no valid reply since SIGCONT")
+		}
+		return nil
+	})
+}
+
+func TestWatcherKilledAndRestartedInstance(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	cfg := fastConfig(t)
+	cfg.InfoPeriod = 100 * time.Millisecond
+	w := newTestWatcher(t, cfg)
+	if err := w.SetTargets([]Target{{Addr: s.Addr()}}); err != nil {
+		t.Fatal(err)
+	}
+	before := waitObs(t, w, s.Addr(), healthy)
+	runID := before.Info.RunID
+
+	s.Kill()
+	waitObs(t, w, s.Addr(), func(o Observation) error {
+		if o.LinkUp || !strings.Contains(o.LastPingErr, "refused") || o.InfoErr == "" {
+			return errors.New("not yet seen down")
+		}
+		return nil
+	})
+	if o := obs(t, w, s.Addr()); o.Info == nil || o.Info.RunID != runID {
+		t.Fatalf("the last good INFO must stay while INFO fails: %+v", o)
+	}
+
+	s.Restart()
+	waitObs(t, w, s.Addr(), func(o Observation) error {
+		if err := healthy(o); err != nil {
+			return err
+		}
+		if o.Info.RunID == runID {
+			return errors.New("INFO still shows the old run id")
+		}
+		return nil
+	})
+}
+
+func TestWatcherFastInfo(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	cfg := fastConfig(t)
+	cfg.PingPeriod = 20 * time.Millisecond
+	w := newTestWatcher(t, cfg)
+	if err := w.SetTargets([]Target{{Addr: s.Addr()}}); err != nil {
+		t.Fatal(err)
+	}
+	first := waitObs(t, w, s.Addr(), healthy)
+
+	// With the hour-long normal period, no second INFO comes while many
+	// fast periods pass (the PING loop serves as the clock).
+	waitObs(t, w, s.Addr(), func(o Observation) error {
+		if o.LastPingAt.Before(first.InfoAt.Add(10 * cfg.FastInfoPeriod)) {
+			return errors.New("waiting for time to pass")
+		}
+		return nil
+	})
+	if o := obs(t, w, s.Addr()); !o.InfoAt.Equal(first.InfoAt) {
+		t.Fatalf("INFO polled again without FastInfo: %v -> %v", first.InfoAt, o.InfoAt)
+	}
+
+	w.mu.Lock()
+	conn := w.instances[s.Addr()].conn
+	w.mu.Unlock()
+	if err := w.SetTargets([]Target{{Addr: s.Addr(), FastInfo: true}}); err != nil {
+		t.Fatal(err)
+	}
+	// The INFO loop is asleep for an hour; the new setting must wake it.
+	second := waitObs(t, w, s.Addr(), func(o Observation) error {
+		if !o.InfoAt.After(first.InfoAt) {
+			return errors.New("no new INFO")
+		}
+		return nil
+	})
+	waitObs(t, w, s.Addr(), func(o Observation) error {
+		if !o.InfoAt.After(second.InfoAt.Add(3 * cfg.FastInfoPeriod)) {
+			return errors.New("INFO not repeating at the fast period")
+		}
+		return nil
+	})
+	o := obs(t, w, s.Addr())
+	w.mu.Lock()
+	sameConn := w.instances[s.Addr()].conn == conn
+	w.mu.Unlock()
+	if !sameConn || !o.Since.Equal(first.Since) {
+		t.Fatal("changing FastInfo replaced the connection or restarted the observation")
+	}
+}
+
+func TestWatcherRemovalStopsProbing(t *testing.T) {
+	t.Parallel()
+	kept := redistest.Start(t)
+	removed := redistest.Start(t)
+	w := newTestWatcher(t, fastConfig(t))
+	if err := w.SetTargets([]Target{{Addr: kept.Addr()}, {Addr: removed.Addr()}}); err != nil {
+		t.Fatal(err)
+	}
+	waitObs(t, w, kept.Addr(), healthy)
+	waitObs(t, w, removed.Addr(), healthy)
+
+	if err := w.SetTargets([]Target{{Addr: kept.Addr()}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := w.Observation(removed.Addr()); ok {
+		t.Fatal("a removed target is still observed")
+	}
+	if got := w.Observations(); len(got) != 1 {
+		t.Fatalf("Observations = %v", got)
+	}
+	ctx := testCtx(t)
+	c := newTestConn(t, removed.Addr(), Auth{})
+	redistest.WaitFor(t, 10*time.Second, func() bool {
+		return countClients(t, ctx, c, "name="+testClientName) == 1 // ours only
+	}, "the watcher's connection to a removed target stayed open")
+
+	// SetTargets returned after the loops ended, so no PING can arrive
+	// any more, however long we watch the other target.
+	pingsBefore := pingCalls(t, ctx, removed)
+	start := obs(t, w, kept.Addr()).LastPingAt
+	waitObs(t, w, kept.Addr(), func(o Observation) error {
+		if o.LastPingAt.Before(start.Add(10 * 50 * time.Millisecond)) {
+			return errors.New("waiting for time to pass")
+		}
+		return nil
+	})
+	if after := pingCalls(t, ctx, removed); after != pingsBefore {
+		t.Fatalf("the removed target received %d more PINGs", after-pingsBefore)
+	}
+}
+
+func pingCalls(t *testing.T, ctx context.Context, s *redistest.Server) int {
+	t.Helper()
+	f, err := s.Info(ctx, "commandstats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stat := f["cmdstat_ping"] // calls=N,usec=...
+	calls, _, _ := strings.Cut(strings.TrimPrefix(stat, "calls="), ",")
+	n, err := strconv.Atoi(calls)
+	if err != nil {
+		t.Fatalf("cmdstat_ping %q: %v", stat, err)
+	}
+	return n
+}
+
+func TestWatcherSeesRoleChange(t *testing.T) {
+	t.Parallel()
+	master := redistest.Start(t)
+	replica := redistest.Start(t, redistest.ReplicaOf(master.Addr()))
+	redistest.WaitReplicating(t, replica, master)
+	w := newTestWatcher(t, fastConfig(t))
+	if err := w.SetTargets([]Target{{Addr: replica.Addr(), FastInfo: true}}); err != nil {
+		t.Fatal(err)
+	}
+	before := waitObs(t, w, replica.Addr(), healthy)
+	if before.Info.Role != RoleSlave {
+		t.Fatalf("replica observed as %+v", before.Info)
+	}
+	// Drain the notifications of the first observations.
+	for len(w.Changed()) > 0 {
+		<-w.Changed()
+	}
+
+	if err := newTestConn(t, replica.Addr(), Auth{}).Promote(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	after := waitObs(t, w, replica.Addr(), func(o Observation) error {
+		if o.Info == nil || o.Info.Role != RoleMaster {
+			return errors.New("role change not seen")
+		}
+		return nil
+	})
+	if !after.RoleChangedAt.After(before.RoleChangedAt) || !after.MasterAddrChangedAt.After(before.MasterAddrChangedAt) {
+		t.Fatalf("change times did not move: %+v -> %+v", before, after)
+	}
+	select {
+	case <-w.Changed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Changed did not fire for a role change")
+	}
+}
+
+func TestWatcherAuthChangeReconnects(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t, redistest.RequirePass("pw"))
+	w := newTestWatcher(t, fastConfig(t))
+	if err := w.SetTargets([]Target{{Addr: s.Addr()}}); err != nil {
+		t.Fatal(err)
+	}
+	first := waitObs(t, w, s.Addr(), func(o Observation) error {
+		if !strings.HasPrefix(o.LastPingErr, "NOAUTH") || !o.LinkUp || o.InfoErr == "" {
+			return errors.New("NOAUTH not seen yet")
+		}
+		return nil
+	})
+	if !first.LastValidReply.IsZero() || first.LastReply.IsZero() {
+		t.Fatalf("NOAUTH must count as a reply but not a valid one: %+v", first)
+	}
+
+	if err := w.SetTargets([]Target{{Addr: s.Addr(), Auth: Auth{Pass: "pw"}}}); err != nil {
+		t.Fatal(err)
+	}
+	o := waitObs(t, w, s.Addr(), healthy)
+	if !o.Since.Equal(first.Since) {
+		t.Fatal("an auth change restarted the observation")
+	}
+}
+
+func TestWatcherUsesInjectedClock(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	base := time.Date(2040, 1, 1, 0, 0, 0, 0, time.UTC)
+	realStart := time.Now()
+	cfg := fastConfig(t)
+	cfg.Now = func() time.Time { return base.Add(time.Since(realStart)) }
+	w := newTestWatcher(t, cfg)
+	if err := w.SetTargets([]Target{{Addr: s.Addr()}}); err != nil {
+		t.Fatal(err)
+	}
+	o := waitObs(t, w, s.Addr(), healthy)
+	for name, ts := range map[string]time.Time{
+		"Since": o.Since, "LastPingAt": o.LastPingAt, "LastValidReply": o.LastValidReply,
+		"InfoAt": o.InfoAt, "RoleChangedAt": o.RoleChangedAt,
+	} {
+		if ts.Before(base) {
+			t.Errorf("%s = %v does not come from the injected clock", name, ts)
+		}
+	}
+}
+
+func TestWatcherValidation(t *testing.T) {
+	if _, err := NewWatcher(WatcherConfig{ClientName: "bad name"}); err == nil {
+		t.Fatal("NewWatcher accepted a client name with a space")
+	}
+	w := newTestWatcher(t, fastConfig(t))
+	for _, targets := range [][]Target{
+		{{Addr: "no-port"}},
+		{{Addr: "127.0.0.1:1", DownAfter: -time.Second}},
+		{{Addr: "127.0.0.1:1"}, {Addr: "127.0.0.1:1"}},
+	} {
+		if err := w.SetTargets(targets); err == nil {
+			t.Errorf("SetTargets(%+v) accepted", targets)
+		}
+	}
+	if got := w.Observations(); len(got) != 0 {
+		t.Fatalf("a rejected SetTargets changed the targets: %v", got)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SetTargets(nil); !errors.Is(err, ErrWatcherClosed) {
+		t.Fatalf("SetTargets after Close = %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestWatcherNotifyCoalesces(t *testing.T) {
+	w, err := NewWatcher(WatcherConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.notify()
+	w.notify()
+	<-w.Changed()
+	select {
+	case <-w.Changed():
+		t.Fatal("two notifications queued")
+	default:
+	}
+}
+
+func TestPeriods(t *testing.T) {
+	w, err := NewWatcher(WatcherConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		target Target
+		info   *Info
+		infoEr string
+		ping   time.Duration
+		infoP  time.Duration
+	}{
+		{Target{}, nil, "", time.Second, 10 * time.Second},
+		{Target{DownAfter: 300 * time.Millisecond}, nil, "", 300 * time.Millisecond, 10 * time.Second},
+		{Target{DownAfter: 5 * time.Second, FastInfo: true}, nil, "", time.Second, time.Second},
+		{Target{DownAfter: time.Microsecond}, nil, "", minPingPeriod, 10 * time.Second},
+		{Target{}, &Info{HasMasterLinkDownSince: true}, "", time.Second, time.Second},
+		{Target{}, &Info{}, "i/o timeout", time.Second, time.Second},
+	} {
+		in := &instance{target: tc.target, obs: Observation{Info: tc.info, InfoErr: tc.infoEr}}
+		if got := w.pingPeriod(in); got != tc.ping {
+			t.Errorf("%+v: ping period %v, want %v", tc.target, got, tc.ping)
+		}
+		if got := w.infoPeriod(in); got != tc.infoP {
+			t.Errorf("%+v info %+v err %q: info period %v, want %v", tc.target, tc.info, tc.infoEr, got, tc.infoP)
+		}
+	}
+}
+
+func TestDecisionFieldsDiffer(t *testing.T) {
+	base := Info{Role: RoleMaster, RunID: "a", ConnectedReplicas: []ReplicaInfo{
+		{IP: "10.0.0.1", Port: 1, State: "online", Offset: 5},
+		{IP: "10.0.0.2", Port: 2, State: "online", Offset: 5},
+	}}
+	same := base.Clone()
+	same.MasterReplOffset = 99
+	same.ConnectedReplicas[0], same.ConnectedReplicas[1] = same.ConnectedReplicas[1], same.ConnectedReplicas[0]
+	same.ConnectedReplicas[0].Offset, same.ConnectedReplicas[0].Lag = 77, 3
+	if decisionFieldsDiffer(&base, &same) {
+		t.Fatal("offsets, lags or replica order counted as a decision change")
+	}
+	for name, change := range map[string]func(*Info){
+		"role":          func(i *Info) { i.Role = RoleSlave },
+		"run id":        func(i *Info) { i.RunID = "b" },
+		"master":        func(i *Info) { i.MasterPort = 7 },
+		"link":          func(i *Info) { i.MasterLinkStatus = LinkStatusDown },
+		"link since":    func(i *Info) { i.HasMasterLinkDownSince = true },
+		"priority":      func(i *Info) { i.ReplicaPriority = 5 },
+		"announced":     func(i *Info) { i.ReplicaAnnounced = true },
+		"failover":      func(i *Info) { i.MasterFailoverState = "waiting-for-sync" },
+		"replica state": func(i *Info) { i.ConnectedReplicas[0].State = "wait_bgsave" },
+		"replica gone":  func(i *Info) { i.ConnectedReplicas = i.ConnectedReplicas[:1] },
+	} {
+		c := base.Clone()
+		change(&c)
+		if !decisionFieldsDiffer(&base, &c) {
+			t.Errorf("%s change not seen", name)
+		}
+	}
+}
