@@ -11,6 +11,7 @@ import (
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
@@ -74,6 +75,17 @@ func (c *client) Close() {
 	}
 }
 
+// describeUnavailable tells "could not reach this node" from "this node
+// answered that it cannot serve": a follower relays its own failure to
+// reach the leader as Unavailable, and that must not read as if the node
+// asked were down.
+func describeUnavailable(addr string, cc *grpc.ClientConn, err error) string {
+	if cc != nil && cc.GetState() == connectivity.Ready {
+		return addr + " answered: " + grpcMessage(err)
+	}
+	return addr + ": " + grpcMessage(err)
+}
+
 // call runs fn against the nodes in order until one answers. The whole
 // call, every address included, gets one --timeout: an operator waiting on
 // a cluster without quorum must get an answer, not a multiple of the
@@ -92,8 +104,10 @@ func (c *client) call(ctx context.Context, fn func(context.Context, coordinatorv
 		}
 		st, isStatus := status.FromError(err)
 		switch {
-		case !isStatus || st.Code() == codes.Unavailable:
-			failed = append(failed, addr+": "+grpcMessage(err))
+		case !isStatus:
+			failed = append(failed, addr+": "+err.Error())
+		case st.Code() == codes.Unavailable:
+			failed = append(failed, describeUnavailable(addr, cc, err))
 		case st.Code() == codes.DeadlineExceeded:
 			return &exitError{code: exitFailure, err: fmt.Errorf("%s: no answer within %v", addr, c.timeout)}
 		default:

@@ -256,6 +256,12 @@ func TestTriesAddressesInOrder(t *testing.T) {
 	if r.code != 0 || r.stdout != "removed mymaster (index 14)\n" {
 		t.Fatalf("remove through the third address = %+v", r)
 	}
+	// When all fail, the message tells a node that is down from a node
+	// that answered it cannot serve.
+	r = runCLI(t, nil, "--addr", down+","+noLeader, "remove", "mymaster")
+	checkFailure(t, r, exitFailure, "no node could serve the request: "+down+": dial tcp "+down+": connect: connection refused; "+
+		noLeader+" answered: not leader, and no leader is known")
+
 	// A definite answer does not: asking another node would give the same.
 	r = runCLI(t, nil, "--addr", good+","+down, "master", "nosuch")
 	checkFailure(t, r, exitNotFound, "nosuch")
