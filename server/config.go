@@ -52,7 +52,19 @@ type Config struct {
 
 	// RequestTimeout bounds a write that arrives without a deadline.
 	RequestTimeout time.Duration
+
+	// SimulateFailure is a test hook, like Sentinel's SIMULATE-FAILURE: with
+	// "crash-after-election" the leader exits with status 99 right after it
+	// commits the start of a failover, with "crash-after-promotion" right
+	// after it commits the promotion. The next leader must finish the job.
+	SimulateFailure string
 }
+
+// Simulated failures accepted by Config.SimulateFailure.
+const (
+	CrashAfterElection  = "crash-after-election"
+	CrashAfterPromotion = "crash-after-promotion"
+)
 
 // ParseBootstrap reads "id=host:port,id=host:port" into a voter list.
 func ParseBootstrap(s string) ([]raft.Server, error) {
@@ -133,6 +145,11 @@ func (c *Config) Validate() error {
 		if err := fsm.ValidateAddress("join", c.Join); err != nil {
 			return fmt.Errorf("--join: %w", err)
 		}
+	}
+	switch c.SimulateFailure {
+	case "", CrashAfterElection, CrashAfterPromotion:
+	default:
+		return fmt.Errorf("--simulate-failure %q: want %s or %s", c.SimulateFailure, CrashAfterElection, CrashAfterPromotion)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -47,6 +47,15 @@ func (e *notLeaderError) Error() string {
 	return fmt.Sprintf("not leader; the leader is %s at %s", e.leaderID, e.leaderAddr)
 }
 
+func (s *Server) notLeader() error {
+	_, id := s.raft.LeaderWithID()
+	e := &notLeaderError{leaderID: string(id)}
+	if n, ok := s.fsm.Node(string(id)); ok {
+		e.leaderAddr = n.GrpcAddress
+	}
+	return e
+}
+
 // leaderConn returns a connection to the current leader's gRPC endpoint.
 func (s *Server) leaderConn() (*grpc.ClientConn, error) {
 	_, id := s.raft.LeaderWithID()
@@ -67,12 +76,7 @@ func (s *Server) forwardInterceptor(ctx context.Context, req any, info *grpc.Una
 		return handler(ctx, req)
 	}
 	if isForwarded(ctx) {
-		_, id := s.raft.LeaderWithID()
-		e := &notLeaderError{leaderID: string(id)}
-		if n, ok := s.fsm.Node(string(id)); ok {
-			e.leaderAddr = n.GrpcAddress
-		}
-		return nil, e
+		return nil, s.notLeader()
 	}
 	conn, err := s.leaderConn()
 	if err != nil {

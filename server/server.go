@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/raftinel/raftinel/fsm"
+	clusterv1 "github.com/raftinel/raftinel/proto/gen/coordinator/cluster/v1"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"go.etcd.io/bbolt"
@@ -34,6 +35,9 @@ type Server struct {
 	ctx    context.Context // cancelled by Shutdown
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	monitor *monitor
+	actions *actions
 
 	connsMu sync.Mutex
 	conns   map[string]*grpc.ClientConn // by gRPC address, for forwarding and status
@@ -70,12 +74,24 @@ func New(cfg Config) (*Server, error) {
 	s.lis = lis
 	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(errorInterceptor, s.forwardInterceptor))
 	coordinatorv1.RegisterCoordinatorServiceServer(s.grpc, &api{s: s})
+	clusterv1.RegisterClusterServiceServer(s.grpc, &clusterAPI{s: s})
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		if err := s.grpc.Serve(lis); err != nil {
 			s.log.Error("gRPC server stopped", "err", err)
 		}
+	}()
+	s.actions = newActions("raftinel-" + cfg.ID)
+	monitor, err := newMonitor(s)
+	if err != nil {
+		return nil, err
+	}
+	s.monitor = monitor
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.monitor.run(s.ctx)
 	}()
 	s.wg.Add(1)
 	go s.registerSelf()
@@ -210,6 +226,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) closeAll() {
+	if s.actions != nil {
+		s.actions.close()
+	}
 	s.connsMu.Lock()
 	for _, c := range s.conns {
 		_ = c.Close()

@@ -26,6 +26,7 @@ func main() {
 type options struct {
 	id, dataDir, raftAddr, grpcAddr, sentinelAddr string
 	bootstrap, join, logLevel, logFormat          string
+	simulateFailure                               string
 }
 
 // envName maps a flag to its environment variable: data-dir -> COORDINATOR_DATA_DIR.
@@ -52,6 +53,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	str(&o.join, "join", "", "gRPC host:port of any member of a running cluster to join")
 	str(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	str(&o.logFormat, "log-format", "text", "log format: text or json")
+	str(&o.simulateFailure, "simulate-failure", "", "test hook: crash-after-election or crash-after-promotion makes a leader exit with status 99 at that failover step")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: coordinator --id ID --data-dir DIR [--bootstrap LIST | --join ADDR] [flags]\n\n")
 		fmt.Fprintf(stderr, "Runs one Raftinel node. Every flag can also be set by its environment variable.\n\nFlags:\n")
@@ -99,7 +101,7 @@ func run(args []string, stderr io.Writer) int {
 	}
 	cfg := server.Config{
 		ID: o.id, DataDir: o.dataDir, RaftAddr: o.raftAddr, GRPCAddr: o.grpcAddr,
-		SentinelAddr: o.sentinelAddr, Join: o.join, Logger: logger,
+		SentinelAddr: o.sentinelAddr, Join: o.join, Logger: logger, SimulateFailure: o.simulateFailure,
 	}
 	if o.bootstrap != "" {
 		if cfg.Bootstrap, err = server.ParseBootstrap(o.bootstrap); err != nil {

@@ -14,6 +14,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -1371,11 +1372,761 @@ func (x *GetMasterResponse) GetIndex() uint64 {
 	return 0
 }
 
+type GetMasterDetailRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Consistency   *ReadConsistency       `protobuf:"bytes,2,opt,name=consistency,proto3" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMasterDetailRequest) Reset() {
+	*x = GetMasterDetailRequest{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMasterDetailRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMasterDetailRequest) ProtoMessage() {}
+
+func (x *GetMasterDetailRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMasterDetailRequest.ProtoReflect.Descriptor instead.
+func (*GetMasterDetailRequest) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GetMasterDetailRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetMasterDetailRequest) GetConsistency() *ReadConsistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return nil
+}
+
+type GetMasterDetailResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Detail        *MasterDetail          `protobuf:"bytes,1,opt,name=detail,proto3" json:"detail,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMasterDetailResponse) Reset() {
+	*x = GetMasterDetailResponse{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMasterDetailResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMasterDetailResponse) ProtoMessage() {}
+
+func (x *GetMasterDetailResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMasterDetailResponse.ProtoReflect.Descriptor instead.
+func (*GetMasterDetailResponse) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GetMasterDetailResponse) GetDetail() *MasterDetail {
+	if x != nil {
+		return x.Detail
+	}
+	return nil
+}
+
+func (x *GetMasterDetailResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// MasterDetail is everything the cluster knows about one master.
+type MasterDetail struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Master   *Master                `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
+	Replicas []*Replica             `protobuf:"bytes,2,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	Votes    []*Vote                `protobuf:"bytes,3,rep,name=votes,proto3" json:"votes,omitempty"`
+	// The leader's objective-down judgement.
+	Odown bool `protobuf:"varint,4,opt,name=odown,proto3" json:"odown,omitempty"`
+	// Set while a failover is in progress.
+	Failover *FailoverJournal `protobuf:"bytes,5,opt,name=failover,proto3" json:"failover,omitempty"`
+	// Most recent last.
+	Events         []*Event               `protobuf:"bytes,6,rep,name=events,proto3" json:"events,omitempty"`
+	LastFailoverAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_failover_at,json=lastFailoverAt,proto3" json:"last_failover_at,omitempty"`
+	// The master's replication offset when last observed.
+	MasterOffset  int64  `protobuf:"varint,8,opt,name=master_offset,json=masterOffset,proto3" json:"master_offset,omitempty"`
+	MasterRunId   string `protobuf:"bytes,9,opt,name=master_run_id,json=masterRunId,proto3" json:"master_run_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MasterDetail) Reset() {
+	*x = MasterDetail{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MasterDetail) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MasterDetail) ProtoMessage() {}
+
+func (x *MasterDetail) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MasterDetail.ProtoReflect.Descriptor instead.
+func (*MasterDetail) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *MasterDetail) GetMaster() *Master {
+	if x != nil {
+		return x.Master
+	}
+	return nil
+}
+
+func (x *MasterDetail) GetReplicas() []*Replica {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *MasterDetail) GetVotes() []*Vote {
+	if x != nil {
+		return x.Votes
+	}
+	return nil
+}
+
+func (x *MasterDetail) GetOdown() bool {
+	if x != nil {
+		return x.Odown
+	}
+	return false
+}
+
+func (x *MasterDetail) GetFailover() *FailoverJournal {
+	if x != nil {
+		return x.Failover
+	}
+	return nil
+}
+
+func (x *MasterDetail) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *MasterDetail) GetLastFailoverAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastFailoverAt
+	}
+	return nil
+}
+
+func (x *MasterDetail) GetMasterOffset() int64 {
+	if x != nil {
+		return x.MasterOffset
+	}
+	return 0
+}
+
+func (x *MasterDetail) GetMasterRunId() string {
+	if x != nil {
+		return x.MasterRunId
+	}
+	return ""
+}
+
+// Replica is what the leader last observed of one replica.
+type Replica struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	RunId   string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// "slave", or "master" for an instance that still claims to be one.
+	Role string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	// host:port the replica says it follows.
+	MasterAddress  string               `protobuf:"bytes,4,opt,name=master_address,json=masterAddress,proto3" json:"master_address,omitempty"`
+	MasterLinkUp   bool                 `protobuf:"varint,5,opt,name=master_link_up,json=masterLinkUp,proto3" json:"master_link_up,omitempty"`
+	MasterLinkDown *durationpb.Duration `protobuf:"bytes,6,opt,name=master_link_down,json=masterLinkDown,proto3" json:"master_link_down,omitempty"`
+	Priority       int32                `protobuf:"varint,7,opt,name=priority,proto3" json:"priority,omitempty"`
+	Offset         int64                `protobuf:"varint,8,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Bytes behind the master's last observed offset.
+	Lag           int64                  `protobuf:"varint,9,opt,name=lag,proto3" json:"lag,omitempty"`
+	Announced     bool                   `protobuf:"varint,10,opt,name=announced,proto3" json:"announced,omitempty"`
+	Sdown         bool                   `protobuf:"varint,11,opt,name=sdown,proto3" json:"sdown,omitempty"`
+	Disconnected  bool                   `protobuf:"varint,12,opt,name=disconnected,proto3" json:"disconnected,omitempty"`
+	ObservedAt    *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Replica) Reset() {
+	*x = Replica{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Replica) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Replica) ProtoMessage() {}
+
+func (x *Replica) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Replica.ProtoReflect.Descriptor instead.
+func (*Replica) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *Replica) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Replica) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *Replica) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *Replica) GetMasterAddress() string {
+	if x != nil {
+		return x.MasterAddress
+	}
+	return ""
+}
+
+func (x *Replica) GetMasterLinkUp() bool {
+	if x != nil {
+		return x.MasterLinkUp
+	}
+	return false
+}
+
+func (x *Replica) GetMasterLinkDown() *durationpb.Duration {
+	if x != nil {
+		return x.MasterLinkDown
+	}
+	return nil
+}
+
+func (x *Replica) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *Replica) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *Replica) GetLag() int64 {
+	if x != nil {
+		return x.Lag
+	}
+	return 0
+}
+
+func (x *Replica) GetAnnounced() bool {
+	if x != nil {
+		return x.Announced
+	}
+	return false
+}
+
+func (x *Replica) GetSdown() bool {
+	if x != nil {
+		return x.Sdown
+	}
+	return false
+}
+
+func (x *Replica) GetDisconnected() bool {
+	if x != nil {
+		return x.Disconnected
+	}
+	return false
+}
+
+func (x *Replica) GetObservedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ObservedAt
+	}
+	return nil
+}
+
+// Vote is one node's latest opinion of the master.
+type Vote struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Down          bool                   `protobuf:"varint,2,opt,name=down,proto3" json:"down,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Vote) Reset() {
+	*x = Vote{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Vote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Vote) ProtoMessage() {}
+
+func (x *Vote) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Vote.ProtoReflect.Descriptor instead.
+func (*Vote) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *Vote) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *Vote) GetDown() bool {
+	if x != nil {
+		return x.Down
+	}
+	return false
+}
+
+func (x *Vote) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *Vote) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// FailoverJournal is the committed state of a failover in progress.
+type FailoverJournal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "promoting" or "reconf-replicas".
+	Phase string `protobuf:"bytes,1,opt,name=phase,proto3" json:"phase,omitempty"`
+	// "odown" or "manual".
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Candidate     string                 `protobuf:"bytes,3,opt,name=candidate,proto3" json:"candidate,omitempty"`
+	OldMaster     string                 `protobuf:"bytes,4,opt,name=old_master,json=oldMaster,proto3" json:"old_master,omitempty"`
+	StartedEpoch  uint64                 `protobuf:"varint,5,opt,name=started_epoch,json=startedEpoch,proto3" json:"started_epoch,omitempty"`
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	PromotedAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=promoted_at,json=promotedAt,proto3" json:"promoted_at,omitempty"`
+	Reconf        []*ReplicaReconf       `protobuf:"bytes,8,rep,name=reconf,proto3" json:"reconf,omitempty"`
+	Rejected      []*Rejection           `protobuf:"bytes,9,rep,name=rejected,proto3" json:"rejected,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailoverJournal) Reset() {
+	*x = FailoverJournal{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverJournal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverJournal) ProtoMessage() {}
+
+func (x *FailoverJournal) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverJournal.ProtoReflect.Descriptor instead.
+func (*FailoverJournal) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *FailoverJournal) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *FailoverJournal) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *FailoverJournal) GetCandidate() string {
+	if x != nil {
+		return x.Candidate
+	}
+	return ""
+}
+
+func (x *FailoverJournal) GetOldMaster() string {
+	if x != nil {
+		return x.OldMaster
+	}
+	return ""
+}
+
+func (x *FailoverJournal) GetStartedEpoch() uint64 {
+	if x != nil {
+		return x.StartedEpoch
+	}
+	return 0
+}
+
+func (x *FailoverJournal) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *FailoverJournal) GetPromotedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PromotedAt
+	}
+	return nil
+}
+
+func (x *FailoverJournal) GetReconf() []*ReplicaReconf {
+	if x != nil {
+		return x.Reconf
+	}
+	return nil
+}
+
+func (x *FailoverJournal) GetRejected() []*Rejection {
+	if x != nil {
+		return x.Rejected
+	}
+	return nil
+}
+
+type ReplicaReconf struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// "pending", "sent", "in-progress" or "done".
+	Phase         string                 `protobuf:"bytes,2,opt,name=phase,proto3" json:"phase,omitempty"`
+	SentAt        *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaReconf) Reset() {
+	*x = ReplicaReconf{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaReconf) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaReconf) ProtoMessage() {}
+
+func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaReconf.ProtoReflect.Descriptor instead.
+func (*ReplicaReconf) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ReplicaReconf) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ReplicaReconf) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *ReplicaReconf) GetSentAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SentAt
+	}
+	return nil
+}
+
+// Rejection says why a replica was not chosen for promotion.
+type Rejection struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rejection) Reset() {
+	*x = Rejection{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rejection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rejection) ProtoMessage() {}
+
+func (x *Rejection) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
+func (*Rejection) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *Rejection) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Rejection) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// Event is one Sentinel-named event, with the payload Sentinel publishes.
+type Event struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Seq    uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	At     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	Master string                 `protobuf:"bytes,3,opt,name=master,proto3" json:"master,omitempty"`
+	// The channel name, for example "+switch-master".
+	Type    string `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
+	Payload string `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
+	// The node whose opinion the event reports, for +sdown and -sdown.
+	NodeId        string `protobuf:"bytes,6,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Epoch         uint64 `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *Event) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Event) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *Event) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *Event) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Event) GetPayload() string {
+	if x != nil {
+		return x.Payload
+	}
+	return ""
+}
+
+func (x *Event) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *Event) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 var File_coordinator_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
-	" coordinator/v1/coordinator.proto\x12\x0ecoordinator.v1\x1a\x1egoogle/protobuf/duration.proto\".\n" +
+	" coordinator/v1/coordinator.proto\x12\x0ecoordinator.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\".\n" +
 	"\x0fReadConsistency\x12\x1b\n" +
 	"\tmin_index\x18\x01 \x01(\x04R\bminIndex\".\n" +
 	"\rStatusRequest\x12\x1d\n" +
@@ -1463,7 +2214,72 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\vconsistency\x18\x02 \x01(\v2\x1f.coordinator.v1.ReadConsistencyR\vconsistency\"Y\n" +
 	"\x11GetMasterResponse\x12.\n" +
 	"\x06master\x18\x01 \x01(\v2\x16.coordinator.v1.MasterR\x06master\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index2\xcc\x05\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"o\n" +
+	"\x16GetMasterDetailRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12A\n" +
+	"\vconsistency\x18\x02 \x01(\v2\x1f.coordinator.v1.ReadConsistencyR\vconsistency\"e\n" +
+	"\x17GetMasterDetailResponse\x124\n" +
+	"\x06detail\x18\x01 \x01(\v2\x1c.coordinator.v1.MasterDetailR\x06detail\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xb0\x03\n" +
+	"\fMasterDetail\x12.\n" +
+	"\x06master\x18\x01 \x01(\v2\x16.coordinator.v1.MasterR\x06master\x123\n" +
+	"\breplicas\x18\x02 \x03(\v2\x17.coordinator.v1.ReplicaR\breplicas\x12*\n" +
+	"\x05votes\x18\x03 \x03(\v2\x14.coordinator.v1.VoteR\x05votes\x12\x14\n" +
+	"\x05odown\x18\x04 \x01(\bR\x05odown\x12;\n" +
+	"\bfailover\x18\x05 \x01(\v2\x1f.coordinator.v1.FailoverJournalR\bfailover\x12-\n" +
+	"\x06events\x18\x06 \x03(\v2\x15.coordinator.v1.EventR\x06events\x12D\n" +
+	"\x10last_failover_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0elastFailoverAt\x12#\n" +
+	"\rmaster_offset\x18\b \x01(\x03R\fmasterOffset\x12\"\n" +
+	"\rmaster_run_id\x18\t \x01(\tR\vmasterRunId\"\xbb\x03\n" +
+	"\aReplica\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\x12%\n" +
+	"\x0emaster_address\x18\x04 \x01(\tR\rmasterAddress\x12$\n" +
+	"\x0emaster_link_up\x18\x05 \x01(\bR\fmasterLinkUp\x12C\n" +
+	"\x10master_link_down\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x0emasterLinkDown\x12\x1a\n" +
+	"\bpriority\x18\a \x01(\x05R\bpriority\x12\x16\n" +
+	"\x06offset\x18\b \x01(\x03R\x06offset\x12\x10\n" +
+	"\x03lag\x18\t \x01(\x03R\x03lag\x12\x1c\n" +
+	"\tannounced\x18\n" +
+	" \x01(\bR\tannounced\x12\x14\n" +
+	"\x05sdown\x18\v \x01(\bR\x05sdown\x12\"\n" +
+	"\fdisconnected\x18\f \x01(\bR\fdisconnected\x12;\n" +
+	"\vobserved_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"observedAt\"w\n" +
+	"\x04Vote\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04down\x18\x02 \x01(\bR\x04down\x12*\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x87\x03\n" +
+	"\x0fFailoverJournal\x12\x14\n" +
+	"\x05phase\x18\x01 \x01(\tR\x05phase\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1c\n" +
+	"\tcandidate\x18\x03 \x01(\tR\tcandidate\x12\x1d\n" +
+	"\n" +
+	"old_master\x18\x04 \x01(\tR\toldMaster\x12#\n" +
+	"\rstarted_epoch\x18\x05 \x01(\x04R\fstartedEpoch\x129\n" +
+	"\n" +
+	"started_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
+	"\vpromoted_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"promotedAt\x125\n" +
+	"\x06reconf\x18\b \x03(\v2\x1d.coordinator.v1.ReplicaReconfR\x06reconf\x125\n" +
+	"\brejected\x18\t \x03(\v2\x19.coordinator.v1.RejectionR\brejected\"t\n" +
+	"\rReplicaReconf\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
+	"\x05phase\x18\x02 \x01(\tR\x05phase\x123\n" +
+	"\asent_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\"=\n" +
+	"\tRejection\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xba\x01\n" +
+	"\x05Event\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
+	"\x06master\x18\x03 \x01(\tR\x06master\x12\x12\n" +
+	"\x04type\x18\x04 \x01(\tR\x04type\x12\x18\n" +
+	"\apayload\x18\x05 \x01(\tR\apayload\x12\x17\n" +
+	"\anode_id\x18\x06 \x01(\tR\x06nodeId\x12\x14\n" +
+	"\x05epoch\x18\a \x01(\x04R\x05epoch2\xb0\x06\n" +
 	"\x12CoordinatorService\x12G\n" +
 	"\x06Status\x12\x1d.coordinator.v1.StatusRequest\x1a\x1e.coordinator.v1.StatusResponse\x12V\n" +
 	"\vListMembers\x12\".coordinator.v1.ListMembersRequest\x1a#.coordinator.v1.ListMembersResponse\x12A\n" +
@@ -1474,7 +2290,8 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x06Remove\x12\x1d.coordinator.v1.RemoveRequest\x1a\x1e.coordinator.v1.RemoveResponse\x12>\n" +
 	"\x03Set\x12\x1a.coordinator.v1.SetRequest\x1a\x1b.coordinator.v1.SetResponse\x12V\n" +
 	"\vListMasters\x12\".coordinator.v1.ListMastersRequest\x1a#.coordinator.v1.ListMastersResponse\x12P\n" +
-	"\tGetMaster\x12 .coordinator.v1.GetMasterRequest\x1a!.coordinator.v1.GetMasterResponseBEZCgithub.com/raftinel/raftinel/proto/gen/coordinator/v1;coordinatorv1b\x06proto3"
+	"\tGetMaster\x12 .coordinator.v1.GetMasterRequest\x1a!.coordinator.v1.GetMasterResponse\x12b\n" +
+	"\x0fGetMasterDetail\x12&.coordinator.v1.GetMasterDetailRequest\x1a'.coordinator.v1.GetMasterDetailResponseBEZCgithub.com/raftinel/raftinel/proto/gen/coordinator/v1;coordinatorv1b\x06proto3"
 
 var (
 	file_coordinator_v1_coordinator_proto_rawDescOnce sync.Once
@@ -1488,39 +2305,49 @@ func file_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 	return file_coordinator_v1_coordinator_proto_rawDescData
 }
 
-var file_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_coordinator_v1_coordinator_proto_goTypes = []any{
-	(*ReadConsistency)(nil),     // 0: coordinator.v1.ReadConsistency
-	(*StatusRequest)(nil),       // 1: coordinator.v1.StatusRequest
-	(*StatusResponse)(nil),      // 2: coordinator.v1.StatusResponse
-	(*NodeStatus)(nil),          // 3: coordinator.v1.NodeStatus
-	(*ListMembersRequest)(nil),  // 4: coordinator.v1.ListMembersRequest
-	(*ListMembersResponse)(nil), // 5: coordinator.v1.ListMembersResponse
-	(*Member)(nil),              // 6: coordinator.v1.Member
-	(*JoinRequest)(nil),         // 7: coordinator.v1.JoinRequest
-	(*JoinResponse)(nil),        // 8: coordinator.v1.JoinResponse
-	(*RemoveNodeRequest)(nil),   // 9: coordinator.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),  // 10: coordinator.v1.RemoveNodeResponse
-	(*MasterSettings)(nil),      // 11: coordinator.v1.MasterSettings
-	(*Master)(nil),              // 12: coordinator.v1.Master
-	(*MonitorRequest)(nil),      // 13: coordinator.v1.MonitorRequest
-	(*MonitorResponse)(nil),     // 14: coordinator.v1.MonitorResponse
-	(*RemoveRequest)(nil),       // 15: coordinator.v1.RemoveRequest
-	(*RemoveResponse)(nil),      // 16: coordinator.v1.RemoveResponse
-	(*Option)(nil),              // 17: coordinator.v1.Option
-	(*SetRequest)(nil),          // 18: coordinator.v1.SetRequest
-	(*SetResponse)(nil),         // 19: coordinator.v1.SetResponse
-	(*ListMastersRequest)(nil),  // 20: coordinator.v1.ListMastersRequest
-	(*ListMastersResponse)(nil), // 21: coordinator.v1.ListMastersResponse
-	(*GetMasterRequest)(nil),    // 22: coordinator.v1.GetMasterRequest
-	(*GetMasterResponse)(nil),   // 23: coordinator.v1.GetMasterResponse
-	(*durationpb.Duration)(nil), // 24: google.protobuf.Duration
+	(*ReadConsistency)(nil),         // 0: coordinator.v1.ReadConsistency
+	(*StatusRequest)(nil),           // 1: coordinator.v1.StatusRequest
+	(*StatusResponse)(nil),          // 2: coordinator.v1.StatusResponse
+	(*NodeStatus)(nil),              // 3: coordinator.v1.NodeStatus
+	(*ListMembersRequest)(nil),      // 4: coordinator.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),     // 5: coordinator.v1.ListMembersResponse
+	(*Member)(nil),                  // 6: coordinator.v1.Member
+	(*JoinRequest)(nil),             // 7: coordinator.v1.JoinRequest
+	(*JoinResponse)(nil),            // 8: coordinator.v1.JoinResponse
+	(*RemoveNodeRequest)(nil),       // 9: coordinator.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 10: coordinator.v1.RemoveNodeResponse
+	(*MasterSettings)(nil),          // 11: coordinator.v1.MasterSettings
+	(*Master)(nil),                  // 12: coordinator.v1.Master
+	(*MonitorRequest)(nil),          // 13: coordinator.v1.MonitorRequest
+	(*MonitorResponse)(nil),         // 14: coordinator.v1.MonitorResponse
+	(*RemoveRequest)(nil),           // 15: coordinator.v1.RemoveRequest
+	(*RemoveResponse)(nil),          // 16: coordinator.v1.RemoveResponse
+	(*Option)(nil),                  // 17: coordinator.v1.Option
+	(*SetRequest)(nil),              // 18: coordinator.v1.SetRequest
+	(*SetResponse)(nil),             // 19: coordinator.v1.SetResponse
+	(*ListMastersRequest)(nil),      // 20: coordinator.v1.ListMastersRequest
+	(*ListMastersResponse)(nil),     // 21: coordinator.v1.ListMastersResponse
+	(*GetMasterRequest)(nil),        // 22: coordinator.v1.GetMasterRequest
+	(*GetMasterResponse)(nil),       // 23: coordinator.v1.GetMasterResponse
+	(*GetMasterDetailRequest)(nil),  // 24: coordinator.v1.GetMasterDetailRequest
+	(*GetMasterDetailResponse)(nil), // 25: coordinator.v1.GetMasterDetailResponse
+	(*MasterDetail)(nil),            // 26: coordinator.v1.MasterDetail
+	(*Replica)(nil),                 // 27: coordinator.v1.Replica
+	(*Vote)(nil),                    // 28: coordinator.v1.Vote
+	(*FailoverJournal)(nil),         // 29: coordinator.v1.FailoverJournal
+	(*ReplicaReconf)(nil),           // 30: coordinator.v1.ReplicaReconf
+	(*Rejection)(nil),               // 31: coordinator.v1.Rejection
+	(*Event)(nil),                   // 32: coordinator.v1.Event
+	(*durationpb.Duration)(nil),     // 33: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 34: google.protobuf.Timestamp
 }
 var file_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	3,  // 0: coordinator.v1.StatusResponse.nodes:type_name -> coordinator.v1.NodeStatus
 	6,  // 1: coordinator.v1.ListMembersResponse.members:type_name -> coordinator.v1.Member
-	24, // 2: coordinator.v1.MasterSettings.down_after:type_name -> google.protobuf.Duration
-	24, // 3: coordinator.v1.MasterSettings.failover_timeout:type_name -> google.protobuf.Duration
+	33, // 2: coordinator.v1.MasterSettings.down_after:type_name -> google.protobuf.Duration
+	33, // 3: coordinator.v1.MasterSettings.failover_timeout:type_name -> google.protobuf.Duration
 	11, // 4: coordinator.v1.Master.settings:type_name -> coordinator.v1.MasterSettings
 	11, // 5: coordinator.v1.MonitorRequest.settings:type_name -> coordinator.v1.MasterSettings
 	17, // 6: coordinator.v1.SetRequest.options:type_name -> coordinator.v1.Option
@@ -1528,29 +2355,48 @@ var file_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	12, // 8: coordinator.v1.ListMastersResponse.masters:type_name -> coordinator.v1.Master
 	0,  // 9: coordinator.v1.GetMasterRequest.consistency:type_name -> coordinator.v1.ReadConsistency
 	12, // 10: coordinator.v1.GetMasterResponse.master:type_name -> coordinator.v1.Master
-	1,  // 11: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
-	4,  // 12: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
-	7,  // 13: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
-	9,  // 14: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
-	13, // 15: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
-	15, // 16: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
-	18, // 17: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
-	20, // 18: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
-	22, // 19: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
-	2,  // 20: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
-	5,  // 21: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
-	8,  // 22: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
-	10, // 23: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
-	14, // 24: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
-	16, // 25: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
-	19, // 26: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
-	21, // 27: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
-	23, // 28: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
-	20, // [20:29] is the sub-list for method output_type
-	11, // [11:20] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	0,  // 11: coordinator.v1.GetMasterDetailRequest.consistency:type_name -> coordinator.v1.ReadConsistency
+	26, // 12: coordinator.v1.GetMasterDetailResponse.detail:type_name -> coordinator.v1.MasterDetail
+	12, // 13: coordinator.v1.MasterDetail.master:type_name -> coordinator.v1.Master
+	27, // 14: coordinator.v1.MasterDetail.replicas:type_name -> coordinator.v1.Replica
+	28, // 15: coordinator.v1.MasterDetail.votes:type_name -> coordinator.v1.Vote
+	29, // 16: coordinator.v1.MasterDetail.failover:type_name -> coordinator.v1.FailoverJournal
+	32, // 17: coordinator.v1.MasterDetail.events:type_name -> coordinator.v1.Event
+	34, // 18: coordinator.v1.MasterDetail.last_failover_at:type_name -> google.protobuf.Timestamp
+	33, // 19: coordinator.v1.Replica.master_link_down:type_name -> google.protobuf.Duration
+	34, // 20: coordinator.v1.Replica.observed_at:type_name -> google.protobuf.Timestamp
+	34, // 21: coordinator.v1.Vote.at:type_name -> google.protobuf.Timestamp
+	34, // 22: coordinator.v1.FailoverJournal.started_at:type_name -> google.protobuf.Timestamp
+	34, // 23: coordinator.v1.FailoverJournal.promoted_at:type_name -> google.protobuf.Timestamp
+	30, // 24: coordinator.v1.FailoverJournal.reconf:type_name -> coordinator.v1.ReplicaReconf
+	31, // 25: coordinator.v1.FailoverJournal.rejected:type_name -> coordinator.v1.Rejection
+	34, // 26: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
+	34, // 27: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
+	1,  // 28: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
+	4,  // 29: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
+	7,  // 30: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
+	9,  // 31: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
+	13, // 32: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
+	15, // 33: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
+	18, // 34: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
+	20, // 35: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
+	22, // 36: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
+	24, // 37: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
+	2,  // 38: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
+	5,  // 39: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
+	8,  // 40: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
+	10, // 41: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
+	14, // 42: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
+	16, // 43: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
+	19, // 44: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
+	21, // 45: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
+	23, // 46: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
+	25, // 47: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
+	38, // [38:48] is the sub-list for method output_type
+	28, // [28:38] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_v1_coordinator_proto_init() }
@@ -1564,7 +2410,7 @@ func file_coordinator_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coordinator_v1_coordinator_proto_rawDesc), len(file_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,15 +23,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CoordinatorService_Status_FullMethodName      = "/coordinator.v1.CoordinatorService/Status"
-	CoordinatorService_ListMembers_FullMethodName = "/coordinator.v1.CoordinatorService/ListMembers"
-	CoordinatorService_Join_FullMethodName        = "/coordinator.v1.CoordinatorService/Join"
-	CoordinatorService_RemoveNode_FullMethodName  = "/coordinator.v1.CoordinatorService/RemoveNode"
-	CoordinatorService_Monitor_FullMethodName     = "/coordinator.v1.CoordinatorService/Monitor"
-	CoordinatorService_Remove_FullMethodName      = "/coordinator.v1.CoordinatorService/Remove"
-	CoordinatorService_Set_FullMethodName         = "/coordinator.v1.CoordinatorService/Set"
-	CoordinatorService_ListMasters_FullMethodName = "/coordinator.v1.CoordinatorService/ListMasters"
-	CoordinatorService_GetMaster_FullMethodName   = "/coordinator.v1.CoordinatorService/GetMaster"
+	CoordinatorService_Status_FullMethodName          = "/coordinator.v1.CoordinatorService/Status"
+	CoordinatorService_ListMembers_FullMethodName     = "/coordinator.v1.CoordinatorService/ListMembers"
+	CoordinatorService_Join_FullMethodName            = "/coordinator.v1.CoordinatorService/Join"
+	CoordinatorService_RemoveNode_FullMethodName      = "/coordinator.v1.CoordinatorService/RemoveNode"
+	CoordinatorService_Monitor_FullMethodName         = "/coordinator.v1.CoordinatorService/Monitor"
+	CoordinatorService_Remove_FullMethodName          = "/coordinator.v1.CoordinatorService/Remove"
+	CoordinatorService_Set_FullMethodName             = "/coordinator.v1.CoordinatorService/Set"
+	CoordinatorService_ListMasters_FullMethodName     = "/coordinator.v1.CoordinatorService/ListMasters"
+	CoordinatorService_GetMaster_FullMethodName       = "/coordinator.v1.CoordinatorService/GetMaster"
+	CoordinatorService_GetMasterDetail_FullMethodName = "/coordinator.v1.CoordinatorService/GetMasterDetail"
 )
 
 // CoordinatorServiceClient is the client API for CoordinatorService service.
@@ -58,6 +59,9 @@ type CoordinatorServiceClient interface {
 	ListMasters(ctx context.Context, in *ListMastersRequest, opts ...grpc.CallOption) (*ListMastersResponse, error)
 	// GetMaster returns one master.
 	GetMaster(ctx context.Context, in *GetMasterRequest, opts ...grpc.CallOption) (*GetMasterResponse, error)
+	// GetMasterDetail returns one master with its replicas, each node's vote,
+	// the failover journal and the recent events.
+	GetMasterDetail(ctx context.Context, in *GetMasterDetailRequest, opts ...grpc.CallOption) (*GetMasterDetailResponse, error)
 }
 
 type coordinatorServiceClient struct {
@@ -158,6 +162,16 @@ func (c *coordinatorServiceClient) GetMaster(ctx context.Context, in *GetMasterR
 	return out, nil
 }
 
+func (c *coordinatorServiceClient) GetMasterDetail(ctx context.Context, in *GetMasterDetailRequest, opts ...grpc.CallOption) (*GetMasterDetailResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetMasterDetailResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_GetMasterDetail_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServiceServer is the server API for CoordinatorService service.
 // All implementations must embed UnimplementedCoordinatorServiceServer
 // for forward compatibility.
@@ -182,6 +196,9 @@ type CoordinatorServiceServer interface {
 	ListMasters(context.Context, *ListMastersRequest) (*ListMastersResponse, error)
 	// GetMaster returns one master.
 	GetMaster(context.Context, *GetMasterRequest) (*GetMasterResponse, error)
+	// GetMasterDetail returns one master with its replicas, each node's vote,
+	// the failover journal and the recent events.
+	GetMasterDetail(context.Context, *GetMasterDetailRequest) (*GetMasterDetailResponse, error)
 	mustEmbedUnimplementedCoordinatorServiceServer()
 }
 
@@ -218,6 +235,9 @@ func (UnimplementedCoordinatorServiceServer) ListMasters(context.Context, *ListM
 }
 func (UnimplementedCoordinatorServiceServer) GetMaster(context.Context, *GetMasterRequest) (*GetMasterResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetMaster not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) GetMasterDetail(context.Context, *GetMasterDetailRequest) (*GetMasterDetailResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetMasterDetail not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) mustEmbedUnimplementedCoordinatorServiceServer() {}
 func (UnimplementedCoordinatorServiceServer) testEmbeddedByValue()                            {}
@@ -402,6 +422,24 @@ func _CoordinatorService_GetMaster_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoordinatorService_GetMasterDetail_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetMasterDetailRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).GetMasterDetail(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_GetMasterDetail_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).GetMasterDetail(ctx, req.(*GetMasterDetailRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CoordinatorService_ServiceDesc is the grpc.ServiceDesc for CoordinatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -444,6 +482,10 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetMaster",
 			Handler:    _CoordinatorService_GetMaster_Handler,
+		},
+		{
+			MethodName: "GetMasterDetail",
+			Handler:    _CoordinatorService_GetMasterDetail_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,116 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/raftinel/raftinel/fsm"
+	"github.com/raftinel/raftinel/probe"
+	clusterv1 "github.com/raftinel/raftinel/proto/gen/coordinator/cluster/v1"
+	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
+)
+
+// actions keeps one command connection per instance for what the leader
+// sends to Redis (promotions, REPLICAOF), apart from the probe's
+// connections so a slow action never delays a PING.
+type actions struct {
+	name  string
+	mu    sync.Mutex
+	conns map[string]*actionConn
+}
+
+type actionConn struct {
+	auth probe.Auth
+	conn *probe.Conn
+}
+
+func newActions(clientName string) *actions {
+	return &actions{name: clientName, conns: map[string]*actionConn{}}
+}
+
+func (a *actions) conn(addr string, auth probe.Auth) (*probe.Conn, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if c, ok := a.conns[addr]; ok && c.auth == auth {
+		return c.conn, nil
+	} else if ok {
+		_ = c.conn.Close()
+	}
+	c, err := probe.NewConn(probe.ConnConfig{Addr: addr, Auth: auth, ClientName: a.name})
+	if err != nil {
+		return nil, err
+	}
+	a.conns[addr] = &actionConn{auth: auth, conn: c}
+	return c, nil
+}
+
+func (a *actions) close() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, c := range a.conns {
+		_ = c.conn.Close()
+	}
+	a.conns = map[string]*actionConn{}
+}
+
+// due rate-limits a repeated action on one instance: it reports true, and
+// starts a new wait, when the last one of that kind is resendEvery old.
+func (mo *monitor) due(kind, addr string, now time.Time) bool {
+	mo.mu.Lock()
+	defer mo.mu.Unlock()
+	if mo.lastAction == nil {
+		mo.lastAction = map[string]time.Time{}
+	}
+	key := kind + " " + addr
+	if last, ok := mo.lastAction[key]; ok && now.Sub(last) < resendEvery {
+		return false
+	}
+	mo.lastAction[key] = now
+	return true
+}
+
+// simulateFailure ends the process when the configured test hook matches.
+func (s *Server) simulateFailure(point string) {
+	if s.cfg.SimulateFailure == point {
+		s.log.Warn("simulated failure: exiting", "point", point)
+		os.Exit(99)
+	}
+}
+
+// propose commits a node's own observation: directly on the leader,
+// otherwise through the leader's ClusterService.
+func (s *Server) propose(ctx context.Context, cmd *fsmv1.Command) error {
+	if s.IsLeader() {
+		_, err := s.apply(ctx, cmd)
+		return err
+	}
+	conn, err := s.leaderConn()
+	if err != nil {
+		return err
+	}
+	_, err = clusterv1.NewClusterServiceClient(conn).Propose(forwardedContext(ctx), &clusterv1.ProposeRequest{Command: cmd})
+	return err
+}
+
+// clusterAPI is the node-to-node service.
+type clusterAPI struct {
+	clusterv1.UnimplementedClusterServiceServer
+	s *Server
+}
+
+func (c *clusterAPI) Propose(ctx context.Context, req *clusterv1.ProposeRequest) (*clusterv1.ProposeResponse, error) {
+	if _, ok := req.GetCommand().GetKind().(*fsmv1.Command_ReportVote); !ok {
+		return nil, &fsm.Error{Kind: fsm.Invalid, Msg: fmt.Sprintf("nodes may only propose votes, not %T", req.GetCommand().GetKind())}
+	}
+	if !c.s.IsLeader() {
+		return nil, c.s.notLeader()
+	}
+	idx, err := c.s.apply(ctx, req.GetCommand())
+	if err != nil {
+		return nil, err
+	}
+	return &clusterv1.ProposeResponse{Index: idx}, nil
+}

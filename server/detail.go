@@ -1,0 +1,97 @@
+package server
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
+	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+func (a *api) GetMasterDetail(ctx context.Context, req *coordinatorv1.GetMasterDetailRequest) (*coordinatorv1.GetMasterDetailResponse, error) {
+	if err := a.waitConsistent(ctx, req.GetConsistency()); err != nil {
+		return nil, err
+	}
+	m, idx, ok := a.s.fsm.Master(req.GetName())
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "unknown master %q", req.GetName())
+	}
+	return &coordinatorv1.GetMasterDetailResponse{Detail: masterDetail(m), Index: idx}, nil
+}
+
+func timestamp(unixNanos int64) *timestamppb.Timestamp {
+	if unixNanos == 0 {
+		return nil
+	}
+	return timestamppb.New(time.Unix(0, unixNanos))
+}
+
+func masterDetail(m *fsmv1.Master) *coordinatorv1.MasterDetail {
+	d := &coordinatorv1.MasterDetail{
+		Master:         publicMaster(m),
+		Odown:          m.GetOdown(),
+		LastFailoverAt: timestamp(m.GetLastFailoverAtUnixNanos()),
+		MasterOffset:   m.GetMasterOffset(),
+		MasterRunId:    m.GetMasterRunId(),
+	}
+	for _, r := range m.GetReplicas() {
+		rep := &coordinatorv1.Replica{
+			Address: r.GetAddress(), RunId: r.GetRunId(), Role: r.GetRole(), MasterLinkUp: r.GetMasterLinkUp(),
+			Priority: r.GetPriority(), Offset: r.GetOffset(), Announced: r.GetAnnounced(), Sdown: r.GetSdown(),
+			Disconnected: r.GetDisconnected(), ObservedAt: timestamp(r.GetObservedAtUnixNanos()),
+		}
+		if r.GetMasterHost() != "" {
+			rep.MasterAddress = net.JoinHostPort(r.GetMasterHost(), strconv.Itoa(int(r.GetMasterPort())))
+		}
+		if !r.GetMasterLinkUp() && r.GetMasterLinkDownMs() > 0 {
+			rep.MasterLinkDown = durationpb.New(time.Duration(r.GetMasterLinkDownMs()) * time.Millisecond)
+		}
+		if m.GetMasterOffset() > 0 && r.GetOffset() > 0 {
+			rep.Lag = max(0, m.GetMasterOffset()-r.GetOffset())
+		}
+		d.Replicas = append(d.Replicas, rep)
+	}
+	for _, v := range m.GetVotes() {
+		d.Votes = append(d.Votes, &coordinatorv1.Vote{NodeId: v.GetNodeId(), Down: v.GetDown(), At: timestamp(v.GetAtUnixNanos()), Reason: v.GetReason()})
+	}
+	if f := m.GetFailover(); f != nil {
+		j := &coordinatorv1.FailoverJournal{
+			Phase:        phaseName(f.GetPhase().String(), "FAILOVER_PHASE_"),
+			Reason:       f.GetReason(),
+			Candidate:    f.GetCandidate(),
+			OldMaster:    f.GetOldMaster(),
+			StartedEpoch: f.GetStartedEpoch(),
+			StartedAt:    timestamp(f.GetStartedAtUnixNanos()),
+			PromotedAt:   timestamp(f.GetPromotedAtUnixNanos()),
+		}
+		for _, rc := range f.GetReconf() {
+			j.Reconf = append(j.Reconf, &coordinatorv1.ReplicaReconf{Address: rc.GetAddress(),
+				Phase: phaseName(rc.GetPhase().String(), "RECONF_PHASE_"), SentAt: timestamp(rc.GetSentAtUnixNanos())})
+		}
+		for _, r := range f.GetRejected() {
+			j.Rejected = append(j.Rejected, &coordinatorv1.Rejection{Address: r.GetAddress(), Reason: r.GetReason()})
+		}
+		d.Failover = j
+	}
+	for _, e := range m.GetEvents() {
+		d.Events = append(d.Events, publicEvent(e))
+	}
+	return d
+}
+
+func publicEvent(e *fsmv1.Event) *coordinatorv1.Event {
+	return &coordinatorv1.Event{Seq: e.GetSeq(), At: timestamp(e.GetAtUnixNanos()), Master: e.GetMaster(), Type: e.GetType(),
+		Payload: e.GetPayload(), NodeId: e.GetNodeId(), Epoch: e.GetEpoch()}
+}
+
+// phaseName turns FAILOVER_PHASE_RECONF_REPLICAS into "reconf-replicas".
+func phaseName(enum, prefix string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(enum, prefix)), "_", "-")
+}

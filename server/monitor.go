@@ -1,0 +1,216 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/raftinel/raftinel/failover"
+	"github.com/raftinel/raftinel/probe"
+	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
+)
+
+const (
+	// loopPeriod is how often a node re-evaluates its opinions and the
+	// leader its failover steps, on top of waking on every change.
+	loopPeriod = 100 * time.Millisecond
+	// voteRefresh is how often a down vote is re-asserted; voteFreshness is
+	// how long the leader counts it (Sentinel: ask-period and 5 x ask-period).
+	voteRefresh   = time.Second
+	voteFreshness = 5 * time.Second
+)
+
+// monitor runs on every node: it keeps the probe watching every instance
+// of every master and commits this node's SDOWN opinion of each master as a
+// vote. On the leader it also drives detection and failover (leader.go).
+type monitor struct {
+	s       *Server
+	watcher *probe.Watcher
+
+	mu        sync.Mutex
+	tilt      failover.Tilt
+	lastVote  map[string]time.Time // by master: when this node last proposed a vote
+	voting    map[string]bool      // by master: a proposal is in flight
+	lastEnter map[string]time.Time // by address: when the instance last entered SDOWN (leader view)
+	wasDown   map[string]bool
+	// lastAction rate-limits repeated actions, by kind and address.
+	lastAction map[string]time.Time
+}
+
+func newMonitor(s *Server) (*monitor, error) {
+	w, err := probe.NewWatcher(probe.WatcherConfig{
+		ClientName: "raftinel-" + s.cfg.ID,
+		Logger:     s.log.With("component", "probe"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &monitor{
+		s:         s,
+		watcher:   w,
+		lastVote:  map[string]time.Time{},
+		voting:    map[string]bool{},
+		lastEnter: map[string]time.Time{},
+		wasDown:   map[string]bool{},
+	}, nil
+}
+
+func (mo *monitor) run(ctx context.Context) {
+	defer mo.watcher.Close()
+	tick := time.NewTicker(loopPeriod)
+	defer tick.Stop()
+	for {
+		changed, _ := mo.s.fsm.Changed()
+		mo.step(ctx, time.Now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-changed:
+		case <-mo.watcher.Changed():
+		}
+	}
+}
+
+func (mo *monitor) step(ctx context.Context, now time.Time) {
+	st := mo.s.fsm.State()
+	mo.mu.Lock()
+	mo.tilt = mo.tilt.Tick(now)
+	tilt := mo.tilt
+	mo.mu.Unlock()
+
+	if err := mo.watcher.SetTargets(targets(st, mo.ownOpinions(st))); err != nil {
+		mo.s.log.Warn("probe targets", "err", err)
+	}
+	obs := mo.watcher.Observations()
+	for _, m := range st.Masters {
+		mo.maybeVote(ctx, m, obs, tilt, now)
+	}
+	if mo.s.IsLeader() {
+		mo.lead(ctx, st, obs, tilt, now)
+	}
+}
+
+// ownOpinions says which masters this node currently votes down.
+func (mo *monitor) ownOpinions(st *fsmv1.State) map[string]bool {
+	out := map[string]bool{}
+	for name, m := range st.Masters {
+		for _, v := range m.Votes {
+			if v.NodeId == mo.s.cfg.ID && v.Down {
+				out[name] = true
+			}
+		}
+	}
+	return out
+}
+
+// targets lists every instance to probe: each master and its known
+// replicas, with INFO every second while the master is in trouble.
+func targets(st *fsmv1.State, downHere map[string]bool) []probe.Target {
+	var out []probe.Target
+	seen := map[string]bool{}
+	for name, m := range st.Masters {
+		s := m.GetSettings()
+		t := probe.Target{
+			Auth:      probe.Auth{User: s.GetAuthUser(), Pass: s.GetAuthPass()},
+			DownAfter: time.Duration(s.GetDownAfterMs()) * time.Millisecond,
+			FastInfo:  m.GetOdown() || m.GetFailover() != nil || downHere[name],
+		}
+		addrs := []string{m.GetAddress()}
+		for _, r := range m.GetReplicas() {
+			addrs = append(addrs, r.GetAddress())
+		}
+		for _, a := range addrs {
+			if seen[a] {
+				continue
+			}
+			seen[a] = true
+			t.Addr = a
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// probeOf converts an observation to the failover package's input.
+func probeOf(o probe.Observation, ok bool) failover.Probe {
+	if !ok {
+		return failover.Probe{}
+	}
+	p := failover.Probe{
+		Since:           o.Since,
+		LastValidReply:  o.LastValidReply,
+		LinkUp:          o.LinkUp,
+		RoleSince:       o.RoleChangedAt,
+		MasterAddrSince: o.MasterAddrChangedAt,
+	}
+	if o.Info == nil {
+		return p
+	}
+	in := o.Info
+	p.InfoAt = o.InfoAt
+	p.Role = failover.Role(in.Role)
+	p.MasterHost, p.MasterPort = in.MasterHost, in.MasterPort
+	p.MasterLinkUp = in.MasterLinkUp()
+	p.MasterLinkDownFor = time.Duration(in.MasterLinkDownSinceSeconds) * time.Second
+	p.Priority = in.ReplicaPriority
+	p.Offset = in.SlaveReplOffset
+	if in.Role == probe.RoleMaster {
+		p.Offset = in.MasterReplOffset
+	}
+	p.RunID = in.RunID
+	return p
+}
+
+// maybeVote commits this node's opinion of a master when it differs from
+// the committed vote, and re-asserts a down vote so it stays fresh.
+func (mo *monitor) maybeVote(ctx context.Context, m *fsmv1.Master, obs map[string]probe.Observation, tilt failover.Tilt, now time.Time) {
+	o, ok := obs[m.GetAddress()]
+	downAfter := time.Duration(m.GetSettings().GetDownAfterMs()) * time.Millisecond
+	down, reason := failover.DownOpinion(probeOf(o, ok), true, downAfter, tilt, now)
+	var committed *fsmv1.Vote
+	for _, v := range m.GetVotes() {
+		if v.GetNodeId() == mo.s.cfg.ID {
+			committed = v
+		}
+	}
+	same := committed != nil && committed.GetDown() == down && committed.GetAddress() == m.GetAddress()
+	if (committed == nil || !committed.GetDown()) && !down {
+		return // up and not on record as down: nothing to say
+	}
+	mo.mu.Lock()
+	defer mo.mu.Unlock()
+	if mo.voting[m.GetName()] || (same && now.Sub(mo.lastVote[m.GetName()]) < voteRefresh) {
+		return
+	}
+	mo.voting[m.GetName()] = true
+	mo.lastVote[m.GetName()] = now
+	vote := &fsmv1.ReportVote{Master: m.GetName(), NodeId: mo.s.cfg.ID, Address: m.GetAddress(), Down: down, Reason: reason}
+	mo.s.wg.Add(1)
+	go func() {
+		defer mo.s.wg.Done()
+		defer func() { mo.mu.Lock(); mo.voting[vote.Master] = false; mo.mu.Unlock() }()
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := mo.s.propose(cctx, &fsmv1.Command{Kind: &fsmv1.Command_ReportVote{ReportVote: vote}}); err != nil {
+			mo.s.log.Debug("vote not committed", "master", vote.Master, "down", vote.Down, "err", err)
+		} else if !same {
+			mo.s.log.Info("vote", "master", vote.Master, "address", vote.Address, "down", vote.Down, "reason", reason)
+		}
+	}()
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("port of %q: %w", addr, err)
+	}
+	return h, port, nil
+}
