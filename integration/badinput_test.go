@@ -69,8 +69,9 @@ func TestBadInputExitsCleanly(t *testing.T) {
 		// argument stands for the node's own Raft address, so cases about
 		// something else keep --bootstrap consistent with --raft-addr.
 		node := func(id string, more ...string) []string {
-			raft := freeAddr(t)
-			args := []string{"--id", id, "--data-dir", filepath.Join(dir, id), "--raft-addr", raft, "--grpc-addr", freeAddr(t)}
+			ports := freeAddrs(t, 2)
+			raft := ports[0]
+			args := []string{"--id", id, "--data-dir", filepath.Join(dir, id), "--raft-addr", raft, "--grpc-addr", ports[1]}
 			for _, m := range more {
 				args = append(args, strings.ReplaceAll(m, "SELF", raft))
 			}
@@ -137,8 +138,8 @@ func TestBadInputExitsCleanly(t *testing.T) {
 
 	t.Run("data dir held by a running node", func(t *testing.T) {
 		n1 := c.nodes[0]
-		code, stderr, exited := runCoordinator(t, "--id", "n1", "--data-dir", n1.dataDir,
-			"--raft-addr", freeAddr(t), "--grpc-addr", freeAddr(t))
+		ports := freeAddrs(t, 2)
+		code, stderr, exited := runCoordinator(t, "--id", "n1", "--data-dir", n1.dataDir, "--raft-addr", ports[0], "--grpc-addr", ports[1])
 		if !exited || code == 0 {
 			t.Fatalf("second coordinator on a held data dir: exited=%v code=%d stderr %q", exited, code, stderr)
 		}
@@ -191,7 +192,7 @@ func TestBadInputExitsCleanly(t *testing.T) {
 	})
 
 	t.Run("no reachable node", func(t *testing.T) {
-		r := checkCtl(t, 1, "no node could serve the request", "--addr", freeAddr(t)+","+freeAddr(t), "--timeout", "3s", "status")
+		r := checkCtl(t, 1, "no node could serve the request", "--addr", strings.Join(freeAddrs(t, 2), ","), "--timeout", "3s", "status")
 		if r.elapsed > 3*time.Second {
 			t.Fatalf("took longer than --timeout: %v", r)
 		}

@@ -86,17 +86,23 @@ func childEnv() []string {
 	return slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "COORDINATOR_") })
 }
 
-// freeAddr returns a 127.0.0.1 address that was free a moment ago. Another
-// process may take it before the node binds; callers that can retry with
-// new ports do (see startCluster).
-func freeAddr(t testing.TB) string {
+// freeAddrs returns n distinct 127.0.0.1 addresses that were free a moment
+// ago. All listeners stay open until every port is chosen, so the kernel
+// cannot hand the same port out twice. Another process may still take one
+// before the node binds; callers that can retry with new ports do (see
+// startCluster).
+func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
+	out := make([]string, n)
+	for i := range n {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("find a free port: %v", err)
+		}
+		defer lis.Close()
+		out[i] = lis.Addr().String()
 	}
-	defer lis.Close()
-	return lis.Addr().String()
+	return out
 }
 
 // eventually polls check until it returns nil, and fails the test with the
@@ -369,9 +375,9 @@ func tryStartCluster(t testing.TB, size int) (*cluster, error) {
 	dir := t.TempDir()
 	c := &cluster{t: t}
 	var boot []string
-	raftAddrs, grpcAddrs := make([]string, size), make([]string, size)
+	ports := freeAddrs(t, 2*size)
+	raftAddrs, grpcAddrs := ports[:size], ports[size:]
 	for i := range size {
-		raftAddrs[i], grpcAddrs[i] = freeAddr(t), freeAddr(t)
 		boot = append(boot, fmt.Sprintf("n%d=%s", i+1, raftAddrs[i]))
 	}
 	for i := range size {
