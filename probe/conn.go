@@ -56,6 +56,11 @@ var ErrSelfReplication = errors.New("an instance cannot replicate from itself")
 // Conn talks to one Redis instance. It is safe for concurrent use; it dials
 // lazily and redials after failures. Every method obeys its context's
 // deadline (capped by ReadTimeout).
+//
+// After PoolSize failed dials go-redis stops dialing and re-dials in the
+// background once a second until one succeeds; meanwhile commands fail at
+// once with the last dial error. So an instance that comes back can take up
+// to a second longer to be seen, which is also Sentinel's reconnect rate.
 type Conn struct {
 	addr   string
 	host   string
@@ -159,8 +164,8 @@ type PingResult struct {
 	Err error
 }
 
-// Ping sends PING and classifies the outcome; it never returns before the
-// reply or the context's deadline.
+// Ping sends PING and classifies the outcome. It returns by the context's
+// deadline even when the server is frozen.
 func (c *Conn) Ping(ctx context.Context) PingResult {
 	var reply string
 	err := retryStale(ctx, func() error {
