@@ -21,6 +21,13 @@ const (
 	// how long the leader counts it (Sentinel: ask-period and 5 x ask-period).
 	voteRefresh   = time.Second
 	voteFreshness = 5 * time.Second
+	// tiltPeriod is how long a node that was paused (or starved) takes no
+	// failover action and casts no down vote: long enough for every
+	// instance to be PINGed and INFO-polled again several times. Sentinel
+	// waits 30 s; here the fresh-evidence rule (failover.DownOpinion) keeps
+	// guarding the votes afterwards, so a shorter wait is safe and does not
+	// hold up a failover led by a node that merely had a slow moment.
+	tiltPeriod = 5 * time.Second
 )
 
 // monitor runs on every node: it keeps the probe watching every instance
@@ -51,6 +58,7 @@ func newMonitor(s *Server) (*monitor, error) {
 	return &monitor{
 		s:         s,
 		watcher:   w,
+		tilt:      failover.Tilt{Period: tiltPeriod},
 		lastVote:  map[string]time.Time{},
 		voting:    map[string]bool{},
 		lastEnter: map[string]time.Time{},
@@ -78,9 +86,15 @@ func (mo *monitor) run(ctx context.Context) {
 func (mo *monitor) step(ctx context.Context, now time.Time) {
 	st := mo.s.fsm.State()
 	mo.mu.Lock()
+	was := mo.tilt.Active(now)
 	mo.tilt = mo.tilt.Tick(now)
 	tilt := mo.tilt
 	mo.mu.Unlock()
+	if active := tilt.Active(now); active != was {
+		// Sentinel's +tilt and -tilt: this node's timer stalled, so its
+		// recent observations cannot be trusted for a while.
+		mo.s.log.Warn(map[bool]string{true: "+tilt", false: "-tilt"}[active], "until", tilt.Until())
+	}
 
 	if err := mo.watcher.SetTargets(targets(st, mo.ownOpinions(st))); err != nil {
 		mo.s.log.Warn("probe targets", "err", err)

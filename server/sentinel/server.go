@@ -1,0 +1,511 @@
+package sentinel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/raftinel/raftinel/internal/resp"
+	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
+)
+
+// Defaults for the zero Config fields.
+const (
+	DefaultAddr            = "127.0.0.1:26379"
+	DefaultMaxClients      = 10000
+	DefaultSubscriberQueue = 1024
+	DefaultCommandTimeout  = 10 * time.Second
+)
+
+// RedisVersion is what HELLO and INFO report. Clients gate features on it;
+// 7.0.0 is the Sentinel whose command surface this package reproduces.
+const RedisVersion = "7.0.0"
+
+// Config configures a Server. The zero value of every field but Addr and
+// Listener selects a default.
+type Config struct {
+	// Addr is the listen address, for example 127.0.0.1:26379. Ignored when
+	// Listener is set.
+	Addr string
+	// Listener, when set, is used instead of listening on Addr (tests).
+	// Close closes it.
+	Listener net.Listener
+	// Password, when set, is required through AUTH or HELLO AUTH before any
+	// other command, as requirepass does for the default user.
+	Password string
+	// Logger receives connection-level problems; nil discards them.
+	Logger *slog.Logger
+
+	// MaxClients bounds open connections; one more is told
+	// "max number of clients reached" and closed.
+	MaxClients int
+	// SubscriberQueue is how many events may wait for one subscriber. A
+	// subscriber whose queue is full is disconnected, so that one slow reader
+	// never delays the others or the node.
+	SubscriberQueue int
+	// Limits bounds each request. Before a client authenticates (when a
+	// password is set) tighter limits apply, as Redis does.
+	Limits resp.Limits
+	// CommandTimeout bounds a write that goes through Raft (MONITOR, SET,
+	// FAILOVER...).
+	CommandTimeout time.Duration
+}
+
+// unauthLimits are the request limits before AUTH when a password is set:
+// Redis allows an unauthenticated client 10 arguments of 16 KiB.
+var unauthLimits = resp.Limits{MaxArgs: 10, MaxBulkLen: 16 << 10, MaxInlineLen: 16 << 10, MaxCommandLen: 64 << 10}
+
+// Server serves the Sentinel protocol for one node.
+type Server struct {
+	cfg     Config
+	backend Backend
+	log     *slog.Logger
+	started time.Time
+
+	ctx    context.Context // cancelled by Close; bounds backend writes
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	ln       net.Listener
+	conns    map[*conn]struct{}
+	closed   bool
+	startErr error
+	starting bool
+	served   chan struct{} // closed when the accept loop ends
+	acceptEr error
+
+	nextID atomic.Int64
+
+	// subscribers are the connections with at least one subscription.
+	subsMu sync.RWMutex
+	subs   map[*conn]struct{}
+
+	// cache is the last State clone, valid until its changed channel closes
+	// (only with a StateNotifier).
+	notifier StateNotifier
+	cacheMu  sync.Mutex
+	cache    atomic.Pointer[cachedState]
+
+	// peerDown remembers since when each peer has been unreachable, for the
+	// s-down-time field; the Backend reports only reachability.
+	peerMu   sync.Mutex
+	peerDown map[string]time.Time
+
+	// panics counts handler panics that were contained to one connection.
+	panics atomic.Int64
+	// dropped counts subscribers disconnected for falling behind.
+	dropped atomic.Int64
+}
+
+type cachedState struct {
+	st      *fsmv1.State
+	changed <-chan struct{}
+}
+
+var emptyState = &fsmv1.State{}
+
+// New returns a Server for backend. It does no I/O; Start or Serve does.
+func New(cfg Config, backend Backend) *Server {
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.MaxClients <= 0 {
+		cfg.MaxClients = DefaultMaxClients
+	}
+	if cfg.SubscriberQueue <= 0 {
+		cfg.SubscriberQueue = DefaultSubscriberQueue
+	}
+	if cfg.CommandTimeout <= 0 {
+		cfg.CommandTimeout = DefaultCommandTimeout
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg: cfg, backend: backend, log: log.With("component", "sentinel"), started: time.Now(),
+		ctx: ctx, cancel: cancel,
+		conns: map[*conn]struct{}{}, subs: map[*conn]struct{}{}, peerDown: map[string]time.Time{},
+		served: make(chan struct{}),
+	}
+	s.notifier, _ = backend.(StateNotifier)
+	return s
+}
+
+// Start listens (unless Config.Listener is set) and serves in the
+// background. It returns the listen error, if any; calling it again is a
+// no-op that returns the first result.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.starting {
+		return s.startErr
+	}
+	s.starting = true
+	if s.closed {
+		s.startErr = errors.New("sentinel: server closed")
+		close(s.served)
+		return s.startErr
+	}
+	ln := s.cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+			s.startErr = fmt.Errorf("sentinel: listen on %s: %w", s.cfg.Addr, err)
+			close(s.served)
+			return s.startErr
+		}
+	}
+	s.ln = ln
+	s.wg.Go(s.acceptLoop)
+	s.wg.Go(s.eventLoop)
+	return nil
+}
+
+// Serve starts the server and blocks until it stops: nil after Close, or
+// the error that stopped it.
+func (s *Server) Serve() error {
+	if err := s.Start(); err != nil {
+		return err
+	}
+	<-s.served
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acceptEr
+}
+
+// Addr is the address the server listens on, or "" before Start.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Close stops accepting, closes every connection, cancels writes in flight
+// and waits until every goroutine of the server has returned.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return nil
+	}
+	s.closed = true
+	var err error
+	if s.ln != nil {
+		err = s.ln.Close()
+	} else if s.cfg.Listener != nil {
+		err = s.cfg.Listener.Close()
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	s.cancel()
+	for _, c := range conns {
+		c.close()
+	}
+	s.wg.Wait()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (s *Server) acceptLoop() {
+	defer close(s.served)
+	var backoff time.Duration
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return
+			}
+			if !errors.Is(err, net.ErrClosed) {
+				// Out of file descriptors and the like: wait, as net/http does.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "delay", backoff)
+				select {
+				case <-time.After(backoff):
+				case <-s.ctx.Done():
+					return
+				}
+				continue
+			}
+			s.mu.Lock()
+			s.acceptEr = fmt.Errorf("sentinel: accept: %w", err)
+			s.mu.Unlock()
+			return
+		}
+		backoff = 0
+		s.admit(nc)
+	}
+}
+
+// admit registers a new connection and starts its goroutine, or refuses it
+// over MaxClients.
+func (s *Server) admit(nc net.Conn) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = nc.Close()
+		return
+	}
+	if len(s.conns) >= s.cfg.MaxClients {
+		s.mu.Unlock()
+		// Best effort, as Redis: a short write deadline so a peer that does
+		// not read cannot hold the accept loop.
+		_ = nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _ = io.WriteString(nc, "-ERR max number of clients reached\r\n")
+		_ = nc.Close()
+		return
+	}
+	c := newConn(s, nc)
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	s.wg.Go(c.serve)
+}
+
+// forget removes a finished connection.
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.setSubscribed(c, false)
+}
+
+// serveConn runs the protocol on an already connected stream, for tests and
+// fuzzing through net.Pipe. It returns when the connection ends.
+func (s *Server) serveConn(nc net.Conn) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = nc.Close()
+		return
+	}
+	c := newConn(s, nc)
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	c.serve()
+}
+
+// connections returns the open connections in id order (CLIENT LIST/KILL).
+func (s *Server) connections() []*conn {
+	s.mu.Lock()
+	out := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		out = append(out, c)
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+func (s *Server) numConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// state returns the replicated state. The result is shared and read-only:
+// nothing in this package may modify it.
+func (s *Server) state() *fsmv1.State {
+	if s.notifier == nil {
+		return orEmpty(s.backend.State())
+	}
+	if c := s.cache.Load(); c != nil && !isClosed(c.changed) {
+		return c.st
+	}
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	if c := s.cache.Load(); c != nil && !isClosed(c.changed) {
+		return c.st
+	}
+	// Changed before State: a change in between closes ch and the next call
+	// clones again, so the cache can never hold a state older than ch says.
+	ch, _ := s.notifier.Changed()
+	st := orEmpty(s.backend.State())
+	if ch != nil {
+		s.cache.Store(&cachedState{st: st, changed: ch})
+	}
+	return st
+}
+
+func orEmpty(st *fsmv1.State) *fsmv1.State {
+	if st == nil {
+		return emptyState
+	}
+	return st
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// peers returns the other nodes sorted by id, with since when each
+// unreachable one has been seen unreachable.
+func (s *Server) peers() ([]Peer, map[string]time.Time) {
+	ps := append([]Peer(nil), s.backend.Peers()...)
+	sort.Slice(ps, func(i, j int) bool { return ps[i].ID < ps[j].ID })
+	now := time.Now()
+	s.peerMu.Lock()
+	defer s.peerMu.Unlock()
+	down := make(map[string]time.Time)
+	seen := make(map[string]bool, len(ps))
+	for _, p := range ps {
+		seen[p.ID] = true
+		if p.Reachable {
+			delete(s.peerDown, p.ID)
+			continue
+		}
+		since, ok := s.peerDown[p.ID]
+		if !ok {
+			since = now
+			s.peerDown[p.ID] = since
+		}
+		down[p.ID] = since
+	}
+	for id := range s.peerDown {
+		if !seen[id] {
+			delete(s.peerDown, id)
+		}
+	}
+	return ps, down
+}
+
+// listedPeers are the peers SENTINELS shows: only those with a known
+// Sentinel address, since clients dial every entry (go-redis adds each to
+// its sentinel list). num-other-sentinels counts the same set.
+func listedPeers(ps []Peer) []Peer {
+	out := ps[:0:0]
+	for _, p := range ps {
+		if p.SentinelAddr != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// eventLoop forwards the backend's events to subscribers until Close.
+func (s *Server) eventLoop() {
+	var backoff time.Duration
+	runIDs := map[string]string{} // node id -> run id, owned by this goroutine
+	for {
+		events, cancel := s.backend.Events()
+		lost := s.pump(events, runIDs)
+		if cancel != nil {
+			cancel()
+		}
+		if !lost {
+			return
+		}
+		s.log.Warn("event stream from the node ended; subscribers may have missed events, resubscribing")
+		backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
+		select {
+		case <-time.After(backoff):
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// pump delivers events until the stream ends (true) or the server closes
+// (false).
+func (s *Server) pump(events <-chan *fsmv1.Event, runIDs map[string]string) bool {
+	if events == nil {
+		return s.ctx.Err() == nil
+	}
+	for {
+		select {
+		case <-s.ctx.Done():
+			return false
+		case ev, ok := <-events:
+			if !ok {
+				return s.ctx.Err() == nil
+			}
+			if ev == nil || !s.ownEvent(ev, runIDs) {
+				continue
+			}
+			s.publish(ev)
+		}
+	}
+}
+
+// ownEvent filters node opinions: an event that carries a node id (+sdown,
+// -sdown of a master) is one node's subjective view, which a real Sentinel
+// publishes only for itself. Cluster-wide events carry none.
+func (s *Server) ownEvent(ev *fsmv1.Event, runIDs map[string]string) bool {
+	id := ev.GetNodeId()
+	if id == "" {
+		return true
+	}
+	rid, ok := runIDs[id]
+	if !ok {
+		if len(runIDs) > 1024 {
+			clear(runIDs)
+		}
+		rid = RunID(id)
+		runIDs[id] = rid
+	}
+	return rid == s.backend.MyID()
+}
+
+// publish queues ev for every subscriber whose channels or patterns match.
+// It never blocks: a subscriber with a full queue is disconnected.
+func (s *Server) publish(ev *fsmv1.Event) {
+	s.subsMu.RLock()
+	defer s.subsMu.RUnlock()
+	for c := range s.subs {
+		if !c.wants(ev.GetType()) {
+			continue
+		}
+		select {
+		case c.events <- ev:
+		default:
+			if c.dropSlow() {
+				s.dropped.Add(1)
+				s.log.Warn("disconnecting a subscriber that does not keep up", "client", c.id, "addr", c.remote, "queue", cap(c.events))
+			}
+		}
+	}
+}
+
+func (s *Server) setSubscribed(c *conn, on bool) {
+	s.subsMu.Lock()
+	defer s.subsMu.Unlock()
+	if on {
+		s.subs[c] = struct{}{}
+	} else {
+		delete(s.subs, c)
+	}
+}
+
+// write runs a backend write with the server's command timeout.
+func (s *Server) write(fn func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.CommandTimeout)
+	defer cancel()
+	return fn(ctx)
+}
