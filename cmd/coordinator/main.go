@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/raftinel/raftinel/probe"
 	"github.com/raftinel/raftinel/server"
 )
 
@@ -99,6 +100,9 @@ func run(args []string, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
+	// go-redis logs failed dials to stderr on its own; route them through
+	// the node's logger at debug level instead.
+	probe.RouteGoRedisLog(logger)
 	cfg := server.Config{
 		ID: o.id, DataDir: o.dataDir, RaftAddr: o.raftAddr, GRPCAddr: o.grpcAddr,
 		SentinelAddr: o.sentinelAddr, Join: o.join, Logger: logger, SimulateFailure: o.simulateFailure,
