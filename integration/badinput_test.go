@@ -176,14 +176,14 @@ func TestBadInputExitsCleanly(t *testing.T) {
 			{3, `"nosuch"`, []string{"set", "nosuch", "quorum", "2"}},
 			{3, `"n9"`, []string{"remove-node", "n9"}},
 			{4, "not-an-address", []string{"monitor", "m2", "not-an-address", "--quorum", "2"}},
-			{4, "quorum", []string{"monitor", "m2", "127.0.0.1:6380", "--quorum", "0"}},
-			{4, "bad/name", []string{"monitor", "bad/name", "127.0.0.1:6380", "--quorum", "2"}},
-			{4, "mymaster", []string{"monitor", "mymaster", "127.0.0.1:6380", "--quorum", "2"}},
+			{4, "quorum", []string{"monitor", "m2", "127.0.0.1:6399", "--quorum", "0"}},
+			{4, "bad/name", []string{"monitor", "bad/name", "127.0.0.1:6399", "--quorum", "2"}},
+			{4, "mymaster", []string{"monitor", "mymaster", "127.0.0.1:6399", "--quorum", "2"}},
 			{4, "quorum", []string{"set", "mymaster", "quorum", "0"}},
 			{4, "bogus", []string{"set", "mymaster", "bogus", "1"}},
 			{4, "down-after-milliseconds", []string{"set", "mymaster", "down-after-milliseconds", "10"}},
-			{2, `"quorum" not set`, []string{"monitor", "m2", "127.0.0.1:6380"}},
-			{2, "whole number of milliseconds", []string{"monitor", "m2", "127.0.0.1:6380", "--quorum", "2", "--down-after", "1.5ms"}},
+			{2, `"quorum" not set`, []string{"monitor", "m2", "127.0.0.1:6399"}},
+			{2, "whole number of milliseconds", []string{"monitor", "m2", "127.0.0.1:6399", "--quorum", "2", "--down-after", "1.5ms"}},
 		} {
 			checkCtl(t, tc.code, tc.want, append([]string{"--addr", all}, tc.args...)...)
 		}
@@ -204,7 +204,7 @@ func TestBadInputExitsCleanly(t *testing.T) {
 		c.nodes[1].kill()
 		const timeout = 3 * time.Second
 		for _, args := range [][]string{
-			{"--addr", survivor.grpcAddr, "monitor", "m3", "127.0.0.1:6381", "--quorum", "2"},
+			{"--addr", survivor.grpcAddr, "monitor", "m3", "127.0.0.1:6398", "--quorum", "2"},
 			{"--addr", addrs(c.nodes...), "set", "mymaster", "quorum", "3"},
 			{"--addr", survivor.grpcAddr, "remove", "mymaster"},
 		} {

@@ -358,8 +358,15 @@ type cluster struct {
 // a leader is known. A lost port race starts over with fresh ports.
 func startCluster(t testing.TB, size int) *cluster {
 	t.Helper()
+	return startClusterWith(t, size)
+}
+
+// startClusterWith is startCluster with more flags for every node; they
+// are kept for restarts like the others.
+func startClusterWith(t testing.TB, size int, flags ...string) *cluster {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
-		c, err := tryStartCluster(t, size)
+		c, err := tryStartCluster(t, size, flags)
 		if err == nil {
 			c.waitFormed()
 			return c
@@ -371,7 +378,7 @@ func startCluster(t testing.TB, size int) *cluster {
 	}
 }
 
-func tryStartCluster(t testing.TB, size int) (*cluster, error) {
+func tryStartCluster(t testing.TB, size int, flags []string) (*cluster, error) {
 	dir := t.TempDir()
 	c := &cluster{t: t}
 	var boot []string
@@ -381,8 +388,8 @@ func tryStartCluster(t testing.TB, size int) (*cluster, error) {
 		boot = append(boot, fmt.Sprintf("n%d=%s", i+1, raftAddrs[i]))
 	}
 	for i := range size {
-		c.nodes = append(c.nodes, newNode(t, dir, fmt.Sprintf("n%d", i+1), raftAddrs[i], grpcAddrs[i],
-			"--bootstrap", strings.Join(boot, ",")))
+		extra := append([]string{"--bootstrap", strings.Join(boot, ",")}, flags...)
+		c.nodes = append(c.nodes, newNode(t, dir, fmt.Sprintf("n%d", i+1), raftAddrs[i], grpcAddrs[i], extra...))
 	}
 	for _, n := range c.nodes {
 		if err := n.launch(); err != nil {

@@ -218,20 +218,36 @@ The server checks the names and values.`,
 	}
 }
 
+// minIndexFlag adds --min-index to a read: without it a follower answers
+// from whatever it has applied, which can be older than a write the
+// operator just made through another node.
+func minIndexFlag(cmd *cobra.Command, p *uint64) {
+	cmd.Flags().Uint64Var(p, "min-index", 0, "wait (within --timeout) until the node has applied this Raft index, e.g. the index a write printed")
+}
+
+func consistency(minIndex uint64) *coordinatorv1.ReadConsistency {
+	if minIndex == 0 {
+		return nil
+	}
+	return &coordinatorv1.ReadConsistency{MinIndex: minIndex}
+}
+
 func mastersCmd(a *app) *cobra.Command {
-	return &cobra.Command{
+	var minIndex uint64
+	cmd := &cobra.Command{
 		Use:   "masters",
 		Short: "List every monitored master",
 		Long: `masters lists the monitored masters as the node asked knows them. A node that
 is behind shows an older state; the JSON form carries the Raft index it
-reflects.`,
+reflects. --min-index makes it wait until it has caught up with a write.`,
 		Example: `  coordinatorctl masters
-  coordinatorctl masters -o json`,
+  coordinatorctl masters -o json
+  coordinatorctl masters --addr 127.0.0.1:7103 --min-index 12`,
 		Args: exactArgs(),
 		RunE: a.runE(func(ctx context.Context, c *client, _ []string) error {
 			var resp *coordinatorv1.ListMastersResponse
 			err := c.call(ctx, func(ctx context.Context, api coordinatorv1.CoordinatorServiceClient) (err error) {
-				resp, err = api.ListMasters(ctx, &coordinatorv1.ListMastersRequest{})
+				resp, err = api.ListMasters(ctx, &coordinatorv1.ListMastersRequest{Consistency: consistency(minIndex)})
 				return err
 			})
 			if err != nil {
@@ -240,21 +256,26 @@ reflects.`,
 			return show(a, resp, renderMasters)
 		}),
 	}
+	minIndexFlag(cmd, &minIndex)
+	return cmd
 }
 
 func masterCmd(a *app) *cobra.Command {
-	return &cobra.Command{
+	var minIndex uint64
+	cmd := &cobra.Command{
 		Use:   "master NAME",
 		Short: "Show one master: address, epoch and every setting",
 		Long: `master shows one master with every setting under the name 'set' takes. The
-password is never shown, only whether one is set.`,
+password is never shown, only whether one is set. Like 'masters', the node
+asked answers from its own state; --min-index makes it catch up first.`,
 		Example: `  coordinatorctl master mymaster
-  coordinatorctl master mymaster -o json`,
+  coordinatorctl master mymaster -o json
+  coordinatorctl master mymaster --min-index 12`,
 		Args: exactArgs("NAME"),
 		RunE: a.runE(func(ctx context.Context, c *client, args []string) error {
 			var resp *coordinatorv1.GetMasterResponse
 			err := c.call(ctx, func(ctx context.Context, api coordinatorv1.CoordinatorServiceClient) (err error) {
-				resp, err = api.GetMaster(ctx, &coordinatorv1.GetMasterRequest{Name: args[0]})
+				resp, err = api.GetMaster(ctx, &coordinatorv1.GetMasterRequest{Name: args[0], Consistency: consistency(minIndex)})
 				return err
 			})
 			if err != nil {
@@ -263,4 +284,6 @@ password is never shown, only whether one is set.`,
 			return show(a, resp, renderMaster)
 		}),
 	}
+	minIndexFlag(cmd, &minIndex)
+	return cmd
 }

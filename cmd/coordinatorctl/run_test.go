@@ -22,6 +22,7 @@ type fakeNode struct {
 	coordinatorv1.UnimplementedCoordinatorServiceServer
 	mu       sync.Mutex
 	lastReq  proto.Message
+	lastRead proto.Message
 	writeErr error         // returned by every write when set
 	block    chan struct{} // when set, reads wait on it (or the deadline)
 }
@@ -55,7 +56,10 @@ func (f *fakeNode) RemoveNode(_ context.Context, req *coordinatorv1.RemoveNodeRe
 	return &coordinatorv1.RemoveNodeResponse{Index: 15}, f.record(req)
 }
 
-func (f *fakeNode) ListMasters(ctx context.Context, _ *coordinatorv1.ListMastersRequest) (*coordinatorv1.ListMastersResponse, error) {
+func (f *fakeNode) ListMasters(ctx context.Context, req *coordinatorv1.ListMastersRequest) (*coordinatorv1.ListMastersResponse, error) {
+	f.mu.Lock()
+	f.lastRead = proto.Clone(req)
+	f.mu.Unlock()
 	if f.block != nil {
 		select {
 		case <-f.block:
@@ -67,6 +71,9 @@ func (f *fakeNode) ListMasters(ctx context.Context, _ *coordinatorv1.ListMasters
 }
 
 func (f *fakeNode) GetMaster(_ context.Context, req *coordinatorv1.GetMasterRequest) (*coordinatorv1.GetMasterResponse, error) {
+	f.mu.Lock()
+	f.lastRead = proto.Clone(req)
+	f.mu.Unlock()
 	if req.GetName() != "mymaster" {
 		return nil, status.Errorf(codes.NotFound, "unknown master %q", req.GetName())
 	}
@@ -330,4 +337,33 @@ func TestHelpAndCompletion(t *testing.T) {
 			t.Errorf("completion %s = exit %d, %d bytes, stderr %q", shell, r.code, len(r.stdout), r.stderr)
 		}
 	}
+}
+
+func TestMinIndexAsksForConsistentReads(t *testing.T) {
+	f := &fakeNode{}
+	addr := serveFake(t, f)
+	lastRead := func() proto.Message {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.lastRead
+	}
+	if r := runCLI(t, nil, "--addr", addr, "masters"); r.code != 0 {
+		t.Fatal(r)
+	}
+	if c := lastRead().(*coordinatorv1.ListMastersRequest).GetConsistency(); c != nil {
+		t.Errorf("masters without --min-index sent %v", c)
+	}
+	if r := runCLI(t, nil, "--addr", addr, "masters", "--min-index", "12"); r.code != 0 {
+		t.Fatal(r)
+	}
+	if got := lastRead().(*coordinatorv1.ListMastersRequest).GetConsistency().GetMinIndex(); got != 12 {
+		t.Errorf("masters --min-index 12 sent min_index %d", got)
+	}
+	if r := runCLI(t, nil, "--addr", addr, "master", "mymaster", "--min-index", "7"); r.code != 0 {
+		t.Fatal(r)
+	}
+	if got := lastRead().(*coordinatorv1.GetMasterRequest).GetConsistency().GetMinIndex(); got != 7 {
+		t.Errorf("master --min-index 7 sent min_index %d", got)
+	}
+	checkFailure(t, runCLI(t, nil, "--addr", addr, "masters", "--min-index", "-1"), exitUsage, "--min-index")
 }
