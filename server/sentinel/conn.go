@@ -1,0 +1,383 @@
+package sentinel
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/raftinel/raftinel/internal/resp"
+	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
+)
+
+// maxSubscriptions bounds channels plus patterns per connection. Sentinel
+// publishes about forty event types, so a legitimate client needs far fewer;
+// the bound keeps one client from making the event fan-out (which matches
+// every pattern of every subscriber per event) arbitrarily slow.
+const maxSubscriptions = 4096
+
+// conn is one client connection. Its serving goroutine reads and runs
+// commands; once it subscribes, a second goroutine (pump) writes the events
+// queued for it, so the fan-out never waits on a socket.
+type conn struct {
+	s       *Server
+	nc      net.Conn
+	id      int64
+	remote  string
+	local   string
+	created time.Time
+	r       *resp.Reader // serving goroutine only
+
+	// mu guards w: replies from the serving goroutine and messages from the
+	// pump share one ordered byte stream.
+	mu sync.Mutex
+	w  *resp.Writer
+
+	// Owned by the serving goroutine.
+	authed     bool
+	closeAfter bool
+	pumping    bool
+
+	// Read by other connections (CLIENT LIST, KILL).
+	infoMu     sync.Mutex
+	name       string
+	libName    string
+	libVer     string
+	lastCmd    atomic.Pointer[command]
+	lastActive atomic.Int64 // unix nanos
+	proto      atomic.Int32
+
+	// Subscriptions: changed by the serving goroutine, read by the fan-out
+	// and the pump. Lock order: mu before subMu.
+	subMu    sync.RWMutex
+	channels map[string]struct{}
+	chanList []string // subscription order, for UNSUBSCRIBE without arguments
+	patterns map[string]struct{}
+	patList  []string
+	nChan    atomic.Int32
+	nPat     atomic.Int32
+
+	events    chan *fsmv1.Event
+	done      chan struct{}
+	closeOnce sync.Once
+	slow      atomic.Bool
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	c := &conn{
+		s: s, nc: nc, id: s.nextID.Add(1), created: time.Now(),
+		w:      resp.NewWriter(nc),
+		authed: s.cfg.Password == "",
+		done:   make(chan struct{}),
+	}
+	if a := nc.RemoteAddr(); a != nil {
+		c.remote = a.String()
+	}
+	if a := nc.LocalAddr(); a != nil {
+		c.local = a.String()
+	}
+	limits := s.cfg.Limits
+	if !c.authed {
+		limits = tighter(limits, unauthLimits)
+	}
+	c.r = resp.NewReader(nc, limits)
+	c.proto.Store(2)
+	c.lastActive.Store(c.created.UnixNano())
+	return c
+}
+
+// tighter returns the smaller of each limit; zero means the resp default.
+func tighter(a, b resp.Limits) resp.Limits {
+	pick := func(x, y, def int) int {
+		if x <= 0 {
+			x = def
+		}
+		if y <= 0 {
+			y = def
+		}
+		return min(x, y)
+	}
+	return resp.Limits{
+		MaxArgs:       pick(a.MaxArgs, b.MaxArgs, resp.DefaultMaxArgs),
+		MaxBulkLen:    pick(a.MaxBulkLen, b.MaxBulkLen, resp.DefaultMaxBulkLen),
+		MaxInlineLen:  pick(a.MaxInlineLen, b.MaxInlineLen, resp.DefaultMaxInlineLen),
+		MaxCommandLen: pick(a.MaxCommandLen, b.MaxCommandLen, resp.DefaultMaxCommandLen),
+	}
+}
+
+// close ends the connection; safe from any goroutine, any number of times.
+func (c *conn) close() {
+	c.closeOnce.Do(func() {
+		_ = c.nc.Close()
+		close(c.done)
+	})
+}
+
+// dropSlow disconnects a subscriber whose queue is full. It reports whether
+// this call did it, so the drop is logged once.
+func (c *conn) dropSlow() bool {
+	if !c.slow.CompareAndSwap(false, true) {
+		return false
+	}
+	c.close()
+	return true
+}
+
+func (c *conn) serve() {
+	defer c.s.forget(c)
+	defer c.close()
+	defer func() {
+		// A bug in a handler must cost one connection, not the node.
+		if r := recover(); r != nil {
+			c.s.panics.Add(1)
+			c.s.log.Error("panic while serving a client; connection closed", "client", c.id, "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	for {
+		args, err := c.r.ReadCommand()
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		if !c.exec(args) {
+			return
+		}
+	}
+}
+
+// readFailed answers a malformed request with Redis's protocol error before
+// the connection closes: the stream cannot be resynchronised.
+func (c *conn) readFailed(err error) {
+	var pe *resp.ProtocolError
+	if !errors.As(err, &pe) {
+		if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			c.s.log.Debug("client read failed", "client", c.id, "err", err)
+		}
+		return
+	}
+	c.s.log.Info("closing a client after a protocol error", "client", c.id, "addr", c.remote, "err", err)
+	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	c.mu.Lock()
+	c.w.Error("ERR " + pe.Error())
+	_ = c.w.Flush()
+	c.mu.Unlock()
+}
+
+// exec runs one command and reports whether the connection stays open. The
+// checks come in Redis's order: command lookup and arity, then
+// authentication, then the subscribed-context rule.
+func (c *conn) exec(args [][]byte) bool {
+	c.lastActive.Store(time.Now().UnixNano())
+	cmd := lookup(commandTable, args[0])
+	var sub *command
+	if cmd != nil && len(cmd.subs) > 0 && len(args) >= 2 {
+		sub = lookup(cmd.subs, args[1])
+	}
+	c.mu.Lock()
+	switch {
+	case cmd == nil:
+		c.w.Error(unknownCommand(args))
+	case len(cmd.subs) > 0 && len(args) >= 2 && sub == nil:
+		c.w.Error(fmt.Sprintf("ERR unknown subcommand '%s'. Try %s HELP.", trunc(args[1], 128), strings.ToUpper(cmd.name)))
+	default:
+		if sub != nil {
+			cmd = sub
+		}
+		switch {
+		case !arityOK(cmd.arity, len(args)):
+			c.w.Error(wrongArity(cmd.name))
+		case !c.authed && cmd.flags&flagNoAuth == 0:
+			c.w.Error("NOAUTH Authentication required.")
+		case c.w.Protocol() == 2 && c.subscriptions() > 0 && cmd.flags&flagPubSub == 0:
+			c.w.Error(fmt.Sprintf("ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", cmd.name))
+		default:
+			c.lastCmd.Store(cmd)
+			if cmd.flags&flagUnlocked != 0 {
+				// Writes wait for Raft; the pump must be able to deliver
+				// events meanwhile, so the handler takes mu itself.
+				c.mu.Unlock()
+				cmd.run(c, args)
+				c.mu.Lock()
+			} else {
+				cmd.run(c, args)
+			}
+		}
+	}
+	var err error
+	if c.r.Buffered() == 0 || c.closeAfter {
+		// Flush once per pipeline: replies to queued commands go out together.
+		err = c.w.Flush()
+	}
+	c.mu.Unlock()
+	return err == nil && !c.closeAfter
+}
+
+func arityOK(arity, n int) bool {
+	if arity >= 0 {
+		return n == arity
+	}
+	return n >= -arity
+}
+
+func wrongArity(name string) string {
+	return "ERR wrong number of arguments for '" + name + "' command"
+}
+
+// unknownCommand is Redis 7's text: the name and the first arguments, each
+// quoted and followed by a space, up to 128 bytes.
+func unknownCommand(args [][]byte) string {
+	var b strings.Builder
+	b.WriteString("ERR unknown command '")
+	b.Write(trunc(args[0], 128))
+	b.WriteString("', with args beginning with: ")
+	n := 0
+	for _, a := range args[1:] {
+		if n >= 128 {
+			break
+		}
+		a = trunc(a, 128-n)
+		b.WriteByte('\'')
+		b.Write(a)
+		b.WriteString("' ")
+		n += len(a) + 3
+	}
+	return b.String()
+}
+
+func trunc(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}
+
+// lookup finds a command by name, ignoring ASCII case, without allocating.
+func lookup(table map[string]*command, name []byte) *command {
+	var buf [32]byte
+	if len(name) > len(buf) {
+		return nil
+	}
+	for i, b := range name {
+		buf[i] = lower(b)
+	}
+	return table[string(buf[:len(name)])]
+}
+
+func (c *conn) subscriptions() int {
+	return int(c.nChan.Load() + c.nPat.Load())
+}
+
+// checkPassword compares in constant time; it returns false for every user
+// but "default", the only one a Sentinel-protocol endpoint has.
+func (c *conn) checkPassword(user, pass []byte) bool {
+	if user != nil && string(user) != "default" {
+		return false
+	}
+	if c.s.cfg.Password == "" {
+		return true // the default user has nopass
+	}
+	return subtle.ConstantTimeCompare(pass, []byte(c.s.cfg.Password)) == 1
+}
+
+func (c *conn) authenticate() {
+	if c.authed {
+		return
+	}
+	c.authed = true
+	c.r.SetLimits(c.s.cfg.Limits)
+}
+
+// wants reports whether an event on channel should be queued for c.
+func (c *conn) wants(channel string) bool {
+	c.subMu.RLock()
+	defer c.subMu.RUnlock()
+	if _, ok := c.channels[channel]; ok {
+		return true
+	}
+	for _, p := range c.patList {
+		if globMatch(p, channel, false) {
+			return true
+		}
+	}
+	return false
+}
+
+// pump writes queued events until the connection closes. It batches what is
+// queued into one flush.
+func (c *conn) pump() {
+	for {
+		select {
+		case <-c.done:
+			return
+		case ev := <-c.events:
+			c.mu.Lock()
+			c.writeEvent(ev)
+			for len(c.events) > 0 {
+				c.writeEvent(<-c.events)
+			}
+			err := c.w.Flush()
+			c.mu.Unlock()
+			if err != nil {
+				c.close()
+				return
+			}
+		}
+	}
+}
+
+// writeEvent writes the message frames for ev, with mu held: one "message"
+// if the channel is subscribed, then one "pmessage" per matching pattern,
+// as Redis does. Subscriptions are checked again here so nothing is sent
+// for a channel after its UNSUBSCRIBE confirmation.
+func (c *conn) writeEvent(ev *fsmv1.Event) {
+	channel, payload := ev.GetType(), ev.GetPayload()
+	c.subMu.RLock()
+	defer c.subMu.RUnlock()
+	if _, ok := c.channels[channel]; ok {
+		c.w.PushHeader(3)
+		c.w.BulkString("message")
+		c.w.BulkString(channel)
+		c.w.BulkString(payload)
+	}
+	for _, p := range c.patList {
+		if globMatch(p, channel, false) {
+			c.w.PushHeader(4)
+			c.w.BulkString("pmessage")
+			c.w.BulkString(p)
+			c.w.BulkString(channel)
+			c.w.BulkString(payload)
+		}
+	}
+}
+
+// clientLine is this connection's CLIENT LIST / CLIENT INFO line.
+func (c *conn) clientLine() string {
+	c.infoMu.Lock()
+	name, lib, ver := c.name, c.libName, c.libVer
+	c.infoMu.Unlock()
+	now := time.Now()
+	flags := "N"
+	if c.subscriptions() > 0 {
+		flags = "P"
+	}
+	cmd := "NULL"
+	if k := c.lastCmd.Load(); k != nil {
+		cmd = k.name
+	}
+	idle := now.Sub(time.Unix(0, c.lastActive.Load()))
+	return "id=" + strconv.FormatInt(c.id, 10) +
+		" addr=" + c.remote + " laddr=" + c.local + " fd=-1 name=" + name +
+		" age=" + strconv.FormatInt(int64(now.Sub(c.created)/time.Second), 10) +
+		" idle=" + strconv.FormatInt(int64(idle/time.Second), 10) +
+		" flags=" + flags + " db=0 sub=" + strconv.Itoa(int(c.nChan.Load())) +
+		" psub=" + strconv.Itoa(int(c.nPat.Load())) + " ssub=0 multi=-1 watch=0 cmd=" + cmd +
+		" user=default redir=-1 resp=" + strconv.Itoa(int(c.proto.Load())) +
+		" lib-name=" + lib + " lib-ver=" + ver + "\n"
+}
