@@ -64,7 +64,13 @@ type conn struct {
 	nChan    atomic.Int32
 	nPat     atomic.Int32
 
-	events    chan *fsmv1.Event
+	// The subscriber's queue: the fan-out appends under qmu and pokes wake;
+	// the pump takes the whole queue at once.
+	qmu    sync.Mutex
+	queue  []*fsmv1.Event
+	qbytes int
+	wake   chan struct{}
+
 	done      chan struct{}
 	closeOnce sync.Once
 	slow      atomic.Bool
@@ -76,6 +82,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		w:      resp.NewWriter(nc),
 		authed: s.cfg.Password == "",
 		done:   make(chan struct{}),
+		wake:   make(chan struct{}, 1),
 	}
 	if a := nc.RemoteAddr(); a != nil {
 		c.remote = a.String()
@@ -309,25 +316,57 @@ func (c *conn) wants(channel string) bool {
 	return false
 }
 
-// pump writes queued events until the connection closes. It batches what is
-// queued into one flush.
+// eventCost approximates the bytes an event occupies until it is written.
+func eventCost(ev *fsmv1.Event) int { return len(ev.GetType()) + len(ev.GetPayload()) + 64 }
+
+// enqueue queues ev for the pump without blocking. It reports false when
+// the subscriber's buffer is full.
+func (c *conn) enqueue(ev *fsmv1.Event) bool {
+	cost := eventCost(ev)
+	c.qmu.Lock()
+	if c.qbytes+cost > c.s.cfg.SubscriberBuffer {
+		c.qmu.Unlock()
+		return false
+	}
+	c.queue = append(c.queue, ev)
+	c.qbytes += cost
+	c.qmu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default: // already poked; the pump will see this event too
+	}
+	return true
+}
+
+// pump writes queued events until the connection closes, everything queued
+// at once with one flush.
 func (c *conn) pump() {
 	for {
 		select {
 		case <-c.done:
 			return
-		case ev := <-c.events:
-			c.mu.Lock()
+		case <-c.wake:
+		}
+		c.qmu.Lock()
+		batch := c.queue
+		c.queue = nil
+		c.qmu.Unlock()
+		c.mu.Lock()
+		for _, ev := range batch {
 			c.writeEvent(ev)
-			for len(c.events) > 0 {
-				c.writeEvent(<-c.events)
-			}
-			err := c.w.Flush()
-			c.mu.Unlock()
-			if err != nil {
-				c.close()
-				return
-			}
+		}
+		err := c.w.Flush()
+		c.mu.Unlock()
+		// The bytes are released only once written, so a client whose
+		// socket is full keeps its queue full and is dropped.
+		c.qmu.Lock()
+		for _, ev := range batch {
+			c.qbytes -= eventCost(ev)
+		}
+		c.qmu.Unlock()
+		if err != nil {
+			c.close()
+			return
 		}
 	}
 }

@@ -1,10 +1,6 @@
 package sentinel
 
-import (
-	"fmt"
-
-	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
-)
+import "fmt"
 
 // Pub/sub handlers run on the serving goroutine with c.mu held, so a
 // confirmation is always written before any message the new subscription
@@ -121,7 +117,6 @@ func (c *conn) startPump() {
 	c.subMu.Lock()
 	c.channels = map[string]struct{}{}
 	c.patterns = map[string]struct{}{}
-	c.events = make(chan *fsmv1.Event, c.s.cfg.SubscriberQueue)
 	c.subMu.Unlock()
 	c.s.wg.Go(c.pump)
 }

@@ -18,10 +18,10 @@ import (
 
 // Defaults for the zero Config fields.
 const (
-	DefaultAddr            = "127.0.0.1:26379"
-	DefaultMaxClients      = 10000
-	DefaultSubscriberQueue = 1024
-	DefaultCommandTimeout  = 10 * time.Second
+	DefaultAddr             = "127.0.0.1:26379"
+	DefaultMaxClients       = 10000
+	DefaultSubscriberBuffer = 8 << 20
+	DefaultCommandTimeout   = 10 * time.Second
 )
 
 // RedisVersion is what HELLO and INFO report. Clients gate features on it;
@@ -46,10 +46,12 @@ type Config struct {
 	// MaxClients bounds open connections; one more is told
 	// "max number of clients reached" and closed.
 	MaxClients int
-	// SubscriberQueue is how many events may wait for one subscriber. A
-	// subscriber whose queue is full is disconnected, so that one slow reader
-	// never delays the others or the node.
-	SubscriberQueue int
+	// SubscriberBuffer bounds the bytes of events waiting for one
+	// subscriber (default 8 MiB, Redis's soft pub/sub output limit). A
+	// subscriber that would exceed it is disconnected, so that one slow
+	// reader never delays the others or the node. The bound is in bytes, not
+	// events, so that a burst of small events does not drop a healthy client.
+	SubscriberBuffer int
 	// Limits bounds each request. Before a client authenticates (when a
 	// password is set) tighter limits apply, as Redis does.
 	Limits resp.Limits
@@ -120,8 +122,8 @@ func New(cfg Config, backend Backend) *Server {
 	if cfg.MaxClients <= 0 {
 		cfg.MaxClients = DefaultMaxClients
 	}
-	if cfg.SubscriberQueue <= 0 {
-		cfg.SubscriberQueue = DefaultSubscriberQueue
+	if cfg.SubscriberBuffer <= 0 {
+		cfg.SubscriberBuffer = DefaultSubscriberBuffer
 	}
 	if cfg.CommandTimeout <= 0 {
 		cfg.CommandTimeout = DefaultCommandTimeout
@@ -482,13 +484,9 @@ func (s *Server) publish(ev *fsmv1.Event) {
 		if !c.wants(ev.GetType()) {
 			continue
 		}
-		select {
-		case c.events <- ev:
-		default:
-			if c.dropSlow() {
-				s.dropped.Add(1)
-				s.log.Warn("disconnecting a subscriber that does not keep up", "client", c.id, "addr", c.remote, "queue", cap(c.events))
-			}
+		if !c.enqueue(ev) && c.dropSlow() {
+			s.dropped.Add(1)
+			s.log.Warn("disconnecting a subscriber that does not keep up", "client", c.id, "addr", c.remote, "buffer", s.cfg.SubscriberBuffer)
 		}
 	}
 }
