@@ -171,10 +171,10 @@ func TestBadInputExitsCleanly(t *testing.T) {
 			want string
 			args []string
 		}{
-			{3, `"nosuch"`, []string{"master", "nosuch"}},
-			{3, `"nosuch"`, []string{"remove", "nosuch"}},
-			{3, `"nosuch"`, []string{"set", "nosuch", "quorum", "2"}},
-			{3, `"n9"`, []string{"remove-node", "n9"}},
+			{3, `unknown master "nosuch"`, []string{"master", "nosuch"}},
+			{3, `unknown master "nosuch"`, []string{"remove", "nosuch"}},
+			{3, `unknown master "nosuch"`, []string{"set", "nosuch", "quorum", "2"}},
+			{3, `unknown node "n9"`, []string{"remove-node", "n9"}},
 			{4, "not-an-address", []string{"monitor", "m2", "not-an-address", "--quorum", "2"}},
 			{4, "quorum", []string{"monitor", "m2", "127.0.0.1:6399", "--quorum", "0"}},
 			{4, "bad/name", []string{"monitor", "bad/name", "127.0.0.1:6399", "--quorum", "2"}},

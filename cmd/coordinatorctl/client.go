@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -109,13 +108,13 @@ func (c *client) call(ctx context.Context, fn func(context.Context, coordinatorv
 		case st.Code() == codes.Unavailable:
 			failed = append(failed, describeUnavailable(addr, cc, err))
 		case st.Code() == codes.DeadlineExceeded:
-			return &exitError{code: exitFailure, err: fmt.Errorf("%s: no answer within %v", addr, c.timeout)}
+			return fromCall(status.Errorf(codes.DeadlineExceeded, "%s: no answer within %v", addr, c.timeout))
 		default:
-			return fromCall(status.Error(st.Code(), grpcMessage(err)))
+			return fromCall(err)
 		}
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return &exitError{code: exitFailure, err: fmt.Errorf("no node could serve the request: %s", strings.Join(failed, "; "))}
+	return fromCall(status.Errorf(codes.Unavailable, "no node could serve the request: %s", strings.Join(failed, "; ")))
 }

@@ -47,7 +47,8 @@ func exitCodeForStatus(c codes.Code) int {
 	return exitFailure
 }
 
-// fromCall wraps an error returned by a call to the cluster.
+// fromCall gives an error from a call to the cluster its exit code, and
+// keeps only the readable part of a gRPC status for the message.
 func fromCall(err error) error {
 	if err == nil {
 		return nil
@@ -56,7 +57,7 @@ func fromCall(err error) error {
 	if errors.As(err, &ee) {
 		return err
 	}
-	return &exitError{code: exitCodeForStatus(status.Code(err)), err: err}
+	return &exitError{code: exitCodeForStatus(status.Code(err)), err: errors.New(grpcMessage(err))}
 }
 
 // exitCode decides the process's exit code for what Execute returned.

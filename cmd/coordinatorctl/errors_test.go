@@ -50,6 +50,9 @@ func TestExitCode(t *testing.T) {
 			t.Errorf("%s: exitCode(%v) = %d, want %d", tc.name, tc.err, got, tc.want)
 		}
 	}
+	if got, want := fromCall(status.Error(codes.NotFound, `unknown master "x"`)).Error(), `unknown master "x"`; got != want {
+		t.Errorf("fromCall message = %q, want %q", got, want)
+	}
 	if fromCall(nil) != nil {
 		t.Error("fromCall(nil) is not nil")
 	}

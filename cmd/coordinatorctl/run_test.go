@@ -237,7 +237,7 @@ func TestWritesConfirm(t *testing.T) {
 
 func TestServerErrorsMapToExitCodes(t *testing.T) {
 	addr := serveFake(t, &fakeNode{})
-	checkFailure(t, runCLI(t, nil, "--addr", addr, "master", "nosuch"), exitNotFound, `unknown master "nosuch"`)
+	checkFailure(t, runCLI(t, nil, "--addr", addr, "master", "nosuch"), exitNotFound, "coordinatorctl: unknown master \"nosuch\"\n")
 
 	for code, exit := range map[codes.Code]int{
 		codes.InvalidArgument:    exitInvalid,
@@ -248,7 +248,7 @@ func TestServerErrorsMapToExitCodes(t *testing.T) {
 	} {
 		f := &fakeNode{writeErr: status.Error(code, "the reason\non two lines")}
 		a := serveFake(t, f)
-		checkFailure(t, runCLI(t, nil, "--addr", a, "remove", "mymaster"), exit, "the reason on two lines")
+		checkFailure(t, runCLI(t, nil, "--addr", a, "remove", "mymaster"), exit, "coordinatorctl: the reason on two lines\n")
 	}
 }
 
