@@ -190,8 +190,12 @@ func (c *conn) exec(args [][]byte) bool {
 	c.mu.Lock()
 	switch {
 	case cmd == nil:
+		// Logged because a client library that needs a command this front
+		// end lacks shows up here first.
+		c.s.log.Debug("unknown command", "client", c.id, "command", string(trunc(args[0], 64)))
 		c.w.Error(unknownCommand(args))
 	case len(cmd.subs) > 0 && len(args) >= 2 && sub == nil:
+		c.s.log.Debug("unknown subcommand", "client", c.id, "command", cmd.name, "subcommand", string(trunc(args[1], 64)))
 		c.w.Error(fmt.Sprintf("ERR unknown subcommand '%s'. Try %s HELP.", trunc(args[1], 128), strings.ToUpper(cmd.name)))
 	default:
 		if sub != nil {
