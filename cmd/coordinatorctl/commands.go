@@ -72,9 +72,10 @@ func removeNodeCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "remove-node ID",
 		Short: "Remove a node from the cluster",
-		Long: `remove-node takes a node out of the Raft configuration. Stop the node's
-process afterwards; a node that was removed must not be restarted with its
-old data directory.`,
+		Long: `remove-node takes a node out of the Raft configuration; the node may be the
+leader, which then hands over. Stop the node's process afterwards: a removed
+node that keeps running still answers reads, from a state that no longer
+changes.`,
 		Example: `  coordinatorctl remove-node n4`,
 		Args:    exactArgs("ID"),
 		RunE: a.runE(func(ctx context.Context, c *client, args []string) error {
