@@ -62,7 +62,8 @@ func matchOne(pattern string, p int, c byte, nocase bool) (bool, int) {
 // matchClass matches a bracket expression whose body starts at pattern[p]
 // (just after '['). Like Redis, an unterminated class runs to the end of the
 // pattern, a reversed range such as [z-a] is accepted, and a backslash
-// escapes the next byte.
+// escapes the next byte, which then compares case-sensitively even when
+// nocase is set.
 func matchClass(pattern string, p int, c byte, nocase bool) (bool, int) {
 	negate := false
 	if p < len(pattern) && pattern[p] == '^' {
@@ -73,7 +74,7 @@ func matchClass(pattern string, p int, c byte, nocase bool) (bool, int) {
 	for p < len(pattern) && pattern[p] != ']' {
 		switch {
 		case pattern[p] == '\\' && p+1 < len(pattern):
-			if sameByte(pattern[p+1], c, nocase) {
+			if pattern[p+1] == c {
 				match = true
 			}
 			p += 2
