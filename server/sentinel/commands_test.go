@@ -1,8 +1,10 @@
 package sentinel
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"slices"
 	"strconv"
@@ -525,5 +527,132 @@ func TestCommandIntrospection(t *testing.T) {
 		if !slices.Contains(names, any("sentinel|get-master-addr-by-name")) || slices.Contains(names, any("save")) {
 			t.Errorf("COMMAND LIST: %v", names)
 		}
+	}
+}
+
+func TestHelpAndInfoCache(t *testing.T) {
+	f, s := startFake(t, Config{})
+	c := dial(t, s.Addr())
+	for _, cmd := range []string{"SENTINEL", "CLIENT", "COMMAND"} {
+		got := c.do(cmd, "HELP")
+		if !strings.HasPrefix(got, "*") || !strings.Contains(got, "\r\n+"+cmd+" <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n") {
+			t.Errorf("%s HELP: %q", cmd, got)
+		}
+	}
+	if got := c.do("SENTINEL", "CONFIG", "GET", "*"); got != "*14\r\n"+
+		bulk("resolve-hostnames")+bulk("yes")+bulk("announce-hostnames")+bulk("yes")+bulk("announce-ip")+bulk("")+
+		bulk("announce-port")+bulk("0")+bulk("sentinel-user")+bulk("")+bulk("sentinel-pass")+bulk("")+
+		bulk("loglevel")+bulk("notice") {
+		t.Errorf("CONFIG GET *: %q", got)
+	}
+	// INFO-CACHE: name, then [age, null] for the master and each replica;
+	// unknown and repeated names are skipped.
+	v, _ := c.value("SENTINEL", "INFO-CACHE", "mymaster", "nope", "mymaster").([]any)
+	if len(v) != 2 || v[0] != "mymaster" {
+		t.Fatalf("INFO-CACHE: %#v", v)
+	}
+	entries, _ := v[1].([]any)
+	if len(entries) != 3 {
+		t.Fatalf("INFO-CACHE entries: %#v", entries)
+	}
+	for i, e := range entries {
+		pair, _ := e.([]any)
+		age, _ := pair[0].(int64)
+		if len(pair) != 2 || pair[1] != nil || age < 0 {
+			t.Errorf("INFO-CACHE entry %d: %#v", i, pair)
+		}
+	}
+	// Replica 2 has no view of its own: age 0.
+	if pair, _ := entries[2].([]any); pair[0] != int64(0) {
+		t.Errorf("INFO-CACHE age without a view: %v", pair[0])
+	}
+	_ = f
+}
+
+// Many clients read while the state changes and events flow, then the
+// server closes under them; run with -race.
+func TestConcurrentClients(t *testing.T) {
+	f := newFake()
+	topology(f)
+	s := start(t, f, Config{})
+	waitFor(t, 5*time.Second, func() bool { return f.streamCount() == 1 }, "the event stream")
+	const events = 300
+	ready := make(chan struct{}, 3)
+	stop := make(chan struct{})
+	errs := make(chan error, 16)
+	for i := range 6 {
+		go func() {
+			nc, err := net.Dial("tcp", s.Addr())
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer nc.Close()
+			r := bufio.NewReader(nc)
+			if i%2 == 0 {
+				// A subscriber reads its confirmation and every event.
+				if _, err := nc.Write(encode("PSUBSCRIBE", "*")); err != nil {
+					errs <- err
+					return
+				}
+				_ = nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+				if _, err := readRaw(r); err != nil {
+					errs <- err
+					return
+				}
+				ready <- struct{}{}
+				for n := range events {
+					if _, err := readRaw(r); err != nil {
+						errs <- fmt.Errorf("subscriber %d, frame %d: %w", i, n, err)
+						return
+					}
+				}
+				errs <- nil
+				return
+			}
+			for {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				{
+					for _, cmd := range [][]string{{"SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"}, {"SENTINEL", "MASTERS"}, {"SENTINEL", "REPLICAS", "mymaster"}, {"INFO"}} {
+						if _, err := nc.Write(encode(cmd...)); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}
+				_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+				for range 4 {
+					if _, err := readRaw(r); err != nil {
+						errs <- fmt.Errorf("client %d: %w", i, err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	for range 3 {
+		select {
+		case <-ready:
+		case err := <-errs:
+			t.Fatal(err)
+		}
+	}
+	for i := range events {
+		f.update(func(st *fsmv1.State) { st.Masters["mymaster"].Epoch = uint64(i) })
+		f.emit(switchEvent())
+	}
+	close(stop)
+	for range 6 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if s.panics.Load() != 0 || s.dropped.Load() != 0 {
+		t.Errorf("panics %d, dropped %d", s.panics.Load(), s.dropped.Load())
 	}
 }
