@@ -417,14 +417,17 @@ func (s *Server) eventLoop() {
 	runIDs := map[string]string{} // node id -> run id, owned by this goroutine
 	for {
 		events, cancel := s.backend.Events()
-		lost := s.pump(events, runIDs)
+		ended, delivered := s.forward(events, runIDs)
 		if cancel != nil {
 			cancel()
 		}
-		if !lost {
+		if !ended {
 			return
 		}
 		s.log.Warn("event stream from the node ended; subscribers may have missed events, resubscribing")
+		if delivered {
+			backoff = 0 // a stream that worked: retry at once; one that never did: back off
+		}
 		backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
 		select {
 		case <-time.After(backoff):
@@ -434,20 +437,21 @@ func (s *Server) eventLoop() {
 	}
 }
 
-// pump delivers events until the stream ends (true) or the server closes
-// (false).
-func (s *Server) pump(events <-chan *fsmv1.Event, runIDs map[string]string) bool {
+// forward publishes events until the stream ends (ended) or the server
+// closes, and reports whether any event arrived.
+func (s *Server) forward(events <-chan *fsmv1.Event, runIDs map[string]string) (ended, delivered bool) {
 	if events == nil {
-		return s.ctx.Err() == nil
+		return s.ctx.Err() == nil, false
 	}
 	for {
 		select {
 		case <-s.ctx.Done():
-			return false
+			return false, delivered
 		case ev, ok := <-events:
 			if !ok {
-				return s.ctx.Err() == nil
+				return s.ctx.Err() == nil, delivered
 			}
+			delivered = true
 			if ev == nil || !s.ownEvent(ev, runIDs) {
 				continue
 			}
