@@ -42,18 +42,6 @@ func (c *testCluster) monitorGroup(t *testing.T, name string, g *group, quorum u
 	})
 }
 
-func (c *testCluster) masterAddr(name string) (string, uint64) {
-	for _, nd := range c.nodes {
-		if nd.srv != nil {
-			m, _, ok := nd.srv.FSM().Master(name)
-			if ok {
-				return m.Address, m.Epoch
-			}
-		}
-	}
-	return "", 0
-}
-
 func role(t *testing.T, s *redistest.Server) (string, string) {
 	info, err := s.Info(context.Background(), "replication")
 	if err != nil {
