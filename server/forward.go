@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/raftinel/raftinel/fsm"
@@ -69,6 +70,36 @@ func (s *Server) leaderConn() (*grpc.ClientConn, error) {
 	return s.conn(n.GrpcAddress)
 }
 
+// waitLeaderConn returns a connection to the leader, waiting out an
+// election in progress: a write that arrives between two leaders should be
+// delayed by the election, not refused. It waits for at most three quarters
+// of the time left to the request (and RequestTimeout), so that when no
+// leader appears the caller gets the explanatory Unavailable, not a bare
+// DeadlineExceeded. A nil connection means this node became the leader.
+func (s *Server) waitLeaderConn(ctx context.Context) (*grpc.ClientConn, error) {
+	budget := s.cfg.RequestTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		budget = min(budget, time.Until(dl)*3/4)
+	}
+	giveUp := time.Now().Add(budget)
+	for {
+		if s.IsLeader() {
+			return nil, nil
+		}
+		conn, err := s.leaderConn()
+		if err == nil || time.Now().After(giveUp) {
+			return conn, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-s.ctx.Done():
+			return nil, err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // forwardInterceptor sends a write that reached a follower to the leader
 // and relays the answer, so clients may talk to any node.
 func (s *Server) forwardInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -78,9 +109,12 @@ func (s *Server) forwardInterceptor(ctx context.Context, req any, info *grpc.Una
 	if isForwarded(ctx) {
 		return nil, s.notLeader()
 	}
-	conn, err := s.leaderConn()
+	conn, err := s.waitLeaderConn(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if conn == nil { // this node won the election meanwhile
+		return handler(ctx, req)
 	}
 	reply := newReply(info.FullMethod)
 	if reply == nil {
