@@ -11,7 +11,7 @@ STATICCHECK_VERSION := v0.8.2
 # go test's overall limit; CI has 90 minutes for everything.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: help tools redis generate checkgenerate lint test test-integration bench build demo ci
+.PHONY: help tools redis generate checkgenerate lint test test-integration bench bench-failover build demo ci
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ test-integration: redis ## only the multi-process tests with real binaries and r
 
 bench: redis ## benchmarks
 	go test -run '^$$' -bench . -benchmem ./...
+
+bench-failover: redis build ## failover benchmark, Raftinel against redis-sentinel (flags: BENCH_FLAGS="-runs 3 -faults kill")
+	go run ./cmd/bench-failover $(BENCH_FLAGS)
 
 build: ## build bin/coordinator and bin/coordinatorctl
 	go build -o bin/ ./cmd/...

@@ -1,0 +1,182 @@
+// Command bench-failover measures a failover end to end, against Raftinel
+// and against real Redis Sentinel, with the same Redis topology, the same
+// down-after and the same client.
+//
+// Each run starts a fresh topology on free 127.0.0.1 ports (a master and two
+// replicas, real redis-server processes), three coordinator nodes or three
+// redis-sentinel processes, and a writer: go-redis's FailoverClient, which
+// speaks the Sentinel protocol to both systems, appending sequential values
+// to a list as fast as it can. It then kills (SIGKILL) or freezes (SIGSTOP)
+// the master and measures
+//
+//   - announce: from the fault to the first +switch-master heard on any of
+//     the three Sentinel endpoints;
+//   - outage: from the fault to the first acknowledged write sent after it;
+//   - lost: acknowledged writes missing from the new master afterwards.
+//
+// With -watch it also runs Raftinel with the writer following the master
+// over gRPC WatchMaster (package client) instead of the Sentinel protocol.
+//
+// Every process it starts is in its own process group and is killed when the
+// run ends, when the command is interrupted, or when the command dies.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+type options struct {
+	runs            int
+	downAfter       time.Duration
+	failoverTimeout time.Duration
+	faults          []string
+	systems         []string
+	coordinator     string
+	redisServer     string
+	redisSentinel   string
+	runTimeout      time.Duration
+	keepWriting     time.Duration
+	verbose         bool
+}
+
+func parseFlags(args []string) (*options, error) {
+	fs := flag.NewFlagSet("bench-failover", flag.ContinueOnError)
+	o := &options{}
+	var faults, systems string
+	fs.IntVar(&o.runs, "runs", 10, "runs of each system and fault")
+	fs.DurationVar(&o.downAfter, "down-after", time.Second, "down-after-milliseconds of the monitored master, for both systems")
+	fs.DurationVar(&o.failoverTimeout, "failover-timeout", 10*time.Second, "failover-timeout of the monitored master, for both systems")
+	fs.StringVar(&faults, "faults", "kill,stop", "faults to inject, comma-separated: kill (SIGKILL the master), stop (SIGSTOP it)")
+	fs.StringVar(&systems, "systems", "raftinel,sentinel,raftinel-watch", "systems to run, comma-separated: raftinel (Sentinel protocol client), sentinel (redis-sentinel), raftinel-watch (gRPC WatchMaster client)")
+	fs.StringVar(&o.coordinator, "coordinator", "bin/coordinator", "the coordinator binary (make build)")
+	fs.StringVar(&o.redisServer, "redis-server", "redis-server", "the redis-server binary")
+	fs.StringVar(&o.redisSentinel, "redis-sentinel", "redis-sentinel", "the redis-sentinel binary")
+	fs.DurationVar(&o.runTimeout, "run-timeout", 90*time.Second, "give up on one run after this long")
+	fs.DurationVar(&o.keepWriting, "keep-writing", time.Second, "how long the writer goes on after its first write to the new master")
+	fs.BoolVar(&o.verbose, "v", false, "print each run as it ends")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.runs < 1 || o.runs > 1000 {
+		return nil, fmt.Errorf("-runs %d: want 1 to 1000", o.runs)
+	}
+	if o.downAfter < 100*time.Millisecond {
+		return nil, fmt.Errorf("-down-after %v: want at least 100ms", o.downAfter)
+	}
+	if o.failoverTimeout < o.downAfter {
+		return nil, fmt.Errorf("-failover-timeout %v: want at least -down-after", o.failoverTimeout)
+	}
+	var err error
+	if o.faults, err = splitChoice("-faults", faults, "kill", "stop"); err != nil {
+		return nil, err
+	}
+	if o.systems, err = splitChoice("-systems", systems, systemRaftinel, systemSentinel, systemWatch); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+func splitChoice(flagName, value string, allowed ...string) ([]string, error) {
+	var out []string
+	for _, v := range strings.Split(value, ",") {
+		v = strings.TrimSpace(v)
+		if !slices.Contains(allowed, v) {
+			return nil, fmt.Errorf("%s: unknown value %q (want %s)", flagName, v, strings.Join(allowed, ", "))
+		}
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench-failover:", err)
+		os.Exit(2)
+	}
+	if !o.verbose {
+		// go-redis logs every failed dial of the dead master; the bench
+		// expects those.
+		redis.SetLogger(quietLog{})
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-failover:", err)
+		os.Exit(1)
+	}
+}
+
+type quietLog struct{}
+
+func (quietLog) Printf(context.Context, string, ...any) {}
+
+func run(ctx context.Context, o *options) error {
+	env, err := environment(ctx, o)
+	if err != nil {
+		return err
+	}
+	fmt.Println(env)
+	results := map[key][]result{}
+	// Systems alternate within each round so that a change in the machine's
+	// load over time affects both alike.
+	for i := range o.runs {
+		for _, fault := range o.faults {
+			for _, sys := range o.systems {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				r, err := runOnce(ctx, o, sys, fault)
+				if err != nil {
+					return fmt.Errorf("%s, %s, run %d: %w", sys, fault, i+1, err)
+				}
+				if o.verbose {
+					fmt.Printf("%-15s %-5s run %2d: %s\n", sys, fault, i+1, r)
+				}
+				k := key{sys, fault}
+				results[k] = append(results[k], r)
+			}
+		}
+	}
+	fmt.Print(report(o, results))
+	return nil
+}
+
+func environment(ctx context.Context, o *options) (string, error) {
+	var b strings.Builder
+	for _, bin := range []string{o.redisServer, o.redisSentinel} {
+		out, err := commandOutput(ctx, bin, "--version")
+		if err != nil {
+			return "", fmt.Errorf("%s --version: %w (install it: make redis)", bin, err)
+		}
+		fmt.Fprintf(&b, "%s: %s\n", bin, strings.TrimSpace(out))
+	}
+	if slices.ContainsFunc(o.systems, func(s string) bool { return s != systemSentinel }) {
+		if _, err := os.Stat(o.coordinator); err != nil {
+			return "", fmt.Errorf("coordinator binary: %w (build it: make build)", err)
+		}
+	}
+	fmt.Fprintf(&b, "cores: %d, %s/%s, %s\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	fmt.Fprintf(&b, "down-after %v, failover-timeout %v, %d runs of each system and fault\n", o.downAfter, o.failoverTimeout, o.runs)
+	return b.String(), nil
+}

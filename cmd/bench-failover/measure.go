@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+const listKey = "bench:log"
+
+// result is what one run measured.
+type result struct {
+	announce time.Duration // fault -> first +switch-master heard
+	outage   time.Duration // fault -> first acknowledged write sent after it
+	lost     int           // acknowledged writes missing on the new master
+	acked    int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("announce %v, outage %v, lost %d of %d acknowledged",
+		r.announce.Round(time.Millisecond), r.outage.Round(time.Millisecond), r.lost, r.acked)
+}
+
+// clientTimeout is the writer's dial, read and write timeout, the same for
+// both systems. It bounds how long a write to a frozen master hangs.
+const clientTimeout = 250 * time.Millisecond
+
+func runOnce(ctx context.Context, o *options, sys, fault string) (result, error) {
+	ctx, cancel := context.WithTimeout(ctx, o.runTimeout)
+	defer cancel()
+	topo, err := startTopology(ctx, o, sys)
+	if err != nil {
+		return result{}, err
+	}
+	defer topo.close()
+
+	switched, err := listenSwitch(ctx, topo.sentinelAddrs)
+	if err != nil {
+		return result{}, err
+	}
+	client, err := newWriterClient(ctx, sys, topo)
+	if err != nil {
+		return result{}, err
+	}
+	defer client.Close()
+	w := &writer{client: client}
+	writeCtx, stopWriting := context.WithCancel(ctx)
+	defer stopWriting()
+	go w.run(writeCtx)
+	if err := poll(ctx, 10*time.Second, func() error {
+		if w.ackedCount() < 100 {
+			return errors.New("the writer has not written 100 values yet")
+		}
+		return nil
+	}); err != nil {
+		return result{}, err
+	}
+
+	sig := syscall.SIGKILL
+	if fault == "stop" {
+		sig = syscall.SIGSTOP
+	}
+	faultAt := time.Now()
+	if err := topo.redis[0].signal(sig); err != nil {
+		return result{}, fmt.Errorf("signal the master: %w", err)
+	}
+
+	var sw switchEvent
+	select {
+	case sw = <-switched:
+	case <-ctx.Done():
+		return result{}, fmt.Errorf("no +switch-master after %v", time.Since(faultAt).Round(time.Millisecond))
+	}
+	var outage time.Duration
+	if err := poll(ctx, o.runTimeout, func() error {
+		d, ok := w.firstAckAfter(faultAt)
+		if !ok {
+			return errors.New("no write acknowledged since the fault")
+		}
+		outage = d
+		return nil
+	}); err != nil {
+		return result{}, err
+	}
+	// Keep writing a while on the new master before counting.
+	select {
+	case <-time.After(o.keepWriting):
+	case <-ctx.Done():
+		return result{}, ctx.Err()
+	}
+	stopWriting()
+	w.wait()
+
+	lost, acked, err := w.missingOn(ctx, sw.newAddr)
+	if err != nil {
+		return result{}, err
+	}
+	return result{announce: sw.at.Sub(faultAt), outage: outage, lost: lost, acked: acked}, nil
+}
+
+type switchEvent struct {
+	at      time.Time
+	newAddr string
+}
+
+// listenSwitch subscribes to +switch-master on every endpoint and delivers
+// the first one heard. It returns once every subscription is confirmed, so
+// no announcement can be missed.
+func listenSwitch(ctx context.Context, addrs []string) (<-chan switchEvent, error) {
+	out := make(chan switchEvent, len(addrs))
+	for _, addr := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+		sub := c.Subscribe(ctx, "+switch-master")
+		if _, err := sub.Receive(ctx); err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("subscribe on %s: %w", addr, err)
+		}
+		go func() {
+			defer c.Close()
+			defer sub.Close()
+			ch := sub.Channel()
+			select {
+			case msg := <-ch:
+				// <name> <oldip> <oldport> <newip> <newport>
+				if f := strings.Fields(msg.Payload); len(f) == 5 {
+					out <- switchEvent{at: time.Now(), newAddr: net.JoinHostPort(f[3], f[4])}
+				}
+			case <-ctx.Done():
+			}
+		}()
+	}
+	return out, nil
+}
+
+// newWriterClient is the application's Redis client: go-redis's
+// FailoverClient against the Sentinel endpoints, the same options for both
+// systems.
+func newWriterClient(_ context.Context, sys string, topo *topology) (*redis.Client, error) {
+	switch sys {
+	case systemRaftinel, systemSentinel:
+		return redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: masterName, SentinelAddrs: topo.sentinelAddrs,
+			DialTimeout: clientTimeout, ReadTimeout: clientTimeout, WriteTimeout: clientTimeout,
+			MaxRetries: -1, PoolSize: 1,
+		}), nil
+	}
+	return nil, fmt.Errorf("no writer for system %q", sys)
+}
+
+// writer appends 1, 2, 3... to a list, one at a time, as fast as it can,
+// recording when each acknowledged write was sent and acknowledged.
+type writer struct {
+	client *redis.Client
+	mu     sync.Mutex
+	acks   []ack
+	done   sync.WaitGroup
+}
+
+type ack struct {
+	value          int
+	sent, received time.Time
+}
+
+func (w *writer) run(ctx context.Context) {
+	w.done.Add(1)
+	defer w.done.Done()
+	for i := 1; ctx.Err() == nil; i++ {
+		sent := time.Now()
+		err := w.client.RPush(ctx, listKey, i).Err()
+		if err != nil {
+			// The master is gone or the client is re-resolving: try the
+			// next value after a short breath instead of spinning.
+			select {
+			case <-ctx.Done():
+			case <-time.After(5 * time.Millisecond):
+			}
+			continue
+		}
+		w.mu.Lock()
+		w.acks = append(w.acks, ack{value: i, sent: sent, received: time.Now()})
+		w.mu.Unlock()
+	}
+}
+
+func (w *writer) wait() { w.done.Wait() }
+
+func (w *writer) ackedCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.acks)
+}
+
+// firstAckAfter is the outage: the first write sent after the fault and
+// acknowledged. A write sent after SIGKILL or SIGSTOP cannot be answered by
+// the old master, so its answer came from the new one.
+func (w *writer) firstAckAfter(fault time.Time) (time.Duration, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, a := range w.acks {
+		if a.sent.After(fault) {
+			return a.received.Sub(fault), true
+		}
+	}
+	return 0, false
+}
+
+// missingOn counts acknowledged values that the new master does not hold.
+func (w *writer) missingOn(ctx context.Context, addr string) (lost, acked int, err error) {
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	vals, err := c.LRange(ctx, listKey, 0, -1).Result()
+	if err != nil {
+		return 0, 0, fmt.Errorf("read the list on the new master %s: %w", addr, err)
+	}
+	have := make(map[int]bool, len(vals))
+	for _, v := range vals {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return 0, 0, fmt.Errorf("unexpected list value %q", v)
+		}
+		have[n] = true
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, a := range w.acks {
+		if !have[a.value] {
+			lost++
+		}
+	}
+	return lost, len(w.acks), nil
+}

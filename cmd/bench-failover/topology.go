@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+const masterName = "benchmaster"
+
+const (
+	systemRaftinel = "raftinel"
+	systemSentinel = "sentinel"
+	systemWatch    = "raftinel-watch"
+)
+
+// topology is one run's processes: three redis-server (the master first)
+// and three failover deciders, each with a Sentinel-protocol endpoint.
+type topology struct {
+	dir           string
+	redis         []*proc
+	redisAddrs    []string
+	procs         []*proc
+	sentinelAddrs []string
+	grpcAddrs     []string // Raftinel only
+}
+
+func (t *topology) close() {
+	for _, p := range t.procs {
+		p.kill()
+	}
+	_ = os.RemoveAll(t.dir)
+}
+
+// startTopology starts the Redis group and the system under test, and
+// returns when every Sentinel endpoint sees both replicas linked.
+func startTopology(ctx context.Context, o *options, sys string) (t *topology, err error) {
+	dir, err := os.MkdirTemp("", "raftinel-bench-")
+	if err != nil {
+		return nil, err
+	}
+	t = &topology{dir: dir}
+	defer func() {
+		if err != nil {
+			t.close()
+		}
+	}()
+	ports, err := freePorts(12)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.startRedis(ctx, o, ports[:3]); err != nil {
+		return nil, err
+	}
+	if sys == systemSentinel {
+		err = t.startSentinels(ctx, o, ports[3:6])
+	} else {
+		err = t.startRaftinel(ctx, o, ports[3:12])
+	}
+	if err != nil {
+		return nil, err
+	}
+	return t, t.waitReady(ctx)
+}
+
+func (t *topology) startRedis(ctx context.Context, o *options, ports []int) error {
+	for i, port := range ports {
+		d := filepath.Join(t.dir, "redis-"+strconv.Itoa(port))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return err
+		}
+		args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", d,
+			"--save", "", "--appendonly", "no", "--daemonize", "no"}
+		if i > 0 {
+			args = append(args, "--replicaof", "127.0.0.1", strconv.Itoa(ports[0]))
+		}
+		p, err := start(t.dir, "redis-"+strconv.Itoa(port), o.redisServer, args...)
+		if err != nil {
+			return err
+		}
+		t.procs = append(t.procs, p)
+		t.redis = append(t.redis, p)
+		t.redisAddrs = append(t.redisAddrs, addrOf(port))
+		if err := waitListening(ctx, p, port); err != nil {
+			return err
+		}
+	}
+	master := redis.NewClient(&redis.Options{Addr: t.redisAddrs[0], MaxRetries: -1})
+	defer master.Close()
+	return poll(ctx, 30*time.Second, func() error {
+		info, err := master.Info(ctx, "replication").Result()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "connected_slaves:2") || strings.Count(info, "state=online") != 2 {
+			return fmt.Errorf("replicas not online yet:\n%s", info)
+		}
+		return nil
+	})
+}
+
+func (t *topology) startSentinels(ctx context.Context, o *options, ports []int) error {
+	mhost, mport := "127.0.0.1", strings.TrimPrefix(t.redisAddrs[0], "127.0.0.1:")
+	for _, port := range ports {
+		d := filepath.Join(t.dir, "sentinel-"+strconv.Itoa(port))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return err
+		}
+		conf := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\ndaemonize no\n"+
+			"sentinel monitor %s %s %s 2\n"+
+			"sentinel down-after-milliseconds %s %d\n"+
+			"sentinel failover-timeout %s %d\n"+
+			"sentinel parallel-syncs %s 1\n",
+			port, d, masterName, mhost, mport, masterName, o.downAfter.Milliseconds(), masterName, o.failoverTimeout.Milliseconds(), masterName)
+		path := filepath.Join(d, "sentinel.conf")
+		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+			return err
+		}
+		p, err := start(t.dir, "sentinel-"+strconv.Itoa(port), o.redisSentinel, path)
+		if err != nil {
+			return err
+		}
+		t.procs = append(t.procs, p)
+		t.sentinelAddrs = append(t.sentinelAddrs, addrOf(port))
+		if err := waitListening(ctx, p, port); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startRaftinel starts three coordinator nodes (ports: three Raft, three
+// gRPC, three Sentinel) and monitors the master with the bench's settings.
+func (t *topology) startRaftinel(ctx context.Context, o *options, ports []int) error {
+	var boot []string
+	for i := range 3 {
+		boot = append(boot, fmt.Sprintf("n%d=%s", i+1, addrOf(ports[i])))
+	}
+	for i := range 3 {
+		id := fmt.Sprintf("n%d", i+1)
+		p, err := start(t.dir, id, o.coordinator, "--id", id, "--data-dir", filepath.Join(t.dir, id),
+			"--raft-addr", addrOf(ports[i]), "--grpc-addr", addrOf(ports[3+i]), "--sentinel-addr", addrOf(ports[6+i]),
+			"--bootstrap", strings.Join(boot, ","), "--log-level", "warn")
+		if err != nil {
+			return err
+		}
+		t.procs = append(t.procs, p)
+		t.grpcAddrs = append(t.grpcAddrs, addrOf(ports[3+i]))
+		t.sentinelAddrs = append(t.sentinelAddrs, addrOf(ports[6+i]))
+		if err := waitListening(ctx, p, ports[6+i]); err != nil {
+			return err
+		}
+	}
+	conn, err := grpc.NewClient(t.grpcAddrs[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	api := coordinatorv1.NewCoordinatorServiceClient(conn)
+	req := &coordinatorv1.MonitorRequest{Name: masterName, Address: t.redisAddrs[0], Settings: &coordinatorv1.MasterSettings{
+		Quorum: 2, DownAfter: durationpb.New(o.downAfter), FailoverTimeout: durationpb.New(o.failoverTimeout), ParallelSyncs: 1}}
+	// The first write waits for the cluster's first leader.
+	return poll(ctx, 30*time.Second, func() error {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := api.Monitor(cctx, req)
+		return err
+	})
+}
+
+// waitReady returns when every Sentinel endpoint lists the master with two
+// linked replicas and two peers: both systems can then fail over.
+func (t *topology) waitReady(ctx context.Context) error {
+	for _, addr := range t.sentinelAddrs {
+		sc := redis.NewSentinelClient(&redis.Options{Addr: addr, MaxRetries: -1})
+		err := poll(ctx, 60*time.Second, func() error {
+			m, err := sc.Master(ctx, masterName).Result()
+			if err != nil {
+				return err
+			}
+			if m["num-slaves"] != "2" || m["num-other-sentinels"] != "2" {
+				return fmt.Errorf("%s: num-slaves %s, num-other-sentinels %s", addr, m["num-slaves"], m["num-other-sentinels"])
+			}
+			replicas, err := sc.Replicas(ctx, masterName).Result()
+			if err != nil {
+				return err
+			}
+			for _, r := range replicas {
+				if r["flags"] != "slave" || r["master-link-status"] != "ok" {
+					return fmt.Errorf("%s: replica %s flags %q link %q", addr, r["name"], r["flags"], r["master-link-status"])
+				}
+			}
+			return nil
+		})
+		_ = sc.Close()
+		if err != nil {
+			return fmt.Errorf("waiting for %s to be ready: %w", addr, err)
+		}
+	}
+	return nil
+}
