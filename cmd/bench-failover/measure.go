@@ -11,7 +11,10 @@ import (
 	"syscall"
 	"time"
 
+	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 const listKey = "bench:log"
@@ -19,13 +22,14 @@ const listKey = "bench:log"
 // result is what one run measured.
 type result struct {
 	announce time.Duration // fault -> first +switch-master heard
+	commit   time.Duration // Raftinel: fault -> the leader's stamp on the Promoted entry
 	outage   time.Duration // fault -> first acknowledged write sent after it
 	lost     int           // acknowledged writes missing on the new master
 	acked    int
 }
 
 func (r result) String() string {
-	return fmt.Sprintf("announce %v, outage %v, lost %d of %d acknowledged",
+	return fmt.Sprintf("promoted commit %v, announce %v, outage %v, lost %d of %d acknowledged", r.commit.Round(time.Millisecond),
 		r.announce.Round(time.Millisecond), r.outage.Round(time.Millisecond), r.lost, r.acked)
 }
 
@@ -103,7 +107,36 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 	if err != nil {
 		return result{}, err
 	}
-	return result{announce: sw.at.Sub(faultAt), outage: outage, lost: lost, acked: acked}, nil
+	r := result{announce: sw.at.Sub(faultAt), outage: outage, lost: lost, acked: acked}
+	if len(topo.grpcAddrs) > 0 {
+		at, err := promotedAt(ctx, topo.grpcAddrs[0])
+		if err != nil {
+			return result{}, err
+		}
+		r.commit = at.Sub(faultAt)
+	}
+	return r, nil
+}
+
+// promotedAt is when the leader stamped the entry that promoted the new
+// master: the FSM records +switch-master with the Promoted command's
+// proposed_at. Leader and bench share this machine's clock.
+func promotedAt(ctx context.Context, grpcAddr string) (time.Time, error) {
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer conn.Close()
+	resp, err := coordinatorv1.NewCoordinatorServiceClient(conn).GetMasterDetail(ctx, &coordinatorv1.GetMasterDetailRequest{Name: masterName})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read the journal's events: %w", err)
+	}
+	for _, e := range resp.GetDetail().GetEvents() {
+		if e.GetType() == "+switch-master" {
+			return e.GetAt().AsTime(), nil
+		}
+	}
+	return time.Time{}, errors.New("no +switch-master event in the master's history")
 }
 
 type switchEvent struct {

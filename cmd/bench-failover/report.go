@@ -12,6 +12,7 @@ type key struct{ system, fault string }
 // summary is the median and the worst of each measure over a set of runs.
 type summary struct {
 	runs                          int
+	commitMed, commitMax          time.Duration
 	announceMed, announceMax      time.Duration
 	outageMed, outageMax          time.Duration
 	lostMed, lostMax, ackedMedian int
@@ -27,6 +28,8 @@ func summarize(rs []result) summary {
 		return median(v), v[len(v)-1]
 	}
 	s := summary{runs: len(rs)}
+	cm, cx := pick(func(r result) int64 { return int64(r.commit) })
+	s.commitMed, s.commitMax = time.Duration(cm), time.Duration(cx)
 	am, ax := pick(func(r result) int64 { return int64(r.announce) })
 	om, ox := pick(func(r result) int64 { return int64(r.outage) })
 	lm, lx := pick(func(r result) int64 { return int64(r.lost) })
@@ -50,8 +53,8 @@ func median(sorted []int64) int64 {
 // ratio of each Raftinel row to Sentinel's row for the same fault.
 func report(o *options, results map[key][]result) string {
 	var b strings.Builder
-	b.WriteString("\n| system | fault | runs | announce median | announce max | write outage median | write outage max | lost writes median | lost writes max |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n| system | fault | runs | promoted commit median | promoted commit max | announce median | announce max | write outage median | write outage max | lost writes median | lost writes max |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	sums := map[key]summary{}
 	for _, fault := range o.faults {
 		for _, sys := range o.systems {
@@ -61,8 +64,12 @@ func report(o *options, results map[key][]result) string {
 			}
 			s := summarize(results[k])
 			sums[k] = s
-			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s | %d | %d |\n", sys, faultName(fault), s.runs,
-				ms(s.announceMed), ms(s.announceMax), ms(s.outageMed), ms(s.outageMax), s.lostMed, s.lostMax)
+			commitMed, commitMax := "-", "-"
+			if sys != systemSentinel {
+				commitMed, commitMax = ms(s.commitMed), ms(s.commitMax)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %d | %d |\n", sys, faultName(fault), s.runs,
+				commitMed, commitMax, ms(s.announceMed), ms(s.announceMax), ms(s.outageMed), ms(s.outageMax), s.lostMed, s.lostMax)
 		}
 	}
 	var ratios []string
