@@ -31,3 +31,32 @@ func MayStartFailover(lastAttemptAt time.Time, failoverTimeout time.Duration, no
 func StepTimedOut(since time.Time, failoverTimeout time.Duration, now time.Time) bool {
 	return now.Sub(since) > failoverTimeout
 }
+
+// OffsetSettleWait bounds how long an automatic failover waits, after ODOWN,
+// for the replicas' final offsets (see OffsetsFinal). With INFO polled every
+// second while the master is down, two periods are enough on a healthy
+// machine; past it the ranking uses what is known.
+const OffsetSettleWait = 2 * PingPeriod
+
+// OffsetsFinal reports whether every replica that could be promoted has
+// reported INFO since masterLastValid, the master's last valid reply. Only
+// then are the replication offsets the ranking compares final: a replica's
+// INFO read while the master was still streaming to it can show it behind a
+// replica read later, and ranking on that would promote the one that has
+// less data. Replicas that cannot win anyway (SDOWN, disconnected) are not
+// waited for.
+//
+// Sentinel has no such rule; it ranks on the last INFO, which its election
+// delay usually makes recent. Raftinel's leader needs no election, so it
+// waits for the evidence instead.
+func OffsetsFinal(masterLastValid time.Time, replicas []Candidate) bool {
+	for _, r := range replicas {
+		if r.SDown || !r.Probe.LinkUp {
+			continue
+		}
+		if !r.Probe.InfoAt.After(masterLastValid) {
+			return false
+		}
+	}
+	return true
+}

@@ -101,7 +101,7 @@ func (l *leaderStep) run() error {
 		if at := l.m.GetLastFailoverAtUnixNanos(); at != 0 {
 			last = time.Unix(0, at)
 		}
-		if ok, _ := failover.MayStartFailover(last, l.failoverTimeout(), l.now); ok && !l.tilt.Active(l.now) {
+		if ok, _ := failover.MayStartFailover(last, l.failoverTimeout(), l.now); ok && !l.tilt.Active(l.now) && l.offsetsSettled() {
 			return l.beginFailover("odown")
 		}
 		return nil
@@ -193,6 +193,31 @@ func (mo *monitor) lastEntered(addr string) time.Time {
 
 // choose ranks the replicas with Sentinel's rules on the leader's view.
 func (l *leaderStep) choose() failover.Choice {
+	return failover.SelectReplica(l.selection())
+}
+
+// offsetsSettled holds an automatic failover back until the replicas'
+// offsets are final (failover.OffsetsFinal), for at most
+// failover.OffsetSettleWait after ODOWN. A clock that went backwards counts
+// as the wait being over, so a skewed new leader cannot wait forever.
+func (l *leaderStep) offsetsSettled() bool {
+	since := l.now // ODOWN is being committed in this very pass
+	if at := l.m.GetOdownSinceUnixNanos(); at != 0 {
+		since = time.Unix(0, at)
+	}
+	if d := l.now.Sub(since); d >= failover.OffsetSettleWait || d < 0 {
+		return true
+	}
+	mp := l.probeOf(l.m.GetAddress())
+	lastValid := mp.LastValidReply
+	if lastValid.IsZero() {
+		lastValid = mp.Since
+	}
+	return failover.OffsetsFinal(lastValid, l.selection().Replicas)
+}
+
+// selection is the input of the replica ranking, from the leader's view.
+func (l *leaderStep) selection() failover.Selection {
 	in := failover.Selection{
 		DownAfter:    l.downAfter(),
 		MaxLagBytes:  l.m.GetSettings().GetMaxLagBytes(),
@@ -213,7 +238,7 @@ func (l *leaderStep) choose() failover.Choice {
 	for _, r := range l.m.GetReplicas() {
 		in.Replicas = append(in.Replicas, failover.Candidate{Addr: r.GetAddress(), Probe: l.probeOf(r.GetAddress()), SDown: l.sdown(r.GetAddress(), false)})
 	}
-	return failover.SelectReplica(in)
+	return in
 }
 
 func (l *leaderStep) beginFailover(reason string) error {
