@@ -45,11 +45,11 @@ func TestThreeNodesSurviveLeaderKillAndFullRestart(t *testing.T) {
 
 	// The settings made it through as given, on a node that did not take
 	// the write itself.
-	got := &coordinatorv1.GetMasterResponse{}
+	got := &coordinatorv1.GetMasterDetailResponse{}
 	if err := ctlJSON(got, "--addr", c.nodes[2].grpcAddr, "master", "mymaster"); err != nil {
 		t.Fatal(err)
 	}
-	if s := got.GetMaster().GetSettings(); got.GetMaster().GetAddress() != "127.0.0.1:6379" || s.GetQuorum() != 2 || s.GetDownAfter().AsDuration() != time.Second {
+	if m := got.GetDetail().GetMaster(); m.GetAddress() != "127.0.0.1:6379" || m.GetSettings().GetQuorum() != 2 || m.GetSettings().GetDownAfter().AsDuration() != time.Second {
 		t.Fatalf("master mymaster = %v", got)
 	}
 
@@ -172,11 +172,11 @@ func TestJoinAndRemoveNode(t *testing.T) {
 	if err := ctlJSON(set, "--addr", addrs(c.nodes...), "set", "mymaster", "quorum", "3"); err != nil {
 		t.Fatal(err)
 	}
-	got := &coordinatorv1.GetMasterResponse{}
+	got := &coordinatorv1.GetMasterDetailResponse{}
 	if err := ctlJSON(got, "--addr", c.nodes[2].grpcAddr, "master", "mymaster", "--min-index", fmt.Sprint(set.GetIndex())); err != nil {
 		t.Fatal(err)
 	}
-	if q := got.GetMaster().GetSettings().GetQuorum(); q != 3 || got.GetIndex() < set.GetIndex() {
+	if q := got.GetDetail().GetMaster().GetSettings().GetQuorum(); q != 3 || got.GetIndex() < set.GetIndex() {
 		t.Fatalf("after set at index %d, n3 answers quorum %d at index %d", set.GetIndex(), q, got.GetIndex())
 	}
 }

@@ -265,24 +265,28 @@ func masterCmd(a *app) *cobra.Command {
 	var minIndex uint64
 	cmd := &cobra.Command{
 		Use:   "master NAME",
-		Short: "Show one master: address, epoch and every setting",
-		Long: `master shows one master with every setting under the name 'set' takes. The
-password is never shown, only whether one is set. Like 'masters', the node
-asked answers from its own state; --min-index makes it catch up first.`,
+		Short: "Show one master: settings, replicas, votes, failover journal and latest events",
+		Long: `master shows one master with every setting under the name 'set' takes, then
+what the cluster observed: each replica (role, the master it follows, link,
+offset, lag behind the master, priority, flags), each node's down vote, the
+failover in progress if any, and the latest events (-o json has every
+stored event). The password is never shown, only whether one is set. Like
+'masters', the node asked answers from its own state; --min-index makes it
+catch up first.`,
 		Example: `  coordinatorctl master mymaster
   coordinatorctl master mymaster -o json
   coordinatorctl master mymaster --min-index 12`,
 		Args: exactArgs("NAME"),
 		RunE: a.runE(func(ctx context.Context, c *client, args []string) error {
-			var resp *coordinatorv1.GetMasterResponse
+			var resp *coordinatorv1.GetMasterDetailResponse
 			err := c.call(ctx, func(ctx context.Context, api coordinatorv1.CoordinatorServiceClient) (err error) {
-				resp, err = api.GetMaster(ctx, &coordinatorv1.GetMasterRequest{Name: args[0], Consistency: consistency(minIndex)})
+				resp, err = api.GetMasterDetail(ctx, &coordinatorv1.GetMasterDetailRequest{Name: args[0], Consistency: consistency(minIndex)})
 				return err
 			})
 			if err != nil {
 				return err
 			}
-			return show(a, resp, renderMaster)
+			return show(a, resp, renderMasterDetail)
 		}),
 	}
 	minIndexFlag(cmd, &minIndex)

@@ -13,6 +13,7 @@ import (
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // writeJSON prints a response message as the proto3 JSON mapping with the
@@ -131,13 +132,18 @@ func millis(d time.Duration) string {
 // renderMaster lists one master with its settings under the option names
 // `set` uses, so what is shown can be pasted back.
 func renderMaster(w io.Writer, resp *coordinatorv1.GetMasterResponse) error {
-	m := resp.GetMaster()
+	t := &table{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
+	masterRows(t, resp.GetMaster())
+	t.row("index", u64(resp.GetIndex()))
+	return t.flush()
+}
+
+func masterRows(t *table, m *coordinatorv1.Master) {
 	s := m.GetSettings()
 	pass := "unset"
 	if s.GetAuthPassSet() {
 		pass = "set"
 	}
-	t := &table{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
 	t.row("name", m.GetName())
 	t.row("address", m.GetAddress())
 	t.row("epoch", u64(m.GetEpoch()))
@@ -148,8 +154,6 @@ func renderMaster(w io.Writer, resp *coordinatorv1.GetMasterResponse) error {
 	t.row("auth-user", s.GetAuthUser())
 	t.row("auth-pass", pass)
 	t.row("max-lag", strconv.FormatInt(s.GetMaxLagBytes(), 10))
-	t.row("index", u64(resp.GetIndex()))
-	return t.flush()
 }
 
 // describeOptions is the confirmation line's list of what `set` changed;
@@ -164,4 +168,104 @@ func describeOptions(pairs [][2]string) string {
 		parts[i] = p[0] + " " + v
 	}
 	return strings.Join(parts, ", ")
+}
+
+// detailEvents is how many of the most recent events `master` shows; -o json
+// has them all.
+const detailEvents = 10
+
+// renderMasterDetail is `master NAME`: the settings as renderMaster shows
+// them, then what the cluster observed (replicas, each node's vote, the
+// failover journal) and the latest events, one table each.
+func renderMasterDetail(w io.Writer, resp *coordinatorv1.GetMasterDetailResponse) error {
+	d := resp.GetDetail()
+	t := &table{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
+	masterRows(t, d.GetMaster())
+	t.row("odown", yesNo(d.GetOdown()))
+	t.row("master-offset", strconv.FormatInt(d.GetMasterOffset(), 10))
+	t.row("last-failover", timestamp(d.GetLastFailoverAt()))
+	t.row("index", u64(resp.GetIndex()))
+	if err := t.flush(); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(w)
+	t = newTable(w, "REPLICA", "ROLE", "FOLLOWS", "LINK", "OFFSET", "LAG", "PRIORITY", "FLAGS")
+	for _, r := range d.GetReplicas() {
+		link := "up"
+		if !r.GetMasterLinkUp() {
+			link = "down " + r.GetMasterLinkDown().AsDuration().String()
+		}
+		t.row(r.GetAddress(), r.GetRole(), r.GetMasterAddress(), link, strconv.FormatInt(r.GetOffset(), 10),
+			strconv.FormatInt(r.GetLag(), 10), strconv.Itoa(int(r.GetPriority())), replicaFlags(r))
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(w)
+	t = newTable(w, "NODE", "VOTE", "AT", "REASON")
+	for _, v := range d.GetVotes() {
+		vote := "up"
+		if v.GetDown() {
+			vote = "down"
+		}
+		t.row(v.GetNodeId(), vote, timestamp(v.GetAt()), v.GetReason())
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(w)
+	if f := d.GetFailover(); f != nil {
+		t = &table{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
+		t.row("failover", f.GetPhase())
+		t.row("reason", f.GetReason())
+		t.row("candidate", f.GetCandidate())
+		t.row("old-master", f.GetOldMaster())
+		t.row("started", timestamp(f.GetStartedAt()))
+		t.row("promoted", timestamp(f.GetPromotedAt()))
+		for _, rc := range f.GetReconf() {
+			t.row("reconf "+rc.GetAddress(), rc.GetPhase())
+		}
+		for _, rj := range f.GetRejected() {
+			t.row("rejected "+rj.GetAddress(), rj.GetReason())
+		}
+	} else {
+		t = &table{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
+		t.row("failover", "none in progress")
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(w)
+	t = newTable(w, "TIME", "EVENT", "PAYLOAD")
+	events := d.GetEvents()
+	for _, e := range events[max(0, len(events)-detailEvents):] {
+		t.row(timestamp(e.GetAt()), e.GetType(), e.GetPayload())
+	}
+	return t.flush()
+}
+
+func replicaFlags(r *coordinatorv1.Replica) string {
+	var flags []string
+	if r.GetSdown() {
+		flags = append(flags, "s_down")
+	}
+	if r.GetDisconnected() {
+		flags = append(flags, "disconnected")
+	}
+	if !r.GetAnnounced() {
+		flags = append(flags, "not-announced")
+	}
+	return strings.Join(flags, ",")
+}
+
+// timestamp renders a time in UTC to the millisecond; unset is "-".
+func timestamp(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return ""
+	}
+	return ts.AsTime().UTC().Format("2006-01-02T15:04:05.000Z")
 }

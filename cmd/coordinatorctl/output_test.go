@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 func testMaster() *coordinatorv1.Master {
@@ -109,6 +110,46 @@ func TestRenderMaster(t *testing.T) {
 	err = renderMaster(&buf, &coordinatorv1.GetMasterResponse{Master: m})
 	if err != nil || !strings.Contains(buf.String(), "auth-user                -\n") || !strings.Contains(buf.String(), "auth-pass                unset\n") {
 		t.Errorf("master without credentials:\n%s (err %v)", &buf, err)
+	}
+}
+
+func TestRenderMasterDetail(t *testing.T) {
+	at := timestamppb.New(time.Date(2026, 12, 1, 10, 0, 0, 123e6, time.UTC))
+	d := &coordinatorv1.MasterDetail{
+		Master: testMaster(), Odown: true, MasterOffset: 900, LastFailoverAt: at,
+		Replicas: []*coordinatorv1.Replica{
+			{Address: "127.0.0.1:6380", Role: "slave", MasterAddress: "127.0.0.1:6379", MasterLinkUp: true, Offset: 900, Priority: 100, Announced: true},
+			{Address: "127.0.0.1:6381", Role: "slave", MasterAddress: "127.0.0.1:6379", MasterLinkDown: durationpb.New(3 * time.Second),
+				Offset: 400, Lag: 500, Priority: 0, Announced: true, Sdown: true, Disconnected: true},
+		},
+		Votes:    []*coordinatorv1.Vote{{NodeId: "n1", Down: true, At: at, Reason: "no valid reply for 1s"}, {NodeId: "n2", At: at}},
+		Failover: &coordinatorv1.FailoverJournal{Phase: "promoting", Reason: "odown", Candidate: "127.0.0.1:6380", OldMaster: "127.0.0.1:6379", StartedAt: at,
+			Rejected: []*coordinatorv1.Rejection{{Address: "127.0.0.1:6381", Reason: "sdown"}}},
+		Events: []*coordinatorv1.Event{{At: at, Type: "+odown", Payload: "master mymaster 127.0.0.1 6379 #quorum 2/2"}},
+	}
+	var buf bytes.Buffer
+	err := renderMasterDetail(&buf, &coordinatorv1.GetMasterDetailResponse{Detail: d, Index: 12})
+	for _, want := range []string{
+		"name                     mymaster\n",
+		"odown                    yes\n",
+		"last-failover            2026-12-01T10:00:00.123Z\n",
+		"127.0.0.1:6380  slave  127.0.0.1:6379  up       900     0    100       -\n",
+		"127.0.0.1:6381  slave  127.0.0.1:6379  down 3s  400     500  0         s_down,disconnected\n",
+		"n1    down  2026-12-01T10:00:00.123Z  no valid reply for 1s\n",
+		"n2    up    2026-12-01T10:00:00.123Z  -\n",
+		"failover                 promoting\n",
+		"rejected 127.0.0.1:6381  sdown\n",
+		"+odown  master mymaster 127.0.0.1 6379 #quorum 2/2\n",
+	} {
+		if err != nil || !strings.Contains(buf.String(), want) {
+			t.Fatalf("master detail lacks %q (err %v):\n%s", want, err, &buf)
+		}
+	}
+
+	buf.Reset()
+	err = renderMasterDetail(&buf, &coordinatorv1.GetMasterDetailResponse{Detail: &coordinatorv1.MasterDetail{Master: testMaster()}})
+	if err != nil || !strings.Contains(buf.String(), "failover  none in progress\n") {
+		t.Fatalf("master without a failover (err %v):\n%s", err, &buf)
 	}
 }
 

@@ -80,6 +80,16 @@ func (f *fakeNode) GetMaster(_ context.Context, req *coordinatorv1.GetMasterRequ
 	return &coordinatorv1.GetMasterResponse{Master: testMaster(), Index: 12}, nil
 }
 
+func (f *fakeNode) GetMasterDetail(_ context.Context, req *coordinatorv1.GetMasterDetailRequest) (*coordinatorv1.GetMasterDetailResponse, error) {
+	f.mu.Lock()
+	f.lastRead = proto.Clone(req)
+	f.mu.Unlock()
+	if req.GetName() != "mymaster" {
+		return nil, status.Errorf(codes.NotFound, "unknown master %q", req.GetName())
+	}
+	return &coordinatorv1.GetMasterDetailResponse{Detail: &coordinatorv1.MasterDetail{Master: testMaster()}, Index: 12}, nil
+}
+
 // serveFake serves f on a free 127.0.0.1 port until the test ends.
 func serveFake(t *testing.T, f *fakeNode) string {
 	t.Helper()
@@ -362,7 +372,7 @@ func TestMinIndexAsksForConsistentReads(t *testing.T) {
 	if r := runCLI(t, nil, "--addr", addr, "master", "mymaster", "--min-index", "7"); r.code != 0 {
 		t.Fatal(r)
 	}
-	if got := lastRead().(*coordinatorv1.GetMasterRequest).GetConsistency().GetMinIndex(); got != 7 {
+	if got := lastRead().(*coordinatorv1.GetMasterDetailRequest).GetConsistency().GetMinIndex(); got != 7 {
 		t.Errorf("master --min-index 7 sent min_index %d", got)
 	}
 	checkFailure(t, runCLI(t, nil, "--addr", addr, "masters", "--min-index", "-1"), exitUsage, "--min-index")
