@@ -122,7 +122,7 @@ func TestRenderMasterDetail(t *testing.T) {
 			{Address: "127.0.0.1:6381", Role: "slave", MasterAddress: "127.0.0.1:6379", MasterLinkDown: durationpb.New(3 * time.Second),
 				Offset: 400, Lag: 500, Priority: 0, Announced: true, Sdown: true, Disconnected: true},
 		},
-		Votes:    []*coordinatorv1.Vote{{NodeId: "n1", Down: true, At: at, Reason: "no valid reply for 1s"}, {NodeId: "n2", At: at}},
+		Votes: []*coordinatorv1.Vote{{NodeId: "n1", Down: true, At: at, Reason: "no valid reply for 1s"}, {NodeId: "n2", At: at}},
 		Failover: &coordinatorv1.FailoverJournal{Phase: "promoting", Reason: "odown", Candidate: "127.0.0.1:6380", OldMaster: "127.0.0.1:6379", StartedAt: at,
 			Rejected: []*coordinatorv1.Rejection{{Address: "127.0.0.1:6381", Reason: "sdown"}}},
 		Events: []*coordinatorv1.Event{{At: at, Type: "+odown", Payload: "master mymaster 127.0.0.1 6379 #quorum 2/2"}},
