@@ -40,6 +40,7 @@ func masterDetail(m *fsmv1.Master) *coordinatorv1.MasterDetail {
 		LastFailoverAt: timestamp(m.GetLastFailoverAtUnixNanos()),
 		MasterOffset:   m.GetMasterOffset(),
 		MasterRunId:    m.GetMasterRunId(),
+		LastFailover:   publicOutcome(m.GetLastFailover()),
 	}
 	for _, r := range m.GetReplicas() {
 		rep := &coordinatorv1.Replica{
