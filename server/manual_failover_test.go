@@ -442,3 +442,69 @@ func TestStartFailoverForcesAPromotion(t *testing.T) {
 		t.Fatalf("new master reports %q", r)
 	}
 }
+
+// A leader that stops while the old master is handing over: the next
+// leader reads the handover's progress from INFO and finishes it.
+func TestManualFailoverResumesOnANewLeader(t *testing.T) {
+	redistest.Require(t)
+	c := newTestCluster(t, 3, nil)
+	c.leader()
+	c.registered()
+	g := startGroup(t, 100, 100)
+	c.monitorForManual(t, "mymaster", g)
+	old := g.master.Addr()
+
+	// A frozen candidate keeps the handover waiting for as long as the
+	// test needs.
+	g.r1.Pause()
+	paused := true
+	t.Cleanup(func() {
+		if paused {
+			g.r1.Resume()
+		}
+	})
+	for i := range 10 {
+		if err := g.master.Client().Set(ctxT(t, 5*time.Second), "lag", i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := c.leader()
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, err := first.client.Failover(ctx, &coordinatorv1.FailoverRequest{
+			Name: "mymaster", To: g.r1.Addr(), Timeout: durationpb.New(20 * time.Second)})
+		done <- err
+	}()
+	waitFor(t, 20*time.Second, "the old master waiting for the candidate", func() bool {
+		info, err := g.master.Info(context.Background(), "replication")
+		return err == nil && info["master_failover_state"] == "waiting-for-sync"
+	})
+	c.stop(first)
+	select {
+	case err := <-done:
+		t.Logf("the request to the stopped leader ended with: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the request to the stopped leader did not end")
+	}
+	g.r1.Resume()
+	paused = false
+
+	second := c.leader()
+	if second == first {
+		t.Fatal("no new leader")
+	}
+	waitFor(t, 30*time.Second, "the new leader to finish the failover", func() bool {
+		m, _, _ := second.srv.FSM().Master("mymaster")
+		return m.GetLastFailover() != nil && m.GetFailover() == nil
+	})
+	m, _, _ := second.srv.FSM().Master("mymaster")
+	if out := m.GetLastFailover(); out.GetResult() != fsm.ResultPromoted || m.Epoch != 1 || m.Address != g.r1.Addr() || out.GetOldMaster() != old {
+		t.Fatalf("after the new leader: epoch %d address %s outcome %v", m.Epoch, m.Address, out)
+	}
+	waitFor(t, 20*time.Second, "the old master following the new one", func() bool {
+		r, mAddr := role(t, g.master)
+		return r == "slave" && mAddr == g.r1.Addr()
+	})
+}
