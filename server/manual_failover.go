@@ -213,17 +213,14 @@ func (s *Server) beginManualFailover(ctx context.Context, name, to string, hando
 	case choice.OK:
 		begin.Candidate = choice.Winner
 	}
-	cmd := &fsmv1.Command{Kind: &fsmv1.Command_BeginFailover{BeginFailover: begin}}
 	if begin.Candidate == "" {
-		// Committed all the same, as Sentinel records the attempt and its
-		// -failover-abort-no-good-slave.
-		begin.Coordinated, begin.HandoverTimeoutMs = false, 0
-		if _, err := s.apply(ctx, cmd); err != nil {
-			return nil, 0, err
-		}
+		// Like Sentinel's SENTINEL FAILOVER, nothing is recorded: an
+		// attempt on the record would hold off automatic failovers for
+		// 2 x failover-timeout although none was tried.
 		return nil, 0, &failoverError{code: codes.FailedPrecondition, kind: ErrNoGoodReplica,
 			msg: fmt.Sprintf("NOGOODSLAVE No suitable replica to promote for %q: %s", name, describeRejections(m, choice))}
 	}
+	cmd := &fsmv1.Command{Kind: &fsmv1.Command_BeginFailover{BeginFailover: begin}}
 	s.log.Info("starting manual failover", "master", name, "candidate", begin.Candidate, "coordinated", begin.Coordinated,
 		"timeout", handover, "rejected", fmt.Sprint(choice.Rejected))
 	idx, err := s.apply(ctx, cmd)
