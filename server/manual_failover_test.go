@@ -268,8 +268,13 @@ func TestManualFailoverRollsBackWhenTheReplicaLags(t *testing.T) {
 		m, _, _ := c.leader().srv.FSM().Master("mymaster")
 		return m.GetFailover() != nil
 	})
+	d, err := c.leader().client.GetMasterDetail(ctxT(t, 5*time.Second), &coordinatorv1.GetMasterDetailRequest{Name: "mymaster"})
+	if j := d.GetDetail().GetFailover(); err != nil || j.GetPhase() != "handover" || !j.GetCoordinated() ||
+		j.GetHandoverTimeout().AsDuration() != 1500*time.Millisecond || j.GetCandidate() != g.r1.Addr() {
+		t.Fatalf("journal during the handover: %v, %v", j, err)
+	}
 	follower := c.followers(c.leader())[0]
-	_, err := follower.client.Failover(ctxT(t, 10*time.Second), &coordinatorv1.FailoverRequest{Name: "mymaster", Force: true})
+	_, err = follower.client.Failover(ctxT(t, 10*time.Second), &coordinatorv1.FailoverRequest{Name: "mymaster", Force: true})
 	if status.Code(err) != codes.FailedPrecondition || !strings.HasPrefix(status.Convert(err).Message(), "INPROG") {
 		t.Fatalf("second request: %v", err)
 	}

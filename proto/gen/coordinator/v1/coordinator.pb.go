@@ -1814,19 +1814,24 @@ func (x *Vote) GetReason() string {
 // FailoverJournal is the committed state of a failover in progress.
 type FailoverJournal struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "promoting" or "reconf-replicas".
+	// "promoting", "handover" (a coordinated manual failover waiting for the
+	// old master to hand over) or "reconf-replicas".
 	Phase string `protobuf:"bytes,1,opt,name=phase,proto3" json:"phase,omitempty"`
 	// "odown" or "manual".
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	Candidate     string                 `protobuf:"bytes,3,opt,name=candidate,proto3" json:"candidate,omitempty"`
-	OldMaster     string                 `protobuf:"bytes,4,opt,name=old_master,json=oldMaster,proto3" json:"old_master,omitempty"`
-	StartedEpoch  uint64                 `protobuf:"varint,5,opt,name=started_epoch,json=startedEpoch,proto3" json:"started_epoch,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	PromotedAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=promoted_at,json=promotedAt,proto3" json:"promoted_at,omitempty"`
-	Reconf        []*ReplicaReconf       `protobuf:"bytes,8,rep,name=reconf,proto3" json:"reconf,omitempty"`
-	Rejected      []*Rejection           `protobuf:"bytes,9,rep,name=rejected,proto3" json:"rejected,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Reason       string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Candidate    string                 `protobuf:"bytes,3,opt,name=candidate,proto3" json:"candidate,omitempty"`
+	OldMaster    string                 `protobuf:"bytes,4,opt,name=old_master,json=oldMaster,proto3" json:"old_master,omitempty"`
+	StartedEpoch uint64                 `protobuf:"varint,5,opt,name=started_epoch,json=startedEpoch,proto3" json:"started_epoch,omitempty"`
+	StartedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	PromotedAt   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=promoted_at,json=promotedAt,proto3" json:"promoted_at,omitempty"`
+	Reconf       []*ReplicaReconf       `protobuf:"bytes,8,rep,name=reconf,proto3" json:"reconf,omitempty"`
+	Rejected     []*Rejection           `protobuf:"bytes,9,rep,name=rejected,proto3" json:"rejected,omitempty"`
+	// A coordinated manual failover, and how long the candidate may take to
+	// catch up.
+	Coordinated     bool                 `protobuf:"varint,10,opt,name=coordinated,proto3" json:"coordinated,omitempty"`
+	HandoverTimeout *durationpb.Duration `protobuf:"bytes,11,opt,name=handover_timeout,json=handoverTimeout,proto3" json:"handover_timeout,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *FailoverJournal) Reset() {
@@ -1918,6 +1923,20 @@ func (x *FailoverJournal) GetReconf() []*ReplicaReconf {
 func (x *FailoverJournal) GetRejected() []*Rejection {
 	if x != nil {
 		return x.Rejected
+	}
+	return nil
+}
+
+func (x *FailoverJournal) GetCoordinated() bool {
+	if x != nil {
+		return x.Coordinated
+	}
+	return false
+}
+
+func (x *FailoverJournal) GetHandoverTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.HandoverTimeout
 	}
 	return nil
 }
@@ -2544,7 +2563,7 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04down\x18\x02 \x01(\bR\x04down\x12*\n" +
 	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x87\x03\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xef\x03\n" +
 	"\x0fFailoverJournal\x12\x14\n" +
 	"\x05phase\x18\x01 \x01(\tR\x05phase\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1c\n" +
@@ -2557,7 +2576,10 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\vpromoted_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"promotedAt\x125\n" +
 	"\x06reconf\x18\b \x03(\v2\x1d.coordinator.v1.ReplicaReconfR\x06reconf\x125\n" +
-	"\brejected\x18\t \x03(\v2\x19.coordinator.v1.RejectionR\brejected\"t\n" +
+	"\brejected\x18\t \x03(\v2\x19.coordinator.v1.RejectionR\brejected\x12 \n" +
+	"\vcoordinated\x18\n" +
+	" \x01(\bR\vcoordinated\x12D\n" +
+	"\x10handover_timeout\x18\v \x01(\v2\x19.google.protobuf.DurationR\x0fhandoverTimeout\"t\n" +
 	"\rReplicaReconf\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x123\n" +
@@ -2695,39 +2717,40 @@ var file_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	37, // 24: coordinator.v1.FailoverJournal.promoted_at:type_name -> google.protobuf.Timestamp
 	30, // 25: coordinator.v1.FailoverJournal.reconf:type_name -> coordinator.v1.ReplicaReconf
 	31, // 26: coordinator.v1.FailoverJournal.rejected:type_name -> coordinator.v1.Rejection
-	37, // 27: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
-	37, // 28: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
-	36, // 29: coordinator.v1.FailoverRequest.timeout:type_name -> google.protobuf.Duration
-	35, // 30: coordinator.v1.FailoverResponse.outcome:type_name -> coordinator.v1.FailoverOutcome
-	37, // 31: coordinator.v1.FailoverOutcome.started_at:type_name -> google.protobuf.Timestamp
-	37, // 32: coordinator.v1.FailoverOutcome.finished_at:type_name -> google.protobuf.Timestamp
-	1,  // 33: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
-	4,  // 34: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
-	7,  // 35: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
-	9,  // 36: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
-	13, // 37: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
-	15, // 38: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
-	18, // 39: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
-	20, // 40: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
-	22, // 41: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
-	24, // 42: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
-	33, // 43: coordinator.v1.CoordinatorService.Failover:input_type -> coordinator.v1.FailoverRequest
-	2,  // 44: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
-	5,  // 45: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
-	8,  // 46: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
-	10, // 47: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
-	14, // 48: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
-	16, // 49: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
-	19, // 50: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
-	21, // 51: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
-	23, // 52: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
-	25, // 53: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
-	34, // 54: coordinator.v1.CoordinatorService.Failover:output_type -> coordinator.v1.FailoverResponse
-	44, // [44:55] is the sub-list for method output_type
-	33, // [33:44] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	36, // 27: coordinator.v1.FailoverJournal.handover_timeout:type_name -> google.protobuf.Duration
+	37, // 28: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
+	37, // 29: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
+	36, // 30: coordinator.v1.FailoverRequest.timeout:type_name -> google.protobuf.Duration
+	35, // 31: coordinator.v1.FailoverResponse.outcome:type_name -> coordinator.v1.FailoverOutcome
+	37, // 32: coordinator.v1.FailoverOutcome.started_at:type_name -> google.protobuf.Timestamp
+	37, // 33: coordinator.v1.FailoverOutcome.finished_at:type_name -> google.protobuf.Timestamp
+	1,  // 34: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
+	4,  // 35: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
+	7,  // 36: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
+	9,  // 37: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
+	13, // 38: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
+	15, // 39: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
+	18, // 40: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
+	20, // 41: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
+	22, // 42: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
+	24, // 43: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
+	33, // 44: coordinator.v1.CoordinatorService.Failover:input_type -> coordinator.v1.FailoverRequest
+	2,  // 45: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
+	5,  // 46: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
+	8,  // 47: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
+	10, // 48: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
+	14, // 49: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
+	16, // 50: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
+	19, // 51: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
+	21, // 52: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
+	23, // 53: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
+	25, // 54: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
+	34, // 55: coordinator.v1.CoordinatorService.Failover:output_type -> coordinator.v1.FailoverResponse
+	45, // [45:56] is the sub-list for method output_type
+	34, // [34:45] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_v1_coordinator_proto_init() }
