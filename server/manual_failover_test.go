@@ -261,7 +261,7 @@ func TestManualFailoverRollsBackWhenTheReplicaLags(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		resp, err := c.leader().client.Failover(ctx, &coordinatorv1.FailoverRequest{
-			Name: "mymaster", To: g.r1.Addr(), Timeout: durationpb.New(1500 * time.Millisecond)})
+			Name: "mymaster", To: g.r1.Addr(), Timeout: durationpb.New(5 * time.Second)})
 		done <- result{resp, err}
 	}()
 	waitFor(t, 20*time.Second, "the handover in the journal", func() bool {
@@ -270,7 +270,7 @@ func TestManualFailoverRollsBackWhenTheReplicaLags(t *testing.T) {
 	})
 	d, err := c.leader().client.GetMasterDetail(ctxT(t, 5*time.Second), &coordinatorv1.GetMasterDetailRequest{Name: "mymaster"})
 	if j := d.GetDetail().GetFailover(); err != nil || j.GetPhase() != "handover" || !j.GetCoordinated() ||
-		j.GetHandoverTimeout().AsDuration() != 1500*time.Millisecond || j.GetCandidate() != g.r1.Addr() {
+		j.GetHandoverTimeout().AsDuration() != 5*time.Second || j.GetCandidate() != g.r1.Addr() {
 		t.Fatalf("journal during the handover: %v, %v", j, err)
 	}
 	follower := c.followers(c.leader())[0]
