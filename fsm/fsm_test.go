@@ -289,7 +289,7 @@ func genCommand(t *rapid.T) *fsmv1.Command {
 	var cmd *fsmv1.Command
 	replica := rapid.SampledFrom([]string{"127.0.0.1:6380", "127.0.0.1:6381", "127.0.0.1:6379"}).Draw(t, "replica")
 	epoch := uint64(rapid.IntRange(0, 2).Draw(t, "epoch"))
-	switch rapid.IntRange(0, 10).Draw(t, "kind") {
+	switch rapid.IntRange(0, 12).Draw(t, "kind") {
 	case 0:
 		cmd = monitor(name, addr, uint32(rapid.IntRange(0, 3).Draw(t, "quorum")))
 	case 1:
@@ -319,6 +319,11 @@ func genCommand(t *rapid.T) *fsmv1.Command {
 			Phase: fsmv1.ReconfPhase(rapid.IntRange(0, 4).Draw(t, "phase"))})
 	case 10:
 		cmd = cmdOf(&fsmv1.FinishFailover{Master: name, ExpectedEpoch: epoch})
+	case 11:
+		cmd = cmdOf(&fsmv1.BeginFailover{Master: name, ExpectedEpoch: epoch, Reason: "manual", Candidate: replica,
+			Coordinated: true, HandoverTimeoutMs: int64(rapid.IntRange(0, 200000).Draw(t, "handover"))})
+	case 12:
+		cmd = cmdOf(&fsmv1.AbortFailover{Master: name, ExpectedEpoch: epoch, Event: EventHandoverTimeout, Reason: "late"})
 	}
 	cmd.ProposedAtUnixNanos = rapid.Int64Range(1, 1<<62).Draw(t, "at")
 	return cmd

@@ -39,7 +39,7 @@ func resetMaster(r *recorder, c *fsmv1.ResetMaster) error {
 	if !ok {
 		return errorf(NotFound, "unknown master %q", c.GetName())
 	}
-	m.Replicas, m.Votes, m.Failover = nil, nil, nil
+	m.Replicas, m.Votes, m.Failover, m.LastFailover = nil, nil, nil, nil
 	m.Odown, m.OdownSinceUnixNanos, m.LastFailoverAtUnixNanos = false, 0, 0
 	r.add(m, "+reset-master", masterDetail(m), "")
 	return nil
@@ -163,6 +163,9 @@ func beginFailover(r *recorder, c *fsmv1.BeginFailover) error {
 	if c.GetReason() != "odown" && c.GetReason() != "manual" {
 		return errorf(Invalid, "failover reason %q: want odown or manual", c.GetReason())
 	}
+	if err := validateHandover(m, c); err != nil {
+		return err
+	}
 	if c.GetCandidate() != "" {
 		if rep, _ := findReplica(m, c.GetCandidate()); rep == nil {
 			return errorf(Invalid, "candidate %s is not a known replica of %q", c.GetCandidate(), m.GetName())
@@ -173,21 +176,86 @@ func beginFailover(r *recorder, c *fsmv1.BeginFailover) error {
 	r.add(m, "+elected-leader", masterDetail(m), "")
 	r.add(m, "+failover-state-select-slave", masterDetail(m), "")
 	if c.GetCandidate() == "" {
-		r.add(m, "-failover-abort-no-good-slave", masterDetail(m), "")
+		m.LastFailover = &fsmv1.FailoverOutcome{
+			Reason: c.GetReason(), Result: ResultAborted, Event: EventNoGoodReplica,
+			Detail: "no replica passed the selection rules", Epoch: m.GetEpoch(),
+			StartedAtUnixNanos: r.now, FinishedAtUnixNanos: r.now, OldMaster: m.GetAddress(),
+			NewMaster: m.GetAddress(), Coordinated: c.GetCoordinated(),
+		}
+		r.add(m, EventNoGoodReplica, masterDetail(m), "")
 		return nil
 	}
+	phase := fsmv1.FailoverPhase_FAILOVER_PHASE_PROMOTING
+	if c.GetCoordinated() {
+		phase = fsmv1.FailoverPhase_FAILOVER_PHASE_HANDOVER
+	}
 	m.Failover = &fsmv1.Failover{
-		Phase:              fsmv1.FailoverPhase_FAILOVER_PHASE_PROMOTING,
+		Phase:              phase,
 		Reason:             c.GetReason(),
 		Candidate:          c.GetCandidate(),
 		OldMaster:          m.GetAddress(),
 		StartedEpoch:       m.GetEpoch(),
 		StartedAtUnixNanos: r.now,
 		Rejected:           c.GetRejected(),
+		Coordinated:        c.GetCoordinated(),
+		HandoverTimeoutMs:  c.GetHandoverTimeoutMs(),
 	}
 	r.add(m, "+selected-slave", replicaDetail(m, c.GetCandidate()), "")
 	r.add(m, "+failover-state-send-slaveof-noone", replicaDetail(m, c.GetCandidate()), "")
 	return nil
+}
+
+// validateHandover checks the coordinated-failover fields: only a manual
+// failover hands over, and it needs a catch-up timeout that ends before
+// failover-timeout would abort the attempt anyway.
+func validateHandover(m *fsmv1.Master, c *fsmv1.BeginFailover) error {
+	t := c.GetHandoverTimeoutMs()
+	if !c.GetCoordinated() {
+		if t != 0 {
+			return errorf(Invalid, "handover timeout %d ms given for a failover that is not coordinated", t)
+		}
+		return nil
+	}
+	if c.GetReason() != "manual" {
+		return errorf(Invalid, "only a manual failover can be coordinated, not %q", c.GetReason())
+	}
+	if limit := m.GetSettings().GetFailoverTimeoutMs(); t <= 0 || t > limit {
+		return errorf(Invalid, "handover timeout %d ms: want 1 to failover-timeout (%d ms)", t, limit)
+	}
+	return nil
+}
+
+// Values of FailoverOutcome.result.
+const (
+	ResultPromoted = "promoted"
+	ResultAborted  = "aborted"
+)
+
+// Events that close a failover journal.
+const (
+	// EventNoGoodReplica is Sentinel's: no replica could be promoted.
+	EventNoGoodReplica = "-failover-abort-no-good-slave"
+	// EventHandoverTimeout is Raftinel's own: in a coordinated failover
+	// the replica did not catch up with the old master within the
+	// requested timeout, so the old master kept its role (Redis's FAILOVER
+	// aborted with "Replica never caught up before timeout").
+	EventHandoverTimeout = "-failover-abort-handover-timeout"
+)
+
+// beingPromoted reports a journal still before its promotion: the only
+// phases that can be aborted or promoted.
+func beingPromoted(f *fsmv1.Failover) bool {
+	p := f.GetPhase()
+	return p == fsmv1.FailoverPhase_FAILOVER_PHASE_PROMOTING || p == fsmv1.FailoverPhase_FAILOVER_PHASE_HANDOVER
+}
+
+// outcome records how the journal f of m ended.
+func outcome(r *recorder, m *fsmv1.Master, f *fsmv1.Failover, result, event, detail string) {
+	m.LastFailover = &fsmv1.FailoverOutcome{
+		Reason: f.GetReason(), Result: result, Event: event, Detail: detail, Epoch: m.GetEpoch(),
+		StartedAtUnixNanos: f.GetStartedAtUnixNanos(), FinishedAtUnixNanos: r.now, OldMaster: f.GetOldMaster(),
+		Candidate: f.GetCandidate(), NewMaster: m.GetAddress(), Coordinated: f.GetCoordinated(),
+	}
 }
 
 func abortFailover(r *recorder, c *fsmv1.AbortFailover) error {
@@ -195,12 +263,13 @@ func abortFailover(r *recorder, c *fsmv1.AbortFailover) error {
 	if err != nil {
 		return err
 	}
-	if m.GetFailover().GetPhase() != fsmv1.FailoverPhase_FAILOVER_PHASE_PROMOTING {
+	if !beingPromoted(m.GetFailover()) {
 		return errorf(FailedPrecondition, "no failover of %q that can still be aborted", m.GetName())
 	}
 	if !strings.HasPrefix(c.GetEvent(), "-failover-abort-") {
 		return errorf(Invalid, "abort event %q: want a -failover-abort-* event", c.GetEvent())
 	}
+	outcome(r, m, m.GetFailover(), ResultAborted, c.GetEvent(), c.GetReason())
 	m.Failover = nil
 	r.add(m, c.GetEvent(), masterDetail(m), "")
 	return nil
@@ -212,7 +281,7 @@ func promoted(r *recorder, c *fsmv1.Promoted) error {
 		return err
 	}
 	f := m.GetFailover()
-	if f.GetPhase() != fsmv1.FailoverPhase_FAILOVER_PHASE_PROMOTING || f.GetCandidate() != c.GetAddress() {
+	if !beingPromoted(f) || f.GetCandidate() != c.GetAddress() {
 		return errorf(FailedPrecondition, "%s is not the replica being promoted for %q", c.GetAddress(), m.GetName())
 	}
 	old := m.GetAddress()
@@ -231,9 +300,19 @@ func promoted(r *recorder, c *fsmv1.Promoted) error {
 	for _, rep := range m.Replicas {
 		f.Reconf = append(f.Reconf, &fsmv1.ReplicaReconf{Address: rep.GetAddress(), Phase: fsmv1.ReconfPhase_RECONF_PHASE_PENDING})
 	}
-	// The old master becomes a replica record; it is converted when it
-	// returns (+convert-to-slave), not re-pointed as part of this failover.
-	m.Replicas = append(m.Replicas, &fsmv1.Replica{Address: old, Sdown: true, Disconnected: true})
+	if f.GetReason() == "manual" {
+		// A manual failover's old master is most likely alive: it is
+		// re-pointed with the other replicas (after a coordinated handover
+		// it already follows the new master, and REPLICAOF is a no-op that
+		// still disconnects its clients).
+		f.Reconf = append(f.Reconf, &fsmv1.ReplicaReconf{Address: old, Phase: fsmv1.ReconfPhase_RECONF_PHASE_PENDING})
+		sort.Slice(f.Reconf, func(i, j int) bool { return f.Reconf[i].GetAddress() < f.Reconf[j].GetAddress() })
+		m.Replicas = append(m.Replicas, &fsmv1.Replica{Address: old})
+	} else {
+		// The old master becomes a replica record; it is converted when it
+		// returns (+convert-to-slave), not re-pointed as part of this failover.
+		m.Replicas = append(m.Replicas, &fsmv1.Replica{Address: old, Sdown: true, Disconnected: true})
+	}
 	sortReplicas(m)
 	// Raftinel announces the switch as soon as the promotion is committed
 	// (Sentinel waits for the end of reconfiguration): clients can move at once.
@@ -285,6 +364,11 @@ func finishFailover(r *recorder, c *fsmv1.FinishFailover) error {
 	if m.GetFailover().GetPhase() != fsmv1.FailoverPhase_FAILOVER_PHASE_RECONF_REPLICAS {
 		return errorf(FailedPrecondition, "no promoted failover of %q to finish", m.GetName())
 	}
+	event, detail := "+failover-end", ""
+	if c.GetTimedOut() {
+		event, detail = "+failover-end-for-timeout", "not every replica was re-pointed within failover-timeout"
+	}
+	outcome(r, m, m.GetFailover(), ResultPromoted, event, detail)
 	m.Failover = nil
 	if c.GetTimedOut() {
 		r.add(m, "+failover-end-for-timeout", masterDetail(m), "")

@@ -40,6 +40,7 @@ func masterDetail(m *fsmv1.Master) *coordinatorv1.MasterDetail {
 		LastFailoverAt: timestamp(m.GetLastFailoverAtUnixNanos()),
 		MasterOffset:   m.GetMasterOffset(),
 		MasterRunId:    m.GetMasterRunId(),
+		LastFailover:   publicOutcome(m.GetLastFailover()),
 	}
 	for _, r := range m.GetReplicas() {
 		rep := &coordinatorv1.Replica{
@@ -70,6 +71,10 @@ func masterDetail(m *fsmv1.Master) *coordinatorv1.MasterDetail {
 			StartedEpoch: f.GetStartedEpoch(),
 			StartedAt:    timestamp(f.GetStartedAtUnixNanos()),
 			PromotedAt:   timestamp(f.GetPromotedAtUnixNanos()),
+			Coordinated:  f.GetCoordinated(),
+		}
+		if f.GetCoordinated() {
+			j.HandoverTimeout = durationpb.New(time.Duration(f.GetHandoverTimeoutMs()) * time.Millisecond)
 		}
 		for _, rc := range f.GetReconf() {
 			j.Reconf = append(j.Reconf, &coordinatorv1.ReplicaReconf{Address: rc.GetAddress(),

@@ -27,6 +27,9 @@ var writeMethods = map[string]bool{
 	coordinatorv1.CoordinatorService_Monitor_FullMethodName:    true,
 	coordinatorv1.CoordinatorService_Remove_FullMethodName:     true,
 	coordinatorv1.CoordinatorService_Set_FullMethodName:        true,
+	// A forwarded Failover waits on the leader for the outcome, within the
+	// caller's deadline, which gRPC carries along.
+	coordinatorv1.CoordinatorService_Failover_FullMethodName: true,
 }
 
 func forwardedContext(ctx context.Context) context.Context {
@@ -139,6 +142,8 @@ func newReply(method string) proto.Message {
 		return &coordinatorv1.RemoveResponse{}
 	case coordinatorv1.CoordinatorService_Set_FullMethodName:
 		return &coordinatorv1.SetResponse{}
+	case coordinatorv1.CoordinatorService_Failover_FullMethodName:
+		return &coordinatorv1.FailoverResponse{}
 	}
 	return nil
 }

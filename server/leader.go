@@ -282,6 +282,8 @@ func (l *leaderStep) driveFailover() error {
 	switch f.GetPhase() {
 	case fsmv1.FailoverPhase_FAILOVER_PHASE_PROMOTING:
 		return l.promote(f)
+	case fsmv1.FailoverPhase_FAILOVER_PHASE_HANDOVER:
+		return l.handover(f)
 	case fsmv1.FailoverPhase_FAILOVER_PHASE_RECONF_REPLICAS:
 		return l.reconfigure(f)
 	}

@@ -45,6 +45,9 @@ type monitor struct {
 	wasDown   map[string]bool
 	// lastAction rate-limits repeated actions, by kind and address.
 	lastAction map[string]time.Time
+	// paused is the CLIENT PAUSE handover in progress, by master
+	// (manual_failover.go).
+	paused map[string]pausedWrites
 }
 
 func newMonitor(s *Server) (*monitor, error) {

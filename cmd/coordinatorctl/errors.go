@@ -16,6 +16,7 @@ const (
 	exitUsage    = 2 // bad flags or arguments, caught before any call
 	exitNotFound = 3 // the master or node named does not exist
 	exitInvalid  = 4 // the server rejected a value, or the thing already exists
+	exitAborted  = 5 // a failover ended without a promotion (its outcome is printed)
 )
 
 // exitError carries the exit code chosen for a failure. Everything a

@@ -87,7 +87,8 @@ mapping: field names are the .proto names (snake_case), every field is
 present, 64-bit integers are strings and durations are like "1.500s".
 
 Exit codes: 0 success, 1 failure (no node reachable, no quorum, timeout),
-2 usage error, 3 master or node not found, 4 invalid value or already exists.`,
+2 usage error, 3 master or node not found, 4 invalid value or already exists,
+5 failover aborted.`,
 		Example: `  export COORDINATOR_ADDR=127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103
   coordinatorctl status
   coordinatorctl monitor mymaster 127.0.0.1:6379 --quorum 2 --down-after 5s
@@ -107,7 +108,7 @@ Exit codes: 0 success, 1 failure (no node reachable, no quorum, timeout),
 		c.GroupID = "cluster"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{monitorCmd(a), removeCmd(a), setCmd(a), mastersCmd(a), masterCmd(a)} {
+	for _, c := range []*cobra.Command{monitorCmd(a), removeCmd(a), setCmd(a), mastersCmd(a), masterCmd(a), failoverCmd(a)} {
 		c.GroupID = "masters"
 		root.AddCommand(c)
 	}

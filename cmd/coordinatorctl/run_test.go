@@ -25,6 +25,8 @@ type fakeNode struct {
 	lastRead proto.Message
 	writeErr error         // returned by every write when set
 	block    chan struct{} // when set, reads wait on it (or the deadline)
+	// lastDeadline is the time a Failover call had left when it arrived.
+	lastDeadline time.Duration
 }
 
 func (f *fakeNode) record(req proto.Message) error {

@@ -1490,8 +1490,10 @@ type MasterDetail struct {
 	Events         []*Event               `protobuf:"bytes,6,rep,name=events,proto3" json:"events,omitempty"`
 	LastFailoverAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_failover_at,json=lastFailoverAt,proto3" json:"last_failover_at,omitempty"`
 	// The master's replication offset when last observed.
-	MasterOffset  int64  `protobuf:"varint,8,opt,name=master_offset,json=masterOffset,proto3" json:"master_offset,omitempty"`
-	MasterRunId   string `protobuf:"bytes,9,opt,name=master_run_id,json=masterRunId,proto3" json:"master_run_id,omitempty"`
+	MasterOffset int64  `protobuf:"varint,8,opt,name=master_offset,json=masterOffset,proto3" json:"master_offset,omitempty"`
+	MasterRunId  string `protobuf:"bytes,9,opt,name=master_run_id,json=masterRunId,proto3" json:"master_run_id,omitempty"`
+	// How the most recent failover ended; unset before the first one.
+	LastFailover  *FailoverOutcome `protobuf:"bytes,10,opt,name=last_failover,json=lastFailover,proto3" json:"last_failover,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1587,6 +1589,13 @@ func (x *MasterDetail) GetMasterRunId() string {
 		return x.MasterRunId
 	}
 	return ""
+}
+
+func (x *MasterDetail) GetLastFailover() *FailoverOutcome {
+	if x != nil {
+		return x.LastFailover
+	}
+	return nil
 }
 
 // Replica is what the leader last observed of one replica.
@@ -1805,19 +1814,24 @@ func (x *Vote) GetReason() string {
 // FailoverJournal is the committed state of a failover in progress.
 type FailoverJournal struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "promoting" or "reconf-replicas".
+	// "promoting", "handover" (a coordinated manual failover waiting for the
+	// old master to hand over) or "reconf-replicas".
 	Phase string `protobuf:"bytes,1,opt,name=phase,proto3" json:"phase,omitempty"`
 	// "odown" or "manual".
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	Candidate     string                 `protobuf:"bytes,3,opt,name=candidate,proto3" json:"candidate,omitempty"`
-	OldMaster     string                 `protobuf:"bytes,4,opt,name=old_master,json=oldMaster,proto3" json:"old_master,omitempty"`
-	StartedEpoch  uint64                 `protobuf:"varint,5,opt,name=started_epoch,json=startedEpoch,proto3" json:"started_epoch,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	PromotedAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=promoted_at,json=promotedAt,proto3" json:"promoted_at,omitempty"`
-	Reconf        []*ReplicaReconf       `protobuf:"bytes,8,rep,name=reconf,proto3" json:"reconf,omitempty"`
-	Rejected      []*Rejection           `protobuf:"bytes,9,rep,name=rejected,proto3" json:"rejected,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Reason       string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Candidate    string                 `protobuf:"bytes,3,opt,name=candidate,proto3" json:"candidate,omitempty"`
+	OldMaster    string                 `protobuf:"bytes,4,opt,name=old_master,json=oldMaster,proto3" json:"old_master,omitempty"`
+	StartedEpoch uint64                 `protobuf:"varint,5,opt,name=started_epoch,json=startedEpoch,proto3" json:"started_epoch,omitempty"`
+	StartedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	PromotedAt   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=promoted_at,json=promotedAt,proto3" json:"promoted_at,omitempty"`
+	Reconf       []*ReplicaReconf       `protobuf:"bytes,8,rep,name=reconf,proto3" json:"reconf,omitempty"`
+	Rejected     []*Rejection           `protobuf:"bytes,9,rep,name=rejected,proto3" json:"rejected,omitempty"`
+	// A coordinated manual failover, and how long the candidate may take to
+	// catch up.
+	Coordinated     bool                 `protobuf:"varint,10,opt,name=coordinated,proto3" json:"coordinated,omitempty"`
+	HandoverTimeout *durationpb.Duration `protobuf:"bytes,11,opt,name=handover_timeout,json=handoverTimeout,proto3" json:"handover_timeout,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *FailoverJournal) Reset() {
@@ -1909,6 +1923,20 @@ func (x *FailoverJournal) GetReconf() []*ReplicaReconf {
 func (x *FailoverJournal) GetRejected() []*Rejection {
 	if x != nil {
 		return x.Rejected
+	}
+	return nil
+}
+
+func (x *FailoverJournal) GetCoordinated() bool {
+	if x != nil {
+		return x.Coordinated
+	}
+	return false
+}
+
+func (x *FailoverJournal) GetHandoverTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.HandoverTimeout
 	}
 	return nil
 }
@@ -2122,6 +2150,288 @@ func (x *Event) GetEpoch() uint64 {
 	return 0
 }
 
+type FailoverRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// host:port of the replica to promote; empty lets the leader choose by
+	// Sentinel's ranking. A named replica must pass the same rules.
+	To string `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	// Promote at once without waiting for the replica to catch up (writes
+	// acknowledged by the old master meanwhile can be lost), as an automatic
+	// failover does. Needed when the master is down.
+	Force bool `protobuf:"varint,3,opt,name=force,proto3" json:"force,omitempty"`
+	// How long the replica may take to catch up in a coordinated failover.
+	// Default 5 s; at most the master's failover-timeout. Not allowed with
+	// force.
+	Timeout *durationpb.Duration `protobuf:"bytes,4,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// Return as soon as the failover has started, without its outcome
+	// (SENTINEL FAILOVER's semantics).
+	NoWait        bool `protobuf:"varint,5,opt,name=no_wait,json=noWait,proto3" json:"no_wait,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailoverRequest) Reset() {
+	*x = FailoverRequest{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverRequest) ProtoMessage() {}
+
+func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverRequest.ProtoReflect.Descriptor instead.
+func (*FailoverRequest) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *FailoverRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FailoverRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *FailoverRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *FailoverRequest) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *FailoverRequest) GetNoWait() bool {
+	if x != nil {
+		return x.NoWait
+	}
+	return false
+}
+
+type FailoverResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How the failover ended; unset with no_wait.
+	Outcome *FailoverOutcome `protobuf:"bytes,1,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// The Raft index of the entry that ended the failover (or began it, with
+	// no_wait).
+	Index uint64 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	// The replica chosen for promotion.
+	Candidate     string `protobuf:"bytes,3,opt,name=candidate,proto3" json:"candidate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailoverResponse) Reset() {
+	*x = FailoverResponse{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverResponse) ProtoMessage() {}
+
+func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverResponse.ProtoReflect.Descriptor instead.
+func (*FailoverResponse) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *FailoverResponse) GetOutcome() *FailoverOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return nil
+}
+
+func (x *FailoverResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *FailoverResponse) GetCandidate() string {
+	if x != nil {
+		return x.Candidate
+	}
+	return ""
+}
+
+// FailoverOutcome is how one failover ended.
+type FailoverOutcome struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "odown" or "manual".
+	Reason string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	// "promoted" or "aborted".
+	Result string `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	// The Sentinel event that closed the failover: +failover-end,
+	// +failover-end-for-timeout or a -failover-abort-* event.
+	Event string `protobuf:"bytes,3,opt,name=event,proto3" json:"event,omitempty"`
+	// Why it was aborted, in words.
+	Detail string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	// The master's epoch afterwards (unchanged after an abort).
+	Epoch      uint64                 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	OldMaster  string                 `protobuf:"bytes,8,opt,name=old_master,json=oldMaster,proto3" json:"old_master,omitempty"`
+	Candidate  string                 `protobuf:"bytes,9,opt,name=candidate,proto3" json:"candidate,omitempty"`
+	// The master's address afterwards (the old one after an abort).
+	NewMaster     string `protobuf:"bytes,10,opt,name=new_master,json=newMaster,proto3" json:"new_master,omitempty"`
+	Coordinated   bool   `protobuf:"varint,11,opt,name=coordinated,proto3" json:"coordinated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailoverOutcome) Reset() {
+	*x = FailoverOutcome{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverOutcome) ProtoMessage() {}
+
+func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverOutcome.ProtoReflect.Descriptor instead.
+func (*FailoverOutcome) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *FailoverOutcome) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *FailoverOutcome) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *FailoverOutcome) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
+func (x *FailoverOutcome) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *FailoverOutcome) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *FailoverOutcome) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *FailoverOutcome) GetFinishedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return nil
+}
+
+func (x *FailoverOutcome) GetOldMaster() string {
+	if x != nil {
+		return x.OldMaster
+	}
+	return ""
+}
+
+func (x *FailoverOutcome) GetCandidate() string {
+	if x != nil {
+		return x.Candidate
+	}
+	return ""
+}
+
+func (x *FailoverOutcome) GetNewMaster() string {
+	if x != nil {
+		return x.NewMaster
+	}
+	return ""
+}
+
+func (x *FailoverOutcome) GetCoordinated() bool {
+	if x != nil {
+		return x.Coordinated
+	}
+	return false
+}
+
 var File_coordinator_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_coordinator_v1_coordinator_proto_rawDesc = "" +
@@ -2220,7 +2530,7 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\vconsistency\x18\x02 \x01(\v2\x1f.coordinator.v1.ReadConsistencyR\vconsistency\"e\n" +
 	"\x17GetMasterDetailResponse\x124\n" +
 	"\x06detail\x18\x01 \x01(\v2\x1c.coordinator.v1.MasterDetailR\x06detail\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\xb0\x03\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xf6\x03\n" +
 	"\fMasterDetail\x12.\n" +
 	"\x06master\x18\x01 \x01(\v2\x16.coordinator.v1.MasterR\x06master\x123\n" +
 	"\breplicas\x18\x02 \x03(\v2\x17.coordinator.v1.ReplicaR\breplicas\x12*\n" +
@@ -2230,7 +2540,9 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x06events\x18\x06 \x03(\v2\x15.coordinator.v1.EventR\x06events\x12D\n" +
 	"\x10last_failover_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0elastFailoverAt\x12#\n" +
 	"\rmaster_offset\x18\b \x01(\x03R\fmasterOffset\x12\"\n" +
-	"\rmaster_run_id\x18\t \x01(\tR\vmasterRunId\"\xbb\x03\n" +
+	"\rmaster_run_id\x18\t \x01(\tR\vmasterRunId\x12D\n" +
+	"\rlast_failover\x18\n" +
+	" \x01(\v2\x1f.coordinator.v1.FailoverOutcomeR\flastFailover\"\xbb\x03\n" +
 	"\aReplica\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
@@ -2251,7 +2563,7 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04down\x18\x02 \x01(\bR\x04down\x12*\n" +
 	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x87\x03\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xef\x03\n" +
 	"\x0fFailoverJournal\x12\x14\n" +
 	"\x05phase\x18\x01 \x01(\tR\x05phase\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1c\n" +
@@ -2264,7 +2576,10 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\vpromoted_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"promotedAt\x125\n" +
 	"\x06reconf\x18\b \x03(\v2\x1d.coordinator.v1.ReplicaReconfR\x06reconf\x125\n" +
-	"\brejected\x18\t \x03(\v2\x19.coordinator.v1.RejectionR\brejected\"t\n" +
+	"\brejected\x18\t \x03(\v2\x19.coordinator.v1.RejectionR\brejected\x12 \n" +
+	"\vcoordinated\x18\n" +
+	" \x01(\bR\vcoordinated\x12D\n" +
+	"\x10handover_timeout\x18\v \x01(\v2\x19.google.protobuf.DurationR\x0fhandoverTimeout\"t\n" +
 	"\rReplicaReconf\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x123\n" +
@@ -2279,7 +2594,34 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x04type\x18\x04 \x01(\tR\x04type\x12\x18\n" +
 	"\apayload\x18\x05 \x01(\tR\apayload\x12\x17\n" +
 	"\anode_id\x18\x06 \x01(\tR\x06nodeId\x12\x14\n" +
-	"\x05epoch\x18\a \x01(\x04R\x05epoch2\xb0\x06\n" +
+	"\x05epoch\x18\a \x01(\x04R\x05epoch\"\x99\x01\n" +
+	"\x0fFailoverRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\x12\x14\n" +
+	"\x05force\x18\x03 \x01(\bR\x05force\x123\n" +
+	"\atimeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x17\n" +
+	"\ano_wait\x18\x05 \x01(\bR\x06noWait\"\x81\x01\n" +
+	"\x10FailoverResponse\x129\n" +
+	"\aoutcome\x18\x01 \x01(\v2\x1f.coordinator.v1.FailoverOutcomeR\aoutcome\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x1c\n" +
+	"\tcandidate\x18\x03 \x01(\tR\tcandidate\"\xfb\x02\n" +
+	"\x0fFailoverOutcome\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06result\x18\x02 \x01(\tR\x06result\x12\x14\n" +
+	"\x05event\x18\x03 \x01(\tR\x05event\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\x12\x14\n" +
+	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x129\n" +
+	"\n" +
+	"started_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
+	"\vfinished_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishedAt\x12\x1d\n" +
+	"\n" +
+	"old_master\x18\b \x01(\tR\toldMaster\x12\x1c\n" +
+	"\tcandidate\x18\t \x01(\tR\tcandidate\x12\x1d\n" +
+	"\n" +
+	"new_master\x18\n" +
+	" \x01(\tR\tnewMaster\x12 \n" +
+	"\vcoordinated\x18\v \x01(\bR\vcoordinated2\xff\x06\n" +
 	"\x12CoordinatorService\x12G\n" +
 	"\x06Status\x12\x1d.coordinator.v1.StatusRequest\x1a\x1e.coordinator.v1.StatusResponse\x12V\n" +
 	"\vListMembers\x12\".coordinator.v1.ListMembersRequest\x1a#.coordinator.v1.ListMembersResponse\x12A\n" +
@@ -2291,7 +2633,8 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x03Set\x12\x1a.coordinator.v1.SetRequest\x1a\x1b.coordinator.v1.SetResponse\x12V\n" +
 	"\vListMasters\x12\".coordinator.v1.ListMastersRequest\x1a#.coordinator.v1.ListMastersResponse\x12P\n" +
 	"\tGetMaster\x12 .coordinator.v1.GetMasterRequest\x1a!.coordinator.v1.GetMasterResponse\x12b\n" +
-	"\x0fGetMasterDetail\x12&.coordinator.v1.GetMasterDetailRequest\x1a'.coordinator.v1.GetMasterDetailResponseBEZCgithub.com/raftinel/raftinel/proto/gen/coordinator/v1;coordinatorv1b\x06proto3"
+	"\x0fGetMasterDetail\x12&.coordinator.v1.GetMasterDetailRequest\x1a'.coordinator.v1.GetMasterDetailResponse\x12M\n" +
+	"\bFailover\x12\x1f.coordinator.v1.FailoverRequest\x1a .coordinator.v1.FailoverResponseBEZCgithub.com/raftinel/raftinel/proto/gen/coordinator/v1;coordinatorv1b\x06proto3"
 
 var (
 	file_coordinator_v1_coordinator_proto_rawDescOnce sync.Once
@@ -2305,7 +2648,7 @@ func file_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 	return file_coordinator_v1_coordinator_proto_rawDescData
 }
 
-var file_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_coordinator_v1_coordinator_proto_goTypes = []any{
 	(*ReadConsistency)(nil),         // 0: coordinator.v1.ReadConsistency
 	(*StatusRequest)(nil),           // 1: coordinator.v1.StatusRequest
@@ -2340,14 +2683,17 @@ var file_coordinator_v1_coordinator_proto_goTypes = []any{
 	(*ReplicaReconf)(nil),           // 30: coordinator.v1.ReplicaReconf
 	(*Rejection)(nil),               // 31: coordinator.v1.Rejection
 	(*Event)(nil),                   // 32: coordinator.v1.Event
-	(*durationpb.Duration)(nil),     // 33: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 34: google.protobuf.Timestamp
+	(*FailoverRequest)(nil),         // 33: coordinator.v1.FailoverRequest
+	(*FailoverResponse)(nil),        // 34: coordinator.v1.FailoverResponse
+	(*FailoverOutcome)(nil),         // 35: coordinator.v1.FailoverOutcome
+	(*durationpb.Duration)(nil),     // 36: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 37: google.protobuf.Timestamp
 }
 var file_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	3,  // 0: coordinator.v1.StatusResponse.nodes:type_name -> coordinator.v1.NodeStatus
 	6,  // 1: coordinator.v1.ListMembersResponse.members:type_name -> coordinator.v1.Member
-	33, // 2: coordinator.v1.MasterSettings.down_after:type_name -> google.protobuf.Duration
-	33, // 3: coordinator.v1.MasterSettings.failover_timeout:type_name -> google.protobuf.Duration
+	36, // 2: coordinator.v1.MasterSettings.down_after:type_name -> google.protobuf.Duration
+	36, // 3: coordinator.v1.MasterSettings.failover_timeout:type_name -> google.protobuf.Duration
 	11, // 4: coordinator.v1.Master.settings:type_name -> coordinator.v1.MasterSettings
 	11, // 5: coordinator.v1.MonitorRequest.settings:type_name -> coordinator.v1.MasterSettings
 	17, // 6: coordinator.v1.SetRequest.options:type_name -> coordinator.v1.Option
@@ -2362,41 +2708,49 @@ var file_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	28, // 15: coordinator.v1.MasterDetail.votes:type_name -> coordinator.v1.Vote
 	29, // 16: coordinator.v1.MasterDetail.failover:type_name -> coordinator.v1.FailoverJournal
 	32, // 17: coordinator.v1.MasterDetail.events:type_name -> coordinator.v1.Event
-	34, // 18: coordinator.v1.MasterDetail.last_failover_at:type_name -> google.protobuf.Timestamp
-	33, // 19: coordinator.v1.Replica.master_link_down:type_name -> google.protobuf.Duration
-	34, // 20: coordinator.v1.Replica.observed_at:type_name -> google.protobuf.Timestamp
-	34, // 21: coordinator.v1.Vote.at:type_name -> google.protobuf.Timestamp
-	34, // 22: coordinator.v1.FailoverJournal.started_at:type_name -> google.protobuf.Timestamp
-	34, // 23: coordinator.v1.FailoverJournal.promoted_at:type_name -> google.protobuf.Timestamp
-	30, // 24: coordinator.v1.FailoverJournal.reconf:type_name -> coordinator.v1.ReplicaReconf
-	31, // 25: coordinator.v1.FailoverJournal.rejected:type_name -> coordinator.v1.Rejection
-	34, // 26: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
-	34, // 27: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
-	1,  // 28: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
-	4,  // 29: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
-	7,  // 30: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
-	9,  // 31: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
-	13, // 32: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
-	15, // 33: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
-	18, // 34: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
-	20, // 35: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
-	22, // 36: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
-	24, // 37: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
-	2,  // 38: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
-	5,  // 39: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
-	8,  // 40: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
-	10, // 41: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
-	14, // 42: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
-	16, // 43: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
-	19, // 44: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
-	21, // 45: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
-	23, // 46: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
-	25, // 47: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
-	38, // [38:48] is the sub-list for method output_type
-	28, // [28:38] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	37, // 18: coordinator.v1.MasterDetail.last_failover_at:type_name -> google.protobuf.Timestamp
+	35, // 19: coordinator.v1.MasterDetail.last_failover:type_name -> coordinator.v1.FailoverOutcome
+	36, // 20: coordinator.v1.Replica.master_link_down:type_name -> google.protobuf.Duration
+	37, // 21: coordinator.v1.Replica.observed_at:type_name -> google.protobuf.Timestamp
+	37, // 22: coordinator.v1.Vote.at:type_name -> google.protobuf.Timestamp
+	37, // 23: coordinator.v1.FailoverJournal.started_at:type_name -> google.protobuf.Timestamp
+	37, // 24: coordinator.v1.FailoverJournal.promoted_at:type_name -> google.protobuf.Timestamp
+	30, // 25: coordinator.v1.FailoverJournal.reconf:type_name -> coordinator.v1.ReplicaReconf
+	31, // 26: coordinator.v1.FailoverJournal.rejected:type_name -> coordinator.v1.Rejection
+	36, // 27: coordinator.v1.FailoverJournal.handover_timeout:type_name -> google.protobuf.Duration
+	37, // 28: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
+	37, // 29: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
+	36, // 30: coordinator.v1.FailoverRequest.timeout:type_name -> google.protobuf.Duration
+	35, // 31: coordinator.v1.FailoverResponse.outcome:type_name -> coordinator.v1.FailoverOutcome
+	37, // 32: coordinator.v1.FailoverOutcome.started_at:type_name -> google.protobuf.Timestamp
+	37, // 33: coordinator.v1.FailoverOutcome.finished_at:type_name -> google.protobuf.Timestamp
+	1,  // 34: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
+	4,  // 35: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
+	7,  // 36: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
+	9,  // 37: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
+	13, // 38: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
+	15, // 39: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
+	18, // 40: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
+	20, // 41: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
+	22, // 42: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
+	24, // 43: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
+	33, // 44: coordinator.v1.CoordinatorService.Failover:input_type -> coordinator.v1.FailoverRequest
+	2,  // 45: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
+	5,  // 46: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
+	8,  // 47: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
+	10, // 48: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
+	14, // 49: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
+	16, // 50: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
+	19, // 51: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
+	21, // 52: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
+	23, // 53: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
+	25, // 54: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
+	34, // 55: coordinator.v1.CoordinatorService.Failover:output_type -> coordinator.v1.FailoverResponse
+	45, // [45:56] is the sub-list for method output_type
+	34, // [34:45] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_v1_coordinator_proto_init() }
@@ -2410,7 +2764,7 @@ func file_coordinator_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coordinator_v1_coordinator_proto_rawDesc), len(file_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

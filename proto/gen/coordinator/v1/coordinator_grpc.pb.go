@@ -33,6 +33,7 @@ const (
 	CoordinatorService_ListMasters_FullMethodName     = "/coordinator.v1.CoordinatorService/ListMasters"
 	CoordinatorService_GetMaster_FullMethodName       = "/coordinator.v1.CoordinatorService/GetMaster"
 	CoordinatorService_GetMasterDetail_FullMethodName = "/coordinator.v1.CoordinatorService/GetMasterDetail"
+	CoordinatorService_Failover_FullMethodName        = "/coordinator.v1.CoordinatorService/Failover"
 )
 
 // CoordinatorServiceClient is the client API for CoordinatorService service.
@@ -62,6 +63,12 @@ type CoordinatorServiceClient interface {
 	// GetMasterDetail returns one master with its replicas, each node's vote,
 	// the failover journal and the recent events.
 	GetMasterDetail(ctx context.Context, in *GetMasterDetailRequest, opts ...grpc.CallOption) (*GetMasterDetailResponse, error)
+	// Failover promotes a replica of a master that may well be up: by default
+	// coordinated (the old master pauses writes and hands over once the
+	// replica has caught up, so no acknowledged write is lost), with force a
+	// plain promotion. It returns when the failover has ended, with its
+	// outcome; an abort is an outcome, not an error.
+	Failover(ctx context.Context, in *FailoverRequest, opts ...grpc.CallOption) (*FailoverResponse, error)
 }
 
 type coordinatorServiceClient struct {
@@ -172,6 +179,16 @@ func (c *coordinatorServiceClient) GetMasterDetail(ctx context.Context, in *GetM
 	return out, nil
 }
 
+func (c *coordinatorServiceClient) Failover(ctx context.Context, in *FailoverRequest, opts ...grpc.CallOption) (*FailoverResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FailoverResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_Failover_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServiceServer is the server API for CoordinatorService service.
 // All implementations must embed UnimplementedCoordinatorServiceServer
 // for forward compatibility.
@@ -199,6 +216,12 @@ type CoordinatorServiceServer interface {
 	// GetMasterDetail returns one master with its replicas, each node's vote,
 	// the failover journal and the recent events.
 	GetMasterDetail(context.Context, *GetMasterDetailRequest) (*GetMasterDetailResponse, error)
+	// Failover promotes a replica of a master that may well be up: by default
+	// coordinated (the old master pauses writes and hands over once the
+	// replica has caught up, so no acknowledged write is lost), with force a
+	// plain promotion. It returns when the failover has ended, with its
+	// outcome; an abort is an outcome, not an error.
+	Failover(context.Context, *FailoverRequest) (*FailoverResponse, error)
 	mustEmbedUnimplementedCoordinatorServiceServer()
 }
 
@@ -238,6 +261,9 @@ func (UnimplementedCoordinatorServiceServer) GetMaster(context.Context, *GetMast
 }
 func (UnimplementedCoordinatorServiceServer) GetMasterDetail(context.Context, *GetMasterDetailRequest) (*GetMasterDetailResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetMasterDetail not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) Failover(context.Context, *FailoverRequest) (*FailoverResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Failover not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) mustEmbedUnimplementedCoordinatorServiceServer() {}
 func (UnimplementedCoordinatorServiceServer) testEmbeddedByValue()                            {}
@@ -440,6 +466,24 @@ func _CoordinatorService_GetMasterDetail_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoordinatorService_Failover_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FailoverRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).Failover(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_Failover_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).Failover(ctx, req.(*FailoverRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CoordinatorService_ServiceDesc is the grpc.ServiceDesc for CoordinatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -486,6 +530,10 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetMasterDetail",
 			Handler:    _CoordinatorService_GetMasterDetail_Handler,
+		},
+		{
+			MethodName: "Failover",
+			Handler:    _CoordinatorService_Failover_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -88,6 +88,14 @@ const (
 	FailoverPhase_FAILOVER_PHASE_PROMOTING FailoverPhase = 1
 	// Promoted; re-pointing the other replicas.
 	FailoverPhase_FAILOVER_PHASE_RECONF_REPLICAS FailoverPhase = 2
+	// Coordinated manual failover: the old master is asked (or about to be
+	// asked) to hand over to the candidate with FAILOVER TO, which pauses its
+	// writes until the candidate has caught up. A leader in this phase reads
+	// INFO to learn how far the handover got: the candidate reports master
+	// (commit Promoted), the old master's master_failover_state shows it
+	// running (wait), or it ended without a switch (send it again while time
+	// is left, else abort).
+	FailoverPhase_FAILOVER_PHASE_HANDOVER FailoverPhase = 3
 )
 
 // Enum value maps for FailoverPhase.
@@ -96,11 +104,13 @@ var (
 		0: "FAILOVER_PHASE_UNSPECIFIED",
 		1: "FAILOVER_PHASE_PROMOTING",
 		2: "FAILOVER_PHASE_RECONF_REPLICAS",
+		3: "FAILOVER_PHASE_HANDOVER",
 	}
 	FailoverPhase_value = map[string]int32{
 		"FAILOVER_PHASE_UNSPECIFIED":     0,
 		"FAILOVER_PHASE_PROMOTING":       1,
 		"FAILOVER_PHASE_RECONF_REPLICAS": 2,
+		"FAILOVER_PHASE_HANDOVER":        3,
 	}
 )
 
@@ -717,10 +727,17 @@ type BeginFailover struct {
 	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	// The replica to promote; empty when no replica is eligible, in which
 	// case an AbortFailover follows.
-	Candidate     string       `protobuf:"bytes,4,opt,name=candidate,proto3" json:"candidate,omitempty"`
-	Rejected      []*Rejection `protobuf:"bytes,5,rep,name=rejected,proto3" json:"rejected,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Candidate string       `protobuf:"bytes,4,opt,name=candidate,proto3" json:"candidate,omitempty"`
+	Rejected  []*Rejection `protobuf:"bytes,5,rep,name=rejected,proto3" json:"rejected,omitempty"`
+	// Coordinated (manual only): the old master hands over to the candidate
+	// itself (FAILOVER TO), so no acknowledged write is lost. The journal then
+	// starts in FAILOVER_PHASE_HANDOVER instead of FAILOVER_PHASE_PROMOTING.
+	Coordinated bool `protobuf:"varint,6,opt,name=coordinated,proto3" json:"coordinated,omitempty"`
+	// How long the candidate may take to catch up in a coordinated failover;
+	// required then, and at most the master's failover-timeout.
+	HandoverTimeoutMs int64 `protobuf:"varint,7,opt,name=handover_timeout_ms,json=handoverTimeoutMs,proto3" json:"handover_timeout_ms,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *BeginFailover) Reset() {
@@ -786,6 +803,20 @@ func (x *BeginFailover) GetRejected() []*Rejection {
 		return x.Rejected
 	}
 	return nil
+}
+
+func (x *BeginFailover) GetCoordinated() bool {
+	if x != nil {
+		return x.Coordinated
+	}
+	return false
+}
+
+func (x *BeginFailover) GetHandoverTimeoutMs() int64 {
+	if x != nil {
+		return x.HandoverTimeoutMs
+	}
+	return 0
 }
 
 // AbortFailover closes the journal before promotion, with the Sentinel event
@@ -1655,9 +1686,11 @@ type Master struct {
 	// rule counts from it).
 	LastFailoverAtUnixNanos int64 `protobuf:"varint,11,opt,name=last_failover_at_unix_nanos,json=lastFailoverAtUnixNanos,proto3" json:"last_failover_at_unix_nanos,omitempty"`
 	// The most recent events, oldest first, at most MaxEvents.
-	Events        []*Event `protobuf:"bytes,12,rep,name=events,proto3" json:"events,omitempty"`
-	MasterOffset  int64    `protobuf:"varint,13,opt,name=master_offset,json=masterOffset,proto3" json:"master_offset,omitempty"`
-	MasterRunId   string   `protobuf:"bytes,14,opt,name=master_run_id,json=masterRunId,proto3" json:"master_run_id,omitempty"`
+	Events       []*Event `protobuf:"bytes,12,rep,name=events,proto3" json:"events,omitempty"`
+	MasterOffset int64    `protobuf:"varint,13,opt,name=master_offset,json=masterOffset,proto3" json:"master_offset,omitempty"`
+	MasterRunId  string   `protobuf:"bytes,14,opt,name=master_run_id,json=masterRunId,proto3" json:"master_run_id,omitempty"`
+	// How the most recent failover ended; unset before the first one.
+	LastFailover  *FailoverOutcome `protobuf:"bytes,15,opt,name=last_failover,json=lastFailover,proto3" json:"last_failover,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1790,6 +1823,147 @@ func (x *Master) GetMasterRunId() string {
 	return ""
 }
 
+func (x *Master) GetLastFailover() *FailoverOutcome {
+	if x != nil {
+		return x.LastFailover
+	}
+	return nil
+}
+
+// FailoverOutcome is how one failover ended: promoted (FinishFailover) or
+// aborted (AbortFailover, or a BeginFailover without an eligible replica).
+type FailoverOutcome struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "odown" or "manual".
+	Reason string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	// "promoted" or "aborted".
+	Result string `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	// The Sentinel event that closed it: +failover-end,
+	// +failover-end-for-timeout or a -failover-abort-* event.
+	Event string `protobuf:"bytes,3,opt,name=event,proto3" json:"event,omitempty"`
+	// Why an abort happened, in words.
+	Detail string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	// The master's epoch after the failover.
+	Epoch               uint64 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	StartedAtUnixNanos  int64  `protobuf:"varint,6,opt,name=started_at_unix_nanos,json=startedAtUnixNanos,proto3" json:"started_at_unix_nanos,omitempty"`
+	FinishedAtUnixNanos int64  `protobuf:"varint,7,opt,name=finished_at_unix_nanos,json=finishedAtUnixNanos,proto3" json:"finished_at_unix_nanos,omitempty"`
+	OldMaster           string `protobuf:"bytes,8,opt,name=old_master,json=oldMaster,proto3" json:"old_master,omitempty"`
+	// The replica chosen; empty when none was eligible.
+	Candidate string `protobuf:"bytes,9,opt,name=candidate,proto3" json:"candidate,omitempty"`
+	// The master address after the failover (the old one after an abort).
+	NewMaster     string `protobuf:"bytes,10,opt,name=new_master,json=newMaster,proto3" json:"new_master,omitempty"`
+	Coordinated   bool   `protobuf:"varint,11,opt,name=coordinated,proto3" json:"coordinated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailoverOutcome) Reset() {
+	*x = FailoverOutcome{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverOutcome) ProtoMessage() {}
+
+func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverOutcome.ProtoReflect.Descriptor instead.
+func (*FailoverOutcome) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *FailoverOutcome) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *FailoverOutcome) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *FailoverOutcome) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
+func (x *FailoverOutcome) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *FailoverOutcome) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *FailoverOutcome) GetStartedAtUnixNanos() int64 {
+	if x != nil {
+		return x.StartedAtUnixNanos
+	}
+	return 0
+}
+
+func (x *FailoverOutcome) GetFinishedAtUnixNanos() int64 {
+	if x != nil {
+		return x.FinishedAtUnixNanos
+	}
+	return 0
+}
+
+func (x *FailoverOutcome) GetOldMaster() string {
+	if x != nil {
+		return x.OldMaster
+	}
+	return ""
+}
+
+func (x *FailoverOutcome) GetCandidate() string {
+	if x != nil {
+		return x.Candidate
+	}
+	return ""
+}
+
+func (x *FailoverOutcome) GetNewMaster() string {
+	if x != nil {
+		return x.NewMaster
+	}
+	return ""
+}
+
+func (x *FailoverOutcome) GetCoordinated() bool {
+	if x != nil {
+		return x.Coordinated
+	}
+	return false
+}
+
 // Replica is what the leader last observed of one replica.
 type Replica struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1814,7 +1988,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1826,7 +2000,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1839,7 +2013,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Replica) GetAddress() string {
@@ -1948,7 +2122,7 @@ type Vote struct {
 
 func (x *Vote) Reset() {
 	*x = Vote{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1960,7 +2134,7 @@ func (x *Vote) String() string {
 func (*Vote) ProtoMessage() {}
 
 func (x *Vote) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1973,7 +2147,7 @@ func (x *Vote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vote.ProtoReflect.Descriptor instead.
 func (*Vote) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Vote) GetNodeId() string {
@@ -2023,13 +2197,16 @@ type Failover struct {
 	PromotedAtUnixNanos int64                  `protobuf:"varint,7,opt,name=promoted_at_unix_nanos,json=promotedAtUnixNanos,proto3" json:"promoted_at_unix_nanos,omitempty"`
 	Reconf              []*ReplicaReconf       `protobuf:"bytes,8,rep,name=reconf,proto3" json:"reconf,omitempty"`
 	Rejected            []*Rejection           `protobuf:"bytes,9,rep,name=rejected,proto3" json:"rejected,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// See BeginFailover.
+	Coordinated       bool  `protobuf:"varint,10,opt,name=coordinated,proto3" json:"coordinated,omitempty"`
+	HandoverTimeoutMs int64 `protobuf:"varint,11,opt,name=handover_timeout_ms,json=handoverTimeoutMs,proto3" json:"handover_timeout_ms,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Failover) Reset() {
 	*x = Failover{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2041,7 +2218,7 @@ func (x *Failover) String() string {
 func (*Failover) ProtoMessage() {}
 
 func (x *Failover) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2054,7 +2231,7 @@ func (x *Failover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failover.ProtoReflect.Descriptor instead.
 func (*Failover) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Failover) GetPhase() FailoverPhase {
@@ -2120,6 +2297,20 @@ func (x *Failover) GetRejected() []*Rejection {
 	return nil
 }
 
+func (x *Failover) GetCoordinated() bool {
+	if x != nil {
+		return x.Coordinated
+	}
+	return false
+}
+
+func (x *Failover) GetHandoverTimeoutMs() int64 {
+	if x != nil {
+		return x.HandoverTimeoutMs
+	}
+	return 0
+}
+
 // ReplicaReconf is one replica being re-pointed during a failover.
 type ReplicaReconf struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -2132,7 +2323,7 @@ type ReplicaReconf struct {
 
 func (x *ReplicaReconf) Reset() {
 	*x = ReplicaReconf{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2144,7 +2335,7 @@ func (x *ReplicaReconf) String() string {
 func (*ReplicaReconf) ProtoMessage() {}
 
 func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2157,7 +2348,7 @@ func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReconf.ProtoReflect.Descriptor instead.
 func (*ReplicaReconf) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReplicaReconf) GetAddress() string {
@@ -2200,7 +2391,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2212,7 +2403,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2225,7 +2416,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -2295,7 +2486,7 @@ type MasterSettings struct {
 
 func (x *MasterSettings) Reset() {
 	*x = MasterSettings{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2307,7 +2498,7 @@ func (x *MasterSettings) String() string {
 func (*MasterSettings) ProtoMessage() {}
 
 func (x *MasterSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2320,7 +2511,7 @@ func (x *MasterSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterSettings.ProtoReflect.Descriptor instead.
 func (*MasterSettings) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MasterSettings) GetQuorum() uint32 {
@@ -2416,13 +2607,15 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
 	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12\x12\n" +
 	"\x04down\x18\x03 \x01(\bR\x04down\x12\x14\n" +
-	"\x05votes\x18\x04 \x01(\rR\x05votes\"\xbf\x01\n" +
+	"\x05votes\x18\x04 \x01(\rR\x05votes\"\x91\x02\n" +
 	"\rBeginFailover\x12\x16\n" +
 	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
 	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1c\n" +
 	"\tcandidate\x18\x04 \x01(\tR\tcandidate\x129\n" +
-	"\brejected\x18\x05 \x03(\v2\x1d.coordinator.fsm.v1.RejectionR\brejected\"|\n" +
+	"\brejected\x18\x05 \x03(\v2\x1d.coordinator.fsm.v1.RejectionR\brejected\x12 \n" +
+	"\vcoordinated\x18\x06 \x01(\bR\vcoordinated\x12.\n" +
+	"\x13handover_timeout_ms\x18\a \x01(\x03R\x11handoverTimeoutMs\"|\n" +
 	"\rAbortFailover\x12\x16\n" +
 	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
 	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12\x14\n" +
@@ -2483,7 +2676,7 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12!\n" +
 	"\fgrpc_address\x18\x03 \x01(\tR\vgrpcAddress\x12)\n" +
 	"\x10sentinel_address\x18\x04 \x01(\tR\x0fsentinelAddress\x127\n" +
-	"\x18registered_at_unix_nanos\x18\x05 \x01(\x03R\x15registeredAtUnixNanos\"\xeb\x04\n" +
+	"\x18registered_at_unix_nanos\x18\x05 \x01(\x03R\x15registeredAtUnixNanos\"\xb5\x05\n" +
 	"\x06Master\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -2499,7 +2692,23 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x1blast_failover_at_unix_nanos\x18\v \x01(\x03R\x17lastFailoverAtUnixNanos\x121\n" +
 	"\x06events\x18\f \x03(\v2\x19.coordinator.fsm.v1.EventR\x06events\x12#\n" +
 	"\rmaster_offset\x18\r \x01(\x03R\fmasterOffset\x12\"\n" +
-	"\rmaster_run_id\x18\x0e \x01(\tR\vmasterRunId\"\xa6\x03\n" +
+	"\rmaster_run_id\x18\x0e \x01(\tR\vmasterRunId\x12H\n" +
+	"\rlast_failover\x18\x0f \x01(\v2#.coordinator.fsm.v1.FailoverOutcomeR\flastFailover\"\xeb\x02\n" +
+	"\x0fFailoverOutcome\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06result\x18\x02 \x01(\tR\x06result\x12\x14\n" +
+	"\x05event\x18\x03 \x01(\tR\x05event\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\x12\x14\n" +
+	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x121\n" +
+	"\x15started_at_unix_nanos\x18\x06 \x01(\x03R\x12startedAtUnixNanos\x123\n" +
+	"\x16finished_at_unix_nanos\x18\a \x01(\x03R\x13finishedAtUnixNanos\x12\x1d\n" +
+	"\n" +
+	"old_master\x18\b \x01(\tR\toldMaster\x12\x1c\n" +
+	"\tcandidate\x18\t \x01(\tR\tcandidate\x12\x1d\n" +
+	"\n" +
+	"new_master\x18\n" +
+	" \x01(\tR\tnewMaster\x12 \n" +
+	"\vcoordinated\x18\v \x01(\bR\vcoordinated\"\xa6\x03\n" +
 	"\aReplica\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
@@ -2522,7 +2731,7 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04down\x18\x03 \x01(\bR\x04down\x12\"\n" +
 	"\rat_unix_nanos\x18\x04 \x01(\x03R\vatUnixNanos\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\x9b\x03\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xed\x03\n" +
 	"\bFailover\x127\n" +
 	"\x05phase\x18\x01 \x01(\x0e2!.coordinator.fsm.v1.FailoverPhaseR\x05phase\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1c\n" +
@@ -2533,7 +2742,10 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x15started_at_unix_nanos\x18\x06 \x01(\x03R\x12startedAtUnixNanos\x123\n" +
 	"\x16promoted_at_unix_nanos\x18\a \x01(\x03R\x13promotedAtUnixNanos\x129\n" +
 	"\x06reconf\x18\b \x03(\v2!.coordinator.fsm.v1.ReplicaReconfR\x06reconf\x129\n" +
-	"\brejected\x18\t \x03(\v2\x1d.coordinator.fsm.v1.RejectionR\brejected\"\x8d\x01\n" +
+	"\brejected\x18\t \x03(\v2\x1d.coordinator.fsm.v1.RejectionR\brejected\x12 \n" +
+	"\vcoordinated\x18\n" +
+	" \x01(\bR\vcoordinated\x12.\n" +
+	"\x13handover_timeout_ms\x18\v \x01(\x03R\x11handoverTimeoutMs\"\x8d\x01\n" +
 	"\rReplicaReconf\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x125\n" +
 	"\x05phase\x18\x02 \x01(\x0e2\x1f.coordinator.fsm.v1.ReconfPhaseR\x05phase\x12+\n" +
@@ -2559,11 +2771,12 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x14RECONF_PHASE_PENDING\x10\x01\x12\x15\n" +
 	"\x11RECONF_PHASE_SENT\x10\x02\x12\x1c\n" +
 	"\x18RECONF_PHASE_IN_PROGRESS\x10\x03\x12\x15\n" +
-	"\x11RECONF_PHASE_DONE\x10\x04*q\n" +
+	"\x11RECONF_PHASE_DONE\x10\x04*\x8e\x01\n" +
 	"\rFailoverPhase\x12\x1e\n" +
 	"\x1aFAILOVER_PHASE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18FAILOVER_PHASE_PROMOTING\x10\x01\x12\"\n" +
-	"\x1eFAILOVER_PHASE_RECONF_REPLICAS\x10\x02BAZ?github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1;fsmv1b\x06proto3"
+	"\x1eFAILOVER_PHASE_RECONF_REPLICAS\x10\x02\x12\x1b\n" +
+	"\x17FAILOVER_PHASE_HANDOVER\x10\x03BAZ?github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1;fsmv1b\x06proto3"
 
 var (
 	file_coordinator_fsm_v1_fsm_proto_rawDescOnce sync.Once
@@ -2578,7 +2791,7 @@ func file_coordinator_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_coordinator_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_coordinator_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_coordinator_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_coordinator_fsm_v1_fsm_proto_goTypes = []any{
 	(ReconfPhase)(0),            // 0: coordinator.fsm.v1.ReconfPhase
 	(FailoverPhase)(0),          // 1: coordinator.fsm.v1.FailoverPhase
@@ -2603,14 +2816,15 @@ var file_coordinator_fsm_v1_fsm_proto_goTypes = []any{
 	(*State)(nil),               // 20: coordinator.fsm.v1.State
 	(*Node)(nil),                // 21: coordinator.fsm.v1.Node
 	(*Master)(nil),              // 22: coordinator.fsm.v1.Master
-	(*Replica)(nil),             // 23: coordinator.fsm.v1.Replica
-	(*Vote)(nil),                // 24: coordinator.fsm.v1.Vote
-	(*Failover)(nil),            // 25: coordinator.fsm.v1.Failover
-	(*ReplicaReconf)(nil),       // 26: coordinator.fsm.v1.ReplicaReconf
-	(*Event)(nil),               // 27: coordinator.fsm.v1.Event
-	(*MasterSettings)(nil),      // 28: coordinator.fsm.v1.MasterSettings
-	nil,                         // 29: coordinator.fsm.v1.State.NodesEntry
-	nil,                         // 30: coordinator.fsm.v1.State.MastersEntry
+	(*FailoverOutcome)(nil),     // 23: coordinator.fsm.v1.FailoverOutcome
+	(*Replica)(nil),             // 24: coordinator.fsm.v1.Replica
+	(*Vote)(nil),                // 25: coordinator.fsm.v1.Vote
+	(*Failover)(nil),            // 26: coordinator.fsm.v1.Failover
+	(*ReplicaReconf)(nil),       // 27: coordinator.fsm.v1.ReplicaReconf
+	(*Event)(nil),               // 28: coordinator.fsm.v1.Event
+	(*MasterSettings)(nil),      // 29: coordinator.fsm.v1.MasterSettings
+	nil,                         // 30: coordinator.fsm.v1.State.NodesEntry
+	nil,                         // 31: coordinator.fsm.v1.State.MastersEntry
 }
 var file_coordinator_fsm_v1_fsm_proto_depIdxs = []int32{
 	14, // 0: coordinator.fsm.v1.Command.register_node:type_name -> coordinator.fsm.v1.RegisterNode
@@ -2628,30 +2842,31 @@ var file_coordinator_fsm_v1_fsm_proto_depIdxs = []int32{
 	10, // 12: coordinator.fsm.v1.Command.replica_reconfigured:type_name -> coordinator.fsm.v1.ReplicaReconfigured
 	11, // 13: coordinator.fsm.v1.Command.finish_failover:type_name -> coordinator.fsm.v1.FinishFailover
 	12, // 14: coordinator.fsm.v1.Command.record_repair:type_name -> coordinator.fsm.v1.RecordRepair
-	23, // 15: coordinator.fsm.v1.UpdateReplicas.replicas:type_name -> coordinator.fsm.v1.Replica
+	24, // 15: coordinator.fsm.v1.UpdateReplicas.replicas:type_name -> coordinator.fsm.v1.Replica
 	13, // 16: coordinator.fsm.v1.BeginFailover.rejected:type_name -> coordinator.fsm.v1.Rejection
 	0,  // 17: coordinator.fsm.v1.ReplicaReconfigured.phase:type_name -> coordinator.fsm.v1.ReconfPhase
 	21, // 18: coordinator.fsm.v1.RegisterNode.node:type_name -> coordinator.fsm.v1.Node
-	28, // 19: coordinator.fsm.v1.MonitorMaster.settings:type_name -> coordinator.fsm.v1.MasterSettings
+	29, // 19: coordinator.fsm.v1.MonitorMaster.settings:type_name -> coordinator.fsm.v1.MasterSettings
 	19, // 20: coordinator.fsm.v1.SetMasterOptions.options:type_name -> coordinator.fsm.v1.Option
-	29, // 21: coordinator.fsm.v1.State.nodes:type_name -> coordinator.fsm.v1.State.NodesEntry
-	30, // 22: coordinator.fsm.v1.State.masters:type_name -> coordinator.fsm.v1.State.MastersEntry
-	28, // 23: coordinator.fsm.v1.Master.settings:type_name -> coordinator.fsm.v1.MasterSettings
-	23, // 24: coordinator.fsm.v1.Master.replicas:type_name -> coordinator.fsm.v1.Replica
-	24, // 25: coordinator.fsm.v1.Master.votes:type_name -> coordinator.fsm.v1.Vote
-	25, // 26: coordinator.fsm.v1.Master.failover:type_name -> coordinator.fsm.v1.Failover
-	27, // 27: coordinator.fsm.v1.Master.events:type_name -> coordinator.fsm.v1.Event
-	1,  // 28: coordinator.fsm.v1.Failover.phase:type_name -> coordinator.fsm.v1.FailoverPhase
-	26, // 29: coordinator.fsm.v1.Failover.reconf:type_name -> coordinator.fsm.v1.ReplicaReconf
-	13, // 30: coordinator.fsm.v1.Failover.rejected:type_name -> coordinator.fsm.v1.Rejection
-	0,  // 31: coordinator.fsm.v1.ReplicaReconf.phase:type_name -> coordinator.fsm.v1.ReconfPhase
-	21, // 32: coordinator.fsm.v1.State.NodesEntry.value:type_name -> coordinator.fsm.v1.Node
-	22, // 33: coordinator.fsm.v1.State.MastersEntry.value:type_name -> coordinator.fsm.v1.Master
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	30, // 21: coordinator.fsm.v1.State.nodes:type_name -> coordinator.fsm.v1.State.NodesEntry
+	31, // 22: coordinator.fsm.v1.State.masters:type_name -> coordinator.fsm.v1.State.MastersEntry
+	29, // 23: coordinator.fsm.v1.Master.settings:type_name -> coordinator.fsm.v1.MasterSettings
+	24, // 24: coordinator.fsm.v1.Master.replicas:type_name -> coordinator.fsm.v1.Replica
+	25, // 25: coordinator.fsm.v1.Master.votes:type_name -> coordinator.fsm.v1.Vote
+	26, // 26: coordinator.fsm.v1.Master.failover:type_name -> coordinator.fsm.v1.Failover
+	28, // 27: coordinator.fsm.v1.Master.events:type_name -> coordinator.fsm.v1.Event
+	23, // 28: coordinator.fsm.v1.Master.last_failover:type_name -> coordinator.fsm.v1.FailoverOutcome
+	1,  // 29: coordinator.fsm.v1.Failover.phase:type_name -> coordinator.fsm.v1.FailoverPhase
+	27, // 30: coordinator.fsm.v1.Failover.reconf:type_name -> coordinator.fsm.v1.ReplicaReconf
+	13, // 31: coordinator.fsm.v1.Failover.rejected:type_name -> coordinator.fsm.v1.Rejection
+	0,  // 32: coordinator.fsm.v1.ReplicaReconf.phase:type_name -> coordinator.fsm.v1.ReconfPhase
+	21, // 33: coordinator.fsm.v1.State.NodesEntry.value:type_name -> coordinator.fsm.v1.Node
+	22, // 34: coordinator.fsm.v1.State.MastersEntry.value:type_name -> coordinator.fsm.v1.Master
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_fsm_v1_fsm_proto_init() }
@@ -2682,7 +2897,7 @@ func file_coordinator_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coordinator_fsm_v1_fsm_proto_rawDesc), len(file_coordinator_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

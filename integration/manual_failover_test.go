@@ -1,0 +1,110 @@
+package integration
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftinel/raftinel/internal/redistest"
+	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// monitorForManual registers the group with a down-after long enough that
+// a replica frozen on purpose stays eligible while the test names it, and
+// waits until the leader has INFO from both replicas.
+func (g *group) monitorForManual(t testing.TB, c *cluster) {
+	t.Helper()
+	mustCtl(t, "--addr", addrs(c.nodes...), "monitor", g.name, g.master.Addr(), "--quorum", "2",
+		"--down-after", "5s", "--failover-timeout", "30s")
+	eventually(t, waitTimeout, "both replicas observed", func() error {
+		d, err := detail(c.nodes[0], g.name)
+		if err != nil {
+			return err
+		}
+		if len(d.GetReplicas()) != 2 {
+			return fmt.Errorf("replicas %v", d.GetReplicas())
+		}
+		for _, r := range d.GetReplicas() {
+			if r.GetRole() != "slave" || r.GetSdown() {
+				return fmt.Errorf("replica %v", r)
+			}
+		}
+		return nil
+	})
+}
+
+// coordinatorctl failover through a follower of the built binaries: a
+// coordinated switchover, then a rollback when the named replica is frozen.
+func TestCoordinatorctlFailover(t *testing.T) {
+	redistest.Require(t)
+	c := startCluster(t, 3)
+	g := startGroup(t, "mymaster", nil, nil)
+	g.monitorForManual(t, c)
+	old := g.master.Addr()
+
+	r, err := ctl("--addr", addrs(c.nodes...), "-o", "json", "failover", g.name, "--timeout", "5s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.code != 0 {
+		t.Fatalf("%v", r)
+	}
+	resp := &coordinatorv1.FailoverResponse{}
+	if err := protojson.Unmarshal([]byte(r.stdout), resp); err != nil {
+		t.Fatalf("%v: %v", r, err)
+	}
+	out := resp.GetOutcome()
+	if out.GetResult() != "promoted" || !out.GetCoordinated() || out.GetEpoch() != 1 || out.GetOldMaster() != old || out.GetNewMaster() == old {
+		t.Fatalf("outcome %v", out)
+	}
+	t.Logf("coordinated failover took %v end to end (%v in the journal)", r.elapsed.Round(time.Millisecond),
+		out.GetFinishedAt().AsTime().Sub(out.GetStartedAt().AsTime()).Round(time.Millisecond))
+	promoted := g.byAddr(out.GetNewMaster())
+	waitFollows(t, g.master, promoted.Addr())
+
+	// Now the replica that remains: freeze it and push writes it cannot
+	// have, so it cannot catch up.
+	other := g.r1
+	if other == promoted {
+		other = g.r2
+	}
+	waitFollows(t, other, promoted.Addr())
+	eventually(t, waitTimeout, "the leader's view after the switch", func() error {
+		d, err := detail(c.nodes[0], g.name)
+		if err != nil {
+			return err
+		}
+		for _, rep := range d.GetReplicas() {
+			if rep.GetAddress() == other.Addr() && rep.GetRole() == "slave" && !rep.GetSdown() && rep.GetMasterAddress() == promoted.Addr() {
+				return nil
+			}
+		}
+		return fmt.Errorf("replicas %v", d.GetReplicas())
+	})
+	other.Pause()
+	defer other.Resume()
+	for i := range 10 {
+		if err := promoted.Client().Set(t.Context(), "lag", i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err = ctl("--addr", addrs(c.nodes...), "failover", g.name, "--to", other.Addr(), "--timeout", "1500ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.code != 5 || !strings.Contains(r.stdout, "result      aborted") || !strings.Contains(r.stderr, "-failover-abort-handover-timeout") {
+		t.Fatalf("rollback: %v", r)
+	}
+	got := &coordinatorv1.GetMasterResponse{}
+	if err := ctlJSON(got, "--addr", c.nodes[2].grpcAddr, "master", g.name); err != nil {
+		t.Fatal(err)
+	}
+	if got.GetMaster().GetEpoch() != 1 || got.GetMaster().GetAddress() != promoted.Addr() {
+		t.Fatalf("after the rollback: %v", got)
+	}
+	if err := promoted.Client().Set(t.Context(), "after-rollback", "1", 0).Err(); err != nil {
+		t.Fatalf("the master does not take writes after the rollback: %v", err)
+	}
+}
