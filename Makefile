@@ -11,7 +11,7 @@ STATICCHECK_VERSION := v0.8.2
 # go test's overall limit; CI has 90 minutes for everything.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: help tools redis generate checkgenerate lint test test-integration bench build demo ci
+.PHONY: help tools redis generate checkgenerate lint test test-integration bench bench-sentinel build demo ci
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ test-integration: redis ## only the multi-process tests with real binaries and r
 
 bench: redis ## benchmarks
 	go test -run '^$$' -bench . -benchmem ./...
+
+bench-sentinel: redis ## SENTINEL get-master-addr-by-name per second: one Raftinel node against redis-sentinel
+	scripts/bench-sentinel.sh
 
 build: ## build bin/coordinator and bin/coordinatorctl
 	go build -o bin/ ./cmd/...
