@@ -238,13 +238,13 @@ func TestSentinelClientsFollowFailover(t *testing.T) {
 	old := g.master.Addr()
 	g.master.Kill()
 	// Keep writing sequential values until every node serves the new master
-	// and a write after that has been acknowledged.
+	// and ten writes after that have been acknowledged.
 	var promoted *redistest.Server
 	lastOK, failed, promotedSeq := 0, 0, 0
 	deadline := time.Now().Add(90 * time.Second)
-	for promoted == nil || lastOK <= promotedSeq {
+	for promoted == nil || lastOK < promotedSeq+10 {
 		if time.Now().After(deadline) {
-			t.Fatalf("no acknowledged write to a new master within 90 s (last acknowledged %d, %d failed)", lastOK, failed)
+			t.Fatalf("no ten acknowledged writes to a new master within 90 s (last acknowledged %d, %d failed, promotion seen at %d)", lastOK, failed, promotedSeq)
 		}
 		seq++
 		if err := write(seq); err != nil {
