@@ -216,6 +216,20 @@ func TestSentinelClientsFollowFailover(t *testing.T) {
 		sc := sentinelClient(t, nd)
 		eventuallyOK(t, 20*time.Second, nd.id+"'s Sentinel view matches its FSM", func() error { return matchesFSM(ctx, c, nd, sc, "mymaster") })
 	}
+	for _, nd := range c.nodes {
+		// The link, ping and role fields come from this node's own probes.
+		sc := sentinelClient(t, nd)
+		eventuallyOK(t, 20*time.Second, nd.id+" reports its own probe view of the master", func() error {
+			m, err := sc.Master(ctx, "mymaster").Result()
+			if err != nil {
+				return err
+			}
+			if m["flags"] != "master" || m["role-reported"] != "master" || m["info-refresh"] == "0" || m["runid"] == "" {
+				return fmt.Errorf("MASTER %v", m)
+			}
+			return nil
+		})
+	}
 	fc := redis.NewFailoverClient(&redis.FailoverOptions{
 		MasterName: "mymaster", SentinelAddrs: addrs,
 		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: -1,
@@ -277,6 +291,21 @@ func TestSentinelClientsFollowFailover(t *testing.T) {
 	for _, nd := range c.nodes {
 		sc := sentinelClient(t, nd)
 		eventuallyOK(t, 20*time.Second, nd.id+"'s Sentinel view matches its FSM after the failover", func() error { return matchesFSM(ctx, c, nd, sc, "mymaster") })
+		eventuallyOK(t, 20*time.Second, nd.id+" shows the killed master as a replica that is down", func() error {
+			replicas, err := sc.Replicas(ctx, "mymaster").Result()
+			if err != nil {
+				return err
+			}
+			for _, r := range replicas {
+				if hostPort(r["ip"], r["port"]) == old {
+					if r["flags"] != "s_down,slave,disconnected" {
+						return fmt.Errorf("old master's flags %q", r["flags"])
+					}
+					return nil
+				}
+			}
+			return fmt.Errorf("old master %s not among the replicas %v", old, replicas)
+		})
 		out, err := redisCLI(nd.srv.SentinelAddr(), "SENTINEL", "get-master-addr-by-name", "mymaster")
 		if want := nh + "\n" + np + "\n"; err != nil || out != want {
 			t.Errorf("redis-cli on %s: %q (%v), want %q", nd.id, out, err, want)
@@ -380,6 +409,46 @@ func TestSentinelWritesOnFollower(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A stopped node is shown as down by the others' SENTINELS, and CKQUORUM
+// counts only the reachable nodes.
+func TestSentinelPeerReachability(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	leader := c.leader()
+	c.registered()
+	c.sentinelsRegistered()
+	ctx := ctxT(t, time.Minute)
+	sc := sentinelClient(t, leader)
+	if err := sc.Monitor(ctx, "m", "127.0.0.1", "1", "3").Err(); err != nil {
+		t.Fatalf("MONITOR: %v", err)
+	}
+	eventuallyOK(t, 15*time.Second, "both peers reachable", func() error {
+		q, err := sc.CkQuorum(ctx, "m").Result()
+		if err != nil || q != "OK 3 usable Sentinels. Quorum and failover authorization can be reached" {
+			return fmt.Errorf("CKQUORUM %q %v", q, err)
+		}
+		return nil
+	})
+	victim := c.followers(leader)[0]
+	c.stop(victim)
+	eventuallyOK(t, 15*time.Second, "the stopped node shown down", func() error {
+		sentinels, err := sc.Sentinels(ctx, "m").Result()
+		if err != nil {
+			return err
+		}
+		for _, s := range sentinels {
+			down := strings.HasPrefix(s["flags"], "s_down,sentinel,disconnected")
+			if (s["name"] == sentinel.RunID(victim.id)) != down {
+				return fmt.Errorf("SENTINELS %v", sentinels)
+			}
+		}
+		return nil
+	})
+	err := sc.CkQuorum(ctx, "m").Err()
+	if want := "NOQUORUM 2 usable Sentinels. Not enough available Sentinels to reach the specified quorum for this master"; err == nil || err.Error() != want {
+		t.Errorf("CKQUORUM with one node stopped: %v, want %q", err, want)
+	}
 }
 
 // With a password, every command but AUTH (and HELLO AUTH) is refused until
