@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -71,12 +72,18 @@ func TestBadInputExitsCleanly(t *testing.T) {
 		node := func(id string, more ...string) []string {
 			ports := freeAddrs(t, 2)
 			raft := ports[0]
-			args := []string{"--id", id, "--data-dir", filepath.Join(dir, id), "--raft-addr", raft, "--grpc-addr", ports[1]}
+			args := []string{"--id", id, "--data-dir", filepath.Join(dir, id), "--raft-addr", raft, "--grpc-addr", ports[1], "--sentinel-addr", "127.0.0.1:0"}
 			for _, m := range more {
 				args = append(args, strings.ReplaceAll(m, "SELF", raft))
 			}
 			return args
 		}
+		// A port this test holds, for the Sentinel endpoint to find taken.
+		held, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer held.Close()
 		for _, tc := range []struct {
 			name string
 			args []string
@@ -102,6 +109,9 @@ func TestBadInputExitsCleanly(t *testing.T) {
 			{name: "bootstrap names a node twice", args: node("n1", "--bootstrap", "n1=127.0.0.1:1,n1=127.0.0.1:2"), want: "twice"},
 			{name: "id missing from bootstrap", args: node("n1", "--bootstrap", "n2=127.0.0.1:1,n3=127.0.0.1:2"), want: `does not list this node's id "n1"`},
 			{name: "bootstrap and join", args: node("n1", "--bootstrap", "n1=SELF", "--join", "127.0.0.1:2"), want: "exclude each other"},
+			{name: "bad sentinel address", args: node("n1", "--sentinel-addr", "nowhere"), want: "--sentinel-addr"},
+			{name: "sentinel port taken", args: node("n1", "--sentinel-addr", held.Addr().String()), want: "Sentinel address"},
+			{name: "sentinel password without endpoint", args: node("n1", "--sentinel-addr", "", "--sentinel-pass", "x"), want: "--sentinel-pass"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				args := tc.args
@@ -139,7 +149,7 @@ func TestBadInputExitsCleanly(t *testing.T) {
 	t.Run("data dir held by a running node", func(t *testing.T) {
 		n1 := c.nodes[0]
 		ports := freeAddrs(t, 2)
-		code, stderr, exited := runCoordinator(t, "--id", "n1", "--data-dir", n1.dataDir, "--raft-addr", ports[0], "--grpc-addr", ports[1])
+		code, stderr, exited := runCoordinator(t, "--id", "n1", "--data-dir", n1.dataDir, "--raft-addr", ports[0], "--grpc-addr", ports[1], "--sentinel-addr", "127.0.0.1:0")
 		if !exited || code == 0 {
 			t.Fatalf("second coordinator on a held data dir: exited=%v code=%d stderr %q", exited, code, stderr)
 		}

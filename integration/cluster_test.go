@@ -150,8 +150,8 @@ func TestJoinAndRemoveNode(t *testing.T) {
 	c := startCluster(t, 3)
 	n1 := c.nodes[0]
 
-	ports := freeAddrs(t, 2)
-	n4 := newNode(t, t.TempDir(), "n4", ports[0], ports[1], "--join", n1.grpcAddr)
+	ports := freeAddrs(t, 3)
+	n4 := newNode(t, t.TempDir(), "n4", ports[0], ports[1], ports[2], "--join", n1.grpcAddr)
 	n4.start()
 	withN4 := append(slices.Clone(c.nodes), n4)
 	eventually(t, waitTimeout, "members shows 4 voters", func() error { return c.checkMembers(n1, withN4) })

@@ -155,24 +155,26 @@ func (p *process) exited() bool {
 func (p *process) exitCode() int { return p.cmd.ProcessState.ExitCode() }
 
 // node is one coordinator: its flags and data directory outlive its
-// processes, so it can be restarted as an operator would.
+// processes, so it can be restarted as an operator would. Each node has its
+// own Sentinel port, so nodes on one machine never meet on the default.
 type node struct {
-	t        testing.TB
-	id       string
-	dataDir  string
-	raftAddr string
-	grpcAddr string
-	extra    []string // --bootstrap or --join, kept across restarts
-	logPath  string
+	t            testing.TB
+	id           string
+	dataDir      string
+	raftAddr     string
+	grpcAddr     string
+	sentinelAddr string
+	extra        []string // --bootstrap or --join, kept across restarts
+	logPath      string
 
 	mu     sync.Mutex
 	proc   *process
 	starts int
 }
 
-func newNode(t testing.TB, dir, id, raftAddr, grpcAddr string, extra ...string) *node {
+func newNode(t testing.TB, dir, id, raftAddr, grpcAddr, sentinelAddr string, extra ...string) *node {
 	n := &node{
-		t: t, id: id, dataDir: filepath.Join(dir, id, "data"), raftAddr: raftAddr, grpcAddr: grpcAddr,
+		t: t, id: id, dataDir: filepath.Join(dir, id, "data"), raftAddr: raftAddr, grpcAddr: grpcAddr, sentinelAddr: sentinelAddr,
 		extra: extra, logPath: filepath.Join(dir, id, "node.log"),
 	}
 	if err := os.MkdirAll(filepath.Dir(n.logPath), 0o750); err != nil {
@@ -188,7 +190,8 @@ func newNode(t testing.TB, dir, id, raftAddr, grpcAddr string, extra ...string) 
 }
 
 func (n *node) args() []string {
-	return append([]string{"--id", n.id, "--data-dir", n.dataDir, "--raft-addr", n.raftAddr, "--grpc-addr", n.grpcAddr}, n.extra...)
+	return append([]string{"--id", n.id, "--data-dir", n.dataDir, "--raft-addr", n.raftAddr, "--grpc-addr", n.grpcAddr,
+		"--sentinel-addr", n.sentinelAddr}, n.extra...)
 }
 
 // launch starts the node's process without waiting for it to serve.
@@ -382,14 +385,14 @@ func tryStartCluster(t testing.TB, size int, flags []string) (*cluster, error) {
 	dir := t.TempDir()
 	c := &cluster{t: t}
 	var boot []string
-	ports := freeAddrs(t, 2*size)
-	raftAddrs, grpcAddrs := ports[:size], ports[size:]
+	ports := freeAddrs(t, 3*size)
+	raftAddrs, grpcAddrs, sentinelAddrs := ports[:size], ports[size:2*size], ports[2*size:]
 	for i := range size {
 		boot = append(boot, fmt.Sprintf("n%d=%s", i+1, raftAddrs[i]))
 	}
 	for i := range size {
 		extra := append([]string{"--bootstrap", strings.Join(boot, ",")}, flags...)
-		c.nodes = append(c.nodes, newNode(t, dir, fmt.Sprintf("n%d", i+1), raftAddrs[i], grpcAddrs[i], extra...))
+		c.nodes = append(c.nodes, newNode(t, dir, fmt.Sprintf("n%d", i+1), raftAddrs[i], grpcAddrs[i], sentinelAddrs[i], extra...))
 	}
 	for _, n := range c.nodes {
 		if err := n.launch(); err != nil {

@@ -8,9 +8,11 @@ cd "$(dirname "$0")/.."
 REDIS_PORTS=(6380 6381 6382)
 RAFT_PORTS=(7001 7002 7003)
 GRPC_PORTS=(7101 7102 7103)
+# One Sentinel port per node: all three on the default 26379 would collide.
+SENTINEL_PORTS=(26380 26381 26382)
 bin=$PWD/bin
 
-for p in "${REDIS_PORTS[@]}" "${RAFT_PORTS[@]}" "${GRPC_PORTS[@]}"; do
+for p in "${REDIS_PORTS[@]}" "${RAFT_PORTS[@]}" "${GRPC_PORTS[@]}" "${SENTINEL_PORTS[@]}"; do
   if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
     echo "demo: port $p on 127.0.0.1 is taken; stop whatever listens there and try again" >&2
     exit 1
@@ -50,10 +52,11 @@ boot="n1=127.0.0.1:${RAFT_PORTS[0]},n2=127.0.0.1:${RAFT_PORTS[1]},n3=127.0.0.1:$
 for i in 0 1 2; do
   "$bin/coordinator" --id "n$((i + 1))" --data-dir "$dir/n$((i + 1))" \
     --raft-addr "127.0.0.1:${RAFT_PORTS[$i]}" --grpc-addr "127.0.0.1:${GRPC_PORTS[$i]}" \
+    --sentinel-addr "127.0.0.1:${SENTINEL_PORTS[$i]}" \
     --bootstrap "$boot" >"$dir/n$((i + 1)).log" 2>&1 &
   pids+=($!)
 done
-for p in "${REDIS_PORTS[@]}" "${GRPC_PORTS[@]}"; do wait_port "$p"; done
+for p in "${REDIS_PORTS[@]}" "${GRPC_PORTS[@]}" "${SENTINEL_PORTS[@]}"; do wait_port "$p"; done
 
 export COORDINATOR_ADDR="127.0.0.1:${GRPC_PORTS[0]},127.0.0.1:${GRPC_PORTS[1]},127.0.0.1:${GRPC_PORTS[2]}"
 ctl="$bin/coordinatorctl"
@@ -68,12 +71,15 @@ echo
 "$ctl" masters
 cat <<MSG
 
-Raftinel is running: 3 coordinator nodes and redis-server on ports ${REDIS_PORTS[*]}
+Raftinel is running: 3 coordinator nodes (Sentinel protocol on ports
+${SENTINEL_PORTS[*]}) and redis-server on ports ${REDIS_PORTS[*]}
 (logs and data in $dir). In another shell, try:
 
   export COORDINATOR_ADDR=$COORDINATOR_ADDR
   bin/coordinatorctl status
   bin/coordinatorctl master mymaster
+  redis-cli -p ${SENTINEL_PORTS[0]} SENTINEL get-master-addr-by-name mymaster
+  redis-cli -p ${SENTINEL_PORTS[1]} SENTINEL replicas mymaster
   kill -9 \$(pgrep -f 'coordinator --id n1')   # the cluster elects a new leader
 
 Press Ctrl-C to stop everything.

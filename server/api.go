@@ -245,6 +245,14 @@ func (a *api) Set(ctx context.Context, req *coordinatorv1.SetRequest) (*coordina
 	return &coordinatorv1.SetResponse{Index: idx}, nil
 }
 
+func (a *api) Reset(ctx context.Context, req *coordinatorv1.ResetRequest) (*coordinatorv1.ResetResponse, error) {
+	idx, err := a.s.apply(ctx, &fsmv1.Command{Kind: &fsmv1.Command_ResetMaster{ResetMaster: &fsmv1.ResetMaster{Name: req.GetName()}}})
+	if err != nil {
+		return nil, err
+	}
+	return &coordinatorv1.ResetResponse{Index: idx}, nil
+}
+
 // waitConsistent lets a reader ask for a state at least as new as an index
 // it saw elsewhere (for example the index a write returned).
 func (a *api) waitConsistent(ctx context.Context, c *coordinatorv1.ReadConsistency) error {

@@ -64,7 +64,7 @@ type testCluster struct {
 }
 
 // newTestCluster starts n nodes on raft's in-memory transport and stores,
-// each with a real gRPC endpoint on 127.0.0.1.
+// each with real gRPC and Sentinel endpoints on free 127.0.0.1 ports.
 func newTestCluster(t testing.TB, n int, tune func(*raft.Config)) *testCluster {
 	c := &testCluster{t: t, tune: tune}
 	var boot []raft.Server
@@ -104,7 +104,7 @@ func (c *testCluster) start(nd *inmemNode, boot []raft.Server) {
 		}
 	}
 	srv, err := New(Config{
-		ID: nd.id, RaftAddr: string(nd.addr), GRPCListener: lis, Bootstrap: boot,
+		ID: nd.id, RaftAddr: string(nd.addr), GRPCListener: lis, Bootstrap: boot, SentinelAddr: "127.0.0.1:0",
 		Logger: testLogger(c.t).With("test_node", nd.id), LogStore: nd.logs, StableStore: nd.logs,
 		SnapshotStore: nd.snaps, Transport: nd.trans, TuneRaft: tune, RequestTimeout: 3 * time.Second,
 	})

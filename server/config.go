@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/raftinel/raftinel/fsm"
+	"github.com/raftinel/raftinel/server/sentinel"
 )
 
 // Config is everything one node needs. Build it, call Validate (New does
@@ -24,9 +26,20 @@ type Config struct {
 	RaftAddr string
 	// GRPCAddr is the address the gRPC API listens on and advertises.
 	GRPCAddr string
-	// SentinelAddr is the address of the Sentinel-protocol endpoint that
-	// this node advertises. Empty disables it.
+	// SentinelAddr is the address the Sentinel-protocol endpoint listens
+	// on; the node advertises the bound address (so port 0 picks a free
+	// port). Empty disables the endpoint.
 	SentinelAddr string
+	// SentinelPass, when set, is the password Sentinel clients must give
+	// with AUTH (or HELLO AUTH) before any other command.
+	SentinelPass string
+	// SentinelMaxClients bounds the open Sentinel connections; 0 means
+	// sentinel.DefaultMaxClients.
+	SentinelMaxClients int
+	// SentinelSubscriberBuffer bounds the bytes of events queued for one
+	// Sentinel subscriber before it is disconnected; 0 means
+	// sentinel.DefaultSubscriberBuffer.
+	SentinelSubscriberBuffer int
 
 	// Bootstrap is the initial voter list, the same on every founding node.
 	// It is ignored when the node already has Raft state.
@@ -97,6 +110,19 @@ func ParseBootstrap(s string) ([]raft.Server, error) {
 	return out, nil
 }
 
+// validateListenAddr checks a host:port to listen on; unlike an advertised
+// address it may have port 0, which picks a free port.
+func validateListenAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return fmt.Errorf("address %q is not host:port", addr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("address %q has an invalid port (0 to 65535; 0 picks a free one)", addr)
+	}
+	return nil
+}
+
 // Validate checks the config and fills defaults.
 func (c *Config) Validate() error {
 	if err := fsm.ValidateName("node", c.ID); err != nil {
@@ -116,9 +142,18 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--grpc-addr: %w", err)
 	}
 	if c.SentinelAddr != "" {
-		if err := fsm.ValidateAddress("sentinel", c.SentinelAddr); err != nil {
+		if err := validateListenAddr(c.SentinelAddr); err != nil {
 			return fmt.Errorf("--sentinel-addr: %w", err)
 		}
+	}
+	if c.SentinelPass != "" && c.SentinelAddr == "" {
+		return errors.New("--sentinel-pass is set but --sentinel-addr is empty: the password protects an endpoint that is disabled")
+	}
+	if c.SentinelMaxClients < 0 {
+		return fmt.Errorf("--sentinel-max-clients %d: want 0 (the default, %d) or more", c.SentinelMaxClients, sentinel.DefaultMaxClients)
+	}
+	if c.SentinelSubscriberBuffer < 0 {
+		return fmt.Errorf("--sentinel-subscriber-buffer %d: want 0 (the default, %d bytes) or more", c.SentinelSubscriberBuffer, sentinel.DefaultSubscriberBuffer)
 	}
 	injected := c.LogStore != nil && c.StableStore != nil && c.SnapshotStore != nil
 	if c.DataDir == "" && !injected {

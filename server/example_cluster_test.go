@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	"github.com/raftinel/raftinel/server"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
+	"github.com/raftinel/raftinel/server"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"

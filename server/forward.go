@@ -30,6 +30,7 @@ var writeMethods = map[string]bool{
 	// A forwarded Failover waits on the leader for the outcome, within the
 	// caller's deadline, which gRPC carries along.
 	coordinatorv1.CoordinatorService_Failover_FullMethodName: true,
+	coordinatorv1.CoordinatorService_Reset_FullMethodName:    true,
 }
 
 func forwardedContext(ctx context.Context) context.Context {
@@ -144,6 +145,8 @@ func newReply(method string) proto.Message {
 		return &coordinatorv1.SetResponse{}
 	case coordinatorv1.CoordinatorService_Failover_FullMethodName:
 		return &coordinatorv1.FailoverResponse{}
+	case coordinatorv1.CoordinatorService_Reset_FullMethodName:
+		return &coordinatorv1.ResetResponse{}
 	}
 	return nil
 }

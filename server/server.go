@@ -17,6 +17,7 @@ import (
 	clusterv1 "github.com/raftinel/raftinel/proto/gen/coordinator/cluster/v1"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
+	"github.com/raftinel/raftinel/server/sentinel"
 	"go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -38,6 +39,12 @@ type Server struct {
 
 	monitor *monitor
 	actions *actions
+
+	// sentinelLis is bound in New before anything else starts, so a taken
+	// port fails the start cleanly; sentinel serves on it (nil when the
+	// endpoint is disabled).
+	sentinelLis net.Listener
+	sentinel    *sentinel.Server
 
 	connsMu sync.Mutex
 	conns   map[string]*grpc.ClientConn // by gRPC address, for forwarding and status
@@ -61,6 +68,15 @@ func New(cfg Config) (*Server, error) {
 		}
 	}()
 
+	if cfg.SentinelAddr != "" {
+		lis, err := net.Listen("tcp", cfg.SentinelAddr)
+		if err != nil {
+			return nil, fmt.Errorf("listen on Sentinel address: %w", err)
+		}
+		s.sentinelLis = lis
+		// Advertise what was bound: with port 0 the kernel chose it.
+		s.cfg.SentinelAddr = lis.Addr().String()
+	}
 	if err := s.openRaft(); err != nil {
 		return nil, err
 	}
@@ -93,6 +109,11 @@ func New(cfg Config) (*Server, error) {
 		defer s.wg.Done()
 		s.monitor.run(s.ctx)
 	}()
+	if s.sentinelLis != nil {
+		if err := s.startSentinel(s.sentinelLis); err != nil {
+			return nil, err
+		}
+	}
 	s.wg.Add(1)
 	go s.registerSelf()
 	if cfg.Join != "" {
@@ -100,7 +121,7 @@ func New(cfg Config) (*Server, error) {
 		go s.joinCluster()
 	}
 	ok = true
-	s.log.Info("node started", "raft_addr", cfg.RaftAddr, "grpc_addr", cfg.GRPCAddr, "data_dir", cfg.DataDir)
+	s.log.Info("node started", "raft_addr", cfg.RaftAddr, "grpc_addr", cfg.GRPCAddr, "sentinel_addr", s.cfg.SentinelAddr, "data_dir", cfg.DataDir)
 	return s, nil
 }
 
@@ -191,6 +212,10 @@ func (s *Server) ID() string { return s.cfg.ID }
 // GRPCAddr is the address the gRPC API is served on.
 func (s *Server) GRPCAddr() string { return s.lis.Addr().String() }
 
+// SentinelAddr is the address the Sentinel protocol is served on, or ""
+// when the endpoint is disabled.
+func (s *Server) SentinelAddr() string { return s.cfg.SentinelAddr }
+
 // IsLeader tells whether this node is the Raft leader now.
 func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
 
@@ -207,6 +232,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 					s.log.Warn("leadership transfer before shutdown failed", "err", err)
 				}
 			case <-ctx.Done():
+			}
+		}
+		if s.sentinel != nil {
+			// First, so its event relays and writes end before the node does.
+			if err := s.sentinel.Close(); err != nil {
+				s.log.Warn("closing the Sentinel endpoint", "err", err)
 			}
 		}
 		s.cancel()
@@ -226,6 +257,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) closeAll() {
+	if s.sentinel != nil {
+		_ = s.sentinel.Close() // also closes sentinelLis
+	} else if s.sentinelLis != nil {
+		_ = s.sentinelLis.Close()
+	}
 	if s.actions != nil {
 		s.actions.close()
 	}

@@ -281,6 +281,9 @@ func TestConfigValidation(t *testing.T) {
 		{"not in bootstrap", Config{ID: "n3", RaftAddr: "127.0.0.1:7003", GRPCAddr: "127.0.0.1:8003", DataDir: "d", Bootstrap: boot}, "does not list"},
 		{"bootstrap address mismatch", Config{ID: "n1", RaftAddr: "127.0.0.1:7009", GRPCAddr: "127.0.0.1:8001", DataDir: "d", Bootstrap: boot}, "gives node"},
 		{"bootstrap and join", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", Bootstrap: boot, Join: "127.0.0.1:8002"}, "exclude each other"},
+		{"bad sentinel addr", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", SentinelAddr: "127.0.0.1:99999"}, "--sentinel-addr"},
+		{"sentinel pass without addr", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", SentinelPass: "x"}, "--sentinel-pass"},
+		{"negative sentinel max clients", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", SentinelAddr: "127.0.0.1:0", SentinelMaxClients: -1}, "--sentinel-max-clients"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -12,12 +12,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/raftinel/raftinel/probe"
 	"github.com/raftinel/raftinel/server"
+	"github.com/raftinel/raftinel/server/sentinel"
 )
 
 func main() {
@@ -27,7 +29,8 @@ func main() {
 type options struct {
 	id, dataDir, raftAddr, grpcAddr, sentinelAddr string
 	bootstrap, join, logLevel, logFormat          string
-	simulateFailure                               string
+	simulateFailure, sentinelPass                 string
+	sentinelMaxClients, sentinelSubscriberBuffer  int
 }
 
 // envName maps a flag to its environment variable: data-dir -> COORDINATOR_DATA_DIR.
@@ -45,11 +48,25 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 		fs.StringVar(p, name, def, fmt.Sprintf("%s (env %s)", usage, envName(name)))
 	}
+	var envErr error
+	integer := func(p *int, name string, def int, usage string) {
+		if v, ok := os.LookupEnv(envName(name)); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil && envErr == nil {
+				envErr = fmt.Errorf("%s=%q: not an integer", envName(name), v)
+			}
+			def = n
+		}
+		fs.IntVar(p, name, def, fmt.Sprintf("%s (env %s)", usage, envName(name)))
+	}
 	str(&o.id, "id", "", "this node's unique id, 1 to 64 of [A-Za-z0-9._-] (required)")
 	str(&o.dataDir, "data-dir", "", "directory for the Raft log, stable store and snapshots (required)")
 	str(&o.raftAddr, "raft-addr", "127.0.0.1:7000", "host:port Raft listens on and advertises to peers")
 	str(&o.grpcAddr, "grpc-addr", "127.0.0.1:7100", "host:port of the gRPC API")
-	str(&o.sentinelAddr, "sentinel-addr", "", "host:port of the Sentinel-protocol endpoint (not served yet; advertised only)")
+	str(&o.sentinelAddr, "sentinel-addr", "127.0.0.1:26379", "host:port of the Sentinel-protocol endpoint for Sentinel clients (port 0 picks a free one; empty disables it)")
+	str(&o.sentinelPass, "sentinel-pass", "", "password Sentinel clients must send with AUTH; empty: no AUTH needed (prefer the environment variable: flags show in ps)")
+	integer(&o.sentinelMaxClients, "sentinel-max-clients", sentinel.DefaultMaxClients, "most open Sentinel connections")
+	integer(&o.sentinelSubscriberBuffer, "sentinel-subscriber-buffer", sentinel.DefaultSubscriberBuffer, "bytes of events queued for one Sentinel subscriber before it is disconnected")
 	str(&o.bootstrap, "bootstrap", "", "initial voters as id=raft-host:port,...; the same list on every founding node, ignored once the node has state")
 	str(&o.join, "join", "", "gRPC host:port of any member of a running cluster to join")
 	str(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -59,6 +76,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		fmt.Fprintf(stderr, "Usage: coordinator --id ID --data-dir DIR [--bootstrap LIST | --join ADDR] [flags]\n\n")
 		fmt.Fprintf(stderr, "Runs one Raftinel node. Every flag can also be set by its environment variable.\n\nFlags:\n")
 		fs.PrintDefaults()
+	}
+	if envErr != nil {
+		fmt.Fprintf(stderr, "coordinator: %v\n", envErr)
+		return nil, envErr
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -105,7 +126,9 @@ func run(args []string, stderr io.Writer) int {
 	probe.RouteGoRedisLog(logger)
 	cfg := server.Config{
 		ID: o.id, DataDir: o.dataDir, RaftAddr: o.raftAddr, GRPCAddr: o.grpcAddr,
-		SentinelAddr: o.sentinelAddr, Join: o.join, Logger: logger, SimulateFailure: o.simulateFailure,
+		Join: o.join, Logger: logger, SimulateFailure: o.simulateFailure,
+		SentinelAddr: o.sentinelAddr, SentinelPass: o.sentinelPass,
+		SentinelMaxClients: o.sentinelMaxClients, SentinelSubscriberBuffer: o.sentinelSubscriberBuffer,
 	}
 	if o.bootstrap != "" {
 		if cfg.Bootstrap, err = server.ParseBootstrap(o.bootstrap); err != nil {

@@ -1171,6 +1171,94 @@ func (x *SetResponse) GetIndex() uint64 {
 	return 0
 }
 
+type ResetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetRequest) Reset() {
+	*x = ResetRequest{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetRequest) ProtoMessage() {}
+
+func (x *ResetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetRequest.ProtoReflect.Descriptor instead.
+func (*ResetRequest) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ResetRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ResetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetResponse) Reset() {
+	*x = ResetResponse{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetResponse) ProtoMessage() {}
+
+func (x *ResetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetResponse.ProtoReflect.Descriptor instead.
+func (*ResetResponse) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ResetResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type ListMastersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Consistency   *ReadConsistency       `protobuf:"bytes,1,opt,name=consistency,proto3" json:"consistency,omitempty"`
@@ -1180,7 +1268,7 @@ type ListMastersRequest struct {
 
 func (x *ListMastersRequest) Reset() {
 	*x = ListMastersRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[20]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1192,7 +1280,7 @@ func (x *ListMastersRequest) String() string {
 func (*ListMastersRequest) ProtoMessage() {}
 
 func (x *ListMastersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[20]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1205,7 +1293,7 @@ func (x *ListMastersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMastersRequest.ProtoReflect.Descriptor instead.
 func (*ListMastersRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{20}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListMastersRequest) GetConsistency() *ReadConsistency {
@@ -1226,7 +1314,7 @@ type ListMastersResponse struct {
 
 func (x *ListMastersResponse) Reset() {
 	*x = ListMastersResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[21]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1326,7 @@ func (x *ListMastersResponse) String() string {
 func (*ListMastersResponse) ProtoMessage() {}
 
 func (x *ListMastersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[21]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1339,7 @@ func (x *ListMastersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMastersResponse.ProtoReflect.Descriptor instead.
 func (*ListMastersResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{21}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListMastersResponse) GetMasters() []*Master {
@@ -1278,7 +1366,7 @@ type GetMasterRequest struct {
 
 func (x *GetMasterRequest) Reset() {
 	*x = GetMasterRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[22]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1290,7 +1378,7 @@ func (x *GetMasterRequest) String() string {
 func (*GetMasterRequest) ProtoMessage() {}
 
 func (x *GetMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[22]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1303,7 +1391,7 @@ func (x *GetMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterRequest.ProtoReflect.Descriptor instead.
 func (*GetMasterRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{22}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetMasterRequest) GetName() string {
@@ -1330,7 +1418,7 @@ type GetMasterResponse struct {
 
 func (x *GetMasterResponse) Reset() {
 	*x = GetMasterResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[23]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1342,7 +1430,7 @@ func (x *GetMasterResponse) String() string {
 func (*GetMasterResponse) ProtoMessage() {}
 
 func (x *GetMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[23]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1355,7 +1443,7 @@ func (x *GetMasterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterResponse.ProtoReflect.Descriptor instead.
 func (*GetMasterResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{23}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetMasterResponse) GetMaster() *Master {
@@ -1382,7 +1470,7 @@ type GetMasterDetailRequest struct {
 
 func (x *GetMasterDetailRequest) Reset() {
 	*x = GetMasterDetailRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[24]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1394,7 +1482,7 @@ func (x *GetMasterDetailRequest) String() string {
 func (*GetMasterDetailRequest) ProtoMessage() {}
 
 func (x *GetMasterDetailRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[24]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1407,7 +1495,7 @@ func (x *GetMasterDetailRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterDetailRequest.ProtoReflect.Descriptor instead.
 func (*GetMasterDetailRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{24}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetMasterDetailRequest) GetName() string {
@@ -1434,7 +1522,7 @@ type GetMasterDetailResponse struct {
 
 func (x *GetMasterDetailResponse) Reset() {
 	*x = GetMasterDetailResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[25]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1534,7 @@ func (x *GetMasterDetailResponse) String() string {
 func (*GetMasterDetailResponse) ProtoMessage() {}
 
 func (x *GetMasterDetailResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[25]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1547,7 @@ func (x *GetMasterDetailResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterDetailResponse.ProtoReflect.Descriptor instead.
 func (*GetMasterDetailResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{25}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetMasterDetailResponse) GetDetail() *MasterDetail {
@@ -1500,7 +1588,7 @@ type MasterDetail struct {
 
 func (x *MasterDetail) Reset() {
 	*x = MasterDetail{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[26]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1512,7 +1600,7 @@ func (x *MasterDetail) String() string {
 func (*MasterDetail) ProtoMessage() {}
 
 func (x *MasterDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[26]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1525,7 +1613,7 @@ func (x *MasterDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterDetail.ProtoReflect.Descriptor instead.
 func (*MasterDetail) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{26}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MasterDetail) GetMaster() *Master {
@@ -1623,7 +1711,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[27]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1635,7 +1723,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[27]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1648,7 +1736,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{27}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Replica) GetAddress() string {
@@ -1755,7 +1843,7 @@ type Vote struct {
 
 func (x *Vote) Reset() {
 	*x = Vote{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[28]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1767,7 +1855,7 @@ func (x *Vote) String() string {
 func (*Vote) ProtoMessage() {}
 
 func (x *Vote) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[28]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1780,7 +1868,7 @@ func (x *Vote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vote.ProtoReflect.Descriptor instead.
 func (*Vote) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{28}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Vote) GetNodeId() string {
@@ -1836,7 +1924,7 @@ type FailoverJournal struct {
 
 func (x *FailoverJournal) Reset() {
 	*x = FailoverJournal{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[29]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1848,7 +1936,7 @@ func (x *FailoverJournal) String() string {
 func (*FailoverJournal) ProtoMessage() {}
 
 func (x *FailoverJournal) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[29]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1861,7 +1949,7 @@ func (x *FailoverJournal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverJournal.ProtoReflect.Descriptor instead.
 func (*FailoverJournal) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{29}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *FailoverJournal) GetPhase() string {
@@ -1953,7 +2041,7 @@ type ReplicaReconf struct {
 
 func (x *ReplicaReconf) Reset() {
 	*x = ReplicaReconf{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[30]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1965,7 +2053,7 @@ func (x *ReplicaReconf) String() string {
 func (*ReplicaReconf) ProtoMessage() {}
 
 func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[30]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1978,7 +2066,7 @@ func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReconf.ProtoReflect.Descriptor instead.
 func (*ReplicaReconf) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{30}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReplicaReconf) GetAddress() string {
@@ -2013,7 +2101,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[31]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2025,7 +2113,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[31]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2038,7 +2126,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{31}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Rejection) GetAddress() string {
@@ -2073,7 +2161,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[32]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2085,7 +2173,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[32]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2098,7 +2186,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{32}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -2173,7 +2261,7 @@ type FailoverRequest struct {
 
 func (x *FailoverRequest) Reset() {
 	*x = FailoverRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[33]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2185,7 +2273,7 @@ func (x *FailoverRequest) String() string {
 func (*FailoverRequest) ProtoMessage() {}
 
 func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[33]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2198,7 +2286,7 @@ func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverRequest.ProtoReflect.Descriptor instead.
 func (*FailoverRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{33}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *FailoverRequest) GetName() string {
@@ -2251,7 +2339,7 @@ type FailoverResponse struct {
 
 func (x *FailoverResponse) Reset() {
 	*x = FailoverResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[34]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2263,7 +2351,7 @@ func (x *FailoverResponse) String() string {
 func (*FailoverResponse) ProtoMessage() {}
 
 func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[34]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2276,7 +2364,7 @@ func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverResponse.ProtoReflect.Descriptor instead.
 func (*FailoverResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{34}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *FailoverResponse) GetOutcome() *FailoverOutcome {
@@ -2327,7 +2415,7 @@ type FailoverOutcome struct {
 
 func (x *FailoverOutcome) Reset() {
 	*x = FailoverOutcome{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[35]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2339,7 +2427,7 @@ func (x *FailoverOutcome) String() string {
 func (*FailoverOutcome) ProtoMessage() {}
 
 func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[35]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2352,7 +2440,7 @@ func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverOutcome.ProtoReflect.Descriptor instead.
 func (*FailoverOutcome) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{35}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *FailoverOutcome) GetReason() string {
@@ -2513,6 +2601,10 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x120\n" +
 	"\aoptions\x18\x02 \x03(\v2\x16.coordinator.v1.OptionR\aoptions\"#\n" +
 	"\vSetResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\"\n" +
+	"\fResetRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"%\n" +
+	"\rResetResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"W\n" +
 	"\x12ListMastersRequest\x12A\n" +
 	"\vconsistency\x18\x01 \x01(\v2\x1f.coordinator.v1.ReadConsistencyR\vconsistency\"]\n" +
@@ -2621,7 +2713,7 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"new_master\x18\n" +
 	" \x01(\tR\tnewMaster\x12 \n" +
-	"\vcoordinated\x18\v \x01(\bR\vcoordinated2\xff\x06\n" +
+	"\vcoordinated\x18\v \x01(\bR\vcoordinated2\xc5\a\n" +
 	"\x12CoordinatorService\x12G\n" +
 	"\x06Status\x12\x1d.coordinator.v1.StatusRequest\x1a\x1e.coordinator.v1.StatusResponse\x12V\n" +
 	"\vListMembers\x12\".coordinator.v1.ListMembersRequest\x1a#.coordinator.v1.ListMembersResponse\x12A\n" +
@@ -2630,7 +2722,8 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"RemoveNode\x12!.coordinator.v1.RemoveNodeRequest\x1a\".coordinator.v1.RemoveNodeResponse\x12J\n" +
 	"\aMonitor\x12\x1e.coordinator.v1.MonitorRequest\x1a\x1f.coordinator.v1.MonitorResponse\x12G\n" +
 	"\x06Remove\x12\x1d.coordinator.v1.RemoveRequest\x1a\x1e.coordinator.v1.RemoveResponse\x12>\n" +
-	"\x03Set\x12\x1a.coordinator.v1.SetRequest\x1a\x1b.coordinator.v1.SetResponse\x12V\n" +
+	"\x03Set\x12\x1a.coordinator.v1.SetRequest\x1a\x1b.coordinator.v1.SetResponse\x12D\n" +
+	"\x05Reset\x12\x1c.coordinator.v1.ResetRequest\x1a\x1d.coordinator.v1.ResetResponse\x12V\n" +
 	"\vListMasters\x12\".coordinator.v1.ListMastersRequest\x1a#.coordinator.v1.ListMastersResponse\x12P\n" +
 	"\tGetMaster\x12 .coordinator.v1.GetMasterRequest\x1a!.coordinator.v1.GetMasterResponse\x12b\n" +
 	"\x0fGetMasterDetail\x12&.coordinator.v1.GetMasterDetailRequest\x1a'.coordinator.v1.GetMasterDetailResponse\x12M\n" +
@@ -2648,7 +2741,7 @@ func file_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 	return file_coordinator_v1_coordinator_proto_rawDescData
 }
 
-var file_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_coordinator_v1_coordinator_proto_goTypes = []any{
 	(*ReadConsistency)(nil),         // 0: coordinator.v1.ReadConsistency
 	(*StatusRequest)(nil),           // 1: coordinator.v1.StatusRequest
@@ -2670,30 +2763,32 @@ var file_coordinator_v1_coordinator_proto_goTypes = []any{
 	(*Option)(nil),                  // 17: coordinator.v1.Option
 	(*SetRequest)(nil),              // 18: coordinator.v1.SetRequest
 	(*SetResponse)(nil),             // 19: coordinator.v1.SetResponse
-	(*ListMastersRequest)(nil),      // 20: coordinator.v1.ListMastersRequest
-	(*ListMastersResponse)(nil),     // 21: coordinator.v1.ListMastersResponse
-	(*GetMasterRequest)(nil),        // 22: coordinator.v1.GetMasterRequest
-	(*GetMasterResponse)(nil),       // 23: coordinator.v1.GetMasterResponse
-	(*GetMasterDetailRequest)(nil),  // 24: coordinator.v1.GetMasterDetailRequest
-	(*GetMasterDetailResponse)(nil), // 25: coordinator.v1.GetMasterDetailResponse
-	(*MasterDetail)(nil),            // 26: coordinator.v1.MasterDetail
-	(*Replica)(nil),                 // 27: coordinator.v1.Replica
-	(*Vote)(nil),                    // 28: coordinator.v1.Vote
-	(*FailoverJournal)(nil),         // 29: coordinator.v1.FailoverJournal
-	(*ReplicaReconf)(nil),           // 30: coordinator.v1.ReplicaReconf
-	(*Rejection)(nil),               // 31: coordinator.v1.Rejection
-	(*Event)(nil),                   // 32: coordinator.v1.Event
-	(*FailoverRequest)(nil),         // 33: coordinator.v1.FailoverRequest
-	(*FailoverResponse)(nil),        // 34: coordinator.v1.FailoverResponse
-	(*FailoverOutcome)(nil),         // 35: coordinator.v1.FailoverOutcome
-	(*durationpb.Duration)(nil),     // 36: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 37: google.protobuf.Timestamp
+	(*ResetRequest)(nil),            // 20: coordinator.v1.ResetRequest
+	(*ResetResponse)(nil),           // 21: coordinator.v1.ResetResponse
+	(*ListMastersRequest)(nil),      // 22: coordinator.v1.ListMastersRequest
+	(*ListMastersResponse)(nil),     // 23: coordinator.v1.ListMastersResponse
+	(*GetMasterRequest)(nil),        // 24: coordinator.v1.GetMasterRequest
+	(*GetMasterResponse)(nil),       // 25: coordinator.v1.GetMasterResponse
+	(*GetMasterDetailRequest)(nil),  // 26: coordinator.v1.GetMasterDetailRequest
+	(*GetMasterDetailResponse)(nil), // 27: coordinator.v1.GetMasterDetailResponse
+	(*MasterDetail)(nil),            // 28: coordinator.v1.MasterDetail
+	(*Replica)(nil),                 // 29: coordinator.v1.Replica
+	(*Vote)(nil),                    // 30: coordinator.v1.Vote
+	(*FailoverJournal)(nil),         // 31: coordinator.v1.FailoverJournal
+	(*ReplicaReconf)(nil),           // 32: coordinator.v1.ReplicaReconf
+	(*Rejection)(nil),               // 33: coordinator.v1.Rejection
+	(*Event)(nil),                   // 34: coordinator.v1.Event
+	(*FailoverRequest)(nil),         // 35: coordinator.v1.FailoverRequest
+	(*FailoverResponse)(nil),        // 36: coordinator.v1.FailoverResponse
+	(*FailoverOutcome)(nil),         // 37: coordinator.v1.FailoverOutcome
+	(*durationpb.Duration)(nil),     // 38: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 39: google.protobuf.Timestamp
 }
 var file_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	3,  // 0: coordinator.v1.StatusResponse.nodes:type_name -> coordinator.v1.NodeStatus
 	6,  // 1: coordinator.v1.ListMembersResponse.members:type_name -> coordinator.v1.Member
-	36, // 2: coordinator.v1.MasterSettings.down_after:type_name -> google.protobuf.Duration
-	36, // 3: coordinator.v1.MasterSettings.failover_timeout:type_name -> google.protobuf.Duration
+	38, // 2: coordinator.v1.MasterSettings.down_after:type_name -> google.protobuf.Duration
+	38, // 3: coordinator.v1.MasterSettings.failover_timeout:type_name -> google.protobuf.Duration
 	11, // 4: coordinator.v1.Master.settings:type_name -> coordinator.v1.MasterSettings
 	11, // 5: coordinator.v1.MonitorRequest.settings:type_name -> coordinator.v1.MasterSettings
 	17, // 6: coordinator.v1.SetRequest.options:type_name -> coordinator.v1.Option
@@ -2702,28 +2797,28 @@ var file_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 9: coordinator.v1.GetMasterRequest.consistency:type_name -> coordinator.v1.ReadConsistency
 	12, // 10: coordinator.v1.GetMasterResponse.master:type_name -> coordinator.v1.Master
 	0,  // 11: coordinator.v1.GetMasterDetailRequest.consistency:type_name -> coordinator.v1.ReadConsistency
-	26, // 12: coordinator.v1.GetMasterDetailResponse.detail:type_name -> coordinator.v1.MasterDetail
+	28, // 12: coordinator.v1.GetMasterDetailResponse.detail:type_name -> coordinator.v1.MasterDetail
 	12, // 13: coordinator.v1.MasterDetail.master:type_name -> coordinator.v1.Master
-	27, // 14: coordinator.v1.MasterDetail.replicas:type_name -> coordinator.v1.Replica
-	28, // 15: coordinator.v1.MasterDetail.votes:type_name -> coordinator.v1.Vote
-	29, // 16: coordinator.v1.MasterDetail.failover:type_name -> coordinator.v1.FailoverJournal
-	32, // 17: coordinator.v1.MasterDetail.events:type_name -> coordinator.v1.Event
-	37, // 18: coordinator.v1.MasterDetail.last_failover_at:type_name -> google.protobuf.Timestamp
-	35, // 19: coordinator.v1.MasterDetail.last_failover:type_name -> coordinator.v1.FailoverOutcome
-	36, // 20: coordinator.v1.Replica.master_link_down:type_name -> google.protobuf.Duration
-	37, // 21: coordinator.v1.Replica.observed_at:type_name -> google.protobuf.Timestamp
-	37, // 22: coordinator.v1.Vote.at:type_name -> google.protobuf.Timestamp
-	37, // 23: coordinator.v1.FailoverJournal.started_at:type_name -> google.protobuf.Timestamp
-	37, // 24: coordinator.v1.FailoverJournal.promoted_at:type_name -> google.protobuf.Timestamp
-	30, // 25: coordinator.v1.FailoverJournal.reconf:type_name -> coordinator.v1.ReplicaReconf
-	31, // 26: coordinator.v1.FailoverJournal.rejected:type_name -> coordinator.v1.Rejection
-	36, // 27: coordinator.v1.FailoverJournal.handover_timeout:type_name -> google.protobuf.Duration
-	37, // 28: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
-	37, // 29: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
-	36, // 30: coordinator.v1.FailoverRequest.timeout:type_name -> google.protobuf.Duration
-	35, // 31: coordinator.v1.FailoverResponse.outcome:type_name -> coordinator.v1.FailoverOutcome
-	37, // 32: coordinator.v1.FailoverOutcome.started_at:type_name -> google.protobuf.Timestamp
-	37, // 33: coordinator.v1.FailoverOutcome.finished_at:type_name -> google.protobuf.Timestamp
+	29, // 14: coordinator.v1.MasterDetail.replicas:type_name -> coordinator.v1.Replica
+	30, // 15: coordinator.v1.MasterDetail.votes:type_name -> coordinator.v1.Vote
+	31, // 16: coordinator.v1.MasterDetail.failover:type_name -> coordinator.v1.FailoverJournal
+	34, // 17: coordinator.v1.MasterDetail.events:type_name -> coordinator.v1.Event
+	39, // 18: coordinator.v1.MasterDetail.last_failover_at:type_name -> google.protobuf.Timestamp
+	37, // 19: coordinator.v1.MasterDetail.last_failover:type_name -> coordinator.v1.FailoverOutcome
+	38, // 20: coordinator.v1.Replica.master_link_down:type_name -> google.protobuf.Duration
+	39, // 21: coordinator.v1.Replica.observed_at:type_name -> google.protobuf.Timestamp
+	39, // 22: coordinator.v1.Vote.at:type_name -> google.protobuf.Timestamp
+	39, // 23: coordinator.v1.FailoverJournal.started_at:type_name -> google.protobuf.Timestamp
+	39, // 24: coordinator.v1.FailoverJournal.promoted_at:type_name -> google.protobuf.Timestamp
+	32, // 25: coordinator.v1.FailoverJournal.reconf:type_name -> coordinator.v1.ReplicaReconf
+	33, // 26: coordinator.v1.FailoverJournal.rejected:type_name -> coordinator.v1.Rejection
+	38, // 27: coordinator.v1.FailoverJournal.handover_timeout:type_name -> google.protobuf.Duration
+	39, // 28: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
+	39, // 29: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
+	38, // 30: coordinator.v1.FailoverRequest.timeout:type_name -> google.protobuf.Duration
+	37, // 31: coordinator.v1.FailoverResponse.outcome:type_name -> coordinator.v1.FailoverOutcome
+	39, // 32: coordinator.v1.FailoverOutcome.started_at:type_name -> google.protobuf.Timestamp
+	39, // 33: coordinator.v1.FailoverOutcome.finished_at:type_name -> google.protobuf.Timestamp
 	1,  // 34: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
 	4,  // 35: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
 	7,  // 36: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
@@ -2731,23 +2826,25 @@ var file_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	13, // 38: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
 	15, // 39: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
 	18, // 40: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
-	20, // 41: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
-	22, // 42: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
-	24, // 43: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
-	33, // 44: coordinator.v1.CoordinatorService.Failover:input_type -> coordinator.v1.FailoverRequest
-	2,  // 45: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
-	5,  // 46: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
-	8,  // 47: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
-	10, // 48: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
-	14, // 49: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
-	16, // 50: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
-	19, // 51: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
-	21, // 52: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
-	23, // 53: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
-	25, // 54: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
-	34, // 55: coordinator.v1.CoordinatorService.Failover:output_type -> coordinator.v1.FailoverResponse
-	45, // [45:56] is the sub-list for method output_type
-	34, // [34:45] is the sub-list for method input_type
+	20, // 41: coordinator.v1.CoordinatorService.Reset:input_type -> coordinator.v1.ResetRequest
+	22, // 42: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
+	24, // 43: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
+	26, // 44: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
+	35, // 45: coordinator.v1.CoordinatorService.Failover:input_type -> coordinator.v1.FailoverRequest
+	2,  // 46: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
+	5,  // 47: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
+	8,  // 48: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
+	10, // 49: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
+	14, // 50: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
+	16, // 51: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
+	19, // 52: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
+	21, // 53: coordinator.v1.CoordinatorService.Reset:output_type -> coordinator.v1.ResetResponse
+	23, // 54: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
+	25, // 55: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
+	27, // 56: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
+	36, // 57: coordinator.v1.CoordinatorService.Failover:output_type -> coordinator.v1.FailoverResponse
+	46, // [46:58] is the sub-list for method output_type
+	34, // [34:46] is the sub-list for method input_type
 	34, // [34:34] is the sub-list for extension type_name
 	34, // [34:34] is the sub-list for extension extendee
 	0,  // [0:34] is the sub-list for field type_name
@@ -2764,7 +2861,7 @@ func file_coordinator_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coordinator_v1_coordinator_proto_rawDesc), len(file_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

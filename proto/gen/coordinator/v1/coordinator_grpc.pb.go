@@ -30,6 +30,7 @@ const (
 	CoordinatorService_Monitor_FullMethodName         = "/coordinator.v1.CoordinatorService/Monitor"
 	CoordinatorService_Remove_FullMethodName          = "/coordinator.v1.CoordinatorService/Remove"
 	CoordinatorService_Set_FullMethodName             = "/coordinator.v1.CoordinatorService/Set"
+	CoordinatorService_Reset_FullMethodName           = "/coordinator.v1.CoordinatorService/Reset"
 	CoordinatorService_ListMasters_FullMethodName     = "/coordinator.v1.CoordinatorService/ListMasters"
 	CoordinatorService_GetMaster_FullMethodName       = "/coordinator.v1.CoordinatorService/GetMaster"
 	CoordinatorService_GetMasterDetail_FullMethodName = "/coordinator.v1.CoordinatorService/GetMasterDetail"
@@ -56,6 +57,9 @@ type CoordinatorServiceClient interface {
 	Remove(ctx context.Context, in *RemoveRequest, opts ...grpc.CallOption) (*RemoveResponse, error)
 	// Set changes options of a master, all or nothing.
 	Set(ctx context.Context, in *SetRequest, opts ...grpc.CallOption) (*SetResponse, error)
+	// Reset forgets a master's replicas, votes, failover state and anti-flap
+	// timer, as Sentinel's RESET does; they are rediscovered.
+	Reset(ctx context.Context, in *ResetRequest, opts ...grpc.CallOption) (*ResetResponse, error)
 	// ListMasters lists every monitored master.
 	ListMasters(ctx context.Context, in *ListMastersRequest, opts ...grpc.CallOption) (*ListMastersResponse, error)
 	// GetMaster returns one master.
@@ -149,6 +153,16 @@ func (c *coordinatorServiceClient) Set(ctx context.Context, in *SetRequest, opts
 	return out, nil
 }
 
+func (c *coordinatorServiceClient) Reset(ctx context.Context, in *ResetRequest, opts ...grpc.CallOption) (*ResetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResetResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_Reset_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *coordinatorServiceClient) ListMasters(ctx context.Context, in *ListMastersRequest, opts ...grpc.CallOption) (*ListMastersResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListMastersResponse)
@@ -209,6 +223,9 @@ type CoordinatorServiceServer interface {
 	Remove(context.Context, *RemoveRequest) (*RemoveResponse, error)
 	// Set changes options of a master, all or nothing.
 	Set(context.Context, *SetRequest) (*SetResponse, error)
+	// Reset forgets a master's replicas, votes, failover state and anti-flap
+	// timer, as Sentinel's RESET does; they are rediscovered.
+	Reset(context.Context, *ResetRequest) (*ResetResponse, error)
 	// ListMasters lists every monitored master.
 	ListMasters(context.Context, *ListMastersRequest) (*ListMastersResponse, error)
 	// GetMaster returns one master.
@@ -252,6 +269,9 @@ func (UnimplementedCoordinatorServiceServer) Remove(context.Context, *RemoveRequ
 }
 func (UnimplementedCoordinatorServiceServer) Set(context.Context, *SetRequest) (*SetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Set not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) Reset(context.Context, *ResetRequest) (*ResetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Reset not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) ListMasters(context.Context, *ListMastersRequest) (*ListMastersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListMasters not implemented")
@@ -412,6 +432,24 @@ func _CoordinatorService_Set_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoordinatorService_Reset_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).Reset(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_Reset_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).Reset(ctx, req.(*ResetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _CoordinatorService_ListMasters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListMastersRequest)
 	if err := dec(in); err != nil {
@@ -518,6 +556,10 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Set",
 			Handler:    _CoordinatorService_Set_Handler,
+		},
+		{
+			MethodName: "Reset",
+			Handler:    _CoordinatorService_Reset_Handler,
 		},
 		{
 			MethodName: "ListMasters",

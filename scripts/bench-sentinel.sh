@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Compares SENTINEL get-master-addr-by-name throughput of one Raftinel node
+# with a real redis-sentinel, both monitoring the same redis-server master on
+# this machine, measured with redis-benchmark in the same run (alternating
+# rounds, so both see the same machine load). Every process runs on
+# 127.0.0.1 in a temporary folder and is stopped on exit.
+#
+# Settings (environment): REQUESTS (default 200000), CLIENTS (50), ROUNDS (3),
+# and the ports REDIS_PORT, SENTINEL_PORT, RAFTINEL_PORT, RAFT_PORT,
+# GRPC_PORT (default: free ports picked now). A taken port is refused.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REQUESTS=${REQUESTS:-200000}
+CLIENTS=${CLIENTS:-50}
+ROUNDS=${ROUNDS:-3}
+NAME=mymaster
+
+for tool in redis-server redis-sentinel redis-cli redis-benchmark go; do
+  command -v "$tool" >/dev/null || { echo "bench-sentinel: $tool is not installed (try make redis)" >&2; exit 1; }
+done
+
+taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# free_port prints a port nothing listens on and that no earlier call chose.
+chosen=()
+free_port() {
+  local p
+  for _ in $(seq 200); do
+    p=$((20000 + RANDOM % 40000))
+    if ! taken "$p" && [[ " ${chosen[*]} " != *" $p "* ]]; then
+      chosen+=("$p")
+      echo "$p"
+      return 0
+    fi
+  done
+  echo "bench-sentinel: no free port found" >&2
+  return 1
+}
+
+REDIS_PORT=${REDIS_PORT:-$(free_port)}; chosen+=("$REDIS_PORT")
+SENTINEL_PORT=${SENTINEL_PORT:-$(free_port)}; chosen+=("$SENTINEL_PORT")
+RAFTINEL_PORT=${RAFTINEL_PORT:-$(free_port)}; chosen+=("$RAFTINEL_PORT")
+RAFT_PORT=${RAFT_PORT:-$(free_port)}; chosen+=("$RAFT_PORT")
+GRPC_PORT=${GRPC_PORT:-$(free_port)}
+for p in "$REDIS_PORT" "$SENTINEL_PORT" "$RAFTINEL_PORT" "$RAFT_PORT" "$GRPC_PORT"; do
+  if taken "$p"; then
+    echo "bench-sentinel: port $p on 127.0.0.1 is taken; choose another one" >&2
+    exit 1
+  fi
+done
+
+dir=$(mktemp -d -t raftinel-bench.XXXXXX)
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$dir"
+}
+trap cleanup INT TERM EXIT
+
+# wait_reply waits until a command on a port answers want (10 s at most).
+wait_reply() {
+  local port=$1 want=$2; shift 2
+  for _ in $(seq 100); do
+    [ "$(redis-cli -h 127.0.0.1 -p "$port" "$@" 2>/dev/null | tr '\n' ' ')" = "$want" ] && return 0
+    sleep 0.1
+  done
+  echo "bench-sentinel: port $port does not answer '$*' with '$want'; logs in $dir:" >&2
+  tail -n 20 "$dir"/*.log >&2 || true
+  return 1
+}
+
+go build -o "$dir/coordinator" ./cmd/coordinator
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dir" --save "" --appendonly no \
+  --daemonize no >"$dir/redis.log" 2>&1 &
+pids+=($!)
+wait_reply "$REDIS_PORT" "PONG " PING
+
+cat >"$dir/sentinel.conf" <<CONF
+port $SENTINEL_PORT
+bind 127.0.0.1
+daemonize no
+dir $dir
+sentinel monitor $NAME 127.0.0.1 $REDIS_PORT 1
+CONF
+redis-sentinel "$dir/sentinel.conf" >"$dir/redis-sentinel.log" 2>&1 &
+pids+=($!)
+
+"$dir/coordinator" --id bench --data-dir "$dir/raftinel" --log-level warn \
+  --raft-addr "127.0.0.1:$RAFT_PORT" --grpc-addr "127.0.0.1:$GRPC_PORT" \
+  --sentinel-addr "127.0.0.1:$RAFTINEL_PORT" --bootstrap "bench=127.0.0.1:$RAFT_PORT" \
+  >"$dir/raftinel.log" 2>&1 &
+pids+=($!)
+# MONITOR through Raftinel's own Sentinel endpoint, retried until the
+# single node has elected itself and serves the master.
+want="127.0.0.1 $REDIS_PORT "
+for _ in $(seq 100); do
+  redis-cli -h 127.0.0.1 -p "$RAFTINEL_PORT" SENTINEL MONITOR "$NAME" 127.0.0.1 "$REDIS_PORT" 1 >/dev/null 2>&1 || true
+  [ "$(redis-cli -h 127.0.0.1 -p "$RAFTINEL_PORT" SENTINEL get-master-addr-by-name "$NAME" 2>/dev/null | tr '\n' ' ')" = "$want" ] && break
+  sleep 0.2
+done
+wait_reply "$RAFTINEL_PORT" "$want" SENTINEL get-master-addr-by-name "$NAME"
+wait_reply "$SENTINEL_PORT" "$want" SENTINEL get-master-addr-by-name "$NAME"
+
+# rps runs redis-benchmark once and prints its requests per second.
+rps() {
+  local out
+  out=$(redis-benchmark -h 127.0.0.1 -p "$1" -n "$REQUESTS" -c "$CLIENTS" -q SENTINEL get-master-addr-by-name "$NAME" 2>&1 | tr '\r' '\n')
+  local n
+  n=$(grep -o '[0-9.]* requests per second' <<<"$out" | tail -n 1 | cut -d' ' -f1)
+  if [ -z "$n" ]; then
+    echo "bench-sentinel: redis-benchmark on port $1 printed no figure: $out" >&2
+    return 1
+  fi
+  echo "$n"
+}
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+echo "== environment"
+echo "redis-server:  $(redis-server --version)"
+echo "redis-sentinel: $(redis-sentinel --version)"
+echo "redis-benchmark: $(redis-benchmark --version)"
+echo "$(go version), nproc $(nproc), $(uname -sm)"
+grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/^model name\s*: /cpu: /' || true
+echo "raftinel: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (modified)')"
+echo
+cmd="redis-benchmark -h 127.0.0.1 -p PORT -n $REQUESTS -c $CLIENTS -q SENTINEL get-master-addr-by-name $NAME"
+echo "== $cmd, $ROUNDS alternating rounds"
+ours=() theirs=()
+for round in $(seq "$ROUNDS"); do
+  r=$(rps "$RAFTINEL_PORT"); ours+=("$r")
+  s=$(rps "$SENTINEL_PORT"); theirs+=("$s")
+  printf 'round %d: raftinel (port %s) %s rps, redis-sentinel (port %s) %s rps\n' "$round" "$RAFTINEL_PORT" "$r" "$SENTINEL_PORT" "$s"
+done
+mo=$(median "${ours[@]}")
+mt=$(median "${theirs[@]}")
+echo
+printf 'median raftinel:       %s requests per second\n' "$mo"
+printf 'median redis-sentinel: %s requests per second\n' "$mt"
+printf 'ratio raftinel / redis-sentinel: %s\n' "$(awk -v a="$mo" -v b="$mt" 'BEGIN {printf "%.2f", a / b}')"

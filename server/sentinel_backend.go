@@ -1,0 +1,384 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/raftinel/raftinel/failover"
+	"github.com/raftinel/raftinel/fsm"
+	"github.com/raftinel/raftinel/probe"
+	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
+	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
+	"github.com/raftinel/raftinel/server/sentinel"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+const (
+	// sentinelEventBuffer is how many applied events may wait for the
+	// Sentinel front end; a front end further behind loses its stream and
+	// resubscribes (it logs that subscribers may have missed events).
+	sentinelEventBuffer = 1024
+	// peerProbePeriod is how often a node asks every other node for its
+	// status, as a Sentinel PINGs the other sentinels every second.
+	peerProbePeriod = time.Second
+	// peerFreshness is how long a peer counts as reachable after its last
+	// answer: a few probe periods, so one slow answer on a busy machine
+	// does not flap it.
+	peerFreshness = 5 * peerProbePeriod
+)
+
+// sentinelText is an error whose text is the exact Sentinel reply, which
+// may end with a period as Sentinel's do.
+type sentinelText string
+
+func (e sentinelText) Error() string { return string(e) }
+
+const (
+	errDuplicateMaster sentinelText = "ERR Duplicate master name."
+)
+
+// sentinelBackend serves the Sentinel front end from this node: reads from
+// the local FSM, the node's probes and its peer probes, never through
+// Raft; writes through the node's own gRPC handlers, so they are validated
+// and forwarded to the leader exactly as API writes are.
+type sentinelBackend struct {
+	s    *Server
+	myID string
+
+	// targets caches, per instance address, what SDOWN is judged with;
+	// rebuilt after every change of the state.
+	targetsMu sync.Mutex
+	targets   *instanceTargets
+
+	peersMu sync.Mutex
+	lastOK  map[string]time.Time // node id -> last answered status probe
+}
+
+// instanceTarget is how this node judges one instance: as the recorded
+// master of a group or as a replica, with the group's down-after.
+type instanceTarget struct {
+	master    bool
+	downAfter time.Duration
+}
+
+type instanceTargets struct {
+	changed <-chan struct{}
+	byAddr  map[string]instanceTarget
+}
+
+var (
+	_ sentinel.Backend       = (*sentinelBackend)(nil)
+	_ sentinel.StateNotifier = (*sentinelBackend)(nil)
+)
+
+func newSentinelBackend(s *Server) *sentinelBackend {
+	return &sentinelBackend{s: s, myID: sentinel.RunID(s.cfg.ID), lastOK: map[string]time.Time{}}
+}
+
+func (b *sentinelBackend) MyID() string { return b.myID }
+
+func (b *sentinelBackend) State() *fsmv1.State { return b.s.fsm.State() }
+
+// Changed lets the front end clone the state once per change.
+func (b *sentinelBackend) Changed() (<-chan struct{}, uint64) { return b.s.fsm.Changed() }
+
+func (b *sentinelBackend) Tilt() (bool, time.Time) {
+	mo := b.s.monitor
+	mo.mu.Lock()
+	defer mo.mu.Unlock()
+	return mo.tilt.Active(time.Now()), mo.tilt.EnteredAt
+}
+
+// Instance is this node's probe view of one instance.
+func (b *sentinelBackend) Instance(addr string) (sentinel.InstanceView, bool) {
+	o, ok := b.s.monitor.watcher.Observation(addr)
+	if !ok {
+		return sentinel.InstanceView{}, false
+	}
+	t, known := b.target(addr)
+	if !known {
+		t = instanceTarget{downAfter: fsm.DefaultDownAfter} // not in the state seen yet
+	}
+	return instanceView(o, t, time.Now()), true
+}
+
+// instanceView maps a probe observation to Sentinel's fields.
+func instanceView(o probe.Observation, t instanceTarget, now time.Time) sentinel.InstanceView {
+	v := sentinel.InstanceView{
+		LastOKPingReply: o.LastValidReply,
+		LastPingReply:   o.LastReply,
+		Disconnected:    !o.LinkUp,
+		InfoRefresh:     o.InfoAt,
+	}
+	if o.LastValidReply.IsZero() || o.LastPingErr != "" {
+		// A PING has been waiting for a valid reply since the last one
+		// (Sentinel's act_ping_time): the probe re-sends it each period.
+		v.LastPingSent = o.LastValidReply
+		if v.LastPingSent.IsZero() {
+			v.LastPingSent = o.Since
+		}
+	}
+	p := probeOf(o, true)
+	if down, _ := failover.SubjectivelyDown(p, t.master, t.downAfter, now); down {
+		v.SDown, v.SDownSince = true, sdownSince(p, t, now)
+	}
+	if in := o.Info; in != nil {
+		v.RoleReported, v.RoleReportedTime = string(in.Role), o.RoleChangedAt
+		v.RunID = in.RunID
+		if in.HasMasterLinkDownSince {
+			v.MasterLinkDownSince = time.Duration(in.MasterLinkDownSinceSeconds) * time.Second
+		}
+		v.MasterHost, v.MasterPort, v.MasterLinkUp = in.MasterHost, in.MasterPort, in.MasterLinkUp()
+		v.SlavePriority, v.SlaveReplOffset, v.ReplicaAnnounced = in.ReplicaPriority, in.SlaveReplOffset, in.ReplicaAnnounced
+	}
+	return v
+}
+
+// sdownSince is when the instance crossed the SDOWN threshold: down-after
+// after its last valid reply, or, for a master reporting role slave, the
+// role-mismatch limit after the role changed.
+func sdownSince(p failover.Probe, t instanceTarget, now time.Time) time.Time {
+	reply := p.LastValidReply
+	if reply.IsZero() {
+		reply = p.Since
+	}
+	if now.Sub(reply) > t.downAfter {
+		return reply.Add(t.downAfter)
+	}
+	role := p.RoleSince
+	if role.IsZero() {
+		role = p.Since
+	}
+	return role.Add(t.downAfter + failover.RoleMismatchGrace)
+}
+
+// target looks up how addr is judged, rebuilding the index after a change.
+func (b *sentinelBackend) target(addr string) (instanceTarget, bool) {
+	b.targetsMu.Lock()
+	defer b.targetsMu.Unlock()
+	if b.targets == nil || isClosed(b.targets.changed) {
+		changed, _ := b.s.fsm.Changed()
+		masters, _ := b.s.fsm.Masters()
+		idx := &instanceTargets{changed: changed, byAddr: map[string]instanceTarget{}}
+		for _, m := range masters {
+			downAfter := time.Duration(m.GetSettings().GetDownAfterMs()) * time.Millisecond
+			for _, r := range m.GetReplicas() {
+				idx.byAddr[r.GetAddress()] = instanceTarget{downAfter: downAfter}
+			}
+			idx.byAddr[m.GetAddress()] = instanceTarget{master: true, downAfter: downAfter}
+		}
+		b.targets = idx
+	}
+	t, ok := b.targets.byAddr[addr]
+	return t, ok
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// Peers are the other registered nodes; one is reachable when it answered
+// this node's status probe recently.
+func (b *sentinelBackend) Peers() []sentinel.Peer {
+	nodes := b.s.fsm.Nodes()
+	now := time.Now()
+	b.peersMu.Lock()
+	defer b.peersMu.Unlock()
+	out := make([]sentinel.Peer, 0, len(nodes))
+	for _, n := range nodes {
+		if n.GetId() == b.s.cfg.ID {
+			continue
+		}
+		last, ok := b.lastOK[n.GetId()]
+		out = append(out, sentinel.Peer{ID: n.GetId(), SentinelAddr: n.GetSentinelAddress(),
+			Reachable: ok && now.Sub(last) <= peerFreshness})
+	}
+	return out
+}
+
+// probePeers asks every other node for its own status each period until the
+// node stops, recording who answered. It reuses the Status API's remote
+// call, which gives up on a node after a second.
+func (b *sentinelBackend) probePeers(ctx context.Context) {
+	tick := time.NewTicker(peerProbePeriod)
+	defer tick.Stop()
+	a := &api{s: b.s}
+	for {
+		var wg sync.WaitGroup
+		for _, n := range b.s.fsm.Nodes() {
+			if n.GetId() == b.s.cfg.ID {
+				continue
+			}
+			m := &coordinatorv1.Member{Id: n.GetId(), RaftAddress: n.GetRaftAddress(), GrpcAddress: n.GetGrpcAddress(), SentinelAddress: n.GetSentinelAddress()}
+			wg.Go(func() {
+				if st := a.remoteStatus(ctx, m); st.GetState() != "unreachable" {
+					b.peersMu.Lock()
+					b.lastOK[m.Id] = time.Now()
+					b.peersMu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Events relays every event this node applies from now on. The relay
+// stops, closing the channel, when the consumer lets the buffer fill or the
+// FSM can no longer supply the events in order (a snapshot was installed).
+func (b *sentinelBackend) Events() (<-chan *fsmv1.Event, func()) {
+	out := make(chan *fsmv1.Event, sentinelEventBuffer)
+	ctx, cancel := context.WithCancel(b.s.ctx)
+	after := b.s.fsm.LastEventSeq()
+	b.s.wg.Go(func() {
+		defer close(out)
+		b.relayEvents(ctx, after, out)
+	})
+	return out, cancel
+}
+
+func (b *sentinelBackend) relayEvents(ctx context.Context, after uint64, out chan<- *fsmv1.Event) {
+	for {
+		changed, _ := b.s.fsm.Changed()
+		events, missed := b.s.fsm.EventsSince(after)
+		if missed {
+			b.s.log.Warn("sentinel event relay: events are no longer available in order; restarting the stream", "after_seq", after)
+			return
+		}
+		for _, e := range events {
+			select {
+			case out <- e:
+				after = e.GetSeq()
+			default:
+				b.s.log.Warn("sentinel event relay: the front end fell behind; restarting the stream", "after_seq", after)
+				return
+			}
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// client is a gRPC client to this node itself: a write then takes the API's
+// path, validation and follower forwarding included.
+func (b *sentinelBackend) client() (coordinatorv1.CoordinatorServiceClient, error) {
+	conn, err := b.s.conn(b.s.GRPCAddr())
+	if err != nil {
+		return nil, err
+	}
+	return coordinatorv1.NewCoordinatorServiceClient(conn), nil
+}
+
+func (b *sentinelBackend) Monitor(ctx context.Context, name, addr string, quorum int) error {
+	c, err := b.client()
+	if err != nil {
+		return err
+	}
+	_, err = c.Monitor(ctx, &coordinatorv1.MonitorRequest{Name: name, Address: addr,
+		Settings: &coordinatorv1.MasterSettings{Quorum: uint32(quorum)}})
+	return sentinelError(err)
+}
+
+func (b *sentinelBackend) Remove(ctx context.Context, name string) error {
+	c, err := b.client()
+	if err != nil {
+		return err
+	}
+	_, err = c.Remove(ctx, &coordinatorv1.RemoveRequest{Name: name})
+	return sentinelError(err)
+}
+
+func (b *sentinelBackend) Set(ctx context.Context, name string, options [][2]string) error {
+	c, err := b.client()
+	if err != nil {
+		return err
+	}
+	req := &coordinatorv1.SetRequest{Name: name}
+	for _, o := range options {
+		req.Options = append(req.Options, &coordinatorv1.Option{Key: o[0], Value: o[1]})
+	}
+	_, err = c.Set(ctx, req)
+	return sentinelError(err)
+}
+
+func (b *sentinelBackend) Reset(ctx context.Context, name string) error {
+	c, err := b.client()
+	if err != nil {
+		return err
+	}
+	_, err = c.Reset(ctx, &coordinatorv1.ResetRequest{Name: name})
+	return sentinelError(err)
+}
+
+// Failover will call (*Server).StartFailover once the manual failover exists.
+// Failover is SENTINEL FAILOVER: a forced promotion that answers as soon as
+// its start is committed, as Sentinel answers +OK and fails over in the
+// background.
+func (b *sentinelBackend) Failover(ctx context.Context, name string) error {
+	err := b.s.StartFailover(ctx, name)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrFailoverInProgress):
+		return sentinel.ErrInProgress
+	case errors.Is(err, ErrNoGoodReplica):
+		return sentinel.ErrNoGoodReplica
+	case errors.Is(err, ErrUnknownMaster):
+		return sentinel.ErrNoSuchMaster
+	}
+	return err
+}
+
+// sentinelError turns an API error into Sentinel's text. The fsm's messages
+// for SET already are Sentinel's ("Invalid argument '<v>' for SENTINEL SET
+// '<opt>'"); the front end puts "ERR " before any text without a code.
+func sentinelError(err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	switch st.Code() {
+	case codes.NotFound:
+		return sentinel.ErrNoSuchMaster
+	case codes.AlreadyExists:
+		return errDuplicateMaster
+	}
+	return errors.New(st.Message())
+}
+
+// startSentinel serves the Sentinel protocol on the listener New bound.
+func (s *Server) startSentinel(lis net.Listener) error {
+	backend := newSentinelBackend(s)
+	s.sentinel = sentinel.New(sentinel.Config{
+		Listener:         lis,
+		Password:         s.cfg.SentinelPass,
+		Logger:           s.log,
+		MaxClients:       s.cfg.SentinelMaxClients,
+		SubscriberBuffer: s.cfg.SentinelSubscriberBuffer,
+		CommandTimeout:   s.cfg.RequestTimeout,
+	}, backend)
+	if err := s.sentinel.Start(); err != nil {
+		return err
+	}
+	s.wg.Go(func() { backend.probePeers(s.ctx) })
+	return nil
+}
