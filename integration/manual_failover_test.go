@@ -97,11 +97,11 @@ func TestCoordinatorctlFailover(t *testing.T) {
 	if r.code != 5 || !strings.Contains(r.stdout, "result      aborted") || !strings.Contains(r.stderr, "-failover-abort-handover-timeout") {
 		t.Fatalf("rollback: %v", r)
 	}
-	got := &coordinatorv1.GetMasterResponse{}
+	got := &coordinatorv1.GetMasterDetailResponse{}
 	if err := ctlJSON(got, "--addr", c.nodes[2].grpcAddr, "master", g.name); err != nil {
 		t.Fatal(err)
 	}
-	if got.GetMaster().GetEpoch() != 1 || got.GetMaster().GetAddress() != promoted.Addr() {
+	if m := got.GetDetail().GetMaster(); m.GetEpoch() != 1 || m.GetAddress() != promoted.Addr() {
 		t.Fatalf("after the rollback: %v", got)
 	}
 	if err := promoted.Client().Set(t.Context(), "after-rollback", "1", 0).Err(); err != nil {
