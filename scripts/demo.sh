@@ -60,28 +60,40 @@ for p in "${REDIS_PORTS[@]}" "${GRPC_PORTS[@]}" "${SENTINEL_PORTS[@]}"; do wait_
 
 export COORDINATOR_ADDR="127.0.0.1:${GRPC_PORTS[0]},127.0.0.1:${GRPC_PORTS[1]},127.0.0.1:${GRPC_PORTS[2]}"
 ctl="$bin/coordinatorctl"
+# The first write waits for the first leader; retry while the cluster forms.
 for _ in $(seq 100); do
-  "$ctl" monitor mymaster "127.0.0.1:${REDIS_PORTS[0]}" --quorum 2 --down-after 1s 2>/dev/null && break
+  "$ctl" monitor mymaster "127.0.0.1:${REDIS_PORTS[0]}" --quorum 2 --down-after 1s --failover-timeout 10s >/dev/null 2>&1 && break
   sleep 0.2
+done
+# Wait until every node's Sentinel endpoint lists both replicas.
+for p in "${SENTINEL_PORTS[@]}"; do
+  for _ in $(seq 150); do
+    redis-cli -p "$p" SENTINEL master mymaster 2>/dev/null | grep -A1 -x num-slaves | grep -qx 2 && break
+    sleep 0.2
+  done
 done
 
 echo
 "$ctl" status
 echo
-"$ctl" masters
+"$ctl" master mymaster
 cat <<MSG
 
-Raftinel is running: 3 coordinator nodes (Sentinel protocol on ports
-${SENTINEL_PORTS[*]}) and redis-server on ports ${REDIS_PORTS[*]}
-(logs and data in $dir). In another shell, try:
+Raftinel is running: 3 coordinator nodes and 3 redis-server (master on
+${REDIS_PORTS[0]}, replicas on ${REDIS_PORTS[1]} and ${REDIS_PORTS[2]}); logs and data in $dir.
+Events are printed below as they happen. In another shell, try:
 
   export COORDINATOR_ADDR=$COORDINATOR_ADDR
-  bin/coordinatorctl status
-  bin/coordinatorctl master mymaster
+  bin/coordinatorctl watch mymaster          # follow the master as an application would
+  kill -9 ${pids[0]}                           # kill the master: a replica is promoted
+  bin/coordinatorctl master mymaster         # replicas, votes, journal, events
+  bin/coordinatorctl failover mymaster       # a planned switchover that loses no write
   redis-cli -p ${SENTINEL_PORTS[0]} SENTINEL get-master-addr-by-name mymaster
-  redis-cli -p ${SENTINEL_PORTS[1]} SENTINEL replicas mymaster
-  kill -9 \$(pgrep -f 'coordinator --id n1')   # the cluster elects a new leader
+  kill -9 \$(pgrep -f 'coordinator --id n1')  # the cluster elects a new leader
 
 Press Ctrl-C to stop everything.
+
 MSG
+"$ctl" events --follow &
+pids+=($!)
 wait
