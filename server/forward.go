@@ -27,6 +27,8 @@ var writeMethods = map[string]bool{
 	coordinatorv1.CoordinatorService_Monitor_FullMethodName:    true,
 	coordinatorv1.CoordinatorService_Remove_FullMethodName:     true,
 	coordinatorv1.CoordinatorService_Set_FullMethodName:        true,
+
+	coordinatorv1.CoordinatorService_TransferLeadership_FullMethodName: true,
 }
 
 func forwardedContext(ctx context.Context) context.Context {
@@ -139,6 +141,8 @@ func newReply(method string) proto.Message {
 		return &coordinatorv1.RemoveResponse{}
 	case coordinatorv1.CoordinatorService_Set_FullMethodName:
 		return &coordinatorv1.SetResponse{}
+	case coordinatorv1.CoordinatorService_TransferLeadership_FullMethodName:
+		return &coordinatorv1.TransferLeadershipResponse{}
 	}
 	return nil
 }

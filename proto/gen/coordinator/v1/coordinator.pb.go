@@ -2122,6 +2122,332 @@ func (x *Event) GetEpoch() uint64 {
 	return 0
 }
 
+type WatchMasterRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The last epoch the client saw, 0 for none. A node whose state is older
+	// waits until it has caught up before it sends anything, so a client that
+	// moves to a lagging node never sees the epoch go down; a node at this
+	// epoch or newer sends its current state at once.
+	ResumeFromEpoch uint64 `protobuf:"varint,2,opt,name=resume_from_epoch,json=resumeFromEpoch,proto3" json:"resume_from_epoch,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *WatchMasterRequest) Reset() {
+	*x = WatchMasterRequest{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchMasterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchMasterRequest) ProtoMessage() {}
+
+func (x *WatchMasterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchMasterRequest.ProtoReflect.Descriptor instead.
+func (*WatchMasterRequest) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *WatchMasterRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WatchMasterRequest) GetResumeFromEpoch() uint64 {
+	if x != nil {
+		return x.ResumeFromEpoch
+	}
+	return 0
+}
+
+// WatchMasterResponse is a master's address at one epoch.
+type WatchMasterResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// host:port of the current master.
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Epoch   uint64 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// The Raft index the node had applied when it read this state.
+	Index         uint64 `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchMasterResponse) Reset() {
+	*x = WatchMasterResponse{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchMasterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchMasterResponse) ProtoMessage() {}
+
+func (x *WatchMasterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchMasterResponse.ProtoReflect.Descriptor instead.
+func (*WatchMasterResponse) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *WatchMasterResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WatchMasterResponse) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *WatchMasterResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *WatchMasterResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type WatchEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only the events of this master; empty for all.
+	Master string `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
+	// Send the stored history (the latest events of each master) first.
+	Replay        bool `protobuf:"varint,2,opt,name=replay,proto3" json:"replay,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchEventsRequest) Reset() {
+	*x = WatchEventsRequest{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEventsRequest) ProtoMessage() {}
+
+func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
+func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *WatchEventsRequest) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *WatchEventsRequest) GetReplay() bool {
+	if x != nil {
+		return x.Replay
+	}
+	return false
+}
+
+// WatchEventsResponse carries one event.
+type WatchEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Event         *Event                 `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchEventsResponse) Reset() {
+	*x = WatchEventsResponse{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEventsResponse) ProtoMessage() {}
+
+func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
+func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *WatchEventsResponse) GetEvent() *Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+type TransferLeadershipRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The voter to hand leadership to; empty lets Raft pick the most up to
+	// date one.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipRequest) Reset() {
+	*x = TransferLeadershipRequest{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipRequest) ProtoMessage() {}
+
+func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *TransferLeadershipRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type TransferLeadershipResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node that led when the request arrived.
+	PreviousLeaderId string `protobuf:"bytes,1,opt,name=previous_leader_id,json=previousLeaderId,proto3" json:"previous_leader_id,omitempty"`
+	// The leader after the transfer, when known by the time of the answer.
+	LeaderId      string `protobuf:"bytes,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipResponse) Reset() {
+	*x = TransferLeadershipResponse{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipResponse) ProtoMessage() {}
+
+func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *TransferLeadershipResponse) GetPreviousLeaderId() string {
+	if x != nil {
+		return x.PreviousLeaderId
+	}
+	return ""
+}
+
+func (x *TransferLeadershipResponse) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
 var File_coordinator_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_coordinator_v1_coordinator_proto_rawDesc = "" +
@@ -2279,7 +2605,25 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x04type\x18\x04 \x01(\tR\x04type\x12\x18\n" +
 	"\apayload\x18\x05 \x01(\tR\apayload\x12\x17\n" +
 	"\anode_id\x18\x06 \x01(\tR\x06nodeId\x12\x14\n" +
-	"\x05epoch\x18\a \x01(\x04R\x05epoch2\xb0\x06\n" +
+	"\x05epoch\x18\a \x01(\x04R\x05epoch\"T\n" +
+	"\x12WatchMasterRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12*\n" +
+	"\x11resume_from_epoch\x18\x02 \x01(\x04R\x0fresumeFromEpoch\"o\n" +
+	"\x13WatchMasterResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x14\n" +
+	"\x05index\x18\x04 \x01(\x04R\x05index\"D\n" +
+	"\x12WatchEventsRequest\x12\x16\n" +
+	"\x06master\x18\x01 \x01(\tR\x06master\x12\x16\n" +
+	"\x06replay\x18\x02 \x01(\bR\x06replay\"B\n" +
+	"\x13WatchEventsResponse\x12+\n" +
+	"\x05event\x18\x01 \x01(\v2\x15.coordinator.v1.EventR\x05event\"+\n" +
+	"\x19TransferLeadershipRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"g\n" +
+	"\x1aTransferLeadershipResponse\x12,\n" +
+	"\x12previous_leader_id\x18\x01 \x01(\tR\x10previousLeaderId\x12\x1b\n" +
+	"\tleader_id\x18\x02 \x01(\tR\bleaderId2\xd1\b\n" +
 	"\x12CoordinatorService\x12G\n" +
 	"\x06Status\x12\x1d.coordinator.v1.StatusRequest\x1a\x1e.coordinator.v1.StatusResponse\x12V\n" +
 	"\vListMembers\x12\".coordinator.v1.ListMembersRequest\x1a#.coordinator.v1.ListMembersResponse\x12A\n" +
@@ -2291,7 +2635,10 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x03Set\x12\x1a.coordinator.v1.SetRequest\x1a\x1b.coordinator.v1.SetResponse\x12V\n" +
 	"\vListMasters\x12\".coordinator.v1.ListMastersRequest\x1a#.coordinator.v1.ListMastersResponse\x12P\n" +
 	"\tGetMaster\x12 .coordinator.v1.GetMasterRequest\x1a!.coordinator.v1.GetMasterResponse\x12b\n" +
-	"\x0fGetMasterDetail\x12&.coordinator.v1.GetMasterDetailRequest\x1a'.coordinator.v1.GetMasterDetailResponseBEZCgithub.com/raftinel/raftinel/proto/gen/coordinator/v1;coordinatorv1b\x06proto3"
+	"\x0fGetMasterDetail\x12&.coordinator.v1.GetMasterDetailRequest\x1a'.coordinator.v1.GetMasterDetailResponse\x12X\n" +
+	"\vWatchMaster\x12\".coordinator.v1.WatchMasterRequest\x1a#.coordinator.v1.WatchMasterResponse0\x01\x12X\n" +
+	"\vWatchEvents\x12\".coordinator.v1.WatchEventsRequest\x1a#.coordinator.v1.WatchEventsResponse0\x01\x12k\n" +
+	"\x12TransferLeadership\x12).coordinator.v1.TransferLeadershipRequest\x1a*.coordinator.v1.TransferLeadershipResponseBEZCgithub.com/raftinel/raftinel/proto/gen/coordinator/v1;coordinatorv1b\x06proto3"
 
 var (
 	file_coordinator_v1_coordinator_proto_rawDescOnce sync.Once
@@ -2305,49 +2652,55 @@ func file_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 	return file_coordinator_v1_coordinator_proto_rawDescData
 }
 
-var file_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_coordinator_v1_coordinator_proto_goTypes = []any{
-	(*ReadConsistency)(nil),         // 0: coordinator.v1.ReadConsistency
-	(*StatusRequest)(nil),           // 1: coordinator.v1.StatusRequest
-	(*StatusResponse)(nil),          // 2: coordinator.v1.StatusResponse
-	(*NodeStatus)(nil),              // 3: coordinator.v1.NodeStatus
-	(*ListMembersRequest)(nil),      // 4: coordinator.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),     // 5: coordinator.v1.ListMembersResponse
-	(*Member)(nil),                  // 6: coordinator.v1.Member
-	(*JoinRequest)(nil),             // 7: coordinator.v1.JoinRequest
-	(*JoinResponse)(nil),            // 8: coordinator.v1.JoinResponse
-	(*RemoveNodeRequest)(nil),       // 9: coordinator.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),      // 10: coordinator.v1.RemoveNodeResponse
-	(*MasterSettings)(nil),          // 11: coordinator.v1.MasterSettings
-	(*Master)(nil),                  // 12: coordinator.v1.Master
-	(*MonitorRequest)(nil),          // 13: coordinator.v1.MonitorRequest
-	(*MonitorResponse)(nil),         // 14: coordinator.v1.MonitorResponse
-	(*RemoveRequest)(nil),           // 15: coordinator.v1.RemoveRequest
-	(*RemoveResponse)(nil),          // 16: coordinator.v1.RemoveResponse
-	(*Option)(nil),                  // 17: coordinator.v1.Option
-	(*SetRequest)(nil),              // 18: coordinator.v1.SetRequest
-	(*SetResponse)(nil),             // 19: coordinator.v1.SetResponse
-	(*ListMastersRequest)(nil),      // 20: coordinator.v1.ListMastersRequest
-	(*ListMastersResponse)(nil),     // 21: coordinator.v1.ListMastersResponse
-	(*GetMasterRequest)(nil),        // 22: coordinator.v1.GetMasterRequest
-	(*GetMasterResponse)(nil),       // 23: coordinator.v1.GetMasterResponse
-	(*GetMasterDetailRequest)(nil),  // 24: coordinator.v1.GetMasterDetailRequest
-	(*GetMasterDetailResponse)(nil), // 25: coordinator.v1.GetMasterDetailResponse
-	(*MasterDetail)(nil),            // 26: coordinator.v1.MasterDetail
-	(*Replica)(nil),                 // 27: coordinator.v1.Replica
-	(*Vote)(nil),                    // 28: coordinator.v1.Vote
-	(*FailoverJournal)(nil),         // 29: coordinator.v1.FailoverJournal
-	(*ReplicaReconf)(nil),           // 30: coordinator.v1.ReplicaReconf
-	(*Rejection)(nil),               // 31: coordinator.v1.Rejection
-	(*Event)(nil),                   // 32: coordinator.v1.Event
-	(*durationpb.Duration)(nil),     // 33: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 34: google.protobuf.Timestamp
+	(*ReadConsistency)(nil),            // 0: coordinator.v1.ReadConsistency
+	(*StatusRequest)(nil),              // 1: coordinator.v1.StatusRequest
+	(*StatusResponse)(nil),             // 2: coordinator.v1.StatusResponse
+	(*NodeStatus)(nil),                 // 3: coordinator.v1.NodeStatus
+	(*ListMembersRequest)(nil),         // 4: coordinator.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),        // 5: coordinator.v1.ListMembersResponse
+	(*Member)(nil),                     // 6: coordinator.v1.Member
+	(*JoinRequest)(nil),                // 7: coordinator.v1.JoinRequest
+	(*JoinResponse)(nil),               // 8: coordinator.v1.JoinResponse
+	(*RemoveNodeRequest)(nil),          // 9: coordinator.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),         // 10: coordinator.v1.RemoveNodeResponse
+	(*MasterSettings)(nil),             // 11: coordinator.v1.MasterSettings
+	(*Master)(nil),                     // 12: coordinator.v1.Master
+	(*MonitorRequest)(nil),             // 13: coordinator.v1.MonitorRequest
+	(*MonitorResponse)(nil),            // 14: coordinator.v1.MonitorResponse
+	(*RemoveRequest)(nil),              // 15: coordinator.v1.RemoveRequest
+	(*RemoveResponse)(nil),             // 16: coordinator.v1.RemoveResponse
+	(*Option)(nil),                     // 17: coordinator.v1.Option
+	(*SetRequest)(nil),                 // 18: coordinator.v1.SetRequest
+	(*SetResponse)(nil),                // 19: coordinator.v1.SetResponse
+	(*ListMastersRequest)(nil),         // 20: coordinator.v1.ListMastersRequest
+	(*ListMastersResponse)(nil),        // 21: coordinator.v1.ListMastersResponse
+	(*GetMasterRequest)(nil),           // 22: coordinator.v1.GetMasterRequest
+	(*GetMasterResponse)(nil),          // 23: coordinator.v1.GetMasterResponse
+	(*GetMasterDetailRequest)(nil),     // 24: coordinator.v1.GetMasterDetailRequest
+	(*GetMasterDetailResponse)(nil),    // 25: coordinator.v1.GetMasterDetailResponse
+	(*MasterDetail)(nil),               // 26: coordinator.v1.MasterDetail
+	(*Replica)(nil),                    // 27: coordinator.v1.Replica
+	(*Vote)(nil),                       // 28: coordinator.v1.Vote
+	(*FailoverJournal)(nil),            // 29: coordinator.v1.FailoverJournal
+	(*ReplicaReconf)(nil),              // 30: coordinator.v1.ReplicaReconf
+	(*Rejection)(nil),                  // 31: coordinator.v1.Rejection
+	(*Event)(nil),                      // 32: coordinator.v1.Event
+	(*WatchMasterRequest)(nil),         // 33: coordinator.v1.WatchMasterRequest
+	(*WatchMasterResponse)(nil),        // 34: coordinator.v1.WatchMasterResponse
+	(*WatchEventsRequest)(nil),         // 35: coordinator.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),        // 36: coordinator.v1.WatchEventsResponse
+	(*TransferLeadershipRequest)(nil),  // 37: coordinator.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 38: coordinator.v1.TransferLeadershipResponse
+	(*durationpb.Duration)(nil),        // 39: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 40: google.protobuf.Timestamp
 }
 var file_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	3,  // 0: coordinator.v1.StatusResponse.nodes:type_name -> coordinator.v1.NodeStatus
 	6,  // 1: coordinator.v1.ListMembersResponse.members:type_name -> coordinator.v1.Member
-	33, // 2: coordinator.v1.MasterSettings.down_after:type_name -> google.protobuf.Duration
-	33, // 3: coordinator.v1.MasterSettings.failover_timeout:type_name -> google.protobuf.Duration
+	39, // 2: coordinator.v1.MasterSettings.down_after:type_name -> google.protobuf.Duration
+	39, // 3: coordinator.v1.MasterSettings.failover_timeout:type_name -> google.protobuf.Duration
 	11, // 4: coordinator.v1.Master.settings:type_name -> coordinator.v1.MasterSettings
 	11, // 5: coordinator.v1.MonitorRequest.settings:type_name -> coordinator.v1.MasterSettings
 	17, // 6: coordinator.v1.SetRequest.options:type_name -> coordinator.v1.Option
@@ -2362,41 +2715,48 @@ var file_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	28, // 15: coordinator.v1.MasterDetail.votes:type_name -> coordinator.v1.Vote
 	29, // 16: coordinator.v1.MasterDetail.failover:type_name -> coordinator.v1.FailoverJournal
 	32, // 17: coordinator.v1.MasterDetail.events:type_name -> coordinator.v1.Event
-	34, // 18: coordinator.v1.MasterDetail.last_failover_at:type_name -> google.protobuf.Timestamp
-	33, // 19: coordinator.v1.Replica.master_link_down:type_name -> google.protobuf.Duration
-	34, // 20: coordinator.v1.Replica.observed_at:type_name -> google.protobuf.Timestamp
-	34, // 21: coordinator.v1.Vote.at:type_name -> google.protobuf.Timestamp
-	34, // 22: coordinator.v1.FailoverJournal.started_at:type_name -> google.protobuf.Timestamp
-	34, // 23: coordinator.v1.FailoverJournal.promoted_at:type_name -> google.protobuf.Timestamp
+	40, // 18: coordinator.v1.MasterDetail.last_failover_at:type_name -> google.protobuf.Timestamp
+	39, // 19: coordinator.v1.Replica.master_link_down:type_name -> google.protobuf.Duration
+	40, // 20: coordinator.v1.Replica.observed_at:type_name -> google.protobuf.Timestamp
+	40, // 21: coordinator.v1.Vote.at:type_name -> google.protobuf.Timestamp
+	40, // 22: coordinator.v1.FailoverJournal.started_at:type_name -> google.protobuf.Timestamp
+	40, // 23: coordinator.v1.FailoverJournal.promoted_at:type_name -> google.protobuf.Timestamp
 	30, // 24: coordinator.v1.FailoverJournal.reconf:type_name -> coordinator.v1.ReplicaReconf
 	31, // 25: coordinator.v1.FailoverJournal.rejected:type_name -> coordinator.v1.Rejection
-	34, // 26: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
-	34, // 27: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
-	1,  // 28: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
-	4,  // 29: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
-	7,  // 30: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
-	9,  // 31: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
-	13, // 32: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
-	15, // 33: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
-	18, // 34: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
-	20, // 35: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
-	22, // 36: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
-	24, // 37: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
-	2,  // 38: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
-	5,  // 39: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
-	8,  // 40: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
-	10, // 41: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
-	14, // 42: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
-	16, // 43: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
-	19, // 44: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
-	21, // 45: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
-	23, // 46: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
-	25, // 47: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
-	38, // [38:48] is the sub-list for method output_type
-	28, // [28:38] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	40, // 26: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
+	40, // 27: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
+	32, // 28: coordinator.v1.WatchEventsResponse.event:type_name -> coordinator.v1.Event
+	1,  // 29: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
+	4,  // 30: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
+	7,  // 31: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
+	9,  // 32: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
+	13, // 33: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
+	15, // 34: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
+	18, // 35: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
+	20, // 36: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
+	22, // 37: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
+	24, // 38: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
+	33, // 39: coordinator.v1.CoordinatorService.WatchMaster:input_type -> coordinator.v1.WatchMasterRequest
+	35, // 40: coordinator.v1.CoordinatorService.WatchEvents:input_type -> coordinator.v1.WatchEventsRequest
+	37, // 41: coordinator.v1.CoordinatorService.TransferLeadership:input_type -> coordinator.v1.TransferLeadershipRequest
+	2,  // 42: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
+	5,  // 43: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
+	8,  // 44: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
+	10, // 45: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
+	14, // 46: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
+	16, // 47: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
+	19, // 48: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
+	21, // 49: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
+	23, // 50: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
+	25, // 51: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
+	34, // 52: coordinator.v1.CoordinatorService.WatchMaster:output_type -> coordinator.v1.WatchMasterResponse
+	36, // 53: coordinator.v1.CoordinatorService.WatchEvents:output_type -> coordinator.v1.WatchEventsResponse
+	38, // 54: coordinator.v1.CoordinatorService.TransferLeadership:output_type -> coordinator.v1.TransferLeadershipResponse
+	42, // [42:55] is the sub-list for method output_type
+	29, // [29:42] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_v1_coordinator_proto_init() }
@@ -2410,7 +2770,7 @@ func file_coordinator_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coordinator_v1_coordinator_proto_rawDesc), len(file_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
