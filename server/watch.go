@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -127,6 +129,10 @@ func (s *Server) streamDeadline() *time.Timer {
 	return time.NewTimer(age + rand.N(age/10+1))
 }
 
+// afterSeqHeader is the WatchEvents response header that carries the
+// sequence number the stream's live events start after.
+const afterSeqHeader = "raftinel-after-seq"
+
 var (
 	errStreamAge    = status.Error(codes.Unavailable, "stream reached this node's maximum stream age; reconnect (to any node) to go on")
 	errShuttingDown = status.Error(codes.Unavailable, "node is shutting down; reconnect to another node")
@@ -193,12 +199,17 @@ func (a *api) WatchEvents(req *coordinatorv1.WatchEventsRequest, stream coordina
 	defer age.Stop()
 	after := s.fsm.LastEventSeq()
 	var history []*fsmv1.Event
-	if req.GetReplay() {
+	switch {
+	case req.GetReplay() && req.GetAfterSeq() > 0:
+		return status.Error(codes.InvalidArgument, "replay and after_seq exclude each other: replay starts from the stored history, after_seq resumes a stream")
+	case req.GetReplay():
 		history, after = s.fsm.History(master)
+	case req.GetAfterSeq() > 0:
+		after = req.GetAfterSeq()
 	}
-	// The header tells the client that the starting point is fixed: every
-	// event applied from now on will be sent.
-	if err := stream.SendHeader(nil); err != nil {
+	// The header tells the client that the starting point is fixed, and
+	// which it is: every event after it will be sent.
+	if err := stream.SendHeader(metadata.Pairs(afterSeqHeader, strconv.FormatUint(after, 10))); err != nil {
 		return err
 	}
 	for _, e := range history {

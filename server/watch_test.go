@@ -325,6 +325,29 @@ func TestWatchEvents(t *testing.T) {
 		t.Fatalf("+switch-master event = %v", sw)
 	}
 
+	// Resume after a given seq, on another node: the same events, by seq.
+	other := c.followers(leader)[1]
+	waitFor(t, 10*time.Second, "the other follower to apply the promotion", func() bool {
+		return other.srv.FSM().LastEventSeq() >= sw.Seq
+	})
+	resumed, err := other.client.WatchEvents(ctxT(t, 60*time.Second), &coordinatorv1.WatchEventsRequest{Master: "m1", AfterSeq: sw.Seq - 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md, err := resumed.Header(); err != nil || len(md.Get(afterSeqHeader)) != 1 || md.Get(afterSeqHeader)[0] != fmt.Sprint(sw.Seq-1) {
+		t.Fatalf("resumed stream header %v, %v", md, err)
+	}
+	if r, err := resumed.Recv(); err != nil || r.Event.Seq != sw.Seq || r.Event.Payload != sw.Payload {
+		t.Fatalf("resumed after %d: %v, %v, want %v", sw.Seq-1, r, err, sw)
+	}
+	both, err := other.client.WatchEvents(ctxT(t, 10*time.Second), &coordinatorv1.WatchEventsRequest{Replay: true, AfterSeq: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := both.Recv(); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("replay with after_seq: %v, want InvalidArgument", err)
+	}
+
 	// Live only, every master: it starts after the header and sees
 	// events of both masters.
 	before := follower.srv.FSM().LastEventSeq()

@@ -2254,7 +2254,11 @@ type WatchEventsRequest struct {
 	// Only the events of this master; empty for all.
 	Master string `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
 	// Send the stored history (the latest events of each master) first.
-	Replay        bool `protobuf:"varint,2,opt,name=replay,proto3" json:"replay,omitempty"`
+	Replay bool `protobuf:"varint,2,opt,name=replay,proto3" json:"replay,omitempty"`
+	// Resume: send the events after this sequence number first, as far as the
+	// node still holds them (it ends with Aborted when it does not). Excludes
+	// replay.
+	AfterSeq      uint64 `protobuf:"varint,3,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2301,6 +2305,13 @@ func (x *WatchEventsRequest) GetReplay() bool {
 		return x.Replay
 	}
 	return false
+}
+
+func (x *WatchEventsRequest) GetAfterSeq() uint64 {
+	if x != nil {
+		return x.AfterSeq
+	}
+	return 0
 }
 
 // WatchEventsResponse carries one event.
@@ -2613,10 +2624,11 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x14\n" +
-	"\x05index\x18\x04 \x01(\x04R\x05index\"D\n" +
+	"\x05index\x18\x04 \x01(\x04R\x05index\"a\n" +
 	"\x12WatchEventsRequest\x12\x16\n" +
 	"\x06master\x18\x01 \x01(\tR\x06master\x12\x16\n" +
-	"\x06replay\x18\x02 \x01(\bR\x06replay\"B\n" +
+	"\x06replay\x18\x02 \x01(\bR\x06replay\x12\x1b\n" +
+	"\tafter_seq\x18\x03 \x01(\x04R\bafterSeq\"B\n" +
 	"\x13WatchEventsResponse\x12+\n" +
 	"\x05event\x18\x01 \x01(\v2\x15.coordinator.v1.EventR\x05event\"+\n" +
 	"\x19TransferLeadershipRequest\x12\x0e\n" +

@@ -78,8 +78,9 @@ type CoordinatorServiceClient interface {
 	// them, optionally after the stored history. It ends with Unavailable on
 	// shutdown or at the maximum stream age, and with Aborted when the reader
 	// fell so far behind that events were dropped. The response header is
-	// sent once the starting point is fixed: every event applied after it
-	// reaches the stream.
+	// sent once the starting point is fixed, with the sequence number live
+	// events start after in "raftinel-after-seq": a client that reconnects
+	// passes it (or the last seq it received, if higher) as after_seq.
 	WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEventsResponse], error)
 	// TransferLeadership asks the leader to hand leadership to another voter,
 	// the given one or the most up to date.
@@ -282,8 +283,9 @@ type CoordinatorServiceServer interface {
 	// them, optionally after the stored history. It ends with Unavailable on
 	// shutdown or at the maximum stream age, and with Aborted when the reader
 	// fell so far behind that events were dropped. The response header is
-	// sent once the starting point is fixed: every event applied after it
-	// reaches the stream.
+	// sent once the starting point is fixed, with the sequence number live
+	// events start after in "raftinel-after-seq": a client that reconnects
+	// passes it (or the last seq it received, if higher) as after_seq.
 	WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[WatchEventsResponse]) error
 	// TransferLeadership asks the leader to hand leadership to another voter,
 	// the given one or the most up to date.
