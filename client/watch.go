@@ -27,6 +27,7 @@ type Watcher struct {
 	known   bool
 	changed chan struct{} // closed and replaced at every new master
 	err     error
+	node    string // gRPC address of the node streaming now
 }
 
 // WatchMaster starts following a master until ctx ends, Close is called or
@@ -61,6 +62,20 @@ func (w *Watcher) Current() (Master, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.current, w.known
+}
+
+// Node is the gRPC address of the node the watcher streams from now, or
+// empty between two streams.
+func (w *Watcher) Node() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.node
+}
+
+func (w *Watcher) setNode(addr string) {
+	w.mu.Lock()
+	w.node = addr
+	w.mu.Unlock()
 }
 
 // Changed returns a channel closed at the next new master. Call it before
@@ -188,6 +203,7 @@ func (w *Watcher) stream(ctx context.Context, addr string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	defer w.setNode("")
 	delivered := false
 	for {
 		u, err := s.Recv()
@@ -197,7 +213,10 @@ func (w *Watcher) stream(ctx context.Context, addr string) (bool, error) {
 			}
 			return delivered, err
 		}
-		delivered = true
+		if !delivered {
+			w.setNode(addr)
+			delivered = true
+		}
 		w.c.answered(addr)
 		w.offer(Master{Name: u.GetName(), Address: u.GetAddress(), Epoch: u.GetEpoch(), Index: u.GetIndex()})
 	}

@@ -50,9 +50,10 @@ func monitorIdle(t testing.TB, client coordinatorv1.CoordinatorServiceClient, na
 }
 
 // promoteTo commits the failover journal that moves a master to addr, one
-// epoch up, through the leader: BeginFailover, Promoted, and FinishFailover
-// unless the leader's own loop finished it first (it may: there is no
-// replica left to re-point). It returns the new epoch.
+// epoch up, through the leader: BeginFailover, Promoted (unless the leader's
+// own loop promoted first), and FinishFailover unless the leader's loop
+// finished it first (it may: there is no replica left to re-point). It
+// returns the new epoch.
 func promoteTo(t testing.TB, leader *Server, name, addr string) uint64 {
 	t.Helper()
 	m, _, ok := leader.FSM().Master(name)
@@ -66,9 +67,13 @@ func promoteTo(t testing.TB, leader *Server, name, addr string) uint64 {
 	}
 	mustApply(t, leader, &fsmv1.Command{Kind: &fsmv1.Command_BeginFailover{BeginFailover: &fsmv1.BeginFailover{
 		Master: name, ExpectedEpoch: epoch, Reason: "manual", Candidate: addr}}})
-	mustApply(t, leader, &fsmv1.Command{Kind: &fsmv1.Command_Promoted{Promoted: &fsmv1.Promoted{
+	// With a live Redis at addr the leader may commit the promotion itself.
+	_, err := leader.apply(ctxT(t, 10*time.Second), &fsmv1.Command{Kind: &fsmv1.Command_Promoted{Promoted: &fsmv1.Promoted{
 		Master: name, ExpectedEpoch: epoch, Address: addr}}})
-	_, err := leader.apply(ctxT(t, 10*time.Second), &fsmv1.Command{Kind: &fsmv1.Command_FinishFailover{FinishFailover: &fsmv1.FinishFailover{
+	if now, _, _ := leader.FSM().Master(name); err != nil && (now.GetEpoch() != epoch+1 || now.GetAddress() != addr) {
+		t.Fatalf("apply Promoted: %v", err)
+	}
+	_, err = leader.apply(ctxT(t, 10*time.Second), &fsmv1.Command{Kind: &fsmv1.Command_FinishFailover{FinishFailover: &fsmv1.FinishFailover{
 		Master: name, ExpectedEpoch: epoch + 1}}})
 	var fe *fsm.Error
 	if err != nil && !(errors.As(err, &fe) && fe.Kind == fsm.FailedPrecondition) {
