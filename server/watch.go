@@ -24,7 +24,7 @@ import (
 type watchHub struct {
 	fsm *fsm.FSM
 
-	mu      sync.Mutex
+	mu      sync.RWMutex // read-locked by every stream at every change
 	masters map[string]*topic
 	lastSeq uint64
 	events  chan struct{} // closed when lastSeq rises
@@ -92,23 +92,23 @@ func (h *watchHub) sync() {
 // topic returns the current topic of a master, or nil when it is not
 // monitored.
 func (h *watchHub) topic(name string) *topic {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	return h.masters[name]
 }
 
 // read returns what a topic holds now and the channel closed at its next
 // change.
 func (h *watchHub) read(t *topic) (head fsm.Head, index uint64, removed bool, changed <-chan struct{}) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	return t.head, t.index, t.removed, t.changed
 }
 
 // eventsChanged returns a channel closed when the hub next sees new events.
 func (h *watchHub) eventsChanged() <-chan struct{} {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	return h.events
 }
 

@@ -218,7 +218,7 @@ func TestWatchMasterResume(t *testing.T) {
 }
 
 // startNode starts a one-node cluster with a config the test adjusts.
-func startNode(t *testing.T, adjust func(*Config)) (*Server, *grpc.ClientConn) {
+func startNode(t testing.TB, adjust func(*Config)) (*Server, *grpc.ClientConn) {
 	t.Helper()
 	addr, trans := raft.NewInmemTransport("")
 	logs := raft.NewInmemStore()
