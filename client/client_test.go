@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
 	"testing"
@@ -135,5 +136,84 @@ func TestNewFailsWhenNoNodeAnswers(t *testing.T) {
 	}
 	if _, err := client.New(ctx); err == nil {
 		t.Fatal("New succeeded with no address")
+	}
+}
+
+// leaderFake answers TransferLeadership as a follower that names the
+// leader (leaderAddr set), or as the leader; it counts the requests.
+type leaderFake struct {
+	fakeNode
+	leaderAddr string
+	mu         sync.Mutex
+	calls      int
+}
+
+func (f *leaderFake) TransferLeadership(context.Context, *coordinatorv1.TransferLeadershipRequest) (*coordinatorv1.TransferLeadershipResponse, error) {
+	f.mu.Lock()
+	f.calls++
+	f.mu.Unlock()
+	if f.leaderAddr != "" {
+		return nil, status.Errorf(codes.Unavailable, "not leader; the leader is n2 at %s", f.leaderAddr)
+	}
+	return &coordinatorv1.TransferLeadershipResponse{PreviousLeaderId: "n2", LeaderId: "n3"}, nil
+}
+
+func (f *leaderFake) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+func serveLeaderFake(t *testing.T, f *leaderFake) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	coordinatorv1.RegisterCoordinatorServiceServer(srv, f)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	return lis.Addr().String()
+}
+
+func TestWritesFollowTheLeaderHint(t *testing.T) {
+	leader := &leaderFake{}
+	follower := &leaderFake{leaderAddr: serveLeaderFake(t, leader)}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Only the follower is configured: the leader is learned from its error.
+	c, err := client.NewWithConfig(ctx, client.Config{Addrs: []string{serveLeaderFake(t, follower)}, MinBackoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	id, err := c.TransferLeadership(ctx, "")
+	if err != nil || id != "n3" {
+		t.Fatalf("TransferLeadership = %q, %v", id, err)
+	}
+	// The next write goes to the leader at once.
+	if _, err := c.TransferLeadership(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if follower.count() != 1 || leader.count() != 2 {
+		t.Fatalf("follower got %d calls, leader %d; want 1 and 2", follower.count(), leader.count())
+	}
+}
+
+func TestCallGivesUpAtTheDeadline(t *testing.T) {
+	follower := &leaderFake{leaderAddr: "127.0.0.1:1"} // a hint to nowhere
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.New(ctx, serveLeaderFake(t, follower))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancelShort()
+	_, err = c.TransferLeadership(short, "")
+	if err == nil || (status.Code(err) != codes.DeadlineExceeded && !errors.Is(err, context.DeadlineExceeded)) {
+		t.Fatalf("TransferLeadership without a reachable leader: %v, want the deadline", err)
 	}
 }
