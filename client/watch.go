@@ -108,30 +108,49 @@ func (w *Watcher) Wait(ctx context.Context) (Master, error) {
 
 // Updates returns a channel that receives the current master (once known)
 // and then every newer one. A reader slower than the changes gets the
-// newest, never an older one. It is closed when the watcher stops. Each
-// call returns a channel of its own.
+// newest, never an older one. It is closed when the watcher stops, after
+// the last master the watcher saw. Each call returns a channel of its own;
+// read it until it is closed.
 func (w *Watcher) Updates() <-chan Master {
-	out := make(chan Master)
+	out := make(chan Master, 1)
 	go func() {
 		defer close(out)
 		var last Master
 		sent := false
+		fresh := func() (Master, bool) {
+			m, ok := w.Current()
+			return m, ok && (!sent || m != last)
+		}
 		for {
 			changed := w.Changed()
-			if m, ok := w.Current(); ok && (!sent || m != last) {
+			if m, ok := fresh(); ok {
 				select {
 				case out <- m:
 					last, sent = m, true
 					continue
 				case <-w.done:
-					return
+				}
+			} else {
+				select {
+				case <-changed:
+					continue
+				case <-w.done:
 				}
 			}
-			select {
-			case <-changed:
-			case <-w.done:
-				return
+			// Stopped: leave the newest master in the buffer, in place of
+			// an older one the reader has not taken, without blocking.
+			if m, ok := fresh(); ok {
+				select {
+				case out <- m:
+				default:
+					select {
+					case <-out:
+					default:
+					}
+					out <- m
+				}
 			}
+			return
 		}
 	}()
 	return out
