@@ -82,7 +82,7 @@ func New(cfg Config) (*Server, error) {
 	coordinatorv1.RegisterCoordinatorServiceServer(s.grpc, &api{s: s})
 	clusterv1.RegisterClusterServiceServer(s.grpc, &clusterAPI{s: s})
 	s.health = health.NewServer()
-	healthpb.RegisterHealthServer(s.grpc, s.health)
+	healthpb.RegisterHealthServer(s.grpc, healthService{Server: s.health, stop: s.ctx})
 	reflection.Register(s.grpc)
 	s.wg.Add(1)
 	go func() {
