@@ -214,6 +214,10 @@ func storedEvents(ctx context.Context, a *app, c *client, master string) error {
 			resp, err = api.GetMasterDetail(ctx, &coordinatorv1.GetMasterDetailRequest{Name: name})
 			return err
 		})
+		var ee *exitError
+		if master == "" && errors.As(err, &ee) && ee.code == exitNotFound {
+			continue // removed since the list was read
+		}
 		if err != nil {
 			return err
 		}
