@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"regexp"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -62,7 +62,7 @@ func NewWithConfig(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, errors.New("raftinel client: no node address given")
 	}
 	for _, a := range cfg.Addrs {
-		if a == "" || !strings.Contains(a, ":") {
+		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" {
 			return nil, fmt.Errorf("raftinel client: node address %q is not host:port", a)
 		}
 	}
