@@ -86,7 +86,8 @@ func NewWithConfig(ctx context.Context, cfg Config) (*Client, error) {
 	})
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("raftinel client: no node answered: %w", err)
+		st := status.Convert(err)
+		return nil, status.Errorf(st.Code(), "raftinel client: no node answered: %s", st.Message())
 	}
 	for _, m := range members.GetMembers() {
 		c.learn(m.GetGrpcAddress())
@@ -214,7 +215,8 @@ func (b *backoff) wait(ctx context.Context) error {
 
 // call runs fn on the nodes in turn until one answers something other than
 // a retryable failure, pausing with backoff after each round, until ctx
-// (or CallTimeout when ctx has no deadline) ends. A write goes first to the
+// (or CallTimeout when ctx has no deadline) ends, which gives a
+// DeadlineExceeded (or Canceled) status error. A write goes first to the
 // leader the cluster last named; any node would forward it.
 func (c *Client) call(ctx context.Context, write bool, fn func(context.Context, coordinatorv1.CoordinatorServiceClient) error) error {
 	if _, ok := ctx.Deadline(); !ok {
@@ -223,7 +225,7 @@ func (c *Client) call(ctx context.Context, write bool, fn func(context.Context, 
 		defer cancel()
 	}
 	b := c.newBackoff()
-	var last error
+	last := ""
 	for {
 		for _, addr := range c.order(write) {
 			cc, err := c.conn(addr)
@@ -235,19 +237,32 @@ func (c *Client) call(ctx context.Context, write bool, fn func(context.Context, 
 				c.answered(addr)
 				return nil
 			}
-			if !retryable(err) || ctx.Err() != nil {
-				if last != nil && ctx.Err() != nil {
-					return fmt.Errorf("%w (before: %v)", err, last)
-				}
+			if ctx.Err() != nil {
+				return gaveUp(ctx, failure(addr, err))
+			}
+			if !retryable(err) {
 				return err
 			}
 			c.noteLeaderHint(err)
-			last = fmt.Errorf("%s: %w", addr, err)
+			last = failure(addr, err)
 		}
-		if err := b.wait(ctx); err != nil {
-			return fmt.Errorf("%w; last failure: %v", err, last)
+		if b.wait(ctx) != nil {
+			return gaveUp(ctx, last)
 		}
 	}
+}
+
+// gaveUp is the error of a call whose context ended: a DeadlineExceeded or
+// Canceled status that also says what failed last.
+func gaveUp(ctx context.Context, last string) error {
+	st := status.FromContextError(ctx.Err())
+	return status.Errorf(st.Code(), "%s; last failure: %s", st.Message(), last)
+}
+
+// failure describes one node's failure by the server's message, without
+// grpc-go's "rpc error: code = ... desc =" wrapping.
+func failure(addr string, err error) string {
+	return addr + ": " + status.Convert(err).Message()
 }
 
 // Master is one master's address at an epoch, and the Raft index of the

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"strconv"
 	"time"
@@ -48,7 +47,7 @@ type EventsOptions struct {
 func (c *Client) WatchEvents(ctx context.Context, opts EventsOptions, fn func(Event) error) error {
 	r := &eventReader{c: c, opts: opts, fn: fn}
 	b := c.newBackoff()
-	var last error
+	last := ""
 	for {
 		for _, addr := range c.order(false) {
 			delivered, err := r.stream(ctx, addr)
@@ -64,10 +63,10 @@ func (c *Client) WatchEvents(ctx context.Context, opts EventsOptions, fn func(Ev
 			if errors.Is(err, ErrClosed) || !retryable(err) || status.Code(err) == codes.Aborted {
 				return err
 			}
-			last = fmt.Errorf("%s: %w", addr, err)
+			last = failure(addr, err)
 		}
-		if err := b.wait(ctx); err != nil {
-			return fmt.Errorf("%w; last failure: %v", err, last)
+		if b.wait(ctx) != nil {
+			return gaveUp(ctx, last)
 		}
 	}
 }

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"sync"
 
@@ -169,10 +168,16 @@ func (w *Watcher) offer(m Master) {
 	w.changed = make(chan struct{})
 }
 
-func (w *Watcher) resumeEpoch() uint64 {
+// request resumes from the last master seen: no older epoch, and no answer
+// from a node that has not applied what that master was read from.
+func (w *Watcher) request() *coordinatorv1.WatchMasterRequest {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.current.Epoch
+	req := &coordinatorv1.WatchMasterRequest{Name: w.name, ResumeFromEpoch: w.current.Epoch}
+	if w.current.Index > 0 {
+		req.Consistency = &coordinatorv1.ReadConsistency{MinIndex: w.current.Index}
+	}
+	return req
 }
 
 func (w *Watcher) run(ctx context.Context) {
@@ -187,7 +192,7 @@ func (w *Watcher) run(ctx context.Context) {
 // not "try again" or ctx ends.
 func (w *Watcher) follow(ctx context.Context) error {
 	b := w.c.newBackoff()
-	var last error
+	last := ""
 	for {
 		for _, addr := range w.c.order(false) {
 			delivered, err := w.stream(ctx, addr)
@@ -200,10 +205,10 @@ func (w *Watcher) follow(ctx context.Context) error {
 			if errors.Is(err, ErrClosed) || !retryable(err) {
 				return err
 			}
-			last = fmt.Errorf("%s: %w", addr, err)
+			last = failure(addr, err)
 		}
-		if err := b.wait(ctx); err != nil {
-			return fmt.Errorf("%w; last failure: %v", err, last)
+		if b.wait(ctx) != nil {
+			return gaveUp(ctx, last)
 		}
 	}
 }
@@ -217,8 +222,7 @@ func (w *Watcher) stream(ctx context.Context, addr string) (bool, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s, err := coordinatorv1.NewCoordinatorServiceClient(cc).WatchMaster(ctx, &coordinatorv1.WatchMasterRequest{
-		Name: w.name, ResumeFromEpoch: w.resumeEpoch()})
+	s, err := coordinatorv1.NewCoordinatorServiceClient(cc).WatchMaster(ctx, w.request())
 	if err != nil {
 		return false, err
 	}

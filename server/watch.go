@@ -25,6 +25,7 @@ type watchHub struct {
 	fsm *fsm.FSM
 
 	mu      sync.RWMutex // read-locked by every stream at every change
+	index   uint64       // the applied index of the heads last synced
 	masters map[string]*topic
 	lastSeq uint64
 	events  chan struct{} // closed when lastSeq rises
@@ -60,10 +61,17 @@ func (h *watchHub) run(ctx context.Context) {
 	}
 }
 
+// sync brings the hub up to the FSM. Streams call it too, to look up a
+// master the hub's goroutine has not seen yet; heads read before an other
+// caller's newer ones are dropped, so nothing ever goes back.
 func (h *watchHub) sync() {
 	heads, index, lastSeq := h.fsm.Heads()
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if index < h.index {
+		return
+	}
+	h.index = index
 	for name, t := range h.masters {
 		head, ok := heads[name]
 		switch {
@@ -90,8 +98,15 @@ func (h *watchHub) sync() {
 }
 
 // topic returns the current topic of a master, or nil when it is not
-// monitored.
+// monitored as far as the FSM knows now.
 func (h *watchHub) topic(name string) *topic {
+	h.mu.RLock()
+	t := h.masters[name]
+	h.mu.RUnlock()
+	if t != nil {
+		return t
+	}
+	h.sync()
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.masters[name]
@@ -153,18 +168,35 @@ func (s *Server) waitStream(ctx context.Context, changed <-chan struct{}, age *t
 	}
 }
 
+// waitIndexForStream waits until the FSM has applied index, as long as the
+// stream may live.
+func (s *Server) waitIndexForStream(ctx context.Context, index uint64, age *time.Timer) error {
+	for {
+		changed, applied := s.fsm.Changed()
+		if applied >= index {
+			return nil
+		}
+		if err := s.waitStream(ctx, changed, age); err != nil {
+			return err
+		}
+	}
+}
+
 func (a *api) WatchMaster(req *coordinatorv1.WatchMasterRequest, stream coordinatorv1.CoordinatorService_WatchMasterServer) error {
 	name := req.GetName()
 	if err := fsm.ValidateName("master", name); err != nil {
 		return toStatus(err)
 	}
 	s := a.s
+	age := s.streamDeadline()
+	defer age.Stop()
+	if err := s.waitIndexForStream(stream.Context(), req.GetConsistency().GetMinIndex(), age); err != nil {
+		return err
+	}
 	t := s.watch.topic(name)
 	if t == nil {
 		return status.Errorf(codes.NotFound, "unknown master %q", name)
 	}
-	age := s.streamDeadline()
-	defer age.Stop()
 	var sent fsm.Head
 	first := true
 	for {

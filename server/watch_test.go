@@ -217,6 +217,33 @@ func TestWatchMasterResume(t *testing.T) {
 	}
 }
 
+// A client that saw an index a node has not applied yet gets no answer
+// from it before it has: not a NotFound for a master it has not learned.
+func TestWatchMasterWaitsForMinIndex(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	leader := c.leader()
+	c.registered()
+	behind := c.followers(leader)[0]
+	c.partition(behind)
+	resp, err := leader.client.Monitor(ctxT(t, 10*time.Second), &coordinatorv1.MonitorRequest{Name: "later", Address: unusedAddr(t),
+		Settings: &coordinatorv1.MasterSettings{Quorum: 2, DownAfter: durationpb.New(time.Hour)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := behind.client.WatchMaster(ctxT(t, 30*time.Second), &coordinatorv1.WatchMasterRequest{Name: "later",
+		Consistency: &coordinatorv1.ReadConsistency{MinIndex: resp.Index}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := behind.srv.FSM().Master("later"); ok {
+		t.Fatal("the partitioned follower applied the write")
+	}
+	c.heal(behind)
+	if u := recvUpdate(t, stream); u.Name != "later" || u.Index < resp.Index {
+		t.Fatalf("after catching up: %v, want later at index %d or more", u, resp.Index)
+	}
+}
+
 // startNode starts a one-node cluster with a config the test adjusts.
 func startNode(t testing.TB, adjust func(*Config)) (*Server, *grpc.ClientConn) {
 	t.Helper()
@@ -260,6 +287,14 @@ func TestStreamsEndAtMaxStreamAge(t *testing.T) {
 	recvUpdate(t, watch)
 	if _, err := watch.Recv(); status.Code(err) != codes.Unavailable {
 		t.Fatalf("WatchMaster past its age: %v, want Unavailable", err)
+	}
+	behind, err := client.WatchMaster(ctxT(t, 30*time.Second), &coordinatorv1.WatchMasterRequest{Name: "mymaster",
+		Consistency: &coordinatorv1.ReadConsistency{MinIndex: 1 << 40}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := behind.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("WatchMaster waiting for an index past its age: %v, want Unavailable", err)
 	}
 	events, err := client.WatchEvents(ctxT(t, 30*time.Second), &coordinatorv1.WatchEventsRequest{})
 	if err != nil {

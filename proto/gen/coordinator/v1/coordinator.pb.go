@@ -2130,8 +2130,14 @@ type WatchMasterRequest struct {
 	// moves to a lagging node never sees the epoch go down; a node at this
 	// epoch or newer sends its current state at once.
 	ResumeFromEpoch uint64 `protobuf:"varint,2,opt,name=resume_from_epoch,json=resumeFromEpoch,proto3" json:"resume_from_epoch,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Wait until the node has applied this index before answering. A client
+	// passes the index of the last update it received, so that a node still
+	// catching up (just restarted, for example) does not answer NotFound for
+	// a master it has not learned yet. The wait is bounded by the stream's
+	// maximum age.
+	Consistency   *ReadConsistency `protobuf:"bytes,3,opt,name=consistency,proto3" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WatchMasterRequest) Reset() {
@@ -2176,6 +2182,13 @@ func (x *WatchMasterRequest) GetResumeFromEpoch() uint64 {
 		return x.ResumeFromEpoch
 	}
 	return 0
+}
+
+func (x *WatchMasterRequest) GetConsistency() *ReadConsistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return nil
 }
 
 // WatchMasterResponse is a master's address at one epoch.
@@ -2616,10 +2629,11 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x04type\x18\x04 \x01(\tR\x04type\x12\x18\n" +
 	"\apayload\x18\x05 \x01(\tR\apayload\x12\x17\n" +
 	"\anode_id\x18\x06 \x01(\tR\x06nodeId\x12\x14\n" +
-	"\x05epoch\x18\a \x01(\x04R\x05epoch\"T\n" +
+	"\x05epoch\x18\a \x01(\x04R\x05epoch\"\x97\x01\n" +
 	"\x12WatchMasterRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12*\n" +
-	"\x11resume_from_epoch\x18\x02 \x01(\x04R\x0fresumeFromEpoch\"o\n" +
+	"\x11resume_from_epoch\x18\x02 \x01(\x04R\x0fresumeFromEpoch\x12A\n" +
+	"\vconsistency\x18\x03 \x01(\v2\x1f.coordinator.v1.ReadConsistencyR\vconsistency\"o\n" +
 	"\x13WatchMasterResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -2737,38 +2751,39 @@ var file_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	31, // 25: coordinator.v1.FailoverJournal.rejected:type_name -> coordinator.v1.Rejection
 	40, // 26: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
 	40, // 27: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
-	32, // 28: coordinator.v1.WatchEventsResponse.event:type_name -> coordinator.v1.Event
-	1,  // 29: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
-	4,  // 30: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
-	7,  // 31: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
-	9,  // 32: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
-	13, // 33: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
-	15, // 34: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
-	18, // 35: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
-	20, // 36: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
-	22, // 37: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
-	24, // 38: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
-	33, // 39: coordinator.v1.CoordinatorService.WatchMaster:input_type -> coordinator.v1.WatchMasterRequest
-	35, // 40: coordinator.v1.CoordinatorService.WatchEvents:input_type -> coordinator.v1.WatchEventsRequest
-	37, // 41: coordinator.v1.CoordinatorService.TransferLeadership:input_type -> coordinator.v1.TransferLeadershipRequest
-	2,  // 42: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
-	5,  // 43: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
-	8,  // 44: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
-	10, // 45: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
-	14, // 46: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
-	16, // 47: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
-	19, // 48: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
-	21, // 49: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
-	23, // 50: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
-	25, // 51: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
-	34, // 52: coordinator.v1.CoordinatorService.WatchMaster:output_type -> coordinator.v1.WatchMasterResponse
-	36, // 53: coordinator.v1.CoordinatorService.WatchEvents:output_type -> coordinator.v1.WatchEventsResponse
-	38, // 54: coordinator.v1.CoordinatorService.TransferLeadership:output_type -> coordinator.v1.TransferLeadershipResponse
-	42, // [42:55] is the sub-list for method output_type
-	29, // [29:42] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	0,  // 28: coordinator.v1.WatchMasterRequest.consistency:type_name -> coordinator.v1.ReadConsistency
+	32, // 29: coordinator.v1.WatchEventsResponse.event:type_name -> coordinator.v1.Event
+	1,  // 30: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
+	4,  // 31: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
+	7,  // 32: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
+	9,  // 33: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
+	13, // 34: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
+	15, // 35: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
+	18, // 36: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
+	20, // 37: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
+	22, // 38: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
+	24, // 39: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
+	33, // 40: coordinator.v1.CoordinatorService.WatchMaster:input_type -> coordinator.v1.WatchMasterRequest
+	35, // 41: coordinator.v1.CoordinatorService.WatchEvents:input_type -> coordinator.v1.WatchEventsRequest
+	37, // 42: coordinator.v1.CoordinatorService.TransferLeadership:input_type -> coordinator.v1.TransferLeadershipRequest
+	2,  // 43: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
+	5,  // 44: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
+	8,  // 45: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
+	10, // 46: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
+	14, // 47: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
+	16, // 48: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
+	19, // 49: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
+	21, // 50: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
+	23, // 51: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
+	25, // 52: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
+	34, // 53: coordinator.v1.CoordinatorService.WatchMaster:output_type -> coordinator.v1.WatchMasterResponse
+	36, // 54: coordinator.v1.CoordinatorService.WatchEvents:output_type -> coordinator.v1.WatchEventsResponse
+	38, // 55: coordinator.v1.CoordinatorService.TransferLeadership:output_type -> coordinator.v1.TransferLeadershipResponse
+	43, // [43:56] is the sub-list for method output_type
+	30, // [30:43] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_v1_coordinator_proto_init() }
