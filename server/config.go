@@ -66,12 +66,20 @@ type Config struct {
 	// RequestTimeout bounds a write that arrives without a deadline.
 	RequestTimeout time.Duration
 
+	// MaxStreamAge ends a WatchMaster or WatchEvents stream after this long
+	// (plus up to a tenth more, at random) with Unavailable, so that
+	// long-lived clients spread again over the nodes. Default 10 minutes.
+	MaxStreamAge time.Duration
+
 	// SimulateFailure is a test hook, like Sentinel's SIMULATE-FAILURE: with
 	// "crash-after-election" the leader exits with status 99 right after it
 	// commits the start of a failover, with "crash-after-promotion" right
 	// after it commits the promotion. The next leader must finish the job.
 	SimulateFailure string
 }
+
+// DefaultMaxStreamAge is Config.MaxStreamAge when unset.
+const DefaultMaxStreamAge = 10 * time.Minute
 
 // Simulated failures accepted by Config.SimulateFailure.
 const (
@@ -191,6 +199,12 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 10 * time.Second
+	}
+	switch {
+	case c.MaxStreamAge < 0:
+		return fmt.Errorf("--max-stream-age %v: must be positive", c.MaxStreamAge)
+	case c.MaxStreamAge == 0:
+		c.MaxStreamAge = DefaultMaxStreamAge
 	}
 	return nil
 }

@@ -31,6 +31,8 @@ var writeMethods = map[string]bool{
 	// caller's deadline, which gRPC carries along.
 	coordinatorv1.CoordinatorService_Failover_FullMethodName: true,
 	coordinatorv1.CoordinatorService_Reset_FullMethodName:    true,
+
+	coordinatorv1.CoordinatorService_TransferLeadership_FullMethodName: true,
 }
 
 func forwardedContext(ctx context.Context) context.Context {
@@ -147,6 +149,8 @@ func newReply(method string) proto.Message {
 		return &coordinatorv1.FailoverResponse{}
 	case coordinatorv1.CoordinatorService_Reset_FullMethodName:
 		return &coordinatorv1.ResetResponse{}
+	case coordinatorv1.CoordinatorService_TransferLeadership_FullMethodName:
+		return &coordinatorv1.TransferLeadershipResponse{}
 	}
 	return nil
 }

@@ -21,6 +21,9 @@ import (
 	"go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
 )
 
 // Server is one running node.
@@ -39,6 +42,8 @@ type Server struct {
 
 	monitor *monitor
 	actions *actions
+	watch   *watchHub
+	health  *health.Server
 
 	// sentinelLis is bound in New before anything else starts, so a taken
 	// port fails the start cleanly; sentinel serves on it (nil when the
@@ -89,8 +94,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.lis = lis
 	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(errorInterceptor, s.forwardInterceptor))
+	s.startWatchHub()
 	coordinatorv1.RegisterCoordinatorServiceServer(s.grpc, &api{s: s})
 	clusterv1.RegisterClusterServiceServer(s.grpc, &clusterAPI{s: s})
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, healthService{Server: s.health, stop: s.ctx})
+	reflection.Register(s.grpc)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -121,6 +130,8 @@ func New(cfg Config) (*Server, error) {
 		go s.joinCluster()
 	}
 	ok = true
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(coordinatorv1.CoordinatorService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	s.log.Info("node started", "raft_addr", cfg.RaftAddr, "grpc_addr", cfg.GRPCAddr, "sentinel_addr", s.cfg.SentinelAddr, "data_dir", cfg.DataDir)
 	return s, nil
 }
@@ -240,6 +251,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				s.log.Warn("closing the Sentinel endpoint", "err", err)
 			}
 		}
+		s.health.Shutdown() // NOT_SERVING for every service, so balancers move on
 		s.cancel()
 		stopped := make(chan struct{})
 		go func() { s.grpc.GracefulStop(); close(stopped) }()

@@ -29,7 +29,7 @@ func main() {
 type options struct {
 	id, dataDir, raftAddr, grpcAddr, sentinelAddr string
 	bootstrap, join, logLevel, logFormat          string
-	simulateFailure, sentinelPass                 string
+	simulateFailure, sentinelPass, maxStreamAge   string
 	sentinelMaxClients, sentinelSubscriberBuffer  int
 }
 
@@ -71,6 +71,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	str(&o.join, "join", "", "gRPC host:port of any member of a running cluster to join")
 	str(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	str(&o.logFormat, "log-format", "text", "log format: text or json")
+	str(&o.maxStreamAge, "max-stream-age", server.DefaultMaxStreamAge.String(), "WatchMaster and WatchEvents streams end after this long (plus up to 10% at random) with Unavailable, so clients reconnect and spread over the nodes")
 	str(&o.simulateFailure, "simulate-failure", "", "test hook: crash-after-election or crash-after-promotion makes a leader exit with status 99 at that failover step")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: coordinator --id ID --data-dir DIR [--bootstrap LIST | --join ADDR] [flags]\n\n")
@@ -129,6 +130,9 @@ func run(args []string, stderr io.Writer) int {
 		Join: o.join, Logger: logger, SimulateFailure: o.simulateFailure,
 		SentinelAddr: o.sentinelAddr, SentinelPass: o.sentinelPass,
 		SentinelMaxClients: o.sentinelMaxClients, SentinelSubscriberBuffer: o.sentinelSubscriberBuffer,
+	}
+	if cfg.MaxStreamAge, err = time.ParseDuration(o.maxStreamAge); err != nil || cfg.MaxStreamAge <= 0 {
+		return fail(fmt.Errorf("--max-stream-age %q: want a positive duration such as 10m", o.maxStreamAge))
 	}
 	if o.bootstrap != "" {
 		if cfg.Bootstrap, err = server.ParseBootstrap(o.bootstrap); err != nil {

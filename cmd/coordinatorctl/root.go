@@ -86,6 +86,13 @@ With -o json a command prints its API response message in the proto3 JSON
 mapping: field names are the .proto names (snake_case), every field is
 present, 64-bit integers are strings and durations are like "1.500s".
 
+The streaming commands (watch, events --follow) print one line per change,
+or with -o json one compact JSON object per line, and go on through another
+node when theirs stops.
+
+Shell completion: 'coordinatorctl completion bash|zsh|fish|powershell' prints
+the script; 'coordinatorctl completion bash --help' says how to load it.
+
 Exit codes: 0 success, 1 failure (no node reachable, no quorum, timeout),
 2 usage error, 3 master or node not found, 4 invalid value or already exists,
 5 failover aborted.`,
@@ -104,11 +111,11 @@ Exit codes: 0 success, 1 failure (no node reachable, no quorum, timeout),
 	pf.Var(&a.timeout, "timeout", "deadline of each call to the cluster, across all addresses tried")
 
 	root.AddGroup(&cobra.Group{ID: "cluster", Title: "Cluster:"}, &cobra.Group{ID: "masters", Title: "Monitored masters:"})
-	for _, c := range []*cobra.Command{statusCmd(a), membersCmd(a), removeNodeCmd(a)} {
+	for _, c := range []*cobra.Command{statusCmd(a), membersCmd(a), removeNodeCmd(a), transferLeadershipCmd(a)} {
 		c.GroupID = "cluster"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{monitorCmd(a), removeCmd(a), setCmd(a), mastersCmd(a), masterCmd(a), failoverCmd(a)} {
+	for _, c := range []*cobra.Command{monitorCmd(a), removeCmd(a), setCmd(a), mastersCmd(a), masterCmd(a), failoverCmd(a), watchCmd(a), eventsCmd(a)} {
 		c.GroupID = "masters"
 		root.AddCommand(c)
 	}

@@ -2520,6 +2520,356 @@ func (x *FailoverOutcome) GetCoordinated() bool {
 	return false
 }
 
+type WatchMasterRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The last epoch the client saw, 0 for none. A node whose state is older
+	// waits until it has caught up before it sends anything, so a client that
+	// moves to a lagging node never sees the epoch go down; a node at this
+	// epoch or newer sends its current state at once.
+	ResumeFromEpoch uint64 `protobuf:"varint,2,opt,name=resume_from_epoch,json=resumeFromEpoch,proto3" json:"resume_from_epoch,omitempty"`
+	// Wait until the node has applied this index before answering. A client
+	// passes the index of the last update it received, so that a node still
+	// catching up (just restarted, for example) does not answer NotFound for
+	// a master it has not learned yet. The wait is bounded by the stream's
+	// maximum age.
+	Consistency   *ReadConsistency `protobuf:"bytes,3,opt,name=consistency,proto3" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchMasterRequest) Reset() {
+	*x = WatchMasterRequest{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchMasterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchMasterRequest) ProtoMessage() {}
+
+func (x *WatchMasterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchMasterRequest.ProtoReflect.Descriptor instead.
+func (*WatchMasterRequest) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *WatchMasterRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WatchMasterRequest) GetResumeFromEpoch() uint64 {
+	if x != nil {
+		return x.ResumeFromEpoch
+	}
+	return 0
+}
+
+func (x *WatchMasterRequest) GetConsistency() *ReadConsistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return nil
+}
+
+// WatchMasterResponse is a master's address at one epoch.
+type WatchMasterResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// host:port of the current master.
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Epoch   uint64 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// The Raft index the node had applied when it read this state.
+	Index         uint64 `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchMasterResponse) Reset() {
+	*x = WatchMasterResponse{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchMasterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchMasterResponse) ProtoMessage() {}
+
+func (x *WatchMasterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchMasterResponse.ProtoReflect.Descriptor instead.
+func (*WatchMasterResponse) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *WatchMasterResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WatchMasterResponse) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *WatchMasterResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *WatchMasterResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type WatchEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only the events of this master; empty for all.
+	Master string `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
+	// Send the stored history (the latest events of each master) first.
+	Replay bool `protobuf:"varint,2,opt,name=replay,proto3" json:"replay,omitempty"`
+	// Resume: send the events after this sequence number first, as far as the
+	// node still holds them (it ends with Aborted when it does not). Excludes
+	// replay.
+	AfterSeq      uint64 `protobuf:"varint,3,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchEventsRequest) Reset() {
+	*x = WatchEventsRequest{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEventsRequest) ProtoMessage() {}
+
+func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
+func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *WatchEventsRequest) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *WatchEventsRequest) GetReplay() bool {
+	if x != nil {
+		return x.Replay
+	}
+	return false
+}
+
+func (x *WatchEventsRequest) GetAfterSeq() uint64 {
+	if x != nil {
+		return x.AfterSeq
+	}
+	return 0
+}
+
+// WatchEventsResponse carries one event.
+type WatchEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Event         *Event                 `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchEventsResponse) Reset() {
+	*x = WatchEventsResponse{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEventsResponse) ProtoMessage() {}
+
+func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
+func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *WatchEventsResponse) GetEvent() *Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+type TransferLeadershipRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The voter to hand leadership to; empty lets Raft pick the most up to
+	// date one.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipRequest) Reset() {
+	*x = TransferLeadershipRequest{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipRequest) ProtoMessage() {}
+
+func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *TransferLeadershipRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type TransferLeadershipResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node that led when the request arrived.
+	PreviousLeaderId string `protobuf:"bytes,1,opt,name=previous_leader_id,json=previousLeaderId,proto3" json:"previous_leader_id,omitempty"`
+	// The leader after the transfer, when known by the time of the answer.
+	LeaderId      string `protobuf:"bytes,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipResponse) Reset() {
+	*x = TransferLeadershipResponse{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipResponse) ProtoMessage() {}
+
+func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *TransferLeadershipResponse) GetPreviousLeaderId() string {
+	if x != nil {
+		return x.PreviousLeaderId
+	}
+	return ""
+}
+
+func (x *TransferLeadershipResponse) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
 var File_coordinator_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_coordinator_v1_coordinator_proto_rawDesc = "" +
@@ -2713,7 +3063,27 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"new_master\x18\n" +
 	" \x01(\tR\tnewMaster\x12 \n" +
-	"\vcoordinated\x18\v \x01(\bR\vcoordinated2\xc5\a\n" +
+	"\vcoordinated\x18\v \x01(\bR\vcoordinated\"\x97\x01\n" +
+	"\x12WatchMasterRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12*\n" +
+	"\x11resume_from_epoch\x18\x02 \x01(\x04R\x0fresumeFromEpoch\x12A\n" +
+	"\vconsistency\x18\x03 \x01(\v2\x1f.coordinator.v1.ReadConsistencyR\vconsistency\"o\n" +
+	"\x13WatchMasterResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x14\n" +
+	"\x05index\x18\x04 \x01(\x04R\x05index\"a\n" +
+	"\x12WatchEventsRequest\x12\x16\n" +
+	"\x06master\x18\x01 \x01(\tR\x06master\x12\x16\n" +
+	"\x06replay\x18\x02 \x01(\bR\x06replay\x12\x1b\n" +
+	"\tafter_seq\x18\x03 \x01(\x04R\bafterSeq\"B\n" +
+	"\x13WatchEventsResponse\x12+\n" +
+	"\x05event\x18\x01 \x01(\v2\x15.coordinator.v1.EventR\x05event\"+\n" +
+	"\x19TransferLeadershipRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"g\n" +
+	"\x1aTransferLeadershipResponse\x12,\n" +
+	"\x12previous_leader_id\x18\x01 \x01(\tR\x10previousLeaderId\x12\x1b\n" +
+	"\tleader_id\x18\x02 \x01(\tR\bleaderId2\xe6\t\n" +
 	"\x12CoordinatorService\x12G\n" +
 	"\x06Status\x12\x1d.coordinator.v1.StatusRequest\x1a\x1e.coordinator.v1.StatusResponse\x12V\n" +
 	"\vListMembers\x12\".coordinator.v1.ListMembersRequest\x1a#.coordinator.v1.ListMembersResponse\x12A\n" +
@@ -2727,7 +3097,10 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\vListMasters\x12\".coordinator.v1.ListMastersRequest\x1a#.coordinator.v1.ListMastersResponse\x12P\n" +
 	"\tGetMaster\x12 .coordinator.v1.GetMasterRequest\x1a!.coordinator.v1.GetMasterResponse\x12b\n" +
 	"\x0fGetMasterDetail\x12&.coordinator.v1.GetMasterDetailRequest\x1a'.coordinator.v1.GetMasterDetailResponse\x12M\n" +
-	"\bFailover\x12\x1f.coordinator.v1.FailoverRequest\x1a .coordinator.v1.FailoverResponseBEZCgithub.com/raftinel/raftinel/proto/gen/coordinator/v1;coordinatorv1b\x06proto3"
+	"\bFailover\x12\x1f.coordinator.v1.FailoverRequest\x1a .coordinator.v1.FailoverResponse\x12X\n" +
+	"\vWatchMaster\x12\".coordinator.v1.WatchMasterRequest\x1a#.coordinator.v1.WatchMasterResponse0\x01\x12X\n" +
+	"\vWatchEvents\x12\".coordinator.v1.WatchEventsRequest\x1a#.coordinator.v1.WatchEventsResponse0\x01\x12k\n" +
+	"\x12TransferLeadership\x12).coordinator.v1.TransferLeadershipRequest\x1a*.coordinator.v1.TransferLeadershipResponseBEZCgithub.com/raftinel/raftinel/proto/gen/coordinator/v1;coordinatorv1b\x06proto3"
 
 var (
 	file_coordinator_v1_coordinator_proto_rawDescOnce sync.Once
@@ -2741,54 +3114,60 @@ func file_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 	return file_coordinator_v1_coordinator_proto_rawDescData
 }
 
-var file_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_coordinator_v1_coordinator_proto_goTypes = []any{
-	(*ReadConsistency)(nil),         // 0: coordinator.v1.ReadConsistency
-	(*StatusRequest)(nil),           // 1: coordinator.v1.StatusRequest
-	(*StatusResponse)(nil),          // 2: coordinator.v1.StatusResponse
-	(*NodeStatus)(nil),              // 3: coordinator.v1.NodeStatus
-	(*ListMembersRequest)(nil),      // 4: coordinator.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),     // 5: coordinator.v1.ListMembersResponse
-	(*Member)(nil),                  // 6: coordinator.v1.Member
-	(*JoinRequest)(nil),             // 7: coordinator.v1.JoinRequest
-	(*JoinResponse)(nil),            // 8: coordinator.v1.JoinResponse
-	(*RemoveNodeRequest)(nil),       // 9: coordinator.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),      // 10: coordinator.v1.RemoveNodeResponse
-	(*MasterSettings)(nil),          // 11: coordinator.v1.MasterSettings
-	(*Master)(nil),                  // 12: coordinator.v1.Master
-	(*MonitorRequest)(nil),          // 13: coordinator.v1.MonitorRequest
-	(*MonitorResponse)(nil),         // 14: coordinator.v1.MonitorResponse
-	(*RemoveRequest)(nil),           // 15: coordinator.v1.RemoveRequest
-	(*RemoveResponse)(nil),          // 16: coordinator.v1.RemoveResponse
-	(*Option)(nil),                  // 17: coordinator.v1.Option
-	(*SetRequest)(nil),              // 18: coordinator.v1.SetRequest
-	(*SetResponse)(nil),             // 19: coordinator.v1.SetResponse
-	(*ResetRequest)(nil),            // 20: coordinator.v1.ResetRequest
-	(*ResetResponse)(nil),           // 21: coordinator.v1.ResetResponse
-	(*ListMastersRequest)(nil),      // 22: coordinator.v1.ListMastersRequest
-	(*ListMastersResponse)(nil),     // 23: coordinator.v1.ListMastersResponse
-	(*GetMasterRequest)(nil),        // 24: coordinator.v1.GetMasterRequest
-	(*GetMasterResponse)(nil),       // 25: coordinator.v1.GetMasterResponse
-	(*GetMasterDetailRequest)(nil),  // 26: coordinator.v1.GetMasterDetailRequest
-	(*GetMasterDetailResponse)(nil), // 27: coordinator.v1.GetMasterDetailResponse
-	(*MasterDetail)(nil),            // 28: coordinator.v1.MasterDetail
-	(*Replica)(nil),                 // 29: coordinator.v1.Replica
-	(*Vote)(nil),                    // 30: coordinator.v1.Vote
-	(*FailoverJournal)(nil),         // 31: coordinator.v1.FailoverJournal
-	(*ReplicaReconf)(nil),           // 32: coordinator.v1.ReplicaReconf
-	(*Rejection)(nil),               // 33: coordinator.v1.Rejection
-	(*Event)(nil),                   // 34: coordinator.v1.Event
-	(*FailoverRequest)(nil),         // 35: coordinator.v1.FailoverRequest
-	(*FailoverResponse)(nil),        // 36: coordinator.v1.FailoverResponse
-	(*FailoverOutcome)(nil),         // 37: coordinator.v1.FailoverOutcome
-	(*durationpb.Duration)(nil),     // 38: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 39: google.protobuf.Timestamp
+	(*ReadConsistency)(nil),            // 0: coordinator.v1.ReadConsistency
+	(*StatusRequest)(nil),              // 1: coordinator.v1.StatusRequest
+	(*StatusResponse)(nil),             // 2: coordinator.v1.StatusResponse
+	(*NodeStatus)(nil),                 // 3: coordinator.v1.NodeStatus
+	(*ListMembersRequest)(nil),         // 4: coordinator.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),        // 5: coordinator.v1.ListMembersResponse
+	(*Member)(nil),                     // 6: coordinator.v1.Member
+	(*JoinRequest)(nil),                // 7: coordinator.v1.JoinRequest
+	(*JoinResponse)(nil),               // 8: coordinator.v1.JoinResponse
+	(*RemoveNodeRequest)(nil),          // 9: coordinator.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),         // 10: coordinator.v1.RemoveNodeResponse
+	(*MasterSettings)(nil),             // 11: coordinator.v1.MasterSettings
+	(*Master)(nil),                     // 12: coordinator.v1.Master
+	(*MonitorRequest)(nil),             // 13: coordinator.v1.MonitorRequest
+	(*MonitorResponse)(nil),            // 14: coordinator.v1.MonitorResponse
+	(*RemoveRequest)(nil),              // 15: coordinator.v1.RemoveRequest
+	(*RemoveResponse)(nil),             // 16: coordinator.v1.RemoveResponse
+	(*Option)(nil),                     // 17: coordinator.v1.Option
+	(*SetRequest)(nil),                 // 18: coordinator.v1.SetRequest
+	(*SetResponse)(nil),                // 19: coordinator.v1.SetResponse
+	(*ResetRequest)(nil),               // 20: coordinator.v1.ResetRequest
+	(*ResetResponse)(nil),              // 21: coordinator.v1.ResetResponse
+	(*ListMastersRequest)(nil),         // 22: coordinator.v1.ListMastersRequest
+	(*ListMastersResponse)(nil),        // 23: coordinator.v1.ListMastersResponse
+	(*GetMasterRequest)(nil),           // 24: coordinator.v1.GetMasterRequest
+	(*GetMasterResponse)(nil),          // 25: coordinator.v1.GetMasterResponse
+	(*GetMasterDetailRequest)(nil),     // 26: coordinator.v1.GetMasterDetailRequest
+	(*GetMasterDetailResponse)(nil),    // 27: coordinator.v1.GetMasterDetailResponse
+	(*MasterDetail)(nil),               // 28: coordinator.v1.MasterDetail
+	(*Replica)(nil),                    // 29: coordinator.v1.Replica
+	(*Vote)(nil),                       // 30: coordinator.v1.Vote
+	(*FailoverJournal)(nil),            // 31: coordinator.v1.FailoverJournal
+	(*ReplicaReconf)(nil),              // 32: coordinator.v1.ReplicaReconf
+	(*Rejection)(nil),                  // 33: coordinator.v1.Rejection
+	(*Event)(nil),                      // 34: coordinator.v1.Event
+	(*FailoverRequest)(nil),            // 35: coordinator.v1.FailoverRequest
+	(*FailoverResponse)(nil),           // 36: coordinator.v1.FailoverResponse
+	(*FailoverOutcome)(nil),            // 37: coordinator.v1.FailoverOutcome
+	(*WatchMasterRequest)(nil),         // 38: coordinator.v1.WatchMasterRequest
+	(*WatchMasterResponse)(nil),        // 39: coordinator.v1.WatchMasterResponse
+	(*WatchEventsRequest)(nil),         // 40: coordinator.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),        // 41: coordinator.v1.WatchEventsResponse
+	(*TransferLeadershipRequest)(nil),  // 42: coordinator.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 43: coordinator.v1.TransferLeadershipResponse
+	(*durationpb.Duration)(nil),        // 44: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 45: google.protobuf.Timestamp
 }
 var file_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	3,  // 0: coordinator.v1.StatusResponse.nodes:type_name -> coordinator.v1.NodeStatus
 	6,  // 1: coordinator.v1.ListMembersResponse.members:type_name -> coordinator.v1.Member
-	38, // 2: coordinator.v1.MasterSettings.down_after:type_name -> google.protobuf.Duration
-	38, // 3: coordinator.v1.MasterSettings.failover_timeout:type_name -> google.protobuf.Duration
+	44, // 2: coordinator.v1.MasterSettings.down_after:type_name -> google.protobuf.Duration
+	44, // 3: coordinator.v1.MasterSettings.failover_timeout:type_name -> google.protobuf.Duration
 	11, // 4: coordinator.v1.Master.settings:type_name -> coordinator.v1.MasterSettings
 	11, // 5: coordinator.v1.MonitorRequest.settings:type_name -> coordinator.v1.MasterSettings
 	17, // 6: coordinator.v1.SetRequest.options:type_name -> coordinator.v1.Option
@@ -2803,51 +3182,59 @@ var file_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	30, // 15: coordinator.v1.MasterDetail.votes:type_name -> coordinator.v1.Vote
 	31, // 16: coordinator.v1.MasterDetail.failover:type_name -> coordinator.v1.FailoverJournal
 	34, // 17: coordinator.v1.MasterDetail.events:type_name -> coordinator.v1.Event
-	39, // 18: coordinator.v1.MasterDetail.last_failover_at:type_name -> google.protobuf.Timestamp
+	45, // 18: coordinator.v1.MasterDetail.last_failover_at:type_name -> google.protobuf.Timestamp
 	37, // 19: coordinator.v1.MasterDetail.last_failover:type_name -> coordinator.v1.FailoverOutcome
-	38, // 20: coordinator.v1.Replica.master_link_down:type_name -> google.protobuf.Duration
-	39, // 21: coordinator.v1.Replica.observed_at:type_name -> google.protobuf.Timestamp
-	39, // 22: coordinator.v1.Vote.at:type_name -> google.protobuf.Timestamp
-	39, // 23: coordinator.v1.FailoverJournal.started_at:type_name -> google.protobuf.Timestamp
-	39, // 24: coordinator.v1.FailoverJournal.promoted_at:type_name -> google.protobuf.Timestamp
+	44, // 20: coordinator.v1.Replica.master_link_down:type_name -> google.protobuf.Duration
+	45, // 21: coordinator.v1.Replica.observed_at:type_name -> google.protobuf.Timestamp
+	45, // 22: coordinator.v1.Vote.at:type_name -> google.protobuf.Timestamp
+	45, // 23: coordinator.v1.FailoverJournal.started_at:type_name -> google.protobuf.Timestamp
+	45, // 24: coordinator.v1.FailoverJournal.promoted_at:type_name -> google.protobuf.Timestamp
 	32, // 25: coordinator.v1.FailoverJournal.reconf:type_name -> coordinator.v1.ReplicaReconf
 	33, // 26: coordinator.v1.FailoverJournal.rejected:type_name -> coordinator.v1.Rejection
-	38, // 27: coordinator.v1.FailoverJournal.handover_timeout:type_name -> google.protobuf.Duration
-	39, // 28: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
-	39, // 29: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
-	38, // 30: coordinator.v1.FailoverRequest.timeout:type_name -> google.protobuf.Duration
+	44, // 27: coordinator.v1.FailoverJournal.handover_timeout:type_name -> google.protobuf.Duration
+	45, // 28: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
+	45, // 29: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
+	44, // 30: coordinator.v1.FailoverRequest.timeout:type_name -> google.protobuf.Duration
 	37, // 31: coordinator.v1.FailoverResponse.outcome:type_name -> coordinator.v1.FailoverOutcome
-	39, // 32: coordinator.v1.FailoverOutcome.started_at:type_name -> google.protobuf.Timestamp
-	39, // 33: coordinator.v1.FailoverOutcome.finished_at:type_name -> google.protobuf.Timestamp
-	1,  // 34: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
-	4,  // 35: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
-	7,  // 36: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
-	9,  // 37: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
-	13, // 38: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
-	15, // 39: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
-	18, // 40: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
-	20, // 41: coordinator.v1.CoordinatorService.Reset:input_type -> coordinator.v1.ResetRequest
-	22, // 42: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
-	24, // 43: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
-	26, // 44: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
-	35, // 45: coordinator.v1.CoordinatorService.Failover:input_type -> coordinator.v1.FailoverRequest
-	2,  // 46: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
-	5,  // 47: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
-	8,  // 48: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
-	10, // 49: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
-	14, // 50: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
-	16, // 51: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
-	19, // 52: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
-	21, // 53: coordinator.v1.CoordinatorService.Reset:output_type -> coordinator.v1.ResetResponse
-	23, // 54: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
-	25, // 55: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
-	27, // 56: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
-	36, // 57: coordinator.v1.CoordinatorService.Failover:output_type -> coordinator.v1.FailoverResponse
-	46, // [46:58] is the sub-list for method output_type
-	34, // [34:46] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	45, // 32: coordinator.v1.FailoverOutcome.started_at:type_name -> google.protobuf.Timestamp
+	45, // 33: coordinator.v1.FailoverOutcome.finished_at:type_name -> google.protobuf.Timestamp
+	0,  // 34: coordinator.v1.WatchMasterRequest.consistency:type_name -> coordinator.v1.ReadConsistency
+	34, // 35: coordinator.v1.WatchEventsResponse.event:type_name -> coordinator.v1.Event
+	1,  // 36: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
+	4,  // 37: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
+	7,  // 38: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
+	9,  // 39: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
+	13, // 40: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
+	15, // 41: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
+	18, // 42: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
+	20, // 43: coordinator.v1.CoordinatorService.Reset:input_type -> coordinator.v1.ResetRequest
+	22, // 44: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
+	24, // 45: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
+	26, // 46: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
+	35, // 47: coordinator.v1.CoordinatorService.Failover:input_type -> coordinator.v1.FailoverRequest
+	38, // 48: coordinator.v1.CoordinatorService.WatchMaster:input_type -> coordinator.v1.WatchMasterRequest
+	40, // 49: coordinator.v1.CoordinatorService.WatchEvents:input_type -> coordinator.v1.WatchEventsRequest
+	42, // 50: coordinator.v1.CoordinatorService.TransferLeadership:input_type -> coordinator.v1.TransferLeadershipRequest
+	2,  // 51: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
+	5,  // 52: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
+	8,  // 53: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
+	10, // 54: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
+	14, // 55: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
+	16, // 56: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
+	19, // 57: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
+	21, // 58: coordinator.v1.CoordinatorService.Reset:output_type -> coordinator.v1.ResetResponse
+	23, // 59: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
+	25, // 60: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
+	27, // 61: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
+	36, // 62: coordinator.v1.CoordinatorService.Failover:output_type -> coordinator.v1.FailoverResponse
+	39, // 63: coordinator.v1.CoordinatorService.WatchMaster:output_type -> coordinator.v1.WatchMasterResponse
+	41, // 64: coordinator.v1.CoordinatorService.WatchEvents:output_type -> coordinator.v1.WatchEventsResponse
+	43, // 65: coordinator.v1.CoordinatorService.TransferLeadership:output_type -> coordinator.v1.TransferLeadershipResponse
+	51, // [51:66] is the sub-list for method output_type
+	36, // [36:51] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_v1_coordinator_proto_init() }
@@ -2861,7 +3248,7 @@ func file_coordinator_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coordinator_v1_coordinator_proto_rawDesc), len(file_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   38,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

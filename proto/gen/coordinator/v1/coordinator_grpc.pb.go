@@ -23,18 +23,21 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CoordinatorService_Status_FullMethodName          = "/coordinator.v1.CoordinatorService/Status"
-	CoordinatorService_ListMembers_FullMethodName     = "/coordinator.v1.CoordinatorService/ListMembers"
-	CoordinatorService_Join_FullMethodName            = "/coordinator.v1.CoordinatorService/Join"
-	CoordinatorService_RemoveNode_FullMethodName      = "/coordinator.v1.CoordinatorService/RemoveNode"
-	CoordinatorService_Monitor_FullMethodName         = "/coordinator.v1.CoordinatorService/Monitor"
-	CoordinatorService_Remove_FullMethodName          = "/coordinator.v1.CoordinatorService/Remove"
-	CoordinatorService_Set_FullMethodName             = "/coordinator.v1.CoordinatorService/Set"
-	CoordinatorService_Reset_FullMethodName           = "/coordinator.v1.CoordinatorService/Reset"
-	CoordinatorService_ListMasters_FullMethodName     = "/coordinator.v1.CoordinatorService/ListMasters"
-	CoordinatorService_GetMaster_FullMethodName       = "/coordinator.v1.CoordinatorService/GetMaster"
-	CoordinatorService_GetMasterDetail_FullMethodName = "/coordinator.v1.CoordinatorService/GetMasterDetail"
-	CoordinatorService_Failover_FullMethodName        = "/coordinator.v1.CoordinatorService/Failover"
+	CoordinatorService_Status_FullMethodName             = "/coordinator.v1.CoordinatorService/Status"
+	CoordinatorService_ListMembers_FullMethodName        = "/coordinator.v1.CoordinatorService/ListMembers"
+	CoordinatorService_Join_FullMethodName               = "/coordinator.v1.CoordinatorService/Join"
+	CoordinatorService_RemoveNode_FullMethodName         = "/coordinator.v1.CoordinatorService/RemoveNode"
+	CoordinatorService_Monitor_FullMethodName            = "/coordinator.v1.CoordinatorService/Monitor"
+	CoordinatorService_Remove_FullMethodName             = "/coordinator.v1.CoordinatorService/Remove"
+	CoordinatorService_Set_FullMethodName                = "/coordinator.v1.CoordinatorService/Set"
+	CoordinatorService_Reset_FullMethodName              = "/coordinator.v1.CoordinatorService/Reset"
+	CoordinatorService_ListMasters_FullMethodName        = "/coordinator.v1.CoordinatorService/ListMasters"
+	CoordinatorService_GetMaster_FullMethodName          = "/coordinator.v1.CoordinatorService/GetMaster"
+	CoordinatorService_GetMasterDetail_FullMethodName    = "/coordinator.v1.CoordinatorService/GetMasterDetail"
+	CoordinatorService_Failover_FullMethodName           = "/coordinator.v1.CoordinatorService/Failover"
+	CoordinatorService_WatchMaster_FullMethodName        = "/coordinator.v1.CoordinatorService/WatchMaster"
+	CoordinatorService_WatchEvents_FullMethodName        = "/coordinator.v1.CoordinatorService/WatchEvents"
+	CoordinatorService_TransferLeadership_FullMethodName = "/coordinator.v1.CoordinatorService/TransferLeadership"
 )
 
 // CoordinatorServiceClient is the client API for CoordinatorService service.
@@ -73,6 +76,26 @@ type CoordinatorServiceClient interface {
 	// plain promotion. It returns when the failover has ended, with its
 	// outcome; an abort is an outcome, not an error.
 	Failover(ctx context.Context, in *FailoverRequest, opts ...grpc.CallOption) (*FailoverResponse, error)
+	// WatchMaster streams one master's address: the current state first, then
+	// every change, each with its epoch and the Raft index it reflects. The
+	// epoch never goes down within a stream. A reader slower than the changes
+	// gets the newest state, not every intermediate one. The stream ends with
+	// NotFound when the master is removed (or is not monitored), and with
+	// Unavailable when the node shuts down or the stream reaches the node's
+	// maximum stream age: the client should reconnect, to any node, with
+	// resume_from_epoch set to the last epoch it saw.
+	WatchMaster(ctx context.Context, in *WatchMasterRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchMasterResponse], error)
+	// WatchEvents streams the Sentinel-named events as this node applies
+	// them, optionally after the stored history. It ends with Unavailable on
+	// shutdown or at the maximum stream age, and with Aborted when the reader
+	// fell so far behind that events were dropped. The response header is
+	// sent once the starting point is fixed, with the sequence number live
+	// events start after in "raftinel-after-seq": a client that reconnects
+	// passes it (or the last seq it received, if higher) as after_seq.
+	WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEventsResponse], error)
+	// TransferLeadership asks the leader to hand leadership to another voter,
+	// the given one or the most up to date.
+	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error)
 }
 
 type coordinatorServiceClient struct {
@@ -203,6 +226,54 @@ func (c *coordinatorServiceClient) Failover(ctx context.Context, in *FailoverReq
 	return out, nil
 }
 
+func (c *coordinatorServiceClient) WatchMaster(ctx context.Context, in *WatchMasterRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchMasterResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &CoordinatorService_ServiceDesc.Streams[0], CoordinatorService_WatchMaster_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchMasterRequest, WatchMasterResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CoordinatorService_WatchMasterClient = grpc.ServerStreamingClient[WatchMasterResponse]
+
+func (c *coordinatorServiceClient) WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEventsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &CoordinatorService_ServiceDesc.Streams[1], CoordinatorService_WatchEvents_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchEventsRequest, WatchEventsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CoordinatorService_WatchEventsClient = grpc.ServerStreamingClient[WatchEventsResponse]
+
+func (c *coordinatorServiceClient) TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferLeadershipResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_TransferLeadership_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServiceServer is the server API for CoordinatorService service.
 // All implementations must embed UnimplementedCoordinatorServiceServer
 // for forward compatibility.
@@ -239,6 +310,26 @@ type CoordinatorServiceServer interface {
 	// plain promotion. It returns when the failover has ended, with its
 	// outcome; an abort is an outcome, not an error.
 	Failover(context.Context, *FailoverRequest) (*FailoverResponse, error)
+	// WatchMaster streams one master's address: the current state first, then
+	// every change, each with its epoch and the Raft index it reflects. The
+	// epoch never goes down within a stream. A reader slower than the changes
+	// gets the newest state, not every intermediate one. The stream ends with
+	// NotFound when the master is removed (or is not monitored), and with
+	// Unavailable when the node shuts down or the stream reaches the node's
+	// maximum stream age: the client should reconnect, to any node, with
+	// resume_from_epoch set to the last epoch it saw.
+	WatchMaster(*WatchMasterRequest, grpc.ServerStreamingServer[WatchMasterResponse]) error
+	// WatchEvents streams the Sentinel-named events as this node applies
+	// them, optionally after the stored history. It ends with Unavailable on
+	// shutdown or at the maximum stream age, and with Aborted when the reader
+	// fell so far behind that events were dropped. The response header is
+	// sent once the starting point is fixed, with the sequence number live
+	// events start after in "raftinel-after-seq": a client that reconnects
+	// passes it (or the last seq it received, if higher) as after_seq.
+	WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[WatchEventsResponse]) error
+	// TransferLeadership asks the leader to hand leadership to another voter,
+	// the given one or the most up to date.
+	TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error)
 	mustEmbedUnimplementedCoordinatorServiceServer()
 }
 
@@ -284,6 +375,15 @@ func (UnimplementedCoordinatorServiceServer) GetMasterDetail(context.Context, *G
 }
 func (UnimplementedCoordinatorServiceServer) Failover(context.Context, *FailoverRequest) (*FailoverResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Failover not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) WatchMaster(*WatchMasterRequest, grpc.ServerStreamingServer[WatchMasterResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchMaster not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[WatchEventsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchEvents not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferLeadership not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) mustEmbedUnimplementedCoordinatorServiceServer() {}
 func (UnimplementedCoordinatorServiceServer) testEmbeddedByValue()                            {}
@@ -522,6 +622,46 @@ func _CoordinatorService_Failover_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoordinatorService_WatchMaster_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchMasterRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(CoordinatorServiceServer).WatchMaster(m, &grpc.GenericServerStream[WatchMasterRequest, WatchMasterResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CoordinatorService_WatchMasterServer = grpc.ServerStreamingServer[WatchMasterResponse]
+
+func _CoordinatorService_WatchEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchEventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(CoordinatorServiceServer).WatchEvents(m, &grpc.GenericServerStream[WatchEventsRequest, WatchEventsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CoordinatorService_WatchEventsServer = grpc.ServerStreamingServer[WatchEventsResponse]
+
+func _CoordinatorService_TransferLeadership_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLeadershipRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).TransferLeadership(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_TransferLeadership_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).TransferLeadership(ctx, req.(*TransferLeadershipRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CoordinatorService_ServiceDesc is the grpc.ServiceDesc for CoordinatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -577,7 +717,22 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Failover",
 			Handler:    _CoordinatorService_Failover_Handler,
 		},
+		{
+			MethodName: "TransferLeadership",
+			Handler:    _CoordinatorService_TransferLeadership_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchMaster",
+			Handler:       _CoordinatorService_WatchMaster_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchEvents",
+			Handler:       _CoordinatorService_WatchEvents_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "coordinator/v1/coordinator.proto",
 }

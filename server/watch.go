@@ -1,0 +1,271 @@
+package server
+
+import (
+	"context"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/raftinel/raftinel/fsm"
+	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
+	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// watchHub turns the FSM's one change notification into per-master ones.
+// A single goroutine reads every master's head (address and epoch, no
+// clone) once per applied command; the streams of a master wake only when
+// that master's head changes, and event streams only when events were
+// added. Nothing here waits for a stream, so a slow reader holds up its own
+// goroutine and no one else's.
+type watchHub struct {
+	fsm *fsm.FSM
+
+	mu      sync.RWMutex // read-locked by every stream at every change
+	index   uint64       // the applied index of the heads last synced
+	masters map[string]*topic
+	lastSeq uint64
+	events  chan struct{} // closed when lastSeq rises
+}
+
+// topic is one master as the hub last saw it. A removed topic is never
+// reused: a master monitored again under the same name gets a new topic, so
+// a stream of the old one ends instead of seeing its epoch go back.
+type topic struct {
+	head    fsm.Head
+	index   uint64
+	removed bool
+	changed chan struct{} // closed when head changes or the master goes
+}
+
+func newWatchHub(f *fsm.FSM) *watchHub {
+	h := &watchHub{fsm: f, masters: map[string]*topic{}, events: make(chan struct{})}
+	h.sync()
+	return h
+}
+
+// run follows the FSM until ctx ends. Changed is taken before the state is
+// read, so no change between the read and the wait is missed.
+func (h *watchHub) run(ctx context.Context) {
+	for {
+		changed, _ := h.fsm.Changed()
+		h.sync()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// sync brings the hub up to the FSM. Streams call it too, to look up a
+// master the hub's goroutine has not seen yet; heads read before an other
+// caller's newer ones are dropped, so nothing ever goes back.
+func (h *watchHub) sync() {
+	heads, index, lastSeq := h.fsm.Heads()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if index < h.index {
+		return
+	}
+	h.index = index
+	for name, t := range h.masters {
+		head, ok := heads[name]
+		switch {
+		case !ok:
+			t.removed = true
+			close(t.changed)
+			delete(h.masters, name)
+		case head != t.head:
+			t.head, t.index = head, index
+			close(t.changed)
+			t.changed = make(chan struct{})
+		}
+	}
+	for name, head := range heads {
+		if _, ok := h.masters[name]; !ok {
+			h.masters[name] = &topic{head: head, index: index, changed: make(chan struct{})}
+		}
+	}
+	if lastSeq != h.lastSeq {
+		h.lastSeq = lastSeq
+		close(h.events)
+		h.events = make(chan struct{})
+	}
+}
+
+// topic returns the current topic of a master, or nil when it is not
+// monitored as far as the FSM knows now.
+func (h *watchHub) topic(name string) *topic {
+	h.mu.RLock()
+	t := h.masters[name]
+	h.mu.RUnlock()
+	if t != nil {
+		return t
+	}
+	h.sync()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.masters[name]
+}
+
+// read returns what a topic holds now and the channel closed at its next
+// change.
+func (h *watchHub) read(t *topic) (head fsm.Head, index uint64, removed bool, changed <-chan struct{}) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return t.head, t.index, t.removed, t.changed
+}
+
+// eventsChanged returns a channel closed when the hub next sees new events.
+func (h *watchHub) eventsChanged() <-chan struct{} {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.events
+}
+
+// startWatchHub starts the hub's goroutine; it stops with the node.
+func (s *Server) startWatchHub() {
+	s.watch = newWatchHub(s.fsm)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.watch.run(s.ctx)
+	}()
+}
+
+// streamDeadline is when a new stream must end: MaxStreamAge plus up to a
+// tenth more, so that streams opened together do not all reconnect at once.
+func (s *Server) streamDeadline() *time.Timer {
+	age := s.cfg.MaxStreamAge
+	return time.NewTimer(age + rand.N(age/10+1))
+}
+
+// afterSeqHeader is the WatchEvents response header that carries the
+// sequence number the stream's live events start after.
+const afterSeqHeader = "raftinel-after-seq"
+
+var (
+	errStreamAge    = status.Error(codes.Unavailable, "stream reached this node's maximum stream age; reconnect (to any node) to go on")
+	errShuttingDown = status.Error(codes.Unavailable, "node is shutting down; reconnect to another node")
+)
+
+// waitStream blocks until changed is closed (nil error) or the stream must
+// end: client gone, node stopping or stream too old.
+func (s *Server) waitStream(ctx context.Context, changed <-chan struct{}, age *time.Timer) error {
+	select {
+	case <-changed:
+		return nil
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	case <-s.ctx.Done():
+		return errShuttingDown
+	case <-age.C:
+		return errStreamAge
+	}
+}
+
+// waitIndexForStream waits until the FSM has applied index, as long as the
+// stream may live.
+func (s *Server) waitIndexForStream(ctx context.Context, index uint64, age *time.Timer) error {
+	for {
+		changed, applied := s.fsm.Changed()
+		if applied >= index {
+			return nil
+		}
+		if err := s.waitStream(ctx, changed, age); err != nil {
+			return err
+		}
+	}
+}
+
+func (a *api) WatchMaster(req *coordinatorv1.WatchMasterRequest, stream coordinatorv1.CoordinatorService_WatchMasterServer) error {
+	name := req.GetName()
+	if err := fsm.ValidateName("master", name); err != nil {
+		return toStatus(err)
+	}
+	s := a.s
+	age := s.streamDeadline()
+	defer age.Stop()
+	if err := s.waitIndexForStream(stream.Context(), req.GetConsistency().GetMinIndex(), age); err != nil {
+		return err
+	}
+	t := s.watch.topic(name)
+	if t == nil {
+		return status.Errorf(codes.NotFound, "unknown master %q", name)
+	}
+	var sent fsm.Head
+	first := true
+	for {
+		head, index, removed, changed := s.watch.read(t)
+		if removed {
+			return status.Errorf(codes.NotFound, "master %q is no longer monitored", name)
+		}
+		// A node behind the client's last epoch stays silent until it has
+		// caught up; after that, every new head is sent.
+		if head.Epoch >= req.GetResumeFromEpoch() && (first || head != sent) {
+			err := stream.Send(&coordinatorv1.WatchMasterResponse{Name: name, Address: head.Address, Epoch: head.Epoch, Index: index})
+			if err != nil {
+				return err
+			}
+			sent, first = head, false
+		}
+		if err := s.waitStream(stream.Context(), changed, age); err != nil {
+			return err
+		}
+	}
+}
+
+func (a *api) WatchEvents(req *coordinatorv1.WatchEventsRequest, stream coordinatorv1.CoordinatorService_WatchEventsServer) error {
+	master := req.GetMaster()
+	if master != "" {
+		if err := fsm.ValidateName("master", master); err != nil {
+			return toStatus(err)
+		}
+	}
+	s := a.s
+	age := s.streamDeadline()
+	defer age.Stop()
+	after := s.fsm.LastEventSeq()
+	var history []*fsmv1.Event
+	switch {
+	case req.GetReplay() && req.GetAfterSeq() > 0:
+		return status.Error(codes.InvalidArgument, "replay and after_seq exclude each other: replay starts from the stored history, after_seq resumes a stream")
+	case req.GetReplay():
+		history, after = s.fsm.History(master)
+	case req.GetAfterSeq() > 0:
+		after = req.GetAfterSeq()
+	}
+	// The header tells the client that the starting point is fixed, and
+	// which it is: every event after it will be sent.
+	if err := stream.SendHeader(metadata.Pairs(afterSeqHeader, strconv.FormatUint(after, 10))); err != nil {
+		return err
+	}
+	for _, e := range history {
+		if err := stream.Send(&coordinatorv1.WatchEventsResponse{Event: publicEvent(e)}); err != nil {
+			return err
+		}
+	}
+	for {
+		changed := s.watch.eventsChanged()
+		events, missed := s.fsm.EventsSince(after)
+		if missed {
+			return status.Errorf(codes.Aborted, "events after seq %d are no longer held by this node (the stream fell behind, or a snapshot was installed); reconnect, with replay for the stored history", after)
+		}
+		for _, e := range events {
+			after = e.GetSeq()
+			if master != "" && e.GetMaster() != master {
+				continue
+			}
+			if err := stream.Send(&coordinatorv1.WatchEventsResponse{Event: publicEvent(e)}); err != nil {
+				return err
+			}
+		}
+		if err := s.waitStream(stream.Context(), changed, age); err != nil {
+			return err
+		}
+	}
+}
