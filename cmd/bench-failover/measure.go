@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/raftinel/raftinel/client"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
@@ -54,12 +56,12 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 	if err != nil {
 		return result{}, err
 	}
-	client, err := newWriterClient(ctx, sys, topo)
+	rdb, closeWriter, err := newWriterClient(ctx, sys, topo)
 	if err != nil {
 		return result{}, err
 	}
-	defer client.Close()
-	w := &writer{client: client}
+	defer closeWriter()
+	w := &writer{client: rdb}
 	writeCtx, stopWriting := context.WithCancel(ctx)
 	defer stopWriting()
 	go w.run(writeCtx)
@@ -72,6 +74,13 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 		return result{}, err
 	}
 
+	// A random delay puts the fault anywhere in the probes' period, so
+	// that the runs do not all hit one phase of it.
+	select {
+	case <-time.After(time.Duration(rand.Int64N(int64(time.Second)))):
+	case <-ctx.Done():
+		return result{}, ctx.Err()
+	}
 	sig := syscall.SIGKILL
 	if fault == "stop" {
 		sig = syscall.SIGSTOP
@@ -177,19 +186,33 @@ func listenSwitch(ctx context.Context, addrs []string) (<-chan switchEvent, erro
 	return out, nil
 }
 
-// newWriterClient is the application's Redis client: go-redis's
-// FailoverClient against the Sentinel endpoints, the same options for both
-// systems.
-func newWriterClient(_ context.Context, sys string, topo *topology) (*redis.Client, error) {
+// newWriterClient is the application's Redis client. For raftinel and
+// sentinel it is go-redis's FailoverClient against the Sentinel endpoints,
+// the same options for both; for raftinel-watch it is package client's
+// go-redis helper following the master over gRPC WatchMaster. close
+// releases everything the client holds.
+func newWriterClient(ctx context.Context, sys string, topo *topology) (rdb *redis.Client, closeAll func(), err error) {
 	switch sys {
 	case systemRaftinel, systemSentinel:
-		return redis.NewFailoverClient(&redis.FailoverOptions{
+		rdb = redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName: masterName, SentinelAddrs: topo.sentinelAddrs,
 			DialTimeout: clientTimeout, ReadTimeout: clientTimeout, WriteTimeout: clientTimeout,
 			MaxRetries: -1,
-		}), nil
+		})
+		return rdb, func() { _ = rdb.Close() }, nil
+	case systemWatch:
+		c, err := client.New(ctx, topo.grpcAddrs...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("connect to the cluster: %w", err)
+		}
+		w := c.WatchMaster(ctx, masterName)
+		rdb = client.NewRedisClient(w, &redis.Options{
+			DialTimeout: clientTimeout, ReadTimeout: clientTimeout, WriteTimeout: clientTimeout,
+			MaxRetries: -1,
+		})
+		return rdb, func() { _ = rdb.Close(); w.Close(); c.Close() }, nil
 	}
-	return nil, fmt.Errorf("no writer for system %q", sys)
+	return nil, nil, fmt.Errorf("no writer for system %q", sys)
 }
 
 // writer appends 1, 2, 3... to a list, one at a time, as fast as it can,
