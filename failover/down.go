@@ -10,16 +10,16 @@ import (
 // as the group's master. An instance is SDOWN when either holds (Sentinel
 // §4.4 rules 1 and 2, with Sentinel's strict ">" comparisons):
 //
-//  1. no valid reply for longer than downAfter, counted from LastValidReply
-//     or, if there has never been one, from Since;
+//  1. longer than downAfter without a valid reply, on Sentinel's clock: from
+//     the oldest PING still without a valid reply (PingPendingSince) or, when
+//     none is pending and the link is down, from the last valid reply (or,
+//     if there has never been one, from Since). A connected instance with no
+//     PING pending has just answered and is not down;
 //  2. a recorded master has reported role slave for longer than
 //     downAfter + RoleMismatchGrace (20 s), counted from RoleSince (or Since).
 //
-// Deviation: Sentinel runs the rule 1 clock from its oldest unanswered PING,
-// which it sends at most one ping period after the last reply; Raftinel runs
-// it from the last valid reply itself, so SDOWN can come up to one ping
-// period sooner. Sentinel's third rule (master-reboot-down-after-period) is
-// not implemented.
+// Sentinel's third rule (master-reboot-down-after-period) is not
+// implemented.
 //
 // A Probe with neither Since nor LastValidReply has no observation window and
 // is never judged down: without evidence a node must not vote a master down.
@@ -30,15 +30,16 @@ func SubjectivelyDown(p Probe, expectMaster bool, downAfter time.Duration, now t
 // sdown is SubjectivelyDown with every clock started no earlier than
 // notBefore, which is how evidence gathered before a pause is discarded.
 func sdown(p Probe, expectMaster bool, downAfter time.Duration, notBefore, now time.Time) (bool, string) {
-	replyClock := p.orSince(p.LastValidReply)
-	if replyClock.IsZero() {
+	if p.orSince(p.LastValidReply).IsZero() {
 		return false, "not probed yet"
 	}
-	if replyClock.Before(notBefore) {
-		replyClock = notBefore
-	}
-	if silent := now.Sub(replyClock); silent > downAfter {
-		return true, "no valid reply for " + secs(silent) + " (down-after " + secs(downAfter) + ")"
+	if clock, ok := p.sdownClock(); ok {
+		if clock.Before(notBefore) {
+			clock = notBefore
+		}
+		if silent := now.Sub(clock); silent > downAfter {
+			return true, "no valid reply for " + secs(silent) + " (down-after " + secs(downAfter) + ")"
+		}
 	}
 	if expectMaster && !p.InfoAt.IsZero() && p.Role == RoleReplica {
 		roleClock := p.orSince(p.RoleSince)
@@ -53,6 +54,30 @@ func sdown(p Probe, expectMaster bool, downAfter time.Duration, notBefore, now t
 		}
 	}
 	return false, ""
+}
+
+// sdownClock is where Sentinel's rule 1 counts from: the oldest pending
+// PING, else for a disconnected instance its last valid reply (or the start
+// of observation); ok is false for a connected instance that has answered
+// its last PING validly.
+func (p Probe) sdownClock() (time.Time, bool) {
+	if !p.PingPendingSince.IsZero() {
+		return p.PingPendingSince, true
+	}
+	if !p.LinkUp {
+		return p.orSince(p.LastValidReply), true
+	}
+	return time.Time{}, false
+}
+
+// SDownSince is when an instance that SubjectivelyDown reports down entered
+// SDOWN: down-after past rule 1's clock, or else, for the role rule,
+// down-after + RoleMismatchGrace past the role change.
+func SDownSince(p Probe, downAfter time.Duration, now time.Time) time.Time {
+	if clock, ok := p.sdownClock(); ok && now.Sub(clock) > downAfter {
+		return clock.Add(downAfter)
+	}
+	return p.orSince(p.RoleSince).Add(satAdd(downAfter, RoleMismatchGrace))
 }
 
 // EvidenceFresh reports whether p would still be SDOWN if nothing observed

@@ -9,8 +9,19 @@ import (
 func TestSubjectivelyDown(t *testing.T) {
 	const downAfter = 30 * time.Second
 	now := at(time.Hour)
+	// replied: connected, the last PING answered validly ago.
 	replied := func(ago time.Duration) Probe {
 		return Probe{Since: now.Add(-time.Hour), LastValidReply: now.Add(-ago), LinkUp: true}
+	}
+	// pending: connected, a PING sent ago still without a valid reply; the
+	// last valid reply came a ping period before it.
+	pending := func(ago time.Duration) Probe {
+		return Probe{Since: now.Add(-time.Hour), LastValidReply: now.Add(-ago - time.Second), LinkUp: true, PingPendingSince: now.Add(-ago)}
+	}
+	// disconnected: the connection is refused or broken since a valid
+	// reply ago, no PING pending.
+	disconnected := func(ago time.Duration) Probe {
+		return Probe{Since: now.Add(-time.Hour), LastValidReply: now.Add(-ago)}
 	}
 	slaveFor := func(ago time.Duration) Probe {
 		p := replied(time.Second)
@@ -27,9 +38,15 @@ func TestSubjectivelyDown(t *testing.T) {
 		reason       string
 	}{
 		{"fresh reply", replied(time.Second), true, false, ""},
-		{"silent exactly down-after", replied(downAfter), true, false, ""},
-		{"silent just over down-after", replied(downAfter + ms), true, true, "no valid reply for 30.001s (down-after 30s)"},
-		{"replica silent too", replied(downAfter + ms), false, true, "no valid reply for 30.001s (down-after 30s)"},
+		{"answered, no PING pending: up whatever the reply's age", replied(time.Hour), true, false, ""},
+		{"PING pending exactly down-after", pending(downAfter), true, false, ""},
+		{"PING pending just over down-after", pending(downAfter + ms), true, true, "no valid reply for 30.001s (down-after 30s)"},
+		{"replica pending too", pending(downAfter + ms), false, true, "no valid reply for 30.001s (down-after 30s)"},
+		// The last valid reply is down-after+1s old, but the clock is the
+		// PING, as in Sentinel: a PING just sent is not yet an outage.
+		{"clock is the pending PING, not the last reply", pending(downAfter - ms), true, false, ""},
+		{"disconnected exactly down-after", disconnected(downAfter), true, false, ""},
+		{"disconnected counts from the last valid reply", disconnected(downAfter + ms), true, true, "no valid reply for 30.001s (down-after 30s)"},
 		{"never replied, observed exactly down-after", Probe{Since: now.Add(-downAfter)}, true, false, ""},
 		{"never replied, observed longer", Probe{Since: now.Add(-downAfter - ms)}, true, true, "no valid reply for 30.001s (down-after 30s)"},
 		{"no observation window", Probe{}, true, false, "not probed yet"},
@@ -52,9 +69,9 @@ func TestSubjectivelyDown(t *testing.T) {
 
 func TestEvidenceFreshAndDownOpinion(t *testing.T) {
 	const downAfter = 60 * time.Second
-	// The instance last answered at t0; this node was stopped from t0+10s
-	// and noticed the gap at t0+40s.
-	p := Probe{Since: at(-time.Hour), LastValidReply: t0, LinkUp: true}
+	// The instance last answered at t0 and has refused connections since;
+	// this node was stopped from t0+10s and noticed the gap at t0+40s.
+	p := Probe{Since: at(-time.Hour), LastValidReply: t0}
 	tilt := Tilt{}.Tick(at(10 * time.Second)).Tick(at(40 * time.Second))
 	if !tilt.EnteredAt.Equal(at(40 * time.Second)) {
 		t.Fatalf("tilt not entered: %+v", tilt)
@@ -147,5 +164,25 @@ func TestObjectivelyDown(t *testing.T) {
 	got := DownVoters([]Vote{v("c", true, 0), v("a", true, 0), v("b", false, 0)}, fresh, now)
 	if strings.Join(got, ",") != "a,c" {
 		t.Fatalf("DownVoters = %v", got)
+	}
+}
+
+func TestSDownSince(t *testing.T) {
+	const downAfter = 30 * time.Second
+	now := at(time.Hour)
+	tests := []struct {
+		name string
+		p    Probe
+		want time.Time
+	}{
+		{"pending PING", Probe{Since: t0, LinkUp: true, LastValidReply: now.Add(-time.Minute), PingPendingSince: now.Add(-40 * time.Second)}, now.Add(-10 * time.Second)},
+		{"disconnected", Probe{Since: t0, LastValidReply: now.Add(-time.Minute)}, now.Add(-30 * time.Second)},
+		{"never replied", Probe{Since: now.Add(-time.Minute)}, now.Add(-30 * time.Second)},
+		{"role rule", Probe{Since: t0, LinkUp: true, LastValidReply: now, Role: RoleReplica, InfoAt: now, RoleSince: now.Add(-time.Minute)}, now.Add(-10 * time.Second)},
+	}
+	for _, tc := range tests {
+		if got := SDownSince(tc.p, downAfter, now); !got.Equal(tc.want) {
+			t.Errorf("%s: SDownSince = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -73,6 +73,9 @@ type Probe struct {
 	LastValidReply time.Time
 	// LinkUp reports whether the command connection is currently up.
 	LinkUp bool
+	// PingPendingSince is when the oldest PING still without a valid reply
+	// was sent (Sentinel's act_ping_time); zero when none is pending.
+	PingPendingSince time.Time
 
 	// InfoAt is when INFO was last parsed; zero means never, and then the
 	// fields below carry no information.

@@ -261,7 +261,7 @@ func TestNoPanics(t *testing.T) {
 		probe := func(label string) Probe {
 			return Probe{
 				Since: tm(label + "since"), LastValidReply: tm(label + "reply"), LinkUp: rapid.Bool().Draw(t, label+"link"),
-				InfoAt: tm(label + "info"), Role: rapid.SampledFrom([]Role{RoleMaster, RoleReplica, "", "x"}).Draw(t, label+"role"),
+				PingPendingSince: tm(label + "pending"), InfoAt: tm(label + "info"), Role: rapid.SampledFrom([]Role{RoleMaster, RoleReplica, "", "x"}).Draw(t, label+"role"),
 				RoleSince: tm(label + "roleSince"), MasterHost: rapid.SampledFrom([]string{"", "h", "H", "::1"}).Draw(t, label+"mh"),
 				MasterPort: rapid.Int().Draw(t, label+"mp"), MasterAddrSince: tm(label + "mas"),
 				MasterLinkUp: rapid.Bool().Draw(t, label+"mlu"), MasterLinkDownFor: dur(label + "mld"),
@@ -274,6 +274,7 @@ func TestNoPanics(t *testing.T) {
 		d := dur("downAfter")
 		tilt := Tilt{Trigger: dur("trigger"), Period: dur("period")}.Tick(tm("tick1")).Tick(tm("tick2"))
 		SubjectivelyDown(p, true, d, now)
+		SDownSince(p, d, now)
 		EvidenceFresh(p, true, d, tm("resumed"), now)
 		DownOpinion(p, true, d, tilt, now)
 		tilt.Active(now)

@@ -162,6 +162,11 @@ type PingResult struct {
 	Reply string
 	// Err is nil for PONG; otherwise the error reply or transport error.
 	Err error
+	// TimedOut is true when the deadline passed without an answer: the
+	// instance is frozen or overloaded but the link may be up, unlike a
+	// refused or broken connection. The SDOWN clock treats the two apart,
+	// as Sentinel does (see Observation.PingPendingSince).
+	TimedOut bool
 }
 
 // Ping sends PING and classifies the outcome. It returns by the context's
@@ -209,7 +214,12 @@ func classifyPing(reply string, err error) PingResult {
 		valid := strings.HasPrefix(text, "LOADING") || strings.HasPrefix(text, "MASTERDOWN")
 		return PingResult{Valid: valid, Replied: true, Reply: text, Err: err}
 	}
-	return PingResult{Reply: err.Error(), Err: err}
+	timedOut := errors.Is(err, context.DeadlineExceeded)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		timedOut = true
+	}
+	return PingResult{Reply: err.Error(), Err: err, TimedOut: timedOut}
 }
 
 // Info reads INFO server and INFO replication in one round trip (two

@@ -82,6 +82,13 @@ type Observation struct {
 	LastPingErr string
 	// LinkUp is true when the last PING got any reply from the instance.
 	LinkUp bool
+	// PingPendingSince is when the oldest PING still without a valid reply
+	// was sent, zero when there is none: Sentinel's act_ping_time, the
+	// SDOWN clock. It survives invalid replies and timeouts, and is cleared
+	// by a valid reply and by a refused or broken connection (then the
+	// clock is the last valid reply, as in Sentinel for a disconnected
+	// link).
+	PingPendingSince time.Time
 
 	// Info is the last INFO that was read and parsed; it stays while later
 	// attempts fail (InfoAt says how old it is).
@@ -372,6 +379,7 @@ func (w *Watcher) pingLoop(in *instance) {
 	for {
 		conn, period := w.current(in), w.pingPeriod(in)
 		started := time.Now()
+		w.pingSent(in, conn)
 		// The period doubles as the PING's deadline: a frozen instance
 		// costs one period per attempt, and the next PING is due then.
 		ctx, cancel := context.WithTimeout(in.ctx, period)
@@ -426,6 +434,15 @@ func sleepUntil(in *instance, started time.Time, period func() time.Duration, wa
 	}
 }
 
+// pingSent starts the SDOWN clock when no earlier PING is still pending.
+func (w *Watcher) pingSent(in *instance, conn *Conn) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if in.conn == conn && in.obs.PingPendingSince.IsZero() {
+		in.obs.PingPendingSince = w.cfg.Now()
+	}
+}
+
 func (w *Watcher) recordPing(in *instance, conn *Conn, res PingResult) {
 	w.mu.Lock()
 	if in.conn != conn || in.ctx.Err() != nil {
@@ -440,6 +457,9 @@ func (w *Watcher) recordPing(in *instance, conn *Conn, res PingResult) {
 	wasValid, wasLinkUp := !first && o.LastPingErr == "", o.LinkUp
 	o.LastPingAt = now
 	o.LinkUp = res.Replied
+	if res.Valid || (!res.Replied && !res.TimedOut) {
+		o.PingPendingSince = time.Time{}
+	}
 	if res.Replied {
 		o.LastReply = now
 	}

@@ -165,10 +165,15 @@ func TestWatcherFrozenInstance(t *testing.T) {
 	if later.LinkUp || later.LastPingErr == "" {
 		t.Fatalf("frozen server observed as %+v", later)
 	}
+	// The SDOWN clock is the first PING that went unanswered, sent after
+	// the last valid reply, and timeouts do not restart it.
+	if p := later.PingPendingSince; p.IsZero() || p.Before(frozen.LastValidReply) || !p.Equal(frozen.PingPendingSince) {
+		t.Fatalf("pending PING since %v (at the first timeout %v), last valid reply %v", p, frozen.PingPendingSince, frozen.LastValidReply)
+	}
 
 	s.Resume()
 	waitObs(t, w, s.Addr(), func(o Observation) error {
-		if !o.LastValidReply.After(frozen.LastValidReply) || o.LastPingErr != "" || !o.LinkUp {
+		if !o.LastValidReply.After(frozen.LastValidReply) || o.LastPingErr != "" || !o.LinkUp || !o.PingPendingSince.IsZero() {
 			return errors.New("no valid reply since SIGCONT")
 		}
 		return nil
@@ -191,6 +196,15 @@ func TestWatcherKilledAndRestartedInstance(t *testing.T) {
 	waitObs(t, w, s.Addr(), func(o Observation) error {
 		if o.LinkUp || !strings.Contains(o.LastPingErr, "refused") || o.InfoErr == "" {
 			return errors.New("not yet seen down")
+		}
+		return nil
+	})
+	// A refused connection is no pending PING: the clock is the last valid
+	// reply, as for Sentinel's disconnected link. (Polled: a PING may be in
+	// flight at any one read.)
+	waitObs(t, w, s.Addr(), func(o Observation) error {
+		if !o.PingPendingSince.IsZero() {
+			return fmt.Errorf("refused connections leave a pending PING since %v", o.PingPendingSince)
 		}
 		return nil
 	})

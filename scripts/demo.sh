@@ -65,10 +65,11 @@ for _ in $(seq 100); do
   "$ctl" monitor mymaster "127.0.0.1:${REDIS_PORTS[0]}" --quorum 2 --down-after 1s --failover-timeout 10s >/dev/null 2>&1 && break
   sleep 0.2
 done
-# Wait until every node's Sentinel endpoint lists both replicas.
+# Wait until every node's Sentinel endpoint lists both replicas as linked.
 for p in "${SENTINEL_PORTS[@]}"; do
   for _ in $(seq 150); do
-    redis-cli -p "$p" SENTINEL master mymaster 2>/dev/null | grep -A1 -x num-slaves | grep -qx 2 && break
+    linked=$(redis-cli -p "$p" SENTINEL replicas mymaster 2>/dev/null | grep -A1 -x master-link-status | grep -cx ok || true)
+    [ "$linked" = 2 ] && break
     sleep 0.2
   done
 done

@@ -226,11 +226,7 @@ func (l *leaderStep) selection() failover.Selection {
 	}
 	mp := l.probeOf(l.m.GetAddress())
 	if down, _ := failover.SubjectivelyDown(mp, true, l.downAfter(), l.now); down {
-		since := mp.LastValidReply
-		if since.IsZero() {
-			since = mp.Since
-		}
-		in.MasterSDownSince = since.Add(l.downAfter())
+		in.MasterSDownSince = failover.SDownSince(mp, l.downAfter(), l.now)
 	}
 	if mp.Offset > in.MasterOffset {
 		in.MasterOffset = mp.Offset

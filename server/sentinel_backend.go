@@ -114,17 +114,10 @@ func instanceView(o probe.Observation, t instanceTarget, now time.Time) sentinel
 		Disconnected:    !o.LinkUp,
 		InfoRefresh:     o.InfoAt,
 	}
-	if o.LastValidReply.IsZero() || o.LastPingErr != "" {
-		// A PING has been waiting for a valid reply since the last one
-		// (Sentinel's act_ping_time): the probe re-sends it each period.
-		v.LastPingSent = o.LastValidReply
-		if v.LastPingSent.IsZero() {
-			v.LastPingSent = o.Since
-		}
-	}
+	v.LastPingSent = o.PingPendingSince // Sentinel's act_ping_time
 	p := probeOf(o, true)
 	if down, _ := failover.SubjectivelyDown(p, t.master, t.downAfter, now); down {
-		v.SDown, v.SDownSince = true, sdownSince(p, t, now)
+		v.SDown, v.SDownSince = true, failover.SDownSince(p, t.downAfter, now)
 	}
 	if in := o.Info; in != nil {
 		v.RoleReported, v.RoleReportedTime = string(in.Role), o.RoleChangedAt
@@ -136,24 +129,6 @@ func instanceView(o probe.Observation, t instanceTarget, now time.Time) sentinel
 		v.SlavePriority, v.SlaveReplOffset, v.ReplicaAnnounced = in.ReplicaPriority, in.SlaveReplOffset, in.ReplicaAnnounced
 	}
 	return v
-}
-
-// sdownSince is when the instance crossed the SDOWN threshold: down-after
-// after its last valid reply, or, for a master reporting role slave, the
-// role-mismatch limit after the role changed.
-func sdownSince(p failover.Probe, t instanceTarget, now time.Time) time.Time {
-	reply := p.LastValidReply
-	if reply.IsZero() {
-		reply = p.Since
-	}
-	if now.Sub(reply) > t.downAfter {
-		return reply.Add(t.downAfter)
-	}
-	role := p.RoleSince
-	if role.IsZero() {
-		role = p.Since
-	}
-	return role.Add(t.downAfter + failover.RoleMismatchGrace)
 }
 
 // target looks up how addr is judged, rebuilding the index after a change.
