@@ -39,22 +39,24 @@ func StepTimedOut(since time.Time, failoverTimeout time.Duration, now time.Time)
 const OffsetSettleWait = 2 * PingPeriod
 
 // OffsetsFinal reports whether every replica that could be promoted has
-// reported INFO since masterLastValid, the master's last valid reply. Only
-// then are the replication offsets the ranking compares final: a replica's
-// INFO read while the master was still streaming to it can show it behind a
-// replica read later, and ranking on that would promote the one that has
-// less data. Replicas that cannot win anyway (SDOWN, disconnected) are not
-// waited for.
+// reported INFO since masterDownAt, when the master was found down (its
+// SDownSince). Only then are the replication offsets the ranking compares
+// final: a replica's INFO read while the master was still streaming to it
+// can show it behind a replica read later, and ranking on that would
+// promote the one that has less data. The last valid reply is too early a
+// mark, since the master takes writes between two PINGs; SDownSince is
+// never before the failure, because down-after is at least the PING period.
+// Replicas that cannot win anyway (SDOWN, disconnected) are not waited for.
 //
 // Sentinel has no such rule; it ranks on the last INFO, which its election
 // delay usually makes recent. Raftinel's leader needs no election, so it
 // waits for the evidence instead.
-func OffsetsFinal(masterLastValid time.Time, replicas []Candidate) bool {
+func OffsetsFinal(masterDownAt time.Time, replicas []Candidate) bool {
 	for _, r := range replicas {
 		if r.SDown || !r.Probe.LinkUp {
 			continue
 		}
-		if !r.Probe.InfoAt.After(masterLastValid) {
+		if !r.Probe.InfoAt.After(masterDownAt) {
 			return false
 		}
 	}

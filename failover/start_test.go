@@ -46,8 +46,8 @@ func TestStepTimedOut(t *testing.T) {
 }
 
 func TestOffsetsFinal(t *testing.T) {
-	lastValid := time.Unix(1000, 0)
-	before, after := lastValid.Add(-time.Millisecond), lastValid.Add(time.Millisecond)
+	downAt := time.Unix(1000, 0)
+	before, after := downAt.Add(-time.Millisecond), downAt.Add(time.Millisecond)
 	up := func(infoAt time.Time) Candidate { return Candidate{Probe: Probe{LinkUp: true, InfoAt: infoAt}} }
 	for _, tc := range []struct {
 		name     string
@@ -55,14 +55,14 @@ func TestOffsetsFinal(t *testing.T) {
 		want     bool
 	}{
 		{"no replicas", nil, true},
-		{"every replica read after the master's last reply", []Candidate{up(after), up(after)}, true},
+		{"every replica read after the master went down", []Candidate{up(after), up(after)}, true},
 		{"one replica read before it", []Candidate{up(after), up(before)}, false},
-		{"read exactly at it is not after", []Candidate{up(lastValid)}, false},
+		{"read exactly at it is not after", []Candidate{up(downAt)}, false},
 		{"never read", []Candidate{up(time.Time{})}, false},
 		{"an SDOWN replica is not waited for", []Candidate{up(after), {SDown: true, Probe: Probe{LinkUp: true, InfoAt: before}}}, true},
 		{"a disconnected replica is not waited for", []Candidate{up(after), {Probe: Probe{InfoAt: before}}}, true},
 	} {
-		if got := OffsetsFinal(lastValid, tc.replicas); got != tc.want {
+		if got := OffsetsFinal(downAt, tc.replicas); got != tc.want {
 			t.Errorf("%s: OffsetsFinal = %v, want %v", tc.name, got, tc.want)
 		}
 	}

@@ -208,12 +208,13 @@ func (l *leaderStep) offsetsSettled() bool {
 	if d := l.now.Sub(since); d >= failover.OffsetSettleWait || d < 0 {
 		return true
 	}
-	mp := l.probeOf(l.m.GetAddress())
-	lastValid := mp.LastValidReply
-	if lastValid.IsZero() {
-		lastValid = mp.Since
+	// When the master went down by this node's own probes; by the others'
+	// votes alone, as of the ODOWN.
+	downAt := since
+	if mp := l.probeOf(l.m.GetAddress()); l.sdown(l.m.GetAddress(), true) {
+		downAt = failover.SDownSince(mp, l.downAfter(), l.now)
 	}
-	return failover.OffsetsFinal(lastValid, l.selection().Replicas)
+	return failover.OffsetsFinal(downAt, l.selection().Replicas)
 }
 
 // selection is the input of the replica ranking, from the leader's view.
