@@ -43,6 +43,9 @@ func sdown(p Probe, expectMaster bool, downAfter time.Duration, notBefore, now t
 	}
 	if expectMaster && !p.InfoAt.IsZero() && p.Role == RoleReplica {
 		roleClock := p.orSince(p.RoleSince)
+		if p.MasterSince.After(roleClock) {
+			roleClock = p.MasterSince
+		}
 		if !roleClock.IsZero() {
 			if roleClock.Before(notBefore) {
 				roleClock = notBefore
@@ -77,7 +80,11 @@ func SDownSince(p Probe, downAfter time.Duration, now time.Time) time.Time {
 	if clock, ok := p.sdownClock(); ok && now.Sub(clock) > downAfter {
 		return clock.Add(downAfter)
 	}
-	return p.orSince(p.RoleSince).Add(satAdd(downAfter, RoleMismatchGrace))
+	roleClock := p.orSince(p.RoleSince)
+	if p.MasterSince.After(roleClock) {
+		roleClock = p.MasterSince
+	}
+	return roleClock.Add(satAdd(downAfter, RoleMismatchGrace))
 }
 
 // EvidenceFresh reports whether p would still be SDOWN if nothing observed

@@ -56,6 +56,10 @@ func TestSubjectivelyDown(t *testing.T) {
 		{"role slave without info ignored", func() Probe { p := slaveFor(time.Hour); p.InfoAt = time.Time{}; return p }(), true, false, ""},
 		{"role since falls back to Since", func() Probe { p := slaveFor(0); p.RoleSince = time.Time{}; return p }(), true, true, "master reports role slave for 3600s (limit 50s)"},
 		{"master reporting master", func() Probe { p := slaveFor(time.Hour); p.Role = RoleMaster; return p }(), true, false, ""},
+		// A replica promoted 10 s ago still reports slave until its next
+		// INFO: its long time as a replica does not count against it.
+		{"just promoted, still reports slave", func() Probe { p := slaveFor(time.Hour); p.MasterSince = now.Add(-10 * time.Second); return p }(), true, false, ""},
+		{"promoted long ago, still reports slave", func() Probe { p := slaveFor(time.Hour); p.MasterSince = now.Add(-50*time.Second - ms); return p }(), true, true, "master reports role slave for 50.001s (limit 50s)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

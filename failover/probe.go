@@ -84,6 +84,12 @@ type Probe struct {
 	Role Role
 	// RoleSince is when the reported role last changed.
 	RoleSince time.Time
+	// MasterSince is when the instance became the recorded master by a
+	// failover (zero for the master first monitored). The master-reports-
+	// slave rule counts no earlier than it, as Sentinel counts from the new
+	// master record it creates at the switch: a replica just promoted
+	// still reports role slave until its next INFO.
+	MasterSince time.Time
 	// MasterHost and MasterPort are the master a replica says it follows.
 	MasterHost string
 	MasterPort int

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,4 +87,13 @@ func TestInProcessFailoverAfterMasterKill(t *testing.T) {
 		m, _, _ := c.leader().srv.FSM().Master("mymaster")
 		return m.Failover == nil
 	})
+	// The promoted replica reports role slave until its next INFO; that
+	// must not make anyone judge the new master down.
+	host, port, _ := strings.Cut(newAddr, ":")
+	m, _, _ := c.leader().srv.FSM().Master("mymaster")
+	for _, e := range m.Events {
+		if (e.Type == "+sdown" || e.Type == "+odown") && strings.HasPrefix(e.Payload, "master mymaster "+host+" "+port) {
+			t.Fatalf("the new master was judged down: %s %s (node %q)", e.Type, e.Payload, e.NodeId)
+		}
+	}
 }

@@ -60,6 +60,9 @@ func (l *leaderStep) failoverTimeout() time.Duration {
 
 func (l *leaderStep) probeOf(addr string) failover.Probe {
 	o, ok := l.obs[addr]
+	if addr == l.m.GetAddress() {
+		return masterProbe(probeOf(o, ok), l.m)
+	}
 	return probeOf(o, ok)
 }
 

@@ -183,12 +183,21 @@ func probeOf(o probe.Observation, ok bool) failover.Probe {
 	return p
 }
 
+// masterProbe adds to the master's probe when it became the master, from
+// the state: the last failover attempt began before its promotion.
+func masterProbe(p failover.Probe, m *fsmv1.Master) failover.Probe {
+	if at := m.GetLastFailoverAtUnixNanos(); at != 0 {
+		p.MasterSince = time.Unix(0, at)
+	}
+	return p
+}
+
 // maybeVote commits this node's opinion of a master when it differs from
 // the committed vote, and re-asserts a down vote so it stays fresh.
 func (mo *monitor) maybeVote(ctx context.Context, m *fsmv1.Master, obs map[string]probe.Observation, tilt failover.Tilt, now time.Time) {
 	o, ok := obs[m.GetAddress()]
 	downAfter := time.Duration(m.GetSettings().GetDownAfterMs()) * time.Millisecond
-	down, reason := failover.DownOpinion(probeOf(o, ok), true, downAfter, tilt, now)
+	down, reason := failover.DownOpinion(masterProbe(probeOf(o, ok), m), true, downAfter, tilt, now)
 	var committed *fsmv1.Vote
 	for _, v := range m.GetVotes() {
 		if v.GetNodeId() == mo.s.cfg.ID {

@@ -61,8 +61,9 @@ type sentinelBackend struct {
 // instanceTarget is how this node judges one instance: as the recorded
 // master of a group or as a replica, with the group's down-after.
 type instanceTarget struct {
-	master    bool
-	downAfter time.Duration
+	master      bool
+	masterSince time.Time // failover.Probe.MasterSince of the master
+	downAfter   time.Duration
 }
 
 type instanceTargets struct {
@@ -116,6 +117,7 @@ func instanceView(o probe.Observation, t instanceTarget, now time.Time) sentinel
 	}
 	v.LastPingSent = o.PingPendingSince // Sentinel's act_ping_time
 	p := probeOf(o, true)
+	p.MasterSince = t.masterSince
 	if down, _ := failover.SubjectivelyDown(p, t.master, t.downAfter, now); down {
 		v.SDown, v.SDownSince = true, failover.SDownSince(p, t.downAfter, now)
 	}
@@ -144,7 +146,7 @@ func (b *sentinelBackend) target(addr string) (instanceTarget, bool) {
 			for _, r := range m.GetReplicas() {
 				idx.byAddr[r.GetAddress()] = instanceTarget{downAfter: downAfter}
 			}
-			idx.byAddr[m.GetAddress()] = instanceTarget{master: true, downAfter: downAfter}
+			idx.byAddr[m.GetAddress()] = instanceTarget{master: true, masterSince: masterProbe(failover.Probe{}, m).MasterSince, downAfter: downAfter}
 		}
 		b.targets = idx
 	}
