@@ -1,13 +1,17 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/raftinel/raftinel/client"
 	"github.com/raftinel/raftinel/internal/redistest"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -44,6 +48,9 @@ func TestCoordinatorctlFailover(t *testing.T) {
 	g.monitorForManual(t, c)
 	old := g.master.Addr()
 
+	// An application writes sequential values through package client's
+	// go-redis helper during the switchover.
+	w := startHelperWriter(t, c, g.name)
 	r, err := ctl("--addr", addrs(c.nodes...), "-o", "json", "failover", g.name, "--timeout", "5s")
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +70,7 @@ func TestCoordinatorctlFailover(t *testing.T) {
 		out.GetFinishedAt().AsTime().Sub(out.GetStartedAt().AsTime()).Round(time.Millisecond))
 	promoted := g.byAddr(out.GetNewMaster())
 	waitFollows(t, g.master, promoted.Addr())
+	w.checkNoLoss(t, promoted)
 
 	// Now the replica that remains: freeze it and push writes it cannot
 	// have, so it cannot catch up.
@@ -106,5 +114,102 @@ func TestCoordinatorctlFailover(t *testing.T) {
 	}
 	if err := promoted.Client().Set(t.Context(), "after-rollback", "1", 0).Err(); err != nil {
 		t.Fatalf("the master does not take writes after the rollback: %v", err)
+	}
+}
+
+// helperWriter appends 1, 2, 3... to a list through client.NewRedisClient,
+// recording what was acknowledged and the longest gap between two acks.
+type helperWriter struct {
+	rdb  *redis.Client
+	stop context.CancelFunc
+	done chan struct{}
+
+	mu       sync.Mutex
+	acked    []int
+	longest  time.Duration
+	failures int
+}
+
+func (w *helperWriter) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.acked)
+}
+
+func startHelperWriter(t *testing.T, c *cluster, name string) *helperWriter {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cl, err := client.New(ctx, addrs(c.nodes...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch := cl.WatchMaster(ctx, name)
+	w := &helperWriter{stop: cancel, done: make(chan struct{}),
+		rdb: client.NewRedisClient(watch, &redis.Options{DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: -1})}
+	t.Cleanup(func() { w.halt(); _ = w.rdb.Close(); watch.Close(); cl.Close() })
+	go func() {
+		defer close(w.done)
+		last := time.Now()
+		// Bounded: at most 200,000 writes, and it stops when the test does.
+		for i := 1; i <= 200_000 && ctx.Err() == nil; i++ {
+			if err := w.rdb.RPush(ctx, "zero-loss", i).Err(); err != nil {
+				w.mu.Lock()
+				w.failures++
+				w.mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+				continue
+			}
+			now := time.Now()
+			w.mu.Lock()
+			w.longest = max(w.longest, now.Sub(last))
+			w.acked = append(w.acked, i)
+			w.mu.Unlock()
+			last = now
+		}
+	}()
+	eventually(t, waitTimeout, "the writer's first writes", func() error {
+		if n := w.count(); n < 100 {
+			return fmt.Errorf("%d values written", n)
+		}
+		return nil
+	})
+	return w
+}
+
+func (w *helperWriter) halt() {
+	w.stop()
+	<-w.done
+}
+
+// checkNoLoss lets the writer go on for 100 more writes after the switch,
+// stops it and checks that every acknowledged value is on the new master.
+func (w *helperWriter) checkNoLoss(t *testing.T, master *redistest.Server) {
+	t.Helper()
+	ctx := context.Background()
+	before := w.count()
+	eventually(t, waitTimeout, "writes after the switchover", func() error {
+		if n := w.count(); n < before+100 {
+			return fmt.Errorf("%d writes since the switchover", n-before)
+		}
+		return nil
+	})
+	w.halt()
+	vals, err := master.Client().LRange(ctx, "zero-loss", 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := make(map[string]bool, len(vals))
+	for _, v := range vals {
+		have[v] = true
+	}
+	lost := 0
+	for _, i := range w.acked {
+		if !have[fmt.Sprint(i)] {
+			lost++
+		}
+	}
+	t.Logf("switchover under load: %d acknowledged writes, %d failed attempts, longest pause between acks %v", len(w.acked), w.failures, w.longest.Round(time.Millisecond))
+	if lost > 0 {
+		t.Fatalf("%d of %d acknowledged writes are missing on the new master", lost, len(w.acked))
 	}
 }
