@@ -139,7 +139,7 @@ func (w *helperWriter) count() int {
 func startHelperWriter(t *testing.T, c *cluster, name string) *helperWriter {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cl, err := client.New(ctx, addrs(c.nodes...))
+	cl, err := client.New(ctx, strings.Split(addrs(c.nodes...), ",")...)
 	if err != nil {
 		t.Fatal(err)
 	}
