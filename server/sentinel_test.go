@@ -200,7 +200,7 @@ func redisCLI(addr string, args ...string) (string, error) {
 func TestSentinelClientsFollowFailover(t *testing.T) {
 	redistest.Require(t)
 	if _, err := exec.LookPath("redis-cli"); err != nil {
-		t.Skip("redis-cli is not installed")
+		t.Fatal("redis-cli is not installed: run make redis")
 	}
 	c := newTestCluster(t, 3, nil)
 	c.leader()
