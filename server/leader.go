@@ -293,9 +293,7 @@ func (l *leaderStep) driveFailover() error {
 func (l *leaderStep) promote(f *fsmv1.Failover) error {
 	cand := f.GetCandidate()
 	if failover.StepTimedOut(time.Unix(0, f.GetStartedAtUnixNanos()), l.failoverTimeout(), l.now) {
-		return l.commit(&fsmv1.Command{Kind: &fsmv1.Command_AbortFailover{AbortFailover: &fsmv1.AbortFailover{
-			Master: l.m.GetName(), ExpectedEpoch: l.m.GetEpoch(), Event: "-failover-abort-slave-timeout",
-			Reason: fmt.Sprintf("%s did not report role master within failover-timeout", cand)}}})
+		return l.abort("-failover-abort-slave-timeout", fmt.Sprintf("%s did not report role master within failover-timeout", cand))
 	}
 	reportsMaster := false
 	if o, ok := l.obs[cand]; ok && o.Info != nil && o.Info.Role == "master" && !o.InfoAt.Before(time.Unix(0, f.GetStartedAtUnixNanos())) {
@@ -321,13 +319,7 @@ func (l *leaderStep) promote(f *fsmv1.Failover) error {
 	if !reportsMaster {
 		return nil
 	}
-	l.mo.s.log.Info("promoted", "master", l.m.GetName(), "new_address", cand, "epoch", l.m.GetEpoch()+1)
-	if err := l.commit(&fsmv1.Command{Kind: &fsmv1.Command_Promoted{Promoted: &fsmv1.Promoted{
-		Master: l.m.GetName(), ExpectedEpoch: l.m.GetEpoch(), Address: cand}}}); err != nil {
-		return err
-	}
-	l.mo.s.simulateFailure(CrashAfterPromotion)
-	return nil
+	return l.commitPromoted(cand)
 }
 
 var phaseOf = map[fsmv1.ReconfPhase]failover.ReconfPhase{

@@ -252,58 +252,50 @@ func (b *sentinelBackend) relayEvents(ctx context.Context, after uint64, out cha
 	}
 }
 
-// client is a gRPC client to this node itself: a write then takes the API's
-// path, validation and follower forwarding included.
-func (b *sentinelBackend) client() (coordinatorv1.CoordinatorServiceClient, error) {
+// write runs one write through this node's own gRPC API, so it is
+// validated and forwarded to the leader as an API write is, and turns the
+// answer into Sentinel's text.
+func (b *sentinelBackend) write(fn func(api coordinatorv1.CoordinatorServiceClient) error) error {
 	conn, err := b.s.conn(b.s.GRPCAddr())
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return coordinatorv1.NewCoordinatorServiceClient(conn), nil
+	return sentinelError(fn(coordinatorv1.NewCoordinatorServiceClient(conn)))
 }
 
 func (b *sentinelBackend) Monitor(ctx context.Context, name, addr string, quorum int) error {
-	c, err := b.client()
-	if err != nil {
+	return b.write(func(api coordinatorv1.CoordinatorServiceClient) error {
+		_, err := api.Monitor(ctx, &coordinatorv1.MonitorRequest{Name: name, Address: addr,
+			Settings: &coordinatorv1.MasterSettings{Quorum: uint32(quorum)}})
 		return err
-	}
-	_, err = c.Monitor(ctx, &coordinatorv1.MonitorRequest{Name: name, Address: addr,
-		Settings: &coordinatorv1.MasterSettings{Quorum: uint32(quorum)}})
-	return sentinelError(err)
+	})
 }
 
 func (b *sentinelBackend) Remove(ctx context.Context, name string) error {
-	c, err := b.client()
-	if err != nil {
+	return b.write(func(api coordinatorv1.CoordinatorServiceClient) error {
+		_, err := api.Remove(ctx, &coordinatorv1.RemoveRequest{Name: name})
 		return err
-	}
-	_, err = c.Remove(ctx, &coordinatorv1.RemoveRequest{Name: name})
-	return sentinelError(err)
+	})
 }
 
 func (b *sentinelBackend) Set(ctx context.Context, name string, options [][2]string) error {
-	c, err := b.client()
-	if err != nil {
-		return err
-	}
 	req := &coordinatorv1.SetRequest{Name: name}
 	for _, o := range options {
 		req.Options = append(req.Options, &coordinatorv1.Option{Key: o[0], Value: o[1]})
 	}
-	_, err = c.Set(ctx, req)
-	return sentinelError(err)
+	return b.write(func(api coordinatorv1.CoordinatorServiceClient) error {
+		_, err := api.Set(ctx, req)
+		return err
+	})
 }
 
 func (b *sentinelBackend) Reset(ctx context.Context, name string) error {
-	c, err := b.client()
-	if err != nil {
+	return b.write(func(api coordinatorv1.CoordinatorServiceClient) error {
+		_, err := api.Reset(ctx, &coordinatorv1.ResetRequest{Name: name})
 		return err
-	}
-	_, err = c.Reset(ctx, &coordinatorv1.ResetRequest{Name: name})
-	return sentinelError(err)
+	})
 }
 
-// Failover will call (*Server).StartFailover once the manual failover exists.
 // Failover is SENTINEL FAILOVER: a forced promotion that answers as soon as
 // its start is committed, as Sentinel answers +OK and fails over in the
 // background.

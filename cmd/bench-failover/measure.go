@@ -64,7 +64,7 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 	w := &writer{client: rdb}
 	writeCtx, stopWriting := context.WithCancel(ctx)
 	defer stopWriting()
-	go w.run(writeCtx)
+	w.start(writeCtx)
 	if err := poll(ctx, 10*time.Second, func() error {
 		if w.ackedCount() < 100 {
 			return errors.New("the writer has not written 100 values yet")
@@ -229,8 +229,13 @@ type ack struct {
 	sent, received time.Time
 }
 
-func (w *writer) run(ctx context.Context) {
+// start runs the writer until ctx ends; wait returns after it stopped.
+func (w *writer) start(ctx context.Context) {
 	w.done.Add(1)
+	go w.run(ctx)
+}
+
+func (w *writer) run(ctx context.Context) {
 	defer w.done.Done()
 	for i := 1; ctx.Err() == nil; i++ {
 		sent := time.Now()
