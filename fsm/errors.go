@@ -32,11 +32,27 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", int(k))
 }
 
-// Error is a command the state machine rejected. It is deterministic: every
-// node rejects the same command with the same error.
+// Reason names a refusal that a front end must tell apart from others of
+// the same Kind (Sentinel answers -INPROG and -NOGOODSLAVE, not a generic
+// error). It travels in gRPC status details, never in message text.
+type Reason string
+
+const (
+	// ReasonFailoverInProgress: a failover of that master is already running.
+	ReasonFailoverInProgress Reason = "FAILOVER_IN_PROGRESS"
+	// ReasonNoGoodReplica: no replica passes the promotion rules.
+	ReasonNoGoodReplica Reason = "NO_GOOD_REPLICA"
+	// ReasonUnknownMaster: the command names a master that is not monitored.
+	ReasonUnknownMaster Reason = "UNKNOWN_MASTER"
+)
+
+// Error is a command the state machine (or the leader's decision before
+// committing one) rejected. It is deterministic: every node rejects the
+// same command with the same error.
 type Error struct {
-	Kind Kind
-	Msg  string
+	Kind   Kind
+	Reason Reason // empty when the Kind says enough
+	Msg    string
 }
 
 func (e *Error) Error() string { return e.Msg }
