@@ -64,6 +64,8 @@ func applyCommand(st *fsmv1.State, cmd *fsmv1.Command) ([]*fsmv1.Event, error) {
 		err = finishFailover(r, k.FinishFailover)
 	case *fsmv1.Command_RecordRepair:
 		err = recordRepair(r, k.RecordRepair)
+	case *fsmv1.Command_HandoverPaused:
+		err = handoverPaused(r, k.HandoverPaused)
 	default:
 		panic(fmt.Sprintf("fsm: command kind %T has no handler: upgrade this binary", cmd.Kind))
 	}

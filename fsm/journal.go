@@ -275,6 +275,29 @@ func abortFailover(r *recorder, c *fsmv1.AbortFailover) error {
 	return nil
 }
 
+// handoverPaused records the write pause of a coordinated handover. Only a
+// coordinated failover still in its handover may pause, and only once: a
+// second pause would move the offset the candidate is measured against.
+func handoverPaused(r *recorder, c *fsmv1.HandoverPaused) error {
+	m, err := masterAt(r.st, c.GetMaster(), c.GetExpectedEpoch())
+	if err != nil {
+		return err
+	}
+	f := m.GetFailover()
+	if f.GetPhase() != fsmv1.FailoverPhase_FAILOVER_PHASE_HANDOVER {
+		return errorf(FailedPrecondition, "no coordinated handover of %q in progress", m.GetName())
+	}
+	if f.GetPause() != nil {
+		return errorf(FailedPrecondition, "the handover of %q already paused writes", m.GetName())
+	}
+	if c.GetOffset() < 0 || c.GetUntilUnixNanos() <= r.now {
+		return errorf(Invalid, "write pause at offset %d until %d: want a non-negative offset and an end after %d",
+			c.GetOffset(), c.GetUntilUnixNanos(), r.now)
+	}
+	f.Pause = &fsmv1.HandoverPause{Offset: c.GetOffset(), UntilUnixNanos: c.GetUntilUnixNanos()}
+	return nil
+}
+
 func promoted(r *recorder, c *fsmv1.Promoted) error {
 	m, err := masterAt(r.st, c.GetMaster(), c.GetExpectedEpoch())
 	if err != nil {

@@ -28,6 +28,8 @@ func cmdOf(k any) *fsmv1.Command {
 		c.Kind = &fsmv1.Command_FinishFailover{FinishFailover: v}
 	case *fsmv1.RecordRepair:
 		c.Kind = &fsmv1.Command_RecordRepair{RecordRepair: v}
+	case *fsmv1.HandoverPaused:
+		c.Kind = &fsmv1.Command_HandoverPaused{HandoverPaused: v}
 	case *fsmv1.ResetMaster:
 		c.Kind = &fsmv1.Command_ResetMaster{ResetMaster: v}
 	default:

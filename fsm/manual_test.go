@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"testing"
+	"time"
 
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 )
@@ -143,5 +144,40 @@ func TestHandoverPhaseAcceptsPromotionAndAbortOnly(t *testing.T) {
 	must(t, a, cmdOf(&fsmv1.ResetMaster{Name: "mymaster"}))
 	if m, _, _ := a.f.Master("mymaster"); m.Failover != nil || m.LastFailover != nil {
 		t.Fatalf("reset kept failover state: %v", m)
+	}
+}
+
+// A coordinated handover records its write pause once; the record outlives
+// the promotion (a new leader must still release it) and goes with the
+// journal when the failover closes.
+func TestHandoverPauseIsRecordedOnceAndKeptThroughPromotion(t *testing.T) {
+	far := t0.Add(time.Hour).UnixNano()
+	pause := func(offset, until int64) *fsmv1.Command {
+		return cmdOf(&fsmv1.HandoverPaused{Master: "mymaster", Offset: offset, UntilUnixNanos: until})
+	}
+	a := seeded(t)
+	if err := a.apply(t, pause(10, far)); kindOf(err) != FailedPrecondition {
+		t.Fatalf("pause without a handover: %v", err)
+	}
+	must(t, a, cmdOf(&fsmv1.BeginFailover{Master: "mymaster", Reason: "manual", Candidate: r1Addr}))
+	if err := a.apply(t, pause(10, far)); kindOf(err) != FailedPrecondition {
+		t.Fatalf("pause during a forced failover: %v", err)
+	}
+	must(t, a, cmdOf(&fsmv1.AbortFailover{Master: "mymaster", Event: "-failover-abort-slave-timeout"}))
+
+	must(t, a, cmdOf(&fsmv1.BeginFailover{Master: "mymaster", Reason: "manual", Candidate: r1Addr, Coordinated: true, HandoverTimeoutMs: 5000}))
+	for _, bad := range []*fsmv1.Command{pause(-1, far), pause(10, t0.UnixNano())} {
+		if err := a.apply(t, bad); kindOf(err) != Invalid {
+			t.Fatalf("pause %v: %v", bad, err)
+		}
+	}
+	must(t, a, pause(42, far))
+	if err := a.apply(t, pause(43, far)); kindOf(err) != FailedPrecondition {
+		t.Fatalf("second pause: %v", err)
+	}
+	must(t, a, cmdOf(&fsmv1.Promoted{Master: "mymaster", Address: r1Addr}))
+	m, _, _ := a.f.Master("mymaster")
+	if p := m.GetFailover().GetPause(); p.GetOffset() != 42 || p.GetUntilUnixNanos() != far {
+		t.Fatalf("pause after promotion: %v", m.GetFailover())
 	}
 }

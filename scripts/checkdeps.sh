@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Enforces DESIGN.md's dependency direction on non-test imports:
-# cmd -> server -> {fsm, failover, probe} -> proto/gen; client -> proto/gen.
+# cmd -> server -> orchestrator -> {fsm, failover, probe} -> proto/gen;
+# client -> proto/gen.
 set -euo pipefail
 mod=github.com/raftinel/raftinel
 fail=0
@@ -10,13 +11,15 @@ while read -r pkg imports; do
     bad=""
     case "$rel" in
       fsm|fsm/*)
-        case "$imp" in google.golang.org/grpc*|github.com/redis/*|"$mod"/server*|"$mod"/probe*|"$mod"/failover*|"$mod"/client*|net/http|os/exec) bad=1;; esac ;;
+        case "$imp" in google.golang.org/grpc*|github.com/redis/*|"$mod"/server*|"$mod"/probe*|"$mod"/failover*|"$mod"/orchestrator*|"$mod"/client*|net/http|os/exec) bad=1;; esac ;;
       failover|failover/*)
         case "$imp" in "$mod"/*|google.golang.org/grpc*|github.com/redis/*|github.com/hashicorp/*|net|net/*|os|os/*) bad=1;; esac ;;
+      orchestrator|orchestrator/*)
+        case "$imp" in "$mod"/server*|"$mod"/client*|google.golang.org/grpc*|github.com/redis/*|github.com/hashicorp/*) bad=1;; esac ;;
       probe|probe/*)
-        case "$imp" in "$mod"/server*|"$mod"/fsm*|"$mod"/failover*|"$mod"/client*|google.golang.org/grpc*|github.com/hashicorp/*) bad=1;; esac ;;
+        case "$imp" in "$mod"/server*|"$mod"/fsm*|"$mod"/failover*|"$mod"/orchestrator*|"$mod"/client*|google.golang.org/grpc*|github.com/hashicorp/*) bad=1;; esac ;;
       client|client/*)
-        case "$imp" in "$mod"/server*|"$mod"/fsm*|"$mod"/probe*|"$mod"/failover*|github.com/hashicorp/*) bad=1;; esac ;;
+        case "$imp" in "$mod"/server*|"$mod"/fsm*|"$mod"/probe*|"$mod"/failover*|"$mod"/orchestrator*|github.com/hashicorp/*) bad=1;; esac ;;
       proto/gen/*|internal/resp)
         case "$imp" in "$mod"/*) [[ "$imp" == "$mod"/proto/gen/* ]] || bad=1;; esac ;;
     esac

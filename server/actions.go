@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"time"
 
 	"github.com/raftinel/raftinel/fsm"
+	"github.com/raftinel/raftinel/orchestrator"
 	"github.com/raftinel/raftinel/probe"
 	clusterv1 "github.com/raftinel/raftinel/proto/gen/coordinator/cluster/v1"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
@@ -31,7 +31,11 @@ func newActions(clientName string) *actions {
 	return &actions{name: clientName, conns: map[string]*actionConn{}}
 }
 
-func (a *actions) conn(addr string, auth probe.Auth) (*probe.Conn, error) {
+var _ orchestrator.Redis = (*actions)(nil)
+
+// Instance returns the command connection to addr, opening it (again, when
+// the credentials changed) as needed.
+func (a *actions) Instance(addr string, auth probe.Auth) (orchestrator.Instance, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if c, ok := a.conns[addr]; ok && c.auth == auth {
@@ -56,25 +60,9 @@ func (a *actions) close() {
 	a.conns = map[string]*actionConn{}
 }
 
-// due rate-limits a repeated action on one instance: it reports true, and
-// starts a new wait, when the last one of that kind is resendEvery old.
-func (mo *monitor) due(kind, addr string, now time.Time) bool {
-	mo.mu.Lock()
-	defer mo.mu.Unlock()
-	if mo.lastAction == nil {
-		mo.lastAction = map[string]time.Time{}
-	}
-	key := kind + " " + addr
-	if last, ok := mo.lastAction[key]; ok && now.Sub(last) < resendEvery {
-		return false
-	}
-	mo.lastAction[key] = now
-	return true
-}
-
 // simulateFailure ends the process when the configured test hook matches.
 func (s *Server) simulateFailure(point string) {
-	if s.cfg.SimulateFailure == point {
+	if s.cfg.SimulateFailure == point && point != "" {
 		s.log.Warn("simulated failure: exiting", "point", point)
 		os.Exit(99)
 	}

@@ -2,13 +2,11 @@ package server
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/raftinel/raftinel/failover"
+	"github.com/raftinel/raftinel/orchestrator"
 	"github.com/raftinel/raftinel/probe"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 )
@@ -17,10 +15,9 @@ const (
 	// loopPeriod is how often a node re-evaluates its opinions and the
 	// leader its failover steps, on top of waking on every change.
 	loopPeriod = 100 * time.Millisecond
-	// voteRefresh is how often a down vote is re-asserted; voteFreshness is
-	// how long the leader counts it (Sentinel: ask-period and 5 x ask-period).
-	voteRefresh   = time.Second
-	voteFreshness = 5 * time.Second
+	// voteRefresh is how often a down vote is re-asserted (Sentinel's
+	// ask-period); the leader counts it for orchestrator.VoteFreshness.
+	voteRefresh = time.Second
 	// tiltPeriod is how long a node that was paused (or starved) takes no
 	// failover action and casts no down vote: long enough for every
 	// instance to be PINGed and INFO-polled again several times. Sentinel
@@ -32,23 +29,20 @@ const (
 
 // monitor runs on every node: it keeps the probe watching every instance
 // of every master and commits this node's SDOWN opinion of each master as a
-// vote. On the leader it also drives detection and failover (leader.go).
+// vote. While this node leads, it also runs the orchestrator.Leader that
+// monitorLeadership installed, on the same loop.
 type monitor struct {
 	s       *Server
 	watcher *probe.Watcher
 
-	mu        sync.Mutex
-	tilt      failover.Tilt
-	lastVote  map[string]time.Time // by master: when this node last proposed a vote
-	voting    map[string]bool      // by master: a proposal is in flight
-	lastEnter map[string]time.Time // by address: when the instance last entered SDOWN (leader view)
-	wasDown   map[string]bool
-	// lastAction rate-limits repeated actions, by kind and address.
-	lastAction map[string]time.Time
-	// paused is the CLIENT PAUSE handover in progress, by master
-	// (manual_failover.go).
-	paused map[string]pausedWrites
+	mu       sync.Mutex
+	tilt     failover.Tilt
+	lastVote map[string]time.Time // by master: when this node last proposed a vote
+	voting   map[string]bool      // by master: a proposal is in flight
+	leader   *orchestrator.Leader // nil unless leadership is established
 }
+
+var _ orchestrator.Observer = (*monitor)(nil)
 
 func newMonitor(s *Server) (*monitor, error) {
 	w, err := probe.NewWatcher(probe.WatcherConfig{
@@ -59,14 +53,44 @@ func newMonitor(s *Server) (*monitor, error) {
 		return nil, err
 	}
 	return &monitor{
-		s:         s,
-		watcher:   w,
-		tilt:      failover.Tilt{Period: tiltPeriod},
-		lastVote:  map[string]time.Time{},
-		voting:    map[string]bool{},
-		lastEnter: map[string]time.Time{},
-		wasDown:   map[string]bool{},
+		s:        s,
+		watcher:  w,
+		tilt:     failover.Tilt{Period: tiltPeriod},
+		lastVote: map[string]time.Time{},
+		voting:   map[string]bool{},
 	}, nil
+}
+
+// setLeader installs the Leader of a term whose context is ctx, unless that
+// term already ended, or removes it (nil, nil). It reports whether l was
+// installed.
+func (mo *monitor) setLeader(ctx context.Context, l *orchestrator.Leader) bool {
+	mo.mu.Lock()
+	defer mo.mu.Unlock()
+	if l != nil && ctx.Err() != nil {
+		return false
+	}
+	if mo.leader != nil && mo.leader != l {
+		mo.leader.Stop()
+	}
+	mo.leader = l
+	return l != nil
+}
+
+func (mo *monitor) currentLeader() *orchestrator.Leader {
+	mo.mu.Lock()
+	defer mo.mu.Unlock()
+	return mo.leader
+}
+
+// Observations is the probe's latest view (orchestrator.Observer).
+func (mo *monitor) Observations() map[string]probe.Observation { return mo.watcher.Observations() }
+
+// Tilt is this node's TILT detector (orchestrator.Observer).
+func (mo *monitor) Tilt() failover.Tilt {
+	mo.mu.Lock()
+	defer mo.mu.Unlock()
+	return mo.tilt
 }
 
 func (mo *monitor) run(ctx context.Context) {
@@ -106,8 +130,8 @@ func (mo *monitor) step(ctx context.Context, now time.Time) {
 	for _, m := range st.Masters {
 		mo.maybeVote(ctx, m, obs, tilt, now)
 	}
-	if mo.s.IsLeader() {
-		mo.lead(ctx, st, obs, tilt, now)
+	if l := mo.currentLeader(); l != nil {
+		l.Step(st)
 	}
 }
 
@@ -133,7 +157,7 @@ func targets(st *fsmv1.State, downHere map[string]bool) []probe.Target {
 		s := m.GetSettings()
 		t := probe.Target{
 			Auth:      probe.Auth{User: s.GetAuthUser(), Pass: s.GetAuthPass()},
-			DownAfter: time.Duration(s.GetDownAfterMs()) * time.Millisecond,
+			DownAfter: orchestrator.DownAfter(m),
 			FastInfo:  m.GetOdown() || m.GetFailover() != nil || downHere[name],
 		}
 		addrs := []string{m.GetAddress()}
@@ -152,52 +176,11 @@ func targets(st *fsmv1.State, downHere map[string]bool) []probe.Target {
 	return out
 }
 
-// probeOf converts an observation to the failover package's input.
-func probeOf(o probe.Observation, ok bool) failover.Probe {
-	if !ok {
-		return failover.Probe{}
-	}
-	p := failover.Probe{
-		Since:            o.Since,
-		LastValidReply:   o.LastValidReply,
-		LinkUp:           o.LinkUp,
-		PingPendingSince: o.PingPendingSince,
-		RoleSince:        o.RoleChangedAt,
-		MasterAddrSince:  o.MasterAddrChangedAt,
-	}
-	if o.Info == nil {
-		return p
-	}
-	in := o.Info
-	p.InfoAt = o.InfoAt
-	p.Role = failover.Role(in.Role)
-	p.MasterHost, p.MasterPort = in.MasterHost, in.MasterPort
-	p.MasterLinkUp = in.MasterLinkUp()
-	p.MasterLinkDownFor = time.Duration(in.MasterLinkDownSinceSeconds) * time.Second
-	p.Priority = in.ReplicaPriority
-	p.Offset = in.SlaveReplOffset
-	if in.Role == probe.RoleMaster {
-		p.Offset = in.MasterReplOffset
-	}
-	p.RunID = in.RunID
-	return p
-}
-
-// masterProbe adds to the master's probe when it became the master, from
-// the state: the last failover attempt began before its promotion.
-func masterProbe(p failover.Probe, m *fsmv1.Master) failover.Probe {
-	if at := m.GetLastFailoverAtUnixNanos(); at != 0 {
-		p.MasterSince = time.Unix(0, at)
-	}
-	return p
-}
-
 // maybeVote commits this node's opinion of a master when it differs from
 // the committed vote, and re-asserts a down vote so it stays fresh.
 func (mo *monitor) maybeVote(ctx context.Context, m *fsmv1.Master, obs map[string]probe.Observation, tilt failover.Tilt, now time.Time) {
 	o, ok := obs[m.GetAddress()]
-	downAfter := time.Duration(m.GetSettings().GetDownAfterMs()) * time.Millisecond
-	down, reason := failover.DownOpinion(masterProbe(probeOf(o, ok), m), true, downAfter, tilt, now)
+	down, reason := failover.DownOpinion(orchestrator.MasterProbe(orchestrator.ProbeOf(o, ok), m), true, orchestrator.DownAfter(m), tilt, now)
 	var committed *fsmv1.Vote
 	for _, v := range m.GetVotes() {
 		if v.GetNodeId() == mo.s.cfg.ID {
@@ -228,16 +211,4 @@ func (mo *monitor) maybeVote(ctx context.Context, m *fsmv1.Master, obs map[strin
 			mo.s.log.Info("vote", "master", vote.Master, "address", vote.Address, "down", vote.Down, "reason", reason)
 		}
 	}()
-}
-
-func splitHostPort(addr string) (string, int, error) {
-	h, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, err
-	}
-	port, err := strconv.Atoi(p)
-	if err != nil {
-		return "", 0, fmt.Errorf("port of %q: %w", addr, err)
-	}
-	return h, port, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/raftinel/raftinel/failover"
 	"github.com/raftinel/raftinel/fsm"
+	"github.com/raftinel/raftinel/orchestrator"
 	"github.com/raftinel/raftinel/probe"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
@@ -116,7 +117,7 @@ func instanceView(o probe.Observation, t instanceTarget, now time.Time) sentinel
 		InfoRefresh:     o.InfoAt,
 	}
 	v.LastPingSent = o.PingPendingSince // Sentinel's act_ping_time
-	p := probeOf(o, true)
+	p := orchestrator.ProbeOf(o, true)
 	p.MasterSince = t.masterSince
 	if down, _ := failover.SubjectivelyDown(p, t.master, t.downAfter, now); down {
 		v.SDown, v.SDownSince = true, failover.SDownSince(p, t.downAfter, now)
@@ -146,7 +147,7 @@ func (b *sentinelBackend) target(addr string) (instanceTarget, bool) {
 			for _, r := range m.GetReplicas() {
 				idx.byAddr[r.GetAddress()] = instanceTarget{downAfter: downAfter}
 			}
-			idx.byAddr[m.GetAddress()] = instanceTarget{master: true, masterSince: masterProbe(failover.Probe{}, m).MasterSince, downAfter: downAfter}
+			idx.byAddr[m.GetAddress()] = instanceTarget{master: true, masterSince: orchestrator.MasterProbe(failover.Probe{}, m).MasterSince, downAfter: downAfter}
 		}
 		b.targets = idx
 	}

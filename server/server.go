@@ -118,6 +118,7 @@ func New(cfg Config) (*Server, error) {
 		defer s.wg.Done()
 		s.monitor.run(s.ctx)
 	}()
+	s.wg.Go(s.monitorLeadership)
 	if s.sentinelLis != nil {
 		if err := s.startSentinel(s.sentinelLis); err != nil {
 			return nil, err

@@ -164,6 +164,7 @@ type Command struct {
 	//	*Command_ReplicaReconfigured
 	//	*Command_FinishFailover
 	//	*Command_RecordRepair
+	//	*Command_HandoverPaused
 	Kind          isCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -348,6 +349,15 @@ func (x *Command) GetRecordRepair() *RecordRepair {
 	return nil
 }
 
+func (x *Command) GetHandoverPaused() *HandoverPaused {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_HandoverPaused); ok {
+			return x.HandoverPaused
+		}
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -412,6 +422,10 @@ type Command_RecordRepair struct {
 	RecordRepair *RecordRepair `protobuf:"bytes,28,opt,name=record_repair,json=recordRepair,proto3,oneof"`
 }
 
+type Command_HandoverPaused struct {
+	HandoverPaused *HandoverPaused `protobuf:"bytes,29,opt,name=handover_paused,json=handoverPaused,proto3,oneof"`
+}
+
 func (*Command_RegisterNode) isCommand_Kind() {}
 
 func (*Command_DeregisterNode) isCommand_Kind() {}
@@ -441,6 +455,8 @@ func (*Command_ReplicaReconfigured) isCommand_Kind() {}
 func (*Command_FinishFailover) isCommand_Kind() {}
 
 func (*Command_RecordRepair) isCommand_Kind() {}
+
+func (*Command_HandoverPaused) isCommand_Kind() {}
 
 // ResetMaster forgets a master's replicas, votes, failover state and
 // anti-flap timer (Sentinel's RESET).
@@ -889,6 +905,81 @@ func (x *AbortFailover) GetReason() string {
 	return ""
 }
 
+// HandoverPaused records that the leader paused writes on the old master
+// of a coordinated failover (CLIENT PAUSE WRITE, for servers without
+// FAILOVER) and the offset the candidate must reach. It is committed before
+// the leader goes on, so a new leader knows the pause exists: it promotes
+// the candidate once caught up, or unpauses and aborts, within one step.
+type HandoverPaused struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Master        string                 `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
+	ExpectedEpoch uint64                 `protobuf:"varint,2,opt,name=expected_epoch,json=expectedEpoch,proto3" json:"expected_epoch,omitempty"`
+	// The old master's master_repl_offset once paused.
+	Offset int64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	// When the pause ends by itself on the old master.
+	UntilUnixNanos int64 `protobuf:"varint,4,opt,name=until_unix_nanos,json=untilUnixNanos,proto3" json:"until_unix_nanos,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *HandoverPaused) Reset() {
+	*x = HandoverPaused{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandoverPaused) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandoverPaused) ProtoMessage() {}
+
+func (x *HandoverPaused) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandoverPaused.ProtoReflect.Descriptor instead.
+func (*HandoverPaused) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *HandoverPaused) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *HandoverPaused) GetExpectedEpoch() uint64 {
+	if x != nil {
+		return x.ExpectedEpoch
+	}
+	return 0
+}
+
+func (x *HandoverPaused) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *HandoverPaused) GetUntilUnixNanos() int64 {
+	if x != nil {
+		return x.UntilUnixNanos
+	}
+	return 0
+}
+
 // Promoted records that the candidate reports role master: the epoch rises
 // and from this entry on every front end serves the new address.
 type Promoted struct {
@@ -902,7 +993,7 @@ type Promoted struct {
 
 func (x *Promoted) Reset() {
 	*x = Promoted{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -914,7 +1005,7 @@ func (x *Promoted) String() string {
 func (*Promoted) ProtoMessage() {}
 
 func (x *Promoted) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -927,7 +1018,7 @@ func (x *Promoted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Promoted.ProtoReflect.Descriptor instead.
 func (*Promoted) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Promoted) GetMaster() string {
@@ -964,7 +1055,7 @@ type ReplicaReconfigured struct {
 
 func (x *ReplicaReconfigured) Reset() {
 	*x = ReplicaReconfigured{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -976,7 +1067,7 @@ func (x *ReplicaReconfigured) String() string {
 func (*ReplicaReconfigured) ProtoMessage() {}
 
 func (x *ReplicaReconfigured) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -989,7 +1080,7 @@ func (x *ReplicaReconfigured) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReconfigured.ProtoReflect.Descriptor instead.
 func (*ReplicaReconfigured) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReplicaReconfigured) GetMaster() string {
@@ -1032,7 +1123,7 @@ type FinishFailover struct {
 
 func (x *FinishFailover) Reset() {
 	*x = FinishFailover{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[9]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1135,7 @@ func (x *FinishFailover) String() string {
 func (*FinishFailover) ProtoMessage() {}
 
 func (x *FinishFailover) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[9]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1148,7 @@ func (x *FinishFailover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishFailover.ProtoReflect.Descriptor instead.
 func (*FinishFailover) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{9}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FinishFailover) GetMaster() string {
@@ -1097,7 +1188,7 @@ type RecordRepair struct {
 
 func (x *RecordRepair) Reset() {
 	*x = RecordRepair{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1109,7 +1200,7 @@ func (x *RecordRepair) String() string {
 func (*RecordRepair) ProtoMessage() {}
 
 func (x *RecordRepair) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1122,7 +1213,7 @@ func (x *RecordRepair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordRepair.ProtoReflect.Descriptor instead.
 func (*RecordRepair) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RecordRepair) GetMaster() string {
@@ -1170,7 +1261,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[11]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1182,7 +1273,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[11]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1195,7 +1286,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Rejection) GetAddress() string {
@@ -1222,7 +1313,7 @@ type RegisterNode struct {
 
 func (x *RegisterNode) Reset() {
 	*x = RegisterNode{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[12]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1234,7 +1325,7 @@ func (x *RegisterNode) String() string {
 func (*RegisterNode) ProtoMessage() {}
 
 func (x *RegisterNode) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[12]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1247,7 +1338,7 @@ func (x *RegisterNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNode.ProtoReflect.Descriptor instead.
 func (*RegisterNode) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RegisterNode) GetNode() *Node {
@@ -1267,7 +1358,7 @@ type DeregisterNode struct {
 
 func (x *DeregisterNode) Reset() {
 	*x = DeregisterNode{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[13]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1370,7 @@ func (x *DeregisterNode) String() string {
 func (*DeregisterNode) ProtoMessage() {}
 
 func (x *DeregisterNode) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[13]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1383,7 @@ func (x *DeregisterNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterNode.ProtoReflect.Descriptor instead.
 func (*DeregisterNode) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeregisterNode) GetId() string {
@@ -1315,7 +1406,7 @@ type MonitorMaster struct {
 
 func (x *MonitorMaster) Reset() {
 	*x = MonitorMaster{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[14]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1418,7 @@ func (x *MonitorMaster) String() string {
 func (*MonitorMaster) ProtoMessage() {}
 
 func (x *MonitorMaster) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[14]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1431,7 @@ func (x *MonitorMaster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MonitorMaster.ProtoReflect.Descriptor instead.
 func (*MonitorMaster) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MonitorMaster) GetName() string {
@@ -1374,7 +1465,7 @@ type RemoveMaster struct {
 
 func (x *RemoveMaster) Reset() {
 	*x = RemoveMaster{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[15]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1386,7 +1477,7 @@ func (x *RemoveMaster) String() string {
 func (*RemoveMaster) ProtoMessage() {}
 
 func (x *RemoveMaster) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[15]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1399,7 +1490,7 @@ func (x *RemoveMaster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMaster.ProtoReflect.Descriptor instead.
 func (*RemoveMaster) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RemoveMaster) GetName() string {
@@ -1420,7 +1511,7 @@ type SetMasterOptions struct {
 
 func (x *SetMasterOptions) Reset() {
 	*x = SetMasterOptions{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1432,7 +1523,7 @@ func (x *SetMasterOptions) String() string {
 func (*SetMasterOptions) ProtoMessage() {}
 
 func (x *SetMasterOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1445,7 +1536,7 @@ func (x *SetMasterOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMasterOptions.ProtoReflect.Descriptor instead.
 func (*SetMasterOptions) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SetMasterOptions) GetName() string {
@@ -1473,7 +1564,7 @@ type Option struct {
 
 func (x *Option) Reset() {
 	*x = Option{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1485,7 +1576,7 @@ func (x *Option) String() string {
 func (*Option) ProtoMessage() {}
 
 func (x *Option) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1498,7 +1589,7 @@ func (x *Option) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Option.ProtoReflect.Descriptor instead.
 func (*Option) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Option) GetKey() string {
@@ -1530,7 +1621,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1542,7 +1633,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1555,7 +1646,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *State) GetNodes() map[string]*Node {
@@ -1600,7 +1691,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1703,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1716,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Node) GetId() string {
@@ -1697,7 +1788,7 @@ type Master struct {
 
 func (x *Master) Reset() {
 	*x = Master{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1709,7 +1800,7 @@ func (x *Master) String() string {
 func (*Master) ProtoMessage() {}
 
 func (x *Master) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,7 +1813,7 @@ func (x *Master) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Master.ProtoReflect.Descriptor instead.
 func (*Master) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Master) GetName() string {
@@ -1859,7 +1950,7 @@ type FailoverOutcome struct {
 
 func (x *FailoverOutcome) Reset() {
 	*x = FailoverOutcome{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1871,7 +1962,7 @@ func (x *FailoverOutcome) String() string {
 func (*FailoverOutcome) ProtoMessage() {}
 
 func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1884,7 +1975,7 @@ func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverOutcome.ProtoReflect.Descriptor instead.
 func (*FailoverOutcome) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FailoverOutcome) GetReason() string {
@@ -1988,7 +2079,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2000,7 +2091,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2013,7 +2104,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Replica) GetAddress() string {
@@ -2122,7 +2213,7 @@ type Vote struct {
 
 func (x *Vote) Reset() {
 	*x = Vote{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2134,7 +2225,7 @@ func (x *Vote) String() string {
 func (*Vote) ProtoMessage() {}
 
 func (x *Vote) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2147,7 +2238,7 @@ func (x *Vote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vote.ProtoReflect.Descriptor instead.
 func (*Vote) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Vote) GetNodeId() string {
@@ -2200,13 +2291,16 @@ type Failover struct {
 	// See BeginFailover.
 	Coordinated       bool  `protobuf:"varint,10,opt,name=coordinated,proto3" json:"coordinated,omitempty"`
 	HandoverTimeoutMs int64 `protobuf:"varint,11,opt,name=handover_timeout_ms,json=handoverTimeoutMs,proto3" json:"handover_timeout_ms,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Set by HandoverPaused; kept after the promotion so that a new leader
+	// still releases the pause.
+	Pause         *HandoverPause `protobuf:"bytes,12,opt,name=pause,proto3" json:"pause,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Failover) Reset() {
 	*x = Failover{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2218,7 +2312,7 @@ func (x *Failover) String() string {
 func (*Failover) ProtoMessage() {}
 
 func (x *Failover) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2231,7 +2325,7 @@ func (x *Failover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failover.ProtoReflect.Descriptor instead.
 func (*Failover) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Failover) GetPhase() FailoverPhase {
@@ -2311,6 +2405,67 @@ func (x *Failover) GetHandoverTimeoutMs() int64 {
 	return 0
 }
 
+func (x *Failover) GetPause() *HandoverPause {
+	if x != nil {
+		return x.Pause
+	}
+	return nil
+}
+
+// HandoverPause is a write pause on the old master during a coordinated
+// failover.
+type HandoverPause struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Offset         int64                  `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	UntilUnixNanos int64                  `protobuf:"varint,2,opt,name=until_unix_nanos,json=untilUnixNanos,proto3" json:"until_unix_nanos,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *HandoverPause) Reset() {
+	*x = HandoverPause{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandoverPause) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandoverPause) ProtoMessage() {}
+
+func (x *HandoverPause) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandoverPause.ProtoReflect.Descriptor instead.
+func (*HandoverPause) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *HandoverPause) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *HandoverPause) GetUntilUnixNanos() int64 {
+	if x != nil {
+		return x.UntilUnixNanos
+	}
+	return 0
+}
+
 // ReplicaReconf is one replica being re-pointed during a failover.
 type ReplicaReconf struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -2323,7 +2478,7 @@ type ReplicaReconf struct {
 
 func (x *ReplicaReconf) Reset() {
 	*x = ReplicaReconf{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2335,7 +2490,7 @@ func (x *ReplicaReconf) String() string {
 func (*ReplicaReconf) ProtoMessage() {}
 
 func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2348,7 +2503,7 @@ func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReconf.ProtoReflect.Descriptor instead.
 func (*ReplicaReconf) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReplicaReconf) GetAddress() string {
@@ -2391,7 +2546,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2403,7 +2558,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2416,7 +2571,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -2486,7 +2641,7 @@ type MasterSettings struct {
 
 func (x *MasterSettings) Reset() {
 	*x = MasterSettings{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2498,7 +2653,7 @@ func (x *MasterSettings) String() string {
 func (*MasterSettings) ProtoMessage() {}
 
 func (x *MasterSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2511,7 +2666,7 @@ func (x *MasterSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterSettings.ProtoReflect.Descriptor instead.
 func (*MasterSettings) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MasterSettings) GetQuorum() uint32 {
@@ -2567,7 +2722,8 @@ var File_coordinator_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccoordinator/fsm/v1/fsm.proto\x12\x12coordinator.fsm.v1\"\xc1\t\n" +
+	"\x1ccoordinator/fsm/v1/fsm.proto\x12\x12coordinator.fsm.v1\"\x90\n" +
+	"\n" +
 	"\aCommand\x123\n" +
 	"\x16proposed_at_unix_nanos\x18\x01 \x01(\x03R\x13proposedAtUnixNanos\x12G\n" +
 	"\rregister_node\x18\n" +
@@ -2586,7 +2742,8 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\bpromoted\x18\x19 \x01(\v2\x1c.coordinator.fsm.v1.PromotedH\x00R\bpromoted\x12\\\n" +
 	"\x14replica_reconfigured\x18\x1a \x01(\v2'.coordinator.fsm.v1.ReplicaReconfiguredH\x00R\x13replicaReconfigured\x12M\n" +
 	"\x0ffinish_failover\x18\x1b \x01(\v2\".coordinator.fsm.v1.FinishFailoverH\x00R\x0efinishFailover\x12G\n" +
-	"\rrecord_repair\x18\x1c \x01(\v2 .coordinator.fsm.v1.RecordRepairH\x00R\frecordRepairB\x06\n" +
+	"\rrecord_repair\x18\x1c \x01(\v2 .coordinator.fsm.v1.RecordRepairH\x00R\frecordRepair\x12M\n" +
+	"\x0fhandover_paused\x18\x1d \x01(\v2\".coordinator.fsm.v1.HandoverPausedH\x00R\x0ehandoverPausedB\x06\n" +
 	"\x04kind\"!\n" +
 	"\vResetMaster\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x83\x01\n" +
@@ -2620,7 +2777,12 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
 	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12\x14\n" +
 	"\x05event\x18\x03 \x01(\tR\x05event\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"c\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x91\x01\n" +
+	"\x0eHandoverPaused\x12\x16\n" +
+	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
+	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12(\n" +
+	"\x10until_unix_nanos\x18\x04 \x01(\x03R\x0euntilUnixNanos\"c\n" +
 	"\bPromoted\x12\x16\n" +
 	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
 	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12\x18\n" +
@@ -2731,7 +2893,7 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04down\x18\x03 \x01(\bR\x04down\x12\"\n" +
 	"\rat_unix_nanos\x18\x04 \x01(\x03R\vatUnixNanos\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xed\x03\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xa6\x04\n" +
 	"\bFailover\x127\n" +
 	"\x05phase\x18\x01 \x01(\x0e2!.coordinator.fsm.v1.FailoverPhaseR\x05phase\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1c\n" +
@@ -2745,7 +2907,11 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\brejected\x18\t \x03(\v2\x1d.coordinator.fsm.v1.RejectionR\brejected\x12 \n" +
 	"\vcoordinated\x18\n" +
 	" \x01(\bR\vcoordinated\x12.\n" +
-	"\x13handover_timeout_ms\x18\v \x01(\x03R\x11handoverTimeoutMs\"\x8d\x01\n" +
+	"\x13handover_timeout_ms\x18\v \x01(\x03R\x11handoverTimeoutMs\x127\n" +
+	"\x05pause\x18\f \x01(\v2!.coordinator.fsm.v1.HandoverPauseR\x05pause\"Q\n" +
+	"\rHandoverPause\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12(\n" +
+	"\x10until_unix_nanos\x18\x02 \x01(\x03R\x0euntilUnixNanos\"\x8d\x01\n" +
 	"\rReplicaReconf\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x125\n" +
 	"\x05phase\x18\x02 \x01(\x0e2\x1f.coordinator.fsm.v1.ReconfPhaseR\x05phase\x12+\n" +
@@ -2791,7 +2957,7 @@ func file_coordinator_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_coordinator_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_coordinator_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_coordinator_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_coordinator_fsm_v1_fsm_proto_goTypes = []any{
 	(ReconfPhase)(0),            // 0: coordinator.fsm.v1.ReconfPhase
 	(FailoverPhase)(0),          // 1: coordinator.fsm.v1.FailoverPhase
@@ -2802,71 +2968,75 @@ var file_coordinator_fsm_v1_fsm_proto_goTypes = []any{
 	(*SetObjectiveDown)(nil),    // 6: coordinator.fsm.v1.SetObjectiveDown
 	(*BeginFailover)(nil),       // 7: coordinator.fsm.v1.BeginFailover
 	(*AbortFailover)(nil),       // 8: coordinator.fsm.v1.AbortFailover
-	(*Promoted)(nil),            // 9: coordinator.fsm.v1.Promoted
-	(*ReplicaReconfigured)(nil), // 10: coordinator.fsm.v1.ReplicaReconfigured
-	(*FinishFailover)(nil),      // 11: coordinator.fsm.v1.FinishFailover
-	(*RecordRepair)(nil),        // 12: coordinator.fsm.v1.RecordRepair
-	(*Rejection)(nil),           // 13: coordinator.fsm.v1.Rejection
-	(*RegisterNode)(nil),        // 14: coordinator.fsm.v1.RegisterNode
-	(*DeregisterNode)(nil),      // 15: coordinator.fsm.v1.DeregisterNode
-	(*MonitorMaster)(nil),       // 16: coordinator.fsm.v1.MonitorMaster
-	(*RemoveMaster)(nil),        // 17: coordinator.fsm.v1.RemoveMaster
-	(*SetMasterOptions)(nil),    // 18: coordinator.fsm.v1.SetMasterOptions
-	(*Option)(nil),              // 19: coordinator.fsm.v1.Option
-	(*State)(nil),               // 20: coordinator.fsm.v1.State
-	(*Node)(nil),                // 21: coordinator.fsm.v1.Node
-	(*Master)(nil),              // 22: coordinator.fsm.v1.Master
-	(*FailoverOutcome)(nil),     // 23: coordinator.fsm.v1.FailoverOutcome
-	(*Replica)(nil),             // 24: coordinator.fsm.v1.Replica
-	(*Vote)(nil),                // 25: coordinator.fsm.v1.Vote
-	(*Failover)(nil),            // 26: coordinator.fsm.v1.Failover
-	(*ReplicaReconf)(nil),       // 27: coordinator.fsm.v1.ReplicaReconf
-	(*Event)(nil),               // 28: coordinator.fsm.v1.Event
-	(*MasterSettings)(nil),      // 29: coordinator.fsm.v1.MasterSettings
-	nil,                         // 30: coordinator.fsm.v1.State.NodesEntry
-	nil,                         // 31: coordinator.fsm.v1.State.MastersEntry
+	(*HandoverPaused)(nil),      // 9: coordinator.fsm.v1.HandoverPaused
+	(*Promoted)(nil),            // 10: coordinator.fsm.v1.Promoted
+	(*ReplicaReconfigured)(nil), // 11: coordinator.fsm.v1.ReplicaReconfigured
+	(*FinishFailover)(nil),      // 12: coordinator.fsm.v1.FinishFailover
+	(*RecordRepair)(nil),        // 13: coordinator.fsm.v1.RecordRepair
+	(*Rejection)(nil),           // 14: coordinator.fsm.v1.Rejection
+	(*RegisterNode)(nil),        // 15: coordinator.fsm.v1.RegisterNode
+	(*DeregisterNode)(nil),      // 16: coordinator.fsm.v1.DeregisterNode
+	(*MonitorMaster)(nil),       // 17: coordinator.fsm.v1.MonitorMaster
+	(*RemoveMaster)(nil),        // 18: coordinator.fsm.v1.RemoveMaster
+	(*SetMasterOptions)(nil),    // 19: coordinator.fsm.v1.SetMasterOptions
+	(*Option)(nil),              // 20: coordinator.fsm.v1.Option
+	(*State)(nil),               // 21: coordinator.fsm.v1.State
+	(*Node)(nil),                // 22: coordinator.fsm.v1.Node
+	(*Master)(nil),              // 23: coordinator.fsm.v1.Master
+	(*FailoverOutcome)(nil),     // 24: coordinator.fsm.v1.FailoverOutcome
+	(*Replica)(nil),             // 25: coordinator.fsm.v1.Replica
+	(*Vote)(nil),                // 26: coordinator.fsm.v1.Vote
+	(*Failover)(nil),            // 27: coordinator.fsm.v1.Failover
+	(*HandoverPause)(nil),       // 28: coordinator.fsm.v1.HandoverPause
+	(*ReplicaReconf)(nil),       // 29: coordinator.fsm.v1.ReplicaReconf
+	(*Event)(nil),               // 30: coordinator.fsm.v1.Event
+	(*MasterSettings)(nil),      // 31: coordinator.fsm.v1.MasterSettings
+	nil,                         // 32: coordinator.fsm.v1.State.NodesEntry
+	nil,                         // 33: coordinator.fsm.v1.State.MastersEntry
 }
 var file_coordinator_fsm_v1_fsm_proto_depIdxs = []int32{
-	14, // 0: coordinator.fsm.v1.Command.register_node:type_name -> coordinator.fsm.v1.RegisterNode
-	15, // 1: coordinator.fsm.v1.Command.deregister_node:type_name -> coordinator.fsm.v1.DeregisterNode
-	16, // 2: coordinator.fsm.v1.Command.monitor_master:type_name -> coordinator.fsm.v1.MonitorMaster
-	17, // 3: coordinator.fsm.v1.Command.remove_master:type_name -> coordinator.fsm.v1.RemoveMaster
-	18, // 4: coordinator.fsm.v1.Command.set_master_options:type_name -> coordinator.fsm.v1.SetMasterOptions
+	15, // 0: coordinator.fsm.v1.Command.register_node:type_name -> coordinator.fsm.v1.RegisterNode
+	16, // 1: coordinator.fsm.v1.Command.deregister_node:type_name -> coordinator.fsm.v1.DeregisterNode
+	17, // 2: coordinator.fsm.v1.Command.monitor_master:type_name -> coordinator.fsm.v1.MonitorMaster
+	18, // 3: coordinator.fsm.v1.Command.remove_master:type_name -> coordinator.fsm.v1.RemoveMaster
+	19, // 4: coordinator.fsm.v1.Command.set_master_options:type_name -> coordinator.fsm.v1.SetMasterOptions
 	3,  // 5: coordinator.fsm.v1.Command.reset_master:type_name -> coordinator.fsm.v1.ResetMaster
 	4,  // 6: coordinator.fsm.v1.Command.report_vote:type_name -> coordinator.fsm.v1.ReportVote
 	5,  // 7: coordinator.fsm.v1.Command.update_replicas:type_name -> coordinator.fsm.v1.UpdateReplicas
 	6,  // 8: coordinator.fsm.v1.Command.set_objective_down:type_name -> coordinator.fsm.v1.SetObjectiveDown
 	7,  // 9: coordinator.fsm.v1.Command.begin_failover:type_name -> coordinator.fsm.v1.BeginFailover
 	8,  // 10: coordinator.fsm.v1.Command.abort_failover:type_name -> coordinator.fsm.v1.AbortFailover
-	9,  // 11: coordinator.fsm.v1.Command.promoted:type_name -> coordinator.fsm.v1.Promoted
-	10, // 12: coordinator.fsm.v1.Command.replica_reconfigured:type_name -> coordinator.fsm.v1.ReplicaReconfigured
-	11, // 13: coordinator.fsm.v1.Command.finish_failover:type_name -> coordinator.fsm.v1.FinishFailover
-	12, // 14: coordinator.fsm.v1.Command.record_repair:type_name -> coordinator.fsm.v1.RecordRepair
-	24, // 15: coordinator.fsm.v1.UpdateReplicas.replicas:type_name -> coordinator.fsm.v1.Replica
-	13, // 16: coordinator.fsm.v1.BeginFailover.rejected:type_name -> coordinator.fsm.v1.Rejection
-	0,  // 17: coordinator.fsm.v1.ReplicaReconfigured.phase:type_name -> coordinator.fsm.v1.ReconfPhase
-	21, // 18: coordinator.fsm.v1.RegisterNode.node:type_name -> coordinator.fsm.v1.Node
-	29, // 19: coordinator.fsm.v1.MonitorMaster.settings:type_name -> coordinator.fsm.v1.MasterSettings
-	19, // 20: coordinator.fsm.v1.SetMasterOptions.options:type_name -> coordinator.fsm.v1.Option
-	30, // 21: coordinator.fsm.v1.State.nodes:type_name -> coordinator.fsm.v1.State.NodesEntry
-	31, // 22: coordinator.fsm.v1.State.masters:type_name -> coordinator.fsm.v1.State.MastersEntry
-	29, // 23: coordinator.fsm.v1.Master.settings:type_name -> coordinator.fsm.v1.MasterSettings
-	24, // 24: coordinator.fsm.v1.Master.replicas:type_name -> coordinator.fsm.v1.Replica
-	25, // 25: coordinator.fsm.v1.Master.votes:type_name -> coordinator.fsm.v1.Vote
-	26, // 26: coordinator.fsm.v1.Master.failover:type_name -> coordinator.fsm.v1.Failover
-	28, // 27: coordinator.fsm.v1.Master.events:type_name -> coordinator.fsm.v1.Event
-	23, // 28: coordinator.fsm.v1.Master.last_failover:type_name -> coordinator.fsm.v1.FailoverOutcome
-	1,  // 29: coordinator.fsm.v1.Failover.phase:type_name -> coordinator.fsm.v1.FailoverPhase
-	27, // 30: coordinator.fsm.v1.Failover.reconf:type_name -> coordinator.fsm.v1.ReplicaReconf
-	13, // 31: coordinator.fsm.v1.Failover.rejected:type_name -> coordinator.fsm.v1.Rejection
-	0,  // 32: coordinator.fsm.v1.ReplicaReconf.phase:type_name -> coordinator.fsm.v1.ReconfPhase
-	21, // 33: coordinator.fsm.v1.State.NodesEntry.value:type_name -> coordinator.fsm.v1.Node
-	22, // 34: coordinator.fsm.v1.State.MastersEntry.value:type_name -> coordinator.fsm.v1.Master
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	10, // 11: coordinator.fsm.v1.Command.promoted:type_name -> coordinator.fsm.v1.Promoted
+	11, // 12: coordinator.fsm.v1.Command.replica_reconfigured:type_name -> coordinator.fsm.v1.ReplicaReconfigured
+	12, // 13: coordinator.fsm.v1.Command.finish_failover:type_name -> coordinator.fsm.v1.FinishFailover
+	13, // 14: coordinator.fsm.v1.Command.record_repair:type_name -> coordinator.fsm.v1.RecordRepair
+	9,  // 15: coordinator.fsm.v1.Command.handover_paused:type_name -> coordinator.fsm.v1.HandoverPaused
+	25, // 16: coordinator.fsm.v1.UpdateReplicas.replicas:type_name -> coordinator.fsm.v1.Replica
+	14, // 17: coordinator.fsm.v1.BeginFailover.rejected:type_name -> coordinator.fsm.v1.Rejection
+	0,  // 18: coordinator.fsm.v1.ReplicaReconfigured.phase:type_name -> coordinator.fsm.v1.ReconfPhase
+	22, // 19: coordinator.fsm.v1.RegisterNode.node:type_name -> coordinator.fsm.v1.Node
+	31, // 20: coordinator.fsm.v1.MonitorMaster.settings:type_name -> coordinator.fsm.v1.MasterSettings
+	20, // 21: coordinator.fsm.v1.SetMasterOptions.options:type_name -> coordinator.fsm.v1.Option
+	32, // 22: coordinator.fsm.v1.State.nodes:type_name -> coordinator.fsm.v1.State.NodesEntry
+	33, // 23: coordinator.fsm.v1.State.masters:type_name -> coordinator.fsm.v1.State.MastersEntry
+	31, // 24: coordinator.fsm.v1.Master.settings:type_name -> coordinator.fsm.v1.MasterSettings
+	25, // 25: coordinator.fsm.v1.Master.replicas:type_name -> coordinator.fsm.v1.Replica
+	26, // 26: coordinator.fsm.v1.Master.votes:type_name -> coordinator.fsm.v1.Vote
+	27, // 27: coordinator.fsm.v1.Master.failover:type_name -> coordinator.fsm.v1.Failover
+	30, // 28: coordinator.fsm.v1.Master.events:type_name -> coordinator.fsm.v1.Event
+	24, // 29: coordinator.fsm.v1.Master.last_failover:type_name -> coordinator.fsm.v1.FailoverOutcome
+	1,  // 30: coordinator.fsm.v1.Failover.phase:type_name -> coordinator.fsm.v1.FailoverPhase
+	29, // 31: coordinator.fsm.v1.Failover.reconf:type_name -> coordinator.fsm.v1.ReplicaReconf
+	14, // 32: coordinator.fsm.v1.Failover.rejected:type_name -> coordinator.fsm.v1.Rejection
+	28, // 33: coordinator.fsm.v1.Failover.pause:type_name -> coordinator.fsm.v1.HandoverPause
+	0,  // 34: coordinator.fsm.v1.ReplicaReconf.phase:type_name -> coordinator.fsm.v1.ReconfPhase
+	22, // 35: coordinator.fsm.v1.State.NodesEntry.value:type_name -> coordinator.fsm.v1.Node
+	23, // 36: coordinator.fsm.v1.State.MastersEntry.value:type_name -> coordinator.fsm.v1.Master
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_fsm_v1_fsm_proto_init() }
@@ -2890,6 +3060,7 @@ func file_coordinator_fsm_v1_fsm_proto_init() {
 		(*Command_ReplicaReconfigured)(nil),
 		(*Command_FinishFailover)(nil),
 		(*Command_RecordRepair)(nil),
+		(*Command_HandoverPaused)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2897,7 +3068,7 @@ func file_coordinator_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coordinator_fsm_v1_fsm_proto_rawDesc), len(file_coordinator_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

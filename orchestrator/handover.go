@@ -1,0 +1,210 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/raftinel/raftinel/failover"
+	"github.com/raftinel/raftinel/fsm"
+	"github.com/raftinel/raftinel/probe"
+	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
+)
+
+const (
+	// handoverGrace is how long past the catch-up timeout the leader lets
+	// Redis end its own FAILOVER before it sends FAILOVER ABORT.
+	handoverGrace = 2 * time.Second
+	// candidateCheck bounds the INFO that asks whether the candidate has
+	// taken over: a frozen candidate must not stall the leader's loop long
+	// enough to look like a pause of this node (TILT).
+	candidateCheck = time.Second
+	// pauseMargin is how long a CLIENT PAUSE outlasts the catch-up time,
+	// so that it still holds while the candidate is promoted and the old
+	// master re-pointed.
+	pauseMargin = 3 * ActionTimeout
+)
+
+// handover drives a coordinated failover (FAILOVER_PHASE_HANDOVER). It
+// reads where the handover is from INFO and the journal, so a new leader
+// resumes it safely: the candidate reports master -> commit Promoted; the
+// old master's master_failover_state shows FAILOVER running -> wait; a
+// committed write pause -> promote once caught up, else unpause and abort;
+// no FAILOVER running and the old master still master -> send it (again)
+// while catch-up time is left, else abort, the old master keeping its role.
+//
+// The candidate is asked only once the old master has stepped down (or
+// does not answer): a frozen candidate must not hold up the checks that end
+// the attempt in time.
+func (p *pass) handover(f *fsmv1.Failover) error {
+	cand, old := f.GetCandidate(), f.GetOldMaster()
+	oldConn, err := p.instance(old)
+	if err != nil {
+		return err
+	}
+	candConn, err := p.instance(cand)
+	if err != nil {
+		return err
+	}
+	info, oldErr := p.ask(oldConn, ActionTimeout)
+	if oldErr != nil || info.Role != probe.RoleMaster {
+		if ci, err := p.ask(candConn, candidateCheck); err == nil && ci.Role == probe.RoleMaster {
+			return p.commitPromoted(cand)
+		}
+	}
+	started := time.Unix(0, f.GetStartedAtUnixNanos())
+	if failover.StepTimedOut(started, p.failoverTimeout(), p.now) {
+		return p.abort("-failover-abort-slave-timeout", fmt.Sprintf("%s did not report role master within failover-timeout", cand))
+	}
+	if oldErr != nil {
+		return fmt.Errorf("handover of %q: %w", p.m.GetName(), oldErr)
+	}
+	catchUp := time.Duration(f.GetHandoverTimeoutMs()) * time.Millisecond
+	deadline := started.Add(catchUp)
+	switch {
+	case info.MasterFailoverState != "" && info.MasterFailoverState != "no-failover":
+		// Redis runs it, and ends it itself at its TIMEOUT. One stuck in
+		// failover-in-progress (the candidate does not answer the PSYNC)
+		// is stopped, so that the old master serves again.
+		if p.now.After(deadline.Add(handoverGrace)) && p.l.due("handover-abort", old, p.now) {
+			p.l.cfg.Log.Warn("FAILOVER outlived its timeout; aborting it", "master", p.m.GetName(), "state", info.MasterFailoverState)
+			return p.act(ActionTimeout, oldConn.FailoverAbort)
+		}
+		return nil
+	case info.Role != probe.RoleMaster:
+		// The old master has stepped down and the candidate is being
+		// switched over (PSYNC FAILOVER): wait for the candidate's role.
+		return nil
+	}
+	remaining := deadline.Sub(p.now).Truncate(time.Millisecond)
+	if f.GetPause() != nil {
+		return p.pausedHandover(oldConn, candConn, f, remaining)
+	}
+	if remaining < time.Millisecond {
+		return p.abort(fsm.EventHandoverTimeout, fmt.Sprintf(
+			"%s did not take over from %s within %v (the replica did not catch up, or did not answer the switch); %s keeps serving",
+			cand, old, catchUp, old))
+	}
+	if !p.l.due("handover", old, p.now) {
+		return nil
+	}
+	host, port, err := splitHostPort(cand)
+	if err != nil {
+		return err
+	}
+	err = p.act(ActionTimeout, func(ctx context.Context) error { return oldConn.FailoverTo(ctx, host, port, remaining) })
+	if isUnknownCommand(err) {
+		return p.pauseForHandover(oldConn, remaining)
+	}
+	if err != nil {
+		return err
+	}
+	p.l.cfg.Log.Info("sent FAILOVER TO", "master", p.m.GetName(), "old", old, "candidate", cand, "timeout", remaining)
+	return nil
+}
+
+func isUnknownCommand(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "unknown command")
+}
+
+// pauseForHandover starts the coordinated handover for servers without
+// FAILOVER (renamed away, or a fork that lacks it): it pauses writes on the
+// old master and commits the pause with the offset the candidate must
+// reach. The pause outlasts the catch-up time and the promotion, so no
+// write lands on the old master before it follows the new one.
+//
+// This is the one step whose Redis command runs before its commit: the
+// offset to commit exists only once writes have stopped. Should the commit
+// fail (this node lost leadership), the journal shows no pause, so the next
+// leader starts the handover over, pausing again, and this pause ends by
+// itself.
+func (p *pass) pauseForHandover(oldConn Instance, remaining time.Duration) error {
+	pause := remaining + pauseMargin
+	if err := p.act(ActionTimeout, func(ctx context.Context) error { return oldConn.PauseWrites(ctx, pause) }); err != nil {
+		return err
+	}
+	info, err := p.ask(oldConn, ActionTimeout)
+	if err != nil {
+		return err
+	}
+	p.l.cfg.Log.Info("paused writes for the handover (no FAILOVER command)", "master", p.m.GetName(), "old", oldConn.Addr(),
+		"offset", info.MasterReplOffset, "timeout", remaining)
+	return p.commit(&fsmv1.Command{Kind: &fsmv1.Command_HandoverPaused{HandoverPaused: &fsmv1.HandoverPaused{
+		Master: p.m.GetName(), ExpectedEpoch: p.m.GetEpoch(), Offset: info.MasterReplOffset,
+		UntilUnixNanos: p.now.Add(pause).UnixNano()}}})
+}
+
+// pausedHandover goes on with a committed CLIENT PAUSE handover, one check
+// per pass: once the candidate has the old master's offset, promote it,
+// commit, re-point the old master and unpause; past the catch-up time,
+// unpause and commit the abort.
+func (p *pass) pausedHandover(oldConn, candConn Instance, f *fsmv1.Failover, remaining time.Duration) error {
+	cand, offset := f.GetCandidate(), f.GetPause().GetOffset()
+	ci, err := p.ask(candConn, candidateCheck)
+	caughtUp := err == nil && ci.SlaveReplOffset >= offset
+	if !caughtUp && remaining >= time.Millisecond {
+		return nil
+	}
+	if !caughtUp {
+		// Unpaused before the abort is committed: the old master keeps its
+		// role either way, and a leader that dies in between leaves the
+		// pause on record for the next one to release, not to run out.
+		p.unpause(oldConn)
+		return p.abort(fsm.EventHandoverTimeout, fmt.Sprintf("%s did not reach the offset %d of %s within %v; %s keeps serving",
+			cand, offset, oldConn.Addr(), time.Duration(f.GetHandoverTimeoutMs())*time.Millisecond, oldConn.Addr()))
+	}
+	if err := p.act(ActionTimeout, candConn.Promote); err != nil {
+		return fmt.Errorf("promote %s: %w", cand, err)
+	}
+	if ci, err := p.ask(candConn, ActionTimeout); err != nil || ci.Role != probe.RoleMaster {
+		return fmt.Errorf("promotion of %s not confirmed (role %q): %v", cand, ci.Role, err)
+	}
+	if err := p.commitPromoted(cand); err != nil {
+		return err
+	}
+	host, port, err := splitHostPort(cand)
+	if err != nil {
+		return err
+	}
+	return p.repointAndUnpause(oldConn, f, host, port)
+}
+
+// releasePause ends a committed handover pause once the promotion is
+// committed: the old master is re-pointed first, so that no paused writer
+// lands on it, then unpaused. A new leader does it once more (both
+// commands are idempotent); a pause past its end needs nothing.
+func (p *pass) releasePause(f *fsmv1.Failover, newHost string, newPort int) error {
+	pause := f.GetPause()
+	if pause == nil || !p.now.Before(time.Unix(0, pause.GetUntilUnixNanos())) {
+		return nil
+	}
+	p.l.mu.Lock()
+	done := p.l.released[p.m.GetName()] == f.GetStartedAtUnixNanos()
+	p.l.mu.Unlock()
+	if done {
+		return nil
+	}
+	oldConn, err := p.instance(f.GetOldMaster())
+	if err != nil {
+		return err
+	}
+	return p.repointAndUnpause(oldConn, f, newHost, newPort)
+}
+
+func (p *pass) repointAndUnpause(oldConn Instance, f *fsmv1.Failover, host string, port int) error {
+	if err := p.act(ActionTimeout, func(ctx context.Context) error { return oldConn.ReplicaOf(ctx, host, port) }); err != nil {
+		return err
+	}
+	p.unpause(oldConn)
+	p.l.mu.Lock()
+	p.l.released[p.m.GetName()] = f.GetStartedAtUnixNanos()
+	p.l.mu.Unlock()
+	return nil
+}
+
+func (p *pass) unpause(oldConn Instance) {
+	if err := p.act(ActionTimeout, oldConn.Unpause); err != nil {
+		p.l.cfg.Log.Warn("CLIENT UNPAUSE after the handover (the pause ends by itself)", "err", err)
+	}
+}

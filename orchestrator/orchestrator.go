@@ -1,0 +1,233 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/raftinel/raftinel/failover"
+	"github.com/raftinel/raftinel/probe"
+	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
+)
+
+// Committer commits one command through Raft on this node, the leader, and
+// returns the index it was applied at once applied. A command the state
+// machine rejects returns its *fsm.Error.
+type Committer interface {
+	Commit(ctx context.Context, cmd *fsmv1.Command) (uint64, error)
+}
+
+// Leadership confirms that this node still leads. A deposed leader keeps
+// believing it leads for up to raft's lease timeout, so every Redis command
+// waits for this confirmation (raft's VerifyLeader) first.
+type Leadership interface {
+	VerifyLeader(ctx context.Context) error
+}
+
+// Observer is this node's latest view of the Redis instances and of its own
+// health.
+type Observer interface {
+	// Observations is the probe's latest view, by instance address.
+	Observations() map[string]probe.Observation
+	// Tilt is this node's TILT detector as of its latest tick.
+	Tilt() failover.Tilt
+}
+
+// Redis opens the leader's command connection to one instance, apart from
+// the probe's, so that a slow command never delays a PING.
+type Redis interface {
+	Instance(addr string, auth probe.Auth) (Instance, error)
+}
+
+// Instance is the set of Redis commands a failover sends to one instance;
+// *probe.Conn implements it. Every call returns within its context.
+type Instance interface {
+	Addr() string
+	Info(ctx context.Context) (probe.Info, error)
+	Promote(ctx context.Context) error
+	ReplicaOf(ctx context.Context, host string, port int) error
+	FailoverTo(ctx context.Context, host string, port int, timeout time.Duration) error
+	FailoverAbort(ctx context.Context) error
+	PauseWrites(ctx context.Context, d time.Duration) error
+	Unpause(ctx context.Context) error
+}
+
+// Crash points of Config.Crash, like Sentinel's SIMULATE-FAILURE.
+const (
+	CrashAfterElection  = "crash-after-election"
+	CrashAfterPromotion = "crash-after-promotion"
+)
+
+// Config is what a Leader acts through.
+type Config struct {
+	Commit     Committer
+	Leadership Leadership
+	Redis      Redis
+	Observe    Observer
+	// Now reads the clock; time.Now when nil.
+	Now func() time.Time
+	// Log receives the leader's decisions; slog.Default() when nil.
+	Log *slog.Logger
+	// Crash, when set, is called with a crash point right after the commit
+	// it names (a test hook: the process is expected to exit there).
+	Crash func(point string)
+}
+
+const (
+	// ActionTimeout bounds one command the leader sends to Redis, so a
+	// frozen instance cannot stall the loop.
+	ActionTimeout = 2 * time.Second
+	// resendEvery spaces out repeats of an idempotent action that has not
+	// shown its effect yet.
+	resendEvery = 2 * time.Second
+	// observeRefresh is how stale the committed replica offsets may grow
+	// before the leader commits fresh ones.
+	observeRefresh = 10 * time.Second
+	// commitTimeout bounds one commit of a journal step.
+	commitTimeout = 5 * time.Second
+	// VoteFreshness is how long the leader counts a down vote (Sentinel:
+	// 5 x its one-second ask period). Nodes re-assert theirs more often.
+	VoteFreshness = 5 * time.Second
+)
+
+// ErrTilt is returned for a Redis command refused because this node is in
+// TILT: it was paused or starved, and its observations are not trusted.
+var ErrTilt = errors.New("this node is in TILT: no Redis command until it has fresh observations")
+
+// Leader executes failovers for one term of leadership. Its methods may be
+// called from several goroutines (the node's loop and API calls).
+type Leader struct {
+	cfg    Config
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu sync.Mutex
+	// lastEnter and wasDown remember when an instance last entered SDOWN,
+	// for the repair rules' "not down recently" checks.
+	lastEnter map[string]time.Time
+	wasDown   map[string]bool
+	// lastAction rate-limits repeated commands, by kind and address.
+	lastAction map[string]time.Time
+	// released marks the handover pauses this leader has released, by
+	// master and failover start; a new leader releases them once more,
+	// which is harmless.
+	released map[string]int64
+}
+
+// Start makes the leader for one term. It must be created after raft's
+// Barrier, so it sees everything earlier leaders committed; its commands
+// are cancelled when parent ends or Stop is called.
+func Start(parent context.Context, cfg Config) *Leader {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(parent)
+	return &Leader{cfg: cfg, ctx: ctx, cancel: cancel, lastEnter: map[string]time.Time{}, wasDown: map[string]bool{},
+		lastAction: map[string]time.Time{}, released: map[string]int64{}}
+}
+
+// Stop ends the term: commands in flight are cancelled and nothing more is
+// sent. It returns at once; the caller drops the Leader.
+func (l *Leader) Stop() { l.cancel() }
+
+// Step runs one pass of the leader's work over every master of st: record
+// what it sees, judge ODOWN, and start, resume or finish failovers. A node
+// in TILT does nothing until its observations are fresh again.
+func (l *Leader) Step(st *fsmv1.State) {
+	now := l.cfg.Now()
+	tilt := l.cfg.Observe.Tilt()
+	if tilt.Active(now) {
+		return
+	}
+	obs := l.cfg.Observe.Observations()
+	for _, name := range sortedNames(st) {
+		if l.ctx.Err() != nil {
+			return
+		}
+		p := &pass{l: l, ctx: l.ctx, m: st.Masters[name], obs: obs, now: now}
+		if err := p.run(); err != nil {
+			l.cfg.Log.Warn("failover step", "master", name, "err", err)
+		}
+	}
+}
+
+// due rate-limits a repeated action on one instance: it reports true, and
+// starts a new wait, when the last one of that kind is resendEvery old.
+func (l *Leader) due(kind, addr string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	key := kind + " " + addr
+	if last, ok := l.lastAction[key]; ok && now.Sub(last) < resendEvery && now.Sub(last) >= 0 {
+		return false
+	}
+	l.lastAction[key] = now
+	return true
+}
+
+func (l *Leader) noteDown(addr string, down bool, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if down && !l.wasDown[addr] {
+		l.lastEnter[addr] = now
+	}
+	l.wasDown[addr] = down
+}
+
+func (l *Leader) lastEntered(addr string) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lastEnter[addr]
+}
+
+func (l *Leader) crash(point string) {
+	if l.cfg.Crash != nil {
+		l.cfg.Crash(point)
+	}
+}
+
+func sortedNames(st *fsmv1.State) []string {
+	names := make([]string, 0, len(st.GetMasters()))
+	for name := range st.GetMasters() {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// act sends one Redis command within d, after checking that this node may
+// still act: it is not in TILT and it still leads. Checking per command
+// matters because a step may run for seconds, during which a pause or an
+// election can happen.
+func (p *pass) act(d time.Duration, fn func(context.Context) error) error {
+	if p.l.cfg.Observe.Tilt().Active(p.l.cfg.Now()) {
+		return ErrTilt
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, d)
+	defer cancel()
+	if err := p.l.cfg.Leadership.VerifyLeader(ctx); err != nil {
+		return fmt.Errorf("not acting, leadership not confirmed: %w", err)
+	}
+	return fn(ctx)
+}
+
+// ask reads INFO within d. It is an observation, not an action, so it needs
+// no leadership check.
+func (p *pass) ask(c Instance, d time.Duration) (probe.Info, error) {
+	ctx, cancel := context.WithTimeout(p.ctx, d)
+	defer cancel()
+	return c.Info(ctx)
+}
+
+func (p *pass) commit(cmd *fsmv1.Command) error {
+	ctx, cancel := context.WithTimeout(p.ctx, commitTimeout)
+	defer cancel()
+	_, err := p.l.cfg.Commit.Commit(ctx, cmd)
+	return err
+}

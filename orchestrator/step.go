@@ -1,0 +1,400 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/raftinel/raftinel/failover"
+	"github.com/raftinel/raftinel/probe"
+	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
+)
+
+// pass is the leader's work on one master with one set of observations.
+type pass struct {
+	l   *Leader
+	ctx context.Context
+	m   *fsmv1.Master
+	obs map[string]probe.Observation
+	now time.Time
+}
+
+func (p *pass) failoverTimeout() time.Duration {
+	return time.Duration(p.m.GetSettings().GetFailoverTimeoutMs()) * time.Millisecond
+}
+
+func (p *pass) probeOf(addr string) failover.Probe {
+	o, ok := p.obs[addr]
+	if addr == p.m.GetAddress() {
+		return MasterProbe(ProbeOf(o, ok), p.m)
+	}
+	return ProbeOf(o, ok)
+}
+
+func (p *pass) sdown(addr string, expectMaster bool) bool {
+	down, _ := failover.SubjectivelyDown(p.probeOf(addr), expectMaster, DownAfter(p.m), p.now)
+	return down
+}
+
+func (p *pass) auth() probe.Auth {
+	s := p.m.GetSettings()
+	return probe.Auth{User: s.GetAuthUser(), Pass: s.GetAuthPass()}
+}
+
+func (p *pass) instance(addr string) (Instance, error) {
+	return p.l.cfg.Redis.Instance(addr, p.auth())
+}
+
+func (p *pass) run() error {
+	if err := p.observeReplicas(); err != nil {
+		return err
+	}
+	if p.m.GetFailover() != nil {
+		return p.driveFailover()
+	}
+	votes := make([]failover.Vote, 0, len(p.m.GetVotes()))
+	for _, v := range p.m.GetVotes() {
+		if v.GetAddress() == p.m.GetAddress() {
+			votes = append(votes, failover.Vote{Node: v.GetNodeId(), Down: v.GetDown(), At: time.Unix(0, v.GetAtUnixNanos())})
+		}
+	}
+	odown, count := failover.ObjectivelyDown(votes, int(p.m.GetSettings().GetQuorum()), VoteFreshness, p.now)
+	if odown != p.m.GetOdown() {
+		err := p.commit(&fsmv1.Command{Kind: &fsmv1.Command_SetObjectiveDown{SetObjectiveDown: &fsmv1.SetObjectiveDown{
+			Master: p.m.GetName(), ExpectedEpoch: p.m.GetEpoch(), Down: odown, Votes: uint32(count)}}})
+		if err != nil {
+			return err
+		}
+	}
+	if odown {
+		last := time.Time{}
+		if at := p.m.GetLastFailoverAtUnixNanos(); at != 0 {
+			last = time.Unix(0, at)
+		}
+		if ok, _ := failover.MayStartFailover(last, p.failoverTimeout(), p.now); ok && p.offsetsSettled() {
+			return p.beginFailover()
+		}
+		return nil
+	}
+	return p.heal()
+}
+
+// observeReplicas commits the leader's view of the replicas when something
+// an operator or a decision cares about changed, or the offsets grew stale.
+func (p *pass) observeReplicas() error {
+	known := map[string]*fsmv1.Replica{}
+	addrs := map[string]bool{}
+	for _, r := range p.m.GetReplicas() {
+		known[r.GetAddress()] = r
+		addrs[r.GetAddress()] = true
+	}
+	master, ok := p.obs[p.m.GetAddress()]
+	if ok && master.Info != nil && master.Info.Role == probe.RoleMaster {
+		for _, r := range master.Info.ConnectedReplicas {
+			addrs[net.JoinHostPort(r.IP, strconv.Itoa(r.Port))] = true
+		}
+	}
+	delete(addrs, p.m.GetAddress())
+	var update []*fsmv1.Replica
+	changed := false
+	for a := range addrs {
+		// A replica just discovered in the master's INFO is not probed yet:
+		// it is recorded by address so that every node starts probing it.
+		o, seen := p.obs[a]
+		next := &fsmv1.Replica{Address: a, Disconnected: seen && !o.LinkUp, Sdown: p.sdown(a, false)}
+		if in := o.Info; in != nil {
+			next.RunId, next.Role = in.RunID, string(in.Role)
+			next.MasterHost, next.MasterPort = in.MasterHost, int32(in.MasterPort)
+			next.MasterLinkUp = in.MasterLinkUp()
+			next.MasterLinkDownMs = in.MasterLinkDownSinceSeconds * 1000
+			next.Priority, next.Offset, next.Announced = int32(in.ReplicaPriority), in.SlaveReplOffset, in.ReplicaAnnounced
+		} else if old := known[a]; old != nil {
+			// Without fresh INFO keep what was last known, updating only
+			// the leader's own judgement.
+			next = &fsmv1.Replica{Address: a, RunId: old.GetRunId(), Role: old.GetRole(), MasterHost: old.GetMasterHost(),
+				MasterPort: old.GetMasterPort(), MasterLinkUp: old.GetMasterLinkUp(), MasterLinkDownMs: old.GetMasterLinkDownMs(),
+				Priority: old.GetPriority(), Offset: old.GetOffset(), Announced: old.GetAnnounced(),
+				Disconnected: next.Disconnected, Sdown: next.Sdown}
+		}
+		update = append(update, next)
+		if old := known[a]; old == nil || materialChange(old, next) ||
+			(next.GetOffset() != old.GetOffset() && p.now.Sub(time.Unix(0, old.GetObservedAtUnixNanos())) > observeRefresh) {
+			changed = true
+		}
+		p.l.noteDown(a, next.GetSdown(), p.now)
+	}
+	if !changed {
+		return nil
+	}
+	cmd := &fsmv1.UpdateReplicas{Master: p.m.GetName(), ExpectedEpoch: p.m.GetEpoch(), Replicas: update,
+		MasterOffset: p.m.GetMasterOffset(), MasterRunId: p.m.GetMasterRunId()}
+	if ok && master.Info != nil {
+		cmd.MasterOffset, cmd.MasterRunId = master.Info.MasterReplOffset, master.Info.RunID
+	}
+	return p.commit(&fsmv1.Command{Kind: &fsmv1.Command_UpdateReplicas{UpdateReplicas: cmd}})
+}
+
+// materialChange ignores offsets and timestamps, which move all the time.
+func materialChange(a, b *fsmv1.Replica) bool {
+	return a.GetRunId() != b.GetRunId() || a.GetRole() != b.GetRole() || a.GetMasterHost() != b.GetMasterHost() ||
+		a.GetMasterPort() != b.GetMasterPort() || a.GetMasterLinkUp() != b.GetMasterLinkUp() ||
+		a.GetPriority() != b.GetPriority() || a.GetAnnounced() != b.GetAnnounced() ||
+		a.GetSdown() != b.GetSdown() || a.GetDisconnected() != b.GetDisconnected()
+}
+
+// offsetsSettled holds an automatic failover back until the replicas'
+// offsets are final (failover.OffsetsFinal), for at most
+// failover.OffsetSettleWait after ODOWN. A clock that went backwards counts
+// as the wait being over, so a skewed new leader cannot wait forever.
+func (p *pass) offsetsSettled() bool {
+	since := p.now // ODOWN is being committed in this very pass
+	if at := p.m.GetOdownSinceUnixNanos(); at != 0 {
+		since = time.Unix(0, at)
+	}
+	if d := p.now.Sub(since); d >= failover.OffsetSettleWait || d < 0 {
+		return true
+	}
+	// When the master went down by this node's own probes; by the others'
+	// votes alone, as of the ODOWN.
+	downAt := since
+	if p.sdown(p.m.GetAddress(), true) {
+		downAt = failover.SDownSince(p.probeOf(p.m.GetAddress()), DownAfter(p.m), p.now)
+	}
+	return failover.OffsetsFinal(downAt, p.selection().Replicas)
+}
+
+// selection is the input of the replica ranking, from the leader's view.
+func (p *pass) selection() failover.Selection {
+	in := failover.Selection{
+		DownAfter:    DownAfter(p.m),
+		MaxLagBytes:  p.m.GetSettings().GetMaxLagBytes(),
+		MasterOffset: p.m.GetMasterOffset(),
+		Now:          p.now,
+	}
+	mp := p.probeOf(p.m.GetAddress())
+	if down, _ := failover.SubjectivelyDown(mp, true, DownAfter(p.m), p.now); down {
+		in.MasterSDownSince = failover.SDownSince(mp, DownAfter(p.m), p.now)
+	}
+	if mp.Offset > in.MasterOffset {
+		in.MasterOffset = mp.Offset
+	}
+	for _, r := range p.m.GetReplicas() {
+		in.Replicas = append(in.Replicas, failover.Candidate{Addr: r.GetAddress(), Probe: p.probeOf(r.GetAddress()), SDown: p.sdown(r.GetAddress(), false)})
+	}
+	return in
+}
+
+func (p *pass) beginFailover() error {
+	choice := failover.SelectReplica(p.selection())
+	begin := &fsmv1.BeginFailover{Master: p.m.GetName(), ExpectedEpoch: p.m.GetEpoch(), Reason: "odown"}
+	if choice.OK {
+		begin.Candidate = choice.Winner
+	}
+	for _, r := range choice.Rejected {
+		begin.Rejected = append(begin.Rejected, &fsmv1.Rejection{Address: r.Addr, Reason: r.Reason})
+	}
+	p.l.cfg.Log.Info("starting failover", "master", p.m.GetName(), "reason", "odown", "candidate", begin.Candidate, "rejected", fmt.Sprint(choice.Rejected))
+	if err := p.commit(&fsmv1.Command{Kind: &fsmv1.Command_BeginFailover{BeginFailover: begin}}); err != nil {
+		return err
+	}
+	if begin.Candidate != "" {
+		p.l.crash(CrashAfterElection)
+	}
+	return nil
+}
+
+// replicaOf points one instance at host:port.
+func (p *pass) replicaOf(addr, host string, port int) error {
+	conn, err := p.instance(addr)
+	if err != nil {
+		return err
+	}
+	return p.act(ActionTimeout, func(ctx context.Context) error { return conn.ReplicaOf(ctx, host, port) })
+}
+
+// driveFailover performs the journal's next step.
+func (p *pass) driveFailover() error {
+	f := p.m.GetFailover()
+	switch f.GetPhase() {
+	case fsmv1.FailoverPhase_FAILOVER_PHASE_PROMOTING:
+		return p.promote(f)
+	case fsmv1.FailoverPhase_FAILOVER_PHASE_HANDOVER:
+		return p.handover(f)
+	case fsmv1.FailoverPhase_FAILOVER_PHASE_RECONF_REPLICAS:
+		return p.reconfigure(f)
+	}
+	return fmt.Errorf("failover of %q in unknown phase %v", p.m.GetName(), f.GetPhase())
+}
+
+// promote sends REPLICAOF NO ONE to the candidate until it reports role
+// master (in INFO taken after the failover began), then commits Promoted.
+func (p *pass) promote(f *fsmv1.Failover) error {
+	cand := f.GetCandidate()
+	if failover.StepTimedOut(time.Unix(0, f.GetStartedAtUnixNanos()), p.failoverTimeout(), p.now) {
+		return p.abort("-failover-abort-slave-timeout", fmt.Sprintf("%s did not report role master within failover-timeout", cand))
+	}
+	reportsMaster := false
+	if o, ok := p.obs[cand]; ok && o.Info != nil && o.Info.Role == probe.RoleMaster && !o.InfoAt.Before(time.Unix(0, f.GetStartedAtUnixNanos())) {
+		reportsMaster = true
+	}
+	if !reportsMaster && p.l.due("promote", cand, p.now) {
+		conn, err := p.instance(cand)
+		if err != nil {
+			return err
+		}
+		if err := p.act(ActionTimeout, conn.Promote); err != nil {
+			return fmt.Errorf("promote %s: %w", cand, err)
+		}
+		// Confirm at once rather than at the next INFO poll.
+		info, err := p.ask(conn, ActionTimeout)
+		if err != nil {
+			return fmt.Errorf("confirm promotion of %s: %w", cand, err)
+		}
+		reportsMaster = info.Role == probe.RoleMaster
+	}
+	if !reportsMaster {
+		return nil
+	}
+	return p.commitPromoted(cand)
+}
+
+var phaseOf = map[fsmv1.ReconfPhase]failover.ReconfPhase{
+	fsmv1.ReconfPhase_RECONF_PHASE_PENDING:     failover.ReconfPending,
+	fsmv1.ReconfPhase_RECONF_PHASE_SENT:        failover.ReconfSent,
+	fsmv1.ReconfPhase_RECONF_PHASE_IN_PROGRESS: failover.ReconfInProgress,
+	fsmv1.ReconfPhase_RECONF_PHASE_DONE:        failover.ReconfDone,
+}
+
+// reconfigure re-points the other replicas at the new master,
+// parallel-syncs at a time, committing each replica's progress (read from
+// its own INFO) and closing the journal when all are done or
+// failover-timeout has passed since the promotion.
+func (p *pass) reconfigure(f *fsmv1.Failover) error {
+	newHost, newPort, err := splitHostPort(p.m.GetAddress())
+	if err != nil {
+		return err
+	}
+	if err := p.releasePause(f, newHost, newPort); err != nil {
+		p.l.cfg.Log.Warn("releasing the handover's write pause (it ends by itself)", "master", p.m.GetName(), "err", err)
+	}
+	record := func(addr string, phase fsmv1.ReconfPhase) error {
+		return p.commit(&fsmv1.Command{Kind: &fsmv1.Command_ReplicaReconfigured{ReplicaReconfigured: &fsmv1.ReplicaReconfigured{
+			Master: p.m.GetName(), ExpectedEpoch: p.m.GetEpoch(), Address: addr, Phase: phase}}})
+	}
+	send := func(addr string) error { return p.replicaOf(addr, newHost, newPort) }
+	var states []failover.ReconfState
+	for _, rc := range f.GetReconf() {
+		addr, phase := rc.GetAddress(), rc.GetPhase()
+		if o, ok := p.obs[addr]; ok && o.Info != nil && phase >= fsmv1.ReconfPhase_RECONF_PHASE_SENT && phase < fsmv1.ReconfPhase_RECONF_PHASE_DONE &&
+			o.Info.Role == probe.RoleSlave && o.Info.MasterHost == newHost && o.Info.MasterPort == newPort {
+			next := fsmv1.ReconfPhase_RECONF_PHASE_IN_PROGRESS
+			if o.Info.MasterLinkStatus == "up" {
+				next = fsmv1.ReconfPhase_RECONF_PHASE_DONE
+			}
+			if next > phase {
+				if err := record(addr, next); err != nil {
+					return err
+				}
+				phase = next
+			}
+		}
+		if phase == fsmv1.ReconfPhase_RECONF_PHASE_SENT && p.l.due("reconf", addr, p.now) {
+			if err := send(addr); err != nil {
+				p.l.cfg.Log.Debug("re-sending REPLICAOF", "replica", addr, "err", err)
+			}
+		}
+		o := p.obs[addr]
+		states = append(states, failover.ReconfState{Addr: addr, Phase: phaseOf[phase], SentAt: time.Unix(0, rc.GetSentAtUnixNanos()),
+			Disconnected: !o.LinkUp, SDown: p.sdown(addr, false)})
+	}
+	if failover.StepTimedOut(time.Unix(0, f.GetPromotedAtUnixNanos()), p.failoverTimeout(), p.now) {
+		// Committed first; the best-effort REPLICAOFs after it are
+		// Sentinel's +slave-reconf-sent-be, which nobody resumes.
+		err := p.commit(&fsmv1.Command{Kind: &fsmv1.Command_FinishFailover{FinishFailover: &fsmv1.FinishFailover{
+			Master: p.m.GetName(), ExpectedEpoch: p.m.GetEpoch(), TimedOut: true}}})
+		if err != nil {
+			return err
+		}
+		for _, s := range states {
+			if s.Phase != failover.ReconfDone {
+				_ = send(s.Addr)
+			}
+		}
+		return nil
+	}
+	plan := failover.NextReconfBatch(states, int(p.m.GetSettings().GetParallelSyncs()), p.now)
+	for _, addr := range plan.TimedOut {
+		if err := record(addr, fsmv1.ReconfPhase_RECONF_PHASE_DONE); err != nil {
+			return err
+		}
+	}
+	for _, addr := range plan.Send {
+		if err := record(addr, fsmv1.ReconfPhase_RECONF_PHASE_SENT); err != nil {
+			return err
+		}
+		p.l.due("reconf", addr, p.now)
+		if err := send(addr); err != nil {
+			p.l.cfg.Log.Warn("REPLICAOF during failover", "replica", addr, "err", err)
+		}
+	}
+	if plan.Finished {
+		return p.commit(&fsmv1.Command{Kind: &fsmv1.Command_FinishFailover{FinishFailover: &fsmv1.FinishFailover{
+			Master: p.m.GetName(), ExpectedEpoch: p.m.GetEpoch()}}})
+	}
+	return nil
+}
+
+// heal repairs the topology outside a failover: a returning old master is
+// turned into a replica, a replica following the wrong master is re-pointed.
+// The repair is committed before its REPLICAOF is sent, like every step; a
+// command that fails is tried again, committed again, after resendEvery.
+func (p *pass) heal() error {
+	host, port, err := splitHostPort(p.m.GetAddress())
+	if err != nil {
+		return err
+	}
+	masterProbe := p.probeOf(p.m.GetAddress())
+	masterDown := p.sdown(p.m.GetAddress(), true) || p.m.GetOdown()
+	for _, r := range p.m.GetReplicas() {
+		rh, rp, err := splitHostPort(r.GetAddress())
+		if err != nil {
+			continue
+		}
+		act := failover.Heal(failover.HealInput{
+			MasterHost: host, MasterPort: port, Master: masterProbe, MasterSDown: masterDown,
+			Host: rh, Port: rp, Instance: p.probeOf(r.GetAddress()), InstanceLastDown: p.l.lastEntered(r.GetAddress()),
+			FailoverTimeout: p.failoverTimeout(), Now: p.now,
+		})
+		if act.Kind == failover.NoAction || !p.l.due("heal", r.GetAddress(), p.now) {
+			continue
+		}
+		if err := p.commit(&fsmv1.Command{Kind: &fsmv1.Command_RecordRepair{RecordRepair: &fsmv1.RecordRepair{
+			Master: p.m.GetName(), ExpectedEpoch: p.m.GetEpoch(), Address: r.GetAddress(), Event: "+" + act.Kind.String(), Reason: act.Reason}}}); err != nil {
+			return err
+		}
+		if err := p.replicaOf(r.GetAddress(), host, port); err != nil {
+			p.l.cfg.Log.Warn("repair", "replica", r.GetAddress(), "action", act.Kind.String(), "err", err)
+			continue
+		}
+		p.l.cfg.Log.Info("repaired", "master", p.m.GetName(), "replica", r.GetAddress(), "action", act.Kind.String(), "reason", act.Reason)
+	}
+	return nil
+}
+
+func (p *pass) abort(event, reason string) error {
+	p.l.cfg.Log.Warn("failover aborted", "master", p.m.GetName(), "event", event, "reason", reason)
+	return p.commit(&fsmv1.Command{Kind: &fsmv1.Command_AbortFailover{AbortFailover: &fsmv1.AbortFailover{
+		Master: p.m.GetName(), ExpectedEpoch: p.m.GetEpoch(), Event: event, Reason: reason}}})
+}
+
+func (p *pass) commitPromoted(cand string) error {
+	p.l.cfg.Log.Info("promoted", "master", p.m.GetName(), "new_address", cand, "epoch", p.m.GetEpoch()+1)
+	if err := p.commit(&fsmv1.Command{Kind: &fsmv1.Command_Promoted{Promoted: &fsmv1.Promoted{
+		Master: p.m.GetName(), ExpectedEpoch: p.m.GetEpoch(), Address: cand}}}); err != nil {
+		return err
+	}
+	p.l.crash(CrashAfterPromotion)
+	return nil
+}
