@@ -253,4 +253,3 @@ func publicOutcome(o *fsmv1.FailoverOutcome) *coordinatorv1.FailoverOutcome {
 		OldMaster: o.GetOldMaster(), Candidate: o.GetCandidate(), NewMaster: o.GetNewMaster(), Coordinated: o.GetCoordinated(),
 	}
 }
-
