@@ -186,6 +186,14 @@ func (s *Server) openRaft() error {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
 	rc.Logger = hlog
+	for _, t := range []struct {
+		set time.Duration
+		to  *time.Duration
+	}{{cfg.RaftHeartbeatTimeout, &rc.HeartbeatTimeout}, {cfg.RaftElectionTimeout, &rc.ElectionTimeout}, {cfg.RaftLeaderLeaseTimeout, &rc.LeaderLeaseTimeout}} {
+		if t.set > 0 {
+			*t.to = t.set
+		}
+	}
 	if cfg.TuneRaft != nil {
 		cfg.TuneRaft(rc)
 	}

@@ -283,6 +283,9 @@ func TestConfigValidation(t *testing.T) {
 		{"bootstrap and join", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", Bootstrap: boot, Join: "127.0.0.1:8002"}, "exclude each other"},
 		{"bad sentinel addr", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", SentinelAddr: "127.0.0.1:99999"}, "--sentinel-addr"},
 		{"sentinel pass without addr", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", SentinelPass: "x"}, "--sentinel-pass"},
+		{"lease beyond heartbeat", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", RaftLeaderLeaseTimeout: 2 * time.Second}, "--raft-lease-timeout 2s is longer than --raft-heartbeat-timeout 1s"},
+		{"election below heartbeat", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", RaftHeartbeatTimeout: 500 * time.Millisecond, RaftElectionTimeout: 200 * time.Millisecond, RaftLeaderLeaseTimeout: 100 * time.Millisecond}, "--raft-election-timeout"},
+		{"heartbeat too short", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", RaftHeartbeatTimeout: time.Millisecond}, "--raft-heartbeat-timeout 1ms: want at least 5ms"},
 		{"negative sentinel max clients", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", SentinelAddr: "127.0.0.1:0", SentinelMaxClients: -1}, "--sentinel-max-clients"},
 	}
 	for _, tc := range tests {

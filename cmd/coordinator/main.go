@@ -30,6 +30,7 @@ type options struct {
 	id, dataDir, raftAddr, grpcAddr, sentinelAddr string
 	bootstrap, join, logLevel, logFormat          string
 	simulateFailure, sentinelPass, maxStreamAge   string
+	raftHeartbeat, raftElection, raftLease        string
 	sentinelMaxClients, sentinelSubscriberBuffer  int
 }
 
@@ -72,6 +73,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	str(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	str(&o.logFormat, "log-format", "text", "log format: text or json")
 	str(&o.maxStreamAge, "max-stream-age", server.DefaultMaxStreamAge.String(), "WatchMaster and WatchEvents streams end after this long (plus up to 10% at random) with Unavailable, so clients reconnect and spread over the nodes")
+	str(&o.raftHeartbeat, "raft-heartbeat-timeout", "1s", "how long a follower goes without hearing from the leader before it calls an election (with --raft-election-timeout, this sets how soon a dead leader is replaced: between 1x and 2x of it)")
+	str(&o.raftElection, "raft-election-timeout", "1s", "how long a candidate waits for an election to be won before it tries again")
+	str(&o.raftLease, "raft-lease-timeout", "500ms", "how long a leader keeps leading without hearing from a majority; at most --raft-heartbeat-timeout")
 	str(&o.simulateFailure, "simulate-failure", "", "test hook: crash-after-election or crash-after-promotion makes a leader exit with status 99 at that failover step")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: coordinator --id ID --data-dir DIR [--bootstrap LIST | --join ADDR] [flags]\n\n")
@@ -133,6 +137,18 @@ func run(args []string, stderr io.Writer) int {
 	}
 	if cfg.MaxStreamAge, err = time.ParseDuration(o.maxStreamAge); err != nil || cfg.MaxStreamAge <= 0 {
 		return fail(fmt.Errorf("--max-stream-age %q: want a positive duration such as 10m", o.maxStreamAge))
+	}
+	for _, d := range []struct {
+		flag, value string
+		into        *time.Duration
+	}{
+		{"--raft-heartbeat-timeout", o.raftHeartbeat, &cfg.RaftHeartbeatTimeout},
+		{"--raft-election-timeout", o.raftElection, &cfg.RaftElectionTimeout},
+		{"--raft-lease-timeout", o.raftLease, &cfg.RaftLeaderLeaseTimeout},
+	} {
+		if *d.into, err = time.ParseDuration(d.value); err != nil || *d.into <= 0 {
+			return fail(fmt.Errorf("%s %q: want a positive duration such as 500ms", d.flag, d.value))
+		}
 	}
 	if o.bootstrap != "" {
 		if cfg.Bootstrap, err = server.ParseBootstrap(o.bootstrap); err != nil {
