@@ -214,7 +214,18 @@ func (p *pass) act(d time.Duration, fn func(context.Context) error) error {
 	if err := p.l.cfg.Leadership.VerifyLeader(ctx); err != nil {
 		return fmt.Errorf("not acting, leadership not confirmed: %w", err)
 	}
-	return fn(ctx)
+	// go-redis honours a context's deadline but not its cancellation, so a
+	// command to a frozen instance would hold the loop until d even after
+	// Stop. Waiting on ctx instead returns at once; the command, already
+	// sent, ends by d in the background.
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // ask reads INFO within d. It is an observation, not an action, so it needs
