@@ -280,7 +280,7 @@ func (a *api) GetMaster(ctx context.Context, req *coordinatorv1.GetMasterRequest
 	}
 	m, idx, ok := a.s.fsm.Master(req.GetName())
 	if !ok {
-		return nil, status.Errorf(codes.NotFound, "unknown master %q", req.GetName())
+		return nil, fsm.UnknownMaster(req.GetName())
 	}
 	return &coordinatorv1.GetMasterResponse{Master: publicMaster(m), Index: idx}, nil
 }

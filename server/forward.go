@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/raftinel/raftinel/fsm"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -155,7 +156,33 @@ func newReply(method string) proto.Message {
 	return nil
 }
 
-// errorInterceptor is the one place errors become gRPC status codes.
+// errorDomain is the domain of the google.rpc.ErrorInfo detail that carries
+// an fsm.Reason in a gRPC status.
+const errorDomain = "raftinel.io"
+
+// ReasonOf reads the typed reason of a refusal from any error a write may
+// return: an *fsm.Error from this node, or a gRPC status (from toStatus here
+// or received from the leader) with an ErrorInfo of errorDomain. It is ""
+// for every other error.
+func ReasonOf(err error) fsm.Reason {
+	var fe *fsm.Error
+	if errors.As(err, &fe) {
+		return fe.Reason
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return ""
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == errorDomain {
+			return fsm.Reason(info.GetReason())
+		}
+	}
+	return ""
+}
+
+// errorInterceptor is the one place errors become gRPC status codes. An
+// answer relayed from the leader is a status already and passes unchanged.
 func errorInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	resp, err := handler(ctx, req)
 	if err != nil {
@@ -164,6 +191,8 @@ func errorInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	return resp, nil
 }
 
+// toStatus maps an error to a gRPC status: an fsm.Error by its Kind, with
+// its Reason as an ErrorInfo detail. A status passes unchanged.
 func toStatus(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
@@ -181,7 +210,15 @@ func toStatus(err error) error {
 		if code == codes.OK {
 			code = codes.Unknown
 		}
-		return status.Error(code, fe.Msg)
+		st := status.New(code, fe.Msg)
+		if fe.Reason != "" {
+			// Only a code of OK or a detail that cannot be marshalled
+			// fails here, neither of which can happen.
+			if withReason, err := st.WithDetails(&errdetails.ErrorInfo{Reason: string(fe.Reason), Domain: errorDomain}); err == nil {
+				st = withReason
+			}
+		}
+		return st.Err()
 	case errors.As(err, &nl):
 		return status.Error(codes.Unavailable, nl.Error())
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),

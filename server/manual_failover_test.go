@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -275,10 +274,11 @@ func TestManualFailoverRollsBackWhenTheReplicaLags(t *testing.T) {
 	}
 	follower := c.followers(c.leader())[0]
 	_, err = follower.client.Failover(ctxT(t, 10*time.Second), &coordinatorv1.FailoverRequest{Name: "mymaster", Force: true})
-	if status.Code(err) != codes.FailedPrecondition || !strings.HasPrefix(status.Convert(err).Message(), "INPROG") {
+	if status.Code(err) != codes.FailedPrecondition || ReasonOf(err) != fsm.ReasonFailoverInProgress ||
+		!strings.HasPrefix(status.Convert(err).Message(), `Failover already in progress for "mymaster"`) {
 		t.Fatalf("second request: %v", err)
 	}
-	if err := follower.srv.StartFailover(ctxT(t, 10*time.Second), "mymaster"); !errors.Is(err, ErrFailoverInProgress) {
+	if err := follower.srv.StartFailover(ctxT(t, 10*time.Second), "mymaster"); ReasonOf(err) != fsm.ReasonFailoverInProgress {
 		t.Fatalf("StartFailover during a failover: %v", err)
 	}
 
@@ -369,7 +369,7 @@ func TestManualFailoverRefusals(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
-	if err := follower.srv.StartFailover(ctxT(t, 5*time.Second), "nosuch"); !errors.Is(err, ErrUnknownMaster) {
+	if err := follower.srv.StartFailover(ctxT(t, 5*time.Second), "nosuch"); ReasonOf(err) != fsm.ReasonUnknownMaster || status.Code(err) != codes.NotFound {
 		t.Fatalf("StartFailover of an unknown master: %v", err)
 	}
 	for _, nd := range c.nodes {
@@ -389,7 +389,7 @@ func TestManualFailoverWithoutEligibleReplica(t *testing.T) {
 	follower := c.followers(c.leader())[0]
 
 	err := follower.srv.StartFailover(ctxT(t, 10*time.Second), "mymaster")
-	if !errors.Is(err, ErrNoGoodReplica) || !strings.Contains(err.Error(), "priority 0") {
+	if ReasonOf(err) != fsm.ReasonNoGoodReplica || status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "priority 0") {
 		t.Fatalf("StartFailover: %v", err)
 	}
 	_, err = follower.client.Failover(ctxT(t, 10*time.Second), &coordinatorv1.FailoverRequest{Name: "mymaster", To: g.r1.Addr()})

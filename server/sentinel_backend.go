@@ -300,31 +300,28 @@ func (b *sentinelBackend) Reset(ctx context.Context, name string) error {
 // its start is committed, as Sentinel answers +OK and fails over in the
 // background.
 func (b *sentinelBackend) Failover(ctx context.Context, name string) error {
-	err := b.s.StartFailover(ctx, name)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, ErrFailoverInProgress):
-		return sentinel.ErrInProgress
-	case errors.Is(err, ErrNoGoodReplica):
-		return sentinel.ErrNoGoodReplica
-	case errors.Is(err, ErrUnknownMaster):
-		return sentinel.ErrNoSuchMaster
-	}
-	return err
+	return sentinelError(b.s.StartFailover(ctx, name))
 }
 
-// sentinelError turns an API error into Sentinel's text. The fsm's messages
-// for SET already are Sentinel's ("Invalid argument '<v>' for SENTINEL SET
-// '<opt>'"); the front end puts "ERR " before any text without a code.
+// sentinelError is the one place a write's error becomes Sentinel's reply:
+// by its reason first, then by its gRPC code, else its message (the fsm's
+// messages for SET already are Sentinel's: "Invalid argument '<v>' for
+// SENTINEL SET '<opt>'"; the front end puts "ERR " before any text without
+// a code). It takes the error as a write returns it, from this node or
+// relayed from the leader.
 func sentinelError(err error) error {
 	if err == nil {
 		return nil
 	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return err
+	switch ReasonOf(err) {
+	case fsm.ReasonFailoverInProgress:
+		return sentinel.ErrInProgress
+	case fsm.ReasonNoGoodReplica:
+		return sentinel.ErrNoGoodReplica
+	case fsm.ReasonUnknownMaster:
+		return sentinel.ErrNoSuchMaster
 	}
+	st := status.Convert(toStatus(err))
 	switch st.Code() {
 	case codes.NotFound:
 		return sentinel.ErrNoSuchMaster
