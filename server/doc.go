@@ -1,8 +1,11 @@
 // Package server runs one Raftinel node: the Raft instance with its stores
-// and transport, the gRPC front end, forwarding of writes to the leader, the
-// probes and the leader's failover loop, and the Sentinel-protocol front end
-// (package sentinel, fed by sentinel_backend.go from the local state; its
-// writes take the gRPC API's path).
+// and transport, the gRPC front end, the one path of every write to the
+// leader (leaderCall: API calls, Sentinel writes, votes, manual failovers),
+// the probes and the leader's failover loop, and the Sentinel-protocol
+// front end (package sentinel, fed by sentinel_backend.go from the local
+// state; its writes call the API's handlers). Errors become gRPC statuses in
+// one place (toStatus, with an fsm.Reason as a status detail) and Sentinel
+// replies in another (sentinelError).
 //
 // server is the only package that wires I/O together. It decides nothing a
 // pure function could decide (that is package failover) and changes state

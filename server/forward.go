@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/raftinel/raftinel/fsm"
+	clusterv1 "github.com/raftinel/raftinel/proto/gen/coordinator/cluster/v1"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -21,7 +22,8 @@ import (
 // that lost leadership meanwhile answers "not leader" instead of bouncing it.
 const forwardedKey = "x-raftinel-forwarded"
 
-// writeMethods must run on the leader; followers forward them.
+// writeMethods must run on the leader: forwardInterceptor sends them
+// through leaderCall.
 var writeMethods = map[string]bool{
 	coordinatorv1.CoordinatorService_Join_FullMethodName:       true,
 	coordinatorv1.CoordinatorService_RemoveNode_FullMethodName: true,
@@ -34,6 +36,9 @@ var writeMethods = map[string]bool{
 	coordinatorv1.CoordinatorService_Reset_FullMethodName:    true,
 
 	coordinatorv1.CoordinatorService_TransferLeadership_FullMethodName: true,
+
+	// Votes, from the nodes' own monitors.
+	clusterv1.ClusterService_Propose_FullMethodName: true,
 }
 
 func forwardedContext(ctx context.Context) context.Context {
@@ -107,11 +112,20 @@ func (s *Server) waitLeaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 	}
 }
 
-// forwardInterceptor sends a write that reached a follower to the leader
-// and relays the answer, so clients may talk to any node.
-func (s *Server) forwardInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if !writeMethods[info.FullMethod] || s.IsLeader() {
-		return handler(ctx, req)
+// leaderCall is the one path of a write to the leader, for gRPC calls (via
+// forwardInterceptor) and for the node's own writes (onLeader) alike. On
+// the leader it runs local. Elsewhere it waits out an election in progress
+// and sends method with req to the leader, marked as forwarded, and returns
+// the leader's reply or status; a forwarded request that reaches a node no
+// longer leading is answered "not leader" rather than sent on again.
+//
+// It maps no error, so each is mapped once: one from local is returned as
+// it is, for errorInterceptor (or sentinelError) to map; one from the
+// leader is the status the leader's errorInterceptor made, which toStatus
+// passes unchanged.
+func (s *Server) leaderCall(ctx context.Context, method string, req any, local func(context.Context) (any, error)) (any, error) {
+	if s.IsLeader() {
+		return local(ctx)
 	}
 	if isForwarded(ctx) {
 		return nil, s.notLeader()
@@ -121,16 +135,42 @@ func (s *Server) forwardInterceptor(ctx context.Context, req any, info *grpc.Una
 		return nil, err
 	}
 	if conn == nil { // this node won the election meanwhile
-		return handler(ctx, req)
+		return local(ctx)
 	}
-	reply := newReply(info.FullMethod)
+	reply := newReply(method)
 	if reply == nil {
-		return nil, status.Errorf(codes.Internal, "no reply type for %s", info.FullMethod)
+		return nil, status.Errorf(codes.Internal, "no reply type for %s", method)
 	}
-	if err := conn.Invoke(forwardedContext(ctx), info.FullMethod, req, reply); err != nil {
+	if err := conn.Invoke(forwardedContext(ctx), method, req, reply); err != nil {
 		return nil, err
 	}
 	return reply, nil
+}
+
+// onLeader runs one of the node's own writes on the leader: handler (an
+// API handler, so the write is validated exactly as the same gRPC call
+// would be) on this node when it leads, else method on the leader.
+func onLeader[Req, Resp proto.Message](s *Server, ctx context.Context, method string, req Req,
+	handler func(context.Context, Req) (Resp, error)) (Resp, error) {
+	var none Resp
+	resp, err := s.leaderCall(ctx, method, req, func(ctx context.Context) (any, error) { return handler(ctx, req) })
+	if err != nil {
+		return none, err
+	}
+	out, ok := resp.(Resp)
+	if !ok {
+		return none, fmt.Errorf("reply %T to %s, want %T", resp, method, none)
+	}
+	return out, nil
+}
+
+// forwardInterceptor sends a write that reached a follower to the leader
+// and relays the answer, so clients may talk to any node.
+func (s *Server) forwardInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if !writeMethods[info.FullMethod] {
+		return handler(ctx, req)
+	}
+	return s.leaderCall(ctx, info.FullMethod, req, func(ctx context.Context) (any, error) { return handler(ctx, req) })
 }
 
 // newReply makes an empty response message for a method of the service.
@@ -152,6 +192,8 @@ func newReply(method string) proto.Message {
 		return &coordinatorv1.ResetResponse{}
 	case coordinatorv1.CoordinatorService_TransferLeadership_FullMethodName:
 		return &coordinatorv1.TransferLeadershipResponse{}
+	case clusterv1.ClusterService_Propose_FullMethodName:
+		return &clusterv1.ProposeResponse{}
 	}
 	return nil
 }

@@ -37,22 +37,15 @@ const (
 // ReasonUnknownMaster.
 func (s *Server) StartFailover(ctx context.Context, name string) error {
 	req := &coordinatorv1.FailoverRequest{Name: name, Force: true, NoWait: true}
-	conn, err := s.waitLeaderConn(ctx)
-	switch {
-	case err != nil:
-	case conn == nil:
-		_, err = (&api{s: s}).Failover(ctx, req)
-	default:
-		_, err = coordinatorv1.NewCoordinatorServiceClient(conn).Failover(forwardedContext(ctx), req)
-	}
+	_, err := onLeader(s, ctx, coordinatorv1.CoordinatorService_Failover_FullMethodName, req, (&api{s: s}).Failover)
 	if err != nil {
 		return toStatus(err)
 	}
 	return nil
 }
 
-// Failover runs a manual failover on the leader (the forward interceptor
-// brings it here) and, unless no_wait, waits on the local state for the
+// Failover runs a manual failover on the leader (leaderCall brings it
+// here) and, unless no_wait, waits on the local state for the
 // journal to close. The leader's loop does the work; this only commits the
 // start and reads the outcome, so the wait survives nothing but this node.
 func (a *api) Failover(ctx context.Context, req *coordinatorv1.FailoverRequest) (*coordinatorv1.FailoverResponse, error) {
