@@ -20,7 +20,8 @@ import (
 
 // monitorForManual monitors g with a down-after long enough that a replica
 // frozen on purpose stays eligible while the test names it, and waits until
-// the leader has INFO from both replicas (the selection rules want it).
+// the leader has INFO from both replicas and a link to each (the selection
+// rules want both; INFO may arrive before the first PONG).
 func (c *testCluster) monitorForManual(t *testing.T, name string, g *group) {
 	t.Helper()
 	_, err := c.leader().client.Monitor(ctxT(t, 5*time.Second), &coordinatorv1.MonitorRequest{Name: name, Address: g.master.Addr(),
@@ -34,7 +35,7 @@ func (c *testCluster) monitorForManual(t *testing.T, name string, g *group) {
 			return false
 		}
 		for _, r := range m.Replicas {
-			if r.Role != "slave" || r.Sdown {
+			if r.Role != "slave" || r.Sdown || r.Disconnected {
 				return false
 			}
 		}
