@@ -150,7 +150,7 @@ func monitorMaster(r *recorder, c *fsmv1.MonitorMaster) error {
 func removeMaster(r *recorder, c *fsmv1.RemoveMaster) error {
 	m, ok := r.st.Masters[c.GetName()]
 	if !ok {
-		return errorf(NotFound, "unknown master %q", c.GetName())
+		return UnknownMaster(c.GetName())
 	}
 	r.add(m, "-monitor", masterDetail(m), "")
 	delete(r.st.Masters, c.GetName())
@@ -160,7 +160,7 @@ func removeMaster(r *recorder, c *fsmv1.RemoveMaster) error {
 func setMasterOptions(r *recorder, c *fsmv1.SetMasterOptions) error {
 	m, ok := r.st.Masters[c.GetName()]
 	if !ok {
-		return errorf(NotFound, "unknown master %q", c.GetName())
+		return UnknownMaster(c.GetName())
 	}
 	if len(c.GetOptions()) == 0 {
 		return errorf(Invalid, "no option to set")

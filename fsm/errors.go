@@ -57,6 +57,12 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Msg }
 
+// UnknownMaster is the rejection of a command, or a read, naming a master
+// that is not monitored.
+func UnknownMaster(name string) *Error {
+	return &Error{Kind: NotFound, Reason: ReasonUnknownMaster, Msg: fmt.Sprintf("unknown master %q", name)}
+}
+
 func errorf(kind Kind, format string, args ...any) *Error {
 	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
 }

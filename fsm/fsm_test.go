@@ -74,6 +74,14 @@ func kindOf(err error) Kind {
 	return 0
 }
 
+func reasonOf(err error) Reason {
+	var fe *Error
+	if errors.As(err, &fe) {
+		return fe.Reason
+	}
+	return ""
+}
+
 // Every oneof member of Command must reach a handler: a kind added to the
 // proto without one would panic on every node at once.
 func TestEveryCommandKindHasAHandler(t *testing.T) {
@@ -252,11 +260,18 @@ func TestSetOptions(t *testing.T) {
 func TestNotFound(t *testing.T) {
 	a := newApplier()
 	for _, cmd := range []*fsmv1.Command{remove("nope"), set("nope", "quorum", "1"),
-		{Kind: &fsmv1.Command_DeregisterNode{DeregisterNode: &fsmv1.DeregisterNode{Id: "n9"}}}} {
+		{Kind: &fsmv1.Command_ResetMaster{ResetMaster: &fsmv1.ResetMaster{Name: "nope"}}},
+		{Kind: &fsmv1.Command_ReportVote{ReportVote: &fsmv1.ReportVote{Master: "nope", NodeId: "n1", Address: "127.0.0.1:1"}}},
+		{Kind: &fsmv1.Command_AbortFailover{AbortFailover: &fsmv1.AbortFailover{Master: "nope"}}}} {
 		err := a.apply(t, cmd)
-		if kindOf(err) != NotFound || !strings.Contains(err.Error(), "unknown") {
+		if kindOf(err) != NotFound || reasonOf(err) != ReasonUnknownMaster || err.Error() != `unknown master "nope"` {
 			t.Fatalf("%v: err = %v", cmd, err)
 		}
+	}
+	// A node is no master: NotFound says enough.
+	err := a.apply(t, &fsmv1.Command{Kind: &fsmv1.Command_DeregisterNode{DeregisterNode: &fsmv1.DeregisterNode{Id: "n9"}}})
+	if kindOf(err) != NotFound || reasonOf(err) != "" || !strings.Contains(err.Error(), "unknown node") {
+		t.Fatalf("deregister unknown node: err = %v", err)
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 func masterAt(st *fsmv1.State, name string, expectedEpoch uint64) (*fsmv1.Master, error) {
 	m, ok := st.Masters[name]
 	if !ok {
-		return nil, errorf(NotFound, "unknown master %q", name)
+		return nil, UnknownMaster(name)
 	}
 	if m.GetEpoch() != expectedEpoch {
 		return nil, errorf(FailedPrecondition, "master %q is at epoch %d, not %d", name, m.GetEpoch(), expectedEpoch)
@@ -37,7 +37,7 @@ func sortReplicas(m *fsmv1.Master) {
 func resetMaster(r *recorder, c *fsmv1.ResetMaster) error {
 	m, ok := r.st.Masters[c.GetName()]
 	if !ok {
-		return errorf(NotFound, "unknown master %q", c.GetName())
+		return UnknownMaster(c.GetName())
 	}
 	m.Replicas, m.Votes, m.Failover, m.LastFailover = nil, nil, nil, nil
 	m.Odown, m.OdownSinceUnixNanos, m.LastFailoverAtUnixNanos = false, 0, 0
@@ -48,7 +48,7 @@ func resetMaster(r *recorder, c *fsmv1.ResetMaster) error {
 func reportVote(r *recorder, c *fsmv1.ReportVote) error {
 	m, ok := r.st.Masters[c.GetMaster()]
 	if !ok {
-		return errorf(NotFound, "unknown master %q", c.GetMaster())
+		return UnknownMaster(c.GetMaster())
 	}
 	if err := ValidateName("node", c.GetNodeId()); err != nil {
 		return err
@@ -158,7 +158,8 @@ func beginFailover(r *recorder, c *fsmv1.BeginFailover) error {
 		return err
 	}
 	if m.GetFailover() != nil {
-		return errorf(FailedPrecondition, "INPROG Failover already in progress for %q", m.GetName())
+		return &Error{Kind: FailedPrecondition, Reason: ReasonFailoverInProgress,
+			Msg: fmt.Sprintf("Failover already in progress for %q", m.GetName())}
 	}
 	if c.GetReason() != "odown" && c.GetReason() != "manual" {
 		return errorf(Invalid, "failover reason %q: want odown or manual", c.GetReason())

@@ -78,7 +78,8 @@ func TestFailoverJournalHappyPath(t *testing.T) {
 	must(t, a, cmdOf(&fsmv1.SetObjectiveDown{Master: "mymaster", Down: true, Votes: 2}))
 	must(t, a, cmdOf(&fsmv1.BeginFailover{Master: "mymaster", Reason: "odown", Candidate: r1Addr}))
 	// A second begin while one runs is refused.
-	if err := a.apply(t, cmdOf(&fsmv1.BeginFailover{Master: "mymaster", Reason: "manual", Candidate: r2Addr})); kindOf(err) != FailedPrecondition || !strings.Contains(err.Error(), "INPROG") {
+	if err := a.apply(t, cmdOf(&fsmv1.BeginFailover{Master: "mymaster", Reason: "manual", Candidate: r2Addr})); kindOf(err) != FailedPrecondition || reasonOf(err) != ReasonFailoverInProgress ||
+		err.Error() != `Failover already in progress for "mymaster"` {
 		t.Fatalf("second begin: %v", err)
 	}
 	// A promotion decided on a stale epoch never commits.

@@ -19,11 +19,11 @@ import (
 // Reason where a front end must tell them apart.
 func (l *Leader) BeginManual(ctx context.Context, name string, m *fsmv1.Master, to string, handover time.Duration) (*fsmv1.Command, uint64, error) {
 	if m == nil {
-		return nil, 0, &fsm.Error{Kind: fsm.NotFound, Reason: fsm.ReasonUnknownMaster, Msg: fmt.Sprintf("unknown master %q", name)}
+		return nil, 0, fsm.UnknownMaster(name)
 	}
 	if f := m.GetFailover(); f != nil {
 		return nil, 0, &fsm.Error{Kind: fsm.FailedPrecondition, Reason: fsm.ReasonFailoverInProgress,
-			Msg: fmt.Sprintf("failover already in progress for %q (phase %s, candidate %s)", name, PhaseName(f.GetPhase()), f.GetCandidate())}
+			Msg: fmt.Sprintf("Failover already in progress for %q (phase %s, candidate %s)", name, PhaseName(f.GetPhase()), f.GetCandidate())}
 	}
 	if limit := time.Duration(m.GetSettings().GetFailoverTimeoutMs()) * time.Millisecond; handover > limit {
 		return nil, 0, &fsm.Error{Kind: fsm.Invalid, Msg: fmt.Sprintf("timeout %v is longer than the failover-timeout of %q (%v)", handover, name, limit)}
@@ -53,7 +53,7 @@ func (l *Leader) BeginManual(ctx context.Context, name string, m *fsmv1.Master, 
 		// attempt on the record would hold off automatic failovers for
 		// 2 x failover-timeout although none was tried.
 		return nil, 0, &fsm.Error{Kind: fsm.FailedPrecondition, Reason: fsm.ReasonNoGoodReplica,
-			Msg: fmt.Sprintf("no suitable replica to promote for %q: %s", name, describeRejections(m, choice))}
+			Msg: fmt.Sprintf("No suitable replica to promote for %q: %s", name, describeRejections(m, choice))}
 	}
 	cmd := &fsmv1.Command{Kind: &fsmv1.Command_BeginFailover{BeginFailover: begin}}
 	l.cfg.Log.Info("starting manual failover", "master", name, "candidate", begin.Candidate, "coordinated", begin.Coordinated,

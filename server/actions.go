@@ -68,22 +68,15 @@ func (s *Server) simulateFailure(point string) {
 	}
 }
 
-// propose commits a node's own observation: directly on the leader,
-// otherwise through the leader's ClusterService.
+// propose commits a node's own observation (a vote) through
+// ClusterService.Propose on the leader.
 func (s *Server) propose(ctx context.Context, cmd *fsmv1.Command) error {
-	if s.IsLeader() {
-		_, err := s.apply(ctx, cmd)
-		return err
-	}
-	conn, err := s.leaderConn()
-	if err != nil {
-		return err
-	}
-	_, err = clusterv1.NewClusterServiceClient(conn).Propose(forwardedContext(ctx), &clusterv1.ProposeRequest{Command: cmd})
+	_, err := onLeader(s, ctx, clusterv1.ClusterService_Propose_FullMethodName, &clusterv1.ProposeRequest{Command: cmd}, (&clusterAPI{s: s}).Propose)
 	return err
 }
 
-// clusterAPI is the node-to-node service.
+// clusterAPI is the node-to-node service. Propose is a write: it reaches it
+// on the leader only (leaderCall sees to that).
 type clusterAPI struct {
 	clusterv1.UnimplementedClusterServiceServer
 	s *Server
@@ -92,9 +85,6 @@ type clusterAPI struct {
 func (c *clusterAPI) Propose(ctx context.Context, req *clusterv1.ProposeRequest) (*clusterv1.ProposeResponse, error) {
 	if _, ok := req.GetCommand().GetKind().(*fsmv1.Command_ReportVote); !ok {
 		return nil, &fsm.Error{Kind: fsm.Invalid, Msg: fmt.Sprintf("nodes may only propose votes, not %T", req.GetCommand().GetKind())}
-	}
-	if !c.s.IsLeader() {
-		return nil, c.s.notLeader()
 	}
 	idx, err := c.s.apply(ctx, req.GetCommand())
 	if err != nil {

@@ -15,8 +15,9 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
-// api implements coordinator.v1. Writes reach it on the leader only (the
-// forward interceptor sees to that); reads are served from the local FSM.
+// api implements coordinator.v1. Writes reach it on the leader only
+// (leaderCall sees to that, for gRPC calls and the node's own writes);
+// reads are served from the local FSM.
 type api struct {
 	coordinatorv1.UnimplementedCoordinatorServiceServer
 	s *Server
@@ -280,7 +281,7 @@ func (a *api) GetMaster(ctx context.Context, req *coordinatorv1.GetMasterRequest
 	}
 	m, idx, ok := a.s.fsm.Master(req.GetName())
 	if !ok {
-		return nil, status.Errorf(codes.NotFound, "unknown master %q", req.GetName())
+		return nil, fsm.UnknownMaster(req.GetName())
 	}
 	return &coordinatorv1.GetMasterResponse{Master: publicMaster(m), Index: idx}, nil
 }

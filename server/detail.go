@@ -7,10 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raftinel/raftinel/fsm"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -21,7 +20,7 @@ func (a *api) GetMasterDetail(ctx context.Context, req *coordinatorv1.GetMasterD
 	}
 	m, idx, ok := a.s.fsm.Master(req.GetName())
 	if !ok {
-		return nil, status.Errorf(codes.NotFound, "unknown master %q", req.GetName())
+		return nil, fsm.UnknownMaster(req.GetName())
 	}
 	return &coordinatorv1.GetMasterDetailResponse{Detail: masterDetail(m), Index: idx}, nil
 }

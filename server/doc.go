@@ -1,10 +1,13 @@
 // Package server runs one Raftinel node: the Raft instance with its stores
 // and transport, leadership as a lifecycle (leadership.go starts an
 // orchestrator.Leader after raft's Barrier and stops it when leadership is
-// lost), the probes and this node's votes, the gRPC front end, forwarding of
-// writes to the leader, and the Sentinel-protocol front end (package
-// sentinel, fed by sentinel_backend.go from the local state; its writes take
-// the gRPC API's path).
+// lost), the probes and this node's votes, the gRPC front end, the one path
+// of every write to the leader (leaderCall: API calls, Sentinel writes,
+// votes, manual failovers), and the Sentinel-protocol front end (package
+// sentinel, fed by sentinel_backend.go from the local state; its writes call
+// the API's handlers). Errors become gRPC statuses in one place (toStatus,
+// with an fsm.Reason as a status detail) and Sentinel replies in another
+// (sentinelError).
 //
 // server is the only package that wires I/O together. It sends no command
 // to Redis itself (the orchestrator does, through the connections server

@@ -8,7 +8,9 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/raftinel/raftinel/fsm"
+	clusterv1 "github.com/raftinel/raftinel/proto/gen/coordinator/cluster/v1"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -20,7 +22,8 @@ import (
 // that lost leadership meanwhile answers "not leader" instead of bouncing it.
 const forwardedKey = "x-raftinel-forwarded"
 
-// writeMethods must run on the leader; followers forward them.
+// writeMethods must run on the leader: forwardInterceptor sends them
+// through leaderCall.
 var writeMethods = map[string]bool{
 	coordinatorv1.CoordinatorService_Join_FullMethodName:       true,
 	coordinatorv1.CoordinatorService_RemoveNode_FullMethodName: true,
@@ -33,6 +36,9 @@ var writeMethods = map[string]bool{
 	coordinatorv1.CoordinatorService_Reset_FullMethodName:    true,
 
 	coordinatorv1.CoordinatorService_TransferLeadership_FullMethodName: true,
+
+	// Votes, from the nodes' own monitors.
+	clusterv1.ClusterService_Propose_FullMethodName: true,
 }
 
 func forwardedContext(ctx context.Context) context.Context {
@@ -106,11 +112,20 @@ func (s *Server) waitLeaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 	}
 }
 
-// forwardInterceptor sends a write that reached a follower to the leader
-// and relays the answer, so clients may talk to any node.
-func (s *Server) forwardInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if !writeMethods[info.FullMethod] || s.IsLeader() {
-		return handler(ctx, req)
+// leaderCall is the one path of a write to the leader, for gRPC calls (via
+// forwardInterceptor) and for the node's own writes (onLeader) alike. On
+// the leader it runs local. Elsewhere it waits out an election in progress
+// and sends method with req to the leader, marked as forwarded, and returns
+// the leader's reply or status; a forwarded request that reaches a node no
+// longer leading is answered "not leader" rather than sent on again.
+//
+// It maps no error, so each is mapped once: one from local is returned as
+// it is, for errorInterceptor (or sentinelError) to map; one from the
+// leader is the status the leader's errorInterceptor made, which toStatus
+// passes unchanged.
+func (s *Server) leaderCall(ctx context.Context, method string, req any, local func(context.Context) (any, error)) (any, error) {
+	if s.IsLeader() {
+		return local(ctx)
 	}
 	if isForwarded(ctx) {
 		return nil, s.notLeader()
@@ -120,16 +135,42 @@ func (s *Server) forwardInterceptor(ctx context.Context, req any, info *grpc.Una
 		return nil, err
 	}
 	if conn == nil { // this node won the election meanwhile
-		return handler(ctx, req)
+		return local(ctx)
 	}
-	reply := newReply(info.FullMethod)
+	reply := newReply(method)
 	if reply == nil {
-		return nil, status.Errorf(codes.Internal, "no reply type for %s", info.FullMethod)
+		return nil, status.Errorf(codes.Internal, "no reply type for %s", method)
 	}
-	if err := conn.Invoke(forwardedContext(ctx), info.FullMethod, req, reply); err != nil {
+	if err := conn.Invoke(forwardedContext(ctx), method, req, reply); err != nil {
 		return nil, err
 	}
 	return reply, nil
+}
+
+// onLeader runs one of the node's own writes on the leader: handler (an
+// API handler, so the write is validated exactly as the same gRPC call
+// would be) on this node when it leads, else method on the leader.
+func onLeader[Req, Resp proto.Message](s *Server, ctx context.Context, method string, req Req,
+	handler func(context.Context, Req) (Resp, error)) (Resp, error) {
+	var none Resp
+	resp, err := s.leaderCall(ctx, method, req, func(ctx context.Context) (any, error) { return handler(ctx, req) })
+	if err != nil {
+		return none, err
+	}
+	out, ok := resp.(Resp)
+	if !ok {
+		return none, fmt.Errorf("reply %T to %s, want %T", resp, method, none)
+	}
+	return out, nil
+}
+
+// forwardInterceptor sends a write that reached a follower to the leader
+// and relays the answer, so clients may talk to any node.
+func (s *Server) forwardInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if !writeMethods[info.FullMethod] {
+		return handler(ctx, req)
+	}
+	return s.leaderCall(ctx, info.FullMethod, req, func(ctx context.Context) (any, error) { return handler(ctx, req) })
 }
 
 // newReply makes an empty response message for a method of the service.
@@ -151,11 +192,39 @@ func newReply(method string) proto.Message {
 		return &coordinatorv1.ResetResponse{}
 	case coordinatorv1.CoordinatorService_TransferLeadership_FullMethodName:
 		return &coordinatorv1.TransferLeadershipResponse{}
+	case clusterv1.ClusterService_Propose_FullMethodName:
+		return &clusterv1.ProposeResponse{}
 	}
 	return nil
 }
 
-// errorInterceptor is the one place errors become gRPC status codes.
+// errorDomain is the domain of the google.rpc.ErrorInfo detail that carries
+// an fsm.Reason in a gRPC status.
+const errorDomain = "raftinel.io"
+
+// ReasonOf reads the typed reason of a refusal from any error a write may
+// return: an *fsm.Error from this node, or a gRPC status (from toStatus here
+// or received from the leader) with an ErrorInfo of errorDomain. It is ""
+// for every other error.
+func ReasonOf(err error) fsm.Reason {
+	var fe *fsm.Error
+	if errors.As(err, &fe) {
+		return fe.Reason
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return ""
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == errorDomain {
+			return fsm.Reason(info.GetReason())
+		}
+	}
+	return ""
+}
+
+// errorInterceptor is the one place errors become gRPC status codes. An
+// answer relayed from the leader is a status already and passes unchanged.
 func errorInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	resp, err := handler(ctx, req)
 	if err != nil {
@@ -164,6 +233,8 @@ func errorInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	return resp, nil
 }
 
+// toStatus maps an error to a gRPC status: an fsm.Error by its Kind, with
+// its Reason as an ErrorInfo detail. A status passes unchanged.
 func toStatus(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
@@ -181,7 +252,15 @@ func toStatus(err error) error {
 		if code == codes.OK {
 			code = codes.Unknown
 		}
-		return status.Error(code, fe.Msg)
+		st := status.New(code, fe.Msg)
+		if fe.Reason != "" {
+			// Only a code of OK or a detail that cannot be marshalled
+			// fails here, neither of which can happen.
+			if withReason, err := st.WithDetails(&errdetails.ErrorInfo{Reason: string(fe.Reason), Domain: errorDomain}); err == nil {
+				st = withReason
+			}
+		}
+		return st.Err()
 	case errors.As(err, &nl):
 		return status.Error(codes.Unavailable, nl.Error())
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),

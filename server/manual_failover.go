@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -28,85 +26,24 @@ const (
 	outcomeMargin = 10 * time.Second
 )
 
-// Errors of Failover and StartFailover that the Sentinel front end turns
-// into its own replies (match them with errors.Is):
-//
-//	ErrFailoverInProgress -> -INPROG Failover already in progress
-//	ErrNoGoodReplica      -> -NOGOODSLAVE No suitable replica to promote
-//	ErrUnknownMaster      -> -ERR No such master with that name
-//
-// Through gRPC they are FailedPrecondition (the first two, with messages
-// that start with INPROG and NOGOODSLAVE) and NotFound.
-var (
-	ErrFailoverInProgress = errors.New("INPROG Failover already in progress")
-	ErrNoGoodReplica      = errors.New("NOGOODSLAVE No suitable replica to promote")
-	ErrUnknownMaster      = errors.New("no such master with that name")
-)
-
-// failoverError is a refusal that is both a Sentinel error (Unwrap) and a
-// gRPC status, so the same value serves both front ends.
-type failoverError struct {
-	code codes.Code
-	kind error
-	msg  string
-}
-
-func (e *failoverError) Error() string              { return e.msg }
-func (e *failoverError) Unwrap() error              { return e.kind }
-func (e *failoverError) GRPCStatus() *status.Status { return status.New(e.code, e.msg) }
-
-// sentinelKind recognizes a failover refusal, whether it came from this
-// node's FSM or over gRPC from the leader, and returns it as a
-// failoverError; other errors are returned as they are.
-func sentinelKind(err error) error {
-	if err == nil {
-		return nil
-	}
-	var fe *failoverError
-	if errors.As(err, &fe) {
-		return err
-	}
-	code, msg := status.Code(err), err.Error()
-	var ferr *fsm.Error
-	if errors.As(err, &ferr) {
-		msg = ferr.Msg
-		code = map[fsm.Kind]codes.Code{fsm.NotFound: codes.NotFound, fsm.FailedPrecondition: codes.FailedPrecondition}[ferr.Kind]
-	} else if st, ok := status.FromError(err); ok {
-		msg = st.Message()
-	}
-	switch {
-	case code == codes.FailedPrecondition && strings.HasPrefix(msg, "INPROG"):
-		return &failoverError{code: code, kind: ErrFailoverInProgress, msg: msg}
-	case code == codes.FailedPrecondition && strings.HasPrefix(msg, "NOGOODSLAVE"):
-		return &failoverError{code: code, kind: ErrNoGoodReplica, msg: msg}
-	case code == codes.NotFound:
-		return &failoverError{code: code, kind: ErrUnknownMaster, msg: msg}
-	}
-	return err
-}
-
 // StartFailover is SENTINEL FAILOVER: a plain promotion of the best replica
 // (the master need not be down, and the anti-flap wait does not apply),
 // returning as soon as the leader has committed the start. It works on any
-// node: a follower forwards it to the leader. Refusals wrap
-// ErrFailoverInProgress, ErrNoGoodReplica or ErrUnknownMaster; anything else
-// (no leader, no quorum) is an error of its own.
+// node: a follower forwards it to the leader. The error is the gRPC status
+// the Failover call would answer; a refusal carries its fsm.Reason (read it
+// with ReasonOf): ReasonFailoverInProgress, ReasonNoGoodReplica or
+// ReasonUnknownMaster.
 func (s *Server) StartFailover(ctx context.Context, name string) error {
 	req := &coordinatorv1.FailoverRequest{Name: name, Force: true, NoWait: true}
-	conn, err := s.waitLeaderConn(ctx)
+	_, err := onLeader(s, ctx, coordinatorv1.CoordinatorService_Failover_FullMethodName, req, (&api{s: s}).Failover)
 	if err != nil {
-		return err
+		return toStatus(err)
 	}
-	if conn == nil {
-		_, err = (&api{s: s}).Failover(ctx, req)
-	} else {
-		_, err = coordinatorv1.NewCoordinatorServiceClient(conn).Failover(forwardedContext(ctx), req)
-	}
-	return sentinelKind(err)
+	return nil
 }
 
-// Failover runs a manual failover on the leader (the forward interceptor
-// brings it here) and, unless no_wait, waits on the local state for the
+// Failover runs a manual failover on the leader (leaderCall brings it
+// here) and, unless no_wait, waits on the local state for the
 // journal to close. The leader's loop does the work; this only commits the
 // start and reads the outcome, so the wait survives nothing but this node.
 func (a *api) Failover(ctx context.Context, req *coordinatorv1.FailoverRequest) (*coordinatorv1.FailoverResponse, error) {
@@ -119,7 +56,7 @@ func (a *api) Failover(ctx context.Context, req *coordinatorv1.FailoverRequest) 
 	}
 	begin, idx, err := a.s.beginManualFailover(ctx, req.GetName(), req.GetTo(), handover)
 	if err != nil {
-		return nil, sentinelKind(err)
+		return nil, err
 	}
 	resp := &coordinatorv1.FailoverResponse{Index: idx, Candidate: begin.GetBeginFailover().GetCandidate()}
 	if req.GetNoWait() {

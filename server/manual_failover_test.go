@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,7 +20,8 @@ import (
 
 // monitorForManual monitors g with a down-after long enough that a replica
 // frozen on purpose stays eligible while the test names it, and waits until
-// the leader has INFO from both replicas (the selection rules want it).
+// the leader has INFO from both replicas and a link to each (the selection
+// rules want both; INFO may arrive before the first PONG).
 func (c *testCluster) monitorForManual(t *testing.T, name string, g *group) {
 	t.Helper()
 	_, err := c.leader().client.Monitor(ctxT(t, 5*time.Second), &coordinatorv1.MonitorRequest{Name: name, Address: g.master.Addr(),
@@ -35,7 +35,7 @@ func (c *testCluster) monitorForManual(t *testing.T, name string, g *group) {
 			return false
 		}
 		for _, r := range m.Replicas {
-			if r.Role != "slave" || r.Sdown {
+			if r.Role != "slave" || r.Sdown || r.Disconnected {
 				return false
 			}
 		}
@@ -275,10 +275,11 @@ func TestManualFailoverRollsBackWhenTheReplicaLags(t *testing.T) {
 	}
 	follower := c.followers(c.leader())[0]
 	_, err = follower.client.Failover(ctxT(t, 10*time.Second), &coordinatorv1.FailoverRequest{Name: "mymaster", Force: true})
-	if status.Code(err) != codes.FailedPrecondition || !strings.HasPrefix(status.Convert(err).Message(), "INPROG") {
+	if status.Code(err) != codes.FailedPrecondition || ReasonOf(err) != fsm.ReasonFailoverInProgress ||
+		!strings.HasPrefix(status.Convert(err).Message(), `Failover already in progress for "mymaster"`) {
 		t.Fatalf("second request: %v", err)
 	}
-	if err := follower.srv.StartFailover(ctxT(t, 10*time.Second), "mymaster"); !errors.Is(err, ErrFailoverInProgress) {
+	if err := follower.srv.StartFailover(ctxT(t, 10*time.Second), "mymaster"); ReasonOf(err) != fsm.ReasonFailoverInProgress {
 		t.Fatalf("StartFailover during a failover: %v", err)
 	}
 
@@ -369,7 +370,7 @@ func TestManualFailoverRefusals(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
-	if err := follower.srv.StartFailover(ctxT(t, 5*time.Second), "nosuch"); !errors.Is(err, ErrUnknownMaster) {
+	if err := follower.srv.StartFailover(ctxT(t, 5*time.Second), "nosuch"); ReasonOf(err) != fsm.ReasonUnknownMaster || status.Code(err) != codes.NotFound {
 		t.Fatalf("StartFailover of an unknown master: %v", err)
 	}
 	for _, nd := range c.nodes {
@@ -389,7 +390,7 @@ func TestManualFailoverWithoutEligibleReplica(t *testing.T) {
 	follower := c.followers(c.leader())[0]
 
 	err := follower.srv.StartFailover(ctxT(t, 10*time.Second), "mymaster")
-	if !errors.Is(err, ErrNoGoodReplica) || !strings.Contains(err.Error(), "priority 0") {
+	if ReasonOf(err) != fsm.ReasonNoGoodReplica || status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "priority 0") {
 		t.Fatalf("StartFailover: %v", err)
 	}
 	_, err = follower.client.Failover(ctxT(t, 10*time.Second), &coordinatorv1.FailoverRequest{Name: "mymaster", To: g.r1.Addr()})

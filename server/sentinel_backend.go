@@ -44,10 +44,11 @@ const (
 
 // sentinelBackend serves the Sentinel front end from this node: reads from
 // the local FSM, the node's probes and its peer probes, never through
-// Raft; writes through the node's own gRPC handlers, so they are validated
-// and forwarded to the leader exactly as API writes are.
+// Raft; writes call the API's handlers through onLeader, so they are
+// validated and reach the leader exactly as API writes do.
 type sentinelBackend struct {
 	s    *Server
+	api  *api
 	myID string
 
 	// targets caches, per instance address, what SDOWN is judged with;
@@ -78,7 +79,7 @@ var (
 )
 
 func newSentinelBackend(s *Server) *sentinelBackend {
-	return &sentinelBackend{s: s, myID: sentinel.RunID(s.cfg.ID), lastOK: map[string]time.Time{}}
+	return &sentinelBackend{s: s, api: &api{s: s}, myID: sentinel.RunID(s.cfg.ID), lastOK: map[string]time.Time{}}
 }
 
 func (b *sentinelBackend) MyID() string { return b.myID }
@@ -189,7 +190,6 @@ func (b *sentinelBackend) Peers() []sentinel.Peer {
 func (b *sentinelBackend) probePeers(ctx context.Context) {
 	tick := time.NewTicker(peerProbePeriod)
 	defer tick.Stop()
-	a := &api{s: b.s}
 	for {
 		var wg sync.WaitGroup
 		for _, n := range b.s.fsm.Nodes() {
@@ -198,7 +198,7 @@ func (b *sentinelBackend) probePeers(ctx context.Context) {
 			}
 			m := &coordinatorv1.Member{Id: n.GetId(), RaftAddress: n.GetRaftAddress(), GrpcAddress: n.GetGrpcAddress(), SentinelAddress: n.GetSentinelAddress()}
 			wg.Go(func() {
-				if st := a.remoteStatus(ctx, m); st.GetState() != "unreachable" {
+				if st := b.api.remoteStatus(ctx, m); st.GetState() != "unreachable" {
 					b.peersMu.Lock()
 					b.lastOK[m.Id] = time.Now()
 					b.peersMu.Unlock()
@@ -253,30 +253,16 @@ func (b *sentinelBackend) relayEvents(ctx context.Context, after uint64, out cha
 	}
 }
 
-// write runs one write through this node's own gRPC API, so it is
-// validated and forwarded to the leader as an API write is, and turns the
-// answer into Sentinel's text.
-func (b *sentinelBackend) write(fn func(api coordinatorv1.CoordinatorServiceClient) error) error {
-	conn, err := b.s.conn(b.s.GRPCAddr())
-	if err != nil {
-		return err
-	}
-	return sentinelError(fn(coordinatorv1.NewCoordinatorServiceClient(conn)))
-}
-
 func (b *sentinelBackend) Monitor(ctx context.Context, name, addr string, quorum int) error {
-	return b.write(func(api coordinatorv1.CoordinatorServiceClient) error {
-		_, err := api.Monitor(ctx, &coordinatorv1.MonitorRequest{Name: name, Address: addr,
-			Settings: &coordinatorv1.MasterSettings{Quorum: uint32(quorum)}})
-		return err
-	})
+	req := &coordinatorv1.MonitorRequest{Name: name, Address: addr, Settings: &coordinatorv1.MasterSettings{Quorum: uint32(quorum)}}
+	_, err := onLeader(b.s, ctx, coordinatorv1.CoordinatorService_Monitor_FullMethodName, req, b.api.Monitor)
+	return sentinelError(err)
 }
 
 func (b *sentinelBackend) Remove(ctx context.Context, name string) error {
-	return b.write(func(api coordinatorv1.CoordinatorServiceClient) error {
-		_, err := api.Remove(ctx, &coordinatorv1.RemoveRequest{Name: name})
-		return err
-	})
+	req := &coordinatorv1.RemoveRequest{Name: name}
+	_, err := onLeader(b.s, ctx, coordinatorv1.CoordinatorService_Remove_FullMethodName, req, b.api.Remove)
+	return sentinelError(err)
 }
 
 func (b *sentinelBackend) Set(ctx context.Context, name string, options [][2]string) error {
@@ -284,48 +270,42 @@ func (b *sentinelBackend) Set(ctx context.Context, name string, options [][2]str
 	for _, o := range options {
 		req.Options = append(req.Options, &coordinatorv1.Option{Key: o[0], Value: o[1]})
 	}
-	return b.write(func(api coordinatorv1.CoordinatorServiceClient) error {
-		_, err := api.Set(ctx, req)
-		return err
-	})
+	_, err := onLeader(b.s, ctx, coordinatorv1.CoordinatorService_Set_FullMethodName, req, b.api.Set)
+	return sentinelError(err)
 }
 
 func (b *sentinelBackend) Reset(ctx context.Context, name string) error {
-	return b.write(func(api coordinatorv1.CoordinatorServiceClient) error {
-		_, err := api.Reset(ctx, &coordinatorv1.ResetRequest{Name: name})
-		return err
-	})
+	req := &coordinatorv1.ResetRequest{Name: name}
+	_, err := onLeader(b.s, ctx, coordinatorv1.CoordinatorService_Reset_FullMethodName, req, b.api.Reset)
+	return sentinelError(err)
 }
 
 // Failover is SENTINEL FAILOVER: a forced promotion that answers as soon as
 // its start is committed, as Sentinel answers +OK and fails over in the
 // background.
 func (b *sentinelBackend) Failover(ctx context.Context, name string) error {
-	err := b.s.StartFailover(ctx, name)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, ErrFailoverInProgress):
-		return sentinel.ErrInProgress
-	case errors.Is(err, ErrNoGoodReplica):
-		return sentinel.ErrNoGoodReplica
-	case errors.Is(err, ErrUnknownMaster):
-		return sentinel.ErrNoSuchMaster
-	}
-	return err
+	return sentinelError(b.s.StartFailover(ctx, name))
 }
 
-// sentinelError turns an API error into Sentinel's text. The fsm's messages
-// for SET already are Sentinel's ("Invalid argument '<v>' for SENTINEL SET
-// '<opt>'"); the front end puts "ERR " before any text without a code.
+// sentinelError is the one place a write's error becomes Sentinel's reply:
+// by its reason first, then by its gRPC code, else its message (the fsm's
+// messages for SET already are Sentinel's: "Invalid argument '<v>' for
+// SENTINEL SET '<opt>'"; the front end puts "ERR " before any text without
+// a code). It takes the error as a write returns it, from this node or
+// relayed from the leader.
 func sentinelError(err error) error {
 	if err == nil {
 		return nil
 	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return err
+	switch ReasonOf(err) {
+	case fsm.ReasonFailoverInProgress:
+		return sentinel.ErrInProgress
+	case fsm.ReasonNoGoodReplica:
+		return sentinel.ErrNoGoodReplica
+	case fsm.ReasonUnknownMaster:
+		return sentinel.ErrNoSuchMaster
 	}
+	st := status.Convert(toStatus(err))
 	switch st.Code() {
 	case codes.NotFound:
 		return sentinel.ErrNoSuchMaster

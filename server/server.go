@@ -382,7 +382,9 @@ func (s *Server) registerSelf() {
 		}
 		if s.inConfiguration() {
 			ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-			err := s.submit(ctx, &fsmv1.Command{Kind: &fsmv1.Command_RegisterNode{RegisterNode: &fsmv1.RegisterNode{Node: want}}})
+			_, err := onLeader(s, ctx, coordinatorv1.CoordinatorService_Join_FullMethodName, &coordinatorv1.JoinRequest{
+				Id: want.Id, RaftAddress: want.RaftAddress, GrpcAddress: want.GrpcAddress, SentinelAddress: want.SentinelAddress,
+			}, (&api{s: s}).Join)
 			cancel()
 			if err != nil {
 				s.log.Debug("registering this node's addresses", "err", err)
@@ -408,28 +410,6 @@ func (s *Server) inConfiguration() bool {
 		}
 	}
 	return false
-}
-
-// submit commits a command from inside the node: directly when leader,
-// otherwise through the leader's internal Apply.
-func (s *Server) submit(ctx context.Context, cmd *fsmv1.Command) error {
-	if s.IsLeader() {
-		_, err := s.apply(ctx, cmd)
-		return err
-	}
-	switch k := cmd.Kind.(type) {
-	case *fsmv1.Command_RegisterNode:
-		n := k.RegisterNode.Node
-		conn, err := s.leaderConn()
-		if err != nil {
-			return err
-		}
-		_, err = coordinatorv1.NewCoordinatorServiceClient(conn).Join(forwardedContext(ctx), &coordinatorv1.JoinRequest{
-			Id: n.Id, RaftAddress: n.RaftAddress, GrpcAddress: n.GrpcAddress, SentinelAddress: n.SentinelAddress,
-		})
-		return err
-	}
-	return fmt.Errorf("cannot submit %T from a follower", cmd.Kind)
 }
 
 // joinCluster asks a member to add this node, retrying until it is in the

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -195,14 +196,14 @@ func (a *api) WatchMaster(req *coordinatorv1.WatchMasterRequest, stream coordina
 	}
 	t := s.watch.topic(name)
 	if t == nil {
-		return status.Errorf(codes.NotFound, "unknown master %q", name)
+		return toStatus(fsm.UnknownMaster(name))
 	}
 	var sent fsm.Head
 	first := true
 	for {
 		head, index, removed, changed := s.watch.read(t)
 		if removed {
-			return status.Errorf(codes.NotFound, "master %q is no longer monitored", name)
+			return toStatus(&fsm.Error{Kind: fsm.NotFound, Reason: fsm.ReasonUnknownMaster, Msg: fmt.Sprintf("master %q is no longer monitored", name)})
 		}
 		// A node behind the client's last epoch stays silent until it has
 		// caught up; after that, every new head is sent.

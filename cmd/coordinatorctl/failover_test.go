@@ -120,8 +120,8 @@ func TestFailoverErrors(t *testing.T) {
 		r := runCLI(t, nil, append([]string{"--addr", addr}, tc.args...)...)
 		checkFailure(t, r, tc.code, tc.want)
 	}
-	busy := serveFake(t, &fakeNode{writeErr: status.Error(codes.FailedPrecondition, `INPROG Failover already in progress for "mymaster"`)})
-	checkFailure(t, runCLI(t, nil, "--addr", busy, "failover", "mymaster"), exitFailure, "INPROG Failover already in progress")
+	busy := serveFake(t, &fakeNode{writeErr: status.Error(codes.FailedPrecondition, `Failover already in progress for "mymaster"`)})
+	checkFailure(t, runCLI(t, nil, "--addr", busy, "failover", "mymaster"), exitFailure, `Failover already in progress for "mymaster"`)
 }
 
 func TestFailoverHelp(t *testing.T) {
