@@ -31,6 +31,11 @@ type options struct {
 	bootstrap, join, logLevel, logFormat          string
 	simulateFailure, sentinelPass, maxStreamAge   string
 	sentinelMaxClients, sentinelSubscriberBuffer  int
+	// bootstrapGiven is set when --bootstrap or its environment variable
+	// was given at all, even empty; bootstrapName names the one that was,
+	// for error messages.
+	bootstrapGiven bool
+	bootstrapName  string
 }
 
 // envName maps a flag to its environment variable: data-dir -> COORDINATOR_DATA_DIR.
@@ -88,6 +93,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if _, ok := os.LookupEnv(envName("bootstrap")); ok {
+		o.bootstrapGiven, o.bootstrapName = true, "--bootstrap (from "+envName("bootstrap")+")"
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "bootstrap" {
+			o.bootstrapGiven, o.bootstrapName = true, "--bootstrap"
+		}
+	})
 	return o, nil
 }
 
@@ -134,7 +147,12 @@ func run(args []string, stderr io.Writer) int {
 	if cfg.MaxStreamAge, err = time.ParseDuration(o.maxStreamAge); err != nil || cfg.MaxStreamAge <= 0 {
 		return fail(fmt.Errorf("--max-stream-age %q: want a positive duration such as 10m", o.maxStreamAge))
 	}
-	if o.bootstrap != "" {
+	if o.bootstrapGiven {
+		// Given but empty is a mistake, not a way to say "no bootstrap":
+		// taken that way, the node would start and wait to be added.
+		if strings.TrimSpace(o.bootstrap) == "" {
+			return fail(fmt.Errorf("%s is empty: want id=host:port,... naming the founding voters, or leave it unset", o.bootstrapName))
+		}
 		if cfg.Bootstrap, err = server.ParseBootstrap(o.bootstrap); err != nil {
 			return fail(fmt.Errorf("--bootstrap: %w", err))
 		}
