@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftinel/raftinel/internal/testwait"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 )
 
@@ -54,7 +55,7 @@ func TestThreeNodesSurviveLeaderKillAndFullRestart(t *testing.T) {
 	}
 
 	var leader string
-	eventually(t, waitTimeout, "a leader in status", func() (err error) {
+	testwait.For(t, waitTimeout, "a leader in status", func() (err error) {
 		leader, err = leaderAmong(all...)
 		return err
 	})
@@ -64,7 +65,7 @@ func TestThreeNodesSurviveLeaderKillAndFullRestart(t *testing.T) {
 	killedAt := time.Now()
 	old.kill()
 	var newLeader string
-	eventually(t, waitTimeout, "a new leader after SIGKILL of "+leader, func() (err error) {
+	testwait.For(t, waitTimeout, "a new leader after SIGKILL of "+leader, func() (err error) {
 		newLeader, err = leaderAmong(survivors...)
 		return err
 	})
@@ -116,7 +117,7 @@ func TestThreeNodesSurviveLeaderKillAndFullRestart(t *testing.T) {
 func TestFiveNodeClusterForms(t *testing.T) {
 	c := startCluster(t, 5)
 
-	eventually(t, waitTimeout, "status shows 5 voters and one leader", func() error {
+	testwait.For(t, waitTimeout, "status shows 5 voters and one leader", func() error {
 		resp := &coordinatorv1.StatusResponse{}
 		if err := ctlJSON(resp, "--addr", addrs(c.nodes...), "status"); err != nil {
 			return err
@@ -154,7 +155,7 @@ func TestJoinAndRemoveNode(t *testing.T) {
 	n4 := newNode(t, t.TempDir(), "n4", ports[0], ports[1], ports[2], "--join", n1.grpcAddr)
 	n4.start()
 	withN4 := append(slices.Clone(c.nodes), n4)
-	eventually(t, waitTimeout, "members shows 4 voters", func() error { return c.checkMembers(n1, withN4) })
+	testwait.For(t, waitTimeout, "members shows 4 voters", func() error { return c.checkMembers(n1, withN4) })
 
 	mustCtl(t, "--addr", addrs(c.nodes...), "monitor", "mymaster", "127.0.0.1:6379", "--quorum", "2")
 	waitMasters(t, withN4, "mymaster")
@@ -163,7 +164,7 @@ func TestJoinAndRemoveNode(t *testing.T) {
 	if want := "removed node n4 from the cluster (index "; len(r.stdout) < len(want) || r.stdout[:len(want)] != want {
 		t.Fatalf("remove-node confirmation: %v", r)
 	}
-	eventually(t, waitTimeout, "members shows 3 voters", func() error { return c.checkMembers(n1, c.nodes) })
+	testwait.For(t, waitTimeout, "members shows 3 voters", func() error { return c.checkMembers(n1, c.nodes) })
 	n4.stop()
 
 	// The three go on without it, and a read on another node that asks for

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/raftinel/raftinel/internal/redistest"
+	"github.com/raftinel/raftinel/internal/testwait"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -50,7 +51,7 @@ func (g *group) monitor(t testing.TB, c *cluster, quorum int, failoverTimeout ti
 	t.Helper()
 	mustCtl(t, "--addr", addrs(c.nodes...), "monitor", g.name, g.master.Addr(), "--quorum", fmt.Sprint(quorum),
 		"--down-after", "1s", "--failover-timeout", failoverTimeout.String())
-	eventually(t, waitTimeout, "both replicas discovered", func() error {
+	testwait.For(t, waitTimeout, "both replicas discovered", func() error {
 		d, err := detail(c.nodes[0], g.name)
 		if err != nil {
 			return err
@@ -84,7 +85,7 @@ func waitServed(t testing.TB, nodes []*node, name, old string, minEpoch uint64) 
 	t.Helper()
 	var addr string
 	var epoch uint64
-	eventually(t, waitTimeout, "every node serving a new master of "+name, func() error {
+	testwait.For(t, waitTimeout, "every node serving a new master of "+name, func() error {
 		addr, epoch = "", 0
 		for _, n := range nodes {
 			d, err := detail(n, name)
@@ -119,7 +120,7 @@ func roleOf(s *redistest.Server) (role, master string, linkUp bool, err error) {
 // waitFollows waits until replica replicates from master with its link up.
 func waitFollows(t testing.TB, replica *redistest.Server, master string) {
 	t.Helper()
-	eventually(t, waitTimeout, replica.Addr()+" following "+master, func() error {
+	testwait.For(t, waitTimeout, replica.Addr()+" following "+master, func() error {
 		role, m, up, err := roleOf(replica)
 		if err != nil {
 			return err
@@ -170,7 +171,7 @@ func checkFailedOver(t testing.TB, c *cluster, g *group, old string) *redistest.
 		t.Fatalf("promoted %s reports role %q (%v)", addr, role, err)
 	}
 	waitFollows(t, other, addr)
-	eventually(t, waitTimeout, "the failover journal closed", func() error {
+	testwait.For(t, waitTimeout, "the failover journal closed", func() error {
 		d, err := detail(c.nodes[0], g.name)
 		if err != nil {
 			return err
@@ -209,7 +210,7 @@ func TestFailoverAfterMasterKill(t *testing.T) {
 
 	g.master.Restart()
 	waitFollows(t, g.master, promoted.Addr())
-	eventually(t, waitTimeout, "+convert-to-slave recorded", func() error {
+	testwait.For(t, waitTimeout, "+convert-to-slave recorded", func() error {
 		d, err := detail(c.nodes[2], g.name)
 		if err != nil {
 			return err
@@ -278,7 +279,7 @@ func TestNoFailoverBelowQuorum(t *testing.T) {
 	stopped.kill()
 	live := without(c.nodes, stopped)
 	g.master.Kill()
-	eventually(t, waitTimeout, "both live nodes voting the master down", func() error {
+	testwait.For(t, waitTimeout, "both live nodes voting the master down", func() error {
 		d, err := detail(live[0], g.name)
 		if err != nil {
 			return err
@@ -330,11 +331,11 @@ func TestLeaderCrashMidFailover(t *testing.T) {
 			old := g.master.Addr()
 			g.master.Kill()
 			var crashed *node
-			eventually(t, waitTimeout, "the leader exiting with status 99", func() error {
+			testwait.For(t, waitTimeout, "the leader exiting with status 99", func() error {
 				for _, n := range c.nodes {
 					if p := n.process(); p.exited() {
 						if code := p.exitCode(); code != 99 {
-							return stopPolling{fmt.Errorf("%s exited with %d", n.id, code)}
+							return testwait.Stop(fmt.Errorf("%s exited with %d", n.id, code))
 						}
 						crashed = n
 						return nil
@@ -399,7 +400,7 @@ func TestReplicaRanking(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		eventually(t, waitTimeout, "the attached replica catching up", func() error {
+		testwait.For(t, waitTimeout, "the attached replica catching up", func() error {
 			mi, err := g.master.Info(ctx, "replication")
 			if err != nil {
 				return err
@@ -424,13 +425,13 @@ func TestReplicaRanking(t *testing.T) {
 		g.monitor(t, c, 2, ft)
 		g.master.Kill()
 		var aborts []*coordinatorv1.Event
-		eventually(t, waitTimeout, "two no-good-slave aborts", func() error {
+		testwait.For(t, waitTimeout, "two no-good-slave aborts", func() error {
 			d, err := detail(c.nodes[0], g.name)
 			if err != nil {
 				return err
 			}
 			if d.GetMaster().GetEpoch() != 0 || d.GetMaster().GetAddress() != g.master.Addr() {
-				return stopPolling{fmt.Errorf("topology changed: %v", d.GetMaster())}
+				return testwait.Stop(fmt.Errorf("topology changed: %v", d.GetMaster()))
 			}
 			aborts = aborts[:0]
 			for _, e := range d.GetEvents() {
@@ -471,7 +472,7 @@ func TestReplicaDownDuringFailoverIsRepointed(t *testing.T) {
 	if addr != g.r1.Addr() {
 		t.Fatalf("promoted %s, want the only live replica %s", addr, g.r1.Addr())
 	}
-	eventually(t, waitTimeout, "the failover journal closed", func() error {
+	testwait.For(t, waitTimeout, "the failover journal closed", func() error {
 		d, err := detail(c.nodes[0], g.name)
 		if err != nil {
 			return err
@@ -525,7 +526,7 @@ func TestPausedCoordinatorCastsNoStaleVote(t *testing.T) {
 	}
 	// It still votes when the master really fails.
 	g.master.Kill()
-	eventually(t, waitTimeout, frozen.id+" voting down", func() error {
+	testwait.For(t, waitTimeout, frozen.id+" voting down", func() error {
 		d, err := detail(other, g.name)
 		if err != nil {
 			return err

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftinel/raftinel/internal/testwait"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -23,8 +24,9 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Timeouts are generous because the machine may be small and busy; polls
-// are tight so a passing test is still quick.
+// Timeouts are generous because the machine may be small and busy; waits
+// poll (internal/testwait) so a passing test is still quick. pollInterval
+// paces the checks that something holds throughout a window.
 const (
 	waitTimeout  = 30 * time.Second
 	pollInterval = 50 * time.Millisecond
@@ -103,36 +105,6 @@ func freeAddrs(t testing.TB, n int) []string {
 		out[i] = lis.Addr().String()
 	}
 	return out
-}
-
-// eventually polls check until it returns nil, and fails the test with the
-// last error when timeout passes first.
-func eventually(t testing.TB, timeout time.Duration, what string, check func() error) {
-	t.Helper()
-	if err := poll(timeout, check); err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-}
-
-// poll is eventually without the test: it returns the last error.
-func poll(timeout time.Duration, check func() error) error {
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	for {
-		err := check()
-		if err == nil {
-			return nil
-		}
-		var sp stopPolling
-		if errors.As(err, &sp) {
-			return sp.err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not within %v: %w", timeout, err)
-		}
-		<-tick.C
-	}
 }
 
 // process is one run of a binary. err and the exit code are valid once
@@ -247,22 +219,16 @@ var errBindFailed = errors.New("address already in use")
 // before the gRPC listener, so a node that answers holds both ports.
 func (n *node) waitServing() error {
 	p := n.process()
-	return poll(waitTimeout, func() error {
+	return testwait.Poll(waitTimeout, func() error {
 		if p.exited() {
 			if strings.Contains(tailFile(n.logPath, 5), "address already in use") {
-				return stopPolling{errBindFailed}
+				return testwait.Stop(errBindFailed)
 			}
-			return stopPolling{fmt.Errorf("%s exited with code %d before serving", n.id, p.exitCode())}
+			return testwait.Stop(fmt.Errorf("%s exited with code %d before serving", n.id, p.exitCode()))
 		}
 		return localStatus(n.grpcAddr)
 	})
 }
-
-// stopPolling makes poll give up at once: no retry can fix it.
-type stopPolling struct{ err error }
-
-func (s stopPolling) Error() string { return s.err.Error() }
-func (s stopPolling) Unwrap() error { return s.err }
 
 // localStatus asks one node about itself only.
 func localStatus(addr string) error {
@@ -414,7 +380,7 @@ func tryStartCluster(t testing.TB, size int, flags []string) (*cluster, error) {
 // address and a leader is known: from then on any node forwards writes.
 func (c *cluster) waitFormed() {
 	c.t.Helper()
-	eventually(c.t, waitTimeout, "cluster formed", func() error {
+	testwait.For(c.t, waitTimeout, "cluster formed", func() error {
 		return c.checkMembers(c.nodes[0], c.nodes)
 	})
 }
@@ -554,7 +520,7 @@ func waitMasters(t testing.TB, nodes []*node, want ...string) {
 	t.Helper()
 	slices.Sort(want)
 	for _, n := range nodes {
-		eventually(t, waitTimeout, n.id+" lists "+strings.Join(want, ", "), func() error {
+		testwait.For(t, waitTimeout, n.id+" lists "+strings.Join(want, ", "), func() error {
 			got, err := masterNames(n)
 			if err != nil {
 				return err
@@ -591,7 +557,7 @@ func leaderAmong(nodes ...*node) (string, error) {
 func waitAgreedLeader(t testing.TB, nodes ...*node) string {
 	t.Helper()
 	var leader string
-	eventually(t, waitTimeout, "a leader all of "+addrs(nodes...)+" agree on", func() error {
+	testwait.For(t, waitTimeout, "a leader all of "+addrs(nodes...)+" agree on", func() error {
 		resp := &coordinatorv1.StatusResponse{}
 		if err := ctlJSON(resp, "--addr", addrs(nodes...), "status"); err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/raftinel/raftinel/client"
 	"github.com/raftinel/raftinel/internal/redistest"
+	"github.com/raftinel/raftinel/internal/testwait"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -22,7 +23,7 @@ func (g *group) monitorForManual(t testing.TB, c *cluster) {
 	t.Helper()
 	mustCtl(t, "--addr", addrs(c.nodes...), "monitor", g.name, g.master.Addr(), "--quorum", "2",
 		"--down-after", "5s", "--failover-timeout", "30s")
-	eventually(t, waitTimeout, "both replicas observed", func() error {
+	testwait.For(t, waitTimeout, "both replicas observed", func() error {
 		d, err := detail(c.nodes[0], g.name)
 		if err != nil {
 			return err
@@ -79,7 +80,7 @@ func TestCoordinatorctlFailover(t *testing.T) {
 		other = g.r2
 	}
 	waitFollows(t, other, promoted.Addr())
-	eventually(t, waitTimeout, "the leader's view after the switch", func() error {
+	testwait.For(t, waitTimeout, "the leader's view after the switch", func() error {
 		d, err := detail(c.nodes[0], g.name)
 		if err != nil {
 			return err
@@ -167,7 +168,7 @@ func startHelperWriter(t *testing.T, c *cluster, name string) *helperWriter {
 			last = now
 		}
 	}()
-	eventually(t, waitTimeout, "the writer's first writes", func() error {
+	testwait.For(t, waitTimeout, "the writer's first writes", func() error {
 		if n := w.count(); n < 100 {
 			return fmt.Errorf("%d values written", n)
 		}
@@ -187,7 +188,7 @@ func (w *helperWriter) checkNoLoss(t *testing.T, master *redistest.Server) {
 	t.Helper()
 	ctx := context.Background()
 	before := w.count()
-	eventually(t, waitTimeout, "writes after the switchover", func() error {
+	testwait.For(t, waitTimeout, "writes after the switchover", func() error {
 		if n := w.count(); n < before+100 {
 			return fmt.Errorf("%d writes since the switchover", n-before)
 		}

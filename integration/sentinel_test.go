@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/raftinel/raftinel/internal/redistest"
+	"github.com/raftinel/raftinel/internal/testwait"
 )
 
 // sentinelCLI runs redis-cli against a node's Sentinel endpoint and returns
@@ -35,7 +36,7 @@ func sentinelCLI(n *node, args ...string) ([]string, error) {
 // waitCLI polls redis-cli on a node until its output is want.
 func waitCLI(t testing.TB, n *node, want []string, args ...string) {
 	t.Helper()
-	eventually(t, waitTimeout, fmt.Sprintf("redis-cli %s on %s", strings.Join(args, " "), n.id), func() error {
+	testwait.For(t, waitTimeout, fmt.Sprintf("redis-cli %s on %s", strings.Join(args, " "), n.id), func() error {
 		got, err := sentinelCLI(n, args...)
 		if err != nil {
 			return err
@@ -78,7 +79,7 @@ func TestSentinelEndpointWithRedisCLI(t *testing.T) {
 	oh, op, _ := net.SplitHostPort(old)
 	for _, n := range c.nodes {
 		waitCLI(t, n, []string{oh, op}, "SENTINEL", "get-master-addr-by-name", "mymaster")
-		eventually(t, waitTimeout, n.id+" lists the other two nodes", func() error {
+		testwait.For(t, waitTimeout, n.id+" lists the other two nodes", func() error {
 			lines, err := sentinelCLI(n, "SENTINEL", "sentinels", "mymaster")
 			if err != nil {
 				return err
@@ -118,7 +119,7 @@ func TestSentinelEndpointWithRedisCLI(t *testing.T) {
 		t.Fatalf("SET quorum 3: %q %v", got, err)
 	}
 	for _, n := range c.nodes {
-		eventually(t, waitTimeout, "quorum 3 on "+n.id, func() error {
+		testwait.For(t, waitTimeout, "quorum 3 on "+n.id, func() error {
 			q, err := masterField(n, "mymaster", "quorum")
 			if err != nil || q != "3" {
 				return fmt.Errorf("quorum %q %v", q, err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/raftinel/raftinel/internal/redistest"
+	"github.com/raftinel/raftinel/internal/testwait"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -215,11 +216,11 @@ func TestPingPausedServerTimesOut(t *testing.T) {
 		t.Fatalf("Ping of a stopped server = %+v, want a timeout", res)
 	}
 	s.Resume()
-	redistest.WaitFor(t, 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, "a valid Ping after SIGCONT", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		return c.Ping(ctx).Valid
-	}, "Ping never valid again after SIGCONT")
+	})
 }
 
 func TestPingMasterDownIsValid(t *testing.T) {
@@ -229,12 +230,12 @@ func TestPingMasterDownIsValid(t *testing.T) {
 	redistest.WaitReplicating(t, replica, master)
 	master.Kill()
 	c := newTestConn(t, replica.Addr(), Auth{})
-	redistest.WaitFor(t, 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, "the replica of a dead master to answer MASTERDOWN", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		res := c.Ping(ctx)
 		return res.Valid && strings.HasPrefix(res.Reply, "MASTERDOWN")
-	}, "the replica of a dead master never answered MASTERDOWN")
+	})
 }
 
 func TestPingLoadingIsValid(t *testing.T) {
@@ -261,11 +262,11 @@ func TestPingLoadingIsValid(t *testing.T) {
 	if !res.Valid || !strings.HasPrefix(res.Reply, "LOADING") {
 		t.Fatalf("Ping while loading = %+v, want a valid LOADING reply", res)
 	}
-	redistest.WaitFor(t, 30*time.Second, func() bool {
+	testwait.Until(t, 30*time.Second, "the server to finish loading", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		return c.Ping(ctx).Reply == "PONG"
-	}, "the server never finished loading")
+	})
 }
 
 func TestNewConnValidates(t *testing.T) {
@@ -296,7 +297,7 @@ func TestInfoMasterAndReplica(t *testing.T) {
 
 	mc := newTestConn(t, master.Addr(), Auth{})
 	var mi Info
-	redistest.WaitNoError(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the master to list its replica online", func() error {
 		var err error
 		if mi, err = mc.Info(ctx); err != nil {
 			return err
@@ -326,7 +327,7 @@ func TestInfoMasterAndReplica(t *testing.T) {
 	}
 
 	master.Kill()
-	redistest.WaitNoError(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the replica to see its master's link down", func() error {
 		ri, err := newTestConn(t, replica.Addr(), Auth{}).Info(ctx)
 		if err != nil {
 			return err
@@ -625,7 +626,7 @@ func TestPauseWritesBlocksUntilUnpause(t *testing.T) {
 	}
 	written := make(chan error, 1)
 	go func() { written <- writer.Set(ctx, "k", "v", 0).Err() }()
-	redistest.WaitNoError(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the SET to be held by the pause", func() error {
 		f, err := s.Info(ctx, "clients")
 		if err != nil {
 			return err

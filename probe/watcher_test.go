@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/raftinel/raftinel/internal/redistest"
+	"github.com/raftinel/raftinel/internal/testwait"
 )
 
 // testLogWriter routes the Watcher's log to t.Log, so it shows only when a
@@ -51,7 +52,7 @@ func newTestWatcher(t *testing.T, cfg WatcherConfig) *Watcher {
 func waitObs(t *testing.T, w *Watcher, addr string, check func(Observation) error) Observation {
 	t.Helper()
 	var last Observation
-	redistest.WaitNoError(t, 20*time.Second, func() error {
+	testwait.For(t, 20*time.Second, "an observation of "+addr+" that passes the check", func() error {
 		o, ok := w.Observation(addr)
 		if !ok {
 			return fmt.Errorf("no observation of %s", addr)
@@ -297,9 +298,9 @@ func TestWatcherRemovalStopsProbing(t *testing.T) {
 	}
 	ctx := testCtx(t)
 	c := newTestConn(t, removed.Addr(), Auth{})
-	redistest.WaitFor(t, 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, "the watcher's connection to a removed target to close", func() bool {
 		return countClients(t, ctx, c, "name="+testClientName) == 1 // ours only
-	}, "the watcher's connection to a removed target stayed open")
+	})
 
 	// SetTargets returned after the loops ended, so no PING can arrive
 	// any more, however long we watch the other target.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/raftinel/raftinel/client"
 	"github.com/raftinel/raftinel/internal/redistest"
+	"github.com/raftinel/raftinel/internal/testwait"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -65,7 +66,7 @@ func TestClientMasterAndWatchAcrossNodeRestart(t *testing.T) {
 	a := monitorIdle(t, c.leader().client, "mymaster")
 	b := unusedAddr(t)
 	for _, nd := range c.nodes {
-		waitFor(t, 10*time.Second, nd.id+" to know mymaster", func() bool {
+		testwait.Until(t, 10*time.Second, nd.id+" to know mymaster", func() bool {
 			_, _, ok := nd.srv.FSM().Master("mymaster")
 			return ok
 		})
@@ -89,7 +90,7 @@ func TestClientMasterAndWatchAcrossNodeRestart(t *testing.T) {
 
 	// Stop the node the watch streams from: it goes on elsewhere.
 	var watched *inmemNode
-	waitFor(t, 10*time.Second, "the watcher to name its node", func() bool {
+	testwait.Until(t, 10*time.Second, "the watcher to name its node", func() bool {
 		for _, nd := range c.nodes {
 			if nd.srv != nil && nd.srv.GRPCAddr() == w.Node() {
 				watched = nd
@@ -133,7 +134,7 @@ func TestClientTransferLeadership(t *testing.T) {
 	if _, err := cl.TransferLeadership(ctxT(t, 10*time.Second), ""); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "another leader", func() bool { return !old.srv.IsLeader() && c.leader() != old })
+	testwait.Until(t, 10*time.Second, "another leader", func() bool { return !old.srv.IsLeader() && c.leader() != old })
 }
 
 // infoPort is the tcp_port the Redis server behind rdb reports.
@@ -180,12 +181,12 @@ func TestRedisClientSwitchesToTheNewMaster(t *testing.T) {
 	}
 
 	promoteTo(t, leader.srv, "mymaster", newMaster.Addr())
-	waitFor(t, 30*time.Second, "the watcher to see epoch 1", func() bool {
+	testwait.Until(t, 30*time.Second, "the watcher to see epoch 1", func() bool {
 		m, _ := w.Current()
 		return m.Epoch == 1
 	})
 	failed := 0
-	waitFor(t, 30*time.Second, "the Redis client to reach the new master", func() bool {
+	testwait.Until(t, 30*time.Second, "the Redis client to reach the new master", func() bool {
 		port, err := infoPort(ctx, rdb)
 		if err != nil {
 			failed++

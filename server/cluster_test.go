@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/raftinel/raftinel/internal/testwait"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -149,17 +150,6 @@ func (c *testCluster) heal(nd *inmemNode) {
 	}
 }
 
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // leader waits for exactly one running node, among those given, to lead.
 func (c *testCluster) leader(among ...*inmemNode) *inmemNode {
 	c.t.Helper()
@@ -167,7 +157,7 @@ func (c *testCluster) leader(among ...*inmemNode) *inmemNode {
 		among = c.nodes
 	}
 	var l *inmemNode
-	waitFor(c.t, 10*time.Second, "a leader", func() bool {
+	testwait.Until(c.t, 10*time.Second, "a leader", func() bool {
 		l = nil
 		for _, nd := range among {
 			if nd.srv != nil && nd.srv.IsLeader() {
@@ -195,7 +185,7 @@ func (c *testCluster) followers(leader *inmemNode) []*inmemNode {
 // registered waits until every running node knows every node's gRPC address.
 func (c *testCluster) registered() {
 	c.t.Helper()
-	waitFor(c.t, 10*time.Second, "every node registered", func() bool {
+	testwait.Until(c.t, 10*time.Second, "every node registered", func() bool {
 		for _, nd := range c.nodes {
 			if nd.srv == nil {
 				continue

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/raftinel/raftinel/fsm"
+	"github.com/raftinel/raftinel/internal/testwait"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"github.com/raftinel/raftinel/server/sentinel"
@@ -133,7 +134,7 @@ func TestReasonSurvivesForward(t *testing.T) {
 		Master: "busy", Replicas: []*fsmv1.Replica{{Address: candidate}}}}})
 	mustApply(t, leader.srv, &fsmv1.Command{Kind: &fsmv1.Command_BeginFailover{BeginFailover: &fsmv1.BeginFailover{
 		Master: "busy", Reason: "manual", Candidate: candidate}}})
-	waitFor(t, 10*time.Second, "the follower to see the failover", func() bool {
+	testwait.Until(t, 10*time.Second, "the follower to see the failover", func() bool {
 		m, _, _ := follower.srv.FSM().Master("busy")
 		return m.GetFailover() != nil
 	})

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/raftinel/raftinel/internal/redistest"
+	"github.com/raftinel/raftinel/internal/testwait"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -37,7 +38,7 @@ func (c *testCluster) monitorGroup(t *testing.T, name string, g *group, quorum u
 		t.Fatal(err)
 	}
 	// Wait until the leader has discovered both replicas.
-	waitFor(t, 20*time.Second, "replica discovery", func() bool {
+	testwait.Until(t, 20*time.Second, "replica discovery", func() bool {
 		m, _, ok := c.leader().srv.FSM().Master(name)
 		return ok && len(m.Replicas) == 2
 	})
@@ -62,7 +63,7 @@ func TestInProcessFailoverAfterMasterKill(t *testing.T) {
 	g.master.Kill()
 
 	var newAddr string
-	waitFor(t, 30*time.Second, "a promotion on every node", func() bool {
+	testwait.Until(t, 30*time.Second, "a promotion on every node", func() bool {
 		for _, nd := range c.nodes {
 			m, _, _ := nd.srv.FSM().Master("mymaster")
 			if m.Epoch != 1 || m.Address == old {
@@ -76,14 +77,14 @@ func TestInProcessFailoverAfterMasterKill(t *testing.T) {
 	if newAddr == g.r2.Addr() {
 		promoted, other = g.r2, g.r1
 	}
-	waitFor(t, 30*time.Second, "the other replica following the new master", func() bool {
+	testwait.Until(t, 30*time.Second, "the other replica following the new master", func() bool {
 		r, m := role(t, other)
 		return r == "slave" && m == promoted.Addr()
 	})
 	if r, _ := role(t, promoted); r != "master" {
 		t.Fatalf("promoted instance reports %q", r)
 	}
-	waitFor(t, 30*time.Second, "the failover to finish", func() bool {
+	testwait.Until(t, 30*time.Second, "the failover to finish", func() bool {
 		m, _, _ := c.leader().srv.FSM().Master("mymaster")
 		return m.Failover == nil
 	})

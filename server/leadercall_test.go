@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftinel/raftinel/internal/testwait"
 	clusterv1 "github.com/raftinel/raftinel/proto/gen/coordinator/cluster/v1"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
@@ -57,7 +58,7 @@ func TestWritesTakeOnePathToTheLeader(t *testing.T) {
 			t.Fatalf("a proposal of another command from %s: %v", nd.id, err)
 		}
 	}
-	waitFor(t, 5*time.Second, "the votes applied on the follower", func() bool {
+	testwait.Until(t, 5*time.Second, "the votes applied on the follower", func() bool {
 		return hasTestVote(follower, leader.id) && hasTestVote(follower, follower.id)
 	})
 
@@ -108,7 +109,7 @@ func TestWritesWaitOutAnElection(t *testing.T) {
 	for _, o := range c.nodes {
 		c.partition(o)
 	}
-	waitFor(t, 5*time.Second, "no node leading or knowing a leader", func() bool {
+	testwait.Until(t, 5*time.Second, "no node leading or knowing a leader", func() bool {
 		for _, o := range c.nodes {
 			if _, id := o.srv.Raft().LeaderWithID(); o.srv.IsLeader() || id != "" {
 				return false
@@ -144,7 +145,7 @@ func TestWritesWaitOutAnElection(t *testing.T) {
 			t.Errorf("%s during the election: %v", name, err)
 		}
 	}
-	waitFor(t, 5*time.Second, "the writes applied", func() bool {
+	testwait.Until(t, 5*time.Second, "the writes applied", func() bool {
 		m, _, _ := nd.srv.FSM().Master("m")
 		_, _, other := nd.srv.FSM().Master("other")
 		return hasTestVote(nd, nd.id) && m.GetSettings().GetQuorum() == 3 && other

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/raftinel/raftinel/internal/redistest"
+	"github.com/raftinel/raftinel/internal/testwait"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 )
 
@@ -13,7 +14,7 @@ import (
 func TestOnlyTheLeaderExecutesFailovers(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	leader := c.leader()
-	waitFor(t, 10*time.Second, "the leader's orchestrator installed, and no other", func() bool {
+	testwait.Until(t, 10*time.Second, "the leader's orchestrator installed, and no other", func() bool {
 		for _, nd := range c.nodes {
 			if (nd.srv.monitor.currentLeader() != nil) != (nd == leader) {
 				return false
@@ -33,7 +34,7 @@ func TestLeadershipLostMidStepIsResumedByTheNextLeader(t *testing.T) {
 	g := startGroup(t, 100, 100)
 	c.monitorForManual(t, "mymaster", g)
 	old := c.leader()
-	waitFor(t, 10*time.Second, "the leader's orchestrator", func() bool { return old.srv.monitor.currentLeader() != nil })
+	testwait.Until(t, 10*time.Second, "the leader's orchestrator", func() bool { return old.srv.monitor.currentLeader() != nil })
 
 	g.r1.Pause()
 	t.Cleanup(g.r1.Resume)
@@ -43,17 +44,17 @@ func TestLeadershipLostMidStepIsResumedByTheNextLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.partition(old)
-	waitFor(t, 10*time.Second, "the cut-off leader to step down and drop its orchestrator", func() bool {
+	testwait.Until(t, 10*time.Second, "the cut-off leader to step down and drop its orchestrator", func() bool {
 		return !old.srv.IsLeader() && old.srv.monitor.currentLeader() == nil
 	})
 	next := c.leader(c.followers(old)...)
-	waitFor(t, 10*time.Second, "the next leader's orchestrator", func() bool { return next.srv.monitor.currentLeader() != nil })
+	testwait.Until(t, 10*time.Second, "the next leader's orchestrator", func() bool { return next.srv.monitor.currentLeader() != nil })
 	if f := mustMaster(t, next, "mymaster").GetFailover(); f.GetPhase() != fsmv1.FailoverPhase_FAILOVER_PHASE_PROMOTING || f.GetCandidate() != g.r1.Addr() {
 		t.Fatalf("journal on the next leader: %v", f)
 	}
 
 	g.r1.Resume()
-	waitFor(t, 30*time.Second, "the next leader to finish the promotion", func() bool {
+	testwait.Until(t, 30*time.Second, "the next leader to finish the promotion", func() bool {
 		m := mustMaster(t, next, "mymaster")
 		return m.GetEpoch() == 1 && m.GetAddress() == g.r1.Addr() && m.GetFailover() == nil
 	})
@@ -61,7 +62,7 @@ func TestLeadershipLostMidStepIsResumedByTheNextLeader(t *testing.T) {
 		t.Fatalf("the candidate reports role %q", r)
 	}
 	c.heal(old)
-	waitFor(t, 10*time.Second, "the old leader catching up", func() bool {
+	testwait.Until(t, 10*time.Second, "the old leader catching up", func() bool {
 		return mustMaster(t, old, "mymaster").GetEpoch() == 1
 	})
 }

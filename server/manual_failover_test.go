@@ -10,6 +10,7 @@ import (
 
 	"github.com/raftinel/raftinel/fsm"
 	"github.com/raftinel/raftinel/internal/redistest"
+	"github.com/raftinel/raftinel/internal/testwait"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
@@ -29,7 +30,7 @@ func (c *testCluster) monitorForManual(t *testing.T, name string, g *group) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "both replicas observed by the leader", func() bool {
+	testwait.Until(t, 30*time.Second, "both replicas observed by the leader", func() bool {
 		m, _, ok := c.leader().srv.FSM().Master(name)
 		if !ok || len(m.Replicas) != 2 {
 			return false
@@ -128,7 +129,7 @@ func (w *writer) count() int {
 
 func (w *writer) waitAcked(t *testing.T, n int) {
 	t.Helper()
-	waitFor(t, 30*time.Second, strconv.Itoa(n)+" acknowledged writes", func() bool { return w.count() >= n })
+	testwait.Until(t, 30*time.Second, strconv.Itoa(n)+" acknowledged writes", func() bool { return w.count() >= n })
 }
 
 func (w *writer) finish() {
@@ -213,7 +214,7 @@ func TestManualFailoverCoordinatedLosesNoWrite(t *testing.T) {
 			}
 			t.Logf("%s: %d acknowledged writes all on the new master; longest writer pause %v; %d failed attempts",
 				tc.name, len(acked), maxGap, errs)
-			waitFor(t, 20*time.Second, "the old master following the new one", func() bool {
+			testwait.Until(t, 20*time.Second, "the old master following the new one", func() bool {
 				r, mAddr := role(t, g.master)
 				return r == "slave" && mAddr == newMaster.Addr()
 			})
@@ -264,7 +265,7 @@ func TestManualFailoverRollsBackWhenTheReplicaLags(t *testing.T) {
 			Name: "mymaster", To: g.r1.Addr(), Timeout: durationpb.New(5 * time.Second)})
 		done <- result{resp, err}
 	}()
-	waitFor(t, 20*time.Second, "the handover in the journal", func() bool {
+	testwait.Until(t, 20*time.Second, "the handover in the journal", func() bool {
 		m, _, _ := c.leader().srv.FSM().Master("mymaster")
 		return m.GetFailover() != nil
 	})
@@ -298,7 +299,7 @@ func TestManualFailoverRollsBackWhenTheReplicaLags(t *testing.T) {
 		t.Fatalf("outcome %v", out)
 	}
 	t.Logf("rolled back: %s", out.GetDetail())
-	waitFor(t, 10*time.Second, "every node to apply the rollback", func() bool {
+	testwait.Until(t, 10*time.Second, "every node to apply the rollback", func() bool {
 		for _, nd := range c.nodes {
 			if m, _, _ := nd.srv.FSM().Master("mymaster"); m.Failover != nil {
 				return false
@@ -321,7 +322,7 @@ func TestManualFailoverRollsBackWhenTheReplicaLags(t *testing.T) {
 	g.r1.Resume()
 	paused = false
 	redistest.WaitReplicating(t, g.r1, g.master)
-	waitFor(t, 30*time.Second, "the resumed replica healthy in the leader's view", func() bool {
+	testwait.Until(t, 30*time.Second, "the resumed replica healthy in the leader's view", func() bool {
 		m, _, _ := c.leader().srv.FSM().Master("mymaster")
 		for _, rep := range m.Replicas {
 			if rep.Address == g.r1.Addr() {
@@ -429,7 +430,7 @@ func TestStartFailoverForcesAPromotion(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out *coordinatorv1.FailoverOutcome
-	waitFor(t, 30*time.Second, "the failover to end on every node", func() bool {
+	testwait.Until(t, 30*time.Second, "the failover to end on every node", func() bool {
 		for _, nd := range c.nodes {
 			m, _, _ := nd.srv.FSM().Master("mymaster")
 			if m.LastFailover == nil || m.Failover != nil {
@@ -447,7 +448,7 @@ func TestStartFailoverForcesAPromotion(t *testing.T) {
 		if s == newMaster {
 			continue
 		}
-		waitFor(t, 20*time.Second, s.Addr()+" following the new master", func() bool {
+		testwait.Until(t, 20*time.Second, s.Addr()+" following the new master", func() bool {
 			r, mAddr := role(t, s)
 			return r == "slave" && mAddr == newMaster.Addr()
 		})
@@ -491,7 +492,7 @@ func TestManualFailoverResumesOnANewLeader(t *testing.T) {
 			Name: "mymaster", To: g.r1.Addr(), Timeout: durationpb.New(20 * time.Second)})
 		done <- err
 	}()
-	waitFor(t, 20*time.Second, "the old master waiting for the candidate", func() bool {
+	testwait.Until(t, 20*time.Second, "the old master waiting for the candidate", func() bool {
 		info, err := g.master.Info(context.Background(), "replication")
 		return err == nil && info["master_failover_state"] == "waiting-for-sync"
 	})
@@ -509,7 +510,7 @@ func TestManualFailoverResumesOnANewLeader(t *testing.T) {
 	if second == first {
 		t.Fatal("no new leader")
 	}
-	waitFor(t, 30*time.Second, "the new leader to finish the failover", func() bool {
+	testwait.Until(t, 30*time.Second, "the new leader to finish the failover", func() bool {
 		m, _, _ := second.srv.FSM().Master("mymaster")
 		return m.GetLastFailover() != nil && m.GetFailover() == nil
 	})
@@ -517,7 +518,7 @@ func TestManualFailoverResumesOnANewLeader(t *testing.T) {
 	if out := m.GetLastFailover(); out.GetResult() != fsm.ResultPromoted || m.Epoch != 1 || m.Address != g.r1.Addr() || out.GetOldMaster() != old {
 		t.Fatalf("after the new leader: epoch %d address %s outcome %v", m.Epoch, m.Address, out)
 	}
-	waitFor(t, 20*time.Second, "the old master following the new one", func() bool {
+	testwait.Until(t, 20*time.Second, "the old master following the new one", func() bool {
 		r, mAddr := role(t, g.master)
 		return r == "slave" && mAddr == g.r1.Addr()
 	})

@@ -17,26 +17,10 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/raftinel/raftinel/internal/redistest"
+	"github.com/raftinel/raftinel/internal/testwait"
 	"github.com/raftinel/raftinel/server/sentinel"
 	"github.com/redis/go-redis/v9"
 )
-
-// eventuallyOK polls check until it returns nil and fails with its last
-// error when timeout passes first.
-func eventuallyOK(t testing.TB, timeout time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 func sentinelClient(t testing.TB, nd *inmemNode) *redis.SentinelClient {
 	sc := redis.NewSentinelClient(&redis.Options{Addr: nd.srv.SentinelAddr(), DialTimeout: 2 * time.Second, ReadTimeout: 5 * time.Second})
@@ -48,7 +32,7 @@ func sentinelClient(t testing.TB, nd *inmemNode) *redis.SentinelClient {
 // bound Sentinel address, so SENTINELS can list all peers.
 func (c *testCluster) sentinelsRegistered() {
 	c.t.Helper()
-	eventuallyOK(c.t, 10*time.Second, "every node's Sentinel address registered", func() error {
+	testwait.For(c.t, 10*time.Second, "every node's Sentinel address registered", func() error {
 		for _, nd := range c.nodes {
 			for _, other := range c.nodes {
 				n, ok := nd.srv.FSM().Node(other.id)
@@ -162,7 +146,7 @@ func subscribeRESP3(t testing.TB, addr, channel string) *pushRecorder {
 		}
 	}
 	confirm := fmt.Sprintf(">3\r\n$9\r\nsubscribe\r\n$%d\r\n%s\r\n:1\r\n", len(channel), channel)
-	eventuallyOK(t, 10*time.Second, "RESP3 SUBSCRIBE confirmed as a push frame", func() error {
+	testwait.For(t, 10*time.Second, "RESP3 SUBSCRIBE confirmed as a push frame", func() error {
 		if !p.has(confirm) {
 			return fmt.Errorf("received %q", p.String())
 		}
@@ -214,12 +198,12 @@ func TestSentinelClientsFollowFailover(t *testing.T) {
 	for _, nd := range c.nodes {
 		addrs = append(addrs, nd.srv.SentinelAddr())
 		sc := sentinelClient(t, nd)
-		eventuallyOK(t, 20*time.Second, nd.id+"'s Sentinel view matches its FSM", func() error { return matchesFSM(ctx, c, nd, sc, "mymaster") })
+		testwait.For(t, 20*time.Second, nd.id+"'s Sentinel view matches its FSM", func() error { return matchesFSM(ctx, c, nd, sc, "mymaster") })
 	}
 	for _, nd := range c.nodes {
 		// The link, ping and role fields come from this node's own probes.
 		sc := sentinelClient(t, nd)
-		eventuallyOK(t, 20*time.Second, nd.id+" reports its own probe view of the master", func() error {
+		testwait.For(t, 20*time.Second, nd.id+" reports its own probe view of the master", func() error {
 			m, err := sc.Master(ctx, "mymaster").Result()
 			if err != nil {
 				return err
@@ -282,7 +266,7 @@ func TestSentinelClientsFollowFailover(t *testing.T) {
 	nh, np, _ := net.SplitHostPort(promoted.Addr())
 	payload := fmt.Sprintf("mymaster %s %s %s %s", oh, op, nh, np)
 	frame := fmt.Sprintf(">3\r\n$7\r\nmessage\r\n$14\r\n+switch-master\r\n$%d\r\n%s\r\n", len(payload), payload)
-	eventuallyOK(t, 20*time.Second, "+switch-master pushed to the RESP3 subscriber", func() error {
+	testwait.For(t, 20*time.Second, "+switch-master pushed to the RESP3 subscriber", func() error {
 		if !sub.has(frame) {
 			return fmt.Errorf("want %q in %q", frame, sub.String())
 		}
@@ -290,8 +274,8 @@ func TestSentinelClientsFollowFailover(t *testing.T) {
 	})
 	for _, nd := range c.nodes {
 		sc := sentinelClient(t, nd)
-		eventuallyOK(t, 20*time.Second, nd.id+"'s Sentinel view matches its FSM after the failover", func() error { return matchesFSM(ctx, c, nd, sc, "mymaster") })
-		eventuallyOK(t, 20*time.Second, nd.id+" shows the killed master as a replica that is down", func() error {
+		testwait.For(t, 20*time.Second, nd.id+"'s Sentinel view matches its FSM after the failover", func() error { return matchesFSM(ctx, c, nd, sc, "mymaster") })
+		testwait.For(t, 20*time.Second, nd.id+" shows the killed master as a replica that is down", func() error {
 			replicas, err := sc.Replicas(ctx, "mymaster").Result()
 			if err != nil {
 				return err
@@ -350,7 +334,7 @@ func TestSentinelWritesOnFollower(t *testing.T) {
 	everywhere := func(what string, check func(nd *inmemNode) error) {
 		t.Helper()
 		for _, nd := range c.nodes {
-			eventuallyOK(t, 10*time.Second, what+" on "+nd.id, func() error { return check(nd) })
+			testwait.For(t, 10*time.Second, what+" on "+nd.id, func() error { return check(nd) })
 		}
 	}
 	quorum := func(q uint32) func(nd *inmemNode) error {
@@ -424,7 +408,7 @@ func TestSentinelPeerReachability(t *testing.T) {
 	if err := sc.Monitor(ctx, "m", "127.0.0.1", "1", "3").Err(); err != nil {
 		t.Fatalf("MONITOR: %v", err)
 	}
-	eventuallyOK(t, 15*time.Second, "both peers reachable", func() error {
+	testwait.For(t, 15*time.Second, "both peers reachable", func() error {
 		q, err := sc.CkQuorum(ctx, "m").Result()
 		if err != nil || q != "OK 3 usable Sentinels. Quorum and failover authorization can be reached" {
 			return fmt.Errorf("CKQUORUM %q %v", q, err)
@@ -433,7 +417,7 @@ func TestSentinelPeerReachability(t *testing.T) {
 	})
 	victim := c.followers(leader)[0]
 	c.stop(victim)
-	eventuallyOK(t, 15*time.Second, "the stopped node shown down", func() error {
+	testwait.For(t, 15*time.Second, "the stopped node shown down", func() error {
 		sentinels, err := sc.Sentinels(ctx, "m").Result()
 		if err != nil {
 			return err
@@ -474,7 +458,7 @@ func TestSentinelPassword(t *testing.T) {
 	if strings.HasSuffix(srv.SentinelAddr(), ":0") {
 		t.Fatalf("advertised Sentinel address %s is not the bound one", srv.SentinelAddr())
 	}
-	eventuallyOK(t, 10*time.Second, "the bound Sentinel address registered", func() error {
+	testwait.For(t, 10*time.Second, "the bound Sentinel address registered", func() error {
 		if n, ok := srv.FSM().Node("solo"); !ok || n.GetSentinelAddress() != srv.SentinelAddr() {
 			return fmt.Errorf("node record %v, want %s", n, srv.SentinelAddr())
 		}

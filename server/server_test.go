@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/raftinel/raftinel/internal/testwait"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"google.golang.org/grpc/codes"
@@ -214,7 +215,7 @@ func TestLaggingFollowerInstallsSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The snapshot index is recorded just after the restore wakes readers.
-	waitFor(t, 5*time.Second, "the follower to record an installed snapshot", func() bool {
+	testwait.Until(t, 5*time.Second, "the follower to record an installed snapshot", func() bool {
 		return lagging.srv.Raft().Stats()["last_snapshot_index"] != "0"
 	})
 	if !proto.Equal(mastersOnly(leader.srv.FSM().State()), mastersOnly(lagging.srv.FSM().State())) {

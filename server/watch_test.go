@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/raftinel/raftinel/fsm"
+	"github.com/raftinel/raftinel/internal/testwait"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"google.golang.org/grpc"
@@ -114,7 +115,7 @@ func TestWatchMasterSendsCurrentThenEveryChangeInOrder(t *testing.T) {
 	a := monitorIdle(t, leader.client, "mymaster")
 	b := unusedAddr(t)
 	follower := c.followers(leader)[0]
-	waitFor(t, 10*time.Second, "the follower to know mymaster", func() bool {
+	testwait.Until(t, 10*time.Second, "the follower to know mymaster", func() bool {
 		_, _, ok := follower.srv.FSM().Master("mymaster")
 		return ok
 	})
@@ -271,7 +272,7 @@ func startNode(t testing.TB, adjust func(*Config)) (*Server, *grpc.ClientConn) {
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	})
-	waitFor(t, 10*time.Second, "the node to lead", srv.IsLeader)
+	testwait.Until(t, 10*time.Second, "the node to lead", srv.IsLeader)
 	return srv, conn
 }
 
@@ -343,7 +344,7 @@ func TestWatchEvents(t *testing.T) {
 	b := unusedAddr(t)
 	promoteTo(t, leader.srv, "m1", b)
 	follower := c.followers(leader)[0]
-	waitFor(t, 10*time.Second, "the follower to apply the promotion", func() bool {
+	testwait.Until(t, 10*time.Second, "the follower to apply the promotion", func() bool {
 		m, _, ok := follower.srv.FSM().Master("m1")
 		return ok && m.GetEpoch() == 1
 	})
@@ -367,7 +368,7 @@ func TestWatchEvents(t *testing.T) {
 
 	// Resume after a given seq, on another node: the same events, by seq.
 	other := c.followers(leader)[1]
-	waitFor(t, 10*time.Second, "the other follower to apply the promotion", func() bool {
+	testwait.Until(t, 10*time.Second, "the other follower to apply the promotion", func() bool {
 		return other.srv.FSM().LastEventSeq() >= sw.Seq
 	})
 	resumed, err := other.client.WatchEvents(ctxT(t, 60*time.Second), &coordinatorv1.WatchEventsRequest{Master: "m1", AfterSeq: sw.Seq - 1})
@@ -444,7 +445,7 @@ func TestTransferLeadership(t *testing.T) {
 	if _, err := leader.client.TransferLeadership(ctxT(t, 10*time.Second), &coordinatorv1.TransferLeadershipRequest{Id: target.id}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, target.id+" to lead", target.srv.IsLeader)
+	testwait.Until(t, 10*time.Second, target.id+" to lead", target.srv.IsLeader)
 
 	for _, tc := range []struct {
 		id   string

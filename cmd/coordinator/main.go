@@ -32,6 +32,11 @@ type options struct {
 	simulateFailure, sentinelPass, maxStreamAge   string
 	raftHeartbeat, raftElection, raftLease        string
 	sentinelMaxClients, sentinelSubscriberBuffer  int
+	// bootstrapGiven is set when --bootstrap or its environment variable
+	// was given at all, even empty; bootstrapName names the one that was,
+	// for error messages.
+	bootstrapGiven bool
+	bootstrapName  string
 }
 
 // envName maps a flag to its environment variable: data-dir -> COORDINATOR_DATA_DIR.
@@ -92,6 +97,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if _, ok := os.LookupEnv(envName("bootstrap")); ok {
+		o.bootstrapGiven, o.bootstrapName = true, "--bootstrap (from "+envName("bootstrap")+")"
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "bootstrap" {
+			o.bootstrapGiven, o.bootstrapName = true, "--bootstrap"
+		}
+	})
 	return o, nil
 }
 
@@ -150,7 +163,12 @@ func run(args []string, stderr io.Writer) int {
 			return fail(fmt.Errorf("%s %q: want a positive duration such as 500ms", d.flag, d.value))
 		}
 	}
-	if o.bootstrap != "" {
+	if o.bootstrapGiven {
+		// Given but empty is a mistake, not a way to say "no bootstrap":
+		// taken that way, the node would start and wait to be added.
+		if strings.TrimSpace(o.bootstrap) == "" {
+			return fail(fmt.Errorf("%s is empty: want id=host:port,... naming the founding voters, or leave it unset", o.bootstrapName))
+		}
 		if cfg.Bootstrap, err = server.ParseBootstrap(o.bootstrap); err != nil {
 			return fail(fmt.Errorf("--bootstrap: %w", err))
 		}

@@ -34,3 +34,31 @@ func TestMaxStreamAgeHelp(t *testing.T) {
 		t.Errorf("--help: exit %d, no max-stream-age with its default and variable in %q", code, stderr.String())
 	}
 }
+
+func TestEmptyBootstrap(t *testing.T) {
+	base := []string{"--id", "n1", "--data-dir", t.TempDir()}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  *string // nil: COORDINATOR_BOOTSTRAP unset
+		want string
+	}{
+		{name: "empty flag", args: []string{"--bootstrap="}, want: "--bootstrap is empty: want id=host:port,..."},
+		{name: "empty flag, separate value", args: []string{"--bootstrap", ""}, want: "--bootstrap is empty: want id=host:port,..."},
+		{name: "blank flag", args: []string{"--bootstrap", " "}, want: "--bootstrap is empty: want id=host:port,..."},
+		{name: "empty variable", env: new(""), want: "--bootstrap (from COORDINATOR_BOOTSTRAP) is empty: want id=host:port,..."},
+		{name: "empty flag over a good variable", args: []string{"--bootstrap="}, env: new("n1=127.0.0.1:7000"), want: "--bootstrap is empty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.env != nil {
+				t.Setenv("COORDINATOR_BOOTSTRAP", *tc.env)
+			}
+			var stderr bytes.Buffer
+			code := run(append(base, tc.args...), &stderr)
+			if code != 1 || !strings.HasPrefix(stderr.String(), "coordinator: ") || !strings.Contains(stderr.String(), tc.want) ||
+				strings.Count(stderr.String(), "\n") != 1 {
+				t.Errorf("%q: exit %d, stderr %q; want exit 1 and one line with %q", tc.args, code, stderr.String(), tc.want)
+			}
+		})
+	}
+}

@@ -7,9 +7,12 @@
 // failure so that a broken CI image cannot turn every integration test into
 // a silent skip. REDIS_SERVER may name the binary when it is not on PATH.
 //
-// Every wait here polls with a deadline; nothing sleeps a fixed time and
-// hopes. Failure messages carry the tail of the server's log.
+// Every wait here polls with a deadline (the replication waits through
+// internal/testwait, which is also what tests use to wait for anything
+// else); nothing sleeps a fixed time and hopes. Failure messages carry the
+// tail of the server's log.
 //
-// redistest must not import the project's packages (probe's tests use it),
-// and only tests may import redistest.
+// redistest must not import the project's packages other than
+// internal/testwait, which imports none (probe's tests use redistest), and
+// only tests may import redistest.
 package redistest

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftinel/raftinel/internal/testwait"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -76,10 +77,10 @@ func TestReplicationAndWaitReplicating(t *testing.T) {
 	if err := master.Client().Set(ctx, "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	WaitFor(t, 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, "the write on the master to reach the replica", func() bool {
 		v, err := replica.Client().Get(ctx, "k").Result()
 		return err == nil && v == "v"
-	}, "the write on the master never reached the replica")
+	})
 }
 
 func TestRequirePass(t *testing.T) {
@@ -132,7 +133,7 @@ func TestKillAndRestartKeepPortAndRewrittenConfig(t *testing.T) {
 	}
 	WaitRole(t, replica, "master")
 	// The shared client reconnects by itself after the restart.
-	WaitNoError(t, 5*time.Second, func() error { return replica.Client().Ping(ctx).Err() })
+	testwait.For(t, 5*time.Second, "a PING through the shared client after the restart", func() error { return replica.Client().Ping(ctx).Err() })
 }
 
 func TestRestartWhileRunning(t *testing.T) {
@@ -153,7 +154,7 @@ func TestPauseResume(t *testing.T) {
 		t.Fatalf("PING to a paused server: %v, want a timeout", err)
 	}
 	s.Resume()
-	WaitNoError(t, 5*time.Second, func() error {
+	testwait.For(t, 5*time.Second, "PONG after SIGCONT", func() error {
 		reply, err := rawPing(s.Addr(), "", time.Second)
 		if err == nil && reply != "+PONG" {
 			err = errors.New("reply " + reply)

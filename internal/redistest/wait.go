@@ -8,49 +8,13 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// PollInterval is how often the Wait helpers re-check their condition.
-const PollInterval = 10 * time.Millisecond
+	"github.com/raftinel/raftinel/internal/testwait"
+)
 
 // ReplicationTimeout bounds WaitReplicating: a full sync of a test dataset
 // takes milliseconds, the margin is for loaded machines.
 const ReplicationTimeout = 20 * time.Second
-
-// WaitFor polls cond until it returns true, and fails the test with msg if
-// that does not happen within timeout. Call it from the test goroutine.
-func WaitFor(tb testing.TB, timeout time.Duration, cond func() bool, msg string) {
-	tb.Helper()
-	WaitNoError(tb, timeout, func() error {
-		if cond() {
-			return nil
-		}
-		return fmt.Errorf("%s", msg)
-	})
-}
-
-// WaitNoError polls check until it returns nil, and fails the test with
-// the last error it returned if that does not happen within timeout.
-func WaitNoError(tb testing.TB, timeout time.Duration, check func() error) {
-	tb.Helper()
-	if err := poll(timeout, check); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-func poll(timeout time.Duration, check func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %v: %w", timeout, err)
-		}
-		time.Sleep(PollInterval)
-	}
-}
 
 // Info returns INFO fields as a map; with no sections, the default ones.
 func (s *Server) Info(ctx context.Context, sections ...string) (map[string]string, error) {
@@ -90,7 +54,7 @@ func (s *Server) Role(ctx context.Context) (role, masterAddr string, err error) 
 // online replica.
 func WaitReplicating(tb testing.TB, replica, master *Server) {
 	tb.Helper()
-	err := poll(ReplicationTimeout, func() error {
+	err := testwait.Poll(ReplicationTimeout, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		f, err := replica.Info(ctx, "replication")
@@ -124,7 +88,7 @@ func WaitReplicating(tb testing.TB, replica, master *Server) {
 // WaitRole waits until the server reports role ("master" or "slave").
 func WaitRole(tb testing.TB, s *Server, role string) {
 	tb.Helper()
-	err := poll(ReplicationTimeout, func() error {
+	err := testwait.Poll(ReplicationTimeout, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		got, _, err := s.Role(ctx)

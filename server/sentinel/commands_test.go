@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftinel/raftinel/internal/testwait"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 )
 
@@ -22,7 +23,7 @@ func startFake(t *testing.T, cfg Config) (*fakeBackend, *Server) {
 	f := newFake()
 	topology(f)
 	s := start(t, f, cfg)
-	waitFor(t, 5*time.Second, func() bool { return f.streamCount() == 1 }, "the event stream")
+	testwait.Until(t, 5*time.Second, "the event stream", func() bool { return f.streamCount() == 1 })
 	return f, s
 }
 
@@ -575,7 +576,7 @@ func TestConcurrentClients(t *testing.T) {
 	f := newFake()
 	topology(f)
 	s := start(t, f, Config{})
-	waitFor(t, 5*time.Second, func() bool { return f.streamCount() == 1 }, "the event stream")
+	testwait.Until(t, 5*time.Second, "the event stream", func() bool { return f.streamCount() == 1 })
 	const events = 300
 	ready := make(chan struct{}, 3)
 	stop := make(chan struct{})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/raftinel/raftinel/internal/redistest"
+	"github.com/raftinel/raftinel/internal/testwait"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 	"github.com/redis/go-redis/v9"
 )
@@ -123,7 +124,7 @@ func TestGoRedisFailoverClientFollowsSwitch(t *testing.T) {
 		st.Masters["mymaster"] = &fsmv1.Master{Name: "mymaster", Address: a.Addr(), Settings: &fsmv1.MasterSettings{Quorum: 1}}
 	})
 	s := start(t, f, Config{})
-	waitFor(t, 5*time.Second, func() bool { return f.streamCount() == 1 }, "the event stream")
+	testwait.Until(t, 5*time.Second, "the event stream", func() bool { return f.streamCount() == 1 })
 
 	for _, proto := range []int{2, 3} {
 		t.Run("RESP"+strconv.Itoa(proto), func(t *testing.T) {
@@ -146,13 +147,13 @@ func TestGoRedisFailoverClientFollowsSwitch(t *testing.T) {
 			f.update(func(st *fsmv1.State) { st.Masters["mymaster"].Address = b.Addr() })
 			oh, op, _ := net.SplitHostPort(a.Addr())
 			nh, np, _ := net.SplitHostPort(b.Addr())
-			waitFor(t, 20*time.Second, func() bool {
+			testwait.Until(t, 20*time.Second, "the failover client to write to the new master", func() bool {
 				// Keep emitting until the client's subscriber is connected.
 				f.emit(&fsmv1.Event{Type: "+switch-master", Payload: fmt.Sprintf("mymaster %s %s %s %s", oh, op, nh, np)})
 				_ = fc.Set(ctx, key, "after", 0).Err()
 				v, _ := b.Client().Get(ctx, key).Result()
 				return v == "after"
-			}, "the failover client to write to the new master")
+			})
 		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/raftinel/raftinel/internal/resp"
+	"github.com/raftinel/raftinel/internal/testwait"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 	"github.com/redis/go-redis/v9"
 )
@@ -163,7 +164,7 @@ func TestSlowSubscriberDropped(t *testing.T) {
 			t.Fatalf("fast subscriber, event %d: %v", i, err)
 		}
 	}
-	waitFor(t, 10*time.Second, func() bool { return s.dropped.Load() == 1 }, "the slow subscriber to be dropped")
+	testwait.Until(t, 10*time.Second, "the slow subscriber to be dropped", func() bool { return s.dropped.Load() == 1 })
 	// The slow client's stream ends: it reads what was buffered, then EOF.
 	_ = slow.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.Copy(io.Discard, slow.nc); err != nil {
@@ -186,7 +187,7 @@ func TestEventStreamResubscribe(t *testing.T) {
 	}
 	f.streams = nil
 	f.mu.Unlock()
-	waitFor(t, 5*time.Second, func() bool { return f.streamCount() == 1 }, "a new event stream")
+	testwait.Until(t, 5*time.Second, "a new event stream", func() bool { return f.streamCount() == 1 })
 	f.emit(switchEvent())
 	if got := c.read(); !strings.Contains(got, switchPayload) {
 		t.Errorf("after resubscribing: %q", got)
@@ -309,7 +310,7 @@ func TestCloseWithClients(t *testing.T) {
 	s := New(Config{Listener: ln, Logger: testLogger(t)}, f)
 	served := make(chan error, 1)
 	go func() { served <- s.Serve() }()
-	waitFor(t, 5*time.Second, func() bool { return s.Addr() != "" && f.streamCount() == 1 }, "the server to start")
+	testwait.Until(t, 5*time.Second, "the server to start", func() bool { return s.Addr() != "" && f.streamCount() == 1 })
 	sub := dial(t, s.Addr())
 	sub.do("SUBSCRIBE", "+switch-master")
 	idle := dial(t, s.Addr())

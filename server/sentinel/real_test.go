@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/raftinel/raftinel/internal/redistest"
+	"github.com/raftinel/raftinel/internal/testwait"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 )
 
@@ -72,7 +73,7 @@ func startRealSentinel(t *testing.T, master string) string {
 		}
 	})
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	redistest.WaitNoError(t, redistest.ReadyTimeout, func() error {
+	testwait.For(t, redistest.ReadyTimeout, "redis-sentinel to listen on "+addr, func() error {
 		nc, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
 			return err
@@ -93,14 +94,14 @@ func TestCompareWithRealSentinel(t *testing.T) {
 
 	// Wait until Sentinel has found the replica and read its INFO.
 	rc := dial(t, realAddr)
-	redistest.WaitFor(t, 30*time.Second, func() bool {
+	testwait.Until(t, 30*time.Second, "redis-sentinel to report the replica", func() bool {
 		list, _ := rc.value("SENTINEL", "REPLICAS", "mymaster").([]any)
 		if len(list) != 1 {
 			return false
 		}
 		_, r := pairs(t, list[0])
 		return r["master-link-status"] == "ok" && r["info-refresh"] != "0" && r["runid"] != ""
-	}, "redis-sentinel to report the replica")
+	})
 
 	ctx := context.Background()
 	minfo, err := master.Info(ctx, "server")
