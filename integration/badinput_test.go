@@ -88,15 +88,9 @@ func TestBadInputExitsCleanly(t *testing.T) {
 			name string
 			args []string
 			want string
-			// knownIssue names a defect of cmd/coordinator that this case
-			// shows. While it lasts the case is skipped with the evidence,
-			// not failed; once fixed, the case passes and guards the fix.
-			knownIssue string
 		}{
-			{name: "unknown flag", args: node("n1", "--no-such-flag"), want: "no-such-flag",
-				knownIssue: "a flag error prints the whole usage text after the error, and the error line has no 'coordinator: ' prefix"},
-			{name: "stray argument", args: node("n1", "stray"), want: "stray",
-				knownIssue: "an unexpected argument exits 2 without any message"},
+			{name: "unknown flag", args: node("n1", "--no-such-flag"), want: "no-such-flag"},
+			{name: "stray argument", args: node("n1", "stray"), want: "stray"},
 			{name: "missing id", args: []string{"--data-dir", filepath.Join(dir, "x")}, want: "--id"},
 			{name: "missing data dir", args: []string{"--id", "n1"}, want: "--data-dir"},
 			{name: "bad log level", args: node("n1", "--log-level", "loud"), want: "--log-level"},
@@ -133,9 +127,6 @@ func TestBadInputExitsCleanly(t *testing.T) {
 					t.Fatalf("coordinator panicked:\n%s", stderr)
 				}
 				msg := fmt.Sprintf("coordinator %s: %s (exit %d, stderr %q)", strings.Join(args, " "), problem, code, stderr)
-				if tc.knownIssue != "" {
-					t.Skipf("known issue in cmd/coordinator: %s. %s", tc.knownIssue, msg)
-				}
 				t.Fatal(msg)
 			})
 		}

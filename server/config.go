@@ -61,9 +61,10 @@ type Config struct {
 	// GRPCListener, when set, is used instead of listening on GRPCAddr.
 	GRPCListener net.Listener
 	// Raft's timing; zero keeps hashicorp/raft's defaults (1 s, 1 s and
-	// 500 ms). A dead leader is replaced after between one and two
-	// heartbeat timeouts plus an election: on a LAN, 500 ms, 500 ms and
-	// 250 ms halve the time a failover waits for a new leader.
+	// 500 ms). A dead leader is noticed after about one to three heartbeat
+	// timeouts (raft checks on a random timer of one to two) and replaced
+	// after an election: on a LAN, 500 ms, 500 ms and 250 ms halve the time
+	// a failover waits for a new leader.
 	RaftHeartbeatTimeout   time.Duration
 	RaftElectionTimeout    time.Duration
 	RaftLeaderLeaseTimeout time.Duration

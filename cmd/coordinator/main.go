@@ -78,7 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	str(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	str(&o.logFormat, "log-format", "text", "log format: text or json")
 	str(&o.maxStreamAge, "max-stream-age", server.DefaultMaxStreamAge.String(), "WatchMaster and WatchEvents streams end after this long (plus up to 10% at random) with Unavailable, so clients reconnect and spread over the nodes")
-	str(&o.raftHeartbeat, "raft-heartbeat-timeout", "1s", "how long a follower goes without hearing from the leader before it calls an election (with --raft-election-timeout, this sets how soon a dead leader is replaced: between 1x and 2x of it)")
+	str(&o.raftHeartbeat, "raft-heartbeat-timeout", "1s", "how long a follower goes without hearing from the leader before it calls an election (this sets how soon a dead leader is replaced: after about 1 to 3 times it, plus the election)")
 	str(&o.raftElection, "raft-election-timeout", "1s", "how long a candidate waits for an election to be won before it tries again")
 	str(&o.raftLease, "raft-lease-timeout", "500ms", "how long a leader keeps leading without hearing from a majority; at most --raft-heartbeat-timeout")
 	str(&o.simulateFailure, "simulate-failure", "", "test hook: crash-after-election or crash-after-promotion makes a leader exit with status 99 at that failover step")
@@ -91,11 +91,23 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		fmt.Fprintf(stderr, "coordinator: %v\n", envErr)
 		return nil, envErr
 	}
-	if err := fs.Parse(args); err != nil {
-		return nil, err
+	// The flag package would print its error and then the whole usage
+	// text; a mistake gets one line naming it instead, and --help the usage.
+	usage := fs.Usage
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	if err == nil && fs.NArg() > 0 {
+		err = fmt.Errorf("unexpected argument %q: every setting is a flag", fs.Arg(0))
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stderr)
+		usage()
+		return nil, err
+	case err != nil:
+		fmt.Fprintf(stderr, "coordinator: %v (coordinator --help lists the flags)\n", err)
+		return nil, err
 	}
 	if _, ok := os.LookupEnv(envName("bootstrap")); ok {
 		o.bootstrapGiven, o.bootstrapName = true, "--bootstrap (from "+envName("bootstrap")+")"
