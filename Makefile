@@ -11,7 +11,7 @@ STATICCHECK_VERSION := v0.8.2
 # go test's overall limit; CI has 90 minutes for everything.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: help tools redis generate checkgenerate lint test test-integration bench bench-failover bench-sentinel build demo ci
+.PHONY: help tools redis generate checkgenerate lint test test-integration bench bench-failover bench-leader-crash bench-sentinel build demo ci
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -57,6 +57,10 @@ bench: redis ## benchmarks
 
 bench-failover: redis build ## failover benchmark, Raftinel against redis-sentinel (flags: BENCH_FLAGS="-runs 3 -faults kill")
 	go run ./cmd/bench-failover $(BENCH_FLAGS)
+
+bench-leader-crash: redis build ## failover with its leader killed after the election / the promotion, against redis-sentinel and an uninterrupted kill (BENCH_FLAGS override the defaults)
+	go run ./cmd/bench-failover -faults leader-after-election,leader-after-promotion,kill -systems raftinel,sentinel \
+		-runs 3 -failover-timeout 5s -raft-timeout 500ms $(BENCH_FLAGS)
 
 bench-sentinel: redis ## SENTINEL get-master-addr-by-name per second: one Raftinel node against redis-sentinel
 	scripts/bench-sentinel.sh

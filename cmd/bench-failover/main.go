@@ -17,6 +17,16 @@
 // With -watch it also runs Raftinel with the writer following the master
 // over gRPC WatchMaster (package client) instead of the Sentinel protocol.
 //
+// The leader-crash faults (leader-after-election, leader-after-promotion)
+// kill the master the same way, with every decider armed to crash when it
+// leads the failover: the coordinators start with --simulate-failure, the
+// sentinels get SENTINEL SIMULATE-FAILURE. The leader exits with status 99
+// right after the failover's start (or its promotion) and the bench
+// measures, from that exit, the first +switch-master and the first
+// +failover-end published by a surviving node. The kill fault's own
+// +switch-master -> +failover-end is the uninterrupted reference for the
+// rest of the failover.
+//
 // Every process it starts is in its own process group and is killed when the
 // run ends, when the command is interrupted, or when the command dies.
 package main
@@ -46,7 +56,8 @@ type options struct {
 	coordinator     string
 	redisServer     string
 	redisSentinel   string
-	runTimeout      time.Duration
+	runTimeout      time.Duration // 0: derived per fault, see runTimeoutFor
+	raftTimeout     time.Duration // 0: the coordinator's defaults
 	keepWriting     time.Duration
 	verbose         bool
 }
@@ -58,12 +69,14 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.runs, "runs", 10, "runs of each system and fault")
 	fs.DurationVar(&o.downAfter, "down-after", time.Second, "down-after-milliseconds of the monitored master, for both systems")
 	fs.DurationVar(&o.failoverTimeout, "failover-timeout", 10*time.Second, "failover-timeout of the monitored master, for both systems")
-	fs.StringVar(&faults, "faults", "kill,stop", "faults to inject, comma-separated: kill (SIGKILL the master), stop (SIGSTOP it)")
+	fs.StringVar(&faults, "faults", "kill,stop", "faults to inject, comma-separated: kill (SIGKILL the master), stop (SIGSTOP it), "+
+		"leader-after-election and leader-after-promotion (SIGKILL the master; the failover's leader then exits right after it commits the start of the failover, resp. the promotion)")
 	fs.StringVar(&systems, "systems", "raftinel,sentinel,raftinel-watch", "systems to run, comma-separated: raftinel (Sentinel protocol client), sentinel (redis-sentinel), raftinel-watch (gRPC WatchMaster client)")
 	fs.StringVar(&o.coordinator, "coordinator", "bin/coordinator", "the coordinator binary (make build)")
 	fs.StringVar(&o.redisServer, "redis-server", "redis-server", "the redis-server binary")
 	fs.StringVar(&o.redisSentinel, "redis-sentinel", "redis-sentinel", "the redis-sentinel binary")
-	fs.DurationVar(&o.runTimeout, "run-timeout", 90*time.Second, "give up on one run after this long")
+	fs.DurationVar(&o.runTimeout, "run-timeout", 0, "give up on one run after this long (0: 90s, and for the leader-crash faults 90s plus 6 x failover-timeout, for Sentinel's retry after 2 x failover-timeout and a split vote)")
+	fs.DurationVar(&o.raftTimeout, "raft-timeout", 0, "coordinators' --raft-heartbeat-timeout and --raft-election-timeout, and half of it as --raft-lease-timeout (0: the coordinator's defaults)")
 	fs.DurationVar(&o.keepWriting, "keep-writing", time.Second, "how long the writer goes on after its first write to the new master")
 	fs.BoolVar(&o.verbose, "v", false, "print each run as it ends")
 	if err := fs.Parse(args); err != nil {
@@ -81,8 +94,14 @@ func parseFlags(args []string) (*options, error) {
 	if o.failoverTimeout < o.downAfter {
 		return nil, fmt.Errorf("-failover-timeout %v: want at least -down-after", o.failoverTimeout)
 	}
+	if o.runTimeout < 0 {
+		return nil, fmt.Errorf("-run-timeout %v: want 0 (derived) or more", o.runTimeout)
+	}
+	if o.raftTimeout != 0 && o.raftTimeout < 10*time.Millisecond {
+		return nil, fmt.Errorf("-raft-timeout %v: want 0 (the coordinator's defaults) or at least 10ms", o.raftTimeout)
+	}
 	var err error
-	if o.faults, err = splitChoice("-faults", faults, "kill", "stop"); err != nil {
+	if o.faults, err = splitChoice("-faults", faults, faultKill, faultStop, faultLeaderElection, faultLeaderPromotion); err != nil {
 		return nil, err
 	}
 	if o.systems, err = splitChoice("-systems", systems, systemRaftinel, systemSentinel, systemWatch); err != nil {
@@ -137,6 +156,9 @@ func run(ctx context.Context, o *options) error {
 		return err
 	}
 	fmt.Println(env)
+	if slices.Contains(o.systems, systemWatch) && slices.ContainsFunc(o.faults, isLeaderCrash) {
+		fmt.Printf("%s: not run for the leader-crash faults: they time the Sentinel endpoints' events, which %s's writer does not use\n\n", systemWatch, systemWatch)
+	}
 	results := map[key][]result{}
 	// Systems alternate within each round so that a change in the machine's
 	// load over time affects both alike.
@@ -146,12 +168,15 @@ func run(ctx context.Context, o *options) error {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
+				if sys == systemWatch && isLeaderCrash(fault) {
+					continue
+				}
 				r, err := runOnce(ctx, o, sys, fault)
 				if err != nil {
 					return fmt.Errorf("%s, %s, run %d: %w", sys, fault, i+1, err)
 				}
 				if o.verbose {
-					fmt.Printf("%-15s %-5s run %2d: %s\n", sys, fault, i+1, r)
+					fmt.Printf("%-15s %-22s run %2d: %s\n", sys, fault, i+1, r)
 				}
 				k := key{sys, fault}
 				results[k] = append(results[k], r)
@@ -178,5 +203,33 @@ func environment(ctx context.Context, o *options) (string, error) {
 	}
 	fmt.Fprintf(&b, "cores: %d, %s/%s, %s\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Fprintf(&b, "down-after %v, failover-timeout %v, %d runs of each system and fault\n", o.downAfter, o.failoverTimeout, o.runs)
+	if slices.ContainsFunc(o.systems, func(s string) bool { return s != systemSentinel }) {
+		if o.raftTimeout > 0 {
+			fmt.Fprintf(&b, "coordinators' Raft timeouts: heartbeat %v, election %v, lease %v\n", o.raftTimeout, o.raftTimeout, o.raftTimeout/2)
+		} else {
+			b.WriteString("coordinators' Raft timeouts: the coordinator's defaults\n")
+		}
+	}
+	var timeouts []string
+	for _, f := range o.faults {
+		timeouts = append(timeouts, fmt.Sprintf("%s %v", f, o.runTimeoutFor(f)))
+	}
+	fmt.Fprintf(&b, "run timeout: %s\n", strings.Join(timeouts, ", "))
 	return b.String(), nil
+}
+
+// runTimeoutFor is one run's limit: -run-timeout, or when it is 0, 90 s,
+// plus for the leader-crash faults 6 x failover-timeout. A sentinel that
+// voted for the crashed leader waits 2 x failover-timeout (plus up to 1 s)
+// before it tries again; a split vote between the two survivors costs
+// another min(10 s, failover-timeout) and 2 x failover-timeout.
+func (o *options) runTimeoutFor(fault string) time.Duration {
+	if o.runTimeout > 0 {
+		return o.runTimeout
+	}
+	d := 90 * time.Second
+	if isLeaderCrash(fault) {
+		d += 6 * o.failoverTimeout
+	}
+	return d
 }

@@ -21,18 +21,55 @@ import (
 
 const listKey = "bench:log"
 
-// result is what one run measured.
+// result is what one run measured. announce and end count from the fault
+// (kill, stop), or for the leader-crash faults from the crashing leader's
+// exit, and then only what the surviving nodes published.
 type result struct {
-	announce time.Duration // fault -> first +switch-master heard
-	commit   time.Duration // Raftinel: fault -> the leader's stamp on the Promoted entry
-	outage   time.Duration // fault -> first acknowledged write sent after it
-	lost     int           // acknowledged writes missing on the new master
-	acked    int
+	announce time.Duration // -> first +switch-master heard
+	end      time.Duration // -> first +failover-end heard (when ended)
+	ended    bool          // a +failover-end was heard (always awaited except for stop)
+	// endTimedOut: +failover-end-for-timeout was heard too: the failover
+	// ended after failover-timeout without every replica re-pointed.
+	endTimedOut bool
+	commit      time.Duration // Raftinel: fault -> the leader's stamp on the Promoted entry
+	outage      time.Duration // fault -> first acknowledged write sent after it
+	lost        int           // acknowledged writes missing on the new master
+	acked       int
+
+	// Leader-crash faults only.
+	crashed string        // the decider that exited
+	exited  time.Duration // master's SIGKILL -> the crashing leader's exit
+	elected time.Duration // Raftinel: exit -> a survivor reports itself Raft leader
 }
 
 func (r result) String() string {
-	return fmt.Sprintf("promoted commit %v, announce %v, outage %v, lost %d of %d acknowledged", r.commit.Round(time.Millisecond),
-		r.announce.Round(time.Millisecond), r.outage.Round(time.Millisecond), r.lost, r.acked)
+	rd := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	if r.crashed != "" {
+		var b strings.Builder
+		fmt.Fprintf(&b, "%s exited %v after the master's SIGKILL; from its exit: ", r.crashed, rd(r.exited))
+		if r.elected != 0 {
+			fmt.Fprintf(&b, "new Raft leader %v, ", rd(r.elected))
+		}
+		fmt.Fprintf(&b, "announce %v, failover-end %v%s; from the SIGKILL: ", rd(r.announce), rd(r.end), forTimeout(r))
+		if r.commit != 0 {
+			fmt.Fprintf(&b, "promoted commit %v, ", rd(r.commit))
+		}
+		fmt.Fprintf(&b, "outage %v; lost %d of %d acknowledged", rd(r.outage), r.lost, r.acked)
+		return b.String()
+	}
+	s := fmt.Sprintf("promoted commit %v, announce %v, outage %v, lost %d of %d acknowledged", rd(r.commit),
+		rd(r.announce), rd(r.outage), r.lost, r.acked)
+	if r.ended {
+		s += fmt.Sprintf(", failover-end %v%s", rd(r.end), forTimeout(r))
+	}
+	return s
+}
+
+func forTimeout(r result) string {
+	if r.endTimedOut {
+		return " (for timeout)"
+	}
+	return ""
 }
 
 // clientTimeout is the writer's dial, read and write timeout, the same for
@@ -44,15 +81,16 @@ func (r result) String() string {
 const clientTimeout = 250 * time.Millisecond
 
 func runOnce(ctx context.Context, o *options, sys, fault string) (result, error) {
-	ctx, cancel := context.WithTimeout(ctx, o.runTimeout)
+	runTimeout := o.runTimeoutFor(fault)
+	ctx, cancel := context.WithTimeout(ctx, runTimeout)
 	defer cancel()
-	topo, err := startTopology(ctx, o, sys)
+	topo, err := startTopology(ctx, o, sys, fault)
 	if err != nil {
 		return result{}, err
 	}
 	defer topo.close()
 
-	switched, err := listenSwitch(ctx, topo.sentinelAddrs)
+	ev, err := listenEvents(ctx, topo.sentinelAddrs)
 	if err != nil {
 		return result{}, err
 	}
@@ -82,7 +120,7 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 		return result{}, ctx.Err()
 	}
 	sig := syscall.SIGKILL
-	if fault == "stop" {
+	if fault == faultStop {
 		sig = syscall.SIGSTOP
 	}
 	faultAt := time.Now()
@@ -90,14 +128,61 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 		return result{}, fmt.Errorf("signal the master: %w", err)
 	}
 
-	var sw switchEvent
-	select {
-	case sw = <-switched:
-	case <-ctx.Done():
-		return result{}, fmt.Errorf("no +switch-master after %v", time.Since(faultAt).Round(time.Millisecond))
+	// from is when announce and end count from; counts says whose events
+	// count: every endpoint, or after a leader crash the survivors'.
+	var r result
+	from, counts, crashed := faultAt, func(int) bool { return true }, -1
+	var newLeader <-chan leaderResult
+	if isLeaderCrash(fault) {
+		c, err := waitCrash(ctx, topo, faultAt)
+		if err != nil {
+			return result{}, err
+		}
+		crashed, from = c.index, c.at
+		counts = func(i int) bool { return i != crashed }
+		r.crashed, r.exited = topo.deciders[crashed].name, c.at.Sub(faultAt)
+		var survivors []string
+		for i, addr := range topo.sentinelAddrs {
+			if i != crashed {
+				survivors = append(survivors, addr)
+			}
+		}
+		if sys == systemSentinel {
+			// Disarm the survivors, or the one elected for the retry would
+			// crash too and leave a single sentinel, short of the quorum.
+			// One that voted for the crashed leader cannot try again for
+			// 2 x failover-timeout; this takes milliseconds. The
+			// coordinators need nothing: a new Raft leader resumes the
+			// journal instead of committing its start (or the promotion)
+			// again.
+			if err := topo.setSentinelCrash(ctx, survivors, ""); err != nil {
+				return result{}, err
+			}
+		} else {
+			var grpcSurvivors []string
+			for i, addr := range topo.grpcAddrs {
+				if i != crashed {
+					grpcSurvivors = append(grpcSurvivors, addr)
+				}
+			}
+			newLeader = watchNewLeader(ctx, grpcSurvivors)
+		}
+	}
+	// A decider other than the crashed leader must not exit.
+	alive := func() error {
+		for i, p := range topo.deciders {
+			if i != crashed && p.exited() {
+				return fmt.Errorf("%s exited with status %d: %s", p.name, p.exitCode, p.tail())
+			}
+		}
+		return nil
+	}
+
+	if err := ev.wait(ctx, chanSwitch, counts, alive); err != nil {
+		return result{}, fmt.Errorf("no +switch-master after %v: %w", time.Since(faultAt).Round(time.Millisecond), err)
 	}
 	var outage time.Duration
-	if err := poll(ctx, o.runTimeout, func() error {
+	if err := poll(ctx, runTimeout, func() error {
 		d, ok := w.firstAckAfter(faultAt)
 		if !ok {
 			return errors.New("no write acknowledged since the fault")
@@ -106,6 +191,13 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 		return nil
 	}); err != nil {
 		return result{}, err
+	}
+	// +failover-end is the kill fault's reference for the leader-crash
+	// faults; the stop fault does not wait for it.
+	if fault != faultStop {
+		if err := ev.wait(ctx, chanEnd, counts, alive); err != nil {
+			return result{}, fmt.Errorf("no +failover-end after %v: %w", time.Since(faultAt).Round(time.Millisecond), err)
+		}
 	}
 	// Keep writing a while on the new master before counting.
 	select {
@@ -116,17 +208,42 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 	stopWriting()
 	w.wait()
 
-	lost, acked, err := w.missingOn(ctx, sw.newAddr)
+	sw, _ := ev.first(chanSwitch, counts)
+	// <name> <oldip> <oldport> <newip> <newport>
+	f := strings.Fields(sw.payload)
+	if len(f) != 5 {
+		return result{}, fmt.Errorf("malformed +switch-master payload %q", sw.payload)
+	}
+	lost, acked, err := w.missingOn(ctx, net.JoinHostPort(f[3], f[4]))
 	if err != nil {
 		return result{}, err
 	}
-	r := result{announce: sw.at.Sub(faultAt), outage: outage, lost: lost, acked: acked}
-	if len(topo.grpcAddrs) > 0 {
-		at, err := promotedAt(ctx, topo.grpcAddrs[0])
+	r.announce, r.outage, r.lost, r.acked = sw.at.Sub(from), outage, lost, acked
+	if e, ok := ev.first(chanEnd, counts); ok {
+		r.end, r.ended = e.at.Sub(from), true
+		_, r.endTimedOut = ev.first(chanEndTimeout, counts)
+	}
+	for i, addr := range topo.grpcAddrs {
+		if i == crashed {
+			continue
+		}
+		at, err := promotedAt(ctx, addr)
 		if err != nil {
 			return result{}, err
 		}
 		r.commit = at.Sub(faultAt)
+		break
+	}
+	if newLeader != nil {
+		select {
+		case l := <-newLeader:
+			if l.err != nil {
+				return result{}, l.err
+			}
+			r.elected = l.at.Sub(from)
+		case <-ctx.Done():
+			return result{}, fmt.Errorf("no new Raft leader: %w", ctx.Err())
+		}
 	}
 	return r, nil
 }
@@ -152,38 +269,126 @@ func promotedAt(ctx context.Context, grpcAddr string) (time.Time, error) {
 	return time.Time{}, errors.New("no +switch-master event in the master's history")
 }
 
-type switchEvent struct {
+// The channels the bench times.
+const (
+	chanSwitch     = "+switch-master"
+	chanEnd        = "+failover-end"
+	chanEndTimeout = "+failover-end-for-timeout" // just before a +failover-end that gave up waiting for replicas
+)
+
+var timedChannels = []string{chanSwitch, chanEnd, chanEndTimeout}
+
+// heard is one announcement: when the bench received it, and its payload.
+type heard struct {
 	at      time.Time
-	newAddr string
+	payload string
 }
 
-// listenSwitch subscribes to +switch-master on every endpoint and delivers
-// the first one heard. It returns once every subscription is confirmed, so
-// no announcement can be missed.
-func listenSwitch(ctx context.Context, addrs []string) (<-chan switchEvent, error) {
-	out := make(chan switchEvent, len(addrs))
-	for _, addr := range addrs {
+// events holds, for each Sentinel endpoint, the first message heard on
+// each timed channel.
+type events struct {
+	mu         sync.Mutex
+	byEndpoint []map[string]heard // by endpoint, then channel
+	changed    chan struct{}      // closed and replaced at each new record
+}
+
+// listenEvents subscribes to the timed channels on every endpoint and
+// records the first message of each. It returns once every subscription
+// is confirmed, so no announcement can be missed. An endpoint's listener
+// ends when it has heard every channel, or with ctx (the run's end).
+func listenEvents(ctx context.Context, addrs []string) (*events, error) {
+	e := &events{byEndpoint: make([]map[string]heard, len(addrs)), changed: make(chan struct{})}
+	for i, addr := range addrs {
+		e.byEndpoint[i] = map[string]heard{}
 		c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
-		sub := c.Subscribe(ctx, "+switch-master")
-		if _, err := sub.Receive(ctx); err != nil {
-			_ = c.Close()
-			return nil, fmt.Errorf("subscribe on %s: %w", addr, err)
+		sub := c.Subscribe(ctx, timedChannels...)
+		for range timedChannels {
+			msg, err := sub.Receive(ctx)
+			if _, ok := msg.(*redis.Subscription); err == nil && !ok {
+				err = fmt.Errorf("got %T, want a subscription confirmation", msg)
+			}
+			if err != nil {
+				_ = sub.Close()
+				_ = c.Close()
+				return nil, fmt.Errorf("subscribe on %s: %w", addr, err)
+			}
 		}
 		go func() {
 			defer c.Close()
 			defer sub.Close()
 			ch := sub.Channel()
-			select {
-			case msg := <-ch:
-				// <name> <oldip> <oldport> <newip> <newport>
-				if f := strings.Fields(msg.Payload); len(f) == 5 {
-					out <- switchEvent{at: time.Now(), newAddr: net.JoinHostPort(f[3], f[4])}
+			for !e.heardAll(i) {
+				select {
+				case msg, ok := <-ch:
+					if !ok {
+						return
+					}
+					e.record(i, msg.Channel, heard{at: time.Now(), payload: msg.Payload})
+				case <-ctx.Done():
+					return
 				}
-			case <-ctx.Done():
 			}
 		}()
 	}
-	return out, nil
+	return e, nil
+}
+
+func (e *events) record(endpoint int, channel string, h heard) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.byEndpoint[endpoint][channel]; ok {
+		return
+	}
+	e.byEndpoint[endpoint][channel] = h
+	close(e.changed)
+	e.changed = make(chan struct{})
+}
+
+func (e *events) heardAll(endpoint int) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.byEndpoint[endpoint]) == len(timedChannels)
+}
+
+// first is the earliest message on channel among the endpoints that count.
+func (e *events) first(channel string, counts func(endpoint int) bool) (heard, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.firstLocked(channel, counts)
+}
+
+func (e *events) firstLocked(channel string, counts func(int) bool) (best heard, found bool) {
+	for i, m := range e.byEndpoint {
+		if h, ok := m[channel]; ok && counts(i) && (!found || h.at.Before(best.at)) {
+			best, found = h, true
+		}
+	}
+	return best, found
+}
+
+// wait returns when an endpoint that counts has published on channel,
+// when check fails (checked every 50 ms), or when ctx ends.
+func (e *events) wait(ctx context.Context, channel string, counts func(int) bool, check func() error) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		e.mu.Lock()
+		_, ok := e.firstLocked(channel, counts)
+		changed := e.changed
+		e.mu.Unlock()
+		if ok {
+			return nil
+		}
+		if err := check(); err != nil {
+			return err
+		}
+		select {
+		case <-changed:
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // newWriterClient is the application's Redis client. For raftinel and

@@ -20,6 +20,10 @@ type proc struct {
 	cmd  *exec.Cmd
 	log  string
 	done chan struct{}
+	// Set by the goroutine that waits on the process, before it closes
+	// done: read them only after done is closed.
+	exitAt   time.Time // when Wait returned
+	exitCode int       // -1 when a signal ended it
 }
 
 // start runs bin in its own process group, killed if this command dies
@@ -39,7 +43,16 @@ func start(dir, name, bin string, args ...string) (*proc, error) {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.done) }()
+	// The leader-crash faults measure from exitAt. It is taken as soon as
+	// Wait returns: the output goes straight to a file (no copying
+	// goroutines), so Wait returns when the kernel reports the exit, and
+	// the only error is this goroutine's scheduling delay, microseconds.
+	go func() {
+		_ = cmd.Wait()
+		p.exitAt = time.Now()
+		p.exitCode = cmd.ProcessState.ExitCode()
+		close(p.done)
+	}()
 	return p, nil
 }
 
@@ -114,7 +127,7 @@ func waitListening(ctx context.Context, p *proc, port int) error {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	return poll(ctx, 15*time.Second, func() error {
 		if p.exited() {
-			return fmt.Errorf("%s exited: %s", p.name, p.tail())
+			return permanent{fmt.Errorf("%s exited with status %d: %s", p.name, p.exitCode, p.tail())}
 		}
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err != nil {
@@ -124,7 +137,14 @@ func waitListening(ctx context.Context, p *proc, port int) error {
 	})
 }
 
-// poll calls check every 20 ms until it returns nil or timeout passes.
+// permanent is an error that stops poll at once: waiting longer cannot
+// help (the process exited).
+type permanent struct{ error }
+
+func (p permanent) Unwrap() error { return p.error }
+
+// poll calls check every 20 ms until it returns nil or a permanent error,
+// or timeout passes.
 func poll(ctx context.Context, timeout time.Duration, check func() error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -134,6 +154,10 @@ func poll(ctx context.Context, timeout time.Duration, check func() error) error 
 		err := check()
 		if err == nil {
 			return nil
+		}
+		var stop permanent
+		if errors.As(err, &stop) {
+			return stop.error
 		}
 		select {
 		case <-ctx.Done():

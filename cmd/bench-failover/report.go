@@ -16,6 +16,12 @@ type summary struct {
 	announceMed, announceMax      time.Duration
 	outageMed, outageMax          time.Duration
 	lostMed, lostMax, ackedMedian int
+
+	endMed, endMax         time.Duration // -> +failover-end
+	restMed, restMax       time.Duration // +switch-master -> +failover-end
+	exitedMed              time.Duration // leader crash: master's SIGKILL -> leader's exit
+	electedMed, electedMax time.Duration // Raftinel leader crash: exit -> new Raft leader
+	endTimedOut            int           // runs whose failover ended for timeout
 }
 
 func summarize(rs []result) summary {
@@ -37,6 +43,19 @@ func summarize(rs []result) summary {
 	s.announceMed, s.announceMax = time.Duration(am), time.Duration(ax)
 	s.outageMed, s.outageMax = time.Duration(om), time.Duration(ox)
 	s.lostMed, s.lostMax, s.ackedMedian = int(lm), int(lx), int(ak)
+	dur := func(f func(result) time.Duration) (time.Duration, time.Duration) {
+		m, x := pick(func(r result) int64 { return int64(f(r)) })
+		return time.Duration(m), time.Duration(x)
+	}
+	s.endMed, s.endMax = dur(func(r result) time.Duration { return r.end })
+	s.restMed, s.restMax = dur(func(r result) time.Duration { return r.end - r.announce })
+	s.exitedMed, _ = dur(func(r result) time.Duration { return r.exited })
+	s.electedMed, s.electedMax = dur(func(r result) time.Duration { return r.elected })
+	for _, r := range rs {
+		if r.endTimedOut {
+			s.endTimedOut++
+		}
+	}
 	return s
 }
 
@@ -53,10 +72,15 @@ func median(sorted []int64) int64 {
 // ratio of each Raftinel row to Sentinel's row for the same fault.
 func report(o *options, results map[key][]result) string {
 	var b strings.Builder
-	b.WriteString("\n| system | fault | runs | promoted commit median | promoted commit max | announce median | announce max | write outage median | write outage max | lost writes median | lost writes max |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	if slices.ContainsFunc(o.faults, func(f string) bool { return !isLeaderCrash(f) }) {
+		b.WriteString("\n| system | fault | runs | promoted commit median | promoted commit max | announce median | announce max | write outage median | write outage max | lost writes median | lost writes max |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	}
 	sums := map[key]summary{}
 	for _, fault := range o.faults {
+		if isLeaderCrash(fault) {
+			continue // in leaderCrashReport
+		}
 		for _, sys := range o.systems {
 			k := key{sys, fault}
 			if len(results[k]) == 0 {
@@ -92,12 +116,100 @@ func report(o *options, results map[key][]result) string {
 		b.WriteString("\n| ratio | fault | announce median | announce max | write outage median | write outage max |\n|---|---|---|---|---|---|\n")
 		b.WriteString(strings.Join(ratios, "\n") + "\n")
 	}
+	if slices.ContainsFunc(o.faults, isLeaderCrash) {
+		b.WriteString(leaderCrashReport(o, results))
+	}
+	return b.String()
+}
+
+// leaderCrashReport renders the leader-crash faults, with the kill fault
+// as the uninterrupted reference: one row per system and fault, the
+// Raftinel / Sentinel ratios, and each crash's rest of the failover
+// (+switch-master -> +failover-end) against the kill fault's.
+func leaderCrashReport(o *options, results map[key][]result) string {
+	var b strings.Builder
+	b.WriteString("\nLeader crash: the master gets SIGKILL, then the failover's leader exits (status 99) at its crash point. ")
+	b.WriteString("Times count from that exit, and only the surviving nodes' events count; the kill rows count from the master's SIGKILL, on any node. ")
+	b.WriteString("\"for timeout\": runs whose failover ended with +failover-end-for-timeout (failover-timeout passed before every replica was re-pointed).")
+	if slices.Contains(o.systems, systemWatch) {
+		fmt.Fprintf(&b, " %s is not run for these faults (its writer does not use the Sentinel endpoints' events).", systemWatch)
+	}
+	b.WriteString("\n\n| system | fault | runs | from | leader exit after SIGKILL median | new Raft leader median | new Raft leader max | +switch-master median | +switch-master max | +failover-end median | +failover-end max | for timeout | +switch-master -> +failover-end median | +switch-master -> +failover-end max | lost writes max |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	sums := map[key]summary{}
+	var faults []string
+	for _, fault := range o.faults {
+		if fault == faultKill || isLeaderCrash(fault) {
+			faults = append(faults, fault)
+		}
+	}
+	for _, fault := range faults {
+		for _, sys := range o.systems {
+			k := key{sys, fault}
+			if len(results[k]) == 0 {
+				continue
+			}
+			s := summarize(results[k])
+			sums[k] = s
+			from, exited, electedMed, electedMax := "master SIGKILL", "-", "-", "-"
+			if isLeaderCrash(fault) {
+				from, exited = "leader exit", ms(s.exitedMed)
+				if sys != systemSentinel {
+					electedMed, electedMax = ms(s.electedMed), ms(s.electedMax)
+				}
+			}
+			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s | %d |\n", sys, faultName(fault), s.runs, from,
+				exited, electedMed, electedMax, ms(s.announceMed), ms(s.announceMax), ms(s.endMed), ms(s.endMax), s.endTimedOut,
+				ms(s.restMed), ms(s.restMax), s.lostMax)
+		}
+	}
+	var ratios, rests []string
+	for _, fault := range faults {
+		base, ok := sums[key{systemSentinel, fault}]
+		for _, sys := range o.systems {
+			s, mine := sums[key{sys, fault}]
+			if !mine || sys == systemSentinel || !ok {
+				continue
+			}
+			ratios = append(ratios, fmt.Sprintf("| %s / sentinel | %s | %s | %s | %s | %s |", sys, faultName(fault),
+				ratio(s.announceMed, base.announceMed), ratio(s.announceMax, base.announceMax),
+				ratio(s.endMed, base.endMed), ratio(s.endMax, base.endMax)))
+		}
+		if !isLeaderCrash(fault) {
+			continue
+		}
+		for _, sys := range o.systems {
+			s, mine := sums[key{sys, fault}]
+			ref, hasRef := sums[key{sys, faultKill}]
+			if !mine || !hasRef {
+				continue
+			}
+			rests = append(rests, fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s |", sys, faultName(fault),
+				ms(s.restMed), ms(ref.restMed), ratio(s.restMed, ref.restMed), ms(s.restMax), ms(ref.restMax)))
+		}
+	}
+	if len(ratios) > 0 {
+		b.WriteString("\n| ratio | fault | +switch-master median | +switch-master max | +failover-end median | +failover-end max |\n|---|---|---|---|---|---|\n")
+		b.WriteString(strings.Join(ratios, "\n") + "\n")
+	}
+	if len(rests) > 0 {
+		b.WriteString("\nThe rest of the failover after a leader crash against an uninterrupted one (the kill rows): +switch-master -> +failover-end.\n")
+		b.WriteString("\n| system | fault | rest median | uninterrupted median | ratio | rest max | uninterrupted max |\n|---|---|---|---|---|---|---|\n")
+		b.WriteString(strings.Join(rests, "\n") + "\n")
+	} else {
+		fmt.Fprintf(&b, "\n(add %s to -faults for the uninterrupted reference of the rest of the failover)\n", faultKill)
+	}
 	return b.String()
 }
 
 func faultName(f string) string {
-	if f == "stop" {
+	switch f {
+	case faultStop:
 		return "SIGSTOP master"
+	case faultLeaderElection:
+		return "leader crash after election"
+	case faultLeaderPromotion:
+		return "leader crash after promotion"
 	}
 	return "SIGKILL master"
 }

@@ -31,6 +31,7 @@ type topology struct {
 	redis         []*proc
 	redisAddrs    []string
 	procs         []*proc
+	deciders      []*proc // the coordinators or sentinels, in sentinelAddrs' order
 	sentinelAddrs []string
 	grpcAddrs     []string // Raftinel only
 }
@@ -43,16 +44,20 @@ func (t *topology) close() {
 }
 
 // startTopology starts the Redis group and the system under test, and
-// returns when every Sentinel endpoint sees both replicas linked.
-func startTopology(ctx context.Context, o *options, sys string) (t *topology, err error) {
+// returns when every Sentinel endpoint sees both replicas linked. For a
+// leader-crash fault every decider is armed to crash at its point.
+func startTopology(ctx context.Context, o *options, sys, fault string) (t *topology, err error) {
 	dir, err := os.MkdirTemp("", "raftinel-bench-")
 	if err != nil {
 		return nil, err
 	}
 	t = &topology{dir: dir}
+	// The error returns below set t to nil: close what was started
+	// through a copy of the pointer.
+	started := t
 	defer func() {
 		if err != nil {
-			t.close()
+			started.close()
 		}
 	}()
 	ports, err := freePorts(12)
@@ -65,12 +70,62 @@ func startTopology(ctx context.Context, o *options, sys string) (t *topology, er
 	if sys == systemSentinel {
 		err = t.startSentinels(ctx, o, ports[3:6])
 	} else {
-		err = t.startRaftinel(ctx, o, ports[3:12])
+		err = t.startRaftinel(ctx, o, ports[3:12], crashPoint(fault))
 	}
 	if err != nil {
 		return nil, err
 	}
-	return t, t.waitReady(ctx)
+	if err := t.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	if sys == systemSentinel && isLeaderCrash(fault) {
+		// Armed only now that the sentinels monitor the master; the
+		// coordinators got --simulate-failure at start.
+		if err := t.setSentinelCrash(ctx, t.sentinelAddrs, crashPoint(fault)); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// setSentinelCrash sends SENTINEL SIMULATE-FAILURE to each sentinel and
+// checks the flags INFO reports: 1 for crash-after-election, 2 for
+// crash-after-promotion. An empty point disarms: redis-sentinel clears its
+// flags before it reads the arguments and has no "none", so the bench
+// sends "help", which leaves the flags cleared (checked in INFO as 0).
+func (t *topology) setSentinelCrash(ctx context.Context, addrs []string, point string) error {
+	args, want := []any{"SENTINEL", "SIMULATE-FAILURE", point}, "1"
+	switch point {
+	case "":
+		args[2], want = "help", "0"
+	case crashAfterPromotion:
+		want = "2"
+	}
+	for _, addr := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+		err := c.Do(ctx, args...).Err()
+		var info string
+		if err == nil {
+			info, err = c.Info(ctx, "sentinel").Result()
+		}
+		_ = c.Close()
+		if err != nil {
+			return fmt.Errorf("SENTINEL SIMULATE-FAILURE %s on %s: %w", args[2], addr, err)
+		}
+		if got := infoField(info, "sentinel_simulate_failure_flags"); got != want {
+			return fmt.Errorf("SENTINEL SIMULATE-FAILURE %s on %s: INFO reports sentinel_simulate_failure_flags %q, want %s", args[2], addr, got, want)
+		}
+	}
+	return nil
+}
+
+func infoField(info, name string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 func (t *topology) startRedis(ctx context.Context, o *options, ports []int) error {
@@ -131,6 +186,7 @@ func (t *topology) startSentinels(ctx context.Context, o *options, ports []int) 
 			return err
 		}
 		t.procs = append(t.procs, p)
+		t.deciders = append(t.deciders, p)
 		t.sentinelAddrs = append(t.sentinelAddrs, addrOf(port))
 		if err := waitListening(ctx, p, port); err != nil {
 			return err
@@ -141,23 +197,40 @@ func (t *topology) startSentinels(ctx context.Context, o *options, ports []int) 
 
 // startRaftinel starts three coordinator nodes (ports: three Raft, three
 // gRPC, three Sentinel) and monitors the master with the bench's settings.
-func (t *topology) startRaftinel(ctx context.Context, o *options, ports []int) error {
+// A non-empty crash point is passed as --simulate-failure.
+func (t *topology) startRaftinel(ctx context.Context, o *options, ports []int, crash string) error {
 	var boot []string
 	for i := range 3 {
 		boot = append(boot, fmt.Sprintf("n%d=%s", i+1, addrOf(ports[i])))
 	}
+	var extra []string
+	if o.raftTimeout > 0 {
+		extra = append(extra, "--raft-heartbeat-timeout", o.raftTimeout.String(),
+			"--raft-election-timeout", o.raftTimeout.String(), "--raft-lease-timeout", (o.raftTimeout / 2).String())
+	}
+	if crash != "" {
+		extra = append(extra, "--simulate-failure", crash)
+	}
 	for i := range 3 {
 		id := fmt.Sprintf("n%d", i+1)
-		p, err := start(t.dir, id, o.coordinator, "--id", id, "--data-dir", filepath.Join(t.dir, id),
+		args := append([]string{"--id", id, "--data-dir", filepath.Join(t.dir, id),
 			"--raft-addr", addrOf(ports[i]), "--grpc-addr", addrOf(ports[3+i]), "--sentinel-addr", addrOf(ports[6+i]),
-			"--bootstrap", strings.Join(boot, ","), "--log-level", "warn")
+			"--bootstrap", strings.Join(boot, ","), "--log-level", "warn"}, extra...)
+		p, err := start(t.dir, id, o.coordinator, args...)
 		if err != nil {
 			return err
 		}
 		t.procs = append(t.procs, p)
+		t.deciders = append(t.deciders, p)
 		t.grpcAddrs = append(t.grpcAddrs, addrOf(ports[3+i]))
 		t.sentinelAddrs = append(t.sentinelAddrs, addrOf(ports[6+i]))
 		if err := waitListening(ctx, p, ports[6+i]); err != nil {
+			if p.exited() && p.exitCode == 2 && len(extra) > 0 {
+				// Status 2 is the coordinator's answer to a flag it does
+				// not know.
+				return fmt.Errorf("%s rejected its flags %q (exit status 2: is it older than this bench? rebuild it with make build): %w",
+					o.coordinator, extra, err)
+			}
 			return err
 		}
 	}
