@@ -171,6 +171,10 @@ func healBlocked(in HealInput) string {
 		return "failover in progress"
 	case in.Tilt:
 		return "tilt"
+	case !in.Instance.LinkUp:
+		// Its INFO is the last one read before it stopped answering, not
+		// its current view, and REPLICAOF would not reach it.
+		return "instance is disconnected"
 	}
 	// Sentinel decides the moment an INFO reply arrives; Raftinel may
 	// decide later, so it refuses to act on a view of the instance that

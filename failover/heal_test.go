@@ -52,6 +52,7 @@ func TestConvertToReplica(t *testing.T) {
 		}), NoAction, "is the current master"},
 		{"failover in progress", heal(func(in *HealInput) { in.FailoverInProgress = true }), NoAction, "failover in progress"},
 		{"tilt", heal(func(in *HealInput) { in.Tilt = true }), NoAction, "tilt"},
+		{"instance disconnected, its last info fresh", heal(func(in *HealInput) { in.Instance.LinkUp = false }), NoAction, "instance is disconnected"},
 		{"instance info exactly 20s old", heal(func(in *HealInput) { in.Instance.InfoAt = healNow.Add(-20 * time.Second) }), NoAction, "instance info is 20s old"},
 		{"instance info just under 20s old", heal(func(in *HealInput) { in.Instance.InfoAt = healNow.Add(-20*time.Second + ms) }), ConvertToSlave, ""},
 		{"master sdown", heal(func(in *HealInput) { in.MasterSDown = true }), NoAction, "current master is sdown"},

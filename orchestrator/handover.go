@@ -142,7 +142,11 @@ func (p *pass) pauseForHandover(oldConn Instance, remaining time.Duration) error
 func (p *pass) pausedHandover(oldConn, candConn Instance, f *fsmv1.Failover, remaining time.Duration) error {
 	cand, offset := f.GetCandidate(), f.GetPause().GetOffset()
 	ci, err := p.ask(candConn, candidateCheck)
-	caughtUp := err == nil && ci.SlaveReplOffset >= offset
+	// A candidate promoted already (its promotion not committed: the
+	// confirming INFO or the commit failed, or the leader changed) reports
+	// no slave_repl_offset; its master_repl_offset goes on from what it
+	// had replicated.
+	caughtUp := err == nil && (ci.SlaveReplOffset >= offset || (ci.Role == probe.RoleMaster && ci.MasterReplOffset >= offset))
 	if !caughtUp && remaining >= time.Millisecond {
 		return nil
 	}
@@ -182,7 +186,7 @@ func (p *pass) releasePause(f *fsmv1.Failover, newHost string, newPort int) erro
 	p.l.mu.Lock()
 	done := p.l.released[p.m.GetName()] == f.GetStartedAtUnixNanos()
 	p.l.mu.Unlock()
-	if done {
+	if done || !p.l.due("release-pause", f.GetOldMaster(), p.now) {
 		return nil
 	}
 	oldConn, err := p.instance(f.GetOldMaster())
