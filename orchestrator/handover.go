@@ -23,7 +23,7 @@ const (
 	// pauseMargin is how long a CLIENT PAUSE outlasts the catch-up time,
 	// so that it still holds while the candidate is promoted and the old
 	// master re-pointed.
-	pauseMargin = 3 * ActionTimeout
+	pauseMargin = 3 * actionTimeout
 )
 
 // handover drives a coordinated failover (FAILOVER_PHASE_HANDOVER). It
@@ -47,7 +47,7 @@ func (p *pass) handover(f *fsmv1.Failover) error {
 	if err != nil {
 		return err
 	}
-	info, oldErr := p.ask(oldConn, ActionTimeout)
+	info, oldErr := p.ask(oldConn, actionTimeout)
 	if oldErr != nil || info.Role != probe.RoleMaster {
 		if ci, err := p.ask(candConn, candidateCheck); err == nil && ci.Role == probe.RoleMaster {
 			return p.commitPromoted(cand)
@@ -69,7 +69,7 @@ func (p *pass) handover(f *fsmv1.Failover) error {
 		// is stopped, so that the old master serves again.
 		if p.now.After(deadline.Add(handoverGrace)) && p.l.due("handover-abort", old, p.now) {
 			p.l.cfg.Log.Warn("FAILOVER outlived its timeout; aborting it", "master", p.m.GetName(), "state", info.MasterFailoverState)
-			return p.act(ActionTimeout, oldConn.FailoverAbort)
+			return p.act(actionTimeout, oldConn.FailoverAbort)
 		}
 		return nil
 	case info.Role != probe.RoleMaster:
@@ -93,7 +93,7 @@ func (p *pass) handover(f *fsmv1.Failover) error {
 	if err != nil {
 		return err
 	}
-	err = p.act(ActionTimeout, func(ctx context.Context) error { return oldConn.FailoverTo(ctx, host, port, remaining) })
+	err = p.act(actionTimeout, func(ctx context.Context) error { return oldConn.FailoverTo(ctx, host, port, remaining) })
 	if isUnknownCommand(err) {
 		return p.pauseForHandover(oldConn, remaining)
 	}
@@ -121,10 +121,10 @@ func isUnknownCommand(err error) bool {
 // itself.
 func (p *pass) pauseForHandover(oldConn Instance, remaining time.Duration) error {
 	pause := remaining + pauseMargin
-	if err := p.act(ActionTimeout, func(ctx context.Context) error { return oldConn.PauseWrites(ctx, pause) }); err != nil {
+	if err := p.act(actionTimeout, func(ctx context.Context) error { return oldConn.PauseWrites(ctx, pause) }); err != nil {
 		return err
 	}
-	info, err := p.ask(oldConn, ActionTimeout)
+	info, err := p.ask(oldConn, actionTimeout)
 	if err != nil {
 		return err
 	}
@@ -158,10 +158,10 @@ func (p *pass) pausedHandover(oldConn, candConn Instance, f *fsmv1.Failover, rem
 		return p.abort(fsm.EventHandoverTimeout, fmt.Sprintf("%s did not reach the offset %d of %s within %v; %s keeps serving",
 			cand, offset, oldConn.Addr(), time.Duration(f.GetHandoverTimeoutMs())*time.Millisecond, oldConn.Addr()))
 	}
-	if err := p.act(ActionTimeout, candConn.Promote); err != nil {
+	if err := p.act(actionTimeout, candConn.Promote); err != nil {
 		return fmt.Errorf("promote %s: %w", cand, err)
 	}
-	if ci, err := p.ask(candConn, ActionTimeout); err != nil || ci.Role != probe.RoleMaster {
+	if ci, err := p.ask(candConn, actionTimeout); err != nil || ci.Role != probe.RoleMaster {
 		return fmt.Errorf("promotion of %s not confirmed (role %q): %v", cand, ci.Role, err)
 	}
 	if err := p.commitPromoted(cand); err != nil {
@@ -197,7 +197,7 @@ func (p *pass) releasePause(f *fsmv1.Failover, newHost string, newPort int) erro
 }
 
 func (p *pass) repointAndUnpause(oldConn Instance, f *fsmv1.Failover, host string, port int) error {
-	if err := p.act(ActionTimeout, func(ctx context.Context) error { return oldConn.ReplicaOf(ctx, host, port) }); err != nil {
+	if err := p.act(actionTimeout, func(ctx context.Context) error { return oldConn.ReplicaOf(ctx, host, port) }); err != nil {
 		return err
 	}
 	p.unpause(oldConn)
@@ -208,7 +208,7 @@ func (p *pass) repointAndUnpause(oldConn Instance, f *fsmv1.Failover, host strin
 }
 
 func (p *pass) unpause(oldConn Instance) {
-	if err := p.act(ActionTimeout, oldConn.Unpause); err != nil {
+	if err := p.act(actionTimeout, oldConn.Unpause); err != nil {
 		p.l.cfg.Log.Warn("CLIENT UNPAUSE after the handover (the pause ends by itself)", "err", err)
 	}
 }

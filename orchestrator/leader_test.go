@@ -153,7 +153,7 @@ func TestTiltDuringPass(t *testing.T) {
 	}
 }
 
-// Stop cancels the command in flight at once (not at its ActionTimeout),
+// Stop cancels the command in flight at once (not at its actionTimeout),
 // and a stopped leader's Step does nothing.
 func TestStop(t *testing.T) {
 	e := newEnv(t, nil)
@@ -176,7 +176,7 @@ func TestStop(t *testing.T) {
 	}()
 	from := e.mark()
 	// Step returns once Stop cancels the REPLICAOF NO ONE: it would hang
-	// here otherwise, or, past ActionTimeout, see DeadlineExceeded.
+	// here otherwise, or, past actionTimeout, see DeadlineExceeded.
 	e.tick(time.Second)
 	<-stopped
 	if err := <-seen; !errors.Is(err, context.Canceled) {

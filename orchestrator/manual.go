@@ -23,7 +23,7 @@ func (l *Leader) BeginManual(ctx context.Context, name string, m *fsmv1.Master, 
 	}
 	if f := m.GetFailover(); f != nil {
 		return nil, 0, &fsm.Error{Kind: fsm.FailedPrecondition, Reason: fsm.ReasonFailoverInProgress,
-			Msg: fmt.Sprintf("Failover already in progress for %q (phase %s, candidate %s)", name, PhaseName(f.GetPhase()), f.GetCandidate())}
+			Msg: fmt.Sprintf("Failover already in progress for %q (phase %s, candidate %s)", name, phaseName(f.GetPhase()), f.GetCandidate())}
 	}
 	if limit := time.Duration(m.GetSettings().GetFailoverTimeoutMs()) * time.Millisecond; handover > limit {
 		return nil, 0, &fsm.Error{Kind: fsm.Invalid, Msg: fmt.Sprintf("timeout %v is longer than the failover-timeout of %q (%v)", handover, name, limit)}
@@ -65,8 +65,8 @@ func (l *Leader) BeginManual(ctx context.Context, name string, m *fsmv1.Master, 
 	return cmd, idx, nil
 }
 
-// PhaseName is a failover phase as operators read it ("handover").
-func PhaseName(ph fsmv1.FailoverPhase) string {
+// phaseName is a failover phase as operators read it ("handover").
+func phaseName(ph fsmv1.FailoverPhase) string {
 	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(ph.String(), "FAILOVER_PHASE_")), "_", "-")
 }
 

@@ -78,9 +78,9 @@ type Config struct {
 }
 
 const (
-	// ActionTimeout bounds one command the leader sends to Redis, so a
+	// actionTimeout bounds one command the leader sends to Redis, so a
 	// frozen instance cannot stall the loop.
-	ActionTimeout = 2 * time.Second
+	actionTimeout = 2 * time.Second
 	// resendEvery spaces out repeats of an idempotent action that has not
 	// shown its effect yet.
 	resendEvery = 2 * time.Second
@@ -94,9 +94,9 @@ const (
 	VoteFreshness = 5 * time.Second
 )
 
-// ErrTilt is returned for a Redis command refused because this node is in
+// errTilt is returned for a Redis command refused because this node is in
 // TILT: it was paused or starved, and its observations are not trusted.
-var ErrTilt = errors.New("this node is in TILT: no Redis command until it has fresh observations")
+var errTilt = errors.New("this node is in TILT: no Redis command until it has fresh observations")
 
 // Leader executes failovers for one term of leadership. Its methods may be
 // called from several goroutines (the node's loop and API calls).
@@ -207,7 +207,7 @@ func sortedNames(st *fsmv1.State) []string {
 // election can happen.
 func (p *pass) act(d time.Duration, fn func(context.Context) error) error {
 	if p.l.cfg.Observe.Tilt().Active(p.l.cfg.Now()) {
-		return ErrTilt
+		return errTilt
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, d)
 	defer cancel()

@@ -211,7 +211,7 @@ func (p *pass) replicaOf(addr, host string, port int) error {
 	if err != nil {
 		return err
 	}
-	return p.act(ActionTimeout, func(ctx context.Context) error { return conn.ReplicaOf(ctx, host, port) })
+	return p.act(actionTimeout, func(ctx context.Context) error { return conn.ReplicaOf(ctx, host, port) })
 }
 
 // driveFailover performs the journal's next step.
@@ -244,11 +244,11 @@ func (p *pass) promote(f *fsmv1.Failover) error {
 		if err != nil {
 			return err
 		}
-		if err := p.act(ActionTimeout, conn.Promote); err != nil {
+		if err := p.act(actionTimeout, conn.Promote); err != nil {
 			return fmt.Errorf("promote %s: %w", cand, err)
 		}
 		// Confirm at once rather than at the next INFO poll.
-		info, err := p.ask(conn, ActionTimeout)
+		info, err := p.ask(conn, actionTimeout)
 		if err != nil {
 			return fmt.Errorf("confirm promotion of %s: %w", cand, err)
 		}

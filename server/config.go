@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/raftinel/raftinel/fsm"
+	"github.com/raftinel/raftinel/orchestrator"
 	"github.com/raftinel/raftinel/server/sentinel"
 )
 
@@ -92,8 +93,8 @@ const DefaultMaxStreamAge = 10 * time.Minute
 
 // Simulated failures accepted by Config.SimulateFailure.
 const (
-	CrashAfterElection  = "crash-after-election"
-	CrashAfterPromotion = "crash-after-promotion"
+	CrashAfterElection  = orchestrator.CrashAfterElection
+	CrashAfterPromotion = orchestrator.CrashAfterPromotion
 )
 
 // ParseBootstrap reads "id=host:port,id=host:port" into a voter list.
@@ -221,28 +222,46 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// validateRaftTiming names the flags where raft.ValidateConfig would name
-// its own fields.
-func (c *Config) validateRaftTiming() error {
-	def := raft.DefaultConfig()
-	hb, el, lease := def.HeartbeatTimeout, def.ElectionTimeout, def.LeaderLeaseTimeout
-	for _, t := range []struct {
-		name string
-		set  time.Duration
-		to   *time.Duration
-	}{{"--raft-heartbeat-timeout", c.RaftHeartbeatTimeout, &hb}, {"--raft-election-timeout", c.RaftElectionTimeout, &el}, {"--raft-lease-timeout", c.RaftLeaderLeaseTimeout, &lease}} {
-		switch {
-		case t.set < 0 || (t.set > 0 && t.set < 5*time.Millisecond):
-			return fmt.Errorf("%s %v: want at least 5ms", t.name, t.set)
-		case t.set > 0:
+// applyRaftTiming sets the Raft timeouts the config gives on rc.
+func (c *Config) applyRaftTiming(rc *raft.Config) {
+	for _, t := range c.raftTimeouts(rc) {
+		if t.set > 0 {
 			*t.to = t.set
 		}
 	}
-	if lease > hb {
-		return fmt.Errorf("--raft-lease-timeout %v is longer than --raft-heartbeat-timeout %v: a leader must step down before followers elect another", lease, hb)
+}
+
+type raftTimeout struct {
+	flag string
+	set  time.Duration
+	to   *time.Duration
+}
+
+func (c *Config) raftTimeouts(rc *raft.Config) []raftTimeout {
+	return []raftTimeout{
+		{"--raft-heartbeat-timeout", c.RaftHeartbeatTimeout, &rc.HeartbeatTimeout},
+		{"--raft-election-timeout", c.RaftElectionTimeout, &rc.ElectionTimeout},
+		{"--raft-lease-timeout", c.RaftLeaderLeaseTimeout, &rc.LeaderLeaseTimeout},
 	}
-	if el < hb {
-		return fmt.Errorf("--raft-election-timeout %v is shorter than --raft-heartbeat-timeout %v: want it at least as long", el, hb)
+}
+
+// validateRaftTiming names the flags where raft.ValidateConfig would name
+// its own fields.
+func (c *Config) validateRaftTiming() error {
+	rc := raft.DefaultConfig()
+	for _, t := range c.raftTimeouts(rc) {
+		if t.set < 0 || (t.set > 0 && t.set < 5*time.Millisecond) {
+			return fmt.Errorf("%s %v: want at least 5ms", t.flag, t.set)
+		}
+	}
+	c.applyRaftTiming(rc)
+	if rc.LeaderLeaseTimeout > rc.HeartbeatTimeout {
+		return fmt.Errorf("--raft-lease-timeout %v is longer than --raft-heartbeat-timeout %v: a leader must step down before followers elect another",
+			rc.LeaderLeaseTimeout, rc.HeartbeatTimeout)
+	}
+	if rc.ElectionTimeout < rc.HeartbeatTimeout {
+		return fmt.Errorf("--raft-election-timeout %v is shorter than --raft-heartbeat-timeout %v: want it at least as long",
+			rc.ElectionTimeout, rc.HeartbeatTimeout)
 	}
 	return nil
 }

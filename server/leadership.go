@@ -46,7 +46,7 @@ func (t *leadershipTerm) revoke(s *Server) {
 		return
 	}
 	t.cancel()
-	s.monitor.setLeader(nil, nil)
+	s.monitor.dropLeader()
 	s.log.Info("leadership lost: failover execution stopped")
 }
 
@@ -75,7 +75,7 @@ func (s *Server) establishLeadership(ctx context.Context) {
 		Log:        s.log.With("component", "orchestrator"),
 		Crash:      s.simulateFailure,
 	})
-	if s.monitor.setLeader(ctx, l) {
+	if s.monitor.installLeader(ctx, l) {
 		s.log.Info("leadership established: executing failovers")
 	}
 }

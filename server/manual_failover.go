@@ -17,14 +17,9 @@ import (
 // chosen replica catch up when the request does not say.
 const DefaultHandoverTimeout = 5 * time.Second
 
-const (
-	// handoverGrace is how long past the catch-up timeout the leader lets
-	// Redis end its own FAILOVER before it sends FAILOVER ABORT.
-	handoverGrace = 2 * time.Second
-	// outcomeMargin is added to the longest a failover can take when a
-	// Failover request comes without a deadline.
-	outcomeMargin = 10 * time.Second
-)
+// outcomeMargin is added to the longest a failover can take when a
+// Failover request comes without a deadline.
+const outcomeMargin = 10 * time.Second
 
 // StartFailover is SENTINEL FAILOVER: a plain promotion of the best replica
 // (the master need not be down, and the anti-flap wait does not apply),

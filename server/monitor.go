@@ -61,20 +61,26 @@ func newMonitor(s *Server) (*monitor, error) {
 	}, nil
 }
 
-// setLeader installs the Leader of a term whose context is ctx, unless that
-// term already ended, or removes it (nil, nil). It reports whether l was
-// installed.
-func (mo *monitor) setLeader(ctx context.Context, l *orchestrator.Leader) bool {
+// installLeader makes l the Leader of a term whose context is ctx, unless
+// that term already ended; it reports whether it did.
+func (mo *monitor) installLeader(ctx context.Context, l *orchestrator.Leader) bool {
 	mo.mu.Lock()
 	defer mo.mu.Unlock()
-	if l != nil && ctx.Err() != nil {
+	if ctx.Err() != nil {
 		return false
 	}
-	if mo.leader != nil && mo.leader != l {
-		mo.leader.Stop()
-	}
 	mo.leader = l
-	return l != nil
+	return true
+}
+
+// dropLeader stops and forgets the Leader, if any.
+func (mo *monitor) dropLeader() {
+	mo.mu.Lock()
+	defer mo.mu.Unlock()
+	if mo.leader != nil {
+		mo.leader.Stop()
+		mo.leader = nil
+	}
 }
 
 func (mo *monitor) currentLeader() *orchestrator.Leader {

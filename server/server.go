@@ -186,14 +186,7 @@ func (s *Server) openRaft() error {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
 	rc.Logger = hlog
-	for _, t := range []struct {
-		set time.Duration
-		to  *time.Duration
-	}{{cfg.RaftHeartbeatTimeout, &rc.HeartbeatTimeout}, {cfg.RaftElectionTimeout, &rc.ElectionTimeout}, {cfg.RaftLeaderLeaseTimeout, &rc.LeaderLeaseTimeout}} {
-		if t.set > 0 {
-			*t.to = t.set
-		}
-	}
+	cfg.applyRaftTiming(rc)
 	if cfg.TuneRaft != nil {
 		cfg.TuneRaft(rc)
 	}
