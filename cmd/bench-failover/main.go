@@ -37,7 +37,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -60,6 +62,11 @@ type options struct {
 	raftTimeout     time.Duration // 0: the coordinator's defaults
 	keepWriting     time.Duration
 	verbose         bool
+	// pingPeriod is Raftinel's PING period for the detection window (0:
+	// down-after/10 within [50ms, 1s]). It is passed to the coordinators
+	// as --ping-period only when pingPeriodFlag: their --help lists it.
+	pingPeriod     time.Duration
+	pingPeriodFlag bool
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -78,6 +85,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.runTimeout, "run-timeout", 0, "give up on one run after this long (0: 90s, and for the leader-crash faults 90s plus 6 x failover-timeout, for Sentinel's retry after 2 x failover-timeout and a split vote)")
 	fs.DurationVar(&o.raftTimeout, "raft-timeout", 0, "coordinators' --raft-heartbeat-timeout and --raft-election-timeout, and half of it as --raft-lease-timeout (0: the coordinator's defaults)")
 	fs.DurationVar(&o.keepWriting, "keep-writing", time.Second, "how long the writer goes on after its first write to the new master")
+	fs.DurationVar(&o.pingPeriod, "ping-period", 0, "Raftinel's PING period: the detection window's period for raftinel, and the coordinators' --ping-period if they have that flag (0: down-after/10 within [50ms, 1s]); redis-sentinel's is min(down-after, 1s)")
 	fs.BoolVar(&o.verbose, "v", false, "print each run as it ends")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -96,6 +104,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.runTimeout < 0 {
 		return nil, fmt.Errorf("-run-timeout %v: want 0 (derived) or more", o.runTimeout)
+	}
+	if o.pingPeriod != 0 && o.pingPeriod < 10*time.Millisecond {
+		return nil, fmt.Errorf("-ping-period %v: want 0 (derived from -down-after) or at least 10ms", o.pingPeriod)
 	}
 	if o.raftTimeout != 0 && o.raftTimeout < 10*time.Millisecond {
 		return nil, fmt.Errorf("-raft-timeout %v: want 0 (the coordinator's defaults) or at least 10ms", o.raftTimeout)
@@ -200,6 +211,11 @@ func environment(ctx context.Context, o *options) (string, error) {
 		if _, err := os.Stat(o.coordinator); err != nil {
 			return "", fmt.Errorf("coordinator binary: %w (build it: make build)", err)
 		}
+		found, err := hasFlag(ctx, o.coordinator, "ping-period")
+		if err != nil {
+			return "", err
+		}
+		o.pingPeriodFlag = found
 	}
 	fmt.Fprintf(&b, "cores: %d, %s/%s, %s\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Fprintf(&b, "down-after %v, failover-timeout %v, %d runs of each system and fault\n", o.downAfter, o.failoverTimeout, o.runs)
@@ -210,12 +226,58 @@ func environment(ctx context.Context, o *options) (string, error) {
 			b.WriteString("coordinators' Raft timeouts: the coordinator's defaults\n")
 		}
 	}
+	var periods []string
+	if slices.ContainsFunc(o.systems, func(s string) bool { return s != systemSentinel }) {
+		how := "passed to the coordinators as --ping-period (found in their --help)"
+		if !o.pingPeriodFlag {
+			how = "not passed: --ping-period not found in the coordinator's --help, so this is the target, not its own period"
+		}
+		periods = append(periods, fmt.Sprintf("raftinel %v, %s", o.pingPeriodOf(systemRaftinel), how))
+	}
+	if slices.Contains(o.systems, systemSentinel) {
+		periods = append(periods, fmt.Sprintf("sentinel %v (min(down-after, 1s))", o.pingPeriodOf(systemSentinel)))
+	}
+	fmt.Fprintf(&b, "ping period for the detection window: %s\n", strings.Join(periods, "; "))
 	var timeouts []string
 	for _, f := range o.faults {
 		timeouts = append(timeouts, fmt.Sprintf("%s %v", f, o.runTimeoutFor(f)))
 	}
 	fmt.Fprintf(&b, "run timeout: %s\n", strings.Join(timeouts, ", "))
 	return b.String(), nil
+}
+
+// pingPeriodOf is the PING period the detection window allows sys:
+// Sentinel's min(down-after, 1s); for Raftinel -ping-period, or
+// down-after/10 within [50ms, 1s].
+func (o *options) pingPeriodOf(sys string) time.Duration {
+	if sys == systemSentinel {
+		return min(o.downAfter, time.Second)
+	}
+	if o.pingPeriod > 0 {
+		return o.pingPeriod
+	}
+	return min(max(o.downAfter/10, 50*time.Millisecond), time.Second)
+}
+
+// detectionWindow is where the first +sdown should fall, counted from the
+// fault: [down-after, down-after + the PING period + 100 ms of scheduling].
+func (o *options) detectionWindow(sys string) (lo, hi time.Duration) {
+	return o.downAfter, o.downAfter + o.pingPeriodOf(sys) + 100*time.Millisecond
+}
+
+// hasFlag reports whether bin's --help output lists -name (or --name).
+func hasFlag(ctx context.Context, bin, name string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--help")
+	cmd.Env = childEnv()
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		return false, fmt.Errorf("%s --help: %w", bin, err)
+	}
+	re := regexp.MustCompile(`(?m)^\s*--?` + regexp.QuoteMeta(name) + `(\s|$)`)
+	return re.Match(out), nil
 }
 
 // runTimeoutFor is one run's limit: -run-timeout, or when it is 0, 90 s,

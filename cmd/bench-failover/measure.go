@@ -25,9 +25,14 @@ const listKey = "bench:log"
 // (kill, stop), or for the leader-crash faults from the crashing leader's
 // exit, and then only what the surviving nodes published.
 type result struct {
-	announce time.Duration // -> first +switch-master heard
-	end      time.Duration // -> first +failover-end heard (when ended)
-	ended    bool          // a +failover-end was heard (always awaited except for stop)
+	// sdown: from the fault (for the leader-crash faults too: the
+	// master's SIGKILL) to the first +sdown of the master heard on any
+	// endpoint, when sdownHeard.
+	sdown      time.Duration
+	sdownHeard bool
+	announce   time.Duration // -> first +switch-master heard
+	end        time.Duration // -> first +failover-end heard (when ended)
+	ended      bool          // a +failover-end was heard (always awaited except for stop)
 	// endTimedOut: +failover-end-for-timeout was heard too: the failover
 	// ended after failover-timeout without every replica re-pointed.
 	endTimedOut bool
@@ -46,7 +51,7 @@ func (r result) String() string {
 	rd := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 	if r.crashed != "" {
 		var b strings.Builder
-		fmt.Fprintf(&b, "%s exited %v after the master's SIGKILL; from its exit: ", r.crashed, rd(r.exited))
+		fmt.Fprintf(&b, "first +sdown %s; %s exited %v after the master's SIGKILL; from its exit: ", r.sdownString(), r.crashed, rd(r.exited))
 		if r.elected != 0 {
 			fmt.Fprintf(&b, "new Raft leader %v, ", rd(r.elected))
 		}
@@ -57,12 +62,19 @@ func (r result) String() string {
 		fmt.Fprintf(&b, "outage %v; lost %d of %d acknowledged", rd(r.outage), r.lost, r.acked)
 		return b.String()
 	}
-	s := fmt.Sprintf("promoted commit %v, announce %v, outage %v, lost %d of %d acknowledged", rd(r.commit),
+	s := fmt.Sprintf("first +sdown %s, promoted commit %v, announce %v, outage %v, lost %d of %d acknowledged", r.sdownString(), rd(r.commit),
 		rd(r.announce), rd(r.outage), r.lost, r.acked)
 	if r.ended {
 		s += fmt.Sprintf(", failover-end %v%s", rd(r.end), forTimeout(r))
 	}
 	return s
+}
+
+func (r result) sdownString() string {
+	if !r.sdownHeard {
+		return "none heard"
+	}
+	return r.sdown.Round(time.Millisecond).String()
 }
 
 func forTimeout(r result) string {
@@ -223,6 +235,11 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 		r.end, r.ended = e.at.Sub(from), true
 		_, r.endTimedOut = ev.first(chanEndTimeout, counts)
 	}
+	// Any endpoint's +sdown counts, the crashed leader's too: it came
+	// before the crash.
+	if sd, ok := ev.first(chanSdown, func(int) bool { return true }); ok {
+		r.sdown, r.sdownHeard = sd.at.Sub(faultAt), true
+	}
 	for i, addr := range topo.grpcAddrs {
 		if i == crashed {
 			continue
@@ -271,12 +288,26 @@ func promotedAt(ctx context.Context, grpcAddr string) (time.Time, error) {
 
 // The channels the bench times.
 const (
+	chanSdown      = "+sdown" // of the master only, see timedMessage
+	chanOdown      = "+odown"
 	chanSwitch     = "+switch-master"
 	chanEnd        = "+failover-end"
 	chanEndTimeout = "+failover-end-for-timeout" // just before a +failover-end that gave up waiting for replicas
 )
 
-var timedChannels = []string{chanSwitch, chanEnd, chanEndTimeout}
+var timedChannels = []string{chanSdown, chanOdown, chanSwitch, chanEnd, chanEndTimeout}
+
+// timedMessage reports whether a message counts: +sdown and +odown only
+// when they are about the master ("master <name> <ip> <port>..."), not
+// a replica (payload "slave ..."), such as the old master once it is
+// re-pointed.
+func timedMessage(channel, payload string) bool {
+	switch channel {
+	case chanSdown, chanOdown:
+		return strings.HasPrefix(payload, "master "+masterName+" ")
+	}
+	return true
+}
 
 // heard is one announcement: when the bench received it, and its payload.
 type heard struct {
@@ -323,7 +354,9 @@ func listenEvents(ctx context.Context, addrs []string) (*events, error) {
 					if !ok {
 						return
 					}
-					e.record(i, msg.Channel, heard{at: time.Now(), payload: msg.Payload})
+					if timedMessage(msg.Channel, msg.Payload) {
+						e.record(i, msg.Channel, heard{at: time.Now(), payload: msg.Payload})
+					}
 				case <-ctx.Done():
 					return
 				}

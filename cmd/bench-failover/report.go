@@ -11,7 +11,10 @@ type key struct{ system, fault string }
 
 // summary is the median and the worst of each measure over a set of runs.
 type summary struct {
-	runs                          int
+	runs int
+	// First +sdown, over the runs that heard one (sdownRuns of them).
+	sdownRuns                     int
+	sdownMin, sdownMed, sdownMax  time.Duration
 	commitMed, commitMax          time.Duration
 	announceMed, announceMax      time.Duration
 	outageMed, outageMax          time.Duration
@@ -56,7 +59,35 @@ func summarize(rs []result) summary {
 			s.endTimedOut++
 		}
 	}
+	var sdowns []int64
+	for _, r := range rs {
+		if r.sdownHeard {
+			sdowns = append(sdowns, int64(r.sdown))
+		}
+	}
+	if len(sdowns) > 0 {
+		slices.Sort(sdowns)
+		s.sdownRuns = len(sdowns)
+		s.sdownMin, s.sdownMed, s.sdownMax = time.Duration(sdowns[0]), time.Duration(median(sdowns)), time.Duration(sdowns[len(sdowns)-1])
+	}
 	return s
+}
+
+// sdownMs renders a first +sdown figure, "-" when no run heard one.
+func (s summary) sdownMs(d time.Duration) string {
+	if s.sdownRuns == 0 {
+		return "-"
+	}
+	return ms(d)
+}
+
+// sdownRatio is a ratio of first +sdown figures, "n/a" when either side
+// heard none.
+func sdownRatio(a, b summary, pick func(summary) time.Duration) string {
+	if a.sdownRuns == 0 || b.sdownRuns == 0 {
+		return "n/a"
+	}
+	return ratio(pick(a), pick(b))
 }
 
 // median of sorted values; the mean of the middle two for an even count.
@@ -73,8 +104,8 @@ func median(sorted []int64) int64 {
 func report(o *options, results map[key][]result) string {
 	var b strings.Builder
 	if slices.ContainsFunc(o.faults, func(f string) bool { return !isLeaderCrash(f) }) {
-		b.WriteString("\n| system | fault | runs | promoted commit median | promoted commit max | announce median | announce max | write outage median | write outage max | lost writes median | lost writes max |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("\n| system | fault | runs | first +sdown median | first +sdown max | promoted commit median | promoted commit max | announce median | announce max | write outage median | write outage max | lost writes median | lost writes max |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	}
 	sums := map[key]summary{}
 	for _, fault := range o.faults {
@@ -92,7 +123,8 @@ func report(o *options, results map[key][]result) string {
 			if sys != systemSentinel {
 				commitMed, commitMax = ms(s.commitMed), ms(s.commitMax)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %d | %d |\n", sys, faultName(fault), s.runs,
+			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %d | %d |\n", sys, faultName(fault), s.runs,
+				s.sdownMs(s.sdownMed), s.sdownMs(s.sdownMax),
 				commitMed, commitMax, ms(s.announceMed), ms(s.announceMax), ms(s.outageMed), ms(s.outageMax), s.lostMed, s.lostMax)
 		}
 	}
@@ -107,15 +139,18 @@ func report(o *options, results map[key][]result) string {
 			if !ok || sys == systemSentinel {
 				continue
 			}
-			ratios = append(ratios, fmt.Sprintf("| %s / sentinel | %s | %s | %s | %s | %s |", sys, faultName(fault),
+			ratios = append(ratios, fmt.Sprintf("| %s / sentinel | %s | %s | %s | %s | %s | %s | %s |", sys, faultName(fault),
+				sdownRatio(s, base, func(s summary) time.Duration { return s.sdownMed }),
+				sdownRatio(s, base, func(s summary) time.Duration { return s.sdownMax }),
 				ratio(s.announceMed, base.announceMed), ratio(s.announceMax, base.announceMax),
 				ratio(s.outageMed, base.outageMed), ratio(s.outageMax, base.outageMax)))
 		}
 	}
 	if len(ratios) > 0 {
-		b.WriteString("\n| ratio | fault | announce median | announce max | write outage median | write outage max |\n|---|---|---|---|---|---|\n")
+		b.WriteString("\n| ratio | fault | first +sdown median | first +sdown max | announce median | announce max | write outage median | write outage max |\n|---|---|---|---|---|---|---|---|\n")
 		b.WriteString(strings.Join(ratios, "\n") + "\n")
 	}
+	b.WriteString(detectionReport(o, results))
 	if slices.ContainsFunc(o.faults, isLeaderCrash) {
 		b.WriteString(leaderCrashReport(o, results))
 	}
@@ -200,6 +235,42 @@ func leaderCrashReport(o *options, results map[key][]result) string {
 		fmt.Fprintf(&b, "\n(add %s to -faults for the uninterrupted reference of the rest of the failover)\n", faultKill)
 	}
 	return b.String()
+}
+
+// detectionReport is one line per fault and system: whether each run's
+// first +sdown of the master fell within the detection window.
+func detectionReport(o *options, results map[key][]result) string {
+	var lines []string
+	for _, fault := range o.faults {
+		for _, sys := range o.systems {
+			rs := results[key{sys, fault}]
+			if len(rs) == 0 {
+				continue
+			}
+			lo, hi := o.detectionWindow(sys)
+			held := 0
+			for _, r := range rs {
+				if r.sdownHeard && r.sdown >= lo && r.sdown <= hi {
+					held++
+				}
+			}
+			s := summarize(rs)
+			seen := "none heard"
+			if s.sdownRuns > 0 {
+				seen = fmt.Sprintf("%s to %s", ms(s.sdownMin), ms(s.sdownMax))
+				if s.sdownRuns < len(rs) {
+					seen += fmt.Sprintf(", none heard in %d", len(rs)-s.sdownRuns)
+				}
+			}
+			lines = append(lines, fmt.Sprintf("- %s, %s: window [%s, %s]: window held in %d of %d runs (first +sdown %s)",
+				faultName(fault), sys, ms(lo), ms(hi), held, len(rs), seen))
+		}
+	}
+	if len(lines) == 0 {
+		return ""
+	}
+	return "\nDetection: the first +sdown of the master on any endpoint, from the fault (the leader-crash faults: from the master's SIGKILL), " +
+		"against [down-after, down-after + PING period + 100 ms].\n\n" + strings.Join(lines, "\n") + "\n"
 }
 
 func faultName(f string) string {

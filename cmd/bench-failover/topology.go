@@ -211,6 +211,9 @@ func (t *topology) startRaftinel(ctx context.Context, o *options, ports []int, c
 	if crash != "" {
 		extra = append(extra, "--simulate-failure", crash)
 	}
+	if o.pingPeriodFlag {
+		extra = append(extra, "--ping-period", o.pingPeriodOf(systemRaftinel).String())
+	}
 	for i := range 3 {
 		id := fmt.Sprintf("n%d", i+1)
 		args := append([]string{"--id", id, "--data-dir", filepath.Join(t.dir, id),
