@@ -14,6 +14,7 @@ import (
 const (
 	faultKill            = "kill"
 	faultStop            = "stop"
+	faultDebugSleep      = "debug-sleep" // see freezer
 	faultLeaderElection  = "leader-after-election"
 	faultLeaderPromotion = "leader-after-promotion"
 )

@@ -61,6 +61,7 @@ type options struct {
 	runTimeout      time.Duration // 0: derived per fault, see runTimeoutFor
 	raftTimeout     time.Duration // 0: the coordinator's defaults
 	keepWriting     time.Duration
+	debugSleep      time.Duration
 	verbose         bool
 	// pingPeriod is Raftinel's PING period for the detection window (0:
 	// down-after/10 within [50ms, 1s]). It is passed to the coordinators
@@ -77,6 +78,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.downAfter, "down-after", time.Second, "down-after-milliseconds of the monitored master, for both systems")
 	fs.DurationVar(&o.failoverTimeout, "failover-timeout", 10*time.Second, "failover-timeout of the monitored master, for both systems")
 	fs.StringVar(&faults, "faults", "kill,stop", "faults to inject, comma-separated: kill (SIGKILL the master), stop (SIGSTOP it), "+
+		"debug-sleep (DEBUG SLEEP it for -debug-sleep), "+
 		"leader-after-election and leader-after-promotion (SIGKILL the master; the failover's leader then exits right after it commits the start of the failover, resp. the promotion)")
 	fs.StringVar(&systems, "systems", "raftinel,sentinel,raftinel-watch", "systems to run, comma-separated: raftinel (Sentinel protocol client), sentinel (redis-sentinel), raftinel-watch (gRPC WatchMaster client)")
 	fs.StringVar(&o.coordinator, "coordinator", "bin/coordinator", "the coordinator binary (make build)")
@@ -84,6 +86,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.redisSentinel, "redis-sentinel", "redis-sentinel", "the redis-sentinel binary")
 	fs.DurationVar(&o.runTimeout, "run-timeout", 0, "give up on one run after this long (0: 90s, and for the leader-crash faults 90s plus 6 x failover-timeout, for Sentinel's retry after 2 x failover-timeout and a split vote)")
 	fs.DurationVar(&o.raftTimeout, "raft-timeout", 0, "coordinators' --raft-heartbeat-timeout and --raft-election-timeout, and half of it as --raft-lease-timeout (0: the coordinator's defaults)")
+	fs.DurationVar(&o.debugSleep, "debug-sleep", 10*time.Second, "how long the debug-sleep fault freezes the master (DEBUG SLEEP): long enough for the failover")
 	fs.DurationVar(&o.keepWriting, "keep-writing", time.Second, "how long the writer goes on after its first write to the new master")
 	fs.DurationVar(&o.pingPeriod, "ping-period", 0, "Raftinel's PING period: the detection window's period for raftinel, and the coordinators' --ping-period if they have that flag (0: down-after/10 within [50ms, 1s]); redis-sentinel's is min(down-after, 1s)")
 	fs.BoolVar(&o.verbose, "v", false, "print each run as it ends")
@@ -102,6 +105,9 @@ func parseFlags(args []string) (*options, error) {
 	if o.failoverTimeout < o.downAfter {
 		return nil, fmt.Errorf("-failover-timeout %v: want at least -down-after", o.failoverTimeout)
 	}
+	if o.debugSleep < o.downAfter {
+		return nil, fmt.Errorf("-debug-sleep %v: want at least -down-after", o.debugSleep)
+	}
 	if o.runTimeout < 0 {
 		return nil, fmt.Errorf("-run-timeout %v: want 0 (derived) or more", o.runTimeout)
 	}
@@ -112,7 +118,7 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("-raft-timeout %v: want 0 (the coordinator's defaults) or at least 10ms", o.raftTimeout)
 	}
 	var err error
-	if o.faults, err = splitChoice("-faults", faults, faultKill, faultStop, faultLeaderElection, faultLeaderPromotion); err != nil {
+	if o.faults, err = splitChoice("-faults", faults, faultKill, faultStop, faultDebugSleep, faultLeaderElection, faultLeaderPromotion); err != nil {
 		return nil, err
 	}
 	if o.systems, err = splitChoice("-systems", systems, systemRaftinel, systemSentinel, systemWatch); err != nil {
@@ -219,6 +225,9 @@ func environment(ctx context.Context, o *options) (string, error) {
 	}
 	fmt.Fprintf(&b, "cores: %d, %s/%s, %s\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Fprintf(&b, "down-after %v, failover-timeout %v, %d runs of each system and fault\n", o.downAfter, o.failoverTimeout, o.runs)
+	if slices.Contains(o.faults, faultDebugSleep) {
+		fmt.Fprintf(&b, "debug-sleep: DEBUG SLEEP %s (redis-server started with enable-debug-command local)\n", seconds(o.debugSleep))
+	}
 	if slices.ContainsFunc(o.systems, func(s string) bool { return s != systemSentinel }) {
 		if o.raftTimeout > 0 {
 			fmt.Fprintf(&b, "coordinators' Raft timeouts: heartbeat %v, election %v, lease %v\n", o.raftTimeout, o.raftTimeout, o.raftTimeout/2)

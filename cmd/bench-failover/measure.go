@@ -32,7 +32,7 @@ type result struct {
 	sdownHeard bool
 	announce   time.Duration // -> first +switch-master heard
 	end        time.Duration // -> first +failover-end heard (when ended)
-	ended      bool          // a +failover-end was heard (always awaited except for stop)
+	ended      bool          // a +failover-end was heard (awaited except for stop, debug-sleep)
 	// endTimedOut: +failover-end-for-timeout was heard too: the failover
 	// ended after failover-timeout without every replica re-pointed.
 	endTimedOut bool
@@ -124,6 +124,14 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 		return result{}, err
 	}
 
+	var frz *freezer
+	if fault == faultDebugSleep {
+		if frz, err = newFreezer(ctx, topo.redisAddrs[0]); err != nil {
+			return result{}, err
+		}
+		defer frz.close()
+	}
+
 	// A random delay puts the fault anywhere in the probes' period, so
 	// that the runs do not all hit one phase of it.
 	select {
@@ -131,13 +139,28 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 	case <-ctx.Done():
 		return result{}, ctx.Err()
 	}
-	sig := syscall.SIGKILL
-	if fault == faultStop {
-		sig = syscall.SIGSTOP
-	}
 	faultAt := time.Now()
-	if err := topo.redis[0].signal(sig); err != nil {
-		return result{}, fmt.Errorf("signal the master: %w", err)
+	// Acknowledgements received before ackAfter are the old master's.
+	ackAfter := faultAt
+	switch fault {
+	case faultDebugSleep:
+		if err := frz.freeze(o.debugSleep); err != nil {
+			return result{}, fmt.Errorf("DEBUG SLEEP the master: %w", err)
+		}
+		// A signal stops the master at once; DEBUG SLEEP only when the
+		// master reads it, and a write the writer sent a few
+		// microseconds after faultAt can be answered first. No failover
+		// can answer a write within down-after/2 of the fault, so an
+		// acknowledgement that early is the old master's.
+		ackAfter = faultAt.Add(o.downAfter / 2)
+	default:
+		sig := syscall.SIGKILL
+		if fault == faultStop {
+			sig = syscall.SIGSTOP
+		}
+		if err := topo.redis[0].signal(sig); err != nil {
+			return result{}, fmt.Errorf("signal the master: %w", err)
+		}
 	}
 
 	// from is when announce and end count from; counts says whose events
@@ -195,7 +218,7 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 	}
 	var outage time.Duration
 	if err := poll(ctx, runTimeout, func() error {
-		d, ok := w.firstAckAfter(faultAt)
+		d, ok := w.firstAckAfter(faultAt, ackAfter)
 		if !ok {
 			return errors.New("no write acknowledged since the fault")
 		}
@@ -205,8 +228,8 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 		return result{}, err
 	}
 	// +failover-end is the kill fault's reference for the leader-crash
-	// faults; the stop fault does not wait for it.
-	if fault != faultStop {
+	// faults; the freezes (stop, debug-sleep) do not wait for it.
+	if fault != faultStop && fault != faultDebugSleep {
 		if err := ev.wait(ctx, chanEnd, counts, alive); err != nil {
 			return result{}, fmt.Errorf("no +failover-end after %v: %w", time.Since(faultAt).Round(time.Millisecond), err)
 		}
@@ -501,14 +524,15 @@ func (w *writer) ackedCount() int {
 	return len(w.acks)
 }
 
-// firstAckAfter is the outage: the first write sent after the fault and
-// acknowledged. A write sent after SIGKILL or SIGSTOP cannot be answered by
-// the old master, so its answer came from the new one.
-func (w *writer) firstAckAfter(fault time.Time) (time.Duration, bool) {
+// firstAckAfter is the outage: from the fault to the first write sent
+// after it and acknowledged after received (the fault, but for DEBUG
+// SLEEP later, see runOnce). A write sent after SIGKILL or SIGSTOP cannot
+// be answered by the old master, so its answer came from the new one.
+func (w *writer) firstAckAfter(fault, received time.Time) (time.Duration, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, a := range w.acks {
-		if a.sent.After(fault) {
+		if a.sent.After(fault) && !a.received.Before(received) {
 			return a.received.Sub(fault), true
 		}
 	}

@@ -277,6 +277,8 @@ func faultName(f string) string {
 	switch f {
 	case faultStop:
 		return "SIGSTOP master"
+	case faultDebugSleep:
+		return "DEBUG SLEEP master"
 	case faultLeaderElection:
 		return "leader crash after election"
 	case faultLeaderPromotion:

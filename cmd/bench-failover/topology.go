@@ -64,7 +64,7 @@ func startTopology(ctx context.Context, o *options, sys, fault string) (t *topol
 	if err != nil {
 		return nil, err
 	}
-	if err := t.startRedis(ctx, o, ports[:3]); err != nil {
+	if err := t.startRedis(ctx, o, ports[:3], fault); err != nil {
 		return nil, err
 	}
 	if sys == systemSentinel {
@@ -128,7 +128,9 @@ func infoField(info, name string) string {
 	return ""
 }
 
-func (t *topology) startRedis(ctx context.Context, o *options, ports []int) error {
+// startRedis starts the master and its two replicas. For the debug-sleep
+// fault they accept DEBUG from 127.0.0.1 (Redis 7 refuses it by default).
+func (t *topology) startRedis(ctx context.Context, o *options, ports []int, fault string) error {
 	for i, port := range ports {
 		d := filepath.Join(t.dir, "redis-"+strconv.Itoa(port))
 		if err := os.Mkdir(d, 0o755); err != nil {
@@ -138,6 +140,9 @@ func (t *topology) startRedis(ctx context.Context, o *options, ports []int) erro
 			"--save", "", "--appendonly", "no", "--daemonize", "no"}
 		if i > 0 {
 			args = append(args, "--replicaof", "127.0.0.1", strconv.Itoa(ports[0]))
+		}
+		if fault == faultDebugSleep {
+			args = append(args, "--enable-debug-command", "local")
 		}
 		p, err := start(t.dir, "redis-"+strconv.Itoa(port), o.redisServer, args...)
 		if err != nil {
