@@ -14,7 +14,8 @@ import (
 const (
 	faultKill            = "kill"
 	faultStop            = "stop"
-	faultDebugSleep      = "debug-sleep" // see freezer
+	faultDebugSleep      = "debug-sleep"   // see freezer
+	faultRestart         = "restart-300ms" // see runRestart
 	faultLeaderElection  = "leader-after-election"
 	faultLeaderPromotion = "leader-after-promotion"
 )

@@ -6,13 +6,23 @@
 // replicas, real redis-server processes), three coordinator nodes or three
 // redis-sentinel processes, and a writer: go-redis's FailoverClient, which
 // speaks the Sentinel protocol to both systems, appending sequential values
-// to a list as fast as it can. It then kills (SIGKILL) or freezes (SIGSTOP)
-// the master and measures
+// to a list as fast as it can. It then kills (SIGKILL) or freezes (SIGSTOP,
+// or DEBUG SLEEP sent on a connection of its own) the master and measures
 //
+//   - first +sdown: from the fault to the first +sdown of the master heard
+//     on any of the three Sentinel endpoints, and whether it fell within
+//     [down-after, down-after + PING period + 100 ms] (the PING period is
+//     Sentinel's min(down-after, 1 s), and for Raftinel -ping-period);
 //   - announce: from the fault to the first +switch-master heard on any of
 //     the three Sentinel endpoints;
 //   - outage: from the fault to the first acknowledged write sent after it;
 //   - lost: acknowledged writes missing from the new master afterwards.
+//
+// The restart-300ms fault checks the other side of down-after: the master
+// gets SIGKILL and the same redis-server, with its data (appendonly yes), is
+// started again on its port 300 ms later, while the writer goes on. The
+// bench then watches the endpoints for down-after + 5 s and counts the runs
+// with a +odown or a +switch-master of the master: false failovers.
 //
 // With -watch it also runs Raftinel with the writer following the master
 // over gRPC WatchMaster (package client) instead of the Sentinel protocol.
@@ -51,6 +61,7 @@ import (
 
 type options struct {
 	runs            int
+	restartRuns     int // of the restart fault, instead of runs
 	downAfter       time.Duration
 	failoverTimeout time.Duration
 	faults          []string
@@ -74,11 +85,12 @@ func parseFlags(args []string) (*options, error) {
 	fs := flag.NewFlagSet("bench-failover", flag.ContinueOnError)
 	o := &options{}
 	var faults, systems string
-	fs.IntVar(&o.runs, "runs", 10, "runs of each system and fault")
+	fs.IntVar(&o.runs, "runs", 10, "runs of each system and fault (but restart-300ms)")
+	fs.IntVar(&o.restartRuns, "restart-runs", 20, "runs of each system for the restart-300ms fault")
 	fs.DurationVar(&o.downAfter, "down-after", time.Second, "down-after-milliseconds of the monitored master, for both systems")
 	fs.DurationVar(&o.failoverTimeout, "failover-timeout", 10*time.Second, "failover-timeout of the monitored master, for both systems")
 	fs.StringVar(&faults, "faults", "kill,stop", "faults to inject, comma-separated: kill (SIGKILL the master), stop (SIGSTOP it), "+
-		"debug-sleep (DEBUG SLEEP it for -debug-sleep), "+
+		"debug-sleep (DEBUG SLEEP it for -debug-sleep), restart-300ms (SIGKILL it, restart it with its data 300ms later, count false failovers), "+
 		"leader-after-election and leader-after-promotion (SIGKILL the master; the failover's leader then exits right after it commits the start of the failover, resp. the promotion)")
 	fs.StringVar(&systems, "systems", "raftinel,sentinel,raftinel-watch", "systems to run, comma-separated: raftinel (Sentinel protocol client), sentinel (redis-sentinel), raftinel-watch (gRPC WatchMaster client)")
 	fs.StringVar(&o.coordinator, "coordinator", "bin/coordinator", "the coordinator binary (make build)")
@@ -99,6 +111,9 @@ func parseFlags(args []string) (*options, error) {
 	if o.runs < 1 || o.runs > 1000 {
 		return nil, fmt.Errorf("-runs %d: want 1 to 1000", o.runs)
 	}
+	if o.restartRuns < 1 || o.restartRuns > 1000 {
+		return nil, fmt.Errorf("-restart-runs %d: want 1 to 1000", o.restartRuns)
+	}
 	if o.downAfter < 100*time.Millisecond {
 		return nil, fmt.Errorf("-down-after %v: want at least 100ms", o.downAfter)
 	}
@@ -118,7 +133,7 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("-raft-timeout %v: want 0 (the coordinator's defaults) or at least 10ms", o.raftTimeout)
 	}
 	var err error
-	if o.faults, err = splitChoice("-faults", faults, faultKill, faultStop, faultDebugSleep, faultLeaderElection, faultLeaderPromotion); err != nil {
+	if o.faults, err = splitChoice("-faults", faults, faultKill, faultStop, faultDebugSleep, faultRestart, faultLeaderElection, faultLeaderPromotion); err != nil {
 		return nil, err
 	}
 	if o.systems, err = splitChoice("-systems", systems, systemRaftinel, systemSentinel, systemWatch); err != nil {
@@ -177,10 +192,17 @@ func run(ctx context.Context, o *options) error {
 		fmt.Printf("%s: not run for the leader-crash faults: they time the Sentinel endpoints' events, which %s's writer does not use\n\n", systemWatch, systemWatch)
 	}
 	results := map[key][]result{}
+	rounds := 0
+	for _, f := range o.faults {
+		rounds = max(rounds, o.runsOf(f))
+	}
 	// Systems alternate within each round so that a change in the machine's
 	// load over time affects both alike.
-	for i := range o.runs {
+	for i := range rounds {
 		for _, fault := range o.faults {
+			if i >= o.runsOf(fault) {
+				continue
+			}
 			for _, sys := range o.systems {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -225,6 +247,10 @@ func environment(ctx context.Context, o *options) (string, error) {
 	}
 	fmt.Fprintf(&b, "cores: %d, %s/%s, %s\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Fprintf(&b, "down-after %v, failover-timeout %v, %d runs of each system and fault\n", o.downAfter, o.failoverTimeout, o.runs)
+	if slices.Contains(o.faults, faultRestart) {
+		fmt.Fprintf(&b, "restart-300ms: %d runs of each system; SIGKILL, the same redis-server (appendonly yes) started again on its port %v later, watched for down-after + %v after the restart\n",
+			o.restartRuns, restartDelay, restartWatch)
+	}
 	if slices.Contains(o.faults, faultDebugSleep) {
 		fmt.Fprintf(&b, "debug-sleep: DEBUG SLEEP %s (redis-server started with enable-debug-command local)\n", seconds(o.debugSleep))
 	}
@@ -253,6 +279,14 @@ func environment(ctx context.Context, o *options) (string, error) {
 	}
 	fmt.Fprintf(&b, "run timeout: %s\n", strings.Join(timeouts, ", "))
 	return b.String(), nil
+}
+
+// runsOf is the number of runs of each system for fault.
+func (o *options) runsOf(fault string) int {
+	if fault == faultRestart {
+		return o.restartRuns
+	}
+	return o.runs
 }
 
 // pingPeriodOf is the PING period the detection window allows sys:

@@ -41,6 +41,13 @@ type result struct {
 	lost        int           // acknowledged writes missing on the new master
 	acked       int
 
+	// restart-300ms only; sdown above, from the SIGKILL, when heard.
+	restarted    time.Duration // SIGKILL -> the new process started
+	back         time.Duration // SIGKILL -> the restarted master's first PONG
+	odownHeard   bool          // a +odown of the master was heard
+	switchHeard  bool          // a +switch-master was heard
+	acknowledged bool          // a write sent after the SIGKILL was acknowledged (outage is set)
+
 	// Leader-crash faults only.
 	crashed string        // the decider that exited
 	exited  time.Duration // master's SIGKILL -> the crashing leader's exit
@@ -49,6 +56,14 @@ type result struct {
 
 func (r result) String() string {
 	rd := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	if r.restarted != 0 {
+		outage := "no write acknowledged since the SIGKILL"
+		if r.acknowledged {
+			outage = "outage " + rd(r.outage).String()
+		}
+		return fmt.Sprintf("restarted %v after the SIGKILL, first PONG %v; first +sdown %s, +odown %s, +switch-master %s; %s, lost %d of %d acknowledged",
+			rd(r.restarted), rd(r.back), r.sdownString(), yesNo(r.odownHeard), yesNo(r.switchHeard), outage, r.lost, r.acked)
+	}
 	if r.crashed != "" {
 		var b strings.Builder
 		fmt.Fprintf(&b, "first +sdown %s; %s exited %v after the master's SIGKILL; from its exit: ", r.sdownString(), r.crashed, rd(r.exited))
@@ -75,6 +90,13 @@ func (r result) sdownString() string {
 		return "none heard"
 	}
 	return r.sdown.Round(time.Millisecond).String()
+}
+
+func yesNo(heard bool) string {
+	if heard {
+		return "heard"
+	}
+	return "not heard"
 }
 
 func forTimeout(r result) string {
@@ -161,6 +183,9 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 		if err := topo.redis[0].signal(sig); err != nil {
 			return result{}, fmt.Errorf("signal the master: %w", err)
 		}
+	}
+	if fault == faultRestart {
+		return runRestart(ctx, o, topo, ev, w, stopWriting, faultAt)
 	}
 
 	// from is when announce and end count from; counts says whose events

@@ -103,14 +103,14 @@ func median(sorted []int64) int64 {
 // ratio of each Raftinel row to Sentinel's row for the same fault.
 func report(o *options, results map[key][]result) string {
 	var b strings.Builder
-	if slices.ContainsFunc(o.faults, func(f string) bool { return !isLeaderCrash(f) }) {
+	if slices.ContainsFunc(o.faults, inMainTable) {
 		b.WriteString("\n| system | fault | runs | first +sdown median | first +sdown max | promoted commit median | promoted commit max | announce median | announce max | write outage median | write outage max | lost writes median | lost writes max |\n")
 		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	}
 	sums := map[key]summary{}
 	for _, fault := range o.faults {
-		if isLeaderCrash(fault) {
-			continue // in leaderCrashReport
+		if !inMainTable(fault) {
+			continue // in leaderCrashReport or restartReport
 		}
 		for _, sys := range o.systems {
 			k := key{sys, fault}
@@ -154,6 +154,69 @@ func report(o *options, results map[key][]result) string {
 	if slices.ContainsFunc(o.faults, isLeaderCrash) {
 		b.WriteString(leaderCrashReport(o, results))
 	}
+	if slices.Contains(o.faults, faultRestart) {
+		b.WriteString(restartReport(o, results))
+	}
+	return b.String()
+}
+
+// inMainTable: the faults that end in a failover and are timed from the
+// fault on any endpoint.
+func inMainTable(fault string) bool { return !isLeaderCrash(fault) && fault != faultRestart }
+
+// restartReport renders the restart fault: one row per system, then the
+// false failovers of each.
+func restartReport(o *options, results map[key][]result) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nRestart: the master gets SIGKILL and the same redis-server, with its data (appendonly yes), is started again on its port %v later; "+
+		"the writer goes on and the endpoints are watched for down-after + %v after the restart. "+
+		"\"back\": from the SIGKILL to the restarted master's first PONG. A run with a +odown or a +switch-master of the master is a false failover: the master was unreachable for less than down-after (%v).\n",
+		restartDelay, restartWatch, o.downAfter)
+	b.WriteString("\n| system | runs | back median | back max | +sdown heard | +odown heard | +switch-master heard | false failovers | write outage median | write outage max | lost writes max |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	var lines []string
+	for _, sys := range o.systems {
+		rs := results[key{sys, faultRestart}]
+		if len(rs) == 0 {
+			continue
+		}
+		var backs, outages []int64
+		var sdown, odown, switched, falseFailovers, lostMax int
+		for _, r := range rs {
+			backs = append(backs, int64(r.back))
+			if r.acknowledged {
+				outages = append(outages, int64(r.outage))
+			}
+			if r.sdownHeard {
+				sdown++
+			}
+			if r.odownHeard {
+				odown++
+			}
+			if r.switchHeard {
+				switched++
+			}
+			if r.odownHeard || r.switchHeard {
+				falseFailovers++
+			}
+			lostMax = max(lostMax, r.lost)
+		}
+		slices.Sort(backs)
+		slices.Sort(outages)
+		outMed, outMax := "-", "-"
+		if len(outages) > 0 {
+			outMed, outMax = ms(time.Duration(median(outages))), ms(time.Duration(outages[len(outages)-1]))
+			if n := len(rs) - len(outages); n > 0 {
+				outMax += fmt.Sprintf(" (%d runs without an acknowledged write)", n)
+			}
+		}
+		n := len(rs)
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %d of %d | %d of %d | %d of %d | %d of %d | %s | %s | %d |\n", sys, n,
+			ms(time.Duration(median(backs))), ms(time.Duration(backs[len(backs)-1])),
+			sdown, n, odown, n, switched, n, falseFailovers, n, outMed, outMax, lostMax)
+		lines = append(lines, fmt.Sprintf("- %s: false failovers: %d of %d runs (+odown in %d, +switch-master in %d)", sys, falseFailovers, n, odown, switched))
+	}
+	b.WriteString("\n" + strings.Join(lines, "\n") + "\n")
 	return b.String()
 }
 
@@ -242,6 +305,9 @@ func leaderCrashReport(o *options, results map[key][]result) string {
 func detectionReport(o *options, results map[key][]result) string {
 	var lines []string
 	for _, fault := range o.faults {
+		if fault == faultRestart {
+			continue // no +sdown is due: the master is back before down-after
+		}
 		for _, sys := range o.systems {
 			rs := results[key{sys, fault}]
 			if len(rs) == 0 {
@@ -279,6 +345,8 @@ func faultName(f string) string {
 		return "SIGSTOP master"
 	case faultDebugSleep:
 		return "DEBUG SLEEP master"
+	case faultRestart:
+		return "SIGKILL master, restart 300 ms later"
 	case faultLeaderElection:
 		return "leader crash after election"
 	case faultLeaderPromotion:

@@ -30,6 +30,7 @@ type topology struct {
 	dir           string
 	redis         []*proc
 	redisAddrs    []string
+	redisArgs     [][]string // each redis-server's arguments, for a restart
 	procs         []*proc
 	deciders      []*proc // the coordinators or sentinels, in sentinelAddrs' order
 	sentinelAddrs []string
@@ -128,7 +129,9 @@ func infoField(info, name string) string {
 	return ""
 }
 
-// startRedis starts the master and its two replicas. For the debug-sleep
+// startRedis starts the master and its two replicas, without
+// persistence, except for the restart fault's master, which keeps its data
+// in an append-only file so that it comes back with it. For the debug-sleep
 // fault they accept DEBUG from 127.0.0.1 (Redis 7 refuses it by default).
 func (t *topology) startRedis(ctx context.Context, o *options, ports []int, fault string) error {
 	for i, port := range ports {
@@ -136,8 +139,12 @@ func (t *topology) startRedis(ctx context.Context, o *options, ports []int, faul
 		if err := os.Mkdir(d, 0o755); err != nil {
 			return err
 		}
+		aof := "no"
+		if fault == faultRestart && i == 0 {
+			aof = "yes"
+		}
 		args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", d,
-			"--save", "", "--appendonly", "no", "--daemonize", "no"}
+			"--save", "", "--appendonly", aof, "--daemonize", "no"}
 		if i > 0 {
 			args = append(args, "--replicaof", "127.0.0.1", strconv.Itoa(ports[0]))
 		}
@@ -151,6 +158,7 @@ func (t *topology) startRedis(ctx context.Context, o *options, ports []int, faul
 		t.procs = append(t.procs, p)
 		t.redis = append(t.redis, p)
 		t.redisAddrs = append(t.redisAddrs, addrOf(port))
+		t.redisArgs = append(t.redisArgs, args)
 		if err := waitListening(ctx, p, port); err != nil {
 			return err
 		}
@@ -167,6 +175,33 @@ func (t *topology) startRedis(ctx context.Context, o *options, ports []int, faul
 		}
 		return nil
 	})
+}
+
+// restartMaster starts the master again at the time at (or at once if
+// that has passed), once its killed process is reaped: the same arguments,
+// so the same port and data directory. The new process joins t.procs, so
+// close kills it like the others.
+func (t *topology) restartMaster(ctx context.Context, o *options, at time.Time) (*proc, error) {
+	old := t.redis[0]
+	select {
+	case <-old.done:
+	case <-time.After(5 * time.Second):
+		return nil, fmt.Errorf("%s has not exited 5s after SIGKILL", old.name)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case <-time.After(time.Until(at)):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	p, err := start(t.dir, old.name+"-restarted", o.redisServer, t.redisArgs[0]...)
+	if err != nil {
+		return nil, err
+	}
+	t.procs = append(t.procs, p)
+	t.redis[0] = p
+	return p, nil
 }
 
 func (t *topology) startSentinels(ctx context.Context, o *options, ports []int) error {
