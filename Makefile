@@ -11,7 +11,7 @@ STATICCHECK_VERSION := v0.8.2
 # go test's overall limit; CI has 90 minutes for everything.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: help tools redis generate checkgenerate lint test test-integration bench bench-failover bench-leader-crash bench-sentinel build demo ci
+.PHONY: help tools redis generate checkgenerate lint test test-integration bench bench-failover bench-leader-crash bench-detect bench-sentinel build demo ci
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ bench-failover: redis build ## failover benchmark, Raftinel against redis-sentin
 bench-leader-crash: redis build ## failover with its leader killed after the election / the promotion, against redis-sentinel and an uninterrupted kill (BENCH_FLAGS override the defaults)
 	go run ./cmd/bench-failover -faults leader-after-election,leader-after-promotion,kill -systems raftinel,sentinel \
 		-runs 3 -failover-timeout 5s -raft-timeout 500ms $(BENCH_FLAGS)
+
+bench-detect: redis build ## failure detection against redis-sentinel: first +sdown per fault (kill, stop, debug-sleep) and false failovers of a master restarted 300 ms after SIGKILL (-restart-runs, 20 by default)
+	go run ./cmd/bench-failover -faults kill,stop,debug-sleep,restart-300ms -systems raftinel,sentinel -runs 10 $(BENCH_FLAGS)
 
 bench-sentinel: redis ## SENTINEL get-master-addr-by-name per second: one Raftinel node against redis-sentinel
 	scripts/bench-sentinel.sh
