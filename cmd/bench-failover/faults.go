@@ -115,6 +115,7 @@ func runRestart(ctx context.Context, o *options, topo *topology, ev *events, w *
 	if sd, ok := ev.first(chanSdown, all); ok {
 		r.sdown, r.sdownHeard = sd.at.Sub(faultAt), true
 	}
+	_, r.tilt = ev.first(chanTilt, all)
 	_, r.odownHeard = ev.first(chanOdown, all)
 	_, r.switchHeard = ev.first(chanSwitch, all)
 	r.outage, r.acknowledged = w.firstAckAfter(faultAt, faultAt)

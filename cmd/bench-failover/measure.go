@@ -30,6 +30,7 @@ type result struct {
 	// endpoint, when sdownHeard.
 	sdown      time.Duration
 	sdownHeard bool
+	tilt       bool          // a +tilt was heard on an endpoint during the run
 	announce   time.Duration // -> first +switch-master heard
 	end        time.Duration // -> first +failover-end heard (when ended)
 	ended      bool          // a +failover-end was heard (awaited except for stop, debug-sleep)
@@ -55,6 +56,14 @@ type result struct {
 }
 
 func (r result) String() string {
+	s := r.measures()
+	if r.tilt {
+		s += "; +tilt heard"
+	}
+	return s
+}
+
+func (r result) measures() string {
 	rd := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 	if r.restarted != 0 {
 		outage := "no write acknowledged since the SIGKILL"
@@ -288,6 +297,7 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 	if sd, ok := ev.first(chanSdown, func(int) bool { return true }); ok {
 		r.sdown, r.sdownHeard = sd.at.Sub(faultAt), true
 	}
+	_, r.tilt = ev.first(chanTilt, func(int) bool { return true })
 	for i, addr := range topo.grpcAddrs {
 		if i == crashed {
 			continue
@@ -341,9 +351,14 @@ const (
 	chanSwitch     = "+switch-master"
 	chanEnd        = "+failover-end"
 	chanEndTimeout = "+failover-end-for-timeout" // just before a +failover-end that gave up waiting for replicas
+	// A decider whose timer ran over 2 s late (its process stalled on a
+	// loaded machine) or whose clock jumped stops acting for a while
+	// (Sentinel: 30 s): such a run tells of the machine more than of the
+	// system. Only redis-sentinel publishes it today.
+	chanTilt = "+tilt"
 )
 
-var timedChannels = []string{chanSdown, chanOdown, chanSwitch, chanEnd, chanEndTimeout}
+var timedChannels = []string{chanSdown, chanOdown, chanSwitch, chanEnd, chanEndTimeout, chanTilt}
 
 // timedMessage reports whether a message counts: +sdown and +odown only
 // when they are about the master ("master <name> <ip> <port>..."), not

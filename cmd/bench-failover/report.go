@@ -214,7 +214,7 @@ func restartReport(o *options, results map[key][]result) string {
 		fmt.Fprintf(&b, "| %s | %d | %s | %s | %d of %d | %d of %d | %d of %d | %d of %d | %s | %s | %d |\n", sys, n,
 			ms(time.Duration(median(backs))), ms(time.Duration(backs[len(backs)-1])),
 			sdown, n, odown, n, switched, n, falseFailovers, n, outMed, outMax, lostMax)
-		lines = append(lines, fmt.Sprintf("- %s: false failovers: %d of %d runs (+odown in %d, +switch-master in %d)", sys, falseFailovers, n, odown, switched))
+		lines = append(lines, fmt.Sprintf("- %s: false failovers: %d of %d runs (+odown in %d, +switch-master in %d)%s", sys, falseFailovers, n, odown, switched, tilts(rs)))
 	}
 	b.WriteString("\n" + strings.Join(lines, "\n") + "\n")
 	return b.String()
@@ -328,8 +328,8 @@ func detectionReport(o *options, results map[key][]result) string {
 					seen += fmt.Sprintf(", none heard in %d", len(rs)-s.sdownRuns)
 				}
 			}
-			lines = append(lines, fmt.Sprintf("- %s, %s: window [%s, %s]: window held in %d of %d runs (first +sdown %s)",
-				faultName(fault), sys, ms(lo), ms(hi), held, len(rs), seen))
+			lines = append(lines, fmt.Sprintf("- %s, %s: window [%s, %s]: window held in %d of %d runs (first +sdown %s)%s",
+				faultName(fault), sys, ms(lo), ms(hi), held, len(rs), seen, tilts(rs)))
 		}
 	}
 	if len(lines) == 0 {
@@ -337,6 +337,20 @@ func detectionReport(o *options, results map[key][]result) string {
 	}
 	return "\nDetection: the first +sdown of the master on any endpoint, from the fault (the leader-crash faults: from the master's SIGKILL), " +
 		"against [down-after, down-after + PING period + 100 ms].\n\n" + strings.Join(lines, "\n") + "\n"
+}
+
+// tilts notes the runs in which a decider entered TILT mode, if any.
+func tilts(rs []result) string {
+	n := 0
+	for _, r := range rs {
+		if r.tilt {
+			n++
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; +tilt heard in %d of %d runs (its timer ran over 2 s late or its clock jumped: the machine, more than the system)", n, len(rs))
 }
 
 func faultName(f string) string {

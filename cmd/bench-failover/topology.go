@@ -131,7 +131,8 @@ func infoField(info, name string) string {
 
 // startRedis starts the master and its two replicas, without
 // persistence, except for the restart fault's master, which keeps its data
-// in an append-only file so that it comes back with it. For the debug-sleep
+// in an append-only file so that it comes back with every acknowledged
+// write. For the debug-sleep
 // fault they accept DEBUG from 127.0.0.1 (Redis 7 refuses it by default).
 func (t *topology) startRedis(ctx context.Context, o *options, ports []int, fault string) error {
 	for i, port := range ports {
@@ -139,12 +140,16 @@ func (t *topology) startRedis(ctx context.Context, o *options, ports []int, faul
 		if err := os.Mkdir(d, 0o755); err != nil {
 			return err
 		}
-		aof := "no"
+		args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", d, "--save", "", "--daemonize", "no"}
 		if fault == faultRestart && i == 0 {
-			aof = "yes"
+			// appendfsync no: every write reaches the file (the page
+			// cache) before its reply, which is all a SIGKILL needs.
+			// everysec would postpone the write while a background
+			// fsync is slow, and acknowledged writes die with the process.
+			args = append(args, "--appendonly", "yes", "--appendfsync", "no")
+		} else {
+			args = append(args, "--appendonly", "no")
 		}
-		args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", d,
-			"--save", "", "--appendonly", aof, "--daemonize", "no"}
 		if i > 0 {
 			args = append(args, "--replicaof", "127.0.0.1", strconv.Itoa(ports[0]))
 		}
