@@ -132,8 +132,8 @@ func infoField(info, name string) string {
 // startRedis starts the master and its two replicas, without
 // persistence, except for the restart fault's master, which keeps its data
 // in an append-only file so that it comes back with every acknowledged
-// write. For the debug-sleep
-// fault they accept DEBUG from 127.0.0.1 (Redis 7 refuses it by default).
+// write. For the debug-sleep fault they accept DEBUG from 127.0.0.1
+// (Redis 7 refuses it by default).
 func (t *topology) startRedis(ctx context.Context, o *options, ports []int, fault string) error {
 	for i, port := range ports {
 		d := filepath.Join(t.dir, "redis-"+strconv.Itoa(port))
