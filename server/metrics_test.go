@@ -340,6 +340,17 @@ func TestMetricsFrontEndsAndProbeWithoutRedis(t *testing.T) {
 		}
 		return nil
 	})
+	// Every Raftinel family served is in metricDefs, with its type.
+	for name, f := range mustScrape(t, nd) {
+		if !strings.HasPrefix(name, "raftinel_") {
+			continue
+		}
+		if !knownMetric(name) {
+			t.Errorf("%s is served but not in metricDefs", name)
+		} else if typ := strings.ToLower(f.GetType().String()); typ != metricDefByName(name).typ {
+			t.Errorf("%s is served as a %s, listed as a %s", name, typ, metricDefByName(name).typ)
+		}
+	}
 	cancel()
 	testwait.For(t, 10*time.Second, "the closed stream uncounted", func() error {
 		s, err := scrapeNode(nd.srv.MetricsAddr())
