@@ -59,7 +59,7 @@ var metricDefs = []metricDef{
 	{"raftinel_master_failover_phase", "gauge", "1 for the phase the open failover journal is in (handover, promoting, reconf_replicas), 0 for the others.", []string{"master", "phase"}},
 
 	{"raftinel_instance_up", "gauge", "1 when this node's last PING of the instance got a valid reply (PONG, LOADING, MASTERDOWN), else 0.", []string{"master", "address"}},
-	{"raftinel_instance_role", "gauge", "1 for the role the instance's last INFO reported to this node (master or slave), 0 for the other.", []string{"master", "address", "role"}},
+	{"raftinel_instance_role", "gauge", "1 for the role the instance's INFO reports to this node (master or slave), 0 for the other; absent while its INFO fails.", []string{"master", "address", "role"}},
 	{"raftinel_probe_ping_duration_seconds", "histogram", "Round trip of this node's PINGs that got a reply, per instance.", []string{"master", "address"}},
 
 	{"raftinel_failovers_total", "counter", "Failovers whose end this node applied, by kind (automatic, coordinated, forced) and result (promoted, aborted).", []string{"kind", "result"}},
@@ -310,7 +310,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			if o, ok := obs[a]; ok && !o.LastPingAt.IsZero() {
 				gauge("raftinel_instance_up", b2f(o.LastPingErr == ""), m.GetName(), a)
 			}
-			if o, ok := obs[a]; ok && o.Info != nil {
+			if o, ok := obs[a]; ok && o.Info != nil && o.InfoErr == "" {
 				for _, r := range instanceRoles {
 					gauge("raftinel_instance_role", b2f(o.Info.Role == r), m.GetName(), a, string(r))
 				}

@@ -123,6 +123,14 @@ func (sc scrape) expect(name string, want float64, labels ...string) error {
 	return nil
 }
 
+// expectNone checks that no series of name has the labels.
+func expectNone(sc scrape, name string, labels ...string) error {
+	if s := sc.series(name, labels...); len(s) != 0 {
+		return fmt.Errorf("%s%v: %d series, want none", name, labels, len(s))
+	}
+	return nil
+}
+
 // labelValues lists one label's values over a family's series.
 func (sc scrape) labelValues(name, label string, want ...string) []string {
 	var out []string
@@ -250,6 +258,8 @@ func TestMetricsAcrossARealFailover(t *testing.T) {
 				sc.expect("raftinel_master_failover_in_progress", 0, "master", "mymaster"),
 				sc.expect("raftinel_instance_up", 0, "master", "mymaster", "address", old),
 				sc.expect("raftinel_instance_role", 1, "address", newAddr, "role", "master"),
+				// The dead instance's role is unknown, not its last INFO's.
+				expectNone(sc, "raftinel_instance_role", "address", old),
 			} {
 				if check != nil {
 					return check
