@@ -1,6 +1,7 @@
 // Package fsm owns Raftinel's replicated state: it applies Raft log entries
 // (fsmv1.Command) to one fsmv1.State, takes and restores snapshots, and tells
-// readers when the state changed.
+// readers when the state changed. Outside the replicated state it counts
+// the failover ends this node applied (FailoverEnds), for the metrics.
 //
 // Apply is deterministic: "now" is the proposed_at the leader stamped on the
 // command, and nothing here reads a clock, draws a random number, does I/O or

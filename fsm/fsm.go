@@ -29,6 +29,10 @@ type FSM struct {
 	// recent holds the latest events of every master for live streams. It
 	// is not replicated state: a restore empties it.
 	recent []*fsmv1.Event
+	// ends counts the failovers this node applied the end of (stats.go),
+	// from the entries above countAfter. Not replicated state either.
+	ends       map[FailoverEnd]uint64
+	countAfter uint64
 }
 
 // recentEvents bounds the live event buffer; a reader further behind is
@@ -53,6 +57,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 	events, err := applyCommand(f.state, cmd)
 	f.state.AppliedIndex = l.Index
 	f.recent = append(f.recent, events...)
+	f.countEndsLocked(l.Index, events)
 	if over := len(f.recent) - recentEvents; over > 0 {
 		f.recent = append([]*fsmv1.Event(nil), f.recent[over:]...)
 	}

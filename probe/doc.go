@@ -13,4 +13,7 @@
 // frozen (SIGSTOPped) server cannot block a caller. Observation times come
 // from the injected clock so that tests and the failover rules can reason
 // about them. Parsers never panic on bad input.
+//
+// probe imports no metrics library: what the node's metrics need (PING
+// round trips) it hands to a callback, WatcherConfig.OnPingReply.
 package probe

@@ -47,6 +47,13 @@ type WatcherConfig struct {
 	InfoTimeout time.Duration
 	// DialTimeout bounds connecting (a PING's own deadline may be shorter).
 	DialTimeout time.Duration
+
+	// OnPingReply, when set, is called with the round-trip time of every
+	// PING that got a reply (valid or not; a reconnect it needed is
+	// included), outside the Watcher's lock. It must return quickly: it runs
+	// on the instance's PING loop. The server feeds its metrics with it, so
+	// probe stays free of any metrics library.
+	OnPingReply func(addr string, rtt time.Duration)
 }
 
 // Target is one instance to watch and how.
@@ -383,12 +390,17 @@ func (w *Watcher) pingLoop(in *instance) {
 		// The period doubles as the PING's deadline: a frozen instance
 		// costs one period per attempt, and the next PING is due then.
 		ctx, cancel := context.WithTimeout(in.ctx, period)
+		sent := time.Now()
 		res := conn.Ping(ctx)
+		rtt := time.Since(sent)
 		cancel()
 		if in.ctx.Err() != nil {
 			return
 		}
 		w.recordPing(in, conn, res)
+		if res.Replied && w.cfg.OnPingReply != nil {
+			w.cfg.OnPingReply(in.addr, rtt)
+		}
 		if !sleepUntil(in, started, func() time.Duration { return w.pingPeriod(in) }, in.pingWake) {
 			return
 		}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -518,5 +519,66 @@ func TestDecisionFieldsDiffer(t *testing.T) {
 		if !decisionFieldsDiffer(&base, &c) {
 			t.Errorf("%s change not seen", name)
 		}
+	}
+}
+
+// pingRecorder collects what OnPingReply reports.
+type pingRecorder struct {
+	mu   sync.Mutex
+	rtts map[string][]time.Duration
+}
+
+func (p *pingRecorder) record(addr string, rtt time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rtts[addr] = append(p.rtts[addr], rtt)
+}
+
+func (p *pingRecorder) count(addr string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.rtts[addr])
+}
+
+func TestWatcherReportsPingRoundTrips(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	rec := &pingRecorder{rtts: map[string][]time.Duration{}}
+	cfg := fastConfig(t)
+	cfg.OnPingReply = rec.record
+	w := newTestWatcher(t, cfg)
+	if err := w.SetTargets([]Target{{Addr: s.Addr()}}); err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, 20*time.Second, "three PING round trips reported", func() bool { return rec.count(s.Addr()) >= 3 })
+	rec.mu.Lock()
+	for _, rtt := range rec.rtts[s.Addr()] {
+		// Each is one PING on 127.0.0.1, within the PING's deadline.
+		if rtt <= 0 || rtt > cfg.PingPeriod {
+			t.Errorf("round trip %v, want within (0, %v]", rtt, cfg.PingPeriod)
+		}
+	}
+	rec.mu.Unlock()
+
+	// A refused connection is no reply: nothing is reported for it.
+	s.Kill()
+	waitObs(t, w, s.Addr(), func(o Observation) error {
+		if o.LinkUp {
+			return errors.New("not yet seen down")
+		}
+		return nil
+	})
+	// The loop reports a reply before it sends the next PING, so every
+	// reply is counted by the time a failed PING is observed.
+	n := rec.count(s.Addr())
+	down := obs(t, w, s.Addr())
+	waitObs(t, w, s.Addr(), func(o Observation) error {
+		if !o.LastPingAt.After(down.LastPingAt.Add(2 * cfg.PingPeriod)) {
+			return errors.New("not enough PINGs since")
+		}
+		return nil
+	})
+	if got := rec.count(s.Addr()); got != n {
+		t.Fatalf("%d round trips reported for a dead instance", got-n)
 	}
 }

@@ -105,7 +105,7 @@ func (c *testCluster) start(nd *inmemNode, boot []raft.Server) {
 		}
 	}
 	srv, err := New(Config{
-		ID: nd.id, RaftAddr: string(nd.addr), GRPCListener: lis, Bootstrap: boot, SentinelAddr: "127.0.0.1:0",
+		ID: nd.id, RaftAddr: string(nd.addr), GRPCListener: lis, Bootstrap: boot, SentinelAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
 		Logger: testLogger(c.t).With("test_node", nd.id), LogStore: nd.logs, StableStore: nd.logs,
 		SnapshotStore: nd.snaps, Transport: nd.trans, TuneRaft: tune, RequestTimeout: 3 * time.Second,
 	})

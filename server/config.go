@@ -42,6 +42,11 @@ type Config struct {
 	// sentinel.DefaultSubscriberBuffer.
 	SentinelSubscriberBuffer int
 
+	// MetricsAddr is the address Prometheus metrics are served on, at
+	// /metrics; the node reports the bound address (port 0 picks a free
+	// one). Empty, the default, serves none.
+	MetricsAddr string
+
 	// Bootstrap is the initial voter list, the same on every founding node.
 	// It is ignored when the node already has Raft state.
 	Bootstrap []raft.Server
@@ -162,6 +167,11 @@ func (c *Config) Validate() error {
 	if c.SentinelAddr != "" {
 		if err := validateListenAddr(c.SentinelAddr); err != nil {
 			return fmt.Errorf("--sentinel-addr: %w", err)
+		}
+	}
+	if c.MetricsAddr != "" {
+		if err := validateListenAddr(c.MetricsAddr); err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
 		}
 	}
 	if c.SentinelPass != "" && c.SentinelAddr == "" {

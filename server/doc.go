@@ -5,7 +5,9 @@
 // of every write to the leader (leaderCall: API calls, Sentinel writes,
 // votes, manual failovers), and the Sentinel-protocol front end (package
 // sentinel, fed by sentinel_backend.go from the local state; its writes call
-// the API's handlers). Errors become gRPC statuses in one place (toStatus,
+// the API's handlers), and the node's Prometheus metrics (metrics.go: one
+// registry per node, its gauges read from the state, Raft and the probes
+// when scraped). Errors become gRPC statuses in one place (toStatus,
 // with an fsm.Reason as a status detail) and Sentinel replies in another
 // (sentinelError).
 //

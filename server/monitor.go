@@ -46,8 +46,9 @@ var _ orchestrator.Observer = (*monitor)(nil)
 
 func newMonitor(s *Server) (*monitor, error) {
 	w, err := probe.NewWatcher(probe.WatcherConfig{
-		ClientName: "raftinel-" + s.cfg.ID,
-		Logger:     s.log.With("component", "probe"),
+		ClientName:  "raftinel-" + s.cfg.ID,
+		Logger:      s.log.With("component", "probe"),
+		OnPingReply: s.metrics.pings.observe,
 	})
 	if err != nil {
 		return nil, err
@@ -124,6 +125,9 @@ func (mo *monitor) step(ctx context.Context, now time.Time) {
 	tilt := mo.tilt
 	mo.mu.Unlock()
 	if active := tilt.Active(now); active != was {
+		if active {
+			mo.s.metrics.tiltEntered.Inc()
+		}
 		// Sentinel's +tilt and -tilt: this node's timer stalled, so its
 		// recent observations cannot be trusted for a while.
 		mo.s.log.Warn(map[bool]string{true: "+tilt", false: "-tilt"}[active], "until", tilt.Until())

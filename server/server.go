@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -51,6 +52,15 @@ type Server struct {
 	sentinelLis net.Listener
 	sentinel    *sentinel.Server
 
+	// metrics is this node's registry; metricsLis is bound in New like
+	// sentinelLis, and metricsHTTP serves /metrics on it (both nil when
+	// metrics are off).
+	metrics     *nodeMetrics
+	metricsLis  net.Listener
+	metricsHTTP *http.Server
+	// snapshots is raft's snapshot store, read for the snapshot size.
+	snapshots raft.SnapshotStore
+
 	connsMu sync.Mutex
 	conns   map[string]*grpc.ClientConn // by gRPC address, for forwarding and status
 
@@ -82,9 +92,14 @@ func New(cfg Config) (*Server, error) {
 		// Advertise what was bound: with port 0 the kernel chose it.
 		s.cfg.SentinelAddr = lis.Addr().String()
 	}
+	if err := s.listenMetrics(); err != nil {
+		return nil, fmt.Errorf("listen on metrics address: %w", err)
+	}
+	s.metrics = newNodeMetrics(s)
 	if err := s.openRaft(); err != nil {
 		return nil, err
 	}
+	s.watchLeaderChanges()
 	lis := cfg.GRPCListener
 	if lis == nil {
 		var err error
@@ -130,10 +145,12 @@ func New(cfg Config) (*Server, error) {
 		s.wg.Add(1)
 		go s.joinCluster()
 	}
+	s.serveMetrics()
 	ok = true
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(coordinatorv1.CoordinatorService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	s.log.Info("node started", "raft_addr", cfg.RaftAddr, "grpc_addr", cfg.GRPCAddr, "sentinel_addr", s.cfg.SentinelAddr, "data_dir", cfg.DataDir)
+	s.log.Info("node started", "raft_addr", cfg.RaftAddr, "grpc_addr", cfg.GRPCAddr, "sentinel_addr", s.cfg.SentinelAddr,
+		"metrics_addr", s.cfg.MetricsAddr, "data_dir", cfg.DataDir)
 	return s, nil
 }
 
@@ -197,6 +214,14 @@ func (s *Server) openRaft() error {
 	if err != nil {
 		return fmt.Errorf("read raft state: %w", err)
 	}
+	// The entries already in the log are replayed: the failovers they end
+	// were counted by the process that first applied them.
+	last, err := logs.LastIndex()
+	if err != nil {
+		return fmt.Errorf("read raft log: %w", err)
+	}
+	s.fsm.CountEndsAfter(last)
+	s.snapshots = snaps
 	if !existing && len(cfg.Bootstrap) > 0 {
 		if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, raft.Configuration{Servers: cfg.Bootstrap}); err != nil {
 			return fmt.Errorf("bootstrap: %w", err)
@@ -247,6 +272,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			case <-ctx.Done():
 			}
 		}
+		s.closeMetrics()
 		if s.sentinel != nil {
 			// First, so its event relays and writes end before the node does.
 			if err := s.sentinel.Close(); err != nil {
@@ -271,6 +297,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) closeAll() {
+	s.closeMetrics()
 	if s.sentinel != nil {
 		_ = s.sentinel.Close() // also closes sentinelLis
 	} else if s.sentinelLis != nil {
@@ -340,6 +367,7 @@ func (s *Server) apply(ctx context.Context, cmd *fsmv1.Command) (uint64, error) 
 	if timeout <= 0 {
 		return 0, context.DeadlineExceeded
 	}
+	start := time.Now()
 	f := s.raft.Apply(data, timeout)
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
@@ -348,6 +376,7 @@ func (s *Server) apply(ctx context.Context, cmd *fsmv1.Command) (uint64, error) 
 		if err != nil {
 			return 0, err
 		}
+		s.metrics.commit.Observe(time.Since(start).Seconds())
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	case <-time.After(timeout):

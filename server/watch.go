@@ -189,6 +189,8 @@ func (a *api) WatchMaster(req *coordinatorv1.WatchMasterRequest, stream coordina
 		return toStatus(err)
 	}
 	s := a.s
+	s.metrics.watchMaster.Add(1)
+	defer s.metrics.watchMaster.Add(-1)
 	age := s.streamDeadline()
 	defer age.Stop()
 	if err := s.waitIndexForStream(stream.Context(), req.GetConsistency().GetMinIndex(), age); err != nil {
@@ -228,6 +230,8 @@ func (a *api) WatchEvents(req *coordinatorv1.WatchEventsRequest, stream coordina
 		}
 	}
 	s := a.s
+	s.metrics.watchEvents.Add(1)
+	defer s.metrics.watchEvents.Add(-1)
 	age := s.streamDeadline()
 	defer age.Stop()
 	after := s.fsm.LastEventSeq()

@@ -30,6 +30,7 @@ type options struct {
 	id, dataDir, raftAddr, grpcAddr, sentinelAddr string
 	bootstrap, join, logLevel, logFormat          string
 	simulateFailure, sentinelPass, maxStreamAge   string
+	metricsAddr                                   string
 	raftHeartbeat, raftElection, raftLease        string
 	sentinelMaxClients, sentinelSubscriberBuffer  int
 	// bootstrapGiven is set when --bootstrap or its environment variable
@@ -71,6 +72,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	str(&o.grpcAddr, "grpc-addr", "127.0.0.1:7100", "host:port of the gRPC API")
 	str(&o.sentinelAddr, "sentinel-addr", "127.0.0.1:26379", "host:port of the Sentinel-protocol endpoint for Sentinel clients (port 0 picks a free one; empty disables it)")
 	str(&o.sentinelPass, "sentinel-pass", "", "password Sentinel clients must send with AUTH; empty: no AUTH needed (prefer the environment variable: flags show in ps)")
+	str(&o.metricsAddr, "metrics-addr", "", "host:port to serve Prometheus metrics on, at /metrics (port 0 picks a free one; empty, the default, serves none)")
 	integer(&o.sentinelMaxClients, "sentinel-max-clients", sentinel.DefaultMaxClients, "most open Sentinel connections")
 	integer(&o.sentinelSubscriberBuffer, "sentinel-subscriber-buffer", sentinel.DefaultSubscriberBuffer, "bytes of events queued for one Sentinel subscriber before it is disconnected")
 	str(&o.bootstrap, "bootstrap", "", "initial voters as id=raft-host:port,...; the same list on every founding node, ignored once the node has state")
@@ -159,6 +161,7 @@ func run(args []string, stderr io.Writer) int {
 		Join: o.join, Logger: logger, SimulateFailure: o.simulateFailure,
 		SentinelAddr: o.sentinelAddr, SentinelPass: o.sentinelPass,
 		SentinelMaxClients: o.sentinelMaxClients, SentinelSubscriberBuffer: o.sentinelSubscriberBuffer,
+		MetricsAddr: o.metricsAddr,
 	}
 	if cfg.MaxStreamAge, err = time.ParseDuration(o.maxStreamAge); err != nil || cfg.MaxStreamAge <= 0 {
 		return fail(fmt.Errorf("--max-stream-age %q: want a positive duration such as 10m", o.maxStreamAge))

@@ -62,3 +62,21 @@ func TestEmptyBootstrap(t *testing.T) {
 		})
 	}
 }
+
+func TestMetricsAddrFlag(t *testing.T) {
+	base := []string{"--id", "n1", "--data-dir", t.TempDir()}
+	var stderr bytes.Buffer
+	if code := run(append(base, "--metrics-addr", "localhost"), &stderr); code != 1 ||
+		!strings.Contains(stderr.String(), `--metrics-addr: address "localhost" is not host:port`) {
+		t.Errorf("bad --metrics-addr: exit %d, stderr %q", code, stderr.String())
+	}
+	stderr.Reset()
+	t.Setenv("COORDINATOR_METRICS_ADDR", "nohost:x")
+	if code := run(base, &stderr); code != 1 || !strings.Contains(stderr.String(), "--metrics-addr") {
+		t.Errorf("bad COORDINATOR_METRICS_ADDR: exit %d, stderr %q", code, stderr.String())
+	}
+	stderr.Reset()
+	if code := run([]string{"--help"}, &stderr); code != 0 || !strings.Contains(stderr.String(), "COORDINATOR_METRICS_ADDR") {
+		t.Errorf("--help: exit %d, no --metrics-addr with its variable in %q", code, stderr.String())
+	}
+}

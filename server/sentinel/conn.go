@@ -187,6 +187,14 @@ func (c *conn) exec(args [][]byte) bool {
 	if cmd != nil && len(cmd.subs) > 0 && len(args) >= 2 {
 		sub = lookup(cmd.subs, args[1])
 	}
+	switch {
+	case cmd == nil, len(cmd.subs) > 0 && len(args) >= 2 && sub == nil:
+		c.s.count(nil)
+	case sub != nil:
+		c.s.count(sub)
+	default:
+		c.s.count(cmd)
+	}
 	c.mu.Lock()
 	switch {
 	case cmd == nil:

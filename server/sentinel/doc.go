@@ -17,6 +17,10 @@
 // malformed or oversized request closes only that connection, after Redis's
 // protocol error; nothing here panics on client input.
 //
+// Stats reports open clients, subscribers and commands received by name
+// (a fixed set: the command table plus "unknown"); the node turns them into
+// metrics, so this package imports no metrics library.
+//
 // It must not import package server (server imports it) or grpc, must not
 // mutate a State the Backend hands out (it is shared between connections),
 // and must not publish events it did not receive from the Backend.

@@ -105,6 +105,12 @@ type Server struct {
 	panics atomic.Int64
 	// dropped counts subscribers disconnected for falling behind.
 	dropped atomic.Int64
+
+	// calls counts the commands received, by table entry (a container's
+	// subcommands each have their own), and unknown the rest. The map is
+	// built in New and only read afterwards.
+	calls   map[*command]*atomic.Uint64
+	unknown atomic.Uint64
 }
 
 type cachedState struct {
@@ -140,7 +146,55 @@ func New(cfg Config, backend Backend) *Server {
 		served: make(chan struct{}),
 	}
 	s.notifier, _ = backend.(StateNotifier)
+	s.calls = map[*command]*atomic.Uint64{}
+	for _, c := range commandTable {
+		s.calls[c] = new(atomic.Uint64)
+		for _, sub := range c.subs {
+			s.calls[sub] = new(atomic.Uint64)
+		}
+	}
 	return s
+}
+
+// count records one received command; nil is an unknown command or
+// subcommand.
+func (s *Server) count(c *command) {
+	if n := s.calls[c]; n != nil {
+		n.Add(1)
+		return
+	}
+	s.unknown.Add(1)
+}
+
+// UnknownCommand is the name Stats counts unknown commands and
+// subcommands under.
+const UnknownCommand = "unknown"
+
+// Stats is what the endpoint reports for the node's metrics.
+type Stats struct {
+	// Clients is the number of open connections.
+	Clients int
+	// Subscribers is the number of connections with a subscription.
+	Subscribers int
+	// Commands counts the commands received since the server was made, by
+	// the name Redis's command table gives them ("ping",
+	// "sentinel|get-master-addr-by-name"), whatever their outcome. Every
+	// known name is present, zero or not; unknown commands and subcommands
+	// are counted under UnknownCommand, so the set of names is fixed.
+	Commands map[string]uint64
+}
+
+// Stats returns the current counts.
+func (s *Server) Stats() Stats {
+	out := Stats{Clients: s.numConns(), Commands: make(map[string]uint64, len(s.calls)+1)}
+	s.subsMu.RLock()
+	out.Subscribers = len(s.subs)
+	s.subsMu.RUnlock()
+	for c, n := range s.calls {
+		out.Commands[c.name] = n.Load()
+	}
+	out.Commands[UnknownCommand] = s.unknown.Load()
+	return out
 }
 
 // Start listens (unless Config.Listener is set) and serves in the
