@@ -165,7 +165,7 @@ type PingResult struct {
 	// TimedOut is true when the deadline passed without an answer: the
 	// instance is frozen or overloaded but the link may be up, unlike a
 	// refused or broken connection. The SDOWN clock treats the two apart,
-	// as Sentinel does (see Observation.PingPendingSince).
+	// as Sentinel does.
 	TimedOut bool
 }
 

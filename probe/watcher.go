@@ -82,13 +82,16 @@ type Observation struct {
 	LastPingErr string
 	// LinkUp is true when the last PING got any reply from the instance.
 	LinkUp bool
-	// PingPendingSince is when the oldest PING still without a valid reply
-	// was sent, zero when there is none: Sentinel's act_ping_time, the
-	// SDOWN clock. It survives invalid replies and timeouts, and is cleared
-	// by a valid reply and by a refused or broken connection (then the
-	// clock is the last valid reply, as in Sentinel for a disconnected
-	// link).
-	PingPendingSince time.Time
+	// FailingSince is the SDOWN clock: when the first contact attempt after
+	// the last valid reply began that did not get a valid reply, whatever
+	// went wrong with it (a PING unanswered in time or answered with an
+	// error, a refused or timed-out dial, a connection that broke). An
+	// attempt still in flight counts from its start, so a frozen instance's
+	// clock runs while its PING waits (Sentinel's act_ping_time). Only a
+	// valid reply clears it; unlike Sentinel, a refused or broken connection
+	// does not fall back to the last valid reply, which may be a whole
+	// period older than the fault.
+	FailingSince time.Time
 
 	// Info is the last INFO that was read and parsed; it stays while later
 	// attempts fail (InfoAt says how old it is).
@@ -434,12 +437,12 @@ func sleepUntil(in *instance, started time.Time, period func() time.Duration, wa
 	}
 }
 
-// pingSent starts the SDOWN clock when no earlier PING is still pending.
+// pingSent starts the SDOWN clock when no earlier attempt is failing.
 func (w *Watcher) pingSent(in *instance, conn *Conn) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if in.conn == conn && in.obs.PingPendingSince.IsZero() {
-		in.obs.PingPendingSince = w.cfg.Now()
+	if in.conn == conn && in.obs.FailingSince.IsZero() {
+		in.obs.FailingSince = w.cfg.Now()
 	}
 }
 
@@ -457,8 +460,8 @@ func (w *Watcher) recordPing(in *instance, conn *Conn, res PingResult) {
 	wasValid, wasLinkUp := !first && o.LastPingErr == "", o.LinkUp
 	o.LastPingAt = now
 	o.LinkUp = res.Replied
-	if res.Valid || (!res.Replied && !res.TimedOut) {
-		o.PingPendingSince = time.Time{}
+	if res.Valid {
+		o.FailingSince = time.Time{}
 	}
 	if res.Replied {
 		o.LastReply = now

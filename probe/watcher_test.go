@@ -168,13 +168,13 @@ func TestWatcherFrozenInstance(t *testing.T) {
 	}
 	// The SDOWN clock is the first PING that went unanswered, sent after
 	// the last valid reply, and timeouts do not restart it.
-	if p := later.PingPendingSince; p.IsZero() || p.Before(frozen.LastValidReply) || !p.Equal(frozen.PingPendingSince) {
-		t.Fatalf("pending PING since %v (at the first timeout %v), last valid reply %v", p, frozen.PingPendingSince, frozen.LastValidReply)
+	if p := later.FailingSince; p.IsZero() || p.Before(frozen.LastValidReply) || !p.Equal(frozen.FailingSince) {
+		t.Fatalf("failing since %v (at the first timeout %v), last valid reply %v", p, frozen.FailingSince, frozen.LastValidReply)
 	}
 
 	s.Resume()
 	waitObs(t, w, s.Addr(), func(o Observation) error {
-		if !o.LastValidReply.After(frozen.LastValidReply) || o.LastPingErr != "" || !o.LinkUp || !o.PingPendingSince.IsZero() {
+		if !o.LastValidReply.After(frozen.LastValidReply) || o.LastPingErr != "" || !o.LinkUp || !o.FailingSince.IsZero() {
 			return errors.New("no valid reply since SIGCONT")
 		}
 		return nil
@@ -200,12 +200,18 @@ func TestWatcherKilledAndRestartedInstance(t *testing.T) {
 		}
 		return nil
 	})
-	// A refused connection is no pending PING: the clock is the last valid
-	// reply, as for Sentinel's disconnected link. (Polled: a PING may be in
-	// flight at any one read.)
+	// The clock is the first refused attempt, after the last valid reply,
+	// and later refusals do not move it.
+	down := obs(t, w, s.Addr())
+	if down.FailingSince.IsZero() || !down.FailingSince.After(before.LastValidReply) {
+		t.Fatalf("refused since %v, last valid reply %v", down.FailingSince, before.LastValidReply)
+	}
 	waitObs(t, w, s.Addr(), func(o Observation) error {
-		if !o.PingPendingSince.IsZero() {
-			return fmt.Errorf("refused connections leave a pending PING since %v", o.PingPendingSince)
+		if !o.LastPingAt.After(down.LastPingAt) {
+			return errors.New("no later PING attempt yet")
+		}
+		if !o.FailingSince.Equal(down.FailingSince) {
+			return fmt.Errorf("a later refusal moved the clock from %v to %v", down.FailingSince, o.FailingSince)
 		}
 		return nil
 	})
