@@ -26,6 +26,8 @@ type clockRecorder struct {
 	mu   sync.Mutex
 	runs []clockRun
 	cur  time.Time
+	// errs lists the distinct PING errors the samples saw.
+	errs []string
 	stop chan struct{}
 	done chan struct{}
 }
@@ -53,6 +55,9 @@ func recordClock(w *Watcher, addr string) *clockRecorder {
 func (r *clockRecorder) sample(o Observation) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if e := o.LastPingErr; e != "" && (len(r.errs) == 0 || r.errs[len(r.errs)-1] != e) {
+		r.errs = append(r.errs, e)
+	}
 	f := o.FailingSince
 	if !r.cur.IsZero() && !f.Equal(r.cur) {
 		// Cleared since the last sample: the reply that cleared it is
@@ -271,5 +276,55 @@ func TestWatcherSeesRecoveryAtNextAttempt(t *testing.T) {
 	}
 	if failed > 1 {
 		t.Fatalf("%d failed attempts after the instance was back: %+v", failed, attempts)
+	}
+}
+
+// TestWatcherClientKillIsNoFailedContact: CLIENT KILL TYPE normal, which
+// every failover step sends to the instances it reconfigures, closes the
+// Watcher's connections; the next PING redials at once and no contact
+// counts as failed.
+func TestWatcherClientKillIsNoFailedContact(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	cfg := fastConfig(t)
+	cfg.PingPeriod = 20 * time.Millisecond
+	w := newTestWatcher(t, cfg)
+	if err := w.SetTargets([]Target{{Addr: s.Addr(), DownAfter: time.Second}}); err != nil {
+		t.Fatal(err)
+	}
+	before := waitObs(t, w, s.Addr(), healthy)
+	ctx := testCtx(t)
+	rec := recordClock(w, s.Addr())
+	for i := range 10 {
+		// Let the PING connection open again (INFO comes once an hour
+		// here), then kill it.
+		last := waitObs(t, w, s.Addr(), func(o Observation) error {
+			if len(watcherConns(t, s)) == 0 || !o.LastValidReply.After(before.LastValidReply) {
+				return errors.New("connections not open again yet")
+			}
+			return nil
+		})
+		before = last
+		if err := s.Client().Do(ctx, "CLIENT", "KILL", "TYPE", "normal").Err(); err != nil {
+			t.Fatalf("CLIENT KILL %d: %v", i, err)
+		}
+		o := waitObs(t, w, s.Addr(), func(o Observation) error {
+			if !o.LastPingAt.After(last.LastPingAt.Add(2 * cfg.PingPeriod)) {
+				return errors.New("waiting for PINGs after the kill")
+			}
+			return nil
+		})
+		if o.LastPingErr != "" || !o.LinkUp || o.LastValidReply.Before(last.LastValidReply) {
+			t.Fatalf("after CLIENT KILL %d: %+v", i, o)
+		}
+	}
+	runs := rec.finish()
+	if len(rec.errs) != 0 {
+		t.Fatalf("PINGs failed around CLIENT KILL: %q", rec.errs)
+	}
+	for _, r := range runs {
+		if r.length() > 500*time.Millisecond {
+			t.Fatalf("an SDOWN clock of %v around CLIENT KILL", r.length())
+		}
 	}
 }
