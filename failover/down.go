@@ -10,13 +10,21 @@ import (
 // as the group's master. An instance is SDOWN when either holds (Sentinel
 // §4.4 rules 1 and 2, with Sentinel's strict ">" comparisons):
 //
-//  1. longer than downAfter without a valid reply, on Sentinel's clock: from
-//     the oldest PING still without a valid reply (PingPendingSince) or, when
-//     none is pending and the link is down, from the last valid reply (or,
-//     if there has never been one, from Since). A connected instance with no
-//     PING pending has just answered and is not down;
+//  1. it has been unreachable for longer than downAfter, counted from
+//     FailingSince: the first contact after the last valid reply that got
+//     no valid reply (a PING unanswered or answered with an error, a
+//     refused, timed-out or broken connection). An instance whose latest
+//     contact was answered validly has no clock and is not down;
 //  2. a recorded master has reported role slave for longer than
 //     downAfter + RoleMismatchGrace (20 s), counted from RoleSince (or Since).
+//
+// Deviation from Sentinel: for a link it cannot connect, Sentinel counts
+// from the last valid reply, up to a ping period before the fault, so an
+// instance that restarts in less than down-after can still be declared
+// down. Here the clock never starts before the first failed contact, so an
+// instance unreachable for less than down-after is never down, and one
+// unreachable for longer is down within down-after plus one ping period of
+// the fault.
 //
 // Sentinel's third rule (master-reboot-down-after-period) is not
 // implemented.
@@ -59,18 +67,11 @@ func sdown(p Probe, expectMaster bool, downAfter time.Duration, notBefore, now t
 	return false, ""
 }
 
-// sdownClock is where Sentinel's rule 1 counts from: the oldest pending
-// PING, else for a disconnected instance its last valid reply (or the start
-// of observation); ok is false for a connected instance that has answered
-// its last PING validly.
+// sdownClock is where rule 1 counts from: the first failed contact since
+// the last valid reply; ok is false when the latest contact was answered
+// validly (or none was recorded yet).
 func (p Probe) sdownClock() (time.Time, bool) {
-	if !p.PingPendingSince.IsZero() {
-		return p.PingPendingSince, true
-	}
-	if !p.LinkUp {
-		return p.orSince(p.LastValidReply), true
-	}
-	return time.Time{}, false
+	return p.FailingSince, !p.FailingSince.IsZero()
 }
 
 // SDownSince is when an instance that SubjectivelyDown reports down entered

@@ -9,19 +9,14 @@ import (
 func TestSubjectivelyDown(t *testing.T) {
 	const downAfter = 30 * time.Second
 	now := at(time.Hour)
-	// replied: connected, the last PING answered validly ago.
+	// replied: the latest contact was answered validly ago.
 	replied := func(ago time.Duration) Probe {
 		return Probe{Since: now.Add(-time.Hour), LastValidReply: now.Add(-ago), LinkUp: true}
 	}
-	// pending: connected, a PING sent ago still without a valid reply; the
-	// last valid reply came a ping period before it.
-	pending := func(ago time.Duration) Probe {
-		return Probe{Since: now.Add(-time.Hour), LastValidReply: now.Add(-ago - time.Second), LinkUp: true, PingPendingSince: now.Add(-ago)}
-	}
-	// disconnected: the connection is refused or broken since a valid
-	// reply ago, no PING pending.
-	disconnected := func(ago time.Duration) Probe {
-		return Probe{Since: now.Add(-time.Hour), LastValidReply: now.Add(-ago)}
+	// failing: the first contact without a valid reply began ago, a ping
+	// period after the last valid reply.
+	failing := func(ago time.Duration) Probe {
+		return Probe{Since: now.Add(-time.Hour), LastValidReply: now.Add(-ago - time.Second), FailingSince: now.Add(-ago)}
 	}
 	slaveFor := func(ago time.Duration) Probe {
 		p := replied(time.Second)
@@ -38,17 +33,16 @@ func TestSubjectivelyDown(t *testing.T) {
 		reason       string
 	}{
 		{"fresh reply", replied(time.Second), true, false, ""},
-		{"answered, no PING pending: up whatever the reply's age", replied(time.Hour), true, false, ""},
-		{"PING pending exactly down-after", pending(downAfter), true, false, ""},
-		{"PING pending just over down-after", pending(downAfter + ms), true, true, "no valid reply for 30.001s (down-after 30s)"},
-		{"replica pending too", pending(downAfter + ms), false, true, "no valid reply for 30.001s (down-after 30s)"},
+		{"answered, nothing failing: up whatever the reply's age", replied(time.Hour), true, false, ""},
+		{"failing exactly down-after", failing(downAfter), true, false, ""},
+		{"failing just over down-after", failing(downAfter + ms), true, true, "no valid reply for 30.001s (down-after 30s)"},
+		{"replica failing too", failing(downAfter + ms), false, true, "no valid reply for 30.001s (down-after 30s)"},
 		// The last valid reply is down-after+1s old, but the clock is the
-		// PING, as in Sentinel: a PING just sent is not yet an outage.
-		{"clock is the pending PING, not the last reply", pending(downAfter - ms), true, false, ""},
-		{"disconnected exactly down-after", disconnected(downAfter), true, false, ""},
-		{"disconnected counts from the last valid reply", disconnected(downAfter + ms), true, true, "no valid reply for 30.001s (down-after 30s)"},
-		{"never replied, observed exactly down-after", Probe{Since: now.Add(-downAfter)}, true, false, ""},
-		{"never replied, observed longer", Probe{Since: now.Add(-downAfter - ms)}, true, true, "no valid reply for 30.001s (down-after 30s)"},
+		// first failed contact: the fault came after that reply.
+		{"clock is the first failed contact, not the last reply", failing(downAfter - ms), true, false, ""},
+		{"link state does not matter", func() Probe { p := failing(downAfter + ms); p.LinkUp = true; return p }(), true, true, "no valid reply for 30.001s (down-after 30s)"},
+		{"never replied, failing longer", Probe{Since: now.Add(-time.Hour), FailingSince: now.Add(-downAfter - ms)}, true, true, "no valid reply for 30.001s (down-after 30s)"},
+		{"observed, no contact recorded yet", Probe{Since: now.Add(-time.Hour)}, true, false, ""},
 		{"no observation window", Probe{}, true, false, "not probed yet"},
 		{"master reports slave exactly down-after+20s", slaveFor(50 * time.Second), true, false, ""},
 		{"master reports slave just over", slaveFor(50*time.Second + ms), true, true, "master reports role slave for 50.001s (limit 50s)"},
@@ -71,11 +65,84 @@ func TestSubjectivelyDown(t *testing.T) {
 	}
 }
 
+// TestSDownClockPerFault plays each kind of failed contact on a timeline,
+// as the probe records it, with down-after 1 s and a ping period of 100 ms:
+// the instance last answered at 0, the fault happens at 50 ms, and the
+// clock is the start of the first contact that went wrong after it. It is
+// never the last valid reply, so an instance unreachable for less than
+// down-after is never down, and every fault is detected within down-after
+// plus one period of the fault.
+func TestSDownClockPerFault(t *testing.T) {
+	const (
+		downAfter = time.Second
+		period    = 100 * time.Millisecond
+	)
+	lastReply := at(0)
+	fault := at(50 * ms)
+	nextContact := at(period) // the first contact the fault can spoil
+	tests := []struct {
+		name string
+		// p is the probe after the first failed contact; its FailingSince
+		// is the clock.
+		p Probe
+	}{
+		// A frozen or hung instance: the PING sent at 100 ms waits, then
+		// times out; its send time is the clock, answered or not.
+		{"unanswered PING", Probe{Since: t0, LastValidReply: lastReply, LinkUp: false, FailingSince: nextContact}},
+		// The PING in flight when the timeout came is replaced by later
+		// ones on a new connection; the clock stays at the first.
+		{"unanswered PING, still in flight", Probe{Since: t0, LastValidReply: lastReply, LinkUp: true, FailingSince: nextContact}},
+		// A killed instance: the dial at 100 ms is refused at once.
+		{"refused connection", Probe{Since: t0, LastValidReply: lastReply, FailingSince: nextContact}},
+		// The instance died with the PING in flight: the connection is
+		// reset and the redial refused. The PING went out at 100 ms.
+		{"connection reset mid-PING", Probe{Since: t0, LastValidReply: lastReply, FailingSince: nextContact}},
+		// A host that vanished from the network: the dial at 100 ms hangs
+		// until its timeout.
+		{"timed-out dial", Probe{Since: t0, LastValidReply: lastReply, FailingSince: nextContact}},
+		// An instance that answers, but not validly (MISCONF, NOAUTH).
+		{"error reply", Probe{Since: t0, LastValidReply: lastReply, LinkUp: true, FailingSince: nextContact}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := tc.p.FailingSince
+			if down, _ := SubjectivelyDown(tc.p, true, downAfter, clock.Add(downAfter)); down {
+				t.Fatal("down exactly down-after after the first failed contact")
+			}
+			// The old rule counted from the last valid reply and called this
+			// down, 950 ms after the fault.
+			if down, _ := SubjectivelyDown(tc.p, true, downAfter, lastReply.Add(downAfter+ms)); down {
+				t.Fatal("down down-after after the last valid reply: the clock started before the fault")
+			}
+			if down, _ := SubjectivelyDown(tc.p, true, downAfter, fault.Add(downAfter)); down {
+				t.Fatal("down after exactly down-after of unreachability")
+			}
+			down, reason := SubjectivelyDown(tc.p, true, downAfter, clock.Add(downAfter+ms))
+			if !down || reason != "no valid reply for 1.001s (down-after 1s)" {
+				t.Fatalf("just past down-after: (%v, %q)", down, reason)
+			}
+			if late := clock.Add(downAfter + ms).Sub(fault); late > downAfter+period {
+				t.Fatalf("detected %v after the fault, more than down-after + period", late)
+			}
+			if got := SDownSince(tc.p, downAfter, clock.Add(2*downAfter)); !got.Equal(clock.Add(downAfter)) {
+				t.Fatalf("SDownSince = %v, want %v", got, clock.Add(downAfter))
+			}
+			// A valid reply clears the clock: the probe zeroes FailingSince.
+			back := tc.p
+			back.FailingSince, back.LastValidReply, back.LinkUp = time.Time{}, clock.Add(300*ms), true
+			if down, _ := SubjectivelyDown(back, true, downAfter, clock.Add(time.Hour)); down {
+				t.Fatal("down after a valid reply")
+			}
+		})
+	}
+}
+
 func TestEvidenceFreshAndDownOpinion(t *testing.T) {
 	const downAfter = 60 * time.Second
-	// The instance last answered at t0 and has refused connections since;
-	// this node was stopped from t0+10s and noticed the gap at t0+40s.
-	p := Probe{Since: at(-time.Hour), LastValidReply: t0}
+	// The instance last answered just before t0 and has refused connections
+	// since t0; this node was stopped from t0+10s and noticed the gap at
+	// t0+40s.
+	p := Probe{Since: at(-time.Hour), LastValidReply: at(-100 * ms), FailingSince: t0}
 	tilt := Tilt{}.Tick(at(10 * time.Second)).Tick(at(40 * time.Second))
 	if !tilt.EnteredAt.Equal(at(40 * time.Second)) {
 		t.Fatalf("tilt not entered: %+v", tilt)
@@ -93,8 +160,16 @@ func TestEvidenceFreshAndDownOpinion(t *testing.T) {
 		{"tilt over, evidence stale", p, at(71 * time.Second), false, "down evidence predates the pause"},
 		{"exactly down-after since resume", p, resumed.Add(downAfter), false, ""},
 		{"full down-after since resume", p, resumed.Add(downAfter + ms), true, "no valid reply for 100.001s"},
-		{"reply after resume restarts clock", func() Probe { q := p; q.LastValidReply = at(45 * time.Second); return q }(), at(105*time.Second + ms), true, "no valid reply for 60.001s"},
-		{"not down at all", func() Probe { q := p; q.LastValidReply = at(100 * time.Second); return q }(), at(110 * time.Second), false, ""},
+		{"reply after resume restarts clock", func() Probe {
+			q := p
+			q.LastValidReply, q.FailingSince = at(45*time.Second-100*ms), at(45*time.Second)
+			return q
+		}(), at(105*time.Second + ms), true, "no valid reply for 60.001s"},
+		{"not down at all", func() Probe {
+			q := p
+			q.LastValidReply, q.FailingSince, q.LinkUp = at(100*time.Second), time.Time{}, true
+			return q
+		}(), at(110 * time.Second), false, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -179,9 +254,9 @@ func TestSDownSince(t *testing.T) {
 		p    Probe
 		want time.Time
 	}{
-		{"pending PING", Probe{Since: t0, LinkUp: true, LastValidReply: now.Add(-time.Minute), PingPendingSince: now.Add(-40 * time.Second)}, now.Add(-10 * time.Second)},
-		{"disconnected", Probe{Since: t0, LastValidReply: now.Add(-time.Minute)}, now.Add(-30 * time.Second)},
-		{"never replied", Probe{Since: now.Add(-time.Minute)}, now.Add(-30 * time.Second)},
+		{"pending PING", Probe{Since: t0, LinkUp: true, LastValidReply: now.Add(-time.Minute), FailingSince: now.Add(-40 * time.Second)}, now.Add(-10 * time.Second)},
+		{"refused since", Probe{Since: t0, LastValidReply: now.Add(-time.Minute), FailingSince: now.Add(-59 * time.Second)}, now.Add(-29 * time.Second)},
+		{"never replied", Probe{Since: now.Add(-time.Minute), FailingSince: now.Add(-time.Minute)}, now.Add(-30 * time.Second)},
 		{"role rule", Probe{Since: t0, LinkUp: true, LastValidReply: now, Role: RoleReplica, InfoAt: now, RoleSince: now.Add(-time.Minute)}, now.Add(-10 * time.Second)},
 	}
 	for _, tc := range tests {

@@ -71,11 +71,15 @@ type Probe struct {
 	Since time.Time
 	// LastValidReply is the last +PONG, -LOADING or -MASTERDOWN reply.
 	LastValidReply time.Time
-	// LinkUp reports whether the command connection is currently up.
+	// LinkUp reports whether the last contact got any reply.
 	LinkUp bool
-	// PingPendingSince is when the oldest PING still without a valid reply
-	// was sent (Sentinel's act_ping_time); zero when none is pending.
-	PingPendingSince time.Time
+	// FailingSince is the SDOWN clock: when the first contact after the last
+	// valid reply began that has not been answered validly, whatever went
+	// wrong with it (a PING unanswered or answered with an error, a refused
+	// or timed-out dial, a connection that broke). A contact still in flight
+	// counts from its start, so a frozen instance's clock runs while its
+	// PING waits. Zero when the latest contact was answered validly.
+	FailingSince time.Time
 
 	// InfoAt is when INFO was last parsed; zero means never, and then the
 	// fields below carry no information.

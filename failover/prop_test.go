@@ -261,7 +261,7 @@ func TestNoPanics(t *testing.T) {
 		probe := func(label string) Probe {
 			return Probe{
 				Since: tm(label + "since"), LastValidReply: tm(label + "reply"), LinkUp: rapid.Bool().Draw(t, label+"link"),
-				PingPendingSince: tm(label + "pending"), InfoAt: tm(label + "info"), Role: rapid.SampledFrom([]Role{RoleMaster, RoleReplica, "", "x"}).Draw(t, label+"role"),
+				FailingSince: tm(label + "failing"), InfoAt: tm(label + "info"), Role: rapid.SampledFrom([]Role{RoleMaster, RoleReplica, "", "x"}).Draw(t, label+"role"),
 				RoleSince: tm(label + "roleSince"), MasterHost: rapid.SampledFrom([]string{"", "h", "H", "::1"}).Draw(t, label+"mh"),
 				MasterPort: rapid.Int().Draw(t, label+"mp"), MasterAddrSince: tm(label + "mas"),
 				MasterLinkUp: rapid.Bool().Draw(t, label+"mlu"), MasterLinkDownFor: dur(label + "mld"),
@@ -296,5 +296,57 @@ func TestNoPanics(t *testing.T) {
 		ConvertToReplica(in)
 		FixReplicaConfig(in)
 		NextReconfBatch([]ReconfState{{Addr: "a", Phase: ReconfPhase(rapid.Int().Draw(t, "phase")), SentAt: tm("sent")}}, rapid.Int().Draw(t, "ps"), now)
+	})
+}
+
+// TestSDownWindow replays an outage of random length against contacts
+// every period, recording the clock as the probe does (a failed contact
+// sets FailingSince unless it is set already, a valid reply clears it),
+// and checks the promise of down-after at every millisecond: an instance
+// unreachable for at most down-after minus one period (the longest it can
+// take the next contact to see it back) is never down, and one unreachable
+// for longer than down-after plus one period is down within that much of
+// the fault, and never sooner than down-after.
+func TestSDownWindow(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		downAfter := time.Duration(rapid.IntRange(100, 1500).Draw(t, "downAfterMs")) * ms
+		period := time.Duration(rapid.IntRange(10, 1000).Draw(t, "periodMs")) * ms
+		offset := time.Duration(rapid.Int64Range(0, int64(period)-1).Draw(t, "offset"))
+		fault := at(time.Duration(rapid.IntRange(0, 3000).Draw(t, "faultMs")) * ms)
+		outage := time.Duration(rapid.IntRange(1, 3000).Draw(t, "outageMs")) * ms
+		unreachable := func(x time.Time) bool { return !x.Before(fault) && x.Before(fault.Add(outage)) }
+
+		p := Probe{Since: at(-time.Hour)}
+		next := at(offset) // the next contact's start
+		var detected time.Time
+		end := fault.Add(outage + downAfter + 2*period)
+		for now := at(0); now.Before(end); now = now.Add(ms) {
+			for !next.After(now) {
+				if unreachable(next) {
+					if p.FailingSince.IsZero() {
+						p.FailingSince = next
+					}
+					p.LinkUp = false
+				} else {
+					p.FailingSince, p.LastValidReply, p.LinkUp = time.Time{}, next, true
+				}
+				next = next.Add(period)
+			}
+			down, _ := SubjectivelyDown(p, true, downAfter, now)
+			if down && outage+period <= downAfter {
+				t.Fatalf("down at %v after the fault, unreachable for only %v (down-after %v, period %v)", now.Sub(fault), outage, downAfter, period)
+			}
+			if down && detected.IsZero() {
+				detected = now
+			}
+		}
+		if outage > downAfter+period {
+			if detected.IsZero() {
+				t.Fatalf("unreachable for %v, never down (down-after %v, period %v)", outage, downAfter, period)
+			}
+			if late := detected.Sub(fault); late > downAfter+period+ms || late <= downAfter {
+				t.Fatalf("down %v after the fault, want within (%v, %v]", late, downAfter, downAfter+period+ms)
+			}
+		}
 	})
 }

@@ -165,6 +165,9 @@ func TestMonitorValidation(t *testing.T) {
 		{"negative max-lag", &fsmv1.Command{Kind: &fsmv1.Command_MonitorMaster{MonitorMaster: &fsmv1.MonitorMaster{
 			Name: "m", Address: "127.0.0.1:6379", Settings: &fsmv1.MasterSettings{Quorum: 1, MaxLagBytes: -1},
 		}}}, Invalid, "max-lag"},
+		{"ping-period too small", &fsmv1.Command{Kind: &fsmv1.Command_MonitorMaster{MonitorMaster: &fsmv1.MonitorMaster{
+			Name: "m", Address: "127.0.0.1:6379", Settings: &fsmv1.MasterSettings{Quorum: 1, PingPeriodMs: 9},
+		}}}, Invalid, "ping-period must be between 10 and 86400000 milliseconds, got 9 (or 0 for automatic)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -219,6 +222,13 @@ func TestSetOptions(t *testing.T) {
 		{"parallel-syncs", []string{"parallel-syncs", "4"}, func(s *fsmv1.MasterSettings) bool { return s.ParallelSyncs == 4 }, ""},
 		{"auth", []string{"auth-user", "u", "auth-pass", "p"}, func(s *fsmv1.MasterSettings) bool { return s.AuthUser == "u" && s.AuthPass == "p" }, ""},
 		{"max-lag", []string{"max-lag", "1048576"}, func(s *fsmv1.MasterSettings) bool { return s.MaxLagBytes == 1048576 }, ""},
+		{"ping-period ms", []string{"ping-period", "50"}, func(s *fsmv1.MasterSettings) bool { return s.PingPeriodMs == 50 }, ""},
+		{"ping-period duration", []string{"ping-period", "250ms"}, func(s *fsmv1.MasterSettings) bool { return s.PingPeriodMs == 250 }, ""},
+		{"ping-period automatic", []string{"ping-period", "200", "ping-period", "0"}, func(s *fsmv1.MasterSettings) bool { return s.PingPeriodMs == 0 }, ""},
+		{"ping-period above down-after", []string{"ping-period", "1m"}, func(s *fsmv1.MasterSettings) bool { return s.PingPeriodMs == 60000 }, ""},
+		{"ping-period too small", []string{"ping-period", "5ms"}, nil, "ping-period must be between 10 and"},
+		{"ping-period negative", []string{"ping-period", "-1"}, nil, "ping-period must be between 10 and"},
+		{"ping-period word", []string{"ping-period", "often"}, nil, "Invalid argument 'often' for SENTINEL SET 'ping-period'"},
 		{"negative quorum", []string{"quorum", "-20"}, nil, "Invalid argument '-20' for SENTINEL SET 'quorum'"},
 		{"word", []string{"down-after-milliseconds", "abc"}, nil, "Invalid argument 'abc' for SENTINEL SET 'down-after-milliseconds'"},
 		{"sub-millisecond", []string{"down-after-milliseconds", "1500us"}, nil, "Invalid argument"},

@@ -20,6 +20,8 @@ const (
 	MinDuration = 100 * time.Millisecond
 	// MaxDuration caps the time settings so a typo (ms given as µs) is caught.
 	MaxDuration = 24 * time.Hour
+	// MinPingPeriod is the shortest ping-period accepted (0 means automatic).
+	MinPingPeriod = 10 * time.Millisecond
 
 	maxNameLen = 64
 )
@@ -58,10 +60,27 @@ func ValidateAddress(what, addr string) error {
 }
 
 func validateDurationMs(what string, ms int64) error {
-	d := time.Duration(ms) * time.Millisecond
-	if d < MinDuration || d > MaxDuration {
+	return validateRangeMs(what, ms, MinDuration)
+}
+
+func validateRangeMs(what string, ms int64, least time.Duration) error {
+	if ms < least.Milliseconds() || ms > MaxDuration.Milliseconds() {
 		return errorf(Invalid, "%s must be between %d and %d milliseconds, got %d", what,
-			MinDuration.Milliseconds(), MaxDuration.Milliseconds(), ms)
+			least.Milliseconds(), MaxDuration.Milliseconds(), ms)
+	}
+	return nil
+}
+
+// validatePingPeriodMs accepts 0 (automatic) or MinPingPeriod to
+// MaxDuration. A period above down-after is accepted and acts as
+// down-after, as in Sentinel, so that lowering down-after later never
+// fails on it.
+func validatePingPeriodMs(ms int64) error {
+	if ms == 0 {
+		return nil
+	}
+	if err := validateRangeMs(OptPingPeriod, ms, MinPingPeriod); err != nil {
+		return errorf(Invalid, "%s (or 0 for automatic)", err.Error())
 	}
 	return nil
 }
@@ -83,7 +102,7 @@ func validateSettings(s *fsmv1.MasterSettings) error {
 	if s.GetMaxLagBytes() < 0 {
 		return errorf(Invalid, "max-lag must be 0 (no limit) or more bytes")
 	}
-	return nil
+	return validatePingPeriodMs(s.GetPingPeriodMs())
 }
 
 // withDefaults returns a copy of s with Sentinel's defaults in place of zeros.
@@ -97,6 +116,7 @@ func withDefaults(s *fsmv1.MasterSettings) *fsmv1.MasterSettings {
 		out.AuthUser = s.AuthUser
 		out.AuthPass = s.AuthPass
 		out.MaxLagBytes = s.MaxLagBytes
+		out.PingPeriodMs = s.PingPeriodMs
 	}
 	if out.DownAfterMs == 0 {
 		out.DownAfterMs = DefaultDownAfter.Milliseconds()
@@ -119,10 +139,12 @@ const (
 	OptAuthUser        = "auth-user"
 	OptAuthPass        = "auth-pass"
 	OptMaxLag          = "max-lag"
+	// OptPingPeriod is Raftinel's own: Sentinel's ping-period is global.
+	OptPingPeriod = "ping-period"
 )
 
 // OptionKeys lists the settable options in the order help texts show them.
-var OptionKeys = []string{OptQuorum, OptDownAfter, OptFailoverTimeout, OptParallelSyncs, OptAuthUser, OptAuthPass, OptMaxLag}
+var OptionKeys = []string{OptQuorum, OptDownAfter, OptFailoverTimeout, OptParallelSyncs, OptAuthUser, OptAuthPass, OptMaxLag, OptPingPeriod}
 
 // ParseMillis reads a time option: whole milliseconds as Sentinel takes them
 // ("1500") or a Go duration ("1.5s", "1500ms").
@@ -175,6 +197,15 @@ func setOption(s *fsmv1.MasterSettings, key, value string) error {
 		} else {
 			s.FailoverTimeoutMs = ms
 		}
+	case OptPingPeriod:
+		ms, ok := ParseMillis(value)
+		if !ok {
+			return invalid()
+		}
+		if err := validatePingPeriodMs(ms); err != nil {
+			return err
+		}
+		s.PingPeriodMs = ms
 	case OptAuthUser:
 		s.AuthUser = value
 	case OptAuthPass:

@@ -538,3 +538,65 @@ func TestPausedCoordinatorCastsNoStaleVote(t *testing.T) {
 		return nil
 	})
 }
+
+// 8. A master unreachable for well under down-after (1 s) is never failed
+// over and no node ever holds it SDOWN: SIGKILLed and restarted on its port
+// with its data (appendonly), and frozen for 300 ms, several times each.
+// The SDOWN clock starts at the first failed contact after the fault, and
+// the restarted master is seen at the next ping period (100 ms).
+func TestNoFailoverAfterShortOutages(t *testing.T) {
+	redistest.Require(t)
+	const (
+		runs = 4
+		// maxOutage: a loaded machine may take longer to restart
+		// redis-server; such a run tests nothing and ends the loop.
+		maxOutage = 600 * time.Millisecond
+	)
+	c := startCluster(t, 3)
+	m := redistest.Start(t, redistest.Args("appendonly yes"))
+	g := &group{name: "blip", master: m,
+		r1: redistest.Start(t, redistest.ReplicaOf(m.Addr())),
+		r2: redistest.Start(t, redistest.ReplicaOf(m.Addr())),
+	}
+	redistest.WaitReplicating(t, g.r1, m)
+	redistest.WaitReplicating(t, g.r2, m)
+	g.monitor(t, c, 2, 3*time.Second)
+
+	noSDown := func(what string) {
+		t.Helper()
+		// down-after, a period and several rounds of votes and the
+		// leader's loop.
+		assertNoFailover(t, c.nodes[0], g, 2*time.Second)
+		for _, n := range c.nodes {
+			d, err := detail(n, g.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := findEvent(d, "+sdown"); e != nil || d.GetOdown() {
+				t.Fatalf("%s: %s held the master SDOWN (%v); events %v", what, e.GetNodeId(), e, eventTypes(d))
+			}
+		}
+	}
+	counted := 0
+	for i := range runs {
+		start := time.Now()
+		g.master.Kill()
+		time.Sleep(time.Until(start.Add(100 * time.Millisecond))) // the outage is the scenario
+		g.master.Restart()
+		if outage := time.Since(start); outage > maxOutage {
+			t.Logf("kill %d: redis-server took %v to come back, more than %v: stopping here", i, outage, maxOutage)
+			break
+		}
+		noSDown(fmt.Sprintf("kill and restart %d", i))
+		counted++
+	}
+	if counted < 2 {
+		t.Fatalf("only %d kill-and-restart runs came back within %v", counted, maxOutage)
+	}
+	for i := range runs {
+		g.master.Pause()
+		time.Sleep(300 * time.Millisecond) // the outage is the scenario
+		g.master.Resume()
+		noSDown(fmt.Sprintf("freeze %d", i))
+	}
+}

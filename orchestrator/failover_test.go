@@ -14,13 +14,13 @@ import (
 )
 
 // masterFails kills the master and ticks until this node holds it SDOWN
-// (one tick past down-after), then commits quorum down votes from two
-// nodes.
+// (the first refused contact is the next tick's, and SDOWN comes one tick
+// past down-after from it), then commits quorum down votes from two nodes.
 func (e *env) masterFails() {
 	e.t.Helper()
 	e.step()
 	e.kill(addrM)
-	for range e.master().GetSettings().GetDownAfterMs()/1000 + 1 {
+	for range e.master().GetSettings().GetDownAfterMs()/1000 + 2 {
 		e.tick(time.Second)
 	}
 	e.vote("n1", true)

@@ -527,13 +527,16 @@ func (e *env) refresh() {
 		}
 		o.LastPingAt = now
 		if !s.up {
-			o.LinkUp, o.PingPendingSince = false, time.Time{}
+			o.LinkUp = false
+			if o.FailingSince.IsZero() {
+				o.FailingSince = now
+			}
 			o.LastPingErr, o.InfoErr = "connection refused", "connection refused"
 			e.obs.obs[addr] = o
 			continue
 		}
 		in := e.redis.infoLocked(addr)
-		o.LinkUp, o.PingPendingSince, o.LastPingErr = true, time.Time{}, ""
+		o.LinkUp, o.FailingSince, o.LastPingErr = true, time.Time{}, ""
 		o.LastReply, o.LastValidReply, o.LastPong = now, now, now
 		if o.Info == nil || o.Info.Role != in.Role {
 			o.RoleChangedAt = now

@@ -56,7 +56,7 @@ func TestBeginManual(t *testing.T) {
 		{name: "catch-up time beyond failover-timeout", handover: 61 * time.Second, wantKind: fsm.Invalid},
 		{
 			name:     "coordinated with the master down",
-			setup:    func(e *env) { e.kill(addrM); e.tick(6 * time.Second) },
+			setup:    func(e *env) { e.kill(addrM); e.tick(time.Second); e.tick(6 * time.Second) },
 			handover: handoverTimeout, wantKind: fsm.FailedPrecondition,
 		},
 		{name: "forced, best replica", candidate: addrR2, phase: fsmv1.FailoverPhase_FAILOVER_PHASE_PROMOTING},
@@ -64,7 +64,7 @@ func TestBeginManual(t *testing.T) {
 		{name: "coordinated", handover: handoverTimeout, candidate: addrR2, phase: fsmv1.FailoverPhase_FAILOVER_PHASE_HANDOVER},
 		{
 			name:      "forced with the master down",
-			setup:     func(e *env) { e.kill(addrM); e.tick(6 * time.Second) },
+			setup:     func(e *env) { e.kill(addrM); e.tick(time.Second); e.tick(6 * time.Second) },
 			candidate: addrR2, phase: fsmv1.FailoverPhase_FAILOVER_PHASE_PROMOTING,
 		},
 	}

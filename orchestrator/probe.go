@@ -18,12 +18,12 @@ func ProbeOf(o probe.Observation, ok bool) failover.Probe {
 		return failover.Probe{}
 	}
 	p := failover.Probe{
-		Since:            o.Since,
-		LastValidReply:   o.LastValidReply,
-		LinkUp:           o.LinkUp,
-		PingPendingSince: o.PingPendingSince,
-		RoleSince:        o.RoleChangedAt,
-		MasterAddrSince:  o.MasterAddrChangedAt,
+		Since:           o.Since,
+		LastValidReply:  o.LastValidReply,
+		LinkUp:          o.LinkUp,
+		FailingSince:    o.FailingSince,
+		RoleSince:       o.RoleChangedAt,
+		MasterAddrSince: o.MasterAddrChangedAt,
 	}
 	if o.Info == nil {
 		return p

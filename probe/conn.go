@@ -22,9 +22,9 @@ const (
 	// DefaultReadTimeout caps one command when the context allows longer
 	// (or has no deadline at all).
 	DefaultReadTimeout = 5 * time.Second
-	// DefaultPoolSize leaves room for a PING, an INFO and a failover
-	// command at the same time; more would only multiply the connections
-	// every coordinator node holds on every instance.
+	// DefaultPoolSize leaves room for a few failover commands at the same
+	// time (an INFO confirming a role while a REPLICAOF runs); more would
+	// only multiply the connections the leader holds on an instance.
 	DefaultPoolSize = 3
 )
 
@@ -59,8 +59,10 @@ var ErrSelfReplication = errors.New("an instance cannot replicate from itself")
 //
 // After PoolSize failed dials go-redis stops dialing and re-dials in the
 // background once a second until one succeeds; meanwhile commands fail at
-// once with the last dial error. So an instance that comes back can take up
-// to a second longer to be seen, which is also Sentinel's reconnect rate.
+// once with the last dial error. That is why the Watcher does not use Conn:
+// its PINGs and INFOs go over connections it dials itself at every attempt
+// (link), so a recovered instance is seen at the next PING. Conn carries the
+// leader's failover commands, which are retried on a slower scale anyway.
 type Conn struct {
 	addr   string
 	host   string
@@ -163,9 +165,9 @@ type PingResult struct {
 	// Err is nil for PONG; otherwise the error reply or transport error.
 	Err error
 	// TimedOut is true when the deadline passed without an answer: the
-	// instance is frozen or overloaded but the link may be up, unlike a
-	// refused or broken connection. The SDOWN clock treats the two apart,
-	// as Sentinel does (see Observation.PingPendingSince).
+	// instance is frozen or overloaded, or the network drops packets,
+	// unlike a refused or broken connection. (For logs and tests: the SDOWN
+	// clock treats every failed contact alike.)
 	TimedOut bool
 }
 

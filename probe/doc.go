@@ -9,6 +9,16 @@
 // and a PING result never leaves this node by itself: the server turns
 // observations into votes.
 //
+// The Watcher contacts each instance every PING period (PingTiming: by
+// default down-after/10, within 50 ms and 1 s) and records, in
+// Observation.FailingSince, the start of the first contact since the last
+// valid reply that got none: the SDOWN clock. It dials its connections
+// itself, with no client-library backoff, so a recovered instance is seen
+// at the next period. Connections per instance per node: two for watching
+// (one for PING, one for INFO, each with at most one command in flight),
+// plus, on the leader only, up to three for failover commands (Conn's
+// pool, opened when it first acts on that instance).
+//
 // Every network call takes a context and returns within its deadline, so a
 // frozen (SIGSTOPped) server cannot block a caller. Observation times come
 // from the injected clock so that tests and the failover rules can reason

@@ -9,8 +9,8 @@ import (
 )
 
 // RouteGoRedisLog sends go-redis's own log lines (for example one per
-// failed dial, which a prober of a dead instance produces every period) to
-// logger at debug level instead of the standard error. go-redis has one
+// failed dial of a failover command's connection) to logger at debug level
+// instead of the standard error. go-redis has one
 // logger per process, so the program calls this once, at startup.
 func RouteGoRedisLog(logger *slog.Logger) {
 	redis.SetLogger(goRedisLog{logger})

@@ -12,17 +12,27 @@ import (
 	"time"
 )
 
-// Sentinel's periods, the defaults of WatcherConfig.
+// The PING period. Unless a target or the WatcherConfig sets one, a
+// target's period is its down-after/10 within [MinAutoPingPeriod,
+// MaxAutoPingPeriod]: the first failed contact after a fault then comes
+// within a tenth of down-after, and a recovered instance is seen as soon.
 const (
-	DefaultPingPeriod     = time.Second
+	MinAutoPingPeriod = 50 * time.Millisecond
+	MaxAutoPingPeriod = time.Second
+	// MinPingPeriod is the shortest period honoured when one is set, which
+	// keeps a typo from turning the PING loop into a busy loop.
+	MinPingPeriod = 10 * time.Millisecond
+	// DefaultDownAfter stands in for a Target's zero DownAfter (Sentinel's
+	// default).
+	DefaultDownAfter = 30 * time.Second
+)
+
+// Sentinel's INFO periods, the defaults of WatcherConfig.
+const (
 	DefaultInfoPeriod     = 10 * time.Second
 	DefaultFastInfoPeriod = time.Second
 	DefaultInfoTimeout    = 5 * time.Second
 )
-
-// minPingPeriod keeps a tiny down-after from turning the PING loop into a
-// busy loop.
-const minPingPeriod = 10 * time.Millisecond
 
 // WatcherConfig configures a Watcher. Zero values take the defaults.
 type WatcherConfig struct {
@@ -34,8 +44,9 @@ type WatcherConfig struct {
 	Now    func() time.Time
 	Logger *slog.Logger
 
-	// PingPeriod caps the PING period; a target's period is
-	// min(PingPeriod, DownAfter), as in Sentinel.
+	// PingPeriod is the PING period of targets that set none of their
+	// own; zero gives each target its down-after/10, within
+	// [MinAutoPingPeriod, MaxAutoPingPeriod]. See PingTiming.
 	PingPeriod time.Duration
 	// InfoPeriod is the normal INFO period.
 	InfoPeriod time.Duration
@@ -43,9 +54,9 @@ type WatcherConfig struct {
 	// replica whose INFO reports its master link down, and for the retry
 	// after a failed INFO.
 	FastInfoPeriod time.Duration
-	// InfoTimeout bounds one INFO.
+	// InfoTimeout bounds one INFO, connecting included.
 	InfoTimeout time.Duration
-	// DialTimeout bounds connecting (a PING's own deadline may be shorter).
+	// DialTimeout caps connecting (a PING's own deadline may be shorter).
 	DialTimeout time.Duration
 
 	// OnPingReply, when set, is called with the round-trip time of every
@@ -60,12 +71,53 @@ type WatcherConfig struct {
 type Target struct {
 	Addr string
 	Auth Auth
-	// DownAfter is the instance's down-after setting; it shortens the
-	// PING period below PingPeriod. Zero leaves PingPeriod.
+	// DownAfter is the instance's down-after setting (zero means
+	// DefaultDownAfter); it sets the automatic PING period and the PING's
+	// deadline, and caps the period, as in Sentinel.
 	DownAfter time.Duration
+	// PingPeriod, when not zero, is this target's PING period, in place of
+	// WatcherConfig.PingPeriod and the automatic one.
+	PingPeriod time.Duration
 	// FastInfo asks for INFO every FastInfoPeriod, as Sentinel does for
 	// the replicas of a master that is ODOWN or failing over.
 	FastInfo bool
+}
+
+// PingTiming is the PING loop's schedule for a target: a PING (or, with no
+// connection open, a dial and a PING) starts every period, and one that
+// gets no reply within timeout is abandoned and its connection closed. At
+// most one is in flight, so a slow reply delays the next PING instead of
+// piling up more.
+//
+// period is the first of: the target's PingPeriod, the node default
+// (nodeDefault), down-after/10 bounded to [MinAutoPingPeriod,
+// MaxAutoPingPeriod]; then no longer than down-after (Sentinel's rule) and
+// no shorter than MinPingPeriod.
+//
+// timeout is max(down-after/2, 2 × period). It is not the period: with a
+// period of down-after/10 a reply late by more than a period (a latency
+// spike, a busy instance) would otherwise cost a reconnect each time, and
+// the SDOWN clock does not need the timeout, since it counts from the
+// PING's send time while the PING waits. Half of down-after is the point at
+// which Sentinel gives up on a link whose PINGs go unanswered: a connection
+// that died silently (a dropped network, a host gone without a reset) is
+// replaced while half of down-after is left for a fresh one to get a reply
+// before the instance counts as down. The bound covers connecting too, so a
+// dial lost in a dead network is retried with a fresh SYN by then.
+func PingTiming(t Target, nodeDefault time.Duration) (period, timeout time.Duration) {
+	downAfter := t.DownAfter
+	if downAfter <= 0 {
+		downAfter = DefaultDownAfter
+	}
+	period = t.PingPeriod
+	if period <= 0 {
+		period = nodeDefault
+	}
+	if period <= 0 {
+		period = min(max(downAfter/10, MinAutoPingPeriod), MaxAutoPingPeriod)
+	}
+	period = max(min(period, downAfter), MinPingPeriod)
+	return period, max(downAfter/2, 2*period)
 }
 
 // Observation is what the Watcher has seen of one instance. A zero time
@@ -89,13 +141,16 @@ type Observation struct {
 	LastPingErr string
 	// LinkUp is true when the last PING got any reply from the instance.
 	LinkUp bool
-	// PingPendingSince is when the oldest PING still without a valid reply
-	// was sent, zero when there is none: Sentinel's act_ping_time, the
-	// SDOWN clock. It survives invalid replies and timeouts, and is cleared
-	// by a valid reply and by a refused or broken connection (then the
-	// clock is the last valid reply, as in Sentinel for a disconnected
-	// link).
-	PingPendingSince time.Time
+	// FailingSince is the SDOWN clock: when the first contact attempt after
+	// the last valid reply began that did not get a valid reply, whatever
+	// went wrong with it (a PING unanswered in time or answered with an
+	// error, a refused or timed-out dial, a connection that broke). An
+	// attempt still in flight counts from its start, so a frozen instance's
+	// clock runs while its PING waits (Sentinel's act_ping_time). Only a
+	// valid reply clears it; unlike Sentinel, a refused or broken connection
+	// does not fall back to the last valid reply, which may be a whole
+	// period older than the fault.
+	FailingSince time.Time
 
 	// Info is the last INFO that was read and parsed; it stays while later
 	// attempts fail (InfoAt says how old it is).
@@ -126,7 +181,9 @@ var ErrWatcherClosed = errors.New("probe: watcher closed")
 // Watcher keeps PINGing and INFO-polling a changing set of instances and
 // keeps the latest Observation of each. Each instance has two goroutines,
 // one for PING and one for INFO, so a slow INFO never delays a PING, and
-// each has at most one command in flight.
+// each has its own connection (a link, dialed by the Watcher itself with no
+// client-library backoff) with at most one command in flight: two
+// connections per instance.
 type Watcher struct {
 	cfg     WatcherConfig
 	log     *slog.Logger
@@ -144,11 +201,16 @@ type instance struct {
 	wg       sync.WaitGroup
 	pingWake chan struct{}
 	infoWake chan struct{}
+	// infoNow makes the INFO loop poll at once: the PING loop signals it
+	// when the instance answers again while the last INFO had failed.
+	infoNow chan struct{}
 
 	// Guarded by Watcher.mu.
 	target Target
-	conn   *Conn
-	obs    Observation
+	// authGen counts changes of target.Auth; an outcome of a contact made
+	// with older credentials is not recorded.
+	authGen uint64
+	obs     Observation
 }
 
 // NewWatcher returns a Watcher with no targets.
@@ -162,7 +224,9 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	cfg.PingPeriod = orDefault(cfg.PingPeriod, DefaultPingPeriod)
+	if cfg.PingPeriod < 0 {
+		return nil, fmt.Errorf("negative ping period %v", cfg.PingPeriod)
+	}
 	cfg.InfoPeriod = orDefault(cfg.InfoPeriod, DefaultInfoPeriod)
 	cfg.FastInfoPeriod = orDefault(cfg.FastInfoPeriod, DefaultFastInfoPeriod)
 	cfg.InfoTimeout = orDefault(cfg.InfoTimeout, DefaultInfoTimeout)
@@ -204,6 +268,9 @@ func (w *Watcher) SetTargets(targets []Target) error {
 		if t.DownAfter < 0 {
 			return fmt.Errorf("target %s: negative down-after %v", t.Addr, t.DownAfter)
 		}
+		if t.PingPeriod < 0 {
+			return fmt.Errorf("target %s: negative ping period %v", t.Addr, t.PingPeriod)
+		}
 		if seen[t.Addr] {
 			return fmt.Errorf("target %s listed twice", t.Addr)
 		}
@@ -211,7 +278,6 @@ func (w *Watcher) SetTargets(targets []Target) error {
 	}
 
 	var stop []*instance
-	var oldConns []*Conn
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -223,26 +289,16 @@ func (w *Watcher) SetTargets(targets []Target) error {
 			delete(w.instances, addr)
 		}
 	}
-	// NewConn cannot fail on targets validated above; should it anyway,
-	// the loop stops but the instances already removed are still stopped.
-	var err error
 	for _, t := range targets {
 		in, ok := w.instances[t.Addr]
 		if !ok {
-			var conn *Conn
-			if conn, err = w.newConn(t); err != nil {
-				break
-			}
-			w.instances[t.Addr] = w.start(t, conn)
+			w.instances[t.Addr] = w.start(t)
 			continue
 		}
 		if t.Auth != in.target.Auth {
-			var conn *Conn
-			if conn, err = w.newConn(t); err != nil {
-				break
-			}
-			oldConns = append(oldConns, in.conn)
-			in.conn = conn
+			// The links reconnect with the new credentials at their next
+			// contact.
+			in.authGen++
 		}
 		in.target = t
 		wake(in.pingWake)
@@ -250,23 +306,10 @@ func (w *Watcher) SetTargets(targets []Target) error {
 	}
 	w.mu.Unlock()
 
-	for _, c := range oldConns {
-		_ = c.Close()
-	}
 	for _, in := range stop {
 		w.stop(in)
 	}
-	return err
-}
-
-func (w *Watcher) newConn(t Target) (*Conn, error) {
-	return NewConn(ConnConfig{
-		Addr:        t.Addr,
-		Auth:        t.Auth,
-		ClientName:  w.cfg.ClientName,
-		DialTimeout: w.cfg.DialTimeout,
-		ReadTimeout: max(w.cfg.InfoTimeout, w.cfg.PingPeriod),
-	})
+	return nil
 }
 
 func wake(ch chan struct{}) {
@@ -277,7 +320,7 @@ func wake(ch chan struct{}) {
 }
 
 // start must be called with w.mu held.
-func (w *Watcher) start(t Target, conn *Conn) *instance {
+func (w *Watcher) start(t Target) *instance {
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{
 		addr:     t.Addr,
@@ -285,8 +328,8 @@ func (w *Watcher) start(t Target, conn *Conn) *instance {
 		cancel:   cancel,
 		pingWake: make(chan struct{}, 1),
 		infoWake: make(chan struct{}, 1),
+		infoNow:  make(chan struct{}, 1),
 		target:   t,
-		conn:     conn,
 		obs:      Observation{Addr: t.Addr, Since: w.cfg.Now()},
 	}
 	in.wg.Add(2)
@@ -297,14 +340,9 @@ func (w *Watcher) start(t Target, conn *Conn) *instance {
 }
 
 // stop must be called without w.mu: the loops take it to record results.
+// Cancelling the context also ends a command blocked on a frozen server.
 func (w *Watcher) stop(in *instance) {
 	in.cancel()
-	w.mu.Lock()
-	conn := in.conn
-	w.mu.Unlock()
-	// Closing the connection interrupts a command blocked on a frozen
-	// server sooner than its deadline would.
-	_ = conn.Close()
 	in.wg.Wait()
 	w.log.Debug("stopped watching instance", "addr", in.addr)
 }
@@ -351,18 +389,10 @@ func (w *Watcher) Observation(addr string) (Observation, bool) {
 	return in.obs.clone(), true
 }
 
-func (w *Watcher) pingPeriod(in *instance) time.Duration {
+func (w *Watcher) pingTiming(in *instance) (period, timeout time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.pingPeriodLocked(in)
-}
-
-func (w *Watcher) pingPeriodLocked(in *instance) time.Duration {
-	p := w.cfg.PingPeriod
-	if d := in.target.DownAfter; d > 0 && d < p {
-		p = d
-	}
-	return max(p, minPingPeriod)
+	return PingTiming(in.target, w.cfg.PingPeriod)
 }
 
 func (w *Watcher) infoPeriod(in *instance) time.Duration {
@@ -375,33 +405,37 @@ func (w *Watcher) infoPeriod(in *instance) time.Duration {
 	return w.cfg.InfoPeriod
 }
 
-func (w *Watcher) current(in *instance) *Conn {
+// current is the credentials to contact the instance with, and their
+// generation.
+func (w *Watcher) current(in *instance) (Auth, uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return in.conn
+	return in.target.Auth, in.authGen
 }
 
 func (w *Watcher) pingLoop(in *instance) {
 	defer in.wg.Done()
+	l := &link{addr: in.addr, clientName: w.cfg.ClientName, dialTimeout: w.cfg.DialTimeout}
+	defer l.close()
 	for {
-		conn, period := w.current(in), w.pingPeriod(in)
+		auth, gen := w.current(in)
+		_, timeout := w.pingTiming(in)
 		started := time.Now()
-		w.pingSent(in, conn)
-		// The period doubles as the PING's deadline: a frozen instance
-		// costs one period per attempt, and the next PING is due then.
-		ctx, cancel := context.WithTimeout(in.ctx, period)
+		w.pingSent(in, gen)
+		ctx, cancel := context.WithTimeout(in.ctx, timeout)
 		sent := time.Now()
-		res := conn.Ping(ctx)
+		res := l.ping(ctx, auth)
 		rtt := time.Since(sent)
 		cancel()
 		if in.ctx.Err() != nil {
 			return
 		}
-		w.recordPing(in, conn, res)
+		w.recordPing(in, gen, res)
 		if res.Replied && w.cfg.OnPingReply != nil {
 			w.cfg.OnPingReply(in.addr, rtt)
 		}
-		if !sleepUntil(in, started, func() time.Duration { return w.pingPeriod(in) }, in.pingWake) {
+		period := func() time.Duration { p, _ := w.pingTiming(in); return p }
+		if !sleepUntil(in, started, period, in.pingWake, nil) {
 			return
 		}
 	}
@@ -409,25 +443,28 @@ func (w *Watcher) pingLoop(in *instance) {
 
 func (w *Watcher) infoLoop(in *instance) {
 	defer in.wg.Done()
+	l := &link{addr: in.addr, clientName: w.cfg.ClientName, dialTimeout: w.cfg.DialTimeout}
+	defer l.close()
 	for {
-		conn := w.current(in)
+		auth, gen := w.current(in)
 		started := time.Now()
 		ctx, cancel := context.WithTimeout(in.ctx, w.cfg.InfoTimeout)
-		info, err := conn.Info(ctx)
+		info, err := l.info(ctx, auth)
 		cancel()
 		if in.ctx.Err() != nil {
 			return
 		}
-		w.recordInfo(in, conn, info, err)
-		if !sleepUntil(in, started, func() time.Duration { return w.infoPeriod(in) }, in.infoWake) {
+		w.recordInfo(in, gen, info, err)
+		if !sleepUntil(in, started, func() time.Duration { return w.infoPeriod(in) }, in.infoWake, in.infoNow) {
 			return
 		}
 	}
 }
 
 // sleepUntil waits until started+period(), reading period again whenever
-// the settings change, and reports false when the instance is stopped.
-func sleepUntil(in *instance, started time.Time, period func() time.Duration, wake <-chan struct{}) bool {
+// wake is signalled (the settings changed), or until now is signalled, and
+// reports false when the instance is stopped.
+func sleepUntil(in *instance, started time.Time, period func() time.Duration, wake, now <-chan struct{}) bool {
 	for {
 		d := time.Until(started.Add(period()))
 		if d <= 0 {
@@ -437,6 +474,9 @@ func sleepUntil(in *instance, started time.Time, period func() time.Duration, wa
 		select {
 		case <-t.C:
 			return true
+		case <-now:
+			t.Stop()
+			return in.ctx.Err() == nil
 		case <-wake:
 			t.Stop()
 		case <-in.ctx.Done():
@@ -446,20 +486,22 @@ func sleepUntil(in *instance, started time.Time, period func() time.Duration, wa
 	}
 }
 
-// pingSent starts the SDOWN clock when no earlier PING is still pending.
-func (w *Watcher) pingSent(in *instance, conn *Conn) {
+// pingSent starts the SDOWN clock, unless an earlier attempt is failing
+// already, as the contact attempt begins: a PING that goes unanswered
+// counts from its send time, a refused or timed-out dial from its start.
+func (w *Watcher) pingSent(in *instance, gen uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if in.conn == conn && in.obs.PingPendingSince.IsZero() {
-		in.obs.PingPendingSince = w.cfg.Now()
+	if in.authGen == gen && in.obs.FailingSince.IsZero() {
+		in.obs.FailingSince = w.cfg.Now()
 	}
 }
 
-func (w *Watcher) recordPing(in *instance, conn *Conn, res PingResult) {
+func (w *Watcher) recordPing(in *instance, gen uint64, res PingResult) {
 	w.mu.Lock()
-	if in.conn != conn || in.ctx.Err() != nil {
-		// A result from a connection replaced by new credentials says
-		// nothing about the new ones.
+	if in.authGen != gen || in.ctx.Err() != nil {
+		// A result obtained with replaced credentials says nothing about
+		// the new ones.
 		w.mu.Unlock()
 		return
 	}
@@ -469,8 +511,8 @@ func (w *Watcher) recordPing(in *instance, conn *Conn, res PingResult) {
 	wasValid, wasLinkUp := !first && o.LastPingErr == "", o.LinkUp
 	o.LastPingAt = now
 	o.LinkUp = res.Replied
-	if res.Valid || (!res.Replied && !res.TimedOut) {
-		o.PingPendingSince = time.Time{}
+	if res.Valid {
+		o.FailingSince = time.Time{}
 	}
 	if res.Replied {
 		o.LastReply = now
@@ -486,6 +528,10 @@ func (w *Watcher) recordPing(in *instance, conn *Conn, res PingResult) {
 	}
 	validityFlipped := first || wasValid != res.Valid
 	significant := validityFlipped || wasLinkUp != o.LinkUp
+	if res.Valid && validityFlipped && o.InfoErr != "" {
+		// Back: read INFO now rather than at the next retry.
+		wake(in.infoNow)
+	}
 	w.mu.Unlock()
 
 	if validityFlipped {
@@ -500,9 +546,9 @@ func (w *Watcher) recordPing(in *instance, conn *Conn, res PingResult) {
 	}
 }
 
-func (w *Watcher) recordInfo(in *instance, conn *Conn, info Info, err error) {
+func (w *Watcher) recordInfo(in *instance, gen uint64, info Info, err error) {
 	w.mu.Lock()
-	if in.conn != conn || in.ctx.Err() != nil {
+	if in.authGen != gen || in.ctx.Err() != nil {
 		w.mu.Unlock()
 		return
 	}

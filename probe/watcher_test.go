@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -169,13 +170,13 @@ func TestWatcherFrozenInstance(t *testing.T) {
 	}
 	// The SDOWN clock is the first PING that went unanswered, sent after
 	// the last valid reply, and timeouts do not restart it.
-	if p := later.PingPendingSince; p.IsZero() || p.Before(frozen.LastValidReply) || !p.Equal(frozen.PingPendingSince) {
-		t.Fatalf("pending PING since %v (at the first timeout %v), last valid reply %v", p, frozen.PingPendingSince, frozen.LastValidReply)
+	if p := later.FailingSince; p.IsZero() || p.Before(frozen.LastValidReply) || !p.Equal(frozen.FailingSince) {
+		t.Fatalf("failing since %v (at the first timeout %v), last valid reply %v", p, frozen.FailingSince, frozen.LastValidReply)
 	}
 
 	s.Resume()
 	waitObs(t, w, s.Addr(), func(o Observation) error {
-		if !o.LastValidReply.After(frozen.LastValidReply) || o.LastPingErr != "" || !o.LinkUp || !o.PingPendingSince.IsZero() {
+		if !o.LastValidReply.After(frozen.LastValidReply) || o.LastPingErr != "" || !o.LinkUp || !o.FailingSince.IsZero() {
 			return errors.New("no valid reply since SIGCONT")
 		}
 		return nil
@@ -201,12 +202,18 @@ func TestWatcherKilledAndRestartedInstance(t *testing.T) {
 		}
 		return nil
 	})
-	// A refused connection is no pending PING: the clock is the last valid
-	// reply, as for Sentinel's disconnected link. (Polled: a PING may be in
-	// flight at any one read.)
+	// The clock is the first refused attempt, after the last valid reply,
+	// and later refusals do not move it.
+	down := obs(t, w, s.Addr())
+	if down.FailingSince.IsZero() || !down.FailingSince.After(before.LastValidReply) {
+		t.Fatalf("refused since %v, last valid reply %v", down.FailingSince, before.LastValidReply)
+	}
 	waitObs(t, w, s.Addr(), func(o Observation) error {
-		if !o.PingPendingSince.IsZero() {
-			return fmt.Errorf("refused connections leave a pending PING since %v", o.PingPendingSince)
+		if !o.LastPingAt.After(down.LastPingAt) {
+			return errors.New("no later PING attempt yet")
+		}
+		if !o.FailingSince.Equal(down.FailingSince) {
+			return fmt.Errorf("a later refusal moved the clock from %v to %v", down.FailingSince, o.FailingSince)
 		}
 		return nil
 	})
@@ -249,9 +256,10 @@ func TestWatcherFastInfo(t *testing.T) {
 		t.Fatalf("INFO polled again without FastInfo: %v -> %v", first.InfoAt, o.InfoAt)
 	}
 
-	w.mu.Lock()
-	conn := w.instances[s.Addr()].conn
-	w.mu.Unlock()
+	conns := watcherConns(t, s)
+	if len(conns) != 2 {
+		t.Fatalf("the watcher holds connections %v, want one for PING and one for INFO", conns)
+	}
 	if err := w.SetTargets([]Target{{Addr: s.Addr(), FastInfo: true}}); err != nil {
 		t.Fatal(err)
 	}
@@ -269,12 +277,28 @@ func TestWatcherFastInfo(t *testing.T) {
 		return nil
 	})
 	o := obs(t, w, s.Addr())
-	w.mu.Lock()
-	sameConn := w.instances[s.Addr()].conn == conn
-	w.mu.Unlock()
-	if !sameConn || !o.Since.Equal(first.Since) {
-		t.Fatal("changing FastInfo replaced the connection or restarted the observation")
+	if after := watcherConns(t, s); !slices.Equal(after, conns) || !o.Since.Equal(first.Since) {
+		t.Fatalf("changing FastInfo replaced the connections (%v, then %v) or restarted the observation", conns, after)
 	}
+}
+
+// watcherConns lists, sorted, the ids of the connections named
+// testClientName on s (the Watcher's, and those of any test Conn).
+func watcherConns(t *testing.T, s *redistest.Server) []string {
+	t.Helper()
+	list, err := s.Client().ClientList(testCtx(t)).Result()
+	if err != nil {
+		t.Fatalf("CLIENT LIST: %v", err)
+	}
+	var ids []string
+	for _, line := range strings.Split(list, "\n") {
+		fields := strings.Fields(line)
+		if slices.Contains(fields, "name="+testClientName) {
+			ids = append(ids, fields[0])
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 func TestWatcherRemovalStopsProbing(t *testing.T) {
@@ -470,23 +494,47 @@ func TestPeriods(t *testing.T) {
 		target Target
 		info   *Info
 		infoEr string
-		ping   time.Duration
 		infoP  time.Duration
 	}{
-		{Target{}, nil, "", time.Second, 10 * time.Second},
-		{Target{DownAfter: 300 * time.Millisecond}, nil, "", 300 * time.Millisecond, 10 * time.Second},
-		{Target{DownAfter: 5 * time.Second, FastInfo: true}, nil, "", time.Second, time.Second},
-		{Target{DownAfter: time.Microsecond}, nil, "", minPingPeriod, 10 * time.Second},
-		{Target{}, &Info{HasMasterLinkDownSince: true}, "", time.Second, time.Second},
-		{Target{}, &Info{}, "i/o timeout", time.Second, time.Second},
+		{Target{}, nil, "", 10 * time.Second},
+		{Target{DownAfter: 5 * time.Second, FastInfo: true}, nil, "", time.Second},
+		{Target{}, &Info{HasMasterLinkDownSince: true}, "", time.Second},
+		{Target{}, &Info{}, "i/o timeout", time.Second},
 	} {
 		in := &instance{target: tc.target, obs: Observation{Info: tc.info, InfoErr: tc.infoEr}}
-		if got := w.pingPeriod(in); got != tc.ping {
-			t.Errorf("%+v: ping period %v, want %v", tc.target, got, tc.ping)
-		}
 		if got := w.infoPeriod(in); got != tc.infoP {
 			t.Errorf("%+v info %+v err %q: info period %v, want %v", tc.target, tc.info, tc.infoEr, got, tc.infoP)
 		}
+	}
+}
+
+func TestPingTiming(t *testing.T) {
+	const ms = time.Millisecond
+	for _, tc := range []struct {
+		name            string
+		target          Target
+		nodeDefault     time.Duration
+		period, timeout time.Duration
+	}{
+		{"down-after/10", Target{DownAfter: time.Second}, 0, 100 * ms, 500 * ms},
+		{"no down-after: Sentinel's 30s", Target{}, 0, time.Second, 15 * time.Second},
+		{"long down-after: at most 1s", Target{DownAfter: time.Minute}, 0, time.Second, 30 * time.Second},
+		{"short down-after: at least 50ms", Target{DownAfter: 100 * ms}, 0, 50 * ms, 100 * ms},
+		{"node default", Target{DownAfter: time.Second}, 200 * ms, 200 * ms, 500 * ms},
+		{"target's own beats the node's", Target{DownAfter: time.Second, PingPeriod: 20 * ms}, 200 * ms, 20 * ms, 500 * ms},
+		{"capped by down-after", Target{DownAfter: 300 * ms, PingPeriod: time.Second}, 0, 300 * ms, 600 * ms},
+		{"never below 10ms", Target{DownAfter: time.Second, PingPeriod: ms}, 0, MinPingPeriod, 500 * ms},
+		{"never below 10ms, even by down-after", Target{DownAfter: time.Microsecond}, 0, MinPingPeriod, 20 * ms},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			period, timeout := PingTiming(tc.target, tc.nodeDefault)
+			if period != tc.period || timeout != tc.timeout {
+				t.Fatalf("PingTiming = %v, %v; want %v, %v", period, timeout, tc.period, tc.timeout)
+			}
+			if timeout <= period {
+				t.Fatalf("the PING deadline %v is not longer than the period %v", timeout, period)
+			}
+		})
 	}
 }
 

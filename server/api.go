@@ -218,6 +218,7 @@ func (a *api) Monitor(ctx context.Context, req *coordinatorv1.MonitorRequest) (*
 			AuthUser:          s.GetAuthUser(),
 			AuthPass:          s.GetAuthPass(),
 			MaxLagBytes:       s.GetMaxLagBytes(),
+			PingPeriodMs:      s.GetPingPeriod().AsDuration().Milliseconds(),
 		},
 	}}})
 	if err != nil {
@@ -300,6 +301,15 @@ func publicMaster(m *fsmv1.Master) *coordinatorv1.Master {
 			AuthUser:        s.GetAuthUser(),
 			AuthPassSet:     s.GetAuthPass() != "",
 			MaxLagBytes:     s.GetMaxLagBytes(),
+			PingPeriod:      pingPeriod(s),
 		},
 	}
+}
+
+// pingPeriod is a master's ping-period for reads: unset when automatic.
+func pingPeriod(s *fsmv1.MasterSettings) *durationpb.Duration {
+	if s.GetPingPeriodMs() == 0 {
+		return nil
+	}
+	return durationpb.New(time.Duration(s.GetPingPeriodMs()) * time.Millisecond)
 }

@@ -86,6 +86,12 @@ type Config struct {
 	// long-lived clients spread again over the nodes. Default 10 minutes.
 	MaxStreamAge time.Duration
 
+	// PingPeriod is how often this node PINGs each instance whose master
+	// sets no ping-period of its own; zero gives each instance its
+	// master's down-after/10, within 50 ms and 1 s (probe.PingTiming).
+	// Below 10 ms is refused.
+	PingPeriod time.Duration
+
 	// SimulateFailure is a test hook, like Sentinel's SIMULATE-FAILURE: with
 	// "crash-after-election" the leader exits with status 99 right after it
 	// commits the start of a failover, with "crash-after-promotion" right
@@ -228,6 +234,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--max-stream-age %v: must be positive", c.MaxStreamAge)
 	case c.MaxStreamAge == 0:
 		c.MaxStreamAge = DefaultMaxStreamAge
+	}
+	if c.PingPeriod != 0 && (c.PingPeriod < fsm.MinPingPeriod || c.PingPeriod > fsm.MaxDuration) {
+		return fmt.Errorf("--ping-period %v: want 0 (down-after/10, within 50ms and 1s) or %v to %v", c.PingPeriod, fsm.MinPingPeriod, fsm.MaxDuration)
 	}
 	return nil
 }

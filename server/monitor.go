@@ -49,6 +49,7 @@ func newMonitor(s *Server) (*monitor, error) {
 		ClientName:  "raftinel-" + s.cfg.ID,
 		Logger:      s.log.With("component", "probe"),
 		OnPingReply: s.metrics.pings.observe,
+		PingPeriod:  s.cfg.PingPeriod,
 	})
 	if err != nil {
 		return nil, err
@@ -166,9 +167,10 @@ func targets(st *fsmv1.State, downHere map[string]bool) []probe.Target {
 	for name, m := range st.Masters {
 		s := m.GetSettings()
 		t := probe.Target{
-			Auth:      probe.Auth{User: s.GetAuthUser(), Pass: s.GetAuthPass()},
-			DownAfter: orchestrator.DownAfter(m),
-			FastInfo:  m.GetOdown() || m.GetFailover() != nil || downHere[name],
+			Auth:       probe.Auth{User: s.GetAuthUser(), Pass: s.GetAuthPass()},
+			DownAfter:  orchestrator.DownAfter(m),
+			PingPeriod: time.Duration(s.GetPingPeriodMs()) * time.Millisecond,
+			FastInfo:   m.GetOdown() || m.GetFailover() != nil || downHere[name],
 		}
 		addrs := []string{m.GetAddress()}
 		for _, r := range m.GetReplicas() {

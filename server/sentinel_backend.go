@@ -117,7 +117,7 @@ func instanceView(o probe.Observation, t instanceTarget, now time.Time) sentinel
 		Disconnected:    !o.LinkUp,
 		InfoRefresh:     o.InfoAt,
 	}
-	v.LastPingSent = o.PingPendingSince // Sentinel's act_ping_time
+	v.LastPingSent = o.FailingSince // Sentinel's act_ping_time
 	p := orchestrator.ProbeOf(o, true)
 	p.MasterSince = t.masterSince
 	if down, _ := failover.SubjectivelyDown(p, t.master, t.downAfter, now); down {

@@ -351,6 +351,15 @@ func TestSentinelWritesOnFollower(t *testing.T) {
 		t.Fatalf("SET quorum 3: %v", err)
 	}
 	everywhere("SET applied", quorum(3))
+	if err := sc.Set(ctx, "other", "ping-period", "150").Err(); err != nil {
+		t.Fatalf("SET ping-period 150: %v", err)
+	}
+	everywhere("SET ping-period applied", func(nd *inmemNode) error {
+		if m, _, ok := nd.srv.FSM().Master("other"); !ok || m.GetSettings().GetPingPeriodMs() != 150 {
+			return fmt.Errorf("master %v", m)
+		}
+		return nil
+	})
 	if n, err := sc.Reset(ctx, "oth*").Result(); err != nil || n != 1 {
 		t.Errorf("RESET oth*: %d %v", n, err)
 	}
@@ -368,6 +377,7 @@ func TestSentinelWritesOnFollower(t *testing.T) {
 		{sc.Set(ctx, "other", "quorum", "0"), "ERR Invalid argument '0' for SENTINEL SET 'quorum'"},
 		{sc.Set(ctx, "other", "down-after-milliseconds", "soon"), "ERR Invalid argument 'soon' for SENTINEL SET 'down-after-milliseconds'"},
 		{sc.Set(ctx, "other", "no-such-option", "1"), "ERR Unknown option or number of arguments for SENTINEL SET 'no-such-option'"},
+		{sc.Set(ctx, "other", "ping-period", "5"), "ERR ping-period must be between 10 and 86400000 milliseconds, got 5 (or 0 for automatic)"},
 		{sc.Set(ctx, "nope", "quorum", "2"), "ERR No such master with that name"},
 		{sc.Monitor(ctx, "other", "127.0.0.1", "2", "2"), "ERR Duplicate master name."},
 		{sc.Remove(ctx, "nope"), "ERR No such master with that name"},

@@ -44,9 +44,12 @@ func TestWritesOnAnyNodeAreServedEverywhere(t *testing.T) {
 		if got.Master.Address != "127.0.0.1:6379" || got.Master.Settings.DownAfter.AsDuration() != time.Second || got.Index < resp.Index {
 			t.Fatalf("%s served %v at %d", nd.id, got.Master, got.Index)
 		}
+		if got.Master.Settings.PingPeriod != nil {
+			t.Fatalf("%s: ping-period %v, want unset (automatic)", nd.id, got.Master.Settings.PingPeriod)
+		}
 	}
 	if _, err := follower.client.Set(ctxT(t, 5*time.Second), &coordinatorv1.SetRequest{Name: "mymaster",
-		Options: []*coordinatorv1.Option{{Key: "auth-pass", Value: "secret"}}}); err != nil {
+		Options: []*coordinatorv1.Option{{Key: "auth-pass", Value: "secret"}, {Key: "ping-period", Value: "200ms"}}}); err != nil {
 		t.Fatal(err)
 	}
 	list, err := leader.client.ListMasters(ctxT(t, 5*time.Second), &coordinatorv1.ListMastersRequest{})
@@ -55,6 +58,9 @@ func TestWritesOnAnyNodeAreServedEverywhere(t *testing.T) {
 	}
 	if s := list.Masters[0].Settings; s.AuthPass != "" || !s.AuthPassSet {
 		t.Fatalf("a read must not reveal the password: %v", s)
+	}
+	if p := list.Masters[0].Settings.PingPeriod.AsDuration(); p != 200*time.Millisecond {
+		t.Fatalf("ping-period %v after SET, want 200ms", p)
 	}
 	if _, err := follower.client.Remove(ctxT(t, 5*time.Second), &coordinatorv1.RemoveRequest{Name: "mymaster"}); err != nil {
 		t.Fatal(err)
@@ -287,6 +293,8 @@ func TestConfigValidation(t *testing.T) {
 		{"lease beyond heartbeat", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", RaftLeaderLeaseTimeout: 2 * time.Second}, "--raft-lease-timeout 2s is longer than --raft-heartbeat-timeout 1s"},
 		{"election below heartbeat", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", RaftHeartbeatTimeout: 500 * time.Millisecond, RaftElectionTimeout: 200 * time.Millisecond, RaftLeaderLeaseTimeout: 100 * time.Millisecond}, "--raft-election-timeout"},
 		{"heartbeat too short", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", RaftHeartbeatTimeout: time.Millisecond}, "--raft-heartbeat-timeout 1ms: want at least 5ms"},
+		{"ping period too short", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", PingPeriod: time.Millisecond}, "--ping-period 1ms: want 0"},
+		{"negative ping period", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", PingPeriod: -time.Second}, "--ping-period -1s"},
 		{"negative sentinel max clients", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", SentinelAddr: "127.0.0.1:0", SentinelMaxClients: -1}, "--sentinel-max-clients"},
 	}
 	for _, tc := range tests {

@@ -32,6 +32,7 @@ type options struct {
 	simulateFailure, sentinelPass, maxStreamAge   string
 	metricsAddr                                   string
 	raftHeartbeat, raftElection, raftLease        string
+	pingPeriod                                    string
 	sentinelMaxClients, sentinelSubscriberBuffer  int
 	// bootstrapGiven is set when --bootstrap or its environment variable
 	// was given at all, even empty; bootstrapName names the one that was,
@@ -83,6 +84,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	str(&o.raftHeartbeat, "raft-heartbeat-timeout", "1s", "how long a follower goes without hearing from the leader before it calls an election (this sets how soon a dead leader is replaced: after about 1 to 3 times it, plus the election)")
 	str(&o.raftElection, "raft-election-timeout", "1s", "how long a candidate waits for an election to be won before it tries again")
 	str(&o.raftLease, "raft-lease-timeout", "500ms", "how long a leader keeps leading without hearing from a majority; at most --raft-heartbeat-timeout")
+	str(&o.pingPeriod, "ping-period", "0", "how often this node PINGs each instance of a master that sets no ping-period of its own; 0: the master's down-after/10, within 50ms and 1s")
 	str(&o.simulateFailure, "simulate-failure", "", "test hook: crash-after-election or crash-after-promotion makes a leader exit with status 99 at that failover step")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: coordinator --id ID --data-dir DIR [--bootstrap LIST | --join ADDR] [flags]\n\n")
@@ -165,6 +167,11 @@ func run(args []string, stderr io.Writer) int {
 	}
 	if cfg.MaxStreamAge, err = time.ParseDuration(o.maxStreamAge); err != nil || cfg.MaxStreamAge <= 0 {
 		return fail(fmt.Errorf("--max-stream-age %q: want a positive duration such as 10m", o.maxStreamAge))
+	}
+	if o.pingPeriod != "0" {
+		if cfg.PingPeriod, err = time.ParseDuration(o.pingPeriod); err != nil || cfg.PingPeriod < 0 {
+			return fail(fmt.Errorf("--ping-period %q: want 0 (automatic) or a duration such as 100ms", o.pingPeriod))
+		}
 	}
 	for _, d := range []struct {
 		flag, value string

@@ -80,3 +80,30 @@ func TestMetricsAddrFlag(t *testing.T) {
 		t.Errorf("--help: exit %d, no --metrics-addr with its variable in %q", code, stderr.String())
 	}
 }
+
+func TestPingPeriodFlag(t *testing.T) {
+	base := []string{"--id", "n1", "--data-dir", t.TempDir()}
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want string
+	}{
+		{args: []string{"--ping-period", "often"}, want: `--ping-period "often": want 0 (automatic) or a duration such as 100ms`},
+		{args: []string{"--ping-period", "-1s"}, want: `--ping-period "-1s"`},
+		{args: []string{"--ping-period", "5ms"}, want: "--ping-period 5ms: want 0 (down-after/10, within 50ms and 1s) or 10ms to 24h0m0s"},
+		{env: "1ms", want: "--ping-period 1ms"},
+	} {
+		if tc.env != "" {
+			t.Setenv("COORDINATOR_PING_PERIOD", tc.env)
+		}
+		var stderr bytes.Buffer
+		if code := run(append(base, tc.args...), &stderr); code != 1 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v (env %q): exit %d, stderr %q; want 1 and %q", tc.args, tc.env, code, stderr.String(), tc.want)
+		}
+	}
+	var stderr bytes.Buffer
+	if code := run([]string{"--help"}, &stderr); code != 0 || !strings.Contains(stderr.String(), "COORDINATOR_PING_PERIOD") ||
+		!strings.Contains(stderr.String(), "down-after/10") {
+		t.Errorf("--help: exit %d, no ping-period with its variable in %q", code, stderr.String())
+	}
+}

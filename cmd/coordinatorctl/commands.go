@@ -101,6 +101,7 @@ func monitorCmd(a *app) *cobra.Command {
 		authUser        string
 		authPass        string
 		maxLag          int64
+		pingPeriod      msDuration
 	)
 	cmd := &cobra.Command{
 		Use:   "monitor NAME HOST:PORT --quorum N",
@@ -130,6 +131,9 @@ failover-timeout 3m, parallel-syncs 1, no lag limit); change them later with
 			if failoverTimeout.set {
 				req.Settings.FailoverTimeout = durationpb.New(failoverTimeout.d)
 			}
+			if pingPeriod.set {
+				req.Settings.PingPeriod = durationpb.New(pingPeriod.d)
+			}
 			var resp *coordinatorv1.MonitorResponse
 			err := c.call(ctx, func(ctx context.Context, api coordinatorv1.CoordinatorServiceClient) (err error) {
 				resp, err = api.Monitor(ctx, req)
@@ -149,6 +153,7 @@ failover-timeout 3m, parallel-syncs 1, no lag limit); change them later with
 	f.StringVar(&authUser, "auth-user", "", "user for AUTH to the master and its replicas")
 	f.StringVar(&authPass, "auth-pass", "", "password for AUTH to the master and its replicas (reads never show it)")
 	f.Int64Var(&maxLag, "max-lag", 0, "bytes of replication lag beyond which a replica is never promoted automatically (0: no limit)")
+	f.Var(&pingPeriod, "ping-period", "how often every node PINGs the master and its replicas, e.g. 100ms (default: each node's --ping-period, or down-after/10 within 50ms and 1s)")
 	_ = cmd.MarkFlagRequired("quorum")
 	return cmd
 }
@@ -186,10 +191,15 @@ option applies or none does. Options, with Sentinel's names:
   parallel-syncs           1 or more
   auth-user, auth-pass     credentials for the master and its replicas
   max-lag                  bytes; 0 means no limit
+  ping-period              how often every node PINGs the master and its
+                           replicas: milliseconds or a Go duration, 10ms to
+                           24h (capped by down-after); 0 means each node's
+                           --ping-period, or down-after/10 within 50ms and 1s
 
 The server checks the names and values.`,
 		Example: `  coordinatorctl set mymaster quorum 3
-  coordinatorctl set mymaster down-after-milliseconds 5000 failover-timeout 1m`,
+  coordinatorctl set mymaster down-after-milliseconds 5000 failover-timeout 1m
+  coordinatorctl set mymaster ping-period 100ms`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 {
 				return fmt.Errorf("want NAME KEY VALUE [KEY VALUE...], got no argument")

@@ -154,6 +154,11 @@ func masterRows(t *table, m *coordinatorv1.Master) {
 	t.row("auth-user", s.GetAuthUser())
 	t.row("auth-pass", pass)
 	t.row("max-lag", strconv.FormatInt(s.GetMaxLagBytes(), 10))
+	if p := s.GetPingPeriod(); p != nil && p.AsDuration() > 0 {
+		t.row("ping-period", millis(p.AsDuration()))
+	} else {
+		t.row("ping-period", "0 (automatic)")
+	}
 }
 
 // describeOptions is the confirmation line's list of what `set` changed;

@@ -102,6 +102,7 @@ func TestRenderMaster(t *testing.T) {
 		"auth-user                app\n"+
 		"auth-pass                set\n"+
 		"max-lag                  1048576\n"+
+		"ping-period              0 (automatic)\n"+
 		"index                    12\n")
 
 	m := testMaster()
@@ -110,6 +111,13 @@ func TestRenderMaster(t *testing.T) {
 	err = renderMaster(&buf, &coordinatorv1.GetMasterResponse{Master: m})
 	if err != nil || !strings.Contains(buf.String(), "auth-user                -\n") || !strings.Contains(buf.String(), "auth-pass                unset\n") {
 		t.Errorf("master without credentials:\n%s (err %v)", &buf, err)
+	}
+
+	m = testMaster()
+	m.Settings.PingPeriod = durationpb.New(100 * time.Millisecond)
+	buf.Reset()
+	if err := renderMaster(&buf, &coordinatorv1.GetMasterResponse{Master: m}); err != nil || !strings.Contains(buf.String(), "ping-period              100 (100ms)\n") {
+		t.Errorf("master with a ping-period:\n%s (err %v)", &buf, err)
 	}
 }
 
@@ -173,7 +181,8 @@ func TestWriteJSONIsStableWithProtoNames(t *testing.T) {
         "auth_user": "app",
         "auth_pass": "",
         "auth_pass_set": true,
-        "max_lag_bytes": "1048576"
+        "max_lag_bytes": "1048576",
+        "ping_period": null
       }
     }
   ],

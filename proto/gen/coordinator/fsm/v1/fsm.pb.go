@@ -2634,7 +2634,11 @@ type MasterSettings struct {
 	AuthPass          string                 `protobuf:"bytes,6,opt,name=auth_pass,json=authPass,proto3" json:"auth_pass,omitempty"`
 	// Replicas more than this many bytes behind the master are never
 	// promoted automatically. 0 disables the limit.
-	MaxLagBytes   int64 `protobuf:"varint,7,opt,name=max_lag_bytes,json=maxLagBytes,proto3" json:"max_lag_bytes,omitempty"`
+	MaxLagBytes int64 `protobuf:"varint,7,opt,name=max_lag_bytes,json=maxLagBytes,proto3" json:"max_lag_bytes,omitempty"`
+	// How often every node contacts each instance of the group (PING); 0
+	// leaves it to the node: its --ping-period, or down-after/10 within
+	// 50 ms to 1 s.
+	PingPeriodMs  int64 `protobuf:"varint,8,opt,name=ping_period_ms,json=pingPeriodMs,proto3" json:"ping_period_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2714,6 +2718,13 @@ func (x *MasterSettings) GetAuthPass() string {
 func (x *MasterSettings) GetMaxLagBytes() int64 {
 	if x != nil {
 		return x.MaxLagBytes
+	}
+	return 0
+}
+
+func (x *MasterSettings) GetPingPeriodMs() int64 {
+	if x != nil {
+		return x.PingPeriodMs
 	}
 	return 0
 }
@@ -2923,7 +2934,7 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\apayload\x18\x04 \x01(\tR\apayload\x12\x17\n" +
 	"\anode_id\x18\x05 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05epoch\x18\x06 \x01(\x04R\x05epoch\x12\x16\n" +
-	"\x06master\x18\a \x01(\tR\x06master\"\x81\x02\n" +
+	"\x06master\x18\a \x01(\tR\x06master\"\xa7\x02\n" +
 	"\x0eMasterSettings\x12\x16\n" +
 	"\x06quorum\x18\x01 \x01(\rR\x06quorum\x12\"\n" +
 	"\rdown_after_ms\x18\x02 \x01(\x03R\vdownAfterMs\x12.\n" +
@@ -2931,7 +2942,8 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0eparallel_syncs\x18\x04 \x01(\rR\rparallelSyncs\x12\x1b\n" +
 	"\tauth_user\x18\x05 \x01(\tR\bauthUser\x12\x1b\n" +
 	"\tauth_pass\x18\x06 \x01(\tR\bauthPass\x12\"\n" +
-	"\rmax_lag_bytes\x18\a \x01(\x03R\vmaxLagBytes*\x91\x01\n" +
+	"\rmax_lag_bytes\x18\a \x01(\x03R\vmaxLagBytes\x12$\n" +
+	"\x0eping_period_ms\x18\b \x01(\x03R\fpingPeriodMs*\x91\x01\n" +
 	"\vReconfPhase\x12\x1c\n" +
 	"\x18RECONF_PHASE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14RECONF_PHASE_PENDING\x10\x01\x12\x15\n" +

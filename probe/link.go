@@ -1,0 +1,318 @@
+package probe
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// link is one RESP2 connection to an instance that the Watcher dials and
+// reads itself, for one loop: the PING loop and the INFO loop each own one.
+// A client library's pool would stand between a failed contact and the
+// next one: go-redis stops dialing after as many failed dials as its pool
+// size and then retries only in the background, once a second, so an
+// instance that came back could stay unseen for longer than it was away.
+// A link dials whenever its loop asks and no connection is open, so every
+// contact attempt reaches the network.
+//
+// A link is used by one goroutine at a time and holds one command (or one
+// pipelined batch) in flight.
+type link struct {
+	addr        string
+	clientName  string
+	dialTimeout time.Duration
+
+	conn net.Conn
+	br   *bufio.Reader
+	auth Auth // what conn authenticated with
+	// reused is true once conn has served a command: a reused connection
+	// that turns out closed by the server is redialed once at once.
+	reused bool
+}
+
+// maxReplyBytes bounds one bulk reply (INFO is a few kilobytes; a replica
+// list of thousands stays far below it).
+const maxReplyBytes = 16 << 20
+
+// replyError is an error reply from the instance ("-LOADING ..."). It
+// satisfies go-redis's redis.Error, so classifyPing treats it as the
+// instance's answer, as it does go-redis's own.
+type replyError string
+
+func (e replyError) Error() string { return string(e) }
+
+// RedisError marks replyError as a reply, not a transport failure.
+func (replyError) RedisError() {}
+
+// do sends the commands in one write and returns their replies in order:
+// a string for simple and bulk strings and integers, a replyError for error
+// replies (in the slice, not as the error). err is a transport failure, or
+// the replyError of a refused AUTH. It returns by ctx's deadline, and at
+// once when ctx is cancelled. A connection found closed by the server when
+// reused (after a CLIENT KILL, say) is redialed and the batch sent once
+// more: that says nothing about the instance's health.
+func (l *link) do(ctx context.Context, auth Auth, cmds ...[]string) ([]any, error) {
+	if l.conn != nil && l.auth != auth {
+		l.close()
+	}
+	replies, reused, err := l.try(ctx, auth, cmds)
+	if err != nil && reused && isClosedByPeer(err) && ctx.Err() == nil {
+		replies, _, err = l.try(ctx, auth, cmds)
+	}
+	return replies, err
+}
+
+// try is one attempt of do; reused says whether it ran on a connection
+// that had served a command before.
+func (l *link) try(ctx context.Context, auth Auth, cmds [][]string) (replies []any, reused bool, err error) {
+	var hello [][]string
+	if l.conn == nil {
+		if err := l.dial(ctx, auth); err != nil {
+			return nil, false, err
+		}
+		hello = l.handshake(auth)
+	}
+	reused = l.reused
+	// The handshake travels in the same write as the commands: a fresh
+	// connection costs one round trip, not two.
+	replies, err = l.roundTrip(ctx, append(hello, cmds...))
+	if err != nil {
+		l.close()
+		return nil, reused, err
+	}
+	l.reused = true
+	if len(hello) > 0 {
+		if e, ok := replies[0].(replyError); ok && auth != (Auth{}) {
+			l.close()
+			return nil, reused, e
+		}
+		// CLIENT SETNAME failing (an ACL user without CLIENT, say) costs
+		// only the name in CLIENT LIST.
+		replies = replies[len(hello):]
+	}
+	return replies, reused, nil
+}
+
+func (l *link) dial(ctx context.Context, auth Auth) error {
+	d := net.Dialer{Timeout: l.dialTimeout}
+	conn, err := d.DialContext(ctx, "tcp", l.addr)
+	if err != nil {
+		return err
+	}
+	l.conn, l.br, l.auth, l.reused = conn, bufio.NewReaderSize(conn, 4096), auth, false
+	return nil
+}
+
+func (l *link) handshake(auth Auth) [][]string {
+	var out [][]string
+	switch {
+	case auth.User != "":
+		out = append(out, []string{"AUTH", auth.User, auth.Pass})
+	case auth.Pass != "":
+		out = append(out, []string{"AUTH", auth.Pass})
+	}
+	if l.clientName != "" {
+		out = append(out, []string{"CLIENT", "SETNAME", l.clientName})
+	}
+	return out
+}
+
+func (l *link) roundTrip(ctx context.Context, cmds [][]string) ([]any, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		if err := l.conn.SetDeadline(dl); err != nil {
+			return nil, err
+		}
+	} else if err := l.conn.SetDeadline(time.Time{}); err != nil {
+		return nil, err
+	}
+	// Cancellation (the Watcher stopping) ends a read blocked on a frozen
+	// server at once. Once roundTrip returns, the next call's deadline must
+	// not be overwritten by a late run of the function.
+	conn := l.conn
+	var mu sync.Mutex
+	finished := false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !finished {
+			_ = conn.SetDeadline(time.Unix(1, 0))
+		}
+	})
+	defer func() {
+		stop()
+		mu.Lock()
+		finished = true
+		mu.Unlock()
+	}()
+
+	var b []byte
+	for _, c := range cmds {
+		b = appendCommand(b, c)
+	}
+	if _, err := conn.Write(b); err != nil {
+		return nil, ctxErr(ctx, err)
+	}
+	replies := make([]any, len(cmds))
+	for i := range cmds {
+		r, err := readReply(l.br)
+		if err != nil {
+			return nil, ctxErr(ctx, err)
+		}
+		replies[i] = r
+	}
+	return replies, nil
+}
+
+// ctxErr reports a deadline the context set as the context's error, so
+// callers see context.DeadlineExceeded as they do from go-redis.
+func ctxErr(ctx context.Context, err error) error {
+	if ctxE := ctx.Err(); ctxE != nil {
+		return fmt.Errorf("%w (%v)", ctxE, err)
+	}
+	return err
+}
+
+func (l *link) close() {
+	if l.conn != nil {
+		_ = l.conn.Close()
+		l.conn, l.br, l.reused = nil, nil, false
+	}
+}
+
+func appendCommand(b []byte, args []string) []byte {
+	b = append(b, '*')
+	b = strconv.AppendInt(b, int64(len(args)), 10)
+	b = append(b, '\r', '\n')
+	for _, a := range args {
+		b = append(b, '$')
+		b = strconv.AppendInt(b, int64(len(a)), 10)
+		b = append(b, '\r', '\n')
+		b = append(b, a...)
+		b = append(b, '\r', '\n')
+	}
+	return b
+}
+
+var errProtocol = errors.New("protocol error")
+
+// maxReplyDepth bounds nested arrays.
+const maxReplyDepth = 8
+
+// readReply reads one RESP2 reply. Arrays (which no command of the probe
+// gets) are read and dropped so the stream stays in step.
+func readReply(r *bufio.Reader) (any, error) { return readReplyDepth(r, 0) }
+
+func readReplyDepth(r *bufio.Reader, depth int) (any, error) {
+	line, err := readLine(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(line) == 0 {
+		return nil, fmt.Errorf("%w: empty reply line", errProtocol)
+	}
+	body := string(line[1:])
+	switch line[0] {
+	case '+', ':':
+		return body, nil
+	case '-':
+		return replyError(body), nil
+	case '$':
+		n, err := strconv.Atoi(body)
+		if err != nil || n < -1 || n > maxReplyBytes {
+			return nil, fmt.Errorf("%w: bulk length %q", errProtocol, clip(body))
+		}
+		if n == -1 {
+			return "", nil
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return nil, noEOF(err)
+		}
+		if buf[n] != '\r' || buf[n+1] != '\n' {
+			return nil, fmt.Errorf("%w: bulk not ended by CRLF", errProtocol)
+		}
+		return string(buf[:n]), nil
+	case '*':
+		n, err := strconv.Atoi(body)
+		if err != nil || n < -1 || n > 1<<20 || depth >= maxReplyDepth {
+			return nil, fmt.Errorf("%w: array length %q at depth %d", errProtocol, clip(body), depth)
+		}
+		for range max(n, 0) {
+			if _, err := readReplyDepth(r, depth+1); err != nil {
+				return nil, err
+			}
+		}
+		return "", nil
+	}
+	return nil, fmt.Errorf("%w: unexpected reply type %q", errProtocol, clip(string(line)))
+}
+
+func readLine(r *bufio.Reader) ([]byte, error) {
+	line, err := r.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		return nil, fmt.Errorf("%w: reply line longer than %d bytes", errProtocol, r.Size())
+	}
+	if err != nil {
+		if len(line) > 0 {
+			return nil, noEOF(err)
+		}
+		return nil, err
+	}
+	if len(line) < 2 || line[len(line)-2] != '\r' {
+		return nil, fmt.Errorf("%w: line not ended by CRLF", errProtocol)
+	}
+	return line[:len(line)-2], nil
+}
+
+// noEOF turns an EOF in the middle of a reply into io.ErrUnexpectedEOF.
+func noEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// ping sends PING and classifies the outcome as Conn.Ping does.
+func (l *link) ping(ctx context.Context, auth Auth) PingResult {
+	replies, err := l.do(ctx, auth, []string{"PING"})
+	if err != nil {
+		return classifyPing("", err)
+	}
+	switch r := replies[0].(type) {
+	case replyError:
+		return classifyPing("", r)
+	case string:
+		return classifyPing(r, nil)
+	}
+	return classifyPing("", fmt.Errorf("%w: PING reply %T", errProtocol, replies[0]))
+}
+
+// info reads INFO server and INFO replication in one round trip and
+// parses them, as Conn.Info does.
+func (l *link) info(ctx context.Context, auth Auth) (Info, error) {
+	replies, err := l.do(ctx, auth, []string{"INFO", "server"}, []string{"INFO", "replication"})
+	if err != nil {
+		return Info{}, fmt.Errorf("INFO on %s: %w", l.addr, err)
+	}
+	var text []string
+	for _, r := range replies {
+		switch r := r.(type) {
+		case replyError:
+			return Info{}, fmt.Errorf("INFO on %s: %w", l.addr, r)
+		case string:
+			text = append(text, r)
+		}
+	}
+	info, err := ParseInfo(strings.Join(text, "\r\n"))
+	if err != nil {
+		return Info{}, fmt.Errorf("INFO on %s: %w", l.addr, err)
+	}
+	return info, nil
+}

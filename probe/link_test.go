@@ -1,0 +1,292 @@
+package probe
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/raftinel/raftinel/internal/redistest"
+	"github.com/raftinel/raftinel/internal/testwait"
+)
+
+func newTestLink(addr string) *link {
+	return &link{addr: addr, clientName: testClientName, dialTimeout: time.Second}
+}
+
+func shortCtx(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(testCtx(t), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestLinkPingReplies classifies every kind of PING reply read off the wire
+// the way Conn.Ping does, one PING per call.
+func TestLinkPingReplies(t *testing.T) {
+	for _, tc := range []struct {
+		wire  string
+		valid bool
+	}{
+		{"+PONG\r\n", true},
+		{"-LOADING Redis is loading the dataset in memory\r\n", true},
+		{"-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.\r\n", true},
+		{"-MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk.\r\n", false},
+		{"-BUSY Redis is busy running a script.\r\n", false},
+		{"-ERR unknown command 'PING'\r\n", false},
+		{"+OK\r\n", false},
+	} {
+		t.Run(strings.Fields(tc.wire)[0], func(t *testing.T) {
+			fake := startFakeRedis(t, func([]string) string { return tc.wire })
+			l := newTestLink(fake.Addr())
+			defer l.close()
+			res := l.ping(shortCtx(t, 2*time.Second), Auth{})
+			if res.Valid != tc.valid || !res.Replied {
+				t.Fatalf("ping = %+v, want valid=%v replied", res, tc.valid)
+			}
+			if want := strings.TrimRight(tc.wire[1:], "\r\n"); res.Reply != want {
+				t.Fatalf("Reply = %q, want %q", res.Reply, want)
+			}
+			if got := fake.received(); len(got) != 1 || got[0][0] != "PING" {
+				t.Fatalf("the server saw %v, want exactly one PING", got)
+			}
+		})
+	}
+}
+
+// A reused connection the server closed (CLIENT KILL during a failover
+// step) is redialed at once: one failed read says nothing about health.
+// A fresh connection that breaks is not retried.
+func TestLinkRetriesOnceOnAReusedConnection(t *testing.T) {
+	var mu sync.Mutex
+	pings := 0
+	fake := startFakeRedis(t, func([]string) string {
+		mu.Lock()
+		defer mu.Unlock()
+		pings++
+		if pings == 2 || pings == 4 {
+			return "" // hang up, as CLIENT KILL does
+		}
+		return "+PONG\r\n"
+	})
+	l := newTestLink(fake.Addr())
+	defer l.close()
+	for i, want := range []bool{true, true, true} {
+		if res := l.ping(shortCtx(t, 2*time.Second), Auth{}); res.Valid != want {
+			t.Fatalf("ping %d = %+v", i, res)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if pings != 5 {
+		t.Fatalf("%d PINGs reached the server, want 5 (two of them retries)", pings)
+	}
+
+	// A server that hangs up on every fresh connection is not retried.
+	closer := startFakeRedis(t, func([]string) string { return "" })
+	l2 := newTestLink(closer.Addr())
+	defer l2.close()
+	if res := l2.ping(shortCtx(t, 2*time.Second), Auth{}); res.Valid || res.Replied {
+		t.Fatalf("ping = %+v, want a failure", res)
+	}
+	if n := len(closer.received()); n != 1 {
+		t.Fatalf("%d PINGs on a fresh connection that broke, want 1", n)
+	}
+}
+
+// TestLinkNoDialBackoff: however many dials were refused, the next attempt
+// dials again, so an instance that is back is seen at the next period. (A
+// go-redis pool of size n stops dialing after n failures and retries only
+// in the background, once a second.)
+func TestLinkNoDialBackoff(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	l := newTestLink(addr)
+	defer l.close()
+	for i := range 10 {
+		res := l.ping(shortCtx(t, time.Second), Auth{})
+		if res.Replied || res.TimedOut || !strings.Contains(res.Reply, "refused") {
+			t.Fatalf("attempt %d on a closed port: %+v", i, res)
+		}
+	}
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the port was taken meanwhile: %v", err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		for {
+			args, err := readCommand(r)
+			if err != nil {
+				return
+			}
+			reply := "+PONG\r\n"
+			if strings.EqualFold(args[0], "CLIENT") {
+				reply = "+OK\r\n"
+			}
+			if _, err := io.WriteString(c, reply); err != nil {
+				return
+			}
+		}
+	}()
+	if res := l.ping(shortCtx(t, 2*time.Second), Auth{}); !res.Valid {
+		t.Fatalf("the first attempt after the port opened: %+v", res)
+	}
+}
+
+// A frozen server: the PING returns by its deadline as a timeout, and a
+// cancelled context ends a blocked read at once.
+func TestLinkDeadlineAndCancel(t *testing.T) {
+	block := make(chan struct{})
+	fake := startFakeRedis(t, func([]string) string { <-block; return "+PONG\r\n" })
+	t.Cleanup(func() { close(block) }) // before the fake's cleanup, which waits for it
+	l := newTestLink(fake.Addr())
+	defer l.close()
+
+	start := time.Now()
+	res := l.ping(shortCtx(t, 100*time.Millisecond), Auth{})
+	if res.Valid || res.Replied || !res.TimedOut {
+		t.Fatalf("ping of a frozen server = %+v, want a timeout", res)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("ping took %v with a 100ms deadline", took)
+	}
+
+	ctx, cancel := context.WithCancel(testCtx(t))
+	done := make(chan PingResult, 1)
+	go func() { done <- l.ping(ctx, Auth{}) }()
+	cancel()
+	select {
+	case res := <-done:
+		if res.Valid || res.Replied {
+			t.Fatalf("cancelled ping = %+v", res)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("cancelling did not end a read blocked on a frozen server")
+	}
+}
+
+func TestLinkAuth(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t, redistest.RequirePass("hunter2"))
+	l := newTestLink(s.Addr())
+	defer l.close()
+	ctx := testCtx(t)
+	res := l.ping(ctx, Auth{})
+	if res.Valid || !res.Replied || !strings.HasPrefix(res.Reply, "NOAUTH") {
+		t.Fatalf("without a password: %+v", res)
+	}
+	res = l.ping(ctx, Auth{Pass: "wrong"})
+	if res.Valid || !res.Replied || !strings.HasPrefix(res.Reply, "WRONGPASS") {
+		t.Fatalf("wrong password: %+v", res)
+	}
+	if res := l.ping(ctx, Auth{Pass: "hunter2"}); !res.Valid || res.Reply != "PONG" {
+		t.Fatalf("right password: %+v", res)
+	}
+	if res := l.ping(ctx, Auth{User: "default", Pass: "hunter2"}); !res.Valid {
+		t.Fatalf("ACL user: %+v", res)
+	}
+	// The link reconnected for each change of credentials, and the last
+	// connection carries the client name.
+	c := newTestConn(t, s.Addr(), Auth{Pass: "hunter2"})
+	testwait.Until(t, 10*time.Second, "the link's earlier connections to close", func() bool {
+		return countClients(t, ctx, c, "name="+testClientName) == 2 // the link's and ours
+	})
+}
+
+func TestLinkInfo(t *testing.T) {
+	t.Parallel()
+	master := redistest.Start(t)
+	replica := redistest.Start(t, redistest.ReplicaOf(master.Addr()))
+	redistest.WaitReplicating(t, replica, master)
+	ctx := testCtx(t)
+	lm, lr := newTestLink(master.Addr()), newTestLink(replica.Addr())
+	defer lm.close()
+	defer lr.close()
+	mi, err := lm.info(ctx, Auth{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ri, err := lr.info(ctx, Auth{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, mport := hostPort(t, master)
+	_, rport := hostPort(t, replica)
+	if mi.Role != RoleMaster || len(mi.RunID) != 40 || len(mi.ConnectedReplicas) != 1 || mi.ConnectedReplicas[0].Port != rport {
+		t.Fatalf("master INFO = %+v", mi)
+	}
+	if ri.Role != RoleSlave || ri.MasterPort != mport || !ri.MasterLinkUp() {
+		t.Fatalf("replica INFO = %+v", ri)
+	}
+
+	fake := startFakeRedis(t, func([]string) string { return "-NOAUTH Authentication required.\r\n" })
+	lf := newTestLink(fake.Addr())
+	defer lf.close()
+	if _, err := lf.info(ctx, Auth{}); err == nil || !strings.Contains(err.Error(), "NOAUTH") {
+		t.Fatalf("INFO refused: err = %v", err)
+	}
+}
+
+func TestReadReply(t *testing.T) {
+	for _, tc := range []struct {
+		wire string
+		want any
+		err  bool
+	}{
+		{"+PONG\r\n", "PONG", false},
+		{":42\r\n", "42", false},
+		{"-ERR x\r\n", replyError("ERR x"), false},
+		{"$5\r\nhello\r\n", "hello", false},
+		{"$0\r\n\r\n", "", false},
+		{"$-1\r\n", "", false},
+		{"*2\r\n$1\r\na\r\n:1\r\n", "", false},
+		{"*-1\r\n", "", false},
+		{"$5\r\nhel", nil, true},
+		{"$5\r\nhelloXY", nil, true},
+		{"$-2\r\n", nil, true},
+		{"$99999999999\r\n", nil, true},
+		{"*x\r\n", nil, true},
+		{"!3\r\nabc\r\n", nil, true},
+		{"+PONG\n", nil, true},
+		{"\r\n", nil, true},
+		{"", nil, true},
+	} {
+		got, err := readReply(bufio.NewReader(strings.NewReader(tc.wire)))
+		if (err != nil) != tc.err || (!tc.err && got != tc.want) {
+			t.Errorf("readReply(%q) = %#v, %v; want %#v, error %v", tc.wire, got, err, tc.want, tc.err)
+		}
+		if err != nil && errors.Is(err, io.EOF) && tc.wire != "" {
+			t.Errorf("readReply(%q): a truncated reply must not look like a clean EOF: %v", tc.wire, err)
+		}
+	}
+}
+
+func FuzzReadReply(f *testing.F) {
+	for _, s := range []string{"+PONG\r\n", "$5\r\nhello\r\n", "*2\r\n$1\r\na\r\n:1\r\n", "-ERR\r\n", "$-1\r\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := bufio.NewReader(strings.NewReader(string(b)))
+		for range 4 {
+			if _, err := readReply(r); err != nil {
+				return
+			}
+		}
+	})
+}
