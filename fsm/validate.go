@@ -83,6 +83,9 @@ func validateSettings(s *fsmv1.MasterSettings) error {
 	if s.GetMaxLagBytes() < 0 {
 		return errorf(Invalid, "max-lag must be 0 (no limit) or more bytes")
 	}
+	if ms := s.GetMasterRebootDownAfterPeriodMs(); ms < 0 || ms > MaxDuration.Milliseconds() {
+		return errorf(Invalid, "%s must be 0 (off) to %d milliseconds, got %d", OptMasterRebootDownAfter, MaxDuration.Milliseconds(), ms)
+	}
 	return nil
 }
 
@@ -97,6 +100,7 @@ func withDefaults(s *fsmv1.MasterSettings) *fsmv1.MasterSettings {
 		out.AuthUser = s.AuthUser
 		out.AuthPass = s.AuthPass
 		out.MaxLagBytes = s.MaxLagBytes
+		out.MasterRebootDownAfterPeriodMs = s.MasterRebootDownAfterPeriodMs
 	}
 	if out.DownAfterMs == 0 {
 		out.DownAfterMs = DefaultDownAfter.Milliseconds()
@@ -119,10 +123,13 @@ const (
 	OptAuthUser        = "auth-user"
 	OptAuthPass        = "auth-pass"
 	OptMaxLag          = "max-lag"
+	// OptMasterRebootDownAfter is Sentinel 7's option; 0 turns it off.
+	OptMasterRebootDownAfter = "master-reboot-down-after-period"
 )
 
 // OptionKeys lists the settable options in the order help texts show them.
-var OptionKeys = []string{OptQuorum, OptDownAfter, OptFailoverTimeout, OptParallelSyncs, OptAuthUser, OptAuthPass, OptMaxLag}
+var OptionKeys = []string{OptQuorum, OptDownAfter, OptFailoverTimeout, OptParallelSyncs, OptAuthUser, OptAuthPass, OptMaxLag,
+	OptMasterRebootDownAfter}
 
 // ParseMillis reads a time option: whole milliseconds as Sentinel takes them
 // ("1500") or a Go duration ("1.5s", "1500ms").
@@ -185,6 +192,17 @@ func setOption(s *fsmv1.MasterSettings, key, value string) error {
 			return invalid()
 		}
 		s.MaxLagBytes = n
+	case OptMasterRebootDownAfter:
+		// Unlike down-after, 0 is valid: it turns the rule off, as in
+		// Sentinel. Any other value is a duration like the other times.
+		ms, ok := ParseMillis(value)
+		if !ok || ms < 0 {
+			return invalid()
+		}
+		if ms > MaxDuration.Milliseconds() {
+			return errorf(Invalid, "%s must be 0 (off) to %d milliseconds, got %d", OptMasterRebootDownAfter, MaxDuration.Milliseconds(), ms)
+		}
+		s.MasterRebootDownAfterPeriodMs = ms
 	default:
 		return errorf(Invalid, "Unknown option or number of arguments for SENTINEL SET '%s'", key)
 	}

@@ -218,6 +218,9 @@ func (a *api) Monitor(ctx context.Context, req *coordinatorv1.MonitorRequest) (*
 			AuthUser:          s.GetAuthUser(),
 			AuthPass:          s.GetAuthPass(),
 			MaxLagBytes:       s.GetMaxLagBytes(),
+			// A negative duration reaches the state machine's check as a
+			// negative value, not as 0 (off).
+			MasterRebootDownAfterPeriodMs: s.GetMasterRebootDownAfterPeriod().AsDuration().Milliseconds(),
 		},
 	}}})
 	if err != nil {
@@ -293,13 +296,14 @@ func publicMaster(m *fsmv1.Master) *coordinatorv1.Master {
 		Address: m.GetAddress(),
 		Epoch:   m.GetEpoch(),
 		Settings: &coordinatorv1.MasterSettings{
-			Quorum:          s.GetQuorum(),
-			DownAfter:       durationpb.New(time.Duration(s.GetDownAfterMs()) * time.Millisecond),
-			FailoverTimeout: durationpb.New(time.Duration(s.GetFailoverTimeoutMs()) * time.Millisecond),
-			ParallelSyncs:   s.GetParallelSyncs(),
-			AuthUser:        s.GetAuthUser(),
-			AuthPassSet:     s.GetAuthPass() != "",
-			MaxLagBytes:     s.GetMaxLagBytes(),
+			Quorum:                      s.GetQuorum(),
+			DownAfter:                   durationpb.New(time.Duration(s.GetDownAfterMs()) * time.Millisecond),
+			FailoverTimeout:             durationpb.New(time.Duration(s.GetFailoverTimeoutMs()) * time.Millisecond),
+			ParallelSyncs:               s.GetParallelSyncs(),
+			AuthUser:                    s.GetAuthUser(),
+			AuthPassSet:                 s.GetAuthPass() != "",
+			MaxLagBytes:                 s.GetMaxLagBytes(),
+			MasterRebootDownAfterPeriod: durationpb.New(time.Duration(s.GetMasterRebootDownAfterPeriodMs()) * time.Millisecond),
 		},
 	}
 }

@@ -154,6 +154,7 @@ func masterRows(t *table, m *coordinatorv1.Master) {
 	t.row("auth-user", s.GetAuthUser())
 	t.row("auth-pass", pass)
 	t.row("max-lag", strconv.FormatInt(s.GetMaxLagBytes(), 10))
+	t.row("master-reboot-down-after-period", millis(s.GetMasterRebootDownAfterPeriod().AsDuration()))
 }
 
 // describeOptions is the confirmation line's list of what `set` changed;
