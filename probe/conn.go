@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -66,6 +67,8 @@ type Conn struct {
 	host   string
 	port   int
 	client *redis.Client
+	// connects counts the connections established, for Connects.
+	connects *atomic.Uint64
 }
 
 // NewConn validates cfg and returns a Conn; it does not dial.
@@ -83,6 +86,7 @@ func NewConn(cfg ConnConfig) (*Conn, error) {
 	if poolSize <= 0 {
 		poolSize = DefaultPoolSize
 	}
+	connects := new(atomic.Uint64)
 	client := redis.NewClient(&redis.Options{
 		Addr:       cfg.Addr,
 		Username:   cfg.Auth.User,
@@ -109,8 +113,12 @@ func NewConn(cfg ConnConfig) (*Conn, error) {
 		// Pipelines and MULTI share the one pool, so Promote's CLIENT KILL
 		// runs on the connection our next command most likely reuses.
 		PipelinePoolSize: -1,
+		OnConnect: func(context.Context, *redis.Conn) error {
+			connects.Add(1)
+			return nil
+		},
 	})
-	return &Conn{addr: cfg.Addr, host: host, port: port, client: client}, nil
+	return &Conn{addr: cfg.Addr, host: host, port: port, client: client, connects: connects}, nil
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -145,6 +153,13 @@ func validClientName(name string) error {
 
 // Addr is the instance address this Conn was made for.
 func (c *Conn) Addr() string { return c.addr }
+
+// Connects is how many connections to the instance have been established
+// so far. It rises when a connection is replaced, for example after the
+// server restarted and closed the old ones, which a caller can take as a
+// cue to read INFO again (a restart is visible only there, as a new run
+// id) without waiting for its next poll.
+func (c *Conn) Connects() uint64 { return c.connects.Load() }
 
 // Close closes the connections; commands in flight fail.
 func (c *Conn) Close() error { return c.client.Close() }
@@ -222,15 +237,16 @@ func classifyPing(reply string, err error) PingResult {
 	return PingResult{Reply: err.Error(), Err: err, TimedOut: timedOut}
 }
 
-// Info reads INFO server and INFO replication in one round trip (two
-// commands, because servers before 7.0 take one section per INFO) and
-// parses them.
+// Info reads INFO server, INFO replication and INFO keyspace in one round
+// trip (three commands, because servers before 7.0 take one section per
+// INFO) and parses them.
 func (c *Conn) Info(ctx context.Context) (Info, error) {
-	var server, replication *redis.StringCmd
+	var server, replication, keyspace *redis.StringCmd
 	err := retryStale(ctx, func() error {
 		_, err := c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			server = p.Info(ctx, "server")
 			replication = p.Info(ctx, "replication")
+			keyspace = p.Info(ctx, "keyspace")
 			return nil
 		})
 		return err
@@ -238,7 +254,7 @@ func (c *Conn) Info(ctx context.Context) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("INFO on %s: %w", c.addr, err)
 	}
-	info, err := ParseInfo(server.Val() + "\r\n" + replication.Val())
+	info, err := ParseInfo(server.Val() + "\r\n" + replication.Val() + "\r\n" + keyspace.Val())
 	if err != nil {
 		return Info{}, fmt.Errorf("INFO on %s: %w", c.addr, err)
 	}

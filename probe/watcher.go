@@ -103,6 +103,10 @@ type Observation struct {
 	// MasterAddrChangedAt is when INFO first reported the current
 	// master_host and master_port.
 	MasterAddrChangedAt time.Time
+	// RebootedAt is when INFO last reported a run id other than the one
+	// before it (Sentinel's +reboot): the process restarted. Zero if it
+	// never did while watched.
+	RebootedAt time.Time
 }
 
 func (o Observation) clone() Observation {
@@ -142,6 +146,10 @@ type instance struct {
 	target Target
 	conn   *Conn
 	obs    Observation
+	// pingConnects and infoConnects are conn.Connects() as of the last
+	// PING and the last INFO: a connection made since the last INFO may
+	// be to a restarted server, so INFO is read again at once.
+	pingConnects, infoConnects uint64
 }
 
 // NewWatcher returns a Watcher with no targets.
@@ -362,6 +370,9 @@ func (w *Watcher) infoPeriod(in *instance) time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	o := in.obs
+	if in.conn != nil && in.conn.Connects() != in.infoConnects {
+		return 0
+	}
 	if in.target.FastInfo || o.InfoErr != "" || (o.Info != nil && o.Info.HasMasterLinkDownSince) {
 		return w.cfg.FastInfoPeriod
 	}
@@ -474,7 +485,13 @@ func (w *Watcher) recordPing(in *instance, conn *Conn, res PingResult) {
 	}
 	validityFlipped := first || wasValid != res.Valid
 	significant := validityFlipped || wasLinkUp != o.LinkUp
+	reconnected := conn.Connects() != in.pingConnects
+	in.pingConnects = conn.Connects()
 	w.mu.Unlock()
+
+	if reconnected {
+		wake(in.infoWake) // see instance.infoConnects
+	}
 
 	if validityFlipped {
 		if res.Valid {
@@ -496,6 +513,7 @@ func (w *Watcher) recordInfo(in *instance, conn *Conn, info Info, err error) {
 	}
 	now := w.cfg.Now()
 	o := &in.obs
+	in.infoConnects = conn.Connects()
 	var significant bool
 	var oldRole Role
 	if o.Info != nil {
@@ -512,6 +530,9 @@ func (w *Watcher) recordInfo(in *instance, conn *Conn, info Info, err error) {
 		}
 		if prev == nil || prev.MasterHost != info.MasterHost || prev.MasterPort != info.MasterPort {
 			o.MasterAddrChangedAt = now
+		}
+		if prev != nil && prev.RunID != "" && info.RunID != "" && prev.RunID != info.RunID {
+			o.RebootedAt = now
 		}
 		o.Info = &info
 		o.InfoAt = now
