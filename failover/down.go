@@ -7,8 +7,8 @@ import (
 
 // SubjectivelyDown reports whether this node should consider the instance
 // down (SDOWN), and why. expectMaster says whether the instance is recorded
-// as the group's master. An instance is SDOWN when either holds (Sentinel
-// §4.4 rules 1 and 2, with Sentinel's strict ">" comparisons):
+// as the group's master. An instance is SDOWN when one of these holds
+// (Sentinel §4.4, with Sentinel's strict ">" comparisons):
 //
 //  1. longer than downAfter without a valid reply, on Sentinel's clock: from
 //     the oldest PING still without a valid reply (PingPendingSince) or, when
@@ -16,10 +16,9 @@ import (
 //     if there has never been one, from Since). A connected instance with no
 //     PING pending has just answered and is not down;
 //  2. a recorded master has reported role slave for longer than
-//     downAfter + RoleMismatchGrace (20 s), counted from RoleSince (or Since).
-//
-// Sentinel's third rule (master-reboot-down-after-period) is not
-// implemented.
+//     downAfter + RoleMismatchGrace (20 s), counted from RoleSince (or Since);
+//  3. a recorded master restarted and has not answered PONG since, for
+//     longer than master-reboot-down-after-period (rebootDown).
 //
 // A Probe with neither Since nor LastValidReply has no observation window and
 // is never judged down: without evidence a node must not vote a master down.
@@ -56,6 +55,11 @@ func sdown(p Probe, expectMaster bool, downAfter time.Duration, notBefore, now t
 			}
 		}
 	}
+	if expectMaster {
+		if down, reason := rebootDown(p, notBefore, now); down {
+			return true, reason
+		}
+	}
 	return false, ""
 }
 
@@ -74,11 +78,15 @@ func (p Probe) sdownClock() (time.Time, bool) {
 }
 
 // SDownSince is when an instance that SubjectivelyDown reports down entered
-// SDOWN: down-after past rule 1's clock, or else, for the role rule,
-// down-after + RoleMismatchGrace past the role change.
+// SDOWN: down-after past rule 1's clock, or for the reboot rule the period
+// past the reboot, or else, for the role rule, down-after +
+// RoleMismatchGrace past the role change.
 func SDownSince(p Probe, downAfter time.Duration, now time.Time) time.Time {
 	if clock, ok := p.sdownClock(); ok && now.Sub(clock) > downAfter {
 		return clock.Add(downAfter)
+	}
+	if since, ok := rebootDownSince(p, now); ok {
+		return since
 	}
 	roleClock := p.orSince(p.RoleSince)
 	if p.MasterSince.After(roleClock) {
