@@ -124,7 +124,7 @@ func TestEmptyRestart(t *testing.T) {
 		return c
 	}
 	base := func() EmptyRestartInput {
-		return EmptyRestartInput{Master: master, RecordedRunID: "run-old", DownAfter: downAfter, Now: now,
+		return EmptyRestartInput{MasterHost: "10.0.0.1", MasterPort: 6379, Master: master, RecordedRunID: "run-old", DownAfter: downAfter, Now: now,
 			Replicas: []Candidate{replica("r1", 100, 5000, 1000), replica("r2", 100, 5100, 1000)}}
 	}
 	edit := func(f func(*EmptyRestartInput)) EmptyRestartInput { in := base(); f(&in); return in }
@@ -141,6 +141,22 @@ func TestEmptyRestart(t *testing.T) {
 		{"priority still ranks first", edit(func(in *EmptyRestartInput) { in.Replicas[0].Probe.Priority = 10 }), true, "r1", "r1 r2", ""},
 		{"seen only as a new run id against the record", edit(func(in *EmptyRestartInput) { in.Master.RebootedAt = time.Time{} }), true, "r2", "r1 r2", ""},
 		{"no restart", edit(func(in *EmptyRestartInput) { in.Master.RebootedAt, in.RecordedRunID = time.Time{}, "run-new" }), false, "", "", "no restart seen"},
+		{"restart at the window's end", edit(func(in *EmptyRestartInput) {
+			in.Master.RebootedAt, in.RecordedRunID = now.Add(-EmptyRestartWindow), "run-new"
+		}), true, "r2", "r1 r2", ""},
+		{"restart longer ago than the window", edit(func(in *EmptyRestartInput) {
+			in.Master.RebootedAt, in.RecordedRunID = now.Add(-EmptyRestartWindow-ms), "run-new"
+		}), false, "", "", "the last restart was 60.001s ago"},
+		{"an old reboot but a new run id against the record", edit(func(in *EmptyRestartInput) {
+			in.Master.RebootedAt = now.Add(-time.Hour)
+		}), true, "r2", "r1 r2", ""},
+		{"a replica following another master is not at risk", edit(func(in *EmptyRestartInput) {
+			in.Replicas[1].Probe.MasterPort = 6380
+		}), true, "r1", "r1", ""},
+		{"host names compare case-insensitively", edit(func(in *EmptyRestartInput) {
+			in.MasterHost = "Redis-A"
+			in.Replicas[0].Probe.MasterHost, in.Replicas[1].Probe.MasterHost = "redis-a", "REDIS-A"
+		}), true, "r2", "r1 r2", ""},
 		{"no restart, no record yet", edit(func(in *EmptyRestartInput) { in.Master.RebootedAt, in.RecordedRunID = time.Time{}, "" }), false, "", "", "no restart seen"},
 		{"restarted with its data (persistence)", edit(func(in *EmptyRestartInput) { in.Master.Keys = 1 }), false, "", "",
 			"the master restarted with 1 keys: kept"},

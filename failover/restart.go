@@ -6,9 +6,21 @@ import (
 	"time"
 )
 
+// EmptyRestartWindow bounds how long after a restart EmptyRestart still
+// applies. Replicas reconnect within a second and an empty dataset is sent
+// in no time, so a replica that still holds another history this long
+// after the restart is not about to resync from the empty master: it is
+// following something else, or failing to sync for another reason. The
+// bound is Redis's default repl-timeout.
+const EmptyRestartWindow = time.Minute
+
 // EmptyRestartInput describes a recorded master and its replicas outside a
 // failover, for EmptyRestart.
 type EmptyRestartInput struct {
+	// MasterHost and MasterPort are the recorded master's address; only
+	// replicas that follow it can lose their data to it.
+	MasterHost string
+	MasterPort int
 	// Master is what this node observed of the recorded master.
 	Master Probe
 	// RecordedRunID is the master's run id as last committed; a different
@@ -51,13 +63,15 @@ type EmptyRestartDecision struct {
 // that has happened nothing is left to save, so the rule looks for the
 // moment in between. The master is failed over when all of these hold:
 //
-//   - it reports role master and restarted: Master.RebootedAt is set, or
-//     its run id differs from RecordedRunID;
+//   - it reports role master and restarted less than EmptyRestartWindow
+//     ago: Master.RebootedAt, or now when its run id differs from
+//     RecordedRunID;
 //   - INFO keyspace was read and shows no key at all (a master restarted
 //     from an RDB or AOF file has its keys and is kept, even when they are
 //     older than the replicas' data);
-//   - at least one replica holds data the master cannot give back
-//     (holdsLostData): it has keys and cannot continue the master's
+//   - at least one replica that follows the master (MasterHost, MasterPort)
+//     holds data the master cannot give back (holdsLostData): it has keys
+//     and cannot continue the master's
 //     replication history (typically: the master's new id at offset 0,
 //     the replica's old id far ahead);
 //   - one of those replicas passes SelectReplica's rules (the master is not
@@ -72,10 +86,17 @@ func EmptyRestart(in EmptyRestartInput) EmptyRestartDecision {
 	if m.InfoAt.IsZero() || m.Role != RoleMaster {
 		return EmptyRestartDecision{Reason: "no INFO of the master as master"}
 	}
-	restarted := !m.RebootedAt.IsZero() ||
-		(in.RecordedRunID != "" && m.RunID != "" && in.RecordedRunID != m.RunID)
-	if !restarted {
+	restartAt := m.RebootedAt
+	if in.RecordedRunID != "" && m.RunID != "" && in.RecordedRunID != m.RunID {
+		// The record is older than this observation: this is the first
+		// pass to see the new run id.
+		restartAt = in.Now
+	}
+	if restartAt.IsZero() {
 		return EmptyRestartDecision{Reason: "no restart seen"}
+	}
+	if d := in.Now.Sub(restartAt); d > EmptyRestartWindow {
+		return EmptyRestartDecision{Reason: "the last restart was " + secs(d) + " ago"}
 	}
 	if !m.KeysKnown {
 		return EmptyRestartDecision{Reason: "the master's keyspace is unknown"}
@@ -86,7 +107,8 @@ func EmptyRestart(in EmptyRestartInput) EmptyRestartDecision {
 	var holding []Candidate
 	var names []string
 	for _, c := range in.Replicas {
-		if holdsLostData(m, c.Probe) {
+		follows := c.Probe.MasterPort == in.MasterPort && compareFold(c.Probe.MasterHost, in.MasterHost) == 0
+		if follows && holdsLostData(m, c.Probe) {
 			holding = append(holding, c)
 			names = append(names, c.Addr)
 		}
