@@ -133,6 +133,9 @@ type Probe struct {
 	// something only when KeysKnown (INFO included that section).
 	Keys      int64
 	KeysKnown bool
+	// Loading is INFO's loading:1: the instance is still loading its
+	// dataset from disk, so its keys and replication ids are not final.
+	Loading bool
 }
 
 // linkDownFor is the master link down time Sentinel would hold.

@@ -160,6 +160,7 @@ func TestEmptyRestart(t *testing.T) {
 		{"no restart, no record yet", edit(func(in *EmptyRestartInput) { in.Master.RebootedAt, in.RecordedRunID = time.Time{}, "" }), false, "", "", "no restart seen"},
 		{"restarted with its data (persistence)", edit(func(in *EmptyRestartInput) { in.Master.Keys = 1 }), false, "", "",
 			"the master restarted with 1 keys: kept"},
+		{"still loading from disk", edit(func(in *EmptyRestartInput) { in.Master.Loading = true }), false, "", "", "the master is still loading its data"},
 		{"keyspace not read", edit(func(in *EmptyRestartInput) { in.Master.KeysKnown = false }), false, "", "", "the master's keyspace is unknown"},
 		{"master reports slave", edit(func(in *EmptyRestartInput) { in.Master.Role = RoleReplica }), false, "", "", "no INFO of the master as master"},
 		{"no INFO of the master", edit(func(in *EmptyRestartInput) { in.Master.InfoAt = time.Time{} }), false, "", "", "no INFO of the master as master"},

@@ -66,8 +66,9 @@ type EmptyRestartDecision struct {
 //   - it reports role master and restarted less than EmptyRestartWindow
 //     ago: Master.RebootedAt, or now when its run id differs from
 //     RecordedRunID;
-//   - INFO keyspace was read and shows no key at all (a master restarted
-//     from an RDB or AOF file has its keys and is kept, even when they are
+//   - it has finished loading (INFO persistence's loading:0) and INFO
+//     keyspace was read and shows no key at all (a master restarted from
+//     an RDB or AOF file has its keys and is kept, even when they are
 //     older than the replicas' data);
 //   - at least one replica that follows the master (MasterHost, MasterPort)
 //     holds data the master cannot give back (holdsLostData): it has keys
@@ -97,6 +98,11 @@ func EmptyRestart(in EmptyRestartInput) EmptyRestartDecision {
 	}
 	if d := in.Now.Sub(restartAt); d > EmptyRestartWindow {
 		return EmptyRestartDecision{Reason: "the last restart was " + secs(d) + " ago"}
+	}
+	if m.Loading {
+		// Until the load ends, an RDB or AOF master shows few or no keys
+		// and a new replication id, as an empty one does.
+		return EmptyRestartDecision{Reason: "the master is still loading its data"}
 	}
 	if !m.KeysKnown {
 		return EmptyRestartDecision{Reason: "the master's keyspace is unknown"}

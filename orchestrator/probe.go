@@ -43,7 +43,7 @@ func ProbeOf(o probe.Observation, ok bool) failover.Probe {
 	}
 	p.RunID = in.RunID
 	p.ReplID, p.ReplID2, p.ReplID2Offset = in.MasterReplID, in.MasterReplID2, in.SecondReplOffset
-	p.Keys, p.KeysKnown = in.Keys, in.HasKeyspace
+	p.Keys, p.KeysKnown, p.Loading = in.Keys, in.HasKeyspace, in.Loading
 	return p
 }
 

@@ -169,6 +169,31 @@ func TestRestartWithDataKeepsTheMaster(t *testing.T) {
 	}
 }
 
+// A master restarted from its RDB file shows no key and a new history
+// while it is still loading: it is left alone until the load ends, and then
+// kept, since its keys are back.
+func TestRestartStillLoadingKeepsTheMaster(t *testing.T) {
+	e := newEnv(t, nil)
+	e.withData()
+	e.step()
+	e.restartMaster(false)
+	e.setInfo(addrM, func(in *probe.Info) { in.Loading = true })
+	from := e.mark()
+	for range 3 {
+		e.tick(time.Second)
+	}
+	e.setInfo(addrM, func(in *probe.Info) {
+		in.Loading, in.Keys = false, 1000
+		in.MasterReplID2, in.SecondReplOffset, in.MasterReplOffset = historyOld, 1001, 1000
+	})
+	for range 3 {
+		e.tick(time.Second)
+	}
+	if got := e.since(from, "commit BeginFailover"); len(got) != 0 || len(e.writes(from)) != 0 {
+		t.Fatalf("a master loading its data: %q, writes %q", got, e.writes(from))
+	}
+}
+
 // A master restarted empty whose replicas already resynced from it: nothing
 // is left to save, so nothing happens (the leader does not even look
 // closer, because the probe's view shows no replica at risk).
@@ -254,10 +279,10 @@ func TestProbeOfRebootFields(t *testing.T) {
 	now := t0
 	o := probe.Observation{Since: now.Add(-time.Hour), LastPong: now.Add(-time.Minute), RebootedAt: now.Add(-time.Second),
 		Info: &probe.Info{Role: probe.RoleMaster, MasterReplID: historyNew, MasterReplID2: historyOld, SecondReplOffset: 7,
-			HasKeyspace: true, Keys: 3, MasterReplOffset: 9}, InfoAt: now}
+			HasKeyspace: true, Keys: 3, MasterReplOffset: 9, Loading: true}, InfoAt: now}
 	p := MasterProbe(ProbeOf(o, true), &fsmv1.Master{Settings: &fsmv1.MasterSettings{MasterRebootDownAfterPeriodMs: 5000}})
 	if !p.LastPong.Equal(o.LastPong) || !p.RebootedAt.Equal(o.RebootedAt) || p.RebootDownAfter != 5*time.Second ||
-		p.ReplID != historyNew || p.ReplID2 != historyOld || p.ReplID2Offset != 7 || !p.KeysKnown || p.Keys != 3 || p.Offset != 9 {
+		p.ReplID != historyNew || p.ReplID2 != historyOld || p.ReplID2Offset != 7 || !p.KeysKnown || p.Keys != 3 || p.Offset != 9 || !p.Loading {
 		t.Fatalf("probe %+v", p)
 	}
 }

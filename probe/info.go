@@ -27,7 +27,8 @@ const (
 // and what ParseInfo reports when INFO omits the field.
 const DefaultReplicaPriority = 100
 
-// Info is what Raftinel reads from INFO server, replication and keyspace.
+// Info is what Raftinel reads from INFO server, replication, persistence
+// and keyspace.
 type Info struct {
 	RunID        string
 	RedisVersion string
@@ -71,6 +72,11 @@ type Info struct {
 	// keeps its old history here.
 	MasterReplID2    string
 	SecondReplOffset int64
+
+	// Loading is INFO persistence's loading:1: the server is still loading
+	// its dataset (RDB or AOF) after a start, answering LOADING to most
+	// commands; its keyspace and replication ids are not final yet.
+	Loading bool
 
 	// HasKeyspace reports that the text included INFO's Keyspace section;
 	// only then does Keys mean anything (a section not asked for is not an
@@ -199,6 +205,15 @@ func (i *Info) set(key, value string) error {
 		}
 	case "master_failover_state":
 		i.MasterFailoverState = value
+	case "loading":
+		switch value {
+		case "1":
+			i.Loading = true
+		case "0":
+			i.Loading = false
+		default:
+			return fmt.Errorf("loading is %q, want 0 or 1", clip(value))
+		}
 	case "master_replid":
 		i.MasterReplID = value
 	case "master_replid2":
