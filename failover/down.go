@@ -7,8 +7,8 @@ import (
 
 // SubjectivelyDown reports whether this node should consider the instance
 // down (SDOWN), and why. expectMaster says whether the instance is recorded
-// as the group's master. An instance is SDOWN when either holds (Sentinel
-// §4.4 rules 1 and 2, with Sentinel's strict ">" comparisons):
+// as the group's master. An instance is SDOWN when one of these holds
+// (Sentinel §4.4, with Sentinel's strict ">" comparisons):
 //
 //  1. it has been unreachable for longer than downAfter, counted from
 //     FailingSince: the first contact after the last valid reply that got
@@ -16,7 +16,9 @@ import (
 //     refused, timed-out or broken connection). An instance whose latest
 //     contact was answered validly has no clock and is not down;
 //  2. a recorded master has reported role slave for longer than
-//     downAfter + RoleMismatchGrace (20 s), counted from RoleSince (or Since).
+//     downAfter + RoleMismatchGrace (20 s), counted from RoleSince (or Since);
+//  3. a recorded master restarted and has not answered PONG since, for
+//     longer than master-reboot-down-after-period (rebootDown).
 //
 // Deviation from Sentinel: for a link it cannot connect, Sentinel counts
 // from the last valid reply, up to a ping period before the fault, so an
@@ -25,9 +27,6 @@ import (
 // instance unreachable for less than down-after is never down, and one
 // unreachable for longer is down within down-after plus one ping period of
 // the fault.
-//
-// Sentinel's third rule (master-reboot-down-after-period) is not
-// implemented.
 //
 // A Probe with neither Since nor LastValidReply has no observation window and
 // is never judged down: without evidence a node must not vote a master down.
@@ -64,6 +63,11 @@ func sdown(p Probe, expectMaster bool, downAfter time.Duration, notBefore, now t
 			}
 		}
 	}
+	if expectMaster {
+		if down, reason := rebootDown(p, notBefore, now); down {
+			return true, reason
+		}
+	}
 	return false, ""
 }
 
@@ -75,11 +79,15 @@ func (p Probe) sdownClock() (time.Time, bool) {
 }
 
 // SDownSince is when an instance that SubjectivelyDown reports down entered
-// SDOWN: down-after past rule 1's clock, or else, for the role rule,
-// down-after + RoleMismatchGrace past the role change.
+// SDOWN: down-after past rule 1's clock, or for the reboot rule the period
+// past the reboot, or else, for the role rule, down-after +
+// RoleMismatchGrace past the role change.
 func SDownSince(p Probe, downAfter time.Duration, now time.Time) time.Time {
 	if clock, ok := p.sdownClock(); ok && now.Sub(clock) > downAfter {
 		return clock.Add(downAfter)
+	}
+	if since, ok := rebootDownSince(p, now); ok {
+		return since
 	}
 	roleClock := p.orSince(p.RoleSince)
 	if p.MasterSince.After(roleClock) {

@@ -113,6 +113,33 @@ type Probe struct {
 	Offset int64
 	// RunID is run_id; empty when not reported.
 	RunID string
+
+	// LastPong is the last plain PONG; LOADING and MASTERDOWN are valid
+	// replies (LastValidReply) but not PONG, which the reboot rule tells
+	// apart.
+	LastPong time.Time
+	// RebootedAt is when INFO first showed the current run id in place of
+	// an earlier one (Sentinel's +reboot); zero if that was never seen.
+	RebootedAt time.Time
+	// RebootDownAfter is the group's master-reboot-down-after-period, set
+	// for the recorded master's probe only (like MasterSince, it comes
+	// from the state, not from the instance); zero turns the rule off.
+	RebootDownAfter time.Duration
+
+	// ReplID is master_replid: the replication history the instance holds
+	// (a replica's as of its last sync). ReplID2 and ReplID2Offset are
+	// master_replid2 and second_repl_offset: the earlier history a master
+	// still lets replicas continue, up to that offset. Empty when unknown.
+	ReplID        string
+	ReplID2       string
+	ReplID2Offset int64
+	// Keys is the number of keys INFO keyspace reported; it means
+	// something only when KeysKnown (INFO included that section).
+	Keys      int64
+	KeysKnown bool
+	// Loading is INFO's loading:1: the instance is still loading its
+	// dataset from disk, so its keys and replication ids are not final.
+	Loading bool
 }
 
 // linkDownFor is the master link down time Sentinel would hold.

@@ -168,6 +168,12 @@ func TestMonitorValidation(t *testing.T) {
 		{"ping-period too small", &fsmv1.Command{Kind: &fsmv1.Command_MonitorMaster{MonitorMaster: &fsmv1.MonitorMaster{
 			Name: "m", Address: "127.0.0.1:6379", Settings: &fsmv1.MasterSettings{Quorum: 1, PingPeriodMs: 9},
 		}}}, Invalid, "ping-period must be between 10 and 86400000 milliseconds, got 9 (or 0 for automatic)"},
+		{"negative master-reboot-down-after-period", &fsmv1.Command{Kind: &fsmv1.Command_MonitorMaster{MonitorMaster: &fsmv1.MonitorMaster{
+			Name: "m", Address: "127.0.0.1:6379", Settings: &fsmv1.MasterSettings{Quorum: 1, MasterRebootDownAfterPeriodMs: -1},
+		}}}, Invalid, "master-reboot-down-after-period must be 0 (off)"},
+		{"master-reboot-down-after-period kept", &fsmv1.Command{Kind: &fsmv1.Command_MonitorMaster{MonitorMaster: &fsmv1.MonitorMaster{
+			Name: "m", Address: "127.0.0.1:6379", Settings: &fsmv1.MasterSettings{Quorum: 1, MasterRebootDownAfterPeriodMs: 5000},
+		}}}, 0, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -229,6 +235,20 @@ func TestSetOptions(t *testing.T) {
 		{"ping-period too small", []string{"ping-period", "5ms"}, nil, "ping-period must be between 10 and"},
 		{"ping-period negative", []string{"ping-period", "-1"}, nil, "ping-period must be between 10 and"},
 		{"ping-period word", []string{"ping-period", "often"}, nil, "Invalid argument 'often' for SENTINEL SET 'ping-period'"},
+		{"master-reboot-down-after-period ms", []string{"master-reboot-down-after-period", "5000"},
+			func(s *fsmv1.MasterSettings) bool { return s.MasterRebootDownAfterPeriodMs == 5000 }, ""},
+		{"master-reboot-down-after-period duration", []string{"master-reboot-down-after-period", "2.5s"},
+			func(s *fsmv1.MasterSettings) bool { return s.MasterRebootDownAfterPeriodMs == 2500 }, ""},
+		{"master-reboot-down-after-period off", []string{"master-reboot-down-after-period", "0"},
+			func(s *fsmv1.MasterSettings) bool { return s.MasterRebootDownAfterPeriodMs == 0 }, ""},
+		{"master-reboot-down-after-period negative", []string{"master-reboot-down-after-period", "-1"}, nil,
+			"Invalid argument '-1' for SENTINEL SET 'master-reboot-down-after-period'"},
+		{"master-reboot-down-after-period word", []string{"master-reboot-down-after-period", "soon"}, nil,
+			"Invalid argument 'soon' for SENTINEL SET 'master-reboot-down-after-period'"},
+		{"master-reboot-down-after-period too long", []string{"master-reboot-down-after-period", "25h"}, nil,
+			"master-reboot-down-after-period must be 0 (off) to 86400000 milliseconds, got 90000000"},
+		{"master-reboot-down-after-period overflow", []string{"master-reboot-down-after-period", "9223372036854775807"}, nil,
+			"master-reboot-down-after-period must be 0 (off) to 86400000 milliseconds"},
 		{"negative quorum", []string{"quorum", "-20"}, nil, "Invalid argument '-20' for SENTINEL SET 'quorum'"},
 		{"word", []string{"down-after-milliseconds", "abc"}, nil, "Invalid argument 'abc' for SENTINEL SET 'down-after-milliseconds'"},
 		{"sub-millisecond", []string{"down-after-milliseconds", "1500us"}, nil, "Invalid argument"},

@@ -92,7 +92,17 @@ func updateReplicas(r *recorder, c *fsmv1.UpdateReplicas) error {
 			return err
 		}
 	}
-	m.MasterOffset, m.MasterRunId = c.GetMasterOffset(), c.GetMasterRunId()
+	if old, next := m.GetMasterRunId(), c.GetMasterRunId(); old != "" && next != "" && old != next {
+		// Sentinel's +reboot for the master: the same address answers with
+		// another run id, so the process restarted.
+		r.add(m, "+reboot", masterDetail(m), "")
+	}
+	m.MasterOffset = c.GetMasterOffset()
+	if c.GetMasterRunId() != "" {
+		// An update without the master's run id (no INFO of it this time)
+		// keeps the one known, like a replica's.
+		m.MasterRunId = c.GetMasterRunId()
+	}
 	// Events come out in address order, whatever order the leader sent.
 	incoming := append([]*fsmv1.Replica(nil), c.GetReplicas()...)
 	sort.Slice(incoming, func(i, j int) bool { return incoming[i].GetAddress() < incoming[j].GetAddress() })
@@ -161,10 +171,15 @@ func beginFailover(r *recorder, c *fsmv1.BeginFailover) error {
 		return &Error{Kind: FailedPrecondition, Reason: ReasonFailoverInProgress,
 			Msg: fmt.Sprintf("Failover already in progress for %q", m.GetName())}
 	}
-	if c.GetReason() != "odown" && c.GetReason() != "manual" {
-		return errorf(Invalid, "failover reason %q: want odown or manual", c.GetReason())
+	switch c.GetReason() {
+	case ReasonODown, ReasonManual, ReasonEmptyRestart:
+	default:
+		return errorf(Invalid, "failover reason %q: want %s, %s or %s", c.GetReason(), ReasonODown, ReasonManual, ReasonEmptyRestart)
 	}
 	if err := validateHandover(m, c); err != nil {
+		return err
+	}
+	if err := validateEmptyRestart(c); err != nil {
 		return err
 	}
 	if c.GetCandidate() != "" {
@@ -173,6 +188,10 @@ func beginFailover(r *recorder, c *fsmv1.BeginFailover) error {
 		}
 	}
 	m.LastFailoverAtUnixNanos = r.now
+	if er := c.GetEmptyRestart(); er != nil {
+		r.add(m, EventEmptyRestart, fmt.Sprintf("%s #run_id %s #offset %d/%d #keys 0/%d", masterDetail(m),
+			er.GetRunId(), er.GetMasterOffset(), er.GetReplicaOffset(), er.GetReplicaKeys()), "")
+	}
 	r.add(m, "+try-failover", masterDetail(m), "")
 	r.add(m, "+elected-leader", masterDetail(m), "")
 	r.add(m, "+failover-state-select-slave", masterDetail(m), "")
@@ -206,6 +225,48 @@ func beginFailover(r *recorder, c *fsmv1.BeginFailover) error {
 	return nil
 }
 
+// Reasons a failover begins for (BeginFailover.reason).
+const (
+	// ReasonODown: the master is objectively down.
+	ReasonODown = "odown"
+	// ReasonManual: an operator asked (SENTINEL FAILOVER, the API).
+	ReasonManual = "manual"
+	// ReasonEmptyRestart is Raftinel's own: the master restarted empty
+	// with a replication history its replicas cannot continue, while they
+	// still hold data (see EmptyRestart in the log format).
+	ReasonEmptyRestart = "empty-restart"
+)
+
+// EventEmptyRestart is published when a failover begins because the master
+// restarted empty; Sentinel has no such event. Its payload is the master's
+// "%@" followed by "#run_id <new run id> #offset <master>/<candidate>
+// #keys 0/<candidate's keys>".
+const EventEmptyRestart = "+empty-restart"
+
+// validateEmptyRestart checks that an empty-restart failover carries its
+// evidence and a candidate (with nothing to save there is nothing to fail
+// over to), and that no other failover carries that evidence.
+func validateEmptyRestart(c *fsmv1.BeginFailover) error {
+	er := c.GetEmptyRestart()
+	if c.GetReason() != ReasonEmptyRestart {
+		if er != nil {
+			return errorf(Invalid, "empty-restart evidence given for a failover with reason %q", c.GetReason())
+		}
+		return nil
+	}
+	switch {
+	case er == nil:
+		return errorf(Invalid, "an empty-restart failover needs its evidence")
+	case er.GetRunId() == "":
+		return errorf(Invalid, "an empty-restart failover needs the master's new run id")
+	case er.GetReplicaKeys() < 1:
+		return errorf(Invalid, "an empty-restart failover needs a candidate holding keys, got %d", er.GetReplicaKeys())
+	case c.GetCandidate() == "":
+		return errorf(Invalid, "an empty-restart failover needs a candidate")
+	}
+	return nil
+}
+
 // validateHandover checks the coordinated-failover fields: only a manual
 // failover hands over, and it needs a catch-up timeout that ends before
 // failover-timeout would abort the attempt anyway.
@@ -217,7 +278,7 @@ func validateHandover(m *fsmv1.Master, c *fsmv1.BeginFailover) error {
 		}
 		return nil
 	}
-	if c.GetReason() != "manual" {
+	if c.GetReason() != ReasonManual {
 		return errorf(Invalid, "only a manual failover can be coordinated, not %q", c.GetReason())
 	}
 	if limit := m.GetSettings().GetFailoverTimeoutMs(); t <= 0 || t > limit {
@@ -317,18 +378,23 @@ func promoted(r *recorder, c *fsmv1.Promoted) error {
 	m.Epoch++
 	m.Address = c.GetAddress()
 	m.Votes, m.Odown, m.OdownSinceUnixNanos = nil, false, 0
-	_, i := findReplica(m, c.GetAddress())
+	rep, i := findReplica(m, c.GetAddress())
+	// The master's run id and offset are the promoted replica's from now on,
+	// so that its next report is no +reboot.
+	m.MasterRunId, m.MasterOffset = rep.GetRunId(), rep.GetOffset()
 	m.Replicas = append(m.Replicas[:i], m.Replicas[i+1:]...)
 	f.Phase = fsmv1.FailoverPhase_FAILOVER_PHASE_RECONF_REPLICAS
 	f.PromotedAtUnixNanos = r.now
 	for _, rep := range m.Replicas {
 		f.Reconf = append(f.Reconf, &fsmv1.ReplicaReconf{Address: rep.GetAddress(), Phase: fsmv1.ReconfPhase_RECONF_PHASE_PENDING})
 	}
-	if f.GetReason() == "manual" {
+	if f.GetReason() == ReasonManual || f.GetReason() == ReasonEmptyRestart {
 		// A manual failover's old master is most likely alive: it is
 		// re-pointed with the other replicas (after a coordinated handover
 		// it already follows the new master, and REPLICAOF is a no-op that
-		// still disconnects its clients).
+		// still disconnects its clients). An empty-restarted one is alive
+		// by definition, and the sooner it follows the new master the
+		// sooner nothing can resync from its empty dataset.
 		f.Reconf = append(f.Reconf, &fsmv1.ReplicaReconf{Address: old, Phase: fsmv1.ReconfPhase_RECONF_PHASE_PENDING})
 		sort.Slice(f.Reconf, func(i, j int) bool { return f.Reconf[i].GetAddress() < f.Reconf[j].GetAddress() })
 		m.Replicas = append(m.Replicas, &fsmv1.Replica{Address: old})

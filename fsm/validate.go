@@ -102,6 +102,9 @@ func validateSettings(s *fsmv1.MasterSettings) error {
 	if s.GetMaxLagBytes() < 0 {
 		return errorf(Invalid, "max-lag must be 0 (no limit) or more bytes")
 	}
+	if ms := s.GetMasterRebootDownAfterPeriodMs(); ms < 0 || ms > MaxDuration.Milliseconds() {
+		return errorf(Invalid, "%s must be 0 (off) to %d milliseconds, got %d", OptMasterRebootDownAfter, MaxDuration.Milliseconds(), ms)
+	}
 	return validatePingPeriodMs(s.GetPingPeriodMs())
 }
 
@@ -117,6 +120,7 @@ func withDefaults(s *fsmv1.MasterSettings) *fsmv1.MasterSettings {
 		out.AuthPass = s.AuthPass
 		out.MaxLagBytes = s.MaxLagBytes
 		out.PingPeriodMs = s.PingPeriodMs
+		out.MasterRebootDownAfterPeriodMs = s.MasterRebootDownAfterPeriodMs
 	}
 	if out.DownAfterMs == 0 {
 		out.DownAfterMs = DefaultDownAfter.Milliseconds()
@@ -141,10 +145,13 @@ const (
 	OptMaxLag          = "max-lag"
 	// OptPingPeriod is Raftinel's own: Sentinel's ping-period is global.
 	OptPingPeriod = "ping-period"
+	// OptMasterRebootDownAfter is Sentinel 7's option; 0 turns it off.
+	OptMasterRebootDownAfter = "master-reboot-down-after-period"
 )
 
 // OptionKeys lists the settable options in the order help texts show them.
-var OptionKeys = []string{OptQuorum, OptDownAfter, OptFailoverTimeout, OptParallelSyncs, OptAuthUser, OptAuthPass, OptMaxLag, OptPingPeriod}
+var OptionKeys = []string{OptQuorum, OptDownAfter, OptFailoverTimeout, OptParallelSyncs, OptAuthUser, OptAuthPass, OptMaxLag,
+	OptPingPeriod, OptMasterRebootDownAfter}
 
 // ParseMillis reads a time option: whole milliseconds as Sentinel takes them
 // ("1500") or a Go duration ("1.5s", "1500ms").
@@ -216,6 +223,17 @@ func setOption(s *fsmv1.MasterSettings, key, value string) error {
 			return invalid()
 		}
 		s.MaxLagBytes = n
+	case OptMasterRebootDownAfter:
+		// Unlike down-after, 0 is valid: it turns the rule off, as in
+		// Sentinel. Any other value is a duration like the other times.
+		ms, ok := ParseMillis(value)
+		if !ok || ms < 0 {
+			return invalid()
+		}
+		if ms > MaxDuration.Milliseconds() {
+			return errorf(Invalid, "%s must be 0 (off) to %d milliseconds, got %d", OptMasterRebootDownAfter, MaxDuration.Milliseconds(), ms)
+		}
+		s.MasterRebootDownAfterPeriodMs = ms
 	default:
 		return errorf(Invalid, "Unknown option or number of arguments for SENTINEL SET '%s'", key)
 	}

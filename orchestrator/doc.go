@@ -1,9 +1,11 @@
 // Package orchestrator owns the failover leader's execution: it turns the
 // replicated state and this node's probe observations into committed
 // journal steps and the Redis commands they call for — automatic failovers
-// (begin, promote, re-point the replicas, finish or abort), the coordinated
-// handover of a manual failover and its rollback, and the repairs outside a
-// failover (+convert-to-slave, +fix-slave-config).
+// (begin, promote, re-point the replicas, finish or abort), including the
+// failover of a master that restarted empty behind its replicas
+// (+empty-restart), the coordinated handover of a manual failover and its
+// rollback, and the repairs outside a failover (+convert-to-slave,
+// +fix-slave-config).
 //
 // One Leader lives for one term of leadership: the server creates it after
 // raft's Barrier (so it acts on everything earlier leaders committed) and

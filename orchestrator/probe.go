@@ -24,6 +24,8 @@ func ProbeOf(o probe.Observation, ok bool) failover.Probe {
 		FailingSince:    o.FailingSince,
 		RoleSince:       o.RoleChangedAt,
 		MasterAddrSince: o.MasterAddrChangedAt,
+		LastPong:        o.LastPong,
+		RebootedAt:      o.RebootedAt,
 	}
 	if o.Info == nil {
 		return p
@@ -40,16 +42,25 @@ func ProbeOf(o probe.Observation, ok bool) failover.Probe {
 		p.Offset = in.MasterReplOffset
 	}
 	p.RunID = in.RunID
+	p.ReplID, p.ReplID2, p.ReplID2Offset = in.MasterReplID, in.MasterReplID2, in.SecondReplOffset
+	p.Keys, p.KeysKnown, p.Loading = in.Keys, in.HasKeyspace, in.Loading
 	return p
 }
 
-// MasterProbe adds to the master's probe when it became the master, from
-// the state: the last failover attempt began before its promotion.
+// MasterProbe adds to the master's probe what comes from the state: when
+// it became the master (the last failover attempt began before its
+// promotion) and the group's master-reboot-down-after-period.
 func MasterProbe(p failover.Probe, m *fsmv1.Master) failover.Probe {
 	if at := m.GetLastFailoverAtUnixNanos(); at != 0 {
 		p.MasterSince = time.Unix(0, at)
 	}
+	p.RebootDownAfter = RebootDownAfter(m)
 	return p
+}
+
+// RebootDownAfter is a master's master-reboot-down-after-period; zero is off.
+func RebootDownAfter(m *fsmv1.Master) time.Duration {
+	return time.Duration(m.GetSettings().GetMasterRebootDownAfterPeriodMs()) * time.Millisecond
 }
 
 // DownAfter is a master's down-after setting.

@@ -68,6 +68,12 @@ func (p *pass) run() error {
 			return err
 		}
 	}
+	if !odown {
+		// A master that answers PING may still have to go: see emptyRestart.
+		if begun, err := p.emptyRestart(); begun || err != nil {
+			return err
+		}
+	}
 	if odown {
 		last := time.Time{}
 		if at := p.m.GetLastFailoverAtUnixNanos(); at != 0 {
@@ -124,6 +130,9 @@ func (p *pass) observeReplicas() error {
 			changed = true
 		}
 		p.l.noteDown(a, next.GetSdown(), p.now)
+	}
+	if ok && master.Info != nil && master.Info.RunID != "" && master.Info.RunID != p.m.GetMasterRunId() {
+		changed = true // the master's first run id, or a restart (+reboot)
 	}
 	if !changed {
 		return nil
@@ -324,7 +333,7 @@ func (p *pass) reconfigure(f *fsmv1.Failover) error {
 		}
 		return nil
 	}
-	plan := failover.NextReconfBatch(states, int(p.m.GetSettings().GetParallelSyncs()), p.now)
+	plan := failover.NextReconfBatch(states, p.parallelSyncs(f), p.now)
 	for _, addr := range plan.TimedOut {
 		if err := record(addr, fsmv1.ReconfPhase_RECONF_PHASE_DONE); err != nil {
 			return err

@@ -224,15 +224,17 @@ func classifyPing(reply string, err error) PingResult {
 	return PingResult{Reply: err.Error(), Err: err, TimedOut: timedOut}
 }
 
-// Info reads INFO server and INFO replication in one round trip (two
-// commands, because servers before 7.0 take one section per INFO) and
-// parses them.
+// Info reads INFO server, replication, persistence and keyspace in one
+// round trip (four commands, because servers before 7.0 take one section
+// per INFO) and parses them.
 func (c *Conn) Info(ctx context.Context) (Info, error) {
-	var server, replication *redis.StringCmd
+	var server, replication, persistence, keyspace *redis.StringCmd
 	err := retryStale(ctx, func() error {
 		_, err := c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			server = p.Info(ctx, "server")
 			replication = p.Info(ctx, "replication")
+			persistence = p.Info(ctx, "persistence")
+			keyspace = p.Info(ctx, "keyspace")
 			return nil
 		})
 		return err
@@ -240,7 +242,7 @@ func (c *Conn) Info(ctx context.Context) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("INFO on %s: %w", c.addr, err)
 	}
-	info, err := ParseInfo(server.Val() + "\r\n" + replication.Val())
+	info, err := ParseInfo(server.Val() + "\r\n" + replication.Val() + "\r\n" + persistence.Val() + "\r\n" + keyspace.Val())
 	if err != nil {
 		return Info{}, fmt.Errorf("INFO on %s: %w", c.addr, err)
 	}

@@ -27,7 +27,8 @@ const (
 // and what ParseInfo reports when INFO omits the field.
 const DefaultReplicaPriority = 100
 
-// Info is what Raftinel reads from INFO server and INFO replication.
+// Info is what Raftinel reads from INFO server, replication, persistence
+// and keyspace.
 type Info struct {
 	RunID        string
 	RedisVersion string
@@ -59,6 +60,31 @@ type Info struct {
 	// no-failover, waiting-for-sync or failover-in-progress. Empty on
 	// servers older than 6.2.
 	MasterFailoverState string
+
+	// MasterReplID is master_replid, the replication history this instance
+	// holds: a master's own, a replica's as of its last sync. A master
+	// that restarts without persistence starts a new one (at offset 0).
+	MasterReplID string
+	// MasterReplID2 and SecondReplOffset are master_replid2 and
+	// second_repl_offset: the previous history, which replicas can still
+	// continue with a partial resync up to that offset (all zeros and -1
+	// when there is none). A master restarted from an RDB file (Redis 7)
+	// keeps its old history here.
+	MasterReplID2    string
+	SecondReplOffset int64
+
+	// Loading is INFO persistence's loading:1: the server is still loading
+	// its dataset (RDB or AOF) after a start, answering LOADING to most
+	// commands; its keyspace and replication ids are not final yet.
+	Loading bool
+
+	// HasKeyspace reports that the text included INFO's Keyspace section;
+	// only then does Keys mean anything (a section not asked for is not an
+	// empty keyspace).
+	HasKeyspace bool
+	// Keys is the number of keys in every database (the sum of the dbN
+	// lines' keys=); 0 for an empty keyspace, which has no dbN line.
+	Keys int64
 
 	// ConnectedReplicas are the slaveN lines of a master, in INFO's order.
 	ConnectedReplicas []ReplicaInfo
@@ -100,7 +126,15 @@ func ParseInfo(text string) (Info, error) {
 	sawRole := false
 	for n, line := range strings.Split(text, "\n") {
 		line = strings.TrimSuffix(line, "\r")
-		if line == "" || line[0] == '#' {
+		if line == "" {
+			continue
+		}
+		if line[0] == '#' {
+			// A section header; only Keyspace's matters, because the
+			// section has no line at all when every database is empty.
+			if strings.EqualFold(strings.TrimSpace(line[1:]), "keyspace") {
+				info.HasKeyspace = true
+			}
 			continue
 		}
 		key, value, ok := strings.Cut(line, ":")
@@ -171,7 +205,29 @@ func (i *Info) set(key, value string) error {
 		}
 	case "master_failover_state":
 		i.MasterFailoverState = value
+	case "loading":
+		switch value {
+		case "1":
+			i.Loading = true
+		case "0":
+			i.Loading = false
+		default:
+			return fmt.Errorf("loading is %q, want 0 or 1", clip(value))
+		}
+	case "master_replid":
+		i.MasterReplID = value
+	case "master_replid2":
+		i.MasterReplID2 = value
+	case "second_repl_offset":
+		i.SecondReplOffset, err = parseInt(value)
 	default:
+		if isNumbered(key, "db") {
+			var n int64
+			if n, err = parseDBKeys(value); err == nil {
+				i.Keys = satAddKeys(i.Keys, n)
+			}
+			break
+		}
 		if isReplicaKey(key) {
 			var r ReplicaInfo
 			if r, err = parseReplica(value); err == nil {
@@ -184,8 +240,11 @@ func (i *Info) set(key, value string) error {
 
 // isReplicaKey matches slave0, slave1, ... but not slave_priority and the
 // other slave_* fields.
-func isReplicaKey(key string) bool {
-	digits, ok := strings.CutPrefix(key, "slave")
+func isReplicaKey(key string) bool { return isNumbered(key, "slave") }
+
+// isNumbered matches prefix followed by one or more digits.
+func isNumbered(key, prefix string) bool {
+	digits, ok := strings.CutPrefix(key, prefix)
 	if !ok || digits == "" {
 		return false
 	}
@@ -195,6 +254,34 @@ func isReplicaKey(key string) bool {
 		}
 	}
 	return true
+}
+
+// parseDBKeys reads keys= from a Keyspace line,
+// "keys=..,expires=..,avg_ttl=..[,subexpiry=..]".
+func parseDBKeys(value string) (int64, error) {
+	for _, part := range strings.Split(value, ",") {
+		k, v, _ := strings.Cut(part, "=")
+		if k != "keys" {
+			continue
+		}
+		n, err := parseInt(v)
+		if err != nil {
+			return 0, fmt.Errorf("keyspace keys: %w", err)
+		}
+		if n < 0 {
+			return 0, fmt.Errorf("keyspace keys %d is negative", n)
+		}
+		return n, nil
+	}
+	return 0, errors.New("keyspace entry has no keys=")
+}
+
+// satAddKeys adds two non-negative key counts without wrapping.
+func satAddKeys(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // parseReplica reads "ip=..,port=..,state=..,offset=..,lag=.." and the

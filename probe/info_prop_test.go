@@ -50,7 +50,24 @@ func formatInfo(info Info, oldReplicaFormat bool) string {
 	if info.MasterFailoverState != "" {
 		line("master_failover_state:%s", info.MasterFailoverState)
 	}
+	line("master_replid:%s", info.MasterReplID)
+	line("master_replid2:%s", info.MasterReplID2)
 	line("master_repl_offset:%d", info.MasterReplOffset)
+	line("second_repl_offset:%d", info.SecondReplOffset)
+	line("")
+	line("# Persistence")
+	if info.Loading {
+		line("loading:1")
+	} else {
+		line("loading:0")
+	}
+	if info.HasKeyspace {
+		line("")
+		line("# Keyspace")
+	}
+	if info.Keys != 0 {
+		line("db0:keys=%d,expires=0,avg_ttl=0", info.Keys)
+	}
 	return b.String()
 }
 
@@ -70,6 +87,15 @@ func genInfo(oldReplicaFormat bool) *rapid.Generator[Info] {
 			MasterFailoverState: rapid.SampledFrom([]string{
 				"", "no-failover", "waiting-for-sync", "failover-in-progress",
 			}).Draw(t, "failover_state"),
+		}
+		if rapid.Bool().Draw(t, "replid") {
+			info.MasterReplID = rapid.StringMatching(`[0-9a-f]{40}`).Draw(t, "master_replid")
+			info.MasterReplID2 = rapid.StringMatching(`[0-9a-f]{40}`).Draw(t, "master_replid2")
+			info.SecondReplOffset = rapid.Int64Range(-1, 1<<50).Draw(t, "second_repl_offset")
+		}
+		info.Loading = rapid.Bool().Draw(t, "loading")
+		if info.HasKeyspace = rapid.Bool().Draw(t, "keyspace"); info.HasKeyspace {
+			info.Keys = rapid.Int64Range(0, 1<<40).Draw(t, "keys")
 		}
 		if rapid.Bool().Draw(t, "link_down_since") {
 			info.HasMasterLinkDownSince = true
@@ -123,6 +149,9 @@ func FuzzParseInfo(f *testing.F) {
 	f.Add("role:master\nslave0:10.0.0.2,6380,online\n")
 	f.Add("role:slave\nreplica_priority:0\nreplica_announced:0\nmaster_link_down_since_seconds:-1\n")
 	f.Add("role:master\nslave0:ip=::1,port=6380,state=online,offset=1,lag=0,x=y\n")
+	f.Add("role:master\nmaster_replid:ab\nmaster_replid2:cd\nsecond_repl_offset:7\n# Keyspace\ndb0:keys=3,expires=0\ndb9:keys=4\n")
+	f.Add("# Keyspace\r\nrole:slave\r\n")
+	f.Add("# Persistence\r\nloading:1\r\nasync_loading:0\r\nrole:master\r\n")
 	f.Fuzz(func(t *testing.T, text string) {
 		info, err := ParseInfo(text)
 		if err != nil {

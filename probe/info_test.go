@@ -21,6 +21,8 @@ func readSample(t testing.TB, name string) string {
 	return string(data)
 }
 
+const zeroReplID = "0000000000000000000000000000000000000000"
+
 func TestParseInfoSamples(t *testing.T) {
 	for _, tc := range []struct {
 		file string
@@ -29,6 +31,7 @@ func TestParseInfoSamples(t *testing.T) {
 		{"master.txt", Info{
 			RunID: "eef3b8e9113ffc03813ae8916284b952ac31d148", RedisVersion: "7.0.15", Role: RoleMaster,
 			ReplicaPriority: 100, MasterReplOffset: 50, ReplicaAnnounced: true, MasterFailoverState: "no-failover",
+			MasterReplID: "de3c2131c1e6a871f9a4b0715881b5169c7a8fcc", MasterReplID2: zeroReplID, SecondReplOffset: -1,
 			ConnectedReplicas: []ReplicaInfo{
 				{IP: "127.0.0.1", Port: 17003, State: "online", Offset: 50, Lag: 0},
 				{IP: "127.0.0.1", Port: 17002, State: "online", Offset: 50, Lag: 0},
@@ -39,6 +42,7 @@ func TestParseInfoSamples(t *testing.T) {
 			MasterHost: "127.0.0.1", MasterPort: 17001, MasterLinkStatus: LinkStatusUp,
 			ReplicaPriority: 7, SlaveReplOffset: 50, MasterReplOffset: 50, ReplicaAnnounced: true,
 			MasterFailoverState: "no-failover",
+			MasterReplID:        "de3c2131c1e6a871f9a4b0715881b5169c7a8fcc", MasterReplID2: zeroReplID, SecondReplOffset: -1,
 		}},
 		{"replica_link_down.txt", Info{
 			RunID: "8cb254f10857db5bb56972cdfa5ebbd6c7fdb5ab", RedisVersion: "7.0.15", Role: RoleSlave,
@@ -46,6 +50,7 @@ func TestParseInfoSamples(t *testing.T) {
 			MasterLinkDownSinceSeconds: 2, HasMasterLinkDownSince: true,
 			ReplicaPriority: 7, SlaveReplOffset: 50, MasterReplOffset: 50, ReplicaAnnounced: true,
 			MasterFailoverState: "no-failover",
+			MasterReplID:        "de3c2131c1e6a871f9a4b0715881b5169c7a8fcc", MasterReplID2: zeroReplID, SecondReplOffset: -1,
 		}},
 		{"replica_never_connected.txt", Info{
 			RunID: "57dbc95daa307d73ba7e705c0c604ce2adf79e8b", RedisVersion: "7.0.15", Role: RoleSlave,
@@ -53,6 +58,7 @@ func TestParseInfoSamples(t *testing.T) {
 			MasterLinkDownSinceSeconds: -1, HasMasterLinkDownSince: true,
 			ReplicaPriority: 100, SlaveReplOffset: 1, MasterReplOffset: 0, ReplicaAnnounced: true,
 			MasterFailoverState: "no-failover",
+			MasterReplID:        "6a6af082aab1753ae19911b66d84beee78a1062a", MasterReplID2: zeroReplID, SecondReplOffset: -1,
 		}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
@@ -107,6 +113,20 @@ func TestParseInfoSynthetic(t *testing.T) {
 		{"unknown and odd lines ignored", "# Replication\r\nrole:master\r\nsome_future_field:abc\r\nno colon here\r\n\r\nslave_read_only:1\r\nslaveX:ip=a,port=b\r\n",
 			base},
 		{"last duplicate wins", "role:slave\nrole:master\n", base},
+		{"replication ids", "role:master\nmaster_replid:aa11\nmaster_replid2:bb22\nsecond_repl_offset:1234\n",
+			with(func(i *Info) { i.MasterReplID, i.MasterReplID2, i.SecondReplOffset = "aa11", "bb22", 1234 })},
+		{"loading", "role:master\r\n# Persistence\r\nloading:1\r\nasync_loading:0\r\n",
+			with(func(i *Info) { i.Loading = true })},
+		{"empty keyspace", "# Replication\r\nrole:master\r\n\r\n# Keyspace\r\n",
+			with(func(i *Info) { i.HasKeyspace = true })},
+		{"keys summed over databases", "role:master\n# Keyspace\ndb0:keys=10,expires=2,avg_ttl=0\ndb3:keys=5,expires=0,avg_ttl=0,subexpiry=0\n",
+			with(func(i *Info) { i.HasKeyspace, i.Keys = true, 15 })},
+		{"keys without the header", "role:master\ndb0:keys=1,expires=0,avg_ttl=0\n",
+			with(func(i *Info) { i.Keys = 1 })},
+		{"keys saturate", "role:master\n# Keyspace\ndb0:keys=9223372036854775807\ndb1:keys=1\n",
+			with(func(i *Info) { i.HasKeyspace, i.Keys = true, 9223372036854775807 })},
+		{"other headers and db-like fields", "#keyspace\nrole:master\ndbfilename:dump.rdb\ndb:keys=3\n# Server\n",
+			with(func(i *Info) { i.HasKeyspace = true })},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := ParseInfo(tc.text)
@@ -140,6 +160,11 @@ func TestParseInfoErrors(t *testing.T) {
 		{"replica bad port", "role:master\nslave0:ip=1.2.3.4,port=x\n", "port"},
 		{"replica bad lag", "role:master\nslave0:ip=1.2.3.4,port=1,lag=?\n", "lag"},
 		{"old replica format without port", "role:master\nslave0:1.2.3.4\n", "ip,port"},
+		{"bad loading", "role:master\nloading:yes\n", "loading"},
+		{"bad second_repl_offset", "role:master\nsecond_repl_offset:none\n", "second_repl_offset"},
+		{"keyspace without keys", "role:master\ndb0:expires=0,avg_ttl=0\n", "no keys="},
+		{"keyspace bad keys", "role:master\ndb0:keys=many,expires=0\n", "keyspace keys"},
+		{"keyspace negative keys", "role:master\ndb0:keys=-1\n", "negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseInfo(tc.text)

@@ -35,6 +35,8 @@ type link struct {
 	// reused is true once conn has served a command: a reused connection
 	// that turns out closed by the server is redialed once at once.
 	reused bool
+	// dials counts the connections made, so a caller can tell a reconnect.
+	dials uint64
 }
 
 // maxReplyBytes bounds one bulk reply (INFO is a few kilobytes; a replica
@@ -107,6 +109,7 @@ func (l *link) dial(ctx context.Context, auth Auth) error {
 		return err
 	}
 	l.conn, l.br, l.auth, l.reused = conn, bufio.NewReaderSize(conn, 4096), auth, false
+	l.dials++
 	return nil
 }
 
@@ -294,10 +297,11 @@ func (l *link) ping(ctx context.Context, auth Auth) PingResult {
 	return classifyPing("", fmt.Errorf("%w: PING reply %T", errProtocol, replies[0]))
 }
 
-// info reads INFO server and INFO replication in one round trip and
-// parses them, as Conn.Info does.
+// info reads INFO server, replication, persistence and keyspace in one
+// round trip and parses them, as Conn.Info does.
 func (l *link) info(ctx context.Context, auth Auth) (Info, error) {
-	replies, err := l.do(ctx, auth, []string{"INFO", "server"}, []string{"INFO", "replication"})
+	replies, err := l.do(ctx, auth, []string{"INFO", "server"}, []string{"INFO", "replication"},
+		[]string{"INFO", "persistence"}, []string{"INFO", "keyspace"})
 	if err != nil {
 		return Info{}, fmt.Errorf("INFO on %s: %w", l.addr, err)
 	}

@@ -165,6 +165,10 @@ type Observation struct {
 	// MasterAddrChangedAt is when INFO first reported the current
 	// master_host and master_port.
 	MasterAddrChangedAt time.Time
+	// RebootedAt is when INFO last reported a run id other than the one
+	// before it (Sentinel's +reboot): the process restarted. Zero if it
+	// never did while watched.
+	RebootedAt time.Time
 }
 
 func (o Observation) clone() Observation {
@@ -423,9 +427,14 @@ func (w *Watcher) pingLoop(in *instance) {
 		started := time.Now()
 		w.pingSent(in, gen)
 		ctx, cancel := context.WithTimeout(in.ctx, timeout)
-		sent := time.Now()
+		sent, dials := time.Now(), l.dials
 		res := l.ping(ctx, auth)
 		rtt := time.Since(sent)
+		if res.Valid && l.dials != dials {
+			// A new connection may be to a restarted server (a new run id,
+			// perhaps an empty keyspace): read INFO now, not at its period.
+			wake(in.infoNow)
+		}
 		cancel()
 		if in.ctx.Err() != nil {
 			return
@@ -570,6 +579,9 @@ func (w *Watcher) recordInfo(in *instance, gen uint64, info Info, err error) {
 		}
 		if prev == nil || prev.MasterHost != info.MasterHost || prev.MasterPort != info.MasterPort {
 			o.MasterAddrChangedAt = now
+		}
+		if prev != nil && prev.RunID != "" && info.RunID != "" && prev.RunID != info.RunID {
+			o.RebootedAt = now
 		}
 		o.Info = &info
 		o.InfoAt = now

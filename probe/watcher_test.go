@@ -222,7 +222,7 @@ func TestWatcherKilledAndRestartedInstance(t *testing.T) {
 	}
 
 	s.Restart()
-	waitObs(t, w, s.Addr(), func(o Observation) error {
+	after := waitObs(t, w, s.Addr(), func(o Observation) error {
 		if err := healthy(o); err != nil {
 			return err
 		}
@@ -231,6 +231,47 @@ func TestWatcherKilledAndRestartedInstance(t *testing.T) {
 		}
 		return nil
 	})
+	if after.RebootedAt.IsZero() || after.RebootedAt.Before(before.InfoAt) || after.RebootedAt.After(after.InfoAt) {
+		t.Fatalf("RebootedAt %v: want the time of the first INFO with the new run id (last %v, previous %v)",
+			after.RebootedAt, after.InfoAt, before.InfoAt)
+	}
+}
+
+// A server restarted faster than a PING period is seen at once: the PING
+// that finds the old connection closed makes a new one, and a new
+// connection makes the Watcher read INFO again without waiting for the INFO
+// period (an hour here), so the new run id and the empty keyspace show.
+func TestWatcherReadsInfoAfterReconnect(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	ctx := context.Background()
+	if err := s.Client().Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	w := newTestWatcher(t, fastConfig(t))
+	if err := w.SetTargets([]Target{{Addr: s.Addr()}}); err != nil {
+		t.Fatal(err)
+	}
+	before := waitObs(t, w, s.Addr(), func(o Observation) error {
+		if err := healthy(o); err != nil {
+			return err
+		}
+		if !o.Info.HasKeyspace || o.Info.Keys != 1 || o.Info.MasterReplID == "" {
+			return fmt.Errorf("keyspace %v keys %d replid %q", o.Info.HasKeyspace, o.Info.Keys, o.Info.MasterReplID)
+		}
+		return nil
+	})
+	s.Restart() // no persistence: it comes back empty, with a new history
+	after := waitObs(t, w, s.Addr(), func(o Observation) error {
+		if o.Info == nil || o.Info.RunID == before.Info.RunID {
+			return errors.New("INFO still shows the old run id")
+		}
+		return nil
+	})
+	if after.RebootedAt.IsZero() || !after.Info.HasKeyspace || after.Info.Keys != 0 || after.Info.MasterReplID == before.Info.MasterReplID {
+		t.Fatalf("after the restart: rebooted at %v, keyspace %v keys %d replid %q (was %q)", after.RebootedAt,
+			after.Info.HasKeyspace, after.Info.Keys, after.Info.MasterReplID, before.Info.MasterReplID)
+	}
 }
 
 func TestWatcherFastInfo(t *testing.T) {

@@ -219,6 +219,9 @@ func (a *api) Monitor(ctx context.Context, req *coordinatorv1.MonitorRequest) (*
 			AuthPass:          s.GetAuthPass(),
 			MaxLagBytes:       s.GetMaxLagBytes(),
 			PingPeriodMs:      s.GetPingPeriod().AsDuration().Milliseconds(),
+			// A negative duration reaches the state machine's check as a
+			// negative value, not as 0 (off).
+			MasterRebootDownAfterPeriodMs: s.GetMasterRebootDownAfterPeriod().AsDuration().Milliseconds(),
 		},
 	}}})
 	if err != nil {
@@ -294,14 +297,15 @@ func publicMaster(m *fsmv1.Master) *coordinatorv1.Master {
 		Address: m.GetAddress(),
 		Epoch:   m.GetEpoch(),
 		Settings: &coordinatorv1.MasterSettings{
-			Quorum:          s.GetQuorum(),
-			DownAfter:       durationpb.New(time.Duration(s.GetDownAfterMs()) * time.Millisecond),
-			FailoverTimeout: durationpb.New(time.Duration(s.GetFailoverTimeoutMs()) * time.Millisecond),
-			ParallelSyncs:   s.GetParallelSyncs(),
-			AuthUser:        s.GetAuthUser(),
-			AuthPassSet:     s.GetAuthPass() != "",
-			MaxLagBytes:     s.GetMaxLagBytes(),
-			PingPeriod:      pingPeriod(s),
+			Quorum:                      s.GetQuorum(),
+			DownAfter:                   durationpb.New(time.Duration(s.GetDownAfterMs()) * time.Millisecond),
+			FailoverTimeout:             durationpb.New(time.Duration(s.GetFailoverTimeoutMs()) * time.Millisecond),
+			ParallelSyncs:               s.GetParallelSyncs(),
+			AuthUser:                    s.GetAuthUser(),
+			AuthPassSet:                 s.GetAuthPass() != "",
+			MaxLagBytes:                 s.GetMaxLagBytes(),
+			PingPeriod:                  pingPeriod(s),
+			MasterRebootDownAfterPeriod: durationpb.New(time.Duration(s.GetMasterRebootDownAfterPeriodMs()) * time.Millisecond),
 		},
 	}
 }

@@ -63,9 +63,10 @@ type sentinelBackend struct {
 // instanceTarget is how this node judges one instance: as the recorded
 // master of a group or as a replica, with the group's down-after.
 type instanceTarget struct {
-	master      bool
-	masterSince time.Time // failover.Probe.MasterSince of the master
-	downAfter   time.Duration
+	master          bool
+	masterSince     time.Time     // failover.Probe.MasterSince of the master
+	rebootDownAfter time.Duration // failover.Probe.RebootDownAfter of the master
+	downAfter       time.Duration
 }
 
 type instanceTargets struct {
@@ -119,10 +120,11 @@ func instanceView(o probe.Observation, t instanceTarget, now time.Time) sentinel
 	}
 	v.LastPingSent = o.FailingSince // Sentinel's act_ping_time
 	p := orchestrator.ProbeOf(o, true)
-	p.MasterSince = t.masterSince
+	p.MasterSince, p.RebootDownAfter = t.masterSince, t.rebootDownAfter
 	if down, _ := failover.SubjectivelyDown(p, t.master, t.downAfter, now); down {
 		v.SDown, v.SDownSince = true, failover.SDownSince(p, t.downAfter, now)
 	}
+	v.MasterReboot = t.master && failover.MasterRebooting(p)
 	if in := o.Info; in != nil {
 		v.RoleReported, v.RoleReportedTime = string(in.Role), o.RoleChangedAt
 		v.RunID = in.RunID
@@ -148,7 +150,8 @@ func (b *sentinelBackend) target(addr string) (instanceTarget, bool) {
 			for _, r := range m.GetReplicas() {
 				idx.byAddr[r.GetAddress()] = instanceTarget{downAfter: downAfter}
 			}
-			idx.byAddr[m.GetAddress()] = instanceTarget{master: true, masterSince: orchestrator.MasterProbe(failover.Probe{}, m).MasterSince, downAfter: downAfter}
+			mp := orchestrator.MasterProbe(failover.Probe{}, m)
+			idx.byAddr[m.GetAddress()] = instanceTarget{master: true, masterSince: mp.MasterSince, rebootDownAfter: mp.RebootDownAfter, downAfter: downAfter}
 		}
 		b.targets = idx
 	}

@@ -360,6 +360,16 @@ func TestSentinelWritesOnFollower(t *testing.T) {
 		}
 		return nil
 	})
+	if err := sc.Set(ctx, "other", "master-reboot-down-after-period", "5000").Err(); err != nil {
+		t.Fatalf("SET master-reboot-down-after-period 5000: %v", err)
+	}
+	everywhere("SET master-reboot-down-after-period applied", func(nd *inmemNode) error {
+		m, _, ok := nd.srv.FSM().Master("other")
+		if !ok || m.GetSettings().GetMasterRebootDownAfterPeriodMs() != 5000 {
+			return fmt.Errorf("master %v", m)
+		}
+		return nil
+	})
 	if n, err := sc.Reset(ctx, "oth*").Result(); err != nil || n != 1 {
 		t.Errorf("RESET oth*: %d %v", n, err)
 	}
@@ -378,6 +388,7 @@ func TestSentinelWritesOnFollower(t *testing.T) {
 		{sc.Set(ctx, "other", "down-after-milliseconds", "soon"), "ERR Invalid argument 'soon' for SENTINEL SET 'down-after-milliseconds'"},
 		{sc.Set(ctx, "other", "no-such-option", "1"), "ERR Unknown option or number of arguments for SENTINEL SET 'no-such-option'"},
 		{sc.Set(ctx, "other", "ping-period", "5"), "ERR ping-period must be between 10 and 86400000 milliseconds, got 5 (or 0 for automatic)"},
+		{sc.Set(ctx, "other", "master-reboot-down-after-period", "-1"), "ERR Invalid argument '-1' for SENTINEL SET 'master-reboot-down-after-period'"},
 		{sc.Set(ctx, "nope", "quorum", "2"), "ERR No such master with that name"},
 		{sc.Monitor(ctx, "other", "127.0.0.1", "2", "2"), "ERR Duplicate master name."},
 		{sc.Remove(ctx, "nope"), "ERR No such master with that name"},

@@ -49,7 +49,8 @@ func TestWritesOnAnyNodeAreServedEverywhere(t *testing.T) {
 		}
 	}
 	if _, err := follower.client.Set(ctxT(t, 5*time.Second), &coordinatorv1.SetRequest{Name: "mymaster",
-		Options: []*coordinatorv1.Option{{Key: "auth-pass", Value: "secret"}, {Key: "ping-period", Value: "200ms"}}}); err != nil {
+		Options: []*coordinatorv1.Option{{Key: "auth-pass", Value: "secret"}, {Key: "ping-period", Value: "200ms"},
+			{Key: "master-reboot-down-after-period", Value: "30s"}}}); err != nil {
 		t.Fatal(err)
 	}
 	list, err := leader.client.ListMasters(ctxT(t, 5*time.Second), &coordinatorv1.ListMastersRequest{})
@@ -61,6 +62,24 @@ func TestWritesOnAnyNodeAreServedEverywhere(t *testing.T) {
 	}
 	if p := list.Masters[0].Settings.PingPeriod.AsDuration(); p != 200*time.Millisecond {
 		t.Fatalf("ping-period %v after SET, want 200ms", p)
+	}
+	if s := list.Masters[0].Settings; s.GetMasterRebootDownAfterPeriod().AsDuration() != 30*time.Second {
+		t.Fatalf("master-reboot-down-after-period not served: %v", s)
+	}
+	// Monitor takes it too, and a negative period is refused, not read as off.
+	if _, err := follower.client.Monitor(ctxT(t, 5*time.Second), &coordinatorv1.MonitorRequest{Name: "rebooting", Address: "127.0.0.1:6390",
+		Settings: &coordinatorv1.MasterSettings{Quorum: 2, MasterRebootDownAfterPeriod: durationpb.New(-time.Second)}}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("negative master-reboot-down-after-period: %v", err)
+	}
+	mon, err := follower.client.Monitor(ctxT(t, 5*time.Second), &coordinatorv1.MonitorRequest{Name: "rebooting", Address: "127.0.0.1:6390",
+		Settings: &coordinatorv1.MasterSettings{Quorum: 2, MasterRebootDownAfterPeriod: durationpb.New(5 * time.Second)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := follower.client.GetMaster(ctxT(t, 5*time.Second), &coordinatorv1.GetMasterRequest{Name: "rebooting",
+		Consistency: &coordinatorv1.ReadConsistency{MinIndex: mon.Index}})
+	if err != nil || got.Master.Settings.GetMasterRebootDownAfterPeriod().AsDuration() != 5*time.Second {
+		t.Fatalf("monitor with master-reboot-down-after-period: %v %v", got, err)
 	}
 	if _, err := follower.client.Remove(ctxT(t, 5*time.Second), &coordinatorv1.RemoveRequest{Name: "mymaster"}); err != nil {
 		t.Fatal(err)

@@ -102,13 +102,15 @@ func monitorCmd(a *app) *cobra.Command {
 		authPass        string
 		maxLag          int64
 		pingPeriod      msDuration
+		rebootDownAfter msDuration
 	)
 	cmd := &cobra.Command{
 		Use:   "monitor NAME HOST:PORT --quorum N",
 		Short: "Start monitoring a master",
 		Long: `monitor starts monitoring the Redis master at HOST:PORT under NAME, like
 SENTINEL MONITOR. Settings left out take Sentinel's defaults (down-after 30s,
-failover-timeout 3m, parallel-syncs 1, no lag limit); change them later with
+failover-timeout 3m, parallel-syncs 1, no lag limit, no
+master-reboot-down-after-period); change them later with
 'coordinatorctl set'. The server checks every value.`,
 		Example: `  coordinatorctl monitor mymaster 127.0.0.1:6379 --quorum 2
   coordinatorctl monitor cache 10.0.0.5:6380 --quorum 2 --down-after 5s --failover-timeout 1m --auth-pass "$REDIS_PASS"`,
@@ -134,6 +136,9 @@ failover-timeout 3m, parallel-syncs 1, no lag limit); change them later with
 			if pingPeriod.set {
 				req.Settings.PingPeriod = durationpb.New(pingPeriod.d)
 			}
+			if rebootDownAfter.set {
+				req.Settings.MasterRebootDownAfterPeriod = durationpb.New(rebootDownAfter.d)
+			}
 			var resp *coordinatorv1.MonitorResponse
 			err := c.call(ctx, func(ctx context.Context, api coordinatorv1.CoordinatorServiceClient) (err error) {
 				resp, err = api.Monitor(ctx, req)
@@ -154,6 +159,7 @@ failover-timeout 3m, parallel-syncs 1, no lag limit); change them later with
 	f.StringVar(&authPass, "auth-pass", "", "password for AUTH to the master and its replicas (reads never show it)")
 	f.Int64Var(&maxLag, "max-lag", 0, "bytes of replication lag beyond which a replica is never promoted automatically (0: no limit)")
 	f.Var(&pingPeriod, "ping-period", "how often every node PINGs the master and its replicas, e.g. 100ms (default: each node's --ping-period, or down-after/10 within 50ms and 1s)")
+	f.Var(&rebootDownAfter, "master-reboot-down-after-period", "after a restart of the master, how long it may answer only LOADING or MASTERDOWN before it is down, e.g. 30s (default off)")
 	_ = cmd.MarkFlagRequired("quorum")
 	return cmd
 }
@@ -195,6 +201,11 @@ option applies or none does. Options, with Sentinel's names:
                            replicas: milliseconds or a Go duration, 10ms to
                            24h (capped by down-after); 0 means each node's
                            --ping-period, or down-after/10 within 50ms and 1s
+  master-reboot-down-after-period
+                           milliseconds or a Go duration; 0 (the default) turns
+                           it off. After a restart of the master (a new run id),
+                           this long with only LOADING or MASTERDOWN replies to
+                           PING, no PONG, makes the master down.
 
 The server checks the names and values.`,
 		Example: `  coordinatorctl set mymaster quorum 3

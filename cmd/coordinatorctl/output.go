@@ -159,6 +159,7 @@ func masterRows(t *table, m *coordinatorv1.Master) {
 	} else {
 		t.row("ping-period", "0 (automatic)")
 	}
+	t.row("master-reboot-down-after-period", millis(s.GetMasterRebootDownAfterPeriod().AsDuration()))
 }
 
 // describeOptions is the confirmation line's list of what `set` changed;

@@ -20,6 +20,7 @@ func testMaster() *coordinatorv1.Master {
 		Settings: &coordinatorv1.MasterSettings{
 			Quorum: 2, DownAfter: durationpb.New(1500 * time.Millisecond), FailoverTimeout: durationpb.New(3 * time.Minute),
 			ParallelSyncs: 1, AuthUser: "app", AuthPassSet: true, MaxLagBytes: 1 << 20,
+			MasterRebootDownAfterPeriod: durationpb.New(30 * time.Second),
 		},
 	}
 }
@@ -92,24 +93,25 @@ func TestRenderMaster(t *testing.T) {
 	var buf bytes.Buffer
 	err := renderMaster(&buf, &coordinatorv1.GetMasterResponse{Master: testMaster(), Index: 12})
 	checkRender(t, "master", err, &buf, ""+
-		"name                     mymaster\n"+
-		"address                  127.0.0.1:6379\n"+
-		"epoch                    2\n"+
-		"quorum                   2\n"+
-		"down-after-milliseconds  1500 (1.5s)\n"+
-		"failover-timeout         180000 (3m0s)\n"+
-		"parallel-syncs           1\n"+
-		"auth-user                app\n"+
-		"auth-pass                set\n"+
-		"max-lag                  1048576\n"+
-		"ping-period              0 (automatic)\n"+
-		"index                    12\n")
+		"name                             mymaster\n"+
+		"address                          127.0.0.1:6379\n"+
+		"epoch                            2\n"+
+		"quorum                           2\n"+
+		"down-after-milliseconds          1500 (1.5s)\n"+
+		"failover-timeout                 180000 (3m0s)\n"+
+		"parallel-syncs                   1\n"+
+		"auth-user                        app\n"+
+		"auth-pass                        set\n"+
+		"max-lag                          1048576\n"+
+		"ping-period                      0 (automatic)\n"+
+		"master-reboot-down-after-period  30000 (30s)\n"+
+		"index                            12\n")
 
 	m := testMaster()
 	m.Settings.AuthUser, m.Settings.AuthPassSet = "", false
 	buf.Reset()
 	err = renderMaster(&buf, &coordinatorv1.GetMasterResponse{Master: m})
-	if err != nil || !strings.Contains(buf.String(), "auth-user                -\n") || !strings.Contains(buf.String(), "auth-pass                unset\n") {
+	if err != nil || !strings.Contains(buf.String(), "auth-user                        -\n") || !strings.Contains(buf.String(), "auth-pass                        unset\n") {
 		t.Errorf("master without credentials:\n%s (err %v)", &buf, err)
 	}
 
@@ -138,9 +140,9 @@ func TestRenderMasterDetail(t *testing.T) {
 	var buf bytes.Buffer
 	err := renderMasterDetail(&buf, &coordinatorv1.GetMasterDetailResponse{Detail: d, Index: 12})
 	for _, want := range []string{
-		"name                     mymaster\n",
-		"odown                    yes\n",
-		"last-failover            2026-12-01T10:00:00.123Z\n",
+		"name                             mymaster\n",
+		"odown                            yes\n",
+		"last-failover                    2026-12-01T10:00:00.123Z\n",
 		"127.0.0.1:6380  slave  127.0.0.1:6379  up       900     0    100       -\n",
 		"127.0.0.1:6381  slave  127.0.0.1:6379  down 3s  400     500  0         s_down,disconnected\n",
 		"n1    down  2026-12-01T10:00:00.123Z  no valid reply for 1s\n",
@@ -182,7 +184,8 @@ func TestWriteJSONIsStableWithProtoNames(t *testing.T) {
         "auth_pass": "",
         "auth_pass_set": true,
         "max_lag_bytes": "1048576",
-        "ping_period": null
+        "ping_period": null,
+        "master_reboot_down_after_period": "30s"
       }
     }
   ],

@@ -153,7 +153,7 @@ func TestMonitorSendsSettings(t *testing.T) {
 	addr := serveFake(t, f)
 	r := runCLI(t, nil, "--addr", addr, "monitor", "mymaster", "127.0.0.1:6379", "--quorum", "2",
 		"--down-after", "1500ms", "--failover-timeout", "1m", "--parallel-syncs", "3",
-		"--auth-user", "app", "--auth-pass", "pw", "--max-lag", "1024", "--ping-period", "100ms")
+		"--auth-user", "app", "--auth-pass", "pw", "--max-lag", "1024", "--ping-period", "100ms", "--master-reboot-down-after-period", "30s")
 	if r.code != 0 || r.stdout != "monitoring mymaster at 127.0.0.1:6379 (index 12)\n" || r.stderr != "" {
 		t.Fatalf("monitor = %+v", r)
 	}
@@ -162,7 +162,7 @@ func TestMonitorSendsSettings(t *testing.T) {
 	if req.GetName() != "mymaster" || req.GetAddress() != "127.0.0.1:6379" || s.GetQuorum() != 2 ||
 		s.GetDownAfter().AsDuration() != 1500*time.Millisecond || s.GetFailoverTimeout().AsDuration() != time.Minute ||
 		s.GetParallelSyncs() != 3 || s.GetAuthUser() != "app" || s.GetAuthPass() != "pw" || s.GetMaxLagBytes() != 1024 ||
-		s.GetPingPeriod().AsDuration() != 100*time.Millisecond {
+		s.GetPingPeriod().AsDuration() != 100*time.Millisecond || s.GetMasterRebootDownAfterPeriod().AsDuration() != 30*time.Second {
 		t.Fatalf("monitor sent %v", req)
 	}
 
@@ -171,7 +171,8 @@ func TestMonitorSendsSettings(t *testing.T) {
 		t.Fatalf("monitor with defaults = %+v", r)
 	}
 	s = f.last().(*coordinatorv1.MonitorRequest).GetSettings()
-	if s.GetDownAfter() != nil || s.GetFailoverTimeout() != nil || s.GetParallelSyncs() != 0 || s.GetPingPeriod() != nil {
+	if s.GetDownAfter() != nil || s.GetFailoverTimeout() != nil || s.GetParallelSyncs() != 0 || s.GetPingPeriod() != nil ||
+		s.GetMasterRebootDownAfterPeriod() != nil {
 		t.Fatalf("unset flags were sent as %v", s)
 	}
 }

@@ -491,6 +491,21 @@ func (s *Server) logSince(offset int64, text string) bool {
 	return bytes.Contains(data[offset:], []byte(text))
 }
 
+// LogMark is the current end of the server's log (across restarts), for
+// LogSince.
+func (s *Server) LogMark() int64 {
+	fi, err := os.Stat(s.logPath)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// LogSince reports whether the server logged text after mark (LogMark),
+// for example "MASTER <-> REPLICA sync: Flushing old data", the line a
+// replica writes when a full sync replaces its dataset.
+func (s *Server) LogSince(mark int64, text string) bool { return s.logSince(mark, text) }
+
 // LogTail returns the last lines of the server's log, for failure messages.
 func (s *Server) LogTail() string {
 	const maxLines = 40

@@ -82,6 +82,10 @@ type InstanceView struct {
 	SlavePriority                                int
 	SlaveReplOffset                              int64
 	ReplicaAnnounced                             bool
+	// MasterReboot is Sentinel's master_reboot flag: the instance is a
+	// recorded master that restarted and has not answered PONG since,
+	// with master-reboot-down-after-period set.
+	MasterReboot bool
 }
 
 // Peer is another coordinator node as this node sees it.

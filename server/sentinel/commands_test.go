@@ -300,6 +300,18 @@ func TestInstanceMaps(t *testing.T) {
 	}
 }
 
+// A master that restarted and has not answered PONG since carries
+// Sentinel's master_reboot flag, last in Sentinel's order, with no field
+// of its own: Sentinel's instance map does not show the period either.
+func TestMasterRebootFlag(t *testing.T) {
+	f, s := startFake(t, Config{})
+	f.setView(masterAddr, InstanceView{SDown: true, SDownSince: time.Now().Add(-time.Second), MasterReboot: true})
+	c := dial(t, s.Addr())
+	keys, m := pairs(t, c.value("SENTINEL", "MASTER", "mymaster"))
+	checkKeys(t, "MASTER", keys, insertAfter(masterKeys, "last-ping-reply", "s-down-time"))
+	checkValues(t, "MASTER", m, map[string]string{"flags": "s_down,master,master_reboot"})
+}
+
 func TestInstanceMapsDuringFailover(t *testing.T) {
 	f, s := startFake(t, Config{})
 	now := time.Now()

@@ -74,6 +74,7 @@ func settings(m *fsmv1.Master) (quorum, downAfter, failoverTimeout, parallel int
 var flagOrder = []string{
 	"s_down", "o_down", "master", "slave", "sentinel", "disconnected", "master_down",
 	"failover_in_progress", "promoted", "reconf_sent", "reconf_inprog", "reconf_done",
+	"force_failover", "script_kill_sent", "master_reboot",
 }
 
 type flagSet map[string]bool
@@ -174,7 +175,8 @@ func (v *view) masterFields(m *fsmv1.Master) []string {
 		runID = iv.RunID
 	}
 	flags := flagSet{"s_down": sdown, "o_down": m.GetOdown(), "master": true,
-		"disconnected": has && iv.Disconnected, "failover_in_progress": m.GetFailover() != nil}
+		"disconnected": has && iv.Disconnected, "failover_in_progress": m.GetFailover() != nil,
+		"master_reboot": has && iv.MasterReboot}
 
 	out := make([]string, 0, 2*24)
 	out = append(out, "name", m.GetName(), "ip", host, "port", port, "runid", runID, "flags", flags.String(),

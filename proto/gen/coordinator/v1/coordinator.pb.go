@@ -672,9 +672,13 @@ type MasterSettings struct {
 	// How often every node PINGs each instance of the group. Unset or zero
 	// leaves it to each node: its --ping-period, or down-after/10 within
 	// 50 ms to 1 s.
-	PingPeriod    *durationpb.Duration `protobuf:"bytes,9,opt,name=ping_period,json=pingPeriod,proto3" json:"ping_period,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PingPeriod *durationpb.Duration `protobuf:"bytes,9,opt,name=ping_period,json=pingPeriod,proto3" json:"ping_period,omitempty"`
+	// Sentinel's master-reboot-down-after-period: after a restart of the
+	// master (a new run id), this long without a PONG (only LOADING or
+	// MASTERDOWN replies) makes it subjectively down. Unset or zero: off.
+	MasterRebootDownAfterPeriod *durationpb.Duration `protobuf:"bytes,10,opt,name=master_reboot_down_after_period,json=masterRebootDownAfterPeriod,proto3" json:"master_reboot_down_after_period,omitempty"`
+	unknownFields               protoimpl.UnknownFields
+	sizeCache                   protoimpl.SizeCache
 }
 
 func (x *MasterSettings) Reset() {
@@ -766,6 +770,13 @@ func (x *MasterSettings) GetMaxLagBytes() int64 {
 func (x *MasterSettings) GetPingPeriod() *durationpb.Duration {
 	if x != nil {
 		return x.PingPeriod
+	}
+	return nil
+}
+
+func (x *MasterSettings) GetMasterRebootDownAfterPeriod() *durationpb.Duration {
+	if x != nil {
+		return x.MasterRebootDownAfterPeriod
 	}
 	return nil
 }
@@ -1916,7 +1927,7 @@ type FailoverJournal struct {
 	// "promoting", "handover" (a coordinated manual failover waiting for the
 	// old master to hand over) or "reconf-replicas".
 	Phase string `protobuf:"bytes,1,opt,name=phase,proto3" json:"phase,omitempty"`
-	// "odown" or "manual".
+	// "odown", "manual" or "empty-restart".
 	Reason       string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	Candidate    string                 `protobuf:"bytes,3,opt,name=candidate,proto3" json:"candidate,omitempty"`
 	OldMaster    string                 `protobuf:"bytes,4,opt,name=old_master,json=oldMaster,proto3" json:"old_master,omitempty"`
@@ -2402,7 +2413,7 @@ func (x *FailoverResponse) GetCandidate() string {
 // FailoverOutcome is how one failover ended.
 type FailoverOutcome struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "odown" or "manual".
+	// "odown", "manual" or "empty-restart".
 	Reason string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
 	// "promoted" or "aborted".
 	Result string `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
@@ -2928,7 +2939,7 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x11RemoveNodeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"*\n" +
 	"\x12RemoveNodeResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"\x8d\x03\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\xee\x03\n" +
 	"\x0eMasterSettings\x12\x16\n" +
 	"\x06quorum\x18\x01 \x01(\rR\x06quorum\x128\n" +
 	"\n" +
@@ -2940,7 +2951,9 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\rauth_pass_set\x18\a \x01(\bR\vauthPassSet\x12\"\n" +
 	"\rmax_lag_bytes\x18\b \x01(\x03R\vmaxLagBytes\x12:\n" +
 	"\vping_period\x18\t \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"pingPeriod\"\x88\x01\n" +
+	"pingPeriod\x12_\n" +
+	"\x1fmaster_reboot_down_after_period\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\x1bmasterRebootDownAfterPeriod\"\x88\x01\n" +
 	"\x06Master\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -3182,73 +3195,74 @@ var file_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	44, // 2: coordinator.v1.MasterSettings.down_after:type_name -> google.protobuf.Duration
 	44, // 3: coordinator.v1.MasterSettings.failover_timeout:type_name -> google.protobuf.Duration
 	44, // 4: coordinator.v1.MasterSettings.ping_period:type_name -> google.protobuf.Duration
-	11, // 5: coordinator.v1.Master.settings:type_name -> coordinator.v1.MasterSettings
-	11, // 6: coordinator.v1.MonitorRequest.settings:type_name -> coordinator.v1.MasterSettings
-	17, // 7: coordinator.v1.SetRequest.options:type_name -> coordinator.v1.Option
-	0,  // 8: coordinator.v1.ListMastersRequest.consistency:type_name -> coordinator.v1.ReadConsistency
-	12, // 9: coordinator.v1.ListMastersResponse.masters:type_name -> coordinator.v1.Master
-	0,  // 10: coordinator.v1.GetMasterRequest.consistency:type_name -> coordinator.v1.ReadConsistency
-	12, // 11: coordinator.v1.GetMasterResponse.master:type_name -> coordinator.v1.Master
-	0,  // 12: coordinator.v1.GetMasterDetailRequest.consistency:type_name -> coordinator.v1.ReadConsistency
-	28, // 13: coordinator.v1.GetMasterDetailResponse.detail:type_name -> coordinator.v1.MasterDetail
-	12, // 14: coordinator.v1.MasterDetail.master:type_name -> coordinator.v1.Master
-	29, // 15: coordinator.v1.MasterDetail.replicas:type_name -> coordinator.v1.Replica
-	30, // 16: coordinator.v1.MasterDetail.votes:type_name -> coordinator.v1.Vote
-	31, // 17: coordinator.v1.MasterDetail.failover:type_name -> coordinator.v1.FailoverJournal
-	34, // 18: coordinator.v1.MasterDetail.events:type_name -> coordinator.v1.Event
-	45, // 19: coordinator.v1.MasterDetail.last_failover_at:type_name -> google.protobuf.Timestamp
-	37, // 20: coordinator.v1.MasterDetail.last_failover:type_name -> coordinator.v1.FailoverOutcome
-	44, // 21: coordinator.v1.Replica.master_link_down:type_name -> google.protobuf.Duration
-	45, // 22: coordinator.v1.Replica.observed_at:type_name -> google.protobuf.Timestamp
-	45, // 23: coordinator.v1.Vote.at:type_name -> google.protobuf.Timestamp
-	45, // 24: coordinator.v1.FailoverJournal.started_at:type_name -> google.protobuf.Timestamp
-	45, // 25: coordinator.v1.FailoverJournal.promoted_at:type_name -> google.protobuf.Timestamp
-	32, // 26: coordinator.v1.FailoverJournal.reconf:type_name -> coordinator.v1.ReplicaReconf
-	33, // 27: coordinator.v1.FailoverJournal.rejected:type_name -> coordinator.v1.Rejection
-	44, // 28: coordinator.v1.FailoverJournal.handover_timeout:type_name -> google.protobuf.Duration
-	45, // 29: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
-	45, // 30: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
-	44, // 31: coordinator.v1.FailoverRequest.timeout:type_name -> google.protobuf.Duration
-	37, // 32: coordinator.v1.FailoverResponse.outcome:type_name -> coordinator.v1.FailoverOutcome
-	45, // 33: coordinator.v1.FailoverOutcome.started_at:type_name -> google.protobuf.Timestamp
-	45, // 34: coordinator.v1.FailoverOutcome.finished_at:type_name -> google.protobuf.Timestamp
-	0,  // 35: coordinator.v1.WatchMasterRequest.consistency:type_name -> coordinator.v1.ReadConsistency
-	34, // 36: coordinator.v1.WatchEventsResponse.event:type_name -> coordinator.v1.Event
-	1,  // 37: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
-	4,  // 38: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
-	7,  // 39: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
-	9,  // 40: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
-	13, // 41: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
-	15, // 42: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
-	18, // 43: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
-	20, // 44: coordinator.v1.CoordinatorService.Reset:input_type -> coordinator.v1.ResetRequest
-	22, // 45: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
-	24, // 46: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
-	26, // 47: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
-	35, // 48: coordinator.v1.CoordinatorService.Failover:input_type -> coordinator.v1.FailoverRequest
-	38, // 49: coordinator.v1.CoordinatorService.WatchMaster:input_type -> coordinator.v1.WatchMasterRequest
-	40, // 50: coordinator.v1.CoordinatorService.WatchEvents:input_type -> coordinator.v1.WatchEventsRequest
-	42, // 51: coordinator.v1.CoordinatorService.TransferLeadership:input_type -> coordinator.v1.TransferLeadershipRequest
-	2,  // 52: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
-	5,  // 53: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
-	8,  // 54: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
-	10, // 55: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
-	14, // 56: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
-	16, // 57: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
-	19, // 58: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
-	21, // 59: coordinator.v1.CoordinatorService.Reset:output_type -> coordinator.v1.ResetResponse
-	23, // 60: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
-	25, // 61: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
-	27, // 62: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
-	36, // 63: coordinator.v1.CoordinatorService.Failover:output_type -> coordinator.v1.FailoverResponse
-	39, // 64: coordinator.v1.CoordinatorService.WatchMaster:output_type -> coordinator.v1.WatchMasterResponse
-	41, // 65: coordinator.v1.CoordinatorService.WatchEvents:output_type -> coordinator.v1.WatchEventsResponse
-	43, // 66: coordinator.v1.CoordinatorService.TransferLeadership:output_type -> coordinator.v1.TransferLeadershipResponse
-	52, // [52:67] is the sub-list for method output_type
-	37, // [37:52] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	44, // 5: coordinator.v1.MasterSettings.master_reboot_down_after_period:type_name -> google.protobuf.Duration
+	11, // 6: coordinator.v1.Master.settings:type_name -> coordinator.v1.MasterSettings
+	11, // 7: coordinator.v1.MonitorRequest.settings:type_name -> coordinator.v1.MasterSettings
+	17, // 8: coordinator.v1.SetRequest.options:type_name -> coordinator.v1.Option
+	0,  // 9: coordinator.v1.ListMastersRequest.consistency:type_name -> coordinator.v1.ReadConsistency
+	12, // 10: coordinator.v1.ListMastersResponse.masters:type_name -> coordinator.v1.Master
+	0,  // 11: coordinator.v1.GetMasterRequest.consistency:type_name -> coordinator.v1.ReadConsistency
+	12, // 12: coordinator.v1.GetMasterResponse.master:type_name -> coordinator.v1.Master
+	0,  // 13: coordinator.v1.GetMasterDetailRequest.consistency:type_name -> coordinator.v1.ReadConsistency
+	28, // 14: coordinator.v1.GetMasterDetailResponse.detail:type_name -> coordinator.v1.MasterDetail
+	12, // 15: coordinator.v1.MasterDetail.master:type_name -> coordinator.v1.Master
+	29, // 16: coordinator.v1.MasterDetail.replicas:type_name -> coordinator.v1.Replica
+	30, // 17: coordinator.v1.MasterDetail.votes:type_name -> coordinator.v1.Vote
+	31, // 18: coordinator.v1.MasterDetail.failover:type_name -> coordinator.v1.FailoverJournal
+	34, // 19: coordinator.v1.MasterDetail.events:type_name -> coordinator.v1.Event
+	45, // 20: coordinator.v1.MasterDetail.last_failover_at:type_name -> google.protobuf.Timestamp
+	37, // 21: coordinator.v1.MasterDetail.last_failover:type_name -> coordinator.v1.FailoverOutcome
+	44, // 22: coordinator.v1.Replica.master_link_down:type_name -> google.protobuf.Duration
+	45, // 23: coordinator.v1.Replica.observed_at:type_name -> google.protobuf.Timestamp
+	45, // 24: coordinator.v1.Vote.at:type_name -> google.protobuf.Timestamp
+	45, // 25: coordinator.v1.FailoverJournal.started_at:type_name -> google.protobuf.Timestamp
+	45, // 26: coordinator.v1.FailoverJournal.promoted_at:type_name -> google.protobuf.Timestamp
+	32, // 27: coordinator.v1.FailoverJournal.reconf:type_name -> coordinator.v1.ReplicaReconf
+	33, // 28: coordinator.v1.FailoverJournal.rejected:type_name -> coordinator.v1.Rejection
+	44, // 29: coordinator.v1.FailoverJournal.handover_timeout:type_name -> google.protobuf.Duration
+	45, // 30: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
+	45, // 31: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
+	44, // 32: coordinator.v1.FailoverRequest.timeout:type_name -> google.protobuf.Duration
+	37, // 33: coordinator.v1.FailoverResponse.outcome:type_name -> coordinator.v1.FailoverOutcome
+	45, // 34: coordinator.v1.FailoverOutcome.started_at:type_name -> google.protobuf.Timestamp
+	45, // 35: coordinator.v1.FailoverOutcome.finished_at:type_name -> google.protobuf.Timestamp
+	0,  // 36: coordinator.v1.WatchMasterRequest.consistency:type_name -> coordinator.v1.ReadConsistency
+	34, // 37: coordinator.v1.WatchEventsResponse.event:type_name -> coordinator.v1.Event
+	1,  // 38: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
+	4,  // 39: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
+	7,  // 40: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
+	9,  // 41: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
+	13, // 42: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
+	15, // 43: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
+	18, // 44: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
+	20, // 45: coordinator.v1.CoordinatorService.Reset:input_type -> coordinator.v1.ResetRequest
+	22, // 46: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
+	24, // 47: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
+	26, // 48: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
+	35, // 49: coordinator.v1.CoordinatorService.Failover:input_type -> coordinator.v1.FailoverRequest
+	38, // 50: coordinator.v1.CoordinatorService.WatchMaster:input_type -> coordinator.v1.WatchMasterRequest
+	40, // 51: coordinator.v1.CoordinatorService.WatchEvents:input_type -> coordinator.v1.WatchEventsRequest
+	42, // 52: coordinator.v1.CoordinatorService.TransferLeadership:input_type -> coordinator.v1.TransferLeadershipRequest
+	2,  // 53: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
+	5,  // 54: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
+	8,  // 55: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
+	10, // 56: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
+	14, // 57: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
+	16, // 58: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
+	19, // 59: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
+	21, // 60: coordinator.v1.CoordinatorService.Reset:output_type -> coordinator.v1.ResetResponse
+	23, // 61: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
+	25, // 62: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
+	27, // 63: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
+	36, // 64: coordinator.v1.CoordinatorService.Failover:output_type -> coordinator.v1.FailoverResponse
+	39, // 65: coordinator.v1.CoordinatorService.WatchMaster:output_type -> coordinator.v1.WatchMasterResponse
+	41, // 66: coordinator.v1.CoordinatorService.WatchEvents:output_type -> coordinator.v1.WatchEventsResponse
+	43, // 67: coordinator.v1.CoordinatorService.TransferLeadership:output_type -> coordinator.v1.TransferLeadershipResponse
+	53, // [53:68] is the sub-list for method output_type
+	38, // [38:53] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_v1_coordinator_proto_init() }
