@@ -118,7 +118,7 @@ func TestRenderMaster(t *testing.T) {
 	m = testMaster()
 	m.Settings.PingPeriod = durationpb.New(100 * time.Millisecond)
 	buf.Reset()
-	if err := renderMaster(&buf, &coordinatorv1.GetMasterResponse{Master: m}); err != nil || !strings.Contains(buf.String(), "ping-period              100 (100ms)\n") {
+	if err := renderMaster(&buf, &coordinatorv1.GetMasterResponse{Master: m}); err != nil || !strings.Contains(buf.String(), "ping-period                      100 (100ms)\n") {
 		t.Errorf("master with a ping-period:\n%s (err %v)", &buf, err)
 	}
 }
