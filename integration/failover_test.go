@@ -541,13 +541,14 @@ func TestPausedCoordinatorCastsNoStaleVote(t *testing.T) {
 
 // 8. A master unreachable for well under down-after (1 s) is never failed
 // over and no node ever holds it SDOWN: SIGKILLed and restarted on its port
-// with its data (appendonly), and frozen for 300 ms, several times each.
+// with its data (appendonly), frozen for 300 ms, and its clients'
+// connections killed, 20 times each.
 // The SDOWN clock starts at the first failed contact after the fault, and
 // the restarted master is seen at the next ping period (100 ms).
 func TestNoFailoverAfterShortOutages(t *testing.T) {
 	redistest.Require(t)
 	const (
-		runs = 4
+		runs = 20
 		// maxOutage: a loaded machine may take longer to restart
 		// redis-server; such a run tests nothing and ends the loop.
 		maxOutage = 600 * time.Millisecond
@@ -598,5 +599,12 @@ func TestNoFailoverAfterShortOutages(t *testing.T) {
 		time.Sleep(300 * time.Millisecond) // the outage is the scenario
 		g.master.Resume()
 		noSDown(fmt.Sprintf("freeze %d", i))
+	}
+	for i := range runs {
+		// Every normal client, the coordinators' probes among them.
+		if err := g.master.Client().Do(context.Background(), "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Err(); err != nil {
+			t.Fatal(err)
+		}
+		noSDown(fmt.Sprintf("client connections killed %d", i))
 	}
 }
