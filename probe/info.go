@@ -195,25 +195,11 @@ func (i *Info) set(key, value string) error {
 	case "master_repl_offset":
 		i.MasterReplOffset, err = parseInt(value)
 	case "replica_announced":
-		switch value {
-		case "1":
-			i.ReplicaAnnounced = true
-		case "0":
-			i.ReplicaAnnounced = false
-		default:
-			return fmt.Errorf("replica_announced is %q, want 0 or 1", clip(value))
-		}
+		i.ReplicaAnnounced, err = parseFlag(key, value)
 	case "master_failover_state":
 		i.MasterFailoverState = value
 	case "loading":
-		switch value {
-		case "1":
-			i.Loading = true
-		case "0":
-			i.Loading = false
-		default:
-			return fmt.Errorf("loading is %q, want 0 or 1", clip(value))
-		}
+		i.Loading, err = parseFlag(key, value)
 	case "master_replid":
 		i.MasterReplID = value
 	case "master_replid2":
@@ -353,4 +339,15 @@ func clip(s string) string {
 		return s
 	}
 	return s[:limit] + "..."
+}
+
+// parseFlag reads a 0 or 1 field of INFO.
+func parseFlag(key, value string) (bool, error) {
+	switch value {
+	case "1":
+		return true, nil
+	case "0":
+		return false, nil
+	}
+	return false, fmt.Errorf("%s is %q, want 0 or 1", key, clip(value))
 }

@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftinel/raftinel/internal/testbin"
 	"github.com/raftinel/raftinel/internal/testwait"
 )
 
@@ -44,25 +45,7 @@ func RequirePromtool(tb testing.TB) string {
 
 func require(tb testing.TB, env, name string) string {
 	tb.Helper()
-	if p := os.Getenv(env); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			missing(tb, fmt.Sprintf("%s=%q: %v", env, p, err))
-		}
-		return p
-	}
-	p, err := exec.LookPath(name)
-	if err != nil {
-		missing(tb, fmt.Sprintf("%s not found on PATH (make prometheus installs it): %v", name, err))
-	}
-	return p
-}
-
-func missing(tb testing.TB, why string) {
-	tb.Helper()
-	if os.Getenv("CI") == "true" {
-		tb.Fatal("promtest: " + why + " (CI=true, so this is a failure, not a skip)")
-	}
-	tb.Skip("promtest: " + why)
+	return testbin.Require(tb, env, name, "make prometheus installs it")
 }
 
 // Config is what the generated prometheus.yml says.

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftinel/raftinel/internal/testbin"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 )
@@ -29,29 +30,11 @@ const ReadyTimeout = 15 * time.Second
 // taken by another process before redis-server binds it.
 const startAttempts = 5
 
-// Require returns the path of redis-server. Without it the test is skipped,
-// or fails when the environment variable CI is "true".
+// Require returns the path of redis-server ($REDIS_SERVER, or on PATH).
+// Without it the test is skipped, or fails when CI is "true".
 func Require(tb testing.TB) string {
 	tb.Helper()
-	if p := os.Getenv("REDIS_SERVER"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			missing(tb, fmt.Sprintf("REDIS_SERVER=%q: %v", p, err))
-		}
-		return p
-	}
-	p, err := exec.LookPath("redis-server")
-	if err != nil {
-		missing(tb, fmt.Sprintf("redis-server not found on PATH: %v", err))
-	}
-	return p
-}
-
-func missing(tb testing.TB, why string) {
-	tb.Helper()
-	if os.Getenv("CI") == "true" {
-		tb.Fatal("redistest: " + why + " (CI=true, so this is a failure, not a skip)")
-	}
-	tb.Skip("redistest: " + why)
+	return testbin.Require(tb, "REDIS_SERVER", "redis-server", "make redis installs it")
 }
 
 type config struct {
