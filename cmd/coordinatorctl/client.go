@@ -10,8 +10,8 @@ import (
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -59,7 +59,7 @@ func (c *client) conn(addr string) (*grpc.ClientConn, error) {
 	// NewClient does not connect; the first call does, and fails fast with
 	// Unavailable when nothing listens, which is what moves us to the next
 	// address.
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithUnaryInterceptor(noteAnswer))
 	if err != nil {
 		return nil, err
 	}
@@ -74,12 +74,27 @@ func (c *client) Close() {
 	}
 }
 
-// describeUnavailable tells "could not reach this node" from "this node
-// answered that it cannot serve": a follower relays its own failure to
-// reach the leader as Unavailable, and that must not read as if the node
-// asked were down.
-func describeUnavailable(addr string, cc *grpc.ClientConn, err error) string {
-	if cc != nil && cc.GetState() == connectivity.Ready {
+// answeredKey carries, in a call's context, where noteAnswer records that
+// the node itself answered.
+type answeredKey struct{}
+
+// noteAnswer records whether a call reached the node (it has a peer), so
+// that "could not reach this node" reads apart from "this node answered
+// that it cannot serve": a follower relays its own failure to reach the
+// leader as Unavailable, and that must not read as if the node were down.
+// The connection's state after the call cannot tell: it may change at any
+// moment.
+func noteAnswer(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	var p peer.Peer
+	err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Peer(&p))...)
+	if answered, ok := ctx.Value(answeredKey{}).(*bool); ok && p.Addr != nil {
+		*answered = true
+	}
+	return err
+}
+
+func describeUnavailable(addr string, answered bool, err error) string {
+	if answered {
 		return addr + " answered: " + grpcMessage(err)
 	}
 	return addr + ": " + grpcMessage(err)
@@ -95,8 +110,9 @@ func (c *client) call(ctx context.Context, fn func(context.Context, coordinatorv
 	var failed []string
 	for _, addr := range c.addrs {
 		cc, err := c.conn(addr)
+		answered := new(bool)
 		if err == nil {
-			err = fn(ctx, coordinatorv1.NewCoordinatorServiceClient(cc))
+			err = fn(context.WithValue(ctx, answeredKey{}, answered), coordinatorv1.NewCoordinatorServiceClient(cc))
 		}
 		if err == nil {
 			return nil
@@ -106,7 +122,7 @@ func (c *client) call(ctx context.Context, fn func(context.Context, coordinatorv
 		case !isStatus:
 			failed = append(failed, addr+": "+err.Error())
 		case st.Code() == codes.Unavailable:
-			failed = append(failed, describeUnavailable(addr, cc, err))
+			failed = append(failed, describeUnavailable(addr, *answered, err))
 		case st.Code() == codes.DeadlineExceeded:
 			return fromCall(status.Errorf(codes.DeadlineExceeded, "%s: no answer within %v", addr, c.timeout))
 		default:
