@@ -66,6 +66,8 @@ func applyCommand(st *fsmv1.State, cmd *fsmv1.Command) ([]*fsmv1.Event, error) {
 		err = recordRepair(r, k.RecordRepair)
 	case *fsmv1.Command_HandoverPaused:
 		err = handoverPaused(r, k.HandoverPaused)
+	case *fsmv1.Command_HookProgress:
+		err = hookProgress(r, k.HookProgress)
 	default:
 		panic(fmt.Sprintf("fsm: command kind %T has no handler: upgrade this binary", cmd.Kind))
 	}
@@ -130,6 +132,9 @@ func monitorMaster(r *recorder, c *fsmv1.MonitorMaster) error {
 	if err := validateSettings(settings); err != nil {
 		return err
 	}
+	if len(HookTargets(settings)) > 0 {
+		return errorf(Invalid, "hooks are not set by monitor: set them afterwards with SET (notification-script, client-reconfig-script, webhook-url)")
+	}
 	if _, ok := st.Masters[c.GetName()]; ok {
 		return errorf(AlreadyExists, "Duplicate master name %q", c.GetName())
 	}
@@ -175,6 +180,7 @@ func setMasterOptions(r *recorder, c *fsmv1.SetMasterOptions) error {
 	if err := validateSettings(next); err != nil {
 		return err
 	}
+	startHooks(r, m, next)
 	m.Settings = next
 	for _, o := range c.GetOptions() {
 		v := o.GetValue()

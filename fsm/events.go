@@ -64,6 +64,7 @@ func (r *recorder) commit() []*fsmv1.Event {
 		}
 		m.Events = append(m.Events, e)
 		if over := len(m.Events) - MaxEvents; over > 0 {
+			loseHookEvents(m, m.Events[:over])
 			m.Events = append([]*fsmv1.Event(nil), m.Events[over:]...)
 		}
 	}

@@ -253,7 +253,7 @@ func TestSetOptions(t *testing.T) {
 		{"word", []string{"down-after-milliseconds", "abc"}, nil, "Invalid argument 'abc' for SENTINEL SET 'down-after-milliseconds'"},
 		{"sub-millisecond", []string{"down-after-milliseconds", "1500us"}, nil, "Invalid argument"},
 		{"too small", []string{"down-after-milliseconds", "50"}, nil, "must be between 100"},
-		{"unknown", []string{"notification-script", "/x"}, nil, "Unknown option or number of arguments for SENTINEL SET 'notification-script'"},
+		{"unknown", []string{"rename-command", "PING PONG"}, nil, "Unknown option or number of arguments for SENTINEL SET 'rename-command'"},
 		{"atomic", []string{"quorum", "5", "parallel-syncs", "0"}, nil, "Invalid argument '0' for SENTINEL SET 'parallel-syncs'"},
 		{"nothing", nil, nil, "no option"},
 	}

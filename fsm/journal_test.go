@@ -32,6 +32,8 @@ func cmdOf(k any) *fsmv1.Command {
 		c.Kind = &fsmv1.Command_HandoverPaused{HandoverPaused: v}
 	case *fsmv1.ResetMaster:
 		c.Kind = &fsmv1.Command_ResetMaster{ResetMaster: v}
+	case *fsmv1.HookProgress:
+		c.Kind = &fsmv1.Command_HookProgress{HookProgress: v}
 	default:
 		panic("cmdOf: unknown kind")
 	}

@@ -105,7 +105,10 @@ func validateSettings(s *fsmv1.MasterSettings) error {
 	if ms := s.GetMasterRebootDownAfterPeriodMs(); ms < 0 || ms > MaxDuration.Milliseconds() {
 		return errorf(Invalid, "%s must be 0 (off) to %d milliseconds, got %d", OptMasterRebootDownAfter, MaxDuration.Milliseconds(), ms)
 	}
-	return validatePingPeriodMs(s.GetPingPeriodMs())
+	if err := validatePingPeriodMs(s.GetPingPeriodMs()); err != nil {
+		return err
+	}
+	return validateHooks(s)
 }
 
 // withDefaults returns a copy of s with Sentinel's defaults in place of zeros.
@@ -121,6 +124,9 @@ func withDefaults(s *fsmv1.MasterSettings) *fsmv1.MasterSettings {
 		out.MaxLagBytes = s.MaxLagBytes
 		out.PingPeriodMs = s.PingPeriodMs
 		out.MasterRebootDownAfterPeriodMs = s.MasterRebootDownAfterPeriodMs
+		out.NotificationScript = s.NotificationScript
+		out.ClientReconfigScript = s.ClientReconfigScript
+		out.WebhookUrl = s.WebhookUrl
 	}
 	if out.DownAfterMs == 0 {
 		out.DownAfterMs = DefaultDownAfter.Milliseconds()
@@ -151,7 +157,7 @@ const (
 
 // OptionKeys lists the settable options in the order help texts show them.
 var OptionKeys = []string{OptQuorum, OptDownAfter, OptFailoverTimeout, OptParallelSyncs, OptAuthUser, OptAuthPass, OptMaxLag,
-	OptPingPeriod, OptMasterRebootDownAfter}
+	OptPingPeriod, OptMasterRebootDownAfter, OptNotificationScript, OptClientReconfigScript, OptWebhookURL}
 
 // ParseMillis reads a time option: whole milliseconds as Sentinel takes them
 // ("1500") or a Go duration ("1.5s", "1500ms").
@@ -234,6 +240,12 @@ func setOption(s *fsmv1.MasterSettings, key, value string) error {
 			return errorf(Invalid, "%s must be 0 (off) to %d milliseconds, got %d", OptMasterRebootDownAfter, MaxDuration.Milliseconds(), ms)
 		}
 		s.MasterRebootDownAfterPeriodMs = ms
+	case OptNotificationScript:
+		s.NotificationScript = value
+	case OptClientReconfigScript:
+		s.ClientReconfigScript = value
+	case OptWebhookURL:
+		s.WebhookUrl = value
 	default:
 		return errorf(Invalid, "Unknown option or number of arguments for SENTINEL SET '%s'", key)
 	}

@@ -677,8 +677,13 @@ type MasterSettings struct {
 	// master (a new run id), this long without a PONG (only LOADING or
 	// MASTERDOWN replies) makes it subjectively down. Unset or zero: off.
 	MasterRebootDownAfterPeriod *durationpb.Duration `protobuf:"bytes,10,opt,name=master_reboot_down_after_period,json=masterRebootDownAfterPeriod,proto3" json:"master_reboot_down_after_period,omitempty"`
-	unknownFields               protoimpl.UnknownFields
-	sizeCache                   protoimpl.SizeCache
+	// Hooks, read only: they are changed with Set (notification-script,
+	// client-reconfig-script, webhook), never with Monitor.
+	NotificationScript   string `protobuf:"bytes,110,opt,name=notification_script,json=notificationScript,proto3" json:"notification_script,omitempty"`
+	ClientReconfigScript string `protobuf:"bytes,111,opt,name=client_reconfig_script,json=clientReconfigScript,proto3" json:"client_reconfig_script,omitempty"`
+	WebhookUrl           string `protobuf:"bytes,112,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *MasterSettings) Reset() {
@@ -779,6 +784,27 @@ func (x *MasterSettings) GetMasterRebootDownAfterPeriod() *durationpb.Duration {
 		return x.MasterRebootDownAfterPeriod
 	}
 	return nil
+}
+
+func (x *MasterSettings) GetNotificationScript() string {
+	if x != nil {
+		return x.NotificationScript
+	}
+	return ""
+}
+
+func (x *MasterSettings) GetClientReconfigScript() string {
+	if x != nil {
+		return x.ClientReconfigScript
+	}
+	return ""
+}
+
+func (x *MasterSettings) GetWebhookUrl() string {
+	if x != nil {
+		return x.WebhookUrl
+	}
+	return ""
 }
 
 // Master is a monitored group as applications see it.
@@ -2939,7 +2965,7 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x11RemoveNodeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"*\n" +
 	"\x12RemoveNodeResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"\xee\x03\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\xf6\x04\n" +
 	"\x0eMasterSettings\x12\x16\n" +
 	"\x06quorum\x18\x01 \x01(\rR\x06quorum\x128\n" +
 	"\n" +
@@ -2953,7 +2979,11 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\vping_period\x18\t \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"pingPeriod\x12_\n" +
 	"\x1fmaster_reboot_down_after_period\x18\n" +
-	" \x01(\v2\x19.google.protobuf.DurationR\x1bmasterRebootDownAfterPeriod\"\x88\x01\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\x1bmasterRebootDownAfterPeriod\x12/\n" +
+	"\x13notification_script\x18n \x01(\tR\x12notificationScript\x124\n" +
+	"\x16client_reconfig_script\x18o \x01(\tR\x14clientReconfigScript\x12\x1f\n" +
+	"\vwebhook_url\x18p \x01(\tR\n" +
+	"webhookUrl\"\x88\x01\n" +
 	"\x06Master\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +

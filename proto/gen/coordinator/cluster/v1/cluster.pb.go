@@ -25,6 +25,112 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type HookCheckScriptRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HookCheckScriptRequest) Reset() {
+	*x = HookCheckScriptRequest{}
+	mi := &file_coordinator_cluster_v1_cluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HookCheckScriptRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HookCheckScriptRequest) ProtoMessage() {}
+
+func (x *HookCheckScriptRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_cluster_v1_cluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HookCheckScriptRequest.ProtoReflect.Descriptor instead.
+func (*HookCheckScriptRequest) Descriptor() ([]byte, []int) {
+	return file_coordinator_cluster_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *HookCheckScriptRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+type HookCheckScriptResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// False when the node was started without --allow-script-reconfig.
+	Allowed bool `protobuf:"varint,2,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	// Why the script cannot run there; empty when it can (or path is empty).
+	Problem       string `protobuf:"bytes,3,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HookCheckScriptResponse) Reset() {
+	*x = HookCheckScriptResponse{}
+	mi := &file_coordinator_cluster_v1_cluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HookCheckScriptResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HookCheckScriptResponse) ProtoMessage() {}
+
+func (x *HookCheckScriptResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_cluster_v1_cluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HookCheckScriptResponse.ProtoReflect.Descriptor instead.
+func (*HookCheckScriptResponse) Descriptor() ([]byte, []int) {
+	return file_coordinator_cluster_v1_cluster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *HookCheckScriptResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *HookCheckScriptResponse) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *HookCheckScriptResponse) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
 type ProposeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Command       *v1.Command            `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
@@ -34,7 +140,7 @@ type ProposeRequest struct {
 
 func (x *ProposeRequest) Reset() {
 	*x = ProposeRequest{}
-	mi := &file_coordinator_cluster_v1_cluster_proto_msgTypes[0]
+	mi := &file_coordinator_cluster_v1_cluster_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +152,7 @@ func (x *ProposeRequest) String() string {
 func (*ProposeRequest) ProtoMessage() {}
 
 func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_cluster_v1_cluster_proto_msgTypes[0]
+	mi := &file_coordinator_cluster_v1_cluster_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +165,7 @@ func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_cluster_v1_cluster_proto_rawDescGZIP(), []int{0}
+	return file_coordinator_cluster_v1_cluster_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ProposeRequest) GetCommand() *v1.Command {
@@ -78,7 +184,7 @@ type ProposeResponse struct {
 
 func (x *ProposeResponse) Reset() {
 	*x = ProposeResponse{}
-	mi := &file_coordinator_cluster_v1_cluster_proto_msgTypes[1]
+	mi := &file_coordinator_cluster_v1_cluster_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -90,7 +196,7 @@ func (x *ProposeResponse) String() string {
 func (*ProposeResponse) ProtoMessage() {}
 
 func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_cluster_v1_cluster_proto_msgTypes[1]
+	mi := &file_coordinator_cluster_v1_cluster_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -103,7 +209,7 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_cluster_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_coordinator_cluster_v1_cluster_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ProposeResponse) GetIndex() uint64 {
@@ -117,13 +223,20 @@ var File_coordinator_cluster_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_coordinator_cluster_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"$coordinator/cluster/v1/cluster.proto\x12\x16coordinator.cluster.v1\x1a\x1ccoordinator/fsm/v1/fsm.proto\"G\n" +
+	"$coordinator/cluster/v1/cluster.proto\x12\x16coordinator.cluster.v1\x1a\x1ccoordinator/fsm/v1/fsm.proto\",\n" +
+	"\x16HookCheckScriptRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\"f\n" +
+	"\x17HookCheckScriptResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
+	"\aallowed\x18\x02 \x01(\bR\aallowed\x12\x18\n" +
+	"\aproblem\x18\x03 \x01(\tR\aproblem\"G\n" +
 	"\x0eProposeRequest\x125\n" +
 	"\acommand\x18\x01 \x01(\v2\x1b.coordinator.fsm.v1.CommandR\acommand\"'\n" +
 	"\x0fProposeResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2l\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index2\xe0\x01\n" +
 	"\x0eClusterService\x12Z\n" +
-	"\aPropose\x12&.coordinator.cluster.v1.ProposeRequest\x1a'.coordinator.cluster.v1.ProposeResponseBIZGgithub.com/raftinel/raftinel/proto/gen/coordinator/cluster/v1;clusterv1b\x06proto3"
+	"\aPropose\x12&.coordinator.cluster.v1.ProposeRequest\x1a'.coordinator.cluster.v1.ProposeResponse\x12r\n" +
+	"\x0fHookCheckScript\x12..coordinator.cluster.v1.HookCheckScriptRequest\x1a/.coordinator.cluster.v1.HookCheckScriptResponseBIZGgithub.com/raftinel/raftinel/proto/gen/coordinator/cluster/v1;clusterv1b\x06proto3"
 
 var (
 	file_coordinator_cluster_v1_cluster_proto_rawDescOnce sync.Once
@@ -137,18 +250,22 @@ func file_coordinator_cluster_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_coordinator_cluster_v1_cluster_proto_rawDescData
 }
 
-var file_coordinator_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_coordinator_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_coordinator_cluster_v1_cluster_proto_goTypes = []any{
-	(*ProposeRequest)(nil),  // 0: coordinator.cluster.v1.ProposeRequest
-	(*ProposeResponse)(nil), // 1: coordinator.cluster.v1.ProposeResponse
-	(*v1.Command)(nil),      // 2: coordinator.fsm.v1.Command
+	(*HookCheckScriptRequest)(nil),  // 0: coordinator.cluster.v1.HookCheckScriptRequest
+	(*HookCheckScriptResponse)(nil), // 1: coordinator.cluster.v1.HookCheckScriptResponse
+	(*ProposeRequest)(nil),          // 2: coordinator.cluster.v1.ProposeRequest
+	(*ProposeResponse)(nil),         // 3: coordinator.cluster.v1.ProposeResponse
+	(*v1.Command)(nil),              // 4: coordinator.fsm.v1.Command
 }
 var file_coordinator_cluster_v1_cluster_proto_depIdxs = []int32{
-	2, // 0: coordinator.cluster.v1.ProposeRequest.command:type_name -> coordinator.fsm.v1.Command
-	0, // 1: coordinator.cluster.v1.ClusterService.Propose:input_type -> coordinator.cluster.v1.ProposeRequest
-	1, // 2: coordinator.cluster.v1.ClusterService.Propose:output_type -> coordinator.cluster.v1.ProposeResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
+	4, // 0: coordinator.cluster.v1.ProposeRequest.command:type_name -> coordinator.fsm.v1.Command
+	2, // 1: coordinator.cluster.v1.ClusterService.Propose:input_type -> coordinator.cluster.v1.ProposeRequest
+	0, // 2: coordinator.cluster.v1.ClusterService.HookCheckScript:input_type -> coordinator.cluster.v1.HookCheckScriptRequest
+	3, // 3: coordinator.cluster.v1.ClusterService.Propose:output_type -> coordinator.cluster.v1.ProposeResponse
+	1, // 4: coordinator.cluster.v1.ClusterService.HookCheckScript:output_type -> coordinator.cluster.v1.HookCheckScriptResponse
+	3, // [3:5] is the sub-list for method output_type
+	1, // [1:3] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
 	1, // [1:1] is the sub-list for extension extendee
 	0, // [0:1] is the sub-list for field type_name
@@ -165,7 +282,7 @@ func file_coordinator_cluster_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coordinator_cluster_v1_cluster_proto_rawDesc), len(file_coordinator_cluster_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

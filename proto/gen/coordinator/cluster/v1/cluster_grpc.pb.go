@@ -22,7 +22,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ClusterService_Propose_FullMethodName = "/coordinator.cluster.v1.ClusterService/Propose"
+	ClusterService_Propose_FullMethodName         = "/coordinator.cluster.v1.ClusterService/Propose"
+	ClusterService_HookCheckScript_FullMethodName = "/coordinator.cluster.v1.ClusterService/HookCheckScript"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -34,6 +35,11 @@ type ClusterServiceClient interface {
 	// Propose commits a node's own observation (its SDOWN vote) through the
 	// leader. Other command kinds are refused.
 	Propose(ctx context.Context, in *ProposeRequest, opts ...grpc.CallOption) (*ProposeResponse, error)
+	// HookCheckScript asks a node, any node, whether it may run a hook script
+	// at path: whether it allows scripts to be set at runtime, and whether
+	// the file exists and is executable there. The leader asks every node
+	// before it commits a script setting.
+	HookCheckScript(ctx context.Context, in *HookCheckScriptRequest, opts ...grpc.CallOption) (*HookCheckScriptResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -54,6 +60,16 @@ func (c *clusterServiceClient) Propose(ctx context.Context, in *ProposeRequest, 
 	return out, nil
 }
 
+func (c *clusterServiceClient) HookCheckScript(ctx context.Context, in *HookCheckScriptRequest, opts ...grpc.CallOption) (*HookCheckScriptResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HookCheckScriptResponse)
+	err := c.cc.Invoke(ctx, ClusterService_HookCheckScript_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -63,6 +79,11 @@ type ClusterServiceServer interface {
 	// Propose commits a node's own observation (its SDOWN vote) through the
 	// leader. Other command kinds are refused.
 	Propose(context.Context, *ProposeRequest) (*ProposeResponse, error)
+	// HookCheckScript asks a node, any node, whether it may run a hook script
+	// at path: whether it allows scripts to be set at runtime, and whether
+	// the file exists and is executable there. The leader asks every node
+	// before it commits a script setting.
+	HookCheckScript(context.Context, *HookCheckScriptRequest) (*HookCheckScriptResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -75,6 +96,9 @@ type UnimplementedClusterServiceServer struct{}
 
 func (UnimplementedClusterServiceServer) Propose(context.Context, *ProposeRequest) (*ProposeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Propose not implemented")
+}
+func (UnimplementedClusterServiceServer) HookCheckScript(context.Context, *HookCheckScriptRequest) (*HookCheckScriptResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method HookCheckScript not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -115,6 +139,24 @@ func _ClusterService_Propose_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_HookCheckScript_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HookCheckScriptRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).HookCheckScript(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_HookCheckScript_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).HookCheckScript(ctx, req.(*HookCheckScriptRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -125,6 +167,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Propose",
 			Handler:    _ClusterService_Propose_Handler,
+		},
+		{
+			MethodName: "HookCheckScript",
+			Handler:    _ClusterService_HookCheckScript_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

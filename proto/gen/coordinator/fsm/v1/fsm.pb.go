@@ -25,6 +25,69 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type HookOutcome int32
+
+const (
+	HookOutcome_HOOK_OUTCOME_UNSPECIFIED HookOutcome = 0
+	// The run succeeded: exit code 0, or an HTTP 2xx.
+	HookOutcome_HOOK_OUTCOME_DELIVERED HookOutcome = 1
+	// The hook failed for good (exit code 2 or more, an HTTP 4xx, or the
+	// retries ran out): -script-error or -webhook-error, and the cursor moves
+	// on.
+	HookOutcome_HOOK_OUTCOME_GAVE_UP HookOutcome = 2
+	// Events up to seq were dropped from the master's bounded history before
+	// they were delivered: -hook-skipped, and the cursor moves to seq.
+	HookOutcome_HOOK_OUTCOME_SKIPPED HookOutcome = 3
+	// A run exceeded the hook timeout and was killed; it will be retried:
+	// -script-timeout, the cursor stays.
+	HookOutcome_HOOK_OUTCOME_TIMED_OUT HookOutcome = 4
+)
+
+// Enum value maps for HookOutcome.
+var (
+	HookOutcome_name = map[int32]string{
+		0: "HOOK_OUTCOME_UNSPECIFIED",
+		1: "HOOK_OUTCOME_DELIVERED",
+		2: "HOOK_OUTCOME_GAVE_UP",
+		3: "HOOK_OUTCOME_SKIPPED",
+		4: "HOOK_OUTCOME_TIMED_OUT",
+	}
+	HookOutcome_value = map[string]int32{
+		"HOOK_OUTCOME_UNSPECIFIED": 0,
+		"HOOK_OUTCOME_DELIVERED":   1,
+		"HOOK_OUTCOME_GAVE_UP":     2,
+		"HOOK_OUTCOME_SKIPPED":     3,
+		"HOOK_OUTCOME_TIMED_OUT":   4,
+	}
+)
+
+func (x HookOutcome) Enum() *HookOutcome {
+	p := new(HookOutcome)
+	*p = x
+	return p
+}
+
+func (x HookOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HookOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_coordinator_fsm_v1_fsm_proto_enumTypes[0].Descriptor()
+}
+
+func (HookOutcome) Type() protoreflect.EnumType {
+	return &file_coordinator_fsm_v1_fsm_proto_enumTypes[0]
+}
+
+func (x HookOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HookOutcome.Descriptor instead.
+func (HookOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{0}
+}
+
 type ReconfPhase int32
 
 const (
@@ -64,11 +127,11 @@ func (x ReconfPhase) String() string {
 }
 
 func (ReconfPhase) Descriptor() protoreflect.EnumDescriptor {
-	return file_coordinator_fsm_v1_fsm_proto_enumTypes[0].Descriptor()
+	return file_coordinator_fsm_v1_fsm_proto_enumTypes[1].Descriptor()
 }
 
 func (ReconfPhase) Type() protoreflect.EnumType {
-	return &file_coordinator_fsm_v1_fsm_proto_enumTypes[0]
+	return &file_coordinator_fsm_v1_fsm_proto_enumTypes[1]
 }
 
 func (x ReconfPhase) Number() protoreflect.EnumNumber {
@@ -77,7 +140,7 @@ func (x ReconfPhase) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ReconfPhase.Descriptor instead.
 func (ReconfPhase) EnumDescriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{0}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{1}
 }
 
 type FailoverPhase int32
@@ -125,11 +188,11 @@ func (x FailoverPhase) String() string {
 }
 
 func (FailoverPhase) Descriptor() protoreflect.EnumDescriptor {
-	return file_coordinator_fsm_v1_fsm_proto_enumTypes[1].Descriptor()
+	return file_coordinator_fsm_v1_fsm_proto_enumTypes[2].Descriptor()
 }
 
 func (FailoverPhase) Type() protoreflect.EnumType {
-	return &file_coordinator_fsm_v1_fsm_proto_enumTypes[1]
+	return &file_coordinator_fsm_v1_fsm_proto_enumTypes[2]
 }
 
 func (x FailoverPhase) Number() protoreflect.EnumNumber {
@@ -138,7 +201,7 @@ func (x FailoverPhase) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FailoverPhase.Descriptor instead.
 func (FailoverPhase) EnumDescriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{1}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{2}
 }
 
 // Command is one Raft log entry.
@@ -165,6 +228,7 @@ type Command struct {
 	//	*Command_FinishFailover
 	//	*Command_RecordRepair
 	//	*Command_HandoverPaused
+	//	*Command_HookProgress
 	Kind          isCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -358,6 +422,15 @@ func (x *Command) GetHandoverPaused() *HandoverPaused {
 	return nil
 }
 
+func (x *Command) GetHookProgress() *HookProgress {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_HookProgress); ok {
+			return x.HookProgress
+		}
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -426,6 +499,11 @@ type Command_HandoverPaused struct {
 	HandoverPaused *HandoverPaused `protobuf:"bytes,29,opt,name=handover_paused,json=handoverPaused,proto3,oneof"`
 }
 
+type Command_HookProgress struct {
+	// Hooks (notification-script, client-reconfig-script, webhook).
+	HookProgress *HookProgress `protobuf:"bytes,110,opt,name=hook_progress,json=hookProgress,proto3,oneof"`
+}
+
 func (*Command_RegisterNode) isCommand_Kind() {}
 
 func (*Command_DeregisterNode) isCommand_Kind() {}
@@ -458,6 +536,137 @@ func (*Command_RecordRepair) isCommand_Kind() {}
 
 func (*Command_HandoverPaused) isCommand_Kind() {}
 
+func (*Command_HookProgress) isCommand_Kind() {}
+
+// HookProgress records how the leader's delivery of one event to one hook
+// of a master went: delivered (or given up, or skipped) moves the hook's
+// cursor to seq, so a new leader resumes after it; a timed-out run that
+// will be retried only records -script-timeout.
+type HookProgress struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Master string                 `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
+	// "notification-script", "client-reconfig-script" or "webhook".
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The sequence number of the event the outcome is about; for
+	// HOOK_OUTCOME_SKIPPED, the newest event lost (Master.hook_lost_seq).
+	Seq     uint64      `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	Outcome HookOutcome `protobuf:"varint,4,opt,name=outcome,proto3,enum=coordinator.fsm.v1.HookOutcome" json:"outcome,omitempty"`
+	// The script path or webhook URL that ran; it must still be the hook's
+	// target, else the progress is stale and refused.
+	Target string `protobuf:"bytes,5,opt,name=target,proto3" json:"target,omitempty"`
+	// How the last run failed: the signal that ended a script (0 if none),
+	// its exit code, and in words (an HTTP status, a dial error).
+	Signal   int32  `protobuf:"varint,6,opt,name=signal,proto3" json:"signal,omitempty"`
+	ExitCode int32  `protobuf:"varint,7,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Detail   string `protobuf:"bytes,8,opt,name=detail,proto3" json:"detail,omitempty"`
+	// Runs made for this event, the last one included.
+	Attempts uint32 `protobuf:"varint,9,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// The process id of a script killed for its timeout.
+	Pid           int32 `protobuf:"varint,10,opt,name=pid,proto3" json:"pid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HookProgress) Reset() {
+	*x = HookProgress{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HookProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HookProgress) ProtoMessage() {}
+
+func (x *HookProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HookProgress.ProtoReflect.Descriptor instead.
+func (*HookProgress) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *HookProgress) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *HookProgress) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *HookProgress) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *HookProgress) GetOutcome() HookOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return HookOutcome_HOOK_OUTCOME_UNSPECIFIED
+}
+
+func (x *HookProgress) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *HookProgress) GetSignal() int32 {
+	if x != nil {
+		return x.Signal
+	}
+	return 0
+}
+
+func (x *HookProgress) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *HookProgress) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *HookProgress) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *HookProgress) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
 // ResetMaster forgets a master's replicas, votes, failover state and
 // anti-flap timer (Sentinel's RESET).
 type ResetMaster struct {
@@ -469,7 +678,7 @@ type ResetMaster struct {
 
 func (x *ResetMaster) Reset() {
 	*x = ResetMaster{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[1]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -481,7 +690,7 @@ func (x *ResetMaster) String() string {
 func (*ResetMaster) ProtoMessage() {}
 
 func (x *ResetMaster) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[1]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -494,7 +703,7 @@ func (x *ResetMaster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetMaster.ProtoReflect.Descriptor instead.
 func (*ResetMaster) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{1}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ResetMaster) GetName() string {
@@ -522,7 +731,7 @@ type ReportVote struct {
 
 func (x *ReportVote) Reset() {
 	*x = ReportVote{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[2]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -534,7 +743,7 @@ func (x *ReportVote) String() string {
 func (*ReportVote) ProtoMessage() {}
 
 func (x *ReportVote) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[2]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -547,7 +756,7 @@ func (x *ReportVote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportVote.ProtoReflect.Descriptor instead.
 func (*ReportVote) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{2}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ReportVote) GetMaster() string {
@@ -602,7 +811,7 @@ type UpdateReplicas struct {
 
 func (x *UpdateReplicas) Reset() {
 	*x = UpdateReplicas{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[3]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -614,7 +823,7 @@ func (x *UpdateReplicas) String() string {
 func (*UpdateReplicas) ProtoMessage() {}
 
 func (x *UpdateReplicas) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[3]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -627,7 +836,7 @@ func (x *UpdateReplicas) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateReplicas.ProtoReflect.Descriptor instead.
 func (*UpdateReplicas) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{3}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *UpdateReplicas) GetMaster() string {
@@ -678,7 +887,7 @@ type SetObjectiveDown struct {
 
 func (x *SetObjectiveDown) Reset() {
 	*x = SetObjectiveDown{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[4]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +899,7 @@ func (x *SetObjectiveDown) String() string {
 func (*SetObjectiveDown) ProtoMessage() {}
 
 func (x *SetObjectiveDown) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[4]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +912,7 @@ func (x *SetObjectiveDown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetObjectiveDown.ProtoReflect.Descriptor instead.
 func (*SetObjectiveDown) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{4}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SetObjectiveDown) GetMaster() string {
@@ -761,7 +970,7 @@ type BeginFailover struct {
 
 func (x *BeginFailover) Reset() {
 	*x = BeginFailover{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[5]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +982,7 @@ func (x *BeginFailover) String() string {
 func (*BeginFailover) ProtoMessage() {}
 
 func (x *BeginFailover) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[5]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +995,7 @@ func (x *BeginFailover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginFailover.ProtoReflect.Descriptor instead.
 func (*BeginFailover) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{5}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *BeginFailover) GetMaster() string {
@@ -864,7 +1073,7 @@ type EmptyRestart struct {
 
 func (x *EmptyRestart) Reset() {
 	*x = EmptyRestart{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[6]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -876,7 +1085,7 @@ func (x *EmptyRestart) String() string {
 func (*EmptyRestart) ProtoMessage() {}
 
 func (x *EmptyRestart) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[6]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -889,7 +1098,7 @@ func (x *EmptyRestart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmptyRestart.ProtoReflect.Descriptor instead.
 func (*EmptyRestart) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{6}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *EmptyRestart) GetRunId() string {
@@ -934,7 +1143,7 @@ type AbortFailover struct {
 
 func (x *AbortFailover) Reset() {
 	*x = AbortFailover{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1155,7 @@ func (x *AbortFailover) String() string {
 func (*AbortFailover) ProtoMessage() {}
 
 func (x *AbortFailover) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1168,7 @@ func (x *AbortFailover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortFailover.ProtoReflect.Descriptor instead.
 func (*AbortFailover) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AbortFailover) GetMaster() string {
@@ -1009,7 +1218,7 @@ type HandoverPaused struct {
 
 func (x *HandoverPaused) Reset() {
 	*x = HandoverPaused{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1230,7 @@ func (x *HandoverPaused) String() string {
 func (*HandoverPaused) ProtoMessage() {}
 
 func (x *HandoverPaused) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1243,7 @@ func (x *HandoverPaused) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoverPaused.ProtoReflect.Descriptor instead.
 func (*HandoverPaused) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HandoverPaused) GetMaster() string {
@@ -1078,7 +1287,7 @@ type Promoted struct {
 
 func (x *Promoted) Reset() {
 	*x = Promoted{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[9]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1299,7 @@ func (x *Promoted) String() string {
 func (*Promoted) ProtoMessage() {}
 
 func (x *Promoted) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[9]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1312,7 @@ func (x *Promoted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Promoted.ProtoReflect.Descriptor instead.
 func (*Promoted) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{9}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Promoted) GetMaster() string {
@@ -1140,7 +1349,7 @@ type ReplicaReconfigured struct {
 
 func (x *ReplicaReconfigured) Reset() {
 	*x = ReplicaReconfigured{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1361,7 @@ func (x *ReplicaReconfigured) String() string {
 func (*ReplicaReconfigured) ProtoMessage() {}
 
 func (x *ReplicaReconfigured) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1374,7 @@ func (x *ReplicaReconfigured) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReconfigured.ProtoReflect.Descriptor instead.
 func (*ReplicaReconfigured) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReplicaReconfigured) GetMaster() string {
@@ -1208,7 +1417,7 @@ type FinishFailover struct {
 
 func (x *FinishFailover) Reset() {
 	*x = FinishFailover{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[11]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1220,7 +1429,7 @@ func (x *FinishFailover) String() string {
 func (*FinishFailover) ProtoMessage() {}
 
 func (x *FinishFailover) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[11]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1233,7 +1442,7 @@ func (x *FinishFailover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishFailover.ProtoReflect.Descriptor instead.
 func (*FinishFailover) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FinishFailover) GetMaster() string {
@@ -1273,7 +1482,7 @@ type RecordRepair struct {
 
 func (x *RecordRepair) Reset() {
 	*x = RecordRepair{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[12]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1494,7 @@ func (x *RecordRepair) String() string {
 func (*RecordRepair) ProtoMessage() {}
 
 func (x *RecordRepair) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[12]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1507,7 @@ func (x *RecordRepair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordRepair.ProtoReflect.Descriptor instead.
 func (*RecordRepair) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RecordRepair) GetMaster() string {
@@ -1346,7 +1555,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[13]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1358,7 +1567,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[13]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1371,7 +1580,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Rejection) GetAddress() string {
@@ -1398,7 +1607,7 @@ type RegisterNode struct {
 
 func (x *RegisterNode) Reset() {
 	*x = RegisterNode{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[14]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1410,7 +1619,7 @@ func (x *RegisterNode) String() string {
 func (*RegisterNode) ProtoMessage() {}
 
 func (x *RegisterNode) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[14]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1423,7 +1632,7 @@ func (x *RegisterNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNode.ProtoReflect.Descriptor instead.
 func (*RegisterNode) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RegisterNode) GetNode() *Node {
@@ -1443,7 +1652,7 @@ type DeregisterNode struct {
 
 func (x *DeregisterNode) Reset() {
 	*x = DeregisterNode{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[15]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1455,7 +1664,7 @@ func (x *DeregisterNode) String() string {
 func (*DeregisterNode) ProtoMessage() {}
 
 func (x *DeregisterNode) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[15]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1468,7 +1677,7 @@ func (x *DeregisterNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterNode.ProtoReflect.Descriptor instead.
 func (*DeregisterNode) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeregisterNode) GetId() string {
@@ -1491,7 +1700,7 @@ type MonitorMaster struct {
 
 func (x *MonitorMaster) Reset() {
 	*x = MonitorMaster{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1503,7 +1712,7 @@ func (x *MonitorMaster) String() string {
 func (*MonitorMaster) ProtoMessage() {}
 
 func (x *MonitorMaster) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +1725,7 @@ func (x *MonitorMaster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MonitorMaster.ProtoReflect.Descriptor instead.
 func (*MonitorMaster) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MonitorMaster) GetName() string {
@@ -1550,7 +1759,7 @@ type RemoveMaster struct {
 
 func (x *RemoveMaster) Reset() {
 	*x = RemoveMaster{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1771,7 @@ func (x *RemoveMaster) String() string {
 func (*RemoveMaster) ProtoMessage() {}
 
 func (x *RemoveMaster) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +1784,7 @@ func (x *RemoveMaster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMaster.ProtoReflect.Descriptor instead.
 func (*RemoveMaster) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RemoveMaster) GetName() string {
@@ -1596,7 +1805,7 @@ type SetMasterOptions struct {
 
 func (x *SetMasterOptions) Reset() {
 	*x = SetMasterOptions{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1608,7 +1817,7 @@ func (x *SetMasterOptions) String() string {
 func (*SetMasterOptions) ProtoMessage() {}
 
 func (x *SetMasterOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1621,7 +1830,7 @@ func (x *SetMasterOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMasterOptions.ProtoReflect.Descriptor instead.
 func (*SetMasterOptions) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SetMasterOptions) GetName() string {
@@ -1649,7 +1858,7 @@ type Option struct {
 
 func (x *Option) Reset() {
 	*x = Option{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1870,7 @@ func (x *Option) String() string {
 func (*Option) ProtoMessage() {}
 
 func (x *Option) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1883,7 @@ func (x *Option) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Option.ProtoReflect.Descriptor instead.
 func (*Option) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Option) GetKey() string {
@@ -1706,7 +1915,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1718,7 +1927,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1731,7 +1940,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *State) GetNodes() map[string]*Node {
@@ -1776,7 +1985,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +1997,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +2010,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Node) GetId() string {
@@ -1866,14 +2075,23 @@ type Master struct {
 	MasterOffset int64    `protobuf:"varint,13,opt,name=master_offset,json=masterOffset,proto3" json:"master_offset,omitempty"`
 	MasterRunId  string   `protobuf:"bytes,14,opt,name=master_run_id,json=masterRunId,proto3" json:"master_run_id,omitempty"`
 	// How the most recent failover ended; unset before the first one.
-	LastFailover  *FailoverOutcome `protobuf:"bytes,15,opt,name=last_failover,json=lastFailover,proto3" json:"last_failover,omitempty"`
+	LastFailover *FailoverOutcome `protobuf:"bytes,15,opt,name=last_failover,json=lastFailover,proto3" json:"last_failover,omitempty"`
+	// Hooks: by hook kind, the sequence number of the newest event that hook
+	// has been delivered (or given up or skipped); set to the newest event
+	// when the hook is set, so it gets what comes after.
+	HookDeliveredSeq map[string]uint64 `protobuf:"bytes,110,rep,name=hook_delivered_seq,json=hookDeliveredSeq,proto3" json:"hook_delivered_seq,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// By hook kind, the sequence number of the newest event that hook wanted
+	// but that was dropped from events (the history holds at most MaxEvents)
+	// before it was delivered; above the hook's cursor, the leader records
+	// the loss (HookProgress SKIPPED) and goes on.
+	HookLostSeq   map[string]uint64 `protobuf:"bytes,111,rep,name=hook_lost_seq,json=hookLostSeq,proto3" json:"hook_lost_seq,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Master) Reset() {
 	*x = Master{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1885,7 +2103,7 @@ func (x *Master) String() string {
 func (*Master) ProtoMessage() {}
 
 func (x *Master) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1898,7 +2116,7 @@ func (x *Master) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Master.ProtoReflect.Descriptor instead.
 func (*Master) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Master) GetName() string {
@@ -2006,6 +2224,20 @@ func (x *Master) GetLastFailover() *FailoverOutcome {
 	return nil
 }
 
+func (x *Master) GetHookDeliveredSeq() map[string]uint64 {
+	if x != nil {
+		return x.HookDeliveredSeq
+	}
+	return nil
+}
+
+func (x *Master) GetHookLostSeq() map[string]uint64 {
+	if x != nil {
+		return x.HookLostSeq
+	}
+	return nil
+}
+
 // FailoverOutcome is how one failover ended: promoted (FinishFailover) or
 // aborted (AbortFailover, or a BeginFailover without an eligible replica).
 type FailoverOutcome struct {
@@ -2035,7 +2267,7 @@ type FailoverOutcome struct {
 
 func (x *FailoverOutcome) Reset() {
 	*x = FailoverOutcome{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2279,7 @@ func (x *FailoverOutcome) String() string {
 func (*FailoverOutcome) ProtoMessage() {}
 
 func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2292,7 @@ func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverOutcome.ProtoReflect.Descriptor instead.
 func (*FailoverOutcome) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FailoverOutcome) GetReason() string {
@@ -2164,7 +2396,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2176,7 +2408,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2189,7 +2421,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Replica) GetAddress() string {
@@ -2298,7 +2530,7 @@ type Vote struct {
 
 func (x *Vote) Reset() {
 	*x = Vote{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2542,7 @@ func (x *Vote) String() string {
 func (*Vote) ProtoMessage() {}
 
 func (x *Vote) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2555,7 @@ func (x *Vote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vote.ProtoReflect.Descriptor instead.
 func (*Vote) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Vote) GetNodeId() string {
@@ -2385,7 +2617,7 @@ type Failover struct {
 
 func (x *Failover) Reset() {
 	*x = Failover{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2397,7 +2629,7 @@ func (x *Failover) String() string {
 func (*Failover) ProtoMessage() {}
 
 func (x *Failover) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2410,7 +2642,7 @@ func (x *Failover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failover.ProtoReflect.Descriptor instead.
 func (*Failover) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Failover) GetPhase() FailoverPhase {
@@ -2509,7 +2741,7 @@ type HandoverPause struct {
 
 func (x *HandoverPause) Reset() {
 	*x = HandoverPause{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2521,7 +2753,7 @@ func (x *HandoverPause) String() string {
 func (*HandoverPause) ProtoMessage() {}
 
 func (x *HandoverPause) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2534,7 +2766,7 @@ func (x *HandoverPause) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoverPause.ProtoReflect.Descriptor instead.
 func (*HandoverPause) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *HandoverPause) GetOffset() int64 {
@@ -2563,7 +2795,7 @@ type ReplicaReconf struct {
 
 func (x *ReplicaReconf) Reset() {
 	*x = ReplicaReconf{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2575,7 +2807,7 @@ func (x *ReplicaReconf) String() string {
 func (*ReplicaReconf) ProtoMessage() {}
 
 func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2588,7 +2820,7 @@ func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReconf.ProtoReflect.Descriptor instead.
 func (*ReplicaReconf) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReplicaReconf) GetAddress() string {
@@ -2631,7 +2863,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2643,7 +2875,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2656,7 +2888,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -2728,13 +2960,22 @@ type MasterSettings struct {
 	// changed, a master that has not answered PING with PONG (only LOADING or
 	// MASTERDOWN) for this long is subjectively down. 0 disables the rule.
 	MasterRebootDownAfterPeriodMs int64 `protobuf:"varint,9,opt,name=master_reboot_down_after_period_ms,json=masterRebootDownAfterPeriodMs,proto3" json:"master_reboot_down_after_period_ms,omitempty"`
-	unknownFields                 protoimpl.UnknownFields
-	sizeCache                     protoimpl.SizeCache
+	// Sentinel's notification-script: run with <event-type> <event-msg> for
+	// every warning-level event of the master. Empty: none.
+	NotificationScript string `protobuf:"bytes,110,opt,name=notification_script,json=notificationScript,proto3" json:"notification_script,omitempty"`
+	// Sentinel's client-reconfig-script: run with <master-name> <role>
+	// <state> <from-ip> <from-port> <to-ip> <to-port> at every promotion.
+	ClientReconfigScript string `protobuf:"bytes,111,opt,name=client_reconfig_script,json=clientReconfigScript,proto3" json:"client_reconfig_script,omitempty"`
+	// Raftinel's webhook: every event of the master is POSTed to this URL as
+	// JSON. Empty: none.
+	WebhookUrl    string `protobuf:"bytes,112,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MasterSettings) Reset() {
 	*x = MasterSettings{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2746,7 +2987,7 @@ func (x *MasterSettings) String() string {
 func (*MasterSettings) ProtoMessage() {}
 
 func (x *MasterSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2759,7 +3000,7 @@ func (x *MasterSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterSettings.ProtoReflect.Descriptor instead.
 func (*MasterSettings) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MasterSettings) GetQuorum() uint32 {
@@ -2825,11 +3066,32 @@ func (x *MasterSettings) GetMasterRebootDownAfterPeriodMs() int64 {
 	return 0
 }
 
+func (x *MasterSettings) GetNotificationScript() string {
+	if x != nil {
+		return x.NotificationScript
+	}
+	return ""
+}
+
+func (x *MasterSettings) GetClientReconfigScript() string {
+	if x != nil {
+		return x.ClientReconfigScript
+	}
+	return ""
+}
+
+func (x *MasterSettings) GetWebhookUrl() string {
+	if x != nil {
+		return x.WebhookUrl
+	}
+	return ""
+}
+
 var File_coordinator_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccoordinator/fsm/v1/fsm.proto\x12\x12coordinator.fsm.v1\"\x90\n" +
+	"\x1ccoordinator/fsm/v1/fsm.proto\x12\x12coordinator.fsm.v1\"\xd9\n" +
 	"\n" +
 	"\aCommand\x123\n" +
 	"\x16proposed_at_unix_nanos\x18\x01 \x01(\x03R\x13proposedAtUnixNanos\x12G\n" +
@@ -2850,8 +3112,21 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x14replica_reconfigured\x18\x1a \x01(\v2'.coordinator.fsm.v1.ReplicaReconfiguredH\x00R\x13replicaReconfigured\x12M\n" +
 	"\x0ffinish_failover\x18\x1b \x01(\v2\".coordinator.fsm.v1.FinishFailoverH\x00R\x0efinishFailover\x12G\n" +
 	"\rrecord_repair\x18\x1c \x01(\v2 .coordinator.fsm.v1.RecordRepairH\x00R\frecordRepair\x12M\n" +
-	"\x0fhandover_paused\x18\x1d \x01(\v2\".coordinator.fsm.v1.HandoverPausedH\x00R\x0ehandoverPausedB\x06\n" +
-	"\x04kind\"!\n" +
+	"\x0fhandover_paused\x18\x1d \x01(\v2\".coordinator.fsm.v1.HandoverPausedH\x00R\x0ehandoverPaused\x12G\n" +
+	"\rhook_progress\x18n \x01(\v2 .coordinator.fsm.v1.HookProgressH\x00R\fhookProgressB\x06\n" +
+	"\x04kind\"\x9a\x02\n" +
+	"\fHookProgress\x12\x16\n" +
+	"\x06master\x18\x01 \x01(\tR\x06master\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\x129\n" +
+	"\aoutcome\x18\x04 \x01(\x0e2\x1f.coordinator.fsm.v1.HookOutcomeR\aoutcome\x12\x16\n" +
+	"\x06target\x18\x05 \x01(\tR\x06target\x12\x16\n" +
+	"\x06signal\x18\x06 \x01(\x05R\x06signal\x12\x1b\n" +
+	"\texit_code\x18\a \x01(\x05R\bexitCode\x12\x16\n" +
+	"\x06detail\x18\b \x01(\tR\x06detail\x12\x1a\n" +
+	"\battempts\x18\t \x01(\rR\battempts\x12\x10\n" +
+	"\x03pid\x18\n" +
+	" \x01(\x05R\x03pid\"!\n" +
 	"\vResetMaster\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x83\x01\n" +
 	"\n" +
@@ -2951,7 +3226,7 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12!\n" +
 	"\fgrpc_address\x18\x03 \x01(\tR\vgrpcAddress\x12)\n" +
 	"\x10sentinel_address\x18\x04 \x01(\tR\x0fsentinelAddress\x127\n" +
-	"\x18registered_at_unix_nanos\x18\x05 \x01(\x03R\x15registeredAtUnixNanos\"\xb5\x05\n" +
+	"\x18registered_at_unix_nanos\x18\x05 \x01(\x03R\x15registeredAtUnixNanos\"\xeb\a\n" +
 	"\x06Master\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -2968,7 +3243,15 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x06events\x18\f \x03(\v2\x19.coordinator.fsm.v1.EventR\x06events\x12#\n" +
 	"\rmaster_offset\x18\r \x01(\x03R\fmasterOffset\x12\"\n" +
 	"\rmaster_run_id\x18\x0e \x01(\tR\vmasterRunId\x12H\n" +
-	"\rlast_failover\x18\x0f \x01(\v2#.coordinator.fsm.v1.FailoverOutcomeR\flastFailover\"\xeb\x02\n" +
+	"\rlast_failover\x18\x0f \x01(\v2#.coordinator.fsm.v1.FailoverOutcomeR\flastFailover\x12^\n" +
+	"\x12hook_delivered_seq\x18n \x03(\v20.coordinator.fsm.v1.Master.HookDeliveredSeqEntryR\x10hookDeliveredSeq\x12O\n" +
+	"\rhook_lost_seq\x18o \x03(\v2+.coordinator.fsm.v1.Master.HookLostSeqEntryR\vhookLostSeq\x1aC\n" +
+	"\x15HookDeliveredSeqEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a>\n" +
+	"\x10HookLostSeqEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xeb\x02\n" +
 	"\x0fFailoverOutcome\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\tR\x06result\x12\x14\n" +
@@ -3036,7 +3319,7 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\apayload\x18\x04 \x01(\tR\apayload\x12\x17\n" +
 	"\anode_id\x18\x05 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05epoch\x18\x06 \x01(\x04R\x05epoch\x12\x16\n" +
-	"\x06master\x18\a \x01(\tR\x06master\"\xf2\x02\n" +
+	"\x06master\x18\a \x01(\tR\x06master\"\xfa\x03\n" +
 	"\x0eMasterSettings\x12\x16\n" +
 	"\x06quorum\x18\x01 \x01(\rR\x06quorum\x12\"\n" +
 	"\rdown_after_ms\x18\x02 \x01(\x03R\vdownAfterMs\x12.\n" +
@@ -3046,7 +3329,17 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\tauth_pass\x18\x06 \x01(\tR\bauthPass\x12\"\n" +
 	"\rmax_lag_bytes\x18\a \x01(\x03R\vmaxLagBytes\x12$\n" +
 	"\x0eping_period_ms\x18\b \x01(\x03R\fpingPeriodMs\x12I\n" +
-	"\"master_reboot_down_after_period_ms\x18\t \x01(\x03R\x1dmasterRebootDownAfterPeriodMs*\x91\x01\n" +
+	"\"master_reboot_down_after_period_ms\x18\t \x01(\x03R\x1dmasterRebootDownAfterPeriodMs\x12/\n" +
+	"\x13notification_script\x18n \x01(\tR\x12notificationScript\x124\n" +
+	"\x16client_reconfig_script\x18o \x01(\tR\x14clientReconfigScript\x12\x1f\n" +
+	"\vwebhook_url\x18p \x01(\tR\n" +
+	"webhookUrl*\x97\x01\n" +
+	"\vHookOutcome\x12\x1c\n" +
+	"\x18HOOK_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16HOOK_OUTCOME_DELIVERED\x10\x01\x12\x18\n" +
+	"\x14HOOK_OUTCOME_GAVE_UP\x10\x02\x12\x18\n" +
+	"\x14HOOK_OUTCOME_SKIPPED\x10\x03\x12\x1a\n" +
+	"\x16HOOK_OUTCOME_TIMED_OUT\x10\x04*\x91\x01\n" +
 	"\vReconfPhase\x12\x1c\n" +
 	"\x18RECONF_PHASE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14RECONF_PHASE_PENDING\x10\x01\x12\x15\n" +
@@ -3071,89 +3364,97 @@ func file_coordinator_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 	return file_coordinator_fsm_v1_fsm_proto_rawDescData
 }
 
-var file_coordinator_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_coordinator_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_coordinator_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_coordinator_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_coordinator_fsm_v1_fsm_proto_goTypes = []any{
-	(ReconfPhase)(0),            // 0: coordinator.fsm.v1.ReconfPhase
-	(FailoverPhase)(0),          // 1: coordinator.fsm.v1.FailoverPhase
-	(*Command)(nil),             // 2: coordinator.fsm.v1.Command
-	(*ResetMaster)(nil),         // 3: coordinator.fsm.v1.ResetMaster
-	(*ReportVote)(nil),          // 4: coordinator.fsm.v1.ReportVote
-	(*UpdateReplicas)(nil),      // 5: coordinator.fsm.v1.UpdateReplicas
-	(*SetObjectiveDown)(nil),    // 6: coordinator.fsm.v1.SetObjectiveDown
-	(*BeginFailover)(nil),       // 7: coordinator.fsm.v1.BeginFailover
-	(*EmptyRestart)(nil),        // 8: coordinator.fsm.v1.EmptyRestart
-	(*AbortFailover)(nil),       // 9: coordinator.fsm.v1.AbortFailover
-	(*HandoverPaused)(nil),      // 10: coordinator.fsm.v1.HandoverPaused
-	(*Promoted)(nil),            // 11: coordinator.fsm.v1.Promoted
-	(*ReplicaReconfigured)(nil), // 12: coordinator.fsm.v1.ReplicaReconfigured
-	(*FinishFailover)(nil),      // 13: coordinator.fsm.v1.FinishFailover
-	(*RecordRepair)(nil),        // 14: coordinator.fsm.v1.RecordRepair
-	(*Rejection)(nil),           // 15: coordinator.fsm.v1.Rejection
-	(*RegisterNode)(nil),        // 16: coordinator.fsm.v1.RegisterNode
-	(*DeregisterNode)(nil),      // 17: coordinator.fsm.v1.DeregisterNode
-	(*MonitorMaster)(nil),       // 18: coordinator.fsm.v1.MonitorMaster
-	(*RemoveMaster)(nil),        // 19: coordinator.fsm.v1.RemoveMaster
-	(*SetMasterOptions)(nil),    // 20: coordinator.fsm.v1.SetMasterOptions
-	(*Option)(nil),              // 21: coordinator.fsm.v1.Option
-	(*State)(nil),               // 22: coordinator.fsm.v1.State
-	(*Node)(nil),                // 23: coordinator.fsm.v1.Node
-	(*Master)(nil),              // 24: coordinator.fsm.v1.Master
-	(*FailoverOutcome)(nil),     // 25: coordinator.fsm.v1.FailoverOutcome
-	(*Replica)(nil),             // 26: coordinator.fsm.v1.Replica
-	(*Vote)(nil),                // 27: coordinator.fsm.v1.Vote
-	(*Failover)(nil),            // 28: coordinator.fsm.v1.Failover
-	(*HandoverPause)(nil),       // 29: coordinator.fsm.v1.HandoverPause
-	(*ReplicaReconf)(nil),       // 30: coordinator.fsm.v1.ReplicaReconf
-	(*Event)(nil),               // 31: coordinator.fsm.v1.Event
-	(*MasterSettings)(nil),      // 32: coordinator.fsm.v1.MasterSettings
-	nil,                         // 33: coordinator.fsm.v1.State.NodesEntry
-	nil,                         // 34: coordinator.fsm.v1.State.MastersEntry
+	(HookOutcome)(0),            // 0: coordinator.fsm.v1.HookOutcome
+	(ReconfPhase)(0),            // 1: coordinator.fsm.v1.ReconfPhase
+	(FailoverPhase)(0),          // 2: coordinator.fsm.v1.FailoverPhase
+	(*Command)(nil),             // 3: coordinator.fsm.v1.Command
+	(*HookProgress)(nil),        // 4: coordinator.fsm.v1.HookProgress
+	(*ResetMaster)(nil),         // 5: coordinator.fsm.v1.ResetMaster
+	(*ReportVote)(nil),          // 6: coordinator.fsm.v1.ReportVote
+	(*UpdateReplicas)(nil),      // 7: coordinator.fsm.v1.UpdateReplicas
+	(*SetObjectiveDown)(nil),    // 8: coordinator.fsm.v1.SetObjectiveDown
+	(*BeginFailover)(nil),       // 9: coordinator.fsm.v1.BeginFailover
+	(*EmptyRestart)(nil),        // 10: coordinator.fsm.v1.EmptyRestart
+	(*AbortFailover)(nil),       // 11: coordinator.fsm.v1.AbortFailover
+	(*HandoverPaused)(nil),      // 12: coordinator.fsm.v1.HandoverPaused
+	(*Promoted)(nil),            // 13: coordinator.fsm.v1.Promoted
+	(*ReplicaReconfigured)(nil), // 14: coordinator.fsm.v1.ReplicaReconfigured
+	(*FinishFailover)(nil),      // 15: coordinator.fsm.v1.FinishFailover
+	(*RecordRepair)(nil),        // 16: coordinator.fsm.v1.RecordRepair
+	(*Rejection)(nil),           // 17: coordinator.fsm.v1.Rejection
+	(*RegisterNode)(nil),        // 18: coordinator.fsm.v1.RegisterNode
+	(*DeregisterNode)(nil),      // 19: coordinator.fsm.v1.DeregisterNode
+	(*MonitorMaster)(nil),       // 20: coordinator.fsm.v1.MonitorMaster
+	(*RemoveMaster)(nil),        // 21: coordinator.fsm.v1.RemoveMaster
+	(*SetMasterOptions)(nil),    // 22: coordinator.fsm.v1.SetMasterOptions
+	(*Option)(nil),              // 23: coordinator.fsm.v1.Option
+	(*State)(nil),               // 24: coordinator.fsm.v1.State
+	(*Node)(nil),                // 25: coordinator.fsm.v1.Node
+	(*Master)(nil),              // 26: coordinator.fsm.v1.Master
+	(*FailoverOutcome)(nil),     // 27: coordinator.fsm.v1.FailoverOutcome
+	(*Replica)(nil),             // 28: coordinator.fsm.v1.Replica
+	(*Vote)(nil),                // 29: coordinator.fsm.v1.Vote
+	(*Failover)(nil),            // 30: coordinator.fsm.v1.Failover
+	(*HandoverPause)(nil),       // 31: coordinator.fsm.v1.HandoverPause
+	(*ReplicaReconf)(nil),       // 32: coordinator.fsm.v1.ReplicaReconf
+	(*Event)(nil),               // 33: coordinator.fsm.v1.Event
+	(*MasterSettings)(nil),      // 34: coordinator.fsm.v1.MasterSettings
+	nil,                         // 35: coordinator.fsm.v1.State.NodesEntry
+	nil,                         // 36: coordinator.fsm.v1.State.MastersEntry
+	nil,                         // 37: coordinator.fsm.v1.Master.HookDeliveredSeqEntry
+	nil,                         // 38: coordinator.fsm.v1.Master.HookLostSeqEntry
 }
 var file_coordinator_fsm_v1_fsm_proto_depIdxs = []int32{
-	16, // 0: coordinator.fsm.v1.Command.register_node:type_name -> coordinator.fsm.v1.RegisterNode
-	17, // 1: coordinator.fsm.v1.Command.deregister_node:type_name -> coordinator.fsm.v1.DeregisterNode
-	18, // 2: coordinator.fsm.v1.Command.monitor_master:type_name -> coordinator.fsm.v1.MonitorMaster
-	19, // 3: coordinator.fsm.v1.Command.remove_master:type_name -> coordinator.fsm.v1.RemoveMaster
-	20, // 4: coordinator.fsm.v1.Command.set_master_options:type_name -> coordinator.fsm.v1.SetMasterOptions
-	3,  // 5: coordinator.fsm.v1.Command.reset_master:type_name -> coordinator.fsm.v1.ResetMaster
-	4,  // 6: coordinator.fsm.v1.Command.report_vote:type_name -> coordinator.fsm.v1.ReportVote
-	5,  // 7: coordinator.fsm.v1.Command.update_replicas:type_name -> coordinator.fsm.v1.UpdateReplicas
-	6,  // 8: coordinator.fsm.v1.Command.set_objective_down:type_name -> coordinator.fsm.v1.SetObjectiveDown
-	7,  // 9: coordinator.fsm.v1.Command.begin_failover:type_name -> coordinator.fsm.v1.BeginFailover
-	9,  // 10: coordinator.fsm.v1.Command.abort_failover:type_name -> coordinator.fsm.v1.AbortFailover
-	11, // 11: coordinator.fsm.v1.Command.promoted:type_name -> coordinator.fsm.v1.Promoted
-	12, // 12: coordinator.fsm.v1.Command.replica_reconfigured:type_name -> coordinator.fsm.v1.ReplicaReconfigured
-	13, // 13: coordinator.fsm.v1.Command.finish_failover:type_name -> coordinator.fsm.v1.FinishFailover
-	14, // 14: coordinator.fsm.v1.Command.record_repair:type_name -> coordinator.fsm.v1.RecordRepair
-	10, // 15: coordinator.fsm.v1.Command.handover_paused:type_name -> coordinator.fsm.v1.HandoverPaused
-	26, // 16: coordinator.fsm.v1.UpdateReplicas.replicas:type_name -> coordinator.fsm.v1.Replica
-	15, // 17: coordinator.fsm.v1.BeginFailover.rejected:type_name -> coordinator.fsm.v1.Rejection
-	8,  // 18: coordinator.fsm.v1.BeginFailover.empty_restart:type_name -> coordinator.fsm.v1.EmptyRestart
-	0,  // 19: coordinator.fsm.v1.ReplicaReconfigured.phase:type_name -> coordinator.fsm.v1.ReconfPhase
-	23, // 20: coordinator.fsm.v1.RegisterNode.node:type_name -> coordinator.fsm.v1.Node
-	32, // 21: coordinator.fsm.v1.MonitorMaster.settings:type_name -> coordinator.fsm.v1.MasterSettings
-	21, // 22: coordinator.fsm.v1.SetMasterOptions.options:type_name -> coordinator.fsm.v1.Option
-	33, // 23: coordinator.fsm.v1.State.nodes:type_name -> coordinator.fsm.v1.State.NodesEntry
-	34, // 24: coordinator.fsm.v1.State.masters:type_name -> coordinator.fsm.v1.State.MastersEntry
-	32, // 25: coordinator.fsm.v1.Master.settings:type_name -> coordinator.fsm.v1.MasterSettings
-	26, // 26: coordinator.fsm.v1.Master.replicas:type_name -> coordinator.fsm.v1.Replica
-	27, // 27: coordinator.fsm.v1.Master.votes:type_name -> coordinator.fsm.v1.Vote
-	28, // 28: coordinator.fsm.v1.Master.failover:type_name -> coordinator.fsm.v1.Failover
-	31, // 29: coordinator.fsm.v1.Master.events:type_name -> coordinator.fsm.v1.Event
-	25, // 30: coordinator.fsm.v1.Master.last_failover:type_name -> coordinator.fsm.v1.FailoverOutcome
-	1,  // 31: coordinator.fsm.v1.Failover.phase:type_name -> coordinator.fsm.v1.FailoverPhase
-	30, // 32: coordinator.fsm.v1.Failover.reconf:type_name -> coordinator.fsm.v1.ReplicaReconf
-	15, // 33: coordinator.fsm.v1.Failover.rejected:type_name -> coordinator.fsm.v1.Rejection
-	29, // 34: coordinator.fsm.v1.Failover.pause:type_name -> coordinator.fsm.v1.HandoverPause
-	0,  // 35: coordinator.fsm.v1.ReplicaReconf.phase:type_name -> coordinator.fsm.v1.ReconfPhase
-	23, // 36: coordinator.fsm.v1.State.NodesEntry.value:type_name -> coordinator.fsm.v1.Node
-	24, // 37: coordinator.fsm.v1.State.MastersEntry.value:type_name -> coordinator.fsm.v1.Master
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	18, // 0: coordinator.fsm.v1.Command.register_node:type_name -> coordinator.fsm.v1.RegisterNode
+	19, // 1: coordinator.fsm.v1.Command.deregister_node:type_name -> coordinator.fsm.v1.DeregisterNode
+	20, // 2: coordinator.fsm.v1.Command.monitor_master:type_name -> coordinator.fsm.v1.MonitorMaster
+	21, // 3: coordinator.fsm.v1.Command.remove_master:type_name -> coordinator.fsm.v1.RemoveMaster
+	22, // 4: coordinator.fsm.v1.Command.set_master_options:type_name -> coordinator.fsm.v1.SetMasterOptions
+	5,  // 5: coordinator.fsm.v1.Command.reset_master:type_name -> coordinator.fsm.v1.ResetMaster
+	6,  // 6: coordinator.fsm.v1.Command.report_vote:type_name -> coordinator.fsm.v1.ReportVote
+	7,  // 7: coordinator.fsm.v1.Command.update_replicas:type_name -> coordinator.fsm.v1.UpdateReplicas
+	8,  // 8: coordinator.fsm.v1.Command.set_objective_down:type_name -> coordinator.fsm.v1.SetObjectiveDown
+	9,  // 9: coordinator.fsm.v1.Command.begin_failover:type_name -> coordinator.fsm.v1.BeginFailover
+	11, // 10: coordinator.fsm.v1.Command.abort_failover:type_name -> coordinator.fsm.v1.AbortFailover
+	13, // 11: coordinator.fsm.v1.Command.promoted:type_name -> coordinator.fsm.v1.Promoted
+	14, // 12: coordinator.fsm.v1.Command.replica_reconfigured:type_name -> coordinator.fsm.v1.ReplicaReconfigured
+	15, // 13: coordinator.fsm.v1.Command.finish_failover:type_name -> coordinator.fsm.v1.FinishFailover
+	16, // 14: coordinator.fsm.v1.Command.record_repair:type_name -> coordinator.fsm.v1.RecordRepair
+	12, // 15: coordinator.fsm.v1.Command.handover_paused:type_name -> coordinator.fsm.v1.HandoverPaused
+	4,  // 16: coordinator.fsm.v1.Command.hook_progress:type_name -> coordinator.fsm.v1.HookProgress
+	0,  // 17: coordinator.fsm.v1.HookProgress.outcome:type_name -> coordinator.fsm.v1.HookOutcome
+	28, // 18: coordinator.fsm.v1.UpdateReplicas.replicas:type_name -> coordinator.fsm.v1.Replica
+	17, // 19: coordinator.fsm.v1.BeginFailover.rejected:type_name -> coordinator.fsm.v1.Rejection
+	10, // 20: coordinator.fsm.v1.BeginFailover.empty_restart:type_name -> coordinator.fsm.v1.EmptyRestart
+	1,  // 21: coordinator.fsm.v1.ReplicaReconfigured.phase:type_name -> coordinator.fsm.v1.ReconfPhase
+	25, // 22: coordinator.fsm.v1.RegisterNode.node:type_name -> coordinator.fsm.v1.Node
+	34, // 23: coordinator.fsm.v1.MonitorMaster.settings:type_name -> coordinator.fsm.v1.MasterSettings
+	23, // 24: coordinator.fsm.v1.SetMasterOptions.options:type_name -> coordinator.fsm.v1.Option
+	35, // 25: coordinator.fsm.v1.State.nodes:type_name -> coordinator.fsm.v1.State.NodesEntry
+	36, // 26: coordinator.fsm.v1.State.masters:type_name -> coordinator.fsm.v1.State.MastersEntry
+	34, // 27: coordinator.fsm.v1.Master.settings:type_name -> coordinator.fsm.v1.MasterSettings
+	28, // 28: coordinator.fsm.v1.Master.replicas:type_name -> coordinator.fsm.v1.Replica
+	29, // 29: coordinator.fsm.v1.Master.votes:type_name -> coordinator.fsm.v1.Vote
+	30, // 30: coordinator.fsm.v1.Master.failover:type_name -> coordinator.fsm.v1.Failover
+	33, // 31: coordinator.fsm.v1.Master.events:type_name -> coordinator.fsm.v1.Event
+	27, // 32: coordinator.fsm.v1.Master.last_failover:type_name -> coordinator.fsm.v1.FailoverOutcome
+	37, // 33: coordinator.fsm.v1.Master.hook_delivered_seq:type_name -> coordinator.fsm.v1.Master.HookDeliveredSeqEntry
+	38, // 34: coordinator.fsm.v1.Master.hook_lost_seq:type_name -> coordinator.fsm.v1.Master.HookLostSeqEntry
+	2,  // 35: coordinator.fsm.v1.Failover.phase:type_name -> coordinator.fsm.v1.FailoverPhase
+	32, // 36: coordinator.fsm.v1.Failover.reconf:type_name -> coordinator.fsm.v1.ReplicaReconf
+	17, // 37: coordinator.fsm.v1.Failover.rejected:type_name -> coordinator.fsm.v1.Rejection
+	31, // 38: coordinator.fsm.v1.Failover.pause:type_name -> coordinator.fsm.v1.HandoverPause
+	1,  // 39: coordinator.fsm.v1.ReplicaReconf.phase:type_name -> coordinator.fsm.v1.ReconfPhase
+	25, // 40: coordinator.fsm.v1.State.NodesEntry.value:type_name -> coordinator.fsm.v1.Node
+	26, // 41: coordinator.fsm.v1.State.MastersEntry.value:type_name -> coordinator.fsm.v1.Master
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_fsm_v1_fsm_proto_init() }
@@ -3178,14 +3479,15 @@ func file_coordinator_fsm_v1_fsm_proto_init() {
 		(*Command_FinishFailover)(nil),
 		(*Command_RecordRepair)(nil),
 		(*Command_HandoverPaused)(nil),
+		(*Command_HookProgress)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coordinator_fsm_v1_fsm_proto_rawDesc), len(file_coordinator_fsm_v1_fsm_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   33,
+			NumEnums:      3,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
