@@ -180,7 +180,7 @@ func hookProgress(r *recorder, c *fsmv1.HookProgress) error {
 		return errorf(Invalid, "event %d does not exist yet (last %d)", c.GetSeq(), r.st.GetLastEventSeq())
 	}
 	script := c.GetKind() != OptWebhookURL
-	advance := true
+	advance, seq := true, c.GetSeq()
 	switch c.GetOutcome() {
 	case fsmv1.HookOutcome_HOOK_OUTCOME_DELIVERED:
 	case fsmv1.HookOutcome_HOOK_OUTCOME_GAVE_UP:
@@ -194,7 +194,15 @@ func hookProgress(r *recorder, c *fsmv1.HookProgress) error {
 		if c.GetSeq() > m.GetHookLostSeq()[c.GetKind()] {
 			return errorf(Invalid, "the %s of master %q lost no event up to %d: deliver it, do not skip it", c.GetKind(), c.GetMaster(), c.GetSeq())
 		}
-		r.add(m, EventHookSkipped, fmt.Sprintf("%s %s #seq %d-%d no longer retained", c.GetKind(), target, cursor+1, c.GetSeq()), "")
+		// The -hook-skipped event itself pushes the oldest retained event
+		// out of a full history: skip that one too, or the skip would
+		// lose it and call for another skip.
+		to := c.GetSeq()
+		if len(m.GetEvents()) >= MaxEvents && m.GetEvents()[0].GetSeq() > to {
+			to = m.GetEvents()[0].GetSeq()
+		}
+		r.add(m, EventHookSkipped, fmt.Sprintf("%s %s #seq %d-%d no longer retained", c.GetKind(), target, cursor+1, to), "")
+		seq = to
 	case fsmv1.HookOutcome_HOOK_OUTCOME_TIMED_OUT:
 		if !script {
 			return errorf(Invalid, "a webhook has no timed-out outcome (its timeout is a failed run)")
@@ -209,7 +217,7 @@ func hookProgress(r *recorder, c *fsmv1.HookProgress) error {
 		if m.HookDeliveredSeq == nil {
 			m.HookDeliveredSeq = map[string]uint64{}
 		}
-		m.HookDeliveredSeq[c.GetKind()] = c.GetSeq()
+		m.HookDeliveredSeq[c.GetKind()] = seq
 	}
 	return nil
 }

@@ -416,6 +416,10 @@ type env struct {
 	// leader is stopped right there, as if its process had exited.
 	crashes []string
 	stopAt  string
+	// hooks and hookPolicy are given to every Leader started.
+	hooks      HookRunner
+	hookPolicy HookPolicy
+	hookRuns   map[string]int // by "kind result", from OnHookRun
 }
 
 // newEnv monitors addrM with replicas r1..r4 (committed through the fake
@@ -492,6 +496,15 @@ func (e *env) start() *Leader {
 				}
 				return a
 			}})),
+		Hooks: e.hooks, HookPolicy: e.hookPolicy,
+		OnHookRun: func(kind, result string) {
+			e.commit.mu.Lock()
+			defer e.commit.mu.Unlock()
+			if e.hookRuns == nil {
+				e.hookRuns = map[string]int{}
+			}
+			e.hookRuns[kind+" "+result]++
+		},
 		Crash: func(point string) {
 			e.crashes = append(e.crashes, point)
 			if point == e.stopAt {

@@ -75,6 +75,17 @@ type Config struct {
 	// Crash, when set, is called with a crash point right after the commit
 	// it names (a test hook: the process is expected to exit there).
 	Crash func(point string)
+
+	// Hooks runs the masters' hooks (scripts and webhooks); nil runs none.
+	Hooks HookRunner
+	// HookPolicy bounds and spaces the runs; zero fields take
+	// DefaultHookPolicy's.
+	HookPolicy HookPolicy
+	// OnHookRun, when set, is told the kind and result (HookResultOK,
+	// HookResultFailed, HookResultTimeout) of every run; OnHookGaveUp of
+	// every event a hook gave up on.
+	OnHookRun    func(kind, result string)
+	OnHookGaveUp func(kind string)
 }
 
 const (
@@ -116,6 +127,9 @@ type Leader struct {
 	// master and failover start; a new leader releases them once more,
 	// which is harmless.
 	released map[string]int64
+	// hooks is the delivery state of each hook, by master and kind.
+	hooks  map[string]*hookState
+	hookWG sync.WaitGroup
 }
 
 // Start makes the leader for one term. It must be created after raft's
@@ -130,18 +144,24 @@ func Start(parent context.Context, cfg Config) *Leader {
 	}
 	ctx, cancel := context.WithCancel(parent)
 	return &Leader{cfg: cfg, ctx: ctx, cancel: cancel, lastEnter: map[string]time.Time{}, wasDown: map[string]bool{},
-		lastAction: map[string]time.Time{}, released: map[string]int64{}}
+		lastAction: map[string]time.Time{}, released: map[string]int64{}, hooks: map[string]*hookState{}}
 }
 
 // Stop ends the term: commands in flight are cancelled and nothing more is
 // sent. It returns at once; the caller drops the Leader.
 func (l *Leader) Stop() { l.cancel() }
 
+// Wait returns once the hook runs started by this Leader have ended (after
+// Stop, promptly: their context is cancelled).
+func (l *Leader) Wait() { l.hookWG.Wait() }
+
 // Step runs one pass of the leader's work over every master of st: record
 // what it sees, judge ODOWN, and start, resume or finish failovers. A node
 // in TILT does nothing until its observations are fresh again.
 func (l *Leader) Step(st *fsmv1.State) {
 	now := l.cfg.Now()
+	// Hooks read only the committed log, so TILT does not hold them.
+	l.stepHooks(st, now)
 	tilt := l.cfg.Observe.Tilt()
 	if tilt.Active(now) {
 		return
