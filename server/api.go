@@ -222,6 +222,11 @@ func (a *api) Monitor(ctx context.Context, req *coordinatorv1.MonitorRequest) (*
 			// A negative duration reaches the state machine's check as a
 			// negative value, not as 0 (off).
 			MasterRebootDownAfterPeriodMs: s.GetMasterRebootDownAfterPeriod().AsDuration().Milliseconds(),
+			// Refused by the state machine: hooks are set with Set, where
+			// they are checked on every node.
+			NotificationScript:   s.GetNotificationScript(),
+			ClientReconfigScript: s.GetClientReconfigScript(),
+			WebhookUrl:           s.GetWebhookUrl(),
 		},
 	}}})
 	if err != nil {
@@ -239,6 +244,9 @@ func (a *api) Remove(ctx context.Context, req *coordinatorv1.RemoveRequest) (*co
 }
 
 func (a *api) Set(ctx context.Context, req *coordinatorv1.SetRequest) (*coordinatorv1.SetResponse, error) {
+	if err := a.s.checkHookOptions(ctx, req.GetOptions()); err != nil {
+		return nil, err
+	}
 	c := &fsmv1.SetMasterOptions{Name: req.GetName()}
 	for _, o := range req.GetOptions() {
 		c.Options = append(c.Options, &fsmv1.Option{Key: o.GetKey(), Value: o.GetValue()})
@@ -306,6 +314,9 @@ func publicMaster(m *fsmv1.Master) *coordinatorv1.Master {
 			MaxLagBytes:                 s.GetMaxLagBytes(),
 			PingPeriod:                  pingPeriod(s),
 			MasterRebootDownAfterPeriod: durationpb.New(time.Duration(s.GetMasterRebootDownAfterPeriodMs()) * time.Millisecond),
+			NotificationScript:          s.GetNotificationScript(),
+			ClientReconfigScript:        s.GetClientReconfigScript(),
+			WebhookUrl:                  s.GetWebhookUrl(),
 		},
 	}
 }

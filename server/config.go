@@ -92,6 +92,19 @@ type Config struct {
 	// Below 10 ms is refused.
 	PingPeriod time.Duration
 
+	// AllowScriptReconfig lets SET change a master's notification-script
+	// and client-reconfig-script (Sentinel's deny-scripts-reconfig no).
+	// Refused by default: setting a script and then forcing a failover
+	// would run any program on the leader. A script setting is committed
+	// only when every node allows it and has the file, executable.
+	AllowScriptReconfig bool
+	// Hooks bounds and spaces hook runs: HookTimeout per run (default 60s,
+	// Sentinel's script-max-runtime), HookRetryDelay before the first retry
+	// (default 1s, doubling up to a minute), HookMaxRetries (default 10).
+	HookTimeout    time.Duration
+	HookRetryDelay time.Duration
+	HookMaxRetries int
+
 	// SimulateFailure is a test hook, like Sentinel's SIMULATE-FAILURE: with
 	// "crash-after-election" the leader exits with status 99 right after it
 	// commits the start of a failover, with "crash-after-promotion" right
@@ -101,6 +114,9 @@ type Config struct {
 
 // DefaultMaxStreamAge is Config.MaxStreamAge when unset.
 const DefaultMaxStreamAge = 10 * time.Minute
+
+// DefaultHookMaxRetries is Config.HookMaxRetries when unset (Sentinel's 10).
+var DefaultHookMaxRetries = orchestrator.DefaultHookPolicy.MaxRetries
 
 // Simulated failures accepted by Config.SimulateFailure.
 const (
@@ -234,6 +250,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--max-stream-age %v: must be positive", c.MaxStreamAge)
 	case c.MaxStreamAge == 0:
 		c.MaxStreamAge = DefaultMaxStreamAge
+	}
+	if c.HookTimeout < 0 || c.HookRetryDelay < 0 || c.HookMaxRetries < 0 {
+		return fmt.Errorf("--hook-timeout, --hook-retry-delay and --hook-max-retries must not be negative (0 takes the default)")
 	}
 	if c.PingPeriod != 0 && (c.PingPeriod < fsm.MinPingPeriod || c.PingPeriod > fsm.MaxDuration) {
 		return fmt.Errorf("--ping-period %v: want 0 (down-after/10, within 50ms and 1s) or %v to %v", c.PingPeriod, fsm.MinPingPeriod, fsm.MaxDuration)

@@ -74,6 +74,11 @@ func (s *Server) establishLeadership(ctx context.Context) {
 		Observe:    s.monitor,
 		Log:        s.log.With("component", "orchestrator"),
 		Crash:      s.simulateFailure,
+		Hooks:      s.hookRunner,
+		HookPolicy: orchestrator.HookPolicy{Timeout: s.cfg.HookTimeout, RetryDelay: s.cfg.HookRetryDelay,
+			MaxRetries: s.cfg.HookMaxRetries},
+		OnHookRun:    s.metrics.hookRun,
+		OnHookGaveUp: s.metrics.hookGaveUp,
 	})
 	if s.monitor.installLeader(ctx, l) {
 		s.log.Info("leadership established: executing failovers")

@@ -64,6 +64,9 @@ var metricDefs = []metricDef{
 
 	{"raftinel_failovers_total", "counter", "Failovers whose end this node applied, by kind (automatic, coordinated, forced) and result (promoted, aborted).", []string{"kind", "result"}},
 	{"raftinel_failovers_rolled_back_total", "counter", "Coordinated failovers rolled back because the replica did not catch up within the handover timeout (the old master kept its role).", nil},
+	{"raftinel_hook_runs_total", "counter", "Hook runs (notification-script, client-reconfig-script, webhook-url) this node made as leader, by kind and result (ok, failed, timeout).", []string{"kind", "result"}},
+	{"raftinel_hook_gave_up_total", "counter", "Events a hook gave up on as this node led (-script-error, -webhook-error): a permanent failure or the retries ran out.", []string{"kind"}},
+	{"raftinel_hook_pending_events", "gauge", "Events of the master its hook has still to be delivered, from the committed state.", []string{"master", "kind"}},
 	{"raftinel_tilt", "gauge", "1 while this node is in TILT (it casts no down vote and takes no failover action), else 0.", nil},
 	{"raftinel_tilt_entered_total", "counter", "Times this node entered TILT.", nil},
 	{"raftinel_sentinel_clients", "gauge", "Open connections to the Sentinel-protocol endpoint.", nil},
@@ -84,6 +87,7 @@ var (
 		fsmv1.FailoverPhase_FAILOVER_PHASE_RECONF_REPLICAS: "reconf_replicas",
 	}
 	instanceRoles = []probe.Role{probe.RoleMaster, probe.RoleSlave}
+	hookResults   = []string{orchestrator.HookResultOK, orchestrator.HookResultFailed, orchestrator.HookResultTimeout}
 )
 
 // Histogram buckets, in seconds: commits on a LAN take milliseconds, a
@@ -109,6 +113,8 @@ type nodeMetrics struct {
 	commit        prometheus.Histogram
 	leaderChanges prometheus.Counter
 	tiltEntered   prometheus.Counter
+	hookRuns      *prometheus.CounterVec
+	hookGaveUps   *prometheus.CounterVec
 	pings         pingRecorder
 	watchMaster   atomic.Int64
 	watchEvents   atomic.Int64
@@ -123,7 +129,19 @@ func newNodeMetrics(s *Server) *nodeMetrics {
 	m.leaderChanges = prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 	name, help = opts("raftinel_tilt_entered_total")
 	m.tiltEntered = prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
-	m.reg.MustRegister(m.commit, m.leaderChanges, m.tiltEntered, newStateCollector(s),
+	name, help = opts("raftinel_hook_runs_total")
+	m.hookRuns = prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"kind", "result"})
+	name, help = opts("raftinel_hook_gave_up_total")
+	m.hookGaveUps = prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"kind"})
+	// Every kind and result from the start, so that the first failure is an
+	// increase Prometheus can see.
+	for _, k := range fsm.HookKinds {
+		for _, r := range hookResults {
+			m.hookRuns.WithLabelValues(k, r)
+		}
+		m.hookGaveUps.WithLabelValues(k)
+	}
+	m.reg.MustRegister(m.commit, m.leaderChanges, m.tiltEntered, m.hookRuns, m.hookGaveUps, newStateCollector(s),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -263,7 +281,8 @@ func newStateCollector(s *Server) *stateCollector {
 	c := &stateCollector{s: s, descs: map[string]*prometheus.Desc{}}
 	for _, d := range metricDefs {
 		switch d.name {
-		case "raftinel_raft_commit_duration_seconds", "raftinel_raft_leader_changes_total", "raftinel_tilt_entered_total":
+		case "raftinel_raft_commit_duration_seconds", "raftinel_raft_leader_changes_total", "raftinel_tilt_entered_total",
+			"raftinel_hook_runs_total", "raftinel_hook_gave_up_total":
 			continue // instruments of their own (newNodeMetrics)
 		}
 		c.descs[d.name] = prometheus.NewDesc(d.name, d.help, d.labels, nil)
@@ -424,7 +443,17 @@ func (c *stateCollector) collectMaster(gauge func(string, float64, ...string), m
 	for _, p := range phases {
 		gauge("raftinel_master_failover_phase", b2f(f != nil && f.GetPhase() == p), name, failoverPhases[p])
 	}
+	for _, kind := range fsm.HookKinds {
+		if fsm.HookTargets(m.GetSettings())[kind] != "" {
+			gauge("raftinel_hook_pending_events", float64(orchestrator.PendingHookEvents(m, kind)), name, kind)
+		}
+	}
 }
+
+// hookRun and hookGaveUp count the leader's hook runs (orchestrator's
+// OnHookRun and OnHookGaveUp).
+func (m *nodeMetrics) hookRun(kind, result string) { m.hookRuns.WithLabelValues(kind, result).Inc() }
+func (m *nodeMetrics) hookGaveUp(kind string)      { m.hookGaveUps.WithLabelValues(kind).Inc() }
 
 func b2f(b bool) float64 {
 	if b {

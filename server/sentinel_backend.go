@@ -328,6 +328,10 @@ func (s *Server) startSentinel(lis net.Listener) error {
 		MaxClients:       s.cfg.SentinelMaxClients,
 		SubscriberBuffer: s.cfg.SentinelSubscriberBuffer,
 		CommandTimeout:   s.cfg.RequestTimeout,
+		// With it, SET passes script options on to the leader, which
+		// checks every node; without, they are refused here as Sentinel
+		// refuses them under deny-scripts-reconfig.
+		AllowScriptReconfig: s.cfg.AllowScriptReconfig,
 	}, backend)
 	if err := s.sentinel.Start(); err != nil {
 		return err

@@ -44,6 +44,8 @@ type Server struct {
 	monitor *monitor
 	actions *actions
 	watch   *watchHub
+	// hookRunner runs the masters' hooks while this node leads.
+	hookRunner *hookRunner
 	health  *health.Server
 
 	// sentinelLis is bound in New before anything else starts, so a taken
@@ -123,6 +125,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}()
 	s.actions = newActions("raftinel-" + cfg.ID)
+	s.hookRunner = newHookRunner(cfg.ID)
 	monitor, err := newMonitor(s)
 	if err != nil {
 		return nil, err

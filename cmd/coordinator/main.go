@@ -33,6 +33,9 @@ type options struct {
 	metricsAddr                                   string
 	raftHeartbeat, raftElection, raftLease        string
 	pingPeriod                                    string
+	allowScriptReconfig, hookTimeout              string
+	hookRetryDelay                                string
+	hookMaxRetries                                int
 	sentinelMaxClients, sentinelSubscriberBuffer  int
 	// bootstrapGiven is set when --bootstrap or its environment variable
 	// was given at all, even empty; bootstrapName names the one that was,
@@ -85,6 +88,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	str(&o.raftElection, "raft-election-timeout", "1s", "how long a candidate waits for an election to be won before it tries again")
 	str(&o.raftLease, "raft-lease-timeout", "500ms", "how long a leader keeps leading without hearing from a majority; at most --raft-heartbeat-timeout")
 	str(&o.pingPeriod, "ping-period", "0", "how often this node PINGs each instance of a master that sets no ping-period of its own; 0: the master's down-after/10, within 50ms and 1s")
+	str(&o.allowScriptReconfig, "allow-script-reconfig", "false", "true lets SET change a master's notification-script and client-reconfig-script (Sentinel's deny-scripts-reconfig no); a script is set only when every node allows it and can execute the file")
+	str(&o.hookTimeout, "hook-timeout", "60s", "longest run of one hook (a script is killed, a webhook POST abandoned) before it is retried")
+	str(&o.hookRetryDelay, "hook-retry-delay", "1s", "wait before the first retry of a failed hook run; it doubles with each retry, up to a minute")
+	integer(&o.hookMaxRetries, "hook-max-retries", server.DefaultHookMaxRetries, "retries of a failed hook run before the hook gives up on the event (-script-error, -webhook-error)")
 	str(&o.simulateFailure, "simulate-failure", "", "test hook: crash-after-election or crash-after-promotion makes a leader exit with status 99 at that failover step")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: coordinator --id ID --data-dir DIR [--bootstrap LIST | --join ADDR] [flags]\n\n")
@@ -168,6 +175,19 @@ func run(args []string, stderr io.Writer) int {
 	if cfg.MaxStreamAge, err = time.ParseDuration(o.maxStreamAge); err != nil || cfg.MaxStreamAge <= 0 {
 		return fail(fmt.Errorf("--max-stream-age %q: want a positive duration such as 10m", o.maxStreamAge))
 	}
+	if cfg.AllowScriptReconfig, err = strconv.ParseBool(o.allowScriptReconfig); err != nil {
+		return fail(fmt.Errorf("--allow-script-reconfig %q: want true or false", o.allowScriptReconfig))
+	}
+	if cfg.HookTimeout, err = time.ParseDuration(o.hookTimeout); err != nil || cfg.HookTimeout <= 0 {
+		return fail(fmt.Errorf("--hook-timeout %q: want a positive duration such as 60s", o.hookTimeout))
+	}
+	if cfg.HookRetryDelay, err = time.ParseDuration(o.hookRetryDelay); err != nil || cfg.HookRetryDelay <= 0 {
+		return fail(fmt.Errorf("--hook-retry-delay %q: want a positive duration such as 1s", o.hookRetryDelay))
+	}
+	if o.hookMaxRetries < 1 {
+		return fail(fmt.Errorf("--hook-max-retries %d: want 1 or more", o.hookMaxRetries))
+	}
+	cfg.HookMaxRetries = o.hookMaxRetries
 	if o.pingPeriod != "0" {
 		if cfg.PingPeriod, err = time.ParseDuration(o.pingPeriod); err != nil || cfg.PingPeriod < 0 {
 			return fail(fmt.Errorf("--ping-period %q: want 0 (automatic) or a duration such as 100ms", o.pingPeriod))

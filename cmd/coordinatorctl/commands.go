@@ -206,11 +206,21 @@ option applies or none does. Options, with Sentinel's names:
                            it off. After a restart of the master (a new run id),
                            this long with only LOADING or MASTERDOWN replies to
                            PING, no PONG, makes the master down.
+  notification-script      absolute path of a script run with <event-type>
+                           <event-description> for every warning-level event
+  client-reconfig-script   absolute path of a script run with <master-name>
+                           <role> <state> <from-ip> <from-port> <to-ip>
+                           <to-port> at every promotion
+  webhook-url              http:// or https:// URL every event is POSTed to
+                           as JSON; an empty value removes a hook
 
+Scripts are refused unless every node runs with --allow-script-reconfig and
+has the file, executable; the error names the node that does not.
 The server checks the names and values.`,
 		Example: `  coordinatorctl set mymaster quorum 3
   coordinatorctl set mymaster down-after-milliseconds 5000 failover-timeout 1m
-  coordinatorctl set mymaster ping-period 100ms`,
+  coordinatorctl set mymaster ping-period 100ms
+  coordinatorctl set mymaster client-reconfig-script /etc/raftinel/haproxy-reconfig.sh`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 {
 				return fmt.Errorf("want NAME KEY VALUE [KEY VALUE...], got no argument")

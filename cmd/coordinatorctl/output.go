@@ -160,6 +160,14 @@ func masterRows(t *table, m *coordinatorv1.Master) {
 		t.row("ping-period", "0 (automatic)")
 	}
 	t.row("master-reboot-down-after-period", millis(s.GetMasterRebootDownAfterPeriod().AsDuration()))
+	// Hooks show only when set, so that the table of a master without any
+	// is unchanged.
+	for _, h := range [][2]string{{"notification-script", s.GetNotificationScript()},
+		{"client-reconfig-script", s.GetClientReconfigScript()}, {"webhook-url", s.GetWebhookUrl()}} {
+		if h[1] != "" {
+			t.row(h[0], h[1])
+		}
+	}
 }
 
 // describeOptions is the confirmation line's list of what `set` changed;

@@ -425,7 +425,8 @@ func sentMonitor(c *conn, args [][]byte) {
 }
 
 // scriptOptions are refused as Sentinel refuses them under its default
-// deny-scripts-reconfig; Raftinel runs no scripts at all.
+// deny-scripts-reconfig, unless the node was started with
+// --allow-script-reconfig (then the leader checks every node).
 var scriptOptions = map[string]bool{"notification-script": true, "client-reconfig-script": true}
 
 // sentSet passes the options to the backend, which validates them and
@@ -440,7 +441,7 @@ func sentSet(c *conn, args [][]byte) {
 		opt := string(args[j])
 		more := len(args) - 1 - j
 		switch {
-		case scriptOptions[strings.ToLower(opt)] && more >= 1:
+		case scriptOptions[strings.ToLower(opt)] && more >= 1 && !c.s.cfg.AllowScriptReconfig:
 			c.replyLocked(func() {
 				c.w.Error("ERR Reconfiguration of scripts path is denied for security reasons. Check the deny-scripts-reconfig configuration directive in your Sentinel configuration")
 			})

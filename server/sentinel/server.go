@@ -58,6 +58,10 @@ type Config struct {
 	// CommandTimeout bounds a write that goes through Raft (MONITOR, SET,
 	// FAILOVER...).
 	CommandTimeout time.Duration
+	// AllowScriptReconfig passes notification-script and
+	// client-reconfig-script in SET on to the backend; false refuses them
+	// with Sentinel's deny-scripts-reconfig error.
+	AllowScriptReconfig bool
 }
 
 // unauthLimits are the request limits before AUTH when a password is set:
