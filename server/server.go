@@ -46,7 +46,7 @@ type Server struct {
 	watch   *watchHub
 	// hookRunner runs the masters' hooks while this node leads.
 	hookRunner *hookRunner
-	health  *health.Server
+	health     *health.Server
 
 	// sentinelLis is bound in New before anything else starts, so a taken
 	// port fails the start cleanly; sentinel serves on it (nil when the
