@@ -24,10 +24,10 @@ type metricsCluster struct {
 // startMetricsCluster founds a cluster as startCluster does, each node
 // with --metrics-addr on a port of its own. A lost port race starts over
 // with fresh ports.
-func startMetricsCluster(t *testing.T, size int) *metricsCluster {
+func startMetricsCluster(t *testing.T, size int, flags ...string) *metricsCluster {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
-		mc, err := tryStartMetricsCluster(t, size)
+		mc, err := tryStartMetricsCluster(t, size, flags)
 		if err == nil {
 			mc.waitFormed()
 			return mc
@@ -39,7 +39,7 @@ func startMetricsCluster(t *testing.T, size int) *metricsCluster {
 	}
 }
 
-func tryStartMetricsCluster(t *testing.T, size int) (*metricsCluster, error) {
+func tryStartMetricsCluster(t *testing.T, size int, flags []string) (*metricsCluster, error) {
 	dir := t.TempDir()
 	mc := &metricsCluster{cluster: &cluster{t: t}}
 	ports := freeAddrs(t, 4*size)
@@ -51,7 +51,7 @@ func tryStartMetricsCluster(t *testing.T, size int) (*metricsCluster, error) {
 	}
 	for i := range size {
 		mc.nodes = append(mc.nodes, newNode(t, dir, fmt.Sprintf("n%d", i+1), raftAddrs[i], grpcAddrs[i], sentinelAddrs[i],
-			"--bootstrap", strings.Join(boot, ","), "--metrics-addr", mc.metrics[i]))
+			append([]string{"--bootstrap", strings.Join(boot, ","), "--metrics-addr", mc.metrics[i]}, flags...)...))
 	}
 	for _, n := range mc.nodes {
 		if err := n.launch(); err != nil {

@@ -33,8 +33,8 @@ type options struct {
 	metricsAddr                                   string
 	raftHeartbeat, raftElection, raftLease        string
 	pingPeriod                                    string
-	allowScriptReconfig, hookTimeout              string
-	hookRetryDelay                                string
+	hookTimeout, hookRetryDelay                   string
+	allowScriptReconfig                           bool
 	hookMaxRetries                                int
 	sentinelMaxClients, sentinelSubscriberBuffer  int
 	// bootstrapGiven is set when --bootstrap or its environment variable
@@ -70,6 +70,16 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 		fs.IntVar(p, name, def, fmt.Sprintf("%s (env %s)", usage, envName(name)))
 	}
+	boolean := func(p *bool, name string, def bool, usage string) {
+		if v, ok := os.LookupEnv(envName(name)); ok {
+			b, err := strconv.ParseBool(v)
+			if err != nil && envErr == nil {
+				envErr = fmt.Errorf("%s=%q: want true or false", envName(name), v)
+			}
+			def = b
+		}
+		fs.BoolVar(p, name, def, fmt.Sprintf("%s (env %s)", usage, envName(name)))
+	}
 	str(&o.id, "id", "", "this node's unique id, 1 to 64 of [A-Za-z0-9._-] (required)")
 	str(&o.dataDir, "data-dir", "", "directory for the Raft log, stable store and snapshots (required)")
 	str(&o.raftAddr, "raft-addr", "127.0.0.1:7000", "host:port Raft listens on and advertises to peers")
@@ -88,7 +98,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	str(&o.raftElection, "raft-election-timeout", "1s", "how long a candidate waits for an election to be won before it tries again")
 	str(&o.raftLease, "raft-lease-timeout", "500ms", "how long a leader keeps leading without hearing from a majority; at most --raft-heartbeat-timeout")
 	str(&o.pingPeriod, "ping-period", "0", "how often this node PINGs each instance of a master that sets no ping-period of its own; 0: the master's down-after/10, within 50ms and 1s")
-	str(&o.allowScriptReconfig, "allow-script-reconfig", "false", "true lets SET change a master's notification-script and client-reconfig-script (Sentinel's deny-scripts-reconfig no); a script is set only when every node allows it and can execute the file")
+	boolean(&o.allowScriptReconfig, "allow-script-reconfig", false, "true lets SET change a master's notification-script and client-reconfig-script (Sentinel's deny-scripts-reconfig no); a script is set only when every node allows it and can execute the file")
 	str(&o.hookTimeout, "hook-timeout", "60s", "longest run of one hook (a script is killed, a webhook POST abandoned) before it is retried")
 	str(&o.hookRetryDelay, "hook-retry-delay", "1s", "wait before the first retry of a failed hook run; it doubles with each retry, up to a minute")
 	integer(&o.hookMaxRetries, "hook-max-retries", server.DefaultHookMaxRetries, "retries of a failed hook run before the hook gives up on the event (-script-error, -webhook-error)")
@@ -175,9 +185,7 @@ func run(args []string, stderr io.Writer) int {
 	if cfg.MaxStreamAge, err = time.ParseDuration(o.maxStreamAge); err != nil || cfg.MaxStreamAge <= 0 {
 		return fail(fmt.Errorf("--max-stream-age %q: want a positive duration such as 10m", o.maxStreamAge))
 	}
-	if cfg.AllowScriptReconfig, err = strconv.ParseBool(o.allowScriptReconfig); err != nil {
-		return fail(fmt.Errorf("--allow-script-reconfig %q: want true or false", o.allowScriptReconfig))
-	}
+	cfg.AllowScriptReconfig = o.allowScriptReconfig
 	if cfg.HookTimeout, err = time.ParseDuration(o.hookTimeout); err != nil || cfg.HookTimeout <= 0 {
 		return fail(fmt.Errorf("--hook-timeout %q: want a positive duration such as 60s", o.hookTimeout))
 	}
