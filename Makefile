@@ -11,7 +11,7 @@ STATICCHECK_VERSION := v0.8.2
 # go test's overall limit; CI has 90 minutes for everything.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: help tools redis prometheus generate checkgenerate lint test test-integration bench bench-failover bench-leader-crash bench-detect bench-sentinel build demo ci
+.PHONY: help tools redis prometheus haproxy generate checkgenerate lint test test-integration bench bench-failover bench-leader-crash bench-detect bench-sentinel build demo ci
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/
 
 redis: ## install redis-server, redis-sentinel and redis-cli from Debian's packages if missing
 	@scripts/install-redis.sh
+
+haproxy: ## install haproxy from Debian's package if missing (the HAProxy example's test uses it)
+	@scripts/install-haproxy.sh
 
 prometheus: ## install prometheus and promtool from Debian's package if missing (the metrics tests use both)
 	@scripts/install-prometheus.sh
@@ -52,7 +55,7 @@ lint: $(TOOLS)/buf $(TOOLS)/staticcheck ## gofmt, go vet, staticcheck, buf lint 
 test: redis prometheus ## every test, with the race detector (redis-server and prometheus processes included)
 	go test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-test-integration: redis prometheus ## only the multi-process tests with real binaries and redis-server
+test-integration: redis prometheus haproxy ## only the multi-process tests with real binaries and redis-server
 	go test -race -count=1 -timeout $(TEST_TIMEOUT) ./integration/...
 
 bench: redis ## benchmarks
@@ -77,4 +80,4 @@ build: ## build bin/coordinator and bin/coordinatorctl
 demo: redis build ## a local 3-node cluster with 3 real redis-server processes
 	scripts/demo.sh
 
-ci: redis prometheus tools checkgenerate lint test ## what CI runs: install, check generated code, lint, test
+ci: redis prometheus haproxy tools checkgenerate lint test ## what CI runs: install, check generated code, lint, test
