@@ -19,7 +19,7 @@ import (
 	"github.com/raftinel/raftinel/orchestrator"
 	clusterv1 "github.com/raftinel/raftinel/proto/gen/coordinator/cluster/v1"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
-	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 )
 
@@ -245,8 +245,11 @@ func (s *Server) checkHookOptions(ctx context.Context, opts []*coordinatorv1.Opt
 		for _, m := range members {
 			resp, err := s.askHookCheck(ctx, m.GetId(), m.GetGrpcAddress(), o.GetValue())
 			if err != nil {
-				return status.Errorf(codes.Unavailable, "node %s could not be asked whether it can run %s %q: %v (every node must answer before a script is set)",
-					m.GetId(), strings.ToLower(o.GetKey()), o.GetValue(), err)
+				// Not Unavailable: this node answers; another one does not,
+				// and a client trying the next node would get the same.
+				return &fsm.Error{Kind: fsm.FailedPrecondition, Msg: fmt.Sprintf(
+					"node %s could not be asked whether it can run %s %q: %v (every node must answer before a script is set)",
+					m.GetId(), strings.ToLower(o.GetKey()), o.GetValue(), err)}
 			}
 			if !resp.GetAllowed() {
 				return &fsm.Error{Kind: fsm.FailedPrecondition, Msg: fmt.Sprintf(
@@ -278,7 +281,11 @@ func (s *Server) askHookCheck(ctx context.Context, id, grpcAddr, path string) (*
 	}
 	ctx, cancel := context.WithTimeout(ctx, hookCheckTimeout)
 	defer cancel()
-	resp, err := clusterv1.NewClusterServiceClient(conn).HookCheckScript(ctx, &clusterv1.HookCheckScriptRequest{Path: path})
+	// WaitForReady: a node that just restarted is reconnected to within
+	// the timeout instead of failing at once on the old connection's
+	// backoff.
+	resp, err := clusterv1.NewClusterServiceClient(conn).HookCheckScript(ctx, &clusterv1.HookCheckScriptRequest{Path: path},
+		grpc.WaitForReady(true))
 	if err != nil {
 		return nil, errors.New(status.Convert(err).Message())
 	}
