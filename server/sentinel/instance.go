@@ -208,6 +208,13 @@ func (v *view) masterFields(m *fsmv1.Master) []string {
 		"num-slaves", strconv.Itoa(len(m.GetReplicas())),
 		"num-other-sentinels", strconv.Itoa(v.listed),
 		"quorum", fmtInt(quorum), "failover-timeout", fmtInt(failoverTimeout), "parallel-syncs", fmtInt(parallel))
+	// Sentinel lists the scripts after parallel-syncs, only when set.
+	if p := m.GetSettings().GetNotificationScript(); p != "" {
+		out = append(out, "notification-script", p)
+	}
+	if p := m.GetSettings().GetClientReconfigScript(); p != "" {
+		out = append(out, "client-reconfig-script", p)
+	}
 	return out
 }
 
