@@ -2,14 +2,17 @@ package integration
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +20,7 @@ import (
 	"github.com/raftinel/raftinel/internal/redistest"
 	"github.com/raftinel/raftinel/internal/testwait"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
+	"github.com/raftinel/raftinel/server"
 )
 
 // hookRun is one line a recording script wrote: the event's sequence
@@ -335,4 +339,81 @@ func TestHookScriptSetChecksEveryNode(t *testing.T) {
 		t.Fatalf("set on a cluster where n3 denies scripts: %v", r)
 	}
 	mustCtl(t, "--addr", all, "set", g.name, "webhook-url", "http://127.0.0.1:2/hook")
+}
+
+// A webhook receives every event of the master from the +set on, each as
+// one JSON POST whose Idempotency-Key is the event's sequence number, in
+// order (first receipts), across a real failover.
+func TestHookWebhookReceivesEveryEvent(t *testing.T) {
+	redistest.Require(t)
+	var mu sync.Mutex
+	var got []server.WebhookBody
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b server.WebhookBody
+		if err := json.NewDecoder(r.Body).Decode(&b); err != nil || r.Header.Get(server.HeaderIdempotencyKey) != strconv.FormatUint(b.Seq, 10) {
+			t.Errorf("bad POST: %v, Idempotency-Key %q, body %+v", err, r.Header.Get(server.HeaderIdempotencyKey), b)
+		}
+		mu.Lock()
+		got = append(got, b)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	c := startCluster(t, 3)
+	g := startGroup(t, "webhooked", nil, nil)
+	g.monitor(t, c, 2, 3*time.Second)
+	mustCtl(t, "--addr", addrs(c.nodes...), "set", g.name, "webhook-url", srv.URL+"/raftinel")
+	old := g.master.Addr()
+	g.master.Kill()
+	checkFailedOver(t, c, g, old)
+
+	var from uint64
+	testwait.For(t, waitTimeout, "every event posted", func() error {
+		d, err := detail(c.nodes[0], g.name)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		seen := map[uint64]server.WebhookBody{}
+		for _, b := range got {
+			seen[b.Seq] = b
+		}
+		for _, e := range d.GetEvents() {
+			if e.GetType() == "+set" && strings.Contains(e.GetPayload(), " webhook-url ") {
+				from = e.GetSeq()
+			}
+		}
+		if from == 0 {
+			return fmt.Errorf("no +set of the webhook in the history")
+		}
+		for _, e := range d.GetEvents() {
+			if e.GetSeq() < from || fsm.IsHookEvent(e.GetType()) {
+				continue
+			}
+			b, ok := seen[e.GetSeq()]
+			if !ok {
+				return fmt.Errorf("event %d %s not posted yet", e.GetSeq(), e.GetType())
+			}
+			if b.Type != e.GetType() || b.Payload != e.GetPayload() || b.Master != g.name || b.Epoch != e.GetEpoch() {
+				t.Fatalf("event %d posted as %+v, want %s %q epoch %d", e.GetSeq(), b, e.GetType(), e.GetPayload(), e.GetEpoch())
+			}
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	var order []uint64
+	firsts := map[uint64]bool{}
+	for _, b := range got {
+		if !firsts[b.Seq] {
+			firsts[b.Seq] = true
+			order = append(order, b.Seq)
+		}
+	}
+	if !slices.IsSorted(order) || order[0] != from {
+		t.Fatalf("first receipts %v, want in order from %d", order, from)
+	}
+	if !slices.ContainsFunc(got, func(b server.WebhookBody) bool { return b.Type == "+switch-master" }) {
+		t.Fatalf("no +switch-master posted")
+	}
 }

@@ -5,7 +5,11 @@
 // failover of a master that restarted empty behind its replicas
 // (+empty-restart), the coordinated handover of a manual failover and its
 // rollback, and the repairs outside a failover (+convert-to-slave,
-// +fix-slave-config).
+// +fix-slave-config). It also delivers the masters' hooks
+// (notification-script, client-reconfig-script, webhook-url) from the
+// committed events, in order per master and hook, at least once, with the
+// progress committed (HookProgress) so the next leader resumes; the runs
+// themselves go through the HookRunner interface.
 //
 // One Leader lives for one term of leadership: the server creates it after
 // raft's Barrier (so it acts on everything earlier leaders committed) and
