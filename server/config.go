@@ -92,6 +92,10 @@ type Config struct {
 	// Below 10 ms is refused.
 	PingPeriod time.Duration
 
+	// Version is this binary's version, advertised in the node's
+	// membership record and shown by status.
+	Version string
+
 	// SimulateFailure is a test hook, like Sentinel's SIMULATE-FAILURE: with
 	// "crash-after-election" the leader exits with status 99 right after it
 	// commits the start of a failover, with "crash-after-promotion" right

@@ -36,6 +36,9 @@ var writeMethods = map[string]bool{
 	coordinatorv1.CoordinatorService_Reset_FullMethodName:    true,
 
 	coordinatorv1.CoordinatorService_TransferLeadership_FullMethodName: true,
+	coordinatorv1.CoordinatorService_CheckLogFormat_FullMethodName:     true,
+	// Not a write, but the snapshot is the leader's.
+	coordinatorv1.CoordinatorService_SnapshotSave_FullMethodName: true,
 
 	// Votes, from the nodes' own monitors.
 	clusterv1.ClusterService_Propose_FullMethodName: true,
@@ -192,6 +195,10 @@ func newReply(method string) proto.Message {
 		return &coordinatorv1.ResetResponse{}
 	case coordinatorv1.CoordinatorService_TransferLeadership_FullMethodName:
 		return &coordinatorv1.TransferLeadershipResponse{}
+	case coordinatorv1.CoordinatorService_CheckLogFormat_FullMethodName:
+		return &coordinatorv1.CheckLogFormatResponse{}
+	case coordinatorv1.CoordinatorService_SnapshotSave_FullMethodName:
+		return &coordinatorv1.SnapshotSaveResponse{}
 	case clusterv1.ClusterService_Propose_FullMethodName:
 		return &clusterv1.ProposeResponse{}
 	}

@@ -354,7 +354,14 @@ func (s *Server) conn(addr string) (*grpc.ClientConn, error) {
 
 // apply commits a command through Raft on this node, which must be the
 // leader, and waits for it to be applied or for ctx to end.
+//
+// A kind of entry newer than log format 1 is refused (fsm.Error with reason
+// LOG_FORMAT_TOO_OLD) until every voter advertises a format that includes
+// it, so no node meets an entry its binary cannot decode.
 func (s *Server) apply(ctx context.Context, cmd *fsmv1.Command) (uint64, error) {
+	if err := fsm.CheckFormat(cmd, s.voters()); err != nil {
+		return 0, err
+	}
 	cmd.ProposedAtUnixNanos = time.Now().UnixNano()
 	data, err := fsm.Encode(cmd)
 	if err != nil {
@@ -395,17 +402,23 @@ var errNoQuorum = errors.New("the cluster did not commit the write in time: no q
 // addresses, so peers can find its gRPC and Sentinel endpoints.
 func (s *Server) registerSelf() {
 	defer s.wg.Done()
-	want := &fsmv1.Node{Id: s.cfg.ID, RaftAddress: s.cfg.RaftAddr, GrpcAddress: s.GRPCAddr(), SentinelAddress: s.cfg.SentinelAddr}
+	want := &fsmv1.Node{Id: s.cfg.ID, RaftAddress: s.cfg.RaftAddr, GrpcAddress: s.GRPCAddr(), SentinelAddress: s.cfg.SentinelAddr,
+		LogFormat: fsm.LogFormat(), Version: s.cfg.Version}
 	delay := 200 * time.Millisecond
 	for {
+		// The log format too: after an upgrade the record must advertise
+		// the new one (a leader still on an older binary drops the field,
+		// so this retries until an upgraded leader records it).
 		if n, ok := s.fsm.Node(s.cfg.ID); ok && n.RaftAddress == want.RaftAddress &&
-			n.GrpcAddress == want.GrpcAddress && n.SentinelAddress == want.SentinelAddress {
+			n.GrpcAddress == want.GrpcAddress && n.SentinelAddress == want.SentinelAddress &&
+			n.LogFormat == want.LogFormat && n.Version == want.Version {
 			return
 		}
 		if s.inConfiguration() {
 			ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 			_, err := onLeader(s, ctx, coordinatorv1.CoordinatorService_Join_FullMethodName, &coordinatorv1.JoinRequest{
 				Id: want.Id, RaftAddress: want.RaftAddress, GrpcAddress: want.GrpcAddress, SentinelAddress: want.SentinelAddress,
+				LogFormat: want.LogFormat, Version: want.Version,
 			}, (&api{s: s}).Join)
 			cancel()
 			if err != nil {
@@ -419,6 +432,36 @@ func (s *Server) registerSelf() {
 		}
 		delay = min(2*delay, 2*time.Second)
 	}
+}
+
+// voters are the voters of the Raft configuration with their membership
+// records, for the log format gate. A configuration that cannot be read
+// gives none, and then only this binary's own format limits what is
+// written; raft refuses the write anyway when this node does not lead.
+func (s *Server) voters() []fsm.Voter {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	var out []fsm.Voter
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage != raft.Voter {
+			continue
+		}
+		v := fsm.Voter{ID: string(srv.ID)}
+		if n, ok := s.fsm.Node(v.ID); ok {
+			v.Node = n
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// FeatureEnabled tells leader-internal code whether every voter
+// understands a kind of entry now: a feature whose entries are refused
+// stays off (and should say so in its log) rather than fail its writes.
+func (s *Server) FeatureEnabled(cmd *fsmv1.Command) error {
+	return fsm.CheckFormat(cmd, s.voters())
 }
 
 func (s *Server) inConfiguration() bool {
@@ -445,6 +488,7 @@ func (s *Server) joinCluster() {
 			ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 			_, err = coordinatorv1.NewCoordinatorServiceClient(conn).Join(ctx, &coordinatorv1.JoinRequest{
 				Id: s.cfg.ID, RaftAddress: s.cfg.RaftAddr, GrpcAddress: s.GRPCAddr(), SentinelAddress: s.cfg.SentinelAddr,
+				LogFormat: fsm.LogFormat(), Version: s.cfg.Version,
 			})
 			cancel()
 		}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,6 +22,38 @@ import (
 	"github.com/raftinel/raftinel/server"
 	"github.com/raftinel/raftinel/server/sentinel"
 )
+
+// version is the binary's version, set at link time
+// (-ldflags '-X main.version=v1.2.3'); otherwise the VCS revision the
+// go command stamped, or "dev".
+var version string
+
+func binaryVersion() string {
+	if version != "" {
+		return version
+	}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		rev, dirty := "", false
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if rev != "" && dirty {
+			return rev + "-dirty"
+		}
+		if rev != "" {
+			return rev
+		}
+	}
+	return "dev"
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stderr))
@@ -163,7 +196,7 @@ func run(args []string, stderr io.Writer) int {
 		Join: o.join, Logger: logger, SimulateFailure: o.simulateFailure,
 		SentinelAddr: o.sentinelAddr, SentinelPass: o.sentinelPass,
 		SentinelMaxClients: o.sentinelMaxClients, SentinelSubscriberBuffer: o.sentinelSubscriberBuffer,
-		MetricsAddr: o.metricsAddr,
+		MetricsAddr: o.metricsAddr, Version: binaryVersion(),
 	}
 	if cfg.MaxStreamAge, err = time.ParseDuration(o.maxStreamAge); err != nil || cfg.MaxStreamAge <= 0 {
 		return fail(fmt.Errorf("--max-stream-age %q: want a positive duration such as 10m", o.maxStreamAge))

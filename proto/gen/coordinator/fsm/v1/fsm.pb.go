@@ -165,6 +165,7 @@ type Command struct {
 	//	*Command_FinishFailover
 	//	*Command_RecordRepair
 	//	*Command_HandoverPaused
+	//	*Command_FormatProbe
 	Kind          isCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -358,6 +359,15 @@ func (x *Command) GetHandoverPaused() *HandoverPaused {
 	return nil
 }
 
+func (x *Command) GetFormatProbe() *FormatProbe {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_FormatProbe); ok {
+			return x.FormatProbe
+		}
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -426,6 +436,11 @@ type Command_HandoverPaused struct {
 	HandoverPaused *HandoverPaused `protobuf:"bytes,29,opt,name=handover_paused,json=handoverPaused,proto3,oneof"`
 }
 
+type Command_FormatProbe struct {
+	// Log format 2 and later (fsm/format.go's table says which).
+	FormatProbe *FormatProbe `protobuf:"bytes,130,opt,name=format_probe,json=formatProbe,proto3,oneof"`
+}
+
 func (*Command_RegisterNode) isCommand_Kind() {}
 
 func (*Command_DeregisterNode) isCommand_Kind() {}
@@ -458,6 +473,56 @@ func (*Command_RecordRepair) isCommand_Kind() {}
 
 func (*Command_HandoverPaused) isCommand_Kind() {}
 
+func (*Command_FormatProbe) isCommand_Kind() {}
+
+// FormatProbe changes nothing: an operator commits one (coordinatorctl
+// check-format) to learn whether the cluster writes entries of a log
+// format yet. It is the first kind of log format 2, so it is refused while
+// a voter advertises format 1.
+type FormatProbe struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Format        uint32                 `protobuf:"varint,1,opt,name=format,proto3" json:"format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FormatProbe) Reset() {
+	*x = FormatProbe{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FormatProbe) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FormatProbe) ProtoMessage() {}
+
+func (x *FormatProbe) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FormatProbe.ProtoReflect.Descriptor instead.
+func (*FormatProbe) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *FormatProbe) GetFormat() uint32 {
+	if x != nil {
+		return x.Format
+	}
+	return 0
+}
+
 // ResetMaster forgets a master's replicas, votes, failover state and
 // anti-flap timer (Sentinel's RESET).
 type ResetMaster struct {
@@ -469,7 +534,7 @@ type ResetMaster struct {
 
 func (x *ResetMaster) Reset() {
 	*x = ResetMaster{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[1]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -481,7 +546,7 @@ func (x *ResetMaster) String() string {
 func (*ResetMaster) ProtoMessage() {}
 
 func (x *ResetMaster) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[1]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -494,7 +559,7 @@ func (x *ResetMaster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetMaster.ProtoReflect.Descriptor instead.
 func (*ResetMaster) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{1}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ResetMaster) GetName() string {
@@ -522,7 +587,7 @@ type ReportVote struct {
 
 func (x *ReportVote) Reset() {
 	*x = ReportVote{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[2]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -534,7 +599,7 @@ func (x *ReportVote) String() string {
 func (*ReportVote) ProtoMessage() {}
 
 func (x *ReportVote) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[2]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -547,7 +612,7 @@ func (x *ReportVote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportVote.ProtoReflect.Descriptor instead.
 func (*ReportVote) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{2}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ReportVote) GetMaster() string {
@@ -602,7 +667,7 @@ type UpdateReplicas struct {
 
 func (x *UpdateReplicas) Reset() {
 	*x = UpdateReplicas{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[3]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -614,7 +679,7 @@ func (x *UpdateReplicas) String() string {
 func (*UpdateReplicas) ProtoMessage() {}
 
 func (x *UpdateReplicas) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[3]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -627,7 +692,7 @@ func (x *UpdateReplicas) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateReplicas.ProtoReflect.Descriptor instead.
 func (*UpdateReplicas) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{3}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *UpdateReplicas) GetMaster() string {
@@ -678,7 +743,7 @@ type SetObjectiveDown struct {
 
 func (x *SetObjectiveDown) Reset() {
 	*x = SetObjectiveDown{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[4]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +755,7 @@ func (x *SetObjectiveDown) String() string {
 func (*SetObjectiveDown) ProtoMessage() {}
 
 func (x *SetObjectiveDown) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[4]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +768,7 @@ func (x *SetObjectiveDown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetObjectiveDown.ProtoReflect.Descriptor instead.
 func (*SetObjectiveDown) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{4}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SetObjectiveDown) GetMaster() string {
@@ -761,7 +826,7 @@ type BeginFailover struct {
 
 func (x *BeginFailover) Reset() {
 	*x = BeginFailover{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[5]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +838,7 @@ func (x *BeginFailover) String() string {
 func (*BeginFailover) ProtoMessage() {}
 
 func (x *BeginFailover) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[5]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +851,7 @@ func (x *BeginFailover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginFailover.ProtoReflect.Descriptor instead.
 func (*BeginFailover) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{5}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *BeginFailover) GetMaster() string {
@@ -864,7 +929,7 @@ type EmptyRestart struct {
 
 func (x *EmptyRestart) Reset() {
 	*x = EmptyRestart{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[6]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -876,7 +941,7 @@ func (x *EmptyRestart) String() string {
 func (*EmptyRestart) ProtoMessage() {}
 
 func (x *EmptyRestart) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[6]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -889,7 +954,7 @@ func (x *EmptyRestart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmptyRestart.ProtoReflect.Descriptor instead.
 func (*EmptyRestart) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{6}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *EmptyRestart) GetRunId() string {
@@ -934,7 +999,7 @@ type AbortFailover struct {
 
 func (x *AbortFailover) Reset() {
 	*x = AbortFailover{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1011,7 @@ func (x *AbortFailover) String() string {
 func (*AbortFailover) ProtoMessage() {}
 
 func (x *AbortFailover) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1024,7 @@ func (x *AbortFailover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortFailover.ProtoReflect.Descriptor instead.
 func (*AbortFailover) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AbortFailover) GetMaster() string {
@@ -1009,7 +1074,7 @@ type HandoverPaused struct {
 
 func (x *HandoverPaused) Reset() {
 	*x = HandoverPaused{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1086,7 @@ func (x *HandoverPaused) String() string {
 func (*HandoverPaused) ProtoMessage() {}
 
 func (x *HandoverPaused) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1099,7 @@ func (x *HandoverPaused) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoverPaused.ProtoReflect.Descriptor instead.
 func (*HandoverPaused) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HandoverPaused) GetMaster() string {
@@ -1078,7 +1143,7 @@ type Promoted struct {
 
 func (x *Promoted) Reset() {
 	*x = Promoted{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[9]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1155,7 @@ func (x *Promoted) String() string {
 func (*Promoted) ProtoMessage() {}
 
 func (x *Promoted) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[9]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1168,7 @@ func (x *Promoted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Promoted.ProtoReflect.Descriptor instead.
 func (*Promoted) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{9}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Promoted) GetMaster() string {
@@ -1140,7 +1205,7 @@ type ReplicaReconfigured struct {
 
 func (x *ReplicaReconfigured) Reset() {
 	*x = ReplicaReconfigured{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1217,7 @@ func (x *ReplicaReconfigured) String() string {
 func (*ReplicaReconfigured) ProtoMessage() {}
 
 func (x *ReplicaReconfigured) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1230,7 @@ func (x *ReplicaReconfigured) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReconfigured.ProtoReflect.Descriptor instead.
 func (*ReplicaReconfigured) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReplicaReconfigured) GetMaster() string {
@@ -1208,7 +1273,7 @@ type FinishFailover struct {
 
 func (x *FinishFailover) Reset() {
 	*x = FinishFailover{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[11]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1220,7 +1285,7 @@ func (x *FinishFailover) String() string {
 func (*FinishFailover) ProtoMessage() {}
 
 func (x *FinishFailover) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[11]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1233,7 +1298,7 @@ func (x *FinishFailover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishFailover.ProtoReflect.Descriptor instead.
 func (*FinishFailover) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FinishFailover) GetMaster() string {
@@ -1273,7 +1338,7 @@ type RecordRepair struct {
 
 func (x *RecordRepair) Reset() {
 	*x = RecordRepair{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[12]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1350,7 @@ func (x *RecordRepair) String() string {
 func (*RecordRepair) ProtoMessage() {}
 
 func (x *RecordRepair) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[12]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1363,7 @@ func (x *RecordRepair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordRepair.ProtoReflect.Descriptor instead.
 func (*RecordRepair) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RecordRepair) GetMaster() string {
@@ -1346,7 +1411,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[13]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1358,7 +1423,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[13]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1371,7 +1436,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Rejection) GetAddress() string {
@@ -1398,7 +1463,7 @@ type RegisterNode struct {
 
 func (x *RegisterNode) Reset() {
 	*x = RegisterNode{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[14]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1410,7 +1475,7 @@ func (x *RegisterNode) String() string {
 func (*RegisterNode) ProtoMessage() {}
 
 func (x *RegisterNode) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[14]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1423,7 +1488,7 @@ func (x *RegisterNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNode.ProtoReflect.Descriptor instead.
 func (*RegisterNode) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RegisterNode) GetNode() *Node {
@@ -1443,7 +1508,7 @@ type DeregisterNode struct {
 
 func (x *DeregisterNode) Reset() {
 	*x = DeregisterNode{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[15]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1455,7 +1520,7 @@ func (x *DeregisterNode) String() string {
 func (*DeregisterNode) ProtoMessage() {}
 
 func (x *DeregisterNode) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[15]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1468,7 +1533,7 @@ func (x *DeregisterNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterNode.ProtoReflect.Descriptor instead.
 func (*DeregisterNode) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeregisterNode) GetId() string {
@@ -1491,7 +1556,7 @@ type MonitorMaster struct {
 
 func (x *MonitorMaster) Reset() {
 	*x = MonitorMaster{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1503,7 +1568,7 @@ func (x *MonitorMaster) String() string {
 func (*MonitorMaster) ProtoMessage() {}
 
 func (x *MonitorMaster) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +1581,7 @@ func (x *MonitorMaster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MonitorMaster.ProtoReflect.Descriptor instead.
 func (*MonitorMaster) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MonitorMaster) GetName() string {
@@ -1550,7 +1615,7 @@ type RemoveMaster struct {
 
 func (x *RemoveMaster) Reset() {
 	*x = RemoveMaster{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1627,7 @@ func (x *RemoveMaster) String() string {
 func (*RemoveMaster) ProtoMessage() {}
 
 func (x *RemoveMaster) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +1640,7 @@ func (x *RemoveMaster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMaster.ProtoReflect.Descriptor instead.
 func (*RemoveMaster) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RemoveMaster) GetName() string {
@@ -1596,7 +1661,7 @@ type SetMasterOptions struct {
 
 func (x *SetMasterOptions) Reset() {
 	*x = SetMasterOptions{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1608,7 +1673,7 @@ func (x *SetMasterOptions) String() string {
 func (*SetMasterOptions) ProtoMessage() {}
 
 func (x *SetMasterOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1621,7 +1686,7 @@ func (x *SetMasterOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMasterOptions.ProtoReflect.Descriptor instead.
 func (*SetMasterOptions) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SetMasterOptions) GetName() string {
@@ -1649,7 +1714,7 @@ type Option struct {
 
 func (x *Option) Reset() {
 	*x = Option{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1726,7 @@ func (x *Option) String() string {
 func (*Option) ProtoMessage() {}
 
 func (x *Option) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1739,7 @@ func (x *Option) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Option.ProtoReflect.Descriptor instead.
 func (*Option) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Option) GetKey() string {
@@ -1706,7 +1771,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1718,7 +1783,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1731,7 +1796,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *State) GetNodes() map[string]*Node {
@@ -1770,13 +1835,18 @@ type Node struct {
 	GrpcAddress           string                 `protobuf:"bytes,3,opt,name=grpc_address,json=grpcAddress,proto3" json:"grpc_address,omitempty"`
 	SentinelAddress       string                 `protobuf:"bytes,4,opt,name=sentinel_address,json=sentinelAddress,proto3" json:"sentinel_address,omitempty"`
 	RegisteredAtUnixNanos int64                  `protobuf:"varint,5,opt,name=registered_at_unix_nanos,json=registeredAtUnixNanos,proto3" json:"registered_at_unix_nanos,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// The newest log format the node's binary understands; 0 (an older
+	// binary) means format 1.
+	LogFormat uint32 `protobuf:"varint,130,opt,name=log_format,json=logFormat,proto3" json:"log_format,omitempty"`
+	// The node's binary version, for display.
+	Version       string `protobuf:"bytes,131,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +1858,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +1871,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Node) GetId() string {
@@ -1839,6 +1909,20 @@ func (x *Node) GetRegisteredAtUnixNanos() int64 {
 	return 0
 }
 
+func (x *Node) GetLogFormat() uint32 {
+	if x != nil {
+		return x.LogFormat
+	}
+	return 0
+}
+
+func (x *Node) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
 // Master is one monitored group.
 type Master struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1873,7 +1957,7 @@ type Master struct {
 
 func (x *Master) Reset() {
 	*x = Master{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1885,7 +1969,7 @@ func (x *Master) String() string {
 func (*Master) ProtoMessage() {}
 
 func (x *Master) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1898,7 +1982,7 @@ func (x *Master) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Master.ProtoReflect.Descriptor instead.
 func (*Master) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Master) GetName() string {
@@ -2035,7 +2119,7 @@ type FailoverOutcome struct {
 
 func (x *FailoverOutcome) Reset() {
 	*x = FailoverOutcome{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2131,7 @@ func (x *FailoverOutcome) String() string {
 func (*FailoverOutcome) ProtoMessage() {}
 
 func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2144,7 @@ func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverOutcome.ProtoReflect.Descriptor instead.
 func (*FailoverOutcome) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FailoverOutcome) GetReason() string {
@@ -2164,7 +2248,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2176,7 +2260,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2189,7 +2273,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Replica) GetAddress() string {
@@ -2298,7 +2382,7 @@ type Vote struct {
 
 func (x *Vote) Reset() {
 	*x = Vote{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2394,7 @@ func (x *Vote) String() string {
 func (*Vote) ProtoMessage() {}
 
 func (x *Vote) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2407,7 @@ func (x *Vote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vote.ProtoReflect.Descriptor instead.
 func (*Vote) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Vote) GetNodeId() string {
@@ -2385,7 +2469,7 @@ type Failover struct {
 
 func (x *Failover) Reset() {
 	*x = Failover{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2397,7 +2481,7 @@ func (x *Failover) String() string {
 func (*Failover) ProtoMessage() {}
 
 func (x *Failover) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2410,7 +2494,7 @@ func (x *Failover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failover.ProtoReflect.Descriptor instead.
 func (*Failover) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Failover) GetPhase() FailoverPhase {
@@ -2509,7 +2593,7 @@ type HandoverPause struct {
 
 func (x *HandoverPause) Reset() {
 	*x = HandoverPause{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2521,7 +2605,7 @@ func (x *HandoverPause) String() string {
 func (*HandoverPause) ProtoMessage() {}
 
 func (x *HandoverPause) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2534,7 +2618,7 @@ func (x *HandoverPause) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoverPause.ProtoReflect.Descriptor instead.
 func (*HandoverPause) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *HandoverPause) GetOffset() int64 {
@@ -2563,7 +2647,7 @@ type ReplicaReconf struct {
 
 func (x *ReplicaReconf) Reset() {
 	*x = ReplicaReconf{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2575,7 +2659,7 @@ func (x *ReplicaReconf) String() string {
 func (*ReplicaReconf) ProtoMessage() {}
 
 func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2588,7 +2672,7 @@ func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReconf.ProtoReflect.Descriptor instead.
 func (*ReplicaReconf) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReplicaReconf) GetAddress() string {
@@ -2631,7 +2715,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2643,7 +2727,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2656,7 +2740,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -2734,7 +2818,7 @@ type MasterSettings struct {
 
 func (x *MasterSettings) Reset() {
 	*x = MasterSettings{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2746,7 +2830,7 @@ func (x *MasterSettings) String() string {
 func (*MasterSettings) ProtoMessage() {}
 
 func (x *MasterSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2759,7 +2843,7 @@ func (x *MasterSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterSettings.ProtoReflect.Descriptor instead.
 func (*MasterSettings) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MasterSettings) GetQuorum() uint32 {
@@ -2829,7 +2913,7 @@ var File_coordinator_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccoordinator/fsm/v1/fsm.proto\x12\x12coordinator.fsm.v1\"\x90\n" +
+	"\x1ccoordinator/fsm/v1/fsm.proto\x12\x12coordinator.fsm.v1\"\xd7\n" +
 	"\n" +
 	"\aCommand\x123\n" +
 	"\x16proposed_at_unix_nanos\x18\x01 \x01(\x03R\x13proposedAtUnixNanos\x12G\n" +
@@ -2850,8 +2934,11 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x14replica_reconfigured\x18\x1a \x01(\v2'.coordinator.fsm.v1.ReplicaReconfiguredH\x00R\x13replicaReconfigured\x12M\n" +
 	"\x0ffinish_failover\x18\x1b \x01(\v2\".coordinator.fsm.v1.FinishFailoverH\x00R\x0efinishFailover\x12G\n" +
 	"\rrecord_repair\x18\x1c \x01(\v2 .coordinator.fsm.v1.RecordRepairH\x00R\frecordRepair\x12M\n" +
-	"\x0fhandover_paused\x18\x1d \x01(\v2\".coordinator.fsm.v1.HandoverPausedH\x00R\x0ehandoverPausedB\x06\n" +
-	"\x04kind\"!\n" +
+	"\x0fhandover_paused\x18\x1d \x01(\v2\".coordinator.fsm.v1.HandoverPausedH\x00R\x0ehandoverPaused\x12E\n" +
+	"\fformat_probe\x18\x82\x01 \x01(\v2\x1f.coordinator.fsm.v1.FormatProbeH\x00R\vformatProbeB\x06\n" +
+	"\x04kind\"%\n" +
+	"\vFormatProbe\x12\x16\n" +
+	"\x06format\x18\x01 \x01(\rR\x06format\"!\n" +
 	"\vResetMaster\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x83\x01\n" +
 	"\n" +
@@ -2945,13 +3032,16 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\v2\x18.coordinator.fsm.v1.NodeR\x05value:\x028\x01\x1aV\n" +
 	"\fMastersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
-	"\x05value\x18\x02 \x01(\v2\x1a.coordinator.fsm.v1.MasterR\x05value:\x028\x01\"\xc0\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x1a.coordinator.fsm.v1.MasterR\x05value:\x028\x01\"\xfb\x01\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12!\n" +
 	"\fgrpc_address\x18\x03 \x01(\tR\vgrpcAddress\x12)\n" +
 	"\x10sentinel_address\x18\x04 \x01(\tR\x0fsentinelAddress\x127\n" +
-	"\x18registered_at_unix_nanos\x18\x05 \x01(\x03R\x15registeredAtUnixNanos\"\xb5\x05\n" +
+	"\x18registered_at_unix_nanos\x18\x05 \x01(\x03R\x15registeredAtUnixNanos\x12\x1e\n" +
+	"\n" +
+	"log_format\x18\x82\x01 \x01(\rR\tlogFormat\x12\x19\n" +
+	"\aversion\x18\x83\x01 \x01(\tR\aversion\"\xb5\x05\n" +
 	"\x06Master\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -3072,88 +3162,90 @@ func file_coordinator_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_coordinator_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_coordinator_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_coordinator_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_coordinator_fsm_v1_fsm_proto_goTypes = []any{
 	(ReconfPhase)(0),            // 0: coordinator.fsm.v1.ReconfPhase
 	(FailoverPhase)(0),          // 1: coordinator.fsm.v1.FailoverPhase
 	(*Command)(nil),             // 2: coordinator.fsm.v1.Command
-	(*ResetMaster)(nil),         // 3: coordinator.fsm.v1.ResetMaster
-	(*ReportVote)(nil),          // 4: coordinator.fsm.v1.ReportVote
-	(*UpdateReplicas)(nil),      // 5: coordinator.fsm.v1.UpdateReplicas
-	(*SetObjectiveDown)(nil),    // 6: coordinator.fsm.v1.SetObjectiveDown
-	(*BeginFailover)(nil),       // 7: coordinator.fsm.v1.BeginFailover
-	(*EmptyRestart)(nil),        // 8: coordinator.fsm.v1.EmptyRestart
-	(*AbortFailover)(nil),       // 9: coordinator.fsm.v1.AbortFailover
-	(*HandoverPaused)(nil),      // 10: coordinator.fsm.v1.HandoverPaused
-	(*Promoted)(nil),            // 11: coordinator.fsm.v1.Promoted
-	(*ReplicaReconfigured)(nil), // 12: coordinator.fsm.v1.ReplicaReconfigured
-	(*FinishFailover)(nil),      // 13: coordinator.fsm.v1.FinishFailover
-	(*RecordRepair)(nil),        // 14: coordinator.fsm.v1.RecordRepair
-	(*Rejection)(nil),           // 15: coordinator.fsm.v1.Rejection
-	(*RegisterNode)(nil),        // 16: coordinator.fsm.v1.RegisterNode
-	(*DeregisterNode)(nil),      // 17: coordinator.fsm.v1.DeregisterNode
-	(*MonitorMaster)(nil),       // 18: coordinator.fsm.v1.MonitorMaster
-	(*RemoveMaster)(nil),        // 19: coordinator.fsm.v1.RemoveMaster
-	(*SetMasterOptions)(nil),    // 20: coordinator.fsm.v1.SetMasterOptions
-	(*Option)(nil),              // 21: coordinator.fsm.v1.Option
-	(*State)(nil),               // 22: coordinator.fsm.v1.State
-	(*Node)(nil),                // 23: coordinator.fsm.v1.Node
-	(*Master)(nil),              // 24: coordinator.fsm.v1.Master
-	(*FailoverOutcome)(nil),     // 25: coordinator.fsm.v1.FailoverOutcome
-	(*Replica)(nil),             // 26: coordinator.fsm.v1.Replica
-	(*Vote)(nil),                // 27: coordinator.fsm.v1.Vote
-	(*Failover)(nil),            // 28: coordinator.fsm.v1.Failover
-	(*HandoverPause)(nil),       // 29: coordinator.fsm.v1.HandoverPause
-	(*ReplicaReconf)(nil),       // 30: coordinator.fsm.v1.ReplicaReconf
-	(*Event)(nil),               // 31: coordinator.fsm.v1.Event
-	(*MasterSettings)(nil),      // 32: coordinator.fsm.v1.MasterSettings
-	nil,                         // 33: coordinator.fsm.v1.State.NodesEntry
-	nil,                         // 34: coordinator.fsm.v1.State.MastersEntry
+	(*FormatProbe)(nil),         // 3: coordinator.fsm.v1.FormatProbe
+	(*ResetMaster)(nil),         // 4: coordinator.fsm.v1.ResetMaster
+	(*ReportVote)(nil),          // 5: coordinator.fsm.v1.ReportVote
+	(*UpdateReplicas)(nil),      // 6: coordinator.fsm.v1.UpdateReplicas
+	(*SetObjectiveDown)(nil),    // 7: coordinator.fsm.v1.SetObjectiveDown
+	(*BeginFailover)(nil),       // 8: coordinator.fsm.v1.BeginFailover
+	(*EmptyRestart)(nil),        // 9: coordinator.fsm.v1.EmptyRestart
+	(*AbortFailover)(nil),       // 10: coordinator.fsm.v1.AbortFailover
+	(*HandoverPaused)(nil),      // 11: coordinator.fsm.v1.HandoverPaused
+	(*Promoted)(nil),            // 12: coordinator.fsm.v1.Promoted
+	(*ReplicaReconfigured)(nil), // 13: coordinator.fsm.v1.ReplicaReconfigured
+	(*FinishFailover)(nil),      // 14: coordinator.fsm.v1.FinishFailover
+	(*RecordRepair)(nil),        // 15: coordinator.fsm.v1.RecordRepair
+	(*Rejection)(nil),           // 16: coordinator.fsm.v1.Rejection
+	(*RegisterNode)(nil),        // 17: coordinator.fsm.v1.RegisterNode
+	(*DeregisterNode)(nil),      // 18: coordinator.fsm.v1.DeregisterNode
+	(*MonitorMaster)(nil),       // 19: coordinator.fsm.v1.MonitorMaster
+	(*RemoveMaster)(nil),        // 20: coordinator.fsm.v1.RemoveMaster
+	(*SetMasterOptions)(nil),    // 21: coordinator.fsm.v1.SetMasterOptions
+	(*Option)(nil),              // 22: coordinator.fsm.v1.Option
+	(*State)(nil),               // 23: coordinator.fsm.v1.State
+	(*Node)(nil),                // 24: coordinator.fsm.v1.Node
+	(*Master)(nil),              // 25: coordinator.fsm.v1.Master
+	(*FailoverOutcome)(nil),     // 26: coordinator.fsm.v1.FailoverOutcome
+	(*Replica)(nil),             // 27: coordinator.fsm.v1.Replica
+	(*Vote)(nil),                // 28: coordinator.fsm.v1.Vote
+	(*Failover)(nil),            // 29: coordinator.fsm.v1.Failover
+	(*HandoverPause)(nil),       // 30: coordinator.fsm.v1.HandoverPause
+	(*ReplicaReconf)(nil),       // 31: coordinator.fsm.v1.ReplicaReconf
+	(*Event)(nil),               // 32: coordinator.fsm.v1.Event
+	(*MasterSettings)(nil),      // 33: coordinator.fsm.v1.MasterSettings
+	nil,                         // 34: coordinator.fsm.v1.State.NodesEntry
+	nil,                         // 35: coordinator.fsm.v1.State.MastersEntry
 }
 var file_coordinator_fsm_v1_fsm_proto_depIdxs = []int32{
-	16, // 0: coordinator.fsm.v1.Command.register_node:type_name -> coordinator.fsm.v1.RegisterNode
-	17, // 1: coordinator.fsm.v1.Command.deregister_node:type_name -> coordinator.fsm.v1.DeregisterNode
-	18, // 2: coordinator.fsm.v1.Command.monitor_master:type_name -> coordinator.fsm.v1.MonitorMaster
-	19, // 3: coordinator.fsm.v1.Command.remove_master:type_name -> coordinator.fsm.v1.RemoveMaster
-	20, // 4: coordinator.fsm.v1.Command.set_master_options:type_name -> coordinator.fsm.v1.SetMasterOptions
-	3,  // 5: coordinator.fsm.v1.Command.reset_master:type_name -> coordinator.fsm.v1.ResetMaster
-	4,  // 6: coordinator.fsm.v1.Command.report_vote:type_name -> coordinator.fsm.v1.ReportVote
-	5,  // 7: coordinator.fsm.v1.Command.update_replicas:type_name -> coordinator.fsm.v1.UpdateReplicas
-	6,  // 8: coordinator.fsm.v1.Command.set_objective_down:type_name -> coordinator.fsm.v1.SetObjectiveDown
-	7,  // 9: coordinator.fsm.v1.Command.begin_failover:type_name -> coordinator.fsm.v1.BeginFailover
-	9,  // 10: coordinator.fsm.v1.Command.abort_failover:type_name -> coordinator.fsm.v1.AbortFailover
-	11, // 11: coordinator.fsm.v1.Command.promoted:type_name -> coordinator.fsm.v1.Promoted
-	12, // 12: coordinator.fsm.v1.Command.replica_reconfigured:type_name -> coordinator.fsm.v1.ReplicaReconfigured
-	13, // 13: coordinator.fsm.v1.Command.finish_failover:type_name -> coordinator.fsm.v1.FinishFailover
-	14, // 14: coordinator.fsm.v1.Command.record_repair:type_name -> coordinator.fsm.v1.RecordRepair
-	10, // 15: coordinator.fsm.v1.Command.handover_paused:type_name -> coordinator.fsm.v1.HandoverPaused
-	26, // 16: coordinator.fsm.v1.UpdateReplicas.replicas:type_name -> coordinator.fsm.v1.Replica
-	15, // 17: coordinator.fsm.v1.BeginFailover.rejected:type_name -> coordinator.fsm.v1.Rejection
-	8,  // 18: coordinator.fsm.v1.BeginFailover.empty_restart:type_name -> coordinator.fsm.v1.EmptyRestart
-	0,  // 19: coordinator.fsm.v1.ReplicaReconfigured.phase:type_name -> coordinator.fsm.v1.ReconfPhase
-	23, // 20: coordinator.fsm.v1.RegisterNode.node:type_name -> coordinator.fsm.v1.Node
-	32, // 21: coordinator.fsm.v1.MonitorMaster.settings:type_name -> coordinator.fsm.v1.MasterSettings
-	21, // 22: coordinator.fsm.v1.SetMasterOptions.options:type_name -> coordinator.fsm.v1.Option
-	33, // 23: coordinator.fsm.v1.State.nodes:type_name -> coordinator.fsm.v1.State.NodesEntry
-	34, // 24: coordinator.fsm.v1.State.masters:type_name -> coordinator.fsm.v1.State.MastersEntry
-	32, // 25: coordinator.fsm.v1.Master.settings:type_name -> coordinator.fsm.v1.MasterSettings
-	26, // 26: coordinator.fsm.v1.Master.replicas:type_name -> coordinator.fsm.v1.Replica
-	27, // 27: coordinator.fsm.v1.Master.votes:type_name -> coordinator.fsm.v1.Vote
-	28, // 28: coordinator.fsm.v1.Master.failover:type_name -> coordinator.fsm.v1.Failover
-	31, // 29: coordinator.fsm.v1.Master.events:type_name -> coordinator.fsm.v1.Event
-	25, // 30: coordinator.fsm.v1.Master.last_failover:type_name -> coordinator.fsm.v1.FailoverOutcome
-	1,  // 31: coordinator.fsm.v1.Failover.phase:type_name -> coordinator.fsm.v1.FailoverPhase
-	30, // 32: coordinator.fsm.v1.Failover.reconf:type_name -> coordinator.fsm.v1.ReplicaReconf
-	15, // 33: coordinator.fsm.v1.Failover.rejected:type_name -> coordinator.fsm.v1.Rejection
-	29, // 34: coordinator.fsm.v1.Failover.pause:type_name -> coordinator.fsm.v1.HandoverPause
-	0,  // 35: coordinator.fsm.v1.ReplicaReconf.phase:type_name -> coordinator.fsm.v1.ReconfPhase
-	23, // 36: coordinator.fsm.v1.State.NodesEntry.value:type_name -> coordinator.fsm.v1.Node
-	24, // 37: coordinator.fsm.v1.State.MastersEntry.value:type_name -> coordinator.fsm.v1.Master
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	17, // 0: coordinator.fsm.v1.Command.register_node:type_name -> coordinator.fsm.v1.RegisterNode
+	18, // 1: coordinator.fsm.v1.Command.deregister_node:type_name -> coordinator.fsm.v1.DeregisterNode
+	19, // 2: coordinator.fsm.v1.Command.monitor_master:type_name -> coordinator.fsm.v1.MonitorMaster
+	20, // 3: coordinator.fsm.v1.Command.remove_master:type_name -> coordinator.fsm.v1.RemoveMaster
+	21, // 4: coordinator.fsm.v1.Command.set_master_options:type_name -> coordinator.fsm.v1.SetMasterOptions
+	4,  // 5: coordinator.fsm.v1.Command.reset_master:type_name -> coordinator.fsm.v1.ResetMaster
+	5,  // 6: coordinator.fsm.v1.Command.report_vote:type_name -> coordinator.fsm.v1.ReportVote
+	6,  // 7: coordinator.fsm.v1.Command.update_replicas:type_name -> coordinator.fsm.v1.UpdateReplicas
+	7,  // 8: coordinator.fsm.v1.Command.set_objective_down:type_name -> coordinator.fsm.v1.SetObjectiveDown
+	8,  // 9: coordinator.fsm.v1.Command.begin_failover:type_name -> coordinator.fsm.v1.BeginFailover
+	10, // 10: coordinator.fsm.v1.Command.abort_failover:type_name -> coordinator.fsm.v1.AbortFailover
+	12, // 11: coordinator.fsm.v1.Command.promoted:type_name -> coordinator.fsm.v1.Promoted
+	13, // 12: coordinator.fsm.v1.Command.replica_reconfigured:type_name -> coordinator.fsm.v1.ReplicaReconfigured
+	14, // 13: coordinator.fsm.v1.Command.finish_failover:type_name -> coordinator.fsm.v1.FinishFailover
+	15, // 14: coordinator.fsm.v1.Command.record_repair:type_name -> coordinator.fsm.v1.RecordRepair
+	11, // 15: coordinator.fsm.v1.Command.handover_paused:type_name -> coordinator.fsm.v1.HandoverPaused
+	3,  // 16: coordinator.fsm.v1.Command.format_probe:type_name -> coordinator.fsm.v1.FormatProbe
+	27, // 17: coordinator.fsm.v1.UpdateReplicas.replicas:type_name -> coordinator.fsm.v1.Replica
+	16, // 18: coordinator.fsm.v1.BeginFailover.rejected:type_name -> coordinator.fsm.v1.Rejection
+	9,  // 19: coordinator.fsm.v1.BeginFailover.empty_restart:type_name -> coordinator.fsm.v1.EmptyRestart
+	0,  // 20: coordinator.fsm.v1.ReplicaReconfigured.phase:type_name -> coordinator.fsm.v1.ReconfPhase
+	24, // 21: coordinator.fsm.v1.RegisterNode.node:type_name -> coordinator.fsm.v1.Node
+	33, // 22: coordinator.fsm.v1.MonitorMaster.settings:type_name -> coordinator.fsm.v1.MasterSettings
+	22, // 23: coordinator.fsm.v1.SetMasterOptions.options:type_name -> coordinator.fsm.v1.Option
+	34, // 24: coordinator.fsm.v1.State.nodes:type_name -> coordinator.fsm.v1.State.NodesEntry
+	35, // 25: coordinator.fsm.v1.State.masters:type_name -> coordinator.fsm.v1.State.MastersEntry
+	33, // 26: coordinator.fsm.v1.Master.settings:type_name -> coordinator.fsm.v1.MasterSettings
+	27, // 27: coordinator.fsm.v1.Master.replicas:type_name -> coordinator.fsm.v1.Replica
+	28, // 28: coordinator.fsm.v1.Master.votes:type_name -> coordinator.fsm.v1.Vote
+	29, // 29: coordinator.fsm.v1.Master.failover:type_name -> coordinator.fsm.v1.Failover
+	32, // 30: coordinator.fsm.v1.Master.events:type_name -> coordinator.fsm.v1.Event
+	26, // 31: coordinator.fsm.v1.Master.last_failover:type_name -> coordinator.fsm.v1.FailoverOutcome
+	1,  // 32: coordinator.fsm.v1.Failover.phase:type_name -> coordinator.fsm.v1.FailoverPhase
+	31, // 33: coordinator.fsm.v1.Failover.reconf:type_name -> coordinator.fsm.v1.ReplicaReconf
+	16, // 34: coordinator.fsm.v1.Failover.rejected:type_name -> coordinator.fsm.v1.Rejection
+	30, // 35: coordinator.fsm.v1.Failover.pause:type_name -> coordinator.fsm.v1.HandoverPause
+	0,  // 36: coordinator.fsm.v1.ReplicaReconf.phase:type_name -> coordinator.fsm.v1.ReconfPhase
+	24, // 37: coordinator.fsm.v1.State.NodesEntry.value:type_name -> coordinator.fsm.v1.Node
+	25, // 38: coordinator.fsm.v1.State.MastersEntry.value:type_name -> coordinator.fsm.v1.Master
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_fsm_v1_fsm_proto_init() }
@@ -3178,6 +3270,7 @@ func file_coordinator_fsm_v1_fsm_proto_init() {
 		(*Command_FinishFailover)(nil),
 		(*Command_RecordRepair)(nil),
 		(*Command_HandoverPaused)(nil),
+		(*Command_FormatProbe)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3185,7 +3278,7 @@ func file_coordinator_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coordinator_fsm_v1_fsm_proto_rawDesc), len(file_coordinator_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

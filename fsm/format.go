@@ -1,0 +1,184 @@
+package fsm
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+
+	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Log formats. A log format is a set of Command kinds: format N holds every
+// kind of the formats below it and the kinds the table below gives N. A node
+// advertises the newest format its binary understands (Node.log_format), and
+// the leader writes a kind only once every voter advertises a format that
+// includes it (CheckFormat), so a rolling upgrade never hands an old node an
+// entry it cannot decode.
+const (
+	// Format1 is every kind written before formats existed. A node that
+	// advertises no format (an older binary) understands this one.
+	Format1 uint32 = 1
+	// Format2 is the first format after versioning: the kinds other
+	// features add are entered in kindFormat with it.
+	Format2 uint32 = 2
+)
+
+// kindFormat maps each Command kind (the oneof field's name in
+// coordinator/fsm/v1) to the format that introduced it. Every kind must have
+// an entry (TestEveryCommandKindHasAFormat fails otherwise); a new kind is
+// one line here with Format2 (or the newest format, once Format2 has
+// shipped in a release: formats only grow).
+var kindFormat = map[protoreflect.Name]uint32{
+	"register_node":        Format1,
+	"deregister_node":      Format1,
+	"monitor_master":       Format1,
+	"remove_master":        Format1,
+	"set_master_options":   Format1,
+	"reset_master":         Format1,
+	"report_vote":          Format1,
+	"update_replicas":      Format1,
+	"set_objective_down":   Format1,
+	"begin_failover":       Format1,
+	"abort_failover":       Format1,
+	"promoted":             Format1,
+	"replica_reconfigured": Format1,
+	"finish_failover":      Format1,
+	"record_repair":        Format1,
+	"handover_paused":      Format1,
+
+	// Format 2.
+	"format_probe": Format2,
+}
+
+// buildLogFormat, when set at link time
+// (-ldflags '-X github.com/raftinel/raftinel/fsm.buildLogFormat=1'), makes
+// this binary advertise and decode only up to that format, as a binary of
+// an older release would. Tests of rolling upgrades use it; releases leave
+// it empty.
+var buildLogFormat string
+
+// newestFormat is the highest format in kindFormat.
+func newestFormat() uint32 {
+	var n uint32
+	for _, f := range kindFormat {
+		n = max(n, f)
+	}
+	return n
+}
+
+// LogFormat is the newest log format this binary understands: the newest in
+// its table, or the lower one it was built with.
+func LogFormat() uint32 {
+	newest := newestFormat()
+	if buildLogFormat == "" {
+		return newest
+	}
+	n, err := strconv.ParseUint(buildLogFormat, 10, 32)
+	if err != nil || n == 0 || uint32(n) > newest {
+		panic(fmt.Sprintf("fsm: built with log format %q: want 1 to %d", buildLogFormat, newest))
+	}
+	return uint32(n)
+}
+
+var kindField = (&fsmv1.Command{}).ProtoReflect().Descriptor().Oneofs().ByName("kind")
+
+// KindName is the name of a command's kind as the log format table knows
+// it ("begin_failover"), or "" when the command has none.
+func KindName(cmd *fsmv1.Command) string {
+	f := cmd.ProtoReflect().WhichOneof(kindField)
+	if f == nil {
+		return ""
+	}
+	return string(f.Name())
+}
+
+// FormatOf is the log format that introduced a command's kind. A kind
+// without an entry is a programming error caught by the tests; it is
+// treated as needing a format newer than any, so it is never written.
+func FormatOf(cmd *fsmv1.Command) uint32 {
+	f, ok := kindFormat[protoreflect.Name(KindName(cmd))]
+	if !ok {
+		return newestFormat() + 1
+	}
+	return f
+}
+
+// NodeFormat is the newest format a registered node advertises; a node
+// that advertises none runs a binary from before formats existed.
+func NodeFormat(n *fsmv1.Node) uint32 {
+	return max(n.GetLogFormat(), Format1)
+}
+
+// ReasonLogFormat: a voter does not understand the kind of entry yet.
+const ReasonLogFormat Reason = "LOG_FORMAT_TOO_OLD"
+
+// Voter is what CheckFormat needs to know about one voter: its id and its
+// membership record, nil when it has not registered yet.
+type Voter struct {
+	ID   string
+	Node *fsmv1.Node
+}
+
+// ClusterFormat is the newest format every voter understands: the lowest
+// any of them advertises (Format1 for a voter that has not registered).
+func ClusterFormat(voters []Voter) uint32 {
+	f := LogFormat()
+	for _, v := range voters {
+		f = min(f, NodeFormat(v.Node))
+	}
+	return f
+}
+
+// CheckFormat refuses a command whose kind some voter (or this binary) does
+// not understand yet, naming them.
+func CheckFormat(cmd *fsmv1.Command, voters []Voter) error {
+	need := FormatOf(cmd)
+	if need <= Format1 {
+		return nil
+	}
+	kind := KindName(cmd)
+	if have := LogFormat(); need > have {
+		return &Error{Kind: FailedPrecondition, Reason: ReasonLogFormat,
+			Msg: fmt.Sprintf("%s entries need log format %d; this node's binary writes format %d at most: upgrade it", kind, need, have)}
+	}
+	var behind []string
+	for _, v := range voters {
+		if f := NodeFormat(v.Node); f < need {
+			behind = append(behind, fmt.Sprintf("%s (format %d)", v.ID, f))
+		}
+	}
+	if len(behind) == 0 {
+		return nil
+	}
+	sort.Strings(behind)
+	return &Error{Kind: FailedPrecondition, Reason: ReasonLogFormat,
+		Msg: fmt.Sprintf("%s entries need log format %d, which not every voter understands yet: %v; upgrade them first (coordinatorctl status shows each node's format)", kind, need, behind)}
+}
+
+// Feature is one kind of entry newer than Format1 and whether the cluster
+// may write it now.
+type Feature struct {
+	Kind    string
+	Format  uint32
+	Enabled bool
+}
+
+// Features lists every kind newer than Format1, by format then name, with
+// whether every voter understands it.
+func Features(voters []Voter) []Feature {
+	cluster := ClusterFormat(voters)
+	var out []Feature
+	for k, f := range kindFormat {
+		if f > Format1 {
+			out = append(out, Feature{Kind: string(k), Format: f, Enabled: f <= cluster})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Format != out[j].Format {
+			return out[i].Format < out[j].Format
+		}
+		return out[i].Kind < out[j].Kind
+	})
+	return out
+}
