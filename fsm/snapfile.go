@@ -73,6 +73,23 @@ func WriteSnapshotFile(w io.Writer, h SnapshotHeader, state []byte) error {
 // maxSnapshotLine bounds the magic and header lines.
 const maxSnapshotLine = 64 << 10
 
+// Decode checks raw state bytes as ReadSnapshotFile checks a file's, for
+// a snapshot at index.
+func (f *SnapshotFile) Decode(raw []byte, index uint64) error {
+	f.Raw = raw
+	f.State = &fsmv1.State{}
+	if err := proto.Unmarshal(raw, f.State); err != nil {
+		return fmt.Errorf("decode state: %w", err)
+	}
+	if err := ValidateState(f.State); err != nil {
+		return fmt.Errorf("state is invalid: %w", err)
+	}
+	if f.State.GetAppliedIndex() > index {
+		return fmt.Errorf("state applied index %d is past the snapshot's index %d: the file is inconsistent", f.State.GetAppliedIndex(), index)
+	}
+	return nil
+}
+
 // ReadSnapshotFile reads a snapshot file and checks everything a restore
 // relies on: the format, the length, the checksum, that the state decodes
 // and that it holds every invariant Apply maintains.
@@ -118,15 +135,8 @@ func ReadSnapshotFile(r io.Reader) (*SnapshotFile, error) {
 	if got := hex.EncodeToString(sum[:]); got != h.StateSHA256 {
 		return nil, fmt.Errorf("checksum mismatch: the header says SHA-256 %s, the state hashes to %s: the file is corrupt or was changed", truncate(h.StateSHA256, 64), got)
 	}
-	out.State = &fsmv1.State{}
-	if err := proto.Unmarshal(out.Raw, out.State); err != nil {
-		return nil, fmt.Errorf("decode state: %w", err)
-	}
-	if err := ValidateState(out.State); err != nil {
-		return nil, fmt.Errorf("state is invalid: %w", err)
-	}
-	if out.State.GetAppliedIndex() > h.Index {
-		return nil, fmt.Errorf("state applied index %d is past the snapshot's index %d: the file is inconsistent", out.State.GetAppliedIndex(), h.Index)
+	if err := out.Decode(out.Raw, h.Index); err != nil {
+		return nil, err
 	}
 	if h.Index == 0 || h.Term == 0 {
 		return nil, fmt.Errorf("header: index %d, term %d: both must be set", h.Index, h.Term)

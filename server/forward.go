@@ -144,7 +144,8 @@ func (s *Server) leaderCall(ctx context.Context, method string, req any, local f
 	if reply == nil {
 		return nil, status.Errorf(codes.Internal, "no reply type for %s", method)
 	}
-	if err := conn.Invoke(forwardedContext(ctx), method, req, reply); err != nil {
+	// A snapshot may be larger than gRPC's default 4 MiB for a reply.
+	if err := conn.Invoke(forwardedContext(ctx), method, req, reply, grpc.MaxCallRecvMsgSize(MaxSnapshotBytes)); err != nil {
 		return nil, err
 	}
 	return reply, nil

@@ -187,6 +187,20 @@ func (s *Server) openRaft() error {
 		}
 		snaps = fss
 	}
+	existing, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		return fmt.Errorf("read raft state: %w", err)
+	}
+	if cfg.Recover {
+		// Before the Raft port is bound: the old leader, if there is one,
+		// keeps sending to it.
+		if !existing {
+			return fmt.Errorf("--recover needs the data directory of a node of the old cluster, but %s holds no Raft state", cfg.DataDir)
+		}
+		if err := s.checkOldClusterGone(logs, snaps); err != nil {
+			return fmt.Errorf("recover: %w", err)
+		}
+	}
 	if trans == nil {
 		addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
 		if err != nil {
@@ -210,10 +224,6 @@ func (s *Server) openRaft() error {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return fmt.Errorf("raft config: %w", err)
 	}
-	existing, err := raft.HasExistingState(logs, stable, snaps)
-	if err != nil {
-		return fmt.Errorf("read raft state: %w", err)
-	}
 	// The entries already in the log are replayed: the failovers they end
 	// were counted by the process that first applied them.
 	last, err := logs.LastIndex()
@@ -222,6 +232,22 @@ func (s *Server) openRaft() error {
 	}
 	s.fsm.CountEndsAfter(last)
 	s.snapshots = snaps
+	switch {
+	case cfg.Restore != nil:
+		if existing {
+			return fmt.Errorf("--restore seeds a new cluster, but the data directory %s already holds Raft state: use an empty directory", cfg.DataDir)
+		}
+		if err := seedFromSnapshot(cfg.Restore, self(cfg), stable, snaps, trans); err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+		s.log.Warn("restored from a snapshot file: this node is a new one-node cluster; add the others with --join",
+			"index", cfg.Restore.Header.Index, "term", cfg.Restore.Header.Term, "masters", len(cfg.Restore.State.GetMasters()))
+	case cfg.Recover:
+		if err := raft.RecoverCluster(rc, fsm.New(), logs, stable, snaps, trans, self(cfg)); err != nil {
+			return fmt.Errorf("recover: %w", err)
+		}
+		s.log.Warn("recovered: this node is now a one-node cluster holding every committed entry; add new nodes with --join, and remove --recover from its command line")
+	}
 	if !existing && len(cfg.Bootstrap) > 0 {
 		if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, raft.Configuration{Servers: cfg.Bootstrap}); err != nil {
 			return fmt.Errorf("bootstrap: %w", err)

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/raftinel/raftinel/fsm"
 	"github.com/raftinel/raftinel/probe"
 	"github.com/raftinel/raftinel/server"
 	"github.com/raftinel/raftinel/server/sentinel"
@@ -55,6 +56,19 @@ func binaryVersion() string {
 	return "dev"
 }
 
+func readSnapshotFile(path string) (*fsm.SnapshotFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	snap, err := fsm.ReadSnapshotFile(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return snap, nil
+}
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
@@ -66,6 +80,8 @@ type options struct {
 	metricsAddr                                   string
 	raftHeartbeat, raftElection, raftLease        string
 	pingPeriod                                    string
+	restore                                       string
+	recover                                       bool
 	sentinelMaxClients, sentinelSubscriberBuffer  int
 	// bootstrapGiven is set when --bootstrap or its environment variable
 	// was given at all, even empty; bootstrapName names the one that was,
@@ -100,6 +116,17 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 		fs.IntVar(p, name, def, fmt.Sprintf("%s (env %s)", usage, envName(name)))
 	}
+	boolean := func(p *bool, name, usage string) {
+		def := false
+		if v, ok := os.LookupEnv(envName(name)); ok {
+			b, err := strconv.ParseBool(v)
+			if err != nil && envErr == nil {
+				envErr = fmt.Errorf("%s=%q: want true or false", envName(name), v)
+			}
+			def = b
+		}
+		fs.BoolVar(p, name, def, fmt.Sprintf("%s (env %s)", usage, envName(name)))
+	}
 	str(&o.id, "id", "", "this node's unique id, 1 to 64 of [A-Za-z0-9._-] (required)")
 	str(&o.dataDir, "data-dir", "", "directory for the Raft log, stable store and snapshots (required)")
 	str(&o.raftAddr, "raft-addr", "127.0.0.1:7000", "host:port Raft listens on and advertises to peers")
@@ -118,6 +145,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	str(&o.raftElection, "raft-election-timeout", "1s", "how long a candidate waits for an election to be won before it tries again")
 	str(&o.raftLease, "raft-lease-timeout", "500ms", "how long a leader keeps leading without hearing from a majority; at most --raft-heartbeat-timeout")
 	str(&o.pingPeriod, "ping-period", "0", "how often this node PINGs each instance of a master that sets no ping-period of its own; 0: the master's down-after/10, within 50ms and 1s")
+	str(&o.restore, "restore", "", "seed a NEW one-node cluster from this snapshot file (coordinatorctl snapshot save); refused when --data-dir holds state; other nodes then --join")
+	boolean(&o.recover, "recover", "after losing quorum for good: make this node's data directory a one-node cluster keeping every committed entry; refused while an old member reachable over gRPC reports a leader; run it once, then other nodes --join")
 	str(&o.simulateFailure, "simulate-failure", "", "test hook: crash-after-election or crash-after-promotion makes a leader exit with status 99 at that failover step")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: coordinator --id ID --data-dir DIR [--bootstrap LIST | --join ADDR] [flags]\n\n")
@@ -226,6 +255,12 @@ func run(args []string, stderr io.Writer) int {
 		}
 		if cfg.Bootstrap, err = server.ParseBootstrap(o.bootstrap); err != nil {
 			return fail(fmt.Errorf("--bootstrap: %w", err))
+		}
+	}
+	cfg.Recover = o.recover
+	if o.restore != "" {
+		if cfg.Restore, err = readSnapshotFile(o.restore); err != nil {
+			return fail(fmt.Errorf("--restore: %w", err))
 		}
 	}
 	if err := cfg.Validate(); err != nil {
