@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -112,6 +113,16 @@ func NodeFormat(n *fsmv1.Node) uint32 {
 
 // ReasonLogFormat: a voter does not understand the kind of entry yet.
 const ReasonLogFormat Reason = "LOG_FORMAT_TOO_OLD"
+
+// IsFormatRefusal tells whether a write was refused because some voter
+// does not understand its kind yet. A feature the leader writes on its own
+// (not on an operator's request) treats that as "off for now": it logs so
+// once and goes on without it, and coordinatorctl status lists it as off,
+// until the last voter is upgraded.
+func IsFormatRefusal(err error) bool {
+	var fe *Error
+	return errors.As(err, &fe) && fe.Reason == ReasonLogFormat
+}
 
 // Voter is what CheckFormat needs to know about one voter: its id and its
 // membership record, nil when it has not registered yet.

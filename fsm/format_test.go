@@ -72,7 +72,7 @@ func TestCheckFormat(t *testing.T) {
 				return
 			}
 			var fe *Error
-			if !errors.As(err, &fe) || fe.Kind != FailedPrecondition || fe.Reason != ReasonLogFormat {
+			if !IsFormatRefusal(err) || !errors.As(err, &fe) || fe.Kind != FailedPrecondition {
 				t.Fatalf("got %v, want a FailedPrecondition with reason %s", err, ReasonLogFormat)
 			}
 			if !strings.Contains(fe.Msg, tc.refused) || !strings.Contains(fe.Msg, "format_probe") {

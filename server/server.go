@@ -385,8 +385,10 @@ func (s *Server) conn(addr string) (*grpc.ClientConn, error) {
 // LOG_FORMAT_TOO_OLD) until every voter advertises a format that includes
 // it, so no node meets an entry its binary cannot decode.
 func (s *Server) apply(ctx context.Context, cmd *fsmv1.Command) (uint64, error) {
-	if err := fsm.CheckFormat(cmd, s.voters()); err != nil {
-		return 0, err
+	if fsm.FormatOf(cmd) > fsm.Format1 {
+		if err := fsm.CheckFormat(cmd, s.voters()); err != nil {
+			return 0, err
+		}
 	}
 	cmd.ProposedAtUnixNanos = time.Now().UnixNano()
 	data, err := fsm.Encode(cmd)
