@@ -159,7 +159,10 @@ func (s *Server) openRaft() error {
 	hlog := newHclog(s.log, "raft")
 	logs, stable, snaps, trans := cfg.LogStore, cfg.StableStore, cfg.SnapshotStore, cfg.Transport
 	if cfg.DataDir != "" {
-		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		// Owner only: the log and raft's snapshot files hold every
+		// master's auth-pass, and raft writes its snapshot files with the
+		// umask's mode.
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return fmt.Errorf("create data dir: %w", err)
 		}
 	}
