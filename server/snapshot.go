@@ -109,12 +109,14 @@ func seedFromSnapshot(f *fsm.SnapshotFile, conf raft.Configuration, stable raft.
 const recoverPeerTimeout = 3 * time.Second
 
 // checkOldClusterGone is --recover's safety check, run before this node's
-// Raft state becomes a one-node cluster of itself. It rebuilds the state from the data directory (newest snapshot, then
-// the log) to learn the old members' gRPC addresses, and asks each for its
-// status: any that answers and knows a leader means the old cluster still
-// runs, and recovering would split it, so it refuses. Nodes that answer
-// without a leader are only logged: they are survivors without a quorum,
-// which the operator should stop.
+// Raft state becomes a one-node cluster of itself. It rebuilds the state
+// from the data directory (newest snapshot, then the log) to learn the old
+// members' gRPC addresses, and asks each for its status: any that answers
+// and is leader, or names a leader other than this node (which is not
+// running: a peer that still names it has not noticed yet), means the old
+// cluster still runs, and recovering would split it, so it refuses. Nodes
+// that answer without a leader are only logged: they are survivors without
+// a quorum, which the operator should stop.
 func (s *Server) checkOldClusterGone(logs raft.LogStore, snaps raft.SnapshotStore) error {
 	st, err := replayState(logs, snaps)
 	if err != nil {
@@ -154,7 +156,7 @@ func (s *Server) checkOldClusterGone(logs raft.LogStore, snaps raft.SnapshotStor
 		switch {
 		case a.status == nil:
 			s.log.Info("recover: old member unreachable", "id", a.id, "grpc_addr", a.addr, "err", a.err)
-		case a.status.GetState() == "leader" || a.status.GetLeaderId() != "":
+		case a.status.GetState() == "leader" || (a.status.GetLeaderId() != "" && a.status.GetLeaderId() != s.cfg.ID):
 			return fmt.Errorf("old member %s at %s answers and reports leader %q (term %d): the old cluster still has a leader; recovering would split it. Stop the old nodes, or join this one to the running cluster instead",
 				a.id, a.addr, a.status.GetLeaderId(), a.status.GetTerm())
 		default:
