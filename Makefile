@@ -74,8 +74,10 @@ bench-detect: redis build ## failure detection against redis-sentinel: first +sd
 bench-sentinel: redis ## SENTINEL get-master-addr-by-name per second: one Raftinel node against redis-sentinel
 	scripts/bench-sentinel.sh
 
-build: ## build bin/coordinator and bin/coordinatorctl
-	go build -o bin/ ./cmd/...
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+build: ## build bin/coordinator and bin/coordinatorctl; VERSION=... sets the version nodes advertise
+	go build -ldflags "-X main.version=$(VERSION)" -o bin/ ./cmd/...
 
 demo: redis build ## a local 3-node cluster with 3 real redis-server processes
 	scripts/demo.sh

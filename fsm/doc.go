@@ -2,6 +2,9 @@
 // (fsmv1.Command) to one fsmv1.State, takes and restores snapshots, and tells
 // readers when the state changed. Outside the replicated state it counts
 // the failover ends this node applied (FailoverEnds), for the metrics.
+// It also owns the log format table (format.go: which format introduced
+// each Command kind, and the check the leader makes before writing one)
+// and the snapshot file format (snapfile.go).
 //
 // Apply is deterministic: "now" is the proposed_at the leader stamped on the
 // command, and nothing here reads a clock, draws a random number, does I/O or

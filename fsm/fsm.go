@@ -236,8 +236,12 @@ func ValidateState(st *fsmv1.State) error {
 
 type snapshot struct{ state *fsmv1.State }
 
+func (s *snapshot) marshal() ([]byte, error) {
+	return proto.MarshalOptions{Deterministic: true}.Marshal(s.state)
+}
+
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(s.state)
+	data, err := s.marshal()
 	if err == nil {
 		_, err = sink.Write(data)
 	}

@@ -138,6 +138,9 @@ type node struct {
 	sentinelAddr string
 	extra        []string // --bootstrap or --join, kept across restarts
 	logPath      string
+	// bin is the coordinator binary the node runs; empty means the one
+	// TestMain built. A rolling upgrade changes it between restarts.
+	bin string
 
 	mu     sync.Mutex
 	proc   *process
@@ -178,8 +181,12 @@ func (n *node) launch() error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(f, "=== start %d: coordinator %s\n", n.starts, strings.Join(n.args(), " "))
-	p, err := startProcess(bins.coordinator, n.args(), f)
+	bin := n.bin
+	if bin == "" {
+		bin = bins.coordinator
+	}
+	fmt.Fprintf(f, "=== start %d: %s %s\n", n.starts, filepath.Base(bin), strings.Join(n.args(), " "))
+	p, err := startProcess(bin, n.args(), f)
 	if err != nil {
 		f.Close()
 		return err
@@ -334,8 +341,15 @@ func startCluster(t testing.TB, size int) *cluster {
 // are kept for restarts like the others.
 func startClusterWith(t testing.TB, size int, flags ...string) *cluster {
 	t.Helper()
+	return startClusterOf(t, size, "", flags...)
+}
+
+// startClusterOf is startClusterWith with every node running bin (empty:
+// the binary TestMain built).
+func startClusterOf(t testing.TB, size int, bin string, flags ...string) *cluster {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
-		c, err := tryStartCluster(t, size, flags)
+		c, err := tryStartCluster(t, size, bin, flags)
 		if err == nil {
 			c.waitFormed()
 			return c
@@ -347,7 +361,7 @@ func startClusterWith(t testing.TB, size int, flags ...string) *cluster {
 	}
 }
 
-func tryStartCluster(t testing.TB, size int, flags []string) (*cluster, error) {
+func tryStartCluster(t testing.TB, size int, bin string, flags []string) (*cluster, error) {
 	dir := t.TempDir()
 	c := &cluster{t: t}
 	var boot []string
@@ -358,7 +372,9 @@ func tryStartCluster(t testing.TB, size int, flags []string) (*cluster, error) {
 	}
 	for i := range size {
 		extra := append([]string{"--bootstrap", strings.Join(boot, ",")}, flags...)
-		c.nodes = append(c.nodes, newNode(t, dir, fmt.Sprintf("n%d", i+1), raftAddrs[i], grpcAddrs[i], sentinelAddrs[i], extra...))
+		n := newNode(t, dir, fmt.Sprintf("n%d", i+1), raftAddrs[i], grpcAddrs[i], sentinelAddrs[i], extra...)
+		n.bin = bin
+		c.nodes = append(c.nodes, n)
 	}
 	for _, n := range c.nodes {
 		if err := n.launch(); err != nil {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -36,6 +37,8 @@ func (a *api) localStatus() *coordinatorv1.NodeStatus {
 		Term:            r.CurrentTerm(),
 		LastIndex:       r.LastIndex(),
 		AppliedIndex:    r.AppliedIndex(),
+		LogFormat:       fsm.LogFormat(),
+		Version:         a.s.cfg.Version,
 	}
 	if f := r.GetConfiguration(); f.Error() == nil {
 		for _, srv := range f.Configuration().Servers {
@@ -82,7 +85,13 @@ func (a *api) Status(ctx context.Context, req *coordinatorv1.StatusRequest) (*co
 		}()
 	}
 	wg.Wait()
-	return &coordinatorv1.StatusResponse{Nodes: out}, nil
+	resp := &coordinatorv1.StatusResponse{Nodes: out}
+	voters := a.s.voters()
+	resp.ClusterLogFormat = fsm.ClusterFormat(voters)
+	for _, f := range fsm.Features(voters) {
+		resp.Features = append(resp.Features, &coordinatorv1.LogFeature{Kind: f.Kind, Format: f.Format, Enabled: f.Enabled})
+	}
+	return resp, nil
 }
 
 // remoteStatus asks a member for its own view, briefly: an unreachable node
@@ -138,7 +147,8 @@ func (a *api) ListMembers(ctx context.Context, _ *coordinatorv1.ListMembersReque
 // Join adds a node as a voter (or confirms it is one) and records its
 // addresses. Nodes also call it on every start to refresh their addresses.
 func (a *api) Join(ctx context.Context, req *coordinatorv1.JoinRequest) (*coordinatorv1.JoinResponse, error) {
-	node := &fsmv1.Node{Id: req.GetId(), RaftAddress: req.GetRaftAddress(), GrpcAddress: req.GetGrpcAddress(), SentinelAddress: req.GetSentinelAddress()}
+	node := &fsmv1.Node{Id: req.GetId(), RaftAddress: req.GetRaftAddress(), GrpcAddress: req.GetGrpcAddress(), SentinelAddress: req.GetSentinelAddress(),
+		LogFormat: req.GetLogFormat(), Version: req.GetVersion()}
 	if err := fsm.ValidateName("node", node.Id); err != nil {
 		return nil, err
 	}
@@ -175,6 +185,23 @@ func (a *api) Join(ctx context.Context, req *coordinatorv1.JoinRequest) (*coordi
 		return nil, err
 	}
 	return &coordinatorv1.JoinResponse{Index: idx}, nil
+}
+
+// CheckLogFormat commits a FormatProbe: it succeeds once every voter
+// understands the format.
+func (a *api) CheckLogFormat(ctx context.Context, req *coordinatorv1.CheckLogFormatRequest) (*coordinatorv1.CheckLogFormatResponse, error) {
+	format := req.GetFormat()
+	if format == 0 {
+		format = fsm.Format2
+	}
+	if format != fsm.Format2 {
+		return nil, &fsm.Error{Kind: fsm.Invalid, Msg: fmt.Sprintf("log format %d: only format 2 has a probe", format)}
+	}
+	idx, err := a.s.apply(ctx, &fsmv1.Command{Kind: &fsmv1.Command_FormatProbe{FormatProbe: &fsmv1.FormatProbe{Format: format}}})
+	if err != nil {
+		return nil, err
+	}
+	return &coordinatorv1.CheckLogFormatResponse{Index: idx, Format: format}, nil
 }
 
 func (a *api) RemoveNode(ctx context.Context, req *coordinatorv1.RemoveNodeRequest) (*coordinatorv1.RemoveNodeResponse, error) {

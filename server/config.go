@@ -104,6 +104,20 @@ type Config struct {
 	HookTimeout    time.Duration
 	HookRetryDelay time.Duration
 	HookMaxRetries int
+	// Restore seeds a new one-node cluster from a snapshot file (read with
+	// fsm.ReadSnapshotFile): the node starts with that state at its index
+	// and term, as the only voter, and other nodes join it. Refused when
+	// the data directory already holds Raft state.
+	Restore *fsm.SnapshotFile
+	// Recover turns the Raft state in the data directory into a one-node
+	// cluster of this node (raft.RecoverCluster), keeping every committed
+	// entry, after checking that no old peer reachable over gRPC reports
+	// a leader. For a cluster that lost its quorum for good.
+	Recover bool
+
+	// Version is this binary's version, advertised in the node's
+	// membership record and shown by status.
+	Version string
 
 	// SimulateFailure is a test hook, like Sentinel's SIMULATE-FAILURE: with
 	// "crash-after-election" the leader exits with status 99 right after it
@@ -211,6 +225,12 @@ func (c *Config) Validate() error {
 	injected := c.LogStore != nil && c.StableStore != nil && c.SnapshotStore != nil
 	if c.DataDir == "" && !injected {
 		return errors.New("--data-dir is required")
+	}
+	if c.Restore != nil && c.Recover {
+		return errors.New("--restore and --recover exclude each other: restore seeds a new cluster from a snapshot file, recover restarts one from this node's own data")
+	}
+	if (c.Restore != nil || c.Recover) && (len(c.Bootstrap) > 0 || c.Join != "") {
+		return errors.New("--restore and --recover start a one-node cluster: leave out --bootstrap and --join, and let the other nodes --join it")
 	}
 	if len(c.Bootstrap) > 0 && c.Join != "" {
 		return errors.New("--bootstrap and --join exclude each other: bootstrap founds a cluster, join enters one")

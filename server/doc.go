@@ -7,7 +7,10 @@
 // sentinel, fed by sentinel_backend.go from the local state; its writes call
 // the API's handlers), and the node's Prometheus metrics (metrics.go: one
 // registry per node, its gauges read from the state, Raft and the probes
-// when scraped). Errors become gRPC statuses in one place (toStatus,
+// when scraped), and the day-2 operations (snapshot.go: SnapshotSave,
+// seeding a new cluster from a snapshot file, --recover's check and
+// raft.RecoverCluster). Every write passes the log format gate (apply:
+// fsm.CheckFormat against the voters' membership records). Errors become gRPC statuses in one place (toStatus,
 // with an fsm.Reason as a status detail) and Sentinel replies in another
 // (sentinelError).
 //

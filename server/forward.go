@@ -36,6 +36,9 @@ var writeMethods = map[string]bool{
 	coordinatorv1.CoordinatorService_Reset_FullMethodName:    true,
 
 	coordinatorv1.CoordinatorService_TransferLeadership_FullMethodName: true,
+	coordinatorv1.CoordinatorService_CheckLogFormat_FullMethodName:     true,
+	// Not a write, but the snapshot is the leader's.
+	coordinatorv1.CoordinatorService_SnapshotSave_FullMethodName: true,
 
 	// Votes, from the nodes' own monitors.
 	clusterv1.ClusterService_Propose_FullMethodName: true,
@@ -141,7 +144,8 @@ func (s *Server) leaderCall(ctx context.Context, method string, req any, local f
 	if reply == nil {
 		return nil, status.Errorf(codes.Internal, "no reply type for %s", method)
 	}
-	if err := conn.Invoke(forwardedContext(ctx), method, req, reply); err != nil {
+	// A snapshot may be larger than gRPC's default 4 MiB for a reply.
+	if err := conn.Invoke(forwardedContext(ctx), method, req, reply, grpc.MaxCallRecvMsgSize(MaxSnapshotBytes)); err != nil {
 		return nil, err
 	}
 	return reply, nil
@@ -192,6 +196,10 @@ func newReply(method string) proto.Message {
 		return &coordinatorv1.ResetResponse{}
 	case coordinatorv1.CoordinatorService_TransferLeadership_FullMethodName:
 		return &coordinatorv1.TransferLeadershipResponse{}
+	case coordinatorv1.CoordinatorService_CheckLogFormat_FullMethodName:
+		return &coordinatorv1.CheckLogFormatResponse{}
+	case coordinatorv1.CoordinatorService_SnapshotSave_FullMethodName:
+		return &coordinatorv1.SnapshotSaveResponse{}
 	case clusterv1.ClusterService_Propose_FullMethodName:
 		return &clusterv1.ProposeResponse{}
 	}

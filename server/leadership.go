@@ -83,6 +83,9 @@ func (s *Server) establishLeadership(ctx context.Context) {
 	if s.monitor.installLeader(ctx, l) {
 		s.log.Info("leadership established: executing failovers")
 	}
+	if s.cfg.Recover {
+		s.pruneDepartedNodes(ctx)
+	}
 }
 
 // committer gives the orchestrator this node's commit and leadership check.

@@ -162,7 +162,10 @@ func (s *Server) openRaft() error {
 	hlog := newHclog(s.log, "raft")
 	logs, stable, snaps, trans := cfg.LogStore, cfg.StableStore, cfg.SnapshotStore, cfg.Transport
 	if cfg.DataDir != "" {
-		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		// Owner only: the log and raft's snapshot files hold every
+		// master's auth-pass, and raft writes its snapshot files with the
+		// umask's mode.
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return fmt.Errorf("create data dir: %w", err)
 		}
 	}
@@ -190,6 +193,20 @@ func (s *Server) openRaft() error {
 		}
 		snaps = fss
 	}
+	existing, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		return fmt.Errorf("read raft state: %w", err)
+	}
+	if cfg.Recover {
+		// Before the Raft port is bound: the old leader, if there is one,
+		// keeps sending to it.
+		if !existing {
+			return fmt.Errorf("--recover needs the data directory of a node of the old cluster, but %s holds no Raft state", cfg.DataDir)
+		}
+		if err := s.checkOldClusterGone(logs, snaps); err != nil {
+			return fmt.Errorf("recover: %w", err)
+		}
+	}
 	if trans == nil {
 		addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
 		if err != nil {
@@ -213,10 +230,6 @@ func (s *Server) openRaft() error {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return fmt.Errorf("raft config: %w", err)
 	}
-	existing, err := raft.HasExistingState(logs, stable, snaps)
-	if err != nil {
-		return fmt.Errorf("read raft state: %w", err)
-	}
 	// The entries already in the log are replayed: the failovers they end
 	// were counted by the process that first applied them.
 	last, err := logs.LastIndex()
@@ -225,6 +238,22 @@ func (s *Server) openRaft() error {
 	}
 	s.fsm.CountEndsAfter(last)
 	s.snapshots = snaps
+	switch {
+	case cfg.Restore != nil:
+		if existing {
+			return fmt.Errorf("--restore seeds a new cluster, but the data directory %s already holds Raft state: use an empty directory", cfg.DataDir)
+		}
+		if err := seedFromSnapshot(cfg.Restore, self(cfg), stable, snaps, trans); err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+		s.log.Warn("restored from a snapshot file: this node is a new one-node cluster; add the others with --join",
+			"index", cfg.Restore.Header.Index, "term", cfg.Restore.Header.Term, "masters", len(cfg.Restore.State.GetMasters()))
+	case cfg.Recover:
+		if err := raft.RecoverCluster(rc, fsm.New(), logs, stable, snaps, trans, self(cfg)); err != nil {
+			return fmt.Errorf("recover: %w", err)
+		}
+		s.log.Warn("recovered: this node is now a one-node cluster holding every committed entry; add new nodes with --join, and remove --recover from its command line")
+	}
 	if !existing && len(cfg.Bootstrap) > 0 {
 		if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, raft.Configuration{Servers: cfg.Bootstrap}); err != nil {
 			return fmt.Errorf("bootstrap: %w", err)
@@ -357,7 +386,16 @@ func (s *Server) conn(addr string) (*grpc.ClientConn, error) {
 
 // apply commits a command through Raft on this node, which must be the
 // leader, and waits for it to be applied or for ctx to end.
+//
+// A kind of entry newer than log format 1 is refused (fsm.Error with reason
+// LOG_FORMAT_TOO_OLD) until every voter advertises a format that includes
+// it, so no node meets an entry its binary cannot decode.
 func (s *Server) apply(ctx context.Context, cmd *fsmv1.Command) (uint64, error) {
+	if fsm.FormatOf(cmd) > fsm.Format1 {
+		if err := fsm.CheckFormat(cmd, s.voters()); err != nil {
+			return 0, err
+		}
+	}
 	cmd.ProposedAtUnixNanos = time.Now().UnixNano()
 	data, err := fsm.Encode(cmd)
 	if err != nil {
@@ -398,17 +436,23 @@ var errNoQuorum = errors.New("the cluster did not commit the write in time: no q
 // addresses, so peers can find its gRPC and Sentinel endpoints.
 func (s *Server) registerSelf() {
 	defer s.wg.Done()
-	want := &fsmv1.Node{Id: s.cfg.ID, RaftAddress: s.cfg.RaftAddr, GrpcAddress: s.GRPCAddr(), SentinelAddress: s.cfg.SentinelAddr}
+	want := &fsmv1.Node{Id: s.cfg.ID, RaftAddress: s.cfg.RaftAddr, GrpcAddress: s.GRPCAddr(), SentinelAddress: s.cfg.SentinelAddr,
+		LogFormat: fsm.LogFormat(), Version: s.cfg.Version}
 	delay := 200 * time.Millisecond
 	for {
+		// The log format too: after an upgrade the record must advertise
+		// the new one (a leader still on an older binary drops the field,
+		// so this retries until an upgraded leader records it).
 		if n, ok := s.fsm.Node(s.cfg.ID); ok && n.RaftAddress == want.RaftAddress &&
-			n.GrpcAddress == want.GrpcAddress && n.SentinelAddress == want.SentinelAddress {
+			n.GrpcAddress == want.GrpcAddress && n.SentinelAddress == want.SentinelAddress &&
+			n.LogFormat == want.LogFormat && n.Version == want.Version {
 			return
 		}
 		if s.inConfiguration() {
 			ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 			_, err := onLeader(s, ctx, coordinatorv1.CoordinatorService_Join_FullMethodName, &coordinatorv1.JoinRequest{
 				Id: want.Id, RaftAddress: want.RaftAddress, GrpcAddress: want.GrpcAddress, SentinelAddress: want.SentinelAddress,
+				LogFormat: want.LogFormat, Version: want.Version,
 			}, (&api{s: s}).Join)
 			cancel()
 			if err != nil {
@@ -422,6 +466,36 @@ func (s *Server) registerSelf() {
 		}
 		delay = min(2*delay, 2*time.Second)
 	}
+}
+
+// voters are the voters of the Raft configuration with their membership
+// records, for the log format gate. A configuration that cannot be read
+// gives none, and then only this binary's own format limits what is
+// written; raft refuses the write anyway when this node does not lead.
+func (s *Server) voters() []fsm.Voter {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	var out []fsm.Voter
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage != raft.Voter {
+			continue
+		}
+		v := fsm.Voter{ID: string(srv.ID)}
+		if n, ok := s.fsm.Node(v.ID); ok {
+			v.Node = n
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// FeatureEnabled tells leader-internal code whether every voter
+// understands a kind of entry now: a feature whose entries are refused
+// stays off (and should say so in its log) rather than fail its writes.
+func (s *Server) FeatureEnabled(cmd *fsmv1.Command) error {
+	return fsm.CheckFormat(cmd, s.voters())
 }
 
 func (s *Server) inConfiguration() bool {
@@ -448,6 +522,7 @@ func (s *Server) joinCluster() {
 			ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 			_, err = coordinatorv1.NewCoordinatorServiceClient(conn).Join(ctx, &coordinatorv1.JoinRequest{
 				Id: s.cfg.ID, RaftAddress: s.cfg.RaftAddr, GrpcAddress: s.GRPCAddr(), SentinelAddress: s.cfg.SentinelAddr,
+				LogFormat: fsm.LogFormat(), Version: s.cfg.Version,
 			})
 			cancel()
 		}

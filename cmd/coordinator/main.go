@@ -12,15 +12,62 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/raftinel/raftinel/fsm"
 	"github.com/raftinel/raftinel/probe"
 	"github.com/raftinel/raftinel/server"
 	"github.com/raftinel/raftinel/server/sentinel"
 )
+
+// version is the binary's version, set at link time
+// (-ldflags '-X main.version=v1.2.3'); otherwise the VCS revision the
+// go command stamped, or "dev".
+var version string
+
+func binaryVersion() string {
+	if version != "" {
+		return version
+	}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		rev, dirty := "", false
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if rev != "" && dirty {
+			return rev + "-dirty"
+		}
+		if rev != "" {
+			return rev
+		}
+	}
+	return "dev"
+}
+
+func readSnapshotFile(path string) (*fsm.SnapshotFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	snap, err := fsm.ReadSnapshotFile(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return snap, nil
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stderr))
@@ -36,6 +83,8 @@ type options struct {
 	hookTimeout, hookRetryDelay                   string
 	allowScriptReconfig                           bool
 	hookMaxRetries                                int
+	restore                                       string
+	recover                                       bool
 	sentinelMaxClients, sentinelSubscriberBuffer  int
 	// bootstrapGiven is set when --bootstrap or its environment variable
 	// was given at all, even empty; bootstrapName names the one that was,
@@ -102,6 +151,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	str(&o.hookTimeout, "hook-timeout", "60s", "longest run of one hook (a script is killed, a webhook POST abandoned) before it is retried")
 	str(&o.hookRetryDelay, "hook-retry-delay", "1s", "wait before the first retry of a failed hook run; it doubles with each retry, up to a minute")
 	integer(&o.hookMaxRetries, "hook-max-retries", server.DefaultHookMaxRetries, "retries of a failed hook run before the hook gives up on the event (-script-error, -webhook-error)")
+	str(&o.restore, "restore", "", "seed a NEW one-node cluster from this snapshot file (coordinatorctl snapshot save); refused when --data-dir holds state; other nodes then --join")
+	boolean(&o.recover, "recover", false, "after losing quorum for good: make this node's data directory a one-node cluster keeping every committed entry; refused while an old member reachable over gRPC reports a leader; run it once, then other nodes --join")
 	str(&o.simulateFailure, "simulate-failure", "", "test hook: crash-after-election or crash-after-promotion makes a leader exit with status 99 at that failover step")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: coordinator --id ID --data-dir DIR [--bootstrap LIST | --join ADDR] [flags]\n\n")
@@ -180,7 +231,7 @@ func run(args []string, stderr io.Writer) int {
 		Join: o.join, Logger: logger, SimulateFailure: o.simulateFailure,
 		SentinelAddr: o.sentinelAddr, SentinelPass: o.sentinelPass,
 		SentinelMaxClients: o.sentinelMaxClients, SentinelSubscriberBuffer: o.sentinelSubscriberBuffer,
-		MetricsAddr: o.metricsAddr,
+		MetricsAddr: o.metricsAddr, Version: binaryVersion(),
 	}
 	if cfg.MaxStreamAge, err = time.ParseDuration(o.maxStreamAge); err != nil || cfg.MaxStreamAge <= 0 {
 		return fail(fmt.Errorf("--max-stream-age %q: want a positive duration such as 10m", o.maxStreamAge))
@@ -221,6 +272,12 @@ func run(args []string, stderr io.Writer) int {
 		}
 		if cfg.Bootstrap, err = server.ParseBootstrap(o.bootstrap); err != nil {
 			return fail(fmt.Errorf("--bootstrap: %w", err))
+		}
+	}
+	cfg.Recover = o.recover
+	if o.restore != "" {
+		if cfg.Restore, err = readSnapshotFile(o.restore); err != nil {
+			return fail(fmt.Errorf("--restore: %w", err))
 		}
 	}
 	if err := cfg.Validate(); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 )
@@ -105,5 +106,43 @@ func TestPingPeriodFlag(t *testing.T) {
 	if code := run([]string{"--help"}, &stderr); code != 0 || !strings.Contains(stderr.String(), "COORDINATOR_PING_PERIOD") ||
 		!strings.Contains(stderr.String(), "down-after/10") {
 		t.Errorf("--help: exit %d, no ping-period with its variable in %q", code, stderr.String())
+	}
+}
+
+func TestRestoreAndRecoverFlags(t *testing.T) {
+	dir := t.TempDir()
+	base := []string{"--id", "n1", "--data-dir", dir + "/data", "--raft-addr", "127.0.0.1:7001", "--sentinel-addr", "127.0.0.1:0"}
+	missing := dir + "/none.snap"
+	junk := dir + "/junk.snap"
+	if err := os.WriteFile(junk, []byte("not a snapshot\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{args: []string{"--restore", missing}, want: "--restore: open " + missing},
+		{args: []string{"--restore", junk}, want: "not a Raftinel snapshot file"},
+		{args: []string{"--recover", "--join", "127.0.0.1:7100"}, want: "--restore and --recover start a one-node cluster"},
+		{args: []string{"--recover", "--bootstrap", "n1=127.0.0.1:7001"}, want: "leave out --bootstrap and --join"},
+		{args: []string{"--recover"}, want: "holds no Raft state"},
+		{env: map[string]string{"COORDINATOR_RECOVER": "maybe"}, want: `COORDINATOR_RECOVER="maybe": want true or false`},
+	} {
+		for k, v := range tc.env {
+			t.Setenv(k, v)
+		}
+		var stderr bytes.Buffer
+		if code := run(append(base, tc.args...), &stderr); code == 0 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v %v: exit %d, stderr %q; want a failure with %q", tc.args, tc.env, code, stderr.String(), tc.want)
+		}
+		for k := range tc.env {
+			os.Unsetenv(k)
+		}
+	}
+	var stderr bytes.Buffer
+	if code := run([]string{"--help"}, &stderr); code != 0 || !strings.Contains(stderr.String(), "COORDINATOR_RESTORE") ||
+		!strings.Contains(stderr.String(), "COORDINATOR_RECOVER") {
+		t.Errorf("--help: exit %d, no --restore or --recover with their variables in %q", code, stderr.String())
 	}
 }

@@ -80,24 +80,47 @@ func renderStatus(w io.Writer, resp *coordinatorv1.StatusResponse) error {
 	for _, n := range resp.GetNodes() {
 		withErr = withErr || n.GetError() != ""
 	}
-	header := []string{"ID", "STATE", "LEADER", "TERM", "LAST", "APPLIED", "VOTER", "RAFT", "GRPC"}
+	header := []string{"ID", "STATE", "LEADER", "TERM", "LAST", "APPLIED", "VOTER", "FORMAT", "VERSION", "RAFT", "GRPC"}
 	if withErr {
 		header = append(header, "ERROR")
 	}
 	t := newTable(w, header...)
 	for _, n := range resp.GetNodes() {
+		format := u64(uint64(max(n.GetLogFormat(), 1))) // a node from before formats understands format 1
 		row := []string{n.GetId(), n.GetState(), n.GetLeaderId(), u64(n.GetTerm()), u64(n.GetLastIndex()),
-			u64(n.GetAppliedIndex()), yesNo(n.GetVoter()), n.GetRaftAddress(), n.GetGrpcAddress()}
+			u64(n.GetAppliedIndex()), yesNo(n.GetVoter()), format, n.GetVersion(), n.GetRaftAddress(), n.GetGrpcAddress()}
 		if n.GetState() == "unreachable" {
 			// Its numbers are not known, and zeros would look like a fact.
-			row[2], row[3], row[4], row[5] = "", "", "", ""
+			row[2], row[3], row[4], row[5], row[7], row[8] = "", "", "", "", "", ""
 		}
 		if withErr {
 			row = append(row, oneLine(n.GetError()))
 		}
 		t.row(row...)
 	}
-	return t.flush()
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if resp.GetClusterLogFormat() == 0 {
+		return nil // a node from before log formats answered
+	}
+	var on, off []string
+	for _, f := range resp.GetFeatures() {
+		name := fmt.Sprintf("%s (format %d)", f.GetKind(), f.GetFormat())
+		if f.GetEnabled() {
+			on = append(on, name)
+		} else {
+			off = append(off, name)
+		}
+	}
+	_, err := fmt.Fprintf(w, "\nlog format in use: %d (the newest every voter understands)\n", resp.GetClusterLogFormat())
+	if err == nil && len(on) > 0 {
+		_, err = fmt.Fprintf(w, "features on: %s\n", strings.Join(on, ", "))
+	}
+	if err == nil && len(off) > 0 {
+		_, err = fmt.Fprintf(w, "features off until every voter is upgraded: %s\n", strings.Join(off, ", "))
+	}
+	return err
 }
 
 func renderMembers(w io.Writer, resp *coordinatorv1.ListMembersResponse) error {

@@ -37,25 +37,38 @@ func checkRender(t *testing.T, name string, err error, got *bytes.Buffer, want s
 
 func TestRenderStatus(t *testing.T) {
 	resp := &coordinatorv1.StatusResponse{Nodes: []*coordinatorv1.NodeStatus{
-		{Id: "n1", RaftAddress: "127.0.0.1:7001", GrpcAddress: "127.0.0.1:7101", Voter: true, State: "leader", LeaderId: "n1", Term: 3, LastIndex: 12, AppliedIndex: 12},
+		{Id: "n1", RaftAddress: "127.0.0.1:7001", GrpcAddress: "127.0.0.1:7101", Voter: true, State: "leader", LeaderId: "n1", Term: 3, LastIndex: 12, AppliedIndex: 12, LogFormat: 2, Version: "v2"},
 		{Id: "n2", RaftAddress: "127.0.0.1:7002", GrpcAddress: "127.0.0.1:7102", Voter: true, State: "follower", LeaderId: "n1", Term: 3, LastIndex: 12, AppliedIndex: 11},
 		{Id: "n3", RaftAddress: "127.0.0.1:7003", GrpcAddress: "127.0.0.1:7103", Voter: true, State: "unreachable", Error: "connection\nrefused"},
 	}}
 	var buf bytes.Buffer
 	err := renderStatus(&buf, resp)
 	checkRender(t, "status", err, &buf, ""+
-		"ID  STATE        LEADER  TERM  LAST  APPLIED  VOTER  RAFT            GRPC            ERROR\n"+
-		"n1  leader       n1      3     12    12       yes    127.0.0.1:7001  127.0.0.1:7101  -\n"+
-		"n2  follower     n1      3     12    11       yes    127.0.0.1:7002  127.0.0.1:7102  -\n"+
-		"n3  unreachable  -       -     -     -        yes    127.0.0.1:7003  127.0.0.1:7103  connection refused\n")
+		"ID  STATE        LEADER  TERM  LAST  APPLIED  VOTER  FORMAT  VERSION  RAFT            GRPC            ERROR\n"+
+		"n1  leader       n1      3     12    12       yes    2       v2       127.0.0.1:7001  127.0.0.1:7101  -\n"+
+		"n2  follower     n1      3     12    11       yes    1       -        127.0.0.1:7002  127.0.0.1:7102  -\n"+
+		"n3  unreachable  -       -     -     -        yes    -       -        127.0.0.1:7003  127.0.0.1:7103  connection refused\n")
 
-	// Without any error the column is left out.
+	// Without any error the column is left out; the formats follow.
 	buf.Reset()
 	resp.Nodes = resp.Nodes[:1]
+	resp.ClusterLogFormat = 1
+	resp.Features = []*coordinatorv1.LogFeature{{Kind: "format_probe", Format: 2}}
 	err = renderStatus(&buf, resp)
 	checkRender(t, "status without errors", err, &buf, ""+
-		"ID  STATE   LEADER  TERM  LAST  APPLIED  VOTER  RAFT            GRPC\n"+
-		"n1  leader  n1      3     12    12       yes    127.0.0.1:7001  127.0.0.1:7101\n")
+		"ID  STATE   LEADER  TERM  LAST  APPLIED  VOTER  FORMAT  VERSION  RAFT            GRPC\n"+
+		"n1  leader  n1      3     12    12       yes    2       v2       127.0.0.1:7001  127.0.0.1:7101\n"+
+		"\nlog format in use: 1 (the newest every voter understands)\n"+
+		"features off until every voter is upgraded: format_probe (format 2)\n")
+	buf.Reset()
+	resp.ClusterLogFormat = 2
+	resp.Features[0].Enabled = true
+	err = renderStatus(&buf, resp)
+	checkRender(t, "status, format 2", err, &buf, ""+
+		"ID  STATE   LEADER  TERM  LAST  APPLIED  VOTER  FORMAT  VERSION  RAFT            GRPC\n"+
+		"n1  leader  n1      3     12    12       yes    2       v2       127.0.0.1:7001  127.0.0.1:7101\n"+
+		"\nlog format in use: 2 (the newest every voter understands)\n"+
+		"features on: format_probe (format 2)\n")
 }
 
 func TestRenderMembers(t *testing.T) {

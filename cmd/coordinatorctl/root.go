@@ -111,7 +111,7 @@ Exit codes: 0 success, 1 failure (no node reachable, no quorum, timeout),
 	pf.Var(&a.timeout, "timeout", "deadline of each call to the cluster, across all addresses tried")
 
 	root.AddGroup(&cobra.Group{ID: "cluster", Title: "Cluster:"}, &cobra.Group{ID: "masters", Title: "Monitored masters:"})
-	for _, c := range []*cobra.Command{statusCmd(a), membersCmd(a), removeNodeCmd(a), transferLeadershipCmd(a)} {
+	for _, c := range []*cobra.Command{statusCmd(a), membersCmd(a), removeNodeCmd(a), transferLeadershipCmd(a), checkFormatCmd(a), snapshotCmd(a)} {
 		c.GroupID = "cluster"
 		root.AddCommand(c)
 	}

@@ -120,10 +120,15 @@ func (x *StatusRequest) GetLocalOnly() bool {
 }
 
 type StatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Nodes         []*NodeStatus          `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Nodes []*NodeStatus          `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// The newest log format every voter understands, by their membership
+	// records, and the kinds of entries newer than format 1 with whether the
+	// cluster writes them now.
+	ClusterLogFormat uint32        `protobuf:"varint,130,opt,name=cluster_log_format,json=clusterLogFormat,proto3" json:"cluster_log_format,omitempty"`
+	Features         []*LogFeature `protobuf:"bytes,131,rep,name=features,proto3" json:"features,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -163,6 +168,83 @@ func (x *StatusResponse) GetNodes() []*NodeStatus {
 	return nil
 }
 
+func (x *StatusResponse) GetClusterLogFormat() uint32 {
+	if x != nil {
+		return x.ClusterLogFormat
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetFeatures() []*LogFeature {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+// LogFeature is one kind of log entry introduced after log format 1.
+type LogFeature struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Command kind, as in coordinator/fsm/v1 ("format_probe").
+	Kind   string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Format uint32 `protobuf:"varint,2,opt,name=format,proto3" json:"format,omitempty"`
+	// Every voter advertises a format that includes it.
+	Enabled       bool `protobuf:"varint,3,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogFeature) Reset() {
+	*x = LogFeature{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogFeature) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogFeature) ProtoMessage() {}
+
+func (x *LogFeature) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogFeature.ProtoReflect.Descriptor instead.
+func (*LogFeature) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *LogFeature) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *LogFeature) GetFormat() uint32 {
+	if x != nil {
+		return x.Format
+	}
+	return 0
+}
+
+func (x *LogFeature) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
 // NodeStatus is one node's own view of itself.
 type NodeStatus struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -179,14 +261,18 @@ type NodeStatus struct {
 	LastIndex    uint64 `protobuf:"varint,9,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
 	AppliedIndex uint64 `protobuf:"varint,10,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	// Set when the node did not answer the status request.
-	Error         string `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
+	// The newest log format the node's binary understands.
+	LogFormat uint32 `protobuf:"varint,130,opt,name=log_format,json=logFormat,proto3" json:"log_format,omitempty"`
+	// The node's binary version.
+	Version       string `protobuf:"bytes,131,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[3]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -198,7 +284,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[3]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -211,7 +297,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{3}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *NodeStatus) GetId() string {
@@ -291,6 +377,20 @@ func (x *NodeStatus) GetError() string {
 	return ""
 }
 
+func (x *NodeStatus) GetLogFormat() uint32 {
+	if x != nil {
+		return x.LogFormat
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
 type ListMembersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -299,7 +399,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[4]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -311,7 +411,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[4]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -324,7 +424,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{4}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{5}
 }
 
 type ListMembersResponse struct {
@@ -337,7 +437,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[5]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -349,7 +449,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[5]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -362,7 +462,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{5}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListMembersResponse) GetMembers() []*Member {
@@ -393,7 +493,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[6]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -405,7 +505,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[6]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -418,7 +518,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{6}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Member) GetId() string {
@@ -462,13 +562,16 @@ type JoinRequest struct {
 	RaftAddress     string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
 	GrpcAddress     string                 `protobuf:"bytes,3,opt,name=grpc_address,json=grpcAddress,proto3" json:"grpc_address,omitempty"`
 	SentinelAddress string                 `protobuf:"bytes,4,opt,name=sentinel_address,json=sentinelAddress,proto3" json:"sentinel_address,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The newest log format the node's binary understands (0: format 1).
+	LogFormat     uint32 `protobuf:"varint,130,opt,name=log_format,json=logFormat,proto3" json:"log_format,omitempty"`
+	Version       string `protobuf:"bytes,131,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[7]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -480,7 +583,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[7]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -493,7 +596,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{7}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *JoinRequest) GetId() string {
@@ -524,6 +627,20 @@ func (x *JoinRequest) GetSentinelAddress() string {
 	return ""
 }
 
+func (x *JoinRequest) GetLogFormat() uint32 {
+	if x != nil {
+		return x.LogFormat
+	}
+	return 0
+}
+
+func (x *JoinRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
 type JoinResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
@@ -533,7 +650,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[8]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -545,7 +662,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[8]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -558,7 +675,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{8}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *JoinResponse) GetIndex() uint64 {
@@ -577,7 +694,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[9]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -589,7 +706,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[9]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -602,7 +719,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{9}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RemoveNodeRequest) GetId() string {
@@ -621,7 +738,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[10]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -633,7 +750,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[10]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -646,7 +763,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{10}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RemoveNodeResponse) GetIndex() uint64 {
@@ -688,7 +805,7 @@ type MasterSettings struct {
 
 func (x *MasterSettings) Reset() {
 	*x = MasterSettings{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[11]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -700,7 +817,7 @@ func (x *MasterSettings) String() string {
 func (*MasterSettings) ProtoMessage() {}
 
 func (x *MasterSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[11]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -713,7 +830,7 @@ func (x *MasterSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterSettings.ProtoReflect.Descriptor instead.
 func (*MasterSettings) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{11}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MasterSettings) GetQuorum() uint32 {
@@ -821,7 +938,7 @@ type Master struct {
 
 func (x *Master) Reset() {
 	*x = Master{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[12]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +950,7 @@ func (x *Master) String() string {
 func (*Master) ProtoMessage() {}
 
 func (x *Master) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[12]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +963,7 @@ func (x *Master) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Master.ProtoReflect.Descriptor instead.
 func (*Master) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{12}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Master) GetName() string {
@@ -889,7 +1006,7 @@ type MonitorRequest struct {
 
 func (x *MonitorRequest) Reset() {
 	*x = MonitorRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[13]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -901,7 +1018,7 @@ func (x *MonitorRequest) String() string {
 func (*MonitorRequest) ProtoMessage() {}
 
 func (x *MonitorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[13]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -914,7 +1031,7 @@ func (x *MonitorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MonitorRequest.ProtoReflect.Descriptor instead.
 func (*MonitorRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{13}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MonitorRequest) GetName() string {
@@ -947,7 +1064,7 @@ type MonitorResponse struct {
 
 func (x *MonitorResponse) Reset() {
 	*x = MonitorResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[14]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -959,7 +1076,7 @@ func (x *MonitorResponse) String() string {
 func (*MonitorResponse) ProtoMessage() {}
 
 func (x *MonitorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[14]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -972,7 +1089,7 @@ func (x *MonitorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MonitorResponse.ProtoReflect.Descriptor instead.
 func (*MonitorResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{14}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MonitorResponse) GetIndex() uint64 {
@@ -991,7 +1108,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[15]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +1120,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[15]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +1133,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{15}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RemoveRequest) GetName() string {
@@ -1035,7 +1152,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[16]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1047,7 +1164,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[16]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1060,7 +1177,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{16}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RemoveResponse) GetIndex() uint64 {
@@ -1081,7 +1198,7 @@ type Option struct {
 
 func (x *Option) Reset() {
 	*x = Option{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[17]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1210,7 @@ func (x *Option) String() string {
 func (*Option) ProtoMessage() {}
 
 func (x *Option) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[17]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1223,7 @@ func (x *Option) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Option.ProtoReflect.Descriptor instead.
 func (*Option) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{17}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Option) GetKey() string {
@@ -1133,7 +1250,7 @@ type SetRequest struct {
 
 func (x *SetRequest) Reset() {
 	*x = SetRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[18]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1262,7 @@ func (x *SetRequest) String() string {
 func (*SetRequest) ProtoMessage() {}
 
 func (x *SetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[18]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1275,7 @@ func (x *SetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRequest.ProtoReflect.Descriptor instead.
 func (*SetRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{18}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SetRequest) GetName() string {
@@ -1184,7 +1301,7 @@ type SetResponse struct {
 
 func (x *SetResponse) Reset() {
 	*x = SetResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[19]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1313,7 @@ func (x *SetResponse) String() string {
 func (*SetResponse) ProtoMessage() {}
 
 func (x *SetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[19]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1326,7 @@ func (x *SetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetResponse.ProtoReflect.Descriptor instead.
 func (*SetResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{19}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SetResponse) GetIndex() uint64 {
@@ -1228,7 +1345,7 @@ type ResetRequest struct {
 
 func (x *ResetRequest) Reset() {
 	*x = ResetRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[20]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1357,7 @@ func (x *ResetRequest) String() string {
 func (*ResetRequest) ProtoMessage() {}
 
 func (x *ResetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[20]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1370,7 @@ func (x *ResetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetRequest.ProtoReflect.Descriptor instead.
 func (*ResetRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{20}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ResetRequest) GetName() string {
@@ -1272,7 +1389,7 @@ type ResetResponse struct {
 
 func (x *ResetResponse) Reset() {
 	*x = ResetResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[21]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1401,7 @@ func (x *ResetResponse) String() string {
 func (*ResetResponse) ProtoMessage() {}
 
 func (x *ResetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[21]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1414,7 @@ func (x *ResetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetResponse.ProtoReflect.Descriptor instead.
 func (*ResetResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{21}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ResetResponse) GetIndex() uint64 {
@@ -1316,7 +1433,7 @@ type ListMastersRequest struct {
 
 func (x *ListMastersRequest) Reset() {
 	*x = ListMastersRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[22]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1328,7 +1445,7 @@ func (x *ListMastersRequest) String() string {
 func (*ListMastersRequest) ProtoMessage() {}
 
 func (x *ListMastersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[22]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1341,7 +1458,7 @@ func (x *ListMastersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMastersRequest.ProtoReflect.Descriptor instead.
 func (*ListMastersRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{22}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListMastersRequest) GetConsistency() *ReadConsistency {
@@ -1362,7 +1479,7 @@ type ListMastersResponse struct {
 
 func (x *ListMastersResponse) Reset() {
 	*x = ListMastersResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[23]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1491,7 @@ func (x *ListMastersResponse) String() string {
 func (*ListMastersResponse) ProtoMessage() {}
 
 func (x *ListMastersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[23]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1504,7 @@ func (x *ListMastersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMastersResponse.ProtoReflect.Descriptor instead.
 func (*ListMastersResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{23}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListMastersResponse) GetMasters() []*Master {
@@ -1414,7 +1531,7 @@ type GetMasterRequest struct {
 
 func (x *GetMasterRequest) Reset() {
 	*x = GetMasterRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[24]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1426,7 +1543,7 @@ func (x *GetMasterRequest) String() string {
 func (*GetMasterRequest) ProtoMessage() {}
 
 func (x *GetMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[24]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1439,7 +1556,7 @@ func (x *GetMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterRequest.ProtoReflect.Descriptor instead.
 func (*GetMasterRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{24}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetMasterRequest) GetName() string {
@@ -1466,7 +1583,7 @@ type GetMasterResponse struct {
 
 func (x *GetMasterResponse) Reset() {
 	*x = GetMasterResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[25]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1478,7 +1595,7 @@ func (x *GetMasterResponse) String() string {
 func (*GetMasterResponse) ProtoMessage() {}
 
 func (x *GetMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[25]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1491,7 +1608,7 @@ func (x *GetMasterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterResponse.ProtoReflect.Descriptor instead.
 func (*GetMasterResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{25}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetMasterResponse) GetMaster() *Master {
@@ -1518,7 +1635,7 @@ type GetMasterDetailRequest struct {
 
 func (x *GetMasterDetailRequest) Reset() {
 	*x = GetMasterDetailRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[26]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1530,7 +1647,7 @@ func (x *GetMasterDetailRequest) String() string {
 func (*GetMasterDetailRequest) ProtoMessage() {}
 
 func (x *GetMasterDetailRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[26]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1543,7 +1660,7 @@ func (x *GetMasterDetailRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterDetailRequest.ProtoReflect.Descriptor instead.
 func (*GetMasterDetailRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{26}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetMasterDetailRequest) GetName() string {
@@ -1570,7 +1687,7 @@ type GetMasterDetailResponse struct {
 
 func (x *GetMasterDetailResponse) Reset() {
 	*x = GetMasterDetailResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[27]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1582,7 +1699,7 @@ func (x *GetMasterDetailResponse) String() string {
 func (*GetMasterDetailResponse) ProtoMessage() {}
 
 func (x *GetMasterDetailResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[27]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1595,7 +1712,7 @@ func (x *GetMasterDetailResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterDetailResponse.ProtoReflect.Descriptor instead.
 func (*GetMasterDetailResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{27}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetMasterDetailResponse) GetDetail() *MasterDetail {
@@ -1636,7 +1753,7 @@ type MasterDetail struct {
 
 func (x *MasterDetail) Reset() {
 	*x = MasterDetail{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[28]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1765,7 @@ func (x *MasterDetail) String() string {
 func (*MasterDetail) ProtoMessage() {}
 
 func (x *MasterDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[28]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1778,7 @@ func (x *MasterDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterDetail.ProtoReflect.Descriptor instead.
 func (*MasterDetail) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{28}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MasterDetail) GetMaster() *Master {
@@ -1759,7 +1876,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[29]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1771,7 +1888,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[29]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1784,7 +1901,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{29}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Replica) GetAddress() string {
@@ -1891,7 +2008,7 @@ type Vote struct {
 
 func (x *Vote) Reset() {
 	*x = Vote{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[30]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1903,7 +2020,7 @@ func (x *Vote) String() string {
 func (*Vote) ProtoMessage() {}
 
 func (x *Vote) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[30]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1916,7 +2033,7 @@ func (x *Vote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vote.ProtoReflect.Descriptor instead.
 func (*Vote) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{30}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Vote) GetNodeId() string {
@@ -1972,7 +2089,7 @@ type FailoverJournal struct {
 
 func (x *FailoverJournal) Reset() {
 	*x = FailoverJournal{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[31]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1984,7 +2101,7 @@ func (x *FailoverJournal) String() string {
 func (*FailoverJournal) ProtoMessage() {}
 
 func (x *FailoverJournal) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[31]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1997,7 +2114,7 @@ func (x *FailoverJournal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverJournal.ProtoReflect.Descriptor instead.
 func (*FailoverJournal) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{31}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *FailoverJournal) GetPhase() string {
@@ -2089,7 +2206,7 @@ type ReplicaReconf struct {
 
 func (x *ReplicaReconf) Reset() {
 	*x = ReplicaReconf{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[32]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2101,7 +2218,7 @@ func (x *ReplicaReconf) String() string {
 func (*ReplicaReconf) ProtoMessage() {}
 
 func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[32]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2114,7 +2231,7 @@ func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReconf.ProtoReflect.Descriptor instead.
 func (*ReplicaReconf) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{32}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ReplicaReconf) GetAddress() string {
@@ -2149,7 +2266,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[33]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2161,7 +2278,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[33]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2174,7 +2291,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{33}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Rejection) GetAddress() string {
@@ -2209,7 +2326,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[34]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2221,7 +2338,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[34]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2234,7 +2351,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{34}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -2309,7 +2426,7 @@ type FailoverRequest struct {
 
 func (x *FailoverRequest) Reset() {
 	*x = FailoverRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[35]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2321,7 +2438,7 @@ func (x *FailoverRequest) String() string {
 func (*FailoverRequest) ProtoMessage() {}
 
 func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[35]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2334,7 +2451,7 @@ func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverRequest.ProtoReflect.Descriptor instead.
 func (*FailoverRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{35}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *FailoverRequest) GetName() string {
@@ -2387,7 +2504,7 @@ type FailoverResponse struct {
 
 func (x *FailoverResponse) Reset() {
 	*x = FailoverResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[36]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2399,7 +2516,7 @@ func (x *FailoverResponse) String() string {
 func (*FailoverResponse) ProtoMessage() {}
 
 func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[36]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2412,7 +2529,7 @@ func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverResponse.ProtoReflect.Descriptor instead.
 func (*FailoverResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{36}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *FailoverResponse) GetOutcome() *FailoverOutcome {
@@ -2463,7 +2580,7 @@ type FailoverOutcome struct {
 
 func (x *FailoverOutcome) Reset() {
 	*x = FailoverOutcome{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[37]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2475,7 +2592,7 @@ func (x *FailoverOutcome) String() string {
 func (*FailoverOutcome) ProtoMessage() {}
 
 func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[37]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2488,7 +2605,7 @@ func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverOutcome.ProtoReflect.Descriptor instead.
 func (*FailoverOutcome) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{37}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *FailoverOutcome) GetReason() string {
@@ -2588,7 +2705,7 @@ type WatchMasterRequest struct {
 
 func (x *WatchMasterRequest) Reset() {
 	*x = WatchMasterRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[38]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2600,7 +2717,7 @@ func (x *WatchMasterRequest) String() string {
 func (*WatchMasterRequest) ProtoMessage() {}
 
 func (x *WatchMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[38]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2613,7 +2730,7 @@ func (x *WatchMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchMasterRequest.ProtoReflect.Descriptor instead.
 func (*WatchMasterRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{38}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *WatchMasterRequest) GetName() string {
@@ -2652,7 +2769,7 @@ type WatchMasterResponse struct {
 
 func (x *WatchMasterResponse) Reset() {
 	*x = WatchMasterResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[39]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2664,7 +2781,7 @@ func (x *WatchMasterResponse) String() string {
 func (*WatchMasterResponse) ProtoMessage() {}
 
 func (x *WatchMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[39]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2677,7 +2794,7 @@ func (x *WatchMasterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchMasterResponse.ProtoReflect.Descriptor instead.
 func (*WatchMasterResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{39}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *WatchMasterResponse) GetName() string {
@@ -2724,7 +2841,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[40]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2736,7 +2853,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[40]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2749,7 +2866,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{40}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *WatchEventsRequest) GetMaster() string {
@@ -2783,7 +2900,7 @@ type WatchEventsResponse struct {
 
 func (x *WatchEventsResponse) Reset() {
 	*x = WatchEventsResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[41]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2795,7 +2912,7 @@ func (x *WatchEventsResponse) String() string {
 func (*WatchEventsResponse) ProtoMessage() {}
 
 func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[41]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2808,7 +2925,7 @@ func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{41}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *WatchEventsResponse) GetEvent() *Event {
@@ -2829,7 +2946,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[42]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2841,7 +2958,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[42]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2854,7 +2971,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{42}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *TransferLeadershipRequest) GetId() string {
@@ -2876,7 +2993,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[43]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2888,7 +3005,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[43]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2901,7 +3018,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{43}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *TransferLeadershipResponse) GetPreviousLeaderId() string {
@@ -2918,6 +3035,243 @@ func (x *TransferLeadershipResponse) GetLeaderId() string {
 	return ""
 }
 
+type CheckLogFormatRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Format        uint32                 `protobuf:"varint,1,opt,name=format,proto3" json:"format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckLogFormatRequest) Reset() {
+	*x = CheckLogFormatRequest{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckLogFormatRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckLogFormatRequest) ProtoMessage() {}
+
+func (x *CheckLogFormatRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckLogFormatRequest.ProtoReflect.Descriptor instead.
+func (*CheckLogFormatRequest) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *CheckLogFormatRequest) GetFormat() uint32 {
+	if x != nil {
+		return x.Format
+	}
+	return 0
+}
+
+type CheckLogFormatResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Format        uint32                 `protobuf:"varint,2,opt,name=format,proto3" json:"format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckLogFormatResponse) Reset() {
+	*x = CheckLogFormatResponse{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckLogFormatResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckLogFormatResponse) ProtoMessage() {}
+
+func (x *CheckLogFormatResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckLogFormatResponse.ProtoReflect.Descriptor instead.
+func (*CheckLogFormatResponse) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *CheckLogFormatResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *CheckLogFormatResponse) GetFormat() uint32 {
+	if x != nil {
+		return x.Format
+	}
+	return 0
+}
+
+type SnapshotSaveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotSaveRequest) Reset() {
+	*x = SnapshotSaveRequest{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotSaveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotSaveRequest) ProtoMessage() {}
+
+func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotSaveRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotSaveRequest) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{47}
+}
+
+type SnapshotSaveResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Raft index and term of the last entry the state reflects.
+	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Term  uint64 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	// coordinator.fsm.v1.State in protobuf's binary encoding.
+	State []byte `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	// SHA-256 of state.
+	Sha256 []byte `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// The leader that took it, and when (its clock).
+	LeaderId         string `protobuf:"bytes,5,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	TakenAtUnixNanos int64  `protobuf:"varint,6,opt,name=taken_at_unix_nanos,json=takenAtUnixNanos,proto3" json:"taken_at_unix_nanos,omitempty"`
+	// The newest log format the leader's binary understands.
+	LogFormat     uint32 `protobuf:"varint,7,opt,name=log_format,json=logFormat,proto3" json:"log_format,omitempty"`
+	Version       string `protobuf:"bytes,8,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotSaveResponse) Reset() {
+	*x = SnapshotSaveResponse{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotSaveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotSaveResponse) ProtoMessage() {}
+
+func (x *SnapshotSaveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotSaveResponse.ProtoReflect.Descriptor instead.
+func (*SnapshotSaveResponse) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *SnapshotSaveResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SnapshotSaveResponse) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *SnapshotSaveResponse) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *SnapshotSaveResponse) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+func (x *SnapshotSaveResponse) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+func (x *SnapshotSaveResponse) GetTakenAtUnixNanos() int64 {
+	if x != nil {
+		return x.TakenAtUnixNanos
+	}
+	return 0
+}
+
+func (x *SnapshotSaveResponse) GetLogFormat() uint32 {
+	if x != nil {
+		return x.LogFormat
+	}
+	return 0
+}
+
+func (x *SnapshotSaveResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
 var File_coordinator_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_coordinator_v1_coordinator_proto_rawDesc = "" +
@@ -2927,9 +3281,16 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\tmin_index\x18\x01 \x01(\x04R\bminIndex\".\n" +
 	"\rStatusRequest\x12\x1d\n" +
 	"\n" +
-	"local_only\x18\x01 \x01(\bR\tlocalOnly\"B\n" +
+	"local_only\x18\x01 \x01(\bR\tlocalOnly\"\xaa\x01\n" +
 	"\x0eStatusResponse\x120\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x1a.coordinator.v1.NodeStatusR\x05nodes\"\xc4\x02\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x1a.coordinator.v1.NodeStatusR\x05nodes\x12-\n" +
+	"\x12cluster_log_format\x18\x82\x01 \x01(\rR\x10clusterLogFormat\x127\n" +
+	"\bfeatures\x18\x83\x01 \x03(\v2\x1a.coordinator.v1.LogFeatureR\bfeatures\"R\n" +
+	"\n" +
+	"LogFeature\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06format\x18\x02 \x01(\rR\x06format\x12\x18\n" +
+	"\aenabled\x18\x03 \x01(\bR\aenabled\"\xff\x02\n" +
 	"\n" +
 	"NodeStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
@@ -2944,7 +3305,10 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"last_index\x18\t \x01(\x04R\tlastIndex\x12#\n" +
 	"\rapplied_index\x18\n" +
 	" \x01(\x04R\fappliedIndex\x12\x14\n" +
-	"\x05error\x18\v \x01(\tR\x05error\"\x14\n" +
+	"\x05error\x18\v \x01(\tR\x05error\x12\x1e\n" +
+	"\n" +
+	"log_format\x18\x82\x01 \x01(\rR\tlogFormat\x12\x19\n" +
+	"\aversion\x18\x83\x01 \x01(\tR\aversion\"\x14\n" +
 	"\x12ListMembersRequest\"d\n" +
 	"\x13ListMembersResponse\x120\n" +
 	"\amembers\x18\x01 \x03(\v2\x16.coordinator.v1.MemberR\amembers\x12\x1b\n" +
@@ -2954,12 +3318,15 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12!\n" +
 	"\fgrpc_address\x18\x03 \x01(\tR\vgrpcAddress\x12)\n" +
 	"\x10sentinel_address\x18\x04 \x01(\tR\x0fsentinelAddress\x12\x14\n" +
-	"\x05voter\x18\x05 \x01(\bR\x05voter\"\x8e\x01\n" +
+	"\x05voter\x18\x05 \x01(\bR\x05voter\"\xc9\x01\n" +
 	"\vJoinRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12!\n" +
 	"\fgrpc_address\x18\x03 \x01(\tR\vgrpcAddress\x12)\n" +
-	"\x10sentinel_address\x18\x04 \x01(\tR\x0fsentinelAddress\"$\n" +
+	"\x10sentinel_address\x18\x04 \x01(\tR\x0fsentinelAddress\x12\x1e\n" +
+	"\n" +
+	"log_format\x18\x82\x01 \x01(\rR\tlogFormat\x12\x19\n" +
+	"\aversion\x18\x83\x01 \x01(\tR\aversion\"$\n" +
 	"\fJoinResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"#\n" +
 	"\x11RemoveNodeRequest\x12\x0e\n" +
@@ -3139,7 +3506,23 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"g\n" +
 	"\x1aTransferLeadershipResponse\x12,\n" +
 	"\x12previous_leader_id\x18\x01 \x01(\tR\x10previousLeaderId\x12\x1b\n" +
-	"\tleader_id\x18\x02 \x01(\tR\bleaderId2\xe6\t\n" +
+	"\tleader_id\x18\x02 \x01(\tR\bleaderId\"/\n" +
+	"\x15CheckLogFormatRequest\x12\x16\n" +
+	"\x06format\x18\x01 \x01(\rR\x06format\"F\n" +
+	"\x16CheckLogFormatResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x16\n" +
+	"\x06format\x18\x02 \x01(\rR\x06format\"\x15\n" +
+	"\x13SnapshotSaveRequest\"\xf3\x01\n" +
+	"\x14SnapshotSaveResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\fR\x05state\x12\x16\n" +
+	"\x06sha256\x18\x04 \x01(\fR\x06sha256\x12\x1b\n" +
+	"\tleader_id\x18\x05 \x01(\tR\bleaderId\x12-\n" +
+	"\x13taken_at_unix_nanos\x18\x06 \x01(\x03R\x10takenAtUnixNanos\x12\x1d\n" +
+	"\n" +
+	"log_format\x18\a \x01(\rR\tlogFormat\x12\x18\n" +
+	"\aversion\x18\b \x01(\tR\aversion2\xa2\v\n" +
 	"\x12CoordinatorService\x12G\n" +
 	"\x06Status\x12\x1d.coordinator.v1.StatusRequest\x1a\x1e.coordinator.v1.StatusResponse\x12V\n" +
 	"\vListMembers\x12\".coordinator.v1.ListMembersRequest\x1a#.coordinator.v1.ListMembersResponse\x12A\n" +
@@ -3156,7 +3539,9 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\bFailover\x12\x1f.coordinator.v1.FailoverRequest\x1a .coordinator.v1.FailoverResponse\x12X\n" +
 	"\vWatchMaster\x12\".coordinator.v1.WatchMasterRequest\x1a#.coordinator.v1.WatchMasterResponse0\x01\x12X\n" +
 	"\vWatchEvents\x12\".coordinator.v1.WatchEventsRequest\x1a#.coordinator.v1.WatchEventsResponse0\x01\x12k\n" +
-	"\x12TransferLeadership\x12).coordinator.v1.TransferLeadershipRequest\x1a*.coordinator.v1.TransferLeadershipResponseBEZCgithub.com/raftinel/raftinel/proto/gen/coordinator/v1;coordinatorv1b\x06proto3"
+	"\x12TransferLeadership\x12).coordinator.v1.TransferLeadershipRequest\x1a*.coordinator.v1.TransferLeadershipResponse\x12_\n" +
+	"\x0eCheckLogFormat\x12%.coordinator.v1.CheckLogFormatRequest\x1a&.coordinator.v1.CheckLogFormatResponse\x12Y\n" +
+	"\fSnapshotSave\x12#.coordinator.v1.SnapshotSaveRequest\x1a$.coordinator.v1.SnapshotSaveResponseBEZCgithub.com/raftinel/raftinel/proto/gen/coordinator/v1;coordinatorv1b\x06proto3"
 
 var (
 	file_coordinator_v1_coordinator_proto_rawDescOnce sync.Once
@@ -3170,129 +3555,139 @@ func file_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 	return file_coordinator_v1_coordinator_proto_rawDescData
 }
 
-var file_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_coordinator_v1_coordinator_proto_goTypes = []any{
 	(*ReadConsistency)(nil),            // 0: coordinator.v1.ReadConsistency
 	(*StatusRequest)(nil),              // 1: coordinator.v1.StatusRequest
 	(*StatusResponse)(nil),             // 2: coordinator.v1.StatusResponse
-	(*NodeStatus)(nil),                 // 3: coordinator.v1.NodeStatus
-	(*ListMembersRequest)(nil),         // 4: coordinator.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),        // 5: coordinator.v1.ListMembersResponse
-	(*Member)(nil),                     // 6: coordinator.v1.Member
-	(*JoinRequest)(nil),                // 7: coordinator.v1.JoinRequest
-	(*JoinResponse)(nil),               // 8: coordinator.v1.JoinResponse
-	(*RemoveNodeRequest)(nil),          // 9: coordinator.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),         // 10: coordinator.v1.RemoveNodeResponse
-	(*MasterSettings)(nil),             // 11: coordinator.v1.MasterSettings
-	(*Master)(nil),                     // 12: coordinator.v1.Master
-	(*MonitorRequest)(nil),             // 13: coordinator.v1.MonitorRequest
-	(*MonitorResponse)(nil),            // 14: coordinator.v1.MonitorResponse
-	(*RemoveRequest)(nil),              // 15: coordinator.v1.RemoveRequest
-	(*RemoveResponse)(nil),             // 16: coordinator.v1.RemoveResponse
-	(*Option)(nil),                     // 17: coordinator.v1.Option
-	(*SetRequest)(nil),                 // 18: coordinator.v1.SetRequest
-	(*SetResponse)(nil),                // 19: coordinator.v1.SetResponse
-	(*ResetRequest)(nil),               // 20: coordinator.v1.ResetRequest
-	(*ResetResponse)(nil),              // 21: coordinator.v1.ResetResponse
-	(*ListMastersRequest)(nil),         // 22: coordinator.v1.ListMastersRequest
-	(*ListMastersResponse)(nil),        // 23: coordinator.v1.ListMastersResponse
-	(*GetMasterRequest)(nil),           // 24: coordinator.v1.GetMasterRequest
-	(*GetMasterResponse)(nil),          // 25: coordinator.v1.GetMasterResponse
-	(*GetMasterDetailRequest)(nil),     // 26: coordinator.v1.GetMasterDetailRequest
-	(*GetMasterDetailResponse)(nil),    // 27: coordinator.v1.GetMasterDetailResponse
-	(*MasterDetail)(nil),               // 28: coordinator.v1.MasterDetail
-	(*Replica)(nil),                    // 29: coordinator.v1.Replica
-	(*Vote)(nil),                       // 30: coordinator.v1.Vote
-	(*FailoverJournal)(nil),            // 31: coordinator.v1.FailoverJournal
-	(*ReplicaReconf)(nil),              // 32: coordinator.v1.ReplicaReconf
-	(*Rejection)(nil),                  // 33: coordinator.v1.Rejection
-	(*Event)(nil),                      // 34: coordinator.v1.Event
-	(*FailoverRequest)(nil),            // 35: coordinator.v1.FailoverRequest
-	(*FailoverResponse)(nil),           // 36: coordinator.v1.FailoverResponse
-	(*FailoverOutcome)(nil),            // 37: coordinator.v1.FailoverOutcome
-	(*WatchMasterRequest)(nil),         // 38: coordinator.v1.WatchMasterRequest
-	(*WatchMasterResponse)(nil),        // 39: coordinator.v1.WatchMasterResponse
-	(*WatchEventsRequest)(nil),         // 40: coordinator.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil),        // 41: coordinator.v1.WatchEventsResponse
-	(*TransferLeadershipRequest)(nil),  // 42: coordinator.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 43: coordinator.v1.TransferLeadershipResponse
-	(*durationpb.Duration)(nil),        // 44: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 45: google.protobuf.Timestamp
+	(*LogFeature)(nil),                 // 3: coordinator.v1.LogFeature
+	(*NodeStatus)(nil),                 // 4: coordinator.v1.NodeStatus
+	(*ListMembersRequest)(nil),         // 5: coordinator.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),        // 6: coordinator.v1.ListMembersResponse
+	(*Member)(nil),                     // 7: coordinator.v1.Member
+	(*JoinRequest)(nil),                // 8: coordinator.v1.JoinRequest
+	(*JoinResponse)(nil),               // 9: coordinator.v1.JoinResponse
+	(*RemoveNodeRequest)(nil),          // 10: coordinator.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),         // 11: coordinator.v1.RemoveNodeResponse
+	(*MasterSettings)(nil),             // 12: coordinator.v1.MasterSettings
+	(*Master)(nil),                     // 13: coordinator.v1.Master
+	(*MonitorRequest)(nil),             // 14: coordinator.v1.MonitorRequest
+	(*MonitorResponse)(nil),            // 15: coordinator.v1.MonitorResponse
+	(*RemoveRequest)(nil),              // 16: coordinator.v1.RemoveRequest
+	(*RemoveResponse)(nil),             // 17: coordinator.v1.RemoveResponse
+	(*Option)(nil),                     // 18: coordinator.v1.Option
+	(*SetRequest)(nil),                 // 19: coordinator.v1.SetRequest
+	(*SetResponse)(nil),                // 20: coordinator.v1.SetResponse
+	(*ResetRequest)(nil),               // 21: coordinator.v1.ResetRequest
+	(*ResetResponse)(nil),              // 22: coordinator.v1.ResetResponse
+	(*ListMastersRequest)(nil),         // 23: coordinator.v1.ListMastersRequest
+	(*ListMastersResponse)(nil),        // 24: coordinator.v1.ListMastersResponse
+	(*GetMasterRequest)(nil),           // 25: coordinator.v1.GetMasterRequest
+	(*GetMasterResponse)(nil),          // 26: coordinator.v1.GetMasterResponse
+	(*GetMasterDetailRequest)(nil),     // 27: coordinator.v1.GetMasterDetailRequest
+	(*GetMasterDetailResponse)(nil),    // 28: coordinator.v1.GetMasterDetailResponse
+	(*MasterDetail)(nil),               // 29: coordinator.v1.MasterDetail
+	(*Replica)(nil),                    // 30: coordinator.v1.Replica
+	(*Vote)(nil),                       // 31: coordinator.v1.Vote
+	(*FailoverJournal)(nil),            // 32: coordinator.v1.FailoverJournal
+	(*ReplicaReconf)(nil),              // 33: coordinator.v1.ReplicaReconf
+	(*Rejection)(nil),                  // 34: coordinator.v1.Rejection
+	(*Event)(nil),                      // 35: coordinator.v1.Event
+	(*FailoverRequest)(nil),            // 36: coordinator.v1.FailoverRequest
+	(*FailoverResponse)(nil),           // 37: coordinator.v1.FailoverResponse
+	(*FailoverOutcome)(nil),            // 38: coordinator.v1.FailoverOutcome
+	(*WatchMasterRequest)(nil),         // 39: coordinator.v1.WatchMasterRequest
+	(*WatchMasterResponse)(nil),        // 40: coordinator.v1.WatchMasterResponse
+	(*WatchEventsRequest)(nil),         // 41: coordinator.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),        // 42: coordinator.v1.WatchEventsResponse
+	(*TransferLeadershipRequest)(nil),  // 43: coordinator.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 44: coordinator.v1.TransferLeadershipResponse
+	(*CheckLogFormatRequest)(nil),      // 45: coordinator.v1.CheckLogFormatRequest
+	(*CheckLogFormatResponse)(nil),     // 46: coordinator.v1.CheckLogFormatResponse
+	(*SnapshotSaveRequest)(nil),        // 47: coordinator.v1.SnapshotSaveRequest
+	(*SnapshotSaveResponse)(nil),       // 48: coordinator.v1.SnapshotSaveResponse
+	(*durationpb.Duration)(nil),        // 49: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 50: google.protobuf.Timestamp
 }
 var file_coordinator_v1_coordinator_proto_depIdxs = []int32{
-	3,  // 0: coordinator.v1.StatusResponse.nodes:type_name -> coordinator.v1.NodeStatus
-	6,  // 1: coordinator.v1.ListMembersResponse.members:type_name -> coordinator.v1.Member
-	44, // 2: coordinator.v1.MasterSettings.down_after:type_name -> google.protobuf.Duration
-	44, // 3: coordinator.v1.MasterSettings.failover_timeout:type_name -> google.protobuf.Duration
-	44, // 4: coordinator.v1.MasterSettings.ping_period:type_name -> google.protobuf.Duration
-	44, // 5: coordinator.v1.MasterSettings.master_reboot_down_after_period:type_name -> google.protobuf.Duration
-	11, // 6: coordinator.v1.Master.settings:type_name -> coordinator.v1.MasterSettings
-	11, // 7: coordinator.v1.MonitorRequest.settings:type_name -> coordinator.v1.MasterSettings
-	17, // 8: coordinator.v1.SetRequest.options:type_name -> coordinator.v1.Option
-	0,  // 9: coordinator.v1.ListMastersRequest.consistency:type_name -> coordinator.v1.ReadConsistency
-	12, // 10: coordinator.v1.ListMastersResponse.masters:type_name -> coordinator.v1.Master
-	0,  // 11: coordinator.v1.GetMasterRequest.consistency:type_name -> coordinator.v1.ReadConsistency
-	12, // 12: coordinator.v1.GetMasterResponse.master:type_name -> coordinator.v1.Master
-	0,  // 13: coordinator.v1.GetMasterDetailRequest.consistency:type_name -> coordinator.v1.ReadConsistency
-	28, // 14: coordinator.v1.GetMasterDetailResponse.detail:type_name -> coordinator.v1.MasterDetail
-	12, // 15: coordinator.v1.MasterDetail.master:type_name -> coordinator.v1.Master
-	29, // 16: coordinator.v1.MasterDetail.replicas:type_name -> coordinator.v1.Replica
-	30, // 17: coordinator.v1.MasterDetail.votes:type_name -> coordinator.v1.Vote
-	31, // 18: coordinator.v1.MasterDetail.failover:type_name -> coordinator.v1.FailoverJournal
-	34, // 19: coordinator.v1.MasterDetail.events:type_name -> coordinator.v1.Event
-	45, // 20: coordinator.v1.MasterDetail.last_failover_at:type_name -> google.protobuf.Timestamp
-	37, // 21: coordinator.v1.MasterDetail.last_failover:type_name -> coordinator.v1.FailoverOutcome
-	44, // 22: coordinator.v1.Replica.master_link_down:type_name -> google.protobuf.Duration
-	45, // 23: coordinator.v1.Replica.observed_at:type_name -> google.protobuf.Timestamp
-	45, // 24: coordinator.v1.Vote.at:type_name -> google.protobuf.Timestamp
-	45, // 25: coordinator.v1.FailoverJournal.started_at:type_name -> google.protobuf.Timestamp
-	45, // 26: coordinator.v1.FailoverJournal.promoted_at:type_name -> google.protobuf.Timestamp
-	32, // 27: coordinator.v1.FailoverJournal.reconf:type_name -> coordinator.v1.ReplicaReconf
-	33, // 28: coordinator.v1.FailoverJournal.rejected:type_name -> coordinator.v1.Rejection
-	44, // 29: coordinator.v1.FailoverJournal.handover_timeout:type_name -> google.protobuf.Duration
-	45, // 30: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
-	45, // 31: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
-	44, // 32: coordinator.v1.FailoverRequest.timeout:type_name -> google.protobuf.Duration
-	37, // 33: coordinator.v1.FailoverResponse.outcome:type_name -> coordinator.v1.FailoverOutcome
-	45, // 34: coordinator.v1.FailoverOutcome.started_at:type_name -> google.protobuf.Timestamp
-	45, // 35: coordinator.v1.FailoverOutcome.finished_at:type_name -> google.protobuf.Timestamp
-	0,  // 36: coordinator.v1.WatchMasterRequest.consistency:type_name -> coordinator.v1.ReadConsistency
-	34, // 37: coordinator.v1.WatchEventsResponse.event:type_name -> coordinator.v1.Event
-	1,  // 38: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
-	4,  // 39: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
-	7,  // 40: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
-	9,  // 41: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
-	13, // 42: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
-	15, // 43: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
-	18, // 44: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
-	20, // 45: coordinator.v1.CoordinatorService.Reset:input_type -> coordinator.v1.ResetRequest
-	22, // 46: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
-	24, // 47: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
-	26, // 48: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
-	35, // 49: coordinator.v1.CoordinatorService.Failover:input_type -> coordinator.v1.FailoverRequest
-	38, // 50: coordinator.v1.CoordinatorService.WatchMaster:input_type -> coordinator.v1.WatchMasterRequest
-	40, // 51: coordinator.v1.CoordinatorService.WatchEvents:input_type -> coordinator.v1.WatchEventsRequest
-	42, // 52: coordinator.v1.CoordinatorService.TransferLeadership:input_type -> coordinator.v1.TransferLeadershipRequest
-	2,  // 53: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
-	5,  // 54: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
-	8,  // 55: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
-	10, // 56: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
-	14, // 57: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
-	16, // 58: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
-	19, // 59: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
-	21, // 60: coordinator.v1.CoordinatorService.Reset:output_type -> coordinator.v1.ResetResponse
-	23, // 61: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
-	25, // 62: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
-	27, // 63: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
-	36, // 64: coordinator.v1.CoordinatorService.Failover:output_type -> coordinator.v1.FailoverResponse
-	39, // 65: coordinator.v1.CoordinatorService.WatchMaster:output_type -> coordinator.v1.WatchMasterResponse
-	41, // 66: coordinator.v1.CoordinatorService.WatchEvents:output_type -> coordinator.v1.WatchEventsResponse
-	43, // 67: coordinator.v1.CoordinatorService.TransferLeadership:output_type -> coordinator.v1.TransferLeadershipResponse
-	53, // [53:68] is the sub-list for method output_type
-	38, // [38:53] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	4,  // 0: coordinator.v1.StatusResponse.nodes:type_name -> coordinator.v1.NodeStatus
+	3,  // 1: coordinator.v1.StatusResponse.features:type_name -> coordinator.v1.LogFeature
+	7,  // 2: coordinator.v1.ListMembersResponse.members:type_name -> coordinator.v1.Member
+	49, // 3: coordinator.v1.MasterSettings.down_after:type_name -> google.protobuf.Duration
+	49, // 4: coordinator.v1.MasterSettings.failover_timeout:type_name -> google.protobuf.Duration
+	49, // 5: coordinator.v1.MasterSettings.ping_period:type_name -> google.protobuf.Duration
+	49, // 6: coordinator.v1.MasterSettings.master_reboot_down_after_period:type_name -> google.protobuf.Duration
+	12, // 7: coordinator.v1.Master.settings:type_name -> coordinator.v1.MasterSettings
+	12, // 8: coordinator.v1.MonitorRequest.settings:type_name -> coordinator.v1.MasterSettings
+	18, // 9: coordinator.v1.SetRequest.options:type_name -> coordinator.v1.Option
+	0,  // 10: coordinator.v1.ListMastersRequest.consistency:type_name -> coordinator.v1.ReadConsistency
+	13, // 11: coordinator.v1.ListMastersResponse.masters:type_name -> coordinator.v1.Master
+	0,  // 12: coordinator.v1.GetMasterRequest.consistency:type_name -> coordinator.v1.ReadConsistency
+	13, // 13: coordinator.v1.GetMasterResponse.master:type_name -> coordinator.v1.Master
+	0,  // 14: coordinator.v1.GetMasterDetailRequest.consistency:type_name -> coordinator.v1.ReadConsistency
+	29, // 15: coordinator.v1.GetMasterDetailResponse.detail:type_name -> coordinator.v1.MasterDetail
+	13, // 16: coordinator.v1.MasterDetail.master:type_name -> coordinator.v1.Master
+	30, // 17: coordinator.v1.MasterDetail.replicas:type_name -> coordinator.v1.Replica
+	31, // 18: coordinator.v1.MasterDetail.votes:type_name -> coordinator.v1.Vote
+	32, // 19: coordinator.v1.MasterDetail.failover:type_name -> coordinator.v1.FailoverJournal
+	35, // 20: coordinator.v1.MasterDetail.events:type_name -> coordinator.v1.Event
+	50, // 21: coordinator.v1.MasterDetail.last_failover_at:type_name -> google.protobuf.Timestamp
+	38, // 22: coordinator.v1.MasterDetail.last_failover:type_name -> coordinator.v1.FailoverOutcome
+	49, // 23: coordinator.v1.Replica.master_link_down:type_name -> google.protobuf.Duration
+	50, // 24: coordinator.v1.Replica.observed_at:type_name -> google.protobuf.Timestamp
+	50, // 25: coordinator.v1.Vote.at:type_name -> google.protobuf.Timestamp
+	50, // 26: coordinator.v1.FailoverJournal.started_at:type_name -> google.protobuf.Timestamp
+	50, // 27: coordinator.v1.FailoverJournal.promoted_at:type_name -> google.protobuf.Timestamp
+	33, // 28: coordinator.v1.FailoverJournal.reconf:type_name -> coordinator.v1.ReplicaReconf
+	34, // 29: coordinator.v1.FailoverJournal.rejected:type_name -> coordinator.v1.Rejection
+	49, // 30: coordinator.v1.FailoverJournal.handover_timeout:type_name -> google.protobuf.Duration
+	50, // 31: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
+	50, // 32: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
+	49, // 33: coordinator.v1.FailoverRequest.timeout:type_name -> google.protobuf.Duration
+	38, // 34: coordinator.v1.FailoverResponse.outcome:type_name -> coordinator.v1.FailoverOutcome
+	50, // 35: coordinator.v1.FailoverOutcome.started_at:type_name -> google.protobuf.Timestamp
+	50, // 36: coordinator.v1.FailoverOutcome.finished_at:type_name -> google.protobuf.Timestamp
+	0,  // 37: coordinator.v1.WatchMasterRequest.consistency:type_name -> coordinator.v1.ReadConsistency
+	35, // 38: coordinator.v1.WatchEventsResponse.event:type_name -> coordinator.v1.Event
+	1,  // 39: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
+	5,  // 40: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
+	8,  // 41: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
+	10, // 42: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
+	14, // 43: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
+	16, // 44: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
+	19, // 45: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
+	21, // 46: coordinator.v1.CoordinatorService.Reset:input_type -> coordinator.v1.ResetRequest
+	23, // 47: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
+	25, // 48: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
+	27, // 49: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
+	36, // 50: coordinator.v1.CoordinatorService.Failover:input_type -> coordinator.v1.FailoverRequest
+	39, // 51: coordinator.v1.CoordinatorService.WatchMaster:input_type -> coordinator.v1.WatchMasterRequest
+	41, // 52: coordinator.v1.CoordinatorService.WatchEvents:input_type -> coordinator.v1.WatchEventsRequest
+	43, // 53: coordinator.v1.CoordinatorService.TransferLeadership:input_type -> coordinator.v1.TransferLeadershipRequest
+	45, // 54: coordinator.v1.CoordinatorService.CheckLogFormat:input_type -> coordinator.v1.CheckLogFormatRequest
+	47, // 55: coordinator.v1.CoordinatorService.SnapshotSave:input_type -> coordinator.v1.SnapshotSaveRequest
+	2,  // 56: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
+	6,  // 57: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
+	9,  // 58: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
+	11, // 59: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
+	15, // 60: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
+	17, // 61: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
+	20, // 62: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
+	22, // 63: coordinator.v1.CoordinatorService.Reset:output_type -> coordinator.v1.ResetResponse
+	24, // 64: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
+	26, // 65: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
+	28, // 66: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
+	37, // 67: coordinator.v1.CoordinatorService.Failover:output_type -> coordinator.v1.FailoverResponse
+	40, // 68: coordinator.v1.CoordinatorService.WatchMaster:output_type -> coordinator.v1.WatchMasterResponse
+	42, // 69: coordinator.v1.CoordinatorService.WatchEvents:output_type -> coordinator.v1.WatchEventsResponse
+	44, // 70: coordinator.v1.CoordinatorService.TransferLeadership:output_type -> coordinator.v1.TransferLeadershipResponse
+	46, // 71: coordinator.v1.CoordinatorService.CheckLogFormat:output_type -> coordinator.v1.CheckLogFormatResponse
+	48, // 72: coordinator.v1.CoordinatorService.SnapshotSave:output_type -> coordinator.v1.SnapshotSaveResponse
+	56, // [56:73] is the sub-list for method output_type
+	39, // [39:56] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_v1_coordinator_proto_init() }
@@ -3306,7 +3701,7 @@ func file_coordinator_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coordinator_v1_coordinator_proto_rawDesc), len(file_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   44,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -38,6 +38,8 @@ const (
 	CoordinatorService_WatchMaster_FullMethodName        = "/coordinator.v1.CoordinatorService/WatchMaster"
 	CoordinatorService_WatchEvents_FullMethodName        = "/coordinator.v1.CoordinatorService/WatchEvents"
 	CoordinatorService_TransferLeadership_FullMethodName = "/coordinator.v1.CoordinatorService/TransferLeadership"
+	CoordinatorService_CheckLogFormat_FullMethodName     = "/coordinator.v1.CoordinatorService/CheckLogFormat"
+	CoordinatorService_SnapshotSave_FullMethodName       = "/coordinator.v1.CoordinatorService/SnapshotSave"
 )
 
 // CoordinatorServiceClient is the client API for CoordinatorService service.
@@ -96,6 +98,14 @@ type CoordinatorServiceClient interface {
 	// TransferLeadership asks the leader to hand leadership to another voter,
 	// the given one or the most up to date.
 	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error)
+	// CheckLogFormat commits a no-op entry of the given log format (2 when
+	// unset), which is refused with FailedPrecondition and reason
+	// LOG_FORMAT_TOO_OLD while a voter does not understand that format.
+	CheckLogFormat(ctx context.Context, in *CheckLogFormatRequest, opts ...grpc.CallOption) (*CheckLogFormatResponse, error)
+	// SnapshotSave takes a snapshot on the leader and returns it: the
+	// replicated state at a committed index, with that index, its term and
+	// the state's SHA-256. The state holds every master's auth-pass.
+	SnapshotSave(ctx context.Context, in *SnapshotSaveRequest, opts ...grpc.CallOption) (*SnapshotSaveResponse, error)
 }
 
 type coordinatorServiceClient struct {
@@ -274,6 +284,26 @@ func (c *coordinatorServiceClient) TransferLeadership(ctx context.Context, in *T
 	return out, nil
 }
 
+func (c *coordinatorServiceClient) CheckLogFormat(ctx context.Context, in *CheckLogFormatRequest, opts ...grpc.CallOption) (*CheckLogFormatResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckLogFormatResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_CheckLogFormat_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorServiceClient) SnapshotSave(ctx context.Context, in *SnapshotSaveRequest, opts ...grpc.CallOption) (*SnapshotSaveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SnapshotSaveResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_SnapshotSave_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServiceServer is the server API for CoordinatorService service.
 // All implementations must embed UnimplementedCoordinatorServiceServer
 // for forward compatibility.
@@ -330,6 +360,14 @@ type CoordinatorServiceServer interface {
 	// TransferLeadership asks the leader to hand leadership to another voter,
 	// the given one or the most up to date.
 	TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error)
+	// CheckLogFormat commits a no-op entry of the given log format (2 when
+	// unset), which is refused with FailedPrecondition and reason
+	// LOG_FORMAT_TOO_OLD while a voter does not understand that format.
+	CheckLogFormat(context.Context, *CheckLogFormatRequest) (*CheckLogFormatResponse, error)
+	// SnapshotSave takes a snapshot on the leader and returns it: the
+	// replicated state at a committed index, with that index, its term and
+	// the state's SHA-256. The state holds every master's auth-pass.
+	SnapshotSave(context.Context, *SnapshotSaveRequest) (*SnapshotSaveResponse, error)
 	mustEmbedUnimplementedCoordinatorServiceServer()
 }
 
@@ -384,6 +422,12 @@ func (UnimplementedCoordinatorServiceServer) WatchEvents(*WatchEventsRequest, gr
 }
 func (UnimplementedCoordinatorServiceServer) TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TransferLeadership not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) CheckLogFormat(context.Context, *CheckLogFormatRequest) (*CheckLogFormatResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckLogFormat not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) SnapshotSave(context.Context, *SnapshotSaveRequest) (*SnapshotSaveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SnapshotSave not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) mustEmbedUnimplementedCoordinatorServiceServer() {}
 func (UnimplementedCoordinatorServiceServer) testEmbeddedByValue()                            {}
@@ -662,6 +706,42 @@ func _CoordinatorService_TransferLeadership_Handler(srv interface{}, ctx context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoordinatorService_CheckLogFormat_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckLogFormatRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).CheckLogFormat(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_CheckLogFormat_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).CheckLogFormat(ctx, req.(*CheckLogFormatRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CoordinatorService_SnapshotSave_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SnapshotSaveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).SnapshotSave(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_SnapshotSave_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).SnapshotSave(ctx, req.(*SnapshotSaveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CoordinatorService_ServiceDesc is the grpc.ServiceDesc for CoordinatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -720,6 +800,14 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TransferLeadership",
 			Handler:    _CoordinatorService_TransferLeadership_Handler,
+		},
+		{
+			MethodName: "CheckLogFormat",
+			Handler:    _CoordinatorService_CheckLogFormat_Handler,
+		},
+		{
+			MethodName: "SnapshotSave",
+			Handler:    _CoordinatorService_SnapshotSave_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

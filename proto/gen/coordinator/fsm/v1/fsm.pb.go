@@ -229,6 +229,7 @@ type Command struct {
 	//	*Command_RecordRepair
 	//	*Command_HandoverPaused
 	//	*Command_HookProgress
+	//	*Command_FormatProbe
 	Kind          isCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -431,6 +432,15 @@ func (x *Command) GetHookProgress() *HookProgress {
 	return nil
 }
 
+func (x *Command) GetFormatProbe() *FormatProbe {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_FormatProbe); ok {
+			return x.FormatProbe
+		}
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -504,6 +514,11 @@ type Command_HookProgress struct {
 	HookProgress *HookProgress `protobuf:"bytes,110,opt,name=hook_progress,json=hookProgress,proto3,oneof"`
 }
 
+type Command_FormatProbe struct {
+	// Log format 2 and later (fsm/format.go's table says which).
+	FormatProbe *FormatProbe `protobuf:"bytes,130,opt,name=format_probe,json=formatProbe,proto3,oneof"`
+}
+
 func (*Command_RegisterNode) isCommand_Kind() {}
 
 func (*Command_DeregisterNode) isCommand_Kind() {}
@@ -537,6 +552,8 @@ func (*Command_RecordRepair) isCommand_Kind() {}
 func (*Command_HandoverPaused) isCommand_Kind() {}
 
 func (*Command_HookProgress) isCommand_Kind() {}
+
+func (*Command_FormatProbe) isCommand_Kind() {}
 
 // HookProgress records how the leader's delivery of one event to one hook
 // of a master went: delivered (or given up, or skipped) moves the hook's
@@ -667,6 +684,54 @@ func (x *HookProgress) GetPid() int32 {
 	return 0
 }
 
+// FormatProbe changes nothing: an operator commits one (coordinatorctl
+// check-format) to learn whether the cluster writes entries of a log
+// format yet. It is the first kind of log format 2, so it is refused while
+// a voter advertises format 1.
+type FormatProbe struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Format        uint32                 `protobuf:"varint,1,opt,name=format,proto3" json:"format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FormatProbe) Reset() {
+	*x = FormatProbe{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FormatProbe) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FormatProbe) ProtoMessage() {}
+
+func (x *FormatProbe) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FormatProbe.ProtoReflect.Descriptor instead.
+func (*FormatProbe) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *FormatProbe) GetFormat() uint32 {
+	if x != nil {
+		return x.Format
+	}
+	return 0
+}
+
 // ResetMaster forgets a master's replicas, votes, failover state and
 // anti-flap timer (Sentinel's RESET).
 type ResetMaster struct {
@@ -678,7 +743,7 @@ type ResetMaster struct {
 
 func (x *ResetMaster) Reset() {
 	*x = ResetMaster{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[2]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +755,7 @@ func (x *ResetMaster) String() string {
 func (*ResetMaster) ProtoMessage() {}
 
 func (x *ResetMaster) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[2]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +768,7 @@ func (x *ResetMaster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetMaster.ProtoReflect.Descriptor instead.
 func (*ResetMaster) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{2}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ResetMaster) GetName() string {
@@ -731,7 +796,7 @@ type ReportVote struct {
 
 func (x *ReportVote) Reset() {
 	*x = ReportVote{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[3]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +808,7 @@ func (x *ReportVote) String() string {
 func (*ReportVote) ProtoMessage() {}
 
 func (x *ReportVote) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[3]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +821,7 @@ func (x *ReportVote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportVote.ProtoReflect.Descriptor instead.
 func (*ReportVote) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{3}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ReportVote) GetMaster() string {
@@ -811,7 +876,7 @@ type UpdateReplicas struct {
 
 func (x *UpdateReplicas) Reset() {
 	*x = UpdateReplicas{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[4]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +888,7 @@ func (x *UpdateReplicas) String() string {
 func (*UpdateReplicas) ProtoMessage() {}
 
 func (x *UpdateReplicas) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[4]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +901,7 @@ func (x *UpdateReplicas) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateReplicas.ProtoReflect.Descriptor instead.
 func (*UpdateReplicas) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{4}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *UpdateReplicas) GetMaster() string {
@@ -887,7 +952,7 @@ type SetObjectiveDown struct {
 
 func (x *SetObjectiveDown) Reset() {
 	*x = SetObjectiveDown{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[5]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -899,7 +964,7 @@ func (x *SetObjectiveDown) String() string {
 func (*SetObjectiveDown) ProtoMessage() {}
 
 func (x *SetObjectiveDown) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[5]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +977,7 @@ func (x *SetObjectiveDown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetObjectiveDown.ProtoReflect.Descriptor instead.
 func (*SetObjectiveDown) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{5}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SetObjectiveDown) GetMaster() string {
@@ -970,7 +1035,7 @@ type BeginFailover struct {
 
 func (x *BeginFailover) Reset() {
 	*x = BeginFailover{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[6]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1047,7 @@ func (x *BeginFailover) String() string {
 func (*BeginFailover) ProtoMessage() {}
 
 func (x *BeginFailover) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[6]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1060,7 @@ func (x *BeginFailover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginFailover.ProtoReflect.Descriptor instead.
 func (*BeginFailover) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{6}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BeginFailover) GetMaster() string {
@@ -1073,7 +1138,7 @@ type EmptyRestart struct {
 
 func (x *EmptyRestart) Reset() {
 	*x = EmptyRestart{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1085,7 +1150,7 @@ func (x *EmptyRestart) String() string {
 func (*EmptyRestart) ProtoMessage() {}
 
 func (x *EmptyRestart) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1098,7 +1163,7 @@ func (x *EmptyRestart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmptyRestart.ProtoReflect.Descriptor instead.
 func (*EmptyRestart) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *EmptyRestart) GetRunId() string {
@@ -1143,7 +1208,7 @@ type AbortFailover struct {
 
 func (x *AbortFailover) Reset() {
 	*x = AbortFailover{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1220,7 @@ func (x *AbortFailover) String() string {
 func (*AbortFailover) ProtoMessage() {}
 
 func (x *AbortFailover) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1233,7 @@ func (x *AbortFailover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortFailover.ProtoReflect.Descriptor instead.
 func (*AbortFailover) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AbortFailover) GetMaster() string {
@@ -1218,7 +1283,7 @@ type HandoverPaused struct {
 
 func (x *HandoverPaused) Reset() {
 	*x = HandoverPaused{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[9]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1230,7 +1295,7 @@ func (x *HandoverPaused) String() string {
 func (*HandoverPaused) ProtoMessage() {}
 
 func (x *HandoverPaused) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[9]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1243,7 +1308,7 @@ func (x *HandoverPaused) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoverPaused.ProtoReflect.Descriptor instead.
 func (*HandoverPaused) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{9}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HandoverPaused) GetMaster() string {
@@ -1287,7 +1352,7 @@ type Promoted struct {
 
 func (x *Promoted) Reset() {
 	*x = Promoted{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1364,7 @@ func (x *Promoted) String() string {
 func (*Promoted) ProtoMessage() {}
 
 func (x *Promoted) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1377,7 @@ func (x *Promoted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Promoted.ProtoReflect.Descriptor instead.
 func (*Promoted) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Promoted) GetMaster() string {
@@ -1349,7 +1414,7 @@ type ReplicaReconfigured struct {
 
 func (x *ReplicaReconfigured) Reset() {
 	*x = ReplicaReconfigured{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[11]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1361,7 +1426,7 @@ func (x *ReplicaReconfigured) String() string {
 func (*ReplicaReconfigured) ProtoMessage() {}
 
 func (x *ReplicaReconfigured) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[11]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1374,7 +1439,7 @@ func (x *ReplicaReconfigured) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReconfigured.ProtoReflect.Descriptor instead.
 func (*ReplicaReconfigured) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReplicaReconfigured) GetMaster() string {
@@ -1417,7 +1482,7 @@ type FinishFailover struct {
 
 func (x *FinishFailover) Reset() {
 	*x = FinishFailover{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[12]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1429,7 +1494,7 @@ func (x *FinishFailover) String() string {
 func (*FinishFailover) ProtoMessage() {}
 
 func (x *FinishFailover) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[12]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1442,7 +1507,7 @@ func (x *FinishFailover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishFailover.ProtoReflect.Descriptor instead.
 func (*FinishFailover) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FinishFailover) GetMaster() string {
@@ -1482,7 +1547,7 @@ type RecordRepair struct {
 
 func (x *RecordRepair) Reset() {
 	*x = RecordRepair{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[13]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1559,7 @@ func (x *RecordRepair) String() string {
 func (*RecordRepair) ProtoMessage() {}
 
 func (x *RecordRepair) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[13]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1572,7 @@ func (x *RecordRepair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordRepair.ProtoReflect.Descriptor instead.
 func (*RecordRepair) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RecordRepair) GetMaster() string {
@@ -1555,7 +1620,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[14]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1567,7 +1632,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[14]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1580,7 +1645,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Rejection) GetAddress() string {
@@ -1607,7 +1672,7 @@ type RegisterNode struct {
 
 func (x *RegisterNode) Reset() {
 	*x = RegisterNode{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[15]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1619,7 +1684,7 @@ func (x *RegisterNode) String() string {
 func (*RegisterNode) ProtoMessage() {}
 
 func (x *RegisterNode) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[15]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1632,7 +1697,7 @@ func (x *RegisterNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNode.ProtoReflect.Descriptor instead.
 func (*RegisterNode) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RegisterNode) GetNode() *Node {
@@ -1652,7 +1717,7 @@ type DeregisterNode struct {
 
 func (x *DeregisterNode) Reset() {
 	*x = DeregisterNode{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1664,7 +1729,7 @@ func (x *DeregisterNode) String() string {
 func (*DeregisterNode) ProtoMessage() {}
 
 func (x *DeregisterNode) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1677,7 +1742,7 @@ func (x *DeregisterNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterNode.ProtoReflect.Descriptor instead.
 func (*DeregisterNode) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeregisterNode) GetId() string {
@@ -1700,7 +1765,7 @@ type MonitorMaster struct {
 
 func (x *MonitorMaster) Reset() {
 	*x = MonitorMaster{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +1777,7 @@ func (x *MonitorMaster) String() string {
 func (*MonitorMaster) ProtoMessage() {}
 
 func (x *MonitorMaster) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +1790,7 @@ func (x *MonitorMaster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MonitorMaster.ProtoReflect.Descriptor instead.
 func (*MonitorMaster) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MonitorMaster) GetName() string {
@@ -1759,7 +1824,7 @@ type RemoveMaster struct {
 
 func (x *RemoveMaster) Reset() {
 	*x = RemoveMaster{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1771,7 +1836,7 @@ func (x *RemoveMaster) String() string {
 func (*RemoveMaster) ProtoMessage() {}
 
 func (x *RemoveMaster) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1784,7 +1849,7 @@ func (x *RemoveMaster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMaster.ProtoReflect.Descriptor instead.
 func (*RemoveMaster) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RemoveMaster) GetName() string {
@@ -1805,7 +1870,7 @@ type SetMasterOptions struct {
 
 func (x *SetMasterOptions) Reset() {
 	*x = SetMasterOptions{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1817,7 +1882,7 @@ func (x *SetMasterOptions) String() string {
 func (*SetMasterOptions) ProtoMessage() {}
 
 func (x *SetMasterOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1830,7 +1895,7 @@ func (x *SetMasterOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMasterOptions.ProtoReflect.Descriptor instead.
 func (*SetMasterOptions) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SetMasterOptions) GetName() string {
@@ -1858,7 +1923,7 @@ type Option struct {
 
 func (x *Option) Reset() {
 	*x = Option{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1870,7 +1935,7 @@ func (x *Option) String() string {
 func (*Option) ProtoMessage() {}
 
 func (x *Option) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1883,7 +1948,7 @@ func (x *Option) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Option.ProtoReflect.Descriptor instead.
 func (*Option) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Option) GetKey() string {
@@ -1915,7 +1980,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1927,7 +1992,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1940,7 +2005,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *State) GetNodes() map[string]*Node {
@@ -1979,13 +2044,18 @@ type Node struct {
 	GrpcAddress           string                 `protobuf:"bytes,3,opt,name=grpc_address,json=grpcAddress,proto3" json:"grpc_address,omitempty"`
 	SentinelAddress       string                 `protobuf:"bytes,4,opt,name=sentinel_address,json=sentinelAddress,proto3" json:"sentinel_address,omitempty"`
 	RegisteredAtUnixNanos int64                  `protobuf:"varint,5,opt,name=registered_at_unix_nanos,json=registeredAtUnixNanos,proto3" json:"registered_at_unix_nanos,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// The newest log format the node's binary understands; 0 (an older
+	// binary) means format 1.
+	LogFormat uint32 `protobuf:"varint,130,opt,name=log_format,json=logFormat,proto3" json:"log_format,omitempty"`
+	// The node's binary version, for display.
+	Version       string `protobuf:"bytes,131,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1997,7 +2067,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2010,7 +2080,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Node) GetId() string {
@@ -2046,6 +2116,20 @@ func (x *Node) GetRegisteredAtUnixNanos() int64 {
 		return x.RegisteredAtUnixNanos
 	}
 	return 0
+}
+
+func (x *Node) GetLogFormat() uint32 {
+	if x != nil {
+		return x.LogFormat
+	}
+	return 0
+}
+
+func (x *Node) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
 }
 
 // Master is one monitored group.
@@ -2091,7 +2175,7 @@ type Master struct {
 
 func (x *Master) Reset() {
 	*x = Master{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2103,7 +2187,7 @@ func (x *Master) String() string {
 func (*Master) ProtoMessage() {}
 
 func (x *Master) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2116,7 +2200,7 @@ func (x *Master) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Master.ProtoReflect.Descriptor instead.
 func (*Master) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Master) GetName() string {
@@ -2267,7 +2351,7 @@ type FailoverOutcome struct {
 
 func (x *FailoverOutcome) Reset() {
 	*x = FailoverOutcome{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2279,7 +2363,7 @@ func (x *FailoverOutcome) String() string {
 func (*FailoverOutcome) ProtoMessage() {}
 
 func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2292,7 +2376,7 @@ func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverOutcome.ProtoReflect.Descriptor instead.
 func (*FailoverOutcome) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FailoverOutcome) GetReason() string {
@@ -2396,7 +2480,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2408,7 +2492,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2421,7 +2505,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Replica) GetAddress() string {
@@ -2530,7 +2614,7 @@ type Vote struct {
 
 func (x *Vote) Reset() {
 	*x = Vote{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2542,7 +2626,7 @@ func (x *Vote) String() string {
 func (*Vote) ProtoMessage() {}
 
 func (x *Vote) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2555,7 +2639,7 @@ func (x *Vote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vote.ProtoReflect.Descriptor instead.
 func (*Vote) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Vote) GetNodeId() string {
@@ -2617,7 +2701,7 @@ type Failover struct {
 
 func (x *Failover) Reset() {
 	*x = Failover{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2629,7 +2713,7 @@ func (x *Failover) String() string {
 func (*Failover) ProtoMessage() {}
 
 func (x *Failover) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2642,7 +2726,7 @@ func (x *Failover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failover.ProtoReflect.Descriptor instead.
 func (*Failover) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Failover) GetPhase() FailoverPhase {
@@ -2741,7 +2825,7 @@ type HandoverPause struct {
 
 func (x *HandoverPause) Reset() {
 	*x = HandoverPause{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2753,7 +2837,7 @@ func (x *HandoverPause) String() string {
 func (*HandoverPause) ProtoMessage() {}
 
 func (x *HandoverPause) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2766,7 +2850,7 @@ func (x *HandoverPause) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoverPause.ProtoReflect.Descriptor instead.
 func (*HandoverPause) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *HandoverPause) GetOffset() int64 {
@@ -2795,7 +2879,7 @@ type ReplicaReconf struct {
 
 func (x *ReplicaReconf) Reset() {
 	*x = ReplicaReconf{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2807,7 +2891,7 @@ func (x *ReplicaReconf) String() string {
 func (*ReplicaReconf) ProtoMessage() {}
 
 func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2820,7 +2904,7 @@ func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReconf.ProtoReflect.Descriptor instead.
 func (*ReplicaReconf) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReplicaReconf) GetAddress() string {
@@ -2863,7 +2947,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2875,7 +2959,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2888,7 +2972,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -2975,7 +3059,7 @@ type MasterSettings struct {
 
 func (x *MasterSettings) Reset() {
 	*x = MasterSettings{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2987,7 +3071,7 @@ func (x *MasterSettings) String() string {
 func (*MasterSettings) ProtoMessage() {}
 
 func (x *MasterSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3000,7 +3084,7 @@ func (x *MasterSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterSettings.ProtoReflect.Descriptor instead.
 func (*MasterSettings) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MasterSettings) GetQuorum() uint32 {
@@ -3091,8 +3175,7 @@ var File_coordinator_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccoordinator/fsm/v1/fsm.proto\x12\x12coordinator.fsm.v1\"\xd9\n" +
-	"\n" +
+	"\x1ccoordinator/fsm/v1/fsm.proto\x12\x12coordinator.fsm.v1\"\xa0\v\n" +
 	"\aCommand\x123\n" +
 	"\x16proposed_at_unix_nanos\x18\x01 \x01(\x03R\x13proposedAtUnixNanos\x12G\n" +
 	"\rregister_node\x18\n" +
@@ -3113,7 +3196,8 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0ffinish_failover\x18\x1b \x01(\v2\".coordinator.fsm.v1.FinishFailoverH\x00R\x0efinishFailover\x12G\n" +
 	"\rrecord_repair\x18\x1c \x01(\v2 .coordinator.fsm.v1.RecordRepairH\x00R\frecordRepair\x12M\n" +
 	"\x0fhandover_paused\x18\x1d \x01(\v2\".coordinator.fsm.v1.HandoverPausedH\x00R\x0ehandoverPaused\x12G\n" +
-	"\rhook_progress\x18n \x01(\v2 .coordinator.fsm.v1.HookProgressH\x00R\fhookProgressB\x06\n" +
+	"\rhook_progress\x18n \x01(\v2 .coordinator.fsm.v1.HookProgressH\x00R\fhookProgress\x12E\n" +
+	"\fformat_probe\x18\x82\x01 \x01(\v2\x1f.coordinator.fsm.v1.FormatProbeH\x00R\vformatProbeB\x06\n" +
 	"\x04kind\"\x9a\x02\n" +
 	"\fHookProgress\x12\x16\n" +
 	"\x06master\x18\x01 \x01(\tR\x06master\x12\x12\n" +
@@ -3126,7 +3210,9 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x06detail\x18\b \x01(\tR\x06detail\x12\x1a\n" +
 	"\battempts\x18\t \x01(\rR\battempts\x12\x10\n" +
 	"\x03pid\x18\n" +
-	" \x01(\x05R\x03pid\"!\n" +
+	" \x01(\x05R\x03pid\"%\n" +
+	"\vFormatProbe\x12\x16\n" +
+	"\x06format\x18\x01 \x01(\rR\x06format\"!\n" +
 	"\vResetMaster\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x83\x01\n" +
 	"\n" +
@@ -3220,13 +3306,16 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\v2\x18.coordinator.fsm.v1.NodeR\x05value:\x028\x01\x1aV\n" +
 	"\fMastersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
-	"\x05value\x18\x02 \x01(\v2\x1a.coordinator.fsm.v1.MasterR\x05value:\x028\x01\"\xc0\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x1a.coordinator.fsm.v1.MasterR\x05value:\x028\x01\"\xfb\x01\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12!\n" +
 	"\fgrpc_address\x18\x03 \x01(\tR\vgrpcAddress\x12)\n" +
 	"\x10sentinel_address\x18\x04 \x01(\tR\x0fsentinelAddress\x127\n" +
-	"\x18registered_at_unix_nanos\x18\x05 \x01(\x03R\x15registeredAtUnixNanos\"\xeb\a\n" +
+	"\x18registered_at_unix_nanos\x18\x05 \x01(\x03R\x15registeredAtUnixNanos\x12\x1e\n" +
+	"\n" +
+	"log_format\x18\x82\x01 \x01(\rR\tlogFormat\x12\x19\n" +
+	"\aversion\x18\x83\x01 \x01(\tR\aversion\"\xeb\a\n" +
 	"\x06Master\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -3365,96 +3454,98 @@ func file_coordinator_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_coordinator_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_coordinator_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_coordinator_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_coordinator_fsm_v1_fsm_proto_goTypes = []any{
 	(HookOutcome)(0),            // 0: coordinator.fsm.v1.HookOutcome
 	(ReconfPhase)(0),            // 1: coordinator.fsm.v1.ReconfPhase
 	(FailoverPhase)(0),          // 2: coordinator.fsm.v1.FailoverPhase
 	(*Command)(nil),             // 3: coordinator.fsm.v1.Command
 	(*HookProgress)(nil),        // 4: coordinator.fsm.v1.HookProgress
-	(*ResetMaster)(nil),         // 5: coordinator.fsm.v1.ResetMaster
-	(*ReportVote)(nil),          // 6: coordinator.fsm.v1.ReportVote
-	(*UpdateReplicas)(nil),      // 7: coordinator.fsm.v1.UpdateReplicas
-	(*SetObjectiveDown)(nil),    // 8: coordinator.fsm.v1.SetObjectiveDown
-	(*BeginFailover)(nil),       // 9: coordinator.fsm.v1.BeginFailover
-	(*EmptyRestart)(nil),        // 10: coordinator.fsm.v1.EmptyRestart
-	(*AbortFailover)(nil),       // 11: coordinator.fsm.v1.AbortFailover
-	(*HandoverPaused)(nil),      // 12: coordinator.fsm.v1.HandoverPaused
-	(*Promoted)(nil),            // 13: coordinator.fsm.v1.Promoted
-	(*ReplicaReconfigured)(nil), // 14: coordinator.fsm.v1.ReplicaReconfigured
-	(*FinishFailover)(nil),      // 15: coordinator.fsm.v1.FinishFailover
-	(*RecordRepair)(nil),        // 16: coordinator.fsm.v1.RecordRepair
-	(*Rejection)(nil),           // 17: coordinator.fsm.v1.Rejection
-	(*RegisterNode)(nil),        // 18: coordinator.fsm.v1.RegisterNode
-	(*DeregisterNode)(nil),      // 19: coordinator.fsm.v1.DeregisterNode
-	(*MonitorMaster)(nil),       // 20: coordinator.fsm.v1.MonitorMaster
-	(*RemoveMaster)(nil),        // 21: coordinator.fsm.v1.RemoveMaster
-	(*SetMasterOptions)(nil),    // 22: coordinator.fsm.v1.SetMasterOptions
-	(*Option)(nil),              // 23: coordinator.fsm.v1.Option
-	(*State)(nil),               // 24: coordinator.fsm.v1.State
-	(*Node)(nil),                // 25: coordinator.fsm.v1.Node
-	(*Master)(nil),              // 26: coordinator.fsm.v1.Master
-	(*FailoverOutcome)(nil),     // 27: coordinator.fsm.v1.FailoverOutcome
-	(*Replica)(nil),             // 28: coordinator.fsm.v1.Replica
-	(*Vote)(nil),                // 29: coordinator.fsm.v1.Vote
-	(*Failover)(nil),            // 30: coordinator.fsm.v1.Failover
-	(*HandoverPause)(nil),       // 31: coordinator.fsm.v1.HandoverPause
-	(*ReplicaReconf)(nil),       // 32: coordinator.fsm.v1.ReplicaReconf
-	(*Event)(nil),               // 33: coordinator.fsm.v1.Event
-	(*MasterSettings)(nil),      // 34: coordinator.fsm.v1.MasterSettings
-	nil,                         // 35: coordinator.fsm.v1.State.NodesEntry
-	nil,                         // 36: coordinator.fsm.v1.State.MastersEntry
-	nil,                         // 37: coordinator.fsm.v1.Master.HookDeliveredSeqEntry
-	nil,                         // 38: coordinator.fsm.v1.Master.HookLostSeqEntry
+	(*FormatProbe)(nil),         // 5: coordinator.fsm.v1.FormatProbe
+	(*ResetMaster)(nil),         // 6: coordinator.fsm.v1.ResetMaster
+	(*ReportVote)(nil),          // 7: coordinator.fsm.v1.ReportVote
+	(*UpdateReplicas)(nil),      // 8: coordinator.fsm.v1.UpdateReplicas
+	(*SetObjectiveDown)(nil),    // 9: coordinator.fsm.v1.SetObjectiveDown
+	(*BeginFailover)(nil),       // 10: coordinator.fsm.v1.BeginFailover
+	(*EmptyRestart)(nil),        // 11: coordinator.fsm.v1.EmptyRestart
+	(*AbortFailover)(nil),       // 12: coordinator.fsm.v1.AbortFailover
+	(*HandoverPaused)(nil),      // 13: coordinator.fsm.v1.HandoverPaused
+	(*Promoted)(nil),            // 14: coordinator.fsm.v1.Promoted
+	(*ReplicaReconfigured)(nil), // 15: coordinator.fsm.v1.ReplicaReconfigured
+	(*FinishFailover)(nil),      // 16: coordinator.fsm.v1.FinishFailover
+	(*RecordRepair)(nil),        // 17: coordinator.fsm.v1.RecordRepair
+	(*Rejection)(nil),           // 18: coordinator.fsm.v1.Rejection
+	(*RegisterNode)(nil),        // 19: coordinator.fsm.v1.RegisterNode
+	(*DeregisterNode)(nil),      // 20: coordinator.fsm.v1.DeregisterNode
+	(*MonitorMaster)(nil),       // 21: coordinator.fsm.v1.MonitorMaster
+	(*RemoveMaster)(nil),        // 22: coordinator.fsm.v1.RemoveMaster
+	(*SetMasterOptions)(nil),    // 23: coordinator.fsm.v1.SetMasterOptions
+	(*Option)(nil),              // 24: coordinator.fsm.v1.Option
+	(*State)(nil),               // 25: coordinator.fsm.v1.State
+	(*Node)(nil),                // 26: coordinator.fsm.v1.Node
+	(*Master)(nil),              // 27: coordinator.fsm.v1.Master
+	(*FailoverOutcome)(nil),     // 28: coordinator.fsm.v1.FailoverOutcome
+	(*Replica)(nil),             // 29: coordinator.fsm.v1.Replica
+	(*Vote)(nil),                // 30: coordinator.fsm.v1.Vote
+	(*Failover)(nil),            // 31: coordinator.fsm.v1.Failover
+	(*HandoverPause)(nil),       // 32: coordinator.fsm.v1.HandoverPause
+	(*ReplicaReconf)(nil),       // 33: coordinator.fsm.v1.ReplicaReconf
+	(*Event)(nil),               // 34: coordinator.fsm.v1.Event
+	(*MasterSettings)(nil),      // 35: coordinator.fsm.v1.MasterSettings
+	nil,                         // 36: coordinator.fsm.v1.State.NodesEntry
+	nil,                         // 37: coordinator.fsm.v1.State.MastersEntry
+	nil,                         // 38: coordinator.fsm.v1.Master.HookDeliveredSeqEntry
+	nil,                         // 39: coordinator.fsm.v1.Master.HookLostSeqEntry
 }
 var file_coordinator_fsm_v1_fsm_proto_depIdxs = []int32{
-	18, // 0: coordinator.fsm.v1.Command.register_node:type_name -> coordinator.fsm.v1.RegisterNode
-	19, // 1: coordinator.fsm.v1.Command.deregister_node:type_name -> coordinator.fsm.v1.DeregisterNode
-	20, // 2: coordinator.fsm.v1.Command.monitor_master:type_name -> coordinator.fsm.v1.MonitorMaster
-	21, // 3: coordinator.fsm.v1.Command.remove_master:type_name -> coordinator.fsm.v1.RemoveMaster
-	22, // 4: coordinator.fsm.v1.Command.set_master_options:type_name -> coordinator.fsm.v1.SetMasterOptions
-	5,  // 5: coordinator.fsm.v1.Command.reset_master:type_name -> coordinator.fsm.v1.ResetMaster
-	6,  // 6: coordinator.fsm.v1.Command.report_vote:type_name -> coordinator.fsm.v1.ReportVote
-	7,  // 7: coordinator.fsm.v1.Command.update_replicas:type_name -> coordinator.fsm.v1.UpdateReplicas
-	8,  // 8: coordinator.fsm.v1.Command.set_objective_down:type_name -> coordinator.fsm.v1.SetObjectiveDown
-	9,  // 9: coordinator.fsm.v1.Command.begin_failover:type_name -> coordinator.fsm.v1.BeginFailover
-	11, // 10: coordinator.fsm.v1.Command.abort_failover:type_name -> coordinator.fsm.v1.AbortFailover
-	13, // 11: coordinator.fsm.v1.Command.promoted:type_name -> coordinator.fsm.v1.Promoted
-	14, // 12: coordinator.fsm.v1.Command.replica_reconfigured:type_name -> coordinator.fsm.v1.ReplicaReconfigured
-	15, // 13: coordinator.fsm.v1.Command.finish_failover:type_name -> coordinator.fsm.v1.FinishFailover
-	16, // 14: coordinator.fsm.v1.Command.record_repair:type_name -> coordinator.fsm.v1.RecordRepair
-	12, // 15: coordinator.fsm.v1.Command.handover_paused:type_name -> coordinator.fsm.v1.HandoverPaused
+	19, // 0: coordinator.fsm.v1.Command.register_node:type_name -> coordinator.fsm.v1.RegisterNode
+	20, // 1: coordinator.fsm.v1.Command.deregister_node:type_name -> coordinator.fsm.v1.DeregisterNode
+	21, // 2: coordinator.fsm.v1.Command.monitor_master:type_name -> coordinator.fsm.v1.MonitorMaster
+	22, // 3: coordinator.fsm.v1.Command.remove_master:type_name -> coordinator.fsm.v1.RemoveMaster
+	23, // 4: coordinator.fsm.v1.Command.set_master_options:type_name -> coordinator.fsm.v1.SetMasterOptions
+	6,  // 5: coordinator.fsm.v1.Command.reset_master:type_name -> coordinator.fsm.v1.ResetMaster
+	7,  // 6: coordinator.fsm.v1.Command.report_vote:type_name -> coordinator.fsm.v1.ReportVote
+	8,  // 7: coordinator.fsm.v1.Command.update_replicas:type_name -> coordinator.fsm.v1.UpdateReplicas
+	9,  // 8: coordinator.fsm.v1.Command.set_objective_down:type_name -> coordinator.fsm.v1.SetObjectiveDown
+	10, // 9: coordinator.fsm.v1.Command.begin_failover:type_name -> coordinator.fsm.v1.BeginFailover
+	12, // 10: coordinator.fsm.v1.Command.abort_failover:type_name -> coordinator.fsm.v1.AbortFailover
+	14, // 11: coordinator.fsm.v1.Command.promoted:type_name -> coordinator.fsm.v1.Promoted
+	15, // 12: coordinator.fsm.v1.Command.replica_reconfigured:type_name -> coordinator.fsm.v1.ReplicaReconfigured
+	16, // 13: coordinator.fsm.v1.Command.finish_failover:type_name -> coordinator.fsm.v1.FinishFailover
+	17, // 14: coordinator.fsm.v1.Command.record_repair:type_name -> coordinator.fsm.v1.RecordRepair
+	13, // 15: coordinator.fsm.v1.Command.handover_paused:type_name -> coordinator.fsm.v1.HandoverPaused
 	4,  // 16: coordinator.fsm.v1.Command.hook_progress:type_name -> coordinator.fsm.v1.HookProgress
-	0,  // 17: coordinator.fsm.v1.HookProgress.outcome:type_name -> coordinator.fsm.v1.HookOutcome
-	28, // 18: coordinator.fsm.v1.UpdateReplicas.replicas:type_name -> coordinator.fsm.v1.Replica
-	17, // 19: coordinator.fsm.v1.BeginFailover.rejected:type_name -> coordinator.fsm.v1.Rejection
-	10, // 20: coordinator.fsm.v1.BeginFailover.empty_restart:type_name -> coordinator.fsm.v1.EmptyRestart
-	1,  // 21: coordinator.fsm.v1.ReplicaReconfigured.phase:type_name -> coordinator.fsm.v1.ReconfPhase
-	25, // 22: coordinator.fsm.v1.RegisterNode.node:type_name -> coordinator.fsm.v1.Node
-	34, // 23: coordinator.fsm.v1.MonitorMaster.settings:type_name -> coordinator.fsm.v1.MasterSettings
-	23, // 24: coordinator.fsm.v1.SetMasterOptions.options:type_name -> coordinator.fsm.v1.Option
-	35, // 25: coordinator.fsm.v1.State.nodes:type_name -> coordinator.fsm.v1.State.NodesEntry
-	36, // 26: coordinator.fsm.v1.State.masters:type_name -> coordinator.fsm.v1.State.MastersEntry
-	34, // 27: coordinator.fsm.v1.Master.settings:type_name -> coordinator.fsm.v1.MasterSettings
-	28, // 28: coordinator.fsm.v1.Master.replicas:type_name -> coordinator.fsm.v1.Replica
-	29, // 29: coordinator.fsm.v1.Master.votes:type_name -> coordinator.fsm.v1.Vote
-	30, // 30: coordinator.fsm.v1.Master.failover:type_name -> coordinator.fsm.v1.Failover
-	33, // 31: coordinator.fsm.v1.Master.events:type_name -> coordinator.fsm.v1.Event
-	27, // 32: coordinator.fsm.v1.Master.last_failover:type_name -> coordinator.fsm.v1.FailoverOutcome
-	37, // 33: coordinator.fsm.v1.Master.hook_delivered_seq:type_name -> coordinator.fsm.v1.Master.HookDeliveredSeqEntry
-	38, // 34: coordinator.fsm.v1.Master.hook_lost_seq:type_name -> coordinator.fsm.v1.Master.HookLostSeqEntry
-	2,  // 35: coordinator.fsm.v1.Failover.phase:type_name -> coordinator.fsm.v1.FailoverPhase
-	32, // 36: coordinator.fsm.v1.Failover.reconf:type_name -> coordinator.fsm.v1.ReplicaReconf
-	17, // 37: coordinator.fsm.v1.Failover.rejected:type_name -> coordinator.fsm.v1.Rejection
-	31, // 38: coordinator.fsm.v1.Failover.pause:type_name -> coordinator.fsm.v1.HandoverPause
-	1,  // 39: coordinator.fsm.v1.ReplicaReconf.phase:type_name -> coordinator.fsm.v1.ReconfPhase
-	25, // 40: coordinator.fsm.v1.State.NodesEntry.value:type_name -> coordinator.fsm.v1.Node
-	26, // 41: coordinator.fsm.v1.State.MastersEntry.value:type_name -> coordinator.fsm.v1.Master
-	42, // [42:42] is the sub-list for method output_type
-	42, // [42:42] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	5,  // 17: coordinator.fsm.v1.Command.format_probe:type_name -> coordinator.fsm.v1.FormatProbe
+	0,  // 18: coordinator.fsm.v1.HookProgress.outcome:type_name -> coordinator.fsm.v1.HookOutcome
+	29, // 19: coordinator.fsm.v1.UpdateReplicas.replicas:type_name -> coordinator.fsm.v1.Replica
+	18, // 20: coordinator.fsm.v1.BeginFailover.rejected:type_name -> coordinator.fsm.v1.Rejection
+	11, // 21: coordinator.fsm.v1.BeginFailover.empty_restart:type_name -> coordinator.fsm.v1.EmptyRestart
+	1,  // 22: coordinator.fsm.v1.ReplicaReconfigured.phase:type_name -> coordinator.fsm.v1.ReconfPhase
+	26, // 23: coordinator.fsm.v1.RegisterNode.node:type_name -> coordinator.fsm.v1.Node
+	35, // 24: coordinator.fsm.v1.MonitorMaster.settings:type_name -> coordinator.fsm.v1.MasterSettings
+	24, // 25: coordinator.fsm.v1.SetMasterOptions.options:type_name -> coordinator.fsm.v1.Option
+	36, // 26: coordinator.fsm.v1.State.nodes:type_name -> coordinator.fsm.v1.State.NodesEntry
+	37, // 27: coordinator.fsm.v1.State.masters:type_name -> coordinator.fsm.v1.State.MastersEntry
+	35, // 28: coordinator.fsm.v1.Master.settings:type_name -> coordinator.fsm.v1.MasterSettings
+	29, // 29: coordinator.fsm.v1.Master.replicas:type_name -> coordinator.fsm.v1.Replica
+	30, // 30: coordinator.fsm.v1.Master.votes:type_name -> coordinator.fsm.v1.Vote
+	31, // 31: coordinator.fsm.v1.Master.failover:type_name -> coordinator.fsm.v1.Failover
+	34, // 32: coordinator.fsm.v1.Master.events:type_name -> coordinator.fsm.v1.Event
+	28, // 33: coordinator.fsm.v1.Master.last_failover:type_name -> coordinator.fsm.v1.FailoverOutcome
+	38, // 34: coordinator.fsm.v1.Master.hook_delivered_seq:type_name -> coordinator.fsm.v1.Master.HookDeliveredSeqEntry
+	39, // 35: coordinator.fsm.v1.Master.hook_lost_seq:type_name -> coordinator.fsm.v1.Master.HookLostSeqEntry
+	2,  // 36: coordinator.fsm.v1.Failover.phase:type_name -> coordinator.fsm.v1.FailoverPhase
+	33, // 37: coordinator.fsm.v1.Failover.reconf:type_name -> coordinator.fsm.v1.ReplicaReconf
+	18, // 38: coordinator.fsm.v1.Failover.rejected:type_name -> coordinator.fsm.v1.Rejection
+	32, // 39: coordinator.fsm.v1.Failover.pause:type_name -> coordinator.fsm.v1.HandoverPause
+	1,  // 40: coordinator.fsm.v1.ReplicaReconf.phase:type_name -> coordinator.fsm.v1.ReconfPhase
+	26, // 41: coordinator.fsm.v1.State.NodesEntry.value:type_name -> coordinator.fsm.v1.Node
+	27, // 42: coordinator.fsm.v1.State.MastersEntry.value:type_name -> coordinator.fsm.v1.Master
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_fsm_v1_fsm_proto_init() }
@@ -3480,6 +3571,7 @@ func file_coordinator_fsm_v1_fsm_proto_init() {
 		(*Command_RecordRepair)(nil),
 		(*Command_HandoverPaused)(nil),
 		(*Command_HookProgress)(nil),
+		(*Command_FormatProbe)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3487,7 +3579,7 @@ func file_coordinator_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coordinator_fsm_v1_fsm_proto_rawDesc), len(file_coordinator_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   36,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
