@@ -85,8 +85,15 @@ const (
 	// shown its effect yet.
 	resendEvery = 2 * time.Second
 	// observeRefresh is how stale the committed replica offsets may grow
-	// before the leader commits fresh ones.
+	// before the leader commits fresh ones, with few masters; see
+	// offsetRefresh.
 	observeRefresh = 10 * time.Second
+	// offsetCommitsPerSecond bounds the log entries that only refresh
+	// offsets, over all masters: every master's offsets move all the time
+	// (Redis's replication PING alone moves them), and at one entry per
+	// master every 10 s a thousand masters would write 100 entries a
+	// second to every node's disk for figures that are only displayed.
+	offsetCommitsPerSecond = 10
 	// commitTimeout bounds one commit of a journal step.
 	commitTimeout = 5 * time.Second
 	// VoteFreshness is how long the leader counts a down vote (Sentinel:
@@ -147,15 +154,23 @@ func (l *Leader) Step(st *fsmv1.State) {
 		return
 	}
 	obs := l.cfg.Observe.Observations()
+	refresh := offsetRefresh(len(st.GetMasters()))
 	for _, name := range sortedNames(st) {
 		if l.ctx.Err() != nil {
 			return
 		}
-		p := &pass{l: l, ctx: l.ctx, m: st.Masters[name], obs: obs, now: now}
+		p := &pass{l: l, ctx: l.ctx, m: st.Masters[name], obs: obs, now: now, offsetRefresh: refresh}
 		if err := p.run(); err != nil {
 			l.cfg.Log.Warn("failover step", "master", name, "err", err)
 		}
 	}
+}
+
+// offsetRefresh is how stale one master's committed offsets may grow when
+// the cluster monitors masters of them: observeRefresh, or longer so that
+// offset-only refreshes stay within offsetCommitsPerSecond in all.
+func offsetRefresh(masters int) time.Duration {
+	return max(observeRefresh, time.Duration(masters)*time.Second/offsetCommitsPerSecond)
 }
 
 // due rate-limits a repeated action on one instance: it reports true, and
