@@ -13,6 +13,8 @@ import (
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -220,6 +222,10 @@ func (f *fleet) startRaftinel(ctx context.Context, o *options, sys string, ports
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			_, err := api.Monitor(cctx, req)
+			if status.Code(err) == codes.AlreadyExists {
+				// An earlier try was committed but its answer timed out.
+				return nil
+			}
 			return err
 		})
 		if err != nil {
