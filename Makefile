@@ -11,7 +11,7 @@ STATICCHECK_VERSION := v0.8.2
 # go test's overall limit; CI has 90 minutes for everything.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: help tools redis prometheus haproxy generate checkgenerate lint test test-integration bench bench-failover bench-leader-crash bench-detect bench-sentinel build demo ci
+.PHONY: help tools redis prometheus haproxy generate checkgenerate lint test test-integration bench bench-failover bench-leader-crash bench-detect bench-sentinel bench-scale build demo ci
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ bench-leader-crash: redis build ## failover with its leader killed after the ele
 
 bench-detect: redis build ## failure detection against redis-sentinel: first +sdown per fault (kill, stop, debug-sleep) and false failovers of a master restarted 300 ms after SIGKILL (-restart-runs, 20 by default)
 	go run ./cmd/bench-failover -faults kill,stop,debug-sleep,restart-300ms -systems raftinel,sentinel -runs 10 $(BENCH_FLAGS)
+
+bench-scale: redis build ## N groups (default 300) watched by 3 Raftinel nodes and by 3 redis-sentinel in the same run: steady-state CPU, memory, Raft entries/s, read latency, mass SIGKILL (BENCH_FLAGS="-groups 1000")
+	go run ./cmd/bench-scale $(BENCH_FLAGS)
 
 bench-sentinel: redis ## SENTINEL get-master-addr-by-name per second: one Raftinel node against redis-sentinel
 	scripts/bench-sentinel.sh

@@ -414,6 +414,7 @@ type env struct {
 	nLeaders int
 	// crashes lists the crash points the leaders reached; at stopAt the
 	// leader is stopped right there, as if its process had exited.
+	crashMu sync.Mutex
 	crashes []string
 	stopAt  string
 	// hooks and hookPolicy are given to every Leader started.
@@ -506,6 +507,9 @@ func (e *env) start() *Leader {
 			e.hookRuns[kind+" "+result]++
 		},
 		Crash: func(point string) {
+			// Passes of different masters run at once.
+			e.crashMu.Lock()
+			defer e.crashMu.Unlock()
 			e.crashes = append(e.crashes, point)
 			if point == e.stopAt {
 				l.Stop()

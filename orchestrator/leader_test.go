@@ -195,3 +195,24 @@ func TestStop(t *testing.T) {
 		t.Fatalf("a stopped leader acted: %q", got)
 	}
 }
+
+func TestOffsetRefreshKeepsOffsetCommitsBounded(t *testing.T) {
+	for _, tc := range []struct {
+		masters int
+		want    time.Duration
+	}{
+		{0, observeRefresh},
+		{1, observeRefresh},
+		{100, observeRefresh},
+		{300, 30 * time.Second},
+		{1000, 100 * time.Second},
+	} {
+		got := offsetRefresh(tc.masters)
+		if got != tc.want {
+			t.Errorf("offsetRefresh(%d) = %v, want %v", tc.masters, got, tc.want)
+		}
+		if rate := float64(tc.masters) / got.Seconds(); rate > offsetCommitsPerSecond {
+			t.Errorf("%d masters refreshed every %v: %.1f entries/s, above %d", tc.masters, got, rate, offsetCommitsPerSecond)
+		}
+	}
+}

@@ -96,8 +96,22 @@ const (
 	// shown its effect yet.
 	resendEvery = 2 * time.Second
 	// observeRefresh is how stale the committed replica offsets may grow
-	// before the leader commits fresh ones.
+	// before the leader commits fresh ones, with few masters; see
+	// offsetRefresh.
 	observeRefresh = 10 * time.Second
+	// offsetCommitsPerSecond bounds the log entries that only refresh
+	// offsets, over all masters: every master's offsets move all the time
+	// (Redis's replication PING alone moves them), and at one entry per
+	// master every 10 s a thousand masters would write 100 entries a
+	// second to every node's disk for figures that are only displayed.
+	offsetCommitsPerSecond = 10
+	// maxParallelPasses bounds the masters whose passes run at once: each
+	// may hold a command connection and a commit in flight.
+	maxParallelPasses = 64
+	// passWait is how long Step waits for the passes it started: long
+	// enough for passes whose instances answer, short enough that the
+	// node's loop (every 100 ms) is not held up by one that does not.
+	passWait = 100 * time.Millisecond
 	// commitTimeout bounds one commit of a journal step.
 	commitTimeout = 5 * time.Second
 	// VoteFreshness is how long the leader counts a down vote (Sentinel:
@@ -128,8 +142,13 @@ type Leader struct {
 	// which is harmless.
 	released map[string]int64
 	// hooks is the delivery state of each hook, by master and kind.
-	hooks  map[string]*hookState
+	hooks map[string]*hookState
+	// hookWG counts the hook runs and the masters' passes in flight.
 	hookWG sync.WaitGroup
+	// running marks the masters whose pass is in flight, so that Step
+	// never runs two passes of one master at once.
+	running map[string]bool
+	slots   chan struct{} // one token per pass in flight
 }
 
 // Start makes the leader for one term. It must be created after raft's
@@ -144,20 +163,30 @@ func Start(parent context.Context, cfg Config) *Leader {
 	}
 	ctx, cancel := context.WithCancel(parent)
 	return &Leader{cfg: cfg, ctx: ctx, cancel: cancel, lastEnter: map[string]time.Time{}, wasDown: map[string]bool{},
-		lastAction: map[string]time.Time{}, released: map[string]int64{}, hooks: map[string]*hookState{}}
+		lastAction: map[string]time.Time{}, released: map[string]int64{}, hooks: map[string]*hookState{},
+		running: map[string]bool{}, slots: make(chan struct{}, maxParallelPasses)}
 }
 
 // Stop ends the term: commands in flight are cancelled and nothing more is
 // sent. It returns at once; the caller drops the Leader.
 func (l *Leader) Stop() { l.cancel() }
 
-// Wait returns once the hook runs started by this Leader have ended (after
+// Wait returns once the hook runs and passes started by this Leader have ended (after
 // Stop, promptly: their context is cancelled).
 func (l *Leader) Wait() { l.hookWG.Wait() }
 
 // Step runs one pass of the leader's work over every master of st: record
 // what it sees, judge ODOWN, and start, resume or finish failovers. A node
 // in TILT does nothing until its observations are fresh again.
+//
+// Each master's pass runs on its own goroutine, at most maxParallelPasses
+// at once, so that one master whose instances are slow to answer (a frozen
+// master costs actionTimeout per command) never holds up the failover of
+// another: with a hundred masters failing at once they are failed over
+// side by side. Step waits for the passes it started for up to passWait,
+// which is all of them when Redis answers, and returns; a master whose
+// pass is still running is skipped until it ends. st must not change
+// afterwards (the passes keep reading it).
 func (l *Leader) Step(st *fsmv1.State) {
 	now := l.cfg.Now()
 	// Hooks read only the committed log, so TILT does not hold them.
@@ -167,15 +196,68 @@ func (l *Leader) Step(st *fsmv1.State) {
 		return
 	}
 	obs := l.cfg.Observe.Observations()
+	refresh := offsetRefresh(len(st.GetMasters()))
+	var started sync.WaitGroup
 	for _, name := range sortedNames(st) {
 		if l.ctx.Err() != nil {
-			return
+			break
 		}
-		p := &pass{l: l, ctx: l.ctx, m: st.Masters[name], obs: obs, now: now}
-		if err := p.run(); err != nil {
-			l.cfg.Log.Warn("failover step", "master", name, "err", err)
+		if !l.claim(name) {
+			continue
 		}
+		p := &pass{l: l, ctx: l.ctx, m: st.Masters[name], obs: obs, now: now, offsetRefresh: refresh}
+		select {
+		case l.slots <- struct{}{}:
+		case <-l.ctx.Done():
+			l.release(name)
+			continue
+		}
+		started.Add(1)
+		l.hookWG.Add(1)
+		go func() {
+			defer l.hookWG.Done()
+			defer started.Done()
+			defer func() { <-l.slots }()
+			defer l.release(name)
+			if err := p.run(); err != nil {
+				l.cfg.Log.Warn("failover step", "master", name, "err", err)
+			}
+		}()
 	}
+	done := make(chan struct{})
+	go func() {
+		started.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(passWait):
+	case <-l.ctx.Done():
+	}
+}
+
+// claim marks name's pass as running, unless one already is.
+func (l *Leader) claim(name string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.running[name] {
+		return false
+	}
+	l.running[name] = true
+	return true
+}
+
+func (l *Leader) release(name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.running, name)
+}
+
+// offsetRefresh is how stale one master's committed offsets may grow when
+// the cluster monitors masters of them: observeRefresh, or longer so that
+// offset-only refreshes stay within offsetCommitsPerSecond in all.
+func offsetRefresh(masters int) time.Duration {
+	return max(observeRefresh, time.Duration(masters)*time.Second/offsetCommitsPerSecond)
 }
 
 // due rate-limits a repeated action on one instance: it reports true, and

@@ -19,6 +19,9 @@ type pass struct {
 	m   *fsmv1.Master
 	obs map[string]probe.Observation
 	now time.Time
+	// offsetRefresh is how stale the master's committed offsets may grow
+	// (offsetRefresh()); zero means observeRefresh.
+	offsetRefresh time.Duration
 }
 
 func (p *pass) failoverTimeout() time.Duration {
@@ -126,7 +129,7 @@ func (p *pass) observeReplicas() error {
 		}
 		update = append(update, next)
 		if old := known[a]; old == nil || materialChange(old, next) ||
-			(next.GetOffset() != old.GetOffset() && p.now.Sub(time.Unix(0, old.GetObservedAtUnixNanos())) > observeRefresh) {
+			(next.GetOffset() != old.GetOffset() && p.now.Sub(time.Unix(0, old.GetObservedAtUnixNanos())) > max(p.offsetRefresh, observeRefresh)) {
 			changed = true
 		}
 		p.l.noteDown(a, next.GetSdown(), p.now)

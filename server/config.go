@@ -46,6 +46,10 @@ type Config struct {
 	// /metrics; the node reports the bound address (port 0 picks a free
 	// one). Empty, the default, serves none.
 	MetricsAddr string
+	// Pprof also serves Go's profiler at /debug/pprof/ on MetricsAddr, for
+	// finding where a node spends its CPU; off by default, since profiles
+	// show the node's internals to whoever reaches the port.
+	Pprof bool
 
 	// Bootstrap is the initial voter list, the same on every founding node.
 	// It is ignored when the node already has Raft state.
@@ -209,6 +213,9 @@ func (c *Config) Validate() error {
 		if err := validateListenAddr(c.MetricsAddr); err != nil {
 			return fmt.Errorf("--metrics-addr: %w", err)
 		}
+	}
+	if c.Pprof && c.MetricsAddr == "" {
+		return errors.New("--pprof is set but --metrics-addr is empty: the profiler is served on the metrics address")
 	}
 	if c.SentinelPass != "" && c.SentinelAddr == "" {
 		return errors.New("--sentinel-pass is set but --sentinel-addr is empty: the password protects an endpoint that is disabled")

@@ -40,6 +40,9 @@ type monitor struct {
 	lastVote map[string]time.Time // by master: when this node last proposed a vote
 	voting   map[string]bool      // by master: a proposal is in flight
 	leader   *orchestrator.Leader // nil unless leadership is established
+	// targetsFrom is the state view the probe's targets were last set
+	// from; only the loop's goroutine uses it.
+	targetsFrom *fsmv1.State
 }
 
 var _ orchestrator.Observer = (*monitor)(nil)
@@ -119,7 +122,7 @@ func (mo *monitor) run(ctx context.Context) {
 }
 
 func (mo *monitor) step(ctx context.Context, now time.Time) {
-	st := mo.s.fsm.State()
+	st := mo.s.fsm.View()
 	mo.mu.Lock()
 	was := mo.tilt.Active(now)
 	mo.tilt = mo.tilt.Tick(now)
@@ -134,8 +137,14 @@ func (mo *monitor) step(ctx context.Context, now time.Time) {
 		mo.s.log.Warn(map[bool]string{true: "+tilt", false: "-tilt"}[active], "until", tilt.Until())
 	}
 
-	if err := mo.watcher.SetTargets(targets(st, mo.ownOpinions(st))); err != nil {
-		mo.s.log.Warn("probe targets", "err", err)
+	// The targets follow from the state alone: an unchanged view (the
+	// same shared copy) has nothing new to probe.
+	if st != mo.targetsFrom {
+		if err := mo.watcher.SetTargets(targets(st, mo.ownOpinions(st))); err != nil {
+			mo.s.log.Warn("probe targets", "err", err)
+		} else {
+			mo.targetsFrom = st
+		}
 	}
 	obs := mo.watcher.Observations()
 	for _, m := range st.Masters {

@@ -78,6 +78,7 @@ type options struct {
 	bootstrap, join, logLevel, logFormat          string
 	simulateFailure, sentinelPass, maxStreamAge   string
 	metricsAddr                                   string
+	pprof                                         bool
 	raftHeartbeat, raftElection, raftLease        string
 	pingPeriod                                    string
 	hookTimeout, hookRetryDelay                   string
@@ -136,6 +137,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	str(&o.sentinelAddr, "sentinel-addr", "127.0.0.1:26379", "host:port of the Sentinel-protocol endpoint for Sentinel clients (port 0 picks a free one; empty disables it)")
 	str(&o.sentinelPass, "sentinel-pass", "", "password Sentinel clients must send with AUTH; empty: no AUTH needed (prefer the environment variable: flags show in ps)")
 	str(&o.metricsAddr, "metrics-addr", "", "host:port to serve Prometheus metrics on, at /metrics (port 0 picks a free one; empty, the default, serves none)")
+	boolean(&o.pprof, "pprof", false, "also serve Go's profiler at /debug/pprof/ on --metrics-addr (off by default: profiles show the node's internals)")
 	integer(&o.sentinelMaxClients, "sentinel-max-clients", sentinel.DefaultMaxClients, "most open Sentinel connections")
 	integer(&o.sentinelSubscriberBuffer, "sentinel-subscriber-buffer", sentinel.DefaultSubscriberBuffer, "bytes of events queued for one Sentinel subscriber before it is disconnected")
 	str(&o.bootstrap, "bootstrap", "", "initial voters as id=raft-host:port,...; the same list on every founding node, ignored once the node has state")
@@ -231,7 +233,7 @@ func run(args []string, stderr io.Writer) int {
 		Join: o.join, Logger: logger, SimulateFailure: o.simulateFailure,
 		SentinelAddr: o.sentinelAddr, SentinelPass: o.sentinelPass,
 		SentinelMaxClients: o.sentinelMaxClients, SentinelSubscriberBuffer: o.sentinelSubscriberBuffer,
-		MetricsAddr: o.metricsAddr, Version: binaryVersion(),
+		MetricsAddr: o.metricsAddr, Version: binaryVersion(), Pprof: o.pprof,
 	}
 	if cfg.MaxStreamAge, err = time.ParseDuration(o.maxStreamAge); err != nil || cfg.MaxStreamAge <= 0 {
 		return fail(fmt.Errorf("--max-stream-age %q: want a positive duration such as 10m", o.maxStreamAge))

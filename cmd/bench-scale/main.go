@@ -1,0 +1,157 @@
+// Command bench-scale measures Raftinel against redis-sentinel at scale:
+// N groups of real redis-server processes (a master and two replicas
+// each), watched either by a 3-node Raftinel cluster or by three
+// redis-sentinel processes, one system after the other on fresh groups. For
+// each it reports steady-state CPU and memory per coordinator process,
+// connections to Redis, Raft log entries per second, the latency of
+// SENTINEL MASTERS and of one master's read at that size, and a mass
+// failure: SIGKILL of a fraction of the masters at once, timed to each
+// group's +switch-master, with writers on a sample of the killed groups
+// counting acknowledged writes lost.
+//
+// It ends with one line per system:
+//
+//	scale: system=... groups=N instances=I cpu_pct_per_node=C rss_mb=R raft_entries_per_s=E mass_kill=K all_switched_ms=T unfinished=U
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+const (
+	systemRaftinel        = "raftinel"         // ping-period set to Sentinel's 1 s
+	systemRaftinelDefault = "raftinel-default" // the node's own ping period (down-after/10)
+	systemSentinel        = "sentinel"
+)
+
+type options struct {
+	groups          int
+	steady          time.Duration
+	systems         []string
+	downAfter       time.Duration
+	failoverTimeout time.Duration
+	killFraction    float64
+	writers         int
+	massTimeout     time.Duration
+	redisHz         int
+	pprofDir        string
+	basePort        int
+
+	coordinator   string
+	redisServer   string
+	redisSentinel string
+}
+
+func parseFlags(args []string) (*options, error) {
+	fs := flag.NewFlagSet("bench-scale", flag.ContinueOnError)
+	o := &options{}
+	systems := fs.String("systems", systemRaftinel+","+systemRaftinelDefault+","+systemSentinel,
+		"systems to measure, comma-separated: raftinel (ping-period 1 s, as Sentinel's), raftinel-default (the node's own ping period), sentinel")
+	fs.IntVar(&o.groups, "groups", 300, "Redis groups (1 master + 2 replicas each)")
+	fs.DurationVar(&o.steady, "steady", 60*time.Second, "steady-state measurement window")
+	fs.DurationVar(&o.downAfter, "down-after", 5*time.Second, "down-after for every master")
+	fs.DurationVar(&o.failoverTimeout, "failover-timeout", 60*time.Second, "failover-timeout for every master")
+	fs.Float64Var(&o.killFraction, "kill-fraction", 0.1, "fraction of the masters SIGKILLed at once (0 skips the mass failure)")
+	fs.IntVar(&o.writers, "writers", 5, "killed groups that get a writer counting lost acknowledged writes")
+	fs.DurationVar(&o.massTimeout, "mass-timeout", 3*time.Minute, "how long to wait for every killed group's +switch-master")
+	fs.IntVar(&o.redisHz, "redis-hz", 1, "hz of every redis-server, low so that Redis leaves the CPU to the coordinators")
+	fs.StringVar(&o.pprofDir, "pprof-dir", "", "when set, save a 30 s CPU profile of Raftinel's leader during the steady window into this folder")
+	fs.IntVar(&o.basePort, "base-port", 20000, "first port to use (the bench takes 3 x groups + 12 free ports from here up; keep below the kernel's ephemeral range)")
+	fs.StringVar(&o.coordinator, "coordinator", "bin/coordinator", "coordinator binary (make build)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	for _, s := range strings.Split(*systems, ",") {
+		switch s {
+		case systemRaftinel, systemRaftinelDefault, systemSentinel:
+			o.systems = append(o.systems, s)
+		default:
+			return nil, fmt.Errorf("-systems: unknown system %q (raftinel, raftinel-default, sentinel)", s)
+		}
+	}
+	switch {
+	case o.groups < 1:
+		return nil, fmt.Errorf("-groups must be at least 1, got %d", o.groups)
+	case o.steady < 5*time.Second:
+		return nil, fmt.Errorf("-steady must be at least 5s, got %v", o.steady)
+	case o.killFraction < 0 || o.killFraction > 1:
+		return nil, fmt.Errorf("-kill-fraction must be within [0, 1], got %v", o.killFraction)
+	case o.writers < 0:
+		return nil, fmt.Errorf("-writers must not be negative, got %d", o.writers)
+	case o.basePort < 1024 || o.basePort > 65535:
+		return nil, fmt.Errorf("-base-port must be within [1024, 65535], got %d", o.basePort)
+	case o.redisHz < 1 || o.redisHz > 500:
+		return nil, fmt.Errorf("-redis-hz must be within [1, 500], got %d", o.redisHz)
+	}
+	var err error
+	for _, b := range []struct {
+		path *string
+		name string
+	}{{&o.redisServer, "redis-server"}, {&o.redisSentinel, "redis-sentinel"}} {
+		if *b.path, err = exec.LookPath(b.name); err != nil {
+			return nil, fmt.Errorf("%s not found (make redis installs it): %w", b.name, err)
+		}
+	}
+	if _, err := os.Stat(o.coordinator); err != nil {
+		return nil, fmt.Errorf("coordinator binary: %w (make build)", err)
+	}
+	return o, nil
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench-scale:", err)
+		os.Exit(2)
+	}
+	// go-redis logs every failed dial of the writers' clients while a
+	// killed master is being replaced: expected, and not a measurement.
+	redis.SetLogger(quietLog{})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-scale:", err)
+		os.Exit(1)
+	}
+}
+
+type quietLog struct{}
+
+func (quietLog) Printf(context.Context, string, ...any) {}
+
+func run(ctx context.Context, o *options) error {
+	fmt.Printf("bench-scale: %d groups (%d redis-server), down-after %v, failover-timeout %v, steady %v, redis hz %d\n",
+		o.groups, 3*o.groups, o.downAfter, o.failoverTimeout, o.steady, o.redisHz)
+	var results []result
+	for _, sys := range o.systems {
+		r, err := measureSystem(ctx, o, sys)
+		if err != nil {
+			return fmt.Errorf("%s: %w", sys, err)
+		}
+		fmt.Println(r.detail())
+		results = append(results, r)
+	}
+	fmt.Println()
+	fmt.Print(compare(results))
+	for _, r := range results {
+		fmt.Println(r.line())
+	}
+	return nil
+}
