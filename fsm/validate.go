@@ -121,6 +121,7 @@ func withDefaults(s *fsmv1.MasterSettings) *fsmv1.MasterSettings {
 		out.MaxLagBytes = s.MaxLagBytes
 		out.PingPeriodMs = s.PingPeriodMs
 		out.MasterRebootDownAfterPeriodMs = s.MasterRebootDownAfterPeriodMs
+		out.Maintenance = s.Maintenance
 	}
 	if out.DownAfterMs == 0 {
 		out.DownAfterMs = DefaultDownAfter.Milliseconds()
@@ -147,11 +148,14 @@ const (
 	OptPingPeriod = "ping-period"
 	// OptMasterRebootDownAfter is Sentinel 7's option; 0 turns it off.
 	OptMasterRebootDownAfter = "master-reboot-down-after-period"
+	// OptMaintenance is Raftinel's own (Patroni's pause): "yes" suspends
+	// automatic failovers and topology repairs of the group.
+	OptMaintenance = "maintenance"
 )
 
 // OptionKeys lists the settable options in the order help texts show them.
 var OptionKeys = []string{OptQuorum, OptDownAfter, OptFailoverTimeout, OptParallelSyncs, OptAuthUser, OptAuthPass, OptMaxLag,
-	OptPingPeriod, OptMasterRebootDownAfter}
+	OptPingPeriod, OptMasterRebootDownAfter, OptMaintenance}
 
 // ParseMillis reads a time option: whole milliseconds as Sentinel takes them
 // ("1500") or a Go duration ("1.5s", "1500ms").
@@ -234,6 +238,16 @@ func setOption(s *fsmv1.MasterSettings, key, value string) error {
 			return errorf(Invalid, "%s must be 0 (off) to %d milliseconds, got %d", OptMasterRebootDownAfter, MaxDuration.Milliseconds(), ms)
 		}
 		s.MasterRebootDownAfterPeriodMs = ms
+	case OptMaintenance:
+		// Sentinel's boolean options take yes and no.
+		switch strings.ToLower(value) {
+		case "yes":
+			s.Maintenance = true
+		case "no":
+			s.Maintenance = false
+		default:
+			return invalid()
+		}
 	default:
 		return errorf(Invalid, "Unknown option or number of arguments for SENTINEL SET '%s'", key)
 	}

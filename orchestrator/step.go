@@ -68,6 +68,11 @@ func (p *pass) run() error {
 			return err
 		}
 	}
+	if p.m.GetSettings().GetMaintenance() {
+		// Maintenance: detection goes on (the votes and the ODOWN
+		// judgement above), but nothing automatic is sent to Redis.
+		return nil
+	}
 	if !odown {
 		// A master that answers PING may still have to go: see emptyRestart.
 		if begun, err := p.emptyRestart(); begun || err != nil {

@@ -222,6 +222,7 @@ func (a *api) Monitor(ctx context.Context, req *coordinatorv1.MonitorRequest) (*
 			// A negative duration reaches the state machine's check as a
 			// negative value, not as 0 (off).
 			MasterRebootDownAfterPeriodMs: s.GetMasterRebootDownAfterPeriod().AsDuration().Milliseconds(),
+			Maintenance:                   s.GetMaintenance(),
 		},
 	}}})
 	if err != nil {
@@ -306,6 +307,7 @@ func publicMaster(m *fsmv1.Master) *coordinatorv1.Master {
 			MaxLagBytes:                 s.GetMaxLagBytes(),
 			PingPeriod:                  pingPeriod(s),
 			MasterRebootDownAfterPeriod: durationpb.New(time.Duration(s.GetMasterRebootDownAfterPeriodMs()) * time.Millisecond),
+			Maintenance:                 s.GetMaintenance(),
 		},
 	}
 }

@@ -38,6 +38,7 @@ const (
 	CoordinatorService_WatchMaster_FullMethodName        = "/coordinator.v1.CoordinatorService/WatchMaster"
 	CoordinatorService_WatchEvents_FullMethodName        = "/coordinator.v1.CoordinatorService/WatchEvents"
 	CoordinatorService_TransferLeadership_FullMethodName = "/coordinator.v1.CoordinatorService/TransferLeadership"
+	CoordinatorService_Explain_FullMethodName            = "/coordinator.v1.CoordinatorService/Explain"
 )
 
 // CoordinatorServiceClient is the client API for CoordinatorService service.
@@ -96,6 +97,15 @@ type CoordinatorServiceClient interface {
 	// TransferLeadership asks the leader to hand leadership to another voter,
 	// the given one or the most up to date.
 	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error)
+	// Explain says what the leader would do now for one master, and why:
+	// each node's vote against the quorum, TILT, the anti-flap wait,
+	// maintenance, a failover in progress, each replica's eligibility and
+	// ranking, and every condition that blocks a failover, the deciding one
+	// first. With manual set it plans that manual failover instead, without
+	// acting (coordinatorctl failover --dry-run). Any node serves it: a
+	// follower asks the leader, and answers from its own view only when no
+	// leader can be reached (from_leader false, first condition "no-leader").
+	Explain(ctx context.Context, in *ExplainRequest, opts ...grpc.CallOption) (*ExplainResponse, error)
 }
 
 type coordinatorServiceClient struct {
@@ -274,6 +284,16 @@ func (c *coordinatorServiceClient) TransferLeadership(ctx context.Context, in *T
 	return out, nil
 }
 
+func (c *coordinatorServiceClient) Explain(ctx context.Context, in *ExplainRequest, opts ...grpc.CallOption) (*ExplainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExplainResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_Explain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServiceServer is the server API for CoordinatorService service.
 // All implementations must embed UnimplementedCoordinatorServiceServer
 // for forward compatibility.
@@ -330,6 +350,15 @@ type CoordinatorServiceServer interface {
 	// TransferLeadership asks the leader to hand leadership to another voter,
 	// the given one or the most up to date.
 	TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error)
+	// Explain says what the leader would do now for one master, and why:
+	// each node's vote against the quorum, TILT, the anti-flap wait,
+	// maintenance, a failover in progress, each replica's eligibility and
+	// ranking, and every condition that blocks a failover, the deciding one
+	// first. With manual set it plans that manual failover instead, without
+	// acting (coordinatorctl failover --dry-run). Any node serves it: a
+	// follower asks the leader, and answers from its own view only when no
+	// leader can be reached (from_leader false, first condition "no-leader").
+	Explain(context.Context, *ExplainRequest) (*ExplainResponse, error)
 	mustEmbedUnimplementedCoordinatorServiceServer()
 }
 
@@ -384,6 +413,9 @@ func (UnimplementedCoordinatorServiceServer) WatchEvents(*WatchEventsRequest, gr
 }
 func (UnimplementedCoordinatorServiceServer) TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TransferLeadership not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) Explain(context.Context, *ExplainRequest) (*ExplainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Explain not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) mustEmbedUnimplementedCoordinatorServiceServer() {}
 func (UnimplementedCoordinatorServiceServer) testEmbeddedByValue()                            {}
@@ -662,6 +694,24 @@ func _CoordinatorService_TransferLeadership_Handler(srv interface{}, ctx context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoordinatorService_Explain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExplainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).Explain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_Explain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).Explain(ctx, req.(*ExplainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CoordinatorService_ServiceDesc is the grpc.ServiceDesc for CoordinatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -720,6 +770,10 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TransferLeadership",
 			Handler:    _CoordinatorService_TransferLeadership_Handler,
+		},
+		{
+			MethodName: "Explain",
+			Handler:    _CoordinatorService_Explain_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

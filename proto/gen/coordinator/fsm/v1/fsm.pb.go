@@ -594,8 +594,11 @@ type UpdateReplicas struct {
 	ExpectedEpoch uint64                 `protobuf:"varint,2,opt,name=expected_epoch,json=expectedEpoch,proto3" json:"expected_epoch,omitempty"`
 	Replicas      []*Replica             `protobuf:"bytes,3,rep,name=replicas,proto3" json:"replicas,omitempty"`
 	// What the master itself reported, for display.
-	MasterOffset  int64  `protobuf:"varint,4,opt,name=master_offset,json=masterOffset,proto3" json:"master_offset,omitempty"`
-	MasterRunId   string `protobuf:"bytes,5,opt,name=master_run_id,json=masterRunId,proto3" json:"master_run_id,omitempty"`
+	MasterOffset int64  `protobuf:"varint,4,opt,name=master_offset,json=masterOffset,proto3" json:"master_offset,omitempty"`
+	MasterRunId  string `protobuf:"bytes,5,opt,name=master_run_id,json=masterRunId,proto3" json:"master_run_id,omitempty"`
+	// The role the master reported in INFO ("master" or "slave"); empty when
+	// the leader has no INFO of it this time (the recorded role is kept).
+	MasterRole    string `protobuf:"bytes,120,opt,name=master_role,json=masterRole,proto3" json:"master_role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -661,6 +664,13 @@ func (x *UpdateReplicas) GetMasterOffset() int64 {
 func (x *UpdateReplicas) GetMasterRunId() string {
 	if x != nil {
 		return x.MasterRunId
+	}
+	return ""
+}
+
+func (x *UpdateReplicas) GetMasterRole() string {
+	if x != nil {
+		return x.MasterRole
 	}
 	return ""
 }
@@ -1866,7 +1876,11 @@ type Master struct {
 	MasterOffset int64    `protobuf:"varint,13,opt,name=master_offset,json=masterOffset,proto3" json:"master_offset,omitempty"`
 	MasterRunId  string   `protobuf:"bytes,14,opt,name=master_run_id,json=masterRunId,proto3" json:"master_run_id,omitempty"`
 	// How the most recent failover ended; unset before the first one.
-	LastFailover  *FailoverOutcome `protobuf:"bytes,15,opt,name=last_failover,json=lastFailover,proto3" json:"last_failover,omitempty"`
+	LastFailover *FailoverOutcome `protobuf:"bytes,15,opt,name=last_failover,json=lastFailover,proto3" json:"last_failover,omitempty"`
+	// The role the master last reported in INFO, as the leader committed it
+	// (UpdateReplicas); empty before the first report. A change publishes
+	// Sentinel's +role-change or -role-change.
+	MasterRole    string `protobuf:"bytes,120,opt,name=master_role,json=masterRole,proto3" json:"master_role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2004,6 +2018,13 @@ func (x *Master) GetLastFailover() *FailoverOutcome {
 		return x.LastFailover
 	}
 	return nil
+}
+
+func (x *Master) GetMasterRole() string {
+	if x != nil {
+		return x.MasterRole
+	}
+	return ""
 }
 
 // FailoverOutcome is how one failover ended: promoted (FinishFailover) or
@@ -2728,8 +2749,14 @@ type MasterSettings struct {
 	// changed, a master that has not answered PING with PONG (only LOADING or
 	// MASTERDOWN) for this long is subjectively down. 0 disables the rule.
 	MasterRebootDownAfterPeriodMs int64 `protobuf:"varint,9,opt,name=master_reboot_down_after_period_ms,json=masterRebootDownAfterPeriodMs,proto3" json:"master_reboot_down_after_period_ms,omitempty"`
-	unknownFields                 protoimpl.UnknownFields
-	sizeCache                     protoimpl.SizeCache
+	// Maintenance suspends the leader's automatic actions on the group:
+	// no automatic failover (ODOWN or empty restart) begins and no topology
+	// repair is sent, while detection (votes, ODOWN) goes on. A manual
+	// failover is refused unless forced. A failover already in progress is
+	// finished.
+	Maintenance   bool `protobuf:"varint,120,opt,name=maintenance,proto3" json:"maintenance,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MasterSettings) Reset() {
@@ -2825,6 +2852,13 @@ func (x *MasterSettings) GetMasterRebootDownAfterPeriodMs() int64 {
 	return 0
 }
 
+func (x *MasterSettings) GetMaintenance() bool {
+	if x != nil {
+		return x.Maintenance
+	}
+	return false
+}
+
 var File_coordinator_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
@@ -2860,13 +2894,15 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04down\x18\x04 \x01(\bR\x04down\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xd1\x01\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xf2\x01\n" +
 	"\x0eUpdateReplicas\x12\x16\n" +
 	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
 	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x127\n" +
 	"\breplicas\x18\x03 \x03(\v2\x1b.coordinator.fsm.v1.ReplicaR\breplicas\x12#\n" +
 	"\rmaster_offset\x18\x04 \x01(\x03R\fmasterOffset\x12\"\n" +
-	"\rmaster_run_id\x18\x05 \x01(\tR\vmasterRunId\"{\n" +
+	"\rmaster_run_id\x18\x05 \x01(\tR\vmasterRunId\x12\x1f\n" +
+	"\vmaster_role\x18x \x01(\tR\n" +
+	"masterRole\"{\n" +
 	"\x10SetObjectiveDown\x12\x16\n" +
 	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
 	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12\x12\n" +
@@ -2951,7 +2987,7 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12!\n" +
 	"\fgrpc_address\x18\x03 \x01(\tR\vgrpcAddress\x12)\n" +
 	"\x10sentinel_address\x18\x04 \x01(\tR\x0fsentinelAddress\x127\n" +
-	"\x18registered_at_unix_nanos\x18\x05 \x01(\x03R\x15registeredAtUnixNanos\"\xb5\x05\n" +
+	"\x18registered_at_unix_nanos\x18\x05 \x01(\x03R\x15registeredAtUnixNanos\"\xd6\x05\n" +
 	"\x06Master\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -2968,7 +3004,9 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x06events\x18\f \x03(\v2\x19.coordinator.fsm.v1.EventR\x06events\x12#\n" +
 	"\rmaster_offset\x18\r \x01(\x03R\fmasterOffset\x12\"\n" +
 	"\rmaster_run_id\x18\x0e \x01(\tR\vmasterRunId\x12H\n" +
-	"\rlast_failover\x18\x0f \x01(\v2#.coordinator.fsm.v1.FailoverOutcomeR\flastFailover\"\xeb\x02\n" +
+	"\rlast_failover\x18\x0f \x01(\v2#.coordinator.fsm.v1.FailoverOutcomeR\flastFailover\x12\x1f\n" +
+	"\vmaster_role\x18x \x01(\tR\n" +
+	"masterRole\"\xeb\x02\n" +
 	"\x0fFailoverOutcome\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\tR\x06result\x12\x14\n" +
@@ -3036,7 +3074,7 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\apayload\x18\x04 \x01(\tR\apayload\x12\x17\n" +
 	"\anode_id\x18\x05 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05epoch\x18\x06 \x01(\x04R\x05epoch\x12\x16\n" +
-	"\x06master\x18\a \x01(\tR\x06master\"\xf2\x02\n" +
+	"\x06master\x18\a \x01(\tR\x06master\"\x94\x03\n" +
 	"\x0eMasterSettings\x12\x16\n" +
 	"\x06quorum\x18\x01 \x01(\rR\x06quorum\x12\"\n" +
 	"\rdown_after_ms\x18\x02 \x01(\x03R\vdownAfterMs\x12.\n" +
@@ -3046,7 +3084,8 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\tauth_pass\x18\x06 \x01(\tR\bauthPass\x12\"\n" +
 	"\rmax_lag_bytes\x18\a \x01(\x03R\vmaxLagBytes\x12$\n" +
 	"\x0eping_period_ms\x18\b \x01(\x03R\fpingPeriodMs\x12I\n" +
-	"\"master_reboot_down_after_period_ms\x18\t \x01(\x03R\x1dmasterRebootDownAfterPeriodMs*\x91\x01\n" +
+	"\"master_reboot_down_after_period_ms\x18\t \x01(\x03R\x1dmasterRebootDownAfterPeriodMs\x12 \n" +
+	"\vmaintenance\x18x \x01(\bR\vmaintenance*\x91\x01\n" +
 	"\vReconfPhase\x12\x1c\n" +
 	"\x18RECONF_PHASE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14RECONF_PHASE_PENDING\x10\x01\x12\x15\n" +
