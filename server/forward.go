@@ -192,6 +192,8 @@ func newReply(method string) proto.Message {
 		return &coordinatorv1.ResetResponse{}
 	case coordinatorv1.CoordinatorService_TransferLeadership_FullMethodName:
 		return &coordinatorv1.TransferLeadershipResponse{}
+	case coordinatorv1.CoordinatorService_Explain_FullMethodName:
+		return &coordinatorv1.ExplainResponse{}
 	case clusterv1.ClusterService_Propose_FullMethodName:
 		return &clusterv1.ProposeResponse{}
 	}

@@ -1,0 +1,57 @@
+package orchestrator
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/raftinel/raftinel/failover"
+)
+
+// What Explain says the leader does is what its next pass does.
+func TestExplainAgreesWithTheLeader(t *testing.T) {
+	e := newEnv(t, nil)
+	e.step()
+	ex := e.leader.Explain(e.master(), nil)
+	if ex.Action != failover.ActionNone || ex.Candidate != addrR2 {
+		t.Fatalf("healthy: %+v", ex)
+	}
+	var ranked []string
+	for _, r := range ex.Replicas {
+		ranked = append(ranked, r.Addr+" "+r.Reason)
+	}
+	// r2 beats r3 on offset and r1 on priority; r4 has priority 0.
+	if want := []string{addrR2 + " ", addrR3 + " ", addrR1 + " ", addrR4 + " priority 0"}; !slices.Equal(ranked, want) {
+		t.Fatalf("ranking %q, want %q", ranked, want)
+	}
+
+	e.mustCommit(setOptions("maintenance", "yes"))
+	e.masterFails()
+	e.step()
+	e.tick(time.Second)
+	e.vote("n1", true)
+	e.vote("n2", true)
+	ex = e.leader.Explain(e.master(), nil)
+	if ex.Action != failover.ActionBlocked || ex.Blocking[0].Code != failover.BlockMaintenance || ex.DownVotes != 2 || !ex.ODown {
+		t.Fatalf("in maintenance: %+v", ex)
+	}
+	plan := e.leader.Explain(e.master(), &failover.ManualRequest{Handover: handoverTimeout})
+	if plan.Action != failover.ActionBlocked || plan.Blocking[0].Code != failover.BlockMaintenance {
+		t.Fatalf("coordinated plan in maintenance: %+v", plan)
+	}
+
+	e.mustCommit(setOptions("maintenance", "no"))
+	e.vote("n1", true)
+	e.vote("n2", true)
+	ex = e.leader.Explain(e.master(), nil)
+	if ex.Action != failover.ActionFailover || ex.Candidate != addrR2 {
+		t.Fatalf("after maintenance: %+v", ex)
+	}
+	from := e.mark()
+	e.step()
+	e.inOrder(from, "commit BeginFailover odown "+addrR2)
+	ex = e.leader.Explain(e.master(), nil)
+	if ex.Action != failover.ActionContinue {
+		t.Fatalf("in progress: %+v", ex)
+	}
+}
