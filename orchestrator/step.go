@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/raftinel/raftinel/failover"
+	"github.com/raftinel/raftinel/fsm"
 	"github.com/raftinel/raftinel/probe"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 )
@@ -139,13 +140,20 @@ func (p *pass) observeReplicas() error {
 	if ok && master.Info != nil && master.Info.RunID != "" && master.Info.RunID != p.m.GetMasterRunId() {
 		changed = true // the master's first run id, or a restart (+reboot)
 	}
+	recordedRole := p.m.GetMasterRole()
+	if recordedRole == "" {
+		recordedRole = fsm.RoleMaster // what a master record starts at
+	}
+	if ok && master.Info != nil && master.Info.Role != "" && string(master.Info.Role) != recordedRole {
+		changed = true // +role-change / -role-change
+	}
 	if !changed {
 		return nil
 	}
 	cmd := &fsmv1.UpdateReplicas{Master: p.m.GetName(), ExpectedEpoch: p.m.GetEpoch(), Replicas: update,
 		MasterOffset: p.m.GetMasterOffset(), MasterRunId: p.m.GetMasterRunId()}
 	if ok && master.Info != nil {
-		cmd.MasterOffset, cmd.MasterRunId = master.Info.MasterReplOffset, master.Info.RunID
+		cmd.MasterOffset, cmd.MasterRunId, cmd.MasterRole = master.Info.MasterReplOffset, master.Info.RunID, string(master.Info.Role)
 	}
 	return p.commit(&fsmv1.Command{Kind: &fsmv1.Command_UpdateReplicas{UpdateReplicas: cmd}})
 }
