@@ -55,10 +55,10 @@ type Server struct {
 	// metrics is this node's registry; metricsLis is bound in New like
 	// sentinelLis, and metricsHTTP serves /metrics on it (both nil when
 	// metrics are off).
-	metrics     *nodeMetrics
+	metrics *nodeMetrics
 	// local carries this node's own events (+tilt, -tilt) to its front
 	// ends; they are not committed.
-	local *localEvents
+	local       *localEvents
 	metricsLis  net.Listener
 	metricsHTTP *http.Server
 	// snapshots is raft's snapshot store, read for the snapshot size.
