@@ -55,12 +55,12 @@ type Server struct {
 	// metrics is this node's registry; metricsLis is bound in New like
 	// sentinelLis, and metricsHTTP serves /metrics on it (both nil when
 	// metrics are off).
-	metrics *nodeMetrics
-	// local carries this node's own events (+tilt, -tilt) to its front
-	// ends; they are not committed.
-	local       *localEvents
+	metrics     *nodeMetrics
 	metricsLis  net.Listener
 	metricsHTTP *http.Server
+	// local carries this node's own events (+tilt, -tilt) to its front
+	// ends; they are not committed.
+	local *localEvents
 	// snapshots is raft's snapshot store, read for the snapshot size.
 	snapshots raft.SnapshotStore
 
