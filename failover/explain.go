@@ -236,13 +236,13 @@ func Explain(in ExplainInput) Explanation {
 		ex.Summary = "the master is objectively down: a failover to " + ex.Candidate + " begins now"
 	case !ex.ODown && !ex.Tilt:
 		ex.Action = ActionNone
-		ex.Summary = "the master is not objectively down (" + ex.Blocking[0].Detail + "): nothing to do"
+		ex.Summary = "the master is not objectively down: nothing to do"
 		if ex.DownVotes > 0 {
-			ex.Summary = "the master is not objectively down yet (" + ex.Blocking[0].Detail + "): no failover"
+			ex.Summary = "the master is not objectively down yet: no failover"
 		}
 	default:
 		ex.Action = ActionBlocked
-		ex.Summary = "no failover: " + ex.Blocking[0].Detail
+		ex.Summary = "no failover now: " + ex.Blocking[0].Detail
 	}
 	return ex
 }

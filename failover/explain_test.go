@@ -65,9 +65,9 @@ func TestExplainAutomatic(t *testing.T) {
 	}{
 		{name: "failover begins", action: ActionFailover, candidate: exR1, summary: "a failover to " + exR1 + " begins now"},
 		{name: "healthy master", edit: func(in *ExplainInput) { *in = upInput() }, action: ActionNone,
-			blocking: []string{BlockNotODown}, candidate: exR1, summary: "0 of 2 fresh down votes"},
+			blocking: []string{BlockNotODown}, candidate: exR1, summary: "not objectively down: nothing to do"},
 		{name: "one vote short of the quorum", edit: func(in *ExplainInput) { in.Votes[1].Down = false; in.ODownSince = time.Time{} },
-			action: ActionNone, blocking: []string{BlockNotODown}, candidate: exR1, summary: "not objectively down yet (1 of 2 fresh down votes"},
+			action: ActionNone, blocking: []string{BlockNotODown}, candidate: exR1, summary: "not objectively down yet: no failover"},
 		{name: "a stale vote does not count", edit: func(in *ExplainInput) { in.Votes[1].At = in.Now.Add(-6 * time.Second) },
 			action: ActionNone, blocking: []string{BlockNotODown}, candidate: exR1},
 		{name: "a vote about another address does not count", edit: func(in *ExplainInput) { in.Votes[0].Address = exR2 },

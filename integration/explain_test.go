@@ -75,7 +75,7 @@ func TestExplainShowsExcludedReplicaAndMaintenance(t *testing.T) {
 		t.Fatalf("masters:\n%s", r.stdout)
 	}
 	r = mustCtl(t, "--addr", follower.grpcAddr, "failover", g.name, "--dry-run")
-	if !strings.Contains(r.stdout, "would be refused") || !strings.Contains(r.stdout, "maintenance: the master is in maintenance") {
+	if !strings.Contains(r.stdout, "plan         refused: ") || !strings.Contains(r.stdout, "maintenance: the master is in maintenance") {
 		t.Fatalf("coordinated dry run in maintenance:\n%s", r.stdout)
 	}
 	r = mustCtl(t, "--addr", follower.grpcAddr, "failover", g.name, "--dry-run", "--force")

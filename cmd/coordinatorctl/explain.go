@@ -63,12 +63,8 @@ func renderExplain(w io.Writer, r *coordinatorv1.ExplainResponse) error {
 	}
 	t.row("view", fmt.Sprintf("%s, index %d, at %s", view, r.GetIndex(), timestamp(r.GetAt())))
 	t.row("decision", r.GetAction()+": "+oneLine(r.GetSummary()))
-	for i, c := range r.GetBlocking() {
-		label := ""
-		if i == 0 {
-			label = "blocking"
-		}
-		t.row(label, c.GetCode()+": "+oneLine(c.GetDetail()))
+	for _, c := range r.GetBlocking() {
+		t.row("blocking", c.GetCode()+": "+oneLine(c.GetDetail()))
 	}
 	for _, n := range r.GetNotes() {
 		t.row("note", oneLine(n))
@@ -139,17 +135,9 @@ func renderPlan(w io.Writer, r *coordinatorv1.ExplainResponse) error {
 	}
 	t.row("mode", mode)
 	t.row("promote", r.GetCandidate())
-	verdict := "would begin now"
-	if r.GetAction() != "failover" {
-		verdict = "would be refused"
-	}
-	t.row("plan", verdict+": "+oneLine(r.GetSummary()))
-	for i, c := range r.GetBlocking() {
-		label := ""
-		if i == 0 {
-			label = "blocking"
-		}
-		t.row(label, c.GetCode()+": "+oneLine(c.GetDetail()))
+	t.row("plan", oneLine(r.GetSummary()))
+	for _, c := range r.GetBlocking() {
+		t.row("blocking", c.GetCode()+": "+oneLine(c.GetDetail()))
 	}
 	for _, n := range r.GetNotes() {
 		t.row("note", oneLine(n))
