@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/raftinel/raftinel/probe"
@@ -36,5 +37,35 @@ func TestLeaderCommitsTheMastersReportedRole(t *testing.T) {
 	}
 	if len(types) != 2 || types[0] != "-role-change" || types[1] != "+role-change" {
 		t.Fatalf("role events %q", types)
+	}
+}
+
+// Across an automatic failover: the promoted replica's INFO from before
+// its promotion (role slave) is no -role-change of the new master, and the
+// dead old master's last INFO (role master) is no -role-change of its
+// replica record; when it comes back reporting master it is one, and once
+// converted, +role-change.
+func TestRoleChangesAcrossAFailover(t *testing.T) {
+	e := newEnv(t, nil)
+	e.beginAutomatic()
+	e.finishFailover()
+	roleEvents := func() []string {
+		var out []string
+		for _, ev := range e.master().GetEvents() {
+			if ev.GetType() == "+role-change" || ev.GetType() == "-role-change" {
+				out = append(out, ev.GetType()+" "+ev.GetPayload())
+			}
+		}
+		return out
+	}
+	if got := roleEvents(); len(got) != 0 {
+		t.Fatalf("role events before the old master returned: %q", got)
+	}
+	e.revive(addrM)
+	e.tickUntil(30, "the old master converted", func() bool { return len(roleEvents()) >= 2 })
+	got := roleEvents()
+	if len(got) != 2 || !strings.HasPrefix(got[0], "-role-change slave "+addrM) || !strings.HasSuffix(got[0], "new reported role is master") ||
+		!strings.HasPrefix(got[1], "+role-change slave "+addrM) || !strings.HasSuffix(got[1], "new reported role is slave") {
+		t.Fatalf("role events %q", got)
 	}
 }
