@@ -49,6 +49,11 @@ func TestExplainFromTheLeaderOrSayingThereIsNone(t *testing.T) {
 		}
 	}
 
+	// Cut off only once the follower holds the master itself.
+	testwait.Until(t, 10*time.Second, "the follower applied the monitor", func() bool {
+		_, _, ok := follower.srv.FSM().Master("m")
+		return ok
+	})
 	c.partition(follower)
 	testwait.For(t, 30*time.Second, "the cut-off follower's own view", func() error {
 		ex, err := follower.client.Explain(ctxT(t, 10*time.Second), &coordinatorv1.ExplainRequest{Name: "m"})
