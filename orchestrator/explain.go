@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/raftinel/raftinel/failover"
@@ -40,5 +41,12 @@ func ExplainFrom(m *fsmv1.Master, obs Observer, now time.Time, manual *failover.
 	if f := m.GetFailover(); f != nil {
 		in.InProgress = phaseName(f.GetPhase()) + ", candidate " + f.GetCandidate()
 	}
-	return failover.Explain(in)
+	ex := failover.Explain(in)
+	if pause := m.GetFailover().GetPause(); pause != nil {
+		// The only fencing Raftinel does: the write pause of a coordinated
+		// handover, committed so a new leader releases it.
+		ex.Notes = append(ex.Notes, fmt.Sprintf("writes are paused on the old master %s (CLIENT PAUSE WRITE) until %s, for the candidate to reach offset %d",
+			m.GetFailover().GetOldMaster(), time.Unix(0, pause.GetUntilUnixNanos()).UTC().Format(time.RFC3339Nano), pause.GetOffset()))
+	}
+	return ex
 }

@@ -1,6 +1,9 @@
 package orchestrator
 
 import (
+	"strings"
+
+	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 	"slices"
 	"testing"
 	"time"
@@ -53,5 +56,21 @@ func TestExplainAgreesWithTheLeader(t *testing.T) {
 	ex = e.leader.Explain(e.master(), nil)
 	if ex.Action != failover.ActionContinue {
 		t.Fatalf("in progress: %+v", ex)
+	}
+}
+
+// The write pause of a coordinated handover (the one fencing Raftinel
+// does) is shown as a note while the journal holds it.
+func TestExplainShowsTheHandoverPause(t *testing.T) {
+	e := newEnv(t, nil)
+	e.step()
+	e.mustCommit(&fsmv1.Command{Kind: &fsmv1.Command_BeginFailover{BeginFailover: &fsmv1.BeginFailover{
+		Master: masterName, Reason: "manual", Candidate: addrR2, Coordinated: true, HandoverTimeoutMs: 5000}}})
+	e.mustCommit(&fsmv1.Command{Kind: &fsmv1.Command_HandoverPaused{HandoverPaused: &fsmv1.HandoverPaused{
+		Master: masterName, Offset: 1234, UntilUnixNanos: e.clock.Now().Add(time.Minute).UnixNano()}}})
+	ex := e.leader.Explain(e.master(), nil)
+	if ex.Action != failover.ActionContinue || len(ex.Notes) != 1 || !strings.Contains(ex.Notes[0], "writes are paused on the old master "+addrM) ||
+		!strings.Contains(ex.Notes[0], "offset 1234") {
+		t.Fatalf("explanation %+v", ex)
 	}
 }
