@@ -1,14 +1,13 @@
 package orchestrator
 
 import (
-	"strings"
-
-	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/raftinel/raftinel/failover"
+	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 )
 
 // What Explain says the leader does is what its next pass does.
