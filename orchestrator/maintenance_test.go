@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/raftinel/raftinel/probe"
-
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 )
 
