@@ -156,6 +156,9 @@ func monitorMaster(r *recorder, c *fsmv1.MonitorMaster) error {
 	}
 	st.Masters[c.GetName()] = m
 	r.add(m, "+monitor", fmt.Sprintf("%s quorum %d", masterDetail(m), settings.GetQuorum()), "")
+	if settings.GetMaintenance() {
+		r.add(m, EventMaintenanceOn, masterDetail(m), "")
+	}
 	return nil
 }
 
@@ -188,6 +191,7 @@ func setMasterOptions(r *recorder, c *fsmv1.SetMasterOptions) error {
 		return err
 	}
 	startHooks(r, m, next)
+	was := m.GetSettings().GetMaintenance()
 	m.Settings = next
 	for _, o := range c.GetOptions() {
 		v := o.GetValue()
@@ -196,5 +200,18 @@ func setMasterOptions(r *recorder, c *fsmv1.SetMasterOptions) error {
 		}
 		r.add(m, "+set", fmt.Sprintf("%s %s %s", masterDetail(m), strings.ToLower(o.GetKey()), v), "")
 	}
+	switch {
+	case next.GetMaintenance() && !was:
+		r.add(m, EventMaintenanceOn, masterDetail(m), "")
+	case !next.GetMaintenance() && was:
+		r.add(m, EventMaintenanceOff, masterDetail(m), "")
+	}
 	return nil
 }
+
+// Raftinel's own events for the maintenance option, published when it
+// changes (after the option's +set); the payload is the master's "%@".
+const (
+	EventMaintenanceOn  = "+maintenance"
+	EventMaintenanceOff = "-maintenance"
+)

@@ -44,6 +44,9 @@ const (
 	ReasonNoGoodReplica Reason = "NO_GOOD_REPLICA"
 	// ReasonUnknownMaster: the command names a master that is not monitored.
 	ReasonUnknownMaster Reason = "UNKNOWN_MASTER"
+	// ReasonMaintenance: the master is in maintenance, and a manual
+	// failover of it must be forced.
+	ReasonMaintenance Reason = "MAINTENANCE"
 )
 
 // Error is a command the state machine (or the leader's decision before

@@ -3,6 +3,7 @@ package fsm
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
@@ -39,7 +40,7 @@ func resetMaster(r *recorder, c *fsmv1.ResetMaster) error {
 	if !ok {
 		return UnknownMaster(c.GetName())
 	}
-	m.Replicas, m.Votes, m.Failover, m.LastFailover = nil, nil, nil, nil
+	m.Replicas, m.Votes, m.Failover, m.LastFailover, m.MasterRole = nil, nil, nil, nil, ""
 	m.Odown, m.OdownSinceUnixNanos, m.LastFailoverAtUnixNanos = false, 0, 0
 	r.add(m, "+reset-master", masterDetail(m), "")
 	return nil
@@ -97,6 +98,12 @@ func updateReplicas(r *recorder, c *fsmv1.UpdateReplicas) error {
 		// another run id, so the process restarted.
 		r.add(m, "+reboot", masterDetail(m), "")
 	}
+	if role := c.GetMasterRole(); role != "" && role != orRole(m.GetMasterRole(), RoleMaster) {
+		r.add(m, roleChange(role, RoleMaster), masterDetail(m)+" new reported role is "+role, "")
+	}
+	if c.GetMasterRole() != "" {
+		m.MasterRole = c.GetMasterRole()
+	}
 	m.MasterOffset = c.GetMasterOffset()
 	if c.GetMasterRunId() != "" {
 		// An update without the master's run id (no INFO of it this time)
@@ -120,10 +127,16 @@ func updateReplicas(r *recorder, c *fsmv1.UpdateReplicas) error {
 		if old == nil {
 			m.Replicas = append(m.Replicas, next)
 			r.add(m, "+slave", replicaDetail(m, next.GetAddress()), "")
+			if role := next.GetRole(); role != "" && role != RoleSlave {
+				r.add(m, roleChange(role, RoleSlave), replicaDetail(m, next.GetAddress())+" new reported role is "+role, "")
+			}
 			if next.GetSdown() {
 				r.add(m, "+sdown", replicaDetail(m, next.GetAddress()), "")
 			}
 			continue
+		}
+		if role := next.GetRole(); role != "" && role != orRole(old.GetRole(), RoleSlave) {
+			r.add(m, roleChange(role, RoleSlave), replicaDetail(m, next.GetAddress())+" new reported role is "+role, "")
 		}
 		if old.GetRunId() != "" && next.GetRunId() != "" && old.GetRunId() != next.GetRunId() {
 			r.add(m, "+reboot", replicaDetail(m, next.GetAddress()), "")
@@ -222,6 +235,10 @@ func beginFailover(r *recorder, c *fsmv1.BeginFailover) error {
 	}
 	r.add(m, "+selected-slave", replicaDetail(m, c.GetCandidate()), "")
 	r.add(m, "+failover-state-send-slaveof-noone", replicaDetail(m, c.GetCandidate()), "")
+	// Sentinel enters WAIT_PROMOTION once its SLAVEOF NO ONE is queued.
+	// Raftinel commits each step before it acts, so the state it waits in
+	// from here on is entered with this entry (the command follows it).
+	r.add(m, "+failover-state-wait-promotion", replicaDetail(m, c.GetCandidate()), "")
 	return nil
 }
 
@@ -377,6 +394,13 @@ func promoted(r *recorder, c *fsmv1.Promoted) error {
 
 	m.Epoch++
 	m.Address = c.GetAddress()
+	// The candidate reports role master: that is why it is promoted.
+	m.MasterRole = RoleMaster
+	// Sentinel's +new-epoch carries the epoch alone. Sentinel's
+	// current_epoch rises when a failover starts (and with votes and
+	// hellos); Raftinel's epoch is the master's configuration epoch,
+	// which rises here, with the promotion.
+	r.add(m, "+new-epoch", strconv.FormatUint(m.GetEpoch(), 10), "")
 	m.Votes, m.Odown, m.OdownSinceUnixNanos = nil, false, 0
 	rep, i := findReplica(m, c.GetAddress())
 	// The master's run id and offset are the promoted replica's from now on,
@@ -480,4 +504,30 @@ func recordRepair(r *recorder, c *fsmv1.RecordRepair) error {
 	}
 	r.add(m, c.GetEvent(), replicaDetail(m, c.GetAddress()), "")
 	return nil
+}
+
+// Roles as INFO reports them and the state records them.
+const (
+	RoleMaster = "master"
+	RoleSlave  = "slave"
+)
+
+// orRole is the role an instance record holds before any report: Sentinel
+// starts an instance's reported role at the role of its record (a master
+// record "master", a replica record "slave"), so the first report that
+// agrees publishes nothing.
+func orRole(recorded, record string) string {
+	if recorded == "" {
+		return record
+	}
+	return recorded
+}
+
+// roleChange is Sentinel's event for a newly reported role: +role-change
+// when it agrees with the instance's record, -role-change when it does not.
+func roleChange(reported, record string) string {
+	if reported == record {
+		return "+role-change"
+	}
+	return "-role-change"
 }

@@ -129,8 +129,10 @@ func TestFailoverJournalHappyPath(t *testing.T) {
 		"+failover-state-select-slave master mymaster 127.0.0.1 6379",
 		"+selected-slave slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379",
 		"+failover-state-send-slaveof-noone slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379",
+		"+failover-state-wait-promotion slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379",
 		"+promoted-slave slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379",
 		"+failover-state-reconf-slaves master mymaster 127.0.0.1 6379",
+		"+new-epoch 1",
 		"+switch-master mymaster 127.0.0.1 6379 127.0.0.1 6380",
 		"+slave-reconf-sent slave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6380",
 		"+slave-reconf-done slave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6380",
@@ -144,7 +146,10 @@ func TestFailoverJournalHappyPath(t *testing.T) {
 	if m.Events[3].NodeId != "n1" || m.Events[4].NodeId != "n2" {
 		t.Fatal("sdown events do not name their node")
 	}
-	if sw := m.Events[13]; sw.Epoch != 1 {
+	if ne := m.Events[14]; ne.Type != "+new-epoch" || ne.Epoch != 1 {
+		t.Fatalf("+new-epoch: %v", ne)
+	}
+	if sw := m.Events[15]; sw.Epoch != 1 {
 		t.Fatalf("+switch-master carries epoch %d", sw.Epoch)
 	}
 	evs, missed := a.f.EventsSince(0)

@@ -127,6 +127,7 @@ func withDefaults(s *fsmv1.MasterSettings) *fsmv1.MasterSettings {
 		out.NotificationScript = s.NotificationScript
 		out.ClientReconfigScript = s.ClientReconfigScript
 		out.WebhookUrl = s.WebhookUrl
+		out.Maintenance = s.Maintenance
 	}
 	if out.DownAfterMs == 0 {
 		out.DownAfterMs = DefaultDownAfter.Milliseconds()
@@ -153,11 +154,14 @@ const (
 	OptPingPeriod = "ping-period"
 	// OptMasterRebootDownAfter is Sentinel 7's option; 0 turns it off.
 	OptMasterRebootDownAfter = "master-reboot-down-after-period"
+	// OptMaintenance is Raftinel's own (Patroni's pause): "yes" suspends
+	// automatic failovers and topology repairs of the group.
+	OptMaintenance = "maintenance"
 )
 
 // OptionKeys lists the settable options in the order help texts show them.
 var OptionKeys = []string{OptQuorum, OptDownAfter, OptFailoverTimeout, OptParallelSyncs, OptAuthUser, OptAuthPass, OptMaxLag,
-	OptPingPeriod, OptMasterRebootDownAfter, OptNotificationScript, OptClientReconfigScript, OptWebhookURL}
+	OptPingPeriod, OptMasterRebootDownAfter, OptNotificationScript, OptClientReconfigScript, OptWebhookURL, OptMaintenance}
 
 // ParseMillis reads a time option: whole milliseconds as Sentinel takes them
 // ("1500") or a Go duration ("1.5s", "1500ms").
@@ -246,6 +250,16 @@ func setOption(s *fsmv1.MasterSettings, key, value string) error {
 		s.ClientReconfigScript = value
 	case OptWebhookURL:
 		s.WebhookUrl = value
+	case OptMaintenance:
+		// Sentinel's boolean options take yes and no.
+		switch strings.ToLower(value) {
+		case "yes":
+			s.Maintenance = true
+		case "no":
+			s.Maintenance = false
+		default:
+			return invalid()
+		}
 	default:
 		return errorf(Invalid, "Unknown option or number of arguments for SENTINEL SET '%s'", key)
 	}

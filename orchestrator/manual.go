@@ -25,6 +25,10 @@ func (l *Leader) BeginManual(ctx context.Context, name string, m *fsmv1.Master, 
 		return nil, 0, &fsm.Error{Kind: fsm.FailedPrecondition, Reason: fsm.ReasonFailoverInProgress,
 			Msg: fmt.Sprintf("Failover already in progress for %q (phase %s, candidate %s)", name, phaseName(f.GetPhase()), f.GetCandidate())}
 	}
+	if m.GetSettings().GetMaintenance() && handover > 0 {
+		return nil, 0, &fsm.Error{Kind: fsm.FailedPrecondition, Reason: fsm.ReasonMaintenance, Msg: fmt.Sprintf(
+			"%q is in maintenance: force the failover (a plain promotion), or set maintenance no first", name)}
+	}
 	if limit := time.Duration(m.GetSettings().GetFailoverTimeoutMs()) * time.Millisecond; handover > limit {
 		return nil, 0, &fsm.Error{Kind: fsm.Invalid, Msg: fmt.Sprintf("timeout %v is longer than the failover-timeout of %q (%v)", handover, name, limit)}
 	}

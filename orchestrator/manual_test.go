@@ -59,6 +59,16 @@ func TestBeginManual(t *testing.T) {
 			setup:    func(e *env) { e.kill(addrM); e.tick(time.Second); e.tick(6 * time.Second) },
 			handover: handoverTimeout, wantKind: fsm.FailedPrecondition,
 		},
+		{
+			name:     "coordinated in maintenance",
+			setup:    func(e *env) { e.mustCommit(setOptions("maintenance", "yes")) },
+			handover: handoverTimeout, wantKind: fsm.FailedPrecondition, wantReason: fsm.ReasonMaintenance,
+		},
+		{
+			name:      "forced in maintenance",
+			setup:     func(e *env) { e.mustCommit(setOptions("maintenance", "yes")) },
+			candidate: addrR2, phase: fsmv1.FailoverPhase_FAILOVER_PHASE_PROMOTING,
+		},
 		{name: "forced, best replica", candidate: addrR2, phase: fsmv1.FailoverPhase_FAILOVER_PHASE_PROMOTING},
 		{name: "named replica", to: addrR3, candidate: addrR3, phase: fsmv1.FailoverPhase_FAILOVER_PHASE_PROMOTING},
 		{name: "coordinated", handover: handoverTimeout, candidate: addrR2, phase: fsmv1.FailoverPhase_FAILOVER_PHASE_HANDOVER},

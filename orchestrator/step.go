@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/raftinel/raftinel/failover"
+	"github.com/raftinel/raftinel/fsm"
 	"github.com/raftinel/raftinel/probe"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 )
@@ -71,6 +72,11 @@ func (p *pass) run() error {
 			return err
 		}
 	}
+	if p.m.GetSettings().GetMaintenance() {
+		// Maintenance: detection goes on (the votes and the ODOWN
+		// judgement above), but nothing automatic is sent to Redis.
+		return nil
+	}
 	if !odown {
 		// A master that answers PING may still have to go: see emptyRestart.
 		if begun, err := p.emptyRestart(); begun || err != nil {
@@ -113,7 +119,11 @@ func (p *pass) observeReplicas() error {
 		// it is recorded by address so that every node starts probing it.
 		o, seen := p.obs[a]
 		next := &fsmv1.Replica{Address: a, Disconnected: seen && !o.LinkUp, Sdown: p.sdown(a, false)}
-		if in := o.Info; in != nil {
+		// The INFO of an instance that does not answer is from before it
+		// went away (an old master's says master): a record that exists
+		// keeps what it holds until the instance answers again, so that
+		// +role-change and -role-change come from reports, not memories.
+		if in := o.Info; in != nil && (o.LinkUp || known[a] == nil) {
 			next.RunId, next.Role = in.RunID, string(in.Role)
 			next.MasterHost, next.MasterPort = in.MasterHost, int32(in.MasterPort)
 			next.MasterLinkUp = in.MasterLinkUp()
@@ -137,15 +147,42 @@ func (p *pass) observeReplicas() error {
 	if ok && master.Info != nil && master.Info.RunID != "" && master.Info.RunID != p.m.GetMasterRunId() {
 		changed = true // the master's first run id, or a restart (+reboot)
 	}
+	recordedRole := p.m.GetMasterRole()
+	if recordedRole == "" {
+		recordedRole = fsm.RoleMaster // what a master record starts at
+	}
+	masterRole := p.masterReportedRole(master, ok)
+	if masterRole != "" && masterRole != recordedRole {
+		changed = true // +role-change / -role-change
+	}
 	if !changed {
 		return nil
 	}
 	cmd := &fsmv1.UpdateReplicas{Master: p.m.GetName(), ExpectedEpoch: p.m.GetEpoch(), Replicas: update,
 		MasterOffset: p.m.GetMasterOffset(), MasterRunId: p.m.GetMasterRunId()}
 	if ok && master.Info != nil {
-		cmd.MasterOffset, cmd.MasterRunId = master.Info.MasterReplOffset, master.Info.RunID
+		cmd.MasterOffset, cmd.MasterRunId, cmd.MasterRole = master.Info.MasterReplOffset, master.Info.RunID, masterRole
 	}
 	return p.commit(&fsmv1.Command{Kind: &fsmv1.Command_UpdateReplicas{UpdateReplicas: cmd}})
+}
+
+// masterReportedRole is the role the master's INFO reports, from an INFO
+// read while it answers and after it was promoted (a promoted replica's
+// INFO from before its promotion still says slave); "" when there is none.
+func (p *pass) masterReportedRole(o probe.Observation, ok bool) string {
+	if !ok || o.Info == nil || !o.LinkUp {
+		return ""
+	}
+	var promotedAt int64
+	if f := p.m.GetFailover(); f.GetPhase() == fsmv1.FailoverPhase_FAILOVER_PHASE_RECONF_REPLICAS {
+		promotedAt = f.GetPromotedAtUnixNanos()
+	} else if lf := p.m.GetLastFailover(); lf.GetResult() == fsm.ResultPromoted && lf.GetNewMaster() == p.m.GetAddress() {
+		promotedAt = lf.GetFinishedAtUnixNanos()
+	}
+	if promotedAt != 0 && !o.InfoAt.After(time.Unix(0, promotedAt)) {
+		return ""
+	}
+	return string(o.Info.Role)
 }
 
 // materialChange ignores offsets and timestamps, which move all the time.

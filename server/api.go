@@ -254,6 +254,7 @@ func (a *api) Monitor(ctx context.Context, req *coordinatorv1.MonitorRequest) (*
 			NotificationScript:   s.GetNotificationScript(),
 			ClientReconfigScript: s.GetClientReconfigScript(),
 			WebhookUrl:           s.GetWebhookUrl(),
+			Maintenance:                   s.GetMaintenance(),
 		},
 	}}})
 	if err != nil {
@@ -344,6 +345,7 @@ func publicMaster(m *fsmv1.Master) *coordinatorv1.Master {
 			NotificationScript:          s.GetNotificationScript(),
 			ClientReconfigScript:        s.GetClientReconfigScript(),
 			WebhookUrl:                  s.GetWebhookUrl(),
+			Maintenance:                 s.GetMaintenance(),
 		},
 	}
 }

@@ -200,6 +200,8 @@ func newReply(method string) proto.Message {
 		return &coordinatorv1.CheckLogFormatResponse{}
 	case coordinatorv1.CoordinatorService_SnapshotSave_FullMethodName:
 		return &coordinatorv1.SnapshotSaveResponse{}
+	case coordinatorv1.CoordinatorService_Explain_FullMethodName:
+		return &coordinatorv1.ExplainResponse{}
 	case clusterv1.ClusterService_Propose_FullMethodName:
 		return &clusterv1.ProposeResponse{}
 	}

@@ -58,6 +58,7 @@ var metricDefs = []metricDef{
 	{"raftinel_replica_lag_bytes", "gauge", "Master replication offset minus the replica's, as the leader last committed them (while they move: every 10 s, or every masters/10 seconds above 100 masters, so that offset refreshes stay within 10 log entries a second).", []string{"master", "replica"}},
 	{"raftinel_master_failover_in_progress", "gauge", "1 while a failover journal of the master is open, else 0.", []string{"master"}},
 	{"raftinel_master_failover_phase", "gauge", "1 for the phase the open failover journal is in (handover, promoting, reconf_replicas), 0 for the others.", []string{"master", "phase"}},
+	{"raftinel_master_maintenance", "gauge", "1 while the master is in maintenance (automatic failovers and repairs suspended), else 0.", []string{"master"}},
 
 	{"raftinel_instance_up", "gauge", "1 when this node's last PING of the instance got a valid reply (PONG, LOADING, MASTERDOWN), else 0.", []string{"master", "address"}},
 	{"raftinel_instance_role", "gauge", "1 for the role the instance's INFO reports to this node (master or slave), 0 for the other; absent while its INFO fails.", []string{"master", "address", "role"}},
@@ -455,6 +456,7 @@ func (c *stateCollector) collectMaster(gauge func(string, float64, ...string), m
 			gauge("raftinel_hook_pending_events", float64(orchestrator.PendingHookEvents(m, kind)), name, kind)
 		}
 	}
+	gauge("raftinel_master_maintenance", b2f(m.GetSettings().GetMaintenance()), name)
 }
 
 // hookRun and hookGaveUp count the leader's hook runs (orchestrator's

@@ -35,11 +35,14 @@ type monitor struct {
 	s       *Server
 	watcher *probe.Watcher
 
-	mu       sync.Mutex
-	tilt     failover.Tilt
-	lastVote map[string]time.Time // by master: when this node last proposed a vote
-	voting   map[string]bool      // by master: a proposal is in flight
-	leader   *orchestrator.Leader // nil unless leadership is established
+	mu   sync.Mutex
+	tilt failover.Tilt
+	// tiltReported is whether the last tick found TILT active, so that the
+	// tick where it ends publishes -tilt.
+	tiltReported bool
+	lastVote     map[string]time.Time // by master: when this node last proposed a vote
+	voting       map[string]bool      // by master: a proposal is in flight
+	leader       *orchestrator.Leader // nil unless leadership is established
 	// targetsFrom is the state view the probe's targets were last set
 	// from; only the loop's goroutine uses it.
 	targetsFrom *fsmv1.State
@@ -124,17 +127,30 @@ func (mo *monitor) run(ctx context.Context) {
 func (mo *monitor) step(ctx context.Context, now time.Time) {
 	st := mo.s.fsm.View()
 	mo.mu.Lock()
-	was := mo.tilt.Active(now)
+	// Compared with what the previous tick reported: TILT ends by the
+	// passing of time, so Active(now) before this tick is already false
+	// at the tick that ends it.
+	was := mo.tiltReported
 	mo.tilt = mo.tilt.Tick(now)
 	tilt := mo.tilt
+	active := tilt.Active(now)
+	mo.tiltReported = active
 	mo.mu.Unlock()
-	if active := tilt.Active(now); active != was {
+	if active != was {
 		if active {
 			mo.s.metrics.tiltEntered.Inc()
 		}
 		// Sentinel's +tilt and -tilt: this node's timer stalled, so its
-		// recent observations cannot be trusted for a while.
-		mo.s.log.Warn(map[bool]string{true: "+tilt", false: "-tilt"}[active], "until", tilt.Until())
+		// recent observations cannot be trusted for a while. Published by
+		// this node only, as a sentinel publishes its own.
+		e := &fsmv1.Event{AtUnixNanos: now.UnixNano(), Type: EventTiltOff, Payload: tiltOffPayload, NodeId: mo.s.cfg.ID}
+		if active {
+			e.Type, e.Payload = EventTiltOn, tiltOnPayload
+		}
+		mo.s.log.Warn(e.Type, "until", tilt.Until())
+		if missed := mo.s.local.publish(e); missed > 0 {
+			mo.s.log.Warn("subscribers missed a TILT event: their buffers are full", "event", e.Type, "missed", missed)
+		}
 	}
 
 	// The targets follow from the state alone: an unchanged view (the

@@ -224,14 +224,18 @@ func (b *sentinelBackend) Events() (<-chan *fsmv1.Event, func()) {
 	out := make(chan *fsmv1.Event, sentinelEventBuffer)
 	ctx, cancel := context.WithCancel(b.s.ctx)
 	after := b.s.fsm.LastEventSeq()
+	local, unsubscribe := b.s.local.subscribe()
 	b.s.wg.Go(func() {
 		defer close(out)
-		b.relayEvents(ctx, after, out)
+		defer unsubscribe()
+		b.relayEvents(ctx, after, local, out)
 	})
 	return out, cancel
 }
 
-func (b *sentinelBackend) relayEvents(ctx context.Context, after uint64, out chan<- *fsmv1.Event) {
+// relayEvents sends the committed events after after, as they are
+// applied, and this node's own events (local) as they happen.
+func (b *sentinelBackend) relayEvents(ctx context.Context, after uint64, local <-chan *fsmv1.Event, out chan<- *fsmv1.Event) {
 	for {
 		changed, _ := b.s.fsm.Changed()
 		events, missed := b.s.fsm.EventsSince(after)
@@ -250,6 +254,13 @@ func (b *sentinelBackend) relayEvents(ctx context.Context, after uint64, out cha
 		}
 		select {
 		case <-changed:
+		case e := <-local:
+			select {
+			case out <- e:
+			default:
+				b.s.log.Warn("sentinel event relay: the front end fell behind; restarting the stream", "event", e.GetType())
+				return
+			}
 		case <-ctx.Done():
 			return
 		}

@@ -60,6 +60,9 @@ type Server struct {
 	metrics     *nodeMetrics
 	metricsLis  net.Listener
 	metricsHTTP *http.Server
+	// local carries this node's own events (+tilt, -tilt) to its front
+	// ends; they are not committed.
+	local *localEvents
 	// snapshots is raft's snapshot store, read for the snapshot size.
 	snapshots raft.SnapshotStore
 
@@ -75,7 +78,7 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: fsm.New(), conns: map[string]*grpc.ClientConn{}}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: fsm.New(), conns: map[string]*grpc.ClientConn{}, local: newLocalEvents()}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	ok := false
 	defer func() {

@@ -254,6 +254,10 @@ func (a *api) WatchEvents(req *coordinatorv1.WatchEventsRequest, stream coordina
 			return err
 		}
 	}
+	// This node's own events (+tilt, -tilt): node-wide, so every stream
+	// gets them whatever master it follows, with sequence number 0.
+	local, unsubscribe := s.local.subscribe()
+	defer unsubscribe()
 	for {
 		changed := s.watch.eventsChanged()
 		events, missed := s.fsm.EventsSince(after)
@@ -269,8 +273,39 @@ func (a *api) WatchEvents(req *coordinatorv1.WatchEventsRequest, stream coordina
 				return err
 			}
 		}
-		if err := s.waitStream(stream.Context(), changed, age); err != nil {
-			return err
+		for {
+			e, err := s.waitStreamOrLocal(stream.Context(), changed, local, age)
+			if err != nil {
+				return err
+			}
+			if e == nil {
+				break
+			}
+			if err := stream.Send(&coordinatorv1.WatchEventsResponse{Event: publicEvent(e)}); err != nil {
+				return err
+			}
 		}
+	}
+}
+
+// waitStreamOrLocal is waitStream that also returns a local event as soon
+// as one arrives (nil when changed was closed instead).
+func (s *Server) waitStreamOrLocal(ctx context.Context, changed <-chan struct{}, local <-chan *fsmv1.Event, age *time.Timer) (*fsmv1.Event, error) {
+	select {
+	case e := <-local:
+		return e, nil
+	default:
+	}
+	select {
+	case e := <-local:
+		return e, nil
+	case <-changed:
+		return nil, nil
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	case <-s.ctx.Done():
+		return nil, errShuttingDown
+	case <-age.C:
+		return nil, errStreamAge
 	}
 }

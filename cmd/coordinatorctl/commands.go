@@ -103,6 +103,7 @@ func monitorCmd(a *app) *cobra.Command {
 		maxLag          int64
 		pingPeriod      msDuration
 		rebootDownAfter msDuration
+		maintenance     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "monitor NAME HOST:PORT --quorum N",
@@ -125,6 +126,7 @@ master-reboot-down-after-period); change them later with
 					AuthUser:      authUser,
 					AuthPass:      authPass,
 					MaxLagBytes:   maxLag,
+					Maintenance:   maintenance,
 				},
 			}
 			if downAfter.set {
@@ -160,6 +162,7 @@ master-reboot-down-after-period); change them later with
 	f.Int64Var(&maxLag, "max-lag", 0, "bytes of replication lag beyond which a replica is never promoted automatically (0: no limit)")
 	f.Var(&pingPeriod, "ping-period", "how often every node PINGs the master and its replicas, e.g. 100ms (default: each node's --ping-period, or down-after/10 within 50ms and 1s)")
 	f.Var(&rebootDownAfter, "master-reboot-down-after-period", "after a restart of the master, how long it may answer only LOADING or MASTERDOWN before it is down, e.g. 30s (default off)")
+	f.BoolVar(&maintenance, "maintenance", false, "start in maintenance: no automatic failover or repair until 'set NAME maintenance no'")
 	_ = cmd.MarkFlagRequired("quorum")
 	return cmd
 }
@@ -213,6 +216,9 @@ option applies or none does. Options, with Sentinel's names:
                            <to-port> at every promotion
   webhook-url              http:// or https:// URL every event is POSTed to
                            as JSON; an empty value removes a hook
+  maintenance              yes or no: yes suspends automatic failovers and
+                           topology repairs of the master (detection goes
+                           on); a manual failover then needs --force.
 
 Scripts are refused unless every node runs with --allow-script-reconfig and
 has the file, executable; the error names the node that does not.
@@ -220,7 +226,8 @@ The server checks the names and values.`,
 		Example: `  coordinatorctl set mymaster quorum 3
   coordinatorctl set mymaster down-after-milliseconds 5000 failover-timeout 1m
   coordinatorctl set mymaster ping-period 100ms
-  coordinatorctl set mymaster client-reconfig-script /etc/raftinel/haproxy-reconfig.sh`,
+  coordinatorctl set mymaster client-reconfig-script /etc/raftinel/haproxy-reconfig.sh
+  coordinatorctl set mymaster maintenance yes`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 {
 				return fmt.Errorf("want NAME KEY VALUE [KEY VALUE...], got no argument")

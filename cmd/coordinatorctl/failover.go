@@ -23,9 +23,10 @@ func failoverCmd(a *app) *cobra.Command {
 		to      string
 		force   bool
 		timeout msDuration
+		dryRun  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "failover NAME [--to HOST:PORT] [--force] [--timeout DUR]",
+		Use:   "failover NAME [--to HOST:PORT] [--force] [--timeout DUR] [--dry-run]",
 		Short: "Hand a master over to one of its replicas and wait for the outcome",
 		Long: `failover promotes a replica of a master that may well be healthy, and waits
 until the failover has ended (the old master then follows the new one).
@@ -46,10 +47,18 @@ named with --to must pass the same rules.
 
 In this command --timeout is the catch-up time (default 5s, at most the
 master's failover-timeout); the call itself waits as long as the failover
-may take. An aborted failover prints its outcome and exits with code 5.`,
+may take. An aborted failover prints its outcome and exits with code 5.
+
+A master in maintenance ('set NAME maintenance yes') refuses a failover
+that is not forced.
+
+--dry-run prints the plan without acting: the replica that would be
+promoted, coordinated or forced, and every condition that would refuse
+the request (see 'coordinatorctl explain').`,
 		Example: `  coordinatorctl failover mymaster
   coordinatorctl failover mymaster --to 10.0.0.6:6379 --timeout 10s
-  coordinatorctl failover mymaster --force -o json`,
+  coordinatorctl failover mymaster --force -o json
+  coordinatorctl failover mymaster --dry-run`,
 		Args: exactArgs("NAME"),
 		RunE: a.runE(func(ctx context.Context, c *client, args []string) error {
 			if to != "" {
@@ -63,6 +72,14 @@ may take. An aborted failover prints its outcome and exits with code 5.`,
 			req := &coordinatorv1.FailoverRequest{Name: args[0], To: to, Force: force}
 			if timeout.set {
 				req.Timeout = durationpb.New(timeout.d)
+			}
+			if dryRun {
+				resp, err := callExplain(ctx, c, &coordinatorv1.ExplainRequest{Name: args[0],
+					Manual: &coordinatorv1.ExplainManual{To: to, Force: force, Timeout: req.Timeout}})
+				if err != nil {
+					return err
+				}
+				return show(a, resp, renderPlan)
 			}
 			wait, err := failoverWait(ctx, c, args[0], timeout)
 			if err != nil {
@@ -90,6 +107,7 @@ may take. An aborted failover prints its outcome and exits with code 5.`,
 	f.StringVar(&to, "to", "", "host:port of the replica to promote (default: the best by Sentinel's rules)")
 	f.BoolVar(&force, "force", false, "promote at once, without waiting for the replica to catch up (may lose writes)")
 	f.Var(&timeout, "timeout", "how long the replica may take to catch up, e.g. 10s (default 5s)")
+	f.BoolVar(&dryRun, "dry-run", false, "print the plan (the replica, coordinated or forced, what would refuse it) without acting")
 	return cmd
 }
 

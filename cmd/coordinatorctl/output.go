@@ -136,12 +136,12 @@ func renderMembers(w io.Writer, resp *coordinatorv1.ListMembersResponse) error {
 }
 
 func renderMasters(w io.Writer, resp *coordinatorv1.ListMastersResponse) error {
-	t := newTable(w, "NAME", "ADDRESS", "EPOCH", "QUORUM", "DOWN-AFTER", "FAILOVER-TIMEOUT", "PARALLEL-SYNCS")
+	t := newTable(w, "NAME", "ADDRESS", "EPOCH", "QUORUM", "DOWN-AFTER", "FAILOVER-TIMEOUT", "PARALLEL-SYNCS", "MAINTENANCE")
 	for _, m := range resp.GetMasters() {
 		s := m.GetSettings()
 		t.row(m.GetName(), m.GetAddress(), u64(m.GetEpoch()), u64(uint64(s.GetQuorum())),
 			s.GetDownAfter().AsDuration().String(), s.GetFailoverTimeout().AsDuration().String(),
-			u64(uint64(s.GetParallelSyncs())))
+			u64(uint64(s.GetParallelSyncs())), yesNo(s.GetMaintenance()))
 	}
 	return t.flush()
 }
@@ -191,6 +191,7 @@ func masterRows(t *table, m *coordinatorv1.Master) {
 			t.row(h[0], h[1])
 		}
 	}
+	t.row("maintenance", yesNo(s.GetMaintenance()))
 }
 
 // describeOptions is the confirmation line's list of what `set` changed;

@@ -88,18 +88,18 @@ func TestRenderMembers(t *testing.T) {
 
 func TestRenderMasters(t *testing.T) {
 	other := &coordinatorv1.Master{Name: "cache", Address: "10.0.0.5:6380", Settings: &coordinatorv1.MasterSettings{
-		Quorum: 3, DownAfter: durationpb.New(30 * time.Second), FailoverTimeout: durationpb.New(time.Minute), ParallelSyncs: 2}}
+		Quorum: 3, DownAfter: durationpb.New(30 * time.Second), FailoverTimeout: durationpb.New(time.Minute), ParallelSyncs: 2, Maintenance: true}}
 	var buf bytes.Buffer
 	err := renderMasters(&buf, &coordinatorv1.ListMastersResponse{Masters: []*coordinatorv1.Master{other, testMaster()}, Index: 9})
 	checkRender(t, "masters", err, &buf, ""+
-		"NAME      ADDRESS         EPOCH  QUORUM  DOWN-AFTER  FAILOVER-TIMEOUT  PARALLEL-SYNCS\n"+
-		"cache     10.0.0.5:6380   0      3       30s         1m0s              2\n"+
-		"mymaster  127.0.0.1:6379  2      2       1.5s        3m0s              1\n")
+		"NAME      ADDRESS         EPOCH  QUORUM  DOWN-AFTER  FAILOVER-TIMEOUT  PARALLEL-SYNCS  MAINTENANCE\n"+
+		"cache     10.0.0.5:6380   0      3       30s         1m0s              2               yes\n"+
+		"mymaster  127.0.0.1:6379  2      2       1.5s        3m0s              1               no\n")
 
 	buf.Reset()
 	err = renderMasters(&buf, &coordinatorv1.ListMastersResponse{})
 	checkRender(t, "no masters", err, &buf,
-		"NAME  ADDRESS  EPOCH  QUORUM  DOWN-AFTER  FAILOVER-TIMEOUT  PARALLEL-SYNCS\n")
+		"NAME  ADDRESS  EPOCH  QUORUM  DOWN-AFTER  FAILOVER-TIMEOUT  PARALLEL-SYNCS  MAINTENANCE\n")
 }
 
 func TestRenderMaster(t *testing.T) {
@@ -118,6 +118,7 @@ func TestRenderMaster(t *testing.T) {
 		"max-lag                          1048576\n"+
 		"ping-period                      0 (automatic)\n"+
 		"master-reboot-down-after-period  30000 (30s)\n"+
+		"maintenance                      no\n"+
 		"index                            12\n")
 
 	m := testMaster()
@@ -201,7 +202,8 @@ func TestWriteJSONIsStableWithProtoNames(t *testing.T) {
         "master_reboot_down_after_period": "30s",
         "notification_script": "",
         "client_reconfig_script": "",
-        "webhook_url": ""
+        "webhook_url": "",
+        "maintenance": false
       }
     }
   ],

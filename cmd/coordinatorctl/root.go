@@ -115,7 +115,7 @@ Exit codes: 0 success, 1 failure (no node reachable, no quorum, timeout),
 		c.GroupID = "cluster"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{monitorCmd(a), removeCmd(a), setCmd(a), mastersCmd(a), masterCmd(a), failoverCmd(a), watchCmd(a), eventsCmd(a)} {
+	for _, c := range []*cobra.Command{monitorCmd(a), removeCmd(a), setCmd(a), mastersCmd(a), masterCmd(a), failoverCmd(a), explainCmd(a), watchCmd(a), eventsCmd(a)} {
 		c.GroupID = "masters"
 		root.AddCommand(c)
 	}

@@ -799,8 +799,12 @@ type MasterSettings struct {
 	NotificationScript   string `protobuf:"bytes,110,opt,name=notification_script,json=notificationScript,proto3" json:"notification_script,omitempty"`
 	ClientReconfigScript string `protobuf:"bytes,111,opt,name=client_reconfig_script,json=clientReconfigScript,proto3" json:"client_reconfig_script,omitempty"`
 	WebhookUrl           string `protobuf:"bytes,112,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Automatic failovers and topology repairs of the group are suspended
+	// (the "maintenance" option); detection goes on, and a manual failover
+	// needs force.
+	Maintenance   bool `protobuf:"varint,120,opt,name=maintenance,proto3" json:"maintenance,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MasterSettings) Reset() {
@@ -922,6 +926,13 @@ func (x *MasterSettings) GetWebhookUrl() string {
 		return x.WebhookUrl
 	}
 	return ""
+}
+
+func (x *MasterSettings) GetMaintenance() bool {
+	if x != nil {
+		return x.Maintenance
+	}
+	return false
 }
 
 // Master is a monitored group as applications see it.
@@ -3272,6 +3283,617 @@ func (x *SnapshotSaveResponse) GetVersion() string {
 	return ""
 }
 
+type ExplainRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Plan this manual failover (what Failover with the same fields would
+	// do) instead of explaining the automatic decision.
+	Manual        *ExplainManual `protobuf:"bytes,2,opt,name=manual,proto3" json:"manual,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainRequest) Reset() {
+	*x = ExplainRequest{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainRequest) ProtoMessage() {}
+
+func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
+func (*ExplainRequest) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *ExplainRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ExplainRequest) GetManual() *ExplainManual {
+	if x != nil {
+		return x.Manual
+	}
+	return nil
+}
+
+// ExplainManual is the part of a FailoverRequest a plan depends on.
+type ExplainManual struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	To    string                 `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`
+	Force bool                   `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	// The catch-up time of a coordinated failover; unset: the default (5 s).
+	Timeout       *durationpb.Duration `protobuf:"bytes,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainManual) Reset() {
+	*x = ExplainManual{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainManual) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainManual) ProtoMessage() {}
+
+func (x *ExplainManual) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainManual.ProtoReflect.Descriptor instead.
+func (*ExplainManual) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ExplainManual) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *ExplainManual) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *ExplainManual) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+type ExplainResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Master  string                 `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
+	Address string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Epoch   uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// The node whose view this is, and whether it is the leader's.
+	NodeId     string `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	FromLeader bool   `protobuf:"varint,5,opt,name=from_leader,json=fromLeader,proto3" json:"from_leader,omitempty"`
+	// The Raft index of the state explained, and the time of the view.
+	Index uint64                 `protobuf:"varint,6,opt,name=index,proto3" json:"index,omitempty"`
+	At    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=at,proto3" json:"at,omitempty"`
+	// What the leader does now: "none" (the master is not objectively down:
+	// nothing to do), "failover" (it begins a failover of candidate now; for
+	// a plan: the request would be accepted), "continue" (a failover is in
+	// progress and is driven on), "blocked" (a failover is due or asked for,
+	// and the first of blocking holds it back).
+	Action string `protobuf:"bytes,8,opt,name=action,proto3" json:"action,omitempty"`
+	// The decision in one sentence.
+	Summary string `protobuf:"bytes,9,opt,name=summary,proto3" json:"summary,omitempty"`
+	// Every condition that holds a failover back, the deciding one first.
+	Blocking []*ExplainCondition `protobuf:"bytes,10,rep,name=blocking,proto3" json:"blocking,omitempty"`
+	// Things that do not refuse a failover but delay it.
+	Notes []string       `protobuf:"bytes,11,rep,name=notes,proto3" json:"notes,omitempty"`
+	Votes []*ExplainVote `protobuf:"bytes,12,rep,name=votes,proto3" json:"votes,omitempty"`
+	// Fresh down votes about the current master, and the quorum they need.
+	DownVotes uint32 `protobuf:"varint,13,opt,name=down_votes,json=downVotes,proto3" json:"down_votes,omitempty"`
+	Quorum    uint32 `protobuf:"varint,14,opt,name=quorum,proto3" json:"quorum,omitempty"`
+	// The committed ODOWN judgement.
+	Odown bool `protobuf:"varint,15,opt,name=odown,proto3" json:"odown,omitempty"`
+	// The explaining node's TILT.
+	Tilt           bool                   `protobuf:"varint,16,opt,name=tilt,proto3" json:"tilt,omitempty"`
+	TiltUntil      *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=tilt_until,json=tiltUntil,proto3" json:"tilt_until,omitempty"`
+	Maintenance    bool                   `protobuf:"varint,18,opt,name=maintenance,proto3" json:"maintenance,omitempty"`
+	LastFailoverAt *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=last_failover_at,json=lastFailoverAt,proto3" json:"last_failover_at,omitempty"`
+	// How long the anti-flap rule (2 x failover-timeout since the last
+	// attempt) still holds automatic failovers back; unset when it does not.
+	AntiFlapWait *durationpb.Duration `protobuf:"bytes,20,opt,name=anti_flap_wait,json=antiFlapWait,proto3" json:"anti_flap_wait,omitempty"`
+	// The failover in progress, if any.
+	Failover *FailoverJournal `protobuf:"bytes,21,opt,name=failover,proto3" json:"failover,omitempty"`
+	// Every known replica, eligible ones best first, then the excluded ones.
+	Replicas []*ExplainReplica `protobuf:"bytes,22,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	// The replica that would be promoted; empty when none.
+	Candidate string `protobuf:"bytes,23,opt,name=candidate,proto3" json:"candidate,omitempty"`
+	// For a plan: the failover would be coordinated (no acknowledged write
+	// lost) rather than a plain promotion.
+	Coordinated   bool `protobuf:"varint,24,opt,name=coordinated,proto3" json:"coordinated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainResponse) Reset() {
+	*x = ExplainResponse{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainResponse) ProtoMessage() {}
+
+func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
+func (*ExplainResponse) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ExplainResponse) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *ExplainResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetFromLeader() bool {
+	if x != nil {
+		return x.FromLeader
+	}
+	return false
+}
+
+func (x *ExplainResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ExplainResponse) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetBlocking() []*ExplainCondition {
+	if x != nil {
+		return x.Blocking
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetNotes() []string {
+	if x != nil {
+		return x.Notes
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetVotes() []*ExplainVote {
+	if x != nil {
+		return x.Votes
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetDownVotes() uint32 {
+	if x != nil {
+		return x.DownVotes
+	}
+	return 0
+}
+
+func (x *ExplainResponse) GetQuorum() uint32 {
+	if x != nil {
+		return x.Quorum
+	}
+	return 0
+}
+
+func (x *ExplainResponse) GetOdown() bool {
+	if x != nil {
+		return x.Odown
+	}
+	return false
+}
+
+func (x *ExplainResponse) GetTilt() bool {
+	if x != nil {
+		return x.Tilt
+	}
+	return false
+}
+
+func (x *ExplainResponse) GetTiltUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TiltUntil
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetMaintenance() bool {
+	if x != nil {
+		return x.Maintenance
+	}
+	return false
+}
+
+func (x *ExplainResponse) GetLastFailoverAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastFailoverAt
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetAntiFlapWait() *durationpb.Duration {
+	if x != nil {
+		return x.AntiFlapWait
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetFailover() *FailoverJournal {
+	if x != nil {
+		return x.Failover
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetReplicas() []*ExplainReplica {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetCandidate() string {
+	if x != nil {
+		return x.Candidate
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetCoordinated() bool {
+	if x != nil {
+		return x.Coordinated
+	}
+	return false
+}
+
+// ExplainCondition is one condition holding a failover back.
+type ExplainCondition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Stable: no-leader, tilt, failover-in-progress, not-odown, maintenance,
+	// anti-flap, offsets-settling, no-good-replica, master-down,
+	// replica-rejected, unknown-replica, timeout-too-long.
+	Code          string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	Detail        string `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainCondition) Reset() {
+	*x = ExplainCondition{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainCondition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainCondition) ProtoMessage() {}
+
+func (x *ExplainCondition) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainCondition.ProtoReflect.Descriptor instead.
+func (*ExplainCondition) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ExplainCondition) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *ExplainCondition) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+// ExplainVote is one node's vote as the leader counts it.
+type ExplainVote struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Down   bool                   `protobuf:"varint,2,opt,name=down,proto3" json:"down,omitempty"`
+	// Counted toward the quorum: down, about the current master, and fresh.
+	Counted bool                 `protobuf:"varint,3,opt,name=counted,proto3" json:"counted,omitempty"`
+	Age     *durationpb.Duration `protobuf:"bytes,4,opt,name=age,proto3" json:"age,omitempty"`
+	Reason  string               `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The master address the vote is about.
+	Address       string `protobuf:"bytes,6,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainVote) Reset() {
+	*x = ExplainVote{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainVote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainVote) ProtoMessage() {}
+
+func (x *ExplainVote) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainVote.ProtoReflect.Descriptor instead.
+func (*ExplainVote) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ExplainVote) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ExplainVote) GetDown() bool {
+	if x != nil {
+		return x.Down
+	}
+	return false
+}
+
+func (x *ExplainVote) GetCounted() bool {
+	if x != nil {
+		return x.Counted
+	}
+	return false
+}
+
+func (x *ExplainVote) GetAge() *durationpb.Duration {
+	if x != nil {
+		return x.Age
+	}
+	return nil
+}
+
+func (x *ExplainVote) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ExplainVote) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+// ExplainReplica is one replica in the ranking.
+type ExplainReplica struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Address  string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Eligible bool                   `protobuf:"varint,2,opt,name=eligible,proto3" json:"eligible,omitempty"`
+	// 1 for the best eligible replica, 2 for the next...; 0 when excluded.
+	Rank uint32 `protobuf:"varint,3,opt,name=rank,proto3" json:"rank,omitempty"`
+	// Why it is excluded; empty when eligible.
+	Reason   string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	Priority int32  `protobuf:"varint,5,opt,name=priority,proto3" json:"priority,omitempty"`
+	Offset   int64  `protobuf:"varint,6,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Bytes behind the master's last known offset.
+	Lag           int64  `protobuf:"varint,7,opt,name=lag,proto3" json:"lag,omitempty"`
+	RunId         string `protobuf:"bytes,8,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainReplica) Reset() {
+	*x = ExplainReplica{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainReplica) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainReplica) ProtoMessage() {}
+
+func (x *ExplainReplica) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainReplica.ProtoReflect.Descriptor instead.
+func (*ExplainReplica) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ExplainReplica) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ExplainReplica) GetEligible() bool {
+	if x != nil {
+		return x.Eligible
+	}
+	return false
+}
+
+func (x *ExplainReplica) GetRank() uint32 {
+	if x != nil {
+		return x.Rank
+	}
+	return 0
+}
+
+func (x *ExplainReplica) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ExplainReplica) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *ExplainReplica) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *ExplainReplica) GetLag() int64 {
+	if x != nil {
+		return x.Lag
+	}
+	return 0
+}
+
+func (x *ExplainReplica) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
 var File_coordinator_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_coordinator_v1_coordinator_proto_rawDesc = "" +
@@ -3332,7 +3954,7 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x11RemoveNodeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"*\n" +
 	"\x12RemoveNodeResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"\xf6\x04\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x98\x05\n" +
 	"\x0eMasterSettings\x12\x16\n" +
 	"\x06quorum\x18\x01 \x01(\rR\x06quorum\x128\n" +
 	"\n" +
@@ -3350,7 +3972,8 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x13notification_script\x18n \x01(\tR\x12notificationScript\x124\n" +
 	"\x16client_reconfig_script\x18o \x01(\tR\x14clientReconfigScript\x12\x1f\n" +
 	"\vwebhook_url\x18p \x01(\tR\n" +
-	"webhookUrl\"\x88\x01\n" +
+	"webhookUrl\x12 \n" +
+	"\vmaintenance\x18x \x01(\bR\vmaintenance\"\x88\x01\n" +
 	"\x06Master\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -3522,7 +4145,62 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x13taken_at_unix_nanos\x18\x06 \x01(\x03R\x10takenAtUnixNanos\x12\x1d\n" +
 	"\n" +
 	"log_format\x18\a \x01(\rR\tlogFormat\x12\x18\n" +
-	"\aversion\x18\b \x01(\tR\aversion2\xa2\v\n" +
+	"\aversion\x18\b \x01(\tR\aversion\"[\n" +
+	"\x0eExplainRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x125\n" +
+	"\x06manual\x18\x02 \x01(\v2\x1d.coordinator.v1.ExplainManualR\x06manual\"j\n" +
+	"\rExplainManual\x12\x0e\n" +
+	"\x02to\x18\x01 \x01(\tR\x02to\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\x123\n" +
+	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"\x8c\a\n" +
+	"\x0fExplainResponse\x12\x16\n" +
+	"\x06master\x18\x01 \x01(\tR\x06master\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x17\n" +
+	"\anode_id\x18\x04 \x01(\tR\x06nodeId\x12\x1f\n" +
+	"\vfrom_leader\x18\x05 \x01(\bR\n" +
+	"fromLeader\x12\x14\n" +
+	"\x05index\x18\x06 \x01(\x04R\x05index\x12*\n" +
+	"\x02at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
+	"\x06action\x18\b \x01(\tR\x06action\x12\x18\n" +
+	"\asummary\x18\t \x01(\tR\asummary\x12<\n" +
+	"\bblocking\x18\n" +
+	" \x03(\v2 .coordinator.v1.ExplainConditionR\bblocking\x12\x14\n" +
+	"\x05notes\x18\v \x03(\tR\x05notes\x121\n" +
+	"\x05votes\x18\f \x03(\v2\x1b.coordinator.v1.ExplainVoteR\x05votes\x12\x1d\n" +
+	"\n" +
+	"down_votes\x18\r \x01(\rR\tdownVotes\x12\x16\n" +
+	"\x06quorum\x18\x0e \x01(\rR\x06quorum\x12\x14\n" +
+	"\x05odown\x18\x0f \x01(\bR\x05odown\x12\x12\n" +
+	"\x04tilt\x18\x10 \x01(\bR\x04tilt\x129\n" +
+	"\n" +
+	"tilt_until\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\ttiltUntil\x12 \n" +
+	"\vmaintenance\x18\x12 \x01(\bR\vmaintenance\x12D\n" +
+	"\x10last_failover_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastFailoverAt\x12?\n" +
+	"\x0eanti_flap_wait\x18\x14 \x01(\v2\x19.google.protobuf.DurationR\fantiFlapWait\x12;\n" +
+	"\bfailover\x18\x15 \x01(\v2\x1f.coordinator.v1.FailoverJournalR\bfailover\x12:\n" +
+	"\breplicas\x18\x16 \x03(\v2\x1e.coordinator.v1.ExplainReplicaR\breplicas\x12\x1c\n" +
+	"\tcandidate\x18\x17 \x01(\tR\tcandidate\x12 \n" +
+	"\vcoordinated\x18\x18 \x01(\bR\vcoordinated\">\n" +
+	"\x10ExplainCondition\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x16\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\"\xb3\x01\n" +
+	"\vExplainVote\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04down\x18\x02 \x01(\bR\x04down\x12\x18\n" +
+	"\acounted\x18\x03 \x01(\bR\acounted\x12+\n" +
+	"\x03age\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03age\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x18\n" +
+	"\aaddress\x18\x06 \x01(\tR\aaddress\"\xcf\x01\n" +
+	"\x0eExplainReplica\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x1a\n" +
+	"\beligible\x18\x02 \x01(\bR\beligible\x12\x12\n" +
+	"\x04rank\x18\x03 \x01(\rR\x04rank\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1a\n" +
+	"\bpriority\x18\x05 \x01(\x05R\bpriority\x12\x16\n" +
+	"\x06offset\x18\x06 \x01(\x03R\x06offset\x12\x10\n" +
+	"\x03lag\x18\a \x01(\x03R\x03lag\x12\x15\n" +
+	"\x06run_id\x18\b \x01(\tR\x05runId2\xee\v\n" +
 	"\x12CoordinatorService\x12G\n" +
 	"\x06Status\x12\x1d.coordinator.v1.StatusRequest\x1a\x1e.coordinator.v1.StatusResponse\x12V\n" +
 	"\vListMembers\x12\".coordinator.v1.ListMembersRequest\x1a#.coordinator.v1.ListMembersResponse\x12A\n" +
@@ -3541,7 +4219,8 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\vWatchEvents\x12\".coordinator.v1.WatchEventsRequest\x1a#.coordinator.v1.WatchEventsResponse0\x01\x12k\n" +
 	"\x12TransferLeadership\x12).coordinator.v1.TransferLeadershipRequest\x1a*.coordinator.v1.TransferLeadershipResponse\x12_\n" +
 	"\x0eCheckLogFormat\x12%.coordinator.v1.CheckLogFormatRequest\x1a&.coordinator.v1.CheckLogFormatResponse\x12Y\n" +
-	"\fSnapshotSave\x12#.coordinator.v1.SnapshotSaveRequest\x1a$.coordinator.v1.SnapshotSaveResponseBEZCgithub.com/raftinel/raftinel/proto/gen/coordinator/v1;coordinatorv1b\x06proto3"
+	"\fSnapshotSave\x12#.coordinator.v1.SnapshotSaveRequest\x1a$.coordinator.v1.SnapshotSaveResponse\x12J\n" +
+	"\aExplain\x12\x1e.coordinator.v1.ExplainRequest\x1a\x1f.coordinator.v1.ExplainResponseBEZCgithub.com/raftinel/raftinel/proto/gen/coordinator/v1;coordinatorv1b\x06proto3"
 
 var (
 	file_coordinator_v1_coordinator_proto_rawDescOnce sync.Once
@@ -3555,7 +4234,7 @@ func file_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 	return file_coordinator_v1_coordinator_proto_rawDescData
 }
 
-var file_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_coordinator_v1_coordinator_proto_goTypes = []any{
 	(*ReadConsistency)(nil),            // 0: coordinator.v1.ReadConsistency
 	(*StatusRequest)(nil),              // 1: coordinator.v1.StatusRequest
@@ -3606,17 +4285,23 @@ var file_coordinator_v1_coordinator_proto_goTypes = []any{
 	(*CheckLogFormatResponse)(nil),     // 46: coordinator.v1.CheckLogFormatResponse
 	(*SnapshotSaveRequest)(nil),        // 47: coordinator.v1.SnapshotSaveRequest
 	(*SnapshotSaveResponse)(nil),       // 48: coordinator.v1.SnapshotSaveResponse
-	(*durationpb.Duration)(nil),        // 49: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 50: google.protobuf.Timestamp
+	(*ExplainRequest)(nil),             // 49: coordinator.v1.ExplainRequest
+	(*ExplainManual)(nil),              // 50: coordinator.v1.ExplainManual
+	(*ExplainResponse)(nil),            // 51: coordinator.v1.ExplainResponse
+	(*ExplainCondition)(nil),           // 52: coordinator.v1.ExplainCondition
+	(*ExplainVote)(nil),                // 53: coordinator.v1.ExplainVote
+	(*ExplainReplica)(nil),             // 54: coordinator.v1.ExplainReplica
+	(*durationpb.Duration)(nil),        // 55: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 56: google.protobuf.Timestamp
 }
 var file_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	4,  // 0: coordinator.v1.StatusResponse.nodes:type_name -> coordinator.v1.NodeStatus
 	3,  // 1: coordinator.v1.StatusResponse.features:type_name -> coordinator.v1.LogFeature
 	7,  // 2: coordinator.v1.ListMembersResponse.members:type_name -> coordinator.v1.Member
-	49, // 3: coordinator.v1.MasterSettings.down_after:type_name -> google.protobuf.Duration
-	49, // 4: coordinator.v1.MasterSettings.failover_timeout:type_name -> google.protobuf.Duration
-	49, // 5: coordinator.v1.MasterSettings.ping_period:type_name -> google.protobuf.Duration
-	49, // 6: coordinator.v1.MasterSettings.master_reboot_down_after_period:type_name -> google.protobuf.Duration
+	55, // 3: coordinator.v1.MasterSettings.down_after:type_name -> google.protobuf.Duration
+	55, // 4: coordinator.v1.MasterSettings.failover_timeout:type_name -> google.protobuf.Duration
+	55, // 5: coordinator.v1.MasterSettings.ping_period:type_name -> google.protobuf.Duration
+	55, // 6: coordinator.v1.MasterSettings.master_reboot_down_after_period:type_name -> google.protobuf.Duration
 	12, // 7: coordinator.v1.Master.settings:type_name -> coordinator.v1.MasterSettings
 	12, // 8: coordinator.v1.MonitorRequest.settings:type_name -> coordinator.v1.MasterSettings
 	18, // 9: coordinator.v1.SetRequest.options:type_name -> coordinator.v1.Option
@@ -3631,63 +4316,76 @@ var file_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	31, // 18: coordinator.v1.MasterDetail.votes:type_name -> coordinator.v1.Vote
 	32, // 19: coordinator.v1.MasterDetail.failover:type_name -> coordinator.v1.FailoverJournal
 	35, // 20: coordinator.v1.MasterDetail.events:type_name -> coordinator.v1.Event
-	50, // 21: coordinator.v1.MasterDetail.last_failover_at:type_name -> google.protobuf.Timestamp
+	56, // 21: coordinator.v1.MasterDetail.last_failover_at:type_name -> google.protobuf.Timestamp
 	38, // 22: coordinator.v1.MasterDetail.last_failover:type_name -> coordinator.v1.FailoverOutcome
-	49, // 23: coordinator.v1.Replica.master_link_down:type_name -> google.protobuf.Duration
-	50, // 24: coordinator.v1.Replica.observed_at:type_name -> google.protobuf.Timestamp
-	50, // 25: coordinator.v1.Vote.at:type_name -> google.protobuf.Timestamp
-	50, // 26: coordinator.v1.FailoverJournal.started_at:type_name -> google.protobuf.Timestamp
-	50, // 27: coordinator.v1.FailoverJournal.promoted_at:type_name -> google.protobuf.Timestamp
+	55, // 23: coordinator.v1.Replica.master_link_down:type_name -> google.protobuf.Duration
+	56, // 24: coordinator.v1.Replica.observed_at:type_name -> google.protobuf.Timestamp
+	56, // 25: coordinator.v1.Vote.at:type_name -> google.protobuf.Timestamp
+	56, // 26: coordinator.v1.FailoverJournal.started_at:type_name -> google.protobuf.Timestamp
+	56, // 27: coordinator.v1.FailoverJournal.promoted_at:type_name -> google.protobuf.Timestamp
 	33, // 28: coordinator.v1.FailoverJournal.reconf:type_name -> coordinator.v1.ReplicaReconf
 	34, // 29: coordinator.v1.FailoverJournal.rejected:type_name -> coordinator.v1.Rejection
-	49, // 30: coordinator.v1.FailoverJournal.handover_timeout:type_name -> google.protobuf.Duration
-	50, // 31: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
-	50, // 32: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
-	49, // 33: coordinator.v1.FailoverRequest.timeout:type_name -> google.protobuf.Duration
+	55, // 30: coordinator.v1.FailoverJournal.handover_timeout:type_name -> google.protobuf.Duration
+	56, // 31: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
+	56, // 32: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
+	55, // 33: coordinator.v1.FailoverRequest.timeout:type_name -> google.protobuf.Duration
 	38, // 34: coordinator.v1.FailoverResponse.outcome:type_name -> coordinator.v1.FailoverOutcome
-	50, // 35: coordinator.v1.FailoverOutcome.started_at:type_name -> google.protobuf.Timestamp
-	50, // 36: coordinator.v1.FailoverOutcome.finished_at:type_name -> google.protobuf.Timestamp
+	56, // 35: coordinator.v1.FailoverOutcome.started_at:type_name -> google.protobuf.Timestamp
+	56, // 36: coordinator.v1.FailoverOutcome.finished_at:type_name -> google.protobuf.Timestamp
 	0,  // 37: coordinator.v1.WatchMasterRequest.consistency:type_name -> coordinator.v1.ReadConsistency
 	35, // 38: coordinator.v1.WatchEventsResponse.event:type_name -> coordinator.v1.Event
-	1,  // 39: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
-	5,  // 40: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
-	8,  // 41: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
-	10, // 42: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
-	14, // 43: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
-	16, // 44: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
-	19, // 45: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
-	21, // 46: coordinator.v1.CoordinatorService.Reset:input_type -> coordinator.v1.ResetRequest
-	23, // 47: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
-	25, // 48: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
-	27, // 49: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
-	36, // 50: coordinator.v1.CoordinatorService.Failover:input_type -> coordinator.v1.FailoverRequest
-	39, // 51: coordinator.v1.CoordinatorService.WatchMaster:input_type -> coordinator.v1.WatchMasterRequest
-	41, // 52: coordinator.v1.CoordinatorService.WatchEvents:input_type -> coordinator.v1.WatchEventsRequest
-	43, // 53: coordinator.v1.CoordinatorService.TransferLeadership:input_type -> coordinator.v1.TransferLeadershipRequest
-	45, // 54: coordinator.v1.CoordinatorService.CheckLogFormat:input_type -> coordinator.v1.CheckLogFormatRequest
-	47, // 55: coordinator.v1.CoordinatorService.SnapshotSave:input_type -> coordinator.v1.SnapshotSaveRequest
-	2,  // 56: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
-	6,  // 57: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
-	9,  // 58: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
-	11, // 59: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
-	15, // 60: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
-	17, // 61: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
-	20, // 62: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
-	22, // 63: coordinator.v1.CoordinatorService.Reset:output_type -> coordinator.v1.ResetResponse
-	24, // 64: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
-	26, // 65: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
-	28, // 66: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
-	37, // 67: coordinator.v1.CoordinatorService.Failover:output_type -> coordinator.v1.FailoverResponse
-	40, // 68: coordinator.v1.CoordinatorService.WatchMaster:output_type -> coordinator.v1.WatchMasterResponse
-	42, // 69: coordinator.v1.CoordinatorService.WatchEvents:output_type -> coordinator.v1.WatchEventsResponse
-	44, // 70: coordinator.v1.CoordinatorService.TransferLeadership:output_type -> coordinator.v1.TransferLeadershipResponse
-	46, // 71: coordinator.v1.CoordinatorService.CheckLogFormat:output_type -> coordinator.v1.CheckLogFormatResponse
-	48, // 72: coordinator.v1.CoordinatorService.SnapshotSave:output_type -> coordinator.v1.SnapshotSaveResponse
-	56, // [56:73] is the sub-list for method output_type
-	39, // [39:56] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	50, // 39: coordinator.v1.ExplainRequest.manual:type_name -> coordinator.v1.ExplainManual
+	55, // 40: coordinator.v1.ExplainManual.timeout:type_name -> google.protobuf.Duration
+	56, // 41: coordinator.v1.ExplainResponse.at:type_name -> google.protobuf.Timestamp
+	52, // 42: coordinator.v1.ExplainResponse.blocking:type_name -> coordinator.v1.ExplainCondition
+	53, // 43: coordinator.v1.ExplainResponse.votes:type_name -> coordinator.v1.ExplainVote
+	56, // 44: coordinator.v1.ExplainResponse.tilt_until:type_name -> google.protobuf.Timestamp
+	56, // 45: coordinator.v1.ExplainResponse.last_failover_at:type_name -> google.protobuf.Timestamp
+	55, // 46: coordinator.v1.ExplainResponse.anti_flap_wait:type_name -> google.protobuf.Duration
+	32, // 47: coordinator.v1.ExplainResponse.failover:type_name -> coordinator.v1.FailoverJournal
+	54, // 48: coordinator.v1.ExplainResponse.replicas:type_name -> coordinator.v1.ExplainReplica
+	55, // 49: coordinator.v1.ExplainVote.age:type_name -> google.protobuf.Duration
+	1,  // 50: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
+	5,  // 51: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
+	8,  // 52: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
+	10, // 53: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
+	14, // 54: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
+	16, // 55: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
+	19, // 56: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
+	21, // 57: coordinator.v1.CoordinatorService.Reset:input_type -> coordinator.v1.ResetRequest
+	23, // 58: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
+	25, // 59: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
+	27, // 60: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
+	36, // 61: coordinator.v1.CoordinatorService.Failover:input_type -> coordinator.v1.FailoverRequest
+	39, // 62: coordinator.v1.CoordinatorService.WatchMaster:input_type -> coordinator.v1.WatchMasterRequest
+	41, // 63: coordinator.v1.CoordinatorService.WatchEvents:input_type -> coordinator.v1.WatchEventsRequest
+	43, // 64: coordinator.v1.CoordinatorService.TransferLeadership:input_type -> coordinator.v1.TransferLeadershipRequest
+	45, // 65: coordinator.v1.CoordinatorService.CheckLogFormat:input_type -> coordinator.v1.CheckLogFormatRequest
+	47, // 66: coordinator.v1.CoordinatorService.SnapshotSave:input_type -> coordinator.v1.SnapshotSaveRequest
+	49, // 67: coordinator.v1.CoordinatorService.Explain:input_type -> coordinator.v1.ExplainRequest
+	2,  // 68: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
+	6,  // 69: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
+	9,  // 70: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
+	11, // 71: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
+	15, // 72: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
+	17, // 73: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
+	20, // 74: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
+	22, // 75: coordinator.v1.CoordinatorService.Reset:output_type -> coordinator.v1.ResetResponse
+	24, // 76: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
+	26, // 77: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
+	28, // 78: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
+	37, // 79: coordinator.v1.CoordinatorService.Failover:output_type -> coordinator.v1.FailoverResponse
+	40, // 80: coordinator.v1.CoordinatorService.WatchMaster:output_type -> coordinator.v1.WatchMasterResponse
+	42, // 81: coordinator.v1.CoordinatorService.WatchEvents:output_type -> coordinator.v1.WatchEventsResponse
+	44, // 82: coordinator.v1.CoordinatorService.TransferLeadership:output_type -> coordinator.v1.TransferLeadershipResponse
+	46, // 83: coordinator.v1.CoordinatorService.CheckLogFormat:output_type -> coordinator.v1.CheckLogFormatResponse
+	48, // 84: coordinator.v1.CoordinatorService.SnapshotSave:output_type -> coordinator.v1.SnapshotSaveResponse
+	51, // 85: coordinator.v1.CoordinatorService.Explain:output_type -> coordinator.v1.ExplainResponse
+	68, // [68:86] is the sub-list for method output_type
+	50, // [50:68] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_v1_coordinator_proto_init() }
@@ -3701,7 +4399,7 @@ func file_coordinator_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coordinator_v1_coordinator_proto_rawDesc), len(file_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   49,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -40,6 +40,7 @@ const (
 	CoordinatorService_TransferLeadership_FullMethodName = "/coordinator.v1.CoordinatorService/TransferLeadership"
 	CoordinatorService_CheckLogFormat_FullMethodName     = "/coordinator.v1.CoordinatorService/CheckLogFormat"
 	CoordinatorService_SnapshotSave_FullMethodName       = "/coordinator.v1.CoordinatorService/SnapshotSave"
+	CoordinatorService_Explain_FullMethodName            = "/coordinator.v1.CoordinatorService/Explain"
 )
 
 // CoordinatorServiceClient is the client API for CoordinatorService service.
@@ -106,6 +107,15 @@ type CoordinatorServiceClient interface {
 	// replicated state at a committed index, with that index, its term and
 	// the state's SHA-256. The state holds every master's auth-pass.
 	SnapshotSave(ctx context.Context, in *SnapshotSaveRequest, opts ...grpc.CallOption) (*SnapshotSaveResponse, error)
+	// Explain says what the leader would do now for one master, and why:
+	// each node's vote against the quorum, TILT, the anti-flap wait,
+	// maintenance, a failover in progress, each replica's eligibility and
+	// ranking, and every condition that blocks a failover, the deciding one
+	// first. With manual set it plans that manual failover instead, without
+	// acting (coordinatorctl failover --dry-run). Any node serves it: a
+	// follower asks the leader, and answers from its own view only when no
+	// leader can be reached (from_leader false, first condition "no-leader").
+	Explain(ctx context.Context, in *ExplainRequest, opts ...grpc.CallOption) (*ExplainResponse, error)
 }
 
 type coordinatorServiceClient struct {
@@ -304,6 +314,16 @@ func (c *coordinatorServiceClient) SnapshotSave(ctx context.Context, in *Snapsho
 	return out, nil
 }
 
+func (c *coordinatorServiceClient) Explain(ctx context.Context, in *ExplainRequest, opts ...grpc.CallOption) (*ExplainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExplainResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_Explain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServiceServer is the server API for CoordinatorService service.
 // All implementations must embed UnimplementedCoordinatorServiceServer
 // for forward compatibility.
@@ -368,6 +388,15 @@ type CoordinatorServiceServer interface {
 	// replicated state at a committed index, with that index, its term and
 	// the state's SHA-256. The state holds every master's auth-pass.
 	SnapshotSave(context.Context, *SnapshotSaveRequest) (*SnapshotSaveResponse, error)
+	// Explain says what the leader would do now for one master, and why:
+	// each node's vote against the quorum, TILT, the anti-flap wait,
+	// maintenance, a failover in progress, each replica's eligibility and
+	// ranking, and every condition that blocks a failover, the deciding one
+	// first. With manual set it plans that manual failover instead, without
+	// acting (coordinatorctl failover --dry-run). Any node serves it: a
+	// follower asks the leader, and answers from its own view only when no
+	// leader can be reached (from_leader false, first condition "no-leader").
+	Explain(context.Context, *ExplainRequest) (*ExplainResponse, error)
 	mustEmbedUnimplementedCoordinatorServiceServer()
 }
 
@@ -428,6 +457,9 @@ func (UnimplementedCoordinatorServiceServer) CheckLogFormat(context.Context, *Ch
 }
 func (UnimplementedCoordinatorServiceServer) SnapshotSave(context.Context, *SnapshotSaveRequest) (*SnapshotSaveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SnapshotSave not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) Explain(context.Context, *ExplainRequest) (*ExplainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Explain not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) mustEmbedUnimplementedCoordinatorServiceServer() {}
 func (UnimplementedCoordinatorServiceServer) testEmbeddedByValue()                            {}
@@ -742,6 +774,24 @@ func _CoordinatorService_SnapshotSave_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoordinatorService_Explain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExplainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).Explain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_Explain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).Explain(ctx, req.(*ExplainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CoordinatorService_ServiceDesc is the grpc.ServiceDesc for CoordinatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -808,6 +858,10 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SnapshotSave",
 			Handler:    _CoordinatorService_SnapshotSave_Handler,
+		},
+		{
+			MethodName: "Explain",
+			Handler:    _CoordinatorService_Explain_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -868,8 +868,11 @@ type UpdateReplicas struct {
 	ExpectedEpoch uint64                 `protobuf:"varint,2,opt,name=expected_epoch,json=expectedEpoch,proto3" json:"expected_epoch,omitempty"`
 	Replicas      []*Replica             `protobuf:"bytes,3,rep,name=replicas,proto3" json:"replicas,omitempty"`
 	// What the master itself reported, for display.
-	MasterOffset  int64  `protobuf:"varint,4,opt,name=master_offset,json=masterOffset,proto3" json:"master_offset,omitempty"`
-	MasterRunId   string `protobuf:"bytes,5,opt,name=master_run_id,json=masterRunId,proto3" json:"master_run_id,omitempty"`
+	MasterOffset int64  `protobuf:"varint,4,opt,name=master_offset,json=masterOffset,proto3" json:"master_offset,omitempty"`
+	MasterRunId  string `protobuf:"bytes,5,opt,name=master_run_id,json=masterRunId,proto3" json:"master_run_id,omitempty"`
+	// The role the master reported in INFO ("master" or "slave"); empty when
+	// the leader has no INFO of it this time (the recorded role is kept).
+	MasterRole    string `protobuf:"bytes,120,opt,name=master_role,json=masterRole,proto3" json:"master_role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -935,6 +938,13 @@ func (x *UpdateReplicas) GetMasterOffset() int64 {
 func (x *UpdateReplicas) GetMasterRunId() string {
 	if x != nil {
 		return x.MasterRunId
+	}
+	return ""
+}
+
+func (x *UpdateReplicas) GetMasterRole() string {
+	if x != nil {
+		return x.MasterRole
 	}
 	return ""
 }
@@ -2168,7 +2178,11 @@ type Master struct {
 	// but that was dropped from events (the history holds at most MaxEvents)
 	// before it was delivered; above the hook's cursor, the leader records
 	// the loss (HookProgress SKIPPED) and goes on.
-	HookLostSeq   map[string]uint64 `protobuf:"bytes,111,rep,name=hook_lost_seq,json=hookLostSeq,proto3" json:"hook_lost_seq,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	HookLostSeq map[string]uint64 `protobuf:"bytes,111,rep,name=hook_lost_seq,json=hookLostSeq,proto3" json:"hook_lost_seq,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// The role the master last reported in INFO, as the leader committed it
+	// (UpdateReplicas); empty before the first report. A change publishes
+	// Sentinel's +role-change or -role-change.
+	MasterRole    string `protobuf:"bytes,120,opt,name=master_role,json=masterRole,proto3" json:"master_role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2320,6 +2334,13 @@ func (x *Master) GetHookLostSeq() map[string]uint64 {
 		return x.HookLostSeq
 	}
 	return nil
+}
+
+func (x *Master) GetMasterRole() string {
+	if x != nil {
+		return x.MasterRole
+	}
+	return ""
 }
 
 // FailoverOutcome is how one failover ended: promoted (FinishFailover) or
@@ -3052,7 +3073,13 @@ type MasterSettings struct {
 	ClientReconfigScript string `protobuf:"bytes,111,opt,name=client_reconfig_script,json=clientReconfigScript,proto3" json:"client_reconfig_script,omitempty"`
 	// Raftinel's webhook: every event of the master is POSTed to this URL as
 	// JSON. Empty: none.
-	WebhookUrl    string `protobuf:"bytes,112,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
+	WebhookUrl string `protobuf:"bytes,112,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
+	// Maintenance suspends the leader's automatic actions on the group:
+	// no automatic failover (ODOWN or empty restart) begins and no topology
+	// repair is sent, while detection (votes, ODOWN) goes on. A manual
+	// failover is refused unless forced. A failover already in progress is
+	// finished.
+	Maintenance   bool `protobuf:"varint,120,opt,name=maintenance,proto3" json:"maintenance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3171,6 +3198,13 @@ func (x *MasterSettings) GetWebhookUrl() string {
 	return ""
 }
 
+func (x *MasterSettings) GetMaintenance() bool {
+	if x != nil {
+		return x.Maintenance
+	}
+	return false
+}
+
 var File_coordinator_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
@@ -3221,13 +3255,15 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04down\x18\x04 \x01(\bR\x04down\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xd1\x01\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xf2\x01\n" +
 	"\x0eUpdateReplicas\x12\x16\n" +
 	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
 	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x127\n" +
 	"\breplicas\x18\x03 \x03(\v2\x1b.coordinator.fsm.v1.ReplicaR\breplicas\x12#\n" +
 	"\rmaster_offset\x18\x04 \x01(\x03R\fmasterOffset\x12\"\n" +
-	"\rmaster_run_id\x18\x05 \x01(\tR\vmasterRunId\"{\n" +
+	"\rmaster_run_id\x18\x05 \x01(\tR\vmasterRunId\x12\x1f\n" +
+	"\vmaster_role\x18x \x01(\tR\n" +
+	"masterRole\"{\n" +
 	"\x10SetObjectiveDown\x12\x16\n" +
 	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
 	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12\x12\n" +
@@ -3315,7 +3351,7 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x18registered_at_unix_nanos\x18\x05 \x01(\x03R\x15registeredAtUnixNanos\x12\x1e\n" +
 	"\n" +
 	"log_format\x18\x82\x01 \x01(\rR\tlogFormat\x12\x19\n" +
-	"\aversion\x18\x83\x01 \x01(\tR\aversion\"\xeb\a\n" +
+	"\aversion\x18\x83\x01 \x01(\tR\aversion\"\x8c\b\n" +
 	"\x06Master\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -3334,7 +3370,9 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\rmaster_run_id\x18\x0e \x01(\tR\vmasterRunId\x12H\n" +
 	"\rlast_failover\x18\x0f \x01(\v2#.coordinator.fsm.v1.FailoverOutcomeR\flastFailover\x12^\n" +
 	"\x12hook_delivered_seq\x18n \x03(\v20.coordinator.fsm.v1.Master.HookDeliveredSeqEntryR\x10hookDeliveredSeq\x12O\n" +
-	"\rhook_lost_seq\x18o \x03(\v2+.coordinator.fsm.v1.Master.HookLostSeqEntryR\vhookLostSeq\x1aC\n" +
+	"\rhook_lost_seq\x18o \x03(\v2+.coordinator.fsm.v1.Master.HookLostSeqEntryR\vhookLostSeq\x12\x1f\n" +
+	"\vmaster_role\x18x \x01(\tR\n" +
+	"masterRole\x1aC\n" +
 	"\x15HookDeliveredSeqEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a>\n" +
@@ -3408,7 +3446,7 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\apayload\x18\x04 \x01(\tR\apayload\x12\x17\n" +
 	"\anode_id\x18\x05 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05epoch\x18\x06 \x01(\x04R\x05epoch\x12\x16\n" +
-	"\x06master\x18\a \x01(\tR\x06master\"\xfa\x03\n" +
+	"\x06master\x18\a \x01(\tR\x06master\"\x9c\x04\n" +
 	"\x0eMasterSettings\x12\x16\n" +
 	"\x06quorum\x18\x01 \x01(\rR\x06quorum\x12\"\n" +
 	"\rdown_after_ms\x18\x02 \x01(\x03R\vdownAfterMs\x12.\n" +
@@ -3422,7 +3460,8 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x13notification_script\x18n \x01(\tR\x12notificationScript\x124\n" +
 	"\x16client_reconfig_script\x18o \x01(\tR\x14clientReconfigScript\x12\x1f\n" +
 	"\vwebhook_url\x18p \x01(\tR\n" +
-	"webhookUrl*\x97\x01\n" +
+	"webhookUrl\x12 \n" +
+	"\vmaintenance\x18x \x01(\bR\vmaintenance*\x97\x01\n" +
 	"\vHookOutcome\x12\x1c\n" +
 	"\x18HOOK_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16HOOK_OUTCOME_DELIVERED\x10\x01\x12\x18\n" +
