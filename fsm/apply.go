@@ -74,7 +74,9 @@ func applyCommand(st *fsmv1.State, cmd *fsmv1.Command) ([]*fsmv1.Event, error) {
 	case *fsmv1.Command_HookProgress:
 		err = hookProgress(r, k.HookProgress)
 	case *fsmv1.Command_FormatProbe:
-		// Changes nothing: it only shows that the entry was written.
+		// Written only once every voter understands the format: from here
+		// on, every node applies entries as that format says.
+		r.st.LogFormat = max(r.st.GetLogFormat(), k.FormatProbe.GetFormat())
 	default:
 		panic(fmt.Sprintf("fsm: command kind %T has no handler: upgrade this binary", cmd.Kind))
 	}

@@ -52,6 +52,16 @@ func (r *recorder) add(m *fsmv1.Master, typ, payload, nodeID string) {
 	})
 }
 
+// addFrom records an event that format added to what Apply publishes, only
+// once the cluster has switched to that format (State.log_format): in a
+// cluster still running binaries that do not publish it, every node must
+// number its events alike.
+func (r *recorder) addFrom(format uint32, m *fsmv1.Master, typ, payload, nodeID string) {
+	if max(r.st.GetLogFormat(), Format1) >= format {
+		r.add(m, typ, payload, nodeID)
+	}
+}
+
 // commit numbers the events, appends them to each master's bounded history
 // (when the master still exists) and returns them.
 func (r *recorder) commit() []*fsmv1.Event {

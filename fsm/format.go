@@ -63,6 +63,7 @@ var optionFormat = map[string]uint32{
 	"notification-script":    Format2,
 	"client-reconfig-script": Format2,
 	"webhook-url":            Format2,
+	"maintenance":            Format2,
 }
 
 // buildLogFormat, when set at link time

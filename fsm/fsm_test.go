@@ -23,7 +23,13 @@ type applier struct {
 	index uint64
 }
 
-func newApplier() *applier { return &applier{f: New()} }
+// newApplier is a state machine of a cluster that has switched to this
+// binary's newest log format.
+func newApplier() *applier {
+	f := New()
+	f.state.LogFormat = LogFormat()
+	return &applier{f: f}
+}
 
 func (a *applier) apply(t testing.TB, cmd *fsmv1.Command) error {
 	t.Helper()

@@ -99,7 +99,7 @@ func updateReplicas(r *recorder, c *fsmv1.UpdateReplicas) error {
 		r.add(m, "+reboot", masterDetail(m), "")
 	}
 	if role := c.GetMasterRole(); role != "" && role != orRole(m.GetMasterRole(), RoleMaster) {
-		r.add(m, roleChange(role, RoleMaster), masterDetail(m)+" new reported role is "+role, "")
+		r.addFrom(Format2, m, roleChange(role, RoleMaster), masterDetail(m)+" new reported role is "+role, "")
 	}
 	if c.GetMasterRole() != "" {
 		m.MasterRole = c.GetMasterRole()
@@ -128,7 +128,7 @@ func updateReplicas(r *recorder, c *fsmv1.UpdateReplicas) error {
 			m.Replicas = append(m.Replicas, next)
 			r.add(m, "+slave", replicaDetail(m, next.GetAddress()), "")
 			if role := next.GetRole(); role != "" && role != RoleSlave {
-				r.add(m, roleChange(role, RoleSlave), replicaDetail(m, next.GetAddress())+" new reported role is "+role, "")
+				r.addFrom(Format2, m, roleChange(role, RoleSlave), replicaDetail(m, next.GetAddress())+" new reported role is "+role, "")
 			}
 			if next.GetSdown() {
 				r.add(m, "+sdown", replicaDetail(m, next.GetAddress()), "")
@@ -136,7 +136,7 @@ func updateReplicas(r *recorder, c *fsmv1.UpdateReplicas) error {
 			continue
 		}
 		if role := next.GetRole(); role != "" && role != orRole(old.GetRole(), RoleSlave) {
-			r.add(m, roleChange(role, RoleSlave), replicaDetail(m, next.GetAddress())+" new reported role is "+role, "")
+			r.addFrom(Format2, m, roleChange(role, RoleSlave), replicaDetail(m, next.GetAddress())+" new reported role is "+role, "")
 		}
 		if old.GetRunId() != "" && next.GetRunId() != "" && old.GetRunId() != next.GetRunId() {
 			r.add(m, "+reboot", replicaDetail(m, next.GetAddress()), "")
@@ -238,7 +238,7 @@ func beginFailover(r *recorder, c *fsmv1.BeginFailover) error {
 	// Sentinel enters WAIT_PROMOTION once its SLAVEOF NO ONE is queued.
 	// Raftinel commits each step before it acts, so the state it waits in
 	// from here on is entered with this entry (the command follows it).
-	r.add(m, "+failover-state-wait-promotion", replicaDetail(m, c.GetCandidate()), "")
+	r.addFrom(Format2, m, "+failover-state-wait-promotion", replicaDetail(m, c.GetCandidate()), "")
 	return nil
 }
 
@@ -400,7 +400,7 @@ func promoted(r *recorder, c *fsmv1.Promoted) error {
 	// current_epoch rises when a failover starts (and with votes and
 	// hellos); Raftinel's epoch is the master's configuration epoch,
 	// which rises here, with the promotion.
-	r.add(m, "+new-epoch", strconv.FormatUint(m.GetEpoch(), 10), "")
+	r.addFrom(Format2, m, "+new-epoch", strconv.FormatUint(m.GetEpoch(), 10), "")
 	m.Votes, m.Odown, m.OdownSinceUnixNanos = nil, false, 0
 	rep, i := findReplica(m, c.GetAddress())
 	// The master's run id and offset are the promoted replica's from now on,

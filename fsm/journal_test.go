@@ -34,6 +34,8 @@ func cmdOf(k any) *fsmv1.Command {
 		c.Kind = &fsmv1.Command_ResetMaster{ResetMaster: v}
 	case *fsmv1.HookProgress:
 		c.Kind = &fsmv1.Command_HookProgress{HookProgress: v}
+	case *fsmv1.FormatProbe:
+		c.Kind = &fsmv1.Command_FormatProbe{FormatProbe: v}
 	default:
 		panic("cmdOf: unknown kind")
 	}

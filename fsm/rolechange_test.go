@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -76,5 +77,31 @@ func TestNewEpochEvent(t *testing.T) {
 	m, _, _ := a.f.Master("mymaster")
 	if m.GetMasterRole() != "master" {
 		t.Fatalf("role after the promotion %q", m.GetMasterRole())
+	}
+}
+
+// Until the cluster has switched to format 2, a failover publishes what a
+// format-1 binary publishes, so that old and new nodes number events alike
+// during a rolling upgrade.
+func TestEventsOfFormat2WaitForTheSwitch(t *testing.T) {
+	for _, switched := range []bool{false, true} {
+		a := seeded(t)
+		a.f.state.LogFormat = 0 // a cluster that has not switched yet
+		if switched {
+			must(t, a, cmdOf(&fsmv1.FormatProbe{Format: Format2}))
+			if got := a.f.State().GetLogFormat(); got != Format2 {
+				t.Fatalf("log format after the switch %d", got)
+			}
+		}
+		after := a.f.LastEventSeq()
+		must(t, a, cmdOf(&fsmv1.BeginFailover{Master: "mymaster", Reason: "manual", Candidate: r1Addr}))
+		must(t, a, cmdOf(&fsmv1.Promoted{Master: "mymaster", Address: r1Addr}))
+		events, _ := a.f.EventsSince(after)
+		got := eventStrings(events)
+		has := slices.ContainsFunc(got, func(e string) bool { return strings.HasPrefix(e, "+new-epoch") }) ||
+			slices.ContainsFunc(got, func(e string) bool { return strings.HasPrefix(e, "+failover-state-wait-promotion") })
+		if has != switched {
+			t.Errorf("switched to format 2: %v; events %q", switched, got)
+		}
 	}
 }

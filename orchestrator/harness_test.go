@@ -440,6 +440,8 @@ func newEnv(t *testing.T, edit func(*fsmv1.MasterSettings)) *env {
 		redis: &fakeRedis{trace: tr, servers: map[string]*fakeServer{}, hooks: map[string]hook{},
 			linkAfterReplicaOf: probe.LinkStatusUp, auths: map[string]probe.Auth{}},
 	}
+	// A cluster that has switched to this binary's newest log format.
+	e.mustCommit(&fsmv1.Command{Kind: &fsmv1.Command_FormatProbe{FormatProbe: &fsmv1.FormatProbe{Format: fsm.LogFormat()}}})
 	mh, mp, _ := splitHostPort(addrM)
 	e.redis.servers[addrM] = &fakeServer{up: true, info: probe.Info{RunID: "run-m", Role: probe.RoleMaster,
 		ReplicaPriority: 100, MasterReplOffset: 1000, ReplicaAnnounced: true, MasterFailoverState: "no-failover"}}

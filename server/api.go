@@ -254,7 +254,7 @@ func (a *api) Monitor(ctx context.Context, req *coordinatorv1.MonitorRequest) (*
 			NotificationScript:   s.GetNotificationScript(),
 			ClientReconfigScript: s.GetClientReconfigScript(),
 			WebhookUrl:           s.GetWebhookUrl(),
-			Maintenance:                   s.GetMaintenance(),
+			Maintenance:          s.GetMaintenance(),
 		},
 	}}})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/raftinel/raftinel/failover"
+	"github.com/raftinel/raftinel/fsm"
 	"github.com/raftinel/raftinel/orchestrator"
 	"github.com/raftinel/raftinel/probe"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
@@ -43,6 +44,10 @@ type monitor struct {
 	lastVote     map[string]time.Time // by master: when this node last proposed a vote
 	voting       map[string]bool      // by master: a proposal is in flight
 	leader       *orchestrator.Leader // nil unless leadership is established
+	// switchingFormat is set while a FormatProbe of this node's is in
+	// flight; lastFormatTry spaces out retries.
+	switchingFormat bool
+	lastFormatTry   time.Time
 	// targetsFrom is the state view the probe's targets were last set
 	// from; only the loop's goroutine uses it.
 	targetsFrom *fsmv1.State
@@ -168,6 +173,7 @@ func (mo *monitor) step(ctx context.Context, now time.Time) {
 	}
 	if l := mo.currentLeader(); l != nil {
 		l.Step(st)
+		mo.maybeSwitchFormat(ctx, st, now)
 	}
 }
 
@@ -247,5 +253,42 @@ func (mo *monitor) maybeVote(ctx context.Context, m *fsmv1.Master, obs map[strin
 		} else if !same {
 			mo.s.log.Info("vote", "master", vote.Master, "address", vote.Address, "down", vote.Down, "reason", reason)
 		}
+	}()
+}
+
+// maybeSwitchFormat, on the leader, switches the cluster to this binary's
+// newest log format (a FormatProbe) once every voter advertises it, so
+// that what Apply does differently in that format begins at one log index
+// on every node.
+func (mo *monitor) maybeSwitchFormat(ctx context.Context, st *fsmv1.State, now time.Time) {
+	want := fsm.LogFormat()
+	if st.GetLogFormat() >= want {
+		return
+	}
+	// No configuration read (nil) says nothing about the voters.
+	if voters := mo.s.voters(); len(voters) == 0 || fsm.ClusterFormat(voters) < want {
+		return
+	}
+	mo.mu.Lock()
+	if mo.switchingFormat || now.Sub(mo.lastFormatTry) < 5*time.Second {
+		mo.mu.Unlock()
+		return
+	}
+	mo.switchingFormat, mo.lastFormatTry = true, now
+	mo.mu.Unlock()
+	go func() {
+		defer func() {
+			mo.mu.Lock()
+			mo.switchingFormat = false
+			mo.mu.Unlock()
+		}()
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		cmd := &fsmv1.Command{Kind: &fsmv1.Command_FormatProbe{FormatProbe: &fsmv1.FormatProbe{Format: want}}}
+		if _, err := mo.s.apply(cctx, cmd); err != nil {
+			mo.s.log.Warn("switching the cluster to log format", "format", want, "err", err)
+			return
+		}
+		mo.s.log.Info("every voter understands log format: the cluster now writes it", "format", want)
 	}()
 }

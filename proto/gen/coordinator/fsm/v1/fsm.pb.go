@@ -1983,7 +1983,14 @@ type State struct {
 	// Raft index of the last command applied to this state.
 	AppliedIndex uint64 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	// Sequence number of the last event recorded under any master.
-	LastEventSeq  uint64 `protobuf:"varint,4,opt,name=last_event_seq,json=lastEventSeq,proto3" json:"last_event_seq,omitempty"`
+	LastEventSeq uint64 `protobuf:"varint,4,opt,name=last_event_seq,json=lastEventSeq,proto3" json:"last_event_seq,omitempty"`
+	// The log format the cluster has switched to (0 before any switch is
+	// format 1): a FormatProbe raises it, and it is written only once every
+	// voter understands the format. What Apply does differently from one
+	// format to the next (the events added after format 1) follows this
+	// field, never the binary, so that every node applies an entry alike
+	// during a rolling upgrade and numbers its events alike.
+	LogFormat     uint32 `protobuf:"varint,132,opt,name=log_format,json=logFormat,proto3" json:"log_format,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2042,6 +2049,13 @@ func (x *State) GetAppliedIndex() uint64 {
 func (x *State) GetLastEventSeq() uint64 {
 	if x != nil {
 		return x.LastEventSeq
+	}
+	return 0
+}
+
+func (x *State) GetLogFormat() uint32 {
+	if x != nil {
+		return x.LogFormat
 	}
 	return 0
 }
@@ -3330,12 +3344,14 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\aoptions\x18\x02 \x03(\v2\x1a.coordinator.fsm.v1.OptionR\aoptions\"0\n" +
 	"\x06Option\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xfc\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\x9c\x03\n" +
 	"\x05State\x12:\n" +
 	"\x05nodes\x18\x01 \x03(\v2$.coordinator.fsm.v1.State.NodesEntryR\x05nodes\x12@\n" +
 	"\amasters\x18\x02 \x03(\v2&.coordinator.fsm.v1.State.MastersEntryR\amasters\x12#\n" +
 	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12$\n" +
-	"\x0elast_event_seq\x18\x04 \x01(\x04R\flastEventSeq\x1aR\n" +
+	"\x0elast_event_seq\x18\x04 \x01(\x04R\flastEventSeq\x12\x1e\n" +
+	"\n" +
+	"log_format\x18\x84\x01 \x01(\rR\tlogFormat\x1aR\n" +
 	"\n" +
 	"NodesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
