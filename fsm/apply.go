@@ -66,6 +66,10 @@ func applyCommand(st *fsmv1.State, cmd *fsmv1.Command) ([]*fsmv1.Event, error) {
 		err = recordRepair(r, k.RecordRepair)
 	case *fsmv1.Command_HandoverPaused:
 		err = handoverPaused(r, k.HandoverPaused)
+	case *fsmv1.Command_FenceSet:
+		err = fenceSet(r, k.FenceSet)
+	case *fsmv1.Command_FenceWaitStarted:
+		err = fenceWaitStarted(r, k.FenceWaitStarted)
 	default:
 		panic(fmt.Sprintf("fsm: command kind %T has no handler: upgrade this binary", cmd.Kind))
 	}

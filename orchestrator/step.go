@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/raftinel/raftinel/failover"
+	"github.com/raftinel/raftinel/fsm"
 	"github.com/raftinel/raftinel/probe"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 )
@@ -53,6 +54,9 @@ func (p *pass) run() error {
 	}
 	if p.m.GetFailover() != nil {
 		return p.driveFailover()
+	}
+	if err := p.maintainFence(); err != nil {
+		p.l.cfg.Log.Warn("fence", "master", p.m.GetName(), "err", err)
 	}
 	votes := make([]failover.Vote, 0, len(p.m.GetVotes()))
 	for _, v := range p.m.GetVotes() {
@@ -253,6 +257,12 @@ func (p *pass) promote(f *fsmv1.Failover) error {
 		if err != nil {
 			return err
 		}
+		if fsm.FenceOn(p.m.GetSettings()) {
+			if err := p.unfenceCandidate(conn); err != nil {
+				// A server with CONFIG renamed away still gets promoted.
+				p.l.cfg.Log.Warn("min-replicas-to-write 0 before the promotion failed", "candidate", cand, "err", err)
+			}
+		}
 		if err := p.act(actionTimeout, conn.Promote); err != nil {
 			return fmt.Errorf("promote %s: %w", cand, err)
 		}
@@ -265,6 +275,9 @@ func (p *pass) promote(f *fsmv1.Failover) error {
 	}
 	if !reportsMaster {
 		return nil
+	}
+	if ok, err := p.fenceBeforeAnnounce(f); !ok || err != nil {
+		return err
 	}
 	return p.commitPromoted(cand)
 }

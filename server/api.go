@@ -12,6 +12,7 @@ import (
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -207,6 +208,10 @@ func (a *api) RemoveNode(ctx context.Context, req *coordinatorv1.RemoveNodeReque
 
 func (a *api) Monitor(ctx context.Context, req *coordinatorv1.MonitorRequest) (*coordinatorv1.MonitorResponse, error) {
 	s := req.GetSettings()
+	fenceLag := s.GetFenceLag().AsDuration()
+	if fenceLag%time.Second != 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "fence-lag %v: Redis counts the lag in whole seconds; want 1s, 2s, ...", fenceLag)
+	}
 	idx, err := a.s.apply(ctx, &fsmv1.Command{Kind: &fsmv1.Command_MonitorMaster{MonitorMaster: &fsmv1.MonitorMaster{
 		Name:    req.GetName(),
 		Address: req.GetAddress(),
@@ -222,6 +227,8 @@ func (a *api) Monitor(ctx context.Context, req *coordinatorv1.MonitorRequest) (*
 			// A negative duration reaches the state machine's check as a
 			// negative value, not as 0 (off).
 			MasterRebootDownAfterPeriodMs: s.GetMasterRebootDownAfterPeriod().AsDuration().Milliseconds(),
+			FenceOff:                      s.Fence != nil && !s.GetFence(),
+			FenceLagS:                     int64(fenceLag / time.Second),
 		},
 	}}})
 	if err != nil {
@@ -306,6 +313,8 @@ func publicMaster(m *fsmv1.Master) *coordinatorv1.Master {
 			MaxLagBytes:                 s.GetMaxLagBytes(),
 			PingPeriod:                  pingPeriod(s),
 			MasterRebootDownAfterPeriod: durationpb.New(time.Duration(s.GetMasterRebootDownAfterPeriodMs()) * time.Millisecond),
+			Fence:                       proto.Bool(fsm.FenceOn(s)),
+			FenceLag:                    durationpb.New(fsm.FenceLag(s)),
 		},
 	}
 }

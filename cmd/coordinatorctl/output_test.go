@@ -185,7 +185,8 @@ func TestWriteJSONIsStableWithProtoNames(t *testing.T) {
         "auth_pass_set": true,
         "max_lag_bytes": "1048576",
         "ping_period": null,
-        "master_reboot_down_after_period": "30s"
+        "master_reboot_down_after_period": "30s",
+        "fence_lag": null
       }
     }
   ],

@@ -677,8 +677,15 @@ type MasterSettings struct {
 	// master (a new run id), this long without a PONG (only LOADING or
 	// MASTERDOWN replies) makes it subjectively down. Unset or zero: off.
 	MasterRebootDownAfterPeriod *durationpb.Duration `protobuf:"bytes,10,opt,name=master_reboot_down_after_period,json=masterRebootDownAfterPeriod,proto3" json:"master_reboot_down_after_period,omitempty"`
-	unknownFields               protoimpl.UnknownFields
-	sizeCache                   protoimpl.SizeCache
+	// fence: whether Raftinel fences the master (min-replicas-to-write) and
+	// waits for the old master's fence before announcing a promotion. Reads
+	// always set it; in a Monitor request unset means yes.
+	Fence *bool `protobuf:"varint,100,opt,name=fence,proto3,oneof" json:"fence,omitempty"`
+	// fence-lag: min-replicas-max-lag set on the master, whole seconds.
+	// Unset or zero: the default.
+	FenceLag      *durationpb.Duration `protobuf:"bytes,101,opt,name=fence_lag,json=fenceLag,proto3" json:"fence_lag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MasterSettings) Reset() {
@@ -777,6 +784,20 @@ func (x *MasterSettings) GetPingPeriod() *durationpb.Duration {
 func (x *MasterSettings) GetMasterRebootDownAfterPeriod() *durationpb.Duration {
 	if x != nil {
 		return x.MasterRebootDownAfterPeriod
+	}
+	return nil
+}
+
+func (x *MasterSettings) GetFence() bool {
+	if x != nil && x.Fence != nil {
+		return *x.Fence
+	}
+	return false
+}
+
+func (x *MasterSettings) GetFenceLag() *durationpb.Duration {
+	if x != nil {
+		return x.FenceLag
 	}
 	return nil
 }
@@ -1603,7 +1624,9 @@ type MasterDetail struct {
 	MasterOffset int64  `protobuf:"varint,8,opt,name=master_offset,json=masterOffset,proto3" json:"master_offset,omitempty"`
 	MasterRunId  string `protobuf:"bytes,9,opt,name=master_run_id,json=masterRunId,proto3" json:"master_run_id,omitempty"`
 	// How the most recent failover ended; unset before the first one.
-	LastFailover  *FailoverOutcome `protobuf:"bytes,10,opt,name=last_failover,json=lastFailover,proto3" json:"last_failover,omitempty"`
+	LastFailover *FailoverOutcome `protobuf:"bytes,10,opt,name=last_failover,json=lastFailover,proto3" json:"last_failover,omitempty"`
+	// The fence last set on the master; unset before the first one.
+	Fence         *FenceStatus `protobuf:"bytes,100,opt,name=fence,proto3" json:"fence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1708,6 +1731,92 @@ func (x *MasterDetail) GetLastFailover() *FailoverOutcome {
 	return nil
 }
 
+func (x *MasterDetail) GetFence() *FenceStatus {
+	if x != nil {
+		return x.Fence
+	}
+	return nil
+}
+
+// FenceStatus is the fence Raftinel decided for the master.
+type FenceStatus struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// min-replicas-to-write; 0 is no fence.
+	MinReplicas uint32 `protobuf:"varint,2,opt,name=min_replicas,json=minReplicas,proto3" json:"min_replicas,omitempty"`
+	// min-replicas-max-lag.
+	MaxLag        *durationpb.Duration   `protobuf:"bytes,3,opt,name=max_lag,json=maxLag,proto3" json:"max_lag,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FenceStatus) Reset() {
+	*x = FenceStatus{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FenceStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FenceStatus) ProtoMessage() {}
+
+func (x *FenceStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FenceStatus.ProtoReflect.Descriptor instead.
+func (*FenceStatus) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *FenceStatus) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *FenceStatus) GetMinReplicas() uint32 {
+	if x != nil {
+		return x.MinReplicas
+	}
+	return 0
+}
+
+func (x *FenceStatus) GetMaxLag() *durationpb.Duration {
+	if x != nil {
+		return x.MaxLag
+	}
+	return nil
+}
+
+func (x *FenceStatus) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *FenceStatus) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // Replica is what the leader last observed of one replica.
 type Replica struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1733,7 +1842,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[29]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1745,7 +1854,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[29]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1758,7 +1867,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{29}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Replica) GetAddress() string {
@@ -1865,7 +1974,7 @@ type Vote struct {
 
 func (x *Vote) Reset() {
 	*x = Vote{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[30]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1877,7 +1986,7 @@ func (x *Vote) String() string {
 func (*Vote) ProtoMessage() {}
 
 func (x *Vote) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[30]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1890,7 +1999,7 @@ func (x *Vote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vote.ProtoReflect.Descriptor instead.
 func (*Vote) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{30}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Vote) GetNodeId() string {
@@ -1940,13 +2049,17 @@ type FailoverJournal struct {
 	// catch up.
 	Coordinated     bool                 `protobuf:"varint,10,opt,name=coordinated,proto3" json:"coordinated,omitempty"`
 	HandoverTimeout *durationpb.Duration `protobuf:"bytes,11,opt,name=handover_timeout,json=handoverTimeout,proto3" json:"handover_timeout,omitempty"`
+	// Set while the promotion waits for the old master's fence
+	// (+fence-wait): announced no sooner than fence_wait_until.
+	FenceWaitUntil  *timestamppb.Timestamp `protobuf:"bytes,100,opt,name=fence_wait_until,json=fenceWaitUntil,proto3" json:"fence_wait_until,omitempty"`
+	FenceWaitReason string                 `protobuf:"bytes,101,opt,name=fence_wait_reason,json=fenceWaitReason,proto3" json:"fence_wait_reason,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
 
 func (x *FailoverJournal) Reset() {
 	*x = FailoverJournal{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[31]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1958,7 +2071,7 @@ func (x *FailoverJournal) String() string {
 func (*FailoverJournal) ProtoMessage() {}
 
 func (x *FailoverJournal) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[31]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1971,7 +2084,7 @@ func (x *FailoverJournal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverJournal.ProtoReflect.Descriptor instead.
 func (*FailoverJournal) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{31}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *FailoverJournal) GetPhase() string {
@@ -2051,6 +2164,20 @@ func (x *FailoverJournal) GetHandoverTimeout() *durationpb.Duration {
 	return nil
 }
 
+func (x *FailoverJournal) GetFenceWaitUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FenceWaitUntil
+	}
+	return nil
+}
+
+func (x *FailoverJournal) GetFenceWaitReason() string {
+	if x != nil {
+		return x.FenceWaitReason
+	}
+	return ""
+}
+
 type ReplicaReconf struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
@@ -2063,7 +2190,7 @@ type ReplicaReconf struct {
 
 func (x *ReplicaReconf) Reset() {
 	*x = ReplicaReconf{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[32]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2075,7 +2202,7 @@ func (x *ReplicaReconf) String() string {
 func (*ReplicaReconf) ProtoMessage() {}
 
 func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[32]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2088,7 +2215,7 @@ func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReconf.ProtoReflect.Descriptor instead.
 func (*ReplicaReconf) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{32}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ReplicaReconf) GetAddress() string {
@@ -2123,7 +2250,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[33]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2135,7 +2262,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[33]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2148,7 +2275,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{33}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Rejection) GetAddress() string {
@@ -2183,7 +2310,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[34]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2195,7 +2322,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[34]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2208,7 +2335,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{34}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -2283,7 +2410,7 @@ type FailoverRequest struct {
 
 func (x *FailoverRequest) Reset() {
 	*x = FailoverRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[35]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2295,7 +2422,7 @@ func (x *FailoverRequest) String() string {
 func (*FailoverRequest) ProtoMessage() {}
 
 func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[35]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2308,7 +2435,7 @@ func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverRequest.ProtoReflect.Descriptor instead.
 func (*FailoverRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{35}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *FailoverRequest) GetName() string {
@@ -2361,7 +2488,7 @@ type FailoverResponse struct {
 
 func (x *FailoverResponse) Reset() {
 	*x = FailoverResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[36]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2373,7 +2500,7 @@ func (x *FailoverResponse) String() string {
 func (*FailoverResponse) ProtoMessage() {}
 
 func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[36]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2386,7 +2513,7 @@ func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverResponse.ProtoReflect.Descriptor instead.
 func (*FailoverResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{36}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *FailoverResponse) GetOutcome() *FailoverOutcome {
@@ -2437,7 +2564,7 @@ type FailoverOutcome struct {
 
 func (x *FailoverOutcome) Reset() {
 	*x = FailoverOutcome{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[37]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2449,7 +2576,7 @@ func (x *FailoverOutcome) String() string {
 func (*FailoverOutcome) ProtoMessage() {}
 
 func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[37]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2462,7 +2589,7 @@ func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverOutcome.ProtoReflect.Descriptor instead.
 func (*FailoverOutcome) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{37}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *FailoverOutcome) GetReason() string {
@@ -2562,7 +2689,7 @@ type WatchMasterRequest struct {
 
 func (x *WatchMasterRequest) Reset() {
 	*x = WatchMasterRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[38]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2574,7 +2701,7 @@ func (x *WatchMasterRequest) String() string {
 func (*WatchMasterRequest) ProtoMessage() {}
 
 func (x *WatchMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[38]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2587,7 +2714,7 @@ func (x *WatchMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchMasterRequest.ProtoReflect.Descriptor instead.
 func (*WatchMasterRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{38}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *WatchMasterRequest) GetName() string {
@@ -2626,7 +2753,7 @@ type WatchMasterResponse struct {
 
 func (x *WatchMasterResponse) Reset() {
 	*x = WatchMasterResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[39]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2638,7 +2765,7 @@ func (x *WatchMasterResponse) String() string {
 func (*WatchMasterResponse) ProtoMessage() {}
 
 func (x *WatchMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[39]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2651,7 +2778,7 @@ func (x *WatchMasterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchMasterResponse.ProtoReflect.Descriptor instead.
 func (*WatchMasterResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{39}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *WatchMasterResponse) GetName() string {
@@ -2698,7 +2825,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[40]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2710,7 +2837,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[40]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2723,7 +2850,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{40}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *WatchEventsRequest) GetMaster() string {
@@ -2757,7 +2884,7 @@ type WatchEventsResponse struct {
 
 func (x *WatchEventsResponse) Reset() {
 	*x = WatchEventsResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[41]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2769,7 +2896,7 @@ func (x *WatchEventsResponse) String() string {
 func (*WatchEventsResponse) ProtoMessage() {}
 
 func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[41]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2782,7 +2909,7 @@ func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{41}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *WatchEventsResponse) GetEvent() *Event {
@@ -2803,7 +2930,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[42]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2815,7 +2942,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[42]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2828,7 +2955,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{42}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *TransferLeadershipRequest) GetId() string {
@@ -2850,7 +2977,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[43]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2862,7 +2989,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[43]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2875,7 +3002,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{43}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *TransferLeadershipResponse) GetPreviousLeaderId() string {
@@ -2939,7 +3066,7 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x11RemoveNodeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"*\n" +
 	"\x12RemoveNodeResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"\xee\x03\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\xcb\x04\n" +
 	"\x0eMasterSettings\x12\x16\n" +
 	"\x06quorum\x18\x01 \x01(\rR\x06quorum\x128\n" +
 	"\n" +
@@ -2953,7 +3080,10 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\vping_period\x18\t \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"pingPeriod\x12_\n" +
 	"\x1fmaster_reboot_down_after_period\x18\n" +
-	" \x01(\v2\x19.google.protobuf.DurationR\x1bmasterRebootDownAfterPeriod\"\x88\x01\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\x1bmasterRebootDownAfterPeriod\x12\x19\n" +
+	"\x05fence\x18d \x01(\bH\x00R\x05fence\x88\x01\x01\x126\n" +
+	"\tfence_lag\x18e \x01(\v2\x19.google.protobuf.DurationR\bfenceLagB\b\n" +
+	"\x06_fence\"\x88\x01\n" +
 	"\x06Master\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -2998,7 +3128,7 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\vconsistency\x18\x02 \x01(\v2\x1f.coordinator.v1.ReadConsistencyR\vconsistency\"e\n" +
 	"\x17GetMasterDetailResponse\x124\n" +
 	"\x06detail\x18\x01 \x01(\v2\x1c.coordinator.v1.MasterDetailR\x06detail\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\xf6\x03\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xa9\x04\n" +
 	"\fMasterDetail\x12.\n" +
 	"\x06master\x18\x01 \x01(\v2\x16.coordinator.v1.MasterR\x06master\x123\n" +
 	"\breplicas\x18\x02 \x03(\v2\x17.coordinator.v1.ReplicaR\breplicas\x12*\n" +
@@ -3010,7 +3140,14 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\rmaster_offset\x18\b \x01(\x03R\fmasterOffset\x12\"\n" +
 	"\rmaster_run_id\x18\t \x01(\tR\vmasterRunId\x12D\n" +
 	"\rlast_failover\x18\n" +
-	" \x01(\v2\x1f.coordinator.v1.FailoverOutcomeR\flastFailover\"\xbb\x03\n" +
+	" \x01(\v2\x1f.coordinator.v1.FailoverOutcomeR\flastFailover\x121\n" +
+	"\x05fence\x18d \x01(\v2\x1b.coordinator.v1.FenceStatusR\x05fence\"\xc2\x01\n" +
+	"\vFenceStatus\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12!\n" +
+	"\fmin_replicas\x18\x02 \x01(\rR\vminReplicas\x122\n" +
+	"\amax_lag\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06maxLag\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xbb\x03\n" +
 	"\aReplica\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
@@ -3031,7 +3168,7 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04down\x18\x02 \x01(\bR\x04down\x12*\n" +
 	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xef\x03\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xe1\x04\n" +
 	"\x0fFailoverJournal\x12\x14\n" +
 	"\x05phase\x18\x01 \x01(\tR\x05phase\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1c\n" +
@@ -3047,7 +3184,9 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\brejected\x18\t \x03(\v2\x19.coordinator.v1.RejectionR\brejected\x12 \n" +
 	"\vcoordinated\x18\n" +
 	" \x01(\bR\vcoordinated\x12D\n" +
-	"\x10handover_timeout\x18\v \x01(\v2\x19.google.protobuf.DurationR\x0fhandoverTimeout\"t\n" +
+	"\x10handover_timeout\x18\v \x01(\v2\x19.google.protobuf.DurationR\x0fhandoverTimeout\x12D\n" +
+	"\x10fence_wait_until\x18d \x01(\v2\x1a.google.protobuf.TimestampR\x0efenceWaitUntil\x12*\n" +
+	"\x11fence_wait_reason\x18e \x01(\tR\x0ffenceWaitReason\"t\n" +
 	"\rReplicaReconf\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x123\n" +
@@ -3140,7 +3279,7 @@ func file_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 	return file_coordinator_v1_coordinator_proto_rawDescData
 }
 
-var file_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_coordinator_v1_coordinator_proto_goTypes = []any{
 	(*ReadConsistency)(nil),            // 0: coordinator.v1.ReadConsistency
 	(*StatusRequest)(nil),              // 1: coordinator.v1.StatusRequest
@@ -3171,98 +3310,104 @@ var file_coordinator_v1_coordinator_proto_goTypes = []any{
 	(*GetMasterDetailRequest)(nil),     // 26: coordinator.v1.GetMasterDetailRequest
 	(*GetMasterDetailResponse)(nil),    // 27: coordinator.v1.GetMasterDetailResponse
 	(*MasterDetail)(nil),               // 28: coordinator.v1.MasterDetail
-	(*Replica)(nil),                    // 29: coordinator.v1.Replica
-	(*Vote)(nil),                       // 30: coordinator.v1.Vote
-	(*FailoverJournal)(nil),            // 31: coordinator.v1.FailoverJournal
-	(*ReplicaReconf)(nil),              // 32: coordinator.v1.ReplicaReconf
-	(*Rejection)(nil),                  // 33: coordinator.v1.Rejection
-	(*Event)(nil),                      // 34: coordinator.v1.Event
-	(*FailoverRequest)(nil),            // 35: coordinator.v1.FailoverRequest
-	(*FailoverResponse)(nil),           // 36: coordinator.v1.FailoverResponse
-	(*FailoverOutcome)(nil),            // 37: coordinator.v1.FailoverOutcome
-	(*WatchMasterRequest)(nil),         // 38: coordinator.v1.WatchMasterRequest
-	(*WatchMasterResponse)(nil),        // 39: coordinator.v1.WatchMasterResponse
-	(*WatchEventsRequest)(nil),         // 40: coordinator.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil),        // 41: coordinator.v1.WatchEventsResponse
-	(*TransferLeadershipRequest)(nil),  // 42: coordinator.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 43: coordinator.v1.TransferLeadershipResponse
-	(*durationpb.Duration)(nil),        // 44: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 45: google.protobuf.Timestamp
+	(*FenceStatus)(nil),                // 29: coordinator.v1.FenceStatus
+	(*Replica)(nil),                    // 30: coordinator.v1.Replica
+	(*Vote)(nil),                       // 31: coordinator.v1.Vote
+	(*FailoverJournal)(nil),            // 32: coordinator.v1.FailoverJournal
+	(*ReplicaReconf)(nil),              // 33: coordinator.v1.ReplicaReconf
+	(*Rejection)(nil),                  // 34: coordinator.v1.Rejection
+	(*Event)(nil),                      // 35: coordinator.v1.Event
+	(*FailoverRequest)(nil),            // 36: coordinator.v1.FailoverRequest
+	(*FailoverResponse)(nil),           // 37: coordinator.v1.FailoverResponse
+	(*FailoverOutcome)(nil),            // 38: coordinator.v1.FailoverOutcome
+	(*WatchMasterRequest)(nil),         // 39: coordinator.v1.WatchMasterRequest
+	(*WatchMasterResponse)(nil),        // 40: coordinator.v1.WatchMasterResponse
+	(*WatchEventsRequest)(nil),         // 41: coordinator.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),        // 42: coordinator.v1.WatchEventsResponse
+	(*TransferLeadershipRequest)(nil),  // 43: coordinator.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 44: coordinator.v1.TransferLeadershipResponse
+	(*durationpb.Duration)(nil),        // 45: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 46: google.protobuf.Timestamp
 }
 var file_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	3,  // 0: coordinator.v1.StatusResponse.nodes:type_name -> coordinator.v1.NodeStatus
 	6,  // 1: coordinator.v1.ListMembersResponse.members:type_name -> coordinator.v1.Member
-	44, // 2: coordinator.v1.MasterSettings.down_after:type_name -> google.protobuf.Duration
-	44, // 3: coordinator.v1.MasterSettings.failover_timeout:type_name -> google.protobuf.Duration
-	44, // 4: coordinator.v1.MasterSettings.ping_period:type_name -> google.protobuf.Duration
-	44, // 5: coordinator.v1.MasterSettings.master_reboot_down_after_period:type_name -> google.protobuf.Duration
-	11, // 6: coordinator.v1.Master.settings:type_name -> coordinator.v1.MasterSettings
-	11, // 7: coordinator.v1.MonitorRequest.settings:type_name -> coordinator.v1.MasterSettings
-	17, // 8: coordinator.v1.SetRequest.options:type_name -> coordinator.v1.Option
-	0,  // 9: coordinator.v1.ListMastersRequest.consistency:type_name -> coordinator.v1.ReadConsistency
-	12, // 10: coordinator.v1.ListMastersResponse.masters:type_name -> coordinator.v1.Master
-	0,  // 11: coordinator.v1.GetMasterRequest.consistency:type_name -> coordinator.v1.ReadConsistency
-	12, // 12: coordinator.v1.GetMasterResponse.master:type_name -> coordinator.v1.Master
-	0,  // 13: coordinator.v1.GetMasterDetailRequest.consistency:type_name -> coordinator.v1.ReadConsistency
-	28, // 14: coordinator.v1.GetMasterDetailResponse.detail:type_name -> coordinator.v1.MasterDetail
-	12, // 15: coordinator.v1.MasterDetail.master:type_name -> coordinator.v1.Master
-	29, // 16: coordinator.v1.MasterDetail.replicas:type_name -> coordinator.v1.Replica
-	30, // 17: coordinator.v1.MasterDetail.votes:type_name -> coordinator.v1.Vote
-	31, // 18: coordinator.v1.MasterDetail.failover:type_name -> coordinator.v1.FailoverJournal
-	34, // 19: coordinator.v1.MasterDetail.events:type_name -> coordinator.v1.Event
-	45, // 20: coordinator.v1.MasterDetail.last_failover_at:type_name -> google.protobuf.Timestamp
-	37, // 21: coordinator.v1.MasterDetail.last_failover:type_name -> coordinator.v1.FailoverOutcome
-	44, // 22: coordinator.v1.Replica.master_link_down:type_name -> google.protobuf.Duration
-	45, // 23: coordinator.v1.Replica.observed_at:type_name -> google.protobuf.Timestamp
-	45, // 24: coordinator.v1.Vote.at:type_name -> google.protobuf.Timestamp
-	45, // 25: coordinator.v1.FailoverJournal.started_at:type_name -> google.protobuf.Timestamp
-	45, // 26: coordinator.v1.FailoverJournal.promoted_at:type_name -> google.protobuf.Timestamp
-	32, // 27: coordinator.v1.FailoverJournal.reconf:type_name -> coordinator.v1.ReplicaReconf
-	33, // 28: coordinator.v1.FailoverJournal.rejected:type_name -> coordinator.v1.Rejection
-	44, // 29: coordinator.v1.FailoverJournal.handover_timeout:type_name -> google.protobuf.Duration
-	45, // 30: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
-	45, // 31: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
-	44, // 32: coordinator.v1.FailoverRequest.timeout:type_name -> google.protobuf.Duration
-	37, // 33: coordinator.v1.FailoverResponse.outcome:type_name -> coordinator.v1.FailoverOutcome
-	45, // 34: coordinator.v1.FailoverOutcome.started_at:type_name -> google.protobuf.Timestamp
-	45, // 35: coordinator.v1.FailoverOutcome.finished_at:type_name -> google.protobuf.Timestamp
-	0,  // 36: coordinator.v1.WatchMasterRequest.consistency:type_name -> coordinator.v1.ReadConsistency
-	34, // 37: coordinator.v1.WatchEventsResponse.event:type_name -> coordinator.v1.Event
-	1,  // 38: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
-	4,  // 39: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
-	7,  // 40: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
-	9,  // 41: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
-	13, // 42: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
-	15, // 43: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
-	18, // 44: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
-	20, // 45: coordinator.v1.CoordinatorService.Reset:input_type -> coordinator.v1.ResetRequest
-	22, // 46: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
-	24, // 47: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
-	26, // 48: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
-	35, // 49: coordinator.v1.CoordinatorService.Failover:input_type -> coordinator.v1.FailoverRequest
-	38, // 50: coordinator.v1.CoordinatorService.WatchMaster:input_type -> coordinator.v1.WatchMasterRequest
-	40, // 51: coordinator.v1.CoordinatorService.WatchEvents:input_type -> coordinator.v1.WatchEventsRequest
-	42, // 52: coordinator.v1.CoordinatorService.TransferLeadership:input_type -> coordinator.v1.TransferLeadershipRequest
-	2,  // 53: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
-	5,  // 54: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
-	8,  // 55: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
-	10, // 56: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
-	14, // 57: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
-	16, // 58: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
-	19, // 59: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
-	21, // 60: coordinator.v1.CoordinatorService.Reset:output_type -> coordinator.v1.ResetResponse
-	23, // 61: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
-	25, // 62: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
-	27, // 63: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
-	36, // 64: coordinator.v1.CoordinatorService.Failover:output_type -> coordinator.v1.FailoverResponse
-	39, // 65: coordinator.v1.CoordinatorService.WatchMaster:output_type -> coordinator.v1.WatchMasterResponse
-	41, // 66: coordinator.v1.CoordinatorService.WatchEvents:output_type -> coordinator.v1.WatchEventsResponse
-	43, // 67: coordinator.v1.CoordinatorService.TransferLeadership:output_type -> coordinator.v1.TransferLeadershipResponse
-	53, // [53:68] is the sub-list for method output_type
-	38, // [38:53] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	45, // 2: coordinator.v1.MasterSettings.down_after:type_name -> google.protobuf.Duration
+	45, // 3: coordinator.v1.MasterSettings.failover_timeout:type_name -> google.protobuf.Duration
+	45, // 4: coordinator.v1.MasterSettings.ping_period:type_name -> google.protobuf.Duration
+	45, // 5: coordinator.v1.MasterSettings.master_reboot_down_after_period:type_name -> google.protobuf.Duration
+	45, // 6: coordinator.v1.MasterSettings.fence_lag:type_name -> google.protobuf.Duration
+	11, // 7: coordinator.v1.Master.settings:type_name -> coordinator.v1.MasterSettings
+	11, // 8: coordinator.v1.MonitorRequest.settings:type_name -> coordinator.v1.MasterSettings
+	17, // 9: coordinator.v1.SetRequest.options:type_name -> coordinator.v1.Option
+	0,  // 10: coordinator.v1.ListMastersRequest.consistency:type_name -> coordinator.v1.ReadConsistency
+	12, // 11: coordinator.v1.ListMastersResponse.masters:type_name -> coordinator.v1.Master
+	0,  // 12: coordinator.v1.GetMasterRequest.consistency:type_name -> coordinator.v1.ReadConsistency
+	12, // 13: coordinator.v1.GetMasterResponse.master:type_name -> coordinator.v1.Master
+	0,  // 14: coordinator.v1.GetMasterDetailRequest.consistency:type_name -> coordinator.v1.ReadConsistency
+	28, // 15: coordinator.v1.GetMasterDetailResponse.detail:type_name -> coordinator.v1.MasterDetail
+	12, // 16: coordinator.v1.MasterDetail.master:type_name -> coordinator.v1.Master
+	30, // 17: coordinator.v1.MasterDetail.replicas:type_name -> coordinator.v1.Replica
+	31, // 18: coordinator.v1.MasterDetail.votes:type_name -> coordinator.v1.Vote
+	32, // 19: coordinator.v1.MasterDetail.failover:type_name -> coordinator.v1.FailoverJournal
+	35, // 20: coordinator.v1.MasterDetail.events:type_name -> coordinator.v1.Event
+	46, // 21: coordinator.v1.MasterDetail.last_failover_at:type_name -> google.protobuf.Timestamp
+	38, // 22: coordinator.v1.MasterDetail.last_failover:type_name -> coordinator.v1.FailoverOutcome
+	29, // 23: coordinator.v1.MasterDetail.fence:type_name -> coordinator.v1.FenceStatus
+	45, // 24: coordinator.v1.FenceStatus.max_lag:type_name -> google.protobuf.Duration
+	46, // 25: coordinator.v1.FenceStatus.at:type_name -> google.protobuf.Timestamp
+	45, // 26: coordinator.v1.Replica.master_link_down:type_name -> google.protobuf.Duration
+	46, // 27: coordinator.v1.Replica.observed_at:type_name -> google.protobuf.Timestamp
+	46, // 28: coordinator.v1.Vote.at:type_name -> google.protobuf.Timestamp
+	46, // 29: coordinator.v1.FailoverJournal.started_at:type_name -> google.protobuf.Timestamp
+	46, // 30: coordinator.v1.FailoverJournal.promoted_at:type_name -> google.protobuf.Timestamp
+	33, // 31: coordinator.v1.FailoverJournal.reconf:type_name -> coordinator.v1.ReplicaReconf
+	34, // 32: coordinator.v1.FailoverJournal.rejected:type_name -> coordinator.v1.Rejection
+	45, // 33: coordinator.v1.FailoverJournal.handover_timeout:type_name -> google.protobuf.Duration
+	46, // 34: coordinator.v1.FailoverJournal.fence_wait_until:type_name -> google.protobuf.Timestamp
+	46, // 35: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
+	46, // 36: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
+	45, // 37: coordinator.v1.FailoverRequest.timeout:type_name -> google.protobuf.Duration
+	38, // 38: coordinator.v1.FailoverResponse.outcome:type_name -> coordinator.v1.FailoverOutcome
+	46, // 39: coordinator.v1.FailoverOutcome.started_at:type_name -> google.protobuf.Timestamp
+	46, // 40: coordinator.v1.FailoverOutcome.finished_at:type_name -> google.protobuf.Timestamp
+	0,  // 41: coordinator.v1.WatchMasterRequest.consistency:type_name -> coordinator.v1.ReadConsistency
+	35, // 42: coordinator.v1.WatchEventsResponse.event:type_name -> coordinator.v1.Event
+	1,  // 43: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
+	4,  // 44: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
+	7,  // 45: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
+	9,  // 46: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
+	13, // 47: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
+	15, // 48: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
+	18, // 49: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
+	20, // 50: coordinator.v1.CoordinatorService.Reset:input_type -> coordinator.v1.ResetRequest
+	22, // 51: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
+	24, // 52: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
+	26, // 53: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
+	36, // 54: coordinator.v1.CoordinatorService.Failover:input_type -> coordinator.v1.FailoverRequest
+	39, // 55: coordinator.v1.CoordinatorService.WatchMaster:input_type -> coordinator.v1.WatchMasterRequest
+	41, // 56: coordinator.v1.CoordinatorService.WatchEvents:input_type -> coordinator.v1.WatchEventsRequest
+	43, // 57: coordinator.v1.CoordinatorService.TransferLeadership:input_type -> coordinator.v1.TransferLeadershipRequest
+	2,  // 58: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
+	5,  // 59: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
+	8,  // 60: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
+	10, // 61: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
+	14, // 62: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
+	16, // 63: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
+	19, // 64: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
+	21, // 65: coordinator.v1.CoordinatorService.Reset:output_type -> coordinator.v1.ResetResponse
+	23, // 66: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
+	25, // 67: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
+	27, // 68: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
+	37, // 69: coordinator.v1.CoordinatorService.Failover:output_type -> coordinator.v1.FailoverResponse
+	40, // 70: coordinator.v1.CoordinatorService.WatchMaster:output_type -> coordinator.v1.WatchMasterResponse
+	42, // 71: coordinator.v1.CoordinatorService.WatchEvents:output_type -> coordinator.v1.WatchEventsResponse
+	44, // 72: coordinator.v1.CoordinatorService.TransferLeadership:output_type -> coordinator.v1.TransferLeadershipResponse
+	58, // [58:73] is the sub-list for method output_type
+	43, // [43:58] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_v1_coordinator_proto_init() }
@@ -3270,13 +3415,14 @@ func file_coordinator_v1_coordinator_proto_init() {
 	if File_coordinator_v1_coordinator_proto != nil {
 		return
 	}
+	file_coordinator_v1_coordinator_proto_msgTypes[11].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coordinator_v1_coordinator_proto_rawDesc), len(file_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   44,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

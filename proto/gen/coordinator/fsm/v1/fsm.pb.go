@@ -165,6 +165,8 @@ type Command struct {
 	//	*Command_FinishFailover
 	//	*Command_RecordRepair
 	//	*Command_HandoverPaused
+	//	*Command_FenceSet
+	//	*Command_FenceWaitStarted
 	Kind          isCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -358,6 +360,24 @@ func (x *Command) GetHandoverPaused() *HandoverPaused {
 	return nil
 }
 
+func (x *Command) GetFenceSet() *FenceSet {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_FenceSet); ok {
+			return x.FenceSet
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetFenceWaitStarted() *FenceWaitStarted {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_FenceWaitStarted); ok {
+			return x.FenceWaitStarted
+		}
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -426,6 +446,15 @@ type Command_HandoverPaused struct {
 	HandoverPaused *HandoverPaused `protobuf:"bytes,29,opt,name=handover_paused,json=handoverPaused,proto3,oneof"`
 }
 
+type Command_FenceSet struct {
+	// Fencing (min-replicas-to-write on the master).
+	FenceSet *FenceSet `protobuf:"bytes,100,opt,name=fence_set,json=fenceSet,proto3,oneof"`
+}
+
+type Command_FenceWaitStarted struct {
+	FenceWaitStarted *FenceWaitStarted `protobuf:"bytes,101,opt,name=fence_wait_started,json=fenceWaitStarted,proto3,oneof"`
+}
+
 func (*Command_RegisterNode) isCommand_Kind() {}
 
 func (*Command_DeregisterNode) isCommand_Kind() {}
@@ -457,6 +486,10 @@ func (*Command_FinishFailover) isCommand_Kind() {}
 func (*Command_RecordRepair) isCommand_Kind() {}
 
 func (*Command_HandoverPaused) isCommand_Kind() {}
+
+func (*Command_FenceSet) isCommand_Kind() {}
+
+func (*Command_FenceWaitStarted) isCommand_Kind() {}
 
 // ResetMaster forgets a master's replicas, votes, failover state and
 // anti-flap timer (Sentinel's RESET).
@@ -1866,7 +1899,10 @@ type Master struct {
 	MasterOffset int64    `protobuf:"varint,13,opt,name=master_offset,json=masterOffset,proto3" json:"master_offset,omitempty"`
 	MasterRunId  string   `protobuf:"bytes,14,opt,name=master_run_id,json=masterRunId,proto3" json:"master_run_id,omitempty"`
 	// How the most recent failover ended; unset before the first one.
-	LastFailover  *FailoverOutcome `protobuf:"bytes,15,opt,name=last_failover,json=lastFailover,proto3" json:"last_failover,omitempty"`
+	LastFailover *FailoverOutcome `protobuf:"bytes,15,opt,name=last_failover,json=lastFailover,proto3" json:"last_failover,omitempty"`
+	// The fence last decided for the master (min-replicas-to-write and
+	// min-replicas-max-lag); unset before the first decision.
+	Fence         *FenceState `protobuf:"bytes,100,opt,name=fence,proto3" json:"fence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2006,6 +2042,315 @@ func (x *Master) GetLastFailover() *FailoverOutcome {
 	return nil
 }
 
+func (x *Master) GetFence() *FenceState {
+	if x != nil {
+		return x.Fence
+	}
+	return nil
+}
+
+// FenceState is the fence the leader decided for the master at address:
+// the leader sets it with CONFIG SET after committing it.
+type FenceState struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// min-replicas-to-write; 0 is no fence.
+	MinReplicas uint32 `protobuf:"varint,2,opt,name=min_replicas,json=minReplicas,proto3" json:"min_replicas,omitempty"`
+	// min-replicas-max-lag, whole seconds.
+	MaxLagS     int64 `protobuf:"varint,3,opt,name=max_lag_s,json=maxLagS,proto3" json:"max_lag_s,omitempty"`
+	AtUnixNanos int64 `protobuf:"varint,4,opt,name=at_unix_nanos,json=atUnixNanos,proto3" json:"at_unix_nanos,omitempty"`
+	// Why the count is what it is, for operators.
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FenceState) Reset() {
+	*x = FenceState{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FenceState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FenceState) ProtoMessage() {}
+
+func (x *FenceState) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FenceState.ProtoReflect.Descriptor instead.
+func (*FenceState) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *FenceState) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *FenceState) GetMinReplicas() uint32 {
+	if x != nil {
+		return x.MinReplicas
+	}
+	return 0
+}
+
+func (x *FenceState) GetMaxLagS() int64 {
+	if x != nil {
+		return x.MaxLagS
+	}
+	return 0
+}
+
+func (x *FenceState) GetAtUnixNanos() int64 {
+	if x != nil {
+		return x.AtUnixNanos
+	}
+	return 0
+}
+
+func (x *FenceState) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// FenceSet records a new fence decision for the current master; the leader
+// applies it to Redis after the commit.
+type FenceSet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Master        string                 `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
+	ExpectedEpoch uint64                 `protobuf:"varint,2,opt,name=expected_epoch,json=expectedEpoch,proto3" json:"expected_epoch,omitempty"`
+	// The current master's address.
+	Address       string `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	MinReplicas   uint32 `protobuf:"varint,4,opt,name=min_replicas,json=minReplicas,proto3" json:"min_replicas,omitempty"`
+	MaxLagS       int64  `protobuf:"varint,5,opt,name=max_lag_s,json=maxLagS,proto3" json:"max_lag_s,omitempty"`
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FenceSet) Reset() {
+	*x = FenceSet{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FenceSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FenceSet) ProtoMessage() {}
+
+func (x *FenceSet) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FenceSet.ProtoReflect.Descriptor instead.
+func (*FenceSet) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *FenceSet) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *FenceSet) GetExpectedEpoch() uint64 {
+	if x != nil {
+		return x.ExpectedEpoch
+	}
+	return 0
+}
+
+func (x *FenceSet) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *FenceSet) GetMinReplicas() uint32 {
+	if x != nil {
+		return x.MinReplicas
+	}
+	return 0
+}
+
+func (x *FenceSet) GetMaxLagS() int64 {
+	if x != nil {
+		return x.MaxLagS
+	}
+	return 0
+}
+
+func (x *FenceSet) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// FenceWaitStarted records that a failover waits, before its promotion is
+// announced, until the old master can no longer acknowledge writes
+// (+fence-wait).
+type FenceWaitStarted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Master        string                 `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
+	ExpectedEpoch uint64                 `protobuf:"varint,2,opt,name=expected_epoch,json=expectedEpoch,proto3" json:"expected_epoch,omitempty"`
+	// The promotion is announced no sooner than this.
+	UntilUnixNanos int64 `protobuf:"varint,3,opt,name=until_unix_nanos,json=untilUnixNanos,proto3" json:"until_unix_nanos,omitempty"`
+	// What it waits for, in words.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FenceWaitStarted) Reset() {
+	*x = FenceWaitStarted{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FenceWaitStarted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FenceWaitStarted) ProtoMessage() {}
+
+func (x *FenceWaitStarted) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FenceWaitStarted.ProtoReflect.Descriptor instead.
+func (*FenceWaitStarted) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *FenceWaitStarted) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *FenceWaitStarted) GetExpectedEpoch() uint64 {
+	if x != nil {
+		return x.ExpectedEpoch
+	}
+	return 0
+}
+
+func (x *FenceWaitStarted) GetUntilUnixNanos() int64 {
+	if x != nil {
+		return x.UntilUnixNanos
+	}
+	return 0
+}
+
+func (x *FenceWaitStarted) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// FenceWait is a failover's wait for the old master's fence.
+type FenceWait struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	UntilUnixNanos     int64                  `protobuf:"varint,1,opt,name=until_unix_nanos,json=untilUnixNanos,proto3" json:"until_unix_nanos,omitempty"`
+	Reason             string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	StartedAtUnixNanos int64                  `protobuf:"varint,3,opt,name=started_at_unix_nanos,json=startedAtUnixNanos,proto3" json:"started_at_unix_nanos,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *FenceWait) Reset() {
+	*x = FenceWait{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FenceWait) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FenceWait) ProtoMessage() {}
+
+func (x *FenceWait) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FenceWait.ProtoReflect.Descriptor instead.
+func (*FenceWait) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *FenceWait) GetUntilUnixNanos() int64 {
+	if x != nil {
+		return x.UntilUnixNanos
+	}
+	return 0
+}
+
+func (x *FenceWait) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *FenceWait) GetStartedAtUnixNanos() int64 {
+	if x != nil {
+		return x.StartedAtUnixNanos
+	}
+	return 0
+}
+
 // FailoverOutcome is how one failover ended: promoted (FinishFailover) or
 // aborted (AbortFailover, or a BeginFailover without an eligible replica).
 type FailoverOutcome struct {
@@ -2035,7 +2380,7 @@ type FailoverOutcome struct {
 
 func (x *FailoverOutcome) Reset() {
 	*x = FailoverOutcome{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2392,7 @@ func (x *FailoverOutcome) String() string {
 func (*FailoverOutcome) ProtoMessage() {}
 
 func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2405,7 @@ func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverOutcome.ProtoReflect.Descriptor instead.
 func (*FailoverOutcome) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FailoverOutcome) GetReason() string {
@@ -2164,7 +2509,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2176,7 +2521,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2189,7 +2534,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Replica) GetAddress() string {
@@ -2298,7 +2643,7 @@ type Vote struct {
 
 func (x *Vote) Reset() {
 	*x = Vote{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2655,7 @@ func (x *Vote) String() string {
 func (*Vote) ProtoMessage() {}
 
 func (x *Vote) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2668,7 @@ func (x *Vote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vote.ProtoReflect.Descriptor instead.
 func (*Vote) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Vote) GetNodeId() string {
@@ -2378,14 +2723,16 @@ type Failover struct {
 	HandoverTimeoutMs int64 `protobuf:"varint,11,opt,name=handover_timeout_ms,json=handoverTimeoutMs,proto3" json:"handover_timeout_ms,omitempty"`
 	// Set by HandoverPaused; kept after the promotion so that a new leader
 	// still releases the pause.
-	Pause         *HandoverPause `protobuf:"bytes,12,opt,name=pause,proto3" json:"pause,omitempty"`
+	Pause *HandoverPause `protobuf:"bytes,12,opt,name=pause,proto3" json:"pause,omitempty"`
+	// Set by FenceWaitStarted.
+	FenceWait     *FenceWait `protobuf:"bytes,100,opt,name=fence_wait,json=fenceWait,proto3" json:"fence_wait,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Failover) Reset() {
 	*x = Failover{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2397,7 +2744,7 @@ func (x *Failover) String() string {
 func (*Failover) ProtoMessage() {}
 
 func (x *Failover) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2410,7 +2757,7 @@ func (x *Failover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failover.ProtoReflect.Descriptor instead.
 func (*Failover) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Failover) GetPhase() FailoverPhase {
@@ -2497,6 +2844,13 @@ func (x *Failover) GetPause() *HandoverPause {
 	return nil
 }
 
+func (x *Failover) GetFenceWait() *FenceWait {
+	if x != nil {
+		return x.FenceWait
+	}
+	return nil
+}
+
 // HandoverPause is a write pause on the old master during a coordinated
 // failover.
 type HandoverPause struct {
@@ -2509,7 +2863,7 @@ type HandoverPause struct {
 
 func (x *HandoverPause) Reset() {
 	*x = HandoverPause{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2521,7 +2875,7 @@ func (x *HandoverPause) String() string {
 func (*HandoverPause) ProtoMessage() {}
 
 func (x *HandoverPause) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2534,7 +2888,7 @@ func (x *HandoverPause) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoverPause.ProtoReflect.Descriptor instead.
 func (*HandoverPause) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *HandoverPause) GetOffset() int64 {
@@ -2563,7 +2917,7 @@ type ReplicaReconf struct {
 
 func (x *ReplicaReconf) Reset() {
 	*x = ReplicaReconf{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2575,7 +2929,7 @@ func (x *ReplicaReconf) String() string {
 func (*ReplicaReconf) ProtoMessage() {}
 
 func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2588,7 +2942,7 @@ func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReconf.ProtoReflect.Descriptor instead.
 func (*ReplicaReconf) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReplicaReconf) GetAddress() string {
@@ -2631,7 +2985,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2643,7 +2997,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2656,7 +3010,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -2728,13 +3082,20 @@ type MasterSettings struct {
 	// changed, a master that has not answered PING with PONG (only LOADING or
 	// MASTERDOWN) for this long is subjectively down. 0 disables the rule.
 	MasterRebootDownAfterPeriodMs int64 `protobuf:"varint,9,opt,name=master_reboot_down_after_period_ms,json=masterRebootDownAfterPeriodMs,proto3" json:"master_reboot_down_after_period_ms,omitempty"`
-	unknownFields                 protoimpl.UnknownFields
-	sizeCache                     protoimpl.SizeCache
+	// fence no: Raftinel leaves min-replicas-to-write alone (at 0) and
+	// announces a promotion without waiting for the old master's fence.
+	// The zero value is fence yes, the default.
+	FenceOff bool `protobuf:"varint,100,opt,name=fence_off,json=fenceOff,proto3" json:"fence_off,omitempty"`
+	// fence-lag: min-replicas-max-lag set on the master, in whole seconds;
+	// 0 means the default (fsm.DefaultFenceLag).
+	FenceLagS     int64 `protobuf:"varint,101,opt,name=fence_lag_s,json=fenceLagS,proto3" json:"fence_lag_s,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MasterSettings) Reset() {
 	*x = MasterSettings{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2746,7 +3107,7 @@ func (x *MasterSettings) String() string {
 func (*MasterSettings) ProtoMessage() {}
 
 func (x *MasterSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2759,7 +3120,7 @@ func (x *MasterSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterSettings.ProtoReflect.Descriptor instead.
 func (*MasterSettings) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MasterSettings) GetQuorum() uint32 {
@@ -2825,12 +3186,25 @@ func (x *MasterSettings) GetMasterRebootDownAfterPeriodMs() int64 {
 	return 0
 }
 
+func (x *MasterSettings) GetFenceOff() bool {
+	if x != nil {
+		return x.FenceOff
+	}
+	return false
+}
+
+func (x *MasterSettings) GetFenceLagS() int64 {
+	if x != nil {
+		return x.FenceLagS
+	}
+	return 0
+}
+
 var File_coordinator_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccoordinator/fsm/v1/fsm.proto\x12\x12coordinator.fsm.v1\"\x90\n" +
-	"\n" +
+	"\x1ccoordinator/fsm/v1/fsm.proto\x12\x12coordinator.fsm.v1\"\xa3\v\n" +
 	"\aCommand\x123\n" +
 	"\x16proposed_at_unix_nanos\x18\x01 \x01(\x03R\x13proposedAtUnixNanos\x12G\n" +
 	"\rregister_node\x18\n" +
@@ -2850,7 +3224,9 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x14replica_reconfigured\x18\x1a \x01(\v2'.coordinator.fsm.v1.ReplicaReconfiguredH\x00R\x13replicaReconfigured\x12M\n" +
 	"\x0ffinish_failover\x18\x1b \x01(\v2\".coordinator.fsm.v1.FinishFailoverH\x00R\x0efinishFailover\x12G\n" +
 	"\rrecord_repair\x18\x1c \x01(\v2 .coordinator.fsm.v1.RecordRepairH\x00R\frecordRepair\x12M\n" +
-	"\x0fhandover_paused\x18\x1d \x01(\v2\".coordinator.fsm.v1.HandoverPausedH\x00R\x0ehandoverPausedB\x06\n" +
+	"\x0fhandover_paused\x18\x1d \x01(\v2\".coordinator.fsm.v1.HandoverPausedH\x00R\x0ehandoverPaused\x12;\n" +
+	"\tfence_set\x18d \x01(\v2\x1c.coordinator.fsm.v1.FenceSetH\x00R\bfenceSet\x12T\n" +
+	"\x12fence_wait_started\x18e \x01(\v2$.coordinator.fsm.v1.FenceWaitStartedH\x00R\x10fenceWaitStartedB\x06\n" +
 	"\x04kind\"!\n" +
 	"\vResetMaster\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x83\x01\n" +
@@ -2951,7 +3327,7 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12!\n" +
 	"\fgrpc_address\x18\x03 \x01(\tR\vgrpcAddress\x12)\n" +
 	"\x10sentinel_address\x18\x04 \x01(\tR\x0fsentinelAddress\x127\n" +
-	"\x18registered_at_unix_nanos\x18\x05 \x01(\x03R\x15registeredAtUnixNanos\"\xb5\x05\n" +
+	"\x18registered_at_unix_nanos\x18\x05 \x01(\x03R\x15registeredAtUnixNanos\"\xeb\x05\n" +
 	"\x06Master\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -2968,7 +3344,31 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x06events\x18\f \x03(\v2\x19.coordinator.fsm.v1.EventR\x06events\x12#\n" +
 	"\rmaster_offset\x18\r \x01(\x03R\fmasterOffset\x12\"\n" +
 	"\rmaster_run_id\x18\x0e \x01(\tR\vmasterRunId\x12H\n" +
-	"\rlast_failover\x18\x0f \x01(\v2#.coordinator.fsm.v1.FailoverOutcomeR\flastFailover\"\xeb\x02\n" +
+	"\rlast_failover\x18\x0f \x01(\v2#.coordinator.fsm.v1.FailoverOutcomeR\flastFailover\x124\n" +
+	"\x05fence\x18d \x01(\v2\x1e.coordinator.fsm.v1.FenceStateR\x05fence\"\xa1\x01\n" +
+	"\n" +
+	"FenceState\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12!\n" +
+	"\fmin_replicas\x18\x02 \x01(\rR\vminReplicas\x12\x1a\n" +
+	"\tmax_lag_s\x18\x03 \x01(\x03R\amaxLagS\x12\"\n" +
+	"\rat_unix_nanos\x18\x04 \x01(\x03R\vatUnixNanos\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xba\x01\n" +
+	"\bFenceSet\x12\x16\n" +
+	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
+	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x12!\n" +
+	"\fmin_replicas\x18\x04 \x01(\rR\vminReplicas\x12\x1a\n" +
+	"\tmax_lag_s\x18\x05 \x01(\x03R\amaxLagS\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"\x93\x01\n" +
+	"\x10FenceWaitStarted\x12\x16\n" +
+	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
+	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12(\n" +
+	"\x10until_unix_nanos\x18\x03 \x01(\x03R\x0euntilUnixNanos\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x80\x01\n" +
+	"\tFenceWait\x12(\n" +
+	"\x10until_unix_nanos\x18\x01 \x01(\x03R\x0euntilUnixNanos\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x121\n" +
+	"\x15started_at_unix_nanos\x18\x03 \x01(\x03R\x12startedAtUnixNanos\"\xeb\x02\n" +
 	"\x0fFailoverOutcome\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\tR\x06result\x12\x14\n" +
@@ -3006,7 +3406,7 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04down\x18\x03 \x01(\bR\x04down\x12\"\n" +
 	"\rat_unix_nanos\x18\x04 \x01(\x03R\vatUnixNanos\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xa6\x04\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xe4\x04\n" +
 	"\bFailover\x127\n" +
 	"\x05phase\x18\x01 \x01(\x0e2!.coordinator.fsm.v1.FailoverPhaseR\x05phase\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1c\n" +
@@ -3021,7 +3421,9 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\vcoordinated\x18\n" +
 	" \x01(\bR\vcoordinated\x12.\n" +
 	"\x13handover_timeout_ms\x18\v \x01(\x03R\x11handoverTimeoutMs\x127\n" +
-	"\x05pause\x18\f \x01(\v2!.coordinator.fsm.v1.HandoverPauseR\x05pause\"Q\n" +
+	"\x05pause\x18\f \x01(\v2!.coordinator.fsm.v1.HandoverPauseR\x05pause\x12<\n" +
+	"\n" +
+	"fence_wait\x18d \x01(\v2\x1d.coordinator.fsm.v1.FenceWaitR\tfenceWait\"Q\n" +
 	"\rHandoverPause\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12(\n" +
 	"\x10until_unix_nanos\x18\x02 \x01(\x03R\x0euntilUnixNanos\"\x8d\x01\n" +
@@ -3036,7 +3438,7 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\apayload\x18\x04 \x01(\tR\apayload\x12\x17\n" +
 	"\anode_id\x18\x05 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05epoch\x18\x06 \x01(\x04R\x05epoch\x12\x16\n" +
-	"\x06master\x18\a \x01(\tR\x06master\"\xf2\x02\n" +
+	"\x06master\x18\a \x01(\tR\x06master\"\xaf\x03\n" +
 	"\x0eMasterSettings\x12\x16\n" +
 	"\x06quorum\x18\x01 \x01(\rR\x06quorum\x12\"\n" +
 	"\rdown_after_ms\x18\x02 \x01(\x03R\vdownAfterMs\x12.\n" +
@@ -3046,7 +3448,9 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\tauth_pass\x18\x06 \x01(\tR\bauthPass\x12\"\n" +
 	"\rmax_lag_bytes\x18\a \x01(\x03R\vmaxLagBytes\x12$\n" +
 	"\x0eping_period_ms\x18\b \x01(\x03R\fpingPeriodMs\x12I\n" +
-	"\"master_reboot_down_after_period_ms\x18\t \x01(\x03R\x1dmasterRebootDownAfterPeriodMs*\x91\x01\n" +
+	"\"master_reboot_down_after_period_ms\x18\t \x01(\x03R\x1dmasterRebootDownAfterPeriodMs\x12\x1b\n" +
+	"\tfence_off\x18d \x01(\bR\bfenceOff\x12\x1e\n" +
+	"\vfence_lag_s\x18e \x01(\x03R\tfenceLagS*\x91\x01\n" +
 	"\vReconfPhase\x12\x1c\n" +
 	"\x18RECONF_PHASE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14RECONF_PHASE_PENDING\x10\x01\x12\x15\n" +
@@ -3072,7 +3476,7 @@ func file_coordinator_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_coordinator_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_coordinator_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_coordinator_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_coordinator_fsm_v1_fsm_proto_goTypes = []any{
 	(ReconfPhase)(0),            // 0: coordinator.fsm.v1.ReconfPhase
 	(FailoverPhase)(0),          // 1: coordinator.fsm.v1.FailoverPhase
@@ -3099,16 +3503,20 @@ var file_coordinator_fsm_v1_fsm_proto_goTypes = []any{
 	(*State)(nil),               // 22: coordinator.fsm.v1.State
 	(*Node)(nil),                // 23: coordinator.fsm.v1.Node
 	(*Master)(nil),              // 24: coordinator.fsm.v1.Master
-	(*FailoverOutcome)(nil),     // 25: coordinator.fsm.v1.FailoverOutcome
-	(*Replica)(nil),             // 26: coordinator.fsm.v1.Replica
-	(*Vote)(nil),                // 27: coordinator.fsm.v1.Vote
-	(*Failover)(nil),            // 28: coordinator.fsm.v1.Failover
-	(*HandoverPause)(nil),       // 29: coordinator.fsm.v1.HandoverPause
-	(*ReplicaReconf)(nil),       // 30: coordinator.fsm.v1.ReplicaReconf
-	(*Event)(nil),               // 31: coordinator.fsm.v1.Event
-	(*MasterSettings)(nil),      // 32: coordinator.fsm.v1.MasterSettings
-	nil,                         // 33: coordinator.fsm.v1.State.NodesEntry
-	nil,                         // 34: coordinator.fsm.v1.State.MastersEntry
+	(*FenceState)(nil),          // 25: coordinator.fsm.v1.FenceState
+	(*FenceSet)(nil),            // 26: coordinator.fsm.v1.FenceSet
+	(*FenceWaitStarted)(nil),    // 27: coordinator.fsm.v1.FenceWaitStarted
+	(*FenceWait)(nil),           // 28: coordinator.fsm.v1.FenceWait
+	(*FailoverOutcome)(nil),     // 29: coordinator.fsm.v1.FailoverOutcome
+	(*Replica)(nil),             // 30: coordinator.fsm.v1.Replica
+	(*Vote)(nil),                // 31: coordinator.fsm.v1.Vote
+	(*Failover)(nil),            // 32: coordinator.fsm.v1.Failover
+	(*HandoverPause)(nil),       // 33: coordinator.fsm.v1.HandoverPause
+	(*ReplicaReconf)(nil),       // 34: coordinator.fsm.v1.ReplicaReconf
+	(*Event)(nil),               // 35: coordinator.fsm.v1.Event
+	(*MasterSettings)(nil),      // 36: coordinator.fsm.v1.MasterSettings
+	nil,                         // 37: coordinator.fsm.v1.State.NodesEntry
+	nil,                         // 38: coordinator.fsm.v1.State.MastersEntry
 }
 var file_coordinator_fsm_v1_fsm_proto_depIdxs = []int32{
 	16, // 0: coordinator.fsm.v1.Command.register_node:type_name -> coordinator.fsm.v1.RegisterNode
@@ -3127,33 +3535,37 @@ var file_coordinator_fsm_v1_fsm_proto_depIdxs = []int32{
 	13, // 13: coordinator.fsm.v1.Command.finish_failover:type_name -> coordinator.fsm.v1.FinishFailover
 	14, // 14: coordinator.fsm.v1.Command.record_repair:type_name -> coordinator.fsm.v1.RecordRepair
 	10, // 15: coordinator.fsm.v1.Command.handover_paused:type_name -> coordinator.fsm.v1.HandoverPaused
-	26, // 16: coordinator.fsm.v1.UpdateReplicas.replicas:type_name -> coordinator.fsm.v1.Replica
-	15, // 17: coordinator.fsm.v1.BeginFailover.rejected:type_name -> coordinator.fsm.v1.Rejection
-	8,  // 18: coordinator.fsm.v1.BeginFailover.empty_restart:type_name -> coordinator.fsm.v1.EmptyRestart
-	0,  // 19: coordinator.fsm.v1.ReplicaReconfigured.phase:type_name -> coordinator.fsm.v1.ReconfPhase
-	23, // 20: coordinator.fsm.v1.RegisterNode.node:type_name -> coordinator.fsm.v1.Node
-	32, // 21: coordinator.fsm.v1.MonitorMaster.settings:type_name -> coordinator.fsm.v1.MasterSettings
-	21, // 22: coordinator.fsm.v1.SetMasterOptions.options:type_name -> coordinator.fsm.v1.Option
-	33, // 23: coordinator.fsm.v1.State.nodes:type_name -> coordinator.fsm.v1.State.NodesEntry
-	34, // 24: coordinator.fsm.v1.State.masters:type_name -> coordinator.fsm.v1.State.MastersEntry
-	32, // 25: coordinator.fsm.v1.Master.settings:type_name -> coordinator.fsm.v1.MasterSettings
-	26, // 26: coordinator.fsm.v1.Master.replicas:type_name -> coordinator.fsm.v1.Replica
-	27, // 27: coordinator.fsm.v1.Master.votes:type_name -> coordinator.fsm.v1.Vote
-	28, // 28: coordinator.fsm.v1.Master.failover:type_name -> coordinator.fsm.v1.Failover
-	31, // 29: coordinator.fsm.v1.Master.events:type_name -> coordinator.fsm.v1.Event
-	25, // 30: coordinator.fsm.v1.Master.last_failover:type_name -> coordinator.fsm.v1.FailoverOutcome
-	1,  // 31: coordinator.fsm.v1.Failover.phase:type_name -> coordinator.fsm.v1.FailoverPhase
-	30, // 32: coordinator.fsm.v1.Failover.reconf:type_name -> coordinator.fsm.v1.ReplicaReconf
-	15, // 33: coordinator.fsm.v1.Failover.rejected:type_name -> coordinator.fsm.v1.Rejection
-	29, // 34: coordinator.fsm.v1.Failover.pause:type_name -> coordinator.fsm.v1.HandoverPause
-	0,  // 35: coordinator.fsm.v1.ReplicaReconf.phase:type_name -> coordinator.fsm.v1.ReconfPhase
-	23, // 36: coordinator.fsm.v1.State.NodesEntry.value:type_name -> coordinator.fsm.v1.Node
-	24, // 37: coordinator.fsm.v1.State.MastersEntry.value:type_name -> coordinator.fsm.v1.Master
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	26, // 16: coordinator.fsm.v1.Command.fence_set:type_name -> coordinator.fsm.v1.FenceSet
+	27, // 17: coordinator.fsm.v1.Command.fence_wait_started:type_name -> coordinator.fsm.v1.FenceWaitStarted
+	30, // 18: coordinator.fsm.v1.UpdateReplicas.replicas:type_name -> coordinator.fsm.v1.Replica
+	15, // 19: coordinator.fsm.v1.BeginFailover.rejected:type_name -> coordinator.fsm.v1.Rejection
+	8,  // 20: coordinator.fsm.v1.BeginFailover.empty_restart:type_name -> coordinator.fsm.v1.EmptyRestart
+	0,  // 21: coordinator.fsm.v1.ReplicaReconfigured.phase:type_name -> coordinator.fsm.v1.ReconfPhase
+	23, // 22: coordinator.fsm.v1.RegisterNode.node:type_name -> coordinator.fsm.v1.Node
+	36, // 23: coordinator.fsm.v1.MonitorMaster.settings:type_name -> coordinator.fsm.v1.MasterSettings
+	21, // 24: coordinator.fsm.v1.SetMasterOptions.options:type_name -> coordinator.fsm.v1.Option
+	37, // 25: coordinator.fsm.v1.State.nodes:type_name -> coordinator.fsm.v1.State.NodesEntry
+	38, // 26: coordinator.fsm.v1.State.masters:type_name -> coordinator.fsm.v1.State.MastersEntry
+	36, // 27: coordinator.fsm.v1.Master.settings:type_name -> coordinator.fsm.v1.MasterSettings
+	30, // 28: coordinator.fsm.v1.Master.replicas:type_name -> coordinator.fsm.v1.Replica
+	31, // 29: coordinator.fsm.v1.Master.votes:type_name -> coordinator.fsm.v1.Vote
+	32, // 30: coordinator.fsm.v1.Master.failover:type_name -> coordinator.fsm.v1.Failover
+	35, // 31: coordinator.fsm.v1.Master.events:type_name -> coordinator.fsm.v1.Event
+	29, // 32: coordinator.fsm.v1.Master.last_failover:type_name -> coordinator.fsm.v1.FailoverOutcome
+	25, // 33: coordinator.fsm.v1.Master.fence:type_name -> coordinator.fsm.v1.FenceState
+	1,  // 34: coordinator.fsm.v1.Failover.phase:type_name -> coordinator.fsm.v1.FailoverPhase
+	34, // 35: coordinator.fsm.v1.Failover.reconf:type_name -> coordinator.fsm.v1.ReplicaReconf
+	15, // 36: coordinator.fsm.v1.Failover.rejected:type_name -> coordinator.fsm.v1.Rejection
+	33, // 37: coordinator.fsm.v1.Failover.pause:type_name -> coordinator.fsm.v1.HandoverPause
+	28, // 38: coordinator.fsm.v1.Failover.fence_wait:type_name -> coordinator.fsm.v1.FenceWait
+	0,  // 39: coordinator.fsm.v1.ReplicaReconf.phase:type_name -> coordinator.fsm.v1.ReconfPhase
+	23, // 40: coordinator.fsm.v1.State.NodesEntry.value:type_name -> coordinator.fsm.v1.Node
+	24, // 41: coordinator.fsm.v1.State.MastersEntry.value:type_name -> coordinator.fsm.v1.Master
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_fsm_v1_fsm_proto_init() }
@@ -3178,6 +3590,8 @@ func file_coordinator_fsm_v1_fsm_proto_init() {
 		(*Command_FinishFailover)(nil),
 		(*Command_RecordRepair)(nil),
 		(*Command_HandoverPaused)(nil),
+		(*Command_FenceSet)(nil),
+		(*Command_FenceWaitStarted)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3185,7 +3599,7 @@ func file_coordinator_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coordinator_fsm_v1_fsm_proto_rawDesc), len(file_coordinator_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   33,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
