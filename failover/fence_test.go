@@ -65,3 +65,28 @@ func TestDecideFenceWait(t *testing.T) {
 		})
 	}
 }
+
+func TestIsFormerMaster(t *testing.T) {
+	current := Probe{Role: RoleMaster, ReplID: "new", ReplID2: "old"}
+	zero := "0000000000000000000000000000000000000000"
+	for _, tc := range []struct {
+		name string
+		addr string
+		inst Probe
+		want bool
+	}{
+		{"the failover's old master at its address", "m:1", Probe{Role: RoleMaster, ReplID: "fresh"}, true},
+		{"the old history at another address", "x:1", Probe{Role: RoleMaster, ReplID: "old"}, true},
+		{"another master", "x:1", Probe{Role: RoleMaster, ReplID: "other"}, false},
+		{"a replica", "m:1", Probe{Role: RoleReplica, ReplID: "old"}, false},
+		{"no history", "x:1", Probe{Role: RoleMaster, ReplID: zero}, false},
+	} {
+		cur := current
+		if tc.name == "no history" {
+			cur.ReplID2 = zero
+		}
+		if got := IsFormerMaster(tc.addr, "m:1", tc.inst, cur); got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
