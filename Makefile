@@ -11,7 +11,7 @@ STATICCHECK_VERSION := v0.8.2
 # go test's overall limit; CI has 90 minutes for everything.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: help tools redis prometheus generate checkgenerate lint test test-integration bench bench-failover bench-leader-crash bench-detect bench-sentinel build demo ci
+.PHONY: help tools redis prometheus generate checkgenerate lint test test-integration bench bench-failover bench-leader-crash bench-detect bench-sentinel build demo ci chaos chaos-deps
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -70,6 +70,12 @@ bench-detect: redis build ## failure detection against redis-sentinel: first +sd
 
 bench-sentinel: redis ## SENTINEL get-master-addr-by-name per second: one Raftinel node against redis-sentinel
 	scripts/bench-sentinel.sh
+
+chaos-deps: ## install what make chaos needs (iproute2) from Debian's packages if missing
+	@scripts/install-chaos.sh
+
+chaos: redis chaos-deps build ## partition scenarios on network namespaces, Raftinel against redis-sentinel, as root (flags: CHAOS_FLAGS="-scenario a,b -runs 10")
+	go run ./cmd/chaos $(CHAOS_FLAGS)
 
 build: ## build bin/coordinator and bin/coordinatorctl
 	go build -o bin/ ./cmd/...
