@@ -37,20 +37,12 @@ type world struct {
 	system string
 	bin    string // directory of coordinator and coordinatorctl
 	procs  map[string]*proc
-	args   map[string][]string // redis-server's arguments, for restarts
+	args   map[string][]string      // redis-server's arguments, for restarts
 	obs    map[string]*redis.Client // observer connections to each instance
 }
 
 func (w *world) addr(host string, port int) string {
 	return w.lab.h(host).ip + ":" + strconv.Itoa(port)
-}
-
-func (w *world) redisAddrs() []string {
-	var out []string
-	for _, h := range redisHosts {
-		out = append(out, w.addr(h, redisPort))
-	}
-	return out
 }
 
 func (w *world) sentinelAddrs() []string {
