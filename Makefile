@@ -83,4 +83,5 @@ build: ## build bin/coordinator and bin/coordinatorctl
 demo: redis build ## a local 3-node cluster with 3 real redis-server processes
 	scripts/demo.sh
 
-ci: redis prometheus tools checkgenerate lint test ## what CI runs: install, check generated code, lint, test
+ci: redis prometheus tools chaos-deps checkgenerate lint test ## what CI runs: install, check generated code, lint, test, one run of every chaos scenario
+	$(MAKE) chaos CHAOS_FLAGS="-runs 1"

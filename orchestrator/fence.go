@@ -24,8 +24,8 @@ const (
 	// restarted without a config file forgets it).
 	fenceApplyEvery = 5 * time.Second
 	// demoteTimeout bounds the attempt to demote an old master before a
-	// promotion is announced.
-	demoteTimeout = time.Second
+	// promotion is announced; the leader's step waits for it.
+	demoteTimeout = 500 * time.Millisecond
 )
 
 func fenceLagS(m *fsmv1.Master) int64 {
@@ -117,12 +117,14 @@ func (p *pass) reachOldMaster(old, cand string) (failover.OldMasterReach, error)
 // while the failover waits for the old master's fence (+fence-wait).
 func (p *pass) fenceBeforeAnnounce(f *fsmv1.Failover) (bool, error) {
 	if w := f.GetFenceWait(); w != nil {
-		if !p.now.Before(time.Unix(0, w.GetUntilUnixNanos())) {
+		until := time.Unix(0, w.GetUntilUnixNanos())
+		if !p.now.Before(until) {
 			return true, nil
 		}
 		// The old master may come back within reach meanwhile: demoting
-		// it ends the wait early.
-		if p.l.due("fence-demote", f.GetOldMaster(), p.now) {
+		// it ends the wait early. Not in the wait's last moments, where
+		// the attempt would only delay the announcement.
+		if until.Sub(p.now) > 2*demoteTimeout && p.l.due("fence-demote", f.GetOldMaster(), p.now) {
 			reach, err := p.reachOldMaster(f.GetOldMaster(), f.GetCandidate())
 			if err != nil {
 				return false, err
