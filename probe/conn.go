@@ -425,6 +425,17 @@ func (c *Conn) SetFence(ctx context.Context, minReplicas int, maxLagSeconds int6
 	if minReplicas < 0 || maxLagSeconds < 1 {
 		return fmt.Errorf("fence on %s: want a count of 0 or more and a lag of 1 s or more, got %d and %d", c.addr, minReplicas, maxLagSeconds)
 	}
+	// Re-applying an unchanged fence reads it only, so that the config
+	// file is rewritten only when something changed.
+	var getLag, getCount *redis.MapStringStringCmd
+	if _, err := c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		getLag = p.ConfigGet(ctx, "min-replicas-max-lag")
+		getCount = p.ConfigGet(ctx, "min-replicas-to-write")
+		return nil
+	}); err == nil && getLag.Val()["min-replicas-max-lag"] == strconv.FormatInt(maxLagSeconds, 10) &&
+		getCount.Val()["min-replicas-to-write"] == strconv.Itoa(minReplicas) {
+		return nil
+	}
 	var lag, count, rewrite *redis.Cmd
 	_, err := c.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		lag = p.Do(ctx, "CONFIG", "SET", "min-replicas-max-lag", strconv.FormatInt(maxLagSeconds, 10))
