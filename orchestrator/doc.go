@@ -4,8 +4,13 @@
 // (begin, promote, re-point the replicas, finish or abort), including the
 // failover of a master that restarted empty behind its replicas
 // (+empty-restart), the coordinated handover of a manual failover and its
-// rollback, and the repairs outside a failover (+convert-to-slave,
-// +fix-slave-config).
+// rollback, the repairs outside a failover (+convert-to-slave,
+// +fix-slave-config), and fencing: min-replicas-to-write on the master
+// (+fence-set) and the wait before a promotion is announced until the old
+// master can no longer acknowledge writes (+fence-wait). The demotion of
+// the old master before that announcement and the min-replicas-to-write 0
+// on the candidate are part of the committed BeginFailover's decision, not
+// steps of their own.
 //
 // One Leader lives for one term of leadership: the server creates it after
 // raft's Barrier (so it acts on everything earlier leaders committed) and
