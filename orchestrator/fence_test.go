@@ -96,6 +96,16 @@ func TestNoFenceWaitForKilledMaster(t *testing.T) {
 	if n := e.count(from, "commit FenceWaitStarted"); n != 0 {
 		t.Fatalf("fence wait for a killed master:\n%s", e.dump(from))
 	}
+	// The new master was promoted unfenced, and is fenced only once its
+	// replicas are attached, after the failover.
+	if got := e.fence(addrR2); got != [2]int64{0, 2} {
+		t.Fatalf("new master's fence at its promotion %v, want 0", got)
+	}
+	e.finishFailover()
+	e.tick(300 * time.Millisecond)
+	if got, want := e.fence(addrR2)[0], int64(len(e.info(addrR2).ConnectedReplicas)); got != want || want == 0 {
+		t.Fatalf("new master's fence %d after the failover, want its %d attached replicas", got, want)
+	}
 }
 
 // A reachable old master is demoted instead of waited for, and the wait
