@@ -106,8 +106,8 @@ func mainErr() error {
 				if r.err != nil {
 					fmt.Printf("chaos-run: scenario=%s system=%s run=%d error: %v\n", sc.name, system, i, r.err)
 				} else {
-					fmt.Printf("chaos-run: scenario=%s system=%s run=%d acked=%d lost=%d lost_window_ms=%d double_master=%v minority_failovers=%d outage_ms=%d settled=%v old_master_role=%s final_master_sync_full=%s\n",
-						sc.name, system, i, r.acked, r.lost, r.lostWindow.Milliseconds(), r.doubleMaster, r.minorityFailovr, r.outage.Milliseconds(), r.settled, r.oldMasterRole, r.fullSyncs)
+					fmt.Printf("chaos-run: scenario=%s system=%s run=%d acked=%d lost=%d lost_window_ms=%d double_master=%v minority_failovers=%d switched_to=%d outage_ms=%d settled=%v old_master_role=%s final_master_sync_full=%s\n",
+						sc.name, system, i, r.acked, r.lost, r.lostWindow.Milliseconds(), r.doubleMaster, r.minorityFailovr, r.switches, r.outage.Milliseconds(), r.settled, r.oldMasterRole, r.fullSyncs)
 				}
 				rs = append(rs, r)
 			}

@@ -166,6 +166,8 @@ type result struct {
 	lostWindow      time.Duration
 	doubleMaster    bool
 	minorityFailovr int
+	// switches counts the distinct new masters +switch-master named.
+	switches int
 	outage          time.Duration
 	settled         bool
 	oldMasterRole   string
@@ -238,6 +240,7 @@ func check(ctx context.Context, w *world, o *observer, writers []*writer, cut, u
 	// Role changes to master unexplained by any +switch-master to that
 	// instance.
 	o.mu.Lock()
+	r.switches = len(o.switches)
 	prev := map[string]string{}
 	for _, rc := range o.roles {
 		if rc.role == "master" && prev[rc.addr] == "slave" {
