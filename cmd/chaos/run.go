@@ -167,12 +167,12 @@ type result struct {
 	doubleMaster    bool
 	minorityFailovr int
 	// switches counts the distinct new masters +switch-master named.
-	switches int
-	outage          time.Duration
-	settled         bool
-	oldMasterRole   string
-	fullSyncs       string
-	err             error
+	switches      int
+	outage        time.Duration
+	settled       bool
+	oldMasterRole string
+	fullSyncs     string
+	err           error
 }
 
 // check reads the final master's list and compares it with the
