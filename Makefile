@@ -11,7 +11,7 @@ STATICCHECK_VERSION := v0.8.2
 # go test's overall limit; CI has 90 minutes for everything.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: help tools redis prometheus haproxy generate checkgenerate lint test test-integration bench bench-failover bench-leader-crash bench-detect bench-sentinel bench-scale build demo ci
+.PHONY: help tools redis prometheus haproxy generate checkgenerate lint test test-integration bench bench-failover bench-leader-crash bench-detect bench-sentinel bench-scale build demo ci chaos chaos-deps
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -77,6 +77,12 @@ bench-scale: redis build ## N groups (default 300) watched by 3 Raftinel nodes a
 bench-sentinel: redis ## SENTINEL get-master-addr-by-name per second: one Raftinel node against redis-sentinel
 	scripts/bench-sentinel.sh
 
+chaos-deps: ## install what make chaos needs (iproute2) from Debian's packages if missing
+	@scripts/install-chaos.sh
+
+chaos: redis chaos-deps build ## partition scenarios on network namespaces, Raftinel against redis-sentinel, as root (flags: CHAOS_FLAGS="-scenario a,b -runs 10")
+	go run ./cmd/chaos $(CHAOS_FLAGS)
+
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 build: ## build bin/coordinator and bin/coordinatorctl; VERSION=... sets the version nodes advertise
@@ -85,4 +91,5 @@ build: ## build bin/coordinator and bin/coordinatorctl; VERSION=... sets the ver
 demo: redis build ## a local 3-node cluster with 3 real redis-server processes
 	scripts/demo.sh
 
-ci: redis prometheus haproxy tools checkgenerate lint test ## what CI runs: install, check generated code, lint, test
+ci: redis prometheus haproxy tools chaos-deps checkgenerate lint test ## what CI runs: install, check generated code, lint, test, one run of every chaos scenario
+	$(MAKE) chaos CHAOS_FLAGS="-runs 1"

@@ -1,8 +1,11 @@
 // Package failover owns Raftinel's failover decisions: whether an instance
 // is subjectively down, whether a master is objectively down, whether a
 // failover may start, which replica wins, how replicas are re-pointed during
-// a failover and what must be repaired outside one; and, from the same
-// rules, what the leader would do now for a master and why (Explain).
+// a failover and what must be repaired outside one; the fence: how many
+// replicas the master must have (min-replicas-to-write) and how long a
+// promotion waits for the old master to stop acknowledging writes; and,
+// from the same rules, what the leader would do now for a master and why
+// (Explain).
 //
 // Every function is pure: inputs in, decision out. Nothing here does I/O,
 // reads a clock (time is always a parameter), draws random numbers or

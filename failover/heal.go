@@ -70,6 +70,13 @@ type HealInput struct {
 	FailoverInProgress bool
 	// Tilt: this node is in TILT, when Sentinel reconfigures nothing.
 	Tilt bool
+	// FormerMaster: the instance is the master a committed failover
+	// promoted away from (IsFormerMaster). It is converted at once, with
+	// no ConvertWait: every committed state already says it is not the
+	// master, and each moment it keeps role master is a moment in which a
+	// client that cached its address can have writes acknowledged that
+	// will be discarded.
+	FormerMaster bool
 	// Now is the decision time.
 	Now time.Time
 }
@@ -109,6 +116,9 @@ func ConvertToReplica(in HealInput) Action {
 	}
 	if why := healBlocked(in); why != "" {
 		return Action{Kind: NoAction, Reason: why}
+	}
+	if in.FormerMaster {
+		return Action{Kind: ConvertToSlave, Reason: "the former master returned with role master; current master is " + hostPort(in.MasterHost, in.MasterPort)}
 	}
 	if !noDownFor(in, ConvertWait) {
 		return Action{Kind: NoAction, Reason: "entered sdown less than " + secs(ConvertWait) + " ago"}
@@ -215,3 +225,21 @@ func hostPort(host string, port int) string {
 	}
 	return host + ":" + strconv.Itoa(port)
 }
+
+// IsFormerMaster recognises an instance reporting role master as the old
+// master of a committed failover: by address (the failover's old master),
+// or by replication history, since its run id changes at every restart:
+// it still holds the history the current master was promoted from (its
+// master_replid is the current master's master_replid2), whatever address
+// it has now.
+func IsFormerMaster(addr, lastOldMaster string, inst, current Probe) bool {
+	if inst.Role != RoleMaster {
+		return false
+	}
+	if lastOldMaster != "" && addr == lastOldMaster {
+		return true
+	}
+	return inst.ReplID != "" && current.ReplID2 != "" && inst.ReplID == current.ReplID2 && !allZero(inst.ReplID)
+}
+
+func allZero(id string) bool { return strings.Trim(id, "0") == "" }

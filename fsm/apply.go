@@ -77,6 +77,10 @@ func applyCommand(st *fsmv1.State, cmd *fsmv1.Command) ([]*fsmv1.Event, error) {
 		// Written only once every voter understands the format: from here
 		// on, every node applies entries as that format says.
 		r.st.LogFormat = max(r.st.GetLogFormat(), k.FormatProbe.GetFormat())
+	case *fsmv1.Command_FenceSet:
+		err = fenceSet(r, k.FenceSet)
+	case *fsmv1.Command_FenceWaitStarted:
+		err = fenceWaitStarted(r, k.FenceWaitStarted)
 	default:
 		panic(fmt.Sprintf("fsm: command kind %T has no handler: upgrade this binary", cmd.Kind))
 	}

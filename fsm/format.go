@@ -50,8 +50,10 @@ var kindFormat = map[protoreflect.Name]uint32{
 	"handover_paused":      Format1,
 
 	// Format 2.
-	"format_probe":  Format2,
-	"hook_progress": Format2,
+	"format_probe":       Format2,
+	"hook_progress":      Format2,
+	"fence_set":          Format2,
+	"fence_wait_started": Format2,
 }
 
 // optionFormat maps each per-master option (SENTINEL SET's name) that a
@@ -64,6 +66,8 @@ var optionFormat = map[string]uint32{
 	"client-reconfig-script": Format2,
 	"webhook-url":            Format2,
 	"maintenance":            Format2,
+	"fence":                  Format2,
+	"fence-lag":              Format2,
 }
 
 // buildLogFormat, when set at link time
@@ -124,6 +128,15 @@ func featureOf(cmd *fsmv1.Command) (string, uint32) {
 	f, ok := kindFormat[protoreflect.Name(name)]
 	if !ok {
 		return name, newestFormat() + 1
+	}
+	// MonitorMaster's settings of those options too: an older binary would
+	// drop the fields it does not know.
+	if ms := cmd.GetMonitorMaster().GetSettings(); ms != nil {
+		for key, set := range map[string]bool{"maintenance": ms.GetMaintenance(), "fence": ms.GetFenceOff(), "fence-lag": ms.GetFenceLagS() != 0} {
+			if of := optionFormat[key]; set && of > f {
+				name, f = "option "+key, of
+			}
+		}
 	}
 	for _, o := range cmd.GetSetMasterOptions().GetOptions() {
 		key := strings.ToLower(o.GetKey())

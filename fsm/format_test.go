@@ -87,13 +87,22 @@ func TestFeaturesAndClusterFormat(t *testing.T) {
 	if got := ClusterFormat(voters); got != 1 {
 		t.Errorf("cluster format %d, want 1", got)
 	}
-	fs := Features(voters)
-	if len(fs) == 0 || fs[0].Kind != "format_probe" || fs[0].Enabled {
-		t.Errorf("features %+v, want format_probe off", fs)
+	enabled := func(fs []Feature, kind string) (on, found bool) {
+		for _, f := range fs {
+			if f.Kind == kind {
+				return f.Enabled, true
+			}
+		}
+		return false, false
+	}
+	if on, found := enabled(Features(voters), "format_probe"); !found || on {
+		t.Errorf("features %+v, want format_probe off", Features(voters))
 	}
 	voters[1].Node.LogFormat = 2
-	if fs := Features(voters); !fs[0].Enabled {
-		t.Errorf("features %+v, want format_probe on", fs)
+	for _, kind := range []string{"format_probe", "option fence"} {
+		if on, _ := enabled(Features(voters), kind); !on {
+			t.Errorf("features %+v, want %s on", Features(voters), kind)
+		}
 	}
 }
 

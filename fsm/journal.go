@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 )
@@ -409,6 +410,10 @@ func promoted(r *recorder, c *fsmv1.Promoted) error {
 	m.Replicas = append(m.Replicas[:i], m.Replicas[i+1:]...)
 	f.Phase = fsmv1.FailoverPhase_FAILOVER_PHASE_RECONF_REPLICAS
 	f.PromotedAtUnixNanos = r.now
+	// The leader promotes with min-replicas-to-write 0, so the new master
+	// never answers NOREPLICAS; its fence rises as its replicas attach.
+	m.Fence = &fsmv1.FenceState{Address: m.GetAddress(), MinReplicas: 0, MaxLagS: int64(FenceLag(m.GetSettings()) / time.Second),
+		AtUnixNanos: r.now, Reason: "promoted: raised as its replicas attach"}
 	for _, rep := range m.Replicas {
 		f.Reconf = append(f.Reconf, &fsmv1.ReplicaReconf{Address: rep.GetAddress(), Phase: fsmv1.ReconfPhase_RECONF_PHASE_PENDING})
 	}

@@ -24,7 +24,64 @@ const (
 	MinPingPeriod = 10 * time.Millisecond
 
 	maxNameLen = 64
+
+	// DefaultFenceLag is fence-lag's default, the min-replicas-max-lag set
+	// on the master: 2 s. Replicas acknowledge once a second and Redis
+	// counts the lag in whole seconds, so at 1 s a healthy replica whose
+	// acknowledgement comes a little late is counted out and the master
+	// refuses writes (measured: see the README's fencing section); 2 s
+	// tolerates a second of jitter and keeps the isolated master's window
+	// at about 4 s.
+	DefaultFenceLag = 2 * time.Second
+	// MaxFenceLag bounds fence-lag: beyond a minute the fence no longer
+	// shortens anything that repl-timeout (60 s) would not.
+	MaxFenceLag = 60 * time.Second
 )
+
+// FenceLag is a master's fence-lag in effect (its default for 0).
+func FenceLag(s *fsmv1.MasterSettings) time.Duration {
+	if s.GetFenceLagS() == 0 {
+		return DefaultFenceLag
+	}
+	return time.Duration(s.GetFenceLagS()) * time.Second
+}
+
+// FenceOn reports whether the master is fenced (fence yes, the default).
+func FenceOn(s *fsmv1.MasterSettings) bool { return !s.GetFenceOff() }
+
+func validateFenceLag(sec int64) error {
+	if sec < 1 || sec > int64(MaxFenceLag/time.Second) {
+		return errorf(Invalid, "%s must be 1 to %d whole seconds (Redis's min-replicas-max-lag), got %d", OptFenceLag, int64(MaxFenceLag/time.Second), sec)
+	}
+	return nil
+}
+
+// ParseFenceLag reads fence-lag: whole seconds ("2") or a Go duration of
+// whole seconds ("2s"); Redis counts the lag in whole seconds only.
+func ParseFenceLag(v string) (int64, error) {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return n, validateFenceLag(n)
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, errorf(Invalid, "%s %q: want whole seconds (2 or 2s)", OptFenceLag, v)
+	}
+	if d%time.Second != 0 {
+		return 0, errorf(Invalid, "%s %q: Redis counts the lag in whole seconds; want 1s, 2s, ...", OptFenceLag, v)
+	}
+	return int64(d / time.Second), validateFenceLag(int64(d / time.Second))
+}
+
+// ParseYesNo reads a yes|no option as Sentinel spells them.
+func ParseYesNo(key, v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "yes":
+		return true, nil
+	case "no":
+		return false, nil
+	}
+	return false, errorf(Invalid, "Invalid argument '%s' for SENTINEL SET '%s': want yes or no", v, key)
+}
 
 // ValidateName checks a master or node name: 1 to 64 of [A-Za-z0-9._-].
 func ValidateName(what, name string) error {
@@ -105,6 +162,11 @@ func validateSettings(s *fsmv1.MasterSettings) error {
 	if ms := s.GetMasterRebootDownAfterPeriodMs(); ms < 0 || ms > MaxDuration.Milliseconds() {
 		return errorf(Invalid, "%s must be 0 (off) to %d milliseconds, got %d", OptMasterRebootDownAfter, MaxDuration.Milliseconds(), ms)
 	}
+	if s.GetFenceLagS() != 0 {
+		if err := validateFenceLag(s.GetFenceLagS()); err != nil {
+			return err
+		}
+	}
 	if err := validatePingPeriodMs(s.GetPingPeriodMs()); err != nil {
 		return err
 	}
@@ -128,6 +190,11 @@ func withDefaults(s *fsmv1.MasterSettings) *fsmv1.MasterSettings {
 		out.ClientReconfigScript = s.ClientReconfigScript
 		out.WebhookUrl = s.WebhookUrl
 		out.Maintenance = s.Maintenance
+		out.FenceOff = s.FenceOff
+		out.FenceLagS = s.FenceLagS
+	}
+	if out.FenceLagS == 0 {
+		out.FenceLagS = int64(DefaultFenceLag / time.Second)
 	}
 	if out.DownAfterMs == 0 {
 		out.DownAfterMs = DefaultDownAfter.Milliseconds()
@@ -157,11 +224,15 @@ const (
 	// OptMaintenance is Raftinel's own (Patroni's pause): "yes" suspends
 	// automatic failovers and topology repairs of the group.
 	OptMaintenance = "maintenance"
+	// OptFence and OptFenceLag are Raftinel's own: whether the master is
+	// fenced with min-replicas-to-write, and its min-replicas-max-lag.
+	OptFence    = "fence"
+	OptFenceLag = "fence-lag"
 )
 
 // OptionKeys lists the settable options in the order help texts show them.
 var OptionKeys = []string{OptQuorum, OptDownAfter, OptFailoverTimeout, OptParallelSyncs, OptAuthUser, OptAuthPass, OptMaxLag,
-	OptPingPeriod, OptMasterRebootDownAfter, OptNotificationScript, OptClientReconfigScript, OptWebhookURL, OptMaintenance}
+	OptPingPeriod, OptMasterRebootDownAfter, OptNotificationScript, OptClientReconfigScript, OptWebhookURL, OptMaintenance, OptFence, OptFenceLag}
 
 // ParseMillis reads a time option: whole milliseconds as Sentinel takes them
 // ("1500") or a Go duration ("1.5s", "1500ms").
@@ -260,6 +331,18 @@ func setOption(s *fsmv1.MasterSettings, key, value string) error {
 		default:
 			return invalid()
 		}
+	case OptFence:
+		on, err := ParseYesNo(OptFence, value)
+		if err != nil {
+			return err
+		}
+		s.FenceOff = !on
+	case OptFenceLag:
+		n, err := ParseFenceLag(value)
+		if err != nil {
+			return err
+		}
+		s.FenceLagS = n
 	default:
 		return errorf(Invalid, "Unknown option or number of arguments for SENTINEL SET '%s'", key)
 	}

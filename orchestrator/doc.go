@@ -4,8 +4,13 @@
 // (begin, promote, re-point the replicas, finish or abort), including the
 // failover of a master that restarted empty behind its replicas
 // (+empty-restart), the coordinated handover of a manual failover and its
-// rollback, and the repairs outside a failover (+convert-to-slave,
-// +fix-slave-config). It also delivers the masters' hooks
+// rollback, the repairs outside a failover (+convert-to-slave,
+// +fix-slave-config), and fencing: min-replicas-to-write on the master
+// (+fence-set) and the wait before a promotion is announced until the old
+// master can no longer acknowledge writes (+fence-wait). The demotion of
+// the old master before that announcement and the min-replicas-to-write 0
+// on the candidate are part of the committed BeginFailover's decision, not
+// steps of their own. It also delivers the masters' hooks
 // (notification-script, client-reconfig-script, webhook-url) from the
 // committed events, in order per master and hook, at least once, with the
 // progress committed (HookProgress) so the next leader resumes; the runs

@@ -16,11 +16,13 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"os"
 	"path"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -255,6 +257,8 @@ type fakeServer struct {
 	up     bool
 	info   probe.Info // ConnectedReplicas is computed
 	paused bool
+	// fence is min-replicas-to-write and min-replicas-max-lag as set.
+	fence [2]int64
 }
 
 // errIgnored, returned by a hook, makes the command reply OK without its
@@ -347,7 +351,7 @@ func (i *fakeInstance) do(ctx context.Context, command, text string, effect func
 	defer i.r.mu.Unlock()
 	s := i.r.servers[i.addr]
 	if s == nil || !s.up {
-		return fmt.Errorf("dial tcp %s: connect: connection refused", i.addr)
+		return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
 	}
 	effect(s)
 	return nil
@@ -392,6 +396,12 @@ func (i *fakeInstance) FailoverAbort(ctx context.Context) error {
 
 func (i *fakeInstance) PauseWrites(ctx context.Context, d time.Duration) error {
 	return i.do(ctx, "PAUSE", fmt.Sprintf("CLIENT PAUSE %d WRITE", d.Milliseconds()), func(s *fakeServer) { s.paused = true })
+}
+
+func (i *fakeInstance) SetFence(ctx context.Context, minReplicas int, maxLagSeconds int64) error {
+	return i.do(ctx, "FENCE", fmt.Sprintf("CONFIG SET min-replicas-to-write %d min-replicas-max-lag %d", minReplicas, maxLagSeconds), func(s *fakeServer) {
+		s.fence = [2]int64{int64(minReplicas), maxLagSeconds}
+	})
 }
 
 func (i *fakeInstance) Unpause(ctx context.Context) error {
@@ -456,7 +466,10 @@ func newEnv(t *testing.T, edit func(*fsmv1.MasterSettings)) *env {
 	}
 
 	settings := &fsmv1.MasterSettings{Quorum: 2, DownAfterMs: 5000, FailoverTimeoutMs: 60000, ParallelSyncs: 1,
-		AuthUser: "raftinel", AuthPass: "secret"}
+		AuthUser: "raftinel", AuthPass: "secret",
+		// Fencing has its own tests (fence_test.go); the others check
+		// command traces written before it.
+		FenceOff: true}
 	if edit != nil {
 		edit(settings)
 	}

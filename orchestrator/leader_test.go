@@ -55,11 +55,7 @@ var actionPoints = []struct {
 			e.failedOver()
 			e.clock.Advance(time.Minute)
 			e.forget(addrM)
-			e.revive(addrM)
-			e.step()
-			for range 8 { // role master seen for 8s: converted on the next pass
-				e.tick(time.Second)
-			}
+			e.revive(addrM) // a returning former master: converted at the next pass
 		},
 		want: replicaOf(addrM, addrR2),
 	},

@@ -54,6 +54,8 @@ type Instance interface {
 	FailoverAbort(ctx context.Context) error
 	PauseWrites(ctx context.Context, d time.Duration) error
 	Unpause(ctx context.Context) error
+	// SetFence sets min-replicas-to-write and min-replicas-max-lag.
+	SetFence(ctx context.Context, minReplicas int, maxLagSeconds int64) error
 }
 
 // Crash points of Config.Crash, like Sentinel's SIMULATE-FAILURE.
@@ -267,6 +269,18 @@ func (l *Leader) due(kind, addr string, now time.Time) bool {
 	defer l.mu.Unlock()
 	key := kind + " " + addr
 	if last, ok := l.lastAction[key]; ok && now.Sub(last) < resendEvery && now.Sub(last) >= 0 {
+		return false
+	}
+	l.lastAction[key] = now
+	return true
+}
+
+// dueEvery is due with its own period.
+func (l *Leader) dueEvery(kind, addr string, now time.Time, every time.Duration) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	key := kind + " " + addr
+	if last, ok := l.lastAction[key]; ok && now.Sub(last) < every && now.Sub(last) >= 0 {
 		return false
 	}
 	l.lastAction[key] = now

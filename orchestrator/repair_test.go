@@ -25,9 +25,8 @@ func (e *env) failedOver() (lastDown time.Time) {
 
 // An old master that comes back at its address still reporting role master
 // is turned into a replica of the new one (+convert-to-slave), the repair
-// committed before its REPLICAOF, once the wait of failover.ConvertToReplica
-// is over: its role seen for more than ConvertWait (8 s), and no SDOWN
-// entered in the last 8 s.
+// committed before its REPLICAOF, at the first pass that sees it back: it
+// is the failover's old master, so Sentinel's ConvertWait does not apply.
 func TestConvertToSlave(t *testing.T) {
 	cases := []struct {
 		name string
@@ -59,7 +58,8 @@ func TestConvertToSlave(t *testing.T) {
 			e := newEnv(t, func(s *fsmv1.MasterSettings) { s.DownAfterMs = 15000 })
 			lastDown := e.failedOver()
 			from := e.mark()
-			waitFrom := tc.back(e, lastDown)
+			tc.back(e, lastDown)
+			waitFrom := e.clock.Now()
 			if got := e.info(addrM); got.Role != probe.RoleMaster {
 				t.Fatalf("the old master came back as %s", got.Role)
 			}
@@ -69,8 +69,8 @@ func TestConvertToSlave(t *testing.T) {
 			if i < 0 {
 				t.Fatalf("no +convert-to-slave of the old master:\n%s", e.dump(from))
 			}
-			if at := e.trace.snapshot()[i].at; at.Sub(waitFrom) != 9*time.Second {
-				t.Fatalf("converted %v after the wait began, want the first pass past 8s", at.Sub(waitFrom))
+			if at := e.trace.snapshot()[i].at; !at.Equal(waitFrom) {
+				t.Fatalf("converted %v after it came back, want at the first pass", at.Sub(waitFrom))
 			}
 			if j := e.index(from, replicaOf(addrM, addrR2)); j < i {
 				t.Fatalf("REPLICAOF at %d, repair committed at %d:\n%s", j, i, e.dump(from))
@@ -90,6 +90,21 @@ func TestConvertToSlave(t *testing.T) {
 			}
 			e.noRejections()
 		})
+	}
+}
+
+// Another instance reporting role master (a replica promoted by hand) is
+// converted only after Sentinel's ConvertWait.
+func TestConvertOtherMasterAfterWait(t *testing.T) {
+	e := newEnv(t, func(s *fsmv1.MasterSettings) { s.DownAfterMs = 15000 })
+	e.failedOver()
+	from := e.mark()
+	e.setInfo(addrR3, func(in *probe.Info) { in.Role, in.MasterHost, in.MasterPort = probe.RoleMaster, "", 0 })
+	began := e.clock.Now()
+	e.step()
+	e.tickUntil(30, "converted", func() bool { return e.index(from, "commit RecordRepair "+addrR3+" +convert-to-slave") >= 0 })
+	if d := e.clock.Now().Sub(began); d <= 8*time.Second {
+		t.Fatalf("converted %v after it reported master, want after 8s", d)
 	}
 }
 

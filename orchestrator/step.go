@@ -58,6 +58,9 @@ func (p *pass) run() error {
 	if p.m.GetFailover() != nil {
 		return p.driveFailover()
 	}
+	if err := p.maintainFence(); err != nil {
+		p.l.cfg.Log.Warn("fence", "master", p.m.GetName(), "err", err)
+	}
 	votes := make([]failover.Vote, 0, len(p.m.GetVotes()))
 	for _, v := range p.m.GetVotes() {
 		if v.GetAddress() == p.m.GetAddress() {
@@ -293,6 +296,12 @@ func (p *pass) promote(f *fsmv1.Failover) error {
 		if err != nil {
 			return err
 		}
+		if fsm.FenceOn(p.m.GetSettings()) {
+			if err := p.unfenceCandidate(conn); err != nil {
+				// A server with CONFIG renamed away still gets promoted.
+				p.l.cfg.Log.Warn("min-replicas-to-write 0 before the promotion failed", "candidate", cand, "err", err)
+			}
+		}
 		if err := p.act(actionTimeout, conn.Promote); err != nil {
 			return fmt.Errorf("promote %s: %w", cand, err)
 		}
@@ -306,6 +315,9 @@ func (p *pass) promote(f *fsmv1.Failover) error {
 	if !reportsMaster {
 		return nil
 	}
+	if ok, err := p.fenceBeforeAnnounce(f); !ok || err != nil {
+		return err
+	}
 	return p.commitPromoted(cand)
 }
 
@@ -316,6 +328,25 @@ var phaseOf = map[fsmv1.ReconfPhase]failover.ReconfPhase{
 	fsmv1.ReconfPhase_RECONF_PHASE_DONE:        failover.ReconfDone,
 }
 
+// beingRepointed reports a replica the failover re-points itself.
+func beingRepointed(f *fsmv1.Failover, addr string) bool {
+	for _, rc := range f.GetReconf() {
+		if rc.GetAddress() == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// healEvery spaces out repeated repairs: a returning former master is
+// tried again sooner, since it may be acknowledging writes.
+func healEvery(former bool) time.Duration {
+	if former {
+		return 500 * time.Millisecond
+	}
+	return resendEvery
+}
+
 // reconfigure re-points the other replicas at the new master,
 // parallel-syncs at a time, committing each replica's progress (read from
 // its own INFO) and closing the journal when all are done or
@@ -324,6 +355,9 @@ func (p *pass) reconfigure(f *fsmv1.Failover) error {
 	newHost, newPort, err := splitHostPort(p.m.GetAddress())
 	if err != nil {
 		return err
+	}
+	if err := p.repair(true); err != nil {
+		p.l.cfg.Log.Warn("converting a returning former master", "master", p.m.GetName(), "err", err)
 	}
 	if err := p.releasePause(f, newHost, newPort); err != nil {
 		p.l.cfg.Log.Warn("releasing the handover's write pause (it ends by itself)", "master", p.m.GetName(), "err", err)
@@ -399,24 +433,40 @@ func (p *pass) reconfigure(f *fsmv1.Failover) error {
 // turned into a replica, a replica following the wrong master is re-pointed.
 // The repair is committed before its REPLICAOF is sent, like every step; a
 // command that fails is tried again, committed again, after resendEvery.
-func (p *pass) heal() error {
+func (p *pass) heal() error { return p.repair(false) }
+
+// repair is heal's work; with onlyFormer (during a failover's
+// re-pointing) it converts only a returning former master.
+func (p *pass) repair(onlyFormer bool) error {
 	host, port, err := splitHostPort(p.m.GetAddress())
 	if err != nil {
 		return err
 	}
 	masterProbe := p.probeOf(p.m.GetAddress())
 	masterDown := p.sdown(p.m.GetAddress(), true) || p.m.GetOdown()
+	lastOld := ""
+	if lf := p.m.GetLastFailover(); lf.GetResult() == fsm.ResultPromoted {
+		lastOld = lf.GetOldMaster()
+	}
+	if f := p.m.GetFailover(); f.GetPhase() == fsmv1.FailoverPhase_FAILOVER_PHASE_RECONF_REPLICAS {
+		lastOld = f.GetOldMaster()
+	}
 	for _, r := range p.m.GetReplicas() {
 		rh, rp, err := splitHostPort(r.GetAddress())
 		if err != nil {
 			continue
 		}
+		inst := p.probeOf(r.GetAddress())
+		former := failover.IsFormerMaster(r.GetAddress(), lastOld, inst, masterProbe)
+		if onlyFormer && (!former || beingRepointed(p.m.GetFailover(), r.GetAddress())) {
+			continue
+		}
 		act := failover.Heal(failover.HealInput{
 			MasterHost: host, MasterPort: port, Master: masterProbe, MasterSDown: masterDown,
-			Host: rh, Port: rp, Instance: p.probeOf(r.GetAddress()), InstanceLastDown: p.l.lastEntered(r.GetAddress()),
-			FailoverTimeout: p.failoverTimeout(), Now: p.now,
+			Host: rh, Port: rp, Instance: inst, InstanceLastDown: p.l.lastEntered(r.GetAddress()),
+			FailoverTimeout: p.failoverTimeout(), Now: p.now, FormerMaster: former,
 		})
-		if act.Kind == failover.NoAction || !p.l.due("heal", r.GetAddress(), p.now) {
+		if act.Kind == failover.NoAction || !p.l.dueEvery("heal", r.GetAddress(), p.now, healEvery(former)) {
 			continue
 		}
 		if err := p.commit(&fsmv1.Command{Kind: &fsmv1.Command_RecordRepair{RecordRepair: &fsmv1.RecordRepair{

@@ -416,3 +416,49 @@ func resolve(ctx context.Context, host string) ([]netip.Addr, error) {
 	}
 	return addrs, nil
 }
+
+// SetFence sets min-replicas-to-write and min-replicas-max-lag (CONFIG SET,
+// both in one MULTI/EXEC so that no write is judged between the two) and
+// rewrites the config file where the server has one, so that a restart
+// keeps the fence. A count of 0 turns the fence off.
+func (c *Conn) SetFence(ctx context.Context, minReplicas int, maxLagSeconds int64) error {
+	if minReplicas < 0 || maxLagSeconds < 1 {
+		return fmt.Errorf("fence on %s: want a count of 0 or more and a lag of 1 s or more, got %d and %d", c.addr, minReplicas, maxLagSeconds)
+	}
+	// Re-applying an unchanged fence reads it only, so that the config
+	// file is rewritten only when something changed.
+	var getLag, getCount *redis.MapStringStringCmd
+	if _, err := c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		getLag = p.ConfigGet(ctx, "min-replicas-max-lag")
+		getCount = p.ConfigGet(ctx, "min-replicas-to-write")
+		return nil
+	}); err == nil && getLag.Val()["min-replicas-max-lag"] == strconv.FormatInt(maxLagSeconds, 10) &&
+		getCount.Val()["min-replicas-to-write"] == strconv.Itoa(minReplicas) {
+		return nil
+	}
+	var lag, count, rewrite *redis.Cmd
+	_, err := c.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		lag = p.Do(ctx, "CONFIG", "SET", "min-replicas-max-lag", strconv.FormatInt(maxLagSeconds, 10))
+		count = p.Do(ctx, "CONFIG", "SET", "min-replicas-to-write", strconv.Itoa(minReplicas))
+		rewrite = p.Do(ctx, "CONFIG", "REWRITE")
+		return nil
+	})
+	for _, cmd := range []*redis.Cmd{lag, count} {
+		if e := cmd.Err(); e != nil {
+			return fmt.Errorf("fence on %s: %w", c.addr, e)
+		}
+	}
+	if e := rewrite.Err(); e != nil && !isNoConfigFile(e) {
+		return fmt.Errorf("fence on %s: set, but CONFIG REWRITE failed, so a restart would undo it: %w", c.addr, e)
+	}
+	if err != nil && !isNoConfigFile(err) {
+		return fmt.Errorf("fence on %s: %w", c.addr, err)
+	}
+	return nil
+}
+
+// IsRefused reports a connection refused: on a direct path (no proxy, NAT
+// or firewall answering for the host) no process listens on the port.
+func IsRefused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED)
+}

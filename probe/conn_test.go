@@ -660,3 +660,32 @@ func TestPauseWritesBlocksUntilUnpause(t *testing.T) {
 		t.Fatal("PauseWrites(0) accepted")
 	}
 }
+
+func TestSetFence(t *testing.T) {
+	redistest.Require(t)
+	s := redistest.Start(t)
+	c, err := NewConn(ConnConfig{Addr: s.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		n   int
+		lag int64
+	}{{2, 2}, {2, 2}, {1, 5}, {0, 2}} {
+		if err := c.SetFence(ctx, tc.n, tc.lag); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Client().ConfigGet(ctx, "min-replicas-*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got["min-replicas-to-write"] != strconv.Itoa(tc.n) || got["min-replicas-max-lag"] != strconv.FormatInt(tc.lag, 10) {
+			t.Fatalf("after SetFence(%d, %d): %v", tc.n, tc.lag, got)
+		}
+	}
+	if err := c.SetFence(ctx, -1, 2); err == nil {
+		t.Fatal("a negative count was accepted")
+	}
+}

@@ -13,6 +13,7 @@ import (
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -234,6 +235,10 @@ func (a *api) RemoveNode(ctx context.Context, req *coordinatorv1.RemoveNodeReque
 
 func (a *api) Monitor(ctx context.Context, req *coordinatorv1.MonitorRequest) (*coordinatorv1.MonitorResponse, error) {
 	s := req.GetSettings()
+	fenceLag := s.GetFenceLag().AsDuration()
+	if fenceLag%time.Second != 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "fence-lag %v: Redis counts the lag in whole seconds; want 1s, 2s, ...", fenceLag)
+	}
 	idx, err := a.s.apply(ctx, &fsmv1.Command{Kind: &fsmv1.Command_MonitorMaster{MonitorMaster: &fsmv1.MonitorMaster{
 		Name:    req.GetName(),
 		Address: req.GetAddress(),
@@ -255,6 +260,8 @@ func (a *api) Monitor(ctx context.Context, req *coordinatorv1.MonitorRequest) (*
 			ClientReconfigScript: s.GetClientReconfigScript(),
 			WebhookUrl:           s.GetWebhookUrl(),
 			Maintenance:          s.GetMaintenance(),
+			FenceOff:                      s.Fence != nil && !s.GetFence(),
+			FenceLagS:                     int64(fenceLag / time.Second),
 		},
 	}}})
 	if err != nil {
@@ -346,6 +353,8 @@ func publicMaster(m *fsmv1.Master) *coordinatorv1.Master {
 			ClientReconfigScript:        s.GetClientReconfigScript(),
 			WebhookUrl:                  s.GetWebhookUrl(),
 			Maintenance:                 s.GetMaintenance(),
+			Fence:                       proto.Bool(fsm.FenceOn(s)),
+			FenceLag:                    durationpb.New(fsm.FenceLag(s)),
 		},
 	}
 }

@@ -41,6 +41,10 @@ func masterDetail(m *fsmv1.Master) *coordinatorv1.MasterDetail {
 		MasterRunId:    m.GetMasterRunId(),
 		LastFailover:   publicOutcome(m.GetLastFailover()),
 	}
+	if f := m.GetFence(); f != nil {
+		d.Fence = &coordinatorv1.FenceStatus{Address: f.GetAddress(), MinReplicas: f.GetMinReplicas(),
+			MaxLag: durationpb.New(time.Duration(f.GetMaxLagS()) * time.Second), At: timestamp(f.GetAtUnixNanos()), Reason: f.GetReason()}
+	}
 	for _, r := range m.GetReplicas() {
 		rep := &coordinatorv1.Replica{
 			Address: r.GetAddress(), RunId: r.GetRunId(), Role: r.GetRole(), MasterLinkUp: r.GetMasterLinkUp(),
@@ -71,6 +75,9 @@ func masterDetail(m *fsmv1.Master) *coordinatorv1.MasterDetail {
 			StartedAt:    timestamp(f.GetStartedAtUnixNanos()),
 			PromotedAt:   timestamp(f.GetPromotedAtUnixNanos()),
 			Coordinated:  f.GetCoordinated(),
+		}
+		if w := f.GetFenceWait(); w != nil {
+			j.FenceWaitUntil, j.FenceWaitReason = timestamp(w.GetUntilUnixNanos()), w.GetReason()
 		}
 		if f.GetCoordinated() {
 			j.HandoverTimeout = durationpb.New(time.Duration(f.GetHandoverTimeoutMs()) * time.Millisecond)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -104,6 +106,8 @@ func monitorCmd(a *app) *cobra.Command {
 		pingPeriod      msDuration
 		rebootDownAfter msDuration
 		maintenance     bool
+		fence           string
+		fenceLag        time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "monitor NAME HOST:PORT --quorum N",
@@ -141,6 +145,17 @@ master-reboot-down-after-period); change them later with
 			if rebootDownAfter.set {
 				req.Settings.MasterRebootDownAfterPeriod = durationpb.New(rebootDownAfter.d)
 			}
+			switch fence {
+			case "yes":
+				req.Settings.Fence = proto.Bool(true)
+			case "no":
+				req.Settings.Fence = proto.Bool(false)
+			default:
+				return usageErrorf("--fence %q: want yes or no", fence)
+			}
+			if fenceLag != 0 {
+				req.Settings.FenceLag = durationpb.New(fenceLag)
+			}
 			var resp *coordinatorv1.MonitorResponse
 			err := c.call(ctx, func(ctx context.Context, api coordinatorv1.CoordinatorServiceClient) (err error) {
 				resp, err = api.Monitor(ctx, req)
@@ -163,6 +178,8 @@ master-reboot-down-after-period); change them later with
 	f.Var(&pingPeriod, "ping-period", "how often every node PINGs the master and its replicas, e.g. 100ms (default: each node's --ping-period, or down-after/10 within 50ms and 1s)")
 	f.Var(&rebootDownAfter, "master-reboot-down-after-period", "after a restart of the master, how long it may answer only LOADING or MASTERDOWN before it is down, e.g. 30s (default off)")
 	f.BoolVar(&maintenance, "maintenance", false, "start in maintenance: no automatic failover or repair until 'set NAME maintenance no'")
+	f.StringVar(&fence, "fence", "yes", "yes: keep min-replicas-to-write on the master equal to its good replicas, and announce a promotion only once the old master can no longer acknowledge writes; no: leave min-replicas-to-write at 0")
+	f.DurationVar(&fenceLag, "fence-lag", 0, "min-replicas-max-lag set on the master, whole seconds, e.g. 2s (default 2s)")
 	_ = cmd.MarkFlagRequired("quorum")
 	return cmd
 }
@@ -219,6 +236,11 @@ option applies or none does. Options, with Sentinel's names:
   maintenance              yes or no: yes suspends automatic failovers and
                            topology repairs of the master (detection goes
                            on); a manual failover then needs --force.
+  fence                    yes (the default) or no: whether Raftinel keeps
+                           min-replicas-to-write on the master and waits for
+                           the old master's fence before announcing a promotion
+  fence-lag                min-replicas-max-lag set on the master, whole
+                           seconds (2 or 2s); 1 to 60, default 2
 
 Scripts are refused unless every node runs with --allow-script-reconfig and
 has the file, executable; the error names the node that does not.

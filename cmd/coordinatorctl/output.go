@@ -192,6 +192,10 @@ func masterRows(t *table, m *coordinatorv1.Master) {
 		}
 	}
 	t.row("maintenance", yesNo(s.GetMaintenance()))
+	if s.Fence != nil {
+		t.row("fence", yesNo(s.GetFence()))
+		t.row("fence-lag", strconv.FormatInt(int64(s.GetFenceLag().AsDuration()/time.Second), 10))
+	}
 }
 
 // describeOptions is the confirmation line's list of what `set` changed;
@@ -222,6 +226,10 @@ func renderMasterDetail(w io.Writer, resp *coordinatorv1.GetMasterDetailResponse
 	t.row("odown", yesNo(d.GetOdown()))
 	t.row("master-offset", strconv.FormatInt(d.GetMasterOffset(), 10))
 	t.row("last-failover", timestamp(d.GetLastFailoverAt()))
+	if f := d.GetFence(); f != nil {
+		t.row("fence-set", fmt.Sprintf("min-replicas-to-write %d min-replicas-max-lag %d on %s (%s)", f.GetMinReplicas(),
+			int64(f.GetMaxLag().AsDuration()/time.Second), f.GetAddress(), f.GetReason()))
+	}
 	t.row("index", u64(resp.GetIndex()))
 	if err := t.flush(); err != nil {
 		return err
@@ -263,6 +271,9 @@ func renderMasterDetail(w io.Writer, resp *coordinatorv1.GetMasterDetailResponse
 		t.row("old-master", f.GetOldMaster())
 		t.row("started", timestamp(f.GetStartedAt()))
 		t.row("promoted", timestamp(f.GetPromotedAt()))
+		if u := f.GetFenceWaitUntil(); u != nil {
+			t.row("fence-wait", "until "+timestamp(u)+": "+f.GetFenceWaitReason())
+		}
 		for _, rc := range f.GetReconf() {
 			t.row("reconf "+rc.GetAddress(), rc.GetPhase())
 		}

@@ -148,7 +148,9 @@ func TestRenderMasterDetail(t *testing.T) {
 		},
 		Votes: []*coordinatorv1.Vote{{NodeId: "n1", Down: true, At: at, Reason: "no valid reply for 1s"}, {NodeId: "n2", At: at}},
 		Failover: &coordinatorv1.FailoverJournal{Phase: "promoting", Reason: "odown", Candidate: "127.0.0.1:6380", OldMaster: "127.0.0.1:6379", StartedAt: at,
-			Rejected: []*coordinatorv1.Rejection{{Address: "127.0.0.1:6381", Reason: "sdown"}}},
+			Rejected:       []*coordinatorv1.Rejection{{Address: "127.0.0.1:6381", Reason: "sdown"}},
+			FenceWaitUntil: at, FenceWaitReason: "old master unreachable"},
+		Fence:  &coordinatorv1.FenceStatus{Address: "127.0.0.1:6379", MinReplicas: 2, MaxLag: durationpb.New(2 * time.Second), At: at, Reason: "every replica (2) acknowledges within fence-lag"},
 		Events: []*coordinatorv1.Event{{At: at, Type: "+odown", Payload: "master mymaster 127.0.0.1 6379 #quorum 2/2"}},
 	}
 	var buf bytes.Buffer
@@ -162,6 +164,8 @@ func TestRenderMasterDetail(t *testing.T) {
 		"n1    down  2026-12-01T10:00:00.123Z  no valid reply for 1s\n",
 		"n2    up    2026-12-01T10:00:00.123Z  -\n",
 		"failover                 promoting\n",
+		"fence-wait               until 2026-12-01T10:00:00.123Z: old master unreachable\n",
+		"fence-set                        min-replicas-to-write 2 min-replicas-max-lag 2 on 127.0.0.1:6379 (every replica (2) acknowledges within fence-lag)\n",
 		"rejected 127.0.0.1:6381  sdown\n",
 		"+odown  master mymaster 127.0.0.1 6379 #quorum 2/2\n",
 	} {
@@ -203,7 +207,8 @@ func TestWriteJSONIsStableWithProtoNames(t *testing.T) {
         "notification_script": "",
         "client_reconfig_script": "",
         "webhook_url": "",
-        "maintenance": false
+        "maintenance": false,
+        "fence_lag": null
       }
     }
   ],

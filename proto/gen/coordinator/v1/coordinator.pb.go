@@ -802,7 +802,14 @@ type MasterSettings struct {
 	// Automatic failovers and topology repairs of the group are suspended
 	// (the "maintenance" option); detection goes on, and a manual failover
 	// needs force.
-	Maintenance   bool `protobuf:"varint,120,opt,name=maintenance,proto3" json:"maintenance,omitempty"`
+	Maintenance bool `protobuf:"varint,120,opt,name=maintenance,proto3" json:"maintenance,omitempty"`
+	// fence: whether Raftinel fences the master (min-replicas-to-write) and
+	// waits for the old master's fence before announcing a promotion. Reads
+	// always set it; in a Monitor request unset means yes.
+	Fence *bool `protobuf:"varint,100,opt,name=fence,proto3,oneof" json:"fence,omitempty"`
+	// fence-lag: min-replicas-max-lag set on the master, whole seconds.
+	// Unset or zero: the default.
+	FenceLag      *durationpb.Duration `protobuf:"bytes,101,opt,name=fence_lag,json=fenceLag,proto3" json:"fence_lag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -933,6 +940,20 @@ func (x *MasterSettings) GetMaintenance() bool {
 		return x.Maintenance
 	}
 	return false
+}
+
+func (x *MasterSettings) GetFence() bool {
+	if x != nil && x.Fence != nil {
+		return *x.Fence
+	}
+	return false
+}
+
+func (x *MasterSettings) GetFenceLag() *durationpb.Duration {
+	if x != nil {
+		return x.FenceLag
+	}
+	return nil
 }
 
 // Master is a monitored group as applications see it.
@@ -1757,7 +1778,9 @@ type MasterDetail struct {
 	MasterOffset int64  `protobuf:"varint,8,opt,name=master_offset,json=masterOffset,proto3" json:"master_offset,omitempty"`
 	MasterRunId  string `protobuf:"bytes,9,opt,name=master_run_id,json=masterRunId,proto3" json:"master_run_id,omitempty"`
 	// How the most recent failover ended; unset before the first one.
-	LastFailover  *FailoverOutcome `protobuf:"bytes,10,opt,name=last_failover,json=lastFailover,proto3" json:"last_failover,omitempty"`
+	LastFailover *FailoverOutcome `protobuf:"bytes,10,opt,name=last_failover,json=lastFailover,proto3" json:"last_failover,omitempty"`
+	// The fence last set on the master; unset before the first one.
+	Fence         *FenceStatus `protobuf:"bytes,100,opt,name=fence,proto3" json:"fence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1862,6 +1885,92 @@ func (x *MasterDetail) GetLastFailover() *FailoverOutcome {
 	return nil
 }
 
+func (x *MasterDetail) GetFence() *FenceStatus {
+	if x != nil {
+		return x.Fence
+	}
+	return nil
+}
+
+// FenceStatus is the fence Raftinel decided for the master.
+type FenceStatus struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// min-replicas-to-write; 0 is no fence.
+	MinReplicas uint32 `protobuf:"varint,2,opt,name=min_replicas,json=minReplicas,proto3" json:"min_replicas,omitempty"`
+	// min-replicas-max-lag.
+	MaxLag        *durationpb.Duration   `protobuf:"bytes,3,opt,name=max_lag,json=maxLag,proto3" json:"max_lag,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FenceStatus) Reset() {
+	*x = FenceStatus{}
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FenceStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FenceStatus) ProtoMessage() {}
+
+func (x *FenceStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FenceStatus.ProtoReflect.Descriptor instead.
+func (*FenceStatus) Descriptor() ([]byte, []int) {
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *FenceStatus) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *FenceStatus) GetMinReplicas() uint32 {
+	if x != nil {
+		return x.MinReplicas
+	}
+	return 0
+}
+
+func (x *FenceStatus) GetMaxLag() *durationpb.Duration {
+	if x != nil {
+		return x.MaxLag
+	}
+	return nil
+}
+
+func (x *FenceStatus) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *FenceStatus) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // Replica is what the leader last observed of one replica.
 type Replica struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1887,7 +1996,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[30]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1899,7 +2008,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[30]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1912,7 +2021,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{30}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Replica) GetAddress() string {
@@ -2019,7 +2128,7 @@ type Vote struct {
 
 func (x *Vote) Reset() {
 	*x = Vote{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[31]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2031,7 +2140,7 @@ func (x *Vote) String() string {
 func (*Vote) ProtoMessage() {}
 
 func (x *Vote) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[31]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2044,7 +2153,7 @@ func (x *Vote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vote.ProtoReflect.Descriptor instead.
 func (*Vote) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{31}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Vote) GetNodeId() string {
@@ -2094,13 +2203,17 @@ type FailoverJournal struct {
 	// catch up.
 	Coordinated     bool                 `protobuf:"varint,10,opt,name=coordinated,proto3" json:"coordinated,omitempty"`
 	HandoverTimeout *durationpb.Duration `protobuf:"bytes,11,opt,name=handover_timeout,json=handoverTimeout,proto3" json:"handover_timeout,omitempty"`
+	// Set while the promotion waits for the old master's fence
+	// (+fence-wait): announced no sooner than fence_wait_until.
+	FenceWaitUntil  *timestamppb.Timestamp `protobuf:"bytes,100,opt,name=fence_wait_until,json=fenceWaitUntil,proto3" json:"fence_wait_until,omitempty"`
+	FenceWaitReason string                 `protobuf:"bytes,101,opt,name=fence_wait_reason,json=fenceWaitReason,proto3" json:"fence_wait_reason,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
 
 func (x *FailoverJournal) Reset() {
 	*x = FailoverJournal{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[32]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2112,7 +2225,7 @@ func (x *FailoverJournal) String() string {
 func (*FailoverJournal) ProtoMessage() {}
 
 func (x *FailoverJournal) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[32]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2125,7 +2238,7 @@ func (x *FailoverJournal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverJournal.ProtoReflect.Descriptor instead.
 func (*FailoverJournal) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{32}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *FailoverJournal) GetPhase() string {
@@ -2205,6 +2318,20 @@ func (x *FailoverJournal) GetHandoverTimeout() *durationpb.Duration {
 	return nil
 }
 
+func (x *FailoverJournal) GetFenceWaitUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FenceWaitUntil
+	}
+	return nil
+}
+
+func (x *FailoverJournal) GetFenceWaitReason() string {
+	if x != nil {
+		return x.FenceWaitReason
+	}
+	return ""
+}
+
 type ReplicaReconf struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
@@ -2217,7 +2344,7 @@ type ReplicaReconf struct {
 
 func (x *ReplicaReconf) Reset() {
 	*x = ReplicaReconf{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[33]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2229,7 +2356,7 @@ func (x *ReplicaReconf) String() string {
 func (*ReplicaReconf) ProtoMessage() {}
 
 func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[33]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2242,7 +2369,7 @@ func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReconf.ProtoReflect.Descriptor instead.
 func (*ReplicaReconf) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{33}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReplicaReconf) GetAddress() string {
@@ -2277,7 +2404,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[34]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2289,7 +2416,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[34]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2302,7 +2429,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{34}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Rejection) GetAddress() string {
@@ -2337,7 +2464,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[35]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2349,7 +2476,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[35]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2362,7 +2489,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{35}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -2437,7 +2564,7 @@ type FailoverRequest struct {
 
 func (x *FailoverRequest) Reset() {
 	*x = FailoverRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[36]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2449,7 +2576,7 @@ func (x *FailoverRequest) String() string {
 func (*FailoverRequest) ProtoMessage() {}
 
 func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[36]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2462,7 +2589,7 @@ func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverRequest.ProtoReflect.Descriptor instead.
 func (*FailoverRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{36}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *FailoverRequest) GetName() string {
@@ -2515,7 +2642,7 @@ type FailoverResponse struct {
 
 func (x *FailoverResponse) Reset() {
 	*x = FailoverResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[37]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2527,7 +2654,7 @@ func (x *FailoverResponse) String() string {
 func (*FailoverResponse) ProtoMessage() {}
 
 func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[37]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2540,7 +2667,7 @@ func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverResponse.ProtoReflect.Descriptor instead.
 func (*FailoverResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{37}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *FailoverResponse) GetOutcome() *FailoverOutcome {
@@ -2591,7 +2718,7 @@ type FailoverOutcome struct {
 
 func (x *FailoverOutcome) Reset() {
 	*x = FailoverOutcome{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[38]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2603,7 +2730,7 @@ func (x *FailoverOutcome) String() string {
 func (*FailoverOutcome) ProtoMessage() {}
 
 func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[38]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2616,7 +2743,7 @@ func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverOutcome.ProtoReflect.Descriptor instead.
 func (*FailoverOutcome) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{38}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *FailoverOutcome) GetReason() string {
@@ -2716,7 +2843,7 @@ type WatchMasterRequest struct {
 
 func (x *WatchMasterRequest) Reset() {
 	*x = WatchMasterRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[39]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2728,7 +2855,7 @@ func (x *WatchMasterRequest) String() string {
 func (*WatchMasterRequest) ProtoMessage() {}
 
 func (x *WatchMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[39]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2741,7 +2868,7 @@ func (x *WatchMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchMasterRequest.ProtoReflect.Descriptor instead.
 func (*WatchMasterRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{39}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *WatchMasterRequest) GetName() string {
@@ -2780,7 +2907,7 @@ type WatchMasterResponse struct {
 
 func (x *WatchMasterResponse) Reset() {
 	*x = WatchMasterResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[40]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2792,7 +2919,7 @@ func (x *WatchMasterResponse) String() string {
 func (*WatchMasterResponse) ProtoMessage() {}
 
 func (x *WatchMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[40]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2805,7 +2932,7 @@ func (x *WatchMasterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchMasterResponse.ProtoReflect.Descriptor instead.
 func (*WatchMasterResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{40}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *WatchMasterResponse) GetName() string {
@@ -2852,7 +2979,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[41]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2864,7 +2991,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[41]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2877,7 +3004,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{41}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *WatchEventsRequest) GetMaster() string {
@@ -2911,7 +3038,7 @@ type WatchEventsResponse struct {
 
 func (x *WatchEventsResponse) Reset() {
 	*x = WatchEventsResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[42]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2923,7 +3050,7 @@ func (x *WatchEventsResponse) String() string {
 func (*WatchEventsResponse) ProtoMessage() {}
 
 func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[42]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2936,7 +3063,7 @@ func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{42}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *WatchEventsResponse) GetEvent() *Event {
@@ -2957,7 +3084,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[43]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2969,7 +3096,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[43]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2982,7 +3109,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{43}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *TransferLeadershipRequest) GetId() string {
@@ -3004,7 +3131,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[44]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3016,7 +3143,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[44]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3029,7 +3156,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{44}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *TransferLeadershipResponse) GetPreviousLeaderId() string {
@@ -3055,7 +3182,7 @@ type CheckLogFormatRequest struct {
 
 func (x *CheckLogFormatRequest) Reset() {
 	*x = CheckLogFormatRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[45]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3067,7 +3194,7 @@ func (x *CheckLogFormatRequest) String() string {
 func (*CheckLogFormatRequest) ProtoMessage() {}
 
 func (x *CheckLogFormatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[45]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3080,7 +3207,7 @@ func (x *CheckLogFormatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckLogFormatRequest.ProtoReflect.Descriptor instead.
 func (*CheckLogFormatRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{45}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CheckLogFormatRequest) GetFormat() uint32 {
@@ -3100,7 +3227,7 @@ type CheckLogFormatResponse struct {
 
 func (x *CheckLogFormatResponse) Reset() {
 	*x = CheckLogFormatResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[46]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3112,7 +3239,7 @@ func (x *CheckLogFormatResponse) String() string {
 func (*CheckLogFormatResponse) ProtoMessage() {}
 
 func (x *CheckLogFormatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[46]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3125,7 +3252,7 @@ func (x *CheckLogFormatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckLogFormatResponse.ProtoReflect.Descriptor instead.
 func (*CheckLogFormatResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{46}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CheckLogFormatResponse) GetIndex() uint64 {
@@ -3150,7 +3277,7 @@ type SnapshotSaveRequest struct {
 
 func (x *SnapshotSaveRequest) Reset() {
 	*x = SnapshotSaveRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[47]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3162,7 +3289,7 @@ func (x *SnapshotSaveRequest) String() string {
 func (*SnapshotSaveRequest) ProtoMessage() {}
 
 func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[47]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3175,7 +3302,7 @@ func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotSaveRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotSaveRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{47}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{48}
 }
 
 type SnapshotSaveResponse struct {
@@ -3199,7 +3326,7 @@ type SnapshotSaveResponse struct {
 
 func (x *SnapshotSaveResponse) Reset() {
 	*x = SnapshotSaveResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[48]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3211,7 +3338,7 @@ func (x *SnapshotSaveResponse) String() string {
 func (*SnapshotSaveResponse) ProtoMessage() {}
 
 func (x *SnapshotSaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[48]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3224,7 +3351,7 @@ func (x *SnapshotSaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotSaveResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotSaveResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{48}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SnapshotSaveResponse) GetIndex() uint64 {
@@ -3295,7 +3422,7 @@ type ExplainRequest struct {
 
 func (x *ExplainRequest) Reset() {
 	*x = ExplainRequest{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[49]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3307,7 +3434,7 @@ func (x *ExplainRequest) String() string {
 func (*ExplainRequest) ProtoMessage() {}
 
 func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[49]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3320,7 +3447,7 @@ func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
 func (*ExplainRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{49}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ExplainRequest) GetName() string {
@@ -3350,7 +3477,7 @@ type ExplainManual struct {
 
 func (x *ExplainManual) Reset() {
 	*x = ExplainManual{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[50]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3362,7 +3489,7 @@ func (x *ExplainManual) String() string {
 func (*ExplainManual) ProtoMessage() {}
 
 func (x *ExplainManual) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[50]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3375,7 +3502,7 @@ func (x *ExplainManual) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainManual.ProtoReflect.Descriptor instead.
 func (*ExplainManual) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{50}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ExplainManual) GetTo() string {
@@ -3451,7 +3578,7 @@ type ExplainResponse struct {
 
 func (x *ExplainResponse) Reset() {
 	*x = ExplainResponse{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[51]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3463,7 +3590,7 @@ func (x *ExplainResponse) String() string {
 func (*ExplainResponse) ProtoMessage() {}
 
 func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[51]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3476,7 +3603,7 @@ func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
 func (*ExplainResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{51}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ExplainResponse) GetMaster() string {
@@ -3661,7 +3788,7 @@ type ExplainCondition struct {
 
 func (x *ExplainCondition) Reset() {
 	*x = ExplainCondition{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[52]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3673,7 +3800,7 @@ func (x *ExplainCondition) String() string {
 func (*ExplainCondition) ProtoMessage() {}
 
 func (x *ExplainCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[52]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3686,7 +3813,7 @@ func (x *ExplainCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainCondition.ProtoReflect.Descriptor instead.
 func (*ExplainCondition) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{52}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ExplainCondition) GetCode() string {
@@ -3720,7 +3847,7 @@ type ExplainVote struct {
 
 func (x *ExplainVote) Reset() {
 	*x = ExplainVote{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[53]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3732,7 +3859,7 @@ func (x *ExplainVote) String() string {
 func (*ExplainVote) ProtoMessage() {}
 
 func (x *ExplainVote) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[53]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3745,7 +3872,7 @@ func (x *ExplainVote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainVote.ProtoReflect.Descriptor instead.
 func (*ExplainVote) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{53}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ExplainVote) GetNodeId() string {
@@ -3810,7 +3937,7 @@ type ExplainReplica struct {
 
 func (x *ExplainReplica) Reset() {
 	*x = ExplainReplica{}
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[54]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3822,7 +3949,7 @@ func (x *ExplainReplica) String() string {
 func (*ExplainReplica) ProtoMessage() {}
 
 func (x *ExplainReplica) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_v1_coordinator_proto_msgTypes[54]
+	mi := &file_coordinator_v1_coordinator_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3835,7 +3962,7 @@ func (x *ExplainReplica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainReplica.ProtoReflect.Descriptor instead.
 func (*ExplainReplica) Descriptor() ([]byte, []int) {
-	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{54}
+	return file_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ExplainReplica) GetAddress() string {
@@ -3954,7 +4081,7 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x11RemoveNodeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"*\n" +
 	"\x12RemoveNodeResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"\x98\x05\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\xf5\x05\n" +
 	"\x0eMasterSettings\x12\x16\n" +
 	"\x06quorum\x18\x01 \x01(\rR\x06quorum\x128\n" +
 	"\n" +
@@ -3973,7 +4100,10 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x16client_reconfig_script\x18o \x01(\tR\x14clientReconfigScript\x12\x1f\n" +
 	"\vwebhook_url\x18p \x01(\tR\n" +
 	"webhookUrl\x12 \n" +
-	"\vmaintenance\x18x \x01(\bR\vmaintenance\"\x88\x01\n" +
+	"\vmaintenance\x18x \x01(\bR\vmaintenance\x12\x19\n" +
+	"\x05fence\x18d \x01(\bH\x00R\x05fence\x88\x01\x01\x126\n" +
+	"\tfence_lag\x18e \x01(\v2\x19.google.protobuf.DurationR\bfenceLagB\b\n" +
+	"\x06_fence\"\x88\x01\n" +
 	"\x06Master\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -4018,7 +4148,7 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\vconsistency\x18\x02 \x01(\v2\x1f.coordinator.v1.ReadConsistencyR\vconsistency\"e\n" +
 	"\x17GetMasterDetailResponse\x124\n" +
 	"\x06detail\x18\x01 \x01(\v2\x1c.coordinator.v1.MasterDetailR\x06detail\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\xf6\x03\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xa9\x04\n" +
 	"\fMasterDetail\x12.\n" +
 	"\x06master\x18\x01 \x01(\v2\x16.coordinator.v1.MasterR\x06master\x123\n" +
 	"\breplicas\x18\x02 \x03(\v2\x17.coordinator.v1.ReplicaR\breplicas\x12*\n" +
@@ -4030,7 +4160,14 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\rmaster_offset\x18\b \x01(\x03R\fmasterOffset\x12\"\n" +
 	"\rmaster_run_id\x18\t \x01(\tR\vmasterRunId\x12D\n" +
 	"\rlast_failover\x18\n" +
-	" \x01(\v2\x1f.coordinator.v1.FailoverOutcomeR\flastFailover\"\xbb\x03\n" +
+	" \x01(\v2\x1f.coordinator.v1.FailoverOutcomeR\flastFailover\x121\n" +
+	"\x05fence\x18d \x01(\v2\x1b.coordinator.v1.FenceStatusR\x05fence\"\xc2\x01\n" +
+	"\vFenceStatus\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12!\n" +
+	"\fmin_replicas\x18\x02 \x01(\rR\vminReplicas\x122\n" +
+	"\amax_lag\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06maxLag\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xbb\x03\n" +
 	"\aReplica\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
@@ -4051,7 +4188,7 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04down\x18\x02 \x01(\bR\x04down\x12*\n" +
 	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xef\x03\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xe1\x04\n" +
 	"\x0fFailoverJournal\x12\x14\n" +
 	"\x05phase\x18\x01 \x01(\tR\x05phase\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1c\n" +
@@ -4067,7 +4204,9 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\brejected\x18\t \x03(\v2\x19.coordinator.v1.RejectionR\brejected\x12 \n" +
 	"\vcoordinated\x18\n" +
 	" \x01(\bR\vcoordinated\x12D\n" +
-	"\x10handover_timeout\x18\v \x01(\v2\x19.google.protobuf.DurationR\x0fhandoverTimeout\"t\n" +
+	"\x10handover_timeout\x18\v \x01(\v2\x19.google.protobuf.DurationR\x0fhandoverTimeout\x12D\n" +
+	"\x10fence_wait_until\x18d \x01(\v2\x1a.google.protobuf.TimestampR\x0efenceWaitUntil\x12*\n" +
+	"\x11fence_wait_reason\x18e \x01(\tR\x0ffenceWaitReason\"t\n" +
 	"\rReplicaReconf\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x123\n" +
@@ -4234,7 +4373,7 @@ func file_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 	return file_coordinator_v1_coordinator_proto_rawDescData
 }
 
-var file_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_coordinator_v1_coordinator_proto_goTypes = []any{
 	(*ReadConsistency)(nil),            // 0: coordinator.v1.ReadConsistency
 	(*StatusRequest)(nil),              // 1: coordinator.v1.StatusRequest
@@ -4266,126 +4405,132 @@ var file_coordinator_v1_coordinator_proto_goTypes = []any{
 	(*GetMasterDetailRequest)(nil),     // 27: coordinator.v1.GetMasterDetailRequest
 	(*GetMasterDetailResponse)(nil),    // 28: coordinator.v1.GetMasterDetailResponse
 	(*MasterDetail)(nil),               // 29: coordinator.v1.MasterDetail
-	(*Replica)(nil),                    // 30: coordinator.v1.Replica
-	(*Vote)(nil),                       // 31: coordinator.v1.Vote
-	(*FailoverJournal)(nil),            // 32: coordinator.v1.FailoverJournal
-	(*ReplicaReconf)(nil),              // 33: coordinator.v1.ReplicaReconf
-	(*Rejection)(nil),                  // 34: coordinator.v1.Rejection
-	(*Event)(nil),                      // 35: coordinator.v1.Event
-	(*FailoverRequest)(nil),            // 36: coordinator.v1.FailoverRequest
-	(*FailoverResponse)(nil),           // 37: coordinator.v1.FailoverResponse
-	(*FailoverOutcome)(nil),            // 38: coordinator.v1.FailoverOutcome
-	(*WatchMasterRequest)(nil),         // 39: coordinator.v1.WatchMasterRequest
-	(*WatchMasterResponse)(nil),        // 40: coordinator.v1.WatchMasterResponse
-	(*WatchEventsRequest)(nil),         // 41: coordinator.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil),        // 42: coordinator.v1.WatchEventsResponse
-	(*TransferLeadershipRequest)(nil),  // 43: coordinator.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 44: coordinator.v1.TransferLeadershipResponse
-	(*CheckLogFormatRequest)(nil),      // 45: coordinator.v1.CheckLogFormatRequest
-	(*CheckLogFormatResponse)(nil),     // 46: coordinator.v1.CheckLogFormatResponse
-	(*SnapshotSaveRequest)(nil),        // 47: coordinator.v1.SnapshotSaveRequest
-	(*SnapshotSaveResponse)(nil),       // 48: coordinator.v1.SnapshotSaveResponse
-	(*ExplainRequest)(nil),             // 49: coordinator.v1.ExplainRequest
-	(*ExplainManual)(nil),              // 50: coordinator.v1.ExplainManual
-	(*ExplainResponse)(nil),            // 51: coordinator.v1.ExplainResponse
-	(*ExplainCondition)(nil),           // 52: coordinator.v1.ExplainCondition
-	(*ExplainVote)(nil),                // 53: coordinator.v1.ExplainVote
-	(*ExplainReplica)(nil),             // 54: coordinator.v1.ExplainReplica
-	(*durationpb.Duration)(nil),        // 55: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 56: google.protobuf.Timestamp
+	(*FenceStatus)(nil),                // 30: coordinator.v1.FenceStatus
+	(*Replica)(nil),                    // 31: coordinator.v1.Replica
+	(*Vote)(nil),                       // 32: coordinator.v1.Vote
+	(*FailoverJournal)(nil),            // 33: coordinator.v1.FailoverJournal
+	(*ReplicaReconf)(nil),              // 34: coordinator.v1.ReplicaReconf
+	(*Rejection)(nil),                  // 35: coordinator.v1.Rejection
+	(*Event)(nil),                      // 36: coordinator.v1.Event
+	(*FailoverRequest)(nil),            // 37: coordinator.v1.FailoverRequest
+	(*FailoverResponse)(nil),           // 38: coordinator.v1.FailoverResponse
+	(*FailoverOutcome)(nil),            // 39: coordinator.v1.FailoverOutcome
+	(*WatchMasterRequest)(nil),         // 40: coordinator.v1.WatchMasterRequest
+	(*WatchMasterResponse)(nil),        // 41: coordinator.v1.WatchMasterResponse
+	(*WatchEventsRequest)(nil),         // 42: coordinator.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),        // 43: coordinator.v1.WatchEventsResponse
+	(*TransferLeadershipRequest)(nil),  // 44: coordinator.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 45: coordinator.v1.TransferLeadershipResponse
+	(*CheckLogFormatRequest)(nil),      // 46: coordinator.v1.CheckLogFormatRequest
+	(*CheckLogFormatResponse)(nil),     // 47: coordinator.v1.CheckLogFormatResponse
+	(*SnapshotSaveRequest)(nil),        // 48: coordinator.v1.SnapshotSaveRequest
+	(*SnapshotSaveResponse)(nil),       // 49: coordinator.v1.SnapshotSaveResponse
+	(*ExplainRequest)(nil),             // 50: coordinator.v1.ExplainRequest
+	(*ExplainManual)(nil),              // 51: coordinator.v1.ExplainManual
+	(*ExplainResponse)(nil),            // 52: coordinator.v1.ExplainResponse
+	(*ExplainCondition)(nil),           // 53: coordinator.v1.ExplainCondition
+	(*ExplainVote)(nil),                // 54: coordinator.v1.ExplainVote
+	(*ExplainReplica)(nil),             // 55: coordinator.v1.ExplainReplica
+	(*durationpb.Duration)(nil),        // 56: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 57: google.protobuf.Timestamp
 }
 var file_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	4,  // 0: coordinator.v1.StatusResponse.nodes:type_name -> coordinator.v1.NodeStatus
 	3,  // 1: coordinator.v1.StatusResponse.features:type_name -> coordinator.v1.LogFeature
 	7,  // 2: coordinator.v1.ListMembersResponse.members:type_name -> coordinator.v1.Member
-	55, // 3: coordinator.v1.MasterSettings.down_after:type_name -> google.protobuf.Duration
-	55, // 4: coordinator.v1.MasterSettings.failover_timeout:type_name -> google.protobuf.Duration
-	55, // 5: coordinator.v1.MasterSettings.ping_period:type_name -> google.protobuf.Duration
-	55, // 6: coordinator.v1.MasterSettings.master_reboot_down_after_period:type_name -> google.protobuf.Duration
-	12, // 7: coordinator.v1.Master.settings:type_name -> coordinator.v1.MasterSettings
-	12, // 8: coordinator.v1.MonitorRequest.settings:type_name -> coordinator.v1.MasterSettings
-	18, // 9: coordinator.v1.SetRequest.options:type_name -> coordinator.v1.Option
-	0,  // 10: coordinator.v1.ListMastersRequest.consistency:type_name -> coordinator.v1.ReadConsistency
-	13, // 11: coordinator.v1.ListMastersResponse.masters:type_name -> coordinator.v1.Master
-	0,  // 12: coordinator.v1.GetMasterRequest.consistency:type_name -> coordinator.v1.ReadConsistency
-	13, // 13: coordinator.v1.GetMasterResponse.master:type_name -> coordinator.v1.Master
-	0,  // 14: coordinator.v1.GetMasterDetailRequest.consistency:type_name -> coordinator.v1.ReadConsistency
-	29, // 15: coordinator.v1.GetMasterDetailResponse.detail:type_name -> coordinator.v1.MasterDetail
-	13, // 16: coordinator.v1.MasterDetail.master:type_name -> coordinator.v1.Master
-	30, // 17: coordinator.v1.MasterDetail.replicas:type_name -> coordinator.v1.Replica
-	31, // 18: coordinator.v1.MasterDetail.votes:type_name -> coordinator.v1.Vote
-	32, // 19: coordinator.v1.MasterDetail.failover:type_name -> coordinator.v1.FailoverJournal
-	35, // 20: coordinator.v1.MasterDetail.events:type_name -> coordinator.v1.Event
-	56, // 21: coordinator.v1.MasterDetail.last_failover_at:type_name -> google.protobuf.Timestamp
-	38, // 22: coordinator.v1.MasterDetail.last_failover:type_name -> coordinator.v1.FailoverOutcome
-	55, // 23: coordinator.v1.Replica.master_link_down:type_name -> google.protobuf.Duration
-	56, // 24: coordinator.v1.Replica.observed_at:type_name -> google.protobuf.Timestamp
-	56, // 25: coordinator.v1.Vote.at:type_name -> google.protobuf.Timestamp
-	56, // 26: coordinator.v1.FailoverJournal.started_at:type_name -> google.protobuf.Timestamp
-	56, // 27: coordinator.v1.FailoverJournal.promoted_at:type_name -> google.protobuf.Timestamp
-	33, // 28: coordinator.v1.FailoverJournal.reconf:type_name -> coordinator.v1.ReplicaReconf
-	34, // 29: coordinator.v1.FailoverJournal.rejected:type_name -> coordinator.v1.Rejection
-	55, // 30: coordinator.v1.FailoverJournal.handover_timeout:type_name -> google.protobuf.Duration
-	56, // 31: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
-	56, // 32: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
-	55, // 33: coordinator.v1.FailoverRequest.timeout:type_name -> google.protobuf.Duration
-	38, // 34: coordinator.v1.FailoverResponse.outcome:type_name -> coordinator.v1.FailoverOutcome
-	56, // 35: coordinator.v1.FailoverOutcome.started_at:type_name -> google.protobuf.Timestamp
-	56, // 36: coordinator.v1.FailoverOutcome.finished_at:type_name -> google.protobuf.Timestamp
-	0,  // 37: coordinator.v1.WatchMasterRequest.consistency:type_name -> coordinator.v1.ReadConsistency
-	35, // 38: coordinator.v1.WatchEventsResponse.event:type_name -> coordinator.v1.Event
-	50, // 39: coordinator.v1.ExplainRequest.manual:type_name -> coordinator.v1.ExplainManual
-	55, // 40: coordinator.v1.ExplainManual.timeout:type_name -> google.protobuf.Duration
-	56, // 41: coordinator.v1.ExplainResponse.at:type_name -> google.protobuf.Timestamp
-	52, // 42: coordinator.v1.ExplainResponse.blocking:type_name -> coordinator.v1.ExplainCondition
-	53, // 43: coordinator.v1.ExplainResponse.votes:type_name -> coordinator.v1.ExplainVote
-	56, // 44: coordinator.v1.ExplainResponse.tilt_until:type_name -> google.protobuf.Timestamp
-	56, // 45: coordinator.v1.ExplainResponse.last_failover_at:type_name -> google.protobuf.Timestamp
-	55, // 46: coordinator.v1.ExplainResponse.anti_flap_wait:type_name -> google.protobuf.Duration
-	32, // 47: coordinator.v1.ExplainResponse.failover:type_name -> coordinator.v1.FailoverJournal
-	54, // 48: coordinator.v1.ExplainResponse.replicas:type_name -> coordinator.v1.ExplainReplica
-	55, // 49: coordinator.v1.ExplainVote.age:type_name -> google.protobuf.Duration
-	1,  // 50: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
-	5,  // 51: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
-	8,  // 52: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
-	10, // 53: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
-	14, // 54: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
-	16, // 55: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
-	19, // 56: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
-	21, // 57: coordinator.v1.CoordinatorService.Reset:input_type -> coordinator.v1.ResetRequest
-	23, // 58: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
-	25, // 59: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
-	27, // 60: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
-	36, // 61: coordinator.v1.CoordinatorService.Failover:input_type -> coordinator.v1.FailoverRequest
-	39, // 62: coordinator.v1.CoordinatorService.WatchMaster:input_type -> coordinator.v1.WatchMasterRequest
-	41, // 63: coordinator.v1.CoordinatorService.WatchEvents:input_type -> coordinator.v1.WatchEventsRequest
-	43, // 64: coordinator.v1.CoordinatorService.TransferLeadership:input_type -> coordinator.v1.TransferLeadershipRequest
-	45, // 65: coordinator.v1.CoordinatorService.CheckLogFormat:input_type -> coordinator.v1.CheckLogFormatRequest
-	47, // 66: coordinator.v1.CoordinatorService.SnapshotSave:input_type -> coordinator.v1.SnapshotSaveRequest
-	49, // 67: coordinator.v1.CoordinatorService.Explain:input_type -> coordinator.v1.ExplainRequest
-	2,  // 68: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
-	6,  // 69: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
-	9,  // 70: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
-	11, // 71: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
-	15, // 72: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
-	17, // 73: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
-	20, // 74: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
-	22, // 75: coordinator.v1.CoordinatorService.Reset:output_type -> coordinator.v1.ResetResponse
-	24, // 76: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
-	26, // 77: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
-	28, // 78: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
-	37, // 79: coordinator.v1.CoordinatorService.Failover:output_type -> coordinator.v1.FailoverResponse
-	40, // 80: coordinator.v1.CoordinatorService.WatchMaster:output_type -> coordinator.v1.WatchMasterResponse
-	42, // 81: coordinator.v1.CoordinatorService.WatchEvents:output_type -> coordinator.v1.WatchEventsResponse
-	44, // 82: coordinator.v1.CoordinatorService.TransferLeadership:output_type -> coordinator.v1.TransferLeadershipResponse
-	46, // 83: coordinator.v1.CoordinatorService.CheckLogFormat:output_type -> coordinator.v1.CheckLogFormatResponse
-	48, // 84: coordinator.v1.CoordinatorService.SnapshotSave:output_type -> coordinator.v1.SnapshotSaveResponse
-	51, // 85: coordinator.v1.CoordinatorService.Explain:output_type -> coordinator.v1.ExplainResponse
-	68, // [68:86] is the sub-list for method output_type
-	50, // [50:68] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	56, // 3: coordinator.v1.MasterSettings.down_after:type_name -> google.protobuf.Duration
+	56, // 4: coordinator.v1.MasterSettings.failover_timeout:type_name -> google.protobuf.Duration
+	56, // 5: coordinator.v1.MasterSettings.ping_period:type_name -> google.protobuf.Duration
+	56, // 6: coordinator.v1.MasterSettings.master_reboot_down_after_period:type_name -> google.protobuf.Duration
+	56, // 7: coordinator.v1.MasterSettings.fence_lag:type_name -> google.protobuf.Duration
+	12, // 8: coordinator.v1.Master.settings:type_name -> coordinator.v1.MasterSettings
+	12, // 9: coordinator.v1.MonitorRequest.settings:type_name -> coordinator.v1.MasterSettings
+	18, // 10: coordinator.v1.SetRequest.options:type_name -> coordinator.v1.Option
+	0,  // 11: coordinator.v1.ListMastersRequest.consistency:type_name -> coordinator.v1.ReadConsistency
+	13, // 12: coordinator.v1.ListMastersResponse.masters:type_name -> coordinator.v1.Master
+	0,  // 13: coordinator.v1.GetMasterRequest.consistency:type_name -> coordinator.v1.ReadConsistency
+	13, // 14: coordinator.v1.GetMasterResponse.master:type_name -> coordinator.v1.Master
+	0,  // 15: coordinator.v1.GetMasterDetailRequest.consistency:type_name -> coordinator.v1.ReadConsistency
+	29, // 16: coordinator.v1.GetMasterDetailResponse.detail:type_name -> coordinator.v1.MasterDetail
+	13, // 17: coordinator.v1.MasterDetail.master:type_name -> coordinator.v1.Master
+	31, // 18: coordinator.v1.MasterDetail.replicas:type_name -> coordinator.v1.Replica
+	32, // 19: coordinator.v1.MasterDetail.votes:type_name -> coordinator.v1.Vote
+	33, // 20: coordinator.v1.MasterDetail.failover:type_name -> coordinator.v1.FailoverJournal
+	36, // 21: coordinator.v1.MasterDetail.events:type_name -> coordinator.v1.Event
+	57, // 22: coordinator.v1.MasterDetail.last_failover_at:type_name -> google.protobuf.Timestamp
+	39, // 23: coordinator.v1.MasterDetail.last_failover:type_name -> coordinator.v1.FailoverOutcome
+	30, // 24: coordinator.v1.MasterDetail.fence:type_name -> coordinator.v1.FenceStatus
+	56, // 25: coordinator.v1.FenceStatus.max_lag:type_name -> google.protobuf.Duration
+	57, // 26: coordinator.v1.FenceStatus.at:type_name -> google.protobuf.Timestamp
+	56, // 27: coordinator.v1.Replica.master_link_down:type_name -> google.protobuf.Duration
+	57, // 28: coordinator.v1.Replica.observed_at:type_name -> google.protobuf.Timestamp
+	57, // 29: coordinator.v1.Vote.at:type_name -> google.protobuf.Timestamp
+	57, // 30: coordinator.v1.FailoverJournal.started_at:type_name -> google.protobuf.Timestamp
+	57, // 31: coordinator.v1.FailoverJournal.promoted_at:type_name -> google.protobuf.Timestamp
+	34, // 32: coordinator.v1.FailoverJournal.reconf:type_name -> coordinator.v1.ReplicaReconf
+	35, // 33: coordinator.v1.FailoverJournal.rejected:type_name -> coordinator.v1.Rejection
+	56, // 34: coordinator.v1.FailoverJournal.handover_timeout:type_name -> google.protobuf.Duration
+	57, // 35: coordinator.v1.FailoverJournal.fence_wait_until:type_name -> google.protobuf.Timestamp
+	57, // 36: coordinator.v1.ReplicaReconf.sent_at:type_name -> google.protobuf.Timestamp
+	57, // 37: coordinator.v1.Event.at:type_name -> google.protobuf.Timestamp
+	56, // 38: coordinator.v1.FailoverRequest.timeout:type_name -> google.protobuf.Duration
+	39, // 39: coordinator.v1.FailoverResponse.outcome:type_name -> coordinator.v1.FailoverOutcome
+	57, // 40: coordinator.v1.FailoverOutcome.started_at:type_name -> google.protobuf.Timestamp
+	57, // 41: coordinator.v1.FailoverOutcome.finished_at:type_name -> google.protobuf.Timestamp
+	0,  // 42: coordinator.v1.WatchMasterRequest.consistency:type_name -> coordinator.v1.ReadConsistency
+	36, // 43: coordinator.v1.WatchEventsResponse.event:type_name -> coordinator.v1.Event
+	51, // 44: coordinator.v1.ExplainRequest.manual:type_name -> coordinator.v1.ExplainManual
+	56, // 45: coordinator.v1.ExplainManual.timeout:type_name -> google.protobuf.Duration
+	57, // 46: coordinator.v1.ExplainResponse.at:type_name -> google.protobuf.Timestamp
+	53, // 47: coordinator.v1.ExplainResponse.blocking:type_name -> coordinator.v1.ExplainCondition
+	54, // 48: coordinator.v1.ExplainResponse.votes:type_name -> coordinator.v1.ExplainVote
+	57, // 49: coordinator.v1.ExplainResponse.tilt_until:type_name -> google.protobuf.Timestamp
+	57, // 50: coordinator.v1.ExplainResponse.last_failover_at:type_name -> google.protobuf.Timestamp
+	56, // 51: coordinator.v1.ExplainResponse.anti_flap_wait:type_name -> google.protobuf.Duration
+	33, // 52: coordinator.v1.ExplainResponse.failover:type_name -> coordinator.v1.FailoverJournal
+	55, // 53: coordinator.v1.ExplainResponse.replicas:type_name -> coordinator.v1.ExplainReplica
+	56, // 54: coordinator.v1.ExplainVote.age:type_name -> google.protobuf.Duration
+	1,  // 55: coordinator.v1.CoordinatorService.Status:input_type -> coordinator.v1.StatusRequest
+	5,  // 56: coordinator.v1.CoordinatorService.ListMembers:input_type -> coordinator.v1.ListMembersRequest
+	8,  // 57: coordinator.v1.CoordinatorService.Join:input_type -> coordinator.v1.JoinRequest
+	10, // 58: coordinator.v1.CoordinatorService.RemoveNode:input_type -> coordinator.v1.RemoveNodeRequest
+	14, // 59: coordinator.v1.CoordinatorService.Monitor:input_type -> coordinator.v1.MonitorRequest
+	16, // 60: coordinator.v1.CoordinatorService.Remove:input_type -> coordinator.v1.RemoveRequest
+	19, // 61: coordinator.v1.CoordinatorService.Set:input_type -> coordinator.v1.SetRequest
+	21, // 62: coordinator.v1.CoordinatorService.Reset:input_type -> coordinator.v1.ResetRequest
+	23, // 63: coordinator.v1.CoordinatorService.ListMasters:input_type -> coordinator.v1.ListMastersRequest
+	25, // 64: coordinator.v1.CoordinatorService.GetMaster:input_type -> coordinator.v1.GetMasterRequest
+	27, // 65: coordinator.v1.CoordinatorService.GetMasterDetail:input_type -> coordinator.v1.GetMasterDetailRequest
+	37, // 66: coordinator.v1.CoordinatorService.Failover:input_type -> coordinator.v1.FailoverRequest
+	40, // 67: coordinator.v1.CoordinatorService.WatchMaster:input_type -> coordinator.v1.WatchMasterRequest
+	42, // 68: coordinator.v1.CoordinatorService.WatchEvents:input_type -> coordinator.v1.WatchEventsRequest
+	44, // 69: coordinator.v1.CoordinatorService.TransferLeadership:input_type -> coordinator.v1.TransferLeadershipRequest
+	46, // 70: coordinator.v1.CoordinatorService.CheckLogFormat:input_type -> coordinator.v1.CheckLogFormatRequest
+	48, // 71: coordinator.v1.CoordinatorService.SnapshotSave:input_type -> coordinator.v1.SnapshotSaveRequest
+	50, // 72: coordinator.v1.CoordinatorService.Explain:input_type -> coordinator.v1.ExplainRequest
+	2,  // 73: coordinator.v1.CoordinatorService.Status:output_type -> coordinator.v1.StatusResponse
+	6,  // 74: coordinator.v1.CoordinatorService.ListMembers:output_type -> coordinator.v1.ListMembersResponse
+	9,  // 75: coordinator.v1.CoordinatorService.Join:output_type -> coordinator.v1.JoinResponse
+	11, // 76: coordinator.v1.CoordinatorService.RemoveNode:output_type -> coordinator.v1.RemoveNodeResponse
+	15, // 77: coordinator.v1.CoordinatorService.Monitor:output_type -> coordinator.v1.MonitorResponse
+	17, // 78: coordinator.v1.CoordinatorService.Remove:output_type -> coordinator.v1.RemoveResponse
+	20, // 79: coordinator.v1.CoordinatorService.Set:output_type -> coordinator.v1.SetResponse
+	22, // 80: coordinator.v1.CoordinatorService.Reset:output_type -> coordinator.v1.ResetResponse
+	24, // 81: coordinator.v1.CoordinatorService.ListMasters:output_type -> coordinator.v1.ListMastersResponse
+	26, // 82: coordinator.v1.CoordinatorService.GetMaster:output_type -> coordinator.v1.GetMasterResponse
+	28, // 83: coordinator.v1.CoordinatorService.GetMasterDetail:output_type -> coordinator.v1.GetMasterDetailResponse
+	38, // 84: coordinator.v1.CoordinatorService.Failover:output_type -> coordinator.v1.FailoverResponse
+	41, // 85: coordinator.v1.CoordinatorService.WatchMaster:output_type -> coordinator.v1.WatchMasterResponse
+	43, // 86: coordinator.v1.CoordinatorService.WatchEvents:output_type -> coordinator.v1.WatchEventsResponse
+	45, // 87: coordinator.v1.CoordinatorService.TransferLeadership:output_type -> coordinator.v1.TransferLeadershipResponse
+	47, // 88: coordinator.v1.CoordinatorService.CheckLogFormat:output_type -> coordinator.v1.CheckLogFormatResponse
+	49, // 89: coordinator.v1.CoordinatorService.SnapshotSave:output_type -> coordinator.v1.SnapshotSaveResponse
+	52, // 90: coordinator.v1.CoordinatorService.Explain:output_type -> coordinator.v1.ExplainResponse
+	73, // [73:91] is the sub-list for method output_type
+	55, // [55:73] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_v1_coordinator_proto_init() }
@@ -4393,13 +4538,14 @@ func file_coordinator_v1_coordinator_proto_init() {
 	if File_coordinator_v1_coordinator_proto != nil {
 		return
 	}
+	file_coordinator_v1_coordinator_proto_msgTypes[12].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coordinator_v1_coordinator_proto_rawDesc), len(file_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   55,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

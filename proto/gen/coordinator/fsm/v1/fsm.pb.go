@@ -230,6 +230,8 @@ type Command struct {
 	//	*Command_HandoverPaused
 	//	*Command_HookProgress
 	//	*Command_FormatProbe
+	//	*Command_FenceSet
+	//	*Command_FenceWaitStarted
 	Kind          isCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -441,6 +443,24 @@ func (x *Command) GetFormatProbe() *FormatProbe {
 	return nil
 }
 
+func (x *Command) GetFenceSet() *FenceSet {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_FenceSet); ok {
+			return x.FenceSet
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetFenceWaitStarted() *FenceWaitStarted {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_FenceWaitStarted); ok {
+			return x.FenceWaitStarted
+		}
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -519,6 +539,15 @@ type Command_FormatProbe struct {
 	FormatProbe *FormatProbe `protobuf:"bytes,130,opt,name=format_probe,json=formatProbe,proto3,oneof"`
 }
 
+type Command_FenceSet struct {
+	// Fencing (min-replicas-to-write on the master).
+	FenceSet *FenceSet `protobuf:"bytes,100,opt,name=fence_set,json=fenceSet,proto3,oneof"`
+}
+
+type Command_FenceWaitStarted struct {
+	FenceWaitStarted *FenceWaitStarted `protobuf:"bytes,101,opt,name=fence_wait_started,json=fenceWaitStarted,proto3,oneof"`
+}
+
 func (*Command_RegisterNode) isCommand_Kind() {}
 
 func (*Command_DeregisterNode) isCommand_Kind() {}
@@ -554,6 +583,10 @@ func (*Command_HandoverPaused) isCommand_Kind() {}
 func (*Command_HookProgress) isCommand_Kind() {}
 
 func (*Command_FormatProbe) isCommand_Kind() {}
+
+func (*Command_FenceSet) isCommand_Kind() {}
+
+func (*Command_FenceWaitStarted) isCommand_Kind() {}
 
 // HookProgress records how the leader's delivery of one event to one hook
 // of a master went: delivered (or given up, or skipped) moves the hook's
@@ -2196,7 +2229,10 @@ type Master struct {
 	// The role the master last reported in INFO, as the leader committed it
 	// (UpdateReplicas); empty before the first report. A change publishes
 	// Sentinel's +role-change or -role-change.
-	MasterRole    string `protobuf:"bytes,120,opt,name=master_role,json=masterRole,proto3" json:"master_role,omitempty"`
+	MasterRole string `protobuf:"bytes,120,opt,name=master_role,json=masterRole,proto3" json:"master_role,omitempty"`
+	// The fence last decided for the master (min-replicas-to-write and
+	// min-replicas-max-lag); unset before the first decision.
+	Fence         *FenceState `protobuf:"bytes,100,opt,name=fence,proto3" json:"fence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2357,6 +2393,315 @@ func (x *Master) GetMasterRole() string {
 	return ""
 }
 
+func (x *Master) GetFence() *FenceState {
+	if x != nil {
+		return x.Fence
+	}
+	return nil
+}
+
+// FenceState is the fence the leader decided for the master at address:
+// the leader sets it with CONFIG SET after committing it.
+type FenceState struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// min-replicas-to-write; 0 is no fence.
+	MinReplicas uint32 `protobuf:"varint,2,opt,name=min_replicas,json=minReplicas,proto3" json:"min_replicas,omitempty"`
+	// min-replicas-max-lag, whole seconds.
+	MaxLagS     int64 `protobuf:"varint,3,opt,name=max_lag_s,json=maxLagS,proto3" json:"max_lag_s,omitempty"`
+	AtUnixNanos int64 `protobuf:"varint,4,opt,name=at_unix_nanos,json=atUnixNanos,proto3" json:"at_unix_nanos,omitempty"`
+	// Why the count is what it is, for operators.
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FenceState) Reset() {
+	*x = FenceState{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FenceState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FenceState) ProtoMessage() {}
+
+func (x *FenceState) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FenceState.ProtoReflect.Descriptor instead.
+func (*FenceState) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *FenceState) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *FenceState) GetMinReplicas() uint32 {
+	if x != nil {
+		return x.MinReplicas
+	}
+	return 0
+}
+
+func (x *FenceState) GetMaxLagS() int64 {
+	if x != nil {
+		return x.MaxLagS
+	}
+	return 0
+}
+
+func (x *FenceState) GetAtUnixNanos() int64 {
+	if x != nil {
+		return x.AtUnixNanos
+	}
+	return 0
+}
+
+func (x *FenceState) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// FenceSet records a new fence decision for the current master; the leader
+// applies it to Redis after the commit.
+type FenceSet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Master        string                 `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
+	ExpectedEpoch uint64                 `protobuf:"varint,2,opt,name=expected_epoch,json=expectedEpoch,proto3" json:"expected_epoch,omitempty"`
+	// The current master's address.
+	Address       string `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	MinReplicas   uint32 `protobuf:"varint,4,opt,name=min_replicas,json=minReplicas,proto3" json:"min_replicas,omitempty"`
+	MaxLagS       int64  `protobuf:"varint,5,opt,name=max_lag_s,json=maxLagS,proto3" json:"max_lag_s,omitempty"`
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FenceSet) Reset() {
+	*x = FenceSet{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FenceSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FenceSet) ProtoMessage() {}
+
+func (x *FenceSet) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FenceSet.ProtoReflect.Descriptor instead.
+func (*FenceSet) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *FenceSet) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *FenceSet) GetExpectedEpoch() uint64 {
+	if x != nil {
+		return x.ExpectedEpoch
+	}
+	return 0
+}
+
+func (x *FenceSet) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *FenceSet) GetMinReplicas() uint32 {
+	if x != nil {
+		return x.MinReplicas
+	}
+	return 0
+}
+
+func (x *FenceSet) GetMaxLagS() int64 {
+	if x != nil {
+		return x.MaxLagS
+	}
+	return 0
+}
+
+func (x *FenceSet) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// FenceWaitStarted records that a failover waits, before its promotion is
+// announced, until the old master can no longer acknowledge writes
+// (+fence-wait).
+type FenceWaitStarted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Master        string                 `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
+	ExpectedEpoch uint64                 `protobuf:"varint,2,opt,name=expected_epoch,json=expectedEpoch,proto3" json:"expected_epoch,omitempty"`
+	// The promotion is announced no sooner than this.
+	UntilUnixNanos int64 `protobuf:"varint,3,opt,name=until_unix_nanos,json=untilUnixNanos,proto3" json:"until_unix_nanos,omitempty"`
+	// What it waits for, in words.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FenceWaitStarted) Reset() {
+	*x = FenceWaitStarted{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FenceWaitStarted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FenceWaitStarted) ProtoMessage() {}
+
+func (x *FenceWaitStarted) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FenceWaitStarted.ProtoReflect.Descriptor instead.
+func (*FenceWaitStarted) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *FenceWaitStarted) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *FenceWaitStarted) GetExpectedEpoch() uint64 {
+	if x != nil {
+		return x.ExpectedEpoch
+	}
+	return 0
+}
+
+func (x *FenceWaitStarted) GetUntilUnixNanos() int64 {
+	if x != nil {
+		return x.UntilUnixNanos
+	}
+	return 0
+}
+
+func (x *FenceWaitStarted) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// FenceWait is a failover's wait for the old master's fence.
+type FenceWait struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	UntilUnixNanos     int64                  `protobuf:"varint,1,opt,name=until_unix_nanos,json=untilUnixNanos,proto3" json:"until_unix_nanos,omitempty"`
+	Reason             string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	StartedAtUnixNanos int64                  `protobuf:"varint,3,opt,name=started_at_unix_nanos,json=startedAtUnixNanos,proto3" json:"started_at_unix_nanos,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *FenceWait) Reset() {
+	*x = FenceWait{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FenceWait) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FenceWait) ProtoMessage() {}
+
+func (x *FenceWait) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FenceWait.ProtoReflect.Descriptor instead.
+func (*FenceWait) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *FenceWait) GetUntilUnixNanos() int64 {
+	if x != nil {
+		return x.UntilUnixNanos
+	}
+	return 0
+}
+
+func (x *FenceWait) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *FenceWait) GetStartedAtUnixNanos() int64 {
+	if x != nil {
+		return x.StartedAtUnixNanos
+	}
+	return 0
+}
+
 // FailoverOutcome is how one failover ended: promoted (FinishFailover) or
 // aborted (AbortFailover, or a BeginFailover without an eligible replica).
 type FailoverOutcome struct {
@@ -2386,7 +2731,7 @@ type FailoverOutcome struct {
 
 func (x *FailoverOutcome) Reset() {
 	*x = FailoverOutcome{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2398,7 +2743,7 @@ func (x *FailoverOutcome) String() string {
 func (*FailoverOutcome) ProtoMessage() {}
 
 func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2411,7 +2756,7 @@ func (x *FailoverOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverOutcome.ProtoReflect.Descriptor instead.
 func (*FailoverOutcome) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FailoverOutcome) GetReason() string {
@@ -2515,7 +2860,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2527,7 +2872,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2540,7 +2885,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Replica) GetAddress() string {
@@ -2649,7 +2994,7 @@ type Vote struct {
 
 func (x *Vote) Reset() {
 	*x = Vote{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2661,7 +3006,7 @@ func (x *Vote) String() string {
 func (*Vote) ProtoMessage() {}
 
 func (x *Vote) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2674,7 +3019,7 @@ func (x *Vote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vote.ProtoReflect.Descriptor instead.
 func (*Vote) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Vote) GetNodeId() string {
@@ -2729,14 +3074,16 @@ type Failover struct {
 	HandoverTimeoutMs int64 `protobuf:"varint,11,opt,name=handover_timeout_ms,json=handoverTimeoutMs,proto3" json:"handover_timeout_ms,omitempty"`
 	// Set by HandoverPaused; kept after the promotion so that a new leader
 	// still releases the pause.
-	Pause         *HandoverPause `protobuf:"bytes,12,opt,name=pause,proto3" json:"pause,omitempty"`
+	Pause *HandoverPause `protobuf:"bytes,12,opt,name=pause,proto3" json:"pause,omitempty"`
+	// Set by FenceWaitStarted.
+	FenceWait     *FenceWait `protobuf:"bytes,100,opt,name=fence_wait,json=fenceWait,proto3" json:"fence_wait,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Failover) Reset() {
 	*x = Failover{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2748,7 +3095,7 @@ func (x *Failover) String() string {
 func (*Failover) ProtoMessage() {}
 
 func (x *Failover) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2761,7 +3108,7 @@ func (x *Failover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failover.ProtoReflect.Descriptor instead.
 func (*Failover) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Failover) GetPhase() FailoverPhase {
@@ -2848,6 +3195,13 @@ func (x *Failover) GetPause() *HandoverPause {
 	return nil
 }
 
+func (x *Failover) GetFenceWait() *FenceWait {
+	if x != nil {
+		return x.FenceWait
+	}
+	return nil
+}
+
 // HandoverPause is a write pause on the old master during a coordinated
 // failover.
 type HandoverPause struct {
@@ -2860,7 +3214,7 @@ type HandoverPause struct {
 
 func (x *HandoverPause) Reset() {
 	*x = HandoverPause{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2872,7 +3226,7 @@ func (x *HandoverPause) String() string {
 func (*HandoverPause) ProtoMessage() {}
 
 func (x *HandoverPause) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2885,7 +3239,7 @@ func (x *HandoverPause) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoverPause.ProtoReflect.Descriptor instead.
 func (*HandoverPause) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *HandoverPause) GetOffset() int64 {
@@ -2914,7 +3268,7 @@ type ReplicaReconf struct {
 
 func (x *ReplicaReconf) Reset() {
 	*x = ReplicaReconf{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2926,7 +3280,7 @@ func (x *ReplicaReconf) String() string {
 func (*ReplicaReconf) ProtoMessage() {}
 
 func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2939,7 +3293,7 @@ func (x *ReplicaReconf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReconf.ProtoReflect.Descriptor instead.
 func (*ReplicaReconf) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReplicaReconf) GetAddress() string {
@@ -2982,7 +3336,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2994,7 +3348,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3007,7 +3361,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -3093,14 +3447,21 @@ type MasterSettings struct {
 	// repair is sent, while detection (votes, ODOWN) goes on. A manual
 	// failover is refused unless forced. A failover already in progress is
 	// finished.
-	Maintenance   bool `protobuf:"varint,120,opt,name=maintenance,proto3" json:"maintenance,omitempty"`
+	Maintenance bool `protobuf:"varint,120,opt,name=maintenance,proto3" json:"maintenance,omitempty"`
+	// fence no: Raftinel leaves min-replicas-to-write alone (at 0) and
+	// announces a promotion without waiting for the old master's fence.
+	// The zero value is fence yes, the default.
+	FenceOff bool `protobuf:"varint,100,opt,name=fence_off,json=fenceOff,proto3" json:"fence_off,omitempty"`
+	// fence-lag: min-replicas-max-lag set on the master, in whole seconds;
+	// 0 means the default (fsm.DefaultFenceLag).
+	FenceLagS     int64 `protobuf:"varint,101,opt,name=fence_lag_s,json=fenceLagS,proto3" json:"fence_lag_s,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MasterSettings) Reset() {
 	*x = MasterSettings{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[32]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3112,7 +3473,7 @@ func (x *MasterSettings) String() string {
 func (*MasterSettings) ProtoMessage() {}
 
 func (x *MasterSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[32]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3125,7 +3486,7 @@ func (x *MasterSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterSettings.ProtoReflect.Descriptor instead.
 func (*MasterSettings) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *MasterSettings) GetQuorum() uint32 {
@@ -3219,11 +3580,25 @@ func (x *MasterSettings) GetMaintenance() bool {
 	return false
 }
 
+func (x *MasterSettings) GetFenceOff() bool {
+	if x != nil {
+		return x.FenceOff
+	}
+	return false
+}
+
+func (x *MasterSettings) GetFenceLagS() int64 {
+	if x != nil {
+		return x.FenceLagS
+	}
+	return 0
+}
+
 var File_coordinator_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccoordinator/fsm/v1/fsm.proto\x12\x12coordinator.fsm.v1\"\xa0\v\n" +
+	"\x1ccoordinator/fsm/v1/fsm.proto\x12\x12coordinator.fsm.v1\"\xb3\f\n" +
 	"\aCommand\x123\n" +
 	"\x16proposed_at_unix_nanos\x18\x01 \x01(\x03R\x13proposedAtUnixNanos\x12G\n" +
 	"\rregister_node\x18\n" +
@@ -3245,7 +3620,9 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\rrecord_repair\x18\x1c \x01(\v2 .coordinator.fsm.v1.RecordRepairH\x00R\frecordRepair\x12M\n" +
 	"\x0fhandover_paused\x18\x1d \x01(\v2\".coordinator.fsm.v1.HandoverPausedH\x00R\x0ehandoverPaused\x12G\n" +
 	"\rhook_progress\x18n \x01(\v2 .coordinator.fsm.v1.HookProgressH\x00R\fhookProgress\x12E\n" +
-	"\fformat_probe\x18\x82\x01 \x01(\v2\x1f.coordinator.fsm.v1.FormatProbeH\x00R\vformatProbeB\x06\n" +
+	"\fformat_probe\x18\x82\x01 \x01(\v2\x1f.coordinator.fsm.v1.FormatProbeH\x00R\vformatProbe\x12;\n" +
+	"\tfence_set\x18d \x01(\v2\x1c.coordinator.fsm.v1.FenceSetH\x00R\bfenceSet\x12T\n" +
+	"\x12fence_wait_started\x18e \x01(\v2$.coordinator.fsm.v1.FenceWaitStartedH\x00R\x10fenceWaitStartedB\x06\n" +
 	"\x04kind\"\x9a\x02\n" +
 	"\fHookProgress\x12\x16\n" +
 	"\x06master\x18\x01 \x01(\tR\x06master\x12\x12\n" +
@@ -3367,7 +3744,7 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x18registered_at_unix_nanos\x18\x05 \x01(\x03R\x15registeredAtUnixNanos\x12\x1e\n" +
 	"\n" +
 	"log_format\x18\x82\x01 \x01(\rR\tlogFormat\x12\x19\n" +
-	"\aversion\x18\x83\x01 \x01(\tR\aversion\"\x8c\b\n" +
+	"\aversion\x18\x83\x01 \x01(\tR\aversion\"\xc2\b\n" +
 	"\x06Master\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -3388,13 +3765,37 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x12hook_delivered_seq\x18n \x03(\v20.coordinator.fsm.v1.Master.HookDeliveredSeqEntryR\x10hookDeliveredSeq\x12O\n" +
 	"\rhook_lost_seq\x18o \x03(\v2+.coordinator.fsm.v1.Master.HookLostSeqEntryR\vhookLostSeq\x12\x1f\n" +
 	"\vmaster_role\x18x \x01(\tR\n" +
-	"masterRole\x1aC\n" +
+	"masterRole\x124\n" +
+	"\x05fence\x18d \x01(\v2\x1e.coordinator.fsm.v1.FenceStateR\x05fence\x1aC\n" +
 	"\x15HookDeliveredSeqEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a>\n" +
 	"\x10HookLostSeqEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xeb\x02\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xa1\x01\n" +
+	"\n" +
+	"FenceState\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12!\n" +
+	"\fmin_replicas\x18\x02 \x01(\rR\vminReplicas\x12\x1a\n" +
+	"\tmax_lag_s\x18\x03 \x01(\x03R\amaxLagS\x12\"\n" +
+	"\rat_unix_nanos\x18\x04 \x01(\x03R\vatUnixNanos\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xba\x01\n" +
+	"\bFenceSet\x12\x16\n" +
+	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
+	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x12!\n" +
+	"\fmin_replicas\x18\x04 \x01(\rR\vminReplicas\x12\x1a\n" +
+	"\tmax_lag_s\x18\x05 \x01(\x03R\amaxLagS\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"\x93\x01\n" +
+	"\x10FenceWaitStarted\x12\x16\n" +
+	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
+	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12(\n" +
+	"\x10until_unix_nanos\x18\x03 \x01(\x03R\x0euntilUnixNanos\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x80\x01\n" +
+	"\tFenceWait\x12(\n" +
+	"\x10until_unix_nanos\x18\x01 \x01(\x03R\x0euntilUnixNanos\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x121\n" +
+	"\x15started_at_unix_nanos\x18\x03 \x01(\x03R\x12startedAtUnixNanos\"\xeb\x02\n" +
 	"\x0fFailoverOutcome\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\tR\x06result\x12\x14\n" +
@@ -3432,7 +3833,7 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04down\x18\x03 \x01(\bR\x04down\x12\"\n" +
 	"\rat_unix_nanos\x18\x04 \x01(\x03R\vatUnixNanos\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xa6\x04\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xe4\x04\n" +
 	"\bFailover\x127\n" +
 	"\x05phase\x18\x01 \x01(\x0e2!.coordinator.fsm.v1.FailoverPhaseR\x05phase\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1c\n" +
@@ -3447,7 +3848,9 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\vcoordinated\x18\n" +
 	" \x01(\bR\vcoordinated\x12.\n" +
 	"\x13handover_timeout_ms\x18\v \x01(\x03R\x11handoverTimeoutMs\x127\n" +
-	"\x05pause\x18\f \x01(\v2!.coordinator.fsm.v1.HandoverPauseR\x05pause\"Q\n" +
+	"\x05pause\x18\f \x01(\v2!.coordinator.fsm.v1.HandoverPauseR\x05pause\x12<\n" +
+	"\n" +
+	"fence_wait\x18d \x01(\v2\x1d.coordinator.fsm.v1.FenceWaitR\tfenceWait\"Q\n" +
 	"\rHandoverPause\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12(\n" +
 	"\x10until_unix_nanos\x18\x02 \x01(\x03R\x0euntilUnixNanos\"\x8d\x01\n" +
@@ -3462,7 +3865,7 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\apayload\x18\x04 \x01(\tR\apayload\x12\x17\n" +
 	"\anode_id\x18\x05 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05epoch\x18\x06 \x01(\x04R\x05epoch\x12\x16\n" +
-	"\x06master\x18\a \x01(\tR\x06master\"\x9c\x04\n" +
+	"\x06master\x18\a \x01(\tR\x06master\"\xd9\x04\n" +
 	"\x0eMasterSettings\x12\x16\n" +
 	"\x06quorum\x18\x01 \x01(\rR\x06quorum\x12\"\n" +
 	"\rdown_after_ms\x18\x02 \x01(\x03R\vdownAfterMs\x12.\n" +
@@ -3477,7 +3880,9 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x16client_reconfig_script\x18o \x01(\tR\x14clientReconfigScript\x12\x1f\n" +
 	"\vwebhook_url\x18p \x01(\tR\n" +
 	"webhookUrl\x12 \n" +
-	"\vmaintenance\x18x \x01(\bR\vmaintenance*\x97\x01\n" +
+	"\vmaintenance\x18x \x01(\bR\vmaintenance\x12\x1b\n" +
+	"\tfence_off\x18d \x01(\bR\bfenceOff\x12\x1e\n" +
+	"\vfence_lag_s\x18e \x01(\x03R\tfenceLagS*\x97\x01\n" +
 	"\vHookOutcome\x12\x1c\n" +
 	"\x18HOOK_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16HOOK_OUTCOME_DELIVERED\x10\x01\x12\x18\n" +
@@ -3509,7 +3914,7 @@ func file_coordinator_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_coordinator_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_coordinator_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_coordinator_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_coordinator_fsm_v1_fsm_proto_goTypes = []any{
 	(HookOutcome)(0),            // 0: coordinator.fsm.v1.HookOutcome
 	(ReconfPhase)(0),            // 1: coordinator.fsm.v1.ReconfPhase
@@ -3539,18 +3944,22 @@ var file_coordinator_fsm_v1_fsm_proto_goTypes = []any{
 	(*State)(nil),               // 25: coordinator.fsm.v1.State
 	(*Node)(nil),                // 26: coordinator.fsm.v1.Node
 	(*Master)(nil),              // 27: coordinator.fsm.v1.Master
-	(*FailoverOutcome)(nil),     // 28: coordinator.fsm.v1.FailoverOutcome
-	(*Replica)(nil),             // 29: coordinator.fsm.v1.Replica
-	(*Vote)(nil),                // 30: coordinator.fsm.v1.Vote
-	(*Failover)(nil),            // 31: coordinator.fsm.v1.Failover
-	(*HandoverPause)(nil),       // 32: coordinator.fsm.v1.HandoverPause
-	(*ReplicaReconf)(nil),       // 33: coordinator.fsm.v1.ReplicaReconf
-	(*Event)(nil),               // 34: coordinator.fsm.v1.Event
-	(*MasterSettings)(nil),      // 35: coordinator.fsm.v1.MasterSettings
-	nil,                         // 36: coordinator.fsm.v1.State.NodesEntry
-	nil,                         // 37: coordinator.fsm.v1.State.MastersEntry
-	nil,                         // 38: coordinator.fsm.v1.Master.HookDeliveredSeqEntry
-	nil,                         // 39: coordinator.fsm.v1.Master.HookLostSeqEntry
+	(*FenceState)(nil),          // 28: coordinator.fsm.v1.FenceState
+	(*FenceSet)(nil),            // 29: coordinator.fsm.v1.FenceSet
+	(*FenceWaitStarted)(nil),    // 30: coordinator.fsm.v1.FenceWaitStarted
+	(*FenceWait)(nil),           // 31: coordinator.fsm.v1.FenceWait
+	(*FailoverOutcome)(nil),     // 32: coordinator.fsm.v1.FailoverOutcome
+	(*Replica)(nil),             // 33: coordinator.fsm.v1.Replica
+	(*Vote)(nil),                // 34: coordinator.fsm.v1.Vote
+	(*Failover)(nil),            // 35: coordinator.fsm.v1.Failover
+	(*HandoverPause)(nil),       // 36: coordinator.fsm.v1.HandoverPause
+	(*ReplicaReconf)(nil),       // 37: coordinator.fsm.v1.ReplicaReconf
+	(*Event)(nil),               // 38: coordinator.fsm.v1.Event
+	(*MasterSettings)(nil),      // 39: coordinator.fsm.v1.MasterSettings
+	nil,                         // 40: coordinator.fsm.v1.State.NodesEntry
+	nil,                         // 41: coordinator.fsm.v1.State.MastersEntry
+	nil,                         // 42: coordinator.fsm.v1.Master.HookDeliveredSeqEntry
+	nil,                         // 43: coordinator.fsm.v1.Master.HookLostSeqEntry
 }
 var file_coordinator_fsm_v1_fsm_proto_depIdxs = []int32{
 	19, // 0: coordinator.fsm.v1.Command.register_node:type_name -> coordinator.fsm.v1.RegisterNode
@@ -3571,36 +3980,40 @@ var file_coordinator_fsm_v1_fsm_proto_depIdxs = []int32{
 	13, // 15: coordinator.fsm.v1.Command.handover_paused:type_name -> coordinator.fsm.v1.HandoverPaused
 	4,  // 16: coordinator.fsm.v1.Command.hook_progress:type_name -> coordinator.fsm.v1.HookProgress
 	5,  // 17: coordinator.fsm.v1.Command.format_probe:type_name -> coordinator.fsm.v1.FormatProbe
-	0,  // 18: coordinator.fsm.v1.HookProgress.outcome:type_name -> coordinator.fsm.v1.HookOutcome
-	29, // 19: coordinator.fsm.v1.UpdateReplicas.replicas:type_name -> coordinator.fsm.v1.Replica
-	18, // 20: coordinator.fsm.v1.BeginFailover.rejected:type_name -> coordinator.fsm.v1.Rejection
-	11, // 21: coordinator.fsm.v1.BeginFailover.empty_restart:type_name -> coordinator.fsm.v1.EmptyRestart
-	1,  // 22: coordinator.fsm.v1.ReplicaReconfigured.phase:type_name -> coordinator.fsm.v1.ReconfPhase
-	26, // 23: coordinator.fsm.v1.RegisterNode.node:type_name -> coordinator.fsm.v1.Node
-	35, // 24: coordinator.fsm.v1.MonitorMaster.settings:type_name -> coordinator.fsm.v1.MasterSettings
-	24, // 25: coordinator.fsm.v1.SetMasterOptions.options:type_name -> coordinator.fsm.v1.Option
-	36, // 26: coordinator.fsm.v1.State.nodes:type_name -> coordinator.fsm.v1.State.NodesEntry
-	37, // 27: coordinator.fsm.v1.State.masters:type_name -> coordinator.fsm.v1.State.MastersEntry
-	35, // 28: coordinator.fsm.v1.Master.settings:type_name -> coordinator.fsm.v1.MasterSettings
-	29, // 29: coordinator.fsm.v1.Master.replicas:type_name -> coordinator.fsm.v1.Replica
-	30, // 30: coordinator.fsm.v1.Master.votes:type_name -> coordinator.fsm.v1.Vote
-	31, // 31: coordinator.fsm.v1.Master.failover:type_name -> coordinator.fsm.v1.Failover
-	34, // 32: coordinator.fsm.v1.Master.events:type_name -> coordinator.fsm.v1.Event
-	28, // 33: coordinator.fsm.v1.Master.last_failover:type_name -> coordinator.fsm.v1.FailoverOutcome
-	38, // 34: coordinator.fsm.v1.Master.hook_delivered_seq:type_name -> coordinator.fsm.v1.Master.HookDeliveredSeqEntry
-	39, // 35: coordinator.fsm.v1.Master.hook_lost_seq:type_name -> coordinator.fsm.v1.Master.HookLostSeqEntry
-	2,  // 36: coordinator.fsm.v1.Failover.phase:type_name -> coordinator.fsm.v1.FailoverPhase
-	33, // 37: coordinator.fsm.v1.Failover.reconf:type_name -> coordinator.fsm.v1.ReplicaReconf
-	18, // 38: coordinator.fsm.v1.Failover.rejected:type_name -> coordinator.fsm.v1.Rejection
-	32, // 39: coordinator.fsm.v1.Failover.pause:type_name -> coordinator.fsm.v1.HandoverPause
-	1,  // 40: coordinator.fsm.v1.ReplicaReconf.phase:type_name -> coordinator.fsm.v1.ReconfPhase
-	26, // 41: coordinator.fsm.v1.State.NodesEntry.value:type_name -> coordinator.fsm.v1.Node
-	27, // 42: coordinator.fsm.v1.State.MastersEntry.value:type_name -> coordinator.fsm.v1.Master
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	29, // 18: coordinator.fsm.v1.Command.fence_set:type_name -> coordinator.fsm.v1.FenceSet
+	30, // 19: coordinator.fsm.v1.Command.fence_wait_started:type_name -> coordinator.fsm.v1.FenceWaitStarted
+	0,  // 20: coordinator.fsm.v1.HookProgress.outcome:type_name -> coordinator.fsm.v1.HookOutcome
+	33, // 21: coordinator.fsm.v1.UpdateReplicas.replicas:type_name -> coordinator.fsm.v1.Replica
+	18, // 22: coordinator.fsm.v1.BeginFailover.rejected:type_name -> coordinator.fsm.v1.Rejection
+	11, // 23: coordinator.fsm.v1.BeginFailover.empty_restart:type_name -> coordinator.fsm.v1.EmptyRestart
+	1,  // 24: coordinator.fsm.v1.ReplicaReconfigured.phase:type_name -> coordinator.fsm.v1.ReconfPhase
+	26, // 25: coordinator.fsm.v1.RegisterNode.node:type_name -> coordinator.fsm.v1.Node
+	39, // 26: coordinator.fsm.v1.MonitorMaster.settings:type_name -> coordinator.fsm.v1.MasterSettings
+	24, // 27: coordinator.fsm.v1.SetMasterOptions.options:type_name -> coordinator.fsm.v1.Option
+	40, // 28: coordinator.fsm.v1.State.nodes:type_name -> coordinator.fsm.v1.State.NodesEntry
+	41, // 29: coordinator.fsm.v1.State.masters:type_name -> coordinator.fsm.v1.State.MastersEntry
+	39, // 30: coordinator.fsm.v1.Master.settings:type_name -> coordinator.fsm.v1.MasterSettings
+	33, // 31: coordinator.fsm.v1.Master.replicas:type_name -> coordinator.fsm.v1.Replica
+	34, // 32: coordinator.fsm.v1.Master.votes:type_name -> coordinator.fsm.v1.Vote
+	35, // 33: coordinator.fsm.v1.Master.failover:type_name -> coordinator.fsm.v1.Failover
+	38, // 34: coordinator.fsm.v1.Master.events:type_name -> coordinator.fsm.v1.Event
+	32, // 35: coordinator.fsm.v1.Master.last_failover:type_name -> coordinator.fsm.v1.FailoverOutcome
+	42, // 36: coordinator.fsm.v1.Master.hook_delivered_seq:type_name -> coordinator.fsm.v1.Master.HookDeliveredSeqEntry
+	43, // 37: coordinator.fsm.v1.Master.hook_lost_seq:type_name -> coordinator.fsm.v1.Master.HookLostSeqEntry
+	28, // 38: coordinator.fsm.v1.Master.fence:type_name -> coordinator.fsm.v1.FenceState
+	2,  // 39: coordinator.fsm.v1.Failover.phase:type_name -> coordinator.fsm.v1.FailoverPhase
+	37, // 40: coordinator.fsm.v1.Failover.reconf:type_name -> coordinator.fsm.v1.ReplicaReconf
+	18, // 41: coordinator.fsm.v1.Failover.rejected:type_name -> coordinator.fsm.v1.Rejection
+	36, // 42: coordinator.fsm.v1.Failover.pause:type_name -> coordinator.fsm.v1.HandoverPause
+	31, // 43: coordinator.fsm.v1.Failover.fence_wait:type_name -> coordinator.fsm.v1.FenceWait
+	1,  // 44: coordinator.fsm.v1.ReplicaReconf.phase:type_name -> coordinator.fsm.v1.ReconfPhase
+	26, // 45: coordinator.fsm.v1.State.NodesEntry.value:type_name -> coordinator.fsm.v1.Node
+	27, // 46: coordinator.fsm.v1.State.MastersEntry.value:type_name -> coordinator.fsm.v1.Master
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_fsm_v1_fsm_proto_init() }
@@ -3627,6 +4040,8 @@ func file_coordinator_fsm_v1_fsm_proto_init() {
 		(*Command_HandoverPaused)(nil),
 		(*Command_HookProgress)(nil),
 		(*Command_FormatProbe)(nil),
+		(*Command_FenceSet)(nil),
+		(*Command_FenceWaitStarted)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3634,7 +4049,7 @@ func file_coordinator_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coordinator_fsm_v1_fsm_proto_rawDesc), len(file_coordinator_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   37,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

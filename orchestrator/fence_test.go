@@ -1,0 +1,127 @@
+package orchestrator
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/raftinel/raftinel/fsm"
+	"github.com/raftinel/raftinel/probe"
+	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
+)
+
+func fenceOn(s *fsmv1.MasterSettings) { s.FenceOff = false }
+
+func (e *env) fence(addr string) [2]int64 {
+	e.redis.mu.Lock()
+	defer e.redis.mu.Unlock()
+	return e.server(addr).fence
+}
+
+// The master's min-replicas-to-write follows its good replicas: committed,
+// then set; lowered when a replica dies while the leader reaches the
+// master, raised again when it is back.
+func TestFenceFollowsReplicas(t *testing.T) {
+	e := newEnv(t, fenceOn)
+	from := e.mark()
+	e.step()
+	e.inOrder(from, redisCmd(addrM, "INFO"), "commit FenceSet", redisCmd(addrM, "CONFIG SET min-replicas-to-write 4 min-replicas-max-lag 2"))
+	if got := e.fence(addrM); got != [2]int64{4, 2} {
+		t.Fatalf("fence %v, want 4 replicas within 2 s", got)
+	}
+	if f := e.master().GetFence(); f.GetMinReplicas() != 4 || f.GetAddress() != addrM {
+		t.Fatalf("committed fence %v", f)
+	}
+
+	e.kill(addrR3)
+	e.tick(300 * time.Millisecond)
+	if got := e.fence(addrM); got != [2]int64{3, 2} {
+		t.Fatalf("after a replica died: fence %v, want 3", got)
+	}
+	e.revive(addrR3)
+	e.setInfo(addrR3, func(in *probe.Info) { in.MasterLinkStatus = "up" })
+	e.tick(300 * time.Millisecond)
+	if got := e.fence(addrM); got != [2]int64{4, 2} {
+		t.Fatalf("after the replica came back: fence %v, want 4", got)
+	}
+	// Fence no sets 0 once, then leaves the master alone.
+	e.mustCommit(&fsmv1.Command{Kind: &fsmv1.Command_SetMasterOptions{SetMasterOptions: &fsmv1.SetMasterOptions{
+		Name: masterName, Options: []*fsmv1.Option{{Key: fsm.OptFence, Value: "no"}}}}})
+	e.tick(300 * time.Millisecond)
+	if got := e.fence(addrM); got != [2]int64{0, 2} {
+		t.Fatalf("fence no: %v, want 0", got)
+	}
+	from = e.mark()
+	e.tick(10 * time.Second)
+	if got := e.since(from, "commit FenceSet", redisCmd(addrM, "CONFIG")); len(got) != 0 {
+		t.Fatalf("fence no touched the master again: %q", got)
+	}
+}
+
+// A master that may be alive behind a partition: the promotion is
+// announced only after the fence window, counted from the candidate's
+// detachment; the new master was unfenced before its promotion.
+func TestFenceWaitForUnreachableOldMaster(t *testing.T) {
+	e := newEnv(t, fenceOn)
+	e.step()
+	// The old master times out instead of refusing.
+	e.redis.setHook(addrM, "REPLICAOF", func(ctx context.Context) error { return context.DeadlineExceeded })
+	e.beginAutomatic()
+	from := e.mark()
+	e.tick(time.Second)
+	e.inOrder(from, redisCmd(addrR2, "CONFIG SET min-replicas-to-write 0 min-replicas-max-lag 2"), promoteCmd(addrR2),
+		replicaOf(addrM, addrR2), "commit FenceWaitStarted")
+	detached := e.clock.Now()
+	w := e.master().GetFailover().GetFenceWait()
+	if want := detached.Add(2*time.Second + 2250*time.Millisecond); !time.Unix(0, w.GetUntilUnixNanos()).Equal(want) {
+		t.Fatalf("fence wait until %v, want %v", time.Unix(0, w.GetUntilUnixNanos()), want)
+	}
+	for e.clock.Now().Before(detached.Add(4 * time.Second)) {
+		e.tick(500 * time.Millisecond)
+		if e.master().GetAddress() != addrM {
+			t.Fatalf("promotion announced %v after the detachment, inside the fence window", e.clock.Now().Sub(detached))
+		}
+	}
+	e.tickUntil(3, "promoted", func() bool { return e.master().GetAddress() == addrR2 })
+}
+
+// A killed master refuses connections: no fence wait at all.
+func TestNoFenceWaitForKilledMaster(t *testing.T) {
+	e := newEnv(t, fenceOn)
+	e.step()
+	e.beginAutomatic()
+	from := e.mark()
+	e.tick(time.Second)
+	e.inOrder(from, promoteCmd(addrR2), "commit Promoted "+addrR2)
+	if n := e.count(from, "commit FenceWaitStarted"); n != 0 {
+		t.Fatalf("fence wait for a killed master:\n%s", e.dump(from))
+	}
+	// The new master was promoted unfenced, and is fenced only once its
+	// replicas are attached, after the failover.
+	if got := e.fence(addrR2); got != [2]int64{0, 2} {
+		t.Fatalf("new master's fence at its promotion %v, want 0", got)
+	}
+	e.finishFailover()
+	e.tick(300 * time.Millisecond)
+	if got, want := e.fence(addrR2)[0], int64(len(e.info(addrR2).ConnectedReplicas)); got != want || want == 0 {
+		t.Fatalf("new master's fence %d after the failover, want its %d attached replicas", got, want)
+	}
+}
+
+// A reachable old master is demoted instead of waited for, and the wait
+// ends early when the old master comes within reach.
+func TestFenceWaitEndsWhenOldMasterDemoted(t *testing.T) {
+	e := newEnv(t, fenceOn)
+	e.step()
+	e.redis.setHook(addrM, "REPLICAOF", func(ctx context.Context) error { return context.DeadlineExceeded })
+	e.beginAutomatic()
+	e.tick(time.Second)
+	if e.master().GetFailover().GetFenceWait() == nil {
+		t.Fatalf("no fence wait:\n%s", e.dump(0))
+	}
+	e.redis.setHook(addrM, "REPLICAOF", nil)
+	e.revive(addrM)
+	from := e.mark()
+	e.tick(2 * time.Second)
+	e.inOrder(from, replicaOf(addrM, addrR2), "commit Promoted "+addrR2)
+}
