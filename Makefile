@@ -11,7 +11,7 @@ STATICCHECK_VERSION := v0.8.2
 # go test's overall limit; CI has 90 minutes for everything.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: help tools redis prometheus generate checkgenerate lint test test-integration bench bench-failover bench-leader-crash bench-detect bench-sentinel build demo ci
+.PHONY: help tools redis prometheus generate checkgenerate lint test test-integration bench bench-failover bench-leader-crash bench-detect bench-sentinel bench-switchover build demo ci
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ bench-leader-crash: redis build ## failover with its leader killed after the ele
 
 bench-detect: redis build ## failure detection against redis-sentinel: first +sdown per fault (kill, stop, debug-sleep) and false failovers of a master restarted 300 ms after SIGKILL (-restart-runs, 20 by default)
 	go run ./cmd/bench-failover -faults kill,stop,debug-sleep,restart-300ms -systems raftinel,sentinel -runs 10 $(BENCH_FLAGS)
+
+bench-switchover: redis build ## planned switchover against redis-sentinel (coordinatorctl failover vs SENTINEL FAILOVER, 10 runs each): longest gap between acknowledged writes, lost writes
+	go run ./cmd/bench-failover -faults switchover -systems raftinel,sentinel -runs 10 $(BENCH_FLAGS)
 
 bench-sentinel: redis ## SENTINEL get-master-addr-by-name per second: one Raftinel node against redis-sentinel
 	scripts/bench-sentinel.sh

@@ -317,7 +317,29 @@ func outcome(r *recorder, m *fsmv1.Master, f *fsmv1.Failover, result, event, det
 		Reason: f.GetReason(), Result: result, Event: event, Detail: detail, Epoch: m.GetEpoch(),
 		StartedAtUnixNanos: f.GetStartedAtUnixNanos(), FinishedAtUnixNanos: r.now, OldMaster: f.GetOldMaster(),
 		Candidate: f.GetCandidate(), NewMaster: m.GetAddress(), Coordinated: f.GetCoordinated(),
+		Handover: handoverMethod(f, result),
 	}
+}
+
+// Values of FailoverOutcome.handover.
+const (
+	HandoverWritePause = "write-pause"
+	HandoverFailoverTo = "failover-to"
+)
+
+// handoverMethod tells how a coordinated failover handed over: with the
+// write pause when one was committed, else (promoted without a pause) with
+// Redis's FAILOVER TO. A rollback before either began names none.
+func handoverMethod(f *fsmv1.Failover, result string) string {
+	switch {
+	case !f.GetCoordinated():
+		return ""
+	case f.GetPause() != nil:
+		return HandoverWritePause
+	case result == ResultPromoted:
+		return HandoverFailoverTo
+	}
+	return ""
 }
 
 func abortFailover(r *recorder, c *fsmv1.AbortFailover) error {

@@ -73,7 +73,21 @@ func TestFailoverOutcomes(t *testing.T) {
 			steps: []*fsmv1.Command{cmdOf(coordinated), cmdOf(&fsmv1.Promoted{Master: "mymaster", Address: r1Addr}),
 				cmdOf(&fsmv1.FinishFailover{Master: "mymaster", ExpectedEpoch: 1})},
 			want: &fsmv1.FailoverOutcome{Reason: "manual", Result: ResultPromoted, Event: "+failover-end", Epoch: 1,
-				OldMaster: mAddr, NewMaster: r1Addr, Candidate: r1Addr, Coordinated: true},
+				OldMaster: mAddr, NewMaster: r1Addr, Candidate: r1Addr, Coordinated: true, Handover: HandoverFailoverTo},
+		},
+		{
+			name: "handover promoted after a write pause",
+			steps: []*fsmv1.Command{cmdOf(coordinated), cmdOf(&fsmv1.HandoverPaused{Master: "mymaster", Offset: 10, UntilUnixNanos: 1 << 62}),
+				cmdOf(&fsmv1.Promoted{Master: "mymaster", Address: r1Addr}), cmdOf(&fsmv1.FinishFailover{Master: "mymaster", ExpectedEpoch: 1})},
+			want: &fsmv1.FailoverOutcome{Reason: "manual", Result: ResultPromoted, Event: "+failover-end", Epoch: 1,
+				OldMaster: mAddr, NewMaster: r1Addr, Candidate: r1Addr, Coordinated: true, Handover: HandoverWritePause},
+		},
+		{
+			name: "handover rolled back after a write pause",
+			steps: []*fsmv1.Command{cmdOf(coordinated), cmdOf(&fsmv1.HandoverPaused{Master: "mymaster", Offset: 10, UntilUnixNanos: 1 << 62}),
+				cmdOf(&fsmv1.AbortFailover{Master: "mymaster", Event: EventHandoverTimeout, Reason: "replica never caught up"})},
+			want: &fsmv1.FailoverOutcome{Reason: "manual", Result: ResultAborted, Event: EventHandoverTimeout,
+				Detail: "replica never caught up", OldMaster: mAddr, NewMaster: mAddr, Candidate: r1Addr, Coordinated: true, Handover: HandoverWritePause},
 		},
 		{
 			name: "reconfiguration timed out",

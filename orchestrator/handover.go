@@ -10,6 +10,7 @@ import (
 	"github.com/raftinel/raftinel/fsm"
 	"github.com/raftinel/raftinel/probe"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 const (
@@ -26,13 +27,25 @@ const (
 	pauseMargin = 3 * actionTimeout
 )
 
-// handover drives a coordinated failover (FAILOVER_PHASE_HANDOVER). It
-// reads where the handover is from INFO and the journal, so a new leader
-// resumes it safely: the candidate reports master -> commit Promoted; the
-// old master's master_failover_state shows FAILOVER running -> wait; a
-// committed write pause -> promote once caught up, else unpause and abort;
-// no FAILOVER running and the old master still master -> send it (again)
-// while catch-up time is left, else abort, the old master keeping its role.
+// handover drives a coordinated failover (FAILOVER_PHASE_HANDOVER). The
+// fast path pauses writes on the old master (CLIENT PAUSE WRITE), commits
+// the pause with the offset the candidate must reach, polls the
+// candidate's INFO every few milliseconds until it has that offset,
+// promotes it, commits the promotion (which tells every client:
+// +switch-master, WatchMaster), re-points the old master and releases the
+// pause, all in one pass, so that writes wait only as long as the
+// candidate needs to prove it has every one. Where the old master refuses
+// the pause (no CLIENT PAUSE WRITE: renamed, an ACL, an older server), the
+// leader falls back to Redis's FAILOVER TO, which waits for the replica's
+// once-a-second acknowledgement.
+//
+// It reads where the handover is from INFO and the journal, so a new
+// leader resumes it safely: the candidate reports master -> commit
+// Promoted; the old master's master_failover_state shows FAILOVER running
+// -> wait; a committed write pause -> promote once caught up, else
+// unpause and abort; no FAILOVER running and the old master still master
+// -> pause (or send FAILOVER TO) again while catch-up time is left, else
+// abort, the old master keeping its role.
 //
 // The candidate is asked only once the old master has stepped down (or
 // does not answer): a frozen candidate must not hold up the checks that end
@@ -89,14 +102,22 @@ func (p *pass) handover(f *fsmv1.Failover) error {
 	if !p.l.due("handover", old, p.now) {
 		return nil
 	}
+	pause, err := p.pauseForHandover(oldConn, remaining)
+	if err == nil {
+		paused := proto.CloneOf(f)
+		paused.Pause = pause
+		return p.pausedHandover(oldConn, candConn, paused, remaining)
+	}
+	if !isRefused(err) {
+		return err
+	}
+	// The fallback: Redis's own handover.
+	p.l.cfg.Log.Warn("the old master refused CLIENT PAUSE WRITE; handing over with FAILOVER TO instead", "master", p.m.GetName(), "old", old, "err", err)
 	host, port, err := splitHostPort(cand)
 	if err != nil {
 		return err
 	}
 	err = p.act(actionTimeout, func(ctx context.Context) error { return oldConn.FailoverTo(ctx, host, port, remaining) })
-	if isUnknownCommand(err) {
-		return p.pauseForHandover(oldConn, remaining)
-	}
 	if err != nil {
 		return err
 	}
@@ -104,49 +125,61 @@ func (p *pass) handover(f *fsmv1.Failover) error {
 	return nil
 }
 
-func isUnknownCommand(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "unknown command")
+// isRefused tells a command the server refused (unknown, renamed, not
+// allowed by an ACL, or without the WRITE option) from one that could not
+// be sent.
+func isRefused(err error) bool {
+	if err == nil {
+		return false
+	}
+	text := err.Error()
+	for _, s := range []string{"unknown command", "nknown subcommand", "syntax error", "NOPERM"} {
+		if strings.Contains(text, s) {
+			return true
+		}
+	}
+	return false
 }
 
-// pauseForHandover starts the coordinated handover for servers without
-// FAILOVER (renamed away, or a fork that lacks it): it pauses writes on the
-// old master and commits the pause with the offset the candidate must
-// reach. The pause outlasts the catch-up time and the promotion, so no
-// write lands on the old master before it follows the new one.
+// pauseForHandover starts the coordinated handover: it pauses writes on
+// the old master and commits the pause with the offset the candidate must
+// reach, and returns the pause as committed. The pause outlasts the
+// catch-up time and the promotion, so no write lands on the old master
+// before it follows the new one; the leader releases it as soon as it has
+// re-pointed the old master.
 //
 // This is the one step whose Redis command runs before its commit: the
 // offset to commit exists only once writes have stopped. Should the commit
 // fail (this node lost leadership), the journal shows no pause, so the next
 // leader starts the handover over, pausing again, and this pause ends by
 // itself.
-func (p *pass) pauseForHandover(oldConn Instance, remaining time.Duration) error {
+func (p *pass) pauseForHandover(oldConn Instance, remaining time.Duration) (*fsmv1.HandoverPause, error) {
 	pause := remaining + pauseMargin
 	if err := p.act(actionTimeout, func(ctx context.Context) error { return oldConn.PauseWrites(ctx, pause) }); err != nil {
-		return err
+		return nil, err
 	}
 	info, err := p.ask(oldConn, actionTimeout)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	p.l.cfg.Log.Info("paused writes for the handover (no FAILOVER command)", "master", p.m.GetName(), "old", oldConn.Addr(),
+	p.l.cfg.Log.Info("paused writes for the handover", "master", p.m.GetName(), "old", oldConn.Addr(),
 		"offset", info.MasterReplOffset, "timeout", remaining)
-	return p.commit(&fsmv1.Command{Kind: &fsmv1.Command_HandoverPaused{HandoverPaused: &fsmv1.HandoverPaused{
-		Master: p.m.GetName(), ExpectedEpoch: p.m.GetEpoch(), Offset: info.MasterReplOffset,
-		UntilUnixNanos: p.now.Add(pause).UnixNano()}}})
+	c := &fsmv1.HandoverPaused{Master: p.m.GetName(), ExpectedEpoch: p.m.GetEpoch(), Offset: info.MasterReplOffset,
+		UntilUnixNanos: p.now.Add(pause).UnixNano()}
+	if err := p.commit(&fsmv1.Command{Kind: &fsmv1.Command_HandoverPaused{HandoverPaused: c}}); err != nil {
+		return nil, err
+	}
+	return &fsmv1.HandoverPause{Offset: c.GetOffset(), UntilUnixNanos: c.GetUntilUnixNanos()}, nil
 }
 
-// pausedHandover goes on with a committed CLIENT PAUSE handover, one check
-// per pass: once the candidate has the old master's offset, promote it,
-// commit, re-point the old master and unpause; past the catch-up time,
-// unpause and commit the abort.
+// pausedHandover goes on with a committed write pause: it polls the
+// candidate every HandoverPollEvery, for at most HandoverPollFor in this
+// pass; once the candidate has the old master's offset, it promotes it,
+// commits, re-points the old master and unpauses; past the catch-up time,
+// it unpauses and commits the abort.
 func (p *pass) pausedHandover(oldConn, candConn Instance, f *fsmv1.Failover, remaining time.Duration) error {
 	cand, offset := f.GetCandidate(), f.GetPause().GetOffset()
-	ci, err := p.ask(candConn, candidateCheck)
-	// A candidate promoted already (its promotion not committed: the
-	// confirming INFO or the commit failed, or the leader changed) reports
-	// no slave_repl_offset; its master_repl_offset goes on from what it
-	// had replicated.
-	caughtUp := err == nil && (ci.SlaveReplOffset >= offset || (ci.Role == probe.RoleMaster && ci.MasterReplOffset >= offset))
+	caughtUp := p.pollCaughtUp(candConn, offset, min(max(remaining, 0), p.l.cfg.HandoverPollFor))
 	if !caughtUp && remaining >= time.Millisecond {
 		return nil
 	}
@@ -167,11 +200,40 @@ func (p *pass) pausedHandover(oldConn, candConn Instance, f *fsmv1.Failover, rem
 	if err := p.commitPromoted(cand); err != nil {
 		return err
 	}
+	if p.ctx.Err() != nil {
+		return nil // stopped right after the promotion: the next leader releases the pause
+	}
 	host, port, err := splitHostPort(cand)
 	if err != nil {
 		return err
 	}
 	return p.repointAndUnpause(oldConn, f, host, port)
+}
+
+// pollCaughtUp reads the candidate's INFO until it has offset, every
+// HandoverPollEvery for at most d (at least once). A candidate promoted
+// already (its promotion not committed: the confirming INFO or the commit
+// failed, or the leader changed) reports no slave_repl_offset; its
+// master_repl_offset goes on from what it had replicated.
+func (p *pass) pollCaughtUp(candConn Instance, offset int64, d time.Duration) bool {
+	end := time.Now().Add(d)
+	for {
+		ci, err := p.ask(candConn, candidateCheck)
+		if err == nil && (ci.SlaveReplOffset >= offset || (ci.Role == probe.RoleMaster && ci.MasterReplOffset >= offset)) {
+			return true
+		}
+		wait := p.l.cfg.HandoverPollEvery
+		if time.Until(end) < wait {
+			return false
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-p.ctx.Done():
+			t.Stop()
+			return false
+		}
+	}
 }
 
 // releasePause ends a committed handover pause once the promotion is

@@ -10,6 +10,7 @@ package orchestrator
 // nothing polls and nothing sleeps.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -416,6 +417,8 @@ type env struct {
 	// leader is stopped right there, as if its process had exited.
 	crashes []string
 	stopAt  string
+	// pollFor is the leaders' HandoverPollFor (real time); one look when 0.
+	pollFor time.Duration
 }
 
 // newEnv monitors addrM with replicas r1..r4 (committed through the fake
@@ -485,6 +488,9 @@ func (e *env) start() *Leader {
 	var l *Leader
 	l = Start(context.Background(), Config{
 		Commit: e.commit, Leadership: e.lead, Redis: e.redis, Observe: e.obs, Now: e.clock.Now,
+		// One look at the candidate per pass unless a test polls: the
+		// tests' clock is a fake.
+		HandoverPollFor: cmp.Or(e.pollFor, time.Nanosecond),
 		Log: slog.New(slog.NewTextHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelDebug,
 			ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 				if a.Key == slog.TimeKey && len(groups) == 0 {

@@ -75,7 +75,25 @@ type Config struct {
 	// Crash, when set, is called with a crash point right after the commit
 	// it names (a test hook: the process is expected to exit there).
 	Crash func(point string)
+	// HandoverPollEvery is how often a coordinated handover reads the
+	// candidate's INFO while the old master's writes are paused;
+	// DefaultHandoverPollEvery when 0.
+	HandoverPollEvery time.Duration
+	// HandoverPollFor bounds how long one pass of the leader's loop keeps
+	// polling the candidate before it goes on with the other masters (the
+	// next passes poll again until the catch-up time is over);
+	// DefaultHandoverPollFor when 0.
+	HandoverPollFor time.Duration
 }
+
+const (
+	// DefaultHandoverPollEvery: a replica that streams the master's writes
+	// is a few milliseconds behind at most, so the pause lasts about that.
+	DefaultHandoverPollEvery = 2 * time.Millisecond
+	// DefaultHandoverPollFor keeps a replica that has fallen behind from
+	// holding up the leader's loop for long (and well below TILT's 2 s).
+	DefaultHandoverPollFor = 500 * time.Millisecond
+)
 
 const (
 	// actionTimeout bounds one command the leader sends to Redis, so a
@@ -127,6 +145,12 @@ func Start(parent context.Context, cfg Config) *Leader {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.HandoverPollEvery <= 0 {
+		cfg.HandoverPollEvery = DefaultHandoverPollEvery
+	}
+	if cfg.HandoverPollFor <= 0 {
+		cfg.HandoverPollFor = DefaultHandoverPollFor
 	}
 	ctx, cancel := context.WithCancel(parent)
 	return &Leader{cfg: cfg, ctx: ctx, cancel: cancel, lastEnter: map[string]time.Time{}, wasDown: map[string]bool{},

@@ -2027,8 +2027,13 @@ type FailoverOutcome struct {
 	// The replica chosen; empty when none was eligible.
 	Candidate string `protobuf:"bytes,9,opt,name=candidate,proto3" json:"candidate,omitempty"`
 	// The master address after the failover (the old one after an abort).
-	NewMaster     string `protobuf:"bytes,10,opt,name=new_master,json=newMaster,proto3" json:"new_master,omitempty"`
-	Coordinated   bool   `protobuf:"varint,11,opt,name=coordinated,proto3" json:"coordinated,omitempty"`
+	NewMaster   string `protobuf:"bytes,10,opt,name=new_master,json=newMaster,proto3" json:"new_master,omitempty"`
+	Coordinated bool   `protobuf:"varint,11,opt,name=coordinated,proto3" json:"coordinated,omitempty"`
+	// How a coordinated failover handed over: "write-pause" (CLIENT PAUSE
+	// WRITE on the old master, the candidate promoted once it has the
+	// paused offset) or "failover-to" (Redis's FAILOVER TO, the fallback for
+	// servers where the write pause cannot be used); empty otherwise.
+	Handover      string `protobuf:"bytes,150,opt,name=handover,proto3" json:"handover,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2138,6 +2143,13 @@ func (x *FailoverOutcome) GetCoordinated() bool {
 		return x.Coordinated
 	}
 	return false
+}
+
+func (x *FailoverOutcome) GetHandover() string {
+	if x != nil {
+		return x.Handover
+	}
+	return ""
 }
 
 // Replica is what the leader last observed of one replica.
@@ -2968,7 +2980,7 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x06events\x18\f \x03(\v2\x19.coordinator.fsm.v1.EventR\x06events\x12#\n" +
 	"\rmaster_offset\x18\r \x01(\x03R\fmasterOffset\x12\"\n" +
 	"\rmaster_run_id\x18\x0e \x01(\tR\vmasterRunId\x12H\n" +
-	"\rlast_failover\x18\x0f \x01(\v2#.coordinator.fsm.v1.FailoverOutcomeR\flastFailover\"\xeb\x02\n" +
+	"\rlast_failover\x18\x0f \x01(\v2#.coordinator.fsm.v1.FailoverOutcomeR\flastFailover\"\x88\x03\n" +
 	"\x0fFailoverOutcome\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\tR\x06result\x12\x14\n" +
@@ -2983,7 +2995,8 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
 	"new_master\x18\n" +
 	" \x01(\tR\tnewMaster\x12 \n" +
-	"\vcoordinated\x18\v \x01(\bR\vcoordinated\"\xa6\x03\n" +
+	"\vcoordinated\x18\v \x01(\bR\vcoordinated\x12\x1b\n" +
+	"\bhandover\x18\x96\x01 \x01(\tR\bhandover\"\xa6\x03\n" +
 	"\aReplica\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
