@@ -203,6 +203,16 @@ func (p *pass) pausedHandover(oldConn, candConn Instance, f *fsmv1.Failover, rem
 	if p.ctx.Err() != nil {
 		return nil // stopped right after the promotion: the next leader releases the pause
 	}
+	// The old master's re-pointing is a journal step like any replica's,
+	// committed before its REPLICAOF. Its entry also carries the
+	// promotion's commit to the followers at once, rather than at the next
+	// heartbeat, so that their Sentinel endpoints name the new master
+	// before the paused clients are released and ask them.
+	if err := p.commit(&fsmv1.Command{Kind: &fsmv1.Command_ReplicaReconfigured{ReplicaReconfigured: &fsmv1.ReplicaReconfigured{
+		Master: p.m.GetName(), ExpectedEpoch: p.m.GetEpoch() + 1, Address: oldConn.Addr(), Phase: fsmv1.ReconfPhase_RECONF_PHASE_SENT}}}); err != nil {
+		return err
+	}
+	p.l.due("reconf", oldConn.Addr(), p.now) // sent just below
 	host, port, err := splitHostPort(cand)
 	if err != nil {
 		return err

@@ -148,7 +148,7 @@ func (c *conn) serve() {
 		}
 	}()
 	for {
-		args, err := c.r.ReadCommand()
+		args, err := c.r.ReadCommandShared()
 		if err != nil {
 			c.readFailed(err)
 			return
