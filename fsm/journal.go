@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 
@@ -374,11 +375,14 @@ func handoverPaused(r *recorder, c *fsmv1.HandoverPaused) error {
 	if f.GetPause() != nil {
 		return errorf(FailedPrecondition, "the handover of %q already paused writes", m.GetName())
 	}
+	if c.GetOffsetPending() && c.GetOffset() != math.MaxInt64 {
+		return errorf(Invalid, "write pause with its offset pending must record offset %d, not %d", int64(math.MaxInt64), c.GetOffset())
+	}
 	if c.GetOffset() < 0 || c.GetUntilUnixNanos() <= r.now {
 		return errorf(Invalid, "write pause at offset %d until %d: want a non-negative offset and an end after %d",
 			c.GetOffset(), c.GetUntilUnixNanos(), r.now)
 	}
-	f.Pause = &fsmv1.HandoverPause{Offset: c.GetOffset(), UntilUnixNanos: c.GetUntilUnixNanos()}
+	f.Pause = &fsmv1.HandoverPause{Offset: c.GetOffset(), UntilUnixNanos: c.GetUntilUnixNanos(), OffsetPending: c.GetOffsetPending()}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -102,17 +103,26 @@ func (p *pass) handover(f *fsmv1.Failover) error {
 	if !p.l.due("handover", old, p.now) {
 		return nil
 	}
-	pause, err := p.pauseForHandover(oldConn, remaining)
+	// CLIENT UNPAUSE came with CLIENT PAUSE ... WRITE (Redis 6.2): a
+	// server that runs it can pause writes. Asked before the pause is
+	// committed, so that a server without it is handed over by FAILOVER TO
+	// with nothing to undo in the journal.
+	err = p.act(actionTimeout, oldConn.Unpause)
+	if err != nil && !isRefused(err) {
+		return err
+	}
 	if err == nil {
+		pause, err := p.pauseForHandover(oldConn, remaining)
+		if err != nil {
+			return err
+		}
 		paused := proto.CloneOf(f)
 		paused.Pause = pause
 		return p.pausedHandover(oldConn, candConn, paused, remaining)
 	}
-	if !isRefused(err) {
-		return err
-	}
 	// The fallback: Redis's own handover.
-	p.l.cfg.Log.Warn("the old master refused CLIENT PAUSE WRITE; handing over with FAILOVER TO instead", "master", p.m.GetName(), "old", old, "err", err)
+	p.l.cfg.Log.Warn("the old master refused CLIENT UNPAUSE, so it cannot pause writes; handing over with FAILOVER TO instead",
+		"master", p.m.GetName(), "old", old, "err", err)
 	host, port, err := splitHostPort(cand)
 	if err != nil {
 		return err
@@ -141,35 +151,76 @@ func isRefused(err error) bool {
 	return false
 }
 
-// pauseForHandover starts the coordinated handover: it pauses writes on
-// the old master and commits the pause with the offset the candidate must
-// reach, and returns the pause as committed. The pause outlasts the
-// catch-up time and the promotion, so no write lands on the old master
-// before it follows the new one; the leader releases it as soon as it has
-// re-pointed the old master.
+// pauseForHandover starts the coordinated handover: it commits the write
+// pause, then pauses writes on the old master and reads the offset the
+// candidate must reach, and returns the pause with that offset. The pause
+// outlasts the catch-up time and the promotion, so no write lands on the
+// old master before it follows the new one; the leader releases it as
+// soon as it has re-pointed the old master.
 //
-// This is the one step whose Redis command runs before its commit: the
-// offset to commit exists only once writes have stopped. Should the commit
-// fail (this node lost leadership), the journal shows no pause, so the next
-// leader starts the handover over, pausing again, and this pause ends by
-// itself.
+// The pause is committed first, with its offset pending (the offset exists
+// only once writes have stopped), so that the commit is not part of the
+// time writes wait. A leader that dies in between leaves the pause on
+// record: the next one pauses again and reads the offset itself.
 func (p *pass) pauseForHandover(oldConn Instance, remaining time.Duration) (*fsmv1.HandoverPause, error) {
-	pause := remaining + pauseMargin
-	if err := p.act(actionTimeout, func(ctx context.Context) error { return oldConn.PauseWrites(ctx, pause) }); err != nil {
-		return nil, err
-	}
-	info, err := p.ask(oldConn, actionTimeout)
-	if err != nil {
-		return nil, err
-	}
-	p.l.cfg.Log.Info("paused writes for the handover", "master", p.m.GetName(), "old", oldConn.Addr(),
-		"offset", info.MasterReplOffset, "timeout", remaining)
-	c := &fsmv1.HandoverPaused{Master: p.m.GetName(), ExpectedEpoch: p.m.GetEpoch(), Offset: info.MasterReplOffset,
-		UntilUnixNanos: p.now.Add(pause).UnixNano()}
+	until := p.now.Add(remaining + pauseMargin)
+	c := &fsmv1.HandoverPaused{Master: p.m.GetName(), ExpectedEpoch: p.m.GetEpoch(), Offset: math.MaxInt64, OffsetPending: true,
+		UntilUnixNanos: until.UnixNano()}
 	if err := p.commit(&fsmv1.Command{Kind: &fsmv1.Command_HandoverPaused{HandoverPaused: c}}); err != nil {
 		return nil, err
 	}
-	return &fsmv1.HandoverPause{Offset: c.GetOffset(), UntilUnixNanos: c.GetUntilUnixNanos()}, nil
+	pause := &fsmv1.HandoverPause{Offset: c.GetOffset(), UntilUnixNanos: c.GetUntilUnixNanos(), OffsetPending: true}
+	offset, err := p.pauseAndRead(oldConn, until)
+	if err != nil {
+		return nil, err
+	}
+	p.l.cfg.Log.Info("paused writes for the handover", "master", p.m.GetName(), "old", oldConn.Addr(), "offset", offset, "timeout", remaining)
+	pause.Offset, pause.OffsetPending = offset, false
+	return pause, nil
+}
+
+// pauseAndRead pauses writes on the old master until until (at least for
+// actionTimeout: a leader that pauses late releases the pause itself in
+// the same pass) and reads its replication offset, which stays put while
+// writes are paused. The offset is remembered for the failover, so later
+// passes of this leader need not pause again.
+func (p *pass) pauseAndRead(oldConn Instance, until time.Time) (int64, error) {
+	d := max(until.Sub(p.l.cfg.Now()), actionTimeout).Truncate(time.Millisecond)
+	if err := p.act(actionTimeout, func(ctx context.Context) error { return oldConn.PauseWrites(ctx, d) }); err != nil {
+		return 0, err
+	}
+	info, err := p.ask(oldConn, actionTimeout)
+	if err != nil {
+		return 0, err
+	}
+	if info.Role != probe.RoleMaster {
+		return 0, fmt.Errorf("handover of %q: %s reports role %q while paused", p.m.GetName(), oldConn.Addr(), info.Role)
+	}
+	p.l.mu.Lock()
+	p.l.pausedOffset[p.m.GetName()] = pausedOffset{started: p.m.GetFailover().GetStartedAtUnixNanos(), offset: info.MasterReplOffset}
+	p.l.mu.Unlock()
+	return info.MasterReplOffset, nil
+}
+
+// pausedOffset is the old master's offset under a pause, as read by this
+// leader for the failover that started at started.
+type pausedOffset struct{ started, offset int64 }
+
+// offsetOf returns the offset a committed pause makes the candidate reach:
+// the one on record, or when it is pending the one this leader read, or
+// else one read now under a fresh pause.
+func (p *pass) offsetOf(oldConn Instance, f *fsmv1.Failover) (int64, error) {
+	pause := f.GetPause()
+	if !pause.GetOffsetPending() {
+		return pause.GetOffset(), nil
+	}
+	p.l.mu.Lock()
+	known, ok := p.l.pausedOffset[p.m.GetName()]
+	p.l.mu.Unlock()
+	if ok && known.started == f.GetStartedAtUnixNanos() {
+		return known.offset, nil
+	}
+	return p.pauseAndRead(oldConn, time.Unix(0, pause.GetUntilUnixNanos()))
 }
 
 // pausedHandover goes on with a committed write pause: it polls the
@@ -178,7 +229,11 @@ func (p *pass) pauseForHandover(oldConn Instance, remaining time.Duration) (*fsm
 // commits, re-points the old master and unpauses; past the catch-up time,
 // it unpauses and commits the abort.
 func (p *pass) pausedHandover(oldConn, candConn Instance, f *fsmv1.Failover, remaining time.Duration) error {
-	cand, offset := f.GetCandidate(), f.GetPause().GetOffset()
+	cand := f.GetCandidate()
+	offset, err := p.offsetOf(oldConn, f)
+	if err != nil {
+		return err
+	}
 	caughtUp := p.pollCaughtUp(candConn, offset, min(max(remaining, 0), p.l.cfg.HandoverPollFor))
 	if !caughtUp && remaining >= time.Millisecond {
 		return nil

@@ -18,14 +18,20 @@ const handoverTimeout = 10 * time.Second
 // (Redis 6.0).
 var errNoPauseWrite = errors.New("ERR Unknown subcommand or wrong number of arguments for 'PAUSE'. Try CLIENT HELP")
 
-// refusePause makes the old master refuse the write pause, so that the
-// leader falls back to FAILOVER TO.
+// errNoUnpause is what a server without CLIENT UNPAUSE answers (Redis
+// 6.0, which has no CLIENT PAUSE ... WRITE either).
+var errNoUnpause = errors.New("ERR Unknown subcommand or wrong number of arguments for 'UNPAUSE'. Try CLIENT HELP")
+
+// refusePause makes the old master a server without the write pause, so
+// that the leader falls back to FAILOVER TO.
 func (e *env) refusePause() {
 	e.redis.setHook(addrM, "PAUSE", func(context.Context) error { return errNoPauseWrite })
+	e.redis.setHook(addrM, "UNPAUSE", func(context.Context) error { return errNoUnpause })
 }
 
-// pauseCmd is the refused write pause that precedes every FAILOVER TO.
-var pauseCmd = redisCmd(addrM, "CLIENT PAUSE 15000 WRITE")
+// pauseCmd is the refused CLIENT UNPAUSE that tells the leader the write
+// pause cannot be used, before every FAILOVER TO.
+var pauseCmd = redisCmd(addrM, "CLIENT UNPAUSE")
 
 // beginHandover starts a coordinated manual failover of the healthy master
 // and checks that r2 was chosen.
@@ -173,10 +179,10 @@ func TestHandoverRollback(t *testing.T) {
 			},
 			// Retried every resendEvery with the time left.
 			want: []string{pauseCmd, "redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 9000",
-				redisCmd(addrM, "CLIENT PAUSE 13000 WRITE"), "redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 7000",
-				redisCmd(addrM, "CLIENT PAUSE 11000 WRITE"), "redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 5000",
-				redisCmd(addrM, "CLIENT PAUSE 9000 WRITE"), "redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 3000",
-				redisCmd(addrM, "CLIENT PAUSE 7000 WRITE"), "redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 1000"},
+				pauseCmd, "redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 7000",
+				pauseCmd, "redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 5000",
+				pauseCmd, "redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 3000",
+				pauseCmd, "redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 1000"},
 		},
 	}
 	for _, tc := range cases {
@@ -225,13 +231,13 @@ func (e *env) startPausedHandover() {
 	e.beginHandover()
 	from := e.mark()
 	e.tick(time.Second)
-	e.inOrder(from, redisCmd(addrM, "CLIENT PAUSE 15000 WRITE"),
-		redisCmd(addrM, "INFO"), "commit HandoverPaused offset=1000", redisCmd(addrR2, "INFO"))
+	e.inOrder(from, redisCmd(addrM, "CLIENT UNPAUSE"), "commit HandoverPaused offset=pending", redisCmd(addrM, "CLIENT PAUSE 15000 WRITE"),
+		redisCmd(addrM, "INFO"), redisCmd(addrR2, "INFO"))
 	if n := e.count(from, "redis * FAILOVER *"); n != 0 {
 		e.t.Fatalf("FAILOVER sent with the pause:\n%s", e.dump(from))
 	}
 	pause := e.master().GetFailover().GetPause()
-	if pause.GetOffset() != 1000 || pause.GetUntilUnixNanos() != e.clock.Now().Add(handoverTimeout-time.Second+pauseMargin).UnixNano() {
+	if !pause.GetOffsetPending() || pause.GetUntilUnixNanos() != e.clock.Now().Add(handoverTimeout-time.Second+pauseMargin).UnixNano() {
 		e.t.Fatalf("pause %v", pause)
 	}
 	if !e.paused(addrM) {
@@ -260,7 +266,8 @@ func TestPausedHandover(t *testing.T) {
 		}
 		e.finishFailover()
 		e.noRejections()
-		if n, m := e.count(0, "redis * CLIENT PAUSE *"), e.count(0, "redis * CLIENT UNPAUSE"); n != 1 || m != 1 {
+		// One UNPAUSE asks whether the server can pause, one releases it.
+		if n, m := e.count(0, "redis * CLIENT PAUSE *"), e.count(0, "redis * CLIENT UNPAUSE"); n != 1 || m != 2 {
 			t.Fatalf("%d pauses, %d unpauses:\n%s", n, m, e.dump(0))
 		}
 		last := e.master().GetLastFailover()
@@ -290,7 +297,9 @@ func TestPausedHandover(t *testing.T) {
 }
 
 // A new leader finds the pause in the journal and completes or releases it
-// in its first pass; it never pauses again.
+// in its first pass. The offset was not committed (it is read once writes
+// are paused), so the new leader pauses again to read it, but it never
+// commits a second pause.
 func TestNewLeaderResumesPause(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -302,13 +311,15 @@ func TestNewLeaderResumesPause(t *testing.T) {
 		{
 			name:     "candidate caught up",
 			before:   func(e *env) { e.setInfo(addrR2, func(in *probe.Info) { in.SlaveReplOffset = 1000 }) },
-			want:     []string{promoteCmd(addrR2), "commit Promoted " + addrR2, replicaOf(addrM, addrR2), redisCmd(addrM, "CLIENT UNPAUSE")},
+			want: []string{redisCmd(addrM, "CLIENT PAUSE 14000 WRITE"), redisCmd(addrM, "INFO"), promoteCmd(addrR2), "commit Promoted " + addrR2,
+				replicaOf(addrM, addrR2), redisCmd(addrM, "CLIENT UNPAUSE")},
 			promoted: true,
 		},
 		{
-			name:       "catch-up time over",
-			before:     func(e *env) { e.clock.Advance(handoverTimeout) },
-			want:       []string{redisCmd(addrM, "CLIENT UNPAUSE"), "commit AbortFailover " + fsm.EventHandoverTimeout},
+			name:   "catch-up time over",
+			before: func(e *env) { e.clock.Advance(handoverTimeout) },
+			want: []string{redisCmd(addrM, "CLIENT PAUSE 4000 WRITE"), redisCmd(addrM, "INFO"), redisCmd(addrM, "CLIENT UNPAUSE"),
+				"commit AbortFailover " + fsm.EventHandoverTimeout},
 			rolledBack: true,
 		},
 		{
@@ -344,11 +355,12 @@ func TestNewLeaderResumesPause(t *testing.T) {
 			e.tick(time.Second)
 			if tc.want != nil {
 				e.inOrder(from, tc.want...)
-			} else if got := e.since(from, "commit ", "redis "); !slices.Equal(got, []string{redisCmd(addrM, "INFO"), redisCmd(addrR2, "INFO")}) {
+			} else if got := e.since(from, "commit ", "redis "); !slices.Equal(got, []string{redisCmd(addrM, "INFO"),
+				redisCmd(addrM, "CLIENT PAUSE 14000 WRITE"), redisCmd(addrM, "INFO"), redisCmd(addrR2, "INFO")}) {
 				t.Fatalf("first pass: %q", got)
 			}
-			if n := e.count(from, "redis * CLIENT PAUSE *") + e.count(from, "commit HandoverPaused *"); n != 0 {
-				t.Fatalf("the new leader paused again:\n%s", e.dump(from))
+			if n := e.count(from, "commit HandoverPaused *"); n != 0 {
+				t.Fatalf("the new leader committed a second pause:\n%s", e.dump(from))
 			}
 			switch {
 			case tc.rolledBack:
@@ -462,8 +474,8 @@ func TestPausedHandoverInOnePass(t *testing.T) {
 	})
 	from := e.mark()
 	e.tick(time.Second)
-	e.inOrder(from, redisCmd(addrM, "CLIENT PAUSE 15000 WRITE"), redisCmd(addrM, "INFO"), "commit HandoverPaused offset=1000",
-		redisCmd(addrR2, "INFO"), redisCmd(addrR2, "INFO"), redisCmd(addrR2, "INFO"),
+	e.inOrder(from, redisCmd(addrM, "CLIENT UNPAUSE"), "commit HandoverPaused offset=pending", redisCmd(addrM, "CLIENT PAUSE 15000 WRITE"),
+		redisCmd(addrM, "INFO"), redisCmd(addrR2, "INFO"), redisCmd(addrR2, "INFO"), redisCmd(addrR2, "INFO"),
 		promoteCmd(addrR2), "commit Promoted "+addrR2, replicaOf(addrM, addrR2), redisCmd(addrM, "CLIENT UNPAUSE"))
 	if n := e.count(from, "redis * FAILOVER *"); n != 0 {
 		t.Fatalf("FAILOVER sent:\n%s", e.dump(from))

@@ -180,6 +180,9 @@ func describe(cmd *fsmv1.Command) string {
 	case *fsmv1.Command_RecordRepair:
 		return fmt.Sprintf("RecordRepair %s %s", k.RecordRepair.GetAddress(), k.RecordRepair.GetEvent())
 	case *fsmv1.Command_HandoverPaused:
+		if k.HandoverPaused.GetOffsetPending() {
+			return "HandoverPaused offset=pending"
+		}
 		return fmt.Sprintf("HandoverPaused offset=%d", k.HandoverPaused.GetOffset())
 	}
 	return kindOf(cmd)

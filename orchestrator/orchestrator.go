@@ -134,6 +134,9 @@ type Leader struct {
 	// master and failover start; a new leader releases them once more,
 	// which is harmless.
 	released map[string]int64
+	// pausedOffset holds, by master, the offset this leader read from the
+	// old master under a handover pause committed with its offset pending.
+	pausedOffset map[string]pausedOffset
 }
 
 // Start makes the leader for one term. It must be created after raft's
@@ -154,7 +157,7 @@ func Start(parent context.Context, cfg Config) *Leader {
 	}
 	ctx, cancel := context.WithCancel(parent)
 	return &Leader{cfg: cfg, ctx: ctx, cancel: cancel, lastEnter: map[string]time.Time{}, wasDown: map[string]bool{},
-		lastAction: map[string]time.Time{}, released: map[string]int64{}}
+		lastAction: map[string]time.Time{}, released: map[string]int64{}, pausedOffset: map[string]pausedOffset{}}
 }
 
 // Stop ends the term: commands in flight are cancelled and nothing more is
