@@ -309,8 +309,8 @@ func TestNewLeaderResumesPause(t *testing.T) {
 		rolledBack, promoted bool
 	}{
 		{
-			name:     "candidate caught up",
-			before:   func(e *env) { e.setInfo(addrR2, func(in *probe.Info) { in.SlaveReplOffset = 1000 }) },
+			name:   "candidate caught up",
+			before: func(e *env) { e.setInfo(addrR2, func(in *probe.Info) { in.SlaveReplOffset = 1000 }) },
 			want: []string{redisCmd(addrM, "CLIENT PAUSE 14000 WRITE"), redisCmd(addrM, "INFO"), promoteCmd(addrR2), "commit Promoted " + addrR2,
 				replicaOf(addrM, addrR2), redisCmd(addrM, "CLIENT UNPAUSE")},
 			promoted: true,
