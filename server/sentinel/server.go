@@ -71,6 +71,9 @@ type Server struct {
 	log     *slog.Logger
 	started time.Time
 
+	// clock is the time in unix nanoseconds, within clockTick.
+	clock atomic.Int64
+
 	ctx    context.Context // cancelled by Close; bounds backend writes
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -145,6 +148,8 @@ func New(cfg Config, backend Backend) *Server {
 		conns: map[*conn]struct{}{}, subs: map[*conn]struct{}{}, peerDown: map[string]time.Time{},
 		served: make(chan struct{}),
 	}
+	s.clock.Store(time.Now().UnixNano())
+	go s.tickClock()
 	s.notifier, _ = backend.(StateNotifier)
 	s.calls = map[*command]*atomic.Uint64{}
 	for _, c := range commandTable {
@@ -164,6 +169,27 @@ func (s *Server) count(c *command) {
 		return
 	}
 	s.unknown.Add(1)
+}
+
+// clockTick is the resolution of the clock a connection's last activity
+// is read from (CLIENT LIST shows idle time in seconds); reading the system
+// clock for every command costs more than the command itself on some
+// virtual machines.
+const clockTick = 100 * time.Millisecond
+
+// tickClock keeps s.clock within clockTick of the time until the server
+// is closed.
+func (s *Server) tickClock() {
+	t := time.NewTicker(clockTick)
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			s.clock.Store(now.UnixNano())
+		case <-s.ctx.Done():
+			return
+		}
+	}
 }
 
 // UnknownCommand is the name Stats counts unknown commands and
