@@ -155,12 +155,14 @@ func serverAt(addr string, all ...*redistest.Server) *redistest.Server {
 func TestManualFailoverCoordinatedLosesNoWrite(t *testing.T) {
 	redistest.Require(t)
 	for _, tc := range []struct {
-		name string
-		opts []redistest.Option
+		name     string
+		opts     []redistest.Option
+		handover string
 	}{
-		{"FAILOVER TO", nil},
-		// A master without FAILOVER takes the CLIENT PAUSE path.
-		{"CLIENT PAUSE fallback", []redistest.Option{redistest.Args(`rename-command FAILOVER ""`)}},
+		{"write pause", nil, fsm.HandoverWritePause},
+		// A master that refuses CLIENT UNPAUSE cannot pause writes: the
+		// leader falls back to FAILOVER TO.
+		{"FAILOVER TO fallback", []redistest.Option{redistest.Args(`user default on nopass ~* &* +@all -client|unpause`)}, fsm.HandoverFailoverTo},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newTestCluster(t, 3, nil)
@@ -187,7 +189,8 @@ func TestManualFailoverCoordinatedLosesNoWrite(t *testing.T) {
 			}
 			out := resp.GetOutcome()
 			if out.GetResult() != fsm.ResultPromoted || out.GetEpoch() != 1 || !out.GetCoordinated() || out.GetOldMaster() != old ||
-				out.GetNewMaster() != resp.GetCandidate() || out.GetNewMaster() == old || out.GetEvent() != "+failover-end" {
+				out.GetNewMaster() != resp.GetCandidate() || out.GetNewMaster() == old || out.GetEvent() != "+failover-end" ||
+				out.GetHandover() != tc.handover {
 				t.Fatalf("outcome %v", out)
 			}
 			before := w.count()

@@ -11,6 +11,7 @@ import (
 	"github.com/raftinel/raftinel/fsm"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -40,6 +41,9 @@ type topic struct {
 	index   uint64
 	removed bool
 	changed chan struct{} // closed when head changes or the master goes
+	// msg is the WatchMasterResponse for head and index, encoded once for
+	// every stream that sends it (nil until the first stream asks).
+	msg *grpc.PreparedMsg
 }
 
 func newWatchHub(f *fsm.FSM) *watchHub {
@@ -81,7 +85,7 @@ func (h *watchHub) sync() {
 			close(t.changed)
 			delete(h.masters, name)
 		case head != t.head:
-			t.head, t.index = head, index
+			t.head, t.index, t.msg = head, index, nil
 			close(t.changed)
 			t.changed = make(chan struct{})
 		}
@@ -119,6 +123,44 @@ func (h *watchHub) read(t *topic) (head fsm.Head, index uint64, removed bool, ch
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return t.head, t.index, t.removed, t.changed
+}
+
+// message returns the response for head and index of t, encoded once per
+// change and shared by every stream of the topic: grpc's PreparedMsg holds
+// the bytes as they go on the wire, and sending it encodes nothing. stream
+// supplies the codec (every stream of this server has the same one). A
+// head that has moved on since the caller read it is encoded for this
+// caller alone.
+func (h *watchHub) message(t *topic, name string, head fsm.Head, index uint64, stream grpc.ServerStream) (*grpc.PreparedMsg, error) {
+	h.mu.RLock()
+	msg, current := t.msg, t.head == head && t.index == index
+	h.mu.RUnlock()
+	if msg != nil && current {
+		return msg, nil
+	}
+	encode := func() (*grpc.PreparedMsg, error) {
+		msg := new(grpc.PreparedMsg)
+		err := msg.Encode(stream, &coordinatorv1.WatchMasterResponse{Name: name, Address: head.Address, Epoch: head.Epoch, Index: index})
+		return msg, err
+	}
+	if !current {
+		return encode()
+	}
+	// Encoded under the write lock: the streams woken by a change all ask
+	// at once, and only the first must encode (about a microsecond).
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if t.head != head || t.index != index {
+		return encode()
+	}
+	if t.msg == nil {
+		var err error
+		if t.msg, err = encode(); err != nil {
+			t.msg = nil
+			return nil, err
+		}
+	}
+	return t.msg, nil
 }
 
 // eventsChanged returns a channel closed when the hub next sees new events.
@@ -210,8 +252,11 @@ func (a *api) WatchMaster(req *coordinatorv1.WatchMasterRequest, stream coordina
 		// A node behind the client's last epoch stays silent until it has
 		// caught up; after that, every new head is sent.
 		if head.Epoch >= req.GetResumeFromEpoch() && (first || head != sent) {
-			err := stream.Send(&coordinatorv1.WatchMasterResponse{Name: name, Address: head.Address, Epoch: head.Epoch, Index: index})
+			msg, err := s.watch.message(t, name, head, index, stream)
 			if err != nil {
+				return err
+			}
+			if err := stream.SendMsg(msg); err != nil {
 				return err
 			}
 			sent, first = head, false
