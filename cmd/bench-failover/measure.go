@@ -55,6 +55,7 @@ type result struct {
 	// Raftinel how the handover was made (FailoverOutcome.handover).
 	switchover bool
 	gap, gapAt time.Duration
+	switchGap  time.Duration // the gap that spans the first +switch-master
 	handover   string
 
 	crashed string        // the decider that exited
@@ -81,8 +82,8 @@ func (r result) measures() string {
 			rd(r.restarted), rd(r.back), r.sdownString(), yesNo(r.odownHeard), yesNo(r.switchHeard), outage, r.lost, r.acked)
 	}
 	if r.switchover {
-		s := fmt.Sprintf("longest gap between acknowledged writes %v (from %v after the request), announce %v, failover-end %v, lost %d of %d acknowledged",
-			rd(r.gap), rd(r.gapAt), rd(r.announce), rd(r.end), r.lost, r.acked)
+		s := fmt.Sprintf("longest gap between acknowledged writes %v (from %v after the request), gap across the switch %v, announce %v, failover-end %v, lost %d of %d acknowledged",
+			rd(r.gap), rd(r.gapAt), rd(r.switchGap), rd(r.announce), rd(r.end), r.lost, r.acked)
 		if r.handover != "" {
 			s += ", handover " + r.handover
 		}
