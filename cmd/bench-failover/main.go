@@ -149,6 +149,10 @@ func parseFlags(args []string) (*options, error) {
 	return o, nil
 }
 
+// setupAttempts is how many times a run whose topology did not come up is
+// started.
+const setupAttempts = 3
+
 func splitChoice(flagName, value string, allowed ...string) ([]string, error) {
 	var out []string
 	for _, v := range strings.Split(value, ",") {
@@ -218,6 +222,11 @@ func run(ctx context.Context, o *options) error {
 					continue
 				}
 				r, err := runOnce(ctx, o, sys, fault)
+				for attempt := 2; attempt <= setupAttempts && errors.As(err, new(setupError)) && ctx.Err() == nil; attempt++ {
+					fmt.Printf("%s, %s, run %d: the topology did not come up (%v); starting it again (attempt %d of %d)\n",
+						sys, fault, i+1, err, attempt, setupAttempts)
+					r, err = runOnce(ctx, o, sys, fault)
+				}
 				if err != nil {
 					return fmt.Errorf("%s, %s, run %d: %w", sys, fault, i+1, err)
 				}

@@ -145,7 +145,7 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 	defer cancel()
 	topo, err := startTopology(ctx, o, sys, fault)
 	if err != nil {
-		return result{}, err
+		return result{}, setupError{err}
 	}
 	defer topo.close()
 
@@ -624,3 +624,10 @@ func (w *writer) missingOn(ctx context.Context, addr string) (lost, acked int, e
 	}
 	return lost, len(w.acks), nil
 }
+
+// setupError is a run that failed before anything was measured: its
+// topology did not come up (on a loaded machine a process can take longer
+// than the bench waits). Such a run is tried again.
+type setupError struct{ error }
+
+func (e setupError) Unwrap() error { return e.error }
