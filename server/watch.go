@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftinel/raftinel/fsm"
@@ -25,6 +27,8 @@ import (
 // goroutine and no one else's.
 type watchHub struct {
 	fsm *fsm.FSM
+	// senders delivers WatchMaster updates; see masterWatch.
+	senders *watchSenders
 
 	mu      sync.RWMutex // read-locked by every stream at every change
 	index   uint64       // the applied index of the heads last synced
@@ -44,10 +48,13 @@ type topic struct {
 	// msg is the WatchMasterResponse for head and index, encoded once for
 	// every stream that sends it (nil until the first stream asks).
 	msg *grpc.PreparedMsg
+	// watchers are the WatchMaster streams of this topic.
+	watchers map[*masterWatch]struct{}
 }
 
 func newWatchHub(f *fsm.FSM) *watchHub {
 	h := &watchHub{fsm: f, masters: map[string]*topic{}, events: make(chan struct{})}
+	h.senders = newWatchSenders(h)
 	h.sync()
 	return h
 }
@@ -77,6 +84,7 @@ func (h *watchHub) sync() {
 		return
 	}
 	h.index = index
+	var wake []*masterWatch
 	for name, t := range h.masters {
 		head, ok := heads[name]
 		switch {
@@ -88,13 +96,19 @@ func (h *watchHub) sync() {
 			t.head, t.index, t.msg = head, index, nil
 			close(t.changed)
 			t.changed = make(chan struct{})
+		default:
+			continue
+		}
+		for w := range t.watchers {
+			wake = append(wake, w)
 		}
 	}
 	for name, head := range heads {
 		if _, ok := h.masters[name]; !ok {
-			h.masters[name] = &topic{head: head, index: index, changed: make(chan struct{})}
+			h.masters[name] = &topic{head: head, index: index, changed: make(chan struct{}), watchers: map[*masterWatch]struct{}{}}
 		}
 	}
+	h.senders.enqueue(wake...)
 	if lastSeq != h.lastSeq {
 		h.lastSeq = lastSeq
 		close(h.events)
@@ -173,6 +187,7 @@ func (h *watchHub) eventsChanged() <-chan struct{} {
 // startWatchHub starts the hub's goroutine; it stops with the node.
 func (s *Server) startWatchHub() {
 	s.watch = newWatchHub(s.fsm)
+	s.watch.senders.start(s.ctx, &s.wg)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -242,28 +257,20 @@ func (a *api) WatchMaster(req *coordinatorv1.WatchMasterRequest, stream coordina
 	if t == nil {
 		return toStatus(fsm.UnknownMaster(name))
 	}
-	var sent fsm.Head
-	first := true
-	for {
-		head, index, removed, changed := s.watch.read(t)
-		if removed {
-			return toStatus(&fsm.Error{Kind: fsm.NotFound, Reason: fsm.ReasonUnknownMaster, Msg: fmt.Sprintf("master %q is no longer monitored", name)})
-		}
-		// A node behind the client's last epoch stays silent until it has
-		// caught up; after that, every new head is sent.
-		if head.Epoch >= req.GetResumeFromEpoch() && (first || head != sent) {
-			msg, err := s.watch.message(t, name, head, index, stream)
-			if err != nil {
-				return err
-			}
-			if err := stream.SendMsg(msg); err != nil {
-				return err
-			}
-			sent, first = head, false
-		}
-		if err := s.waitStream(stream.Context(), changed, age); err != nil {
-			return err
-		}
+	// The updates are sent by the hub's senders; this goroutine only waits
+	// for the stream to end, on a small stack.
+	w := &masterWatch{stream: stream, name: name, t: t, resume: req.GetResumeFromEpoch(), first: true, end: make(chan error, 1)}
+	s.watch.add(w)
+	defer s.watch.drop(w)
+	select {
+	case err := <-w.end:
+		return err
+	case <-stream.Context().Done():
+		return status.FromContextError(stream.Context().Err()).Err()
+	case <-s.ctx.Done():
+		return errShuttingDown
+	case <-age.C:
+		return errStreamAge
 	}
 }
 
@@ -316,6 +323,164 @@ func (a *api) WatchEvents(req *coordinatorv1.WatchEventsRequest, stream coordina
 		}
 		if err := s.waitStream(stream.Context(), changed, age); err != nil {
 			return err
+		}
+	}
+}
+
+// masterWatch is one WatchMaster stream. Its handler goroutine only waits
+// for the end; the hub's sender goroutines send its updates, so that the
+// deep send path grows a few stacks rather than one per stream, and a
+// change wakes those few instead of every stream's goroutine.
+type masterWatch struct {
+	stream grpc.ServerStream
+	name   string
+	t      *topic
+	resume uint64
+	end    chan error // the stream's end, from a sender (buffered)
+
+	queued atomic.Bool // in the senders' queue
+
+	// mu is held while sending, so the handler returns only once no send
+	// is in flight on its stream (grpc forbids sends after it returns).
+	mu     sync.Mutex
+	closed bool
+	first  bool
+	sent   fsm.Head
+}
+
+// add registers w with its topic and queues its first update, the current
+// head; a topic removed meanwhile ends w with NotFound.
+func (h *watchHub) add(w *masterWatch) {
+	h.mu.Lock()
+	if w.t.watchers != nil {
+		w.t.watchers[w] = struct{}{}
+	}
+	h.mu.Unlock()
+	h.senders.enqueue(w)
+}
+
+// drop unregisters w once its handler returns, waiting for a send in
+// flight.
+func (h *watchHub) drop(w *masterWatch) {
+	// A send blocks only on a client that left a whole flow-control window
+	// unread; the stream's end (after this returns) fails it, so the wait
+	// for it is bounded.
+	closed := make(chan struct{})
+	go func() {
+		w.mu.Lock()
+		w.closed = true
+		w.mu.Unlock()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(time.Second):
+	}
+	h.mu.Lock()
+	delete(w.t.watchers, w)
+	h.mu.Unlock()
+}
+
+// send brings one stream up to its topic's head: the current head at
+// first, then every new one, never one older than the client's resume
+// epoch. Heads only move forward, and a stream is sent to by one sender at
+// a time, so the epochs a client sees never go back; one that fell behind
+// gets the newest head.
+func (h *watchHub) send(w *masterWatch) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	head, index, removed, _ := h.read(w.t)
+	var err error
+	switch {
+	case removed:
+		err = toStatus(&fsm.Error{Kind: fsm.NotFound, Reason: fsm.ReasonUnknownMaster, Msg: fmt.Sprintf("master %q is no longer monitored", w.name)})
+	case head.Epoch >= w.resume && (w.first || head != w.sent):
+		var msg *grpc.PreparedMsg
+		if msg, err = h.message(w.t, w.name, head, index, w.stream); err == nil {
+			err = w.stream.SendMsg(msg)
+		}
+		if err == nil {
+			w.sent, w.first = head, false
+		}
+	}
+	if err != nil {
+		w.closed = true
+		w.end <- err
+	}
+}
+
+// watchSenders is a few goroutines that send WatchMaster updates from one
+// queue. A stream is queued at most once at a time; a change while it is
+// queued is picked up when it is sent, as it sends the newest head. A send
+// blocks only when its client has left a whole flow-control window
+// (64 KiB, about 1,500 updates) unread, which holds up that sender alone.
+type watchSenders struct {
+	h     *watchHub
+	mu    sync.Mutex
+	queue []*masterWatch
+	ready chan struct{} // one token per idle sender to wake
+}
+
+// watchSenderCount is how many goroutines send updates.
+var watchSenderCount = max(4, 2*runtime.GOMAXPROCS(0))
+
+func newWatchSenders(h *watchHub) *watchSenders {
+	return &watchSenders{h: h, ready: make(chan struct{}, watchSenderCount)}
+}
+
+// start runs the senders until ctx ends.
+func (ws *watchSenders) start(ctx context.Context, wg *sync.WaitGroup) {
+	for range watchSenderCount {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ws.run(ctx)
+		}()
+	}
+}
+
+func (ws *watchSenders) enqueue(ws2 ...*masterWatch) {
+	n := 0
+	ws.mu.Lock()
+	for _, w := range ws2 {
+		if w.queued.CompareAndSwap(false, true) {
+			ws.queue = append(ws.queue, w)
+			n++
+		}
+	}
+	ws.mu.Unlock()
+	for range min(n, watchSenderCount) {
+		select {
+		case ws.ready <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// run sends until ctx ends.
+func (ws *watchSenders) run(ctx context.Context) {
+	for {
+		select {
+		case <-ws.ready:
+		case <-ctx.Done():
+			return
+		}
+		for {
+			ws.mu.Lock()
+			if len(ws.queue) == 0 {
+				ws.queue = nil
+				ws.mu.Unlock()
+				break
+			}
+			w := ws.queue[len(ws.queue)-1]
+			ws.queue[len(ws.queue)-1] = nil
+			ws.queue = ws.queue[:len(ws.queue)-1]
+			ws.mu.Unlock()
+			w.queued.Store(false)
+			ws.h.send(w)
 		}
 	}
 }
