@@ -119,6 +119,36 @@ type Server struct {
 type cachedState struct {
 	st      *fsmv1.State
 	changed <-chan struct{}
+	// addrReplies holds each master's GET-MASTER-ADDR-BY-NAME reply,
+	// encoded once per state.
+	addrReplies map[string][]byte
+}
+
+func newCachedState(st *fsmv1.State, changed <-chan struct{}) *cachedState {
+	c := &cachedState{st: st, changed: changed, addrReplies: make(map[string][]byte, len(st.GetMasters()))}
+	for name, m := range st.GetMasters() {
+		host, port := splitAddr(m.GetAddress())
+		c.addrReplies[name] = resp.AppendArrayOfBulks(nil, host, port)
+	}
+	return c
+}
+
+// addrReply returns the encoded GET-MASTER-ADDR-BY-NAME reply of a master
+// from the cached state; ok is false when there is no valid cache (the
+// caller then reads the state).
+func (s *Server) addrReply(name []byte) (reply []byte, known, ok bool) {
+	if s.notifier == nil {
+		return nil, false, false
+	}
+	c := s.cache.Load()
+	if c == nil || isClosed(c.changed) {
+		s.state() // refreshes the cache
+		if c = s.cache.Load(); c == nil || isClosed(c.changed) {
+			return nil, false, false
+		}
+	}
+	reply, known = c.addrReplies[string(name)]
+	return reply, known, true
 }
 
 var emptyState = &fsmv1.State{}
@@ -426,7 +456,7 @@ func (s *Server) state() *fsmv1.State {
 	ch, _ := s.notifier.Changed()
 	st := orEmpty(s.backend.State())
 	if ch != nil {
-		s.cache.Store(&cachedState{st: st, changed: ch})
+		s.cache.Store(newCachedState(st, ch))
 	}
 	return st
 }
