@@ -11,7 +11,7 @@ STATICCHECK_VERSION := v0.8.2
 # go test's overall limit; CI has 90 minutes for everything.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: help tools redis prometheus haproxy generate checkgenerate lint test test-integration bench bench-failover bench-leader-crash bench-detect bench-sentinel bench-scale build demo ci chaos chaos-deps
+.PHONY: help tools redis prometheus haproxy generate checkgenerate lint test test-integration bench bench-failover bench-leader-crash bench-detect bench-sentinel bench-scale bench-switchover build demo ci chaos chaos-deps
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -73,6 +73,9 @@ bench-detect: redis build ## failure detection against redis-sentinel: first +sd
 
 bench-scale: redis build ## N groups (default 300) watched by 3 Raftinel nodes and by 3 redis-sentinel in the same run: steady-state CPU, memory, Raft entries/s, read latency, mass SIGKILL (BENCH_FLAGS="-groups 1000")
 	go run ./cmd/bench-scale $(BENCH_FLAGS)
+
+bench-switchover: redis build ## planned switchover against redis-sentinel (coordinatorctl failover vs SENTINEL FAILOVER, 10 runs each): longest gap between acknowledged writes, lost writes
+	go run ./cmd/bench-failover -faults switchover -systems raftinel,sentinel -runs 10 $(BENCH_FLAGS)
 
 bench-sentinel: redis ## SENTINEL get-master-addr-by-name per second: one Raftinel node against redis-sentinel
 	scripts/bench-sentinel.sh

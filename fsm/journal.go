@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -335,7 +336,29 @@ func outcome(r *recorder, m *fsmv1.Master, f *fsmv1.Failover, result, event, det
 		Reason: f.GetReason(), Result: result, Event: event, Detail: detail, Epoch: m.GetEpoch(),
 		StartedAtUnixNanos: f.GetStartedAtUnixNanos(), FinishedAtUnixNanos: r.now, OldMaster: f.GetOldMaster(),
 		Candidate: f.GetCandidate(), NewMaster: m.GetAddress(), Coordinated: f.GetCoordinated(),
+		Handover: handoverMethod(f, result),
 	}
+}
+
+// Values of FailoverOutcome.handover.
+const (
+	HandoverWritePause = "write-pause"
+	HandoverFailoverTo = "failover-to"
+)
+
+// handoverMethod tells how a coordinated failover handed over: with the
+// write pause when one was committed, else (promoted without a pause) with
+// Redis's FAILOVER TO. A rollback before either began names none.
+func handoverMethod(f *fsmv1.Failover, result string) string {
+	switch {
+	case !f.GetCoordinated():
+		return ""
+	case f.GetPause() != nil:
+		return HandoverWritePause
+	case result == ResultPromoted:
+		return HandoverFailoverTo
+	}
+	return ""
 }
 
 func abortFailover(r *recorder, c *fsmv1.AbortFailover) error {
@@ -370,11 +393,14 @@ func handoverPaused(r *recorder, c *fsmv1.HandoverPaused) error {
 	if f.GetPause() != nil {
 		return errorf(FailedPrecondition, "the handover of %q already paused writes", m.GetName())
 	}
+	if c.GetOffsetPending() && c.GetOffset() != math.MaxInt64 {
+		return errorf(Invalid, "write pause with its offset pending must record offset %d, not %d", int64(math.MaxInt64), c.GetOffset())
+	}
 	if c.GetOffset() < 0 || c.GetUntilUnixNanos() <= r.now {
 		return errorf(Invalid, "write pause at offset %d until %d: want a non-negative offset and an end after %d",
 			c.GetOffset(), c.GetUntilUnixNanos(), r.now)
 	}
-	f.Pause = &fsmv1.HandoverPause{Offset: c.GetOffset(), UntilUnixNanos: c.GetUntilUnixNanos()}
+	f.Pause = &fsmv1.HandoverPause{Offset: c.GetOffset(), UntilUnixNanos: c.GetUntilUnixNanos(), OffsetPending: c.GetOffsetPending()}
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -73,7 +74,21 @@ func TestFailoverOutcomes(t *testing.T) {
 			steps: []*fsmv1.Command{cmdOf(coordinated), cmdOf(&fsmv1.Promoted{Master: "mymaster", Address: r1Addr}),
 				cmdOf(&fsmv1.FinishFailover{Master: "mymaster", ExpectedEpoch: 1})},
 			want: &fsmv1.FailoverOutcome{Reason: "manual", Result: ResultPromoted, Event: "+failover-end", Epoch: 1,
-				OldMaster: mAddr, NewMaster: r1Addr, Candidate: r1Addr, Coordinated: true},
+				OldMaster: mAddr, NewMaster: r1Addr, Candidate: r1Addr, Coordinated: true, Handover: HandoverFailoverTo},
+		},
+		{
+			name: "handover promoted after a write pause",
+			steps: []*fsmv1.Command{cmdOf(coordinated), cmdOf(&fsmv1.HandoverPaused{Master: "mymaster", Offset: 10, UntilUnixNanos: 1 << 62}),
+				cmdOf(&fsmv1.Promoted{Master: "mymaster", Address: r1Addr}), cmdOf(&fsmv1.FinishFailover{Master: "mymaster", ExpectedEpoch: 1})},
+			want: &fsmv1.FailoverOutcome{Reason: "manual", Result: ResultPromoted, Event: "+failover-end", Epoch: 1,
+				OldMaster: mAddr, NewMaster: r1Addr, Candidate: r1Addr, Coordinated: true, Handover: HandoverWritePause},
+		},
+		{
+			name: "handover rolled back after a write pause",
+			steps: []*fsmv1.Command{cmdOf(coordinated), cmdOf(&fsmv1.HandoverPaused{Master: "mymaster", Offset: 10, UntilUnixNanos: 1 << 62}),
+				cmdOf(&fsmv1.AbortFailover{Master: "mymaster", Event: EventHandoverTimeout, Reason: "replica never caught up"})},
+			want: &fsmv1.FailoverOutcome{Reason: "manual", Result: ResultAborted, Event: EventHandoverTimeout,
+				Detail: "replica never caught up", OldMaster: mAddr, NewMaster: mAddr, Candidate: r1Addr, Coordinated: true, Handover: HandoverWritePause},
 		},
 		{
 			name: "reconfiguration timed out",
@@ -166,7 +181,10 @@ func TestHandoverPauseIsRecordedOnceAndKeptThroughPromotion(t *testing.T) {
 	must(t, a, cmdOf(&fsmv1.AbortFailover{Master: "mymaster", Event: "-failover-abort-slave-timeout"}))
 
 	must(t, a, cmdOf(&fsmv1.BeginFailover{Master: "mymaster", Reason: "manual", Candidate: r1Addr, Coordinated: true, HandoverTimeoutMs: 5000}))
-	for _, bad := range []*fsmv1.Command{pause(-1, far), pause(10, t0.UnixNano())} {
+	// A pause with its offset pending must record the largest offset, which
+	// a leader that does not know the flag never sees a replica reach.
+	pending := cmdOf(&fsmv1.HandoverPaused{Master: "mymaster", Offset: 10, UntilUnixNanos: far, OffsetPending: true})
+	for _, bad := range []*fsmv1.Command{pause(-1, far), pause(10, t0.UnixNano()), pending} {
 		if err := a.apply(t, bad); kindOf(err) != Invalid {
 			t.Fatalf("pause %v: %v", bad, err)
 		}
@@ -179,5 +197,17 @@ func TestHandoverPauseIsRecordedOnceAndKeptThroughPromotion(t *testing.T) {
 	m, _, _ := a.f.Master("mymaster")
 	if p := m.GetFailover().GetPause(); p.GetOffset() != 42 || p.GetUntilUnixNanos() != far {
 		t.Fatalf("pause after promotion: %v", m.GetFailover())
+	}
+}
+
+// The write pause committed before the pause itself records no offset yet.
+func TestHandoverPauseWithOffsetPending(t *testing.T) {
+	a := seeded(t)
+	must(t, a, cmdOf(&fsmv1.BeginFailover{Master: "mymaster", Reason: "manual", Candidate: r1Addr, Coordinated: true, HandoverTimeoutMs: 5000}))
+	far := t0.Add(time.Hour).UnixNano()
+	must(t, a, cmdOf(&fsmv1.HandoverPaused{Master: "mymaster", Offset: math.MaxInt64, UntilUnixNanos: far, OffsetPending: true}))
+	m, _, _ := a.f.Master("mymaster")
+	if p := m.GetFailover().GetPause(); !p.GetOffsetPending() || p.GetOffset() != math.MaxInt64 || p.GetUntilUnixNanos() != far {
+		t.Fatalf("pause %v", p)
 	}
 }

@@ -14,8 +14,24 @@ import (
 
 const handoverTimeout = 10 * time.Second
 
-// errUnknownFailover is what a server without FAILOVER answers.
-var errUnknownFailover = errors.New("ERR unknown command 'FAILOVER', with args beginning with: 'TO' '10.0.0.3' '6379' 'TIMEOUT' '9000' ")
+// errNoPauseWrite is what a server without CLIENT PAUSE ... WRITE answers
+// (Redis 6.0).
+var errNoPauseWrite = errors.New("ERR Unknown subcommand or wrong number of arguments for 'PAUSE'. Try CLIENT HELP")
+
+// errNoUnpause is what a server without CLIENT UNPAUSE answers (Redis
+// 6.0, which has no CLIENT PAUSE ... WRITE either).
+var errNoUnpause = errors.New("ERR Unknown subcommand or wrong number of arguments for 'UNPAUSE'. Try CLIENT HELP")
+
+// refusePause makes the old master a server without the write pause, so
+// that the leader falls back to FAILOVER TO.
+func (e *env) refusePause() {
+	e.redis.setHook(addrM, "PAUSE", func(context.Context) error { return errNoPauseWrite })
+	e.redis.setHook(addrM, "UNPAUSE", func(context.Context) error { return errNoUnpause })
+}
+
+// pauseCmd is the refused CLIENT UNPAUSE that tells the leader the write
+// pause cannot be used, before every FAILOVER TO.
+var pauseCmd = redisCmd(addrM, "CLIENT UNPAUSE")
 
 // beginHandover starts a coordinated manual failover of the healthy master
 // and checks that r2 was chosen.
@@ -69,15 +85,18 @@ func (e *env) checkRolledBack() {
 	e.noRejections()
 }
 
-func TestCoordinatedHandover(t *testing.T) {
+// A server that refuses the write pause is handed over with Redis's
+// FAILOVER TO, the fallback.
+func TestCoordinatedHandoverFallback(t *testing.T) {
 	e := newEnv(t, nil)
+	e.refusePause()
 	e.step()
 	e.beginHandover()
 
 	// FAILOVER TO the candidate, with the catch-up time that is left.
 	from := e.mark()
 	e.tick(time.Second)
-	if got := e.writes(from); !slices.Equal(got, []string{redisCmd(addrM, "FAILOVER TO 10.0.0.3 6379 TIMEOUT 9000")}) {
+	if got := e.writes(from); !slices.Equal(got, []string{pauseCmd, redisCmd(addrM, "FAILOVER TO 10.0.0.3 6379 TIMEOUT 9000")}) {
 		t.Fatalf("writes %q", got)
 	}
 	// While Redis runs it, the leader waits.
@@ -107,7 +126,7 @@ func TestCoordinatedHandover(t *testing.T) {
 		t.Fatalf("the leader promoted by itself:\n%s", e.dump(0))
 	}
 	last := e.master().GetLastFailover()
-	if last.GetResult() != fsm.ResultPromoted || !last.GetCoordinated() || last.GetEvent() != "+failover-end" {
+	if last.GetResult() != fsm.ResultPromoted || !last.GetCoordinated() || last.GetEvent() != "+failover-end" || last.GetHandover() != fsm.HandoverFailoverTo {
 		t.Fatalf("outcome %v", last)
 	}
 	for _, a := range []string{addrM, addrR1, addrR3, addrR4} {
@@ -137,7 +156,7 @@ func TestHandoverRollback(t *testing.T) {
 					e.setInfo(addrM, func(in *probe.Info) { in.MasterFailoverState = "no-failover" })
 				}
 			},
-			want: []string{"redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 9000"},
+			want: []string{pauseCmd, "redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 9000"},
 		},
 		{
 			name: "FAILOVER stuck past the timeout is aborted",
@@ -149,7 +168,7 @@ func TestHandoverRollback(t *testing.T) {
 					return errIgnored
 				})
 			},
-			want: []string{"redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 9000", "redis " + addrM + " FAILOVER ABORT"},
+			want: []string{pauseCmd, "redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 9000", "redis " + addrM + " FAILOVER ABORT"},
 		},
 		{
 			name: "FAILOVER TO refused",
@@ -159,14 +178,17 @@ func TestHandoverRollback(t *testing.T) {
 				})
 			},
 			// Retried every resendEvery with the time left.
-			want: []string{"redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 9000", "redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 7000",
-				"redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 5000", "redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 3000",
-				"redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 1000"},
+			want: []string{pauseCmd, "redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 9000",
+				pauseCmd, "redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 7000",
+				pauseCmd, "redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 5000",
+				pauseCmd, "redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 3000",
+				pauseCmd, "redis " + addrM + " FAILOVER TO 10.0.0.3 6379 TIMEOUT 1000"},
 		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, nil)
+			e.refusePause()
 			e.step()
 			if tc.setup != nil {
 				tc.setup(e)
@@ -200,19 +222,22 @@ func TestHandoverRollback(t *testing.T) {
 	}
 }
 
-// startPausedHandover begins a handover on a master without FAILOVER: the
-// leader pauses writes and commits the pause with the master's offset.
+// startPausedHandover begins a handover whose candidate is behind: the
+// leader pauses writes, commits the pause with the master's offset, and
+// finds the candidate short of it.
 func (e *env) startPausedHandover() {
 	e.t.Helper()
-	e.redis.setHook(addrM, "FAILOVER", func(context.Context) error { return errUnknownFailover })
 	e.step()
 	e.beginHandover()
 	from := e.mark()
 	e.tick(time.Second)
-	e.inOrder(from, redisCmd(addrM, "FAILOVER TO 10.0.0.3 6379 TIMEOUT 9000"), redisCmd(addrM, "CLIENT PAUSE 15000 WRITE"),
-		redisCmd(addrM, "INFO"), "commit HandoverPaused offset=1000")
+	e.inOrder(from, redisCmd(addrM, "CLIENT UNPAUSE"), "commit HandoverPaused offset=pending", redisCmd(addrM, "CLIENT PAUSE 15000 WRITE"),
+		redisCmd(addrM, "INFO"), redisCmd(addrR2, "INFO"))
+	if n := e.count(from, "redis * FAILOVER *"); n != 0 {
+		e.t.Fatalf("FAILOVER sent with the pause:\n%s", e.dump(from))
+	}
 	pause := e.master().GetFailover().GetPause()
-	if pause.GetOffset() != 1000 || pause.GetUntilUnixNanos() != e.clock.Now().Add(handoverTimeout-time.Second+pauseMargin).UnixNano() {
+	if !pause.GetOffsetPending() || pause.GetUntilUnixNanos() != e.clock.Now().Add(handoverTimeout-time.Second+pauseMargin).UnixNano() {
 		e.t.Fatalf("pause %v", pause)
 	}
 	if !e.paused(addrM) {
@@ -241,7 +266,8 @@ func TestPausedHandover(t *testing.T) {
 		}
 		e.finishFailover()
 		e.noRejections()
-		if n, m := e.count(0, "redis * CLIENT PAUSE *"), e.count(0, "redis * CLIENT UNPAUSE"); n != 1 || m != 1 {
+		// One UNPAUSE asks whether the server can pause, one releases it.
+		if n, m := e.count(0, "redis * CLIENT PAUSE *"), e.count(0, "redis * CLIENT UNPAUSE"); n != 1 || m != 2 {
 			t.Fatalf("%d pauses, %d unpauses:\n%s", n, m, e.dump(0))
 		}
 		last := e.master().GetLastFailover()
@@ -271,7 +297,9 @@ func TestPausedHandover(t *testing.T) {
 }
 
 // A new leader finds the pause in the journal and completes or releases it
-// in its first pass; it never pauses again.
+// in its first pass. The offset was not committed (it is read once writes
+// are paused), so the new leader pauses again to read it, but it never
+// commits a second pause.
 func TestNewLeaderResumesPause(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -281,15 +309,17 @@ func TestNewLeaderResumesPause(t *testing.T) {
 		rolledBack, promoted bool
 	}{
 		{
-			name:     "candidate caught up",
-			before:   func(e *env) { e.setInfo(addrR2, func(in *probe.Info) { in.SlaveReplOffset = 1000 }) },
-			want:     []string{promoteCmd(addrR2), "commit Promoted " + addrR2, replicaOf(addrM, addrR2), redisCmd(addrM, "CLIENT UNPAUSE")},
+			name:   "candidate caught up",
+			before: func(e *env) { e.setInfo(addrR2, func(in *probe.Info) { in.SlaveReplOffset = 1000 }) },
+			want: []string{redisCmd(addrM, "CLIENT PAUSE 14000 WRITE"), redisCmd(addrM, "INFO"), promoteCmd(addrR2), "commit Promoted " + addrR2,
+				replicaOf(addrM, addrR2), redisCmd(addrM, "CLIENT UNPAUSE")},
 			promoted: true,
 		},
 		{
-			name:       "catch-up time over",
-			before:     func(e *env) { e.clock.Advance(handoverTimeout) },
-			want:       []string{redisCmd(addrM, "CLIENT UNPAUSE"), "commit AbortFailover " + fsm.EventHandoverTimeout},
+			name:   "catch-up time over",
+			before: func(e *env) { e.clock.Advance(handoverTimeout) },
+			want: []string{redisCmd(addrM, "CLIENT PAUSE 4000 WRITE"), redisCmd(addrM, "INFO"), redisCmd(addrM, "CLIENT UNPAUSE"),
+				"commit AbortFailover " + fsm.EventHandoverTimeout},
 			rolledBack: true,
 		},
 		{
@@ -325,11 +355,12 @@ func TestNewLeaderResumesPause(t *testing.T) {
 			e.tick(time.Second)
 			if tc.want != nil {
 				e.inOrder(from, tc.want...)
-			} else if got := e.since(from, "commit ", "redis "); !slices.Equal(got, []string{redisCmd(addrM, "INFO"), redisCmd(addrR2, "INFO")}) {
+			} else if got := e.since(from, "commit ", "redis "); !slices.Equal(got, []string{redisCmd(addrM, "INFO"),
+				redisCmd(addrM, "CLIENT PAUSE 14000 WRITE"), redisCmd(addrM, "INFO"), redisCmd(addrR2, "INFO")}) {
 				t.Fatalf("first pass: %q", got)
 			}
-			if n := e.count(from, "redis * CLIENT PAUSE *") + e.count(from, "commit HandoverPaused *"); n != 0 {
-				t.Fatalf("the new leader paused again:\n%s", e.dump(from))
+			if n := e.count(from, "commit HandoverPaused *"); n != 0 {
+				t.Fatalf("the new leader committed a second pause:\n%s", e.dump(from))
 			}
 			switch {
 			case tc.rolledBack:
@@ -419,5 +450,42 @@ func TestPausedHandoverCandidateAlreadyPromoted(t *testing.T) {
 				t.Fatalf("outcome %v", last)
 			}
 		})
+	}
+}
+
+// The fast path in one pass: pause, commit the pause, poll the candidate
+// until it has the paused offset, promote, commit, re-point the old master
+// and unpause, with no FAILOVER sent.
+func TestPausedHandoverInOnePass(t *testing.T) {
+	e := newEnv(t, nil)
+	e.step()
+	e.pollFor = time.Minute // bounded by the candidate, below
+	e.start()
+	e.beginHandover()
+	looks := 0 // guarded by e.redis.mu
+	e.redis.setHook(addrR2, "INFO", func(context.Context) error {
+		e.redis.mu.Lock()
+		defer e.redis.mu.Unlock()
+		if looks++; looks == 3 {
+			// The last writes reach the candidate on the third look.
+			e.redis.servers[addrR2].info.SlaveReplOffset = 1000
+		}
+		return nil
+	})
+	from := e.mark()
+	e.tick(time.Second)
+	e.inOrder(from, redisCmd(addrM, "CLIENT UNPAUSE"), "commit HandoverPaused offset=pending", redisCmd(addrM, "CLIENT PAUSE 15000 WRITE"),
+		redisCmd(addrM, "INFO"), redisCmd(addrR2, "INFO"), redisCmd(addrR2, "INFO"), redisCmd(addrR2, "INFO"),
+		promoteCmd(addrR2), "commit Promoted "+addrR2, replicaOf(addrM, addrR2), redisCmd(addrM, "CLIENT UNPAUSE"))
+	if n := e.count(from, "redis * FAILOVER *"); n != 0 {
+		t.Fatalf("FAILOVER sent:\n%s", e.dump(from))
+	}
+	if e.paused(addrM) || e.master().GetAddress() != addrR2 {
+		t.Fatalf("paused %v, master %s", e.paused(addrM), e.master().GetAddress())
+	}
+	e.finishFailover()
+	e.noRejections()
+	if last := e.master().GetLastFailover(); last.GetResult() != fsm.ResultPromoted || last.GetHandover() != fsm.HandoverWritePause {
+		t.Fatalf("outcome %v", last)
 	}
 }

@@ -10,6 +10,7 @@ package orchestrator
 // nothing polls and nothing sleeps.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -181,6 +182,9 @@ func describe(cmd *fsmv1.Command) string {
 	case *fsmv1.Command_RecordRepair:
 		return fmt.Sprintf("RecordRepair %s %s", k.RecordRepair.GetAddress(), k.RecordRepair.GetEvent())
 	case *fsmv1.Command_HandoverPaused:
+		if k.HandoverPaused.GetOffsetPending() {
+			return "HandoverPaused offset=pending"
+		}
 		return fmt.Sprintf("HandoverPaused offset=%d", k.HandoverPaused.GetOffset())
 	}
 	return kindOf(cmd)
@@ -431,6 +435,8 @@ type env struct {
 	hooks      HookRunner
 	hookPolicy HookPolicy
 	hookRuns   map[string]int // by "kind result", from OnHookRun
+	// pollFor is the leaders' HandoverPollFor (real time); one look when 0.
+	pollFor time.Duration
 }
 
 // newEnv monitors addrM with replicas r1..r4 (committed through the fake
@@ -505,6 +511,9 @@ func (e *env) start() *Leader {
 	var l *Leader
 	l = Start(context.Background(), Config{
 		Commit: e.commit, Leadership: e.lead, Redis: e.redis, Observe: e.obs, Now: e.clock.Now,
+		// One look at the candidate per pass unless a test polls: the
+		// tests' clock is a fake.
+		HandoverPollFor: cmp.Or(e.pollFor, time.Nanosecond),
 		Log: slog.New(slog.NewTextHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelDebug,
 			ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 				if a.Key == slog.TimeKey && len(groups) == 0 {

@@ -38,6 +38,15 @@ var actionPoints = []struct {
 			e.step()
 			e.beginHandover()
 		},
+		want: redisCmd(addrM, "CLIENT PAUSE * WRITE"),
+	},
+	{
+		name: "hand over with FAILOVER TO",
+		setup: func(e *env) {
+			e.refusePause()
+			e.step()
+			e.beginHandover()
+		},
 		want: redisCmd(addrM, "FAILOVER TO 10.0.0.3 6379 TIMEOUT *"),
 	},
 	{

@@ -88,7 +88,25 @@ type Config struct {
 	// every event a hook gave up on.
 	OnHookRun    func(kind, result string)
 	OnHookGaveUp func(kind string)
+	// HandoverPollEvery is how often a coordinated handover reads the
+	// candidate's INFO while the old master's writes are paused;
+	// DefaultHandoverPollEvery when 0.
+	HandoverPollEvery time.Duration
+	// HandoverPollFor bounds how long one pass of the leader's loop keeps
+	// polling the candidate before it goes on with the other masters (the
+	// next passes poll again until the catch-up time is over);
+	// DefaultHandoverPollFor when 0.
+	HandoverPollFor time.Duration
 }
+
+const (
+	// DefaultHandoverPollEvery: a replica that streams the master's writes
+	// is a few milliseconds behind at most, so the pause lasts about that.
+	DefaultHandoverPollEvery = 2 * time.Millisecond
+	// DefaultHandoverPollFor keeps a replica that has fallen behind from
+	// holding up the leader's loop for long (and well below TILT's 2 s).
+	DefaultHandoverPollFor = 500 * time.Millisecond
+)
 
 const (
 	// actionTimeout bounds one command the leader sends to Redis, so a
@@ -151,6 +169,9 @@ type Leader struct {
 	// never runs two passes of one master at once.
 	running map[string]bool
 	slots   chan struct{} // one token per pass in flight
+	// pausedOffset holds, by master, the offset this leader read from the
+	// old master under a handover pause committed with its offset pending.
+	pausedOffset map[string]pausedOffset
 }
 
 // Start makes the leader for one term. It must be created after raft's
@@ -163,10 +184,16 @@ func Start(parent context.Context, cfg Config) *Leader {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	if cfg.HandoverPollEvery <= 0 {
+		cfg.HandoverPollEvery = DefaultHandoverPollEvery
+	}
+	if cfg.HandoverPollFor <= 0 {
+		cfg.HandoverPollFor = DefaultHandoverPollFor
+	}
 	ctx, cancel := context.WithCancel(parent)
 	return &Leader{cfg: cfg, ctx: ctx, cancel: cancel, lastEnter: map[string]time.Time{}, wasDown: map[string]bool{},
 		lastAction: map[string]time.Time{}, released: map[string]int64{}, hooks: map[string]*hookState{},
-		running: map[string]bool{}, slots: make(chan struct{}, maxParallelPasses)}
+		running: map[string]bool{}, slots: make(chan struct{}, maxParallelPasses), pausedOffset: map[string]pausedOffset{}}
 }
 
 // Stop ends the term: commands in flight are cancelled and nothing more is

@@ -5,7 +5,13 @@
 # rounds, so both see the same machine load). Every process runs on
 # 127.0.0.1 in a temporary folder and is stopped on exit.
 #
+# It measures twice: one request per round trip (plain), then PIPELINE
+# requests per round trip (redis-benchmark -P, default 16), and prints the
+# medians and the ratio of each.
+#
 # Settings (environment): REQUESTS (default 200000), CLIENTS (50), ROUNDS (3),
+# PIPELINE (16), PIPELINE_REQUESTS (1000000: a pipelined round of 200000
+# is over too soon to measure),
 # and the ports REDIS_PORT, SENTINEL_PORT, RAFTINEL_PORT, RAFT_PORT,
 # GRPC_PORT (default: free ports picked now). A taken port is refused.
 set -euo pipefail
@@ -14,6 +20,8 @@ cd "$(dirname "$0")/.."
 REQUESTS=${REQUESTS:-200000}
 CLIENTS=${CLIENTS:-50}
 ROUNDS=${ROUNDS:-3}
+PIPELINE=${PIPELINE:-16}
+PIPELINE_REQUESTS=${PIPELINE_REQUESTS:-1000000}
 NAME=mymaster
 
 for tool in redis-server redis-sentinel redis-cli redis-benchmark go; do
@@ -105,11 +113,12 @@ done
 wait_reply "$RAFTINEL_PORT" "$want" SENTINEL get-master-addr-by-name "$NAME"
 wait_reply "$SENTINEL_PORT" "$want" SENTINEL get-master-addr-by-name "$NAME"
 
-# rps runs redis-benchmark once and prints its requests per second.
+# rps runs redis-benchmark once against port $1 with pipeline depth $2 and
+# prints its requests per second.
 rps() {
-  local out
-  out=$(redis-benchmark -h 127.0.0.1 -p "$1" -n "$REQUESTS" -c "$CLIENTS" -q SENTINEL get-master-addr-by-name "$NAME" 2>&1 | tr '\r' '\n')
-  local n
+  local out n=$REQUESTS
+  [ "$2" -gt 1 ] && n=$PIPELINE_REQUESTS
+  out=$(redis-benchmark -h 127.0.0.1 -p "$1" -n "$n" -c "$CLIENTS" -P "$2" -q SENTINEL get-master-addr-by-name "$NAME" 2>&1 | tr '\r' '\n')
   n=$(grep -o '[0-9.]* requests per second' <<<"$out" | tail -n 1 | cut -d' ' -f1)
   if [ -z "$n" ]; then
     echo "bench-sentinel: redis-benchmark on port $1 printed no figure: $out" >&2
@@ -127,18 +136,33 @@ echo "redis-benchmark: $(redis-benchmark --version)"
 echo "$(go version), nproc $(nproc), $(uname -sm)"
 grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/^model name\s*: /cpu: /' || true
 echo "raftinel: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (modified)')"
+
+# measure LABEL DEPTH: ROUNDS alternating rounds at pipeline depth DEPTH;
+# leaves the ratio of the medians in the variable ratio_LABEL.
+summary=()
+measure() {
+  local label=$1 depth=$2 n=$REQUESTS
+  [ "$depth" -gt 1 ] && n=$PIPELINE_REQUESTS
+  echo
+  echo "== $label: redis-benchmark -h 127.0.0.1 -p PORT -n $n -c $CLIENTS -P $depth -q SENTINEL get-master-addr-by-name $NAME, $ROUNDS alternating rounds"
+  local ours=() theirs=() round r s
+  for round in $(seq "$ROUNDS"); do
+    r=$(rps "$RAFTINEL_PORT" "$depth"); ours+=("$r")
+    s=$(rps "$SENTINEL_PORT" "$depth"); theirs+=("$s")
+    printf 'round %d: raftinel (port %s) %s rps, redis-sentinel (port %s) %s rps\n' "$round" "$RAFTINEL_PORT" "$r" "$SENTINEL_PORT" "$s"
+  done
+  local mo mt ratio
+  mo=$(median "${ours[@]}")
+  mt=$(median "${theirs[@]}")
+  ratio=$(awk -v a="$mo" -v b="$mt" 'BEGIN {printf "%.2f", a / b}')
+  printf 'median raftinel:       %s requests per second\n' "$mo"
+  printf 'median redis-sentinel: %s requests per second\n' "$mt"
+  printf 'ratio raftinel / redis-sentinel: %s\n' "$ratio"
+  summary+=("$(printf '%-22s raftinel %10s rps, redis-sentinel %10s rps, ratio %s' "$label (-P $depth)" "$mo" "$mt" "$ratio")")
+}
+
+measure plain 1
+measure pipelined "$PIPELINE"
 echo
-cmd="redis-benchmark -h 127.0.0.1 -p PORT -n $REQUESTS -c $CLIENTS -q SENTINEL get-master-addr-by-name $NAME"
-echo "== $cmd, $ROUNDS alternating rounds"
-ours=() theirs=()
-for round in $(seq "$ROUNDS"); do
-  r=$(rps "$RAFTINEL_PORT"); ours+=("$r")
-  s=$(rps "$SENTINEL_PORT"); theirs+=("$s")
-  printf 'round %d: raftinel (port %s) %s rps, redis-sentinel (port %s) %s rps\n' "$round" "$RAFTINEL_PORT" "$r" "$SENTINEL_PORT" "$s"
-done
-mo=$(median "${ours[@]}")
-mt=$(median "${theirs[@]}")
-echo
-printf 'median raftinel:       %s requests per second\n' "$mo"
-printf 'median redis-sentinel: %s requests per second\n' "$mt"
-printf 'ratio raftinel / redis-sentinel: %s\n' "$(awk -v a="$mo" -v b="$mt" 'BEGIN {printf "%.2f", a / b}')"
+echo "== summary (medians)"
+printf '%s\n' "${summary[@]}"

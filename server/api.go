@@ -260,8 +260,8 @@ func (a *api) Monitor(ctx context.Context, req *coordinatorv1.MonitorRequest) (*
 			ClientReconfigScript: s.GetClientReconfigScript(),
 			WebhookUrl:           s.GetWebhookUrl(),
 			Maintenance:          s.GetMaintenance(),
-			FenceOff:                      s.Fence != nil && !s.GetFence(),
-			FenceLagS:                     int64(fenceLag / time.Second),
+			FenceOff:             s.Fence != nil && !s.GetFence(),
+			FenceLagS:            int64(fenceLag / time.Second),
 		},
 	}}})
 	if err != nil {

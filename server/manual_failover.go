@@ -183,5 +183,6 @@ func publicOutcome(o *fsmv1.FailoverOutcome) *coordinatorv1.FailoverOutcome {
 		Reason: o.GetReason(), Result: o.GetResult(), Event: o.GetEvent(), Detail: o.GetDetail(), Epoch: o.GetEpoch(),
 		StartedAt: timestamp(o.GetStartedAtUnixNanos()), FinishedAt: timestamp(o.GetFinishedAtUnixNanos()),
 		OldMaster: o.GetOldMaster(), Candidate: o.GetCandidate(), NewMaster: o.GetNewMaster(), Coordinated: o.GetCoordinated(),
+		Handover: o.GetHandover(),
 	}
 }

@@ -155,12 +155,14 @@ func serverAt(addr string, all ...*redistest.Server) *redistest.Server {
 func TestManualFailoverCoordinatedLosesNoWrite(t *testing.T) {
 	redistest.Require(t)
 	for _, tc := range []struct {
-		name string
-		opts []redistest.Option
+		name     string
+		opts     []redistest.Option
+		handover string
 	}{
-		{"FAILOVER TO", nil},
-		// A master without FAILOVER takes the CLIENT PAUSE path.
-		{"CLIENT PAUSE fallback", []redistest.Option{redistest.Args(`rename-command FAILOVER ""`)}},
+		{"write pause", nil, fsm.HandoverWritePause},
+		// A master that refuses CLIENT UNPAUSE cannot pause writes: the
+		// leader falls back to FAILOVER TO.
+		{"FAILOVER TO fallback", []redistest.Option{redistest.Args(`user default on nopass ~* &* +@all -client|unpause`)}, fsm.HandoverFailoverTo},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newTestCluster(t, 3, nil)
@@ -187,7 +189,8 @@ func TestManualFailoverCoordinatedLosesNoWrite(t *testing.T) {
 			}
 			out := resp.GetOutcome()
 			if out.GetResult() != fsm.ResultPromoted || out.GetEpoch() != 1 || !out.GetCoordinated() || out.GetOldMaster() != old ||
-				out.GetNewMaster() != resp.GetCandidate() || out.GetNewMaster() == old || out.GetEvent() != "+failover-end" {
+				out.GetNewMaster() != resp.GetCandidate() || out.GetNewMaster() == old || out.GetEvent() != "+failover-end" ||
+				out.GetHandover() != tc.handover {
 				t.Fatalf("outcome %v", out)
 			}
 			before := w.count()
@@ -459,15 +462,36 @@ func TestStartFailoverForcesAPromotion(t *testing.T) {
 }
 
 // A leader that stops while the old master is handing over: the next
-// leader reads the handover's progress from INFO and finishes it.
+// leader reads the handover's progress from the journal and INFO and
+// finishes it, under the write pause (it pauses again to read the offset)
+// or with FAILOVER TO (Redis runs it).
 func TestManualFailoverResumesOnANewLeader(t *testing.T) {
 	redistest.Require(t)
+	for _, tc := range []struct {
+		name string
+		opts []redistest.Option
+	}{
+		{"write pause", nil},
+		{"FAILOVER TO", []redistest.Option{redistest.Args(`user default on nopass ~* &* +@all -client|unpause`)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { resumesOnANewLeader(t, tc.opts) })
+	}
+}
+
+func resumesOnANewLeader(t *testing.T, opts []redistest.Option) {
 	c := newTestCluster(t, 3, nil)
 	c.leader()
 	c.registered()
-	g := startGroup(t, 100, 100)
+	m := redistest.Start(t, opts...)
+	g := &group{master: m,
+		r1: redistest.Start(t, redistest.ReplicaOf(m.Addr())),
+		r2: redistest.Start(t, redistest.ReplicaOf(m.Addr())),
+	}
+	redistest.WaitReplicating(t, g.r1, m)
+	redistest.WaitReplicating(t, g.r2, m)
 	c.monitorForManual(t, "mymaster", g)
 	old := g.master.Addr()
+	fallback := len(opts) > 0
 
 	// A frozen candidate keeps the handover waiting for as long as the
 	// test needs.
@@ -493,6 +517,10 @@ func TestManualFailoverResumesOnANewLeader(t *testing.T) {
 		done <- err
 	}()
 	testwait.Until(t, 20*time.Second, "the old master waiting for the candidate", func() bool {
+		if !fallback {
+			m, _, _ := first.srv.FSM().Master("mymaster")
+			return m.GetFailover().GetPause() != nil
+		}
 		info, err := g.master.Info(context.Background(), "replication")
 		return err == nil && info["master_failover_state"] == "waiting-for-sync"
 	})
@@ -514,9 +542,12 @@ func TestManualFailoverResumesOnANewLeader(t *testing.T) {
 		m, _, _ := second.srv.FSM().Master("mymaster")
 		return m.GetLastFailover() != nil && m.GetFailover() == nil
 	})
-	m, _, _ := second.srv.FSM().Master("mymaster")
-	if out := m.GetLastFailover(); out.GetResult() != fsm.ResultPromoted || m.Epoch != 1 || m.Address != g.r1.Addr() || out.GetOldMaster() != old {
-		t.Fatalf("after the new leader: epoch %d address %s outcome %v", m.Epoch, m.Address, out)
+	st, _, _ := second.srv.FSM().Master("mymaster")
+	if out := st.GetLastFailover(); out.GetResult() != fsm.ResultPromoted || st.Epoch != 1 || st.Address != g.r1.Addr() || out.GetOldMaster() != old {
+		t.Fatalf("after the new leader: epoch %d address %s outcome %v", st.Epoch, st.Address, out)
+	}
+	if err := g.r1.Client().Set(ctxT(t, 5*time.Second), "after", "1", 0).Err(); err != nil {
+		t.Fatalf("the new master does not take writes: %v", err)
 	}
 	testwait.Until(t, 20*time.Second, "the old master following the new one", func() bool {
 		r, mAddr := role(t, g.master)

@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftinel/raftinel/fsm"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -24,6 +27,8 @@ import (
 // goroutine and no one else's.
 type watchHub struct {
 	fsm *fsm.FSM
+	// senders delivers WatchMaster updates; see masterWatch.
+	senders *watchSenders
 
 	mu      sync.RWMutex // read-locked by every stream at every change
 	index   uint64       // the applied index of the heads last synced
@@ -40,10 +45,16 @@ type topic struct {
 	index   uint64
 	removed bool
 	changed chan struct{} // closed when head changes or the master goes
+	// msg is the WatchMasterResponse for head and index, encoded once for
+	// every stream that sends it (nil until the first stream asks).
+	msg *grpc.PreparedMsg
+	// watchers are the WatchMaster streams of this topic.
+	watchers map[*masterWatch]struct{}
 }
 
 func newWatchHub(f *fsm.FSM) *watchHub {
 	h := &watchHub{fsm: f, masters: map[string]*topic{}, events: make(chan struct{})}
+	h.senders = newWatchSenders(h)
 	h.sync()
 	return h
 }
@@ -73,6 +84,7 @@ func (h *watchHub) sync() {
 		return
 	}
 	h.index = index
+	var wake []*masterWatch
 	for name, t := range h.masters {
 		head, ok := heads[name]
 		switch {
@@ -81,16 +93,22 @@ func (h *watchHub) sync() {
 			close(t.changed)
 			delete(h.masters, name)
 		case head != t.head:
-			t.head, t.index = head, index
+			t.head, t.index, t.msg = head, index, nil
 			close(t.changed)
 			t.changed = make(chan struct{})
+		default:
+			continue
+		}
+		for w := range t.watchers {
+			wake = append(wake, w)
 		}
 	}
 	for name, head := range heads {
 		if _, ok := h.masters[name]; !ok {
-			h.masters[name] = &topic{head: head, index: index, changed: make(chan struct{})}
+			h.masters[name] = &topic{head: head, index: index, changed: make(chan struct{}), watchers: map[*masterWatch]struct{}{}}
 		}
 	}
+	h.senders.enqueue(wake...)
 	if lastSeq != h.lastSeq {
 		h.lastSeq = lastSeq
 		close(h.events)
@@ -121,6 +139,44 @@ func (h *watchHub) read(t *topic) (head fsm.Head, index uint64, removed bool, ch
 	return t.head, t.index, t.removed, t.changed
 }
 
+// message returns the response for head and index of t, encoded once per
+// change and shared by every stream of the topic: grpc's PreparedMsg holds
+// the bytes as they go on the wire, and sending it encodes nothing. stream
+// supplies the codec (every stream of this server has the same one). A
+// head that has moved on since the caller read it is encoded for this
+// caller alone.
+func (h *watchHub) message(t *topic, name string, head fsm.Head, index uint64, stream grpc.ServerStream) (*grpc.PreparedMsg, error) {
+	h.mu.RLock()
+	msg, current := t.msg, t.head == head && t.index == index
+	h.mu.RUnlock()
+	if msg != nil && current {
+		return msg, nil
+	}
+	encode := func() (*grpc.PreparedMsg, error) {
+		msg := new(grpc.PreparedMsg)
+		err := msg.Encode(stream, &coordinatorv1.WatchMasterResponse{Name: name, Address: head.Address, Epoch: head.Epoch, Index: index})
+		return msg, err
+	}
+	if !current {
+		return encode()
+	}
+	// Encoded under the write lock: the streams woken by a change all ask
+	// at once, and only the first must encode (about a microsecond).
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if t.head != head || t.index != index {
+		return encode()
+	}
+	if t.msg == nil {
+		var err error
+		if t.msg, err = encode(); err != nil {
+			t.msg = nil
+			return nil, err
+		}
+	}
+	return t.msg, nil
+}
+
 // eventsChanged returns a channel closed when the hub next sees new events.
 func (h *watchHub) eventsChanged() <-chan struct{} {
 	h.mu.RLock()
@@ -131,6 +187,7 @@ func (h *watchHub) eventsChanged() <-chan struct{} {
 // startWatchHub starts the hub's goroutine; it stops with the node.
 func (s *Server) startWatchHub() {
 	s.watch = newWatchHub(s.fsm)
+	s.watch.senders.start(s.ctx, &s.wg)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -200,25 +257,20 @@ func (a *api) WatchMaster(req *coordinatorv1.WatchMasterRequest, stream coordina
 	if t == nil {
 		return toStatus(fsm.UnknownMaster(name))
 	}
-	var sent fsm.Head
-	first := true
-	for {
-		head, index, removed, changed := s.watch.read(t)
-		if removed {
-			return toStatus(&fsm.Error{Kind: fsm.NotFound, Reason: fsm.ReasonUnknownMaster, Msg: fmt.Sprintf("master %q is no longer monitored", name)})
-		}
-		// A node behind the client's last epoch stays silent until it has
-		// caught up; after that, every new head is sent.
-		if head.Epoch >= req.GetResumeFromEpoch() && (first || head != sent) {
-			err := stream.Send(&coordinatorv1.WatchMasterResponse{Name: name, Address: head.Address, Epoch: head.Epoch, Index: index})
-			if err != nil {
-				return err
-			}
-			sent, first = head, false
-		}
-		if err := s.waitStream(stream.Context(), changed, age); err != nil {
-			return err
-		}
+	// The updates are sent by the hub's senders; this goroutine only waits
+	// for the stream to end, on a small stack.
+	w := &masterWatch{stream: stream, name: name, t: t, resume: req.GetResumeFromEpoch(), first: true, end: make(chan error, 1)}
+	s.watch.add(w)
+	defer s.watch.drop(w)
+	select {
+	case err := <-w.end:
+		return err
+	case <-stream.Context().Done():
+		return status.FromContextError(stream.Context().Err()).Err()
+	case <-s.ctx.Done():
+		return errShuttingDown
+	case <-age.C:
+		return errStreamAge
 	}
 }
 
@@ -307,5 +359,163 @@ func (s *Server) waitStreamOrLocal(ctx context.Context, changed <-chan struct{},
 		return nil, errShuttingDown
 	case <-age.C:
 		return nil, errStreamAge
+	}
+}
+
+// masterWatch is one WatchMaster stream. Its handler goroutine only waits
+// for the end; the hub's sender goroutines send its updates, so that the
+// deep send path grows a few stacks rather than one per stream, and a
+// change wakes those few instead of every stream's goroutine.
+type masterWatch struct {
+	stream grpc.ServerStream
+	name   string
+	t      *topic
+	resume uint64
+	end    chan error // the stream's end, from a sender (buffered)
+
+	queued atomic.Bool // in the senders' queue
+
+	// mu is held while sending, so the handler returns only once no send
+	// is in flight on its stream (grpc forbids sends after it returns).
+	mu     sync.Mutex
+	closed bool
+	first  bool
+	sent   fsm.Head
+}
+
+// add registers w with its topic and queues its first update, the current
+// head; a topic removed meanwhile ends w with NotFound.
+func (h *watchHub) add(w *masterWatch) {
+	h.mu.Lock()
+	if w.t.watchers != nil {
+		w.t.watchers[w] = struct{}{}
+	}
+	h.mu.Unlock()
+	h.senders.enqueue(w)
+}
+
+// drop unregisters w once its handler returns, waiting for a send in
+// flight.
+func (h *watchHub) drop(w *masterWatch) {
+	// A send blocks only on a client that left a whole flow-control window
+	// unread; the stream's end (after this returns) fails it, so the wait
+	// for it is bounded.
+	closed := make(chan struct{})
+	go func() {
+		w.mu.Lock()
+		w.closed = true
+		w.mu.Unlock()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(time.Second):
+	}
+	h.mu.Lock()
+	delete(w.t.watchers, w)
+	h.mu.Unlock()
+}
+
+// send brings one stream up to its topic's head: the current head at
+// first, then every new one, never one older than the client's resume
+// epoch. Heads only move forward, and a stream is sent to by one sender at
+// a time, so the epochs a client sees never go back; one that fell behind
+// gets the newest head.
+func (h *watchHub) send(w *masterWatch) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	head, index, removed, _ := h.read(w.t)
+	var err error
+	switch {
+	case removed:
+		err = toStatus(&fsm.Error{Kind: fsm.NotFound, Reason: fsm.ReasonUnknownMaster, Msg: fmt.Sprintf("master %q is no longer monitored", w.name)})
+	case head.Epoch >= w.resume && (w.first || head != w.sent):
+		var msg *grpc.PreparedMsg
+		if msg, err = h.message(w.t, w.name, head, index, w.stream); err == nil {
+			err = w.stream.SendMsg(msg)
+		}
+		if err == nil {
+			w.sent, w.first = head, false
+		}
+	}
+	if err != nil {
+		w.closed = true
+		w.end <- err
+	}
+}
+
+// watchSenders is a few goroutines that send WatchMaster updates from one
+// queue. A stream is queued at most once at a time; a change while it is
+// queued is picked up when it is sent, as it sends the newest head. A send
+// blocks only when its client has left a whole flow-control window
+// (64 KiB, about 1,500 updates) unread, which holds up that sender alone.
+type watchSenders struct {
+	h     *watchHub
+	mu    sync.Mutex
+	queue []*masterWatch
+	ready chan struct{} // one token per idle sender to wake
+}
+
+// watchSenderCount is how many goroutines send updates.
+var watchSenderCount = max(4, 2*runtime.GOMAXPROCS(0))
+
+func newWatchSenders(h *watchHub) *watchSenders {
+	return &watchSenders{h: h, ready: make(chan struct{}, watchSenderCount)}
+}
+
+// start runs the senders until ctx ends.
+func (ws *watchSenders) start(ctx context.Context, wg *sync.WaitGroup) {
+	for range watchSenderCount {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ws.run(ctx)
+		}()
+	}
+}
+
+func (ws *watchSenders) enqueue(ws2 ...*masterWatch) {
+	n := 0
+	ws.mu.Lock()
+	for _, w := range ws2 {
+		if w.queued.CompareAndSwap(false, true) {
+			ws.queue = append(ws.queue, w)
+			n++
+		}
+	}
+	ws.mu.Unlock()
+	for range min(n, watchSenderCount) {
+		select {
+		case ws.ready <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// run sends until ctx ends.
+func (ws *watchSenders) run(ctx context.Context) {
+	for {
+		select {
+		case <-ws.ready:
+		case <-ctx.Done():
+			return
+		}
+		for {
+			ws.mu.Lock()
+			if len(ws.queue) == 0 {
+				ws.queue = nil
+				ws.mu.Unlock()
+				break
+			}
+			w := ws.queue[len(ws.queue)-1]
+			ws.queue[len(ws.queue)-1] = nil
+			ws.queue = ws.queue[:len(ws.queue)-1]
+			ws.mu.Unlock()
+			w.queued.Store(false)
+			ws.h.send(w)
+		}
 	}
 }

@@ -76,11 +76,13 @@ func quietNode(b *testing.B) (*Server, *grpc.ClientConn) {
 	return startNode(b, func(c *Config) { c.Logger = quiet })
 }
 
-func heapAndStacks() uint64 {
+// heapAndStacks returns the bytes in use on the heap and in goroutine
+// stacks, after a collection.
+func heapAndStacks() (heap, stacks uint64) {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return ms.HeapInuse + ms.StackInuse
+	return ms.HeapInuse, ms.StackInuse
 }
 
 func percentile(d []time.Duration, p float64) time.Duration {
@@ -102,7 +104,7 @@ func BenchmarkWatchMasterFanout(b *testing.B) {
 
 	f := &fanout{}
 	f.expect(0)
-	before := heapAndStacks()
+	heap0, stacks0 := heapAndStacks()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
@@ -132,7 +134,9 @@ func BenchmarkWatchMasterFanout(b *testing.B) {
 		}
 	}
 	f.wait(b)
-	perStream := float64(heapAndStacks()-before) / fanoutStreams
+	heap1, stacks1 := heapAndStacks()
+	heapPerStream := (float64(heap1) - float64(heap0)) / fanoutStreams
+	stackPerStream := (float64(stacks1) - float64(stacks0)) / fanoutStreams
 
 	var toLast, toEach []time.Duration
 	b.ResetTimer()
@@ -167,7 +171,9 @@ func BenchmarkWatchMasterFanout(b *testing.B) {
 	b.ReportMetric(ms(percentile(toLast, 0.99)), "ms-to-last-p99")
 	b.ReportMetric(ms(percentile(toEach, 0.5)), "ms-per-watcher-p50")
 	b.ReportMetric(ms(percentile(toEach, 0.99)), "ms-per-watcher-p99")
-	b.ReportMetric(perStream, "bytes/stream")
+	b.ReportMetric(heapPerStream+stackPerStream, "bytes/stream")
+	b.ReportMetric(heapPerStream, "heap-bytes/stream")
+	b.ReportMetric(stackPerStream, "stack-bytes/stream")
 }
 
 // BenchmarkGetMaster measures GetMaster requests per second from one client

@@ -24,6 +24,12 @@
 // bench then watches the endpoints for down-after + 5 s and counts the runs
 // with a +odown or a +switch-master of the master: false failovers.
 //
+// The switchover mode (-faults switchover) injects no fault: it asks for a
+// planned switchover of the healthy master (Raftinel: the coordinated
+// failover coordinatorctl failover runs; redis-sentinel: SENTINEL
+// FAILOVER) while the writer goes on, and measures the longest gap between
+// two acknowledged writes and the acknowledged writes lost.
+//
 // With -watch it also runs Raftinel with the writer following the master
 // over gRPC WatchMaster (package client) instead of the Sentinel protocol.
 //
@@ -91,7 +97,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.failoverTimeout, "failover-timeout", 10*time.Second, "failover-timeout of the monitored master, for both systems")
 	fs.StringVar(&faults, "faults", "kill,stop", "faults to inject, comma-separated: kill (SIGKILL the master), stop (SIGSTOP it), "+
 		"debug-sleep (DEBUG SLEEP it for -debug-sleep), restart-300ms (SIGKILL it, restart it with its data 300ms later, count false failovers), "+
-		"leader-after-election and leader-after-promotion (SIGKILL the master; the failover's leader then exits right after it commits the start of the failover, resp. the promotion)")
+		"leader-after-election and leader-after-promotion (SIGKILL the master; the failover's leader then exits right after it commits the start of the failover, resp. the promotion), "+
+		"switchover (no fault: a planned switchover of the healthy master, coordinatorctl failover against SENTINEL FAILOVER; measures the longest gap between acknowledged writes and the lost ones)")
 	fs.StringVar(&systems, "systems", "raftinel,sentinel,raftinel-watch", "systems to run, comma-separated: raftinel (Sentinel protocol client), sentinel (redis-sentinel), raftinel-watch (gRPC WatchMaster client)")
 	fs.StringVar(&o.coordinator, "coordinator", "bin/coordinator", "the coordinator binary (make build)")
 	fs.StringVar(&o.redisServer, "redis-server", "redis-server", "the redis-server binary")
@@ -133,7 +140,7 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("-raft-timeout %v: want 0 (the coordinator's defaults) or at least 10ms", o.raftTimeout)
 	}
 	var err error
-	if o.faults, err = splitChoice("-faults", faults, faultKill, faultStop, faultDebugSleep, faultRestart, faultLeaderElection, faultLeaderPromotion); err != nil {
+	if o.faults, err = splitChoice("-faults", faults, faultKill, faultStop, faultDebugSleep, faultRestart, faultLeaderElection, faultLeaderPromotion, faultSwitchover); err != nil {
 		return nil, err
 	}
 	if o.systems, err = splitChoice("-systems", systems, systemRaftinel, systemSentinel, systemWatch); err != nil {
@@ -141,6 +148,10 @@ func parseFlags(args []string) (*options, error) {
 	}
 	return o, nil
 }
+
+// setupAttempts is how many times a run whose topology did not come up is
+// started.
+const setupAttempts = 3
 
 func splitChoice(flagName, value string, allowed ...string) ([]string, error) {
 	var out []string
@@ -211,6 +222,11 @@ func run(ctx context.Context, o *options) error {
 					continue
 				}
 				r, err := runOnce(ctx, o, sys, fault)
+				for attempt := 2; attempt <= setupAttempts && errors.As(err, new(setupError)) && ctx.Err() == nil; attempt++ {
+					fmt.Printf("%s, %s, run %d: the topology did not come up (%v); starting it again (attempt %d of %d)\n",
+						sys, fault, i+1, err, attempt, setupAttempts)
+					r, err = runOnce(ctx, o, sys, fault)
+				}
 				if err != nil {
 					return fmt.Errorf("%s, %s, run %d: %w", sys, fault, i+1, err)
 				}

@@ -50,6 +50,14 @@ type result struct {
 	acknowledged bool          // a write sent after the SIGKILL was acknowledged (outage is set)
 
 	// Leader-crash faults only.
+	// Switchover only: the longest time between two acknowledged writes
+	// from the request on, when it began (from the request), and for
+	// Raftinel how the handover was made (FailoverOutcome.handover).
+	switchover bool
+	gap, gapAt time.Duration
+	switchGap  time.Duration // the gap that spans the first +switch-master
+	handover   string
+
 	crashed string        // the decider that exited
 	exited  time.Duration // master's SIGKILL -> the crashing leader's exit
 	elected time.Duration // Raftinel: exit -> a survivor reports itself Raft leader
@@ -72,6 +80,14 @@ func (r result) measures() string {
 		}
 		return fmt.Sprintf("restarted %v after the SIGKILL, first PONG %v; first +sdown %s, +odown %s, +switch-master %s; %s, lost %d of %d acknowledged",
 			rd(r.restarted), rd(r.back), r.sdownString(), yesNo(r.odownHeard), yesNo(r.switchHeard), outage, r.lost, r.acked)
+	}
+	if r.switchover {
+		s := fmt.Sprintf("longest gap between acknowledged writes %v (from %v after the request), gap across the switch %v, announce %v, failover-end %v, lost %d of %d acknowledged",
+			rd(r.gap), rd(r.gapAt), rd(r.switchGap), rd(r.announce), rd(r.end), r.lost, r.acked)
+		if r.handover != "" {
+			s += ", handover " + r.handover
+		}
+		return s
 	}
 	if r.crashed != "" {
 		var b strings.Builder
@@ -129,7 +145,7 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 	defer cancel()
 	topo, err := startTopology(ctx, o, sys, fault)
 	if err != nil {
-		return result{}, err
+		return result{}, setupError{err}
 	}
 	defer topo.close()
 
@@ -153,6 +169,10 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 		return nil
 	}); err != nil {
 		return result{}, err
+	}
+
+	if fault == faultSwitchover {
+		return runSwitchover(ctx, o, sys, topo, ev, w, stopWriting)
 	}
 
 	var frz *freezer
@@ -604,3 +624,10 @@ func (w *writer) missingOn(ctx context.Context, addr string) (lost, acked int, e
 	}
 	return lost, len(w.acks), nil
 }
+
+// setupError is a run that failed before anything was measured: its
+// topology did not come up (on a loaded machine a process can take longer
+// than the bench waits). Such a run is tried again.
+type setupError struct{ error }
+
+func (e setupError) Unwrap() error { return e.error }

@@ -157,12 +157,17 @@ func report(o *options, results map[key][]result) string {
 	if slices.Contains(o.faults, faultRestart) {
 		b.WriteString(restartReport(o, results))
 	}
+	if slices.Contains(o.faults, faultSwitchover) {
+		b.WriteString(switchoverReport(o, results))
+	}
 	return b.String()
 }
 
 // inMainTable: the faults that end in a failover and are timed from the
 // fault on any endpoint.
-func inMainTable(fault string) bool { return !isLeaderCrash(fault) && fault != faultRestart }
+func inMainTable(fault string) bool {
+	return !isLeaderCrash(fault) && fault != faultRestart && fault != faultSwitchover
+}
 
 // restartReport renders the restart fault: one row per system, then the
 // false failovers of each.
@@ -305,8 +310,8 @@ func leaderCrashReport(o *options, results map[key][]result) string {
 func detectionReport(o *options, results map[key][]result) string {
 	var lines []string
 	for _, fault := range o.faults {
-		if fault == faultRestart {
-			continue // no +sdown is due: the master is back before down-after
+		if fault == faultRestart || fault == faultSwitchover {
+			continue // no +sdown is due: the master is back before down-after, or never down
 		}
 		for _, sys := range o.systems {
 			rs := results[key{sys, fault}]
@@ -365,6 +370,8 @@ func faultName(f string) string {
 		return "leader crash after election"
 	case faultLeaderPromotion:
 		return "leader crash after promotion"
+	case faultSwitchover:
+		return "planned switchover"
 	}
 	return "SIGKILL master"
 }

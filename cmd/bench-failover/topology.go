@@ -12,7 +12,9 @@ import (
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -290,11 +292,16 @@ func (t *topology) startRaftinel(ctx context.Context, o *options, ports []int, c
 	api := coordinatorv1.NewCoordinatorServiceClient(conn)
 	req := &coordinatorv1.MonitorRequest{Name: masterName, Address: t.redisAddrs[0], Settings: &coordinatorv1.MasterSettings{
 		Quorum: 2, DownAfter: durationpb.New(o.downAfter), FailoverTimeout: durationpb.New(o.failoverTimeout), ParallelSyncs: 1}}
-	// The first write waits for the cluster's first leader.
+	// The first write waits for the cluster's first leader. On a loaded
+	// machine an attempt can time out after its commit: the retry then
+	// finds the master monitored already.
 	return poll(ctx, 30*time.Second, func() error {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		_, err := api.Monitor(cctx, req)
+		if status.Code(err) == codes.AlreadyExists {
+			return nil
+		}
 		return err
 	})
 }

@@ -32,9 +32,11 @@ func failoverCmd(a *app) *cobra.Command {
 until the failover has ended (the old master then follows the new one).
 
 By default it is coordinated, so that no acknowledged write is lost: the old
-master pauses writes, waits until the replica has caught up, and swaps roles
-with it (Redis's FAILOVER TO; on servers without it, CLIENT PAUSE and a
-wait for the replica's offset). If the replica has not caught up within
+master pauses writes (CLIENT PAUSE WRITE) only until the replica has every
+one, then the replica is promoted and the old master follows it; the pause
+lasts tens of milliseconds. A server that cannot pause writes is handed over
+with Redis's FAILOVER TO instead (the "handover" row says which was used).
+If the replica has not caught up within
 --timeout the failover is rolled back: the old master keeps serving and the
 epoch does not change.
 
@@ -141,6 +143,7 @@ func renderFailover(w io.Writer, name string, resp *coordinatorv1.FailoverRespon
 	t.row("master", name)
 	t.row("result", o.GetResult())
 	t.row("mode", mode)
+	t.row("handover", o.GetHandover())
 	t.row("old-master", o.GetOldMaster())
 	t.row("candidate", o.GetCandidate())
 	t.row("new-master", o.GetNewMaster())

@@ -29,6 +29,9 @@ func (f *fakeNode) Failover(ctx context.Context, req *coordinatorv1.FailoverRequ
 	out := &coordinatorv1.FailoverOutcome{Reason: "manual", Result: "promoted", Event: "+failover-end", Epoch: 4,
 		StartedAt: timestamppb.New(failoverStart), FinishedAt: timestamppb.New(failoverStart.Add(1500 * time.Millisecond)),
 		OldMaster: "127.0.0.1:6379", Candidate: "127.0.0.1:6380", NewMaster: "127.0.0.1:6380", Coordinated: !req.GetForce()}
+	if out.Coordinated {
+		out.Handover = "write-pause"
+	}
 	if req.GetTo() == "127.0.0.1:6381" {
 		out.Result, out.Event, out.Epoch, out.Candidate, out.NewMaster = "aborted", "-failover-abort-handover-timeout", 3, req.GetTo(), out.OldMaster
 		out.Detail = "127.0.0.1:6381 did not take over from 127.0.0.1:6379 within 5s; 127.0.0.1:6379 keeps serving"
@@ -43,6 +46,7 @@ func TestFailoverPrintsTheOutcome(t *testing.T) {
 	want := `master      mymaster
 result      promoted
 mode        coordinated
+handover    write-pause
 old-master  127.0.0.1:6379
 candidate   127.0.0.1:6380
 new-master  127.0.0.1:6380

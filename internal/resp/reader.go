@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"slices"
 )
 
 // Default limits. A sentinel's commands are short (names, addresses, a few
@@ -98,6 +99,12 @@ type Reader struct {
 	br     *bufio.Reader
 	limits Limits
 	err    error
+
+	// For ReadCommandShared: the argument slice and the bytes of the small
+	// arguments, reused from one command to the next.
+	shared bool
+	args   [][]byte
+	arena  []byte
 }
 
 // NewReader returns a Reader that reads commands from r within limits.
@@ -139,6 +146,31 @@ func (r *Reader) ReadCommand() ([][]byte, error) {
 	}
 }
 
+// ReadCommandShared is ReadCommand without allocating for the common
+// request: the argument slice and arguments up to 4 KiB live in buffers
+// the Reader reuses, so they are valid only until the next call (larger
+// arguments are allocated as in ReadCommand). A server that copies what it
+// keeps (a name, a channel) serves a steady stream of requests with no
+// allocation per request.
+func (r *Reader) ReadCommandShared() ([][]byte, error) {
+	if cap(r.arena) > sharedArenaMax {
+		r.arena = nil // one large request must not pin its memory
+	}
+	if cap(r.args) > sharedArgsMax {
+		r.args = nil
+	}
+	r.shared = true
+	args, err := r.ReadCommand()
+	r.shared = false
+	return args, err
+}
+
+// Beyond these capacities the shared buffers are dropped after a request.
+const (
+	sharedArenaMax = 64 << 10
+	sharedArgsMax  = 1024
+)
+
 // readOne reads one request; an empty result means there was nothing to run.
 func (r *Reader) readOne() ([][]byte, error) {
 	first, err := r.br.Peek(1)
@@ -163,7 +195,13 @@ func (r *Reader) readMultibulk() ([][]byte, error) {
 	case n < 0 || n > int64(r.limits.MaxArgs):
 		return nil, errMultibulkLen
 	}
-	args := make([][]byte, 0, min(int(n), argsPrealloc))
+	var args [][]byte
+	if r.shared {
+		r.arena = r.arena[:0]
+		args = r.args[:0]
+	} else {
+		args = make([][]byte, 0, min(int(n), argsPrealloc))
+	}
 	total := 0
 	for range n {
 		c, err := r.br.ReadByte()
@@ -184,11 +222,19 @@ func (r *Reader) readMultibulk() ([][]byte, error) {
 			return nil, errCommandTooBig
 		}
 		total += int(l)
-		arg, err := r.readBulk(int(l))
+		var arg []byte
+		if r.shared && l <= maxPrealloc {
+			arg, err = r.readSharedBulk(int(l))
+		} else {
+			arg, err = r.readBulk(int(l))
+		}
 		if err != nil {
 			return nil, err
 		}
 		args = append(args, arg)
+	}
+	if r.shared {
+		r.args = args[:0] // kept for the next command, grown as needed
 	}
 	return args, nil
 }
@@ -274,14 +320,43 @@ func (r *Reader) readBulk(n int) ([]byte, error) {
 			return nil, noEOF(err)
 		}
 	}
-	var crlf [2]byte
-	if _, err := io.ReadFull(r.br, crlf[:]); err != nil {
-		return nil, noEOF(err)
-	}
-	if crlf != [2]byte{'\r', '\n'} {
-		return nil, errBulkCRLF
+	if err := r.readCRLF(); err != nil {
+		return nil, err
 	}
 	return buf, nil
+}
+
+// readSharedBulk reads n bytes (at most maxPrealloc) and their CRLF into
+// the arena. When the arena grows, the arguments read before keep pointing
+// at the old array, which still holds them.
+func (r *Reader) readSharedBulk(n int) ([]byte, error) {
+	start := len(r.arena)
+	r.arena = slices.Grow(r.arena, n)[:start+n]
+	arg := r.arena[start : start+n : start+n]
+	if _, err := io.ReadFull(r.br, arg); err != nil {
+		return nil, noEOF(err)
+	}
+	if err := r.readCRLF(); err != nil {
+		return nil, err
+	}
+	return arg, nil
+}
+
+// readCRLF reads the line end after a bulk, byte by byte: a local array
+// handed to io.ReadFull would be allocated on the heap.
+func (r *Reader) readCRLF() error {
+	cr, err := r.br.ReadByte()
+	if err != nil {
+		return noEOF(err)
+	}
+	lf, err := r.br.ReadByte()
+	if err != nil {
+		return noEOF(err)
+	}
+	if cr != '\r' || lf != '\n' {
+		return errBulkCRLF
+	}
+	return nil
 }
 
 func (r *Reader) readInline() ([][]byte, error) {

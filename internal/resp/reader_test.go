@@ -7,6 +7,7 @@ import (
 	"io"
 	"reflect"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -425,4 +426,52 @@ func quoteInline(args [][]byte) []byte {
 		b = append(b, '"')
 	}
 	return b
+}
+
+// ReadCommandShared reads what ReadCommand reads, small and large
+// arguments, inline requests and errors alike; each result is checked
+// before the next call, while it is valid.
+func TestReadCommandSharedMatches(t *testing.T) {
+	big := strings.Repeat("x", maxPrealloc+10)
+	input := "*3\r\n$8\r\nSENTINEL\r\n$23\r\nget-master-addr-by-name\r\n$8\r\nmymaster\r\n" +
+		"PING\r\n" +
+		"*2\r\n$4\r\nECHO\r\n$" + strconv.Itoa(len(big)) + "\r\n" + big + "\r\n" +
+		"*0\r\n" +
+		"*1\r\n$4\r\nPING\r\n" +
+		"*4\r\n$1\r\na\r\n$0\r\n\r\n$3\r\nbcd\r\n$1\r\ne\r\n" +
+		"*1\r\n$3\r\nabcX\r\n" // malformed: no CRLF after the bulk
+	want := NewReader(strings.NewReader(input), Limits{})
+	got := NewReader(strings.NewReader(input), Limits{})
+	for i := 0; ; i++ {
+		w, werr := want.ReadCommand()
+		g, gerr := got.ReadCommandShared()
+		if fmt.Sprint(werr) != fmt.Sprint(gerr) || fmt.Sprintf("%q", w) != fmt.Sprintf("%q", g) {
+			t.Fatalf("command %d: shared %q, %v; want %q, %v", i, g, gerr, w, werr)
+		}
+		if werr != nil {
+			break
+		}
+	}
+}
+
+func TestReadCommandSharedAllocations(t *testing.T) {
+	one := "*3\r\n$8\r\nSENTINEL\r\n$23\r\nget-master-addr-by-name\r\n$8\r\nmymaster\r\n"
+	src := strings.NewReader("")
+	r := NewReader(src, Limits{})
+	src.Reset(strings.Repeat(one, 2))
+	for range 2 {
+		if _, err := r.ReadCommandShared(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := testing.AllocsPerRun(100, func() {
+		src.Reset(one)
+		r.br.Reset(src)
+		if _, err := r.ReadCommandShared(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n != 0 {
+		t.Errorf("%v allocations per request, want 0", n)
+	}
 }

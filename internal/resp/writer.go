@@ -106,6 +106,26 @@ func (w *Writer) BulkString(s string) {
 	_, _ = w.bw.WriteString("\r\n")
 }
 
+// Encoded writes a reply encoded beforehand (AppendArrayOfBulks) as it is: the caller vouches that it is valid RESP for
+// the protocol in use.
+func (w *Writer) Encoded(b []byte) { _, _ = w.bw.Write(b) }
+
+// AppendArrayOfBulks appends the encoding of an array of bulk strings to
+// b: the same bytes in RESP2 and RESP3.
+func AppendArrayOfBulks(b []byte, items ...string) []byte {
+	b = append(b, '*')
+	b = strconv.AppendInt(b, int64(len(items)), 10)
+	b = append(b, '\r', '\n')
+	for _, it := range items {
+		b = append(b, '$')
+		b = strconv.AppendInt(b, int64(len(it)), 10)
+		b = append(b, '\r', '\n')
+		b = append(b, it...)
+		b = append(b, '\r', '\n')
+	}
+	return b
+}
+
 // NullBulk writes the null that stands for a missing string: "$-1" in RESP2,
 // "_" in RESP3.
 func (w *Writer) NullBulk() {

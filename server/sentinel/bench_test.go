@@ -2,8 +2,12 @@ package sentinel
 
 import (
 	"bufio"
+	"bytes"
+	"fmt"
 	"io"
 	"net"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -78,6 +82,55 @@ func BenchmarkGetMasterAddrByName(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkGetMasterAddrByNameParallel is the endpoint under many clients:
+// 50 connections over TCP on 127.0.0.1 (redis-benchmark's default), each
+// sending depth requests per round trip, as redis-benchmark -P does. The
+// allocations per request are the server's and this client's together;
+// the client reuses its buffers, so they are the server's.
+func BenchmarkGetMasterAddrByNameParallel(b *testing.B) {
+	for _, depth := range []int{1, 16} {
+		b.Run(fmt.Sprintf("P%d", depth), func(b *testing.B) {
+			f := newFake()
+			topology(f)
+			s := start(b, f, Config{})
+			one := encode("SENTINEL", "get-master-addr-by-name", "mymaster")
+			want := "*2\r\n$8\r\n10.0.0.1\r\n$4\r\n6379\r\n"
+			req := bytes.Repeat(one, depth)
+			const clients = 50
+			conns := make(chan net.Conn, clients)
+			for range clients {
+				nc, err := net.Dial("tcp", s.Addr())
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = nc.Close() })
+				conns <- nc
+			}
+			b.SetParallelism((clients + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			var requests atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				nc := <-conns
+				buf := make([]byte, len(want)*depth)
+				for pb.Next() {
+					if _, err := nc.Write(req); err != nil {
+						b.Error(err)
+						return
+					}
+					if _, err := io.ReadFull(nc, buf); err != nil || string(buf[:len(want)]) != want {
+						b.Errorf("reply %q: %v", buf, err)
+						return
+					}
+					requests.Add(int64(depth))
+				}
+			})
+			b.ReportMetric(float64(requests.Load())/time.Since(start).Seconds(), "req/s")
+		})
+	}
 }
 
 // The handler path must not allocate beyond what reading the request takes.

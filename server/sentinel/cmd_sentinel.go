@@ -24,8 +24,16 @@ func (c *conn) master(name []byte) (*fsmv1.Master, bool) {
 }
 
 // sentGetMasterAddr is the command clients send on every new connection, so
-// it reads the cached state and allocates nothing of its own.
+// it writes the reply encoded once per state, and allocates nothing.
 func sentGetMasterAddr(c *conn, args [][]byte) {
+	if reply, known, ok := c.s.addrReply(args[2]); ok {
+		if known {
+			c.w.Encoded(reply)
+		} else {
+			c.w.NullArray()
+		}
+		return
+	}
 	m := c.s.state().GetMasters()[string(args[2])]
 	if m == nil {
 		c.w.NullArray()

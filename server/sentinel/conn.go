@@ -35,6 +35,9 @@ type conn struct {
 	created time.Time
 	r       *resp.Reader // serving goroutine only
 
+	// The serving goroutine's last command and subcommand lookups.
+	cmdCache, subCache lookupCache
+
 	// mu guards w: replies from the serving goroutine and messages from the
 	// pump share one ordered byte stream.
 	mu sync.Mutex
@@ -51,7 +54,7 @@ type conn struct {
 	libName    string
 	libVer     string
 	lastCmd    atomic.Pointer[command]
-	lastActive atomic.Int64 // unix nanos
+	lastActive atomic.Int64 // unix nanos, from the server's coarse clock
 	proto      atomic.Int32
 
 	// Subscriptions: changed by the serving goroutine, read by the fan-out
@@ -148,7 +151,7 @@ func (c *conn) serve() {
 		}
 	}()
 	for {
-		args, err := c.r.ReadCommand()
+		args, err := c.r.ReadCommandShared()
 		if err != nil {
 			c.readFailed(err)
 			return
@@ -181,11 +184,11 @@ func (c *conn) readFailed(err error) {
 // checks come in Redis's order: command lookup and arity, then
 // authentication, then the subscribed-context rule.
 func (c *conn) exec(args [][]byte) bool {
-	c.lastActive.Store(time.Now().UnixNano())
-	cmd := lookup(commandTable, args[0])
+	c.lastActive.Store(c.s.clock.Load())
+	cmd := c.cmdCache.lookup(nil, commandTable, args[0])
 	var sub *command
 	if cmd != nil && len(cmd.subs) > 0 && len(args) >= 2 {
-		sub = lookup(cmd.subs, args[1])
+		sub = c.subCache.lookup(cmd, cmd.subs, args[1])
 	}
 	switch {
 	case cmd == nil, len(cmd.subs) > 0 && len(args) >= 2 && sub == nil:
@@ -275,6 +278,31 @@ func trunc(b []byte, n int) []byte {
 		return b[:n]
 	}
 	return b
+}
+
+// lookupCache remembers the last name looked up in one table and what it
+// found: a client sends the same command over and over, and comparing a
+// few bytes is cheaper than lowering and hashing them. The table is named
+// by its owner: nil for the command table, else the command whose
+// subcommands it holds.
+type lookupCache struct {
+	valid bool
+	owner *command
+	n     int
+	name  [32]byte
+	cmd   *command
+}
+
+func (lc *lookupCache) lookup(owner *command, table map[string]*command, name []byte) *command {
+	if lc.valid && lc.owner == owner && len(name) == lc.n && string(name) == string(lc.name[:lc.n]) {
+		return lc.cmd
+	}
+	cmd := lookup(table, name)
+	lc.valid = len(name) <= len(lc.name)
+	if lc.valid {
+		lc.owner, lc.n, lc.cmd = owner, copy(lc.name[:], name), cmd
+	}
+	return cmd
 }
 
 // lookup finds a command by name, ignoring ASCII case, without allocating.

@@ -75,6 +75,9 @@ type Server struct {
 	log     *slog.Logger
 	started time.Time
 
+	// clock is the time in unix nanoseconds, within clockTick.
+	clock atomic.Int64
+
 	ctx    context.Context // cancelled by Close; bounds backend writes
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -120,6 +123,36 @@ type Server struct {
 type cachedState struct {
 	st      *fsmv1.State
 	changed <-chan struct{}
+	// addrReplies holds each master's GET-MASTER-ADDR-BY-NAME reply,
+	// encoded once per state.
+	addrReplies map[string][]byte
+}
+
+func newCachedState(st *fsmv1.State, changed <-chan struct{}) *cachedState {
+	c := &cachedState{st: st, changed: changed, addrReplies: make(map[string][]byte, len(st.GetMasters()))}
+	for name, m := range st.GetMasters() {
+		host, port := splitAddr(m.GetAddress())
+		c.addrReplies[name] = resp.AppendArrayOfBulks(nil, host, port)
+	}
+	return c
+}
+
+// addrReply returns the encoded GET-MASTER-ADDR-BY-NAME reply of a master
+// from the cached state; ok is false when there is no valid cache (the
+// caller then reads the state).
+func (s *Server) addrReply(name []byte) (reply []byte, known, ok bool) {
+	if s.notifier == nil {
+		return nil, false, false
+	}
+	c := s.cache.Load()
+	if c == nil || isClosed(c.changed) {
+		s.state() // refreshes the cache
+		if c = s.cache.Load(); c == nil || isClosed(c.changed) {
+			return nil, false, false
+		}
+	}
+	reply, known = c.addrReplies[string(name)]
+	return reply, known, true
 }
 
 var emptyState = &fsmv1.State{}
@@ -149,6 +182,8 @@ func New(cfg Config, backend Backend) *Server {
 		conns: map[*conn]struct{}{}, subs: map[*conn]struct{}{}, peerDown: map[string]time.Time{},
 		served: make(chan struct{}),
 	}
+	s.clock.Store(time.Now().UnixNano())
+	go s.tickClock()
 	s.notifier, _ = backend.(StateNotifier)
 	s.calls = map[*command]*atomic.Uint64{}
 	for _, c := range commandTable {
@@ -168,6 +203,27 @@ func (s *Server) count(c *command) {
 		return
 	}
 	s.unknown.Add(1)
+}
+
+// clockTick is the resolution of the clock a connection's last activity
+// is read from (CLIENT LIST shows idle time in seconds); reading the system
+// clock for every command costs more than the command itself on some
+// virtual machines.
+const clockTick = 100 * time.Millisecond
+
+// tickClock keeps s.clock within clockTick of the time until the server
+// is closed.
+func (s *Server) tickClock() {
+	t := time.NewTicker(clockTick)
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			s.clock.Store(now.UnixNano())
+		case <-s.ctx.Done():
+			return
+		}
+	}
 }
 
 // UnknownCommand is the name Stats counts unknown commands and
@@ -404,7 +460,7 @@ func (s *Server) state() *fsmv1.State {
 	ch, _ := s.notifier.Changed()
 	st := orEmpty(s.backend.State())
 	if ch != nil {
-		s.cache.Store(&cachedState{st: st, changed: ch})
+		s.cache.Store(newCachedState(st, ch))
 	}
 	return st
 }

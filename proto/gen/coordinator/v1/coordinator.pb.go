@@ -2710,8 +2710,13 @@ type FailoverOutcome struct {
 	OldMaster  string                 `protobuf:"bytes,8,opt,name=old_master,json=oldMaster,proto3" json:"old_master,omitempty"`
 	Candidate  string                 `protobuf:"bytes,9,opt,name=candidate,proto3" json:"candidate,omitempty"`
 	// The master's address afterwards (the old one after an abort).
-	NewMaster     string `protobuf:"bytes,10,opt,name=new_master,json=newMaster,proto3" json:"new_master,omitempty"`
-	Coordinated   bool   `protobuf:"varint,11,opt,name=coordinated,proto3" json:"coordinated,omitempty"`
+	NewMaster   string `protobuf:"bytes,10,opt,name=new_master,json=newMaster,proto3" json:"new_master,omitempty"`
+	Coordinated bool   `protobuf:"varint,11,opt,name=coordinated,proto3" json:"coordinated,omitempty"`
+	// How a coordinated failover handed over: "write-pause" (CLIENT PAUSE
+	// WRITE on the old master, the candidate promoted once it has the
+	// paused offset) or "failover-to" (Redis's FAILOVER TO, the fallback for
+	// servers where the write pause cannot be used); empty otherwise.
+	Handover      string `protobuf:"bytes,150,opt,name=handover,proto3" json:"handover,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2821,6 +2826,13 @@ func (x *FailoverOutcome) GetCoordinated() bool {
 		return x.Coordinated
 	}
 	return false
+}
+
+func (x *FailoverOutcome) GetHandover() string {
+	if x != nil {
+		return x.Handover
+	}
+	return ""
 }
 
 type WatchMasterRequest struct {
@@ -4231,7 +4243,7 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x10FailoverResponse\x129\n" +
 	"\aoutcome\x18\x01 \x01(\v2\x1f.coordinator.v1.FailoverOutcomeR\aoutcome\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x1c\n" +
-	"\tcandidate\x18\x03 \x01(\tR\tcandidate\"\xfb\x02\n" +
+	"\tcandidate\x18\x03 \x01(\tR\tcandidate\"\x98\x03\n" +
 	"\x0fFailoverOutcome\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\tR\x06result\x12\x14\n" +
@@ -4248,7 +4260,8 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"new_master\x18\n" +
 	" \x01(\tR\tnewMaster\x12 \n" +
-	"\vcoordinated\x18\v \x01(\bR\vcoordinated\"\x97\x01\n" +
+	"\vcoordinated\x18\v \x01(\bR\vcoordinated\x12\x1b\n" +
+	"\bhandover\x18\x96\x01 \x01(\tR\bhandover\"\x97\x01\n" +
 	"\x12WatchMasterRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12*\n" +
 	"\x11resume_from_epoch\x18\x02 \x01(\x04R\x0fresumeFromEpoch\x12A\n" +

@@ -1307,9 +1307,10 @@ func (x *AbortFailover) GetReason() string {
 	return ""
 }
 
-// HandoverPaused records that the leader paused writes on the old master
-// of a coordinated failover (CLIENT PAUSE WRITE, for servers without
-// FAILOVER) and the offset the candidate must reach. It is committed before
+// HandoverPaused records that the leader pauses writes on the old master
+// of a coordinated failover (CLIENT PAUSE WRITE) and the offset the
+// candidate must reach, or that the offset is still to be read
+// (offset_pending, committed just before the pause). It is committed before
 // the leader goes on, so a new leader knows the pause exists: it promotes
 // the candidate once caught up, or unpauses and aborts, within one step.
 type HandoverPaused struct {
@@ -1320,8 +1321,14 @@ type HandoverPaused struct {
 	Offset int64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
 	// When the pause ends by itself on the old master.
 	UntilUnixNanos int64 `protobuf:"varint,4,opt,name=until_unix_nanos,json=untilUnixNanos,proto3" json:"until_unix_nanos,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Committed before the pause, so the offset is not known yet: offset
+	// holds the largest int64, which no replica reaches (a leader that does
+	// not know this field waits out the catch-up time and rolls back), and a
+	// leader that resumes the handover pauses again and reads the offset
+	// from the old master.
+	OffsetPending bool `protobuf:"varint,150,opt,name=offset_pending,json=offsetPending,proto3" json:"offset_pending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HandoverPaused) Reset() {
@@ -1380,6 +1387,13 @@ func (x *HandoverPaused) GetUntilUnixNanos() int64 {
 		return x.UntilUnixNanos
 	}
 	return 0
+}
+
+func (x *HandoverPaused) GetOffsetPending() bool {
+	if x != nil {
+		return x.OffsetPending
+	}
+	return false
 }
 
 // Promoted records that the candidate reports role master: the epoch rises
@@ -2723,8 +2737,13 @@ type FailoverOutcome struct {
 	// The replica chosen; empty when none was eligible.
 	Candidate string `protobuf:"bytes,9,opt,name=candidate,proto3" json:"candidate,omitempty"`
 	// The master address after the failover (the old one after an abort).
-	NewMaster     string `protobuf:"bytes,10,opt,name=new_master,json=newMaster,proto3" json:"new_master,omitempty"`
-	Coordinated   bool   `protobuf:"varint,11,opt,name=coordinated,proto3" json:"coordinated,omitempty"`
+	NewMaster   string `protobuf:"bytes,10,opt,name=new_master,json=newMaster,proto3" json:"new_master,omitempty"`
+	Coordinated bool   `protobuf:"varint,11,opt,name=coordinated,proto3" json:"coordinated,omitempty"`
+	// How a coordinated failover handed over: "write-pause" (CLIENT PAUSE
+	// WRITE on the old master, the candidate promoted once it has the
+	// paused offset) or "failover-to" (Redis's FAILOVER TO, the fallback for
+	// servers where the write pause cannot be used); empty otherwise.
+	Handover      string `protobuf:"bytes,150,opt,name=handover,proto3" json:"handover,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2834,6 +2853,13 @@ func (x *FailoverOutcome) GetCoordinated() bool {
 		return x.Coordinated
 	}
 	return false
+}
+
+func (x *FailoverOutcome) GetHandover() string {
+	if x != nil {
+		return x.Handover
+	}
+	return ""
 }
 
 // Replica is what the leader last observed of one replica.
@@ -3208,8 +3234,10 @@ type HandoverPause struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Offset         int64                  `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
 	UntilUnixNanos int64                  `protobuf:"varint,2,opt,name=until_unix_nanos,json=untilUnixNanos,proto3" json:"until_unix_nanos,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// See HandoverPaused.offset_pending.
+	OffsetPending bool `protobuf:"varint,150,opt,name=offset_pending,json=offsetPending,proto3" json:"offset_pending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HandoverPause) Reset() {
@@ -3254,6 +3282,13 @@ func (x *HandoverPause) GetUntilUnixNanos() int64 {
 		return x.UntilUnixNanos
 	}
 	return 0
+}
+
+func (x *HandoverPause) GetOffsetPending() bool {
+	if x != nil {
+		return x.OffsetPending
+	}
+	return false
 }
 
 // ReplicaReconf is one replica being re-pointed during a failover.
@@ -3678,12 +3713,13 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
 	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12\x14\n" +
 	"\x05event\x18\x03 \x01(\tR\x05event\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x91\x01\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xb9\x01\n" +
 	"\x0eHandoverPaused\x12\x16\n" +
 	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
 	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12(\n" +
-	"\x10until_unix_nanos\x18\x04 \x01(\x03R\x0euntilUnixNanos\"c\n" +
+	"\x10until_unix_nanos\x18\x04 \x01(\x03R\x0euntilUnixNanos\x12&\n" +
+	"\x0eoffset_pending\x18\x96\x01 \x01(\bR\roffsetPending\"c\n" +
 	"\bPromoted\x12\x16\n" +
 	"\x06master\x18\x01 \x01(\tR\x06master\x12%\n" +
 	"\x0eexpected_epoch\x18\x02 \x01(\x04R\rexpectedEpoch\x12\x18\n" +
@@ -3795,7 +3831,7 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\tFenceWait\x12(\n" +
 	"\x10until_unix_nanos\x18\x01 \x01(\x03R\x0euntilUnixNanos\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x121\n" +
-	"\x15started_at_unix_nanos\x18\x03 \x01(\x03R\x12startedAtUnixNanos\"\xeb\x02\n" +
+	"\x15started_at_unix_nanos\x18\x03 \x01(\x03R\x12startedAtUnixNanos\"\x88\x03\n" +
 	"\x0fFailoverOutcome\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\tR\x06result\x12\x14\n" +
@@ -3810,7 +3846,8 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
 	"new_master\x18\n" +
 	" \x01(\tR\tnewMaster\x12 \n" +
-	"\vcoordinated\x18\v \x01(\bR\vcoordinated\"\xa6\x03\n" +
+	"\vcoordinated\x18\v \x01(\bR\vcoordinated\x12\x1b\n" +
+	"\bhandover\x18\x96\x01 \x01(\tR\bhandover\"\xa6\x03\n" +
 	"\aReplica\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
@@ -3850,10 +3887,11 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x13handover_timeout_ms\x18\v \x01(\x03R\x11handoverTimeoutMs\x127\n" +
 	"\x05pause\x18\f \x01(\v2!.coordinator.fsm.v1.HandoverPauseR\x05pause\x12<\n" +
 	"\n" +
-	"fence_wait\x18d \x01(\v2\x1d.coordinator.fsm.v1.FenceWaitR\tfenceWait\"Q\n" +
+	"fence_wait\x18d \x01(\v2\x1d.coordinator.fsm.v1.FenceWaitR\tfenceWait\"y\n" +
 	"\rHandoverPause\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12(\n" +
-	"\x10until_unix_nanos\x18\x02 \x01(\x03R\x0euntilUnixNanos\"\x8d\x01\n" +
+	"\x10until_unix_nanos\x18\x02 \x01(\x03R\x0euntilUnixNanos\x12&\n" +
+	"\x0eoffset_pending\x18\x96\x01 \x01(\bR\roffsetPending\"\x8d\x01\n" +
 	"\rReplicaReconf\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x125\n" +
 	"\x05phase\x18\x02 \x01(\x0e2\x1f.coordinator.fsm.v1.ReconfPhaseR\x05phase\x12+\n" +
