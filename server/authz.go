@@ -113,11 +113,14 @@ func authorize(mode authMode, method string, caller security.Identity) error {
 		return nil
 	}
 	// Anonymous.
+	if mode.tls && need == accessNode {
+		return status.Errorf(codes.PermissionDenied, "%s is for nodes only: it needs a node certificate (URI SAN %sID)", method, security.NodeURIPrefix)
+	}
 	if mode.tokens {
 		return status.Errorf(codes.Unauthenticated, "%s needs a token: send the metadata 'authorization: Bearer SECRET' (coordinatorctl --token or COORDINATOR_TOKEN)", method)
 	}
-	if mode.tls && (need == accessNode || need == accessJoin) {
-		return status.Errorf(codes.PermissionDenied, "%s is for nodes only: it needs a node certificate (URI SAN %sID)", method, security.NodeURIPrefix)
+	if mode.tls && need == accessJoin {
+		return status.Errorf(codes.PermissionDenied, "%s is for the joining node itself (its node certificate) or an admin token", method)
 	}
 	return nil
 }
