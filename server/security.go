@@ -1,7 +1,10 @@
 package server
 
 import (
+	"context"
 	"errors"
+
+	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 
 	"github.com/raftinel/raftinel/security"
 )
@@ -60,4 +63,43 @@ func (s *Server) Reload() error {
 		s.log.Info("reloaded certificates and tokens", "tls", s.tls != nil, "tokens", n)
 	}
 	return err
+}
+
+// isManual tells the commands a user's call commits (as opposed to the
+// nodes' votes and the leader's own failover steps).
+func isManual(cmd *fsmv1.Command) bool {
+	switch k := cmd.GetKind().(type) {
+	case *fsmv1.Command_RegisterNode, *fsmv1.Command_DeregisterNode, *fsmv1.Command_MonitorMaster,
+		*fsmv1.Command_RemoveMaster, *fsmv1.Command_SetMasterOptions, *fsmv1.Command_ResetMaster:
+		return true
+	case *fsmv1.Command_BeginFailover:
+		return k.BeginFailover.GetReason() == "manual"
+	}
+	return false
+}
+
+// stampActor records, on a manual command, who asked for it and from
+// where (the identity the receiving node authenticated), and writes the
+// audit line. A node's own registration is not a manual action.
+func (s *Server) stampActor(ctx context.Context, cmd *fsmv1.Command) {
+	id, ok := security.IdentityFrom(ctx)
+	if !ok || !isManual(cmd) || (id.Kind == security.KindNode && !id.Forwarded && isOwnRegistration(cmd, id.Name)) {
+		return
+	}
+	cmd.Actor = &fsmv1.Actor{Who: id.Who(), From: id.From}
+	s.log.Info("audit", "who", id.Who(), "from", id.From, "action", commandKind(cmd))
+}
+
+func isOwnRegistration(cmd *fsmv1.Command, nodeID string) bool {
+	r, ok := cmd.GetKind().(*fsmv1.Command_RegisterNode)
+	return ok && r.RegisterNode.GetNode().GetId() == nodeID
+}
+
+// commandKind is the name of the command's kind ("monitor_master").
+func commandKind(cmd *fsmv1.Command) string {
+	m := cmd.ProtoReflect()
+	if f := m.WhichOneof(m.Descriptor().Oneofs().ByName("kind")); f != nil {
+		return string(f.Name())
+	}
+	return "none"
 }

@@ -392,6 +392,7 @@ func (s *Server) conn(addr string) (*grpc.ClientConn, error) {
 // leader, and waits for it to be applied or for ctx to end.
 func (s *Server) apply(ctx context.Context, cmd *fsmv1.Command) (uint64, error) {
 	cmd.ProposedAtUnixNanos = time.Now().UnixNano()
+	s.stampActor(ctx, cmd)
 	data, err := fsm.Encode(cmd)
 	if err != nil {
 		return 0, fmt.Errorf("encode command: %w", err)

@@ -147,6 +147,10 @@ type Command struct {
 	// Wall-clock time on the leader when it proposed the command. Apply uses it
 	// as "now" so that replaying the log always gives the same state.
 	ProposedAtUnixNanos int64 `protobuf:"varint,1,opt,name=proposed_at_unix_nanos,json=proposedAtUnixNanos,proto3" json:"proposed_at_unix_nanos,omitempty"`
+	// Who asked for the command, when a user did (a manual action): the
+	// events it produces carry it, for the audit. Empty for the nodes' own
+	// commands (votes, the leader's failover steps).
+	Actor *Actor `protobuf:"bytes,140,opt,name=actor,proto3" json:"actor,omitempty"`
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*Command_RegisterNode
@@ -205,6 +209,13 @@ func (x *Command) GetProposedAtUnixNanos() int64 {
 		return x.ProposedAtUnixNanos
 	}
 	return 0
+}
+
+func (x *Command) GetActor() *Actor {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
 }
 
 func (x *Command) GetKind() isCommand_Kind {
@@ -2622,9 +2633,11 @@ type Event struct {
 	Payload     string                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
 	// The node whose opinion the event reports (+sdown, -sdown); empty for
 	// cluster-wide events.
-	NodeId        string `protobuf:"bytes,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Epoch         uint64 `protobuf:"varint,6,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Master        string `protobuf:"bytes,7,opt,name=master,proto3" json:"master,omitempty"`
+	NodeId string `protobuf:"bytes,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Epoch  uint64 `protobuf:"varint,6,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Master string `protobuf:"bytes,7,opt,name=master,proto3" json:"master,omitempty"`
+	// Who asked for the command that produced the event, if a user did.
+	Actor         *Actor `protobuf:"bytes,140,opt,name=actor,proto3" json:"actor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2708,6 +2721,70 @@ func (x *Event) GetMaster() string {
 	return ""
 }
 
+func (x *Event) GetActor() *Actor {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+// Actor is the caller of a manual action, as the node that received the
+// call authenticated it. It never holds a secret.
+type Actor struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "token NAME", "node ID", "sentinel USER" or "anonymous", with the
+	// client certificate's subject when one was presented.
+	Who string `protobuf:"bytes,1,opt,name=who,proto3" json:"who,omitempty"`
+	// The caller's address as the receiving node saw it.
+	From          string `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Actor) Reset() {
+	*x = Actor{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Actor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Actor) ProtoMessage() {}
+
+func (x *Actor) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Actor.ProtoReflect.Descriptor instead.
+func (*Actor) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *Actor) GetWho() string {
+	if x != nil {
+		return x.Who
+	}
+	return ""
+}
+
+func (x *Actor) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
 // MasterSettings are the per-master options, in Sentinel's units.
 type MasterSettings struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -2734,7 +2811,7 @@ type MasterSettings struct {
 
 func (x *MasterSettings) Reset() {
 	*x = MasterSettings{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2746,7 +2823,7 @@ func (x *MasterSettings) String() string {
 func (*MasterSettings) ProtoMessage() {}
 
 func (x *MasterSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2759,7 +2836,7 @@ func (x *MasterSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterSettings.ProtoReflect.Descriptor instead.
 func (*MasterSettings) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MasterSettings) GetQuorum() uint32 {
@@ -2829,10 +2906,11 @@ var File_coordinator_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccoordinator/fsm/v1/fsm.proto\x12\x12coordinator.fsm.v1\"\x90\n" +
+	"\x1ccoordinator/fsm/v1/fsm.proto\x12\x12coordinator.fsm.v1\"\xc2\n" +
 	"\n" +
 	"\aCommand\x123\n" +
-	"\x16proposed_at_unix_nanos\x18\x01 \x01(\x03R\x13proposedAtUnixNanos\x12G\n" +
+	"\x16proposed_at_unix_nanos\x18\x01 \x01(\x03R\x13proposedAtUnixNanos\x120\n" +
+	"\x05actor\x18\x8c\x01 \x01(\v2\x19.coordinator.fsm.v1.ActorR\x05actor\x12G\n" +
 	"\rregister_node\x18\n" +
 	" \x01(\v2 .coordinator.fsm.v1.RegisterNodeH\x00R\fregisterNode\x12M\n" +
 	"\x0fderegister_node\x18\v \x01(\v2\".coordinator.fsm.v1.DeregisterNodeH\x00R\x0ederegisterNode\x12J\n" +
@@ -3028,7 +3106,7 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\rReplicaReconf\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x125\n" +
 	"\x05phase\x18\x02 \x01(\x0e2\x1f.coordinator.fsm.v1.ReconfPhaseR\x05phase\x12+\n" +
-	"\x12sent_at_unix_nanos\x18\x03 \x01(\x03R\x0fsentAtUnixNanos\"\xb2\x01\n" +
+	"\x12sent_at_unix_nanos\x18\x03 \x01(\x03R\x0fsentAtUnixNanos\"\xe4\x01\n" +
 	"\x05Event\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\"\n" +
 	"\rat_unix_nanos\x18\x02 \x01(\x03R\vatUnixNanos\x12\x12\n" +
@@ -3036,7 +3114,11 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\apayload\x18\x04 \x01(\tR\apayload\x12\x17\n" +
 	"\anode_id\x18\x05 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05epoch\x18\x06 \x01(\x04R\x05epoch\x12\x16\n" +
-	"\x06master\x18\a \x01(\tR\x06master\"\xf2\x02\n" +
+	"\x06master\x18\a \x01(\tR\x06master\x120\n" +
+	"\x05actor\x18\x8c\x01 \x01(\v2\x19.coordinator.fsm.v1.ActorR\x05actor\"-\n" +
+	"\x05Actor\x12\x10\n" +
+	"\x03who\x18\x01 \x01(\tR\x03who\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\"\xf2\x02\n" +
 	"\x0eMasterSettings\x12\x16\n" +
 	"\x06quorum\x18\x01 \x01(\rR\x06quorum\x12\"\n" +
 	"\rdown_after_ms\x18\x02 \x01(\x03R\vdownAfterMs\x12.\n" +
@@ -3072,7 +3154,7 @@ func file_coordinator_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_coordinator_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_coordinator_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_coordinator_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_coordinator_fsm_v1_fsm_proto_goTypes = []any{
 	(ReconfPhase)(0),            // 0: coordinator.fsm.v1.ReconfPhase
 	(FailoverPhase)(0),          // 1: coordinator.fsm.v1.FailoverPhase
@@ -3106,54 +3188,57 @@ var file_coordinator_fsm_v1_fsm_proto_goTypes = []any{
 	(*HandoverPause)(nil),       // 29: coordinator.fsm.v1.HandoverPause
 	(*ReplicaReconf)(nil),       // 30: coordinator.fsm.v1.ReplicaReconf
 	(*Event)(nil),               // 31: coordinator.fsm.v1.Event
-	(*MasterSettings)(nil),      // 32: coordinator.fsm.v1.MasterSettings
-	nil,                         // 33: coordinator.fsm.v1.State.NodesEntry
-	nil,                         // 34: coordinator.fsm.v1.State.MastersEntry
+	(*Actor)(nil),               // 32: coordinator.fsm.v1.Actor
+	(*MasterSettings)(nil),      // 33: coordinator.fsm.v1.MasterSettings
+	nil,                         // 34: coordinator.fsm.v1.State.NodesEntry
+	nil,                         // 35: coordinator.fsm.v1.State.MastersEntry
 }
 var file_coordinator_fsm_v1_fsm_proto_depIdxs = []int32{
-	16, // 0: coordinator.fsm.v1.Command.register_node:type_name -> coordinator.fsm.v1.RegisterNode
-	17, // 1: coordinator.fsm.v1.Command.deregister_node:type_name -> coordinator.fsm.v1.DeregisterNode
-	18, // 2: coordinator.fsm.v1.Command.monitor_master:type_name -> coordinator.fsm.v1.MonitorMaster
-	19, // 3: coordinator.fsm.v1.Command.remove_master:type_name -> coordinator.fsm.v1.RemoveMaster
-	20, // 4: coordinator.fsm.v1.Command.set_master_options:type_name -> coordinator.fsm.v1.SetMasterOptions
-	3,  // 5: coordinator.fsm.v1.Command.reset_master:type_name -> coordinator.fsm.v1.ResetMaster
-	4,  // 6: coordinator.fsm.v1.Command.report_vote:type_name -> coordinator.fsm.v1.ReportVote
-	5,  // 7: coordinator.fsm.v1.Command.update_replicas:type_name -> coordinator.fsm.v1.UpdateReplicas
-	6,  // 8: coordinator.fsm.v1.Command.set_objective_down:type_name -> coordinator.fsm.v1.SetObjectiveDown
-	7,  // 9: coordinator.fsm.v1.Command.begin_failover:type_name -> coordinator.fsm.v1.BeginFailover
-	9,  // 10: coordinator.fsm.v1.Command.abort_failover:type_name -> coordinator.fsm.v1.AbortFailover
-	11, // 11: coordinator.fsm.v1.Command.promoted:type_name -> coordinator.fsm.v1.Promoted
-	12, // 12: coordinator.fsm.v1.Command.replica_reconfigured:type_name -> coordinator.fsm.v1.ReplicaReconfigured
-	13, // 13: coordinator.fsm.v1.Command.finish_failover:type_name -> coordinator.fsm.v1.FinishFailover
-	14, // 14: coordinator.fsm.v1.Command.record_repair:type_name -> coordinator.fsm.v1.RecordRepair
-	10, // 15: coordinator.fsm.v1.Command.handover_paused:type_name -> coordinator.fsm.v1.HandoverPaused
-	26, // 16: coordinator.fsm.v1.UpdateReplicas.replicas:type_name -> coordinator.fsm.v1.Replica
-	15, // 17: coordinator.fsm.v1.BeginFailover.rejected:type_name -> coordinator.fsm.v1.Rejection
-	8,  // 18: coordinator.fsm.v1.BeginFailover.empty_restart:type_name -> coordinator.fsm.v1.EmptyRestart
-	0,  // 19: coordinator.fsm.v1.ReplicaReconfigured.phase:type_name -> coordinator.fsm.v1.ReconfPhase
-	23, // 20: coordinator.fsm.v1.RegisterNode.node:type_name -> coordinator.fsm.v1.Node
-	32, // 21: coordinator.fsm.v1.MonitorMaster.settings:type_name -> coordinator.fsm.v1.MasterSettings
-	21, // 22: coordinator.fsm.v1.SetMasterOptions.options:type_name -> coordinator.fsm.v1.Option
-	33, // 23: coordinator.fsm.v1.State.nodes:type_name -> coordinator.fsm.v1.State.NodesEntry
-	34, // 24: coordinator.fsm.v1.State.masters:type_name -> coordinator.fsm.v1.State.MastersEntry
-	32, // 25: coordinator.fsm.v1.Master.settings:type_name -> coordinator.fsm.v1.MasterSettings
-	26, // 26: coordinator.fsm.v1.Master.replicas:type_name -> coordinator.fsm.v1.Replica
-	27, // 27: coordinator.fsm.v1.Master.votes:type_name -> coordinator.fsm.v1.Vote
-	28, // 28: coordinator.fsm.v1.Master.failover:type_name -> coordinator.fsm.v1.Failover
-	31, // 29: coordinator.fsm.v1.Master.events:type_name -> coordinator.fsm.v1.Event
-	25, // 30: coordinator.fsm.v1.Master.last_failover:type_name -> coordinator.fsm.v1.FailoverOutcome
-	1,  // 31: coordinator.fsm.v1.Failover.phase:type_name -> coordinator.fsm.v1.FailoverPhase
-	30, // 32: coordinator.fsm.v1.Failover.reconf:type_name -> coordinator.fsm.v1.ReplicaReconf
-	15, // 33: coordinator.fsm.v1.Failover.rejected:type_name -> coordinator.fsm.v1.Rejection
-	29, // 34: coordinator.fsm.v1.Failover.pause:type_name -> coordinator.fsm.v1.HandoverPause
-	0,  // 35: coordinator.fsm.v1.ReplicaReconf.phase:type_name -> coordinator.fsm.v1.ReconfPhase
-	23, // 36: coordinator.fsm.v1.State.NodesEntry.value:type_name -> coordinator.fsm.v1.Node
-	24, // 37: coordinator.fsm.v1.State.MastersEntry.value:type_name -> coordinator.fsm.v1.Master
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	32, // 0: coordinator.fsm.v1.Command.actor:type_name -> coordinator.fsm.v1.Actor
+	16, // 1: coordinator.fsm.v1.Command.register_node:type_name -> coordinator.fsm.v1.RegisterNode
+	17, // 2: coordinator.fsm.v1.Command.deregister_node:type_name -> coordinator.fsm.v1.DeregisterNode
+	18, // 3: coordinator.fsm.v1.Command.monitor_master:type_name -> coordinator.fsm.v1.MonitorMaster
+	19, // 4: coordinator.fsm.v1.Command.remove_master:type_name -> coordinator.fsm.v1.RemoveMaster
+	20, // 5: coordinator.fsm.v1.Command.set_master_options:type_name -> coordinator.fsm.v1.SetMasterOptions
+	3,  // 6: coordinator.fsm.v1.Command.reset_master:type_name -> coordinator.fsm.v1.ResetMaster
+	4,  // 7: coordinator.fsm.v1.Command.report_vote:type_name -> coordinator.fsm.v1.ReportVote
+	5,  // 8: coordinator.fsm.v1.Command.update_replicas:type_name -> coordinator.fsm.v1.UpdateReplicas
+	6,  // 9: coordinator.fsm.v1.Command.set_objective_down:type_name -> coordinator.fsm.v1.SetObjectiveDown
+	7,  // 10: coordinator.fsm.v1.Command.begin_failover:type_name -> coordinator.fsm.v1.BeginFailover
+	9,  // 11: coordinator.fsm.v1.Command.abort_failover:type_name -> coordinator.fsm.v1.AbortFailover
+	11, // 12: coordinator.fsm.v1.Command.promoted:type_name -> coordinator.fsm.v1.Promoted
+	12, // 13: coordinator.fsm.v1.Command.replica_reconfigured:type_name -> coordinator.fsm.v1.ReplicaReconfigured
+	13, // 14: coordinator.fsm.v1.Command.finish_failover:type_name -> coordinator.fsm.v1.FinishFailover
+	14, // 15: coordinator.fsm.v1.Command.record_repair:type_name -> coordinator.fsm.v1.RecordRepair
+	10, // 16: coordinator.fsm.v1.Command.handover_paused:type_name -> coordinator.fsm.v1.HandoverPaused
+	26, // 17: coordinator.fsm.v1.UpdateReplicas.replicas:type_name -> coordinator.fsm.v1.Replica
+	15, // 18: coordinator.fsm.v1.BeginFailover.rejected:type_name -> coordinator.fsm.v1.Rejection
+	8,  // 19: coordinator.fsm.v1.BeginFailover.empty_restart:type_name -> coordinator.fsm.v1.EmptyRestart
+	0,  // 20: coordinator.fsm.v1.ReplicaReconfigured.phase:type_name -> coordinator.fsm.v1.ReconfPhase
+	23, // 21: coordinator.fsm.v1.RegisterNode.node:type_name -> coordinator.fsm.v1.Node
+	33, // 22: coordinator.fsm.v1.MonitorMaster.settings:type_name -> coordinator.fsm.v1.MasterSettings
+	21, // 23: coordinator.fsm.v1.SetMasterOptions.options:type_name -> coordinator.fsm.v1.Option
+	34, // 24: coordinator.fsm.v1.State.nodes:type_name -> coordinator.fsm.v1.State.NodesEntry
+	35, // 25: coordinator.fsm.v1.State.masters:type_name -> coordinator.fsm.v1.State.MastersEntry
+	33, // 26: coordinator.fsm.v1.Master.settings:type_name -> coordinator.fsm.v1.MasterSettings
+	26, // 27: coordinator.fsm.v1.Master.replicas:type_name -> coordinator.fsm.v1.Replica
+	27, // 28: coordinator.fsm.v1.Master.votes:type_name -> coordinator.fsm.v1.Vote
+	28, // 29: coordinator.fsm.v1.Master.failover:type_name -> coordinator.fsm.v1.Failover
+	31, // 30: coordinator.fsm.v1.Master.events:type_name -> coordinator.fsm.v1.Event
+	25, // 31: coordinator.fsm.v1.Master.last_failover:type_name -> coordinator.fsm.v1.FailoverOutcome
+	1,  // 32: coordinator.fsm.v1.Failover.phase:type_name -> coordinator.fsm.v1.FailoverPhase
+	30, // 33: coordinator.fsm.v1.Failover.reconf:type_name -> coordinator.fsm.v1.ReplicaReconf
+	15, // 34: coordinator.fsm.v1.Failover.rejected:type_name -> coordinator.fsm.v1.Rejection
+	29, // 35: coordinator.fsm.v1.Failover.pause:type_name -> coordinator.fsm.v1.HandoverPause
+	0,  // 36: coordinator.fsm.v1.ReplicaReconf.phase:type_name -> coordinator.fsm.v1.ReconfPhase
+	32, // 37: coordinator.fsm.v1.Event.actor:type_name -> coordinator.fsm.v1.Actor
+	23, // 38: coordinator.fsm.v1.State.NodesEntry.value:type_name -> coordinator.fsm.v1.Node
+	24, // 39: coordinator.fsm.v1.State.MastersEntry.value:type_name -> coordinator.fsm.v1.Master
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_fsm_v1_fsm_proto_init() }
@@ -3185,7 +3270,7 @@ func file_coordinator_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coordinator_fsm_v1_fsm_proto_rawDesc), len(file_coordinator_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
