@@ -132,7 +132,13 @@ func TestSecuredClusterRefusesForgedVotes(t *testing.T) {
 	m := redistest.Start(t)
 	r := redistest.Start(t, redistest.ReplicaOf(m.Addr()))
 	redistest.WaitReplicating(t, r, m)
-	mustCtl(t, s.ctlArgs(operateToken, "monitor", "mymaster", m.Addr(), "--quorum", "2", "--down-after", "5s")...)
+	testwait.For(t, waitTimeout, "monitor mymaster", func() error {
+		r, err := ctl(s.ctlArgs(operateToken, "monitor", "mymaster", m.Addr(), "--quorum", "2", "--down-after", "5s")...)
+		if err != nil || (r.code != 0 && r.code != 4) {
+			return fmt.Errorf("%v %v", r, err)
+		}
+		return nil
+	})
 
 	otherCA := filepath.Join(t.TempDir(), "other")
 	mustCtl(t, "tls", "create-ca", "--dir", otherCA)
@@ -235,7 +241,15 @@ func TestSecuredClusterTokensAndRoles(t *testing.T) {
 		if r.code != 6 || !strings.Contains(r.stderr, "needs the operate role; token reader has the read role") {
 			t.Fatalf("monitor with a read token via %s: %v", n.id, r)
 		}
-		mustCtl(t, append(args, operateToken, "monitor", name, "127.0.0.1:1", "--quorum", "2")...)
+		// Retried while the cluster elects a leader (a loaded machine may
+		// cost one); exit 4 (already exists) means an earlier try won.
+		testwait.For(t, waitTimeout, "monitor "+name+" via "+n.id, func() error {
+			r, err := ctl(append(args, operateToken, "monitor", name, "127.0.0.1:1", "--quorum", "2")...)
+			if err != nil || (r.code != 0 && r.code != 4) {
+				return fmt.Errorf("%v %v", r, err)
+			}
+			return nil
+		})
 		r, err = ctl(append(args, operateToken, "remove-node", "n9")...)
 		if err != nil {
 			t.Fatal(err)

@@ -49,12 +49,24 @@ func ParseRole(s string) (Role, error) {
 	return RoleNone, fmt.Errorf("role %q: want read, operate or admin", s)
 }
 
-// Token is one line of the auth file. Only the SHA-256 of its secret is
-// kept.
+// SentinelAccess is what a Sentinel-protocol user may do.
+type SentinelAccess int
+
+// Sentinel users' rights: discovery only, or every command.
+const (
+	SentinelNone SentinelAccess = iota
+	SentinelRead
+	SentinelAdmin
+)
+
+// Token is one line of the auth file: an API token (Role) or a
+// Sentinel-protocol ACL user (Sentinel, with the roles sentinel-read and
+// sentinel-admin). Only the SHA-256 of its secret is kept.
 type Token struct {
-	Name string
-	Role Role
-	hash [sha256.Size]byte
+	Name     string
+	Role     Role
+	Sentinel SentinelAccess
+	hash     [sha256.Size]byte
 }
 
 // Tokens is the parsed auth file.
@@ -86,11 +98,19 @@ func ParseAuthFile(r io.Reader) (Tokens, error) {
 		if names[f[0]] {
 			return nil, fmt.Errorf("line %d: token name %q appears twice", n, f[0])
 		}
-		role, err := ParseRole(f[1])
-		if err != nil {
-			return nil, fmt.Errorf("line %d (%s): %w", n, f[0], err)
+		t := Token{Name: f[0]}
+		switch f[1] {
+		case "sentinel-read":
+			t.Sentinel = SentinelRead
+		case "sentinel-admin":
+			t.Sentinel = SentinelAdmin
+		default:
+			role, err := ParseRole(f[1])
+			if err != nil {
+				return nil, fmt.Errorf("line %d (%s): %w, or sentinel-read or sentinel-admin for a Sentinel user", n, f[0], err)
+			}
+			t.Role = role
 		}
-		t := Token{Name: f[0], Role: role}
 		if hx, ok := strings.CutPrefix(f[2], "sha256:"); ok {
 			b, err := hex.DecodeString(hx)
 			if err != nil || len(b) != sha256.Size {
@@ -121,18 +141,43 @@ func HashSecret(secret string) string {
 	return "sha256:" + hex.EncodeToString(h[:])
 }
 
-// Lookup finds the token whose secret this is. Every token is compared, in
-// constant time, so the time taken says nothing about which one matched.
+// Lookup finds the API token whose secret this is (Sentinel users are no
+// API tokens). Every token is compared, in constant time, so the time
+// taken says nothing about which one matched.
 func (ts Tokens) Lookup(secret string) (Token, bool) {
 	h := sha256.Sum256([]byte(secret))
 	var found Token
 	ok := 0
 	for _, t := range ts {
-		if subtle.ConstantTimeCompare(h[:], t.hash[:]) == 1 {
+		if subtle.ConstantTimeCompare(h[:], t.hash[:]) == 1 && t.Role != RoleNone {
 			found, ok = t, 1
 		}
 	}
 	return found, ok == 1
+}
+
+// LookupSentinel finds the Sentinel user with this name and password.
+func (ts Tokens) LookupSentinel(user, pass string) (Token, bool) {
+	h := sha256.Sum256([]byte(pass))
+	var found Token
+	ok := 0
+	for _, t := range ts {
+		match := subtle.ConstantTimeCompare(h[:], t.hash[:]) & subtle.ConstantTimeCompare([]byte(user), []byte(t.Name))
+		if match == 1 && t.Sentinel != SentinelNone {
+			found, ok = t, 1
+		}
+	}
+	return found, ok == 1
+}
+
+// HasSentinelUsers tells whether any line is a Sentinel user.
+func (ts Tokens) HasSentinelUsers() bool {
+	for _, t := range ts {
+		if t.Sentinel != SentinelNone {
+			return true
+		}
+	}
+	return false
 }
 
 // AuthFile is an auth file kept in memory and re-read by Reload.
@@ -167,5 +212,10 @@ func (a *AuthFile) Reload() error {
 // Tokens are the tokens now in force.
 func (a *AuthFile) Tokens() Tokens { return *a.cur.Load() }
 
-// Lookup finds the token in force whose secret this is.
+// Lookup finds the API token in force whose secret this is.
 func (a *AuthFile) Lookup(secret string) (Token, bool) { return a.Tokens().Lookup(secret) }
+
+// LookupSentinel finds the Sentinel user in force with this password.
+func (a *AuthFile) LookupSentinel(user, pass string) (Token, bool) {
+	return a.Tokens().LookupSentinel(user, pass)
+}

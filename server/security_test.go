@@ -312,3 +312,86 @@ func TestRaftPortAcceptsOnlyNodes(t *testing.T) {
 		t.Logf("plaintext peer got %d bytes (a TLS alert)", n)
 	}
 }
+
+type tokenCreds string
+
+func (t tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+}
+func (tokenCreds) RequireTransportSecurity() bool { return true }
+
+// A write sent to a follower is forwarded as the user's own call: the
+// leader checks the user's role, not the follower's, and the events carry
+// the user and the user's address, never the token.
+func TestForwardedWritesKeepTheCallersIdentity(t *testing.T) {
+	auth := filepath.Join(t.TempDir(), "auth")
+	const ops, reader = "operate-secret-0123456789", "reader-secret-0123456789"
+	if err := os.WriteFile(auth, []byte("ops operate "+ops+"\nreader read "+security.HashSecret(reader)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := newSecureCluster(t, 3, auth)
+	leader := c.leader()
+	var follower *secureNode
+	for _, nd := range c.nodes {
+		if nd != leader {
+			follower = nd
+		}
+	}
+	dial := func(token string) (coordinatorv1.CoordinatorServiceClient, *grpc.ClientConn) {
+		conn, err := grpc.NewClient(follower.srv.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(c.pki.clientTLS("", ""))),
+			grpc.WithPerRPCCredentials(tokenCreds(token)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		return coordinatorv1.NewCoordinatorServiceClient(conn), conn
+	}
+	readCl, _ := dial(reader)
+	_, err := readCl.Monitor(ctxT(t, 5*time.Second), monitorReq("m", "127.0.0.1:1"))
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "needs the operate role; token reader has the read role") {
+		t.Fatalf("monitor with a read token through a follower: %v", err)
+	}
+	opsCl, _ := dial(ops)
+	var resp *coordinatorv1.MonitorResponse
+	testwait.For(t, 10*time.Second, "monitor through a follower", func() error {
+		resp, err = opsCl.Monitor(ctxT(t, 5*time.Second), monitorReq("m", "127.0.0.1:1"))
+		if status.Code(err) == codes.Unavailable {
+			return err
+		}
+		if err != nil {
+			return testwait.Stop(err)
+		}
+		return nil
+	})
+	d, err := readCl.GetMasterDetail(ctxT(t, 5*time.Second), &coordinatorv1.GetMasterDetailRequest{Name: "m",
+		Consistency: &coordinatorv1.ReadConsistency{MinIndex: resp.GetIndex()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mon *coordinatorv1.Event
+	for _, e := range d.GetDetail().GetEvents() {
+		if e.GetType() == "+monitor" {
+			mon = e
+		}
+	}
+	if mon == nil || mon.GetActor() != "token ops" || !strings.HasPrefix(mon.GetActorAddress(), "127.0.0.1:") {
+		t.Fatalf("+monitor event %v, want the actor token ops and the client's address", mon)
+	}
+	if strings.Contains(mon.String(), ops) {
+		t.Fatal("the event holds the token")
+	}
+	// A node's certificate cannot drive a write itself.
+	n2 := coordinatorv1.NewCoordinatorServiceClient(dialWith(t, leader.srv.GRPCAddr(), credentials.NewTLS(c.pki.clientTLS(c.pki.issue("n2", "")))))
+	if _, err := n2.Remove(ctxT(t, 5*time.Second), &coordinatorv1.RemoveRequest{Name: "m"}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("remove with a node certificate: %v", err)
+	}
+	// Reads and health need a token, except health.
+	anon := coordinatorv1.NewCoordinatorServiceClient(dialWith(t, leader.srv.GRPCAddr(), credentials.NewTLS(c.pki.clientTLS("", ""))))
+	if _, err := anon.ListMasters(ctxT(t, 5*time.Second), &coordinatorv1.ListMastersRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("a read without a token: %v", err)
+	}
+}
+
+func metadataBearer(ctx context.Context, token string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}

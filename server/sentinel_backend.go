@@ -325,6 +325,7 @@ func (s *Server) startSentinel(lis net.Listener) error {
 	s.sentinel = sentinel.New(sentinel.Config{
 		Listener:         lis,
 		Password:         s.cfg.SentinelPass,
+		Users:            sentinelUsers{s.auth},
 		Logger:           s.log,
 		MaxClients:       s.cfg.SentinelMaxClients,
 		SubscriberBuffer: s.cfg.SentinelSubscriberBuffer,
@@ -345,5 +346,23 @@ func sentinelCaller(ctx context.Context) context.Context {
 	if _, ok := security.IdentityFrom(ctx); ok {
 		return ctx
 	}
-	return security.WithIdentity(ctx, security.Identity{Kind: security.KindSentinel, Name: "default", Role: security.RoleAdmin})
+	id := security.Identity{Kind: security.KindSentinel, Name: "default", Role: security.RoleAdmin}
+	if c, ok := sentinel.ClientFrom(ctx); ok {
+		id.Name, id.From = c.User, c.Addr
+	}
+	return security.WithIdentity(ctx, id)
 }
+
+// sentinelUsers are the Sentinel users of the auth file (roles
+// sentinel-read and sentinel-admin), as of its last load.
+type sentinelUsers struct{ auth *security.AuthFile }
+
+func (u sentinelUsers) Lookup(user, pass string) (sentinel.User, bool) {
+	if u.auth == nil {
+		return sentinel.User{}, false
+	}
+	t, ok := u.auth.LookupSentinel(user, pass)
+	return sentinel.User{Name: t.Name, ReadOnly: t.Sentinel == security.SentinelRead}, ok
+}
+
+func (u sentinelUsers) Any() bool { return u.auth != nil && u.auth.Tokens().HasSentinelUsers() }
