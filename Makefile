@@ -74,7 +74,7 @@ bench-sentinel: redis ## SENTINEL get-master-addr-by-name per second: one Raftin
 build: ## build bin/coordinator and bin/coordinatorctl
 	go build -o bin/ ./cmd/...
 
-demo: redis build ## a local 3-node cluster with 3 real redis-server processes
-	scripts/demo.sh
+demo: redis build ## a local 3-node cluster with 3 real redis-server processes (SECURE=1: with TLS, tokens and a Sentinel ACL user)
+	SECURE=$(SECURE) scripts/demo.sh
 
 ci: redis prometheus tools checkgenerate lint test ## what CI runs: install, check generated code, lint, test
