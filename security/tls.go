@@ -138,10 +138,6 @@ func (t *TLS) Leaf() *x509.Certificate { return t.cur.Load().leaf }
 // Pool is the CA pool now in use.
 func (t *TLS) Pool() *x509.CertPool { return t.cur.Load().pool }
 
-func (t *TLS) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return t.cur.Load().cert, nil
-}
-
 func (t *TLS) getClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 	return t.cur.Load().cert, nil
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -43,7 +44,7 @@ func TestSecuredSentinelEndpointWithACLUsers(t *testing.T) {
 	c := newSecureCluster(t, 3, auth)
 	g := startGroup(t, 100, 100)
 	ops := coordinatorv1.NewCoordinatorServiceClient(dialWith(t, c.leader().srv.GRPCAddr(), credentials.NewTLS(c.pki.clientTLS("", ""))))
-	testwait.For(t, 10*time.Second, "monitor", func() error {
+	testwait.For(t, 30*time.Second, "monitor", func() error {
 		_, err := ops.Monitor(metadataCtx(t, opsToken), &coordinatorv1.MonitorRequest{Name: "mymaster", Address: g.master.Addr(),
 			Settings: &coordinatorv1.MasterSettings{Quorum: 2, DownAfter: durationpb.New(time.Second), FailoverTimeout: durationpb.New(5 * time.Second)}})
 		if status.Code(err) == codes.AlreadyExists {
@@ -119,10 +120,13 @@ func TestSecuredSentinelEndpointWithACLUsers(t *testing.T) {
 
 	// The admin user and the default user's shared password (none here)
 	// still write; the admin's write is audited as its own.
-	if out, err := redisCLI("sadmin", adminPass, "SENTINEL", "SET", "mymaster", "quorum", "2"); err != nil || out != "OK" {
-		t.Fatalf("SENTINEL SET as sadmin: %q %v", out, err)
-	}
-	testwait.For(t, 10*time.Second, "the +set event names sadmin", func() error {
+	testwait.For(t, 30*time.Second, "SENTINEL SET as sadmin", func() error {
+		if out, err := redisCLI("sadmin", adminPass, "SENTINEL", "SET", "mymaster", "quorum", "2"); err != nil || out != "OK" {
+			return fmt.Errorf("%q %v", out, err) // retried across an election
+		}
+		return nil
+	})
+	testwait.For(t, 30*time.Second, "the +set event names sadmin", func() error {
 		m, _, _ := c.leader().srv.FSM().Master("mymaster")
 		for _, e := range m.GetEvents() {
 			if e.GetType() == "+set" && e.GetActor().GetWho() == "sentinel sadmin" && strings.HasPrefix(e.GetActor().GetFrom(), "127.0.0.1:") {

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // testPKI is a CA in a directory, issuing certificates into it.
@@ -190,7 +191,15 @@ func TestForgedVotesFailOnASecuredCluster(t *testing.T) {
 	c := newSecureCluster(t, 3, "")
 	leader := c.leader()
 	anon := coordinatorv1.NewCoordinatorServiceClient(dialWith(t, leader.srv.GRPCAddr(), credentials.NewTLS(c.pki.clientTLS("", ""))))
-	addr := monitorIdle(t, anon, "m")
+	addr := unusedAddr(t)
+	testwait.For(t, 30*time.Second, "monitor", func() error {
+		_, err := anon.Monitor(ctxT(t, 5*time.Second), &coordinatorv1.MonitorRequest{Name: "m", Address: addr,
+			Settings: &coordinatorv1.MasterSettings{Quorum: 2, DownAfter: durationpb.New(time.Hour), FailoverTimeout: durationpb.New(time.Hour)}})
+		if status.Code(err) == codes.AlreadyExists {
+			return nil
+		}
+		return err
+	})
 
 	cases := []struct {
 		name  string
@@ -248,7 +257,7 @@ func TestForgedVotesFailOnASecuredCluster(t *testing.T) {
 	up := forgedVote("n2", addr)
 	up.GetCommand().GetReportVote().Down = false
 	up.GetCommand().GetReportVote().Reason = "n2's own"
-	testwait.For(t, 10*time.Second, "n2's own vote accepted", func() error {
+	testwait.For(t, 30*time.Second, "n2's own vote accepted", func() error {
 		n2 := clusterv1.NewClusterServiceClient(dialWith(t, c.leader().srv.GRPCAddr(), n2Creds))
 		_, err := n2.Propose(ctxT(t, 5*time.Second), up)
 		if status.Code(err) == codes.Unavailable {
@@ -353,10 +362,10 @@ func TestForwardedWritesKeepTheCallersIdentity(t *testing.T) {
 	}
 	opsCl, _ := dial(ops)
 	var resp *coordinatorv1.MonitorResponse
-	testwait.For(t, 10*time.Second, "monitor through a follower", func() error {
+	testwait.For(t, 30*time.Second, "monitor through a follower", func() error {
 		resp, err = opsCl.Monitor(ctxT(t, 5*time.Second), monitorReq("m", "127.0.0.1:1"))
-		if status.Code(err) == codes.Unavailable {
-			return err
+		if status.Code(err) == codes.Unavailable || status.Code(err) == codes.AlreadyExists {
+			return err // AlreadyExists: an earlier try won; the next read waits for it
 		}
 		if err != nil {
 			return testwait.Stop(err)
