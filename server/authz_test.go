@@ -1,6 +1,7 @@
 package server
 
 import (
+	"strings"
 	"testing"
 
 	clusterv1 "github.com/raftinel/raftinel/proto/gen/coordinator/cluster/v1"
@@ -116,5 +117,31 @@ func TestCheckClaims(t *testing.T) {
 	}
 	if err := checkClaims(authMode{}, "", vote("n1"), n2); err != nil {
 		t.Errorf("without TLS nothing is checked: %v", err)
+	}
+}
+
+func TestSecurityConfigValidation(t *testing.T) {
+	base := func() Config {
+		return Config{ID: "n1", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:7000", GRPCAddr: "127.0.0.1:7100"}
+	}
+	for name, tc := range map[string]struct {
+		edit func(*Config)
+		want string
+	}{
+		"tls files go together": {func(c *Config) { c.TLSCertFile = "n1.pem" }, "go together"},
+		"auth file without TLS beyond loopback": {func(c *Config) {
+			c.AuthFile, c.GRPCAddr = "auth", "10.0.0.1:7100"
+		}, "--auth-file without TLS on --grpc-addr 10.0.0.1:7100"},
+		"auth file without TLS on a Sentinel address beyond loopback": {func(c *Config) {
+			c.AuthFile, c.SentinelAddr = "auth", "0.0.0.0:26379"
+		}, "--sentinel-addr 0.0.0.0:26379"},
+		"auth file without TLS on loopback": {func(c *Config) { c.AuthFile = "auth" }, ""},
+	} {
+		c := base()
+		tc.edit(&c)
+		err := c.Validate()
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: %v, want %q", name, err, tc.want)
+		}
 	}
 }
