@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -107,6 +108,22 @@ func newSecureCluster(t testing.TB, n int, authFile string) *secureCluster {
 		c.nodes = append(c.nodes, nd)
 		boot = append(boot, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(nd.id), Address: raft.ServerAddress(nd.raftAddr)})
 	}
+	// All at once: one by one, a stopping leader can wait forever on its
+	// Raft pipeline to a follower whose Raft stopped but whose transport
+	// is still open (hashicorp/raft's pipeline has no deadline).
+	t.Cleanup(func() {
+		var wg sync.WaitGroup
+		for _, nd := range c.nodes {
+			if nd.srv != nil {
+				wg.Go(func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					_ = nd.srv.Shutdown(ctx)
+				})
+			}
+		}
+		wg.Wait()
+	})
 	for _, nd := range c.nodes {
 		cert, key := c.pki.issue(nd.id, "")
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -122,11 +139,6 @@ func newSecureCluster(t testing.TB, n int, authFile string) *secureCluster {
 			t.Fatal(err)
 		}
 		nd.srv = srv
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(ctx)
-		})
 	}
 	testwait.Until(t, 20*time.Second, "a leader and every node registered", func() bool {
 		leaders := 0
