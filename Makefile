@@ -91,8 +91,8 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 build: ## build bin/coordinator and bin/coordinatorctl; VERSION=... sets the version nodes advertise
 	go build -ldflags "-X main.version=$(VERSION)" -o bin/ ./cmd/...
 
-demo: redis build ## a local 3-node cluster with 3 real redis-server processes
-	scripts/demo.sh
+demo: redis build ## a local 3-node cluster with 3 real redis-server processes (SECURE=1: with TLS, tokens and a Sentinel ACL user)
+	SECURE=$(SECURE) scripts/demo.sh
 
 ci: redis prometheus haproxy tools chaos-deps checkgenerate lint test ## what CI runs: install, check generated code, lint, test, one run of every chaos scenario
 	$(MAKE) chaos CHAOS_FLAGS="-runs 1"

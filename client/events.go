@@ -27,6 +27,10 @@ type Event struct {
 	Epoch   uint64 `json:"epoch"`
 	// NodeID is the node whose opinion the event reports (+sdown, -sdown).
 	NodeID string `json:"node_id,omitempty"`
+	// Actor is who asked for the manual action that produced the event
+	// ("token alice"), and ActorAddress from where; empty otherwise.
+	Actor        string `json:"actor,omitempty"`
+	ActorAddress string `json:"actor_address,omitempty"`
 }
 
 // EventsOptions select what WatchEvents delivers.
@@ -129,7 +133,7 @@ func (r *eventReader) stream(ctx context.Context, addr string) (bool, error) {
 			r.after = e.GetSeq()
 		}
 		if err := r.fn(Event{Seq: e.GetSeq(), Time: e.GetAt().AsTime(), Type: e.GetType(), Payload: e.GetPayload(),
-			Master: e.GetMaster(), Epoch: e.GetEpoch(), NodeID: e.GetNodeId()}); err != nil {
+			Master: e.GetMaster(), Epoch: e.GetEpoch(), NodeID: e.GetNodeId(), Actor: e.GetActor(), ActorAddress: e.GetActorAddress()}); err != nil {
 			r.fnErr = err
 			return delivered, err
 		}

@@ -36,7 +36,7 @@ func Encode(cmd *fsmv1.Command) ([]byte, error) {
 // it mutates anything, so a rejected command leaves st untouched.
 // It returns the events the command produced.
 func applyCommand(st *fsmv1.State, cmd *fsmv1.Command) ([]*fsmv1.Event, error) {
-	r := &recorder{st: st, now: cmd.GetProposedAtUnixNanos()}
+	r := &recorder{st: st, now: cmd.GetProposedAtUnixNanos(), actor: cmd.GetActor()}
 	var err error
 	switch k := cmd.Kind.(type) {
 	case *fsmv1.Command_RegisterNode:

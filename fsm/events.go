@@ -44,11 +44,13 @@ type recorder struct {
 	st     *fsmv1.State
 	now    int64
 	events []*fsmv1.Event
+	// actor, when a user asked for the command, is carried by each event.
+	actor *fsmv1.Actor
 }
 
 func (r *recorder) add(m *fsmv1.Master, typ, payload, nodeID string) {
 	r.events = append(r.events, &fsmv1.Event{
-		AtUnixNanos: r.now, Type: typ, Payload: payload, NodeId: nodeID, Master: m.GetName(), Epoch: m.GetEpoch(),
+		AtUnixNanos: r.now, Type: typ, Payload: payload, NodeId: nodeID, Master: m.GetName(), Epoch: m.GetEpoch(), Actor: r.actor,
 	})
 }
 

@@ -147,7 +147,7 @@ func TestRollingUpgradeAcrossLogFormats(t *testing.T) {
 		t.Fatalf("status after the upgrade: format %d, features %v", st.GetClusterLogFormat(), st.GetFeatures())
 	}
 	r := mustCtl(t, "--addr", all, "status")
-	if !strings.Contains(r.stdout, "log format in use: 2") || !strings.Contains(r.stdout, "features on: format_probe (format 2)") {
+	if !strings.Contains(r.stdout, "log format in use: 2") || !strings.Contains(r.stdout, "format_probe (format 2)") {
 		t.Fatalf("status table: %s", r.stdout)
 	}
 	// One more failover on the upgraded cluster, and no node stopped.

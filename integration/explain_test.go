@@ -70,10 +70,15 @@ func TestExplainShowsExcludedReplicaAndMaintenance(t *testing.T) {
 	}
 
 	mustCtl(t, "--addr", follower.grpcAddr, "set", g.name, "maintenance", "yes")
-	r = mustCtl(t, "--addr", addrs(c.nodes...), "masters")
-	if !strings.Contains(r.stdout, "MAINTENANCE") || !strings.Contains(strings.Split(r.stdout, "\n")[1], "yes") {
-		t.Fatalf("masters:\n%s", r.stdout)
-	}
+	// The set was committed through the follower; the node that answers
+	// may apply it a moment later.
+	testwait.For(t, waitTimeout, "masters showing maintenance", func() error {
+		r := mustCtl(t, "--addr", addrs(c.nodes...), "masters")
+		if !strings.Contains(r.stdout, "MAINTENANCE") || !strings.Contains(strings.Split(r.stdout, "\n")[1], "yes") {
+			return fmt.Errorf("masters:\n%s", r.stdout)
+		}
+		return nil
+	})
 	r = mustCtl(t, "--addr", follower.grpcAddr, "failover", g.name, "--dry-run")
 	if !strings.Contains(r.stdout, "plan         refused: ") || !strings.Contains(r.stdout, "maintenance: the master is in maintenance") {
 		t.Fatalf("coordinated dry run in maintenance:\n%s", r.stdout)

@@ -395,6 +395,11 @@ func TestReplicaRanking(t *testing.T) {
 		if err := behind.Client().Do(ctx, "REPLICAOF", "127.0.0.1", "1").Err(); err != nil {
 			t.Fatal(err)
 		}
+		// The fence refuses writes (NOREPLICAS) until the leader lowers
+		// min-replicas-to-write for the detached replica.
+		testwait.For(t, waitTimeout, "writes accepted with one replica detached", func() error {
+			return g.master.Client().Set(ctx, "k-first", "v", 0).Err()
+		})
 		for i := range 100 {
 			if err := g.master.Client().Set(ctx, fmt.Sprint("k", i), "v", 0).Err(); err != nil {
 				t.Fatal(err)

@@ -284,12 +284,15 @@ func (p *pass) driveFailover() error {
 // master (in INFO taken after the failover began), then commits Promoted.
 func (p *pass) promote(f *fsmv1.Failover) error {
 	cand := f.GetCandidate()
-	if failover.StepTimedOut(time.Unix(0, f.GetStartedAtUnixNanos()), p.failoverTimeout(), p.now) {
-		return p.abort("-failover-abort-slave-timeout", fmt.Sprintf("%s did not report role master within failover-timeout", cand))
-	}
 	reportsMaster := false
 	if o, ok := p.obs[cand]; ok && o.Info != nil && o.Info.Role == probe.RoleMaster && !o.InfoAt.Before(time.Unix(0, f.GetStartedAtUnixNanos())) {
 		reportsMaster = true
+	}
+	// A candidate that turned master is never abandoned: aborting would
+	// leave it a second master. It waits for the old master's fence,
+	// however long that takes beyond failover-timeout.
+	if !reportsMaster && failover.StepTimedOut(time.Unix(0, f.GetStartedAtUnixNanos()), p.failoverTimeout(), p.now) {
+		return p.abort("-failover-abort-slave-timeout", fmt.Sprintf("%s did not report role master within failover-timeout", cand))
 	}
 	if !reportsMaster && p.l.due("promote", cand, p.now) {
 		conn, err := p.instance(cand)

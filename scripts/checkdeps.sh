@@ -21,6 +21,8 @@ while read -r pkg imports; do
         case "$imp" in "$mod"/server*|"$mod"/fsm*|"$mod"/failover*|"$mod"/orchestrator*|"$mod"/client*|google.golang.org/grpc*|github.com/hashicorp/*|github.com/prometheus/*) bad=1;; esac ;;
       client|client/*)
         case "$imp" in "$mod"/server*|"$mod"/fsm*|"$mod"/probe*|"$mod"/failover*|"$mod"/orchestrator*|github.com/hashicorp/*|github.com/prometheus/*) bad=1;; esac ;;
+      security|security/*)
+        case "$imp" in "$mod"/*|google.golang.org/grpc*|github.com/redis/*|github.com/prometheus/*) bad=1;; esac ;;
       server/sentinel|server/sentinel/*)
         case "$imp" in github.com/prometheus/*) bad=1;; esac ;;
       proto/gen/*|internal/resp)

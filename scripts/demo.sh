@@ -2,6 +2,9 @@
 # Starts a local Raftinel demo: three redis-server processes (a master and two
 # replicas) and three coordinator nodes on 127.0.0.1, all data in a temporary
 # folder. Ctrl-C stops every process it started and removes the folder.
+# SECURE=1 (make demo SECURE=1) runs it secured: a CA and node certificates
+# made with coordinatorctl tls, TLS on Raft, gRPC and the Sentinel ports, and
+# an auth file with an admin token and a read-only Sentinel user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,11 +51,36 @@ for i in 0 1 2; do
   pids+=($!)
 done
 
+secure=()
+sentinel_cli=()
+if [ "${SECURE:-}" = 1 ]; then
+  certs=$dir/certs
+  "$bin/coordinatorctl" tls create-ca --dir "$certs" >/dev/null
+  for i in 1 2 3; do
+    "$bin/coordinatorctl" tls create-cert --dir "$certs" --node "n$i" --ip 127.0.0.1 >/dev/null
+  done
+  token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  apppass=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  cat >"$dir/auth" <<AUTH
+# NAME ROLE SECRET
+demo-admin admin $token
+app sentinel-read $apppass
+AUTH
+  chmod 600 "$dir/auth"
+  export COORDINATOR_TLS_CA=$certs/ca.pem COORDINATOR_TOKEN=$token
+  sentinel_cli=(--tls --cacert "$certs/ca.pem" --user app --pass "$apppass" --no-auth-warning)
+fi
+node_security() { # the node's security flags, when SECURE=1
+  [ "${SECURE:-}" = 1 ] || return 0
+  secure=(--tls-cert "$certs/n$1.pem" --tls-key "$certs/n$1-key.pem" --tls-ca "$certs/ca.pem" --auth-file "$dir/auth")
+}
+
 boot="n1=127.0.0.1:${RAFT_PORTS[0]},n2=127.0.0.1:${RAFT_PORTS[1]},n3=127.0.0.1:${RAFT_PORTS[2]}"
 for i in 0 1 2; do
+  node_security $((i + 1))
   "$bin/coordinator" --id "n$((i + 1))" --data-dir "$dir/n$((i + 1))" \
     --raft-addr "127.0.0.1:${RAFT_PORTS[$i]}" --grpc-addr "127.0.0.1:${GRPC_PORTS[$i]}" \
-    --sentinel-addr "127.0.0.1:${SENTINEL_PORTS[$i]}" \
+    --sentinel-addr "127.0.0.1:${SENTINEL_PORTS[$i]}" ${secure[@]+"${secure[@]}"} \
     --bootstrap "$boot" >"$dir/n$((i + 1)).log" 2>&1 &
   pids+=($!)
 done
@@ -68,7 +96,7 @@ done
 # Wait until every node's Sentinel endpoint lists both replicas as linked.
 for p in "${SENTINEL_PORTS[@]}"; do
   for _ in $(seq 150); do
-    linked=$(redis-cli -p "$p" SENTINEL replicas mymaster 2>/dev/null | grep -A1 -x master-link-status | grep -cx ok || true)
+    linked=$(redis-cli ${sentinel_cli[@]+"${sentinel_cli[@]}"} -p "$p" SENTINEL replicas mymaster 2>/dev/null | grep -A1 -x master-link-status | grep -cx ok || true)
     [ "$linked" = 2 ] && break
     sleep 0.2
   done
@@ -95,6 +123,17 @@ Events are printed below as they happen. In another shell, try:
 Press Ctrl-C to stop everything.
 
 MSG
+if [ "${SECURE:-}" = 1 ]; then
+  cat <<MSG
+Secured: TLS everywhere, certificates in $certs, tokens in $dir/auth.
+The shell that runs coordinatorctl needs:
+
+  export COORDINATOR_TLS_CA=$COORDINATOR_TLS_CA
+  export COORDINATOR_TOKEN=$COORDINATOR_TOKEN
+  redis-cli ${sentinel_cli[*]} -p ${SENTINEL_PORTS[0]} SENTINEL get-master-addr-by-name mymaster
+
+MSG
+fi
 "$ctl" events --follow &
 pids+=($!)
 wait

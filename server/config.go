@@ -51,6 +51,17 @@ type Config struct {
 	// show the node's internals to whoever reaches the port.
 	Pprof bool
 
+	// TLSCertFile, TLSKeyFile and TLSCAFile (PEM; all three or none) make
+	// the node serve TLS on Raft, gRPC and the Sentinel endpoint, and know
+	// other nodes by their certificates (URI SAN raftinel://node/ID, which
+	// must name this node's ID in its own). Re-read by Reload.
+	TLSCertFile, TLSKeyFile, TLSCAFile string
+	// AuthFile holds the API's tokens ("NAME ROLE SECRET" lines); with it
+	// every gRPC call needs one, except a node's, which its certificate
+	// authenticates. Re-read by Reload. Refused without TLS on an address
+	// other than loopback.
+	AuthFile string
+
 	// Bootstrap is the initial voter list, the same on every founding node.
 	// It is ignored when the node already has Raft state.
 	Bootstrap []raft.Server
@@ -220,6 +231,9 @@ func (c *Config) Validate() error {
 	if c.SentinelPass != "" && c.SentinelAddr == "" {
 		return errors.New("--sentinel-pass is set but --sentinel-addr is empty: the password protects an endpoint that is disabled")
 	}
+	if err := c.validateSecurity(); err != nil {
+		return err
+	}
 	if err := c.validateRaftTiming(); err != nil {
 		return err
 	}
@@ -329,4 +343,50 @@ func (c *Config) validateRaftTiming() error {
 			rc.ElectionTimeout, rc.HeartbeatTimeout)
 	}
 	return nil
+}
+
+// tlsOn tells whether TLS files are configured.
+func (c *Config) tlsOn() bool {
+	return c.TLSCertFile != "" || c.TLSKeyFile != "" || c.TLSCAFile != ""
+}
+
+func (c *Config) validateSecurity() error {
+	if c.tlsOn() && (c.TLSCertFile == "" || c.TLSKeyFile == "" || c.TLSCAFile == "") {
+		return errors.New("--tls-cert, --tls-key and --tls-ca go together: give all three or none")
+	}
+	if c.tlsOn() && c.Transport != nil {
+		return errors.New("TLS files and an injected Raft transport exclude each other: the node builds its TLS transport itself")
+	}
+	if c.AuthFile != "" && !c.tlsOn() {
+		for _, a := range c.exposedAddrs() {
+			if !isLoopback(a.addr) {
+				return fmt.Errorf("--auth-file without TLS on %s %s, which is not a loopback address: tokens would travel in plaintext and node calls would go unauthenticated; give --tls-cert, --tls-key and --tls-ca", a.flag, a.addr)
+			}
+		}
+	}
+	return nil
+}
+
+type namedAddr struct{ flag, addr string }
+
+// exposedAddrs are the addresses the node listens on.
+func (c *Config) exposedAddrs() []namedAddr {
+	out := []namedAddr{{"--raft-addr", c.RaftAddr}, {"--grpc-addr", c.GRPCAddr}}
+	if c.SentinelAddr != "" {
+		out = append(out, namedAddr{"--sentinel-addr", c.SentinelAddr})
+	}
+	return out
+}
+
+// isLoopback tells whether host:port names a loopback address.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

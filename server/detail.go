@@ -99,7 +99,7 @@ func masterDetail(m *fsmv1.Master) *coordinatorv1.MasterDetail {
 
 func publicEvent(e *fsmv1.Event) *coordinatorv1.Event {
 	return &coordinatorv1.Event{Seq: e.GetSeq(), At: timestamp(e.GetAtUnixNanos()), Master: e.GetMaster(), Type: e.GetType(),
-		Payload: e.GetPayload(), NodeId: e.GetNodeId(), Epoch: e.GetEpoch()}
+		Payload: e.GetPayload(), NodeId: e.GetNodeId(), Epoch: e.GetEpoch(), Actor: e.GetActor().GetWho(), ActorAddress: e.GetActor().GetFrom()}
 }
 
 // phaseName turns FAILOVER_PHASE_RECONF_REPLICAS into "reconf-replicas".

@@ -145,7 +145,7 @@ func (s *Server) leaderCall(ctx context.Context, method string, req any, local f
 		return nil, status.Errorf(codes.Internal, "no reply type for %s", method)
 	}
 	// A snapshot may be larger than gRPC's default 4 MiB for a reply.
-	if err := conn.Invoke(forwardedContext(ctx), method, req, reply, grpc.MaxCallRecvMsgSize(MaxSnapshotBytes)); err != nil {
+	if err := conn.Invoke(forwardedContext(callerMetadata(ctx)), method, req, reply, grpc.MaxCallRecvMsgSize(MaxSnapshotBytes)); err != nil {
 		return nil, err
 	}
 	return reply, nil
@@ -173,6 +173,12 @@ func onLeader[Req, Resp proto.Message](s *Server, ctx context.Context, method st
 func (s *Server) forwardInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if !writeMethods[info.FullMethod] {
 		return handler(ctx, req)
+	}
+	if info.FullMethod == clusterv1.ClusterService_Propose_FullMethodName && !s.IsLeader() {
+		// A vote that reached a node no longer leading goes back to its
+		// voter, which finds the leader itself: a vote is taken only
+		// straight from the node that casts it.
+		return nil, s.notLeader()
 	}
 	return s.leaderCall(ctx, info.FullMethod, req, func(ctx context.Context) (any, error) { return handler(ctx, req) })
 }

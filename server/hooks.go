@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/raftinel/raftinel/security"
+	"google.golang.org/grpc/codes"
 	"io"
 	"net/http"
 	"os"
@@ -198,17 +200,25 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 
 func (t *tailBuffer) String() string { return string(t.buf) }
 
-// authorizeHookChange is where a SET that changes a hook
-// (notification-script, client-reconfig-script, webhook-url) is allowed or
-// refused by the caller's identity. SECURITY: when API security (tokens with
-// roles) is on, this must require the admin role: setting a script and
-// then forcing a failover runs any program on the leader, and a webhook
-// sends every event out. It runs on the leader, before the checks on every
-// node; ctx carries the caller's (forwarded) credentials.
+// authorizeHookChange refuses a SET that changes a hook
+// (notification-script, client-reconfig-script, webhook-url) to an API
+// token without the admin role: setting a script and then forcing a
+// failover runs any program on the leader, and a webhook sends every event
+// out. It runs on the leader, before the checks on every node; ctx carries
+// the caller's identity (forwarded by a follower). A Sentinel-protocol
+// user is held, as Sentinel holds it, by --allow-script-reconfig alone.
 func (s *Server) authorizeHookChange(ctx context.Context, keys []string) error {
-	_ = ctx
-	_ = keys
-	return nil
+	id, _ := security.IdentityFrom(ctx)
+	return authorizeHookKeys(s.authMode(), id, keys)
+}
+
+// authorizeHookKeys is authorizeHookChange's decision.
+func authorizeHookKeys(mode authMode, id security.Identity, keys []string) error {
+	if !mode.tokens || id.Kind != security.KindToken || id.Role >= security.RoleAdmin {
+		return nil
+	}
+	return status.Errorf(codes.PermissionDenied, "setting %s needs the admin role (a hook runs a program on the leader or sends every event out); %s has the %s role",
+		strings.Join(keys, ", "), id.Who(), id.Role)
 }
 
 // checkHookOptions runs, on the leader, before a SET is committed: a hook

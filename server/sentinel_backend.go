@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"github.com/raftinel/raftinel/security"
 	"net"
 	"sync"
 	"time"
@@ -269,13 +270,13 @@ func (b *sentinelBackend) relayEvents(ctx context.Context, after uint64, local <
 
 func (b *sentinelBackend) Monitor(ctx context.Context, name, addr string, quorum int) error {
 	req := &coordinatorv1.MonitorRequest{Name: name, Address: addr, Settings: &coordinatorv1.MasterSettings{Quorum: uint32(quorum)}}
-	_, err := onLeader(b.s, ctx, coordinatorv1.CoordinatorService_Monitor_FullMethodName, req, b.api.Monitor)
+	_, err := onLeader(b.s, sentinelCaller(ctx), coordinatorv1.CoordinatorService_Monitor_FullMethodName, req, b.api.Monitor)
 	return sentinelError(err)
 }
 
 func (b *sentinelBackend) Remove(ctx context.Context, name string) error {
 	req := &coordinatorv1.RemoveRequest{Name: name}
-	_, err := onLeader(b.s, ctx, coordinatorv1.CoordinatorService_Remove_FullMethodName, req, b.api.Remove)
+	_, err := onLeader(b.s, sentinelCaller(ctx), coordinatorv1.CoordinatorService_Remove_FullMethodName, req, b.api.Remove)
 	return sentinelError(err)
 }
 
@@ -284,13 +285,13 @@ func (b *sentinelBackend) Set(ctx context.Context, name string, options [][2]str
 	for _, o := range options {
 		req.Options = append(req.Options, &coordinatorv1.Option{Key: o[0], Value: o[1]})
 	}
-	_, err := onLeader(b.s, ctx, coordinatorv1.CoordinatorService_Set_FullMethodName, req, b.api.Set)
+	_, err := onLeader(b.s, sentinelCaller(ctx), coordinatorv1.CoordinatorService_Set_FullMethodName, req, b.api.Set)
 	return sentinelError(err)
 }
 
 func (b *sentinelBackend) Reset(ctx context.Context, name string) error {
 	req := &coordinatorv1.ResetRequest{Name: name}
-	_, err := onLeader(b.s, ctx, coordinatorv1.CoordinatorService_Reset_FullMethodName, req, b.api.Reset)
+	_, err := onLeader(b.s, sentinelCaller(ctx), coordinatorv1.CoordinatorService_Reset_FullMethodName, req, b.api.Reset)
 	return sentinelError(err)
 }
 
@@ -298,7 +299,7 @@ func (b *sentinelBackend) Reset(ctx context.Context, name string) error {
 // its start is committed, as Sentinel answers +OK and fails over in the
 // background.
 func (b *sentinelBackend) Failover(ctx context.Context, name string) error {
-	return sentinelError(b.s.StartFailover(ctx, name))
+	return sentinelError(b.s.StartFailover(sentinelCaller(ctx), name))
 }
 
 // sentinelError is the one place a write's error becomes Sentinel's reply:
@@ -335,6 +336,7 @@ func (s *Server) startSentinel(lis net.Listener) error {
 	s.sentinel = sentinel.New(sentinel.Config{
 		Listener:         lis,
 		Password:         s.cfg.SentinelPass,
+		Users:            sentinelUsers{s.auth},
 		Logger:           s.log,
 		MaxClients:       s.cfg.SentinelMaxClients,
 		SubscriberBuffer: s.cfg.SentinelSubscriberBuffer,
@@ -350,3 +352,32 @@ func (s *Server) startSentinel(lis net.Listener) error {
 	s.wg.Go(func() { backend.probePeers(s.ctx) })
 	return nil
 }
+
+// sentinelCaller gives a Sentinel write the identity of its client, for
+// the leader's check and the audit: the Sentinel endpoint has already
+// authenticated it (with the shared password, or none), and a client that
+// may write there may do what SENTINEL writes do.
+func sentinelCaller(ctx context.Context) context.Context {
+	if _, ok := security.IdentityFrom(ctx); ok {
+		return ctx
+	}
+	id := security.Identity{Kind: security.KindSentinel, Name: "default", Role: security.RoleAdmin}
+	if c, ok := sentinel.ClientFrom(ctx); ok {
+		id.Name, id.From = c.User, c.Addr
+	}
+	return security.WithIdentity(ctx, id)
+}
+
+// sentinelUsers are the Sentinel users of the auth file (roles
+// sentinel-read and sentinel-admin), as of its last load.
+type sentinelUsers struct{ auth *security.AuthFile }
+
+func (u sentinelUsers) Lookup(user, pass string) (sentinel.User, bool) {
+	if u.auth == nil {
+		return sentinel.User{}, false
+	}
+	t, ok := u.auth.LookupSentinel(user, pass)
+	return sentinel.User{Name: t.Name, ReadOnly: t.Sentinel == security.SentinelRead}, ok
+}
+
+func (u sentinelUsers) Any() bool { return u.auth != nil && u.auth.Tokens().HasSentinelUsers() }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,9 +19,11 @@ import (
 	clusterv1 "github.com/raftinel/raftinel/proto/gen/coordinator/cluster/v1"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
+	"github.com/raftinel/raftinel/security"
 	"github.com/raftinel/raftinel/server/sentinel"
 	"go.etcd.io/bbolt"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -66,6 +69,11 @@ type Server struct {
 	// snapshots is raft's snapshot store, read for the snapshot size.
 	snapshots raft.SnapshotStore
 
+	// tls is the node's TLS material (nil: plaintext); auth the tokens of
+	// the auth file (nil: none required).
+	tls  *security.TLS
+	auth *security.AuthFile
+
 	connsMu sync.Mutex
 	conns   map[string]*grpc.ClientConn // by gRPC address, for forwarding and status
 
@@ -88,14 +96,20 @@ func New(cfg Config) (*Server, error) {
 		}
 	}()
 
+	if err := s.loadSecurity(); err != nil {
+		return nil, err
+	}
 	if cfg.SentinelAddr != "" {
 		lis, err := net.Listen("tcp", cfg.SentinelAddr)
 		if err != nil {
 			return nil, fmt.Errorf("listen on Sentinel address: %w", err)
 		}
-		s.sentinelLis = lis
 		// Advertise what was bound: with port 0 the kernel chose it.
 		s.cfg.SentinelAddr = lis.Addr().String()
+		if s.tls != nil {
+			lis = tls.NewListener(lis, s.tls.ServerConfig())
+		}
+		s.sentinelLis = lis
 	}
 	if err := s.listenMetrics(); err != nil {
 		return nil, fmt.Errorf("listen on metrics address: %w", err)
@@ -113,7 +127,14 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s.lis = lis
-	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(errorInterceptor, s.forwardInterceptor))
+	opts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(s.authUnary, errorInterceptor, s.forwardInterceptor),
+		grpc.ChainStreamInterceptor(s.authStream),
+	}
+	if s.tls != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tls.ServerConfig())))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	s.startWatchHub()
 	coordinatorv1.RegisterCoordinatorServiceServer(s.grpc, &api{s: s})
 	clusterv1.RegisterClusterServiceServer(s.grpc, &clusterAPI{s: s})
@@ -209,6 +230,17 @@ func (s *Server) openRaft() error {
 		if err := s.checkOldClusterGone(logs, snaps); err != nil {
 			return fmt.Errorf("recover: %w", err)
 		}
+	}
+	if trans == nil && s.tls != nil {
+		layer, err := security.NewRaftLayer(cfg.RaftAddr, nil, s.tls, func(remote net.Addr, err error) {
+			s.log.Warn("raft connection refused at the TLS handshake", "remote", remote.String(), "err", err)
+		})
+		if err != nil {
+			return fmt.Errorf("listen on raft address: %w", err)
+		}
+		nt := raft.NewNetworkTransportWithLogger(layer, 3, 10*time.Second, hlog)
+		s.closer = append(s.closer, nt.Close)
+		trans = nt
 	}
 	if trans == nil {
 		addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
@@ -379,7 +411,11 @@ func (s *Server) conn(addr string) (*grpc.ClientConn, error) {
 	if c, ok := s.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if s.tls != nil {
+		creds = credentials.NewTLS(s.tls.NodeClientConfig())
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, err
 	}
@@ -400,6 +436,7 @@ func (s *Server) apply(ctx context.Context, cmd *fsmv1.Command) (uint64, error) 
 		}
 	}
 	cmd.ProposedAtUnixNanos = time.Now().UnixNano()
+	s.stampActor(ctx, cmd)
 	data, err := fsm.Encode(cmd)
 	if err != nil {
 		return 0, fmt.Errorf("encode command: %w", err)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"github.com/raftinel/raftinel/security"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -15,6 +16,9 @@ import (
 // target catch up and start an election at once.
 func (a *api) TransferLeadership(ctx context.Context, req *coordinatorv1.TransferLeadershipRequest) (*coordinatorv1.TransferLeadershipResponse, error) {
 	s := a.s
+	if id, ok := security.IdentityFrom(ctx); ok {
+		s.log.Info("audit", "who", id.Who(), "from", id.From, "action", "transfer_leadership", "to", req.GetId())
+	}
 	resp := &coordinatorv1.TransferLeadershipResponse{PreviousLeaderId: s.cfg.ID}
 	var f raft.Future
 	if id := req.GetId(); id != "" {

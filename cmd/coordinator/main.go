@@ -1,6 +1,7 @@
 // Command coordinator runs one Raftinel node. It parses flags (each also
 // read from a COORDINATOR_* environment variable), builds the logger and the
-// server config, and stops the node gracefully on SIGTERM or SIGINT.
+// server config, stops the node gracefully on SIGTERM or SIGINT, and
+// re-reads its certificates and auth file on SIGHUP.
 package main
 
 import (
@@ -86,6 +87,7 @@ type options struct {
 	hookMaxRetries                                int
 	restore                                       string
 	recover                                       bool
+	tlsCert, tlsKey, tlsCA, authFile              string
 	sentinelMaxClients, sentinelSubscriberBuffer  int
 	// bootstrapGiven is set when --bootstrap or its environment variable
 	// was given at all, even empty; bootstrapName names the one that was,
@@ -155,6 +157,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	integer(&o.hookMaxRetries, "hook-max-retries", server.DefaultHookMaxRetries, "retries of a failed hook run before the hook gives up on the event (-script-error, -webhook-error)")
 	str(&o.restore, "restore", "", "seed a NEW one-node cluster from this snapshot file (coordinatorctl snapshot save); refused when --data-dir holds state; other nodes then --join")
 	boolean(&o.recover, "recover", false, "after losing quorum for good: make this node's data directory a one-node cluster keeping every committed entry; refused while an old member reachable over gRPC reports a leader; run it once, then other nodes --join")
+	str(&o.tlsCert, "tls-cert", "", "this node's certificate (PEM), with the URI SAN raftinel://node/ID; with --tls-key and --tls-ca, Raft, gRPC and the Sentinel endpoint serve TLS (re-read on SIGHUP)")
+	str(&o.tlsKey, "tls-key", "", "the key of --tls-cert (PEM)")
+	str(&o.tlsCA, "tls-ca", "", "the CA (PEM) every node's certificate, and any client certificate, must be signed by")
+	str(&o.authFile, "auth-file", "", "API tokens, one a line: NAME ROLE SECRET (ROLE read, operate or admin; SECRET may be sha256:HEX; # starts a comment); with it every gRPC call needs 'authorization: Bearer SECRET' (re-read on SIGHUP)")
 	str(&o.simulateFailure, "simulate-failure", "", "test hook: crash-after-election or crash-after-promotion makes a leader exit with status 99 at that failover step")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: coordinator --id ID --data-dir DIR [--bootstrap LIST | --join ADDR] [flags]\n\n")
@@ -234,6 +240,7 @@ func run(args []string, stderr io.Writer) int {
 		SentinelAddr: o.sentinelAddr, SentinelPass: o.sentinelPass,
 		SentinelMaxClients: o.sentinelMaxClients, SentinelSubscriberBuffer: o.sentinelSubscriberBuffer,
 		MetricsAddr: o.metricsAddr, Version: binaryVersion(), Pprof: o.pprof,
+		TLSCertFile: o.tlsCert, TLSKeyFile: o.tlsKey, TLSCAFile: o.tlsCA, AuthFile: o.authFile,
 	}
 	if cfg.MaxStreamAge, err = time.ParseDuration(o.maxStreamAge); err != nil || cfg.MaxStreamAge <= 0 {
 		return fail(fmt.Errorf("--max-stream-age %q: want a positive duration such as 10m", o.maxStreamAge))
@@ -291,7 +298,19 @@ func run(args []string, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	<-ctx.Done()
+	// SIGHUP re-reads the certificates and the auth file.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case <-hup:
+			_ = srv.Reload() // logs what failed; what is in use is kept
+		case <-ctx.Done():
+			break wait
+		}
+	}
 	stop()
 	logger.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

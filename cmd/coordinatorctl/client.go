@@ -46,10 +46,15 @@ type client struct {
 	addrs   []string
 	timeout time.Duration
 	conns   map[string]*grpc.ClientConn
+	// opts carry the transport security and the token (none: plaintext).
+	opts []grpc.DialOption
 }
 
-func newClient(addrs []string, timeout time.Duration) *client {
-	return &client{addrs: addrs, timeout: timeout, conns: map[string]*grpc.ClientConn{}}
+func newClient(addrs []string, timeout time.Duration, opts ...grpc.DialOption) *client {
+	if len(opts) == 0 {
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	return &client{addrs: addrs, timeout: timeout, conns: map[string]*grpc.ClientConn{}, opts: opts}
 }
 
 func (c *client) conn(addr string) (*grpc.ClientConn, error) {
@@ -59,7 +64,7 @@ func (c *client) conn(addr string) (*grpc.ClientConn, error) {
 	// NewClient does not connect; the first call does, and fails fast with
 	// Unavailable when nothing listens, which is what moves us to the next
 	// address.
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithUnaryInterceptor(noteAnswer))
+	cc, err := grpc.NewClient(addr, append(c.opts, grpc.WithUnaryInterceptor(noteAnswer))...)
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ const (
 	exitNotFound = 3 // the master or node named does not exist
 	exitInvalid  = 4 // the server rejected a value, or the thing already exists
 	exitAborted  = 5 // a failover ended without a promotion (its outcome is printed)
+	exitDenied   = 6 // the node refused the caller: no token, a bad one, or too weak a role
 )
 
 // exitError carries the exit code chosen for a failure. Everything a
@@ -44,6 +45,8 @@ func exitCodeForStatus(c codes.Code) int {
 		return exitNotFound
 	case codes.InvalidArgument, codes.AlreadyExists:
 		return exitInvalid
+	case codes.Unauthenticated, codes.PermissionDenied:
+		return exitDenied
 	}
 	return exitFailure
 }

@@ -22,6 +22,7 @@ type app struct {
 	output  outputFormat
 	timeout positiveDuration
 	stdout  io.Writer
+	sec     securityFlags
 }
 
 // client builds the connection list lazily, so `help` and `completion`
@@ -31,7 +32,11 @@ func (a *app) client() (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newClient(addrs, time.Duration(a.timeout)), nil
+	opts, err := a.sec.dialOptions(addrs)
+	if err != nil {
+		return nil, err
+	}
+	return newClient(addrs, time.Duration(a.timeout), opts...), nil
 }
 
 // show prints a read's answer as JSON or through its table renderer.
@@ -95,7 +100,12 @@ the script; 'coordinatorctl completion bash --help' says how to load it.
 
 Exit codes: 0 success, 1 failure (no node reachable, no quorum, timeout),
 2 usage error, 3 master or node not found, 4 invalid value or already exists,
-5 failover aborted.`,
+5 failover aborted, 6 refused (no token, an invalid one, or too weak a role).
+
+A secured cluster (nodes started with --tls-cert/--tls-key/--tls-ca and
+--auth-file) takes --tls-ca (and a client certificate with --tls-cert and
+--tls-key, when asked for) and --token; each also reads its COORDINATOR_*
+variable.`,
 		Example: `  export COORDINATOR_ADDR=127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103
   coordinatorctl status
   coordinatorctl monitor mymaster 127.0.0.1:6379 --quorum 2 --down-after 5s
@@ -109,8 +119,13 @@ Exit codes: 0 success, 1 failure (no node reachable, no quorum, timeout),
 	pf.StringVar(&a.addr, "addr", a.addr, "comma-separated gRPC host:port of cluster nodes, tried in order (env "+envAddr+")")
 	pf.VarP(&a.output, "output", "o", "output format: table or json")
 	pf.Var(&a.timeout, "timeout", "deadline of each call to the cluster, across all addresses tried")
+	a.sec.register(pf, getenv)
 
-	root.AddGroup(&cobra.Group{ID: "cluster", Title: "Cluster:"}, &cobra.Group{ID: "masters", Title: "Monitored masters:"})
+	root.AddGroup(&cobra.Group{ID: "cluster", Title: "Cluster:"}, &cobra.Group{ID: "masters", Title: "Monitored masters:"},
+		&cobra.Group{ID: "security", Title: "Security:"})
+	tls := tlsCmd(a)
+	tls.GroupID = "security"
+	root.AddCommand(tls)
 	for _, c := range []*cobra.Command{statusCmd(a), membersCmd(a), removeNodeCmd(a), transferLeadershipCmd(a), checkFormatCmd(a), snapshotCmd(a)} {
 		c.GroupID = "cluster"
 		root.AddCommand(c)

@@ -28,9 +28,13 @@ func (a *app) streamClient(ctx context.Context) (*raftinel.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	opts, err := a.sec.dialOptions(addrs)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(a.timeout))
 	defer cancel()
-	c, err := raftinel.New(ctx, addrs...)
+	c, err := raftinel.NewWithConfig(ctx, raftinel.Config{Addrs: addrs, DialOptions: opts})
 	if err != nil {
 		return nil, fromCall(err)
 	}
@@ -117,6 +121,13 @@ func printEvent(a *app, e raftinel.Event) error {
 	payload := e.Payload
 	if e.NodeID != "" {
 		payload += " (node " + e.NodeID + ")"
+	}
+	if e.Actor != "" {
+		payload += " (by " + e.Actor
+		if e.ActorAddress != "" {
+			payload += " from " + e.ActorAddress
+		}
+		payload += ")"
 	}
 	_, err := fmt.Fprintf(a.stdout, eventRow, e.Time.UTC().Format(timeFormat), u64(e.Seq), u64(e.Epoch), e.Type, payload)
 	return err
@@ -223,7 +234,8 @@ func storedEvents(ctx context.Context, a *app, c *client, master string) error {
 		}
 		for _, e := range resp.GetDetail().GetEvents() {
 			events = append(events, raftinel.Event{Seq: e.GetSeq(), Time: e.GetAt().AsTime(), Type: e.GetType(),
-				Payload: e.GetPayload(), Master: e.GetMaster(), Epoch: e.GetEpoch(), NodeID: e.GetNodeId()})
+				Payload: e.GetPayload(), Master: e.GetMaster(), Epoch: e.GetEpoch(), NodeID: e.GetNodeId(),
+				Actor: e.GetActor(), ActorAddress: e.GetActorAddress()})
 		}
 	}
 	sort.Slice(events, func(i, j int) bool { return events[i].Seq < events[j].Seq })

@@ -80,11 +80,12 @@ func cmdHello(c *conn, args [][]byte) {
 		}
 	}
 	if auth {
-		if !c.checkPassword(user, pass) {
+		u, ok := c.checkPassword(user, pass)
+		if !ok {
 			c.w.Error(errWrongPass)
 			return
 		}
-		c.authenticate()
+		c.authenticate(u)
 	}
 	if !c.authed {
 		c.w.Error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
@@ -127,11 +128,12 @@ func cmdAuth(c *conn, args [][]byte) {
 		c.w.Error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
 		return
 	}
-	if !c.checkPassword(user, pass) {
+	u, ok := c.checkPassword(user, pass)
+	if !ok {
 		c.w.Error(errWrongPass)
 		return
 	}
-	c.authenticate()
+	c.authenticate(u)
 	c.w.SimpleString("OK")
 }
 

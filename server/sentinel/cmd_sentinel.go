@@ -385,7 +385,7 @@ func sentFailover(c *conn, args [][]byte) {
 	if !c.exists(name) {
 		return
 	}
-	c.finishWrite(c.s.write(func(ctx context.Context) error { return c.s.backend.Failover(ctx, name) }))
+	c.finishWrite(c.write(func(ctx context.Context) error { return c.s.backend.Failover(ctx, name) }))
 }
 
 func sentRemove(c *conn, args [][]byte) {
@@ -393,7 +393,7 @@ func sentRemove(c *conn, args [][]byte) {
 	if !c.exists(name) {
 		return
 	}
-	c.finishWrite(c.s.write(func(ctx context.Context) error { return c.s.backend.Remove(ctx, name) }))
+	c.finishWrite(c.write(func(ctx context.Context) error { return c.s.backend.Remove(ctx, name) }))
 }
 
 // sentMonitor validates in Sentinel's order (quorum syntax, port syntax,
@@ -429,7 +429,7 @@ func sentMonitor(c *conn, args [][]byte) {
 		return
 	}
 	name, addr := string(args[2]), net.JoinHostPort(host, strconv.FormatInt(port, 10))
-	c.finishWrite(c.s.write(func(ctx context.Context) error { return c.s.backend.Monitor(ctx, name, addr, int(quorum)) }))
+	c.finishWrite(c.write(func(ctx context.Context) error { return c.s.backend.Monitor(ctx, name, addr, int(quorum)) }))
 }
 
 // scriptOptions are refused as Sentinel refuses them under its default
@@ -467,7 +467,7 @@ func sentSet(c *conn, args [][]byte) {
 			return
 		}
 	}
-	c.finishWrite(c.s.write(func(ctx context.Context) error { return c.s.backend.Set(ctx, name, opts) }))
+	c.finishWrite(c.write(func(ctx context.Context) error { return c.s.backend.Set(ctx, name, opts) }))
 }
 
 // sentReset resets every master whose name matches the glob (case
@@ -483,7 +483,7 @@ func sentReset(c *conn, args [][]byte) {
 	}
 	n := 0
 	for _, name := range names {
-		err := c.s.write(func(ctx context.Context) error { return c.s.backend.Reset(ctx, name) })
+		err := c.write(func(ctx context.Context) error { return c.s.backend.Reset(ctx, name) })
 		if errors.Is(err, ErrNoSuchMaster) {
 			continue
 		}

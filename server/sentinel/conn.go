@@ -45,6 +45,8 @@ type conn struct {
 
 	// Owned by the serving goroutine.
 	authed     bool
+	user       string // the ACL user authenticated ("default" before any AUTH)
+	readOnly   bool   // a read-only ACL user: discovery commands only
 	closeAfter bool
 	pumping    bool
 
@@ -83,7 +85,8 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{
 		s: s, nc: nc, id: s.nextID.Add(1), created: time.Now(),
 		w:      resp.NewWriter(nc),
-		authed: s.cfg.Password == "",
+		authed: s.defaultOpen(),
+		user:   "default",
 		done:   make(chan struct{}),
 		wake:   make(chan struct{}, 1),
 	}
@@ -217,6 +220,8 @@ func (c *conn) exec(args [][]byte) bool {
 			c.w.Error(wrongArity(cmd.name))
 		case !c.authed && cmd.flags&flagNoAuth == 0:
 			c.w.Error("NOAUTH Authentication required.")
+		case c.readOnly && cmd.flags&flagDiscovery == 0:
+			c.w.Error(fmt.Sprintf("NOPERM User %s has no permissions to run the '%s' command", c.user, cmd.name))
 		case c.w.Protocol() == 2 && c.subscriptions() > 0 && cmd.flags&flagPubSub == 0:
 			c.w.Error(fmt.Sprintf("ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", cmd.name))
 		default:
@@ -321,19 +326,27 @@ func (c *conn) subscriptions() int {
 	return int(c.nChan.Load() + c.nPat.Load())
 }
 
-// checkPassword compares in constant time; it returns false for every user
-// but "default", the only one a Sentinel-protocol endpoint has.
-func (c *conn) checkPassword(user, pass []byte) bool {
+// checkPassword compares in constant time: the default user against the
+// shared password, any other against the configured ACL users.
+func (c *conn) checkPassword(user, pass []byte) (User, bool) {
 	if user != nil && string(user) != "default" {
-		return false
+		if c.s.cfg.Users == nil {
+			return User{}, false
+		}
+		return c.s.cfg.Users.Lookup(string(user), string(pass))
 	}
+	def := User{Name: "default"}
 	if c.s.cfg.Password == "" {
-		return true // the default user has nopass
+		// The default user has nopass, unless ACL users exist: then it is
+		// off, or the users would protect nothing.
+		return def, c.s.defaultOpen()
 	}
-	return subtle.ConstantTimeCompare(pass, []byte(c.s.cfg.Password)) == 1
+	return def, subtle.ConstantTimeCompare(pass, []byte(c.s.cfg.Password)) == 1
 }
 
-func (c *conn) authenticate() {
+// authenticate makes the connection u's; a later AUTH may change the user.
+func (c *conn) authenticate(u User) {
+	c.user, c.readOnly = u.Name, u.ReadOnly
 	if c.authed {
 		return
 	}

@@ -334,3 +334,61 @@ func TestCloseWithClients(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 }
+
+type testUsers map[string]User
+
+func (u testUsers) Lookup(user, pass string) (User, bool) {
+	x, ok := u[user+":"+pass]
+	return x, ok
+}
+func (u testUsers) Any() bool { return len(u) > 0 }
+
+// ACL users as Sentinel 6.2: AUTH user pass and HELLO 3 AUTH user pass; a
+// read-only user runs discovery commands only; with users and no
+// password, the default user is off.
+func TestACLUsers(t *testing.T) {
+	users := testUsers{"app:apppass": {Name: "app", ReadOnly: true}, "ops:opspass": {Name: "ops"}}
+	_, s := startFake(t, Config{Users: users})
+	c := dial(t, s.Addr())
+	noperm := func(cmd string) string {
+		return "-NOPERM User app has no permissions to run the '" + cmd + "' command\r\n"
+	}
+	for _, tc := range []struct {
+		cmd  []string
+		want string
+	}{
+		{[]string{"PING"}, "-NOAUTH Authentication required.\r\n"},
+		{[]string{"AUTH", "default", ""}, "-WRONGPASS invalid username-password pair or user is disabled.\r\n"},
+		{[]string{"AUTH", "app", "bad"}, "-WRONGPASS invalid username-password pair or user is disabled.\r\n"},
+		{[]string{"AUTH", "app", "apppass"}, "+OK\r\n"},
+		{[]string{"PING"}, "+PONG\r\n"},
+		{[]string{"SENTINEL", "GET-MASTER-ADDR-BY-NAME", "nosuch"}, "*-1\r\n"},
+		{[]string{"SENTINEL", "FAILOVER", "mymaster"}, noperm("sentinel|failover")},
+		{[]string{"SENTINEL", "SET", "mymaster", "quorum", "1"}, noperm("sentinel|set")},
+		{[]string{"SENTINEL", "MONITOR", "x", "127.0.0.1", "1", "1"}, noperm("sentinel|monitor")},
+		{[]string{"CLIENT", "KILL", "ID", "1"}, noperm("client|kill")},
+		{[]string{"SHUTDOWN"}, noperm("shutdown")},
+		{[]string{"AUTH", "ops", "opspass"}, "+OK\r\n"},
+		{[]string{"SENTINEL", "FAILOVER", "nosuch"}, "-ERR No such master with that name\r\n"},
+	} {
+		if got := c.do(tc.cmd...); got != tc.want {
+			t.Errorf("%q:\n got  %q\n want %q", tc.cmd, got, tc.want)
+		}
+	}
+	c2 := dial(t, s.Addr())
+	if got := c2.do("HELLO", "3", "AUTH", "app", "apppass"); !strings.HasPrefix(got, "%6\r\n") {
+		t.Errorf("HELLO 3 AUTH app: %q", got)
+	}
+	if got := c2.do("SENTINEL", "RESET", "*"); got != noperm("sentinel|reset") {
+		t.Errorf("RESET as app: %q", got)
+	}
+	if got := c2.do("SUBSCRIBE", "+switch-master"); !strings.Contains(got, "subscribe") {
+		t.Errorf("SUBSCRIBE as app: %q", got)
+	}
+	// With users and a password, the default user keeps the password.
+	_, s2 := startFake(t, Config{Users: users, Password: "sekret"})
+	c3 := dial(t, s2.Addr())
+	if got := c3.do("AUTH", "sekret"); got != "+OK\r\n" {
+		t.Errorf("AUTH with the shared password beside users: %q", got)
+	}
+}

@@ -40,6 +40,10 @@ type Config struct {
 	// Password, when set, is required through AUTH or HELLO AUTH before any
 	// other command, as requirepass does for the default user.
 	Password string
+	// Users, when set, looks up an ACL user (AUTH user pass, HELLO 3 AUTH
+	// user pass) other than "default". With users, the default user needs
+	// Password: without one it is disabled rather than open.
+	Users Users
 	// Logger receives connection-level problems; nil discards them.
 	Logger *slog.Logger
 
@@ -620,6 +624,51 @@ func (s *Server) setSubscribed(c *conn, on bool) {
 }
 
 // write runs a backend write with the server's command timeout.
+// Users are the ACL users of the endpoint, read at every AUTH (so that a
+// reload applies to the next one).
+type Users interface {
+	// Lookup finds the user with this name and password.
+	Lookup(user, pass string) (User, bool)
+	// Any tells whether there is any user now.
+	Any() bool
+}
+
+// defaultOpen tells whether the default user needs no password: no
+// password is set and no ACL user exists.
+func (s *Server) defaultOpen() bool {
+	return s.cfg.Password == "" && (s.cfg.Users == nil || !s.cfg.Users.Any())
+}
+
+// User is an ACL user of the endpoint.
+type User struct {
+	Name string
+	// ReadOnly users run only discovery commands: SENTINEL
+	// get-master-addr-by-name, master(s), replicas, sentinels, the
+	// subscribe family and the connection commands.
+	ReadOnly bool
+}
+
+// Client is who sent a write, for the backend (the audit).
+type Client struct {
+	User string // "default" for the shared password or no password
+	Addr string
+}
+
+type clientKey struct{}
+
+// ClientFrom returns the client a write's context carries.
+func ClientFrom(ctx context.Context) (Client, bool) {
+	c, ok := ctx.Value(clientKey{}).(Client)
+	return c, ok
+}
+
+// write runs a backend write with the client in its context.
+func (c *conn) write(fn func(ctx context.Context) error) error {
+	return c.s.write(func(ctx context.Context) error {
+		return fn(context.WithValue(ctx, clientKey{}, Client{User: c.user, Addr: c.remote}))
+	})
+}
+
 func (s *Server) write(fn func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.CommandTimeout)
 	defer cancel()

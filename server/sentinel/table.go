@@ -12,6 +12,10 @@ const (
 	// flagUnlocked: the handler takes conn.mu itself because it waits for
 	// the backend (Raft) before it can reply.
 	flagUnlocked
+	// flagDiscovery: a read-only ACL user may run it (discovery of the
+	// master, its replicas and the nodes, events, and the connection's own
+	// commands).
+	flagDiscovery
 )
 
 // command is one entry of the command table. Containers (SENTINEL, CLIENT,
@@ -56,25 +60,25 @@ func init() {
 	admin := []string{"@admin", "@slow", "@dangerous"}
 	pubsub := []string{"@pubsub", "@slow"}
 
-	add(nil, "ping", -1, flagPubSub, cmdPing, []string{"fast"}, fastConn, "1.0.0", "connection", "Returns the server's liveliness response.")
-	add(nil, "quit", -1, flagNoAuth|flagPubSub, cmdQuit, []string{"allow_busy", "noscript", "loading", "stale", "fast", "no_auth"}, fastConn, "1.0.0", "connection", "Closes the connection.")
-	add(nil, "hello", -1, flagNoAuth, cmdHello, []string{"noscript", "loading", "stale", "fast", "no_auth"}, fastConn, "6.0.0", "connection", "Handshakes with the server.")
-	add(nil, "auth", -2, flagNoAuth, cmdAuth, []string{"noscript", "loading", "stale", "fast", "no_auth"}, fastConn, "1.0.0", "connection", "Authenticates the connection.")
+	add(nil, "ping", -1, flagPubSub|flagDiscovery, cmdPing, []string{"fast"}, fastConn, "1.0.0", "connection", "Returns the server's liveliness response.")
+	add(nil, "quit", -1, flagNoAuth|flagPubSub|flagDiscovery, cmdQuit, []string{"allow_busy", "noscript", "loading", "stale", "fast", "no_auth"}, fastConn, "1.0.0", "connection", "Closes the connection.")
+	add(nil, "hello", -1, flagNoAuth|flagDiscovery, cmdHello, []string{"noscript", "loading", "stale", "fast", "no_auth"}, fastConn, "6.0.0", "connection", "Handshakes with the server.")
+	add(nil, "auth", -2, flagNoAuth|flagDiscovery, cmdAuth, []string{"noscript", "loading", "stale", "fast", "no_auth"}, fastConn, "1.0.0", "connection", "Authenticates the connection.")
 	add(nil, "info", -1, 0, cmdInfo, []string{"loading", "stale"}, []string{"@slow", "@dangerous"}, "1.0.0", "server", "Returns information and statistics about the server.")
 	add(nil, "role", 1, 0, cmdRole, []string{"noscript", "loading", "stale", "fast"}, []string{"@admin", "@fast", "@dangerous"}, "2.8.12", "server", "Returns the replication role.")
 	add(nil, "shutdown", -1, 0, cmdShutdown, []string{"admin", "noscript", "loading", "stale"}, admin, "1.0.0", "server", "Refused: a Raftinel node is stopped by its service manager, not over RESP.")
 	add(nil, "publish", 3, 0, cmdPublish, []string{"pubsub", "loading", "stale", "fast"}, []string{"@pubsub", "@fast"}, "2.0.0", "pubsub", "Accepted only for the hello channel, which Raftinel ignores.")
-	add(nil, "subscribe", -2, flagPubSub, cmdSubscribe, []string{"pubsub", "noscript", "loading", "stale"}, pubsub, "2.0.0", "pubsub", "Listens for events on channels (event names).")
-	add(nil, "psubscribe", -2, flagPubSub, cmdPSubscribe, []string{"pubsub", "noscript", "loading", "stale"}, pubsub, "2.0.0", "pubsub", "Listens for events on channels that match patterns.")
-	add(nil, "unsubscribe", -1, flagPubSub, cmdUnsubscribe, []string{"pubsub", "noscript", "loading", "stale"}, pubsub, "2.0.0", "pubsub", "Stops listening to channels.")
-	add(nil, "punsubscribe", -1, flagPubSub, cmdPUnsubscribe, []string{"pubsub", "noscript", "loading", "stale"}, pubsub, "2.0.0", "pubsub", "Stops listening to patterns.")
+	add(nil, "subscribe", -2, flagPubSub|flagDiscovery, cmdSubscribe, []string{"pubsub", "noscript", "loading", "stale"}, pubsub, "2.0.0", "pubsub", "Listens for events on channels (event names).")
+	add(nil, "psubscribe", -2, flagPubSub|flagDiscovery, cmdPSubscribe, []string{"pubsub", "noscript", "loading", "stale"}, pubsub, "2.0.0", "pubsub", "Listens for events on channels that match patterns.")
+	add(nil, "unsubscribe", -1, flagPubSub|flagDiscovery, cmdUnsubscribe, []string{"pubsub", "noscript", "loading", "stale"}, pubsub, "2.0.0", "pubsub", "Stops listening to channels.")
+	add(nil, "punsubscribe", -1, flagPubSub|flagDiscovery, cmdPUnsubscribe, []string{"pubsub", "noscript", "loading", "stale"}, pubsub, "2.0.0", "pubsub", "Stops listening to patterns.")
 
 	cl := add(nil, "client", -2, 0, nil, nil, []string{"@slow"}, "2.4.0", "connection", "A container for client connection commands.")
-	add(cl, "setname", 3, 0, cmdClientSetName, []string{"noscript", "loading", "stale"}, slowConn, "2.6.9", "connection", "Sets the connection name.")
-	add(cl, "getname", 2, 0, cmdClientGetName, []string{"noscript", "loading", "stale"}, slowConn, "2.6.9", "connection", "Returns the name of the connection.")
-	add(cl, "setinfo", 4, 0, cmdClientSetInfo, []string{"noscript", "loading", "stale"}, slowConn, "7.2.0", "connection", "Sets information specific to the client or connection.")
-	add(cl, "id", 2, 0, cmdClientID, []string{"noscript", "loading", "stale"}, slowConn, "5.0.0", "connection", "Returns the unique client ID of the connection.")
-	add(cl, "info", 2, 0, cmdClientInfo, []string{"noscript", "loading", "stale"}, slowConn, "6.2.0", "connection", "Returns information about the connection.")
+	add(cl, "setname", 3, flagDiscovery, cmdClientSetName, []string{"noscript", "loading", "stale"}, slowConn, "2.6.9", "connection", "Sets the connection name.")
+	add(cl, "getname", 2, flagDiscovery, cmdClientGetName, []string{"noscript", "loading", "stale"}, slowConn, "2.6.9", "connection", "Returns the name of the connection.")
+	add(cl, "setinfo", 4, flagDiscovery, cmdClientSetInfo, []string{"noscript", "loading", "stale"}, slowConn, "7.2.0", "connection", "Sets information specific to the client or connection.")
+	add(cl, "id", 2, flagDiscovery, cmdClientID, []string{"noscript", "loading", "stale"}, slowConn, "5.0.0", "connection", "Returns the unique client ID of the connection.")
+	add(cl, "info", 2, flagDiscovery, cmdClientInfo, []string{"noscript", "loading", "stale"}, slowConn, "6.2.0", "connection", "Returns information about the connection.")
 	add(cl, "list", -2, 0, cmdClientList, []string{"admin", "noscript", "loading", "stale"}, append([]string{"@admin"}, slowConn[0], "@dangerous", "@connection"), "2.4.0", "connection", "Lists open connections.")
 	add(cl, "kill", -3, 0, cmdClientKill, []string{"admin", "noscript", "loading", "stale"}, append([]string{"@admin"}, slowConn[0], "@dangerous", "@connection"), "2.4.0", "connection", "Terminates open connections.")
 	add(cl, "help", 2, 0, cmdClientHelp, []string{"loading", "stale"}, slowConn, "5.0.0", "connection", "Returns helpful text about the different subcommands.")
@@ -93,22 +97,22 @@ func init() {
 	add(se, "debug", -2, 0, sentDebug, sa, admin, "7.0.0", "sentinel", "Not supported: timing parameters are node settings.")
 	add(se, "failover", 3, flagUnlocked, sentFailover, sa, admin, "2.8.4", "sentinel", "Forces a failover of a master.")
 	add(se, "flushconfig", 2, 0, sentFlushConfig, sa, admin, "2.8.4", "sentinel", "Succeeds at once: the configuration lives in the Raft log.")
-	add(se, "get-master-addr-by-name", 3, 0, sentGetMasterAddr, sa, admin, "2.8.4", "sentinel", "Returns the address of a master.")
-	add(se, "help", 2, 0, sentHelp, []string{"loading", "stale"}, []string{"@slow"}, "6.2.0", "sentinel", "Returns helpful text about the different subcommands.")
+	add(se, "get-master-addr-by-name", 3, flagDiscovery, sentGetMasterAddr, sa, admin, "2.8.4", "sentinel", "Returns the address of a master.")
+	add(se, "help", 2, flagDiscovery, sentHelp, []string{"loading", "stale"}, []string{"@slow"}, "6.2.0", "sentinel", "Returns helpful text about the different subcommands.")
 	add(se, "info-cache", -3, 0, sentInfoCache, sa, admin, "3.2.0", "sentinel", "Returns the age of the cached INFO of a master and its replicas.")
 	add(se, "is-master-down-by-addr", 6, 0, sentIsMasterDown, sa, admin, "2.8.4", "sentinel", "Reports whether this node sees a master down.")
-	add(se, "master", 3, 0, sentMaster, sa, admin, "2.8.4", "sentinel", "Returns the state of a master.")
-	add(se, "masters", 2, 0, sentMasters, sa, admin, "2.8.4", "sentinel", "Returns a list of monitored masters.")
+	add(se, "master", 3, flagDiscovery, sentMaster, sa, admin, "2.8.4", "sentinel", "Returns the state of a master.")
+	add(se, "masters", 2, flagDiscovery, sentMasters, sa, admin, "2.8.4", "sentinel", "Returns a list of monitored masters.")
 	add(se, "monitor", 6, flagUnlocked, sentMonitor, sa, admin, "2.8.4", "sentinel", "Starts monitoring a master.")
-	add(se, "myid", 2, 0, sentMyID, sa, admin, "6.2.0", "sentinel", "Returns the run id of this node.")
+	add(se, "myid", 2, flagDiscovery, sentMyID, sa, admin, "6.2.0", "sentinel", "Returns the run id of this node.")
 	add(se, "pending-scripts", 2, 0, sentPendingScripts, sa, admin, "2.8.4", "sentinel", "Returns an empty list: Raftinel runs no scripts.")
 	add(se, "remove", 3, flagUnlocked, sentRemove, sa, admin, "2.8.4", "sentinel", "Stops monitoring a master.")
-	add(se, "replicas", 3, 0, sentReplicas, sa, admin, "5.0.0", "sentinel", "Returns a list of the replicas of a master.")
+	add(se, "replicas", 3, flagDiscovery, sentReplicas, sa, admin, "5.0.0", "sentinel", "Returns a list of the replicas of a master.")
 	add(se, "reset", 3, flagUnlocked, sentReset, sa, admin, "2.8.4", "sentinel", "Resets the masters whose names match a pattern.")
-	add(se, "sentinels", 3, 0, sentSentinels, sa, admin, "2.8.4", "sentinel", "Returns the other coordinator nodes.")
+	add(se, "sentinels", 3, flagDiscovery, sentSentinels, sa, admin, "2.8.4", "sentinel", "Returns the other coordinator nodes.")
 	add(se, "set", -5, flagUnlocked, sentSet, sa, admin, "2.8.4", "sentinel", "Changes the configuration of a master.")
 	add(se, "simulate-failure", -3, 0, sentSimulateFailure, sa, admin, "3.2.0", "sentinel", "Not supported: crash points are node flags.")
-	add(se, "slaves", 3, 0, sentReplicas, sa, admin, "2.8.0", "sentinel", "Returns a list of the replicas of a master (old name).")
+	add(se, "slaves", 3, flagDiscovery, sentReplicas, sa, admin, "2.8.0", "sentinel", "Returns a list of the replicas of a master (old name).")
 }
 
 // sortedCommands returns the top-level commands by name, for deterministic

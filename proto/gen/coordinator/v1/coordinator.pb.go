@@ -2456,8 +2456,13 @@ type Event struct {
 	Type    string `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
 	Payload string `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
 	// The node whose opinion the event reports, for +sdown and -sdown.
-	NodeId        string `protobuf:"bytes,6,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Epoch         uint64 `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	NodeId string `protobuf:"bytes,6,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Epoch  uint64 `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// Who asked for the action that produced the event, for manual actions
+	// ("token alice", "sentinel default", "anonymous" on an open cluster),
+	// and from which address.
+	Actor         string `protobuf:"bytes,140,opt,name=actor,proto3" json:"actor,omitempty"`
+	ActorAddress  string `protobuf:"bytes,141,opt,name=actor_address,json=actorAddress,proto3" json:"actor_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2539,6 +2544,20 @@ func (x *Event) GetEpoch() uint64 {
 		return x.Epoch
 	}
 	return 0
+}
+
+func (x *Event) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *Event) GetActorAddress() string {
+	if x != nil {
+		return x.ActorAddress
+	}
+	return ""
 }
 
 type FailoverRequest struct {
@@ -4225,7 +4244,7 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\asent_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\"=\n" +
 	"\tRejection\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xba\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xf7\x01\n" +
 	"\x05Event\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12*\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
@@ -4233,7 +4252,9 @@ const file_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x04type\x18\x04 \x01(\tR\x04type\x12\x18\n" +
 	"\apayload\x18\x05 \x01(\tR\apayload\x12\x17\n" +
 	"\anode_id\x18\x06 \x01(\tR\x06nodeId\x12\x14\n" +
-	"\x05epoch\x18\a \x01(\x04R\x05epoch\"\x99\x01\n" +
+	"\x05epoch\x18\a \x01(\x04R\x05epoch\x12\x15\n" +
+	"\x05actor\x18\x8c\x01 \x01(\tR\x05actor\x12$\n" +
+	"\ractor_address\x18\x8d\x01 \x01(\tR\factorAddress\"\x99\x01\n" +
 	"\x0fFailoverRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x14\n" +

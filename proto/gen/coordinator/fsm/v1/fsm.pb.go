@@ -210,6 +210,10 @@ type Command struct {
 	// Wall-clock time on the leader when it proposed the command. Apply uses it
 	// as "now" so that replaying the log always gives the same state.
 	ProposedAtUnixNanos int64 `protobuf:"varint,1,opt,name=proposed_at_unix_nanos,json=proposedAtUnixNanos,proto3" json:"proposed_at_unix_nanos,omitempty"`
+	// Who asked for the command, when a user did (a manual action): the
+	// events it produces carry it, for the audit. Empty for the nodes' own
+	// commands (votes, the leader's failover steps).
+	Actor *Actor `protobuf:"bytes,140,opt,name=actor,proto3" json:"actor,omitempty"`
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*Command_RegisterNode
@@ -272,6 +276,13 @@ func (x *Command) GetProposedAtUnixNanos() int64 {
 		return x.ProposedAtUnixNanos
 	}
 	return 0
+}
+
+func (x *Command) GetActor() *Actor {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
 }
 
 func (x *Command) GetKind() isCommand_Kind {
@@ -3362,9 +3373,11 @@ type Event struct {
 	Payload     string                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
 	// The node whose opinion the event reports (+sdown, -sdown); empty for
 	// cluster-wide events.
-	NodeId        string `protobuf:"bytes,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Epoch         uint64 `protobuf:"varint,6,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Master        string `protobuf:"bytes,7,opt,name=master,proto3" json:"master,omitempty"`
+	NodeId string `protobuf:"bytes,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Epoch  uint64 `protobuf:"varint,6,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Master string `protobuf:"bytes,7,opt,name=master,proto3" json:"master,omitempty"`
+	// Who asked for the command that produced the event, if a user did.
+	Actor         *Actor `protobuf:"bytes,140,opt,name=actor,proto3" json:"actor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3448,6 +3461,70 @@ func (x *Event) GetMaster() string {
 	return ""
 }
 
+func (x *Event) GetActor() *Actor {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+// Actor is the caller of a manual action, as the node that received the
+// call authenticated it. It never holds a secret.
+type Actor struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "token NAME", "node ID", "sentinel USER" or "anonymous", with the
+	// client certificate's subject when one was presented.
+	Who string `protobuf:"bytes,1,opt,name=who,proto3" json:"who,omitempty"`
+	// The caller's address as the receiving node saw it.
+	From          string `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Actor) Reset() {
+	*x = Actor{}
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Actor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Actor) ProtoMessage() {}
+
+func (x *Actor) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Actor.ProtoReflect.Descriptor instead.
+func (*Actor) Descriptor() ([]byte, []int) {
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *Actor) GetWho() string {
+	if x != nil {
+		return x.Who
+	}
+	return ""
+}
+
+func (x *Actor) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
 // MasterSettings are the per-master options, in Sentinel's units.
 type MasterSettings struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -3496,7 +3573,7 @@ type MasterSettings struct {
 
 func (x *MasterSettings) Reset() {
 	*x = MasterSettings{}
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[36]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3508,7 +3585,7 @@ func (x *MasterSettings) String() string {
 func (*MasterSettings) ProtoMessage() {}
 
 func (x *MasterSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[36]
+	mi := &file_coordinator_fsm_v1_fsm_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3521,7 +3598,7 @@ func (x *MasterSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterSettings.ProtoReflect.Descriptor instead.
 func (*MasterSettings) Descriptor() ([]byte, []int) {
-	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{36}
+	return file_coordinator_fsm_v1_fsm_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MasterSettings) GetQuorum() uint32 {
@@ -3633,9 +3710,10 @@ var File_coordinator_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccoordinator/fsm/v1/fsm.proto\x12\x12coordinator.fsm.v1\"\xb3\f\n" +
+	"\x1ccoordinator/fsm/v1/fsm.proto\x12\x12coordinator.fsm.v1\"\xe5\f\n" +
 	"\aCommand\x123\n" +
-	"\x16proposed_at_unix_nanos\x18\x01 \x01(\x03R\x13proposedAtUnixNanos\x12G\n" +
+	"\x16proposed_at_unix_nanos\x18\x01 \x01(\x03R\x13proposedAtUnixNanos\x120\n" +
+	"\x05actor\x18\x8c\x01 \x01(\v2\x19.coordinator.fsm.v1.ActorR\x05actor\x12G\n" +
 	"\rregister_node\x18\n" +
 	" \x01(\v2 .coordinator.fsm.v1.RegisterNodeH\x00R\fregisterNode\x12M\n" +
 	"\x0fderegister_node\x18\v \x01(\v2\".coordinator.fsm.v1.DeregisterNodeH\x00R\x0ederegisterNode\x12J\n" +
@@ -3895,7 +3973,7 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\rReplicaReconf\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x125\n" +
 	"\x05phase\x18\x02 \x01(\x0e2\x1f.coordinator.fsm.v1.ReconfPhaseR\x05phase\x12+\n" +
-	"\x12sent_at_unix_nanos\x18\x03 \x01(\x03R\x0fsentAtUnixNanos\"\xb2\x01\n" +
+	"\x12sent_at_unix_nanos\x18\x03 \x01(\x03R\x0fsentAtUnixNanos\"\xe4\x01\n" +
 	"\x05Event\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\"\n" +
 	"\rat_unix_nanos\x18\x02 \x01(\x03R\vatUnixNanos\x12\x12\n" +
@@ -3903,7 +3981,11 @@ const file_coordinator_fsm_v1_fsm_proto_rawDesc = "" +
 	"\apayload\x18\x04 \x01(\tR\apayload\x12\x17\n" +
 	"\anode_id\x18\x05 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05epoch\x18\x06 \x01(\x04R\x05epoch\x12\x16\n" +
-	"\x06master\x18\a \x01(\tR\x06master\"\xd9\x04\n" +
+	"\x06master\x18\a \x01(\tR\x06master\x120\n" +
+	"\x05actor\x18\x8c\x01 \x01(\v2\x19.coordinator.fsm.v1.ActorR\x05actor\"-\n" +
+	"\x05Actor\x12\x10\n" +
+	"\x03who\x18\x01 \x01(\tR\x03who\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\"\xd9\x04\n" +
 	"\x0eMasterSettings\x12\x16\n" +
 	"\x06quorum\x18\x01 \x01(\rR\x06quorum\x12\"\n" +
 	"\rdown_after_ms\x18\x02 \x01(\x03R\vdownAfterMs\x12.\n" +
@@ -3952,7 +4034,7 @@ func file_coordinator_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_coordinator_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_coordinator_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_coordinator_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_coordinator_fsm_v1_fsm_proto_goTypes = []any{
 	(HookOutcome)(0),            // 0: coordinator.fsm.v1.HookOutcome
 	(ReconfPhase)(0),            // 1: coordinator.fsm.v1.ReconfPhase
@@ -3993,65 +4075,68 @@ var file_coordinator_fsm_v1_fsm_proto_goTypes = []any{
 	(*HandoverPause)(nil),       // 36: coordinator.fsm.v1.HandoverPause
 	(*ReplicaReconf)(nil),       // 37: coordinator.fsm.v1.ReplicaReconf
 	(*Event)(nil),               // 38: coordinator.fsm.v1.Event
-	(*MasterSettings)(nil),      // 39: coordinator.fsm.v1.MasterSettings
-	nil,                         // 40: coordinator.fsm.v1.State.NodesEntry
-	nil,                         // 41: coordinator.fsm.v1.State.MastersEntry
-	nil,                         // 42: coordinator.fsm.v1.Master.HookDeliveredSeqEntry
-	nil,                         // 43: coordinator.fsm.v1.Master.HookLostSeqEntry
+	(*Actor)(nil),               // 39: coordinator.fsm.v1.Actor
+	(*MasterSettings)(nil),      // 40: coordinator.fsm.v1.MasterSettings
+	nil,                         // 41: coordinator.fsm.v1.State.NodesEntry
+	nil,                         // 42: coordinator.fsm.v1.State.MastersEntry
+	nil,                         // 43: coordinator.fsm.v1.Master.HookDeliveredSeqEntry
+	nil,                         // 44: coordinator.fsm.v1.Master.HookLostSeqEntry
 }
 var file_coordinator_fsm_v1_fsm_proto_depIdxs = []int32{
-	19, // 0: coordinator.fsm.v1.Command.register_node:type_name -> coordinator.fsm.v1.RegisterNode
-	20, // 1: coordinator.fsm.v1.Command.deregister_node:type_name -> coordinator.fsm.v1.DeregisterNode
-	21, // 2: coordinator.fsm.v1.Command.monitor_master:type_name -> coordinator.fsm.v1.MonitorMaster
-	22, // 3: coordinator.fsm.v1.Command.remove_master:type_name -> coordinator.fsm.v1.RemoveMaster
-	23, // 4: coordinator.fsm.v1.Command.set_master_options:type_name -> coordinator.fsm.v1.SetMasterOptions
-	6,  // 5: coordinator.fsm.v1.Command.reset_master:type_name -> coordinator.fsm.v1.ResetMaster
-	7,  // 6: coordinator.fsm.v1.Command.report_vote:type_name -> coordinator.fsm.v1.ReportVote
-	8,  // 7: coordinator.fsm.v1.Command.update_replicas:type_name -> coordinator.fsm.v1.UpdateReplicas
-	9,  // 8: coordinator.fsm.v1.Command.set_objective_down:type_name -> coordinator.fsm.v1.SetObjectiveDown
-	10, // 9: coordinator.fsm.v1.Command.begin_failover:type_name -> coordinator.fsm.v1.BeginFailover
-	12, // 10: coordinator.fsm.v1.Command.abort_failover:type_name -> coordinator.fsm.v1.AbortFailover
-	14, // 11: coordinator.fsm.v1.Command.promoted:type_name -> coordinator.fsm.v1.Promoted
-	15, // 12: coordinator.fsm.v1.Command.replica_reconfigured:type_name -> coordinator.fsm.v1.ReplicaReconfigured
-	16, // 13: coordinator.fsm.v1.Command.finish_failover:type_name -> coordinator.fsm.v1.FinishFailover
-	17, // 14: coordinator.fsm.v1.Command.record_repair:type_name -> coordinator.fsm.v1.RecordRepair
-	13, // 15: coordinator.fsm.v1.Command.handover_paused:type_name -> coordinator.fsm.v1.HandoverPaused
-	4,  // 16: coordinator.fsm.v1.Command.hook_progress:type_name -> coordinator.fsm.v1.HookProgress
-	5,  // 17: coordinator.fsm.v1.Command.format_probe:type_name -> coordinator.fsm.v1.FormatProbe
-	29, // 18: coordinator.fsm.v1.Command.fence_set:type_name -> coordinator.fsm.v1.FenceSet
-	30, // 19: coordinator.fsm.v1.Command.fence_wait_started:type_name -> coordinator.fsm.v1.FenceWaitStarted
-	0,  // 20: coordinator.fsm.v1.HookProgress.outcome:type_name -> coordinator.fsm.v1.HookOutcome
-	33, // 21: coordinator.fsm.v1.UpdateReplicas.replicas:type_name -> coordinator.fsm.v1.Replica
-	18, // 22: coordinator.fsm.v1.BeginFailover.rejected:type_name -> coordinator.fsm.v1.Rejection
-	11, // 23: coordinator.fsm.v1.BeginFailover.empty_restart:type_name -> coordinator.fsm.v1.EmptyRestart
-	1,  // 24: coordinator.fsm.v1.ReplicaReconfigured.phase:type_name -> coordinator.fsm.v1.ReconfPhase
-	26, // 25: coordinator.fsm.v1.RegisterNode.node:type_name -> coordinator.fsm.v1.Node
-	39, // 26: coordinator.fsm.v1.MonitorMaster.settings:type_name -> coordinator.fsm.v1.MasterSettings
-	24, // 27: coordinator.fsm.v1.SetMasterOptions.options:type_name -> coordinator.fsm.v1.Option
-	40, // 28: coordinator.fsm.v1.State.nodes:type_name -> coordinator.fsm.v1.State.NodesEntry
-	41, // 29: coordinator.fsm.v1.State.masters:type_name -> coordinator.fsm.v1.State.MastersEntry
-	39, // 30: coordinator.fsm.v1.Master.settings:type_name -> coordinator.fsm.v1.MasterSettings
-	33, // 31: coordinator.fsm.v1.Master.replicas:type_name -> coordinator.fsm.v1.Replica
-	34, // 32: coordinator.fsm.v1.Master.votes:type_name -> coordinator.fsm.v1.Vote
-	35, // 33: coordinator.fsm.v1.Master.failover:type_name -> coordinator.fsm.v1.Failover
-	38, // 34: coordinator.fsm.v1.Master.events:type_name -> coordinator.fsm.v1.Event
-	32, // 35: coordinator.fsm.v1.Master.last_failover:type_name -> coordinator.fsm.v1.FailoverOutcome
-	42, // 36: coordinator.fsm.v1.Master.hook_delivered_seq:type_name -> coordinator.fsm.v1.Master.HookDeliveredSeqEntry
-	43, // 37: coordinator.fsm.v1.Master.hook_lost_seq:type_name -> coordinator.fsm.v1.Master.HookLostSeqEntry
-	28, // 38: coordinator.fsm.v1.Master.fence:type_name -> coordinator.fsm.v1.FenceState
-	2,  // 39: coordinator.fsm.v1.Failover.phase:type_name -> coordinator.fsm.v1.FailoverPhase
-	37, // 40: coordinator.fsm.v1.Failover.reconf:type_name -> coordinator.fsm.v1.ReplicaReconf
-	18, // 41: coordinator.fsm.v1.Failover.rejected:type_name -> coordinator.fsm.v1.Rejection
-	36, // 42: coordinator.fsm.v1.Failover.pause:type_name -> coordinator.fsm.v1.HandoverPause
-	31, // 43: coordinator.fsm.v1.Failover.fence_wait:type_name -> coordinator.fsm.v1.FenceWait
-	1,  // 44: coordinator.fsm.v1.ReplicaReconf.phase:type_name -> coordinator.fsm.v1.ReconfPhase
-	26, // 45: coordinator.fsm.v1.State.NodesEntry.value:type_name -> coordinator.fsm.v1.Node
-	27, // 46: coordinator.fsm.v1.State.MastersEntry.value:type_name -> coordinator.fsm.v1.Master
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	39, // 0: coordinator.fsm.v1.Command.actor:type_name -> coordinator.fsm.v1.Actor
+	19, // 1: coordinator.fsm.v1.Command.register_node:type_name -> coordinator.fsm.v1.RegisterNode
+	20, // 2: coordinator.fsm.v1.Command.deregister_node:type_name -> coordinator.fsm.v1.DeregisterNode
+	21, // 3: coordinator.fsm.v1.Command.monitor_master:type_name -> coordinator.fsm.v1.MonitorMaster
+	22, // 4: coordinator.fsm.v1.Command.remove_master:type_name -> coordinator.fsm.v1.RemoveMaster
+	23, // 5: coordinator.fsm.v1.Command.set_master_options:type_name -> coordinator.fsm.v1.SetMasterOptions
+	6,  // 6: coordinator.fsm.v1.Command.reset_master:type_name -> coordinator.fsm.v1.ResetMaster
+	7,  // 7: coordinator.fsm.v1.Command.report_vote:type_name -> coordinator.fsm.v1.ReportVote
+	8,  // 8: coordinator.fsm.v1.Command.update_replicas:type_name -> coordinator.fsm.v1.UpdateReplicas
+	9,  // 9: coordinator.fsm.v1.Command.set_objective_down:type_name -> coordinator.fsm.v1.SetObjectiveDown
+	10, // 10: coordinator.fsm.v1.Command.begin_failover:type_name -> coordinator.fsm.v1.BeginFailover
+	12, // 11: coordinator.fsm.v1.Command.abort_failover:type_name -> coordinator.fsm.v1.AbortFailover
+	14, // 12: coordinator.fsm.v1.Command.promoted:type_name -> coordinator.fsm.v1.Promoted
+	15, // 13: coordinator.fsm.v1.Command.replica_reconfigured:type_name -> coordinator.fsm.v1.ReplicaReconfigured
+	16, // 14: coordinator.fsm.v1.Command.finish_failover:type_name -> coordinator.fsm.v1.FinishFailover
+	17, // 15: coordinator.fsm.v1.Command.record_repair:type_name -> coordinator.fsm.v1.RecordRepair
+	13, // 16: coordinator.fsm.v1.Command.handover_paused:type_name -> coordinator.fsm.v1.HandoverPaused
+	4,  // 17: coordinator.fsm.v1.Command.hook_progress:type_name -> coordinator.fsm.v1.HookProgress
+	5,  // 18: coordinator.fsm.v1.Command.format_probe:type_name -> coordinator.fsm.v1.FormatProbe
+	29, // 19: coordinator.fsm.v1.Command.fence_set:type_name -> coordinator.fsm.v1.FenceSet
+	30, // 20: coordinator.fsm.v1.Command.fence_wait_started:type_name -> coordinator.fsm.v1.FenceWaitStarted
+	0,  // 21: coordinator.fsm.v1.HookProgress.outcome:type_name -> coordinator.fsm.v1.HookOutcome
+	33, // 22: coordinator.fsm.v1.UpdateReplicas.replicas:type_name -> coordinator.fsm.v1.Replica
+	18, // 23: coordinator.fsm.v1.BeginFailover.rejected:type_name -> coordinator.fsm.v1.Rejection
+	11, // 24: coordinator.fsm.v1.BeginFailover.empty_restart:type_name -> coordinator.fsm.v1.EmptyRestart
+	1,  // 25: coordinator.fsm.v1.ReplicaReconfigured.phase:type_name -> coordinator.fsm.v1.ReconfPhase
+	26, // 26: coordinator.fsm.v1.RegisterNode.node:type_name -> coordinator.fsm.v1.Node
+	40, // 27: coordinator.fsm.v1.MonitorMaster.settings:type_name -> coordinator.fsm.v1.MasterSettings
+	24, // 28: coordinator.fsm.v1.SetMasterOptions.options:type_name -> coordinator.fsm.v1.Option
+	41, // 29: coordinator.fsm.v1.State.nodes:type_name -> coordinator.fsm.v1.State.NodesEntry
+	42, // 30: coordinator.fsm.v1.State.masters:type_name -> coordinator.fsm.v1.State.MastersEntry
+	40, // 31: coordinator.fsm.v1.Master.settings:type_name -> coordinator.fsm.v1.MasterSettings
+	33, // 32: coordinator.fsm.v1.Master.replicas:type_name -> coordinator.fsm.v1.Replica
+	34, // 33: coordinator.fsm.v1.Master.votes:type_name -> coordinator.fsm.v1.Vote
+	35, // 34: coordinator.fsm.v1.Master.failover:type_name -> coordinator.fsm.v1.Failover
+	38, // 35: coordinator.fsm.v1.Master.events:type_name -> coordinator.fsm.v1.Event
+	32, // 36: coordinator.fsm.v1.Master.last_failover:type_name -> coordinator.fsm.v1.FailoverOutcome
+	43, // 37: coordinator.fsm.v1.Master.hook_delivered_seq:type_name -> coordinator.fsm.v1.Master.HookDeliveredSeqEntry
+	44, // 38: coordinator.fsm.v1.Master.hook_lost_seq:type_name -> coordinator.fsm.v1.Master.HookLostSeqEntry
+	28, // 39: coordinator.fsm.v1.Master.fence:type_name -> coordinator.fsm.v1.FenceState
+	2,  // 40: coordinator.fsm.v1.Failover.phase:type_name -> coordinator.fsm.v1.FailoverPhase
+	37, // 41: coordinator.fsm.v1.Failover.reconf:type_name -> coordinator.fsm.v1.ReplicaReconf
+	18, // 42: coordinator.fsm.v1.Failover.rejected:type_name -> coordinator.fsm.v1.Rejection
+	36, // 43: coordinator.fsm.v1.Failover.pause:type_name -> coordinator.fsm.v1.HandoverPause
+	31, // 44: coordinator.fsm.v1.Failover.fence_wait:type_name -> coordinator.fsm.v1.FenceWait
+	1,  // 45: coordinator.fsm.v1.ReplicaReconf.phase:type_name -> coordinator.fsm.v1.ReconfPhase
+	39, // 46: coordinator.fsm.v1.Event.actor:type_name -> coordinator.fsm.v1.Actor
+	26, // 47: coordinator.fsm.v1.State.NodesEntry.value:type_name -> coordinator.fsm.v1.Node
+	27, // 48: coordinator.fsm.v1.State.MastersEntry.value:type_name -> coordinator.fsm.v1.Master
+	49, // [49:49] is the sub-list for method output_type
+	49, // [49:49] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_fsm_v1_fsm_proto_init() }
@@ -4087,7 +4172,7 @@ func file_coordinator_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coordinator_fsm_v1_fsm_proto_rawDesc), len(file_coordinator_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   41,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
