@@ -315,9 +315,12 @@ func TestManualFailoverRollsBackWhenTheReplicaLags(t *testing.T) {
 			t.Fatalf("node %s after the rollback: epoch %d address %s outcome %v", nd.id, m.Epoch, m.Address, m.LastFailover)
 		}
 	}
-	if err := g.master.Client().Set(ctxT(t, 5*time.Second), "after-rollback", "1", 0).Err(); err != nil {
-		t.Fatalf("the old master does not take writes after the rollback: %v", err)
-	}
+	// The fence counted the frozen replica until its lag passed fence-lag:
+	// the master refuses writes (NOREPLICAS) until the leader lowers
+	// min-replicas-to-write for it.
+	testwait.For(t, 15*time.Second, "the old master taking writes after the rollback", func() error {
+		return g.master.Client().Set(ctxT(t, 5*time.Second), "after-rollback", "1", 0).Err()
+	})
 	if r, _ := role(t, g.master); r != "master" {
 		t.Fatalf("old master reports %q", r)
 	}
