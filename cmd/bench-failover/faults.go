@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/raftinel/raftinel/internal/benchproc"
 	"net"
 	"strconv"
 	"strings"
@@ -107,8 +108,8 @@ func runRestart(ctx context.Context, o *options, topo *topology, ev *events, w *
 	stopWriting()
 	w.wait()
 	for _, d := range topo.deciders {
-		if d.exited() {
-			return result{}, fmt.Errorf("%s exited with status %d: %s", d.name, d.exitCode, d.tail())
+		if d.Exited() {
+			return result{}, fmt.Errorf("%s exited with status %d: %s", d.Name, d.ExitCode, d.Tail())
 		}
 	}
 	all := func(int) bool { return true }
@@ -131,15 +132,15 @@ func runRestart(ctx context.Context, o *options, topo *topology, ev *events, w *
 
 // waitPong returns when addr first answers PING with PONG (not LOADING),
 // trying every 5 ms with a fresh connection for at most 10 s.
-func waitPong(ctx context.Context, p *proc, addr string) (time.Time, error) {
+func waitPong(ctx context.Context, p *benchproc.Proc, addr string) (time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	var last error
 	for {
-		if p.exited() {
-			return time.Time{}, fmt.Errorf("%s exited with status %d: %s", p.name, p.exitCode, p.tail())
+		if p.Exited() {
+			return time.Time{}, fmt.Errorf("%s exited with status %d: %s", p.Name, p.ExitCode, p.Tail())
 		}
 		if last = pingOnce(ctx, addr); last == nil {
 			return time.Now(), nil

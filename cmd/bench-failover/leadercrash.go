@@ -59,7 +59,7 @@ func waitCrash(ctx context.Context, topo *topology, faultAt time.Time) (crash, e
 	for i, p := range topo.deciders {
 		go func() {
 			select {
-			case <-p.done:
+			case <-p.Done:
 				exited <- i
 			case <-ctx.Done():
 			}
@@ -68,10 +68,10 @@ func waitCrash(ctx context.Context, topo *topology, faultAt time.Time) (crash, e
 	select {
 	case i := <-exited:
 		p := topo.deciders[i]
-		if p.exitCode != simulatedFailureStatus {
-			return crash{}, fmt.Errorf("%s exited with status %d, not the simulated failure's %d: %s", p.name, p.exitCode, simulatedFailureStatus, p.tail())
+		if p.ExitCode != simulatedFailureStatus {
+			return crash{}, fmt.Errorf("%s exited with status %d, not the simulated failure's %d: %s", p.Name, p.ExitCode, simulatedFailureStatus, p.Tail())
 		}
-		return crash{index: i, at: p.exitAt}, nil
+		return crash{index: i, at: p.ExitAt}, nil
 	case <-ctx.Done():
 		return crash{}, fmt.Errorf("no leader exited in the %v after the master's SIGKILL: %w", time.Since(faultAt).Round(time.Millisecond), ctx.Err())
 	}

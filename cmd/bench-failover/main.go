@@ -52,6 +52,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/raftinel/raftinel/internal/benchproc"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -329,7 +330,7 @@ func hasFlag(ctx context.Context, bin, name string) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "--help")
-	cmd.Env = childEnv()
+	cmd.Env = benchproc.ChildEnv()
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/raftinel/raftinel/internal/benchproc"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -162,7 +163,7 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 	writeCtx, stopWriting := context.WithCancel(ctx)
 	defer stopWriting()
 	w.start(writeCtx)
-	if err := poll(ctx, 10*time.Second, func() error {
+	if err := benchproc.Poll(ctx, 10*time.Second, func() error {
 		if w.ackedCount() < 100 {
 			return errors.New("the writer has not written 100 values yet")
 		}
@@ -209,7 +210,7 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 		if fault == faultStop {
 			sig = syscall.SIGSTOP
 		}
-		if err := topo.redis[0].signal(sig); err != nil {
+		if err := topo.redis[0].Signal(sig); err != nil {
 			return result{}, fmt.Errorf("signal the master: %w", err)
 		}
 	}
@@ -229,7 +230,7 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 		}
 		crashed, from = c.index, c.at
 		counts = func(i int) bool { return i != crashed }
-		r.crashed, r.exited = topo.deciders[crashed].name, c.at.Sub(faultAt)
+		r.crashed, r.exited = topo.deciders[crashed].Name, c.at.Sub(faultAt)
 		var survivors []string
 		for i, addr := range topo.sentinelAddrs {
 			if i != crashed {
@@ -260,8 +261,8 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 	// A decider other than the crashed leader must not exit.
 	alive := func() error {
 		for i, p := range topo.deciders {
-			if i != crashed && p.exited() {
-				return fmt.Errorf("%s exited with status %d: %s", p.name, p.exitCode, p.tail())
+			if i != crashed && p.Exited() {
+				return fmt.Errorf("%s exited with status %d: %s", p.Name, p.ExitCode, p.Tail())
 			}
 		}
 		return nil
@@ -271,7 +272,7 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 		return result{}, fmt.Errorf("no +switch-master after %v: %w", time.Since(faultAt).Round(time.Millisecond), err)
 	}
 	var outage time.Duration
-	if err := poll(ctx, runTimeout, func() error {
+	if err := benchproc.Poll(ctx, runTimeout, func() error {
 		d, ok := w.firstAckAfter(faultAt, ackAfter)
 		if !ok {
 			return errors.New("no write acknowledged since the fault")

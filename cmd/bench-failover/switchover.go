@@ -65,8 +65,8 @@ func runSwitchover(ctx context.Context, o *options, sys string, topo *topology, 
 	all := func(int) bool { return true }
 	alive := func() error {
 		for _, p := range topo.deciders {
-			if p.exited() {
-				return fmt.Errorf("%s exited with status %d: %s", p.name, p.exitCode, p.tail())
+			if p.Exited() {
+				return fmt.Errorf("%s exited with status %d: %s", p.Name, p.ExitCode, p.Tail())
 			}
 		}
 		return nil

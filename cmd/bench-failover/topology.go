@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/raftinel/raftinel/internal/benchproc"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -30,18 +31,18 @@ const (
 // and three failover deciders, each with a Sentinel-protocol endpoint.
 type topology struct {
 	dir           string
-	redis         []*proc
+	redis         []*benchproc.Proc
 	redisAddrs    []string
 	redisArgs     [][]string // each redis-server's arguments, for a restart
-	procs         []*proc
-	deciders      []*proc // the coordinators or sentinels, in sentinelAddrs' order
+	procs         []*benchproc.Proc
+	deciders      []*benchproc.Proc // the coordinators or sentinels, in sentinelAddrs' order
 	sentinelAddrs []string
 	grpcAddrs     []string // Raftinel only
 }
 
 func (t *topology) close() {
 	for _, p := range t.procs {
-		p.kill()
+		p.Kill()
 	}
 	_ = os.RemoveAll(t.dir)
 }
@@ -63,7 +64,7 @@ func startTopology(ctx context.Context, o *options, sys, fault string) (t *topol
 			started.close()
 		}
 	}()
-	ports, err := freePorts(12)
+	ports, err := benchproc.FreePorts(12)
 	if err != nil {
 		return nil, err
 	}
@@ -158,21 +159,21 @@ func (t *topology) startRedis(ctx context.Context, o *options, ports []int, faul
 		if fault == faultDebugSleep {
 			args = append(args, "--enable-debug-command", "local")
 		}
-		p, err := start(t.dir, "redis-"+strconv.Itoa(port), o.redisServer, args...)
+		p, err := benchproc.Start(t.dir, "redis-"+strconv.Itoa(port), o.redisServer, args...)
 		if err != nil {
 			return err
 		}
 		t.procs = append(t.procs, p)
 		t.redis = append(t.redis, p)
-		t.redisAddrs = append(t.redisAddrs, addrOf(port))
+		t.redisAddrs = append(t.redisAddrs, benchproc.Addr(port))
 		t.redisArgs = append(t.redisArgs, args)
-		if err := waitListening(ctx, p, port); err != nil {
+		if err := benchproc.WaitListening(ctx, p, port); err != nil {
 			return err
 		}
 	}
 	master := redis.NewClient(&redis.Options{Addr: t.redisAddrs[0], MaxRetries: -1})
 	defer master.Close()
-	return poll(ctx, 30*time.Second, func() error {
+	return benchproc.Poll(ctx, 30*time.Second, func() error {
 		info, err := master.Info(ctx, "replication").Result()
 		if err != nil {
 			return err
@@ -188,12 +189,12 @@ func (t *topology) startRedis(ctx context.Context, o *options, ports []int, faul
 // that has passed), once its killed process is reaped: the same arguments,
 // so the same port and data directory. The new process joins t.procs, so
 // close kills it like the others.
-func (t *topology) restartMaster(ctx context.Context, o *options, at time.Time) (*proc, error) {
+func (t *topology) restartMaster(ctx context.Context, o *options, at time.Time) (*benchproc.Proc, error) {
 	old := t.redis[0]
 	select {
-	case <-old.done:
+	case <-old.Done:
 	case <-time.After(5 * time.Second):
-		return nil, fmt.Errorf("%s has not exited 5s after SIGKILL", old.name)
+		return nil, fmt.Errorf("%s has not exited 5s after SIGKILL", old.Name)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -202,7 +203,7 @@ func (t *topology) restartMaster(ctx context.Context, o *options, at time.Time) 
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	p, err := start(t.dir, old.name+"-restarted", o.redisServer, t.redisArgs[0]...)
+	p, err := benchproc.Start(t.dir, old.Name+"-restarted", o.redisServer, t.redisArgs[0]...)
 	if err != nil {
 		return nil, err
 	}
@@ -228,14 +229,14 @@ func (t *topology) startSentinels(ctx context.Context, o *options, ports []int) 
 		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 			return err
 		}
-		p, err := start(t.dir, "sentinel-"+strconv.Itoa(port), o.redisSentinel, path)
+		p, err := benchproc.Start(t.dir, "sentinel-"+strconv.Itoa(port), o.redisSentinel, path)
 		if err != nil {
 			return err
 		}
 		t.procs = append(t.procs, p)
 		t.deciders = append(t.deciders, p)
-		t.sentinelAddrs = append(t.sentinelAddrs, addrOf(port))
-		if err := waitListening(ctx, p, port); err != nil {
+		t.sentinelAddrs = append(t.sentinelAddrs, benchproc.Addr(port))
+		if err := benchproc.WaitListening(ctx, p, port); err != nil {
 			return err
 		}
 	}
@@ -248,7 +249,7 @@ func (t *topology) startSentinels(ctx context.Context, o *options, ports []int) 
 func (t *topology) startRaftinel(ctx context.Context, o *options, ports []int, crash string) error {
 	var boot []string
 	for i := range 3 {
-		boot = append(boot, fmt.Sprintf("n%d=%s", i+1, addrOf(ports[i])))
+		boot = append(boot, fmt.Sprintf("n%d=%s", i+1, benchproc.Addr(ports[i])))
 	}
 	var extra []string
 	if o.raftTimeout > 0 {
@@ -264,18 +265,18 @@ func (t *topology) startRaftinel(ctx context.Context, o *options, ports []int, c
 	for i := range 3 {
 		id := fmt.Sprintf("n%d", i+1)
 		args := append([]string{"--id", id, "--data-dir", filepath.Join(t.dir, id),
-			"--raft-addr", addrOf(ports[i]), "--grpc-addr", addrOf(ports[3+i]), "--sentinel-addr", addrOf(ports[6+i]),
+			"--raft-addr", benchproc.Addr(ports[i]), "--grpc-addr", benchproc.Addr(ports[3+i]), "--sentinel-addr", benchproc.Addr(ports[6+i]),
 			"--bootstrap", strings.Join(boot, ","), "--log-level", "warn"}, extra...)
-		p, err := start(t.dir, id, o.coordinator, args...)
+		p, err := benchproc.Start(t.dir, id, o.coordinator, args...)
 		if err != nil {
 			return err
 		}
 		t.procs = append(t.procs, p)
 		t.deciders = append(t.deciders, p)
-		t.grpcAddrs = append(t.grpcAddrs, addrOf(ports[3+i]))
-		t.sentinelAddrs = append(t.sentinelAddrs, addrOf(ports[6+i]))
-		if err := waitListening(ctx, p, ports[6+i]); err != nil {
-			if p.exited() && p.exitCode == 2 && len(extra) > 0 {
+		t.grpcAddrs = append(t.grpcAddrs, benchproc.Addr(ports[3+i]))
+		t.sentinelAddrs = append(t.sentinelAddrs, benchproc.Addr(ports[6+i]))
+		if err := benchproc.WaitListening(ctx, p, ports[6+i]); err != nil {
+			if p.Exited() && p.ExitCode == 2 && len(extra) > 0 {
 				// Status 2 is the coordinator's answer to a flag it does
 				// not know.
 				return fmt.Errorf("%s rejected its flags %q (exit status 2: is it older than this bench? rebuild it with make build): %w",
@@ -295,7 +296,7 @@ func (t *topology) startRaftinel(ctx context.Context, o *options, ports []int, c
 	// The first write waits for the cluster's first leader. On a loaded
 	// machine an attempt can time out after its commit: the retry then
 	// finds the master monitored already.
-	return poll(ctx, 30*time.Second, func() error {
+	return benchproc.Poll(ctx, 30*time.Second, func() error {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		_, err := api.Monitor(cctx, req)
@@ -311,7 +312,7 @@ func (t *topology) startRaftinel(ctx context.Context, o *options, ports []int, c
 func (t *topology) waitReady(ctx context.Context) error {
 	for _, addr := range t.sentinelAddrs {
 		sc := redis.NewSentinelClient(&redis.Options{Addr: addr, MaxRetries: -1})
-		err := poll(ctx, 60*time.Second, func() error {
+		err := benchproc.Poll(ctx, 60*time.Second, func() error {
 			m, err := sc.Master(ctx, masterName).Result()
 			if err != nil {
 				return err
