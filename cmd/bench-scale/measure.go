@@ -41,6 +41,7 @@ type result struct {
 	oneLatency     []time.Duration // GetMaster (Raftinel) or SENTINEL MASTER (sentinel)
 
 	killed     int
+	writers    int             // killed groups with a writer
 	switched   []time.Duration // kill to first +switch-master, per switched group
 	unfinished int
 	acked      int
@@ -365,6 +366,7 @@ func massKill(ctx context.Context, o *options, f *fleet, r *result) error {
 			w.stop()
 		}
 	}()
+	r.writers = len(writers)
 	for _, w := range writers {
 		if err := benchproc.Poll(ctx, 30*time.Second, func() error {
 			if w.ackedCount() == 0 {

@@ -50,7 +50,7 @@ func (r result) detail() string {
 	fmt.Fprintf(&b, "  %s: p50 %s, p99 %s (100 calls)\n", one, ms(percentile(r.oneLatency, 0.5)), ms(percentile(r.oneLatency, 0.99)))
 	if r.killed > 0 {
 		fmt.Fprintf(&b, "  mass kill of %d masters: +switch-master p50 %s, max %s, unfinished %d; writers on %d groups: %d of %d acknowledged writes lost\n",
-			r.killed, ms(percentile(r.switched, 0.5)), ms(maxOf(r.switched)), r.unfinished, min(r.killed, len(r.switched)), r.lost, r.acked)
+			r.killed, ms(percentile(r.switched, 0.5)), ms(maxOf(r.switched)), r.unfinished, r.writers, r.lost, r.acked)
 	}
 	return b.String()
 }
