@@ -52,7 +52,7 @@ lint: $(TOOLS)/buf $(TOOLS)/staticcheck ## gofmt, go vet, staticcheck, buf lint 
 	$(TOOLS)/buf lint
 	scripts/checkdeps.sh
 
-test: redis prometheus ## every test, with the race detector (redis-server and prometheus processes included)
+test: redis prometheus haproxy ## every test, with the race detector (redis-server and prometheus processes included)
 	go test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 test-integration: redis prometheus haproxy ## only the multi-process tests with real binaries and redis-server
