@@ -289,22 +289,7 @@ func runOnce(ctx context.Context, o *options, sys, fault string) (result, error)
 			return result{}, fmt.Errorf("no +failover-end after %v: %w", time.Since(faultAt).Round(time.Millisecond), err)
 		}
 	}
-	// Keep writing a while on the new master before counting.
-	select {
-	case <-time.After(o.keepWriting):
-	case <-ctx.Done():
-		return result{}, ctx.Err()
-	}
-	stopWriting()
-	w.wait()
-
-	sw, _ := ev.first(chanSwitch, counts)
-	// <name> <oldip> <oldport> <newip> <newport>
-	f := strings.Fields(sw.payload)
-	if len(f) != 5 {
-		return result{}, fmt.Errorf("malformed +switch-master payload %q", sw.payload)
-	}
-	lost, acked, err := w.missingOn(ctx, net.JoinHostPort(f[3], f[4]))
+	sw, lost, acked, err := countLost(ctx, o, ev, w, stopWriting, counts)
 	if err != nil {
 		return result{}, err
 	}
@@ -394,6 +379,27 @@ func timedMessage(channel, payload string) bool {
 }
 
 // heard is one announcement: when the bench received it, and its payload.
+// countLost keeps writing o.keepWriting on the new master, stops the
+// writer, and counts the acknowledged writes the master the first
+// +switch-master named lacks.
+func countLost(ctx context.Context, o *options, ev *events, w *writer, stopWriting func(), counts func(int) bool) (sw heard, lost, acked int, err error) {
+	select {
+	case <-time.After(o.keepWriting):
+	case <-ctx.Done():
+		return heard{}, 0, 0, ctx.Err()
+	}
+	stopWriting()
+	w.wait()
+	sw, _ = ev.first(chanSwitch, counts)
+	// <name> <oldip> <oldport> <newip> <newport>
+	f := strings.Fields(sw.payload)
+	if len(f) != 5 {
+		return heard{}, 0, 0, fmt.Errorf("malformed +switch-master payload %q", sw.payload)
+	}
+	lost, acked, err = w.missingOn(ctx, net.JoinHostPort(f[3], f[4]))
+	return sw, lost, acked, err
+}
+
 type heard struct {
 	at      time.Time
 	payload string

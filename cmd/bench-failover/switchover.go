@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"time"
@@ -77,20 +76,7 @@ func runSwitchover(ctx context.Context, o *options, sys string, topo *topology, 
 	if err := ev.wait(ctx, chanEnd, all, alive); err != nil {
 		return result{}, fmt.Errorf("no +failover-end after %v: %w", time.Since(requestAt).Round(time.Millisecond), err)
 	}
-	select {
-	case <-time.After(o.keepWriting):
-	case <-ctx.Done():
-		return result{}, ctx.Err()
-	}
-	stopWriting()
-	w.wait()
-
-	sw, _ := ev.first(chanSwitch, all)
-	f := strings.Fields(sw.payload)
-	if len(f) != 5 {
-		return result{}, fmt.Errorf("malformed +switch-master payload %q", sw.payload)
-	}
-	lost, acked, err := w.missingOn(ctx, net.JoinHostPort(f[3], f[4]))
+	sw, lost, acked, err := countLost(ctx, o, ev, w, stopWriting, all)
 	if err != nil {
 		return result{}, err
 	}
