@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -60,6 +61,17 @@ func mainErr() error {
 	for _, s := range sys {
 		if s != "raftinel" && s != "sentinel" {
 			return fmt.Errorf("-systems: unknown system %q", s)
+		}
+	}
+	// Found up front: started inside a namespace, a missing program would
+	// only show as a run that never settles.
+	need := []string{"redis-server", "ip"}
+	if slices.Contains(sys, "sentinel") {
+		need = append(need, "redis-sentinel")
+	}
+	for _, b := range need {
+		if _, err := exec.LookPath(b); err != nil {
+			return fmt.Errorf("%s not found (make redis and make chaos-deps install what is missing): %w", b, err)
 		}
 	}
 	binDir, err := filepath.Abs(*bin)
