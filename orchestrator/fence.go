@@ -106,7 +106,7 @@ func (p *pass) reachOldMaster(old, cand string) (failover.OldMasterReach, error)
 	}
 	// act confirms leadership and TILT first; failing those counts as
 	// not reached, which only makes the failover wait.
-	err = p.act(demoteTimeout, func(ctx context.Context) error { return conn.ReplicaOf(ctx, host, port) })
+	err = p.act(demoteTimeout, func(ctx context.Context) error { return p.repoint(ctx, conn, host, port) })
 	switch {
 	case err == nil:
 		return failover.OldMasterDemoted, nil

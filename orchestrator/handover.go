@@ -127,7 +127,11 @@ func (p *pass) handover(f *fsmv1.Failover) error {
 	if err != nil {
 		return err
 	}
-	err = p.act(actionTimeout, func(ctx context.Context) error { return oldConn.FailoverTo(ctx, host, port, remaining) })
+	err = p.act(actionTimeout, func(ctx context.Context) error {
+		// FAILOVER TO makes the old master a replica of the candidate.
+		p.setMasterAuth(ctx, oldConn)
+		return oldConn.FailoverTo(ctx, host, port, remaining)
+	})
 	if err != nil {
 		return err
 	}
@@ -324,7 +328,7 @@ func (p *pass) releasePause(f *fsmv1.Failover, newHost string, newPort int) erro
 }
 
 func (p *pass) repointAndUnpause(oldConn Instance, f *fsmv1.Failover, host string, port int) error {
-	if err := p.act(actionTimeout, func(ctx context.Context) error { return oldConn.ReplicaOf(ctx, host, port) }); err != nil {
+	if err := p.act(actionTimeout, func(ctx context.Context) error { return p.repoint(ctx, oldConn, host, port) }); err != nil {
 		return err
 	}
 	p.unpause(oldConn)

@@ -263,6 +263,8 @@ type fakeServer struct {
 	paused bool
 	// fence is min-replicas-to-write and min-replicas-max-lag as set.
 	fence [2]int64
+	// masterAuth is masteruser and masterauth as last set (nil: never).
+	masterAuth *probe.Auth
 }
 
 // errIgnored, returned by a hook, makes the command reply OK without its
@@ -406,6 +408,32 @@ func (i *fakeInstance) SetFence(ctx context.Context, minReplicas int, maxLagSeco
 	return i.do(ctx, "FENCE", fmt.Sprintf("CONFIG SET min-replicas-to-write %d min-replicas-max-lag %d", minReplicas, maxLagSeconds), func(s *fakeServer) {
 		s.fence = [2]int64{int64(minReplicas), maxLagSeconds}
 	})
+}
+
+// SetMasterAuth is recorded on the server (fakeServer.masterAuth) but not
+// in the trace, which the failover tests read for the role changes; its
+// hook key is "MASTERAUTH".
+func (i *fakeInstance) SetMasterAuth(ctx context.Context, auth probe.Auth) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	i.r.mu.Lock()
+	h := i.r.hooks[i.addr+" MASTERAUTH"]
+	i.r.mu.Unlock()
+	if h != nil {
+		if err := h(ctx); err != nil {
+			return err
+		}
+	}
+	i.r.mu.Lock()
+	defer i.r.mu.Unlock()
+	s := i.r.servers[i.addr]
+	if s == nil || !s.up {
+		return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	}
+	a := auth
+	s.masterAuth = &a
+	return nil
 }
 
 func (i *fakeInstance) Unpause(ctx context.Context) error {

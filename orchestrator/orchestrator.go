@@ -56,6 +56,9 @@ type Instance interface {
 	Unpause(ctx context.Context) error
 	// SetFence sets min-replicas-to-write and min-replicas-max-lag.
 	SetFence(ctx context.Context, minReplicas int, maxLagSeconds int64) error
+	// SetMasterAuth sets masteruser and masterauth, the credentials the
+	// instance gives its master.
+	SetMasterAuth(ctx context.Context, auth probe.Auth) error
 }
 
 // Crash points of Config.Crash, like Sentinel's SIMULATE-FAILURE.

@@ -263,7 +263,34 @@ func (p *pass) replicaOf(addr, host string, port int) error {
 	if err != nil {
 		return err
 	}
-	return p.act(actionTimeout, func(ctx context.Context) error { return conn.ReplicaOf(ctx, host, port) })
+	return p.act(actionTimeout, func(ctx context.Context) error { return p.repoint(ctx, conn, host, port) })
+}
+
+// repoint sends REPLICAOF host port, after giving the instance the group's
+// credentials as its masteruser/masterauth (setMasterAuth).
+func (p *pass) repoint(ctx context.Context, conn Instance, host string, port int) error {
+	p.setMasterAuth(ctx, conn)
+	return conn.ReplicaOf(ctx, host, port)
+}
+
+// setMasterAuth sets, when the group has a password (auth-pass), the
+// instance's masteruser and masterauth to the group's auth-user and
+// auth-pass before it is made to replicate, so that a server started
+// without masterauth (an old master brought back with its original
+// config) can authenticate to its new master; the CONFIG REWRITE of the
+// REPLICAOF that follows stores them. Sentinel does not do this: it leaves
+// masterauth to the operator. A failure (CONFIG renamed away, an ACL
+// without CONFIG) is logged and the re-point goes on, as fencing does: the
+// instance may well have masterauth configured already.
+func (p *pass) setMasterAuth(ctx context.Context, conn Instance) {
+	auth := p.auth()
+	if auth.Pass == "" {
+		return
+	}
+	if err := conn.SetMasterAuth(ctx, auth); err != nil {
+		p.l.cfg.Log.Warn("setting masteruser/masterauth before re-pointing failed; the instance keeps its own and may fail to authenticate to its new master",
+			"master", p.m.GetName(), "address", conn.Addr(), "err", err)
+	}
 }
 
 // driveFailover performs the journal's next step.

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,9 @@ type ConnConfig struct {
 	DialTimeout time.Duration // DefaultDialTimeout when zero
 	ReadTimeout time.Duration // DefaultReadTimeout when zero
 	PoolSize    int           // DefaultPoolSize when zero
+	// TLS, when set, gives the TLS configuration for the instance's host:
+	// every connection then speaks TLS (the instance's tls-port).
+	TLS func(host string) *tls.Config
 }
 
 // ErrSelfReplication is returned when a command would make an instance
@@ -85,8 +89,13 @@ func NewConn(cfg ConnConfig) (*Conn, error) {
 	if poolSize <= 0 {
 		poolSize = DefaultPoolSize
 	}
+	var tlsConfig *tls.Config
+	if cfg.TLS != nil {
+		tlsConfig = cfg.TLS(host)
+	}
 	client := redis.NewClient(&redis.Options{
 		Addr:       cfg.Addr,
+		TLSConfig:  tlsConfig,
 		Username:   cfg.Auth.User,
 		Password:   cfg.Auth.Pass,
 		ClientName: cfg.ClientName,
@@ -415,6 +424,31 @@ func resolve(ctx context.Context, host string) ([]netip.Addr, error) {
 		addrs[i] = addrs[i].Unmap()
 	}
 	return addrs, nil
+}
+
+// SetMasterAuth sets the credentials the instance uses to authenticate to
+// its master (CONFIG SET masteruser and masterauth), so that a server
+// started without them can replicate from a master that wants them. An
+// empty user clears masteruser (plain AUTH password). It changes the
+// running server only: the CONFIG REWRITE that ReplicaOf sends next
+// stores them. Sentinel sends neither: it expects masterauth configured
+// on every instance beforehand.
+func (c *Conn) SetMasterAuth(ctx context.Context, auth Auth) error {
+	var user, pass *redis.Cmd
+	_, err := c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		user = p.Do(ctx, "CONFIG", "SET", "masteruser", auth.User)
+		pass = p.Do(ctx, "CONFIG", "SET", "masterauth", auth.Pass)
+		return nil
+	})
+	for _, cmd := range []*redis.Cmd{user, pass} {
+		if e := cmd.Err(); e != nil {
+			return fmt.Errorf("CONFIG SET masteruser/masterauth on %s: %w", c.addr, e)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("CONFIG SET masteruser/masterauth on %s: %w", c.addr, err)
+	}
+	return nil
 }
 
 // SetFence sets min-replicas-to-write and min-replicas-max-lag (CONFIG SET,

@@ -3,6 +3,7 @@ package probe
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,8 @@ type link struct {
 	addr        string
 	clientName  string
 	dialTimeout time.Duration
+	// tls, when set, makes every connection a TLS client of the instance.
+	tls *tls.Config
 
 	conn net.Conn
 	br   *bufio.Reader
@@ -107,6 +110,14 @@ func (l *link) dial(ctx context.Context, auth Auth) error {
 	conn, err := d.DialContext(ctx, "tcp", l.addr)
 	if err != nil {
 		return err
+	}
+	if l.tls != nil {
+		tc := tls.Client(conn, l.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = conn.Close()
+			return fmt.Errorf("TLS handshake with %s: %w", l.addr, err)
+		}
+		conn = tc
 	}
 	l.conn, l.br, l.auth, l.reused = conn, bufio.NewReaderSize(conn, 4096), auth, false
 	l.dials++

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,6 +59,10 @@ type WatcherConfig struct {
 	InfoTimeout time.Duration
 	// DialTimeout caps connecting (a PING's own deadline may be shorter).
 	DialTimeout time.Duration
+	// TLS, when set, gives the TLS configuration for an instance's host:
+	// every connection then speaks TLS (the instances' tls-port), as
+	// Sentinel's tls-replication does.
+	TLS func(host string) *tls.Config
 
 	// OnPingReply, when set, is called with the round-trip time of every
 	// PING that got a reply (valid or not; a reconnect it needed is
@@ -423,9 +428,22 @@ func (w *Watcher) current(in *instance) (Auth, uint64) {
 	return in.target.Auth, in.authGen
 }
 
+// newLink is a connection of the instance's own, not yet dialled.
+func (w *Watcher) newLink(in *instance) *link {
+	l := &link{addr: in.addr, clientName: w.cfg.ClientName, dialTimeout: w.cfg.DialTimeout}
+	if w.cfg.TLS != nil {
+		host := in.addr
+		if h, _, err := net.SplitHostPort(in.addr); err == nil {
+			host = h
+		}
+		l.tls = w.cfg.TLS(host)
+	}
+	return l
+}
+
 func (w *Watcher) pingLoop(in *instance) {
 	defer in.wg.Done()
-	l := &link{addr: in.addr, clientName: w.cfg.ClientName, dialTimeout: w.cfg.DialTimeout}
+	l := w.newLink(in)
 	defer l.close()
 	for {
 		auth, gen := w.current(in)
@@ -458,7 +476,7 @@ func (w *Watcher) pingLoop(in *instance) {
 
 func (w *Watcher) infoLoop(in *instance) {
 	defer in.wg.Done()
-	l := &link{addr: in.addr, clientName: w.cfg.ClientName, dialTimeout: w.cfg.DialTimeout}
+	l := w.newLink(in)
 	defer l.close()
 	for {
 		auth, gen := w.current(in)
