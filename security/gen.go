@@ -26,9 +26,12 @@ type CA struct {
 
 // CertRequest describes a certificate to issue: exactly one of Node (a
 // node id: the certificate carries raftinel://node/ID and may serve and
-// dial) and Client (a name: the certificate may only dial).
+// dial), Client (a name: the certificate may only dial) and Server (a name:
+// a server that is not a node, such as a monitored redis-server, which
+// serves and, with tls-replication, dials its master; it names no node, so
+// it never passes for one).
 type CertRequest struct {
-	Node, Client string
+	Node, Client, Server string
 	IPs          []net.IP
 	DNSNames     []string
 	Validity     time.Duration // default one year
@@ -73,8 +76,14 @@ func (ca *CA) KeyPEM() ([]byte, error) {
 
 // Issue creates a key and a certificate signed by the CA, both in PEM.
 func (ca *CA) Issue(req CertRequest) (certPEM, keyPEM []byte, err error) {
-	if (req.Node == "") == (req.Client == "") {
-		return nil, nil, errors.New("give exactly one of --node ID and --client NAME")
+	kinds := 0
+	for _, k := range []string{req.Node, req.Client, req.Server} {
+		if k != "" {
+			kinds++
+		}
+	}
+	if kinds != 1 {
+		return nil, nil, errors.New("give exactly one of --node ID, --client NAME and --server NAME")
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -93,11 +102,15 @@ func (ca *CA) Issue(req CertRequest) (certPEM, keyPEM []byte, err error) {
 		SerialNumber: serial, NotBefore: now.Add(-time.Minute), NotAfter: now.Add(validity),
 		KeyUsage: x509.KeyUsageDigitalSignature, IPAddresses: req.IPs, DNSNames: req.DNSNames,
 	}
-	if req.Node != "" {
+	switch {
+	case req.Node != "":
 		tmpl.Subject = pkix.Name{CommonName: req.Node, OrganizationalUnit: []string{"node"}, Organization: []string{"Raftinel"}}
 		tmpl.URIs = append(tmpl.URIs, NodeURI(req.Node))
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-	} else {
+	case req.Server != "":
+		tmpl.Subject = pkix.Name{CommonName: req.Server, OrganizationalUnit: []string{"server"}, Organization: []string{"Raftinel"}}
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	default:
 		tmpl.Subject = pkix.Name{CommonName: req.Client, OrganizationalUnit: []string{"client"}, Organization: []string{"Raftinel"}}
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}
@@ -179,17 +192,14 @@ func LoadCADir(dir string) (*CA, error) {
 }
 
 // IssueToDir issues a certificate with the CA in dir and writes it there
-// as NAME.pem and NAME-key.pem (NAME: the node id or the client name),
+// as NAME.pem and NAME-key.pem (NAME: the node id, client or server name),
 // replacing older ones (a renewal). It returns both paths.
 func IssueToDir(dir string, req CertRequest) (certPath, keyPath string, err error) {
 	ca, err := LoadCADir(dir)
 	if err != nil {
 		return "", "", err
 	}
-	name := req.Node
-	if name == "" {
-		name = req.Client
-	}
+	name := req.Node + req.Client + req.Server // exactly one is set (Issue checks)
 	if err := validFileName(name); err != nil {
 		return "", "", err
 	}

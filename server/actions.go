@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"sync"
@@ -18,6 +19,7 @@ import (
 // connections so a slow action never delays a PING.
 type actions struct {
 	name  string
+	tls   func(host string) *tls.Config // nil: plaintext
 	mu    sync.Mutex
 	conns map[string]*actionConn
 }
@@ -27,8 +29,8 @@ type actionConn struct {
 	conn *probe.Conn
 }
 
-func newActions(clientName string) *actions {
-	return &actions{name: clientName, conns: map[string]*actionConn{}}
+func newActions(clientName string, tlsConfig func(host string) *tls.Config) *actions {
+	return &actions{name: clientName, tls: tlsConfig, conns: map[string]*actionConn{}}
 }
 
 var _ orchestrator.Redis = (*actions)(nil)
@@ -43,7 +45,7 @@ func (a *actions) Instance(addr string, auth probe.Auth) (orchestrator.Instance,
 	} else if ok {
 		_ = c.conn.Close()
 	}
-	c, err := probe.NewConn(probe.ConnConfig{Addr: addr, Auth: auth, ClientName: a.name})
+	c, err := probe.NewConn(probe.ConnConfig{Addr: addr, Auth: auth, ClientName: a.name, TLS: a.tls})
 	if err != nil {
 		return nil, err
 	}

@@ -56,6 +56,14 @@ type Config struct {
 	// other nodes by their certificates (URI SAN raftinel://node/ID, which
 	// must name this node's ID in its own). Re-read by Reload.
 	TLSCertFile, TLSKeyFile, TLSCAFile string
+	// RedisTLSCAFile makes every connection to the monitored Redis
+	// instances TLS (Sentinel's tls-replication), their certificates
+	// checked against this CA (PEM) and against the host they are reached
+	// by, or RedisTLSServerName when set. RedisTLSCertFile and
+	// RedisTLSKeyFile (both or neither) are the client certificate
+	// presented to servers that check clients (tls-auth-clients). Re-read
+	// by Reload.
+	RedisTLSCAFile, RedisTLSCertFile, RedisTLSKeyFile, RedisTLSServerName string
 	// AuthFile holds the API's tokens ("NAME ROLE SECRET" lines); with it
 	// every gRPC call needs one, except a node's, which its certificate
 	// authenticates. Re-read by Reload. Refused without TLS on an address
@@ -350,7 +358,29 @@ func (c *Config) tlsOn() bool {
 	return c.TLSCertFile != "" || c.TLSKeyFile != "" || c.TLSCAFile != ""
 }
 
+// redisTLSOn tells whether any --redis-tls-* setting is given.
+func (c *Config) redisTLSOn() bool {
+	return c.RedisTLSCAFile != "" || c.RedisTLSCertFile != "" || c.RedisTLSKeyFile != "" || c.RedisTLSServerName != ""
+}
+
+func (c *Config) validateRedisTLS() error {
+	switch {
+	case !c.redisTLSOn():
+		return nil
+	case c.RedisTLSCAFile == "":
+		return errors.New("--redis-tls-cert, --redis-tls-key and --redis-tls-server-name need --redis-tls-ca: the CA that signed the Redis servers' certificates")
+	case c.RedisTLSCertFile != "" && c.RedisTLSKeyFile == "":
+		return fmt.Errorf("--redis-tls-cert %s is given without --redis-tls-key: give both (the client certificate and its key) or neither", c.RedisTLSCertFile)
+	case c.RedisTLSCertFile == "" && c.RedisTLSKeyFile != "":
+		return fmt.Errorf("--redis-tls-key %s is given without --redis-tls-cert: give both (the client certificate and its key) or neither", c.RedisTLSKeyFile)
+	}
+	return nil
+}
+
 func (c *Config) validateSecurity() error {
+	if err := c.validateRedisTLS(); err != nil {
+		return err
+	}
 	if c.tlsOn() && (c.TLSCertFile == "" || c.TLSKeyFile == "" || c.TLSCAFile == "") {
 		return errors.New("--tls-cert, --tls-key and --tls-ca go together: give all three or none")
 	}

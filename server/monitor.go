@@ -61,6 +61,7 @@ func newMonitor(s *Server) (*monitor, error) {
 		Logger:      s.log.With("component", "probe"),
 		OnPingReply: s.metrics.pings.observe,
 		PingPeriod:  s.cfg.PingPeriod,
+		TLS:         s.redisTLSConfig(),
 	})
 	if err != nil {
 		return nil, err

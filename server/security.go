@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
@@ -26,6 +27,13 @@ func (s *Server) loadSecurity() error {
 			}
 		}
 	}
+	if cfg.redisTLSOn() {
+		r, err := security.LoadRedisTLS(cfg.RedisTLSCAFile, cfg.RedisTLSCertFile, cfg.RedisTLSKeyFile, cfg.RedisTLSServerName)
+		if err != nil {
+			return err
+		}
+		s.redisTLS = r
+	}
 	if cfg.AuthFile != "" {
 		a, err := security.LoadAuthFile(cfg.AuthFile)
 		if err != nil {
@@ -47,6 +55,11 @@ func (s *Server) Reload() error {
 			errs = append(errs, err)
 		}
 	}
+	if s.redisTLS != nil {
+		if err := s.redisTLS.Reload(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if s.auth != nil {
 		if err := s.auth.Reload(); err != nil {
 			errs = append(errs, err)
@@ -60,9 +73,18 @@ func (s *Server) Reload() error {
 		if s.auth != nil {
 			n = len(s.auth.Tokens())
 		}
-		s.log.Info("reloaded certificates and tokens", "tls", s.tls != nil, "tokens", n)
+		s.log.Info("reloaded certificates and tokens", "tls", s.tls != nil, "redis_tls", s.redisTLS != nil, "tokens", n)
 	}
 	return err
+}
+
+// redisTLSConfig is what the probe and the leader's connections dial
+// Redis with: nil (plaintext) without --redis-tls-ca.
+func (s *Server) redisTLSConfig() func(host string) *tls.Config {
+	if s.redisTLS == nil {
+		return nil
+	}
+	return s.redisTLS.ClientConfig
 }
 
 // isManual tells the commands a user's call commits (as opposed to the

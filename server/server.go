@@ -73,6 +73,8 @@ type Server struct {
 	// the auth file (nil: none required).
 	tls  *security.TLS
 	auth *security.AuthFile
+	// redisTLS, when set, is the TLS every connection to Redis uses.
+	redisTLS *security.RedisTLS
 
 	connsMu sync.Mutex
 	conns   map[string]*grpc.ClientConn // by gRPC address, for forwarding and status
@@ -148,7 +150,7 @@ func New(cfg Config) (*Server, error) {
 			s.log.Error("gRPC server stopped", "err", err)
 		}
 	}()
-	s.actions = newActions("raftinel-" + cfg.ID)
+	s.actions = newActions("raftinel-"+cfg.ID, s.redisTLSConfig())
 	s.hookRunner = newHookRunner(cfg.ID)
 	monitor, err := newMonitor(s)
 	if err != nil {

@@ -88,6 +88,8 @@ type options struct {
 	restore                                       string
 	recover                                       bool
 	tlsCert, tlsKey, tlsCA, authFile              string
+	redisTLSCA, redisTLSCert, redisTLSKey         string
+	redisTLSServerName                            string
 	sentinelMaxClients, sentinelSubscriberBuffer  int
 	// bootstrapGiven is set when --bootstrap or its environment variable
 	// was given at all, even empty; bootstrapName names the one that was,
@@ -160,6 +162,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	str(&o.tlsCert, "tls-cert", "", "this node's certificate (PEM), with the URI SAN raftinel://node/ID; with --tls-key and --tls-ca, Raft, gRPC and the Sentinel endpoint serve TLS (re-read on SIGHUP)")
 	str(&o.tlsKey, "tls-key", "", "the key of --tls-cert (PEM)")
 	str(&o.tlsCA, "tls-ca", "", "the CA (PEM) every node's certificate, and any client certificate, must be signed by")
+	str(&o.redisTLSCA, "redis-tls-ca", "", "the CA (PEM) of the monitored Redis servers' certificates; when set, every connection to Redis (probes and failover commands) uses TLS, as Sentinel's tls-replication and tls-ca-cert-file (re-read on SIGHUP)")
+	str(&o.redisTLSCert, "redis-tls-cert", "", "client certificate (PEM) presented to Redis servers that check clients (tls-auth-clients), as Sentinel's tls-cert-file; with --redis-tls-key (re-read on SIGHUP)")
+	str(&o.redisTLSKey, "redis-tls-key", "", "the key of --redis-tls-cert (PEM), as Sentinel's tls-key-file")
+	str(&o.redisTLSServerName, "redis-tls-server-name", "", "the name every Redis server's certificate must carry (and the SNI sent); empty: the host each instance is monitored by (a name, or an IP matched against IP SANs)")
 	str(&o.authFile, "auth-file", "", "API tokens, one a line: NAME ROLE SECRET (ROLE read, operate or admin; SECRET may be sha256:HEX; # starts a comment); with it every gRPC call needs 'authorization: Bearer SECRET' (re-read on SIGHUP)")
 	str(&o.simulateFailure, "simulate-failure", "", "test hook: crash-after-election or crash-after-promotion makes a leader exit with status 99 at that failover step")
 	fs.Usage = func() {
@@ -241,6 +247,8 @@ func run(args []string, stderr io.Writer) int {
 		SentinelMaxClients: o.sentinelMaxClients, SentinelSubscriberBuffer: o.sentinelSubscriberBuffer,
 		MetricsAddr: o.metricsAddr, Version: binaryVersion(), Pprof: o.pprof,
 		TLSCertFile: o.tlsCert, TLSKeyFile: o.tlsKey, TLSCAFile: o.tlsCA, AuthFile: o.authFile,
+		RedisTLSCAFile: o.redisTLSCA, RedisTLSCertFile: o.redisTLSCert, RedisTLSKeyFile: o.redisTLSKey,
+		RedisTLSServerName: o.redisTLSServerName,
 	}
 	if cfg.MaxStreamAge, err = time.ParseDuration(o.maxStreamAge); err != nil || cfg.MaxStreamAge <= 0 {
 		return fail(fmt.Errorf("--max-stream-age %q: want a positive duration such as 10m", o.maxStreamAge))
@@ -298,7 +306,8 @@ func run(args []string, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	// SIGHUP re-reads the certificates and the auth file.
+	// SIGHUP re-reads the certificates (the node's and the Redis ones)
+	// and the auth file.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -146,3 +146,56 @@ func TestRestoreAndRecoverFlags(t *testing.T) {
 		t.Errorf("--help: exit %d, no --restore or --recover with their variables in %q", code, stderr.String())
 	}
 }
+
+func TestRedisTLSFlags(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := dir + "/" + name
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	notPEM := write("not.pem", "hello\n")
+	missing := dir + "/missing.pem"
+	base := []string{"--id", "n1", "--data-dir", t.TempDir(), "--grpc-addr", "127.0.0.1:1", "--sentinel-addr", "", "--raft-addr", "127.0.0.1:1"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{name: "cert without key", args: []string{"--redis-tls-ca", notPEM, "--redis-tls-cert", notPEM},
+			want: "--redis-tls-cert " + notPEM + " is given without --redis-tls-key"},
+		{name: "key without cert", args: []string{"--redis-tls-ca", notPEM, "--redis-tls-key", notPEM},
+			want: "--redis-tls-key " + notPEM + " is given without --redis-tls-cert"},
+		{name: "cert without CA", args: []string{"--redis-tls-cert", notPEM, "--redis-tls-key", notPEM},
+			want: "need --redis-tls-ca"},
+		{name: "server name without CA", env: map[string]string{"COORDINATOR_REDIS_TLS_SERVER_NAME": "redis.internal"},
+			want: "need --redis-tls-ca"},
+		{name: "unreadable CA", args: []string{"--redis-tls-ca", missing}, want: "--redis-tls-ca: open " + missing},
+		{name: "CA not PEM", env: map[string]string{"COORDINATOR_REDIS_TLS_CA": notPEM},
+			want: "--redis-tls-ca " + notPEM + ": no PEM certificate in it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			var stderr bytes.Buffer
+			code := run(append(append([]string{}, base...), tc.args...), &stderr)
+			if code != 1 || !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("%q: exit %d, stderr %q; want exit 1 and %q", tc.args, code, stderr.String(), tc.want)
+			}
+		})
+	}
+	var stderr bytes.Buffer
+	if code := run([]string{"--help"}, &stderr); code != 0 {
+		t.Fatalf("--help: exit %d", code)
+	}
+	for _, v := range []string{"COORDINATOR_REDIS_TLS_CA", "COORDINATOR_REDIS_TLS_CERT", "COORDINATOR_REDIS_TLS_KEY",
+		"COORDINATOR_REDIS_TLS_SERVER_NAME", "tls-replication", "tls-auth-clients"} {
+		if !strings.Contains(stderr.String(), v) {
+			t.Errorf("--help does not mention %s", v)
+		}
+	}
+}

@@ -129,23 +129,30 @@ which is how nodes know each other; client certificates carry none.`,
 		},
 	}
 	createCA.Flags().StringVar(&dir, "dir", "", "directory for the CA's files")
-	var node, clientName string
+	var node, clientName, serverName string
 	var ips, dns []string
 	createCert := &cobra.Command{
-		Use:   "create-cert --dir DIR (--node ID | --client NAME) [--ip IP]... [--dns NAME]...",
-		Short: "Issue a node or client certificate with the CA in DIR (NAME.pem, NAME-key.pem)",
+		Use:   "create-cert --dir DIR (--node ID | --client NAME | --server NAME) [--ip IP]... [--dns NAME]...",
+		Short: "Issue a node, client or server (redis-server) certificate with the CA in DIR (NAME.pem, NAME-key.pem)",
 		Example: `  coordinatorctl tls create-ca --dir certs
   coordinatorctl tls create-cert --dir certs --node n1 --ip 127.0.0.1
-  coordinatorctl tls create-cert --dir certs --client alice`,
+  coordinatorctl tls create-cert --dir certs --client alice
+  coordinatorctl tls create-cert --dir certs --server redis1 --ip 127.0.0.1`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" {
 				return usageErrorf("--dir is required")
 			}
-			if (node == "") == (clientName == "") {
-				return usageErrorf("give exactly one of --node ID and --client NAME")
+			given := 0
+			for _, k := range []string{node, clientName, serverName} {
+				if k != "" {
+					given++
+				}
 			}
-			req := security.CertRequest{Node: node, Client: clientName, DNSNames: dns}
+			if given != 1 {
+				return usageErrorf("give exactly one of --node ID, --client NAME and --server NAME")
+			}
+			req := security.CertRequest{Node: node, Client: clientName, Server: serverName, DNSNames: dns}
 			for _, s := range ips {
 				ip := net.ParseIP(s)
 				if ip == nil {
@@ -155,6 +162,9 @@ which is how nodes know each other; client certificates carry none.`,
 			}
 			if node != "" && len(req.IPs) == 0 && len(dns) == 0 {
 				return usageErrorf("a node certificate needs the addresses clients reach the node at: --ip and/or --dns")
+			}
+			if serverName != "" && len(req.IPs) == 0 && len(dns) == 0 {
+				return usageErrorf("a server certificate needs the addresses the server is reached at (the nodes check them): --ip and/or --dns")
 			}
 			certPath, keyPath, err := security.IssueToDir(dir, req)
 			if err != nil {
@@ -167,8 +177,9 @@ which is how nodes know each other; client certificates carry none.`,
 	createCert.Flags().StringVar(&dir, "dir", "", "directory holding the CA (from create-ca); the certificate is written there")
 	createCert.Flags().StringVar(&node, "node", "", "node id: a node certificate (URI SAN raftinel://node/ID)")
 	createCert.Flags().StringVar(&clientName, "client", "", "client name: a client certificate (CN=NAME)")
-	createCert.Flags().StringSliceVar(&ips, "ip", nil, "IP address the node is reached at (repeatable)")
-	createCert.Flags().StringSliceVar(&dns, "dns", nil, "DNS name the node is reached at (repeatable)")
+	createCert.Flags().StringVar(&serverName, "server", "", "server name: a certificate for a monitored redis-server (tls-cert-file; serves, and dials its master with tls-replication), naming no node")
+	createCert.Flags().StringSliceVar(&ips, "ip", nil, "IP address the node or server is reached at (repeatable)")
+	createCert.Flags().StringSliceVar(&dns, "dns", nil, "DNS name the node or server is reached at (repeatable)")
 	cmd.AddCommand(createCA, createCert)
 	return cmd
 }
