@@ -3,6 +3,8 @@ package redistest
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +40,7 @@ func Require(tb testing.TB) string {
 }
 
 type config struct {
+	tls             *TLS
 	replicaOf       string
 	requirePass     string
 	masterAuth      *string
@@ -47,6 +50,26 @@ type config struct {
 
 // Option changes the generated redis.conf.
 type Option func(*config)
+
+// TLS makes the server TLS-only: "port 0" and "tls-port" on the port
+// Start picks, with its certificate, key and CA. The test's own
+// connections (the readiness PING, Client) present ClientCertFile when
+// given and check the server's certificate against CAFile.
+type TLS struct {
+	CertFile, KeyFile, CAFile string
+	// AuthClients is tls-auth-clients: clients must present a certificate
+	// from CAFile.
+	AuthClients bool
+	// Replication is tls-replication: a replica reaches its master over
+	// TLS, presenting CertFile.
+	Replication bool
+	// ClientCertFile and ClientKeyFile are what the test's own connections
+	// present (needed with AuthClients).
+	ClientCertFile, ClientKeyFile string
+}
+
+// WithTLS serves TLS only, as TLS describes.
+func WithTLS(t TLS) Option { return func(c *config) { c.tls = &t } }
 
 // ReplicaOf makes the server start as a replica of addr ("host:port").
 func ReplicaOf(addr string) Option { return func(c *config) { c.replicaOf = addr } }
@@ -71,7 +94,17 @@ func Args(directives ...string) Option {
 func (c *config) render(dir string, port int) ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteString("# Written by redistest. CONFIG REWRITE may change it; Restart reads it back.\n")
-	fmt.Fprintf(&b, "port %d\n", port)
+	if c.tls == nil {
+		fmt.Fprintf(&b, "port %d\n", port)
+	} else {
+		b.WriteString("port 0\n")
+		fmt.Fprintf(&b, "tls-port %d\n", port)
+		fmt.Fprintf(&b, "tls-cert-file %s\n", quote(c.tls.CertFile))
+		fmt.Fprintf(&b, "tls-key-file %s\n", quote(c.tls.KeyFile))
+		fmt.Fprintf(&b, "tls-ca-cert-file %s\n", quote(c.tls.CAFile))
+		fmt.Fprintf(&b, "tls-auth-clients %s\n", yesNo(c.tls.AuthClients))
+		fmt.Fprintf(&b, "tls-replication %s\n", yesNo(c.tls.Replication))
+	}
 	b.WriteString("bind 127.0.0.1\n")
 	b.WriteString("protected-mode no\n")
 	b.WriteString("daemonize no\n")
@@ -114,6 +147,13 @@ func (c *config) render(dir string, port int) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
 // quote writes s as a redis.conf double-quoted string, which survives
 // spaces and quotes in temporary directory names and passwords.
 func quote(s string) string {
@@ -143,6 +183,8 @@ type Server struct {
 	logPath  string
 	port     int
 	password string
+	// tls is the client configuration for a TLS-only server, else nil.
+	tls *tls.Config
 
 	mu     sync.Mutex
 	proc   *process
@@ -186,6 +228,12 @@ func Start(tb testing.TB, opts ...Option) *Server {
 		confPath: filepath.Join(dir, "redis.conf"),
 		logPath:  filepath.Join(dir, "redis.log"),
 		password: cfg.requirePass,
+	}
+	if cfg.tls != nil {
+		var err error
+		if s.tls, err = clientTLS(*cfg.tls); err != nil {
+			tb.Fatalf("redistest: %v", err)
+		}
 	}
 	// Registered after TempDir's own cleanup, so it runs first: the
 	// directory is removed only once the process can no longer write to it.
@@ -283,7 +331,7 @@ func (s *Server) waitReady(p *process) error {
 		if p.hasExited() {
 			return fmt.Errorf("redis-server exited during startup: %v", p.waitErr)
 		}
-		reply, err := rawPing(s.Addr(), s.password, 500*time.Millisecond)
+		reply, err := rawPing(s.Addr(), s.password, s.tls, 500*time.Millisecond)
 		if err == nil {
 			switch {
 			case reply == "+PONG", strings.HasPrefix(reply, "-LOADING"), strings.HasPrefix(reply, "-MASTERDOWN"):
@@ -305,7 +353,7 @@ func (s *Server) waitReady(p *process) error {
 // rawPing speaks RESP by hand instead of using go-redis: go-redis stops
 // dialing for a second after repeated refused connections, which would
 // make every startup wait that long.
-func rawPing(addr, password string, timeout time.Duration) (string, error) {
+func rawPing(addr, password string, tlsConfig *tls.Config, timeout time.Duration) (string, error) {
 	c, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return "", err
@@ -313,6 +361,13 @@ func rawPing(addr, password string, timeout time.Duration) (string, error) {
 	defer c.Close()
 	if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
 		return "", err
+	}
+	if tlsConfig != nil {
+		tc := tls.Client(c, tlsConfig)
+		if err := tc.Handshake(); err != nil {
+			return "", fmt.Errorf("TLS handshake: %w", err)
+		}
+		c = tc
 	}
 	var req bytes.Buffer
 	if password != "" {
@@ -361,6 +416,10 @@ func (s *Server) Dir() string { return s.dir }
 
 // ConfigPath is the config file the server was started with.
 func (s *Server) ConfigPath() string { return s.confPath }
+
+// TLSConfig is the client TLS configuration of a TLS-only server (WithTLS),
+// or nil.
+func (s *Server) TLSConfig() *tls.Config { return s.tls }
 
 // Password is the requirepass the server was started with, or "".
 func (s *Server) Password() string { return s.password }
@@ -448,13 +507,14 @@ func (s *Server) Restart() {
 }
 
 // Client is a go-redis client for the server, authenticated when
-// RequirePass was given. It is created once and closed when the test ends.
+// RequirePass was given, over TLS when WithTLS was. It is created once and closed when the test ends.
 func (s *Server) Client() *redis.Client {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.client == nil {
 		s.client = redis.NewClient(&redis.Options{
 			Addr:            net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)),
+			TLSConfig:       s.tls,
 			Password:        s.password,
 			Protocol:        2,
 			DisableIdentity: true,
@@ -520,4 +580,25 @@ func (s *Server) cleanup() {
 			s.tb.Errorf("redistest: cleanup: %v", err)
 		}
 	}
+}
+
+// clientTLS is the test's own client configuration for a TLS-only server.
+func clientTLS(t TLS) (*tls.Config, error) {
+	caPEM, err := os.ReadFile(t.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("option WithTLS: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("option WithTLS: no certificate in %s", t.CAFile)
+	}
+	cfg := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+	if t.ClientCertFile != "" {
+		pair, err := tls.LoadX509KeyPair(t.ClientCertFile, t.ClientKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("option WithTLS: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
 }

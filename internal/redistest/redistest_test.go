@@ -119,7 +119,7 @@ func TestKillAndRestartKeepPortAndRewrittenConfig(t *testing.T) {
 	if replica.Pid() != 0 || replica.Running() {
 		t.Fatalf("Pid = %d after Kill", replica.Pid())
 	}
-	if _, err := rawPing(replica.Addr(), "", 200*time.Millisecond); err == nil {
+	if _, err := rawPing(replica.Addr(), "", nil, 200*time.Millisecond); err == nil {
 		t.Fatal("PING succeeded after Kill")
 	}
 	replica.Kill() // killing a dead server is a no-op
@@ -148,14 +148,14 @@ func TestRestartWhileRunning(t *testing.T) {
 func TestPauseResume(t *testing.T) {
 	s := Start(t)
 	s.Pause()
-	_, err := rawPing(s.Addr(), "", 200*time.Millisecond)
+	_, err := rawPing(s.Addr(), "", nil, 200*time.Millisecond)
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("PING to a paused server: %v, want a timeout", err)
 	}
 	s.Resume()
 	testwait.For(t, 5*time.Second, "PONG after SIGCONT", func() error {
-		reply, err := rawPing(s.Addr(), "", time.Second)
+		reply, err := rawPing(s.Addr(), "", nil, time.Second)
 		if err == nil && reply != "+PONG" {
 			err = errors.New("reply " + reply)
 		}
@@ -274,5 +274,33 @@ func TestCleanupKillsTheProcess(t *testing.T) {
 	}
 	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Fatalf("process %d still exists after the test ended (kill -0: %v)", pid, err)
+	}
+}
+
+// A TLS-only master and replica: the replica syncs over TLS, Client
+// speaks TLS, and nothing answers in plaintext.
+func TestTLSOnly(t *testing.T) {
+	pki := NewPKI(t)
+	master := Start(t, WithTLS(pki.TLS()), RequirePass("s3cret"))
+	replica := Start(t, WithTLS(pki.TLS()), RequirePass("s3cret"), ReplicaOf(master.Addr()))
+	ctx := context.Background()
+	if err := master.Client().Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatalf("SET over TLS: %v", err)
+	}
+	testwait.Until(t, 10*time.Second, "the replica syncs over TLS", func() bool {
+		v, err := replica.Client().Get(ctx, "k").Result()
+		return err == nil && v == "v"
+	})
+	if reply, err := rawPing(master.Addr(), "s3cret", nil, 500*time.Millisecond); err == nil && reply == "+PONG" {
+		t.Fatal("a plaintext PING was answered by a TLS-only server")
+	}
+	conf, err := os.ReadFile(master.ConfigPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"port 0\n", "tls-replication yes\n", "tls-auth-clients yes\n"} {
+		if !strings.Contains(string(conf), want) {
+			t.Errorf("config lacks %q:\n%s", want, conf)
+		}
 	}
 }
