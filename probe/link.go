@@ -90,6 +90,10 @@ func (l *link) try(ctx context.Context, auth Auth, cmds [][]string) (replies []a
 	replies, err = l.roundTrip(ctx, append(hello, cmds...))
 	if err != nil {
 		l.close()
+		if !reused && l.tls == nil && isClosedByPeer(err) {
+			// What a TLS-only port does to a plaintext client.
+			err = fmt.Errorf("%w (the server closed a new connection at its first command: a TLS port reached without TLS?)", err)
+		}
 		return nil, reused, err
 	}
 	l.reused = true
