@@ -32,9 +32,9 @@ type CA struct {
 // it never passes for one).
 type CertRequest struct {
 	Node, Client, Server string
-	IPs          []net.IP
-	DNSNames     []string
-	Validity     time.Duration // default one year
+	IPs                  []net.IP
+	DNSNames             []string
+	Validity             time.Duration // default one year
 }
 
 // NewCA creates a CA named name, valid for ten years.
