@@ -57,8 +57,9 @@ func (p *redisPKI) write(t *testing.T, name string, data []byte) string {
 
 // handshake runs one TLS handshake between cfg (client) and a server with
 // the PKI's server certificate that requires a client certificate from the
-// CA; it returns the client's error and the client certificate the server saw.
-func (p *redisPKI) handshake(t *testing.T, cfg *tls.Config) (error, *x509.Certificate) {
+// CA; it returns the client certificate the server saw (nil when it
+// refused the client) and the client's error.
+func (p *redisPKI) handshake(t *testing.T, cfg *tls.Config) (*x509.Certificate, error) {
 	t.Helper()
 	pool := x509.NewCertPool()
 	pool.AddCert(p.ca.Cert)
@@ -100,7 +101,7 @@ func (p *redisPKI) handshake(t *testing.T, cfg *tls.Config) (error, *x509.Certif
 		_, _ = cli.Read(make([]byte, 1))
 	}
 	c1.Close()
-	return err, <-seen
+	return <-seen, err
 }
 
 func TestRedisTLSHandshake(t *testing.T) {
@@ -109,12 +110,12 @@ func TestRedisTLSHandshake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err, seen := p.handshake(t, r.ClientConfig("127.0.0.1"))
+	seen, err := p.handshake(t, r.ClientConfig("127.0.0.1"))
 	if err != nil || seen == nil || seen.Subject.CommonName != "raftinel" {
 		t.Fatalf("handshake with 127.0.0.1: %v, client certificate seen %v", err, seen)
 	}
 	// The host must be named by the server's certificate.
-	if err, _ := p.handshake(t, r.ClientConfig("10.1.2.3")); err == nil || !strings.Contains(err.Error(), "10.1.2.3") {
+	if _, err := p.handshake(t, r.ClientConfig("10.1.2.3")); err == nil || !strings.Contains(err.Error(), "10.1.2.3") {
 		t.Fatalf("a certificate that does not name the host passed: %v", err)
 	}
 	// Unless the server name says which name to check.
@@ -122,7 +123,7 @@ func TestRedisTLSHandshake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err, _ := p.handshake(t, named.ClientConfig("10.1.2.3")); err != nil {
+	if _, err := p.handshake(t, named.ClientConfig("10.1.2.3")); err != nil {
 		t.Fatalf("with --redis-tls-server-name redis.internal: %v", err)
 	}
 	// A server from another CA is refused.
@@ -135,7 +136,7 @@ func TestRedisTLSHandshake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err, _ := p.handshake(t, stranger.ClientConfig("127.0.0.1")); err == nil || !strings.Contains(err.Error(), "--redis-tls-ca") {
+	if _, err := p.handshake(t, stranger.ClientConfig("127.0.0.1")); err == nil || !strings.Contains(err.Error(), "--redis-tls-ca") {
 		t.Fatalf("a server certificate from another CA passed: %v", err)
 	}
 	// Without a client certificate a server that requires one refuses.
@@ -143,7 +144,7 @@ func TestRedisTLSHandshake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, seen := p.handshake(t, anon.ClientConfig("127.0.0.1")); seen != nil {
+	if seen, _ := p.handshake(t, anon.ClientConfig("127.0.0.1")); seen != nil {
 		t.Fatal("the server accepted a client without a certificate")
 	}
 }
@@ -165,7 +166,7 @@ func TestRedisTLSReload(t *testing.T) {
 	if err := r.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	err, seen := p.handshake(t, cfg)
+	seen, err := p.handshake(t, cfg)
 	if err != nil || seen == nil || seen.SerialNumber.Cmp(first) == 0 || seen.SerialNumber.Cmp(r.Leaf().SerialNumber) != 0 {
 		t.Fatalf("after a reload the next handshake presented %v (err %v), want the new certificate %v", seen, err, r.Leaf().SerialNumber)
 	}
@@ -174,7 +175,7 @@ func TestRedisTLSReload(t *testing.T) {
 	if err := r.Reload(); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
 		t.Fatalf("reload of a broken CA: %v", err)
 	}
-	if err, _ := p.handshake(t, cfg); err != nil {
+	if _, err := p.handshake(t, cfg); err != nil {
 		t.Fatalf("after a failed reload: %v", err)
 	}
 }
