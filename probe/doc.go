@@ -19,6 +19,10 @@
 // plus, on the leader only, up to three for failover commands (Conn's
 // pool, opened when it first acts on that instance).
 //
+// With a TLS configuration (WatcherConfig.TLS, ConnConfig.TLS) every one
+// of those connections speaks TLS; probe takes the configuration as given
+// and never reads certificate files itself.
+//
 // Every network call takes a context and returns within its deadline, so a
 // frozen (SIGSTOPped) server cannot block a caller. Observation times come
 // from the injected clock so that tests and the failover rules can reason

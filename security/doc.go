@@ -4,7 +4,9 @@
 // raftinel://node/ID, never by anything else in the certificate), the
 // Raft stream layer over mutual TLS, the tokens of the auth file (kept
 // hashed, compared in constant time) with their roles, the caller identity
-// carried from the node that received a call to the leader, and the
+// carried from the node that received a call to the leader, the TLS
+// material a node reaches the monitored Redis instances with (RedisTLS: a
+// CA, an optional client certificate, reloaded the same way), and the
 // development CA and certificates coordinatorctl creates.
 //
 // It decides no RPC's role (package server holds that table) and does no
