@@ -3,8 +3,9 @@
 # replicas) and three coordinator nodes on 127.0.0.1, all data in a temporary
 # folder. Ctrl-C stops every process it started and removes the folder.
 # SECURE=1 (make demo SECURE=1) runs it secured: a CA and node certificates
-# made with coordinatorctl tls, TLS on Raft, gRPC and the Sentinel ports, and
-# an auth file with an admin token and a read-only Sentinel user.
+# made with coordinatorctl tls, TLS on Raft, gRPC and the Sentinel ports,
+# TLS-only redis-servers reached over TLS, and an auth file with an admin
+# token and a read-only Sentinel user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,23 +43,21 @@ wait_port() {
   return 1
 }
 
-for i in 0 1 2; do
-  port=${REDIS_PORTS[$i]}
-  mkdir -p "$dir/redis-$port"
-  args=(--port "$port" --bind 127.0.0.1 --dir "$dir/redis-$port" --save "" --appendonly no --daemonize no)
-  [ "$i" -gt 0 ] && args+=(--replicaof 127.0.0.1 "${REDIS_PORTS[0]}")
-  redis-server "${args[@]}" >"$dir/redis-$port.log" 2>&1 &
-  pids+=($!)
-done
-
 secure=()
 sentinel_cli=()
+redis_tls=()
 if [ "${SECURE:-}" = 1 ]; then
   certs=$dir/certs
   "$bin/coordinatorctl" tls create-ca --dir "$certs" >/dev/null
   for i in 1 2 3; do
     "$bin/coordinatorctl" tls create-cert --dir "$certs" --node "n$i" --ip 127.0.0.1 >/dev/null
   done
+  # The redis-servers serve TLS only; the nodes reach them with a client
+  # certificate of the same CA.
+  "$bin/coordinatorctl" tls create-cert --dir "$certs" --server redis --ip 127.0.0.1 >/dev/null
+  "$bin/coordinatorctl" tls create-cert --dir "$certs" --client raftinel >/dev/null
+  redis_tls=(--tls-cert-file "$certs/redis.pem" --tls-key-file "$certs/redis-key.pem"
+    --tls-ca-cert-file "$certs/ca.pem" --tls-replication yes)
   token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
   apppass=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
   cat >"$dir/auth" <<AUTH
@@ -72,8 +71,23 @@ AUTH
 fi
 node_security() { # the node's security flags, when SECURE=1
   [ "${SECURE:-}" = 1 ] || return 0
-  secure=(--tls-cert "$certs/n$1.pem" --tls-key "$certs/n$1-key.pem" --tls-ca "$certs/ca.pem" --auth-file "$dir/auth")
+  secure=(--tls-cert "$certs/n$1.pem" --tls-key "$certs/n$1-key.pem" --tls-ca "$certs/ca.pem" --auth-file "$dir/auth"
+    --redis-tls-ca "$certs/ca.pem" --redis-tls-cert "$certs/raftinel.pem" --redis-tls-key "$certs/raftinel-key.pem")
 }
+
+for i in 0 1 2; do
+  port=${REDIS_PORTS[$i]}
+  mkdir -p "$dir/redis-$port"
+  if [ "${SECURE:-}" = 1 ]; then
+    args=(--port 0 --tls-port "$port" ${redis_tls[@]+"${redis_tls[@]}"})
+  else
+    args=(--port "$port")
+  fi
+  args+=(--bind 127.0.0.1 --dir "$dir/redis-$port" --save "" --appendonly no --daemonize no)
+  [ "$i" -gt 0 ] && args+=(--replicaof 127.0.0.1 "${REDIS_PORTS[0]}")
+  redis-server "${args[@]}" >"$dir/redis-$port.log" 2>&1 &
+  pids+=($!)
+done
 
 boot="n1=127.0.0.1:${RAFT_PORTS[0]},n2=127.0.0.1:${RAFT_PORTS[1]},n3=127.0.0.1:${RAFT_PORTS[2]}"
 for i in 0 1 2; do
@@ -125,12 +139,13 @@ Press Ctrl-C to stop everything.
 MSG
 if [ "${SECURE:-}" = 1 ]; then
   cat <<MSG
-Secured: TLS everywhere, certificates in $certs, tokens in $dir/auth.
-The shell that runs coordinatorctl needs:
+Secured: TLS everywhere (the redis-servers serve TLS only), certificates in
+$certs, tokens in $dir/auth. The shell that runs coordinatorctl needs:
 
   export COORDINATOR_TLS_CA=$COORDINATOR_TLS_CA
   export COORDINATOR_TOKEN=$COORDINATOR_TOKEN
   redis-cli ${sentinel_cli[*]} -p ${SENTINEL_PORTS[0]} SENTINEL get-master-addr-by-name mymaster
+  redis-cli --tls --cacert $certs/ca.pem --cert $certs/raftinel.pem --key $certs/raftinel-key.pem -p ${REDIS_PORTS[1]} INFO replication
 
 MSG
 fi
