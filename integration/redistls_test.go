@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/raftinel/raftinel/internal/redistest"
@@ -138,5 +140,47 @@ func TestNodeWithoutRedisTLSSeesTLSOnlyMasterDown(t *testing.T) {
 	log := tailFile(c.nodes[0].logPath, 200)
 	if !strings.Contains(log, "a TLS port reached without TLS?") || !strings.Contains(log, g.master.Addr()) {
 		t.Fatalf("the node's log does not say why %s is unreachable:\n%s", g.master.Addr(), log)
+	}
+}
+
+// The Redis TLS files are re-read on SIGHUP: a node started with the wrong
+// CA votes the TLS-only master down (its log says the handshake failed);
+// once the file holds the right CA and the node gets SIGHUP, its next
+// connections pass and it votes the master up, without a restart.
+func TestRedisTLSReloadOnSIGHUP(t *testing.T) {
+	redistest.Require(t)
+	pki := redistest.NewPKI(t)
+	g := startTLSGroup(t, "tlsreload", pki)
+	wrong := redistest.NewPKI(t)
+	caFile := filepath.Join(t.TempDir(), "redis-ca.pem")
+	writeFile(t, caFile, wrong.CA.CertPEM, 0o644)
+	c := startClusterWith(t, 1, "--redis-tls-ca", caFile, "--redis-tls-cert", pki.ClientCert, "--redis-tls-key", pki.ClientKey)
+	mustCtl(t, "--addr", addrs(c.nodes...), "monitor", g.name, g.master.Addr(), "--quorum", "2",
+		"--down-after", "1s", "--auth-pass", tlsGroupPass)
+	vote := func(down bool) func() error {
+		return func() error {
+			d, err := detail(c.nodes[0], g.name)
+			if err != nil {
+				return err
+			}
+			for _, v := range d.GetVotes() {
+				if v.GetNodeId() == "n1" && v.GetDown() == down {
+					return nil
+				}
+			}
+			return fmt.Errorf("votes %v", d.GetVotes())
+		}
+	}
+	testwait.For(t, waitTimeout, "a down vote with the wrong CA", vote(true))
+	if log := tailFile(c.nodes[0].logPath, 200); !strings.Contains(log, "TLS handshake with "+g.master.Addr()) {
+		t.Fatalf("the node's log does not name the failed handshake:\n%s", log)
+	}
+	writeFile(t, caFile, pki.CA.CertPEM, 0o644)
+	if err := c.nodes[0].process().cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, waitTimeout, "an up vote after SIGHUP", vote(false))
+	if log := tailFile(c.nodes[0].logPath, 200); !strings.Contains(log, "redis_tls=true") {
+		t.Fatalf("no reload logged:\n%s", log)
 	}
 }
