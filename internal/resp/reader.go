@@ -253,9 +253,26 @@ func (r *Reader) readMultibulk() ([][]byte, error) {
 // path reads it from the same place, with its errors.
 func (r *Reader) readBufferedMultibulk() (args [][]byte, ok bool) {
 	buf, _ := r.br.Peek(r.br.Buffered())
-	n, i, total, end, ok := r.scanBufferedMultibulk(buf)
-	if !ok {
+	n, i, ok := scanLength(buf, 1) // after the '*'
+	if !ok || n == 0 || n > r.limits.MaxArgs {
 		return nil, false
+	}
+	// Check the whole request before copying anything.
+	total := 0
+	j := i
+	for range n {
+		if j >= len(buf) || buf[j] != '$' {
+			return nil, false
+		}
+		l, next, ok := scanLength(buf, j+1)
+		if !ok || l > maxPrealloc || l > r.limits.MaxBulkLen || l > r.limits.MaxCommandLen-total {
+			return nil, false
+		}
+		total += l
+		j = next + l + 2
+		if j > len(buf) || buf[j-2] != '\r' || buf[j-1] != '\n' {
+			return nil, false
+		}
 	}
 	r.arena = slices.Grow(r.arena[:0], total)
 	args = r.args[:0]
@@ -267,67 +284,8 @@ func (r *Reader) readBufferedMultibulk() (args [][]byte, ok bool) {
 		i = next + l + 2
 	}
 	r.args = args[:0]
-	_, _ = r.br.Discard(end)
+	_, _ = r.br.Discard(i)
 	return args, true
-}
-
-// scanBufferedMultibulk checks that buf starts with a whole request the
-// fast path takes, and returns its argument count, where its first argument
-// starts, its argument bytes and its length.
-func (r *Reader) scanBufferedMultibulk(buf []byte) (n, first, total, end int, ok bool) {
-	if len(buf) == 0 || buf[0] != '*' {
-		return 0, 0, 0, 0, false
-	}
-	n, first, ok = scanLength(buf, 1)
-	if !ok || n == 0 || n > r.limits.MaxArgs {
-		return 0, 0, 0, 0, false
-	}
-	j := first
-	for range n {
-		if j >= len(buf) || buf[j] != '$' {
-			return 0, 0, 0, 0, false
-		}
-		l, next, ok := scanLength(buf, j+1)
-		if !ok || l > maxPrealloc || l > r.limits.MaxBulkLen || l > r.limits.MaxCommandLen-total {
-			return 0, 0, 0, 0, false
-		}
-		total += l
-		j = next + l + 2
-		if j > len(buf) || buf[j-2] != '\r' || buf[j-1] != '\n' {
-			return 0, 0, 0, 0, false
-		}
-	}
-	return n, first, total, j, true
-}
-
-// BufferedCommand reports whether a whole request is buffered that the next
-// ReadCommandShared reads without reading from the source: a multibulk
-// request within the limits whose arguments are each at most 4 KiB. An
-// event loop calls it to run only what it can without blocking, and hands
-// anything else to code that may block.
-func (r *Reader) BufferedCommand() bool {
-	if r.err != nil {
-		return false
-	}
-	buf, _ := r.br.Peek(r.br.Buffered())
-	_, _, _, _, ok := r.scanBufferedMultibulk(buf)
-	return ok
-}
-
-// Fill reads from the source once, adding what it returns to the buffer,
-// for a caller that knows data is waiting (an event loop told the socket is
-// readable). It returns the source's error (io.EOF at its end), or
-// bufio.ErrBufferFull when the buffer has no room left.
-func (r *Reader) Fill() error {
-	if r.err != nil {
-		return r.err
-	}
-	n := r.br.Buffered()
-	got, err := r.br.Peek(n + 1)
-	if len(got) > n {
-		return nil
-	}
-	return err
 }
 
 // scanLength reads the decimal length at buf[i:] and its CRLF, and returns

@@ -33,12 +33,7 @@ type conn struct {
 	remote  string
 	local   string
 	created time.Time
-	r       *resp.Reader // the owner only (see state)
-	io      *connIO
-
-	// state says who serves the connection: its goroutine, the event loop,
-	// or nobody (parked in the loop, waiting for data).
-	state atomic.Int32
+	r       *resp.Reader // serving goroutine only
 
 	// The serving goroutine's last command and subcommand lookups.
 	cmdCache, subCache lookupCache
@@ -86,20 +81,10 @@ type conn struct {
 	slow      atomic.Bool
 }
 
-// The states of a connection.
-const (
-	stateGoroutine int32 = iota // its goroutine serves it
-	stateParked                 // in the event loop, waiting for data
-	stateLoop                   // the event loop serves it
-	stateClosed                 // closed while parked
-)
-
 func newConn(s *Server, nc net.Conn) *conn {
-	cio := newConnIO(nc)
 	c := &conn{
 		s: s, nc: nc, id: s.nextID.Add(1), created: time.Now(),
-		io:     cio,
-		w:      resp.NewWriter(cio),
+		w:      resp.NewWriter(nc),
 		authed: s.defaultOpen(),
 		user:   "default",
 		done:   make(chan struct{}),
@@ -115,7 +100,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	if !c.authed {
 		limits = tighter(limits, unauthLimits)
 	}
-	c.r = resp.NewReader(cio, limits)
+	c.r = resp.NewReader(nc, limits)
 	c.proto.Store(2)
 	c.lastActive.Store(c.created.UnixNano())
 	return c
@@ -145,10 +130,6 @@ func (c *conn) close() {
 	c.closeOnce.Do(func() {
 		_ = c.nc.Close()
 		close(c.done)
-		// Parked, nobody serves it to see the close: clean up here.
-		if c.state.CompareAndSwap(stateParked, stateClosed) {
-			c.s.forget(c)
-		}
 	})
 }
 
@@ -162,20 +143,9 @@ func (c *conn) dropSlow() bool {
 	return true
 }
 
-// serve runs the connection on its goroutine until it ends, or until it is
-// idle and parks in the event loop.
-func (c *conn) serve() { c.serveFrom(nil) }
-
-// serveFrom is serve that first runs args, a request the event loop read
-// but handed over, if any.
-func (c *conn) serveFrom(args [][]byte) {
-	parked := false
-	defer func() {
-		if !parked {
-			c.close()
-			c.s.forget(c)
-		}
-	}()
+func (c *conn) serve() {
+	defer c.s.forget(c)
+	defer c.close()
 	defer func() {
 		// A bug in a handler must cost one connection, not the node.
 		if r := recover(); r != nil {
@@ -183,18 +153,7 @@ func (c *conn) serveFrom(args [][]byte) {
 			c.s.log.Error("panic while serving a client; connection closed", "client", c.id, "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
-	c.io.loop = false
-	if err := c.io.flushPending(); err != nil {
-		return
-	}
-	if args != nil && !c.exec(args) {
-		return
-	}
 	for {
-		if c.r.Buffered() == 0 && c.parkable() && c.s.connLoop().park(c) {
-			parked = true
-			return
-		}
 		args, err := c.r.ReadCommandShared()
 		if err != nil {
 			c.readFailed(err)
@@ -204,24 +163,6 @@ func (c *conn) serveFrom(args [][]byte) {
 			return
 		}
 	}
-}
-
-// parkable reports whether the connection may wait in the event loop: a
-// plain TCP socket, no subscription (the pump writes to it), not closing.
-func (c *conn) parkable() bool {
-	return c.io.raw != nil && !c.pumping && !c.closeAfter && c.subscriptions() == 0 && c.s.connLoop() != nil
-}
-
-// loopRuns reports whether the event loop may run a request itself: an
-// unknown command (an error reply) or one marked flagLoop.
-func (c *conn) loopRuns(args [][]byte) bool {
-	cmd := c.cmdCache.lookup(nil, commandTable, args[0])
-	if cmd != nil && len(cmd.subs) > 0 && len(args) >= 2 {
-		if sub := c.subCache.lookup(cmd, cmd.subs, args[1]); sub != nil {
-			cmd = sub
-		}
-	}
-	return cmd == nil || cmd.flags&flagLoop != 0
 }
 
 // readFailed answers a malformed request with Redis's protocol error before

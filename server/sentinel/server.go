@@ -97,10 +97,6 @@ type Server struct {
 
 	nextID atomic.Int64
 
-	// loop serves idle plain-TCP connections without a goroutine each (nil
-	// where there is none: not Linux, or epoll failed).
-	loop atomic.Pointer[pollLoop]
-
 	// subscribers are the connections with at least one subscription.
 	subsMu sync.RWMutex
 	subs   map[*conn]struct{}
@@ -290,10 +286,6 @@ func (s *Server) Start() error {
 		}
 	}
 	s.ln = ln
-	if l := newPollLoop(s); l != nil {
-		s.loop.Store(l)
-		s.wg.Go(l.run)
-	}
 	s.wg.Go(s.acceptLoop)
 	s.wg.Go(s.eventLoop)
 	return nil
@@ -343,9 +335,6 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.cancel()
-	if l := s.connLoop(); l != nil {
-		l.stop()
-	}
 	for _, c := range conns {
 		c.close()
 	}
@@ -413,14 +402,8 @@ func (s *Server) admit(nc net.Conn) {
 	s.wg.Go(c.serve)
 }
 
-// connLoop returns the event loop that serves parked connections, or nil.
-func (s *Server) connLoop() *pollLoop { return s.loop.Load() }
-
 // forget removes a finished connection.
 func (s *Server) forget(c *conn) {
-	if l := s.connLoop(); l != nil {
-		l.remove(c)
-	}
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()

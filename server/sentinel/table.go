@@ -16,9 +16,6 @@ const (
 	// master, its replicas and the nodes, events, and the connection's own
 	// commands).
 	flagDiscovery
-	// flagLoop: the event loop may run it on a parked connection: it
-	// never blocks and never starts a subscription.
-	flagLoop
 )
 
 // command is one entry of the command table. Containers (SENTINEL, CLIENT,
@@ -63,10 +60,10 @@ func init() {
 	admin := []string{"@admin", "@slow", "@dangerous"}
 	pubsub := []string{"@pubsub", "@slow"}
 
-	add(nil, "ping", -1, flagPubSub|flagDiscovery|flagLoop, cmdPing, []string{"fast"}, fastConn, "1.0.0", "connection", "Returns the server's liveliness response.")
+	add(nil, "ping", -1, flagPubSub|flagDiscovery, cmdPing, []string{"fast"}, fastConn, "1.0.0", "connection", "Returns the server's liveliness response.")
 	add(nil, "quit", -1, flagNoAuth|flagPubSub|flagDiscovery, cmdQuit, []string{"allow_busy", "noscript", "loading", "stale", "fast", "no_auth"}, fastConn, "1.0.0", "connection", "Closes the connection.")
-	add(nil, "hello", -1, flagNoAuth|flagDiscovery|flagLoop, cmdHello, []string{"noscript", "loading", "stale", "fast", "no_auth"}, fastConn, "6.0.0", "connection", "Handshakes with the server.")
-	add(nil, "auth", -2, flagNoAuth|flagDiscovery|flagLoop, cmdAuth, []string{"noscript", "loading", "stale", "fast", "no_auth"}, fastConn, "1.0.0", "connection", "Authenticates the connection.")
+	add(nil, "hello", -1, flagNoAuth|flagDiscovery, cmdHello, []string{"noscript", "loading", "stale", "fast", "no_auth"}, fastConn, "6.0.0", "connection", "Handshakes with the server.")
+	add(nil, "auth", -2, flagNoAuth|flagDiscovery, cmdAuth, []string{"noscript", "loading", "stale", "fast", "no_auth"}, fastConn, "1.0.0", "connection", "Authenticates the connection.")
 	add(nil, "info", -1, 0, cmdInfo, []string{"loading", "stale"}, []string{"@slow", "@dangerous"}, "1.0.0", "server", "Returns information and statistics about the server.")
 	add(nil, "role", 1, 0, cmdRole, []string{"noscript", "loading", "stale", "fast"}, []string{"@admin", "@fast", "@dangerous"}, "2.8.12", "server", "Returns the replication role.")
 	add(nil, "shutdown", -1, 0, cmdShutdown, []string{"admin", "noscript", "loading", "stale"}, admin, "1.0.0", "server", "Refused: a Raftinel node is stopped by its service manager, not over RESP.")
@@ -77,10 +74,10 @@ func init() {
 	add(nil, "punsubscribe", -1, flagPubSub|flagDiscovery, cmdPUnsubscribe, []string{"pubsub", "noscript", "loading", "stale"}, pubsub, "2.0.0", "pubsub", "Stops listening to patterns.")
 
 	cl := add(nil, "client", -2, 0, nil, nil, []string{"@slow"}, "2.4.0", "connection", "A container for client connection commands.")
-	add(cl, "setname", 3, flagDiscovery|flagLoop, cmdClientSetName, []string{"noscript", "loading", "stale"}, slowConn, "2.6.9", "connection", "Sets the connection name.")
-	add(cl, "getname", 2, flagDiscovery|flagLoop, cmdClientGetName, []string{"noscript", "loading", "stale"}, slowConn, "2.6.9", "connection", "Returns the name of the connection.")
-	add(cl, "setinfo", 4, flagDiscovery|flagLoop, cmdClientSetInfo, []string{"noscript", "loading", "stale"}, slowConn, "7.2.0", "connection", "Sets information specific to the client or connection.")
-	add(cl, "id", 2, flagDiscovery|flagLoop, cmdClientID, []string{"noscript", "loading", "stale"}, slowConn, "5.0.0", "connection", "Returns the unique client ID of the connection.")
+	add(cl, "setname", 3, flagDiscovery, cmdClientSetName, []string{"noscript", "loading", "stale"}, slowConn, "2.6.9", "connection", "Sets the connection name.")
+	add(cl, "getname", 2, flagDiscovery, cmdClientGetName, []string{"noscript", "loading", "stale"}, slowConn, "2.6.9", "connection", "Returns the name of the connection.")
+	add(cl, "setinfo", 4, flagDiscovery, cmdClientSetInfo, []string{"noscript", "loading", "stale"}, slowConn, "7.2.0", "connection", "Sets information specific to the client or connection.")
+	add(cl, "id", 2, flagDiscovery, cmdClientID, []string{"noscript", "loading", "stale"}, slowConn, "5.0.0", "connection", "Returns the unique client ID of the connection.")
 	add(cl, "info", 2, flagDiscovery, cmdClientInfo, []string{"noscript", "loading", "stale"}, slowConn, "6.2.0", "connection", "Returns information about the connection.")
 	add(cl, "list", -2, 0, cmdClientList, []string{"admin", "noscript", "loading", "stale"}, append([]string{"@admin"}, slowConn[0], "@dangerous", "@connection"), "2.4.0", "connection", "Lists open connections.")
 	add(cl, "kill", -3, 0, cmdClientKill, []string{"admin", "noscript", "loading", "stale"}, append([]string{"@admin"}, slowConn[0], "@dangerous", "@connection"), "2.4.0", "connection", "Terminates open connections.")
@@ -100,22 +97,22 @@ func init() {
 	add(se, "debug", -2, 0, sentDebug, sa, admin, "7.0.0", "sentinel", "Not supported: timing parameters are node settings.")
 	add(se, "failover", 3, flagUnlocked, sentFailover, sa, admin, "2.8.4", "sentinel", "Forces a failover of a master.")
 	add(se, "flushconfig", 2, 0, sentFlushConfig, sa, admin, "2.8.4", "sentinel", "Succeeds at once: the configuration lives in the Raft log.")
-	add(se, "get-master-addr-by-name", 3, flagDiscovery|flagLoop, sentGetMasterAddr, sa, admin, "2.8.4", "sentinel", "Returns the address of a master.")
+	add(se, "get-master-addr-by-name", 3, flagDiscovery, sentGetMasterAddr, sa, admin, "2.8.4", "sentinel", "Returns the address of a master.")
 	add(se, "help", 2, flagDiscovery, sentHelp, []string{"loading", "stale"}, []string{"@slow"}, "6.2.0", "sentinel", "Returns helpful text about the different subcommands.")
 	add(se, "info-cache", -3, 0, sentInfoCache, sa, admin, "3.2.0", "sentinel", "Returns the age of the cached INFO of a master and its replicas.")
 	add(se, "is-master-down-by-addr", 6, 0, sentIsMasterDown, sa, admin, "2.8.4", "sentinel", "Reports whether this node sees a master down.")
-	add(se, "master", 3, flagDiscovery|flagLoop, sentMaster, sa, admin, "2.8.4", "sentinel", "Returns the state of a master.")
-	add(se, "masters", 2, flagDiscovery|flagLoop, sentMasters, sa, admin, "2.8.4", "sentinel", "Returns a list of monitored masters.")
+	add(se, "master", 3, flagDiscovery, sentMaster, sa, admin, "2.8.4", "sentinel", "Returns the state of a master.")
+	add(se, "masters", 2, flagDiscovery, sentMasters, sa, admin, "2.8.4", "sentinel", "Returns a list of monitored masters.")
 	add(se, "monitor", 6, flagUnlocked, sentMonitor, sa, admin, "2.8.4", "sentinel", "Starts monitoring a master.")
-	add(se, "myid", 2, flagDiscovery|flagLoop, sentMyID, sa, admin, "6.2.0", "sentinel", "Returns the run id of this node.")
+	add(se, "myid", 2, flagDiscovery, sentMyID, sa, admin, "6.2.0", "sentinel", "Returns the run id of this node.")
 	add(se, "pending-scripts", 2, 0, sentPendingScripts, sa, admin, "2.8.4", "sentinel", "Returns an empty list: Raftinel runs no scripts.")
 	add(se, "remove", 3, flagUnlocked, sentRemove, sa, admin, "2.8.4", "sentinel", "Stops monitoring a master.")
-	add(se, "replicas", 3, flagDiscovery|flagLoop, sentReplicas, sa, admin, "5.0.0", "sentinel", "Returns a list of the replicas of a master.")
+	add(se, "replicas", 3, flagDiscovery, sentReplicas, sa, admin, "5.0.0", "sentinel", "Returns a list of the replicas of a master.")
 	add(se, "reset", 3, flagUnlocked, sentReset, sa, admin, "2.8.4", "sentinel", "Resets the masters whose names match a pattern.")
 	add(se, "sentinels", 3, flagDiscovery, sentSentinels, sa, admin, "2.8.4", "sentinel", "Returns the other coordinator nodes.")
 	add(se, "set", -5, flagUnlocked, sentSet, sa, admin, "2.8.4", "sentinel", "Changes the configuration of a master.")
 	add(se, "simulate-failure", -3, 0, sentSimulateFailure, sa, admin, "3.2.0", "sentinel", "Not supported: crash points are node flags.")
-	add(se, "slaves", 3, flagDiscovery|flagLoop, sentReplicas, sa, admin, "2.8.0", "sentinel", "Returns a list of the replicas of a master (old name).")
+	add(se, "slaves", 3, flagDiscovery, sentReplicas, sa, admin, "2.8.0", "sentinel", "Returns a list of the replicas of a master (old name).")
 }
 
 // sortedCommands returns the top-level commands by name, for deterministic
