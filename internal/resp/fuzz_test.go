@@ -354,3 +354,61 @@ func FuzzWriterRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadCommandShared checks that ReadCommandShared reads exactly what
+// ReadCommand reads, arguments and errors, whether the input arrives at once
+// (its buffered fast path) or a few bytes at a time (the general path, and
+// requests cut by the buffer's end).
+func FuzzReadCommandShared(f *testing.F) {
+	for _, s := range readSeeds {
+		f.Add([]byte(s), false, uint8(0))
+		f.Add([]byte(s+s), true, uint8(3))
+	}
+	f.Add([]byte("*1\r\n$01\r\na\r\n*1\r\n$-0\r\n*01\r\n$1\r\na\r\n"), false, uint8(0))
+	f.Add([]byte("*2\r\n$3\r\nabc\r\n$2\r\nd"), false, uint8(5))
+	f.Fuzz(func(t *testing.T, data []byte, tight bool, chunk uint8) {
+		limits := Limits{}
+		if tight {
+			limits = tightLimits
+		}
+		var src io.Reader = bytes.NewReader(data)
+		if chunk > 0 {
+			src = &chunkReader{data: data, n: int(chunk)}
+		}
+		want := NewReader(bytes.NewReader(data), limits)
+		got := NewReader(src, limits)
+		for i := 0; ; i++ {
+			w, werr := want.ReadCommand()
+			g, gerr := got.ReadCommandShared()
+			if (werr == nil) != (gerr == nil) || (werr != nil && werr.Error() != gerr.Error()) {
+				t.Fatalf("command %d: shared error %v, want %v", i, gerr, werr)
+			}
+			if werr != nil {
+				return
+			}
+			if len(w) != len(g) {
+				t.Fatalf("command %d: shared %q, want %q", i, g, w)
+			}
+			for k := range w {
+				if !bytes.Equal(w[k], g[k]) {
+					t.Fatalf("command %d: shared %q, want %q", i, g, w)
+				}
+			}
+		}
+	})
+}
+
+// chunkReader returns its data at most n bytes per Read.
+type chunkReader struct {
+	data []byte
+	n    int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	k := copy(p[:min(len(p), c.n)], c.data)
+	c.data = c.data[k:]
+	return k, nil
+}

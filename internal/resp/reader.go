@@ -184,6 +184,11 @@ func (r *Reader) readOne() ([][]byte, error) {
 }
 
 func (r *Reader) readMultibulk() ([][]byte, error) {
+	if r.shared {
+		if args, ok := r.readBufferedMultibulk(); ok {
+			return args, nil
+		}
+	}
 	_, _ = r.br.Discard(1) // the '*' that Peek saw
 	n, err := r.readHeader(errMultibulkHeader, errMultibulkLen)
 	if err != nil {
@@ -237,6 +242,69 @@ func (r *Reader) readMultibulk() ([][]byte, error) {
 		r.args = args[:0] // kept for the next command, grown as needed
 	}
 	return args, nil
+}
+
+// readBufferedMultibulk is the fast path of ReadCommandShared: when a whole
+// well-formed request is already buffered, within the limits and with every
+// argument small enough for the arena, it is parsed from the buffer in one
+// pass, without a call per byte, and consumed. Anything else (a request cut
+// by the buffer's end, a malformed or oversized one, a negative or
+// zero-padded length) reports ok false and consumes nothing, and the general
+// path reads it from the same place, with its errors.
+func (r *Reader) readBufferedMultibulk() (args [][]byte, ok bool) {
+	buf, _ := r.br.Peek(r.br.Buffered())
+	n, i, ok := scanLength(buf, 1) // after the '*'
+	if !ok || n == 0 || n > r.limits.MaxArgs {
+		return nil, false
+	}
+	// Check the whole request before copying anything.
+	total := 0
+	j := i
+	for range n {
+		if j >= len(buf) || buf[j] != '$' {
+			return nil, false
+		}
+		l, next, ok := scanLength(buf, j+1)
+		if !ok || l > maxPrealloc || l > r.limits.MaxBulkLen || l > r.limits.MaxCommandLen-total {
+			return nil, false
+		}
+		total += l
+		j = next + l + 2
+		if j > len(buf) || buf[j-2] != '\r' || buf[j-1] != '\n' {
+			return nil, false
+		}
+	}
+	r.arena = slices.Grow(r.arena[:0], total)
+	args = r.args[:0]
+	for range n {
+		l, next, _ := scanLength(buf, i+1)
+		start := len(r.arena)
+		r.arena = append(r.arena, buf[next:next+l]...)
+		args = append(args, r.arena[start:start+l:start+l])
+		i = next + l + 2
+	}
+	r.args = args[:0]
+	_, _ = r.br.Discard(i)
+	return args, true
+}
+
+// scanLength reads the decimal length at buf[i:] and its CRLF, and returns
+// it with the index after the CRLF. Only what the fast path takes is
+// accepted: 1 to 9 digits, no sign, no leading zero (but "0").
+func scanLength(buf []byte, i int) (n, next int, ok bool) {
+	start := i
+	for i < len(buf) && buf[i] >= '0' && buf[i] <= '9' {
+		n = n*10 + int(buf[i]-'0')
+		i++
+		if i-start > 9 {
+			return 0, 0, false
+		}
+	}
+	digits := i - start
+	if digits == 0 || (digits > 1 && buf[start] == '0') || i+1 >= len(buf) || buf[i] != '\r' || buf[i+1] != '\n' {
+		return 0, 0, false
+	}
+	return n, i + 2, true
 }
 
 // readHeader reads the rest of a "*<n>\r\n" or "$<n>\r\n" line after its

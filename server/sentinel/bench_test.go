@@ -84,6 +84,42 @@ func BenchmarkGetMasterAddrByName(b *testing.B) {
 	})
 }
 
+// repeatConn is a net.Conn whose every Read returns the same bytes (one
+// request, or a pipeline of them) and that swallows replies.
+type repeatConn struct {
+	discardConn
+	chunk []byte
+}
+
+func (c repeatConn) Read(p []byte) (int, error) { return copy(p, c.chunk), nil }
+
+// BenchmarkGetMasterAddrByNameRequest is one request's whole path in the
+// server, without a socket: parse (resp.Reader), dispatch, reply, and the
+// flush, which comes once per read, that is once per request (P1) or once
+// per 16 (P16, as redis-benchmark -P 16 sends them).
+func BenchmarkGetMasterAddrByNameRequest(b *testing.B) {
+	for _, depth := range []int{1, 16} {
+		b.Run(fmt.Sprintf("P%d", depth), func(b *testing.B) {
+			f := newFake()
+			topology(f)
+			s := New(Config{}, f)
+			b.Cleanup(func() { _ = s.Close() })
+			c := newConn(s, repeatConn{chunk: bytes.Repeat(encode("SENTINEL", "get-master-addr-by-name", "mymaster"), depth)})
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				args, err := c.r.ReadCommandShared()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if !c.exec(args) {
+					b.Fatal("connection closed")
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkGetMasterAddrByNameParallel is the endpoint under many clients:
 // 50 connections over TCP on 127.0.0.1 (redis-benchmark's default), each
 // sending depth requests per round trip, as redis-benchmark -P does. The
