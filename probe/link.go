@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -162,6 +163,11 @@ func (l *link) roundTrip(ctx context.Context, cmds [][]string) ([]any, error) {
 	if _, err := conn.Write(b); err != nil {
 		return nil, ctxErr(ctx, err)
 	}
+	// The reply cannot be there yet: reading now would fail (EAGAIN) and
+	// park the goroutine on the poller. Letting the other contacts of the
+	// same burst send theirs first (see Watcher.onGrid) gives the instance
+	// that time, so that the read usually finds the reply.
+	runtime.Gosched()
 	replies := make([]any, len(cmds))
 	for i := range cmds {
 		r, err := readReply(l.br)
