@@ -54,7 +54,7 @@ func (p *pass) maintainFence() error {
 	if err != nil {
 		return err
 	}
-	info, err := p.ask(conn, fenceInfoTimeout)
+	info, err := p.askFence(conn, fenceInfoTimeout)
 	if err != nil || info.Role != probe.RoleMaster || info.Loading {
 		return nil
 	}

@@ -371,6 +371,9 @@ func (i *fakeInstance) Info(ctx context.Context) (probe.Info, error) {
 	return out, err
 }
 
+// FenceInfo is Info: the fake's INFO holds every section's fields.
+func (i *fakeInstance) FenceInfo(ctx context.Context) (probe.Info, error) { return i.Info(ctx) }
+
 func (i *fakeInstance) Promote(ctx context.Context) error {
 	return i.do(ctx, "PROMOTE", "REPLICAOF NO ONE", func(s *fakeServer) {
 		s.info.Role, s.info.MasterHost, s.info.MasterPort = probe.RoleMaster, "", 0

@@ -48,6 +48,9 @@ type Redis interface {
 type Instance interface {
 	Addr() string
 	Info(ctx context.Context) (probe.Info, error)
+	// FenceInfo reads what fencing needs (role, loading, the replicas and
+	// their lag), less than Info, for the fence's frequent reads.
+	FenceInfo(ctx context.Context) (probe.Info, error)
 	Promote(ctx context.Context) error
 	ReplicaOf(ctx context.Context, host string, port int) error
 	FailoverTo(ctx context.Context, host string, port int, timeout time.Duration) error
@@ -172,6 +175,7 @@ type Leader struct {
 	// never runs two passes of one master at once.
 	running map[string]bool
 	slots   chan struct{} // one token per pass in flight
+	work    chan func()   // passes for the idle workers (submit)
 	// pausedOffset holds, by master, the offset this leader read from the
 	// old master under a handover pause committed with its offset pending.
 	pausedOffset map[string]pausedOffset
@@ -196,7 +200,7 @@ func Start(parent context.Context, cfg Config) *Leader {
 	ctx, cancel := context.WithCancel(parent)
 	return &Leader{cfg: cfg, ctx: ctx, cancel: cancel, lastEnter: map[string]time.Time{}, wasDown: map[string]bool{},
 		lastAction: map[string]time.Time{}, released: map[string]int64{}, hooks: map[string]*hookState{},
-		running: map[string]bool{}, slots: make(chan struct{}, maxParallelPasses), pausedOffset: map[string]pausedOffset{}}
+		running: map[string]bool{}, slots: make(chan struct{}, maxParallelPasses), work: make(chan func()), pausedOffset: map[string]pausedOffset{}}
 }
 
 // Stop ends the term: commands in flight are cancelled and nothing more is
@@ -245,16 +249,14 @@ func (l *Leader) Step(st *fsmv1.State) {
 			continue
 		}
 		started.Add(1)
-		l.hookWG.Add(1)
-		go func() {
-			defer l.hookWG.Done()
+		l.submit(func() {
 			defer started.Done()
 			defer func() { <-l.slots }()
 			defer l.release(name)
 			if err := p.run(); err != nil {
 				l.cfg.Log.Warn("failover step", "master", name, "err", err)
 			}
-		}()
+		})
 	}
 	done := make(chan struct{})
 	go func() {
@@ -266,6 +268,33 @@ func (l *Leader) Step(st *fsmv1.State) {
 	case <-time.After(passWait):
 	case <-l.ctx.Done():
 	}
+}
+
+// submit runs a pass on an idle worker, or on a new one when all are busy
+// (at most maxParallelPasses are, as each holds a slot). Workers live as
+// long as the Leader: a goroutine per master per pass grew a fresh stack
+// each time, a tenth of a pass's cost.
+func (l *Leader) submit(fn func()) {
+	l.hookWG.Add(1) // the pass, not the worker: Wait waits for passes
+	task := func() {
+		defer l.hookWG.Done()
+		fn()
+	}
+	select {
+	case l.work <- task:
+		return
+	default:
+	}
+	go func() {
+		for {
+			task()
+			select {
+			case task = <-l.work:
+			case <-l.ctx.Done():
+				return
+			}
+		}
+	}()
 }
 
 // claim marks name's pass as running, unless one already is.
@@ -380,6 +409,13 @@ func (p *pass) ask(c Instance, d time.Duration) (probe.Info, error) {
 	ctx, cancel := context.WithTimeout(p.ctx, d)
 	defer cancel()
 	return c.Info(ctx)
+}
+
+// askFence reads the fence's INFO within d (see ask).
+func (p *pass) askFence(c Instance, d time.Duration) (probe.Info, error) {
+	ctx, cancel := context.WithTimeout(p.ctx, d)
+	defer cancel()
+	return c.FenceInfo(ctx)
 }
 
 func (p *pass) commit(cmd *fsmv1.Command) error {

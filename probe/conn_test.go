@@ -339,6 +339,53 @@ func TestInfoMasterAndReplica(t *testing.T) {
 	})
 }
 
+// FenceInfo reads what the fence needs, on its own connection or, while
+// that one is busy, through the pool, with the same result; a closed Conn
+// refuses.
+func TestFenceInfoReadsTheReplicationFields(t *testing.T) {
+	t.Parallel()
+	master := redistest.Start(t)
+	replica := redistest.Start(t, redistest.ReplicaOf(master.Addr()))
+	redistest.WaitReplicating(t, replica, master)
+	ctx := testCtx(t)
+	_, replicaPort := hostPort(t, replica)
+	mc := newTestConn(t, master.Addr(), Auth{})
+	check := func(fi Info) error {
+		if fi.Role != RoleMaster || fi.Loading || len(fi.ConnectedReplicas) != 1 {
+			return fmt.Errorf("FenceInfo = %+v", fi)
+		}
+		if r := fi.ConnectedReplicas[0]; r.IP != "127.0.0.1" || r.Port != replicaPort || r.State != "online" {
+			return fmt.Errorf("FenceInfo lists replica %+v, want port %d online", r, replicaPort)
+		}
+		return nil
+	}
+	testwait.For(t, 10*time.Second, "FenceInfo to list the replica online", func() error {
+		fi, err := mc.FenceInfo(ctx)
+		if err != nil {
+			return err
+		}
+		return check(fi)
+	})
+	mc.infoMu.Lock() // the own connection busy: the pool serves
+	fi, err := mc.FenceInfo(ctx)
+	mc.infoMu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := check(fi); err != nil {
+		t.Fatal(err)
+	}
+	if err := mc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mc.FenceInfo(ctx); err == nil {
+		t.Fatal("FenceInfo on a closed Conn succeeded")
+	}
+	if _, err := mc.Info(ctx); err == nil {
+		t.Fatal("Info on a closed Conn succeeded")
+	}
+}
+
 func TestPromote(t *testing.T) {
 	t.Parallel()
 	master := redistest.Start(t)

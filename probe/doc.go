@@ -14,10 +14,14 @@
 // Observation.FailingSince, the start of the first contact since the last
 // valid reply that got none: the SDOWN clock. It dials its connections
 // itself, with no client-library backoff, so a recovered instance is seen
-// at the next period. Connections per instance per node: two for watching
-// (one for PING, one for INFO, each with at most one command in flight),
-// plus, on the leader only, up to three for failover commands (Conn's
-// pool, opened when it first acts on that instance).
+// at the next period. Contacts start on a grid shared by every instance (a
+// tenth of the period, at most 100 ms), so that hundreds of instances are
+// contacted in a few bursts a second, as Sentinel's 10 Hz timer does,
+// rather than waking the process once per contact. Connections per
+// instance per node: two for watching (one for PING, one for INFO, each
+// with at most one command in flight), plus, on the leader only, one for
+// Conn's INFO reads (the fence's, four a second on a master) and up to
+// three for failover commands (Conn's pool), each opened when first used.
 //
 // With a TLS configuration (WatcherConfig.TLS, ConnConfig.TLS) every one
 // of those connections speaks TLS; probe takes the configuration as given

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -177,6 +178,11 @@ func (l *link) roundTrip(ctx context.Context, cmds [][]string) ([]any, error) {
 	if _, err := conn.Write(b); err != nil {
 		return nil, ctxErr(ctx, err)
 	}
+	// The reply cannot be there yet: reading now would fail (EAGAIN) and
+	// park the goroutine on the poller. Letting the other contacts of the
+	// same burst send theirs first (see Watcher.onGrid) gives the instance
+	// that time, so that the read usually finds the reply.
+	runtime.Gosched()
 	replies := make([]any, len(cmds))
 	for i := range cmds {
 		r, err := readReply(l.br)
@@ -315,8 +321,17 @@ func (l *link) ping(ctx context.Context, auth Auth) PingResult {
 // info reads INFO server, replication, persistence and keyspace in one
 // round trip and parses them, as Conn.Info does.
 func (l *link) info(ctx context.Context, auth Auth) (Info, error) {
-	replies, err := l.do(ctx, auth, []string{"INFO", "server"}, []string{"INFO", "replication"},
-		[]string{"INFO", "persistence"}, []string{"INFO", "keyspace"})
+	return l.infoSections(ctx, auth, "server", "replication", "persistence", "keyspace")
+}
+
+// infoSections reads INFO of each section (one command each, for servers
+// before 7.0) in one round trip and parses them together.
+func (l *link) infoSections(ctx context.Context, auth Auth, sections ...string) (Info, error) {
+	cmds := make([][]string, len(sections))
+	for i, s := range sections {
+		cmds[i] = []string{"INFO", s}
+	}
+	replies, err := l.do(ctx, auth, cmds...)
 	if err != nil {
 		return Info{}, fmt.Errorf("INFO on %s: %w", l.addr, err)
 	}

@@ -123,10 +123,13 @@ func TestWatcherObservesMasterAndReplica(t *testing.T) {
 	if len(all) != 2 || all[master.Addr()].Addr != master.Addr() {
 		t.Fatalf("Observations = %v", all)
 	}
-	// Observations are copies: changing one changes nothing in the Watcher.
-	all[master.Addr()].Info.ConnectedReplicas[0].Port = 1
-	if obs(t, w, master.Addr()).Info.ConnectedReplicas[0].Port != replicaPort {
-		t.Fatal("Observations shares the Info with the Watcher")
+	// Observations are copies: changing one changes nothing in the Watcher
+	// (their Info is shared and read-only, documented on Observation.Info).
+	mcopy := all[master.Addr()]
+	mcopy.LastPingErr, mcopy.Info = "changed", nil
+	all[master.Addr()] = mcopy
+	if o := obs(t, w, master.Addr()); o.LastPingErr != "" || o.Info == nil || o.Info.ConnectedReplicas[0].Port != replicaPort {
+		t.Fatal("Observations shares its Observation with the Watcher")
 	}
 	ctx := testCtx(t)
 	c := newTestConn(t, master.Addr(), Auth{})

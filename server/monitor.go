@@ -168,9 +168,11 @@ func (mo *monitor) step(ctx context.Context, now time.Time) {
 			mo.targetsFrom = st
 		}
 	}
-	obs := mo.watcher.Observations()
+	// Only the masters' own observations matter to the votes: looking them
+	// up costs less than copying every instance's at every tick.
 	for _, m := range st.Masters {
-		mo.maybeVote(ctx, m, obs, tilt, now)
+		o, ok := mo.watcher.Observation(m.GetAddress())
+		mo.maybeVote(ctx, m, o, ok, tilt, now)
 	}
 	if l := mo.currentLeader(); l != nil {
 		l.Step(st)
@@ -222,8 +224,7 @@ func targets(st *fsmv1.State, downHere map[string]bool) []probe.Target {
 
 // maybeVote commits this node's opinion of a master when it differs from
 // the committed vote, and re-asserts a down vote so it stays fresh.
-func (mo *monitor) maybeVote(ctx context.Context, m *fsmv1.Master, obs map[string]probe.Observation, tilt failover.Tilt, now time.Time) {
-	o, ok := obs[m.GetAddress()]
+func (mo *monitor) maybeVote(ctx context.Context, m *fsmv1.Master, o probe.Observation, ok bool, tilt failover.Tilt, now time.Time) {
 	down, reason := failover.DownOpinion(orchestrator.MasterProbe(orchestrator.ProbeOf(o, ok), m), true, orchestrator.DownAfter(m), tilt, now)
 	var committed *fsmv1.Vote
 	for _, v := range m.GetVotes() {

@@ -66,7 +66,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.writers, "writers", 5, "killed groups that get a writer counting lost acknowledged writes")
 	fs.DurationVar(&o.massTimeout, "mass-timeout", 3*time.Minute, "how long to wait for every killed group's +switch-master")
 	fs.IntVar(&o.redisHz, "redis-hz", 1, "hz of every redis-server, low so that Redis leaves the CPU to the coordinators")
-	fs.StringVar(&o.pprofDir, "pprof-dir", "", "when set, save a 30 s CPU profile of Raftinel's leader during the steady window into this folder")
+	fs.StringVar(&o.pprofDir, "pprof-dir", "", "when set, save a 30 s CPU profile of every Raftinel node during the steady window, and a heap profile after it, into this folder")
 	fs.IntVar(&o.basePort, "base-port", 20000, "first port to use (the bench takes 3 x groups + 12 free ports from here up; keep below the kernel's ephemeral range)")
 	fs.StringVar(&o.coordinator, "coordinator", "bin/coordinator", "coordinator binary (make build)")
 	if err := fs.Parse(args); err != nil {
