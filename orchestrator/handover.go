@@ -250,7 +250,7 @@ func (p *pass) pausedHandover(oldConn, candConn Instance, f *fsmv1.Failover, rem
 		return p.abort(fsm.EventHandoverTimeout, fmt.Sprintf("%s did not reach the offset %d of %s within %v; %s keeps serving",
 			cand, offset, oldConn.Addr(), time.Duration(f.GetHandoverTimeoutMs())*time.Millisecond, oldConn.Addr()))
 	}
-	if err := p.act(actionTimeout, candConn.Promote); err != nil {
+	if err := p.stored(p.act(actionTimeout, candConn.Promote)); err != nil {
 		return fmt.Errorf("promote %s: %w", cand, err)
 	}
 	if ci, err := p.ask(candConn, actionTimeout); err != nil || ci.Role != probe.RoleMaster {

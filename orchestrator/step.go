@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -313,7 +314,19 @@ func (p *pass) replicaOf(addr, host string, port int) error {
 // credentials as its masteruser/masterauth (setMasterAuth).
 func (p *pass) repoint(ctx context.Context, conn Instance, host string, port int) error {
 	p.setMasterAuth(ctx, conn)
-	return conn.ReplicaOf(ctx, host, port)
+	return p.stored(conn.ReplicaOf(ctx, host, port))
+}
+
+// stored passes a role change that could not be stored in the config file
+// (probe.ErrNotRewritten: CONFIG renamed away) as done, with a warning:
+// the instance has its new role, and a restart would undo it, as under
+// Sentinel with CONFIG renamed.
+func (p *pass) stored(err error) error {
+	if errors.Is(err, probe.ErrNotRewritten) {
+		p.l.cfg.Log.Warn("role changed but not stored in the config file", "master", p.m.GetName(), "err", err)
+		return nil
+	}
+	return err
 }
 
 // setMasterAuth sets, when the group has a password (auth-pass), the
@@ -371,11 +384,12 @@ func (p *pass) promote(f *fsmv1.Failover) error {
 		}
 		if fsm.FenceOn(p.m.GetSettings()) {
 			if err := p.unfenceCandidate(conn); err != nil {
-				// A server with CONFIG renamed away still gets promoted.
+				// A server with CONFIG renamed away still gets promoted
+				// (without its role stored: stored).
 				p.l.cfg.Log.Warn("min-replicas-to-write 0 before the promotion failed", "candidate", cand, "err", err)
 			}
 		}
-		if err := p.act(actionTimeout, conn.Promote); err != nil {
+		if err := p.stored(p.act(actionTimeout, conn.Promote)); err != nil {
 			return fmt.Errorf("promote %s: %w", cand, err)
 		}
 		// Confirm at once rather than at the next INFO poll.

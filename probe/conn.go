@@ -361,22 +361,50 @@ func (c *Conn) ReplicaOf(ctx context.Context, host string, port int) error {
 		"REPLICAOF", host, strconv.Itoa(port))
 }
 
+// ErrNotRewritten wraps the error of a Promote or ReplicaOf that changed
+// the instance's role but could not store it with CONFIG REWRITE because
+// the server has CONFIG renamed away: the change holds until a restart.
+// Callers treat it as done and warn.
+var ErrNotRewritten = errors.New("applied without CONFIG REWRITE (CONFIG is renamed away), so a restart would undo it")
+
 func (c *Conn) reconfigure(ctx context.Context, what string, roleCommand ...any) error {
+	err := c.reconfigureTx(ctx, what, true, roleCommand)
+	if isUnknownConfig(err) {
+		// The server refused the whole transaction at EXEC because CONFIG
+		// could not be queued: nothing was applied. Sentinel's own
+		// transaction fails the same way unless told the new name; the
+		// role change matters more than storing it, so do it without.
+		if err := c.reconfigureTx(ctx, what, false, roleCommand); err != nil {
+			return err
+		}
+		return fmt.Errorf("%s on %s: %w", what, c.addr, ErrNotRewritten)
+	}
+	return err
+}
+
+func (c *Conn) reconfigureTx(ctx context.Context, what string, withRewrite bool, roleCommand []any) error {
 	var role, rewrite, killNormal, killPubsub *redis.Cmd
 	_, txErr := c.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		role = p.Do(ctx, roleCommand...)
-		rewrite = p.Do(ctx, "CONFIG", "REWRITE")
+		if withRewrite {
+			rewrite = p.Do(ctx, "CONFIG", "REWRITE")
+		}
 		killNormal = p.Do(ctx, "CLIENT", "KILL", "TYPE", "normal")
 		killPubsub = p.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub")
 		return nil
 	})
+	if withRewrite && isUnknownConfig(rewrite.Err()) {
+		return rewrite.Err()
+	}
 	// A failed transaction (transport error, EXECABORT) marks every
 	// command with its error, so the role command reports it first.
 	if err := role.Err(); err != nil {
 		return fmt.Errorf("%s on %s: %w", what, c.addr, err)
 	}
-	if err := rewrite.Err(); err != nil && !isNoConfigFile(err) {
-		return fmt.Errorf("%s on %s: applied, but CONFIG REWRITE failed, so a restart would undo it: %w", what, c.addr, err)
+	if withRewrite {
+		if err := rewrite.Err(); err != nil && !isNoConfigFile(err) {
+			return fmt.Errorf("%s on %s: applied, but CONFIG REWRITE failed, so a restart would undo it: %w", what, c.addr, err)
+		}
 	}
 	for _, kill := range []*redis.Cmd{killNormal, killPubsub} {
 		if err := kill.Err(); err != nil {
@@ -387,6 +415,13 @@ func (c *Conn) reconfigure(ctx context.Context, what string, roleCommand ...any)
 		return fmt.Errorf("%s on %s: %w", what, c.addr, txErr)
 	}
 	return nil
+}
+
+// isUnknownConfig matches the error CONFIG gets from a server that has
+// it renamed away: "ERR unknown command 'CONFIG'".
+func isUnknownConfig(err error) bool {
+	var redisErr redis.Error
+	return errors.As(err, &redisErr) && strings.Contains(strings.ToLower(redisErr.Error()), "unknown command 'config'")
 }
 
 // isNoConfigFile matches "ERR The server is running without a config file".

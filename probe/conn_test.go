@@ -736,3 +736,29 @@ func TestSetFence(t *testing.T) {
 		t.Fatal("a negative count was accepted")
 	}
 }
+
+// A server with CONFIG renamed away (rename-command CONFIG "") refuses the
+// whole MULTI at EXEC when CONFIG REWRITE is queued in it; the role change
+// is then made without the rewrite, as an operator who hid CONFIG asks,
+// and the error says a restart would undo it.
+func TestReconfigureWithConfigRenamed(t *testing.T) {
+	t.Parallel()
+	master := redistest.Start(t, redistest.Args(`rename-command CONFIG ""`))
+	replica := redistest.Start(t, redistest.Args(`rename-command CONFIG ""`), redistest.ReplicaOf(master.Addr()))
+	redistest.WaitReplicating(t, replica, master)
+	ctx := testCtx(t)
+	c := newTestConn(t, replica.Addr(), Auth{})
+	err := c.Promote(ctx)
+	if !errors.Is(err, ErrNotRewritten) {
+		t.Fatalf("Promote with CONFIG renamed = %v, want ErrNotRewritten", err)
+	}
+	if role, err := replica.Client().Do(ctx, "ROLE").Slice(); err != nil || role[0] != "master" {
+		t.Fatalf("after Promote the instance reports %v (%v)", role, err)
+	}
+	mh, mp, _ := strings.Cut(master.Addr(), ":")
+	port, _ := strconv.Atoi(mp)
+	if err := c.ReplicaOf(ctx, mh, port); !errors.Is(err, ErrNotRewritten) {
+		t.Fatalf("ReplicaOf with CONFIG renamed = %v, want ErrNotRewritten", err)
+	}
+	redistest.WaitReplicating(t, replica, master)
+}
