@@ -134,7 +134,7 @@ func NewConn(cfg ConnConfig) (*Conn, error) {
 		PipelinePoolSize: -1,
 	})
 	return &Conn{addr: cfg.Addr, host: host, port: port, client: client,
-		info: &link{addr: cfg.Addr, clientName: cfg.ClientName, dialTimeout: dialTimeout},
+		info: &link{addr: cfg.Addr, clientName: cfg.ClientName, dialTimeout: dialTimeout, tls: tlsConfig},
 		auth: cfg.Auth, readTimeout: readTimeout}, nil
 }
 
