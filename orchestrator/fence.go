@@ -26,7 +26,15 @@ const (
 	// demoteTimeout bounds the attempt to demote an old master before a
 	// promotion is announced; the leader's step waits for it.
 	demoteTimeout = 500 * time.Millisecond
+	// catchUpPolls: an automatic failover waits, before its promotion, at
+	// most this many HandoverPollFor (1 s by default) for the candidate to
+	// reach the offset of an old master that answered the write pause
+	// (catchUpBeforePromotion): long enough for one healed moment of a
+	// flapping link, short against the fence wait it can save.
+	catchUpPolls = 2
 )
+
+func (p *pass) catchUpFor() time.Duration { return catchUpPolls * p.l.cfg.HandoverPollFor }
 
 func fenceLagS(m *fsmv1.Master) int64 {
 	return int64(fsm.FenceLag(m.GetSettings()) / time.Second)
@@ -40,6 +48,9 @@ func (p *pass) maintainFence() error {
 	addr := p.m.GetAddress()
 	o, ok := p.obs[addr]
 	if !ok || !o.LinkUp || !o.FailingSince.IsZero() {
+		p.l.mu.Lock()
+		p.l.linkFailed[addr] = p.now
+		p.l.mu.Unlock()
 		return nil
 	}
 	cur := p.m.GetFence()
@@ -58,8 +69,11 @@ func (p *pass) maintainFence() error {
 	if err != nil || info.Role != probe.RoleMaster || info.Loading {
 		return nil
 	}
+	p.l.mu.Lock()
+	failed, seen := p.l.linkFailed[addr]
+	p.l.mu.Unlock()
 	in := failover.FenceInput{On: fsm.FenceOn(p.m.GetSettings()), LagS: fenceLagS(p.m), Decided: decided,
-		MinReplicas: cur.GetMinReplicas(), MaxLagS: cur.GetMaxLagS()}
+		MinReplicas: cur.GetMinReplicas(), MaxLagS: cur.GetMaxLagS(), Unsteady: seen && p.now.Sub(failed) < failover.FenceSteadyFor}
 	for _, r := range info.ConnectedReplicas {
 		in.Replicas = append(in.Replicas, failover.FenceReplica{Addr: net.JoinHostPort(r.IP, strconv.Itoa(r.Port)),
 			Online: r.State == "online", Lag: r.Lag})
@@ -93,6 +107,52 @@ func (p *pass) unfenceCandidate(conn Instance) error {
 	return p.act(actionTimeout, func(ctx context.Context) error { return conn.SetFence(ctx, 0, fenceLagS(p.m)) })
 }
 
+// catchUpBeforePromotion is the coordinated switchover's handover, made
+// short and optional, for an automatic failover whose old master still
+// answers: a link that flaps (or a master that answers some probes but not
+// for down-after) is failed over with the old master alive and taking
+// writes, and the candidate may lack the last of them. Before the
+// promotion the leader pauses writes on the old master (CLIENT PAUSE
+// WRITE, demoteTimeout to answer), reads its offset and polls the
+// candidate until it has that offset (at most catchUpFor). Whatever
+// happens, the promotion follows: an old master that does not answer, a
+// server that refuses the pause, or a candidate that does not catch up in
+// time leave the failover on its blind path (promote, demote or wait for
+// the fence), so this only ever adds at most demoteTimeout +
+// fenceInfoTimeout + catchUpFor before the promotion. The pause outlasts
+// the promotion and the fence wait, so that a paused old master takes no
+// write until it is demoted (then unpaused) or its fence has closed; it
+// is not in the journal: a leader that dies leaves it to end by itself.
+func (p *pass) catchUpBeforePromotion(f *fsmv1.Failover, candConn Instance) {
+	old := f.GetOldMaster()
+	oldConn, err := p.instance(old)
+	if err != nil {
+		return
+	}
+	lag := time.Duration(fenceLagS(p.m)) * time.Second
+	pause := demoteTimeout + fenceInfoTimeout + p.catchUpFor() + 2*actionTimeout + lag + failover.FenceSlack
+	started := time.Now()
+	if err := p.act(demoteTimeout, func(ctx context.Context) error { return oldConn.PauseWrites(ctx, pause) }); err != nil {
+		p.l.cfg.Log.Info("old master not paused before the promotion: promoting without catch-up", "master", p.m.GetName(), "old_master", old, "err", err)
+		return
+	}
+	p.l.mu.Lock()
+	p.l.caughtUpPaused[p.m.GetName()] = f.GetStartedAtUnixNanos()
+	p.l.mu.Unlock()
+	info, err := p.ask(oldConn, fenceInfoTimeout)
+	if err != nil || info.Role != probe.RoleMaster {
+		p.l.cfg.Log.Info("paused old master's offset not read: promoting without catch-up", "master", p.m.GetName(), "old_master", old, "role", info.Role, "err", err)
+		return
+	}
+	if p.pollCaughtUp(candConn, info.MasterReplOffset, p.catchUpFor()) {
+		p.l.cfg.Log.Info("candidate caught up with the paused old master before its promotion", "master", p.m.GetName(), "old_master", old,
+			"candidate", f.GetCandidate(), "offset", info.MasterReplOffset, "took", time.Since(started).Round(time.Millisecond))
+		return
+	}
+	p.l.cfg.Log.Warn("candidate did not reach the paused old master's offset in time: promoting anyway (the writes it lacks are lost)",
+		"master", p.m.GetName(), "old_master", old, "candidate", f.GetCandidate(), "offset", info.MasterReplOffset, "within", p.catchUpFor())
+}
+
 // reachOldMaster tries to demote the old master (REPLICAOF the candidate,
 // which already reports role master) before the promotion is announced.
 func (p *pass) reachOldMaster(old, cand string) (failover.OldMasterReach, error) {
@@ -109,12 +169,27 @@ func (p *pass) reachOldMaster(old, cand string) (failover.OldMasterReach, error)
 	err = p.act(demoteTimeout, func(ctx context.Context) error { return conn.ReplicaOf(ctx, host, port) })
 	switch {
 	case err == nil:
+		p.releaseCatchUpPause(conn)
 		return failover.OldMasterDemoted, nil
 	case probe.IsRefused(err):
 		return failover.OldMasterRefused, nil
 	}
 	p.l.cfg.Log.Info("old master not reached before announcing the promotion", "master", p.m.GetName(), "old_master", old, "err", err)
 	return failover.OldMasterUnknown, nil
+}
+
+// releaseCatchUpPause unpauses a demoted old master that this leader
+// paused for the current failover (catchUpBeforePromotion): it is a
+// replica now, so writes fail with READONLY rather than wait.
+func (p *pass) releaseCatchUpPause(oldConn Instance) {
+	started := p.m.GetFailover().GetStartedAtUnixNanos()
+	p.l.mu.Lock()
+	paused := started != 0 && p.l.caughtUpPaused[p.m.GetName()] == started
+	delete(p.l.caughtUpPaused, p.m.GetName())
+	p.l.mu.Unlock()
+	if paused {
+		p.unpause(oldConn)
+	}
 }
 
 // fenceBeforeAnnounce is called once the candidate reports role master. It

@@ -300,6 +300,7 @@ func (p *pass) promote(f *fsmv1.Failover) error {
 			return err
 		}
 		if fsm.FenceOn(p.m.GetSettings()) {
+			p.catchUpBeforePromotion(f, conn)
 			if err := p.unfenceCandidate(conn); err != nil {
 				// A server with CONFIG renamed away still gets promoted.
 				p.l.cfg.Log.Warn("min-replicas-to-write 0 before the promotion failed", "candidate", cand, "err", err)
