@@ -213,11 +213,11 @@ type result struct {
 	staleAnswers    int
 	staleEndpoints  int
 	staleClientAcks int
-	outage        time.Duration
-	settled       bool
-	oldMasterRole string
-	fullSyncs     string
-	err           error
+	outage          time.Duration
+	settled         bool
+	oldMasterRole   string
+	fullSyncs       string
+	err             error
 }
 
 // check reads the final master's list and compares it with the
