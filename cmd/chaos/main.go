@@ -123,7 +123,7 @@ func mainErr() error {
 					fmt.Printf("chaos-run: scenario=%s system=%s run=%d error: %v\n", sc.name, system, i, r.err)
 				} else {
 					fmt.Printf("chaos-run: scenario=%s system=%s run=%d acked=%d lost=%d lost_window_ms=%d detach_ms=%d lost_window_detach_ms=%d double_master=%v minority_failovers=%d switched_to=%d stale_answers=%d stale_endpoints=%d stale_client_acks=%d outage_ms=%d settled=%v old_master_role=%s final_master_sync_full=%s\n",
-						sc.name, system, i, r.acked, r.lost, r.lostWindow.Milliseconds(), r.detach.Milliseconds(), r.lostWindowDetach.Milliseconds(), r.doubleMaster, r.minorityFailovr, r.switches,
+						sc.name, system, i, r.acked, r.lost, r.lostWindow.Milliseconds(), detachMs(r.detach), r.lostWindowDetach.Milliseconds(), r.doubleMaster, r.minorityFailovr, r.switches,
 						r.staleAnswers, r.staleEndpoints, r.staleClientAcks, r.outage.Milliseconds(), r.settled, r.oldMasterRole, r.fullSyncs)
 				}
 				rs = append(rs, r)
@@ -136,6 +136,15 @@ func mainErr() error {
 	}
 	fmt.Printf("chaos: %d scenarios x %d systems x %d runs in %v\n", len(chosen), len(sys), *runs, time.Since(started).Round(time.Second))
 	return nil
+}
+
+// detachMs is the detachment time in milliseconds, -1 when no replica
+// turned master.
+func detachMs(d time.Duration) int64 {
+	if d < 0 {
+		return -1
+	}
+	return d.Milliseconds()
 }
 
 func scenarioNames() string {
