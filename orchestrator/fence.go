@@ -31,7 +31,13 @@ const (
 	// reach the offset of an old master that answered the write pause
 	// (catchUpBeforePromotion): long enough for one healed moment of a
 	// flapping link, short against the fence wait it can save.
+	// The same span bounds how long the leader keeps trying (demoteTimeout
+	// each, catchUpRetry apart) to pause an old master that does not
+	// answer before it promotes blind: a link that flaps answers within a
+	// second; on a link that is down it delays the candidate's
+	// detachment, and the announcement, by as much.
 	catchUpPolls = 2
+	catchUpRetry = 100 * time.Millisecond
 )
 
 func (p *pass) catchUpFor() time.Duration { return catchUpPolls * p.l.cfg.HandoverPollFor }
@@ -113,13 +119,15 @@ func (p *pass) unfenceCandidate(conn Instance) error {
 // for down-after) is failed over with the old master alive and taking
 // writes, and the candidate may lack the last of them. Before the
 // promotion the leader pauses writes on the old master (CLIENT PAUSE
-// WRITE, demoteTimeout to answer), reads its offset and polls the
+// WRITE, tried for up to catchUpFor), reads its offset and polls the
 // candidate until it has that offset (at most catchUpFor). Whatever
 // happens, the promotion follows: an old master that does not answer, a
 // server that refuses the pause, or a candidate that does not catch up in
 // time leave the failover on its blind path (promote, demote or wait for
-// the fence), so this only ever adds at most demoteTimeout +
-// fenceInfoTimeout + catchUpFor before the promotion. The pause outlasts
+// the fence), so this only ever adds at most 2 x catchUpFor +
+// demoteTimeout + fenceInfoTimeout before the promotion (catchUpFor +
+// demoteTimeout where the old master does not answer; nothing where it
+// refuses connections). The pause outlasts
 // the promotion and the fence wait, so that a paused old master takes no
 // write until it is demoted (then unpaused) or its fence has closed; it
 // is not in the journal: a leader that dies leaves it to end by itself.
@@ -130,10 +138,21 @@ func (p *pass) catchUpBeforePromotion(f *fsmv1.Failover, candConn Instance) {
 		return
 	}
 	lag := time.Duration(fenceLagS(p.m)) * time.Second
-	pause := demoteTimeout + fenceInfoTimeout + p.catchUpFor() + 2*actionTimeout + lag + failover.FenceSlack
+	pause := 2*p.catchUpFor() + demoteTimeout + fenceInfoTimeout + 2*actionTimeout + lag + failover.FenceSlack
 	started := time.Now()
-	if err := p.act(demoteTimeout, func(ctx context.Context) error { return oldConn.PauseWrites(ctx, pause) }); err != nil {
-		p.l.cfg.Log.Info("old master not paused before the promotion: promoting without catch-up", "master", p.m.GetName(), "old_master", old, "err", err)
+	for {
+		tried := time.Now()
+		err = p.act(demoteTimeout, func(ctx context.Context) error { return oldConn.PauseWrites(ctx, pause) })
+		if err == nil || probe.IsRefused(err) || isRefused(err) || time.Since(started)+catchUpRetry > p.catchUpFor() {
+			break
+		}
+		if sleepCtx(p.ctx, time.Until(tried.Add(catchUpRetry))) != nil {
+			break
+		}
+	}
+	if err != nil {
+		p.l.cfg.Log.Info("old master not paused before the promotion: promoting without catch-up", "master", p.m.GetName(), "old_master", old,
+			"tried_for", time.Since(started).Round(time.Millisecond), "err", err)
 		return
 	}
 	p.l.mu.Lock()
@@ -244,4 +263,19 @@ func (p *pass) fenceBeforeAnnounce(f *fsmv1.Failover) (bool, error) {
 		return true, nil
 	}
 	return false, err
+}
+
+// sleepCtx waits d (nothing when d <= 0) or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
