@@ -139,6 +139,12 @@ func (p *pass) catchUpBeforePromotion(f *fsmv1.Failover, candConn Instance) {
 	}
 	lag := time.Duration(fenceLagS(p.m)) * time.Second
 	pause := 2*p.catchUpFor() + demoteTimeout + fenceInfoTimeout + 2*actionTimeout + lag + failover.FenceSlack
+	// Recorded before trying: a pause that timed out here may still reach
+	// the old master (a frozen one reads it when it resumes), and the
+	// demotion then releases it too.
+	p.l.mu.Lock()
+	p.l.caughtUpPaused[p.m.GetName()] = f.GetStartedAtUnixNanos()
+	p.l.mu.Unlock()
 	started := time.Now()
 	for {
 		tried := time.Now()
@@ -155,9 +161,6 @@ func (p *pass) catchUpBeforePromotion(f *fsmv1.Failover, candConn Instance) {
 			"tried_for", time.Since(started).Round(time.Millisecond), "err", err)
 		return
 	}
-	p.l.mu.Lock()
-	p.l.caughtUpPaused[p.m.GetName()] = f.GetStartedAtUnixNanos()
-	p.l.mu.Unlock()
 	info, err := p.ask(oldConn, fenceInfoTimeout)
 	if err != nil || info.Role != probe.RoleMaster {
 		p.l.cfg.Log.Info("paused old master's offset not read: promoting without catch-up", "master", p.m.GetName(), "old_master", old, "role", info.Role, "err", err)
@@ -198,8 +201,8 @@ func (p *pass) reachOldMaster(old, cand string) (failover.OldMasterReach, error)
 }
 
 // releaseCatchUpPause unpauses a demoted old master that this leader
-// paused for the current failover (catchUpBeforePromotion): it is a
-// replica now, so writes fail with READONLY rather than wait.
+// tried to pause for the current failover (catchUpBeforePromotion): it is
+// a replica now, so writes fail with READONLY rather than wait.
 func (p *pass) releaseCatchUpPause(oldConn Instance) {
 	started := p.m.GetFailover().GetStartedAtUnixNanos()
 	p.l.mu.Lock()
