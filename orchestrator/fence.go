@@ -239,7 +239,7 @@ func (p *pass) fenceBeforeAnnounce(f *fsmv1.Failover) (bool, error) {
 	}
 	fence := p.m.GetFence()
 	in := failover.FenceWaitInput{On: fsm.FenceOn(p.m.GetSettings()), LagS: fenceLagS(p.m), Others: max(len(p.m.GetReplicas())-1, 0),
-		DetachedAt: p.now}
+		DetachedAt: maxTime(p.now, p.promotedAt)}
 	if fence != nil && fence.GetAddress() == f.GetOldMaster() {
 		in.MinReplicas, in.LagS = fence.GetMinReplicas(), fence.GetMaxLagS()
 	}
@@ -281,4 +281,11 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

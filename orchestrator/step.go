@@ -23,6 +23,10 @@ type pass struct {
 	// offsetRefresh is how stale the master's committed offsets may grow
 	// (offsetRefresh()); zero means observeRefresh.
 	offsetRefresh time.Duration
+	// promotedAt is when this pass's REPLICAOF NO ONE to the candidate
+	// returned (zero if it sent none): the candidate's detachment, which
+	// the fence wait counts from, can be well after now.
+	promotedAt time.Time
 }
 
 func (p *pass) failoverTimeout() time.Duration {
@@ -309,6 +313,7 @@ func (p *pass) promote(f *fsmv1.Failover) error {
 		if err := p.act(actionTimeout, conn.Promote); err != nil {
 			return fmt.Errorf("promote %s: %w", cand, err)
 		}
+		p.promotedAt = p.l.cfg.Now()
 		// Confirm at once rather than at the next INFO poll.
 		info, err := p.ask(conn, actionTimeout)
 		if err != nil {
