@@ -54,9 +54,13 @@ func (p *pass) maintainFence() error {
 	addr := p.m.GetAddress()
 	o, ok := p.obs[addr]
 	if !ok || !o.LinkUp || !o.FailingSince.IsZero() {
-		p.l.mu.Lock()
-		p.l.linkFailed[addr] = p.now
-		p.l.mu.Unlock()
+		// Not observed yet is no failure: only a probe that failed makes
+		// the master unsteady.
+		if ok {
+			p.l.mu.Lock()
+			p.l.linkFailed[addr] = p.now
+			p.l.mu.Unlock()
+		}
 		return nil
 	}
 	cur := p.m.GetFence()
