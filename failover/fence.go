@@ -34,7 +34,20 @@ type FenceInput struct {
 	Decided     bool
 	MinReplicas uint32
 	MaxLagS     int64
+	// Unsteady reports that the leader's probes of the master failed
+	// recently (FenceSteadyFor): its link may be flapping, so that its
+	// replicas fall behind because of the same link the coordinators lose,
+	// not on their own. The requirement is then never lowered.
+	Unsteady bool
 }
+
+// FenceSteadyFor is how long the master must have answered every probe
+// before its fence may be lowered. A link that flaps (cut and healed every
+// half second) lets the leader's reads through now and then while the
+// replicas' acknowledgements stall on the same link; lowering the count
+// then would keep the old master writable until its failover, with every
+// write it takes lost.
+const FenceSteadyFor = 5 * time.Second
 
 // FenceDecision is the fence the master should have.
 type FenceDecision struct {
@@ -54,7 +67,9 @@ type FenceDecision struct {
 // master's side of a partition cannot keep it writable. A replica that
 // died or fell behind while the leader still reaches the master is
 // counted out (the requirement is lowered, so the master stays writable)
-// and counted in again once it is back. With no good replica the
+// and counted in again once it is back, provided the leader's probes of
+// the master have not failed within FenceSteadyFor (Unsteady): a master
+// whose own link flaps keeps its fence. With no good replica the
 // requirement is 0: there is nothing to lose writes to and nobody to
 // promote. Fence no keeps 0, once a fence was ever set.
 func DecideFence(in FenceInput) FenceDecision {
@@ -80,6 +95,10 @@ func DecideFence(in FenceInput) FenceDecision {
 		d.Reason = fmt.Sprintf("%d replicas acknowledge within fence-lag, %d do not", good, bad)
 	default:
 		d.Reason = fmt.Sprintf("every replica (%d) acknowledges within fence-lag", good)
+	}
+	if in.Unsteady && in.Decided && d.MinReplicas < in.MinReplicas {
+		d.Reason = fmt.Sprintf("%s; kept at %d: the master's link failed within the last %v", d.Reason, in.MinReplicas, FenceSteadyFor)
+		d.MinReplicas = in.MinReplicas
 	}
 	d.Change = !in.Decided || in.MinReplicas != d.MinReplicas || in.MaxLagS != d.MaxLagS
 	return d

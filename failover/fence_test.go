@@ -24,6 +24,9 @@ func TestDecideFence(t *testing.T) {
 		{"back again: raised", FenceInput{On: true, LagS: 2, Replicas: []FenceReplica{good, good}, Decided: true, MinReplicas: 1, MaxLagS: 2}, true, 2},
 		{"no replica: no fence", FenceInput{On: true, LagS: 2, Decided: true, MinReplicas: 1, MaxLagS: 2}, true, 0},
 		{"fence-lag changed", FenceInput{On: true, LagS: 5, Replicas: []FenceReplica{good}, Decided: true, MinReplicas: 1, MaxLagS: 2}, true, 1},
+		{"unsteady master: not lowered", FenceInput{On: true, LagS: 2, Replicas: []FenceReplica{good, late}, Decided: true, MinReplicas: 2, MaxLagS: 2, Unsteady: true}, false, 2},
+		{"unsteady master: still raised", FenceInput{On: true, LagS: 2, Replicas: []FenceReplica{good, good}, Decided: true, MinReplicas: 1, MaxLagS: 2, Unsteady: true}, true, 2},
+		{"unsteady master, first decision: counted", FenceInput{On: true, LagS: 2, Replicas: []FenceReplica{good, late}, Unsteady: true}, true, 1},
 		{"fence no, never set: untouched", FenceInput{On: false, LagS: 2, Replicas: []FenceReplica{good}}, false, 0},
 		{"fence no after a fence: back to 0", FenceInput{On: false, LagS: 2, Replicas: []FenceReplica{good}, Decided: true, MinReplicas: 1, MaxLagS: 2}, true, 0},
 	} {

@@ -8,9 +8,10 @@
 // +fix-slave-config), and fencing: min-replicas-to-write on the master
 // (+fence-set) and the wait before a promotion is announced until the old
 // master can no longer acknowledge writes (+fence-wait). The demotion of
-// the old master before that announcement and the min-replicas-to-write 0
-// on the candidate are part of the committed BeginFailover's decision, not
-// steps of their own. It also delivers the masters' hooks
+// the old master before that announcement, the write pause and catch-up
+// before the promotion when the old master still answers, and the
+// min-replicas-to-write 0 on the candidate are part of the committed
+// BeginFailover's decision, not steps of their own. It also delivers the masters' hooks
 // (notification-script, client-reconfig-script, webhook-url) from the
 // committed events, in order per master and hook, at least once, with the
 // progress committed (HookProgress) so the next leader resumes; the runs

@@ -26,7 +26,21 @@ const (
 	// demoteTimeout bounds the attempt to demote an old master before a
 	// promotion is announced; the leader's step waits for it.
 	demoteTimeout = 500 * time.Millisecond
+	// catchUpPolls: an automatic failover waits, before its promotion, at
+	// most this many HandoverPollFor (1 s by default) for the candidate to
+	// reach the offset of an old master that answered the write pause
+	// (catchUpBeforePromotion): long enough for one healed moment of a
+	// flapping link, short against the fence wait it can save.
+	// The same span bounds how long the leader keeps trying (demoteTimeout
+	// each, catchUpRetry apart) to pause an old master that does not
+	// answer before it promotes blind: a link that flaps answers within a
+	// second; on a link that is down it delays the candidate's
+	// detachment, and the announcement, by as much.
+	catchUpPolls = 2
+	catchUpRetry = 100 * time.Millisecond
 )
+
+func (p *pass) catchUpFor() time.Duration { return catchUpPolls * p.l.cfg.HandoverPollFor }
 
 func fenceLagS(m *fsmv1.Master) int64 {
 	return int64(fsm.FenceLag(m.GetSettings()) / time.Second)
@@ -40,6 +54,15 @@ func (p *pass) maintainFence() error {
 	addr := p.m.GetAddress()
 	o, ok := p.obs[addr]
 	if !ok || !o.LinkUp || !o.FailingSince.IsZero() {
+		// Only a probe that failed makes the master unsteady: its last
+		// contact got no reply, or one has been unanswered for longer than
+		// a healthy reply takes. Not observed yet, never pinged, or a PING
+		// merely in flight (which starts the SDOWN clock) is no failure.
+		if ok && !o.LastPingAt.IsZero() && (!o.LinkUp || p.now.Sub(o.FailingSince) > fenceInfoTimeout) {
+			p.l.mu.Lock()
+			p.l.linkFailed[addr] = p.now
+			p.l.mu.Unlock()
+		}
 		return nil
 	}
 	cur := p.m.GetFence()
@@ -58,8 +81,11 @@ func (p *pass) maintainFence() error {
 	if err != nil || info.Role != probe.RoleMaster || info.Loading {
 		return nil
 	}
+	p.l.mu.Lock()
+	failed, seen := p.l.linkFailed[addr]
+	p.l.mu.Unlock()
 	in := failover.FenceInput{On: fsm.FenceOn(p.m.GetSettings()), LagS: fenceLagS(p.m), Decided: decided,
-		MinReplicas: cur.GetMinReplicas(), MaxLagS: cur.GetMaxLagS()}
+		MinReplicas: cur.GetMinReplicas(), MaxLagS: cur.GetMaxLagS(), Unsteady: seen && p.now.Sub(failed) < failover.FenceSteadyFor}
 	for _, r := range info.ConnectedReplicas {
 		in.Replicas = append(in.Replicas, failover.FenceReplica{Addr: net.JoinHostPort(r.IP, strconv.Itoa(r.Port)),
 			Online: r.State == "online", Lag: r.Lag})
@@ -93,6 +119,68 @@ func (p *pass) unfenceCandidate(conn Instance) error {
 	return p.act(actionTimeout, func(ctx context.Context) error { return conn.SetFence(ctx, 0, fenceLagS(p.m)) })
 }
 
+// catchUpBeforePromotion is the coordinated switchover's handover, made
+// short and optional, for an automatic failover whose old master still
+// answers: a link that flaps (or a master that answers some probes but not
+// for down-after) is failed over with the old master alive and taking
+// writes, and the candidate may lack the last of them. Before the
+// promotion the leader pauses writes on the old master (CLIENT PAUSE
+// WRITE, tried for up to catchUpFor), reads its offset and polls the
+// candidate until it has that offset (at most catchUpFor). Whatever
+// happens, the promotion follows: an old master that does not answer, a
+// server that refuses the pause, or a candidate that does not catch up in
+// time leave the failover on its blind path (promote, demote or wait for
+// the fence), so this only ever adds at most 2 x catchUpFor +
+// demoteTimeout + fenceInfoTimeout before the promotion (catchUpFor +
+// demoteTimeout where the old master does not answer; nothing where it
+// refuses connections). The pause outlasts
+// the promotion and the fence wait, so that a paused old master takes no
+// write until it is demoted (then unpaused) or its fence has closed; it
+// is not in the journal: a leader that dies leaves it to end by itself.
+func (p *pass) catchUpBeforePromotion(f *fsmv1.Failover, candConn Instance) {
+	old := f.GetOldMaster()
+	oldConn, err := p.instance(old)
+	if err != nil {
+		return
+	}
+	lag := time.Duration(fenceLagS(p.m)) * time.Second
+	pause := 2*p.catchUpFor() + demoteTimeout + fenceInfoTimeout + 2*actionTimeout + lag + failover.FenceSlack
+	// Recorded before trying: a pause that timed out here may still reach
+	// the old master (a frozen one reads it when it resumes), and the
+	// demotion then releases it too.
+	p.l.mu.Lock()
+	p.l.caughtUpPaused[p.m.GetName()] = f.GetStartedAtUnixNanos()
+	p.l.mu.Unlock()
+	started := time.Now()
+	for {
+		tried := time.Now()
+		err = p.act(demoteTimeout, func(ctx context.Context) error { return oldConn.PauseWrites(ctx, pause) })
+		if err == nil || probe.IsRefused(err) || isRefused(err) || time.Since(started)+catchUpRetry > p.catchUpFor() {
+			break
+		}
+		if sleepCtx(p.ctx, time.Until(tried.Add(catchUpRetry))) != nil {
+			break
+		}
+	}
+	if err != nil {
+		p.l.cfg.Log.Info("old master not paused before the promotion: promoting without catch-up", "master", p.m.GetName(), "old_master", old,
+			"tried_for", time.Since(started).Round(time.Millisecond), "err", err)
+		return
+	}
+	info, err := p.ask(oldConn, fenceInfoTimeout)
+	if err != nil || info.Role != probe.RoleMaster {
+		p.l.cfg.Log.Info("paused old master's offset not read: promoting without catch-up", "master", p.m.GetName(), "old_master", old, "role", info.Role, "err", err)
+		return
+	}
+	if p.pollCaughtUp(candConn, info.MasterReplOffset, p.catchUpFor()) {
+		p.l.cfg.Log.Info("candidate caught up with the paused old master before its promotion", "master", p.m.GetName(), "old_master", old,
+			"candidate", f.GetCandidate(), "offset", info.MasterReplOffset, "took", time.Since(started).Round(time.Millisecond))
+		return
+	}
+	p.l.cfg.Log.Warn("candidate did not reach the paused old master's offset in time: promoting anyway (the writes it lacks are lost)",
+		"master", p.m.GetName(), "old_master", old, "candidate", f.GetCandidate(), "offset", info.MasterReplOffset, "within", p.catchUpFor())
+}
+
 // reachOldMaster tries to demote the old master (REPLICAOF the candidate,
 // which already reports role master) before the promotion is announced.
 func (p *pass) reachOldMaster(old, cand string) (failover.OldMasterReach, error) {
@@ -109,12 +197,27 @@ func (p *pass) reachOldMaster(old, cand string) (failover.OldMasterReach, error)
 	err = p.act(demoteTimeout, func(ctx context.Context) error { return p.repoint(ctx, conn, host, port) })
 	switch {
 	case err == nil:
+		p.releaseCatchUpPause(conn)
 		return failover.OldMasterDemoted, nil
 	case probe.IsRefused(err):
 		return failover.OldMasterRefused, nil
 	}
 	p.l.cfg.Log.Info("old master not reached before announcing the promotion", "master", p.m.GetName(), "old_master", old, "err", err)
 	return failover.OldMasterUnknown, nil
+}
+
+// releaseCatchUpPause unpauses a demoted old master that this leader
+// tried to pause for the current failover (catchUpBeforePromotion): it is
+// a replica now, so writes fail with READONLY rather than wait.
+func (p *pass) releaseCatchUpPause(oldConn Instance) {
+	started := p.m.GetFailover().GetStartedAtUnixNanos()
+	p.l.mu.Lock()
+	paused := started != 0 && p.l.caughtUpPaused[p.m.GetName()] == started
+	delete(p.l.caughtUpPaused, p.m.GetName())
+	p.l.mu.Unlock()
+	if paused {
+		p.unpause(oldConn)
+	}
 }
 
 // fenceBeforeAnnounce is called once the candidate reports role master. It
@@ -142,7 +245,7 @@ func (p *pass) fenceBeforeAnnounce(f *fsmv1.Failover) (bool, error) {
 	}
 	fence := p.m.GetFence()
 	in := failover.FenceWaitInput{On: fsm.FenceOn(p.m.GetSettings()), LagS: fenceLagS(p.m), Others: max(len(p.m.GetReplicas())-1, 0),
-		DetachedAt: p.now}
+		DetachedAt: maxTime(p.now, p.promotedAt)}
 	if fence != nil && fence.GetAddress() == f.GetOldMaster() {
 		in.MinReplicas, in.LagS = fence.GetMinReplicas(), fence.GetMaxLagS()
 	}
@@ -169,4 +272,26 @@ func (p *pass) fenceBeforeAnnounce(f *fsmv1.Failover) (bool, error) {
 		return true, nil
 	}
 	return false, err
+}
+
+// sleepCtx waits d (nothing when d <= 0) or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

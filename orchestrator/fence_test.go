@@ -125,3 +125,90 @@ func TestFenceWaitEndsWhenOldMasterDemoted(t *testing.T) {
 	e.tick(2 * time.Second)
 	e.inOrder(from, replicaOf(addrM, addrR2), "commit Promoted "+addrR2)
 }
+
+// An old master that still answers when its failover promotes (a link
+// that flaps): writes are paused on it, the candidate reaches its offset,
+// and only then is the candidate promoted; the old master is demoted and
+// unpaused before the promotion is announced.
+func TestCatchUpBeforePromotion(t *testing.T) {
+	e := newEnv(t, fenceOn)
+	e.step()
+	e.beginAutomatic()
+	e.revive(addrM) // it answers again, as in a healed half-second
+	e.setInfo(addrR2, func(in *probe.Info) { in.SlaveReplOffset = 1000 })
+	from := e.mark()
+	e.tick(time.Second)
+	e.inOrder(from, redisCmd(addrM, "CLIENT PAUSE * WRITE"), redisCmd(addrM, "INFO"), redisCmd(addrR2, "INFO"),
+		promoteCmd(addrR2), replicaOf(addrM, addrR2), redisCmd(addrM, "CLIENT UNPAUSE"), "commit Promoted "+addrR2)
+	if n := e.count(from, "commit FenceWaitStarted"); n != 0 {
+		t.Fatalf("fence wait for an old master that was demoted:\n%s", e.dump(from))
+	}
+	if e.paused(addrM) {
+		t.Fatalf("the demoted old master is still paused")
+	}
+}
+
+// A candidate that does not reach the paused old master's offset within
+// catchUpFor is promoted anyway: the catch-up never blocks a failover.
+func TestCatchUpBeforePromotionGivesUp(t *testing.T) {
+	e := newEnv(t, fenceOn)
+	e.step()
+	e.beginAutomatic()
+	e.revive(addrM)
+	from := e.mark()
+	e.tick(time.Second)
+	e.inOrder(from, redisCmd(addrM, "CLIENT PAUSE * WRITE"), promoteCmd(addrR2), replicaOf(addrM, addrR2), "commit Promoted "+addrR2)
+}
+
+// An old master that does not answer the pause (cut off) is promoted
+// past at once, on the blind path: promotion, then the fence wait.
+func TestCatchUpBeforePromotionOldMasterUnreachable(t *testing.T) {
+	e := newEnv(t, fenceOn)
+	e.step()
+	e.redis.setHook(addrM, "PAUSE", func(ctx context.Context) error { return context.DeadlineExceeded })
+	e.redis.setHook(addrM, "REPLICAOF", func(ctx context.Context) error { return context.DeadlineExceeded })
+	e.beginAutomatic()
+	e.revive(addrM)
+	from := e.mark()
+	e.tick(time.Second)
+	e.inOrder(from, promoteCmd(addrR2), "commit FenceWaitStarted")
+	// It answers again during the wait: demoted, and released from a pause
+	// that may have reached it late.
+	e.redis.setHook(addrM, "REPLICAOF", nil)
+	from = e.mark()
+	e.tick(2 * time.Second)
+	e.inOrder(from, replicaOf(addrM, addrR2), redisCmd(addrM, "CLIENT UNPAUSE"), "commit Promoted "+addrR2)
+}
+
+// A master whose probes failed recently keeps its fence when a replica
+// falls behind (a flapping link stalls the replicas too); once it has
+// answered every probe for FenceSteadyFor, the fence follows its replicas
+// again.
+func TestFenceNotLoweredOnUnsteadyMaster(t *testing.T) {
+	e := newEnv(t, fenceOn)
+	e.step()
+	if got := e.fence(addrM); got != [2]int64{4, 2} {
+		t.Fatalf("fence %v, want 4", got)
+	}
+	e.kill(addrM)
+	e.tick(300 * time.Millisecond) // a failed probe
+	e.revive(addrM)
+	for _, r := range []string{addrR1, addrR2, addrR4} {
+		e.setInfo(r, func(in *probe.Info) { in.MasterLinkStatus, in.HasMasterLinkDownSince = probe.LinkStatusUp, false })
+	}
+	e.kill(addrR3)
+	e.tick(300 * time.Millisecond)
+	if got := e.fence(addrM); got != [2]int64{4, 2} {
+		t.Fatalf("fence %v lowered right after the master's probe failed, want 4 kept", got)
+	}
+	for range 4 {
+		e.tick(time.Second)
+	}
+	if got := e.fence(addrM); got != [2]int64{4, 2} {
+		t.Fatalf("fence %v lowered within %v of the failed probe, want 4 kept", got, 4300*time.Millisecond)
+	}
+	e.tick(time.Second)
+	if got := e.fence(addrM); got != [2]int64{3, 2} {
+		t.Fatalf("fence %v once the master was steady, want 3", got)
+	}
+}

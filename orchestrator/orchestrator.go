@@ -179,6 +179,14 @@ type Leader struct {
 	// pausedOffset holds, by master, the offset this leader read from the
 	// old master under a handover pause committed with its offset pending.
 	pausedOffset map[string]pausedOffset
+	// linkFailed is when this leader last saw a master's probe fail
+	// (maintainFence), by address: its fence is not lowered for
+	// failover.FenceSteadyFor after.
+	linkFailed map[string]time.Time
+	// caughtUpPaused holds, by master, the start of the automatic failover
+	// whose old master this leader paused before the promotion
+	// (catchUpBeforePromotion); it unpauses it once demoted.
+	caughtUpPaused map[string]int64
 }
 
 // Start makes the leader for one term. It must be created after raft's
@@ -200,7 +208,8 @@ func Start(parent context.Context, cfg Config) *Leader {
 	ctx, cancel := context.WithCancel(parent)
 	return &Leader{cfg: cfg, ctx: ctx, cancel: cancel, lastEnter: map[string]time.Time{}, wasDown: map[string]bool{},
 		lastAction: map[string]time.Time{}, released: map[string]int64{}, hooks: map[string]*hookState{},
-		running: map[string]bool{}, slots: make(chan struct{}, maxParallelPasses), work: make(chan func()), pausedOffset: map[string]pausedOffset{}}
+		running: map[string]bool{}, slots: make(chan struct{}, maxParallelPasses), work: make(chan func()), pausedOffset: map[string]pausedOffset{},
+		linkFailed: map[string]time.Time{}, caughtUpPaused: map[string]int64{}}
 }
 
 // Stop ends the term: commands in flight are cancelled and nothing more is

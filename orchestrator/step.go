@@ -25,6 +25,10 @@ type pass struct {
 	// offsetRefresh is how stale the master's committed offsets may grow
 	// (offsetRefresh()); zero means observeRefresh.
 	offsetRefresh time.Duration
+	// promotedAt is when this pass's REPLICAOF NO ONE to the candidate
+	// returned (zero if it sent none): the candidate's detachment, which
+	// the fence wait counts from, can be well after now.
+	promotedAt time.Time
 }
 
 func (p *pass) failoverTimeout() time.Duration {
@@ -383,6 +387,7 @@ func (p *pass) promote(f *fsmv1.Failover) error {
 			return err
 		}
 		if fsm.FenceOn(p.m.GetSettings()) {
+			p.catchUpBeforePromotion(f, conn)
 			if err := p.unfenceCandidate(conn); err != nil {
 				// A server with CONFIG renamed away still gets promoted
 				// (without its role stored: stored).
@@ -392,6 +397,7 @@ func (p *pass) promote(f *fsmv1.Failover) error {
 		if err := p.stored(p.act(actionTimeout, conn.Promote)); err != nil {
 			return fmt.Errorf("promote %s: %w", cand, err)
 		}
+		p.promotedAt = p.l.cfg.Now()
 		// Confirm at once rather than at the next INFO poll.
 		info, err := p.ask(conn, actionTimeout)
 		if err != nil {

@@ -36,11 +36,15 @@ func mainErr() error {
 	systems := fs.String("systems", "raftinel,sentinel", "systems to run: raftinel, sentinel or both")
 	bin := fs.String("bin", "bin", "directory holding the coordinator and coordinatorctl binaries")
 	keep := fs.Bool("keep", false, "keep the run directories (logs) instead of removing them")
+	staleGrace := fs.Duration("stale-grace", time.Second, "how long after the last +switch-master every endpoint and the FailoverClient may still name another master before it counts as stale")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
+	}
+	if *staleGrace < 0 {
+		return fmt.Errorf("-stale-grace %v: want 0 or more", *staleGrace)
 	}
 	if *runs < 1 || *runs > 100 {
 		return fmt.Errorf("-runs %d: want 1 to 100", *runs)
@@ -114,12 +118,13 @@ func mainErr() error {
 					return ctx.Err()
 				}
 				dir := filepath.Join(top, fmt.Sprintf("%s-%s-%d", sc.name, system, i))
-				r := runOnce(ctx, l, dir, binDir, system, sc)
+				r := runOnce(ctx, l, dir, binDir, system, sc, *staleGrace)
 				if r.err != nil {
 					fmt.Printf("chaos-run: scenario=%s system=%s run=%d error: %v\n", sc.name, system, i, r.err)
 				} else {
-					fmt.Printf("chaos-run: scenario=%s system=%s run=%d acked=%d lost=%d lost_window_ms=%d double_master=%v minority_failovers=%d switched_to=%d outage_ms=%d settled=%v old_master_role=%s final_master_sync_full=%s\n",
-						sc.name, system, i, r.acked, r.lost, r.lostWindow.Milliseconds(), r.doubleMaster, r.minorityFailovr, r.switches, r.outage.Milliseconds(), r.settled, r.oldMasterRole, r.fullSyncs)
+					fmt.Printf("chaos-run: scenario=%s system=%s run=%d acked=%d lost=%d lost_window_ms=%d detach_ms=%d lost_window_detach_ms=%d double_master=%v minority_failovers=%d switched_to=%d stale_answers=%d stale_endpoints=%d stale_client_acks=%d outage_ms=%d settled=%v old_master_role=%s final_master_sync_full=%s\n",
+						sc.name, system, i, r.acked, r.lost, r.lostWindow.Milliseconds(), detachMs(r.detach), r.lostWindowDetach.Milliseconds(), r.doubleMaster, r.minorityFailovr, r.switches,
+						r.staleAnswers, r.staleEndpoints, r.staleClientAcks, r.outage.Milliseconds(), r.settled, r.oldMasterRole, r.fullSyncs)
 				}
 				rs = append(rs, r)
 			}
@@ -131,6 +136,15 @@ func mainErr() error {
 	}
 	fmt.Printf("chaos: %d scenarios x %d systems x %d runs in %v\n", len(chosen), len(sys), *runs, time.Since(started).Round(time.Second))
 	return nil
+}
+
+// detachMs is the detachment time in milliseconds, -1 when no replica
+// turned master.
+func detachMs(d time.Duration) int64 {
+	if d < 0 {
+		return -1
+	}
+	return d.Milliseconds()
 }
 
 func scenarioNames() string {
@@ -146,8 +160,8 @@ type quietLogger struct{}
 func (quietLogger) Printf(context.Context, string, ...any) {}
 
 func summary(name, system string, rs []result) string {
-	lost, doubles, minority, errs := 0, 0, 0, 0
-	var window time.Duration
+	lost, doubles, minority, errs, stale, staleAcks := 0, 0, 0, 0, 0, 0
+	var window, windowDetach time.Duration
 	var outages []time.Duration
 	for _, r := range rs {
 		if r.err != nil {
@@ -156,6 +170,9 @@ func summary(name, system string, rs []result) string {
 		}
 		lost += r.lost
 		window = max(window, r.lostWindow)
+		windowDetach = max(windowDetach, r.lostWindowDetach)
+		stale += r.staleAnswers
+		staleAcks += r.staleClientAcks
 		if r.doubleMaster {
 			doubles++
 		}
@@ -167,8 +184,8 @@ func summary(name, system string, rs []result) string {
 	if len(outages) > 0 {
 		p50 = outages[len(outages)/2]
 	}
-	s := fmt.Sprintf("chaos: scenario=%s system=%s runs=%d lost_acked=%d lost_window_ms=%d double_masters=%d minority_failovers=%d outage_ms_p50=%d",
-		name, system, len(rs)-errs, lost, window.Milliseconds(), doubles, minority, p50.Milliseconds())
+	s := fmt.Sprintf("chaos: scenario=%s system=%s runs=%d lost_acked=%d lost_window_ms=%d lost_window_detach_ms=%d double_masters=%d minority_failovers=%d stale_answers=%d stale_client_acks=%d outage_ms_p50=%d",
+		name, system, len(rs)-errs, lost, window.Milliseconds(), windowDetach.Milliseconds(), doubles, minority, stale, staleAcks, p50.Milliseconds())
 	if errs > 0 {
 		s += fmt.Sprintf(" failed_runs=%d", errs)
 	}
@@ -178,7 +195,7 @@ func summary(name, system string, rs []result) string {
 // runOnce sets up one system, runs the clients through the scenario,
 // waits for the topology to settle and checks. Everything it starts is
 // stopped before it returns.
-func runOnce(ctx context.Context, l *lab, dir, bin, system string, sc scenario) (r result) {
+func runOnce(ctx context.Context, l *lab, dir, bin, system string, sc scenario, staleGrace time.Duration) (r result) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -230,7 +247,7 @@ func runOnce(ctx context.Context, l *lab, dir, bin, system string, sc scenario) 
 	if final == "" {
 		return result{err: errors.New("no master named after the heal")}
 	}
-	r = check(ctx, w, o, writers, cut, until, final)
+	r = check(ctx, w, o, writers, cut, until, final, staleGrace)
 	r.settled = settled
 	r.oldMasterRole, r.fullSyncs = "?", "?"
 	if v, err := w.obs["r1"].Do(ctx, "ROLE").Slice(); err == nil && len(v) > 0 {

@@ -82,7 +82,21 @@ type observer struct {
 	roles    []roleChange
 	switches map[string]time.Time // new master address -> first +switch-master
 	tries    map[string]time.Time // node host -> first +try-failover it published
+	// answers are the endpoints' replies to SENTINEL
+	// get-master-addr-by-name, asked every answerEvery.
+	answers []endpointAnswer
 }
+
+// endpointAnswer is one endpoint's reply naming the master.
+type endpointAnswer struct {
+	at     time.Time
+	host   string
+	master string
+}
+
+// answerEvery is how often the observer asks every endpoint which master
+// it names.
+const answerEvery = 100 * time.Millisecond
 
 func (o *observer) run(ctx context.Context, w *world) {
 	o.switches, o.tries = map[string]time.Time{}, map[string]time.Time{}
@@ -108,6 +122,21 @@ func (o *observer) run(ctx context.Context, w *world) {
 		}()
 	}
 	for _, h := range coordHosts {
+		go func() {
+			c := w.obsClient(w.addr(h, sentPort))
+			defer c.Close()
+			for ctx.Err() == nil {
+				cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+				v, err := c.Do(cctx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", masterName).StringSlice()
+				cancel()
+				if err == nil && len(v) == 2 {
+					o.mu.Lock()
+					o.answers = append(o.answers, endpointAnswer{time.Now(), h, v[0] + ":" + v[1]})
+					o.mu.Unlock()
+				}
+				_ = sleepCtx(ctx, answerEvery)
+			}
+		}()
 		go func() {
 			c := w.obsClient(w.addr(h, sentPort))
 			defer c.Close()
@@ -167,18 +196,39 @@ type result struct {
 	doubleMaster    bool
 	minorityFailovr int
 	// switches counts the distinct new masters +switch-master named.
-	switches      int
-	outage        time.Duration
-	settled       bool
-	oldMasterRole string
-	fullSyncs     string
-	err           error
+	switches int
+	// detach is when, from the cut, the observer first saw a replica turn
+	// master (the candidate's detachment from the old master); negative
+	// when none did. lostWindowDetach is the largest time from that
+	// detachment to the acknowledgement of a lost write (0 when every lost
+	// write was acknowledged before it), the span the fence bounds.
+	detach           time.Duration
+	lostWindowDetach time.Duration
+	// staleAnswers counts the endpoint answers (SENTINEL
+	// get-master-addr-by-name, every answerEvery from every node) naming a
+	// master other than the last +switch-master's, from staleGrace after
+	// that announcement to the end of the run; staleEndpoints how many
+	// endpoints gave one; staleClientAcks the FailoverClient's writes
+	// acknowledged by another server over the same span.
+	staleAnswers    int
+	staleEndpoints  int
+	staleClientAcks int
+	outage          time.Duration
+	settled         bool
+	oldMasterRole   string
+	fullSyncs       string
+	err             error
 }
 
 // check reads the final master's list and compares it with the
 // acknowledgements.
-func check(ctx context.Context, w *world, o *observer, writers []*writer, cut, until time.Time, final string) result {
+func check(ctx context.Context, w *world, o *observer, writers []*writer, cut, until time.Time, final string, staleGrace time.Duration) result {
 	var r result
+	detachAt := o.detachedAt(cut, w.addr("r1", redisPort))
+	r.detach = -1
+	if !detachAt.IsZero() {
+		r.detach = detachAt.Sub(cut)
+	}
 	c := w.obsClient(final)
 	defer c.Close()
 	var present []string
@@ -211,6 +261,9 @@ func check(ctx context.Context, w *world, o *observer, writers []*writer, cut, u
 			r.lost++
 			if d := a.at.Sub(cut); d > r.lostWindow {
 				r.lostWindow = d
+			}
+			if d := a.at.Sub(detachAt); !detachAt.IsZero() && d > r.lostWindowDetach {
+				r.lostWindowDetach = d
 			}
 		}
 		s, ok := span[a.server]
@@ -251,6 +304,16 @@ func check(ctx context.Context, w *world, o *observer, writers []*writer, cut, u
 		prev[rc.addr] = rc.role
 	}
 	o.mu.Unlock()
+	to, announced := o.lastSwitch()
+	if !announced.IsZero() {
+		from := announced.Add(staleGrace)
+		r.staleAnswers, r.staleEndpoints = o.staleAnswers(to, from, until)
+		for _, a := range all {
+			if a.client == "failover" && !a.at.Before(from) && !a.at.After(until) && a.server != to {
+				r.staleClientAcks++
+			}
+		}
+	}
 	// Outage: the FailoverClient's longest gap between acknowledgements
 	// from the cut to the end.
 	var times []time.Time
@@ -271,6 +334,50 @@ func check(ctx context.Context, w *world, o *observer, writers []*writer, cut, u
 		r.outage = d
 	}
 	return r
+}
+
+// detachedAt is when the observer first saw, after cut, an instance other
+// than the old master turn from replica to master; zero if none did.
+func (o *observer) detachedAt(cut time.Time, old string) time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	prev := map[string]string{}
+	for _, rc := range o.roles {
+		if rc.role == "master" && prev[rc.addr] == "slave" && rc.addr != old && !rc.at.Before(cut) {
+			return rc.at
+		}
+		prev[rc.addr] = rc.role
+	}
+	return time.Time{}
+}
+
+// lastSwitch is the new master the latest +switch-master announced, and
+// when the observer first heard it from any node.
+func (o *observer) lastSwitch() (string, time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	to, at := "", time.Time{}
+	for a, t := range o.switches {
+		if t.After(at) {
+			to, at = a, t
+		}
+	}
+	return to, at
+}
+
+// staleAnswers counts the endpoint answers from from to until naming a
+// master other than to, and the endpoints that gave any.
+func (o *observer) staleAnswers(to string, from, until time.Time) (answers, endpoints int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	hosts := map[string]bool{}
+	for _, a := range o.answers {
+		if !a.at.Before(from) && !a.at.After(until) && a.master != to {
+			answers++
+			hosts[a.host] = true
+		}
+	}
+	return answers, len(hosts)
 }
 
 func maxT(a, b time.Time) time.Time {
