@@ -270,34 +270,7 @@ func classifyPing(reply string, err error) PingResult {
 // round trip (four commands, because servers before 7.0 take one section
 // per INFO) and parses them.
 func (c *Conn) Info(ctx context.Context) (Info, error) {
-	if c.infoMu.TryLock() {
-		defer c.infoMu.Unlock()
-		if c.closed {
-			return Info{}, fmt.Errorf("INFO on %s: %w", c.addr, redis.ErrClosed)
-		}
-		ctx, cancel := context.WithTimeout(ctx, c.readTimeout)
-		defer cancel()
-		return c.info.info(ctx, c.auth)
-	}
-	var server, replication, persistence, keyspace *redis.StringCmd
-	err := retryStale(ctx, func() error {
-		_, err := c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			server = p.Info(ctx, "server")
-			replication = p.Info(ctx, "replication")
-			persistence = p.Info(ctx, "persistence")
-			keyspace = p.Info(ctx, "keyspace")
-			return nil
-		})
-		return err
-	})
-	if err != nil {
-		return Info{}, fmt.Errorf("INFO on %s: %w", c.addr, err)
-	}
-	info, err := ParseInfo(server.Val() + "\r\n" + replication.Val() + "\r\n" + persistence.Val() + "\r\n" + keyspace.Val())
-	if err != nil {
-		return Info{}, fmt.Errorf("INFO on %s: %w", c.addr, err)
-	}
-	return info, nil
+	return c.infoSections(ctx, "server", "replication", "persistence", "keyspace")
 }
 
 // FenceInfo reads only INFO replication and persistence, what fencing
@@ -306,6 +279,12 @@ func (c *Conn) Info(ctx context.Context) (Info, error) {
 // server and keyspace sections were most of the text to read and parse.
 // The fields of the other sections (RunID, RedisVersion, Keys) are zero.
 func (c *Conn) FenceInfo(ctx context.Context) (Info, error) {
+	return c.infoSections(ctx, "replication", "persistence")
+}
+
+// infoSections reads the sections on the Conn's own INFO connection, or
+// through go-redis's pool while another read holds that connection.
+func (c *Conn) infoSections(ctx context.Context, sections ...string) (Info, error) {
 	if c.infoMu.TryLock() {
 		defer c.infoMu.Unlock()
 		if c.closed {
@@ -313,13 +292,14 @@ func (c *Conn) FenceInfo(ctx context.Context) (Info, error) {
 		}
 		ctx, cancel := context.WithTimeout(ctx, c.readTimeout)
 		defer cancel()
-		return c.info.infoSections(ctx, c.auth, "replication", "persistence")
+		return c.info.infoSections(ctx, c.auth, sections...)
 	}
-	var replication, persistence *redis.StringCmd
+	cmds := make([]*redis.StringCmd, len(sections))
 	err := retryStale(ctx, func() error {
 		_, err := c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			replication = p.Info(ctx, "replication")
-			persistence = p.Info(ctx, "persistence")
+			for i, s := range sections {
+				cmds[i] = p.Info(ctx, s)
+			}
 			return nil
 		})
 		return err
@@ -327,7 +307,11 @@ func (c *Conn) FenceInfo(ctx context.Context) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("INFO on %s: %w", c.addr, err)
 	}
-	info, err := ParseInfo(replication.Val() + "\r\n" + persistence.Val())
+	text := make([]string, len(cmds))
+	for i, cmd := range cmds {
+		text[i] = cmd.Val()
+	}
+	info, err := ParseInfo(strings.Join(text, "\r\n"))
 	if err != nil {
 		return Info{}, fmt.Errorf("INFO on %s: %w", c.addr, err)
 	}
