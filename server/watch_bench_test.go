@@ -81,7 +81,7 @@ func startFanoutClient(b *testing.B, addr string) *fanoutClient {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(self, "-test.run=^TestWatchFanoutClientProcess$", "-test.count=1")
+	cmd := exec.Command(self)
 	cmd.Env = append(os.Environ(), fanoutClientEnv+"="+addr)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
@@ -198,10 +198,23 @@ func BenchmarkWatchMasterFanout(b *testing.B) {
 	b.ReportMetric(clientStacks, "client-stack-bytes/stream")
 }
 
-// TestWatchFanoutClientProcess is the client end of
-// BenchmarkWatchMasterFanout, which runs it in a process of its own; alone
-// it skips. It reads one request a line from stdin and answers each with
-// one line:
+// TestMain runs the test binary as the client end of
+// BenchmarkWatchMasterFanout when the benchmark starts it with
+// fanoutClientEnv set (runFanoutClient), and as the tests otherwise.
+func TestMain(m *testing.M) {
+	if addr := os.Getenv(fanoutClientEnv); addr != "" {
+		if err := runFanoutClient(addr, os.Stdin, os.Stdout); err != nil {
+			fmt.Printf("%serror %v\n", fanoutPrefix, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runFanoutClient is the client end of BenchmarkWatchMasterFanout, in a
+// process of its own. It reads one request a line from in and answers
+// each with one line on out:
 //   - "open E": opens the streams, waits until each has received epoch E,
 //     and answers "mem HEAP STACKS", the bytes per stream this process
 //     holds for them (the connections' share included);
@@ -209,17 +222,6 @@ func BenchmarkWatchMasterFanout(b *testing.B) {
 //   - "wait T": waits until every stream has received it and answers
 //     "last NS", the nanoseconds from T (unix nanoseconds) to the last;
 //   - "each": answers "each P50 P99" over every stream's delay so far.
-func TestWatchFanoutClientProcess(t *testing.T) {
-	addr := os.Getenv(fanoutClientEnv)
-	if addr == "" {
-		t.Skip("the client end of BenchmarkWatchMasterFanout, which runs it")
-	}
-	if err := runFanoutClient(addr, os.Stdin, os.Stdout); err != nil {
-		fmt.Printf("%serror %v\n", fanoutPrefix, err)
-		t.Fatal(err)
-	}
-}
-
 func runFanoutClient(addr string, in io.Reader, out io.Writer) error {
 	reply := func(format string, args ...any) { fmt.Fprintf(out, fanoutPrefix+format+"\n", args...) }
 	// received[i] is when stream i received the awaited epoch (unix nanos).
