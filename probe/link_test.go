@@ -104,24 +104,34 @@ func TestLinkRetriesOnceOnAReusedConnection(t *testing.T) {
 // go-redis pool of size n stops dialing after n failures and retries only
 // in the background, once a second.)
 func TestLinkNoDialBackoff(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	l := newTestLink(addr)
-	defer l.close()
-	for i := range 10 {
-		res := l.ping(shortCtx(t, time.Second), Auth{})
-		if res.Replied || res.TimedOut || !strings.Contains(res.Reply, "refused") {
-			t.Fatalf("attempt %d on a closed port: %+v", i, res)
+	// Another process may take the closed port before it is listened on
+	// again: then the whole attempt is repeated on a fresh port.
+	var (
+		l  *link
+		ln net.Listener
+	)
+	for attempt := 1; ln == nil; attempt++ {
+		probeLn, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := probeLn.Addr().String()
+		probeLn.Close()
+		l = newTestLink(addr)
+		for i := range 10 {
+			res := l.ping(shortCtx(t, time.Second), Auth{})
+			if res.Replied || res.TimedOut || !strings.Contains(res.Reply, "refused") {
+				t.Fatalf("attempt %d on a closed port: %+v", i, res)
+			}
+		}
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			l.close()
+			if attempt == 5 {
+				t.Fatalf("the closed port was taken by another process in %d attempts: %v", attempt, err)
+			}
 		}
 	}
-	ln, err = net.Listen("tcp", addr)
-	if err != nil {
-		t.Skipf("the port was taken meanwhile: %v", err)
-	}
+	defer l.close()
 	defer ln.Close()
 	go func() {
 		c, err := ln.Accept()
