@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"net"
-	"os"
 	"os/exec"
 	"reflect"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftinel/raftinel/internal/testbin"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -388,13 +388,7 @@ func TestTelnet(t *testing.T) {
 // TestRedisCLI runs the real redis-cli against the test server. It is
 // skipped where redis-cli is not installed, except in CI.
 func TestRedisCLI(t *testing.T) {
-	cli, err := exec.LookPath("redis-cli")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("redis-cli is required in CI")
-		}
-		t.Skip("redis-cli not installed")
-	}
+	cli := testbin.Require(t, "REDIS_CLI", "redis-cli", "make redis installs it")
 	srv := startTestServer(t)
 	_, port, err := net.SplitHostPort(srv.addr)
 	if err != nil {

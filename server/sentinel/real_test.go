@@ -14,24 +14,10 @@ import (
 	"time"
 
 	"github.com/raftinel/raftinel/internal/redistest"
+	"github.com/raftinel/raftinel/internal/testbin"
 	"github.com/raftinel/raftinel/internal/testwait"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 )
-
-// requireBinary returns the path of a binary the test needs. Without it the
-// test is skipped, or fails under CI=true so a broken image cannot turn the
-// comparison into a silent skip.
-func requireBinary(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required under CI: %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
-	}
-	return path
-}
 
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -47,7 +33,7 @@ func freePort(t *testing.T) int {
 // quorum 1 and down-after 5000, and returns its address.
 func startRealSentinel(t *testing.T, master string) string {
 	t.Helper()
-	bin := requireBinary(t, "redis-sentinel")
+	bin := testbin.Require(t, "REDIS_SENTINEL", "redis-sentinel", "make redis installs it")
 	dir := t.TempDir()
 	port := freePort(t)
 	host, mport, _ := net.SplitHostPort(master)
@@ -250,7 +236,7 @@ func TestCompareWithRealSentinel(t *testing.T) {
 	}
 
 	// redis-cli prints the same lines for both.
-	cli := requireBinary(t, "redis-cli")
+	cli := testbin.Require(t, "REDIS_CLI", "redis-cli", "make redis installs it")
 	for _, args := range [][]string{
 		{"SENTINEL", "get-master-addr-by-name", "mymaster"},
 		{"SENTINEL", "get-master-addr-by-name", "nope"},
@@ -292,7 +278,7 @@ func runCLI(t *testing.T, cli, addr string, args ...string) string {
 }
 
 func TestRedisCLI(t *testing.T) {
-	cli := requireBinary(t, "redis-cli")
+	cli := testbin.Require(t, "REDIS_CLI", "redis-cli", "make redis installs it")
 	_, s := startFake(t, Config{})
 	for _, proto := range []string{"-2", "-3"} {
 		if got := runCLI(t, cli, s.Addr(), proto, "SENTINEL", "get-master-addr-by-name", "mymaster"); got != "10.0.0.1\n6379\n" {
