@@ -213,30 +213,15 @@ func (t *topology) restartMaster(ctx context.Context, o *options, at time.Time) 
 }
 
 func (t *topology) startSentinels(ctx context.Context, o *options, ports []int) error {
-	mhost, mport := "127.0.0.1", strings.TrimPrefix(t.redisAddrs[0], "127.0.0.1:")
+	set := benchproc.SentinelSettings{Masters: map[string]string{masterName: t.redisAddrs[0]}, DownAfter: o.downAfter, FailoverTimeout: o.failoverTimeout}
 	for _, port := range ports {
-		d := filepath.Join(t.dir, "sentinel-"+strconv.Itoa(port))
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return err
+		p, err := benchproc.StartSentinel(ctx, t.dir, o.redisSentinel, port, set)
+		if p != nil {
+			t.procs = append(t.procs, p)
+			t.deciders = append(t.deciders, p)
+			t.sentinelAddrs = append(t.sentinelAddrs, benchproc.Addr(port))
 		}
-		conf := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\ndaemonize no\n"+
-			"sentinel monitor %s %s %s 2\n"+
-			"sentinel down-after-milliseconds %s %d\n"+
-			"sentinel failover-timeout %s %d\n"+
-			"sentinel parallel-syncs %s 1\n",
-			port, d, masterName, mhost, mport, masterName, o.downAfter.Milliseconds(), masterName, o.failoverTimeout.Milliseconds(), masterName)
-		path := filepath.Join(d, "sentinel.conf")
-		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-			return err
-		}
-		p, err := benchproc.Start(t.dir, "sentinel-"+strconv.Itoa(port), o.redisSentinel, path)
 		if err != nil {
-			return err
-		}
-		t.procs = append(t.procs, p)
-		t.deciders = append(t.deciders, p)
-		t.sentinelAddrs = append(t.sentinelAddrs, benchproc.Addr(port))
-		if err := benchproc.WaitListening(ctx, p, port); err != nil {
 			return err
 		}
 	}

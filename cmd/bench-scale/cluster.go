@@ -145,32 +145,18 @@ func (f *fleet) startGroups(ctx context.Context, o *options, ports []int) error 
 }
 
 func (f *fleet) startSentinels(ctx context.Context, o *options, ports []int) error {
+	set := benchproc.SentinelSettings{Masters: map[string]string{}, DownAfter: o.downAfter, FailoverTimeout: o.failoverTimeout, LogLevel: "warning"}
+	for _, g := range f.groups {
+		set.Masters[g.name] = g.addrs[0]
+	}
 	for _, port := range ports {
-		d := filepath.Join(f.dir, "sentinel-"+strconv.Itoa(port))
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return err
+		p, err := benchproc.StartSentinel(ctx, f.dir, o.redisSentinel, port, set)
+		if p != nil {
+			f.all = append(f.all, p)
+			f.deciders = append(f.deciders, p)
+			f.sentinelAddrs = append(f.sentinelAddrs, benchproc.Addr(port))
 		}
-		var conf strings.Builder
-		fmt.Fprintf(&conf, "port %d\nbind 127.0.0.1\ndir %s\ndaemonize no\nloglevel warning\n", port, d)
-		for _, g := range f.groups {
-			host, mport, _ := strings.Cut(g.addrs[0], ":")
-			fmt.Fprintf(&conf, "sentinel monitor %s %s %s 2\n", g.name, host, mport)
-			fmt.Fprintf(&conf, "sentinel down-after-milliseconds %s %d\n", g.name, o.downAfter.Milliseconds())
-			fmt.Fprintf(&conf, "sentinel failover-timeout %s %d\n", g.name, o.failoverTimeout.Milliseconds())
-			fmt.Fprintf(&conf, "sentinel parallel-syncs %s 1\n", g.name)
-		}
-		path := filepath.Join(d, "sentinel.conf")
-		if err := os.WriteFile(path, []byte(conf.String()), 0o644); err != nil {
-			return err
-		}
-		p, err := benchproc.Start(f.dir, "sentinel-"+strconv.Itoa(port), o.redisSentinel, path)
 		if err != nil {
-			return err
-		}
-		f.all = append(f.all, p)
-		f.deciders = append(f.deciders, p)
-		f.sentinelAddrs = append(f.sentinelAddrs, benchproc.Addr(port))
-		if err := benchproc.WaitListening(ctx, p, port); err != nil {
 			return err
 		}
 	}

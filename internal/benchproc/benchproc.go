@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -205,3 +206,53 @@ func Poll(ctx context.Context, timeout time.Duration, check func() error) error 
 
 // Addr is 127.0.0.1:port.
 func Addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// SentinelSettings are what a benchmark's redis-sentinel monitors and with
+// which settings (quorum 2, parallel-syncs 1, as the benchmarks compare).
+type SentinelSettings struct {
+	// Masters maps each master's name to its address (host:port).
+	Masters         map[string]string
+	DownAfter       time.Duration
+	FailoverTimeout time.Duration
+	// LogLevel, when set, is the sentinel's loglevel.
+	LogLevel string
+}
+
+// StartSentinel writes a sentinel.conf for port under its own directory in
+// runDir, starts redis-sentinel (bin) on it and waits until it listens.
+func StartSentinel(ctx context.Context, runDir, bin string, port int, s SentinelSettings) (*Proc, error) {
+	name := "sentinel-" + strconv.Itoa(port)
+	d := filepath.Join(runDir, name)
+	if err := os.Mkdir(d, 0o755); err != nil {
+		return nil, err
+	}
+	var conf strings.Builder
+	fmt.Fprintf(&conf, "port %d\nbind 127.0.0.1\ndir %s\ndaemonize no\n", port, d)
+	if s.LogLevel != "" {
+		fmt.Fprintf(&conf, "loglevel %s\n", s.LogLevel)
+	}
+	names := make([]string, 0, len(s.Masters))
+	for name := range s.Masters {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, m := range names {
+		host, mport, err := net.SplitHostPort(s.Masters[m])
+		if err != nil {
+			return nil, fmt.Errorf("master %s: %w", m, err)
+		}
+		fmt.Fprintf(&conf, "sentinel monitor %s %s %s 2\n", m, host, mport)
+		fmt.Fprintf(&conf, "sentinel down-after-milliseconds %s %d\n", m, s.DownAfter.Milliseconds())
+		fmt.Fprintf(&conf, "sentinel failover-timeout %s %d\n", m, s.FailoverTimeout.Milliseconds())
+		fmt.Fprintf(&conf, "sentinel parallel-syncs %s 1\n", m)
+	}
+	path := filepath.Join(d, "sentinel.conf")
+	if err := os.WriteFile(path, []byte(conf.String()), 0o644); err != nil {
+		return nil, err
+	}
+	p, err := Start(runDir, name, bin, path)
+	if err != nil {
+		return nil, err
+	}
+	return p, WaitListening(ctx, p, port)
+}
