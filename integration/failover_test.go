@@ -396,8 +396,17 @@ func TestReplicaRanking(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The fence refuses writes (NOREPLICAS) until the leader lowers
-		// min-replicas-to-write for the detached replica.
-		testwait.For(t, waitTimeout, "writes accepted with one replica detached", func() error {
+		// min-replicas-to-write to the one replica left. A write accepted
+		// before that proves nothing: the leader's first fence, decided
+		// from a read taken before the detachment, may still arrive.
+		testwait.For(t, waitTimeout, "the fence lowered to the one attached replica", func() error {
+			got, err := g.master.Client().ConfigGet(ctx, "min-replicas-to-write").Result()
+			if err != nil {
+				return err
+			}
+			if got["min-replicas-to-write"] != "1" {
+				return fmt.Errorf("min-replicas-to-write %q", got["min-replicas-to-write"])
+			}
 			return g.master.Client().Set(ctx, "k-first", "v", 0).Err()
 		})
 		for i := range 100 {
