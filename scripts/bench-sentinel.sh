@@ -9,6 +9,11 @@
 # requests per round trip (redis-benchmark -P, default 16), and prints the
 # medians and the ratio of each.
 #
+# BASELINE=REV (a commit, branch or tag) adds a second Raftinel node built
+# from that revision, measured in the same alternating rounds, and prints
+# its figures and the ratio of this tree's node to it: an A/B of a change
+# under the same machine load.
+#
 # Settings (environment): REQUESTS (default 200000), CLIENTS (50), ROUNDS (3),
 # PIPELINE (16), PIPELINE_REQUESTS (1000000: a pipelined round of 200000
 # is over too soon to measure),
@@ -50,7 +55,11 @@ REDIS_PORT=${REDIS_PORT:-$(free_port)}; chosen+=("$REDIS_PORT")
 SENTINEL_PORT=${SENTINEL_PORT:-$(free_port)}; chosen+=("$SENTINEL_PORT")
 RAFTINEL_PORT=${RAFTINEL_PORT:-$(free_port)}; chosen+=("$RAFTINEL_PORT")
 RAFT_PORT=${RAFT_PORT:-$(free_port)}; chosen+=("$RAFT_PORT")
-GRPC_PORT=${GRPC_PORT:-$(free_port)}
+GRPC_PORT=${GRPC_PORT:-$(free_port)}; chosen+=("$GRPC_PORT")
+BASELINE=${BASELINE:-}
+if [ -n "$BASELINE" ]; then
+  BASE_PORT=$(free_port); BASE_RAFT_PORT=$(free_port); BASE_GRPC_PORT=$(free_port)
+fi
 for p in "$REDIS_PORT" "$SENTINEL_PORT" "$RAFTINEL_PORT" "$RAFT_PORT" "$GRPC_PORT"; do
   if taken "$p"; then
     echo "bench-sentinel: port $p on 127.0.0.1 is taken; choose another one" >&2
@@ -81,6 +90,12 @@ wait_reply() {
 }
 
 go build -o "$dir/coordinator" ./cmd/coordinator
+if [ -n "$BASELINE" ]; then
+  base_rev=$(git rev-parse --short "$BASELINE^{commit}") || { echo "bench-sentinel: BASELINE=$BASELINE is not a commit" >&2; exit 1; }
+  mkdir "$dir/base-src"
+  git archive "$base_rev" | tar -x -C "$dir/base-src"
+  (cd "$dir/base-src" && go build -o "$dir/coordinator-base" ./cmd/coordinator)
+fi
 
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dir" --save "" --appendonly no \
   --daemonize no >"$dir/redis.log" 2>&1 &
@@ -97,20 +112,27 @@ CONF
 redis-sentinel "$dir/sentinel.conf" >"$dir/redis-sentinel.log" 2>&1 &
 pids+=($!)
 
-"$dir/coordinator" --id bench --data-dir "$dir/raftinel" --log-level warn \
-  --raft-addr "127.0.0.1:$RAFT_PORT" --grpc-addr "127.0.0.1:$GRPC_PORT" \
-  --sentinel-addr "127.0.0.1:$RAFTINEL_PORT" --bootstrap "bench=127.0.0.1:$RAFT_PORT" \
-  >"$dir/raftinel.log" 2>&1 &
-pids+=($!)
-# MONITOR through Raftinel's own Sentinel endpoint, retried until the
-# single node has elected itself and serves the master.
+# start_node BINARY NAME SENTINEL_PORT RAFT_PORT GRPC_PORT starts a
+# single-node cluster and MONITORs the master through its own Sentinel
+# endpoint, retried until the node has elected itself and serves it.
 want="127.0.0.1 $REDIS_PORT "
-for _ in $(seq 100); do
-  redis-cli -h 127.0.0.1 -p "$RAFTINEL_PORT" SENTINEL MONITOR "$NAME" 127.0.0.1 "$REDIS_PORT" 1 >/dev/null 2>&1 || true
-  [ "$(redis-cli -h 127.0.0.1 -p "$RAFTINEL_PORT" SENTINEL get-master-addr-by-name "$NAME" 2>/dev/null | tr '\n' ' ')" = "$want" ] && break
-  sleep 0.2
-done
-wait_reply "$RAFTINEL_PORT" "$want" SENTINEL get-master-addr-by-name "$NAME"
+start_node() {
+  "$1" --id bench --data-dir "$dir/$2" --log-level warn \
+    --raft-addr "127.0.0.1:$4" --grpc-addr "127.0.0.1:$5" \
+    --sentinel-addr "127.0.0.1:$3" --bootstrap "bench=127.0.0.1:$4" \
+    >"$dir/$2.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do
+    redis-cli -h 127.0.0.1 -p "$3" SENTINEL MONITOR "$NAME" 127.0.0.1 "$REDIS_PORT" 1 >/dev/null 2>&1 || true
+    [ "$(redis-cli -h 127.0.0.1 -p "$3" SENTINEL get-master-addr-by-name "$NAME" 2>/dev/null | tr '\n' ' ')" = "$want" ] && break
+    sleep 0.2
+  done
+  wait_reply "$3" "$want" SENTINEL get-master-addr-by-name "$NAME"
+}
+start_node "$dir/coordinator" raftinel "$RAFTINEL_PORT" "$RAFT_PORT" "$GRPC_PORT"
+if [ -n "$BASELINE" ]; then
+  start_node "$dir/coordinator-base" raftinel-base "$BASE_PORT" "$BASE_RAFT_PORT" "$BASE_GRPC_PORT"
+fi
 wait_reply "$SENTINEL_PORT" "$want" SENTINEL get-master-addr-by-name "$NAME"
 
 # rps runs redis-benchmark once against port $1 with pipeline depth $2 and
@@ -136,6 +158,7 @@ echo "redis-benchmark: $(redis-benchmark --version)"
 echo "$(go version), nproc $(nproc), $(uname -sm)"
 grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/^model name\s*: /cpu: /' || true
 echo "raftinel: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (modified)')"
+[ -n "$BASELINE" ] && echo "baseline: $base_rev ($BASELINE)"
 
 # measure LABEL DEPTH: ROUNDS alternating rounds at pipeline depth DEPTH;
 # leaves the ratio of the medians in the variable ratio_LABEL.
@@ -145,20 +168,34 @@ measure() {
   [ "$depth" -gt 1 ] && n=$PIPELINE_REQUESTS
   echo
   echo "== $label: redis-benchmark -h 127.0.0.1 -p PORT -n $n -c $CLIENTS -P $depth -q SENTINEL get-master-addr-by-name $NAME, $ROUNDS alternating rounds"
-  local ours=() theirs=() round r s
+  local ours=() theirs=() base=() round r s b
   for round in $(seq "$ROUNDS"); do
     r=$(rps "$RAFTINEL_PORT" "$depth"); ours+=("$r")
     s=$(rps "$SENTINEL_PORT" "$depth"); theirs+=("$s")
-    printf 'round %d: raftinel (port %s) %s rps, redis-sentinel (port %s) %s rps\n' "$round" "$RAFTINEL_PORT" "$r" "$SENTINEL_PORT" "$s"
+    if [ -n "$BASELINE" ]; then
+      b=$(rps "$BASE_PORT" "$depth"); base+=("$b")
+      printf 'round %d: raftinel (port %s) %s rps, redis-sentinel (port %s) %s rps, baseline (port %s) %s rps\n' "$round" "$RAFTINEL_PORT" "$r" "$SENTINEL_PORT" "$s" "$BASE_PORT" "$b"
+    else
+      printf 'round %d: raftinel (port %s) %s rps, redis-sentinel (port %s) %s rps\n' "$round" "$RAFTINEL_PORT" "$r" "$SENTINEL_PORT" "$s"
+    fi
   done
-  local mo mt ratio
+  local mo mt ratio mb bratio base_ratio
   mo=$(median "${ours[@]}")
   mt=$(median "${theirs[@]}")
   ratio=$(awk -v a="$mo" -v b="$mt" 'BEGIN {printf "%.2f", a / b}')
   printf 'median raftinel:       %s requests per second\n' "$mo"
   printf 'median redis-sentinel: %s requests per second\n' "$mt"
   printf 'ratio raftinel / redis-sentinel: %s\n' "$ratio"
-  summary+=("$(printf '%-22s raftinel %10s rps, redis-sentinel %10s rps, ratio %s' "$label (-P $depth)" "$mo" "$mt" "$ratio")")
+  if [ -n "$BASELINE" ]; then
+    mb=$(median "${base[@]}")
+    bratio=$(awk -v a="$mo" -v b="$mb" 'BEGIN {printf "%.2f", a / b}')
+    base_ratio=$(awk -v a="$mb" -v b="$mt" 'BEGIN {printf "%.2f", a / b}')
+    printf 'median baseline:       %s requests per second (%s / redis-sentinel)\n' "$mb" "$base_ratio"
+    printf 'ratio raftinel / baseline: %s\n' "$bratio"
+    summary+=("$(printf '%-22s raftinel %10s rps, redis-sentinel %10s rps, ratio %s; baseline %10s rps, ratio %s, raftinel / baseline %s' "$label (-P $depth)" "$mo" "$mt" "$ratio" "$mb" "$base_ratio" "$bratio")")
+  else
+    summary+=("$(printf '%-22s raftinel %10s rps, redis-sentinel %10s rps, ratio %s' "$label (-P $depth)" "$mo" "$mt" "$ratio")")
+  fi
 }
 
 measure plain 1
