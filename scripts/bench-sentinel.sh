@@ -7,7 +7,9 @@
 #
 # It measures twice: one request per round trip (plain), then PIPELINE
 # requests per round trip (redis-benchmark -P, default 16), and prints the
-# medians and the ratio of each.
+# medians and the ratio of each, and the CPU time each server used per
+# request (user + system, from /proc): on a loaded machine the requests per
+# second swing with what else runs, the CPU per request much less.
 #
 # BASELINE=REV (a commit, branch or tag) adds a second Raftinel node built
 # from that revision, measured in the same alternating rounds, and prints
@@ -111,6 +113,8 @@ sentinel monitor $NAME 127.0.0.1 $REDIS_PORT 1
 CONF
 redis-sentinel "$dir/sentinel.conf" >"$dir/redis-sentinel.log" 2>&1 &
 pids+=($!)
+declare -A pid_of  # port -> the pid of the server measured on it
+pid_of[$SENTINEL_PORT]=$!
 
 # start_node BINARY NAME SENTINEL_PORT RAFT_PORT GRPC_PORT starts a
 # single-node cluster and MONITORs the master through its own Sentinel
@@ -122,6 +126,7 @@ start_node() {
     --sentinel-addr "127.0.0.1:$3" --bootstrap "bench=127.0.0.1:$4" \
     >"$dir/$2.log" 2>&1 &
   pids+=($!)
+  pid_of[$3]=$!
   for _ in $(seq 100); do
     redis-cli -h 127.0.0.1 -p "$3" SENTINEL MONITOR "$NAME" 127.0.0.1 "$REDIS_PORT" 1 >/dev/null 2>&1 || true
     [ "$(redis-cli -h 127.0.0.1 -p "$3" SENTINEL get-master-addr-by-name "$NAME" 2>/dev/null | tr '\n' ' ')" = "$want" ] && break
@@ -135,18 +140,28 @@ if [ -n "$BASELINE" ]; then
 fi
 wait_reply "$SENTINEL_PORT" "$want" SENTINEL get-master-addr-by-name "$NAME"
 
+# cpu_ticks PID prints the user + system CPU time PID has used, in clock
+# ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+
 # rps runs redis-benchmark once against port $1 with pipeline depth $2 and
-# prints its requests per second.
+# prints its requests per second and the server's CPU microseconds per
+# request.
 rps() {
-  local out n=$REQUESTS
+  local out n=$REQUESTS t0 t1 cpu
   [ "$2" -gt 1 ] && n=$PIPELINE_REQUESTS
+  t0=$(cpu_ticks "${pid_of[$1]}")
   out=$(redis-benchmark -h 127.0.0.1 -p "$1" -n "$n" -c "$CLIENTS" -P "$2" -q SENTINEL get-master-addr-by-name "$NAME" 2>&1 | tr '\r' '\n')
   n=$(grep -o '[0-9.]* requests per second' <<<"$out" | tail -n 1 | cut -d' ' -f1)
   if [ -z "$n" ]; then
     echo "bench-sentinel: redis-benchmark on port $1 printed no figure: $out" >&2
     return 1
   fi
-  echo "$n"
+  t1=$(cpu_ticks "${pid_of[$1]}")
+  [ "$2" -gt 1 ] && cpu=$PIPELINE_REQUESTS || cpu=$REQUESTS
+  cpu=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$cpu" 'BEGIN {printf "%.2f", d * 1e6 / hz / n}')
+  echo "$n $cpu"
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -168,33 +183,37 @@ measure() {
   [ "$depth" -gt 1 ] && n=$PIPELINE_REQUESTS
   echo
   echo "== $label: redis-benchmark -h 127.0.0.1 -p PORT -n $n -c $CLIENTS -P $depth -q SENTINEL get-master-addr-by-name $NAME, $ROUNDS alternating rounds"
-  local ours=() theirs=() base=() round r s b
+  local ours=() theirs=() base=() ours_cpu=() theirs_cpu=() base_cpu=() round r rc s sc b bc
   for round in $(seq "$ROUNDS"); do
-    r=$(rps "$RAFTINEL_PORT" "$depth"); ours+=("$r")
-    s=$(rps "$SENTINEL_PORT" "$depth"); theirs+=("$s")
+    read -r r rc < <(rps "$RAFTINEL_PORT" "$depth"); ours+=("$r"); ours_cpu+=("$rc")
+    read -r s sc < <(rps "$SENTINEL_PORT" "$depth"); theirs+=("$s"); theirs_cpu+=("$sc")
     if [ -n "$BASELINE" ]; then
-      b=$(rps "$BASE_PORT" "$depth"); base+=("$b")
-      printf 'round %d: raftinel (port %s) %s rps, redis-sentinel (port %s) %s rps, baseline (port %s) %s rps\n' "$round" "$RAFTINEL_PORT" "$r" "$SENTINEL_PORT" "$s" "$BASE_PORT" "$b"
+      read -r b bc < <(rps "$BASE_PORT" "$depth"); base+=("$b"); base_cpu+=("$bc")
+      printf 'round %d: raftinel (port %s) %s rps %s us CPU/req, redis-sentinel (port %s) %s rps %s us, baseline (port %s) %s rps %s us\n' "$round" "$RAFTINEL_PORT" "$r" "$rc" "$SENTINEL_PORT" "$s" "$sc" "$BASE_PORT" "$b" "$bc"
     else
-      printf 'round %d: raftinel (port %s) %s rps, redis-sentinel (port %s) %s rps\n' "$round" "$RAFTINEL_PORT" "$r" "$SENTINEL_PORT" "$s"
+      printf 'round %d: raftinel (port %s) %s rps %s us CPU/req, redis-sentinel (port %s) %s rps %s us\n' "$round" "$RAFTINEL_PORT" "$r" "$rc" "$SENTINEL_PORT" "$s" "$sc"
     fi
   done
-  local mo mt ratio mb bratio base_ratio
-  mo=$(median "${ours[@]}")
-  mt=$(median "${theirs[@]}")
+  if [ -z "${r:-}" ] || [ -z "${s:-}" ]; then
+    echo "bench-sentinel: a round printed no figure" >&2
+    exit 1
+  fi
+  local mo mt ratio mb bratio base_ratio co ct cb
+  mo=$(median "${ours[@]}"); co=$(median "${ours_cpu[@]}")
+  mt=$(median "${theirs[@]}"); ct=$(median "${theirs_cpu[@]}")
   ratio=$(awk -v a="$mo" -v b="$mt" 'BEGIN {printf "%.2f", a / b}')
-  printf 'median raftinel:       %s requests per second\n' "$mo"
-  printf 'median redis-sentinel: %s requests per second\n' "$mt"
+  printf 'median raftinel:       %s requests per second, %s us CPU per request\n' "$mo" "$co"
+  printf 'median redis-sentinel: %s requests per second, %s us CPU per request\n' "$mt" "$ct"
   printf 'ratio raftinel / redis-sentinel: %s\n' "$ratio"
   if [ -n "$BASELINE" ]; then
-    mb=$(median "${base[@]}")
+    mb=$(median "${base[@]}"); cb=$(median "${base_cpu[@]}")
     bratio=$(awk -v a="$mo" -v b="$mb" 'BEGIN {printf "%.2f", a / b}')
     base_ratio=$(awk -v a="$mb" -v b="$mt" 'BEGIN {printf "%.2f", a / b}')
-    printf 'median baseline:       %s requests per second (%s / redis-sentinel)\n' "$mb" "$base_ratio"
+    printf 'median baseline:       %s requests per second, %s us CPU per request (%s / redis-sentinel)\n' "$mb" "$cb" "$base_ratio"
     printf 'ratio raftinel / baseline: %s\n' "$bratio"
-    summary+=("$(printf '%-22s raftinel %10s rps, redis-sentinel %10s rps, ratio %s; baseline %10s rps, ratio %s, raftinel / baseline %s' "$label (-P $depth)" "$mo" "$mt" "$ratio" "$mb" "$base_ratio" "$bratio")")
+    summary+=("$(printf '%-18s raftinel %10s rps %5s us/req, redis-sentinel %10s rps %5s us/req, ratio %s; baseline %10s rps %5s us/req, ratio %s, raftinel / baseline %s' "$label (-P $depth)" "$mo" "$co" "$mt" "$ct" "$ratio" "$mb" "$cb" "$base_ratio" "$bratio")")
   else
-    summary+=("$(printf '%-22s raftinel %10s rps, redis-sentinel %10s rps, ratio %s' "$label (-P $depth)" "$mo" "$mt" "$ratio")")
+    summary+=("$(printf '%-18s raftinel %10s rps %5s us/req, redis-sentinel %10s rps %5s us/req, ratio %s' "$label (-P $depth)" "$mo" "$co" "$mt" "$ct" "$ratio")")
   fi
 }
 
