@@ -211,6 +211,9 @@ func (c *conn) readFailed(err error) {
 		return
 	}
 	c.s.log.Info("closing a client after a protocol error", "client", c.id, "addr", c.remote, "err", err)
+	if c.closed() {
+		return // killed meanwhile: its past deadline must stay
+	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 	c.mu.Lock()
 	c.w.Error("ERR " + pe.Error())
