@@ -7,7 +7,14 @@
 #
 # It measures twice: one request per round trip (plain), then PIPELINE
 # requests per round trip (redis-benchmark -P, default 16), and prints the
-# medians and the ratio of each.
+# medians and the ratio of each, and the CPU time each server used per
+# request (user + system, from /proc): on a loaded machine the requests per
+# second swing with what else runs, the CPU per request much less.
+#
+# BASELINE=REV (a commit, branch or tag) adds a second Raftinel node built
+# from that revision, measured in the same alternating rounds, and prints
+# its figures and the ratio of this tree's node to it: an A/B of a change
+# under the same machine load.
 #
 # Settings (environment): REQUESTS (default 200000), CLIENTS (50), ROUNDS (3),
 # PIPELINE (16), PIPELINE_REQUESTS (1000000: a pipelined round of 200000
@@ -50,7 +57,11 @@ REDIS_PORT=${REDIS_PORT:-$(free_port)}; chosen+=("$REDIS_PORT")
 SENTINEL_PORT=${SENTINEL_PORT:-$(free_port)}; chosen+=("$SENTINEL_PORT")
 RAFTINEL_PORT=${RAFTINEL_PORT:-$(free_port)}; chosen+=("$RAFTINEL_PORT")
 RAFT_PORT=${RAFT_PORT:-$(free_port)}; chosen+=("$RAFT_PORT")
-GRPC_PORT=${GRPC_PORT:-$(free_port)}
+GRPC_PORT=${GRPC_PORT:-$(free_port)}; chosen+=("$GRPC_PORT")
+BASELINE=${BASELINE:-}
+if [ -n "$BASELINE" ]; then
+  BASE_PORT=$(free_port); BASE_RAFT_PORT=$(free_port); BASE_GRPC_PORT=$(free_port)
+fi
 for p in "$REDIS_PORT" "$SENTINEL_PORT" "$RAFTINEL_PORT" "$RAFT_PORT" "$GRPC_PORT"; do
   if taken "$p"; then
     echo "bench-sentinel: port $p on 127.0.0.1 is taken; choose another one" >&2
@@ -81,6 +92,12 @@ wait_reply() {
 }
 
 go build -o "$dir/coordinator" ./cmd/coordinator
+if [ -n "$BASELINE" ]; then
+  base_rev=$(git rev-parse --short "$BASELINE^{commit}") || { echo "bench-sentinel: BASELINE=$BASELINE is not a commit" >&2; exit 1; }
+  mkdir "$dir/base-src"
+  git archive "$base_rev" | tar -x -C "$dir/base-src"
+  (cd "$dir/base-src" && go build -o "$dir/coordinator-base" ./cmd/coordinator)
+fi
 
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dir" --save "" --appendonly no \
   --daemonize no >"$dir/redis.log" 2>&1 &
@@ -96,35 +113,55 @@ sentinel monitor $NAME 127.0.0.1 $REDIS_PORT 1
 CONF
 redis-sentinel "$dir/sentinel.conf" >"$dir/redis-sentinel.log" 2>&1 &
 pids+=($!)
+declare -A pid_of  # port -> the pid of the server measured on it
+pid_of[$SENTINEL_PORT]=$!
 
-"$dir/coordinator" --id bench --data-dir "$dir/raftinel" --log-level warn \
-  --raft-addr "127.0.0.1:$RAFT_PORT" --grpc-addr "127.0.0.1:$GRPC_PORT" \
-  --sentinel-addr "127.0.0.1:$RAFTINEL_PORT" --bootstrap "bench=127.0.0.1:$RAFT_PORT" \
-  >"$dir/raftinel.log" 2>&1 &
-pids+=($!)
-# MONITOR through Raftinel's own Sentinel endpoint, retried until the
-# single node has elected itself and serves the master.
+# start_node BINARY NAME SENTINEL_PORT RAFT_PORT GRPC_PORT starts a
+# single-node cluster and MONITORs the master through its own Sentinel
+# endpoint, retried until the node has elected itself and serves it.
 want="127.0.0.1 $REDIS_PORT "
-for _ in $(seq 100); do
-  redis-cli -h 127.0.0.1 -p "$RAFTINEL_PORT" SENTINEL MONITOR "$NAME" 127.0.0.1 "$REDIS_PORT" 1 >/dev/null 2>&1 || true
-  [ "$(redis-cli -h 127.0.0.1 -p "$RAFTINEL_PORT" SENTINEL get-master-addr-by-name "$NAME" 2>/dev/null | tr '\n' ' ')" = "$want" ] && break
-  sleep 0.2
-done
-wait_reply "$RAFTINEL_PORT" "$want" SENTINEL get-master-addr-by-name "$NAME"
+start_node() {
+  "$1" --id bench --data-dir "$dir/$2" --log-level warn \
+    --raft-addr "127.0.0.1:$4" --grpc-addr "127.0.0.1:$5" \
+    --sentinel-addr "127.0.0.1:$3" --bootstrap "bench=127.0.0.1:$4" \
+    >"$dir/$2.log" 2>&1 &
+  pids+=($!)
+  pid_of[$3]=$!
+  for _ in $(seq 100); do
+    redis-cli -h 127.0.0.1 -p "$3" SENTINEL MONITOR "$NAME" 127.0.0.1 "$REDIS_PORT" 1 >/dev/null 2>&1 || true
+    [ "$(redis-cli -h 127.0.0.1 -p "$3" SENTINEL get-master-addr-by-name "$NAME" 2>/dev/null | tr '\n' ' ')" = "$want" ] && break
+    sleep 0.2
+  done
+  wait_reply "$3" "$want" SENTINEL get-master-addr-by-name "$NAME"
+}
+start_node "$dir/coordinator" raftinel "$RAFTINEL_PORT" "$RAFT_PORT" "$GRPC_PORT"
+if [ -n "$BASELINE" ]; then
+  start_node "$dir/coordinator-base" raftinel-base "$BASE_PORT" "$BASE_RAFT_PORT" "$BASE_GRPC_PORT"
+fi
 wait_reply "$SENTINEL_PORT" "$want" SENTINEL get-master-addr-by-name "$NAME"
 
+# cpu_ticks PID prints the user + system CPU time PID has used, in clock
+# ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+
 # rps runs redis-benchmark once against port $1 with pipeline depth $2 and
-# prints its requests per second.
+# prints its requests per second and the server's CPU microseconds per
+# request.
 rps() {
-  local out n=$REQUESTS
+  local out n=$REQUESTS t0 t1 cpu
   [ "$2" -gt 1 ] && n=$PIPELINE_REQUESTS
+  t0=$(cpu_ticks "${pid_of[$1]}")
   out=$(redis-benchmark -h 127.0.0.1 -p "$1" -n "$n" -c "$CLIENTS" -P "$2" -q SENTINEL get-master-addr-by-name "$NAME" 2>&1 | tr '\r' '\n')
   n=$(grep -o '[0-9.]* requests per second' <<<"$out" | tail -n 1 | cut -d' ' -f1)
   if [ -z "$n" ]; then
     echo "bench-sentinel: redis-benchmark on port $1 printed no figure: $out" >&2
     return 1
   fi
-  echo "$n"
+  t1=$(cpu_ticks "${pid_of[$1]}")
+  [ "$2" -gt 1 ] && cpu=$PIPELINE_REQUESTS || cpu=$REQUESTS
+  cpu=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$cpu" 'BEGIN {printf "%.2f", d * 1e6 / hz / n}')
+  echo "$n $cpu"
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -136,6 +173,7 @@ echo "redis-benchmark: $(redis-benchmark --version)"
 echo "$(go version), nproc $(nproc), $(uname -sm)"
 grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/^model name\s*: /cpu: /' || true
 echo "raftinel: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (modified)')"
+[ -n "$BASELINE" ] && echo "baseline: $base_rev ($BASELINE)"
 
 # measure LABEL DEPTH: ROUNDS alternating rounds at pipeline depth DEPTH;
 # leaves the ratio of the medians in the variable ratio_LABEL.
@@ -145,20 +183,38 @@ measure() {
   [ "$depth" -gt 1 ] && n=$PIPELINE_REQUESTS
   echo
   echo "== $label: redis-benchmark -h 127.0.0.1 -p PORT -n $n -c $CLIENTS -P $depth -q SENTINEL get-master-addr-by-name $NAME, $ROUNDS alternating rounds"
-  local ours=() theirs=() round r s
+  local ours=() theirs=() base=() ours_cpu=() theirs_cpu=() base_cpu=() round r rc s sc b bc
   for round in $(seq "$ROUNDS"); do
-    r=$(rps "$RAFTINEL_PORT" "$depth"); ours+=("$r")
-    s=$(rps "$SENTINEL_PORT" "$depth"); theirs+=("$s")
-    printf 'round %d: raftinel (port %s) %s rps, redis-sentinel (port %s) %s rps\n' "$round" "$RAFTINEL_PORT" "$r" "$SENTINEL_PORT" "$s"
+    read -r r rc < <(rps "$RAFTINEL_PORT" "$depth"); ours+=("$r"); ours_cpu+=("$rc")
+    read -r s sc < <(rps "$SENTINEL_PORT" "$depth"); theirs+=("$s"); theirs_cpu+=("$sc")
+    if [ -n "$BASELINE" ]; then
+      read -r b bc < <(rps "$BASE_PORT" "$depth"); base+=("$b"); base_cpu+=("$bc")
+      printf 'round %d: raftinel (port %s) %s rps %s us CPU/req, redis-sentinel (port %s) %s rps %s us, baseline (port %s) %s rps %s us\n' "$round" "$RAFTINEL_PORT" "$r" "$rc" "$SENTINEL_PORT" "$s" "$sc" "$BASE_PORT" "$b" "$bc"
+    else
+      printf 'round %d: raftinel (port %s) %s rps %s us CPU/req, redis-sentinel (port %s) %s rps %s us\n' "$round" "$RAFTINEL_PORT" "$r" "$rc" "$SENTINEL_PORT" "$s" "$sc"
+    fi
   done
-  local mo mt ratio
-  mo=$(median "${ours[@]}")
-  mt=$(median "${theirs[@]}")
+  if [ -z "${r:-}" ] || [ -z "${s:-}" ]; then
+    echo "bench-sentinel: a round printed no figure" >&2
+    exit 1
+  fi
+  local mo mt ratio mb bratio base_ratio co ct cb
+  mo=$(median "${ours[@]}"); co=$(median "${ours_cpu[@]}")
+  mt=$(median "${theirs[@]}"); ct=$(median "${theirs_cpu[@]}")
   ratio=$(awk -v a="$mo" -v b="$mt" 'BEGIN {printf "%.2f", a / b}')
-  printf 'median raftinel:       %s requests per second\n' "$mo"
-  printf 'median redis-sentinel: %s requests per second\n' "$mt"
+  printf 'median raftinel:       %s requests per second, %s us CPU per request\n' "$mo" "$co"
+  printf 'median redis-sentinel: %s requests per second, %s us CPU per request\n' "$mt" "$ct"
   printf 'ratio raftinel / redis-sentinel: %s\n' "$ratio"
-  summary+=("$(printf '%-22s raftinel %10s rps, redis-sentinel %10s rps, ratio %s' "$label (-P $depth)" "$mo" "$mt" "$ratio")")
+  if [ -n "$BASELINE" ]; then
+    mb=$(median "${base[@]}"); cb=$(median "${base_cpu[@]}")
+    bratio=$(awk -v a="$mo" -v b="$mb" 'BEGIN {printf "%.2f", a / b}')
+    base_ratio=$(awk -v a="$mb" -v b="$mt" 'BEGIN {printf "%.2f", a / b}')
+    printf 'median baseline:       %s requests per second, %s us CPU per request (%s / redis-sentinel)\n' "$mb" "$cb" "$base_ratio"
+    printf 'ratio raftinel / baseline: %s\n' "$bratio"
+    summary+=("$(printf '%-18s raftinel %10s rps %5s us/req, redis-sentinel %10s rps %5s us/req, ratio %s; baseline %10s rps %5s us/req, ratio %s, raftinel / baseline %s' "$label (-P $depth)" "$mo" "$co" "$mt" "$ct" "$ratio" "$mb" "$cb" "$base_ratio" "$bratio")")
+  else
+    summary+=("$(printf '%-18s raftinel %10s rps %5s us/req, redis-sentinel %10s rps %5s us/req, ratio %s' "$label (-P $depth)" "$mo" "$co" "$mt" "$ct" "$ratio")")
+  fi
 }
 
 measure plain 1

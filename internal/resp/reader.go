@@ -165,6 +165,46 @@ func (r *Reader) ReadCommandShared() ([][]byte, error) {
 	return args, err
 }
 
+// ReadBufferedCommand is ReadCommandShared for a request that is already
+// wholly in the buffer: it never reads from the underlying reader, so a
+// server can run it where a read must not wait (inside a poller callback).
+// ok is false, and nothing is consumed, when the buffer does not begin with
+// a complete multibulk request of the common form (every argument at most
+// 4 KiB, within the limits, well formed); ReadCommandShared then reads the
+// next request, whatever it is, with its errors. The arguments are valid
+// until the next read, as with ReadCommandShared.
+func (r *Reader) ReadBufferedCommand() (args [][]byte, ok bool) {
+	if r.err != nil || r.br.Buffered() == 0 {
+		return nil, false
+	}
+	if first, _ := r.br.Peek(1); first[0] != '*' {
+		return nil, false
+	}
+	if cap(r.arena) > sharedArenaMax {
+		r.arena = nil
+	}
+	if cap(r.args) > sharedArgsMax {
+		r.args = nil
+	}
+	return r.readBufferedMultibulk()
+}
+
+// Fill reads once from the underlying reader into the empty buffer and
+// returns that read's error, if any. Unlike the errors of ReadCommand, it
+// is not kept: a source that reports a read that would block (a
+// non-blocking socket) can be filled again later. It does nothing when
+// bytes are buffered.
+func (r *Reader) Fill() error {
+	if r.err != nil {
+		return r.err
+	}
+	if r.br.Buffered() > 0 {
+		return nil
+	}
+	_, err := r.br.Peek(1)
+	return err
+}
+
 // Beyond these capacities the shared buffers are dropped after a request.
 const (
 	sharedArenaMax = 64 << 10

@@ -475,3 +475,95 @@ func TestReadCommandSharedAllocations(t *testing.T) {
 		t.Errorf("%v allocations per request, want 0", n)
 	}
 }
+
+// scriptedReader returns its chunks one per Read, then errWould until more
+// are appended: a non-blocking socket.
+type scriptedReader struct {
+	chunks [][]byte
+}
+
+var errWould = errors.New("would block")
+
+func (s *scriptedReader) Read(p []byte) (int, error) {
+	if len(s.chunks) == 0 {
+		return 0, errWould
+	}
+	n := copy(p, s.chunks[0])
+	if s.chunks[0] = s.chunks[0][n:]; len(s.chunks[0]) == 0 {
+		s.chunks = s.chunks[1:]
+	}
+	return n, nil
+}
+
+// ReadBufferedCommand takes only whole buffered requests of the common form
+// and never reads; Fill reads once, and its error does not stick. A request
+// cut at any byte is taken once its rest is filled in; anything else is
+// left for ReadCommandShared.
+func TestReadBufferedCommandAndFill(t *testing.T) {
+	req := "*3\r\n$8\r\nSENTINEL\r\n$23\r\nget-master-addr-by-name\r\n$8\r\nmymaster\r\n"
+	for cut := 0; cut <= len(req); cut++ {
+		src := &scriptedReader{}
+		r := NewReader(src, Limits{})
+		if args, ok := r.ReadBufferedCommand(); ok {
+			t.Fatalf("empty buffer: got %q", args)
+		}
+		if err := r.Fill(); err != errWould {
+			t.Fatalf("Fill of nothing: %v, want the source's error", err)
+		}
+		src.chunks = append(src.chunks, []byte(req[:cut]))
+		if cut > 0 {
+			if err := r.Fill(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		args, ok := r.ReadBufferedCommand()
+		if cut < len(req) {
+			if ok {
+				t.Fatalf("cut at %d: took %q from part of a request", cut, args)
+			}
+			if r.Buffered() != cut {
+				t.Fatalf("cut at %d: %d bytes left buffered", cut, r.Buffered())
+			}
+			// Fill does nothing while bytes are buffered (with none, it
+			// reads); the general path reads the rest.
+			src.chunks = append(src.chunks, []byte(req[cut:]))
+			if err := r.Fill(); err != nil || (cut > 0 && r.Buffered() != cut) {
+				t.Fatalf("cut at %d: Fill with bytes buffered: %v, %d buffered", cut, err, r.Buffered())
+			}
+			if args, err := r.ReadCommandShared(); err != nil || len(args) != 3 || string(args[2]) != "mymaster" {
+				t.Fatalf("cut at %d: general path %q, %v", cut, args, err)
+			}
+			continue
+		}
+		if !ok || len(args) != 3 || string(args[0]) != "SENTINEL" || string(args[2]) != "mymaster" || r.Buffered() != 0 {
+			t.Fatalf("whole request: %q, %v, %d left", args, ok, r.Buffered())
+		}
+	}
+	// Forms the one-pass parse leaves to the general path: inline, empty,
+	// a large argument, a malformed request. Nothing is consumed.
+	for _, in := range []string{"PING\r\n", "*0\r\n", "*-1\r\n", "*1\r\n$5000\r\n" + strings.Repeat("x", 5000) + "\r\n", "*1\r\n$x\r\n"} {
+		r := NewReader(strings.NewReader(in), Limits{})
+		if err := r.Fill(); err != nil {
+			t.Fatal(err)
+		}
+		before := r.Buffered()
+		if args, ok := r.ReadBufferedCommand(); ok || r.Buffered() != before {
+			t.Errorf("%q: took %q, %d of %d bytes left", trunc(in), args, r.Buffered(), before)
+		}
+	}
+	// A sticky error stops both.
+	r := NewReader(strings.NewReader("*1\r\n$x\r\n"), Limits{})
+	if _, err := r.ReadCommand(); err == nil {
+		t.Fatal("malformed request read")
+	}
+	if err := r.Fill(); err == nil {
+		t.Error("Fill after a protocol error succeeded")
+	}
+}
+
+func trunc(s string) string {
+	if len(s) > 20 {
+		return s[:20] + "..."
+	}
+	return s
+}

@@ -34,6 +34,9 @@ type conn struct {
 	local   string
 	created time.Time
 	r       *resp.Reader // serving goroutine only
+	// raw is the source of r on a plain TCP connection, served by the raw
+	// read loop (rawread.go); nil for the general loop.
+	raw *rawSource
 
 	// The serving goroutine's last command and subcommand lookups.
 	cmdCache, subCache lookupCache
@@ -100,7 +103,11 @@ func newConn(s *Server, nc net.Conn) *conn {
 	if !c.authed {
 		limits = tighter(limits, unauthLimits)
 	}
-	c.r = resp.NewReader(nc, limits)
+	if c.raw = rawSourceFor(nc); c.raw != nil {
+		c.r = resp.NewReader(c.raw, limits)
+	} else {
+		c.r = resp.NewReader(nc, limits)
+	}
 	c.proto.Store(2)
 	c.lastActive.Store(c.created.UnixNano())
 	return c
@@ -126,11 +133,30 @@ func tighter(a, b resp.Limits) resp.Limits {
 }
 
 // close ends the connection; safe from any goroutine, any number of times.
+// A connection in the raw read loop is only woken by a past deadline (its
+// reads and writes fail at once) and its serving goroutine closes the
+// socket: Close would wait for the loop's callback, which may be running
+// the very command that closes (CLIENT KILL) or waiting on a lock the
+// caller holds.
 func (c *conn) close() {
 	c.closeOnce.Do(func() {
-		_ = c.nc.Close()
+		if c.raw != nil {
+			_ = c.nc.SetDeadline(aLongTimeAgo)
+		} else {
+			_ = c.nc.Close()
+		}
 		close(c.done)
 	})
+}
+
+// closed reports whether close was called.
+func (c *conn) closed() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // dropSlow disconnects a subscriber whose queue is full. It reports whether
@@ -145,7 +171,12 @@ func (c *conn) dropSlow() bool {
 
 func (c *conn) serve() {
 	defer c.s.forget(c)
-	defer c.close()
+	defer func() {
+		c.close()
+		if c.raw != nil {
+			_ = c.nc.Close() // close only woke it; see close
+		}
+	}()
 	defer func() {
 		// A bug in a handler must cost one connection, not the node.
 		if r := recover(); r != nil {
@@ -153,6 +184,10 @@ func (c *conn) serve() {
 			c.s.log.Error("panic while serving a client; connection closed", "client", c.id, "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
+	if c.raw != nil {
+		c.serveRaw()
+		return
+	}
 	for {
 		args, err := c.r.ReadCommandShared()
 		if err != nil {
@@ -170,12 +205,15 @@ func (c *conn) serve() {
 func (c *conn) readFailed(err error) {
 	var pe *resp.ProtocolError
 	if !errors.As(err, &pe) {
-		if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.ErrUnexpectedEOF) && !c.closed() {
 			c.s.log.Debug("client read failed", "client", c.id, "err", err)
 		}
 		return
 	}
 	c.s.log.Info("closing a client after a protocol error", "client", c.id, "addr", c.remote, "err", err)
+	if c.closed() {
+		return // killed meanwhile: its past deadline must stay
+	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 	c.mu.Lock()
 	c.w.Error("ERR " + pe.Error())
