@@ -57,6 +57,11 @@ type Server struct {
 	sentinelLis net.Listener
 	sentinel    *sentinel.Server
 
+	// staleness decides whether the node may name masters to clients, by
+	// its last contact with a Raft leader.
+	staleness *staleness
+	raftLease time.Duration // Raft's LeaderLeaseTimeout in force
+
 	// metrics is this node's registry; metricsLis is bound in New like
 	// sentinelLis, and metricsHTTP serves /metrics on it (both nil when
 	// metrics are off).
@@ -121,6 +126,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.watchLeaderChanges()
+	s.staleness = newStaleness(s.raft, s.cfg.MaxStaleness, s.raftLease)
 	lis := cfg.GRPCListener
 	if lis == nil {
 		var err error
@@ -167,6 +173,9 @@ func New(cfg Config) (*Server, error) {
 		if err := s.startSentinel(s.sentinelLis); err != nil {
 			return nil, err
 		}
+	}
+	if s.cfg.MaxStaleness > 0 {
+		s.wg.Go(s.watchStaleness)
 	}
 	s.wg.Add(1)
 	go s.registerSelf()
@@ -267,6 +276,7 @@ func (s *Server) openRaft() error {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return fmt.Errorf("raft config: %w", err)
 	}
+	s.raftLease = rc.LeaderLeaseTimeout
 	// The entries already in the log are replayed: the failovers they end
 	// were counted by the process that first applied them.
 	last, err := logs.LastIndex()

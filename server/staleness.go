@@ -1,0 +1,249 @@
+package server
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// DefaultMaxStaleness is Config.MaxStaleness when unset: how long a node
+// keeps naming masters to clients after its last contact with a Raft
+// leader (being one counts). See README, "Stale answers from a cut-off
+// node", for the choice.
+const DefaultMaxStaleness = 2 * time.Second
+
+// NoMaxStaleness (any negative Config.MaxStaleness) makes a node answer
+// from its own copy of the state however long it has been cut off, as
+// Sentinel does.
+const NoMaxStaleness time.Duration = -1
+
+// ReasonNoLeaderContact is the google.rpc.ErrorInfo reason of a read
+// refused because the node has had no contact with a Raft leader for
+// longer than its --max-staleness.
+const ReasonNoLeaderContact = "NO_LEADER_CONTACT"
+
+// leadership is what a node remembers of its own leadership between two
+// looks at Raft: since when it has led without a gap in the looks, and the
+// last time that leadership counted as contact with a leader.
+type leadership struct {
+	lastLook time.Time // zero: never looked
+	since    time.Time // zero: not leading at the last look
+	credited time.Time // zero: never
+}
+
+// nextLeadership is one look at Raft at now. A leader counts as in contact
+// with a leader (itself) only once it has led for a whole lease without a
+// gap of more than a lease between two looks: hashicorp/raft steps a
+// leader down when a lease passes without contact with a majority, so by
+// then it has had that contact. A gap (the process frozen, or starved of
+// CPU) starts the count again: a leader resumed after a SIGSTOP still
+// believes it leads until Raft runs its lease check.
+func nextLeadership(prev leadership, leader bool, now time.Time, lease time.Duration) leadership {
+	next := leadership{lastLook: now, credited: prev.credited}
+	gap := !prev.lastLook.IsZero() && now.Sub(prev.lastLook) > lease
+	if leader {
+		next.since = prev.since
+		if next.since.IsZero() || gap {
+			next.since = now
+		}
+		if now.Sub(next.since) >= lease {
+			next.credited = now
+		}
+	}
+	return next
+}
+
+// vouching is the decision: may a node name masters to clients at now,
+// given its last contact from a leader as a follower (lastContact, zero
+// for never) and the last time its own leadership counted (credited)? It
+// may when either is within bound; bound <= 0 always may. age is the time
+// since the newer of the two, -1 when there was none.
+func vouching(lastContact, credited, now time.Time, bound time.Duration) (ok bool, age time.Duration) {
+	contact := lastContact
+	if credited.After(contact) {
+		contact = credited
+	}
+	age = -1
+	if !contact.IsZero() {
+		age = max0(now.Sub(contact))
+	}
+	if bound <= 0 {
+		return true, age
+	}
+	return age >= 0 && age <= bound, age
+}
+
+func max0(d time.Duration) time.Duration {
+	if d < 0 {
+		return 0
+	}
+	return d
+}
+
+// verdict is the last decision, valid for callers until until.
+type verdict struct {
+	ok    bool
+	age   time.Duration // -1: no contact ever
+	until time.Time     // when ok, the time it lapses without new contact
+}
+
+// staleness decides, for the node's read paths, whether the node can vouch
+// for its state, and tells them when that changes.
+type staleness struct {
+	max   time.Duration // <= 0: always vouch
+	lease time.Duration
+	raft  interface {
+		State() raft.RaftState
+		LastContact() time.Time
+	}
+
+	cur atomic.Pointer[verdict]
+
+	mu   sync.Mutex
+	lead leadership
+	// lost is closed when the node stops vouching, and replaced when it
+	// vouches again.
+	lost chan struct{}
+}
+
+func newStaleness(r interface {
+	State() raft.RaftState
+	LastContact() time.Time
+}, bound, lease time.Duration) *staleness {
+	st := &staleness{max: bound, lease: lease, raft: r, lost: make(chan struct{})}
+	st.cur.Store(&verdict{ok: bound <= 0, age: -1})
+	if bound > 0 {
+		close(st.lost) // no contact yet
+	}
+	return st
+}
+
+// check looks at Raft now and stores the verdict; it reports the new one
+// and whether the answer (vouch or not) changed.
+func (st *staleness) check(now time.Time) (verdict, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.lead = nextLeadership(st.lead, st.raft.State() == raft.Leader, now, st.lease)
+	ok, age := vouching(st.raft.LastContact(), st.lead.credited, now, st.max)
+	v := verdict{ok: ok, age: age}
+	if ok && st.max > 0 {
+		v.until = now.Add(st.max - max0(age))
+	}
+	prev := st.cur.Swap(&v)
+	changed := prev.ok != ok
+	if changed {
+		if ok {
+			st.lost = make(chan struct{})
+		} else {
+			close(st.lost)
+		}
+	}
+	return v, changed
+}
+
+// now returns the current verdict: the stored one while it holds, else a
+// fresh look at Raft. It is on the request path of every discovery read.
+func (st *staleness) now() verdict {
+	if st.max <= 0 {
+		return verdict{ok: true, age: -1}
+	}
+	t := time.Now()
+	if v := st.cur.Load(); v.ok && t.Before(v.until) {
+		return *v
+	}
+	v, _ := st.check(t)
+	return v
+}
+
+// lostCh is closed when the node stops vouching (already closed while it
+// does not).
+func (st *staleness) lostCh() <-chan struct{} {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.lost
+}
+
+// err is the status a read gets from a node that does not vouch: it is
+// Unavailable, so the client package (and any gRPC client that retries
+// Unavailable) asks another node.
+func (st *staleness) err(nodeID string, v verdict) error {
+	since := "since it started"
+	if v.age >= 0 {
+		since = "for " + v.age.Round(time.Millisecond).String()
+	}
+	s := status.New(codes.Unavailable, fmt.Sprintf(
+		"node %s has had no contact with a Raft leader %s (more than --max-staleness %v): its copy of the state may name a master the others have failed over; ask another node",
+		nodeID, since, st.max))
+	md := map[string]string{"node": nodeID, "max_staleness": st.max.String()}
+	if v.age >= 0 {
+		md["stale_for"] = v.age.Round(time.Millisecond).String()
+	}
+	if d, err := s.WithDetails(&errdetails.ErrorInfo{Reason: ReasonNoLeaderContact, Domain: errorDomain, Metadata: md}); err == nil {
+		s = d
+	}
+	return s.Err()
+}
+
+// checkFresh is the guard of a gRPC read that names masters: nil when the
+// node vouches for its state, else the Unavailable status above.
+func (s *Server) checkFresh() error {
+	if s.staleness == nil {
+		return nil
+	}
+	if v := s.staleness.now(); !v.ok {
+		return s.staleness.err(s.cfg.ID, v)
+	}
+	return nil
+}
+
+// Vouches tells whether this node names masters to clients now (Sentinel
+// discovery, GetMaster, ListMasters, WatchMaster): false once it has had
+// no contact with a Raft leader for longer than Config.MaxStaleness.
+func (s *Server) Vouches() bool { return s.staleness == nil || s.staleness.now().ok }
+
+// watchStaleness looks at Raft every period until the node stops, and acts
+// on a change (whichever look found it, this one or a request's): a node
+// that stops vouching disconnects its Sentinel subscribers (its WatchMaster
+// streams end by themselves, on lostCh) and says so in its log; one that
+// vouches again says that too. With max <= 0 it is not started.
+func (s *Server) watchStaleness() {
+	st := s.staleness
+	period := min(max(st.lease/4, 10*time.Millisecond), 100*time.Millisecond)
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	// announced is the answer the log last gave; a node starts without
+	// contact and says nothing until it has some.
+	announced := false
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		v, _ := st.check(time.Now())
+		if v.ok == announced {
+			continue
+		}
+		announced = v.ok
+		if v.ok {
+			s.log.Info("in contact with a Raft leader: naming masters to clients", "max_staleness", st.max)
+			continue
+		}
+		dropped := 0
+		if s.sentinel != nil {
+			dropped = s.sentinel.DisconnectSubscribers()
+		}
+		age := "never"
+		if v.age >= 0 {
+			age = v.age.Round(time.Millisecond).String()
+		}
+		s.log.Warn("no contact with a Raft leader for longer than --max-staleness: no longer naming masters to clients (Sentinel discovery closes the connection, gRPC reads answer Unavailable) until contact returns",
+			"last_contact_age", age, "max_staleness", st.max, "sentinel_subscribers_disconnected", dropped)
+	}
+}

@@ -1,0 +1,171 @@
+package server
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func TestVouching(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	never := time.Time{}
+	for _, tc := range []struct {
+		name                 string
+		lastContact, leading time.Time
+		now                  time.Time
+		bound                time.Duration
+		ok                   bool
+		age                  time.Duration
+	}{
+		{"follower heard from the leader just now", t0, never, t0.Add(50 * time.Millisecond), 2 * time.Second, true, 50 * time.Millisecond},
+		{"follower at the bound", t0, never, t0.Add(2 * time.Second), 2 * time.Second, true, 2 * time.Second},
+		{"follower past the bound", t0, never, t0.Add(2*time.Second + time.Millisecond), 2 * time.Second, false, 2*time.Second + time.Millisecond},
+		{"never any contact", never, never, t0, 2 * time.Second, false, -1},
+		{"leading counts as contact", never, t0, t0.Add(time.Second), 2 * time.Second, true, time.Second},
+		{"a deposed leader keeps its last leading time", t0.Add(-time.Hour), t0, t0.Add(3 * time.Second), 2 * time.Second, false, 3 * time.Second},
+		{"the newer of the two counts", t0, t0.Add(-time.Minute), t0.Add(time.Second), 2 * time.Second, true, time.Second},
+		{"bound 0 always vouches", t0.Add(-time.Hour), never, t0, 0, true, time.Hour},
+		{"negative bound always vouches, even never", never, never, t0, NoMaxStaleness, true, -1},
+		{"clock behind the contact", t0.Add(time.Second), never, t0, 2 * time.Second, true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ok, age := vouching(tc.lastContact, tc.leading, tc.now, tc.bound)
+			if ok != tc.ok || age != tc.age {
+				t.Fatalf("vouching = %v, %v; want %v, %v", ok, age, tc.ok, tc.age)
+			}
+		})
+	}
+}
+
+func TestNextLeadership(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	lease := 250 * time.Millisecond
+	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+	for _, tc := range []struct {
+		name   string
+		prev   leadership
+		leader bool
+		now    time.Time
+		want   leadership
+	}{
+		{"first look, follower", leadership{}, false, t0, leadership{lastLook: t0}},
+		{"first look, leader: not yet credited", leadership{}, true, t0, leadership{lastLook: t0, since: t0}},
+		{"leading for less than a lease", leadership{lastLook: ms(100), since: ms(0)}, true, ms(200),
+			leadership{lastLook: ms(200), since: ms(0)}},
+		{"leading for a whole lease, looked at without a gap: credited", leadership{lastLook: ms(200), since: ms(0)}, true, ms(300),
+			leadership{lastLook: ms(300), since: ms(0), credited: ms(300)}},
+		{"a gap of more than a lease (frozen): counted again from now", leadership{lastLook: ms(300), since: ms(0), credited: ms(300)}, true, ms(10300),
+			leadership{lastLook: ms(10300), since: ms(10300), credited: ms(300)}},
+		{"after the gap, a lease later: credited again", leadership{lastLook: ms(10500), since: ms(10300), credited: ms(300)}, true, ms(10550),
+			leadership{lastLook: ms(10550), since: ms(10300), credited: ms(10550)}},
+		{"stepped down: the last credit stays", leadership{lastLook: ms(300), since: ms(0), credited: ms(300)}, false, ms(400),
+			leadership{lastLook: ms(400), credited: ms(300)}},
+		{"leading again after stepping down starts a new count", leadership{lastLook: ms(400), credited: ms(300)}, true, ms(500),
+			leadership{lastLook: ms(500), since: ms(500), credited: ms(300)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := nextLeadership(tc.prev, tc.leader, tc.now, lease); got != tc.want {
+				t.Fatalf("nextLeadership = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// fakeRaft is what staleness reads of Raft.
+type fakeRaft struct {
+	mu      sync.Mutex
+	state   raft.RaftState
+	contact time.Time
+}
+
+func (f *fakeRaft) State() raft.RaftState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.state
+}
+
+func (f *fakeRaft) LastContact() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.contact
+}
+
+func (f *fakeRaft) set(st raft.RaftState, contact time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.state, f.contact = st, contact
+}
+
+func isClosedCh(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// The verdict's transitions close and renew lostCh, and the refusal is an
+// Unavailable status with its reason.
+func TestStalenessTransitions(t *testing.T) {
+	r := &fakeRaft{state: raft.Follower}
+	st := newStaleness(r, 2*time.Second, 250*time.Millisecond)
+	t0 := time.Unix(1_000_000, 0)
+	if v, _ := st.check(t0); v.ok {
+		t.Fatal("vouches before any contact")
+	}
+	if !isClosedCh(st.lostCh()) {
+		t.Fatal("lostCh open while not vouching")
+	}
+	r.set(raft.Follower, t0)
+	v, changed := st.check(t0.Add(100 * time.Millisecond))
+	if !v.ok || !changed || v.until != t0.Add(2*time.Second) {
+		t.Fatalf("after contact: %+v changed=%v, want ok until contact+2s", v, changed)
+	}
+	lost := st.lostCh()
+	if isClosedCh(lost) {
+		t.Fatal("lostCh closed while vouching")
+	}
+	v, changed = st.check(t0.Add(2500 * time.Millisecond))
+	if v.ok || !changed || !isClosedCh(lost) {
+		t.Fatalf("2.5 s after the last contact: %+v changed=%v lost closed=%v", v, changed, isClosedCh(lost))
+	}
+	err := st.err("n2", v)
+	s := status.Convert(err)
+	if s.Code() != codes.Unavailable || len(s.Details()) != 1 {
+		t.Fatalf("refusal: %v", err)
+	}
+	if info, ok := s.Details()[0].(*errdetails.ErrorInfo); !ok || info.GetReason() != ReasonNoLeaderContact || info.GetMetadata()["stale_for"] != "2.5s" {
+		t.Fatalf("refusal's detail: %v", s.Details())
+	}
+	if want := "node n2 has had no contact with a Raft leader for 2.5s (more than --max-staleness 2s)"; len(s.Message()) < len(want) || s.Message()[:len(want)] != want {
+		t.Fatalf("refusal's message: %q", s.Message())
+	}
+
+	// Elected: not credited before a lease, then credited.
+	r.set(raft.Leader, t0)
+	if v, _ := st.check(t0.Add(2600 * time.Millisecond)); v.ok {
+		t.Fatal("a new leader vouched before a lease")
+	}
+	if v, _ := st.check(t0.Add(2750 * time.Millisecond)); v.ok {
+		t.Fatal("a new leader vouched before a lease")
+	}
+	if v, _ := st.check(t0.Add(2900 * time.Millisecond)); !v.ok {
+		t.Fatal("a leader of a whole lease does not vouch")
+	}
+	// Frozen for 10 s: the stored verdict has lapsed, and the first look
+	// after the gap does not credit the leadership Raft still reports.
+	if v, _ := st.check(t0.Add(12900 * time.Millisecond)); v.ok {
+		t.Fatal("a leader resumed after a 10 s gap vouched at once")
+	}
+	// Always: never refuses, before any contact too.
+	always := newStaleness(&fakeRaft{state: raft.Candidate}, NoMaxStaleness, 250*time.Millisecond)
+	if v := always.now(); !v.ok {
+		t.Fatal("max-staleness off refused")
+	}
+}
