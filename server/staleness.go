@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -29,30 +30,29 @@ const NoMaxStaleness time.Duration = -1
 const ReasonNoLeaderContact = "NO_LEADER_CONTACT"
 
 // leadership is what a node remembers of its own leadership between two
-// looks at Raft: since when it has led without a gap in the looks, and the
-// last time that leadership counted as contact with a leader.
+// looks at Raft.
 type leadership struct {
-	lastLook time.Time // zero: never looked
-	since    time.Time // zero: not leading at the last look
-	credited time.Time // zero: never
+	lastLook  time.Time // zero: never looked
+	probation time.Time // leadership does not count before then
+	credited  time.Time // the last time leadership counted; zero: never
 }
 
-// nextLeadership is one look at Raft at now. A leader counts as in contact
-// with a leader (itself) only once it has led for a whole lease without a
-// gap of more than a lease between two looks: hashicorp/raft steps a
-// leader down when a lease passes without contact with a majority, so by
-// then it has had that contact. A gap (the process frozen, or starved of
-// CPU) starts the count again: a leader resumed after a SIGSTOP still
-// believes it leads until Raft runs its lease check.
+// nextLeadership is one look at Raft at now. Leading counts as contact with
+// a leader (itself) when the node has been looking at Raft all along (no
+// two looks more than a lease apart): hashicorp/raft steps a leader down
+// once a lease passes without contact with a majority, so a node that
+// leads now, seen without a gap, had that contact within the last lease.
+// After a gap (the process frozen, or starved of CPU) a leader counts only
+// once it still leads a whole lease later: a leader resumed after a
+// SIGSTOP believes it leads until Raft has run its lease check.
 func nextLeadership(prev leadership, leader bool, now time.Time, lease time.Duration) leadership {
-	next := leadership{lastLook: now, credited: prev.credited}
-	gap := !prev.lastLook.IsZero() && now.Sub(prev.lastLook) > lease
+	next := leadership{lastLook: now, probation: prev.probation, credited: prev.credited}
+	gap := prev.lastLook.IsZero() || now.Sub(prev.lastLook) > lease
 	if leader {
-		next.since = prev.since
-		if next.since.IsZero() || gap {
-			next.since = now
+		if gap {
+			next.probation = now.Add(lease)
 		}
-		if now.Sub(next.since) >= lease {
+		if !now.Before(next.probation) {
 			next.credited = now
 		}
 	}
@@ -91,6 +91,9 @@ type verdict struct {
 	ok    bool
 	age   time.Duration // -1: no contact ever
 	until time.Time     // when ok, the time it lapses without new contact
+	// catchingUp: in contact again, but not yet caught up with what the
+	// leader applied (see staleness.caughtUp).
+	catchingUp bool
 }
 
 // staleness decides, for the node's read paths, whether the node can vouch
@@ -107,6 +110,12 @@ type staleness struct {
 
 	mu   sync.Mutex
 	lead leadership
+	// caughtUp is false from a loss of contact (and from a restart with
+	// old state) until the node has applied everything its leader had
+	// applied when contact returned: a heartbeat renews the contact before
+	// the entries missed meanwhile arrive, and they can come seconds later
+	// (Raft backs off its replication to a peer that failed).
+	caughtUp bool
 	// lost is closed when the node stops vouching, and replaced when it
 	// vouches again.
 	lost chan struct{}
@@ -116,7 +125,7 @@ func newStaleness(r interface {
 	State() raft.RaftState
 	LastContact() time.Time
 }, bound, lease time.Duration) *staleness {
-	st := &staleness{max: bound, lease: lease, raft: r, lost: make(chan struct{})}
+	st := &staleness{max: bound, lease: lease, raft: r, lost: make(chan struct{}), caughtUp: true}
 	st.cur.Store(&verdict{ok: bound <= 0, age: -1})
 	if bound > 0 {
 		close(st.lost) // no contact yet
@@ -131,20 +140,39 @@ func (st *staleness) check(now time.Time) (verdict, bool) {
 	defer st.mu.Unlock()
 	st.lead = nextLeadership(st.lead, st.raft.State() == raft.Leader, now, st.lease)
 	ok, age := vouching(st.raft.LastContact(), st.lead.credited, now, st.max)
-	v := verdict{ok: ok, age: age}
-	if ok && st.max > 0 {
+	if !ok && age >= 0 {
+		// Contact lost (a node that never had any, just started, has
+		// nothing to catch up with yet).
+		st.caughtUp = false
+	}
+	v := verdict{ok: ok && st.caughtUp, age: age, catchingUp: ok && !st.caughtUp}
+	if v.ok && st.max > 0 {
 		v.until = now.Add(st.max - max0(age))
 	}
 	prev := st.cur.Swap(&v)
-	changed := prev.ok != ok
+	changed := prev.ok != v.ok
 	if changed {
-		if ok {
+		if v.ok {
 			st.lost = make(chan struct{})
 		} else {
 			close(st.lost)
 		}
 	}
 	return v, changed
+}
+
+// needsCatchUp reports whether the node is in contact but not caught up.
+func (st *staleness) needsCatchUp() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return !st.caughtUp
+}
+
+// setCaughtUp records that the node has caught up with its leader.
+func (st *staleness) setCaughtUp() {
+	st.mu.Lock()
+	st.caughtUp = true
+	st.mu.Unlock()
 }
 
 // now returns the current verdict: the stored one while it holds, else a
@@ -177,9 +205,13 @@ func (st *staleness) err(nodeID string, v verdict) error {
 	if v.age >= 0 {
 		since = "for " + v.age.Round(time.Millisecond).String()
 	}
-	s := status.New(codes.Unavailable, fmt.Sprintf(
-		"node %s has had no contact with a Raft leader %s (more than --max-staleness %v): its copy of the state may name a master the others have failed over; ask another node",
-		nodeID, since, st.max))
+	msg := fmt.Sprintf("node %s has had no contact with a Raft leader %s (more than --max-staleness %v): its copy of the state may name a master the others have failed over; ask another node",
+		nodeID, since, st.max)
+	if v.catchingUp {
+		msg = fmt.Sprintf("node %s is in contact with the Raft leader again after more than --max-staleness %v without, and has not yet applied what it missed; ask another node",
+			nodeID, st.max)
+	}
+	s := status.New(codes.Unavailable, msg)
 	md := map[string]string{"node": nodeID, "max_staleness": st.max.String()}
 	if v.age >= 0 {
 		md["stale_for"] = v.age.Round(time.Millisecond).String()
@@ -227,6 +259,10 @@ func (s *Server) watchStaleness() {
 		case <-tick.C:
 		}
 		v, _ := st.check(time.Now())
+		if v.catchingUp && s.caughtUpWithLeader() {
+			st.setCaughtUp()
+			v, _ = st.check(time.Now())
+		}
 		if v.ok == announced {
 			continue
 		}
@@ -246,4 +282,29 @@ func (s *Server) watchStaleness() {
 		s.log.Warn("no contact with a Raft leader for longer than --max-staleness: no longer naming masters to clients (Sentinel discovery closes the connection, gRPC reads answer Unavailable) until contact returns",
 			"last_contact_age", age, "max_staleness", st.max, "sentinel_subscribers_disconnected", dropped)
 	}
+}
+
+// caughtUpWithLeader asks the leader how far it has applied (at most a
+// second) and reports whether this node has applied as far: a read index,
+// taken once contact has returned, so that a node back from a partition or
+// a freeze names the masters the others named meanwhile, not the ones it
+// had. A leader is caught up by definition.
+func (s *Server) caughtUpWithLeader() bool {
+	if s.IsLeader() {
+		return true
+	}
+	_, id := s.raft.LeaderWithID()
+	if id == "" {
+		return false
+	}
+	n, ok := s.fsm.Node(string(id))
+	if !ok {
+		return false
+	}
+	m := &coordinatorv1.Member{Id: n.GetId(), RaftAddress: n.GetRaftAddress(), GrpcAddress: n.GetGrpcAddress()}
+	st := (&api{s: s}).remoteStatus(s.ctx, m)
+	if st.GetState() != "leader" || st.GetAppliedIndex() == 0 {
+		return false
+	}
+	return s.raft.AppliedIndex() >= st.GetAppliedIndex()
 }

@@ -54,19 +54,21 @@ func TestNextLeadership(t *testing.T) {
 		want   leadership
 	}{
 		{"first look, follower", leadership{}, false, t0, leadership{lastLook: t0}},
-		{"first look, leader: not yet credited", leadership{}, true, t0, leadership{lastLook: t0, since: t0}},
-		{"leading for less than a lease", leadership{lastLook: ms(100), since: ms(0)}, true, ms(200),
-			leadership{lastLook: ms(200), since: ms(0)}},
-		{"leading for a whole lease, looked at without a gap: credited", leadership{lastLook: ms(200), since: ms(0)}, true, ms(300),
-			leadership{lastLook: ms(300), since: ms(0), credited: ms(300)}},
-		{"a gap of more than a lease (frozen): counted again from now", leadership{lastLook: ms(300), since: ms(0), credited: ms(300)}, true, ms(10300),
-			leadership{lastLook: ms(10300), since: ms(10300), credited: ms(300)}},
-		{"after the gap, a lease later: credited again", leadership{lastLook: ms(10500), since: ms(10300), credited: ms(300)}, true, ms(10550),
-			leadership{lastLook: ms(10550), since: ms(10300), credited: ms(10550)}},
-		{"stepped down: the last credit stays", leadership{lastLook: ms(300), since: ms(0), credited: ms(300)}, false, ms(400),
+		{"first look, leader: on probation for a lease", leadership{}, true, t0, leadership{lastLook: t0, probation: ms(250)}},
+		{"elected while looked at: counts at once", leadership{lastLook: ms(100)}, true, ms(150),
+			leadership{lastLook: ms(150), credited: ms(150)}},
+		{"leading, looked at without a gap", leadership{lastLook: ms(150), credited: ms(150)}, true, ms(250),
+			leadership{lastLook: ms(250), credited: ms(250)}},
+		{"a gap of more than a lease (frozen): on probation", leadership{lastLook: ms(300), credited: ms(300)}, true, ms(10300),
+			leadership{lastLook: ms(10300), probation: ms(10550), credited: ms(300)}},
+		{"still on probation", leadership{lastLook: ms(10300), probation: ms(10550), credited: ms(300)}, true, ms(10500),
+			leadership{lastLook: ms(10500), probation: ms(10550), credited: ms(300)}},
+		{"still leading a lease after the gap: counts again", leadership{lastLook: ms(10500), probation: ms(10550), credited: ms(300)}, true, ms(10550),
+			leadership{lastLook: ms(10550), probation: ms(10550), credited: ms(10550)}},
+		{"stepped down: the last credit stays", leadership{lastLook: ms(300), credited: ms(300)}, false, ms(400),
 			leadership{lastLook: ms(400), credited: ms(300)}},
-		{"leading again after stepping down starts a new count", leadership{lastLook: ms(400), credited: ms(300)}, true, ms(500),
-			leadership{lastLook: ms(500), since: ms(500), credited: ms(300)}},
+		{"a gap as a follower starts no probation", leadership{lastLook: ms(300), credited: ms(300)}, false, ms(10300),
+			leadership{lastLook: ms(10300), credited: ms(300)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := nextLeadership(tc.prev, tc.leader, tc.now, lease); got != tc.want {
@@ -147,20 +149,26 @@ func TestStalenessTransitions(t *testing.T) {
 		t.Fatalf("refusal's message: %q", s.Message())
 	}
 
-	// Elected: not credited before a lease, then credited.
+	// Contact again: not before catching up.
+	r.set(raft.Follower, t0.Add(2600*time.Millisecond))
+	if v, _ := st.check(t0.Add(2650 * time.Millisecond)); v.ok || !v.catchingUp {
+		t.Fatalf("in contact again, not caught up: %+v", v)
+	}
+	if err := status.Convert(st.err("n2", verdict{catchingUp: true})); err.Code() != codes.Unavailable {
+		t.Fatalf("refusal while catching up: %v", err)
+	}
+	st.setCaughtUp()
+	if v, changed := st.check(t0.Add(2700 * time.Millisecond)); !v.ok || !changed || isClosedCh(st.lostCh()) {
+		t.Fatalf("caught up: %+v changed=%v", v, changed)
+	}
+	// Elected, looked at without a gap: counts at once.
 	r.set(raft.Leader, t0)
-	if v, _ := st.check(t0.Add(2600 * time.Millisecond)); v.ok {
-		t.Fatal("a new leader vouched before a lease")
-	}
-	if v, _ := st.check(t0.Add(2750 * time.Millisecond)); v.ok {
-		t.Fatal("a new leader vouched before a lease")
-	}
-	if v, _ := st.check(t0.Add(2900 * time.Millisecond)); !v.ok {
-		t.Fatal("a leader of a whole lease does not vouch")
+	if v, _ := st.check(t0.Add(2750 * time.Millisecond)); !v.ok {
+		t.Fatal("a leader seen without a gap does not vouch")
 	}
 	// Frozen for 10 s: the stored verdict has lapsed, and the first look
-	// after the gap does not credit the leadership Raft still reports.
-	if v, _ := st.check(t0.Add(12900 * time.Millisecond)); v.ok {
+	// after the gap does not count the leadership Raft still reports.
+	if v, _ := st.check(t0.Add(12750 * time.Millisecond)); v.ok {
 		t.Fatal("a leader resumed after a 10 s gap vouched at once")
 	}
 	// Always: never refuses, before any contact too.
