@@ -115,8 +115,11 @@ type Config struct {
 	// ListMasters and WatchMaster. Past it, Sentinel discovery closes the
 	// connection without a reply and the gRPC reads answer Unavailable
 	// (reason NO_LEADER_CONTACT), so clients ask another node. Zero takes
-	// DefaultMaxStaleness; NoMaxStaleness (negative) always answers from
-	// the node's own copy of the state, as Sentinel does.
+	// the default: DefaultMaxStaleness, or three Raft heartbeat timeouts
+	// when that is longer (a healthy follower goes that long without
+	// contact while a dead leader is replaced). NoMaxStaleness (negative)
+	// always answers from the node's own copy of the state, as Sentinel
+	// does.
 	MaxStaleness time.Duration
 
 	// PingPeriod is how often this node PINGs each instance whose master
@@ -310,11 +313,8 @@ func (c *Config) Validate() error {
 	case c.MaxStreamAge == 0:
 		c.MaxStreamAge = DefaultMaxStreamAge
 	}
-	switch {
-	case c.MaxStaleness < 0:
+	if c.MaxStaleness < 0 {
 		c.MaxStaleness = NoMaxStaleness
-	case c.MaxStaleness == 0:
-		c.MaxStaleness = DefaultMaxStaleness
 	}
 	if c.HookTimeout < 0 || c.HookRetryDelay < 0 || c.HookMaxRetries < 0 {
 		return fmt.Errorf("--hook-timeout, --hook-retry-delay and --hook-max-retries must not be negative (0 takes the default)")

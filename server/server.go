@@ -277,6 +277,9 @@ func (s *Server) openRaft() error {
 		return fmt.Errorf("raft config: %w", err)
 	}
 	s.raftLease = rc.LeaderLeaseTimeout
+	if s.cfg.MaxStaleness == 0 {
+		s.cfg.MaxStaleness = defaultMaxStaleness(rc.HeartbeatTimeout)
+	}
 	// The entries already in the log are replayed: the failovers they end
 	// were counted by the process that first applied them.
 	last, err := logs.LastIndex()

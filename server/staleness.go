@@ -13,11 +13,19 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// DefaultMaxStaleness is Config.MaxStaleness when unset: how long a node
-// keeps naming masters to clients after its last contact with a Raft
-// leader (being one counts). See README, "Stale answers from a cut-off
-// node", for the choice.
+// DefaultMaxStaleness is Config.MaxStaleness when unset, unless three Raft
+// heartbeat timeouts are longer: how long a node keeps naming masters to
+// clients after its last contact with a Raft leader (being one counts).
+// See README, "A node cut off from the leader", for the choice.
 const DefaultMaxStaleness = 2 * time.Second
+
+// defaultMaxStaleness is the default for a Raft heartbeat timeout: a
+// follower notices a dead leader after one to about three heartbeat
+// timeouts, and a healthy follower must not stop answering while the
+// others merely elect a new leader.
+func defaultMaxStaleness(heartbeat time.Duration) time.Duration {
+	return max(DefaultMaxStaleness, 3*heartbeat)
+}
 
 // NoMaxStaleness (any negative Config.MaxStaleness) makes a node answer
 // from its own copy of the state however long it has been cut off, as

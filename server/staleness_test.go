@@ -177,3 +177,16 @@ func TestStalenessTransitions(t *testing.T) {
 		t.Fatal("max-staleness off refused")
 	}
 }
+
+func TestDefaultMaxStaleness(t *testing.T) {
+	for _, tc := range []struct{ heartbeat, want time.Duration }{
+		{150 * time.Millisecond, 2 * time.Second},
+		{500 * time.Millisecond, 2 * time.Second},
+		{time.Second, 3 * time.Second},
+		{5 * time.Second, 15 * time.Second},
+	} {
+		if got := defaultMaxStaleness(tc.heartbeat); got != tc.want {
+			t.Errorf("heartbeat %v: %v, want %v", tc.heartbeat, got, tc.want)
+		}
+	}
+}

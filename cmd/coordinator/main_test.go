@@ -207,7 +207,7 @@ func TestMaxStalenessFlag(t *testing.T) {
 		env  string
 		want string
 	}{
-		{args: []string{"--max-staleness", "soon"}, want: `--max-staleness "soon": want 0 (always answer) or a duration such as 2s`},
+		{args: []string{"--max-staleness", "soon"}, want: `--max-staleness "soon": want auto, 0 (always answer) or a duration such as 2s`},
 		{args: []string{"--max-staleness", "-1s"}, want: `--max-staleness "-1s"`},
 		{env: "later", want: `--max-staleness "later"`},
 	} {
@@ -224,7 +224,7 @@ func TestMaxStalenessFlag(t *testing.T) {
 func TestMaxStalenessHelp(t *testing.T) {
 	var stderr bytes.Buffer
 	if code := run([]string{"--help"}, &stderr); code != 0 || !strings.Contains(stderr.String(), "COORDINATOR_MAX_STALENESS") ||
-		!strings.Contains(stderr.String(), `(default "2s")`) {
+		!strings.Contains(stderr.String(), `(default "auto")`) {
 		t.Errorf("--help: exit %d, no max-staleness with its default and variable in %q", code, stderr.String())
 	}
 }
