@@ -61,6 +61,7 @@ type Server struct {
 	// its last contact with a Raft leader.
 	staleness *staleness
 	raftLease time.Duration // Raft's LeaderLeaseTimeout in force
+	restarted bool          // the node started with Raft state of its own
 
 	// metrics is this node's registry; metricsLis is bound in New like
 	// sentinelLis, and metricsHTTP serves /metrics on it (both nil when
@@ -127,6 +128,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.watchLeaderChanges()
 	s.staleness = newStaleness(s.raft, s.cfg.MaxStaleness, s.raftLease)
+	if s.restarted {
+		// Its state may be old: catch up with the leader first.
+		s.staleness.caughtUp = false
+	}
 	lis := cfg.GRPCListener
 	if lis == nil {
 		var err error
@@ -317,6 +322,7 @@ func (s *Server) openRaft() error {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	s.raft = r
+	s.restarted = existing
 	return nil
 }
 

@@ -41,8 +41,14 @@ const ReasonNoLeaderContact = "NO_LEADER_CONTACT"
 // looks at Raft.
 type leadership struct {
 	lastLook  time.Time // zero: never looked
+	leading   bool      // at the last look
 	probation time.Time // leadership does not count before then
 	credited  time.Time // the last time leadership counted; zero: never
+	// stepDownContact is Raft's LastContact at the first look after the
+	// node stopped leading: hashicorp/raft sets it to the time of the step
+	// down, which is no contact with any leader (a leader resumed after a
+	// freeze steps down at once, with fresh LastContact and old state).
+	stepDownContact time.Time
 }
 
 // nextLeadership is one look at Raft at now. Leading counts as contact with
@@ -53,8 +59,9 @@ type leadership struct {
 // After a gap (the process frozen, or starved of CPU) a leader counts only
 // once it still leads a whole lease later: a leader resumed after a
 // SIGSTOP believes it leads until Raft has run its lease check.
-func nextLeadership(prev leadership, leader bool, now time.Time, lease time.Duration) leadership {
-	next := leadership{lastLook: now, probation: prev.probation, credited: prev.credited}
+func nextLeadership(prev leadership, leader bool, lastContact, now time.Time, lease time.Duration) leadership {
+	next := prev
+	next.lastLook, next.leading = now, leader
 	gap := prev.lastLook.IsZero() || now.Sub(prev.lastLook) > lease
 	if leader {
 		if gap {
@@ -63,19 +70,30 @@ func nextLeadership(prev leadership, leader bool, now time.Time, lease time.Dura
 		if !now.Before(next.probation) {
 			next.credited = now
 		}
+	} else if prev.leading {
+		next.stepDownContact = lastContact
 	}
 	return next
 }
 
+// leadingNow tells whether leadership counted at the last look.
+func (l leadership) leadingNow() bool {
+	return l.leading && !l.credited.IsZero() && l.credited.Equal(l.lastLook)
+}
+
 // vouching is the decision: may a node name masters to clients at now,
-// given its last contact from a leader as a follower (lastContact, zero
-// for never) and the last time its own leadership counted (credited)? It
-// may when either is within bound; bound <= 0 always may. age is the time
-// since the newer of the two, -1 when there was none.
-func vouching(lastContact, credited, now time.Time, bound time.Duration) (ok bool, age time.Duration) {
+// given Raft's last contact from a leader (lastContact, zero for never)
+// and what it remembers of its own leadership? It may when the newer of
+// the two (the contact Raft set at a step down not counting) is within
+// bound; bound <= 0 always may. age is the time since that newer one, -1
+// when there was none.
+func vouching(lead leadership, lastContact, now time.Time, bound time.Duration) (ok bool, age time.Duration) {
 	contact := lastContact
-	if credited.After(contact) {
-		contact = credited
+	if !lead.stepDownContact.IsZero() && contact.Equal(lead.stepDownContact) {
+		contact = time.Time{}
+	}
+	if lead.credited.After(contact) {
+		contact = lead.credited
 	}
 	age = -1
 	if !contact.IsZero() {
@@ -146,8 +164,9 @@ func newStaleness(r interface {
 func (st *staleness) check(now time.Time) (verdict, bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.lead = nextLeadership(st.lead, st.raft.State() == raft.Leader, now, st.lease)
-	ok, age := vouching(st.raft.LastContact(), st.lead.credited, now, st.max)
+	contact := st.raft.LastContact()
+	st.lead = nextLeadership(st.lead, st.raft.State() == raft.Leader, contact, now, st.lease)
+	ok, age := vouching(st.lead, contact, now, st.max)
 	if !ok && age >= 0 {
 		// Contact lost (a node that never had any, just started, has
 		// nothing to catch up with yet).
@@ -174,6 +193,13 @@ func (st *staleness) needsCatchUp() bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return !st.caughtUp
+}
+
+// leadingNow tells whether the node's leadership counted at the last look.
+func (st *staleness) leadingNow() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.lead.leadingNow()
 }
 
 // setCaughtUp records that the node has caught up with its leader.
@@ -296,10 +322,11 @@ func (s *Server) watchStaleness() {
 // second) and reports whether this node has applied as far: a read index,
 // taken once contact has returned, so that a node back from a partition or
 // a freeze names the masters the others named meanwhile, not the ones it
-// had. A leader is caught up by definition.
+// had. A leader whose leadership counts is caught up by definition (one
+// just resumed from a freeze is not: it may be deposed).
 func (s *Server) caughtUpWithLeader() bool {
 	if s.IsLeader() {
-		return true
+		return s.staleness.leadingNow()
 	}
 	_, id := s.raft.LeaderWithID()
 	if id == "" {

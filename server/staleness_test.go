@@ -14,27 +14,31 @@ import (
 func TestVouching(t *testing.T) {
 	t0 := time.Unix(1_000_000, 0)
 	never := time.Time{}
+	lead := func(credited time.Time) leadership { return leadership{credited: credited} }
 	for _, tc := range []struct {
-		name                 string
-		lastContact, leading time.Time
-		now                  time.Time
-		bound                time.Duration
-		ok                   bool
-		age                  time.Duration
+		name        string
+		lead        leadership
+		lastContact time.Time
+		now         time.Time
+		bound       time.Duration
+		ok          bool
+		age         time.Duration
 	}{
-		{"follower heard from the leader just now", t0, never, t0.Add(50 * time.Millisecond), 2 * time.Second, true, 50 * time.Millisecond},
-		{"follower at the bound", t0, never, t0.Add(2 * time.Second), 2 * time.Second, true, 2 * time.Second},
-		{"follower past the bound", t0, never, t0.Add(2*time.Second + time.Millisecond), 2 * time.Second, false, 2*time.Second + time.Millisecond},
-		{"never any contact", never, never, t0, 2 * time.Second, false, -1},
-		{"leading counts as contact", never, t0, t0.Add(time.Second), 2 * time.Second, true, time.Second},
-		{"a deposed leader keeps its last leading time", t0.Add(-time.Hour), t0, t0.Add(3 * time.Second), 2 * time.Second, false, 3 * time.Second},
-		{"the newer of the two counts", t0, t0.Add(-time.Minute), t0.Add(time.Second), 2 * time.Second, true, time.Second},
-		{"bound 0 always vouches", t0.Add(-time.Hour), never, t0, 0, true, time.Hour},
-		{"negative bound always vouches, even never", never, never, t0, NoMaxStaleness, true, -1},
-		{"clock behind the contact", t0.Add(time.Second), never, t0, 2 * time.Second, true, 0},
+		{"follower heard from the leader just now", lead(never), t0, t0.Add(50 * time.Millisecond), 2 * time.Second, true, 50 * time.Millisecond},
+		{"follower at the bound", lead(never), t0, t0.Add(2 * time.Second), 2 * time.Second, true, 2 * time.Second},
+		{"follower past the bound", lead(never), t0, t0.Add(2*time.Second + time.Millisecond), 2 * time.Second, false, 2*time.Second + time.Millisecond},
+		{"never any contact", lead(never), never, t0, 2 * time.Second, false, -1},
+		{"leading counts as contact", lead(t0), never, t0.Add(time.Second), 2 * time.Second, true, time.Second},
+		{"a deposed leader keeps its last leading time", lead(t0), t0.Add(-time.Hour), t0.Add(3 * time.Second), 2 * time.Second, false, 3 * time.Second},
+		{"the newer of the two counts", lead(t0.Add(-time.Minute)), t0, t0.Add(time.Second), 2 * time.Second, true, time.Second},
+		{"the contact Raft set at a step down does not count", leadership{credited: t0.Add(-10 * time.Second), stepDownContact: t0}, t0, t0.Add(time.Second), 2 * time.Second, false, 11 * time.Second},
+		{"a contact after the step down counts", leadership{credited: t0.Add(-10 * time.Second), stepDownContact: t0}, t0.Add(100 * time.Millisecond), t0.Add(time.Second), 2 * time.Second, true, 900 * time.Millisecond},
+		{"bound 0 always vouches", lead(never), t0.Add(-time.Hour), t0, 0, true, time.Hour},
+		{"negative bound always vouches, even never", lead(never), never, t0, NoMaxStaleness, true, -1},
+		{"clock behind the contact", lead(never), t0.Add(time.Second), t0, 2 * time.Second, true, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ok, age := vouching(tc.lastContact, tc.leading, tc.now, tc.bound)
+			ok, age := vouching(tc.lead, tc.lastContact, tc.now, tc.bound)
 			if ok != tc.ok || age != tc.age {
 				t.Fatalf("vouching = %v, %v; want %v, %v", ok, age, tc.ok, tc.age)
 			}
@@ -46,6 +50,7 @@ func TestNextLeadership(t *testing.T) {
 	t0 := time.Unix(1_000_000, 0)
 	lease := 250 * time.Millisecond
 	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+	contact := ms(-5000)
 	for _, tc := range []struct {
 		name   string
 		prev   leadership
@@ -54,24 +59,24 @@ func TestNextLeadership(t *testing.T) {
 		want   leadership
 	}{
 		{"first look, follower", leadership{}, false, t0, leadership{lastLook: t0}},
-		{"first look, leader: on probation for a lease", leadership{}, true, t0, leadership{lastLook: t0, probation: ms(250)}},
+		{"first look, leader: on probation for a lease", leadership{}, true, t0, leadership{lastLook: t0, leading: true, probation: ms(250)}},
 		{"elected while looked at: counts at once", leadership{lastLook: ms(100)}, true, ms(150),
-			leadership{lastLook: ms(150), credited: ms(150)}},
-		{"leading, looked at without a gap", leadership{lastLook: ms(150), credited: ms(150)}, true, ms(250),
-			leadership{lastLook: ms(250), credited: ms(250)}},
-		{"a gap of more than a lease (frozen): on probation", leadership{lastLook: ms(300), credited: ms(300)}, true, ms(10300),
-			leadership{lastLook: ms(10300), probation: ms(10550), credited: ms(300)}},
-		{"still on probation", leadership{lastLook: ms(10300), probation: ms(10550), credited: ms(300)}, true, ms(10500),
-			leadership{lastLook: ms(10500), probation: ms(10550), credited: ms(300)}},
-		{"still leading a lease after the gap: counts again", leadership{lastLook: ms(10500), probation: ms(10550), credited: ms(300)}, true, ms(10550),
-			leadership{lastLook: ms(10550), probation: ms(10550), credited: ms(10550)}},
-		{"stepped down: the last credit stays", leadership{lastLook: ms(300), credited: ms(300)}, false, ms(400),
-			leadership{lastLook: ms(400), credited: ms(300)}},
+			leadership{lastLook: ms(150), leading: true, credited: ms(150)}},
+		{"leading, looked at without a gap", leadership{lastLook: ms(150), leading: true, credited: ms(150)}, true, ms(250),
+			leadership{lastLook: ms(250), leading: true, credited: ms(250)}},
+		{"a gap of more than a lease (frozen): on probation", leadership{lastLook: ms(300), leading: true, credited: ms(300)}, true, ms(10300),
+			leadership{lastLook: ms(10300), leading: true, probation: ms(10550), credited: ms(300)}},
+		{"still on probation", leadership{lastLook: ms(10300), leading: true, probation: ms(10550), credited: ms(300)}, true, ms(10500),
+			leadership{lastLook: ms(10500), leading: true, probation: ms(10550), credited: ms(300)}},
+		{"still leading a lease after the gap: counts again", leadership{lastLook: ms(10500), leading: true, probation: ms(10550), credited: ms(300)}, true, ms(10550),
+			leadership{lastLook: ms(10550), leading: true, probation: ms(10550), credited: ms(10550)}},
+		{"stepped down: the last credit stays, Raft's contact then is noted", leadership{lastLook: ms(300), leading: true, credited: ms(300)}, false, ms(400),
+			leadership{lastLook: ms(400), credited: ms(300), stepDownContact: contact}},
 		{"a gap as a follower starts no probation", leadership{lastLook: ms(300), credited: ms(300)}, false, ms(10300),
 			leadership{lastLook: ms(10300), credited: ms(300)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := nextLeadership(tc.prev, tc.leader, tc.now, lease); got != tc.want {
+			if got := nextLeadership(tc.prev, tc.leader, contact, tc.now, lease); got != tc.want {
 				t.Fatalf("nextLeadership = %+v, want %+v", got, tc.want)
 			}
 		})
@@ -170,6 +175,17 @@ func TestStalenessTransitions(t *testing.T) {
 	// after the gap does not count the leadership Raft still reports.
 	if v, _ := st.check(t0.Add(12750 * time.Millisecond)); v.ok {
 		t.Fatal("a leader resumed after a 10 s gap vouched at once")
+	}
+	// It steps down: Raft sets LastContact to the step down, which is no
+	// contact with a leader.
+	r.set(raft.Follower, t0.Add(12760*time.Millisecond))
+	if v, _ := st.check(t0.Add(12770 * time.Millisecond)); v.ok {
+		t.Fatal("a resumed leader vouched on the contact Raft set at its step down")
+	}
+	// The new leader's heartbeat: in contact, not caught up.
+	r.set(raft.Follower, t0.Add(12800*time.Millisecond))
+	if v, _ := st.check(t0.Add(12810 * time.Millisecond)); v.ok || !v.catchingUp {
+		t.Fatalf("the new leader's heartbeat: %+v, want catching up", v)
 	}
 	// Always: never refuses, before any contact too.
 	always := newStaleness(&fakeRaft{state: raft.Candidate}, NoMaxStaleness, 250*time.Millisecond)
