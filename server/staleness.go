@@ -188,13 +188,6 @@ func (st *staleness) check(now time.Time) (verdict, bool) {
 	return v, changed
 }
 
-// needsCatchUp reports whether the node is in contact but not caught up.
-func (st *staleness) needsCatchUp() bool {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return !st.caughtUp
-}
-
 // leadingNow tells whether the node's leadership counted at the last look.
 func (st *staleness) leadingNow() bool {
 	st.mu.Lock()
