@@ -80,8 +80,8 @@ func leaderOf(ctx context.Context, w *world, tried string) string {
 // midFailover cuts the old master off, waits for the failover to begin
 // (+try-failover), applies hit to the node running it, and heals all 20
 // s after the first cut: scenarios (d) and (g), which differ only in what
-// hit does (a cut, a freeze). hit must undo nothing: the heal removes every
-// cut, and a freeze must end before hit returns.
+// hit does (a cut, a freeze). hit need not undo a cut (the heal removes
+// every cut), but must end a freeze before it returns.
 func midFailover(hit func(ctx context.Context, w *world, node string) error) func(ctx context.Context, w *world, o *observer) (time.Time, error) {
 	return func(ctx context.Context, w *world, o *observer) (time.Time, error) {
 		err := w.lab.cut(ctx, []string{"r1"}, others("r1"), false)
