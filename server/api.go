@@ -314,6 +314,9 @@ func (a *api) ListMasters(ctx context.Context, req *coordinatorv1.ListMastersReq
 	if err := a.waitConsistent(ctx, req.GetConsistency()); err != nil {
 		return nil, err
 	}
+	if err := a.s.checkFresh(); err != nil {
+		return nil, err
+	}
 	masters, idx := a.s.fsm.Masters()
 	out := &coordinatorv1.ListMastersResponse{Index: idx}
 	for _, m := range masters {
@@ -324,6 +327,9 @@ func (a *api) ListMasters(ctx context.Context, req *coordinatorv1.ListMastersReq
 
 func (a *api) GetMaster(ctx context.Context, req *coordinatorv1.GetMasterRequest) (*coordinatorv1.GetMasterResponse, error) {
 	if err := a.waitConsistent(ctx, req.GetConsistency()); err != nil {
+		return nil, err
+	}
+	if err := a.s.checkFresh(); err != nil {
 		return nil, err
 	}
 	m, idx, ok := a.s.fsm.Master(req.GetName())

@@ -109,6 +109,19 @@ type Config struct {
 	// long-lived clients spread again over the nodes. Default 10 minutes.
 	MaxStreamAge time.Duration
 
+	// MaxStaleness is how long after its last contact with a Raft leader
+	// (being the leader counts) the node still names masters to clients:
+	// the Sentinel endpoint's discovery commands and the gRPC GetMaster,
+	// ListMasters and WatchMaster. Past it, Sentinel discovery closes the
+	// connection without a reply and the gRPC reads answer Unavailable
+	// (reason NO_LEADER_CONTACT), so clients ask another node. Zero takes
+	// the default: DefaultMaxStaleness, or three Raft heartbeat timeouts
+	// when that is longer (a healthy follower goes that long without
+	// contact while a dead leader is replaced). NoMaxStaleness (negative)
+	// always answers from the node's own copy of the state, as Sentinel
+	// does.
+	MaxStaleness time.Duration
+
 	// PingPeriod is how often this node PINGs each instance whose master
 	// sets no ping-period of its own; zero gives each instance its
 	// master's down-after/10, within 50 ms and 1 s (probe.PingTiming).
@@ -299,6 +312,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--max-stream-age %v: must be positive", c.MaxStreamAge)
 	case c.MaxStreamAge == 0:
 		c.MaxStreamAge = DefaultMaxStreamAge
+	}
+	if c.MaxStaleness < 0 {
+		c.MaxStaleness = NoMaxStaleness
 	}
 	if c.HookTimeout < 0 || c.HookRetryDelay < 0 || c.HookMaxRetries < 0 {
 		return fmt.Errorf("--hook-timeout, --hook-retry-delay and --hook-max-retries must not be negative (0 takes the default)")

@@ -78,6 +78,7 @@ type instanceTargets struct {
 var (
 	_ sentinel.Backend       = (*sentinelBackend)(nil)
 	_ sentinel.StateNotifier = (*sentinelBackend)(nil)
+	_ sentinel.Voucher       = (*sentinelBackend)(nil)
 )
 
 func newSentinelBackend(s *Server) *sentinelBackend {
@@ -87,6 +88,10 @@ func newSentinelBackend(s *Server) *sentinelBackend {
 func (b *sentinelBackend) MyID() string { return b.myID }
 
 func (b *sentinelBackend) State() *fsmv1.State { return b.s.fsm.State() }
+
+// Vouches lets the front end stop naming masters while this node has had
+// no contact with a Raft leader for longer than --max-staleness.
+func (b *sentinelBackend) Vouches() bool { return b.s.Vouches() }
 
 // Changed lets the front end clone the state once per change.
 func (b *sentinelBackend) Changed() (<-chan struct{}, uint64) { return b.s.fsm.Changed() }

@@ -57,6 +57,12 @@ type Server struct {
 	sentinelLis net.Listener
 	sentinel    *sentinel.Server
 
+	// staleness decides whether the node may name masters to clients, by
+	// its last contact with a Raft leader.
+	staleness *staleness
+	raftLease time.Duration // Raft's LeaderLeaseTimeout in force
+	restarted bool          // the node started with Raft state of its own
+
 	// metrics is this node's registry; metricsLis is bound in New like
 	// sentinelLis, and metricsHTTP serves /metrics on it (both nil when
 	// metrics are off).
@@ -121,6 +127,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.watchLeaderChanges()
+	s.staleness = newStaleness(s.raft, s.cfg.MaxStaleness, s.raftLease)
+	if s.restarted {
+		// Its state may be old: catch up with the leader first.
+		s.staleness.caughtUp = false
+	}
 	lis := cfg.GRPCListener
 	if lis == nil {
 		var err error
@@ -167,6 +178,9 @@ func New(cfg Config) (*Server, error) {
 		if err := s.startSentinel(s.sentinelLis); err != nil {
 			return nil, err
 		}
+	}
+	if s.cfg.MaxStaleness > 0 {
+		s.wg.Go(s.watchStaleness)
 	}
 	s.wg.Add(1)
 	go s.registerSelf()
@@ -267,6 +281,10 @@ func (s *Server) openRaft() error {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return fmt.Errorf("raft config: %w", err)
 	}
+	s.raftLease = rc.LeaderLeaseTimeout
+	if s.cfg.MaxStaleness == 0 {
+		s.cfg.MaxStaleness = defaultMaxStaleness(rc.HeartbeatTimeout)
+	}
 	// The entries already in the log are replayed: the failovers they end
 	// were counted by the process that first applied them.
 	last, err := logs.LastIndex()
@@ -304,6 +322,7 @@ func (s *Server) openRaft() error {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	s.raft = r
+	s.restarted = existing
 	return nil
 }
 

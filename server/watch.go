@@ -253,6 +253,12 @@ func (a *api) WatchMaster(req *coordinatorv1.WatchMasterRequest, stream coordina
 	if err := s.waitIndexForStream(stream.Context(), req.GetConsistency().GetMinIndex(), age); err != nil {
 		return err
 	}
+	// A node cut off from the leader for too long ends the stream (now, or
+	// when that happens) so the client resumes on another node.
+	lost := s.staleness.lostCh()
+	if err := s.checkFresh(); err != nil {
+		return err
+	}
 	t := s.watch.topic(name)
 	if t == nil {
 		return toStatus(fsm.UnknownMaster(name))
@@ -271,6 +277,11 @@ func (a *api) WatchMaster(req *coordinatorv1.WatchMasterRequest, stream coordina
 		return errShuttingDown
 	case <-age.C:
 		return errStreamAge
+	case <-lost:
+		if err := s.checkFresh(); err != nil {
+			return err
+		}
+		return status.Error(codes.Unavailable, "this node lost contact with the Raft leader for a moment; reconnect (to any node) to go on")
 	}
 }
 

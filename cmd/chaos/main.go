@@ -201,6 +201,10 @@ func runOnce(ctx context.Context, l *lab, dir, bin, system string, sc scenario, 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return result{err: err}
 	}
+	// A cut an earlier run failed to remove would break this run's setup.
+	if err := l.healAll(ctx); err != nil {
+		return result{err: fmt.Errorf("setup: removing an earlier run's cuts: %w", err)}
+	}
 	w := &world{lab: l, dir: dir, system: system, bin: bin}
 	defer func() { _ = l.healAll(context.Background()) }()
 	defer w.stop()

@@ -152,21 +152,35 @@ func (l *lab) cutOne(ctx context.Context, a, b string) error {
 	return run(ctx, "ip", "-n", l.h(a).ns, "neigh", "replace", l.h(b).ip, "lladdr", bogusMAC, "dev", "eth0", "nud", "permanent")
 }
 
-// healAll removes every cut, in parallel.
+// healAll removes every cut, in parallel, trying each up to three times.
+// A cut whose removal still fails stays recorded, so that the next healAll
+// (at the end of the run, or before the next one) tries it again: under a
+// heavy load an `ip` command can outlast its timeout, and a forgotten cut
+// would break every later run's setup.
 func (l *lab) healAll(ctx context.Context) error {
 	l.mu.Lock()
 	var keys [][2]string
 	for k := range l.cuts {
 		keys = append(keys, k)
-		delete(l.cuts, k)
 	}
 	l.mu.Unlock()
 	errs := make(chan error, len(keys))
 	for _, k := range keys {
 		go func() {
-			err := run(ctx, "ip", "-n", l.h(k[0]).ns, "neigh", "del", l.h(k[1]).ip, "dev", "eth0")
-			if err != nil && strings.Contains(err.Error(), "No such file") {
-				err = nil // never installed
+			var err error
+			for range 3 {
+				err = run(ctx, "ip", "-n", l.h(k[0]).ns, "neigh", "del", l.h(k[1]).ip, "dev", "eth0")
+				if err != nil && strings.Contains(err.Error(), "No such file") {
+					err = nil // never installed, or already removed
+				}
+				if err == nil || ctx.Err() != nil {
+					break
+				}
+			}
+			if err == nil {
+				l.mu.Lock()
+				delete(l.cuts, k)
+				l.mu.Unlock()
 			}
 			errs <- err
 		}()

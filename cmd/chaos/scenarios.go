@@ -77,6 +77,35 @@ func leaderOf(ctx context.Context, w *world, tried string) string {
 	return tried
 }
 
+// midFailover cuts the old master off, waits for the failover to begin
+// (+try-failover), applies hit to the node running it, and heals all 20
+// s after the first cut: scenarios (d) and (g), which differ only in what
+// hit does (a cut, a freeze). hit need not undo a cut (the heal removes
+// every cut), but must end a freeze before it returns.
+func midFailover(hit func(ctx context.Context, w *world, node string) error) func(ctx context.Context, w *world, o *observer) (time.Time, error) {
+	return func(ctx context.Context, w *world, o *observer) (time.Time, error) {
+		err := w.lab.cut(ctx, []string{"r1"}, others("r1"), false)
+		at := time.Now()
+		if err != nil {
+			_ = w.lab.healAll(context.Background())
+			return at, err
+		}
+		tried, err := waitTry(ctx, o, 10*time.Second)
+		if err == nil {
+			if l := leaderOf(ctx, w, tried); l != "" {
+				err = hit(ctx, w, l)
+			}
+		}
+		if serr := sleepCtx(ctx, time.Until(at.Add(20*time.Second))); err == nil {
+			err = serr
+		}
+		if herr := w.lab.healAll(context.Background()); err == nil {
+			err = herr
+		}
+		return at, err
+	}
+}
+
 var scenarios = []scenario{
 	{name: "a", what: "the old master and its clients cut off from everything else for 10 s", clientTimeout: 500 * time.Millisecond,
 		fault: partition([]string{"r1", "cl"}, 10*time.Second)},
@@ -87,27 +116,9 @@ var scenarios = []scenario{
 	{name: "c", what: "one coordinator node cut off for 10 s", clientTimeout: 500 * time.Millisecond,
 		fault: partition([]string{"c3"}, 10*time.Second)},
 	{name: "d", what: "the old master cut off, then the node running the failover cut off as it begins; healed 20 s after the first cut", clientTimeout: 500 * time.Millisecond,
-		fault: func(ctx context.Context, w *world, o *observer) (time.Time, error) {
-			err := w.lab.cut(ctx, []string{"r1"}, others("r1"), false)
-			at := time.Now()
-			if err != nil {
-				_ = w.lab.healAll(context.Background())
-				return at, err
-			}
-			tried, err := waitTry(ctx, o, 10*time.Second)
-			if err == nil {
-				if l := leaderOf(ctx, w, tried); l != "" {
-					err = w.lab.cut(ctx, []string{l}, others(l, "r1"), false)
-				}
-			}
-			if serr := sleepCtx(ctx, time.Until(at.Add(20*time.Second))); err == nil {
-				err = serr
-			}
-			if herr := w.lab.healAll(context.Background()); err == nil {
-				err = herr
-			}
-			return at, err
-		}},
+		fault: midFailover(func(ctx context.Context, w *world, node string) error {
+			return w.lab.cut(ctx, []string{node}, others(node, "r1"), false)
+		})},
 	{name: "e", what: "asymmetric: the replicas cannot reach the master, the coordinators reach everything, 10 s", clientTimeout: 500 * time.Millisecond,
 		fault: func(ctx context.Context, w *world, o *observer) (time.Time, error) {
 			err := w.lab.cut(ctx, []string{"r1"}, []string{"r2", "r3"}, false)
@@ -140,29 +151,11 @@ var scenarios = []scenario{
 			return at, w.lab.healAll(context.Background())
 		}},
 	{name: "g", what: "the old master cut off, then the node running the failover SIGSTOPped for 10 s as it begins", clientTimeout: 500 * time.Millisecond,
-		fault: func(ctx context.Context, w *world, o *observer) (time.Time, error) {
-			err := w.lab.cut(ctx, []string{"r1"}, others("r1"), false)
-			at := time.Now()
-			if err != nil {
-				_ = w.lab.healAll(context.Background())
-				return at, err
-			}
-			tried, err := waitTry(ctx, o, 10*time.Second)
-			if err == nil {
-				if l := leaderOf(ctx, w, tried); l != "" {
-					w.procs[l].signal(syscall.SIGSTOP)
-					err = sleepCtx(ctx, 10*time.Second)
-					w.procs[l].signal(syscall.SIGCONT)
-				}
-			}
-			if serr := sleepCtx(ctx, time.Until(at.Add(20*time.Second))); err == nil {
-				err = serr
-			}
-			if herr := w.lab.healAll(context.Background()); err == nil {
-				err = herr
-			}
-			return at, err
-		}},
+		fault: midFailover(func(ctx context.Context, w *world, node string) error {
+			w.procs[node].signal(syscall.SIGSTOP)
+			defer w.procs[node].signal(syscall.SIGCONT)
+			return sleepCtx(ctx, 10*time.Second)
+		})},
 	{name: "k", what: "a replica killed (SIGKILL) and restarted 5 s later", clientTimeout: 500 * time.Millisecond,
 		fault: func(ctx context.Context, w *world, o *observer) (time.Time, error) {
 			at := time.Now()

@@ -82,6 +82,7 @@ type options struct {
 	pprof                                         bool
 	raftHeartbeat, raftElection, raftLease        string
 	pingPeriod                                    string
+	maxStaleness                                  string
 	hookTimeout, hookRetryDelay                   string
 	allowScriptReconfig                           bool
 	hookMaxRetries                                int
@@ -152,6 +153,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	str(&o.raftHeartbeat, "raft-heartbeat-timeout", "1s", "how long a follower goes without hearing from the leader before it calls an election (this sets how soon a dead leader is replaced: after about 1 to 3 times it, plus the election)")
 	str(&o.raftElection, "raft-election-timeout", "1s", "how long a candidate waits for an election to be won before it tries again")
 	str(&o.raftLease, "raft-lease-timeout", "500ms", "how long a leader keeps leading without hearing from a majority; at most --raft-heartbeat-timeout")
+	str(&o.maxStaleness, "max-staleness", "auto", "how long after its last contact with a Raft leader this node still names masters to clients; past it, Sentinel discovery (get-master-addr-by-name, MASTERS, MASTER, REPLICAS, SENTINELS, SUBSCRIBE) closes the connection and gRPC GetMaster, ListMasters and WatchMaster answer Unavailable, so clients ask another node; auto: 2s, or 3 times --raft-heartbeat-timeout when longer (3s with the default timing); 0: always answer from this node's copy, as Sentinel does")
 	str(&o.pingPeriod, "ping-period", "0", "how often this node PINGs each instance of a master that sets no ping-period of its own; 0: the master's down-after/10, within 50ms and 1s")
 	boolean(&o.allowScriptReconfig, "allow-script-reconfig", false, "true lets SET change a master's notification-script and client-reconfig-script (Sentinel's deny-scripts-reconfig no); a script is set only when every node allows it and can execute the file")
 	str(&o.hookTimeout, "hook-timeout", "60s", "longest run of one hook (a script is killed, a webhook POST abandoned) before it is retried")
@@ -264,6 +266,16 @@ func run(args []string, stderr io.Writer) int {
 		return fail(fmt.Errorf("--hook-max-retries %d: want 1 or more", o.hookMaxRetries))
 	}
 	cfg.HookMaxRetries = o.hookMaxRetries
+	if o.maxStaleness != "auto" {
+		switch d, perr := time.ParseDuration(o.maxStaleness); {
+		case perr != nil || d < 0:
+			return fail(fmt.Errorf("--max-staleness %q: want auto, 0 (always answer) or a duration such as 2s", o.maxStaleness))
+		case d == 0:
+			cfg.MaxStaleness = server.NoMaxStaleness
+		default:
+			cfg.MaxStaleness = d
+		}
+	}
 	if o.pingPeriod != "0" {
 		if cfg.PingPeriod, err = time.ParseDuration(o.pingPeriod); err != nil || cfg.PingPeriod < 0 {
 			return fail(fmt.Errorf("--ping-period %q: want 0 (automatic) or a duration such as 100ms", o.pingPeriod))

@@ -199,3 +199,32 @@ func TestRedisTLSFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestMaxStalenessFlag(t *testing.T) {
+	base := []string{"--id", "n1", "--data-dir", t.TempDir()}
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want string
+	}{
+		{args: []string{"--max-staleness", "soon"}, want: `--max-staleness "soon": want auto, 0 (always answer) or a duration such as 2s`},
+		{args: []string{"--max-staleness", "-1s"}, want: `--max-staleness "-1s"`},
+		{env: "later", want: `--max-staleness "later"`},
+	} {
+		if tc.env != "" {
+			t.Setenv("COORDINATOR_MAX_STALENESS", tc.env)
+		}
+		var stderr bytes.Buffer
+		if code := run(append(base, tc.args...), &stderr); code != 1 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v %q: exit %d, %q; want exit 1 with %q", tc.args, tc.env, code, stderr.String(), tc.want)
+		}
+	}
+}
+
+func TestMaxStalenessHelp(t *testing.T) {
+	var stderr bytes.Buffer
+	if code := run([]string{"--help"}, &stderr); code != 0 || !strings.Contains(stderr.String(), "COORDINATOR_MAX_STALENESS") ||
+		!strings.Contains(stderr.String(), `(default "auto")`) {
+		t.Errorf("--help: exit %d, no max-staleness with its default and variable in %q", code, stderr.String())
+	}
+}

@@ -59,6 +59,23 @@ type StateNotifier interface {
 	Changed() (<-chan struct{}, uint64)
 }
 
+// Voucher is optional. A Backend that implements it lets the front end
+// stop naming masters while the node cannot vouch for its copy of the state
+// (a node cut off from the Raft leader for too long may hold a master that
+// the others have since failed over).
+//
+// While Vouches is false, the discovery commands (SENTINEL
+// GET-MASTER-ADDR-BY-NAME, MASTERS, MASTER, REPLICAS, SLAVES, SENTINELS)
+// and SUBSCRIBE/PSUBSCRIBE close the connection without a reply: every
+// Sentinel client library moves on to its next sentinel after a closed
+// connection, where an error reply fails the application's call in some
+// (redis-py reads SENTINEL MASTERS and lets a reply error through).
+type Voucher interface {
+	// Vouches reports whether this node may name masters to clients now.
+	// It is called on every discovery command, so it must not block.
+	Vouches() bool
+}
+
 // InstanceView is this node's own observation of one Redis instance, as the
 // probes see it. The front end prefers it to the replicated record for the
 // link, ping and flag fields, because Sentinel reports its own view there.

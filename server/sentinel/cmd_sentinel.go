@@ -23,9 +23,24 @@ func (c *conn) master(name []byte) (*fsmv1.Master, bool) {
 	return m, true
 }
 
+// refuseStale closes the connection, without a reply, when the backend
+// cannot vouch for its state (see Voucher); it reports whether it did. The
+// replies to commands before it in a pipeline are still sent.
+func (c *conn) refuseStale() bool {
+	v, ok := c.s.backend.(Voucher)
+	if !ok || v.Vouches() {
+		return false
+	}
+	c.closeAfter = true
+	return true
+}
+
 // sentGetMasterAddr is the command clients send on every new connection, so
 // it writes the reply encoded once per state, and allocates nothing.
 func sentGetMasterAddr(c *conn, args [][]byte) {
+	if c.refuseStale() {
+		return
+	}
 	if reply, known, ok := c.s.addrReply(args[2]); ok {
 		if known {
 			c.w.Encoded(reply)
@@ -46,6 +61,9 @@ func sentGetMasterAddr(c *conn, args [][]byte) {
 }
 
 func sentMasters(c *conn, _ [][]byte) {
+	if c.refuseStale() {
+		return
+	}
 	st := c.s.state()
 	names := masterNames(st)
 	v := c.s.newView()
@@ -56,6 +74,9 @@ func sentMasters(c *conn, _ [][]byte) {
 }
 
 func sentMaster(c *conn, args [][]byte) {
+	if c.refuseStale() {
+		return
+	}
 	m, ok := c.master(args[2])
 	if !ok {
 		return
@@ -66,6 +87,9 @@ func sentMaster(c *conn, args [][]byte) {
 // sentReplicas hides replicas that set replica-announced no, as Sentinel
 // does; they stay candidates for promotion.
 func sentReplicas(c *conn, args [][]byte) {
+	if c.refuseStale() {
+		return
+	}
 	m, ok := c.master(args[2])
 	if !ok {
 		return
@@ -84,6 +108,9 @@ func sentReplicas(c *conn, args [][]byte) {
 }
 
 func sentSentinels(c *conn, args [][]byte) {
+	if c.refuseStale() {
+		return
+	}
 	m, ok := c.master(args[2])
 	if !ok {
 		return

@@ -6,8 +6,38 @@ import "fmt"
 // confirmation is always written before any message the new subscription
 // lets through: the pump needs c.mu to write.
 
-func cmdSubscribe(c *conn, args [][]byte)  { c.subscribe(args[1:], false) }
-func cmdPSubscribe(c *conn, args [][]byte) { c.subscribe(args[1:], true) }
+// A node that cannot vouch for its state hears no events to relay (it is
+// cut off from the leader), so it accepts no subscriber: the client
+// subscribes on another node instead.
+func cmdSubscribe(c *conn, args [][]byte) {
+	if !c.refuseStale() {
+		c.subscribe(args[1:], false)
+	}
+}
+
+func cmdPSubscribe(c *conn, args [][]byte) {
+	if !c.refuseStale() {
+		c.subscribe(args[1:], true)
+	}
+}
+
+// DisconnectSubscribers closes every connection with a subscription, for a
+// node that has stopped vouching for its state: its subscribers would learn
+// nothing more until it is back in touch with the leader, and a closed
+// connection makes a client subscribe on another node. It returns how many
+// it closed.
+func (s *Server) DisconnectSubscribers() int {
+	s.subsMu.RLock()
+	subs := make([]*conn, 0, len(s.subs))
+	for c := range s.subs {
+		subs = append(subs, c)
+	}
+	s.subsMu.RUnlock()
+	for _, c := range subs {
+		c.close()
+	}
+	return len(subs)
+}
 
 func cmdUnsubscribe(c *conn, args [][]byte)  { c.unsubscribe(args[1:], false) }
 func cmdPUnsubscribe(c *conn, args [][]byte) { c.unsubscribe(args[1:], true) }

@@ -1,0 +1,338 @@
+package server
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// DefaultMaxStaleness is Config.MaxStaleness when unset, unless three Raft
+// heartbeat timeouts are longer: how long a node keeps naming masters to
+// clients after its last contact with a Raft leader (being one counts).
+// See README, "A node cut off from the leader", for the choice.
+const DefaultMaxStaleness = 2 * time.Second
+
+// defaultMaxStaleness is the default for a Raft heartbeat timeout: a
+// follower notices a dead leader after one to about three heartbeat
+// timeouts, and a healthy follower must not stop answering while the
+// others merely elect a new leader.
+func defaultMaxStaleness(heartbeat time.Duration) time.Duration {
+	return max(DefaultMaxStaleness, 3*heartbeat)
+}
+
+// NoMaxStaleness (any negative Config.MaxStaleness) makes a node answer
+// from its own copy of the state however long it has been cut off, as
+// Sentinel does.
+const NoMaxStaleness time.Duration = -1
+
+// ReasonNoLeaderContact is the google.rpc.ErrorInfo reason of a read
+// refused because the node has had no contact with a Raft leader for
+// longer than its --max-staleness.
+const ReasonNoLeaderContact = "NO_LEADER_CONTACT"
+
+// leadership is what a node remembers of its own leadership between two
+// looks at Raft.
+type leadership struct {
+	lastLook  time.Time // zero: never looked
+	leading   bool      // at the last look
+	probation time.Time // leadership does not count before then
+	credited  time.Time // the last time leadership counted; zero: never
+	// stepDownContact is Raft's LastContact at the first look after the
+	// node stopped leading: hashicorp/raft sets it to the time of the step
+	// down, which is no contact with any leader (a leader resumed after a
+	// freeze steps down at once, with fresh LastContact and old state).
+	stepDownContact time.Time
+}
+
+// nextLeadership is one look at Raft at now. Leading counts as contact with
+// a leader (itself) when the node has been looking at Raft all along (no
+// two looks more than a lease apart): hashicorp/raft steps a leader down
+// once a lease passes without contact with a majority, so a node that
+// leads now, seen without a gap, had that contact within the last lease.
+// After a gap (the process frozen, or starved of CPU) a leader counts only
+// once it still leads a whole lease later: a leader resumed after a
+// SIGSTOP believes it leads until Raft has run its lease check.
+func nextLeadership(prev leadership, leader bool, lastContact, now time.Time, lease time.Duration) leadership {
+	next := prev
+	next.lastLook, next.leading = now, leader
+	gap := prev.lastLook.IsZero() || now.Sub(prev.lastLook) > lease
+	if leader {
+		if gap {
+			next.probation = now.Add(lease)
+		}
+		if !now.Before(next.probation) {
+			next.credited = now
+		}
+	} else if prev.leading {
+		next.stepDownContact = lastContact
+	}
+	return next
+}
+
+// leadingNow tells whether leadership counted at the last look.
+func (l leadership) leadingNow() bool {
+	return l.leading && !l.credited.IsZero() && l.credited.Equal(l.lastLook)
+}
+
+// vouching is the decision: may a node name masters to clients at now,
+// given Raft's last contact from a leader (lastContact, zero for never)
+// and what it remembers of its own leadership? It may when the newer of
+// the two (the contact Raft set at a step down not counting) is within
+// bound; bound <= 0 always may. age is the time since that newer one, -1
+// when there was none.
+func vouching(lead leadership, lastContact, now time.Time, bound time.Duration) (ok bool, age time.Duration) {
+	contact := lastContact
+	if !lead.stepDownContact.IsZero() && contact.Equal(lead.stepDownContact) {
+		contact = time.Time{}
+	}
+	if lead.credited.After(contact) {
+		contact = lead.credited
+	}
+	age = -1
+	if !contact.IsZero() {
+		age = max0(now.Sub(contact))
+	}
+	if bound <= 0 {
+		return true, age
+	}
+	return age >= 0 && age <= bound, age
+}
+
+func max0(d time.Duration) time.Duration {
+	if d < 0 {
+		return 0
+	}
+	return d
+}
+
+// verdict is the last decision, valid for callers until until.
+type verdict struct {
+	ok    bool
+	age   time.Duration // -1: no contact ever
+	until time.Time     // when ok, the time it lapses without new contact
+	// catchingUp: in contact again, but not yet caught up with what the
+	// leader applied (see staleness.caughtUp).
+	catchingUp bool
+}
+
+// staleness decides, for the node's read paths, whether the node can vouch
+// for its state, and tells them when that changes.
+type staleness struct {
+	max   time.Duration // <= 0: always vouch
+	lease time.Duration
+	raft  interface {
+		State() raft.RaftState
+		LastContact() time.Time
+	}
+
+	cur atomic.Pointer[verdict]
+
+	mu   sync.Mutex
+	lead leadership
+	// caughtUp is false from a loss of contact (and from a restart with
+	// old state) until the node has applied everything its leader had
+	// applied when contact returned: a heartbeat renews the contact before
+	// the entries missed meanwhile arrive, and they can come seconds later
+	// (Raft backs off its replication to a peer that failed).
+	caughtUp bool
+	// lost is closed when the node stops vouching, and replaced when it
+	// vouches again.
+	lost chan struct{}
+}
+
+func newStaleness(r interface {
+	State() raft.RaftState
+	LastContact() time.Time
+}, bound, lease time.Duration) *staleness {
+	st := &staleness{max: bound, lease: lease, raft: r, lost: make(chan struct{}), caughtUp: true}
+	st.cur.Store(&verdict{ok: bound <= 0, age: -1})
+	if bound > 0 {
+		close(st.lost) // no contact yet
+	}
+	return st
+}
+
+// check looks at Raft now and stores the verdict; it reports the new one
+// and whether the answer (vouch or not) changed.
+func (st *staleness) check(now time.Time) (verdict, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	contact := st.raft.LastContact()
+	st.lead = nextLeadership(st.lead, st.raft.State() == raft.Leader, contact, now, st.lease)
+	ok, age := vouching(st.lead, contact, now, st.max)
+	if !ok && age >= 0 {
+		// Contact lost (a node that never had any, just started, has
+		// nothing to catch up with yet).
+		st.caughtUp = false
+	}
+	v := verdict{ok: ok && st.caughtUp, age: age, catchingUp: ok && !st.caughtUp}
+	if v.ok && st.max > 0 {
+		v.until = now.Add(st.max - max0(age))
+	}
+	prev := st.cur.Swap(&v)
+	changed := prev.ok != v.ok
+	if changed {
+		if v.ok {
+			st.lost = make(chan struct{})
+		} else {
+			close(st.lost)
+		}
+	}
+	return v, changed
+}
+
+// leadingNow tells whether the node's leadership counted at the last look.
+func (st *staleness) leadingNow() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.lead.leadingNow()
+}
+
+// setCaughtUp records that the node has caught up with its leader.
+func (st *staleness) setCaughtUp() {
+	st.mu.Lock()
+	st.caughtUp = true
+	st.mu.Unlock()
+}
+
+// now returns the current verdict: the stored one while it holds, else a
+// fresh look at Raft. It is on the request path of every discovery read.
+func (st *staleness) now() verdict {
+	if st.max <= 0 {
+		return verdict{ok: true, age: -1}
+	}
+	t := time.Now()
+	if v := st.cur.Load(); v.ok && t.Before(v.until) {
+		return *v
+	}
+	v, _ := st.check(t)
+	return v
+}
+
+// lostCh is closed when the node stops vouching (already closed while it
+// does not).
+func (st *staleness) lostCh() <-chan struct{} {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.lost
+}
+
+// err is the status a read gets from a node that does not vouch: it is
+// Unavailable, so the client package (and any gRPC client that retries
+// Unavailable) asks another node.
+func (st *staleness) err(nodeID string, v verdict) error {
+	since := "since it started"
+	if v.age >= 0 {
+		since = "for " + v.age.Round(time.Millisecond).String()
+	}
+	msg := fmt.Sprintf("node %s has had no contact with a Raft leader %s (more than --max-staleness %v): its copy of the state may name a master the others have failed over; ask another node",
+		nodeID, since, st.max)
+	if v.catchingUp {
+		msg = fmt.Sprintf("node %s is in contact with the Raft leader again after more than --max-staleness %v without, and has not yet applied what it missed; ask another node",
+			nodeID, st.max)
+	}
+	s := status.New(codes.Unavailable, msg)
+	md := map[string]string{"node": nodeID, "max_staleness": st.max.String()}
+	if v.age >= 0 {
+		md["stale_for"] = v.age.Round(time.Millisecond).String()
+	}
+	if d, err := s.WithDetails(&errdetails.ErrorInfo{Reason: ReasonNoLeaderContact, Domain: errorDomain, Metadata: md}); err == nil {
+		s = d
+	}
+	return s.Err()
+}
+
+// checkFresh is the guard of a gRPC read that names masters: nil when the
+// node vouches for its state, else the Unavailable status above.
+func (s *Server) checkFresh() error {
+	if s.staleness == nil {
+		return nil
+	}
+	if v := s.staleness.now(); !v.ok {
+		return s.staleness.err(s.cfg.ID, v)
+	}
+	return nil
+}
+
+// Vouches tells whether this node names masters to clients now (Sentinel
+// discovery, GetMaster, ListMasters, WatchMaster): false once it has had
+// no contact with a Raft leader for longer than Config.MaxStaleness.
+func (s *Server) Vouches() bool { return s.staleness == nil || s.staleness.now().ok }
+
+// watchStaleness looks at Raft every period until the node stops, and acts
+// on a change (whichever look found it, this one or a request's): a node
+// that stops vouching disconnects its Sentinel subscribers (its WatchMaster
+// streams end by themselves, on lostCh) and says so in its log; one that
+// vouches again says that too. With max <= 0 it is not started.
+func (s *Server) watchStaleness() {
+	st := s.staleness
+	period := min(max(st.lease/4, 10*time.Millisecond), 100*time.Millisecond)
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	// announced is the answer the log last gave; a node starts without
+	// contact and says nothing until it has some.
+	announced := false
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		v, _ := st.check(time.Now())
+		if v.catchingUp && s.caughtUpWithLeader() {
+			st.setCaughtUp()
+			v, _ = st.check(time.Now())
+		}
+		if v.ok == announced {
+			continue
+		}
+		announced = v.ok
+		if v.ok {
+			s.log.Info("in contact with a Raft leader: naming masters to clients", "max_staleness", st.max)
+			continue
+		}
+		dropped := 0
+		if s.sentinel != nil {
+			dropped = s.sentinel.DisconnectSubscribers()
+		}
+		age := "never"
+		if v.age >= 0 {
+			age = v.age.Round(time.Millisecond).String()
+		}
+		s.log.Warn("no contact with a Raft leader for longer than --max-staleness: no longer naming masters to clients (Sentinel discovery closes the connection, gRPC reads answer Unavailable) until contact returns",
+			"last_contact_age", age, "max_staleness", st.max, "sentinel_subscribers_disconnected", dropped)
+	}
+}
+
+// caughtUpWithLeader asks the leader how far it has applied (at most a
+// second) and reports whether this node has applied as far: a read index,
+// taken once contact has returned, so that a node back from a partition or
+// a freeze names the masters the others named meanwhile, not the ones it
+// had. A leader whose leadership counts is caught up by definition (one
+// just resumed from a freeze is not: it may be deposed).
+func (s *Server) caughtUpWithLeader() bool {
+	if s.IsLeader() {
+		return s.staleness.leadingNow()
+	}
+	_, id := s.raft.LeaderWithID()
+	if id == "" {
+		return false
+	}
+	n, ok := s.fsm.Node(string(id))
+	if !ok {
+		return false
+	}
+	m := &coordinatorv1.Member{Id: n.GetId(), RaftAddress: n.GetRaftAddress(), GrpcAddress: n.GetGrpcAddress()}
+	st := (&api{s: s}).remoteStatus(s.ctx, m)
+	if st.GetState() != "leader" || st.GetAppliedIndex() == 0 {
+		return false
+	}
+	return s.raft.AppliedIndex() >= st.GetAppliedIndex()
+}

@@ -1,0 +1,208 @@
+package server
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func TestVouching(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	never := time.Time{}
+	lead := func(credited time.Time) leadership { return leadership{credited: credited} }
+	for _, tc := range []struct {
+		name        string
+		lead        leadership
+		lastContact time.Time
+		now         time.Time
+		bound       time.Duration
+		ok          bool
+		age         time.Duration
+	}{
+		{"follower heard from the leader just now", lead(never), t0, t0.Add(50 * time.Millisecond), 2 * time.Second, true, 50 * time.Millisecond},
+		{"follower at the bound", lead(never), t0, t0.Add(2 * time.Second), 2 * time.Second, true, 2 * time.Second},
+		{"follower past the bound", lead(never), t0, t0.Add(2*time.Second + time.Millisecond), 2 * time.Second, false, 2*time.Second + time.Millisecond},
+		{"never any contact", lead(never), never, t0, 2 * time.Second, false, -1},
+		{"leading counts as contact", lead(t0), never, t0.Add(time.Second), 2 * time.Second, true, time.Second},
+		{"a deposed leader keeps its last leading time", lead(t0), t0.Add(-time.Hour), t0.Add(3 * time.Second), 2 * time.Second, false, 3 * time.Second},
+		{"the newer of the two counts", lead(t0.Add(-time.Minute)), t0, t0.Add(time.Second), 2 * time.Second, true, time.Second},
+		{"the contact Raft set at a step down does not count", leadership{credited: t0.Add(-10 * time.Second), stepDownContact: t0}, t0, t0.Add(time.Second), 2 * time.Second, false, 11 * time.Second},
+		{"a contact after the step down counts", leadership{credited: t0.Add(-10 * time.Second), stepDownContact: t0}, t0.Add(100 * time.Millisecond), t0.Add(time.Second), 2 * time.Second, true, 900 * time.Millisecond},
+		{"bound 0 always vouches", lead(never), t0.Add(-time.Hour), t0, 0, true, time.Hour},
+		{"negative bound always vouches, even never", lead(never), never, t0, NoMaxStaleness, true, -1},
+		{"clock behind the contact", lead(never), t0.Add(time.Second), t0, 2 * time.Second, true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ok, age := vouching(tc.lead, tc.lastContact, tc.now, tc.bound)
+			if ok != tc.ok || age != tc.age {
+				t.Fatalf("vouching = %v, %v; want %v, %v", ok, age, tc.ok, tc.age)
+			}
+		})
+	}
+}
+
+func TestNextLeadership(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	lease := 250 * time.Millisecond
+	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+	contact := ms(-5000)
+	for _, tc := range []struct {
+		name   string
+		prev   leadership
+		leader bool
+		now    time.Time
+		want   leadership
+	}{
+		{"first look, follower", leadership{}, false, t0, leadership{lastLook: t0}},
+		{"first look, leader: on probation for a lease", leadership{}, true, t0, leadership{lastLook: t0, leading: true, probation: ms(250)}},
+		{"elected while looked at: counts at once", leadership{lastLook: ms(100)}, true, ms(150),
+			leadership{lastLook: ms(150), leading: true, credited: ms(150)}},
+		{"leading, looked at without a gap", leadership{lastLook: ms(150), leading: true, credited: ms(150)}, true, ms(250),
+			leadership{lastLook: ms(250), leading: true, credited: ms(250)}},
+		{"a gap of more than a lease (frozen): on probation", leadership{lastLook: ms(300), leading: true, credited: ms(300)}, true, ms(10300),
+			leadership{lastLook: ms(10300), leading: true, probation: ms(10550), credited: ms(300)}},
+		{"still on probation", leadership{lastLook: ms(10300), leading: true, probation: ms(10550), credited: ms(300)}, true, ms(10500),
+			leadership{lastLook: ms(10500), leading: true, probation: ms(10550), credited: ms(300)}},
+		{"still leading a lease after the gap: counts again", leadership{lastLook: ms(10500), leading: true, probation: ms(10550), credited: ms(300)}, true, ms(10550),
+			leadership{lastLook: ms(10550), leading: true, probation: ms(10550), credited: ms(10550)}},
+		{"stepped down: the last credit stays, Raft's contact then is noted", leadership{lastLook: ms(300), leading: true, credited: ms(300)}, false, ms(400),
+			leadership{lastLook: ms(400), credited: ms(300), stepDownContact: contact}},
+		{"a gap as a follower starts no probation", leadership{lastLook: ms(300), credited: ms(300)}, false, ms(10300),
+			leadership{lastLook: ms(10300), credited: ms(300)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := nextLeadership(tc.prev, tc.leader, contact, tc.now, lease); got != tc.want {
+				t.Fatalf("nextLeadership = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// fakeRaft is what staleness reads of Raft.
+type fakeRaft struct {
+	mu      sync.Mutex
+	state   raft.RaftState
+	contact time.Time
+}
+
+func (f *fakeRaft) State() raft.RaftState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.state
+}
+
+func (f *fakeRaft) LastContact() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.contact
+}
+
+func (f *fakeRaft) set(st raft.RaftState, contact time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.state, f.contact = st, contact
+}
+
+func isClosedCh(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// The verdict's transitions close and renew lostCh, and the refusal is an
+// Unavailable status with its reason.
+func TestStalenessTransitions(t *testing.T) {
+	r := &fakeRaft{state: raft.Follower}
+	st := newStaleness(r, 2*time.Second, 250*time.Millisecond)
+	t0 := time.Unix(1_000_000, 0)
+	if v, _ := st.check(t0); v.ok {
+		t.Fatal("vouches before any contact")
+	}
+	if !isClosedCh(st.lostCh()) {
+		t.Fatal("lostCh open while not vouching")
+	}
+	r.set(raft.Follower, t0)
+	v, changed := st.check(t0.Add(100 * time.Millisecond))
+	if !v.ok || !changed || v.until != t0.Add(2*time.Second) {
+		t.Fatalf("after contact: %+v changed=%v, want ok until contact+2s", v, changed)
+	}
+	lost := st.lostCh()
+	if isClosedCh(lost) {
+		t.Fatal("lostCh closed while vouching")
+	}
+	v, changed = st.check(t0.Add(2500 * time.Millisecond))
+	if v.ok || !changed || !isClosedCh(lost) {
+		t.Fatalf("2.5 s after the last contact: %+v changed=%v lost closed=%v", v, changed, isClosedCh(lost))
+	}
+	err := st.err("n2", v)
+	s := status.Convert(err)
+	if s.Code() != codes.Unavailable || len(s.Details()) != 1 {
+		t.Fatalf("refusal: %v", err)
+	}
+	if info, ok := s.Details()[0].(*errdetails.ErrorInfo); !ok || info.GetReason() != ReasonNoLeaderContact || info.GetMetadata()["stale_for"] != "2.5s" {
+		t.Fatalf("refusal's detail: %v", s.Details())
+	}
+	if want := "node n2 has had no contact with a Raft leader for 2.5s (more than --max-staleness 2s)"; len(s.Message()) < len(want) || s.Message()[:len(want)] != want {
+		t.Fatalf("refusal's message: %q", s.Message())
+	}
+
+	// Contact again: not before catching up.
+	r.set(raft.Follower, t0.Add(2600*time.Millisecond))
+	if v, _ := st.check(t0.Add(2650 * time.Millisecond)); v.ok || !v.catchingUp {
+		t.Fatalf("in contact again, not caught up: %+v", v)
+	}
+	if err := status.Convert(st.err("n2", verdict{catchingUp: true})); err.Code() != codes.Unavailable {
+		t.Fatalf("refusal while catching up: %v", err)
+	}
+	st.setCaughtUp()
+	if v, changed := st.check(t0.Add(2700 * time.Millisecond)); !v.ok || !changed || isClosedCh(st.lostCh()) {
+		t.Fatalf("caught up: %+v changed=%v", v, changed)
+	}
+	// Elected, looked at without a gap: counts at once.
+	r.set(raft.Leader, t0)
+	if v, _ := st.check(t0.Add(2750 * time.Millisecond)); !v.ok {
+		t.Fatal("a leader seen without a gap does not vouch")
+	}
+	// Frozen for 10 s: the stored verdict has lapsed, and the first look
+	// after the gap does not count the leadership Raft still reports.
+	if v, _ := st.check(t0.Add(12750 * time.Millisecond)); v.ok {
+		t.Fatal("a leader resumed after a 10 s gap vouched at once")
+	}
+	// It steps down: Raft sets LastContact to the step down, which is no
+	// contact with a leader.
+	r.set(raft.Follower, t0.Add(12760*time.Millisecond))
+	if v, _ := st.check(t0.Add(12770 * time.Millisecond)); v.ok {
+		t.Fatal("a resumed leader vouched on the contact Raft set at its step down")
+	}
+	// The new leader's heartbeat: in contact, not caught up.
+	r.set(raft.Follower, t0.Add(12800*time.Millisecond))
+	if v, _ := st.check(t0.Add(12810 * time.Millisecond)); v.ok || !v.catchingUp {
+		t.Fatalf("the new leader's heartbeat: %+v, want catching up", v)
+	}
+	// Always: never refuses, before any contact too.
+	always := newStaleness(&fakeRaft{state: raft.Candidate}, NoMaxStaleness, 250*time.Millisecond)
+	if v := always.now(); !v.ok {
+		t.Fatal("max-staleness off refused")
+	}
+}
+
+func TestDefaultMaxStaleness(t *testing.T) {
+	for _, tc := range []struct{ heartbeat, want time.Duration }{
+		{150 * time.Millisecond, 2 * time.Second},
+		{500 * time.Millisecond, 2 * time.Second},
+		{time.Second, 3 * time.Second},
+		{5 * time.Second, 15 * time.Second},
+	} {
+		if got := defaultMaxStaleness(tc.heartbeat); got != tc.want {
+			t.Errorf("heartbeat %v: %v, want %v", tc.heartbeat, got, tc.want)
+		}
+	}
+}
