@@ -154,5 +154,39 @@ func (s *stepTimes) breakdown(victims []group, killedAt time.Time) []stepRow {
 		}
 		row(step, ds)
 	}
+	// The gaps between the main steps, per group: which one grows.
+	at := func(g group, step string) (time.Time, bool) {
+		if step == quorumSdown {
+			var ts []time.Time
+			for _, t := range s.sdown[g.name] {
+				if !t.IsZero() {
+					ts = append(ts, t)
+				}
+			}
+			if len(ts) < 2 {
+				return time.Time{}, false
+			}
+			slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+			return ts[1], true
+		}
+		t, ok := s.first[g.name][step]
+		return t, ok
+	}
+	chain := []string{quorumSdown, stepOdown, stepTryFailover, stepSwitch}
+	for i := 1; i < len(chain); i++ {
+		var ds []time.Duration
+		for _, g := range victims {
+			a, ok1 := at(g, chain[i-1])
+			b, ok2 := at(g, chain[i])
+			if ok1 && ok2 {
+				ds = append(ds, b.Sub(a))
+			}
+		}
+		row(fmt.Sprintf("gap %s -> %s", chain[i-1], chain[i]), ds)
+	}
 	return rows
 }
+
+// quorumSdown names the second decider's +sdown in the gaps: with quorum 2
+// it is the vote that makes the master ODOWN.
+const quorumSdown = "2nd +sdown"
