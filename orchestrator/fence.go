@@ -183,7 +183,9 @@ func (p *pass) catchUpBeforePromotion(f *fsmv1.Failover, candConn Instance) {
 
 // reachOldMaster tries to demote the old master (REPLICAOF the candidate,
 // which already reports role master) before the promotion is announced.
-func (p *pass) reachOldMaster(old, cand string) (failover.OldMasterReach, error) {
+// verify, when above zero, is the leadership check's own budget (actWithin);
+// at zero the check shares demoteTimeout with the command.
+func (p *pass) reachOldMaster(old, cand string, verify time.Duration) (failover.OldMasterReach, error) {
 	host, port, err := splitHostPort(cand)
 	if err != nil {
 		return failover.OldMasterUnknown, err
@@ -194,7 +196,7 @@ func (p *pass) reachOldMaster(old, cand string) (failover.OldMasterReach, error)
 	}
 	// act confirms leadership and TILT first; failing those counts as
 	// not reached, which only makes the failover wait.
-	err = p.act(demoteTimeout, func(ctx context.Context) error { return p.repoint(ctx, conn, host, port) })
+	err = p.actWithin(verify, demoteTimeout, func(ctx context.Context) error { return p.repoint(ctx, conn, host, port) })
 	switch {
 	case err == nil:
 		p.releaseCatchUpPause(conn)
@@ -233,7 +235,7 @@ func (p *pass) fenceBeforeAnnounce(f *fsmv1.Failover) (bool, error) {
 		// it ends the wait early. Not in the wait's last moments, where
 		// the attempt would only delay the announcement.
 		if until.Sub(p.now) > 2*demoteTimeout && p.l.due("fence-demote", f.GetOldMaster(), p.now) {
-			reach, err := p.reachOldMaster(f.GetOldMaster(), f.GetCandidate())
+			reach, err := p.reachOldMaster(f.GetOldMaster(), f.GetCandidate(), 0)
 			if err != nil {
 				return false, err
 			}
@@ -250,7 +252,11 @@ func (p *pass) fenceBeforeAnnounce(f *fsmv1.Failover) (bool, error) {
 		in.MinReplicas, in.LagS = fence.GetMinReplicas(), fence.GetMaxLagS()
 	}
 	if in.On && in.MinReplicas > 0 {
-		reach, err := p.reachOldMaster(f.GetOldMaster(), f.GetCandidate())
+		// The leadership check has a budget of its own here, so that a
+		// slow one (a loaded machine, many failovers at once) does not
+		// leave the demotion no time: an old master whose connection is
+		// refused then costs no fence wait.
+		reach, err := p.reachOldMaster(f.GetOldMaster(), f.GetCandidate(), actionTimeout)
 		if err != nil {
 			return false, err
 		}

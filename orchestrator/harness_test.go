@@ -468,6 +468,10 @@ type env struct {
 	hookRuns   map[string]int // by "kind result", from OnHookRun
 	// pollFor is the leaders' HandoverPollFor (real time); one look when 0.
 	pollFor time.Duration
+	// chain gives the leaders started from now on the state machine as
+	// Config.State, so that a pass goes on from a committed BeginFailover
+	// to the promotion; the other tests check traces written pass by pass.
+	chain bool
 }
 
 // newEnv monitors addrM with replicas r1..r4 (committed through the fake
@@ -540,7 +544,12 @@ func (e *env) start() *Leader {
 	}
 	e.nLeaders++
 	var l *Leader
+	var state MasterReader
+	if e.chain {
+		state = e.fsm
+	}
 	l = Start(context.Background(), Config{
+		State:  state,
 		Commit: e.commit, Leadership: e.lead, Redis: e.redis, Observe: e.obs, Now: e.clock.Now,
 		// One look at the candidate per pass unless a test polls: the
 		// tests' clock is a fake.

@@ -64,6 +64,12 @@ type Instance interface {
 	SetMasterAuth(ctx context.Context, auth probe.Auth) error
 }
 
+// MasterReader reads one master's record as this node last applied it,
+// with the index the state reflects; *fsm.FSM implements it.
+type MasterReader interface {
+	Master(name string) (*fsmv1.Master, uint64, bool)
+}
+
 // Crash points of Config.Crash, like Sentinel's SIMULATE-FAILURE.
 const (
 	CrashAfterElection  = "crash-after-election"
@@ -76,6 +82,11 @@ type Config struct {
 	Leadership Leadership
 	Redis      Redis
 	Observe    Observer
+	// State, when set, lets a pass that has just committed a failover's
+	// BeginFailover go on with the promotion at once, from the record it
+	// committed, instead of waiting for the node's loop to start the next
+	// pass (see pass.beginFailover); nil leaves every step to the next pass.
+	State MasterReader
 	// Now reads the clock; time.Now when nil.
 	Now func() time.Time
 	// Log receives the leader's decisions; slog.Default() when nil.
@@ -131,9 +142,17 @@ const (
 	// master every 10 s a thousand masters would write 100 entries a
 	// second to every node's disk for figures that are only displayed.
 	offsetCommitsPerSecond = 10
-	// maxParallelPasses bounds the masters whose passes run at once: each
-	// may hold a command connection and a commit in flight.
-	maxParallelPasses = 64
+	// maxParallelPasses bounds the masters whose passes run at once. A
+	// master never has two passes in flight (claim), so the masters
+	// monitored bound them already; this caps the goroutines, command
+	// connections and commits in flight beyond the 1,000 masters a cluster
+	// is sized for. It must not be below the masters that can fail at once:
+	// at 64, with a hundred masters failing over, the others' passes queued
+	// behind passes that each wait on a command or a commit, and the node's
+	// loop with them. When it is reached, Step skips the masters it cannot
+	// start (the next Step starts them, in rotated order) instead of
+	// waiting.
+	maxParallelPasses = 1024
 	// passWait is how long Step waits for the passes it started: long
 	// enough for passes whose instances answer, short enough that the
 	// node's loop (every 100 ms) is not held up by one that does not.
@@ -174,8 +193,12 @@ type Leader struct {
 	// running marks the masters whose pass is in flight, so that Step
 	// never runs two passes of one master at once.
 	running map[string]bool
-	slots   chan struct{} // one token per pass in flight
-	work    chan func()   // passes for the idle workers (submit)
+	// committed is, by master, the index of the latest command its passes
+	// committed (or had rejected); see claim.
+	committed map[string]uint64
+	nextFirst int           // where the next Step starts (rotate)
+	slots     chan struct{} // one token per pass in flight
+	work      chan func()   // passes for the idle workers (submit)
 	// pausedOffset holds, by master, the offset this leader read from the
 	// old master under a handover pause committed with its offset pending.
 	pausedOffset map[string]pausedOffset
@@ -208,7 +231,7 @@ func Start(parent context.Context, cfg Config) *Leader {
 	ctx, cancel := context.WithCancel(parent)
 	return &Leader{cfg: cfg, ctx: ctx, cancel: cancel, lastEnter: map[string]time.Time{}, wasDown: map[string]bool{},
 		lastAction: map[string]time.Time{}, released: map[string]int64{}, hooks: map[string]*hookState{},
-		running: map[string]bool{}, slots: make(chan struct{}, maxParallelPasses), work: make(chan func()), pausedOffset: map[string]pausedOffset{},
+		running: map[string]bool{}, committed: map[string]uint64{}, slots: make(chan struct{}, maxParallelPasses), work: make(chan func()), pausedOffset: map[string]pausedOffset{},
 		linkFailed: map[string]time.Time{}, caughtUpPaused: map[string]int64{}}
 }
 
@@ -243,17 +266,24 @@ func (l *Leader) Step(st *fsmv1.State) {
 	obs := l.cfg.Observe.Observations()
 	refresh := offsetRefresh(len(st.GetMasters()))
 	var started sync.WaitGroup
-	for _, name := range sortedNames(st) {
+	names := sortedNames(st)
+	// Rotated at every Step, so that when the slots run out it is not
+	// always the same masters that wait for the next Step.
+	first := l.rotate(len(names))
+	for i := range names {
+		name := names[(first+i)%len(names)]
 		if l.ctx.Err() != nil {
 			break
 		}
-		if !l.claim(name) {
+		if !l.claim(name, st.GetAppliedIndex()) {
 			continue
 		}
 		p := &pass{l: l, ctx: l.ctx, m: st.Masters[name], obs: obs, now: now, offsetRefresh: refresh}
 		select {
 		case l.slots <- struct{}{}:
-		case <-l.ctx.Done():
+		default:
+			// Every slot is taken: this master waits for the next Step,
+			// and the node's loop does not wait for a slot.
 			l.release(name)
 			continue
 		}
@@ -306,15 +336,38 @@ func (l *Leader) submit(fn func()) {
 	}()
 }
 
-// claim marks name's pass as running, unless one already is.
-func (l *Leader) claim(name string) bool {
+// claim marks name's pass as running, unless one already is, or the state
+// at index applied is older than the master's last commit: a pass that
+// ended while Step was going through the masters committed a step the
+// state Step holds does not show yet, and a pass on it would only repeat
+// that step (and be rejected, a wasted commit) or act on what it undid.
+// The node's loop steps again on the change, with the newer state.
+func (l *Leader) claim(name string, applied uint64) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.running[name] {
+	if l.running[name] || applied < l.committed[name] {
 		return false
 	}
 	l.running[name] = true
 	return true
+}
+
+// rotate is where Step starts in the list of n masters this time.
+func (l *Leader) rotate(n int) int {
+	if n == 0 {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.nextFirst = (l.nextFirst + 1) % n
+	return l.nextFirst
+}
+
+// noteCommit records the index of a master's latest commit (see claim).
+func (l *Leader) noteCommit(name string, index uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.committed[name] = max(l.committed[name], index)
 }
 
 func (l *Leader) release(name string) {
@@ -390,13 +443,32 @@ func sortedNames(st *fsmv1.State) []string {
 // matters because a step may run for seconds, during which a pause or an
 // election can happen.
 func (p *pass) act(d time.Duration, fn func(context.Context) error) error {
+	return p.actWithin(0, d, fn)
+}
+
+// actWithin is act with a budget of its own for the leadership check:
+// verify (when above zero), after which fn gets all of d. A command whose
+// timeout is short by design (demoteTimeout) would otherwise lose it to a
+// leadership round trip that a loaded machine made slow, and fail for a
+// reason that says nothing about the instance.
+func (p *pass) actWithin(verify, d time.Duration, fn func(context.Context) error) error {
 	if p.l.cfg.Observe.Tilt().Active(p.l.cfg.Now()) {
 		return errTilt
 	}
+	if verify > 0 {
+		vctx, vcancel := context.WithTimeout(p.ctx, verify)
+		err := p.l.cfg.Leadership.VerifyLeader(vctx)
+		vcancel()
+		if err != nil {
+			return fmt.Errorf("not acting, leadership not confirmed: %w", err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(p.ctx, d)
 	defer cancel()
-	if err := p.l.cfg.Leadership.VerifyLeader(ctx); err != nil {
-		return fmt.Errorf("not acting, leadership not confirmed: %w", err)
+	if verify <= 0 {
+		if err := p.l.cfg.Leadership.VerifyLeader(ctx); err != nil {
+			return fmt.Errorf("not acting, leadership not confirmed: %w", err)
+		}
 	}
 	// go-redis honours a context's deadline but not its cancellation, so a
 	// command to a frozen instance would hold the loop until d even after
@@ -430,6 +502,9 @@ func (p *pass) askFence(c Instance, d time.Duration) (probe.Info, error) {
 func (p *pass) commit(cmd *fsmv1.Command) error {
 	ctx, cancel := context.WithTimeout(p.ctx, commitTimeout)
 	defer cancel()
-	_, err := p.l.cfg.Commit.Commit(ctx, cmd)
+	idx, err := p.l.cfg.Commit.Commit(ctx, cmd)
+	if idx != 0 {
+		p.l.noteCommit(p.m.GetName(), idx)
+	}
 	return err
 }

@@ -299,10 +299,30 @@ func (p *pass) beginFailover() error {
 	if err := p.commit(&fsmv1.Command{Kind: &fsmv1.Command_BeginFailover{BeginFailover: begin}}); err != nil {
 		return err
 	}
-	if begin.Candidate != "" {
-		p.l.crash(CrashAfterElection)
+	if begin.Candidate == "" {
+		return nil
 	}
-	return nil
+	p.l.crash(CrashAfterElection)
+	return p.promoteNow()
+}
+
+// promoteNow goes on from a committed BeginFailover to the promotion in
+// the same pass, from the master's record as committed (Config.State), as
+// the next pass would, but without waiting for the node's loop to start
+// it: with many masters failing at once that wait, a loop iteration over
+// every master, was a third of the time from the begin to +switch-master.
+// The journal is unchanged: the promotion acts on the committed record,
+// and a leader that dies here resumes from it.
+func (p *pass) promoteNow() error {
+	if p.l.cfg.State == nil || p.ctx.Err() != nil {
+		return nil
+	}
+	m, _, ok := p.l.cfg.State.Master(p.m.GetName())
+	if !ok || m.GetFailover().GetPhase() != fsmv1.FailoverPhase_FAILOVER_PHASE_PROMOTING {
+		return nil
+	}
+	p.m, p.now = m, p.l.cfg.Now()
+	return p.promote(m.GetFailover())
 }
 
 // replicaOf points one instance at host:port.

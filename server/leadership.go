@@ -72,6 +72,7 @@ func (s *Server) establishLeadership(ctx context.Context) {
 		Leadership: committer{s},
 		Redis:      s.actions,
 		Observe:    s.monitor,
+		State:      s.fsm,
 		Log:        s.log.With("component", "orchestrator"),
 		Crash:      s.simulateFailure,
 		Hooks:      s.hookRunner,

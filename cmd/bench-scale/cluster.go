@@ -35,8 +35,29 @@ type fleet struct {
 	all           []*benchproc.Proc
 	deciders      []*benchproc.Proc
 	sentinelAddrs []string
-	grpcAddrs     []string // Raftinel only
-	metricsAddrs  []string // Raftinel with -pprof-dir only
+	grpcAddrs     []string          // Raftinel only
+	metricsAddrs  []string          // Raftinel with -pprof-dir only
+	nodes         []*benchproc.Proc // Raftinel only
+}
+
+// keepLogs copies the Raftinel nodes' logs into o.logDir.
+func (f *fleet) keepLogs(o *options, sys string) error {
+	if o.logDir == "" || len(f.nodes) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(o.logDir, 0o755); err != nil {
+		return err
+	}
+	for i, p := range f.nodes {
+		b, err := os.ReadFile(p.Log)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(o.logDir, fmt.Sprintf("%s-g%d-n%d.log", sys, o.groups, i+1)), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (f *fleet) close() {
@@ -174,7 +195,7 @@ func (f *fleet) startRaftinel(ctx context.Context, o *options, sys string, ports
 		id := fmt.Sprintf("n%d", i+1)
 		args := []string{"--id", id, "--data-dir", filepath.Join(f.dir, id),
 			"--raft-addr", benchproc.Addr(ports[i]), "--grpc-addr", benchproc.Addr(ports[3+i]), "--sentinel-addr", benchproc.Addr(ports[6+i]),
-			"--bootstrap", strings.Join(boot, ","), "--log-level", "warn"}
+			"--bootstrap", strings.Join(boot, ","), "--log-level", o.nodeLogLevel}
 		if sys == systemRaftinel {
 			args = append(args, "--ping-period", "1s")
 		}
@@ -188,6 +209,7 @@ func (f *fleet) startRaftinel(ctx context.Context, o *options, sys string, ports
 		}
 		f.all = append(f.all, p)
 		f.deciders = append(f.deciders, p)
+		f.nodes = append(f.nodes, p)
 		f.grpcAddrs = append(f.grpcAddrs, benchproc.Addr(ports[3+i]))
 		f.sentinelAddrs = append(f.sentinelAddrs, benchproc.Addr(ports[6+i]))
 		if err := benchproc.WaitListening(ctx, p, ports[6+i]); err != nil {

@@ -46,6 +46,8 @@ type options struct {
 	massTimeout     time.Duration
 	redisHz         int
 	pprofDir        string
+	logDir          string
+	nodeLogLevel    string
 	basePort        int
 
 	coordinator   string
@@ -66,7 +68,9 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.writers, "writers", 5, "killed groups that get a writer counting lost acknowledged writes")
 	fs.DurationVar(&o.massTimeout, "mass-timeout", 3*time.Minute, "how long to wait for every killed group's +switch-master")
 	fs.IntVar(&o.redisHz, "redis-hz", 1, "hz of every redis-server, low so that Redis leaves the CPU to the coordinators")
-	fs.StringVar(&o.pprofDir, "pprof-dir", "", "when set, save a 30 s CPU profile of every Raftinel node during the steady window, and a heap profile after it, into this folder")
+	fs.StringVar(&o.pprofDir, "pprof-dir", "", "when set, save a CPU profile of every Raftinel node over the steady window (NAME.cpu.pprof), a heap profile after it, and a CPU profile from the mass kill on, down-after + 10 s long (NAME-kill.cpu.pprof), into this folder")
+	fs.StringVar(&o.logDir, "log-dir", "", "when set, copy every Raftinel node's log into this folder at the end of each system's run (SYSTEM-gN-nI.log)")
+	fs.StringVar(&o.nodeLogLevel, "node-log-level", "warn", "--log-level of the Raftinel nodes (info shows each failover's steps)")
 	fs.IntVar(&o.basePort, "base-port", 20000, "first port to use (the bench takes 3 x groups + 12 free ports from here up; keep below the kernel's ephemeral range)")
 	fs.StringVar(&o.coordinator, "coordinator", "bin/coordinator", "coordinator binary (make build)")
 	if err := fs.Parse(args); err != nil {

@@ -46,6 +46,7 @@ type result struct {
 	unfinished int
 	acked      int
 	lost       int
+	steps      []stepRow // the mass failure's breakdown
 }
 
 func measureSystem(ctx context.Context, o *options, sys string) (r result, err error) {
@@ -72,7 +73,7 @@ func measureSystem(ctx context.Context, o *options, sys string) (r result, err e
 			return r, err
 		}
 	}
-	return r, nil
+	return r, f.keepLogs(o, sys)
 }
 
 // cpuTicks is a process's user plus system time in clock ticks (fields 14
@@ -239,6 +240,45 @@ func saveProfiles(ctx context.Context, o *options, f *fleet, sys string) error {
 	return errors.Join(errs...)
 }
 
+// killProfileSeconds is the length of the CPU profile of every node taken
+// from the mass kill on: the detection (down-after) and the failovers.
+func killProfileSeconds(o *options) int { return int((o.downAfter + 10*time.Second).Seconds()) }
+
+// saveKillProfiles saves a CPU profile of every node from the mass kill
+// on, into o.pprofDir (NAME-kill.cpu.pprof), and says which node led.
+func saveKillProfiles(ctx context.Context, o *options, f *fleet, sys string) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(f.metricsAddrs))
+	for i, addr := range f.metricsAddrs {
+		wg.Go(func() {
+			name := fmt.Sprintf("%s-g%d-n%d-kill.cpu.pprof", sys, o.groups, i+1)
+			errs[i] = fetch(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, killProfileSeconds(o)), filepath.Join(o.pprofDir, name))
+		})
+	}
+	if leader, err := leaderID(ctx, f.grpcAddrs[0]); err == nil {
+		fmt.Printf("  %s: leader during the mass kill: %s\n", sys, leader)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// leaderID is the id of the node grpcAddr knows as the leader.
+func leaderID(ctx context.Context, grpcAddr string) (string, error) {
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	resp, err := coordinatorv1.NewCoordinatorServiceClient(conn).Status(ctx, &coordinatorv1.StatusRequest{LocalOnly: true})
+	if err != nil {
+		return "", err
+	}
+	if len(resp.GetNodes()) != 1 {
+		return "", fmt.Errorf("status of %s: %d nodes", grpcAddr, len(resp.GetNodes()))
+	}
+	return resp.GetNodes()[0].GetLeaderId(), nil
+}
+
 func fetch(ctx context.Context, url, path string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -312,9 +352,7 @@ func massKill(ctx context.Context, o *options, f *fleet, r *result) error {
 	}
 	r.killed = k
 
-	switched := map[string]time.Time{}
-	newMaster := map[string]string{}
-	var mu sync.Mutex
+	steps := newStepTimes(len(f.sentinelAddrs))
 	subCtx, stopSubs := context.WithCancel(ctx)
 	var subs sync.WaitGroup
 	var closers []func() error
@@ -326,12 +364,14 @@ func massKill(ctx context.Context, o *options, f *fleet, r *result) error {
 		}
 		subs.Wait()
 	}()
-	for _, addr := range f.sentinelAddrs {
+	for ep, addr := range f.sentinelAddrs {
 		sc := redis.NewSentinelClient(&redis.Options{Addr: addr, MaxRetries: -1, ReadTimeout: 30 * time.Second})
-		ps := sc.Subscribe(subCtx, "+switch-master")
+		ps := sc.Subscribe(subCtx, stepChannels...)
 		closers = append(closers, ps.Close, sc.Close)
-		if _, err := ps.Receive(subCtx); err != nil {
-			return fmt.Errorf("subscribe on %s: %w", addr, err)
+		for range stepChannels {
+			if _, err := ps.Receive(subCtx); err != nil {
+				return fmt.Errorf("subscribe on %s: %w", addr, err)
+			}
 		}
 		subs.Go(func() {
 			for {
@@ -339,18 +379,7 @@ func massKill(ctx context.Context, o *options, f *fleet, r *result) error {
 				if err != nil {
 					return
 				}
-				at := time.Now()
-				// <name> <old-ip> <old-port> <new-ip> <new-port>
-				fields := strings.Fields(msg.Payload)
-				if len(fields) != 5 {
-					continue
-				}
-				mu.Lock()
-				if _, seen := switched[fields[0]]; !seen {
-					switched[fields[0]] = at
-					newMaster[fields[0]] = fields[3] + ":" + fields[4]
-				}
-				mu.Unlock()
+				steps.record(ep, msg.Channel, msg.Payload, time.Now())
 			}
 		})
 	}
@@ -385,27 +414,35 @@ func massKill(ctx context.Context, o *options, f *fleet, r *result) error {
 		}
 	}
 	fmt.Printf("  %s: SIGKILLed %d masters\n", r.system, k)
+	var profiles sync.WaitGroup
+	var profileErr error
+	if o.pprofDir != "" && f.metricsAddrs != nil {
+		profiles.Go(func() { profileErr = saveKillProfiles(ctx, o, f, r.system) })
+	}
 	_ = benchproc.Poll(ctx, o.massTimeout, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if n := countSwitched(victims, switched); n < k {
+		if n := countSwitched(victims, steps); n < k {
 			return fmt.Errorf("%d of %d switched", n, k)
 		}
 		return nil
 	})
-	mu.Lock()
+	addrs := map[string]string{}
 	for _, g := range victims {
-		if at, ok := switched[g.name]; ok {
-			r.switched = append(r.switched, at.Sub(killedAt))
-		} else {
+		at, payload, ok := steps.switched(g.name)
+		if !ok {
 			r.unfinished++
+			continue
+		}
+		r.switched = append(r.switched, at.Sub(killedAt))
+		// <name> <old-ip> <old-port> <new-ip> <new-port>
+		if fs := strings.Fields(payload); len(fs) == 5 {
+			addrs[g.name] = fs[3] + ":" + fs[4]
 		}
 	}
-	addrs := map[string]string{}
-	for _, w := range writers {
-		addrs[w.name] = newMaster[w.name]
+	r.steps = steps.breakdown(victims, killedAt)
+	profiles.Wait()
+	if profileErr != nil {
+		return profileErr
 	}
-	mu.Unlock()
 
 	// Let the writers land a few writes on the new masters, then count
 	// what the new masters lack.
@@ -436,10 +473,10 @@ func massKill(ctx context.Context, o *options, f *fleet, r *result) error {
 	return nil
 }
 
-func countSwitched(victims []group, switched map[string]time.Time) int {
+func countSwitched(victims []group, steps *stepTimes) int {
 	n := 0
 	for _, g := range victims {
-		if _, ok := switched[g.name]; ok {
+		if _, _, ok := steps.switched(g.name); ok {
 			n++
 		}
 	}

@@ -51,6 +51,10 @@ func (r result) detail() string {
 	if r.killed > 0 {
 		fmt.Fprintf(&b, "  mass kill of %d masters: +switch-master p50 %s, max %s, unfinished %d; writers on %d groups: %d of %d acknowledged writes lost\n",
 			r.killed, ms(percentile(r.switched, 0.5)), ms(maxOf(r.switched)), r.unfinished, r.writers, r.lost, r.acked)
+		fmt.Fprintf(&b, "  mass kill, each step's time from the kill over the killed groups (p50 / max, groups that reached it):\n")
+		for _, s := range r.steps {
+			fmt.Fprintf(&b, "    %-42s %10s / %10s  (%d)\n", s.step, ms(s.p50), ms(s.max), s.groups)
+		}
 	}
 	return b.String()
 }
