@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftinel/raftinel/failover"
@@ -190,6 +191,8 @@ type Leader struct {
 	// steady holds, by master, the last pass that found it steady (see
 	// steadyUntil), for skip.
 	steady map[string]steadyPass
+	// passesRun counts the passes that ran (not skipped).
+	passesRun atomic.Uint64
 }
 
 // Start makes the leader for one term. It must be created after raft's
@@ -277,6 +280,7 @@ func (l *Leader) Step(st *fsmv1.State) {
 			defer started.Done()
 			defer func() { <-l.slots }()
 			defer l.release(name)
+			l.passesRun.Add(1)
 			err := p.run()
 			if err != nil {
 				l.cfg.Log.Warn("failover step", "master", name, "err", err)
