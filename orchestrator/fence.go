@@ -54,15 +54,8 @@ func (p *pass) maintainFence() error {
 	addr := p.m.GetAddress()
 	o, ok := p.obs[addr]
 	if !ok || !o.LinkUp || !o.FailingSince.IsZero() {
-		// Only a probe that failed makes the master unsteady: its last
-		// contact got no reply, or one has been unanswered for longer than
-		// a healthy reply takes. Not observed yet, never pinged, or a PING
-		// merely in flight (which starts the SDOWN clock) is no failure.
-		if ok && !o.LastPingAt.IsZero() && (!o.LinkUp || p.now.Sub(o.FailingSince) > fenceInfoTimeout) {
-			p.l.mu.Lock()
-			p.l.linkFailed[addr] = p.now
-			p.l.mu.Unlock()
-		}
+		// A probe that failed was recorded by Step (noteLinkFailure),
+		// at every tick, whether this pass runs or not.
 		return nil
 	}
 	cur := p.m.GetFence()

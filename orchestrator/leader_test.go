@@ -221,3 +221,50 @@ func TestOffsetRefreshKeepsOffsetCommitsBounded(t *testing.T) {
 		}
 	}
 }
+
+// Offsets that move, with nothing else changing, are committed only for a
+// master with max-lag, whose ranking reads the committed master offset;
+// for every other master they stay off the log (each node displays its own
+// probe's).
+func TestOffsetsAloneAreCommittedOnlyWithMaxLag(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		maxLag int64
+		want   bool
+	}{
+		{"no max-lag", 0, false},
+		{"max-lag", 1 << 20, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(s *fsmv1.MasterSettings) { s.MaxLagBytes = tc.maxLag })
+			e.step()
+			from := e.mark()
+			for i := range 30 {
+				off := int64(2000 + 100*i)
+				e.setInfo(addrM, func(in *probe.Info) { in.MasterReplOffset = off })
+				for _, a := range replicaAddrs {
+					e.setInfo(a, func(in *probe.Info) { in.SlaveReplOffset = off })
+				}
+				e.tick(time.Second)
+			}
+			got := e.count(from, "commit UpdateReplicas*")
+			if (got > 0) != tc.want {
+				t.Fatalf("%d offset-only UpdateReplicas commits in 30 s with max-lag %d, want some: %v\n%s", got, tc.maxLag, tc.want, e.dump(from))
+			}
+			if tc.want && got > 3 {
+				t.Fatalf("%d offset-only commits in 30 s, want at most one per %v", got, observeRefresh)
+			}
+			// A change that matters is committed at once, with the offsets
+			// of the moment.
+			from = e.mark()
+			e.setInfo(addrR1, func(in *probe.Info) { in.ReplicaPriority = 50 })
+			e.tick(100 * time.Millisecond)
+			if got := e.count(from, "commit UpdateReplicas*"); got != 1 {
+				t.Fatalf("priority change: %d UpdateReplicas commits, want 1\n%s", got, e.dump(from))
+			}
+			if r := e.master().GetReplicas()[0]; r.GetPriority() != 50 || r.GetOffset() != 2000+100*29 {
+				t.Fatalf("committed %s: priority %d offset %d, want 50 and %d", r.GetAddress(), r.GetPriority(), r.GetOffset(), 2000+100*29)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftinel/raftinel/failover"
@@ -132,15 +133,15 @@ const (
 	// resendEvery spaces out repeats of an idempotent action that has not
 	// shown its effect yet.
 	resendEvery = 2 * time.Second
-	// observeRefresh is how stale the committed replica offsets may grow
-	// before the leader commits fresh ones, with few masters; see
-	// offsetRefresh.
+	// observeRefresh is how stale the committed offsets of a master with
+	// max-lag may grow before the leader commits fresh ones, with few such
+	// masters; see offsetRefresh.
 	observeRefresh = 10 * time.Second
 	// offsetCommitsPerSecond bounds the log entries that only refresh
-	// offsets, over all masters: every master's offsets move all the time
-	// (Redis's replication PING alone moves them), and at one entry per
-	// master every 10 s a thousand masters would write 100 entries a
-	// second to every node's disk for figures that are only displayed.
+	// offsets, over all masters with max-lag: every master's offsets move
+	// all the time (Redis's replication PING alone moves them), and each
+	// entry is written to every node's disk. Masters without max-lag get
+	// no offset-only entries at all (see observeReplicas).
 	offsetCommitsPerSecond = 10
 	// maxParallelPasses bounds the masters whose passes run at once. A
 	// master never has two passes in flight (claim), so the masters
@@ -210,6 +211,11 @@ type Leader struct {
 	// whose old master this leader paused before the promotion
 	// (catchUpBeforePromotion); it unpauses it once demoted.
 	caughtUpPaused map[string]int64
+	// steady holds, by master, the last pass that found it steady (see
+	// steadyUntil), for skip.
+	steady map[string]steadyPass
+	// passesRun counts the passes that ran (not skipped).
+	passesRun atomic.Uint64
 }
 
 // Start makes the leader for one term. It must be created after raft's
@@ -232,7 +238,7 @@ func Start(parent context.Context, cfg Config) *Leader {
 	return &Leader{cfg: cfg, ctx: ctx, cancel: cancel, lastEnter: map[string]time.Time{}, wasDown: map[string]bool{},
 		lastAction: map[string]time.Time{}, released: map[string]int64{}, hooks: map[string]*hookState{},
 		running: map[string]bool{}, committed: map[string]uint64{}, slots: make(chan struct{}, maxParallelPasses), work: make(chan func()), pausedOffset: map[string]pausedOffset{},
-		linkFailed: map[string]time.Time{}, caughtUpPaused: map[string]int64{}}
+		linkFailed: map[string]time.Time{}, caughtUpPaused: map[string]int64{}, steady: map[string]steadyPass{}}
 }
 
 // Stop ends the term: commands in flight are cancelled and nothing more is
@@ -245,7 +251,9 @@ func (l *Leader) Wait() { l.hookWG.Wait() }
 
 // Step runs one pass of the leader's work over every master of st: record
 // what it sees, judge ODOWN, and start, resume or finish failovers. A node
-// in TILT does nothing until its observations are fresh again.
+// in TILT does nothing until its observations are fresh again. A master
+// whose last pass found it steady, on the same record and observations,
+// is skipped until that pass's deadlines (skip, steadyUntil).
 //
 // Each master's pass runs on its own goroutine, at most maxParallelPasses
 // at once, so that one master whose instances are slow to answer (a frozen
@@ -264,7 +272,7 @@ func (l *Leader) Step(st *fsmv1.State) {
 		return
 	}
 	obs := l.cfg.Observe.Observations()
-	refresh := offsetRefresh(len(st.GetMasters()))
+	refresh := offsetRefresh(lagLimited(st))
 	var started sync.WaitGroup
 	names := sortedNames(st)
 	// Rotated at every Step, so that when the slots run out it is not
@@ -275,10 +283,20 @@ func (l *Leader) Step(st *fsmv1.State) {
 		if l.ctx.Err() != nil {
 			break
 		}
+		m := st.Masters[name]
+		if m.GetFailover() == nil {
+			l.noteLinkFailure(m.GetAddress(), obs, now)
+		}
+		if l.skip(m, obs, now) {
+			continue
+		}
 		if !l.claim(name, st.GetAppliedIndex()) {
 			continue
 		}
-		p := &pass{l: l, ctx: l.ctx, m: st.Masters[name], obs: obs, now: now, offsetRefresh: refresh}
+		p := &pass{l: l, ctx: l.ctx, m: m, obs: obs, now: now}
+		if p.m.GetSettings().GetMaxLagBytes() > 0 {
+			p.offsetRefresh = refresh
+		}
 		select {
 		case l.slots <- struct{}{}:
 		default:
@@ -292,9 +310,12 @@ func (l *Leader) Step(st *fsmv1.State) {
 			defer started.Done()
 			defer func() { <-l.slots }()
 			defer l.release(name)
-			if err := p.run(); err != nil {
+			l.passesRun.Add(1)
+			err := p.run()
+			if err != nil {
 				l.cfg.Log.Warn("failover step", "master", name, "err", err)
 			}
+			l.notePass(p, err)
 		})
 	}
 	done := make(chan struct{})
@@ -376,11 +397,24 @@ func (l *Leader) release(name string) {
 	delete(l.running, name)
 }
 
-// offsetRefresh is how stale one master's committed offsets may grow when
-// the cluster monitors masters of them: observeRefresh, or longer so that
-// offset-only refreshes stay within offsetCommitsPerSecond in all.
+// offsetRefresh is how stale the committed offsets of a master with
+// max-lag may grow when the cluster monitors masters of them with max-lag:
+// observeRefresh, or longer so that offset-only refreshes stay within
+// offsetCommitsPerSecond in all.
 func offsetRefresh(masters int) time.Duration {
 	return max(observeRefresh, time.Duration(masters)*time.Second/offsetCommitsPerSecond)
+}
+
+// lagLimited counts the masters with max-lag, the only ones whose offsets
+// the leader commits when nothing else changed.
+func lagLimited(st *fsmv1.State) int {
+	n := 0
+	for _, m := range st.GetMasters() {
+		if m.GetSettings().GetMaxLagBytes() > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // due rate-limits a repeated action on one instance: it reports true, and

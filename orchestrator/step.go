@@ -23,7 +23,8 @@ type pass struct {
 	obs map[string]probe.Observation
 	now time.Time
 	// offsetRefresh is how stale the master's committed offsets may grow
-	// (offsetRefresh()); zero means observeRefresh.
+	// (offsetRefresh()) for a master with max-lag; zero (every other
+	// master) commits offsets only along with a change that matters.
 	offsetRefresh time.Duration
 	// promotedAt is when this pass's REPLICAOF NO ONE to the candidate
 	// returned (zero if it sent none): the candidate's detachment, which
@@ -106,7 +107,20 @@ func (p *pass) run() error {
 }
 
 // observeReplicas commits the leader's view of the replicas when something
-// an operator or a decision cares about changed, or the offsets grew stale.
+// an operator or a decision cares about changed, or, for a master with
+// max-lag, when the offsets grew stale.
+//
+// Offsets alone are committed only where a decision reads them from the
+// log: the ranking's max-lag compares the replicas with the master's
+// offset, and takes the committed one when it is higher than what the
+// leader's own probe saw (a new leader whose probe never read the dead
+// master's INFO). Everything else reads live offsets: the ranking itself,
+// the empty-restart check and the handover read the probe's INFO or Redis
+// directly, and what is displayed (GetMasterDetail, coordinatorctl, the
+// lag metric, SENTINEL REPLICAS) comes from the serving node's own probe.
+// Committing offsets that always move for display only cost every node a
+// log entry written to disk and a new copy of the state, ten times a
+// second.
 func (p *pass) observeReplicas() error {
 	known := map[string]*fsmv1.Replica{}
 	addrs := map[string]bool{}
@@ -153,7 +167,7 @@ func (p *pass) observeReplicas() error {
 		}
 		update = append(update, next)
 		if old := known[a]; old == nil || materialChange(old, next) ||
-			(next.GetOffset() != old.GetOffset() && p.now.Sub(time.Unix(0, old.GetObservedAtUnixNanos())) > max(p.offsetRefresh, observeRefresh)) {
+			(p.offsetRefresh > 0 && next.GetOffset() != old.GetOffset() && p.now.Sub(time.Unix(0, old.GetObservedAtUnixNanos())) > max(p.offsetRefresh, observeRefresh)) {
 			changed = true
 		}
 		p.l.noteDown(a, next.GetSdown(), p.now)

@@ -129,6 +129,15 @@ func PingTiming(t Target, nodeDefault time.Duration) (period, timeout time.Durat
 // means "never". All times come from WatcherConfig.Now.
 type Observation struct {
 	Addr string
+	// Gen changes (to a value no other observation of this Watcher had)
+	// whenever the observation changes in a way Changed signals, and with
+	// every INFO read or failed; it does not change with PING times and
+	// the SDOWN clock of a PING in flight alone. Equal Gens of one
+	// address mean the same replies and INFO; a reader that must notice
+	// an SDOWN clock running out counts from FailingSince (or, when that
+	// is zero, from the time it read the observation: a later PING starts
+	// its clock no earlier).
+	Gen uint64
 	// Since is when watching began.
 	Since time.Time
 
@@ -198,6 +207,8 @@ type Watcher struct {
 	mu        sync.Mutex
 	instances map[string]*instance
 	closed    bool
+	// gen is the last Observation.Gen given out.
+	gen uint64
 }
 
 type instance struct {
@@ -345,6 +356,8 @@ func (w *Watcher) start(t Target) *instance {
 		target:   t,
 		obs:      Observation{Addr: t.Addr, Since: w.cfg.Now()},
 	}
+	w.gen++
+	in.obs.Gen = w.gen
 	in.wg.Add(2)
 	go w.pingLoop(in)
 	go w.infoLoop(in)
@@ -585,6 +598,10 @@ func (w *Watcher) recordPing(in *instance, gen uint64, res PingResult) {
 	}
 	validityFlipped := first || wasValid != res.Valid
 	significant := validityFlipped || wasLinkUp != o.LinkUp
+	if significant {
+		w.gen++
+		o.Gen = w.gen
+	}
 	if res.Valid && validityFlipped && o.InfoErr != "" {
 		// Back: read INFO now rather than at the next retry.
 		wake(in.infoNow)
@@ -635,6 +652,8 @@ func (w *Watcher) recordInfo(in *instance, gen uint64, info Info, err error) {
 		o.InfoAt = now
 		o.InfoErr = ""
 	}
+	w.gen++
+	o.Gen = w.gen
 	w.mu.Unlock()
 
 	switch {

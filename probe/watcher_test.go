@@ -674,3 +674,69 @@ func TestWatcherReportsPingRoundTrips(t *testing.T) {
 		t.Fatalf("%d round trips reported for a dead instance", got-n)
 	}
 }
+
+// Gen stays the same while only PING times move, and changes with every
+// INFO and with the link going down and up again.
+func TestWatcherGen(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	cfg := fastConfig(t)
+	w := newTestWatcher(t, cfg)
+	if err := w.SetTargets([]Target{{Addr: s.Addr(), DownAfter: time.Second}}); err != nil {
+		t.Fatal(err)
+	}
+	first := waitObs(t, w, s.Addr(), healthy)
+	if first.Gen == 0 {
+		t.Fatal("an observation with Gen 0")
+	}
+	// INFO every hour: several PINGs (every 50 ms) and the same Gen.
+	later := waitObs(t, w, s.Addr(), func(o Observation) error {
+		if !o.LastPingAt.After(first.LastPingAt.Add(150 * time.Millisecond)) {
+			return errors.New("not enough PINGs yet")
+		}
+		return nil
+	})
+	if later.InfoAt.Equal(first.InfoAt) && later.Gen != first.Gen {
+		t.Fatalf("PINGs alone changed Gen from %d to %d", first.Gen, later.Gen)
+	}
+
+	// The fast INFO period: a new INFO, a new Gen.
+	if err := w.SetTargets([]Target{{Addr: s.Addr(), DownAfter: time.Second, FastInfo: true}}); err != nil {
+		t.Fatal(err)
+	}
+	waitObs(t, w, s.Addr(), func(o Observation) error {
+		if !o.InfoAt.After(later.InfoAt) {
+			return errors.New("no new INFO yet")
+		}
+		if o.Gen == later.Gen {
+			return fmt.Errorf("a new INFO at %v kept Gen %d", o.InfoAt, o.Gen)
+		}
+		return nil
+	})
+	if err := w.SetTargets([]Target{{Addr: s.Addr(), DownAfter: time.Second}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Frozen: the PING times out, the link goes down, Gen changes.
+	before := obs(t, w, s.Addr())
+	s.Pause()
+	down := waitObs(t, w, s.Addr(), func(o Observation) error {
+		if o.LinkUp {
+			return errors.New("link still up")
+		}
+		return nil
+	})
+	if down.Gen == before.Gen {
+		t.Fatalf("the link went down with the same Gen %d", down.Gen)
+	}
+	s.Resume()
+	waitObs(t, w, s.Addr(), func(o Observation) error {
+		if !o.LinkUp {
+			return errors.New("link still down")
+		}
+		if o.Gen == down.Gen {
+			return fmt.Errorf("the link came back with the same Gen %d", o.Gen)
+		}
+		return nil
+	})
+}

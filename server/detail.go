@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/raftinel/raftinel/fsm"
+	"github.com/raftinel/raftinel/probe"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -22,7 +23,27 @@ func (a *api) GetMasterDetail(ctx context.Context, req *coordinatorv1.GetMasterD
 	if !ok {
 		return nil, fsm.UnknownMaster(req.GetName())
 	}
+	ownOffsets(m, a.s.monitor.watcher.Observation)
 	return &coordinatorv1.GetMasterDetailResponse{Detail: masterDetail(m), Index: idx}, nil
+}
+
+// ownOffsets sets, in m (a copy of the caller's), the offsets this node's
+// own probe read last, where they are newer than the record: the leader
+// commits offsets only along with a change that matters (or, for a master
+// with max-lag, now and then), so the log's are as old as the last such
+// change, while every node reads every instance's INFO itself. A replica's
+// observed-at then says when its offset was read.
+func ownOffsets(m *fsmv1.Master, observation func(addr string) (probe.Observation, bool)) {
+	if o, ok := observation(m.GetAddress()); ok && o.LinkUp && o.Info != nil && o.Info.Role == probe.RoleMaster {
+		m.MasterOffset = o.Info.MasterReplOffset
+	}
+	for _, r := range m.GetReplicas() {
+		o, ok := observation(r.GetAddress())
+		if !ok || o.Info == nil || o.InfoAt.UnixNano() <= r.GetObservedAtUnixNanos() {
+			continue
+		}
+		r.Offset, r.ObservedAtUnixNanos = o.Info.SlaveReplOffset, o.InfoAt.UnixNano()
+	}
 }
 
 func timestamp(unixNanos int64) *timestamppb.Timestamp {

@@ -55,7 +55,7 @@ var metricDefs = []metricDef{
 	{"raftinel_master_quorum", "gauge", "Down votes needed for ODOWN.", []string{"master"}},
 	{"raftinel_master_replicas", "gauge", "Known replicas of the master.", []string{"master"}},
 	{"raftinel_master_replicas_up", "gauge", "Known replicas neither subjectively down nor disconnected, as the leader last committed.", []string{"master"}},
-	{"raftinel_replica_lag_bytes", "gauge", "Master replication offset minus the replica's, as the leader last committed them (while they move: every 10 s, or every masters/10 seconds above 100 masters, so that offset refreshes stay within 10 log entries a second).", []string{"master", "replica"}},
+	{"raftinel_replica_lag_bytes", "gauge", "Master replication offset minus the replica's, as this node's own probe last read them in their INFO (every 10 s, every second while the master is in trouble); the committed ones where this node has no newer INFO.", []string{"master", "replica"}},
 	{"raftinel_master_failover_in_progress", "gauge", "1 while a failover journal of the master is open, else 0.", []string{"master"}},
 	{"raftinel_master_failover_phase", "gauge", "1 for the phase the open failover journal is in (handover, promoting, reconf_replicas), 0 for the others.", []string{"master", "phase"}},
 	{"raftinel_master_maintenance", "gauge", "1 while the master is in maintenance (automatic failovers and repairs suspended), else 0.", []string{"master"}},
@@ -319,6 +319,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	masters, _ := s.fsm.Masters()
 	instances := map[string]bool{}
 	for _, m := range masters {
+		ownOffsets(m, s.monitor.watcher.Observation)
 		c.collectMaster(gauge, m, now)
 		instances[m.GetAddress()] = true
 		for _, r := range m.GetReplicas() {

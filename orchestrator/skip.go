@@ -1,0 +1,208 @@
+package orchestrator
+
+import (
+	"strings"
+	"time"
+
+	"github.com/raftinel/raftinel/failover"
+	"github.com/raftinel/raftinel/fsm"
+	"github.com/raftinel/raftinel/probe"
+	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
+)
+
+// A steady master's pass decides nothing: no failover, no down vote, its
+// instances answer and follow it, every replica its INFO lists is on
+// record. Running it again with the same record and the same observations
+// decides nothing again until a timer runs out: an instance's SDOWN clock,
+// or the fence's next read. The leader's loop (every 100 ms, and at every
+// change) skips such a pass (Leader.skip), which was most of what the
+// leader did for a thousand quiet masters.
+
+// passInputs is what a master's pass read that can change without a
+// commit: the record (the state is a new copy after every commit, so the
+// same pointer means the same record) and the observation of each of its
+// instances, by Gen.
+type passInputs struct {
+	m    *fsmv1.Master
+	gens []uint64
+}
+
+// inputsOf lists the pass's inputs from the master record and the
+// observations; an instance not observed has Gen 0 (a Watcher's Gens start
+// at 1).
+func inputsOf(m *fsmv1.Master, obs map[string]probe.Observation) passInputs {
+	in := passInputs{m: m, gens: make([]uint64, 0, 1+len(m.GetReplicas()))}
+	in.gens = append(in.gens, obs[m.GetAddress()].Gen)
+	for _, r := range m.GetReplicas() {
+		in.gens = append(in.gens, obs[r.GetAddress()].Gen)
+	}
+	return in
+}
+
+// same reports whether b has the same record and observations as a. Gen 0
+// (a fake observer's, or none) never counts as the same.
+func (a passInputs) same(m *fsmv1.Master, obs map[string]probe.Observation) bool {
+	if a.m != m || len(a.gens) != 1+len(m.GetReplicas()) {
+		return false
+	}
+	if g := obs[m.GetAddress()].Gen; g == 0 || g != a.gens[0] {
+		return false
+	}
+	for i, r := range m.GetReplicas() {
+		if g := obs[r.GetAddress()].Gen; g == 0 || g != a.gens[i+1] {
+			return false
+		}
+	}
+	return true
+}
+
+// steadyUntil reports whether the pass of master m, run at now on obs,
+// found it steady, and until when it stays so at the latest with the same
+// record and observations: the first moment an instance could turn SDOWN
+// (down-after after its SDOWN clock started, or after now when no clock
+// runs: a PING sent later starts it later) and fenceDue, the fence's next
+// read of the master (zero when the master is not fenced). steady false
+// means the pass must run at every tick. It is pure: the same inputs give
+// the same answer.
+//
+// Steady means none of the pass's decisions depends on time alone, apart
+// from those deadlines: no failover in progress, not ODOWN, no down vote
+// (votes expire), no max-lag (its offsets are committed by age), the
+// master answers, reports role master and the recorded run id, lists no
+// replica that is not on record, and is not within
+// failover.EmptyRestartWindow of a restart, nor waiting for a PONG after
+// one (master-reboot-down-after-period); every recorded replica answers,
+// reports role slave following the master and is on record as neither
+// SDOWN nor disconnected. Such a master gets no heal (its replicas follow
+// it), no empty-restart failover and no ODOWN.
+func steadyUntil(m *fsmv1.Master, obs map[string]probe.Observation, now, fenceDue time.Time) (time.Time, bool) {
+	if m.GetFailover() != nil || m.GetOdown() || m.GetSettings().GetMaxLagBytes() > 0 {
+		return time.Time{}, false
+	}
+	for _, v := range m.GetVotes() {
+		if v.GetDown() {
+			return time.Time{}, false
+		}
+	}
+	if role := m.GetMasterRole(); role != "" && role != fsm.RoleMaster {
+		return time.Time{}, false
+	}
+	host, port, err := splitHostPort(m.GetAddress())
+	if err != nil {
+		return time.Time{}, false
+	}
+	downAfter := DownAfter(m)
+	until := fenceDue
+	clock := func(o probe.Observation) {
+		start := now
+		if !o.FailingSince.IsZero() {
+			start = o.FailingSince
+		}
+		// SDOWN needs more than down-after: the first moment it can hold
+		// is just after start + down-after.
+		if t := start.Add(downAfter).Add(time.Nanosecond); until.IsZero() || t.Before(until) {
+			until = t
+		}
+	}
+
+	mo, ok := obs[m.GetAddress()]
+	if !ok || !mo.LinkUp || mo.Info == nil || mo.Info.Role != probe.RoleMaster || mo.Info.RunID == "" || mo.Info.RunID != m.GetMasterRunId() {
+		return time.Time{}, false
+	}
+	if !mo.RebootedAt.IsZero() {
+		if now.Sub(mo.RebootedAt) <= failover.EmptyRestartWindow {
+			return time.Time{}, false
+		}
+		if RebootDownAfter(m) > 0 && !mo.LastPong.After(mo.RebootedAt) {
+			return time.Time{}, false
+		}
+	}
+	for _, r := range mo.Info.ConnectedReplicas {
+		if !knownHostPort(m.GetReplicas(), r.IP, r.Port) && !sameHostPort(m.GetAddress(), r.IP, r.Port) {
+			return time.Time{}, false
+		}
+	}
+	clock(mo)
+
+	for _, r := range m.GetReplicas() {
+		if r.GetSdown() || r.GetDisconnected() {
+			return time.Time{}, false
+		}
+		o, ok := obs[r.GetAddress()]
+		if !ok || !o.LinkUp || o.Info == nil || o.Info.Role != probe.RoleSlave ||
+			o.Info.MasterHost == "" || o.Info.MasterPort != port || !strings.EqualFold(o.Info.MasterHost, host) {
+			return time.Time{}, false
+		}
+		clock(o)
+	}
+	return until, true
+}
+
+// fenceDue is when maintainFence reads master addr's fence next: zero
+// when it never does (fence off and nothing set), now when it has not read
+// it yet.
+func (l *Leader) fenceDue(m *fsmv1.Master, now time.Time) time.Time {
+	cur := m.GetFence()
+	decided := cur != nil && cur.GetAddress() == m.GetAddress()
+	if !fsm.FenceOn(m.GetSettings()) && (!decided || cur.GetMinReplicas() == 0) {
+		return time.Time{}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	last, ok := l.lastAction["fence-info "+m.GetAddress()]
+	if !ok || now.Before(last) {
+		return now
+	}
+	return last.Add(fenceInfoEvery)
+}
+
+// steadyPass is a finished pass that found its master steady.
+type steadyPass struct {
+	in    passInputs
+	until time.Time
+}
+
+// notePass remembers, after p ran without error, whether its master was
+// steady and until when, for skip.
+func (l *Leader) notePass(p *pass, err error) {
+	name := p.m.GetName()
+	var until time.Time
+	steady := false
+	if err == nil {
+		until, steady = steadyUntil(p.m, p.obs, p.now, l.fenceDue(p.m, p.now))
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !steady {
+		delete(l.steady, name)
+		return
+	}
+	l.steady[name] = steadyPass{in: inputsOf(p.m, p.obs), until: until}
+}
+
+// skip reports whether master m's pass at now would decide nothing: its
+// last pass found it steady on the same record and observations, and no
+// deadline of that pass has come.
+func (l *Leader) skip(m *fsmv1.Master, obs map[string]probe.Observation, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s, ok := l.steady[m.GetName()]
+	return ok && now.Before(s.until) && s.in.same(m, obs)
+}
+
+// noteLinkFailure records when this leader's probe of the master last
+// failed, for the fence (maintainFence never lowers a fence within
+// failover.FenceSteadyFor of it): its last contact got no reply, or one has
+// been unanswered for longer than a healthy reply takes. Not observed yet,
+// never pinged, or a PING merely in flight is no failure. It runs at every
+// tick for every master, skipped pass or not, so that a PING in flight is
+// looked at as often as before.
+func (l *Leader) noteLinkFailure(addr string, obs map[string]probe.Observation, now time.Time) {
+	o, ok := obs[addr]
+	if !ok || o.LastPingAt.IsZero() || (o.LinkUp && (o.FailingSince.IsZero() || now.Sub(o.FailingSince) <= fenceInfoTimeout)) {
+		return
+	}
+	l.mu.Lock()
+	l.linkFailed[addr] = now
+	l.mu.Unlock()
+}
