@@ -188,16 +188,19 @@ func (c *conn) serve() {
 		c.serveRaw()
 		return
 	}
-	for {
-		args, err := c.r.ReadCommandShared()
-		if err != nil {
-			c.readFailed(err)
-			return
-		}
-		if !c.exec(args) {
-			return
-		}
+	for c.serveOne() {
 	}
+}
+
+// serveOne reads the next request with blocking reads and runs it; false
+// ends the connection.
+func (c *conn) serveOne() bool {
+	args, err := c.r.ReadCommandShared()
+	if err != nil {
+		c.readFailed(err)
+		return false
+	}
+	return c.exec(args)
 }
 
 // readFailed answers a malformed request with Redis's protocol error before

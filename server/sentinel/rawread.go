@@ -150,12 +150,7 @@ func (c *conn) serveRaw() {
 		if err != nil {
 			return
 		}
-		args, err := c.r.ReadCommandShared()
-		if err != nil {
-			c.readFailed(err)
-			return
-		}
-		if !c.exec(args) {
+		if !c.serveOne() {
 			return
 		}
 	}
