@@ -108,15 +108,6 @@ func (f *fakeRaft) set(st raft.RaftState, contact time.Time) {
 	f.state, f.contact = st, contact
 }
 
-func isClosedCh(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
-}
-
 // The verdict's transitions close and renew lostCh, and the refusal is an
 // Unavailable status with its reason.
 func TestStalenessTransitions(t *testing.T) {
@@ -126,7 +117,7 @@ func TestStalenessTransitions(t *testing.T) {
 	if v, _ := st.check(t0); v.ok {
 		t.Fatal("vouches before any contact")
 	}
-	if !isClosedCh(st.lostCh()) {
+	if !isClosed(st.lostCh()) {
 		t.Fatal("lostCh open while not vouching")
 	}
 	r.set(raft.Follower, t0)
@@ -135,12 +126,12 @@ func TestStalenessTransitions(t *testing.T) {
 		t.Fatalf("after contact: %+v changed=%v, want ok until contact+2s", v, changed)
 	}
 	lost := st.lostCh()
-	if isClosedCh(lost) {
+	if isClosed(lost) {
 		t.Fatal("lostCh closed while vouching")
 	}
 	v, changed = st.check(t0.Add(2500 * time.Millisecond))
-	if v.ok || !changed || !isClosedCh(lost) {
-		t.Fatalf("2.5 s after the last contact: %+v changed=%v lost closed=%v", v, changed, isClosedCh(lost))
+	if v.ok || !changed || !isClosed(lost) {
+		t.Fatalf("2.5 s after the last contact: %+v changed=%v lost closed=%v", v, changed, isClosed(lost))
 	}
 	err := st.err("n2", v)
 	s := status.Convert(err)
@@ -163,7 +154,7 @@ func TestStalenessTransitions(t *testing.T) {
 		t.Fatalf("refusal while catching up: %v", err)
 	}
 	st.setCaughtUp()
-	if v, changed := st.check(t0.Add(2700 * time.Millisecond)); !v.ok || !changed || isClosedCh(st.lostCh()) {
+	if v, changed := st.check(t0.Add(2700 * time.Millisecond)); !v.ok || !changed || isClosed(st.lostCh()) {
 		t.Fatalf("caught up: %+v changed=%v", v, changed)
 	}
 	// Elected, looked at without a gap: counts at once.

@@ -27,8 +27,7 @@ func (c *conn) master(name []byte) (*fsmv1.Master, bool) {
 // cannot vouch for its state (see Voucher); it reports whether it did. The
 // replies to commands before it in a pipeline are still sent.
 func (c *conn) refuseStale() bool {
-	v, ok := c.s.backend.(Voucher)
-	if !ok || v.Vouches() {
+	if c.s.voucher == nil || c.s.voucher.Vouches() {
 		return false
 	}
 	c.closeAfter = true

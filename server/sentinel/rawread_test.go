@@ -234,14 +234,7 @@ func TestRawReadMutualKill(t *testing.T) {
 func TestRawReadServerCloseEndsParkedConnections(t *testing.T) {
 	f := newFake()
 	topology(f)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := New(Config{Listener: ln, Logger: testLogger(t)}, f)
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
+	s := start(t, f, Config{})
 	var clients []*client
 	for range 5 {
 		c := dial(t, s.Addr())

@@ -104,8 +104,11 @@ type Server struct {
 	// cache is the last State clone, valid until its changed channel closes
 	// (only with a StateNotifier).
 	notifier StateNotifier
-	cacheMu  sync.Mutex
-	cache    atomic.Pointer[cachedState]
+	// voucher is the backend's Voucher, if it has one (looked up once:
+	// the discovery commands ask it on every request).
+	voucher Voucher
+	cacheMu sync.Mutex
+	cache   atomic.Pointer[cachedState]
 
 	// peerDown remembers since when each peer has been unreachable, for the
 	// s-down-time field; the Backend reports only reachability.
@@ -189,6 +192,7 @@ func New(cfg Config, backend Backend) *Server {
 	s.clock.Store(time.Now().UnixNano())
 	go s.tickClock()
 	s.notifier, _ = backend.(StateNotifier)
+	s.voucher, _ = backend.(Voucher)
 	s.calls = map[*command]*atomic.Uint64{}
 	for _, c := range commandTable {
 		s.calls[c] = new(atomic.Uint64)
