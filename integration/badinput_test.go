@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/raftinel/raftinel/internal/testwait"
 )
 
 // exitWindow is how long a coordinator given bad input may take to say so.
@@ -225,7 +227,13 @@ func TestBadInputExitsCleanly(t *testing.T) {
 			}
 			t.Logf("%v", r)
 		}
-		// Reads are still served from the survivor's own state.
-		waitMasters(t, []*node{survivor}, "mymaster")
+		// Once --max-staleness has passed without a leader, the survivor no
+		// longer names masters from its own state: the read is refused
+		// with a clear error rather than answered from a copy the others
+		// (had they a quorum) might have moved past.
+		testwait.Until(t, 30*time.Second, "the survivor refuses to name masters without a leader", func() bool {
+			r, err := ctl("--timeout", timeout.String(), "--addr", survivor.grpcAddr, "masters")
+			return err == nil && r.code != 0 && strings.Contains(r.stderr, "no contact with a Raft leader")
+		})
 	})
 }
