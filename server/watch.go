@@ -254,11 +254,14 @@ func (a *api) WatchMaster(req *coordinatorv1.WatchMasterRequest, stream coordina
 		return err
 	}
 	// A node cut off from the leader for too long ends the stream (now, or
-	// when that happens) so the client resumes on another node.
-	lost := s.staleness.lostCh()
+	// when that happens) so the client resumes on another node. The channel
+	// is taken after the check: the check itself may find contact again and
+	// replace the closed channel of the time before, which would otherwise
+	// end a healthy stream at once.
 	if err := s.checkFresh(); err != nil {
 		return err
 	}
+	lost := s.staleness.lostCh()
 	t := s.watch.topic(name)
 	if t == nil {
 		return toStatus(fsm.UnknownMaster(name))
