@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/raftinel/raftinel/internal/redistest"
+	"github.com/raftinel/raftinel/internal/testwait"
 )
 
 // clockRun is one stretch of the SDOWN clock: FailingSince from set to
@@ -326,5 +327,75 @@ func TestWatcherClientKillIsNoFailedContact(t *testing.T) {
 		if r.length() > 500*time.Millisecond {
 			t.Fatalf("an SDOWN clock of %v around CLIENT KILL", r.length())
 		}
+	}
+}
+
+// TestWatcherSeesAClosedConnectionAtOnce: an instance killed just after a
+// PING was answered closes the Watcher's connection at once (its kernel
+// does), and the next contact, refused, is made then, not a period later:
+// the SDOWN clock starts at the failure.
+func TestWatcherSeesAClosedConnectionAtOnce(t *testing.T) {
+	t.Parallel()
+	const period = 10 * time.Second
+	s := redistest.Start(t)
+	w := newTestWatcher(t, fastConfig(t))
+	if err := w.SetTargets([]Target{{Addr: s.Addr(), PingPeriod: period}}); err != nil {
+		t.Fatal(err)
+	}
+	before := waitObs(t, w, s.Addr(), healthy)
+	killed := time.Now()
+	s.Kill()
+	down := waitObs(t, w, s.Addr(), func(o Observation) error {
+		if o.LinkUp || !strings.Contains(o.LastPingErr, "refused") {
+			return errors.New("no refused attempt yet")
+		}
+		return nil
+	})
+	if f := down.FailingSince; f.Before(killed) || f.Sub(killed) > period/2 {
+		t.Fatalf("clock started %v after the kill (last valid reply %v before it): want the first contact after the closed connection, well within the %v period",
+			f.Sub(killed), killed.Sub(before.LastValidReply), period)
+	}
+}
+
+// TestWatcherEarlyContactsAreBounded: a server that closes every
+// connection after answering makes the Watcher contact it early at most
+// once per period, not in a loop.
+func TestWatcherEarlyContactsAreBounded(t *testing.T) {
+	t.Parallel()
+	const period = 200 * time.Millisecond
+	f := startFakeRedis(t, func(args []string) string {
+		if strings.EqualFold(args[0], "PING") {
+			return "+PONG\r\n" + hangUpAfter
+		}
+		return "-ERR not here\r\n"
+	})
+	w := newTestWatcher(t, fastConfig(t))
+	if err := w.SetTargets([]Target{{Addr: f.Addr(), PingPeriod: period}}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	pings := func() int {
+		n := 0
+		for _, c := range f.received() {
+			if strings.EqualFold(c[0], "PING") {
+				n++
+			}
+		}
+		return n
+	}
+	testwait.For(t, 10*time.Second, "ten PINGs", func() error {
+		if n := pings(); n < 10 {
+			return fmt.Errorf("%d PINGs so far", n)
+		}
+		return nil
+	})
+	// At most two contacts per period (the scheduled one and one early),
+	// with a period of slack at each end.
+	elapsed := time.Since(start)
+	if n, most := pings(), 2*int(elapsed/period)+4; n > most {
+		t.Fatalf("%d PINGs in %v at a %v period: want at most %d", n, elapsed, period, most)
+	}
+	if o := obs(t, w, f.Addr()); o.LastPingErr != "" {
+		t.Fatalf("a server that answers every PING counted as failing: %+v", o)
 	}
 }

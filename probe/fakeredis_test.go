@@ -60,6 +60,10 @@ func startFakeRedis(t *testing.T, reply func(args []string) string) *fakeRedis {
 	return f
 }
 
+// hangUpAfter, at the end of a reply, makes fakeRedis close the
+// connection once it has sent the reply.
+const hangUpAfter = "\x00hang up"
+
 func (f *fakeRedis) Addr() string { return f.ln.Addr().String() }
 
 // received returns the commands seen so far, handshake excluded.
@@ -97,7 +101,8 @@ func (f *fakeRedis) serve(c net.Conn) {
 		if out == "" {
 			return // hang up without a reply
 		}
-		if _, err := io.WriteString(c, out); err != nil {
+		out, hangUp := strings.CutSuffix(out, hangUpAfter)
+		if _, err := io.WriteString(c, out); err != nil || hangUp {
 			return
 		}
 	}

@@ -221,6 +221,15 @@ type instance struct {
 	// infoNow makes the INFO loop poll at once: the PING loop signals it
 	// when the instance answers again while the last INFO had failed.
 	infoNow chan struct{}
+	// earlyAt is when the PING loop last contacted the instance ahead of
+	// its period because its connection closed (see waitOnLink).
+	earlyAt time.Time
+
+	// idle, guarded by Watcher.mu, is the PING link's connection while the
+	// PING loop waits on it between contacts: whoever signals pingWake or
+	// cancels ctx also moves its read deadline to the past, which ends
+	// that wait.
+	idle net.Conn
 
 	// Guarded by Watcher.mu.
 	target Target
@@ -326,6 +335,7 @@ func (w *Watcher) SetTargets(targets []Target) error {
 		}
 		in.target = t
 		wake(in.pingWake)
+		in.interruptIdle()
 		wake(in.infoWake)
 	}
 	w.mu.Unlock()
@@ -369,6 +379,9 @@ func (w *Watcher) start(t Target) *instance {
 // Cancelling the context also ends a command blocked on a frozen server.
 func (w *Watcher) stop(in *instance) {
 	in.cancel()
+	w.mu.Lock()
+	in.interruptIdle()
+	w.mu.Unlock()
 	in.wg.Wait()
 	w.log.Debug("stopped watching instance", "addr", in.addr)
 }
@@ -404,6 +417,21 @@ func (w *Watcher) Observations() map[string]Observation {
 		out[addr] = in.obs
 	}
 	return out
+}
+
+// RefreshInfo makes each of addrs (those watched) read INFO at once rather
+// than at its period. A node that has just found a master down asks it of
+// the master's replicas: the failover ranks them on offsets read after the
+// master went down (failover.OffsetsFinal), which would otherwise come up
+// to an INFO period later.
+func (w *Watcher) RefreshInfo(addrs ...string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, a := range addrs {
+		if in, ok := w.instances[a]; ok {
+			wake(in.infoNow)
+		}
+	}
 }
 
 // Observation returns a copy of the latest observation of addr.
@@ -481,8 +509,76 @@ func (w *Watcher) pingLoop(in *instance) {
 			w.cfg.OnPingReply(in.addr, rtt)
 		}
 		period := func() time.Duration { p, _ := w.pingTiming(in); return p }
-		if !w.sleepUntil(in, started, period, in.pingWake, nil) {
+		if !w.waitOnLink(in, l, started, period) {
 			return
+		}
+	}
+}
+
+// interruptIdle ends the PING loop's wait on its connection, if it is
+// waiting there; w.mu must be held.
+func (in *instance) interruptIdle() {
+	if in.idle != nil {
+		_ = in.idle.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// waitOnLink is sleepUntil for the PING loop, waiting in a read of its
+// open connection instead of on a timer: nothing is ever sent unasked on
+// that connection, so the read ends only at the deadline (the next
+// contact), when interrupted (new settings, stop), or when the instance
+// closed the connection. A killed or crashed process's connections are
+// closed by its kernel at once, so the next contact, which then finds the
+// port refused and starts the SDOWN clock, is made at once rather than up
+// to a period later: down-after is then counted from the failure itself,
+// not from a PING sent after it. A connection closed for any other reason
+// (an idle timeout, CLIENT KILL) costs only an early PING on a new one.
+// Early contacts are at most one per period, so a server that closes
+// every connection cannot make the loop spin. TLS connections and a link
+// not connected wait on the timer.
+func (w *Watcher) waitOnLink(in *instance, l *link, started time.Time, period func() time.Duration) bool {
+	for {
+		if l.conn == nil || l.tls != nil || l.br.Buffered() > 0 {
+			return w.sleepUntil(in, started, period, in.pingWake, nil)
+		}
+		p := period()
+		at := w.onGrid(started.Add(p), p)
+		if !time.Now().Before(at) {
+			return in.ctx.Err() == nil
+		}
+		w.mu.Lock()
+		select {
+		case <-in.pingWake:
+			// New settings: the period again.
+			w.mu.Unlock()
+			continue
+		default:
+		}
+		if in.ctx.Err() != nil {
+			w.mu.Unlock()
+			return false
+		}
+		in.idle = l.conn
+		w.mu.Unlock()
+		err := l.conn.SetReadDeadline(at)
+		if err == nil {
+			_, err = l.br.Peek(1)
+		}
+		w.mu.Lock()
+		in.idle = nil
+		w.mu.Unlock()
+		if in.ctx.Err() != nil {
+			return false
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			continue // the deadline, or interrupted: see above
+		}
+		// Closed by the instance (or it sent what nobody asked for).
+		l.close()
+		if now := time.Now(); in.earlyAt.IsZero() || now.Sub(in.earlyAt) >= p {
+			in.earlyAt = now
+			return true
 		}
 	}
 }

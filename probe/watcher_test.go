@@ -326,6 +326,29 @@ func TestWatcherFastInfo(t *testing.T) {
 	}
 }
 
+// RefreshInfo reads INFO at once, however long the INFO period, and only
+// of the instances named.
+func TestWatcherRefreshInfo(t *testing.T) {
+	t.Parallel()
+	s, other := redistest.Start(t), redistest.Start(t)
+	w := newTestWatcher(t, fastConfig(t))
+	if err := w.SetTargets([]Target{{Addr: s.Addr()}, {Addr: other.Addr()}}); err != nil {
+		t.Fatal(err)
+	}
+	first := waitObs(t, w, s.Addr(), healthy)
+	untouched := waitObs(t, w, other.Addr(), healthy)
+	w.RefreshInfo(s.Addr(), "127.0.0.1:1")
+	waitObs(t, w, s.Addr(), func(o Observation) error {
+		if !o.InfoAt.After(first.InfoAt) {
+			return errors.New("no new INFO")
+		}
+		return nil
+	})
+	if o := obs(t, w, other.Addr()); !o.InfoAt.Equal(untouched.InfoAt) {
+		t.Fatalf("INFO of an instance not named was read again: %v -> %v", untouched.InfoAt, o.InfoAt)
+	}
+}
+
 // watcherConns lists, sorted, the ids of the connections named
 // testClientName on s (the Watcher's, and those of any test Conn).
 func watcherConns(t *testing.T, s *redistest.Server) []string {

@@ -243,6 +243,15 @@ func (mo *monitor) maybeVote(ctx context.Context, m *fsmv1.Master, o probe.Obser
 	}
 	mo.voting[m.GetName()] = true
 	mo.lastVote[m.GetName()] = now
+	if down && (committed == nil || !committed.GetDown()) {
+		// Found down here just now: the replicas' offsets from now on are
+		// the final ones a failover ranks them on; read them at once.
+		replicas := make([]string, 0, len(m.GetReplicas()))
+		for _, r := range m.GetReplicas() {
+			replicas = append(replicas, r.GetAddress())
+		}
+		mo.watcher.RefreshInfo(replicas...)
+	}
 	vote := &fsmv1.ReportVote{Master: m.GetName(), NodeId: mo.s.cfg.ID, Address: m.GetAddress(), Down: down, Reason: reason}
 	mo.s.wg.Add(1)
 	go func() {
