@@ -12,7 +12,9 @@
 // The Watcher contacts each instance every PING period (PingTiming: by
 // default down-after/10, within 50 ms and 1 s) and records, in
 // Observation.FailingSince, the start of the first contact since the last
-// valid reply that got none: the SDOWN clock. It dials its connections
+// valid reply that got none: the SDOWN clock. Between contacts it waits
+// in a read of its PING connection, so one closed by the instance's kernel
+// (a killed process) is contacted again, and found refused, at once. It dials its connections
 // itself, with no client-library backoff, so a recovered instance is seen
 // at the next period. Contacts start on a grid shared by every instance (a
 // tenth of the period, at most 100 ms), so that hundreds of instances are
