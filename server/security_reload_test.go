@@ -30,6 +30,16 @@ func TestCertificateRotationKeepsStreams(t *testing.T) {
 		}
 		return err
 	})
+	// Every node has applied the master before its stream opens: a
+	// follower behind the leader would answer NotFound.
+	testwait.For(t, 10*time.Second, "every node knows the master", func() error {
+		for _, nd := range c.nodes {
+			if _, _, ok := nd.srv.FSM().Master("m"); !ok {
+				return fmt.Errorf("%s has not applied the master yet", nd.id)
+			}
+		}
+		return nil
+	})
 	// One stream per node, each on its own connection.
 	var streams []coordinatorv1.CoordinatorService_WatchMasterClient
 	for _, nd := range c.nodes {
