@@ -104,6 +104,54 @@ func DecideFence(in FenceInput) FenceDecision {
 	return d
 }
 
+// The leader reads a fenced master's replication state at most
+// FenceReadMax apart, and FenceReadMin apart while Redis could count a
+// replica out at any moment (see NextFenceRead).
+const (
+	FenceReadMin = 250 * time.Millisecond
+	FenceReadMax = time.Second
+)
+
+// NextFenceRead is how long after a read that found in (and decided d)
+// the leader may wait before reading the master again, such that a
+// replica Redis counts out, which makes the master refuse writes until the
+// fence is lowered, is seen at most FenceReadMin after Redis can first
+// have counted it out.
+//
+// Redis counts a replica good while unixtime - last ack <= max-lag, and
+// INFO's lag is that difference, both in whole seconds of the master's
+// clock: a replica with lag L at a read at T cannot be counted out before
+// the master's clock reaches its second floor(T) + max-lag + 1 - L, so not
+// before T + (max-lag - L) s of the master's own time (floor(T) > T - 1),
+// and its once-a-second recount (replicationCron) comes at or after that.
+// Reading again then finds its lag at max-lag or more (unless it
+// acknowledged meanwhile), which makes the reads FenceReadMin apart until
+// it acknowledges or is counted out. With fence-lag 2 and acknowledgements
+// once a second, lags read 0 or 1: reads 1 s apart. Only replicas the
+// fence counts matter: one already counted out cannot make the master
+// refuse more. A decision still to be applied (d.Change), or no fence (a
+// requirement of 0 cannot refuse anything), give FenceReadMin and
+// FenceReadMax. A replica that crashes closes its connection and the
+// master drops it at once, without a lag to foresee: the leader's probe of
+// the replica sees the same closed connection, and the leader reads the
+// master at once on that (orchestrator), not at this period.
+func NextFenceRead(in FenceInput, d FenceDecision) time.Duration {
+	if d.Change {
+		return FenceReadMin
+	}
+	if d.MinReplicas == 0 {
+		return FenceReadMax
+	}
+	worst := int64(0)
+	for _, r := range in.Replicas {
+		if r.Online && r.Lag <= d.MaxLagS {
+			worst = max(worst, r.Lag)
+		}
+	}
+	wait := time.Duration(d.MaxLagS-worst) * time.Second
+	return min(max(wait, FenceReadMin), FenceReadMax)
+}
+
 // OldMasterReach is what the leader found when it tried to demote the old
 // master before announcing a promotion.
 type OldMasterReach int

@@ -39,6 +39,47 @@ func TestDecideFence(t *testing.T) {
 	}
 }
 
+func TestNextFenceRead(t *testing.T) {
+	lag := func(l int64) FenceReplica { return FenceReplica{Addr: "r", Online: true, Lag: l} }
+	syncing := FenceReplica{Addr: "s", Online: false, Lag: 9}
+	for _, tc := range []struct {
+		name     string
+		lagS     int64
+		replicas []FenceReplica
+		want     time.Duration
+	}{
+		{"lags 0: nothing can be counted out for fence-lag; capped", 2, []FenceReplica{lag(0), lag(0)}, FenceReadMax},
+		{"lag 1 of fence-lag 2: a second", 2, []FenceReplica{lag(0), lag(1)}, time.Second},
+		{"lag at fence-lag: counted out within the next second", 2, []FenceReplica{lag(2), lag(0)}, FenceReadMin},
+		{"fence-lag 1, lag 1", 1, []FenceReplica{lag(1), lag(1)}, FenceReadMin},
+		{"fence-lag 1, lag 0", 1, []FenceReplica{lag(0)}, time.Second},
+		{"a replica already counted out does not shorten it", 2, []FenceReplica{lag(0), lag(0), lag(5), syncing}, FenceReadMax},
+		{"a large fence-lag is still capped", 10, []FenceReplica{lag(1)}, FenceReadMax},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := FenceInput{On: true, LagS: tc.lagS, Replicas: tc.replicas}
+			d := DecideFence(in)
+			// As in force: the decision applied.
+			in.Decided, in.MinReplicas, in.MaxLagS = true, d.MinReplicas, d.MaxLagS
+			d = DecideFence(in)
+			if d.Change {
+				t.Fatalf("decision %+v still changes", d)
+			}
+			if got := NextFenceRead(in, d); got != tc.want {
+				t.Fatalf("next read in %v, want %v", got, tc.want)
+			}
+		})
+	}
+	pending := DecideFence(FenceInput{On: true, LagS: 2, Replicas: []FenceReplica{lag(0)}})
+	if got := NextFenceRead(FenceInput{On: true, LagS: 2, Replicas: []FenceReplica{lag(0)}}, pending); got != FenceReadMin {
+		t.Fatalf("a decision still to apply: next read in %v, want %v", got, FenceReadMin)
+	}
+	none := DecideFence(FenceInput{On: true, LagS: 2, Decided: true, MaxLagS: 2})
+	if got := NextFenceRead(FenceInput{On: true, LagS: 2, Decided: true, MaxLagS: 2}, none); got != FenceReadMax {
+		t.Fatalf("no replica, no fence: next read in %v, want %v", got, FenceReadMax)
+	}
+}
+
 func TestDecideFenceWait(t *testing.T) {
 	at := time.Unix(1000, 0)
 	for _, tc := range []struct {

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -13,10 +14,9 @@ import (
 )
 
 const (
-	// fenceInfoEvery is how often the leader reads the master's INFO
-	// itself to keep its fence in step with its replicas: a replica crash
-	// makes the master refuse writes at once, until the fence is lowered.
-	fenceInfoEvery = 250 * time.Millisecond
+	// fenceReadGap is the least time between two reads of one master's
+	// fence, however often its group's observations change.
+	fenceReadGap = 50 * time.Millisecond
 	// fenceInfoTimeout bounds that read; a master that does not answer is
 	// left alone (its probes decide whether it is down).
 	fenceInfoTimeout = 250 * time.Millisecond
@@ -63,7 +63,7 @@ func (p *pass) maintainFence() error {
 	if !fsm.FenceOn(p.m.GetSettings()) && (!decided || cur.GetMinReplicas() == 0) {
 		return nil
 	}
-	if !p.l.dueEvery("fence-info", addr, p.now, fenceInfoEvery) {
+	if !p.l.takeFenceRead(p.m, p.obs, p.now) {
 		return nil
 	}
 	conn, err := p.instance(addr)
@@ -72,6 +72,7 @@ func (p *pass) maintainFence() error {
 	}
 	info, err := p.askFence(conn, fenceInfoTimeout)
 	if err != nil || info.Role != probe.RoleMaster || info.Loading {
+		p.l.scheduleFenceRead(addr, p.now, failover.FenceReadMin)
 		return nil
 	}
 	p.l.mu.Lock()
@@ -84,6 +85,7 @@ func (p *pass) maintainFence() error {
 			Online: r.State == "online", Lag: r.Lag})
 	}
 	d := failover.DecideFence(in)
+	p.l.scheduleFenceRead(addr, p.now, failover.NextFenceRead(in, d))
 	if d.Change {
 		p.l.cfg.Log.Info("fence", "master", p.m.GetName(), "address", addr, "min_replicas", d.MinReplicas, "max_lag_s", d.MaxLagS, "reason", d.Reason)
 		if err := p.commit(&fsmv1.Command{Kind: &fsmv1.Command_FenceSet{FenceSet: &fsmv1.FenceSet{Master: p.m.GetName(),
@@ -102,6 +104,49 @@ func (p *pass) maintainFence() error {
 	return p.act(actionTimeout, func(ctx context.Context) error {
 		return conn.SetFence(ctx, int(d.MinReplicas), d.MaxLagS)
 	})
+}
+
+// fenceRead is the schedule of the leader's reads of one master's fence.
+type fenceRead struct {
+	at   time.Time // the last read began
+	next time.Time // the next one is due
+	// gens are the group's observation generations at the last read
+	// (inputsOf).
+	gens []uint64
+}
+
+// takeFenceRead reports whether master m's fence is due for a read at now,
+// and if so records the read as begun. It is due at its period
+// (scheduleFenceRead, failover.NextFenceRead), and at once, at most every
+// fenceReadGap, when an instance of the group has a new observation: a
+// replica whose connection closed (a crash) was dropped by the master at
+// once, which refuses writes until the fence is lowered, and the leader's
+// probe of that replica saw the same closed connection.
+func (l *Leader) takeFenceRead(m *fsmv1.Master, obs map[string]probe.Observation, now time.Time) bool {
+	gens := inputsOf(m, obs).gens
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	addr := m.GetAddress()
+	r, ok := l.fenceReads[addr]
+	due := !ok || now.Before(r.at) || !now.Before(r.next) ||
+		(now.Sub(r.at) >= fenceReadGap && !slices.Equal(gens, r.gens))
+	if !due {
+		return false
+	}
+	// Until the read says otherwise, the next is due at the shortest period.
+	l.fenceReads[addr] = fenceRead{at: now, next: now.Add(failover.FenceReadMin), gens: gens}
+	return true
+}
+
+// scheduleFenceRead sets when master addr's next fence read is due: after,
+// counted from the start of the pass that read it.
+func (l *Leader) scheduleFenceRead(addr string, start time.Time, after time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r, ok := l.fenceReads[addr]; ok {
+		r.next = start.Add(after)
+		l.fenceReads[addr] = r
+	}
 }
 
 // unfenceCandidate sets min-replicas-to-write 0 on the candidate before

@@ -58,6 +58,68 @@ func TestFenceFollowsReplicas(t *testing.T) {
 	}
 }
 
+// The leader reads a fenced master a second apart while its replicas'
+// lags leave Redis no way to count one out sooner, a quarter of a second
+// apart once a lag reaches fence-lag, and at once when an instance of the
+// group has a new observation (a replica's closed connection); between
+// reads the steady master's pass is skipped.
+func TestFenceReadsFollowLagsAndObservations(t *testing.T) {
+	e := newEnv(t, fenceOn)
+	e.setGens()
+	infoReads := func(from int) int { return len(e.since(from, redisCmd(addrM, "INFO"))) }
+	step := func(d time.Duration) {
+		e.clock.Advance(d)
+		e.leader.Step(e.fsm.View())
+	}
+	step(0)
+	step(250 * time.Millisecond) // the read after the fence was set
+	if got := e.fence(addrM); got != [2]int64{4, 2} {
+		t.Fatalf("fence %v, want 4 replicas within 2 s", got)
+	}
+	from, ran := e.mark(), e.leader.passesRun.Load()
+	for range 30 {
+		step(100 * time.Millisecond)
+	}
+	if got := infoReads(from); got != 3 {
+		t.Fatalf("%d reads in 3 s with every lag 0, want 3 (a second apart)", got)
+	}
+	if got := e.leader.passesRun.Load() - ran; got != 3 {
+		t.Fatalf("%d passes in 3 s of a steady master, want 3 (its reads)", got)
+	}
+
+	e.redis.mu.Lock()
+	e.server(addrR2).lag = 2
+	e.redis.mu.Unlock()
+	step(time.Second) // the read that finds it
+	from = e.mark()
+	for range 10 {
+		step(100 * time.Millisecond)
+	}
+	// 250 ms apart, on the loop's 100 ms ticks: every third tick.
+	if got := infoReads(from); got != 3 {
+		t.Fatalf("%d reads in 1 s with a lag at fence-lag, want 3 (250 ms apart, on 100 ms ticks)", got)
+	}
+	e.redis.mu.Lock()
+	e.server(addrR2).lag = 0
+	e.redis.mu.Unlock()
+	step(250 * time.Millisecond)
+
+	// R3 dies; the master drops it at once, and the leader's probe of R3
+	// sees its connection closed: a new observation, and a read at once.
+	from = e.mark()
+	e.kill(addrR3)
+	e.editObs(addrR3, true, func(o *probe.Observation) {
+		o.LinkUp, o.FailingSince, o.LastPingErr = false, e.clock.Now(), "connection refused"
+	})
+	step(60 * time.Millisecond)
+	if got := infoReads(from); got != 1 {
+		t.Fatalf("%d reads at the tick after a replica's new observation, want 1", got)
+	}
+	if got := e.fence(addrM); got != [2]int64{3, 2} {
+		t.Fatalf("after a replica died: fence %v, want 3", got)
+	}
+}
+
 // A master that may be alive behind a partition: the promotion is
 // announced only after the fence window, counted from the candidate's
 // detachment; the new master was unfenced before its promotion.

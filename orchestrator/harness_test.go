@@ -265,6 +265,9 @@ type fakeServer struct {
 	fence [2]int64
 	// masterAuth is masteruser and masterauth as last set (nil: never).
 	masterAuth *probe.Auth
+	// lag is the lag the replica's master lists for it (seconds since its
+	// last acknowledgement).
+	lag int64
 }
 
 // errIgnored, returned by a hook, makes the command reply OK without its
@@ -322,7 +325,7 @@ func (r *fakeRedis) infoLocked(addr string) probe.Info {
 			continue
 		}
 		h, p, _ := splitHostPort(a)
-		in.ConnectedReplicas = append(in.ConnectedReplicas, probe.ReplicaInfo{IP: h, Port: p, State: "online", Offset: o.info.SlaveReplOffset})
+		in.ConnectedReplicas = append(in.ConnectedReplicas, probe.ReplicaInfo{IP: h, Port: p, State: "online", Offset: o.info.SlaveReplOffset, Lag: o.lag})
 	}
 	return in
 }

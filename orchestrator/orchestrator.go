@@ -183,6 +183,8 @@ type Leader struct {
 	wasDown   map[string]bool
 	// lastAction rate-limits repeated commands, by kind and address.
 	lastAction map[string]time.Time
+	// fenceReads schedules the reads of each fenced master, by address.
+	fenceReads map[string]fenceRead
 	// released marks the handover pauses this leader has released, by
 	// master and failover start; a new leader releases them once more,
 	// which is harmless.
@@ -236,7 +238,7 @@ func Start(parent context.Context, cfg Config) *Leader {
 	}
 	ctx, cancel := context.WithCancel(parent)
 	return &Leader{cfg: cfg, ctx: ctx, cancel: cancel, lastEnter: map[string]time.Time{}, wasDown: map[string]bool{},
-		lastAction: map[string]time.Time{}, released: map[string]int64{}, hooks: map[string]*hookState{},
+		lastAction: map[string]time.Time{}, fenceReads: map[string]fenceRead{}, released: map[string]int64{}, hooks: map[string]*hookState{},
 		running: map[string]bool{}, committed: map[string]uint64{}, slots: make(chan struct{}, maxParallelPasses), work: make(chan func()), pausedOffset: map[string]pausedOffset{},
 		linkFailed: map[string]time.Time{}, caughtUpPaused: map[string]int64{}, steady: map[string]steadyPass{}}
 }

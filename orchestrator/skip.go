@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -138,10 +139,10 @@ func steadyUntil(m *fsmv1.Master, obs map[string]probe.Observation, now, fenceDu
 	return until, true
 }
 
-// fenceDue is when maintainFence reads master addr's fence next: zero
-// when it never does (fence off and nothing set), now when it has not read
-// it yet.
-func (l *Leader) fenceDue(m *fsmv1.Master, now time.Time) time.Time {
+// fenceDue is when maintainFence reads master m's fence next, as
+// takeFenceRead decides on obs: zero when it never does (fence off and
+// nothing set), now when it has not read it yet.
+func (l *Leader) fenceDue(m *fsmv1.Master, obs map[string]probe.Observation, now time.Time) time.Time {
 	cur := m.GetFence()
 	decided := cur != nil && cur.GetAddress() == m.GetAddress()
 	if !fsm.FenceOn(m.GetSettings()) && (!decided || cur.GetMinReplicas() == 0) {
@@ -149,11 +150,14 @@ func (l *Leader) fenceDue(m *fsmv1.Master, now time.Time) time.Time {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	last, ok := l.lastAction["fence-info "+m.GetAddress()]
-	if !ok || now.Before(last) {
+	r, ok := l.fenceReads[m.GetAddress()]
+	if !ok || now.Before(r.at) {
 		return now
 	}
-	return last.Add(fenceInfoEvery)
+	if gap := r.at.Add(fenceReadGap); gap.Before(r.next) && !slices.Equal(inputsOf(m, obs).gens, r.gens) {
+		return gap
+	}
+	return r.next
 }
 
 // steadyPass is a finished pass that found its master steady.
@@ -169,7 +173,7 @@ func (l *Leader) notePass(p *pass, err error) {
 	var until time.Time
 	steady := false
 	if err == nil {
-		until, steady = steadyUntil(p.m, p.obs, p.now, l.fenceDue(p.m, p.now))
+		until, steady = steadyUntil(p.m, p.obs, p.now, l.fenceDue(p.m, p.obs, p.now))
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
