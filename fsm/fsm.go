@@ -33,9 +33,14 @@ type FSM struct {
 	// from the entries above countAfter. Not replicated state either.
 	ends       map[FailoverEnd]uint64
 	countAfter uint64
-	// view is View's shared copy of state, nil until asked for after a
-	// change.
-	view *fsmv1.State
+	// view is View's shared copy of state; viewStale says a change came
+	// since it was made. dirty names the masters changed since then, and
+	// dirtyAll says more may have (nodes, a restore): View copies only
+	// what changed and shares the rest with the view before.
+	view      *fsmv1.State
+	viewStale bool
+	dirty     map[string]bool
+	dirtyAll  bool
 }
 
 // recentEvents bounds the live event buffer; a reader further behind is
@@ -64,12 +69,72 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if over := len(f.recent) - recentEvents; over > 0 {
 		f.recent = append([]*fsmv1.Event(nil), f.recent[over:]...)
 	}
+	if err == nil {
+		if name := masterOf(cmd); name == "" {
+			f.dirtyAll = true
+		} else {
+			f.touchLocked(name)
+			// An event is recorded in its master's history.
+			for _, e := range events {
+				f.touchLocked(e.GetMaster())
+			}
+		}
+	}
 	f.notifyLocked()
 	return &Result{Index: l.Index, Err: err}
 }
 
+func (f *FSM) touchLocked(master string) {
+	if f.dirty == nil {
+		f.dirty = map[string]bool{}
+	}
+	f.dirty[master] = true
+}
+
+// masterOf names the one master a command of its kind changes, or "" for
+// a command that may change more than one, or the nodes.
+func masterOf(cmd *fsmv1.Command) string {
+	switch k := cmd.Kind.(type) {
+	case *fsmv1.Command_MonitorMaster:
+		return k.MonitorMaster.GetName()
+	case *fsmv1.Command_RemoveMaster:
+		return k.RemoveMaster.GetName()
+	case *fsmv1.Command_SetMasterOptions:
+		return k.SetMasterOptions.GetName()
+	case *fsmv1.Command_ResetMaster:
+		return k.ResetMaster.GetName()
+	case *fsmv1.Command_ReportVote:
+		return k.ReportVote.GetMaster()
+	case *fsmv1.Command_UpdateReplicas:
+		return k.UpdateReplicas.GetMaster()
+	case *fsmv1.Command_SetObjectiveDown:
+		return k.SetObjectiveDown.GetMaster()
+	case *fsmv1.Command_BeginFailover:
+		return k.BeginFailover.GetMaster()
+	case *fsmv1.Command_AbortFailover:
+		return k.AbortFailover.GetMaster()
+	case *fsmv1.Command_Promoted:
+		return k.Promoted.GetMaster()
+	case *fsmv1.Command_ReplicaReconfigured:
+		return k.ReplicaReconfigured.GetMaster()
+	case *fsmv1.Command_FinishFailover:
+		return k.FinishFailover.GetMaster()
+	case *fsmv1.Command_RecordRepair:
+		return k.RecordRepair.GetMaster()
+	case *fsmv1.Command_HandoverPaused:
+		return k.HandoverPaused.GetMaster()
+	case *fsmv1.Command_HookProgress:
+		return k.HookProgress.GetMaster()
+	case *fsmv1.Command_FenceSet:
+		return k.FenceSet.GetMaster()
+	case *fsmv1.Command_FenceWaitStarted:
+		return k.FenceWaitStarted.GetMaster()
+	}
+	return ""
+}
+
 func (f *FSM) notifyLocked() {
-	f.view = nil
+	f.viewStale = true
 	close(f.changed)
 	f.changed = make(chan struct{})
 }
@@ -144,18 +209,41 @@ func (f *FSM) State() *fsmv1.State {
 // copy each time was most of a node's CPU, while the state changes a few
 // times a second at most. Callers must never modify what View returns
 // (State returns a copy of their own).
+//
+// A new view copies only the masters changed since the view before (and
+// the nodes when they changed): during a hundred failovers at once, with a
+// thousand masters, copying the whole state at every one of hundreds of
+// commits a second starved the node. An unchanged master is the same
+// record, by pointer, in both views.
 func (f *FSM) View() *fsmv1.State {
 	f.mu.RLock()
-	v := f.view
+	v, stale := f.view, f.viewStale
 	f.mu.RUnlock()
-	if v != nil {
+	if v != nil && !stale {
 		return v
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.view == nil {
-		f.view = proto.Clone(f.state).(*fsmv1.State)
+	if f.view != nil && !f.viewStale {
+		return f.view
 	}
+	prev := f.view
+	if prev == nil || f.dirtyAll {
+		f.view = proto.Clone(f.state).(*fsmv1.State)
+	} else {
+		next := &fsmv1.State{Nodes: prev.Nodes, Masters: make(map[string]*fsmv1.Master, len(f.state.Masters)),
+			AppliedIndex: f.state.GetAppliedIndex(), LastEventSeq: f.state.GetLastEventSeq(), LogFormat: f.state.GetLogFormat()}
+		for name, m := range f.state.Masters {
+			if old, ok := prev.Masters[name]; ok && !f.dirty[name] {
+				next.Masters[name] = old
+			} else {
+				next.Masters[name] = proto.Clone(m).(*fsmv1.Master)
+			}
+		}
+		f.view = next
+	}
+	f.viewStale, f.dirtyAll = false, false
+	clear(f.dirty)
 	return f.view
 }
 
@@ -229,6 +317,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer f.mu.Unlock()
 	f.state = st
 	f.recent = nil
+	f.dirtyAll = true
 	f.notifyLocked()
 	return nil
 }

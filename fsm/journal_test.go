@@ -59,7 +59,7 @@ func seeded(t *testing.T) *applier {
 	return a
 }
 
-func must(t *testing.T, a *applier, c *fsmv1.Command) {
+func must(t testing.TB, a *applier, c *fsmv1.Command) {
 	t.Helper()
 	if err := a.apply(t, c); err != nil {
 		t.Fatalf("%v: %v", c, err)

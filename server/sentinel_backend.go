@@ -87,7 +87,7 @@ func newSentinelBackend(s *Server) *sentinelBackend {
 
 func (b *sentinelBackend) MyID() string { return b.myID }
 
-func (b *sentinelBackend) State() *fsmv1.State { return b.s.fsm.State() }
+func (b *sentinelBackend) State() *fsmv1.State { return b.s.fsm.View() }
 
 // Vouches lets the front end stop naming masters while this node has had
 // no contact with a Raft leader for longer than --max-staleness.
@@ -149,9 +149,8 @@ func (b *sentinelBackend) target(addr string) (instanceTarget, bool) {
 	defer b.targetsMu.Unlock()
 	if b.targets == nil || isClosed(b.targets.changed) {
 		changed, _ := b.s.fsm.Changed()
-		masters, _ := b.s.fsm.Masters()
 		idx := &instanceTargets{changed: changed, byAddr: map[string]instanceTarget{}}
-		for _, m := range masters {
+		for _, m := range b.s.fsm.View().GetMasters() {
 			downAfter := time.Duration(m.GetSettings().GetDownAfterMs()) * time.Millisecond
 			for _, r := range m.GetReplicas() {
 				idx.byAddr[r.GetAddress()] = instanceTarget{downAfter: downAfter}

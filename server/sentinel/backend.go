@@ -23,7 +23,8 @@ type Backend interface {
 	// It must be RunID(node id), so that peers list this node under the same
 	// name and events carrying this node's id are recognised as its own.
 	MyID() string
-	// State is a copy of the replicated state as this node has applied it.
+	// State is the replicated state as this node has applied it, read-only
+	// (it may be shared with other callers).
 	State() *fsmv1.State
 	// Instance is this node's own view of one Redis instance (masters and replicas).
 	Instance(addr string) (InstanceView, bool)

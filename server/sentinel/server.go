@@ -101,7 +101,7 @@ type Server struct {
 	subsMu sync.RWMutex
 	subs   map[*conn]struct{}
 
-	// cache is the last State clone, valid until its changed channel closes
+	// cache is the last State read, valid until its changed channel closes
 	// (only with a StateNotifier).
 	notifier StateNotifier
 	// voucher is the backend's Voucher, if it has one (looked up once:
@@ -464,7 +464,7 @@ func (s *Server) state() *fsmv1.State {
 		return c.st
 	}
 	// Changed before State: a change in between closes ch and the next call
-	// clones again, so the cache can never hold a state older than ch says.
+	// reads the state again, so the cache can never hold a state older than ch says.
 	ch, _ := s.notifier.Changed()
 	st := orEmpty(s.backend.State())
 	if ch != nil {
