@@ -558,9 +558,11 @@ func (w *Watcher) waitOnLink(in *instance, l *link, started time.Time, period fu
 			w.mu.Unlock()
 			return false
 		}
+		// The deadline is set under the lock, so that an interrupt that
+		// comes after it cannot be overwritten by it.
 		in.idle = l.conn
-		w.mu.Unlock()
 		err := l.conn.SetReadDeadline(at)
+		w.mu.Unlock()
 		if err == nil {
 			_, err = l.br.Peek(1)
 		}
