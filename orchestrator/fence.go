@@ -115,6 +115,16 @@ type fenceRead struct {
 	gens []uint64
 }
 
+// dueAt is when the next read is due with the group's observations at
+// gens: at the period, or fenceReadGap after the last read when an
+// observation changed since it.
+func (r fenceRead) dueAt(gens []uint64) time.Time {
+	if gap := r.at.Add(fenceReadGap); gap.Before(r.next) && !slices.Equal(gens, r.gens) {
+		return gap
+	}
+	return r.next
+}
+
 // takeFenceRead reports whether master m's fence is due for a read at now,
 // and if so records the read as begun. It is due at its period
 // (scheduleFenceRead, failover.NextFenceRead), and at once, at most every
@@ -128,9 +138,7 @@ func (l *Leader) takeFenceRead(m *fsmv1.Master, obs map[string]probe.Observation
 	defer l.mu.Unlock()
 	addr := m.GetAddress()
 	r, ok := l.fenceReads[addr]
-	due := !ok || now.Before(r.at) || !now.Before(r.next) ||
-		(now.Sub(r.at) >= fenceReadGap && !slices.Equal(gens, r.gens))
-	if !due {
+	if ok && !now.Before(r.at) && now.Before(r.dueAt(gens)) {
 		return false
 	}
 	// Until the read says otherwise, the next is due at the shortest period.

@@ -1,7 +1,6 @@
 package orchestrator
 
 import (
-	"slices"
 	"strings"
 	"time"
 
@@ -154,10 +153,7 @@ func (l *Leader) fenceDue(m *fsmv1.Master, obs map[string]probe.Observation, now
 	if !ok || now.Before(r.at) {
 		return now
 	}
-	if gap := r.at.Add(fenceReadGap); gap.Before(r.next) && !slices.Equal(inputsOf(m, obs).gens, r.gens) {
-		return gap
-	}
-	return r.next
+	return r.dueAt(inputsOf(m, obs).gens)
 }
 
 // steadyPass is a finished pass that found its master steady.

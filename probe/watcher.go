@@ -225,11 +225,13 @@ type instance struct {
 	// its period because its connection closed (see waitOnLink).
 	earlyAt time.Time
 
-	// idle, guarded by Watcher.mu, is the PING link's connection while the
-	// PING loop waits on it between contacts: whoever signals pingWake or
-	// cancels ctx also moves its read deadline to the past, which ends
-	// that wait.
-	idle net.Conn
+	// idle, guarded by idleMu (the instance's own lock, kept off the
+	// Watcher's lock that every instance's loops share), is the PING
+	// link's connection while the PING loop waits on it between contacts:
+	// whoever signals pingWake or cancels ctx also moves its read deadline
+	// to the past, which ends that wait.
+	idleMu sync.Mutex
+	idle   net.Conn
 
 	// Guarded by Watcher.mu.
 	target Target
@@ -379,9 +381,7 @@ func (w *Watcher) start(t Target) *instance {
 // Cancelling the context also ends a command blocked on a frozen server.
 func (w *Watcher) stop(in *instance) {
 	in.cancel()
-	w.mu.Lock()
 	in.interruptIdle()
-	w.mu.Unlock()
 	in.wg.Wait()
 	w.log.Debug("stopped watching instance", "addr", in.addr)
 }
@@ -516,8 +516,10 @@ func (w *Watcher) pingLoop(in *instance) {
 }
 
 // interruptIdle ends the PING loop's wait on its connection, if it is
-// waiting there; w.mu must be held.
+// waiting there.
 func (in *instance) interruptIdle() {
+	in.idleMu.Lock()
+	defer in.idleMu.Unlock()
 	if in.idle != nil {
 		_ = in.idle.SetReadDeadline(time.Unix(1, 0))
 	}
@@ -546,29 +548,31 @@ func (w *Watcher) waitOnLink(in *instance, l *link, started time.Time, period fu
 		if !time.Now().Before(at) {
 			return in.ctx.Err() == nil
 		}
-		w.mu.Lock()
+		// Whoever signals pingWake or cancels ctx does so before it takes
+		// idleMu to interrupt: checked under idleMu, a signal is either
+		// seen here or interrupts the read below. The deadline is set under
+		// the lock too, so that it cannot overwrite an interrupt.
+		in.idleMu.Lock()
 		select {
 		case <-in.pingWake:
 			// New settings: the period again.
-			w.mu.Unlock()
+			in.idleMu.Unlock()
 			continue
 		default:
 		}
 		if in.ctx.Err() != nil {
-			w.mu.Unlock()
+			in.idleMu.Unlock()
 			return false
 		}
-		// The deadline is set under the lock, so that an interrupt that
-		// comes after it cannot be overwritten by it.
 		in.idle = l.conn
 		err := l.conn.SetReadDeadline(at)
-		w.mu.Unlock()
+		in.idleMu.Unlock()
 		if err == nil {
 			_, err = l.br.Peek(1)
 		}
-		w.mu.Lock()
+		in.idleMu.Lock()
 		in.idle = nil
-		w.mu.Unlock()
+		in.idleMu.Unlock()
 		if in.ctx.Err() != nil {
 			return false
 		}
