@@ -39,6 +39,10 @@ func (w *Writer) SetProtocol(version int) error {
 // Protocol reports the protocol version in use, 2 or 3.
 func (w *Writer) Protocol() int { return w.proto }
 
+// Reset sends later output to dst, keeping the protocol version. What is
+// buffered and not yet flushed is dropped: flush first.
+func (w *Writer) Reset(dst io.Writer) { w.bw.Reset(dst) }
+
 // Flush sends the buffered replies and returns the first error the
 // underlying writer reported, if any.
 func (w *Writer) Flush() error { return w.bw.Flush() }

@@ -134,6 +134,28 @@ func TestWriterBuffers(t *testing.T) {
 	}
 }
 
+// TestWriterReset moves the output to another writer and keeps the
+// protocol: a connection that changes its transport keeps speaking RESP3.
+func TestWriterReset(t *testing.T) {
+	var first, second bytes.Buffer
+	w := NewWriter(&first)
+	if err := w.SetProtocol(3); err != nil {
+		t.Fatal(err)
+	}
+	w.NullBulk()
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	w.Reset(&second)
+	w.NullBulk()
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if first.String() != "_\r\n" || second.String() != "_\r\n" {
+		t.Fatalf("first %q, second %q", first.String(), second.String())
+	}
+}
+
 // TestWriterLargeBulk crosses the buffer size, where bufio writes through.
 func TestWriterLargeBulk(t *testing.T) {
 	var buf bytes.Buffer

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,9 +33,17 @@ type conn struct {
 	local   string
 	created time.Time
 	r       *resp.Reader // serving goroutine only
-	// raw is the source of r on a plain TCP connection, served by the raw
-	// read loop (rawread.go); nil for the general loop.
+	// raw is the source of r on a plain TCP connection, served by the event
+	// loop (evloop_linux.go) or the raw read loop (rawread.go); nil for the
+	// general loop.
 	raw *rawSource
+
+	// While the connection is in the event loop: lfd is the loop's
+	// descriptor of its socket and lw writes to it; nc is then nil. fdMu
+	// guards lfd and nc against close from other goroutines.
+	fdMu sync.Mutex
+	lfd  int
+	lw   *fdWriter
 
 	// The serving goroutine's last command and subcommand lookups.
 	cmdCache, subCache lookupCache
@@ -92,6 +99,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		user:   "default",
 		done:   make(chan struct{}),
 		wake:   make(chan struct{}, 1),
+		lfd:    -1,
 	}
 	if a := nc.RemoteAddr(); a != nil {
 		c.remote = a.String()
@@ -133,18 +141,25 @@ func tighter(a, b resp.Limits) resp.Limits {
 }
 
 // close ends the connection; safe from any goroutine, any number of times.
-// A connection in the raw read loop is only woken by a past deadline (its
-// reads and writes fail at once) and its serving goroutine closes the
-// socket: Close would wait for the loop's callback, which may be running
-// the very command that closes (CLIENT KILL) or waiting on a lock the
-// caller holds.
+// A connection in the event loop has its socket shut down, and the loop
+// closes it. A connection in the raw read loop is only woken by a past
+// deadline (its reads and writes fail at once) and its serving goroutine
+// closes the socket: Close would wait for the loop's callback, which may be
+// running the very command that closes (CLIENT KILL) or waiting on a lock
+// the caller holds.
 func (c *conn) close() {
 	c.closeOnce.Do(func() {
-		if c.raw != nil {
+		c.fdMu.Lock()
+		switch {
+		case c.lfd >= 0:
+			shutdownLoopFD(c.lfd)
+		case c.nc == nil: // the event loop has closed it
+		case c.raw != nil:
 			_ = c.nc.SetDeadline(aLongTimeAgo)
-		} else {
+		default:
 			_ = c.nc.Close()
 		}
+		c.fdMu.Unlock()
 		close(c.done)
 	})
 }
@@ -170,26 +185,45 @@ func (c *conn) dropSlow() bool {
 }
 
 func (c *conn) serve() {
-	defer c.s.forget(c)
-	defer func() {
-		c.close()
-		if c.raw != nil {
-			_ = c.nc.Close() // close only woke it; see close
-		}
-	}()
-	defer func() {
-		// A bug in a handler must cost one connection, not the node.
-		if r := recover(); r != nil {
-			c.s.panics.Add(1)
-			c.s.log.Error("panic while serving a client; connection closed", "client", c.id, "panic", r, "stack", string(debug.Stack()))
-		}
-	}()
+	defer c.served()
 	if c.raw != nil {
 		c.serveRaw()
 		return
 	}
 	for c.serveOne() {
 	}
+}
+
+// serveHandedOff serves a connection that left the event loop: it writes
+// what the loop could not, runs the request that made it leave (when not
+// nil), then goes on as the raw read loop.
+func (c *conn) serveHandedOff(pending []byte, args [][]byte) {
+	defer c.served()
+	if len(pending) > 0 {
+		c.mu.Lock()
+		_, err := c.nc.Write(pending)
+		c.mu.Unlock()
+		if err != nil {
+			return
+		}
+	}
+	if args != nil && !c.exec(args) {
+		return
+	}
+	c.serveRaw()
+}
+
+// served ends a connection's goroutine, deferred: it contains a panic (a bug
+// in a handler must cost one connection, not the node) and closes.
+func (c *conn) served() {
+	if r := recover(); r != nil {
+		c.s.recovered(c, r)
+	}
+	c.close()
+	if c.raw != nil {
+		_ = c.nc.Close() // close only woke it; see close
+	}
+	c.s.forget(c)
 }
 
 // serveOne reads the next request with blocking reads and runs it; false
@@ -214,7 +248,7 @@ func (c *conn) readFailed(err error) {
 		return
 	}
 	c.s.log.Info("closing a client after a protocol error", "client", c.id, "addr", c.remote, "err", err)
-	if c.closed() {
+	if c.closed() || c.nc == nil {
 		return // killed meanwhile: its past deadline must stay
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))

@@ -247,6 +247,13 @@ func (w tWriter) Write(p []byte) (int, error) {
 // start runs a server for b on a free loopback port until the test ends.
 func start(t testing.TB, b Backend, cfg Config) *Server {
 	t.Helper()
+	return startServing(t, b, cfg, false)
+}
+
+// startServing starts a server; goroutines turns its event loop off, so
+// every connection has a goroutine.
+func startServing(t testing.TB, b Backend, cfg Config, goroutines bool) *Server {
+	t.Helper()
 	if cfg.Listener == nil {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -258,6 +265,7 @@ func start(t testing.TB, b Backend, cfg Config) *Server {
 		cfg.Logger = testLogger(t)
 	}
 	s := New(cfg, b)
+	s.noEventLoop = goroutines
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}

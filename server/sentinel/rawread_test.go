@@ -55,6 +55,14 @@ func TestRawSourceChoice(t *testing.T) {
 	}
 }
 
+// forEachServing runs fn with the event loop, where the system has one, and
+// with a goroutine per connection (the raw read loop, which also serves a
+// connection that left the event loop).
+func forEachServing(t *testing.T, fn func(t *testing.T, goroutines bool)) {
+	t.Run("event-loop", func(t *testing.T) { fn(t, false) })
+	t.Run("goroutines", func(t *testing.T) { fn(t, true) })
+}
+
 // onlyConn returns the server's one connection.
 func onlyConn(t *testing.T, s *Server) *conn {
 	t.Helper()
@@ -74,102 +82,108 @@ func onlyConn(t *testing.T, s *Server) *conn {
 // the rest later, is answered once whole; the replies to what came before
 // the cut are not held back by it.
 func TestRawReadSplitAtEveryByte(t *testing.T) {
-	f := newFake()
-	topology(f)
-	s := start(t, f, Config{})
-	c := dial(t, s.Addr())
-	if onlyConn(t, s).raw == nil {
-		t.Fatal("the connection is not in the raw loop")
-	}
-	requests := []struct {
-		req, reply string
-	}{
-		{string(encode("SENTINEL", "get-master-addr-by-name", "mymaster")), addrReply},
-		{"PING hello\r\n", "$5\r\nhello\r\n"},
-		{string(encode("PING", strings.Repeat("x", 5000))), "$5000\r\n" + strings.Repeat("x", 5000) + "\r\n"},
-	}
-	for _, r := range requests {
-		for cut := 1; cut < len(r.req); cut++ {
-			if _, err := c.nc.Write([]byte(string(encode("PING")) + r.req[:cut])); err != nil {
-				t.Fatal(err)
-			}
-			if got := c.read(); got != "+PONG\r\n" {
-				t.Fatalf("cut at %d of %q: first reply %q", cut, trunc([]byte(r.req), 40), got)
-			}
-			if _, err := c.nc.Write([]byte(r.req[cut:])); err != nil {
-				t.Fatal(err)
-			}
-			if got := c.read(); got != r.reply {
-				t.Fatalf("cut at %d of %q: reply %q, want %q", cut, trunc([]byte(r.req), 40), trunc([]byte(got), 60), trunc([]byte(r.reply), 60))
+	forEachServing(t, func(t *testing.T, goroutines bool) {
+		f := newFake()
+		topology(f)
+		s := startServing(t, f, Config{}, goroutines)
+		c := dial(t, s.Addr())
+		if onlyConn(t, s).raw == nil {
+			t.Fatal("the connection is not in the raw loop")
+		}
+		requests := []struct {
+			req, reply string
+		}{
+			{string(encode("SENTINEL", "get-master-addr-by-name", "mymaster")), addrReply},
+			{"PING hello\r\n", "$5\r\nhello\r\n"},
+			{string(encode("PING", strings.Repeat("x", 5000))), "$5000\r\n" + strings.Repeat("x", 5000) + "\r\n"},
+		}
+		for _, r := range requests {
+			for cut := 1; cut < len(r.req); cut++ {
+				if _, err := c.nc.Write([]byte(string(encode("PING")) + r.req[:cut])); err != nil {
+					t.Fatal(err)
+				}
+				if got := c.read(); got != "+PONG\r\n" {
+					t.Fatalf("cut at %d of %q: first reply %q", cut, trunc([]byte(r.req), 40), got)
+				}
+				if _, err := c.nc.Write([]byte(r.req[cut:])); err != nil {
+					t.Fatal(err)
+				}
+				if got := c.read(); got != r.reply {
+					t.Fatalf("cut at %d of %q: reply %q, want %q", cut, trunc([]byte(r.req), 40), trunc([]byte(got), 60), trunc([]byte(r.reply), 60))
+				}
 			}
 		}
-	}
+	})
 }
 
 // A pipeline many times the read buffer, of small requests and of
 // requests with arguments too large for the one-pass parse, is answered in
 // order, reply for reply.
 func TestRawReadPipelineLargerThanBuffer(t *testing.T) {
-	f := newFake()
-	topology(f)
-	s := start(t, f, Config{})
-	c := dial(t, s.Addr())
-	var req, want bytes.Buffer
-	for i := range 3000 {
-		switch i % 100 {
-		case 7:
-			arg := strings.Repeat(strconv.Itoa(i%10), 4097+i)
-			req.Write(encode("PING", arg))
-			want.WriteString("$" + strconv.Itoa(len(arg)) + "\r\n" + arg + "\r\n")
-		case 50:
-			req.WriteString("PING\r\n")
-			want.WriteString("+PONG\r\n")
-		default:
-			req.Write(encode("SENTINEL", "get-master-addr-by-name", "mymaster"))
-			want.WriteString(addrReply)
+	forEachServing(t, func(t *testing.T, goroutines bool) {
+		f := newFake()
+		topology(f)
+		s := startServing(t, f, Config{}, goroutines)
+		c := dial(t, s.Addr())
+		var req, want bytes.Buffer
+		for i := range 3000 {
+			switch i % 100 {
+			case 7:
+				arg := strings.Repeat(strconv.Itoa(i%10), 4097+i)
+				req.Write(encode("PING", arg))
+				want.WriteString("$" + strconv.Itoa(len(arg)) + "\r\n" + arg + "\r\n")
+			case 50:
+				req.WriteString("PING\r\n")
+				want.WriteString("+PONG\r\n")
+			default:
+				req.Write(encode("SENTINEL", "get-master-addr-by-name", "mymaster"))
+				want.WriteString(addrReply)
+			}
 		}
-	}
-	// The client writes and reads at once: the replies alone overflow the
-	// socket buffers.
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.nc.Write(req.Bytes())
-		errc <- err
-	}()
-	_ = c.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
-	got := make([]byte, want.Len())
-	if _, err := io.ReadFull(c.r, got); err != nil {
-		t.Fatalf("after %d of %d reply bytes: %v", len(got), want.Len(), err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want.Bytes()) {
-		i := 0
-		for i < len(got) && got[i] == want.Bytes()[i] {
-			i++
+		// The client writes and reads at once: the replies alone overflow the
+		// socket buffers.
+		errc := make(chan error, 1)
+		go func() {
+			_, err := c.nc.Write(req.Bytes())
+			errc <- err
+		}()
+		_ = c.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+		got := make([]byte, want.Len())
+		if _, err := io.ReadFull(c.r, got); err != nil {
+			t.Fatalf("after %d of %d reply bytes: %v", len(got), want.Len(), err)
 		}
-		t.Fatalf("replies differ from byte %d: %q, want %q", i, trunc(got[i:], 60), trunc(want.Bytes()[i:], 60))
-	}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want.Bytes()) {
+			i := 0
+			for i < len(got) && got[i] == want.Bytes()[i] {
+				i++
+			}
+			t.Fatalf("replies differ from byte %d: %q, want %q", i, trunc(got[i:], 60), trunc(want.Bytes()[i:], 60))
+		}
+	})
 }
 
 // A client that hangs up in the middle of a request ends its connection.
 func TestRawReadClientClosesMidRequest(t *testing.T) {
-	f := newFake()
-	topology(f)
-	s := start(t, f, Config{})
-	req := encode("SENTINEL", "get-master-addr-by-name", "mymaster")
-	for _, cut := range []int{1, 5, len(req) / 2, len(req) - 1} {
-		c := dial(t, s.Addr())
-		if got := c.do("PING"); got != "+PONG\r\n" {
-			t.Fatalf("PING: %q", got)
+	forEachServing(t, func(t *testing.T, goroutines bool) {
+		f := newFake()
+		topology(f)
+		s := startServing(t, f, Config{}, goroutines)
+		req := encode("SENTINEL", "get-master-addr-by-name", "mymaster")
+		for _, cut := range []int{1, 5, len(req) / 2, len(req) - 1} {
+			c := dial(t, s.Addr())
+			if got := c.do("PING"); got != "+PONG\r\n" {
+				t.Fatalf("PING: %q", got)
+			}
+			if _, err := c.nc.Write(req[:cut]); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.nc.Close()
+			testwait.Until(t, 10*time.Second, "the connection to end", func() bool { return s.Stats().Clients == 0 })
 		}
-		if _, err := c.nc.Write(req[:cut]); err != nil {
-			t.Fatal(err)
-		}
-		_ = c.nc.Close()
-		testwait.Until(t, 10*time.Second, "the connection to end", func() bool { return s.Stats().Clients == 0 })
-	}
+	})
 }
 
 // expectEOF waits until the server closes c's connection.
@@ -185,83 +199,89 @@ func expectEOF(t *testing.T, c *client) {
 // CLIENT KILL from another connection ends a connection parked on the
 // poller; CLIENT KILL of itself ends it after the reply.
 func TestRawReadClientKill(t *testing.T) {
-	f := newFake()
-	topology(f)
-	s := start(t, f, Config{})
-	victim := dial(t, s.Addr())
-	id := strings.TrimSuffix(strings.TrimPrefix(victim.do("CLIENT", "ID"), ":"), "\r\n")
-	killer := dial(t, s.Addr())
-	if got := killer.do("CLIENT", "KILL", "ID", id); got != ":1\r\n" {
-		t.Fatalf("CLIENT KILL: %q", got)
-	}
-	expectEOF(t, victim)
-	testwait.Until(t, 10*time.Second, "one client left", func() bool { return s.Stats().Clients == 1 })
+	forEachServing(t, func(t *testing.T, goroutines bool) {
+		f := newFake()
+		topology(f)
+		s := startServing(t, f, Config{}, goroutines)
+		victim := dial(t, s.Addr())
+		id := strings.TrimSuffix(strings.TrimPrefix(victim.do("CLIENT", "ID"), ":"), "\r\n")
+		killer := dial(t, s.Addr())
+		if got := killer.do("CLIENT", "KILL", "ID", id); got != ":1\r\n" {
+			t.Fatalf("CLIENT KILL: %q", got)
+		}
+		expectEOF(t, victim)
+		testwait.Until(t, 10*time.Second, "one client left", func() bool { return s.Stats().Clients == 1 })
 
-	id = strings.TrimSuffix(strings.TrimPrefix(killer.do("CLIENT", "ID"), ":"), "\r\n")
-	if got := killer.do("CLIENT", "KILL", "ID", id, "SKIPME", "no"); got != ":1\r\n" {
-		t.Fatalf("CLIENT KILL of itself: %q", got)
-	}
-	expectEOF(t, killer)
-	testwait.Until(t, 10*time.Second, "no client left", func() bool { return s.Stats().Clients == 0 })
+		id = strings.TrimSuffix(strings.TrimPrefix(killer.do("CLIENT", "ID"), ":"), "\r\n")
+		if got := killer.do("CLIENT", "KILL", "ID", id, "SKIPME", "no"); got != ":1\r\n" {
+			t.Fatalf("CLIENT KILL of itself: %q", got)
+		}
+		expectEOF(t, killer)
+		testwait.Until(t, 10*time.Second, "no client left", func() bool { return s.Stats().Clients == 0 })
+	})
 }
 
 // Two connections that kill each other at the same moment: each kill runs
 // inside the killer's read callback, and closing the other's socket there
 // would wait for the other's callback, which may be waiting in turn.
 func TestRawReadMutualKill(t *testing.T) {
-	f := newFake()
-	topology(f)
-	s := start(t, f, Config{})
-	for range 50 {
-		a, b := dial(t, s.Addr()), dial(t, s.Addr())
-		idA := strings.TrimSuffix(strings.TrimPrefix(a.do("CLIENT", "ID"), ":"), "\r\n")
-		idB := strings.TrimSuffix(strings.TrimPrefix(b.do("CLIENT", "ID"), ":"), "\r\n")
-		var wg sync.WaitGroup
-		wg.Go(func() { a.send("CLIENT", "KILL", "ID", idB) })
-		wg.Go(func() { b.send("CLIENT", "KILL", "ID", idA) })
-		wg.Wait()
-		// At least one is killed (both, when each runs its kill before the
-		// other's lands); the survivor ends when its client hangs up. A
-		// kill stuck on the other's callback would keep both.
-		testwait.Until(t, 10*time.Second, "a connection to end", func() bool { return s.Stats().Clients <= 1 })
-		_ = a.nc.Close()
-		_ = b.nc.Close()
-		testwait.Until(t, 10*time.Second, "both connections to end", func() bool { return s.Stats().Clients == 0 })
-	}
+	forEachServing(t, func(t *testing.T, goroutines bool) {
+		f := newFake()
+		topology(f)
+		s := startServing(t, f, Config{}, goroutines)
+		for range 50 {
+			a, b := dial(t, s.Addr()), dial(t, s.Addr())
+			idA := strings.TrimSuffix(strings.TrimPrefix(a.do("CLIENT", "ID"), ":"), "\r\n")
+			idB := strings.TrimSuffix(strings.TrimPrefix(b.do("CLIENT", "ID"), ":"), "\r\n")
+			var wg sync.WaitGroup
+			wg.Go(func() { a.send("CLIENT", "KILL", "ID", idB) })
+			wg.Go(func() { b.send("CLIENT", "KILL", "ID", idA) })
+			wg.Wait()
+			// At least one is killed (both, when each runs its kill before the
+			// other's lands); the survivor ends when its client hangs up. A
+			// kill stuck on the other's callback would keep both.
+			testwait.Until(t, 10*time.Second, "a connection to end", func() bool { return s.Stats().Clients <= 1 })
+			_ = a.nc.Close()
+			_ = b.nc.Close()
+			testwait.Until(t, 10*time.Second, "both connections to end", func() bool { return s.Stats().Clients == 0 })
+		}
+	})
 }
 
 // Close ends connections parked on the poller and returns.
 func TestRawReadServerCloseEndsParkedConnections(t *testing.T) {
-	f := newFake()
-	topology(f)
-	s := start(t, f, Config{})
-	var clients []*client
-	for range 5 {
-		c := dial(t, s.Addr())
-		if got := c.do("PING"); got != "+PONG\r\n" {
-			t.Fatalf("PING: %q", got)
+	forEachServing(t, func(t *testing.T, goroutines bool) {
+		f := newFake()
+		topology(f)
+		s := startServing(t, f, Config{}, goroutines)
+		var clients []*client
+		for range 5 {
+			c := dial(t, s.Addr())
+			if got := c.do("PING"); got != "+PONG\r\n" {
+				t.Fatalf("PING: %q", got)
+			}
+			clients = append(clients, c)
 		}
-		clients = append(clients, c)
-	}
-	// One more in the middle of a request, waiting for its rest.
-	half := dial(t, s.Addr())
-	if _, err := half.nc.Write([]byte("*3\r\n$8\r\nSENTINEL\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	clients = append(clients, half)
-	done := make(chan error, 1)
-	go func() { done <- s.Close() }()
-	select {
-	case err := <-done:
-		if err != nil {
+		// One more in the middle of a request, waiting for its rest.
+		half := dial(t, s.Addr())
+		if _, err := half.nc.Write([]byte("*3\r\n$8\r\nSENTINEL\r\n")); err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Close did not return")
-	}
-	for _, c := range clients {
-		expectEOF(t, c)
-	}
+		clients = append(clients, half)
+		done := make(chan error, 1)
+		go func() { done <- s.Close() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("Close did not return")
+		}
+		for _, c := range clients {
+			expectEOF(t, c)
+		}
+	})
 }
 
 // TLS connections are served by the general loop, as before.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -85,6 +86,11 @@ type Server struct {
 	ctx    context.Context // cancelled by Close; bounds backend writes
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// loop serves the plain TCP connections (evloop_linux.go); nil where
+	// there is none, or with noEventLoop (tests of the goroutine loops).
+	loop        *evloop
+	noEventLoop bool
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -290,6 +296,11 @@ func (s *Server) Start() error {
 		}
 	}
 	s.ln = ln
+	if !s.noEventLoop {
+		if s.loop = newEventLoop(s); s.loop != nil {
+			s.wg.Go(s.loop.run)
+		}
+	}
 	s.wg.Go(s.acceptLoop)
 	s.wg.Go(s.eventLoop)
 	return nil
@@ -337,10 +348,14 @@ func (s *Server) Close() error {
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
+	loop := s.loop
 	s.mu.Unlock()
 	s.cancel()
 	for _, c := range conns {
 		c.close()
+	}
+	if loop != nil {
+		loop.stop()
 	}
 	s.wg.Wait()
 	if errors.Is(err, net.ErrClosed) {
@@ -402,8 +417,18 @@ func (s *Server) admit(nc net.Conn) {
 	}
 	c := newConn(s, nc)
 	s.conns[c] = struct{}{}
+	if s.loop != nil && c.raw != nil && s.loop.add(c) {
+		s.mu.Unlock()
+		return
+	}
 	s.mu.Unlock()
 	s.wg.Go(c.serve)
+}
+
+// recovered records a handler panic contained to connection c.
+func (s *Server) recovered(c *conn, r any) {
+	s.panics.Add(1)
+	s.log.Error("panic while serving a client; connection closed", "client", c.id, "panic", r, "stack", string(debug.Stack()))
 }
 
 // forget removes a finished connection.

@@ -16,6 +16,9 @@ const (
 	// master, its replicas and the nodes, events, and the connection's own
 	// commands).
 	flagDiscovery
+	// flagSubscribes: it may start the connection's pump, whose writes
+	// need the connection out of the event loop.
+	flagSubscribes
 )
 
 // command is one entry of the command table. Containers (SENTINEL, CLIENT,
@@ -68,8 +71,8 @@ func init() {
 	add(nil, "role", 1, 0, cmdRole, []string{"noscript", "loading", "stale", "fast"}, []string{"@admin", "@fast", "@dangerous"}, "2.8.12", "server", "Returns the replication role.")
 	add(nil, "shutdown", -1, 0, cmdShutdown, []string{"admin", "noscript", "loading", "stale"}, admin, "1.0.0", "server", "Refused: a Raftinel node is stopped by its service manager, not over RESP.")
 	add(nil, "publish", 3, 0, cmdPublish, []string{"pubsub", "loading", "stale", "fast"}, []string{"@pubsub", "@fast"}, "2.0.0", "pubsub", "Accepted only for the hello channel, which Raftinel ignores.")
-	add(nil, "subscribe", -2, flagPubSub|flagDiscovery, cmdSubscribe, []string{"pubsub", "noscript", "loading", "stale"}, pubsub, "2.0.0", "pubsub", "Listens for events on channels (event names).")
-	add(nil, "psubscribe", -2, flagPubSub|flagDiscovery, cmdPSubscribe, []string{"pubsub", "noscript", "loading", "stale"}, pubsub, "2.0.0", "pubsub", "Listens for events on channels that match patterns.")
+	add(nil, "subscribe", -2, flagPubSub|flagDiscovery|flagSubscribes, cmdSubscribe, []string{"pubsub", "noscript", "loading", "stale"}, pubsub, "2.0.0", "pubsub", "Listens for events on channels (event names).")
+	add(nil, "psubscribe", -2, flagPubSub|flagDiscovery|flagSubscribes, cmdPSubscribe, []string{"pubsub", "noscript", "loading", "stale"}, pubsub, "2.0.0", "pubsub", "Listens for events on channels that match patterns.")
 	add(nil, "unsubscribe", -1, flagPubSub|flagDiscovery, cmdUnsubscribe, []string{"pubsub", "noscript", "loading", "stale"}, pubsub, "2.0.0", "pubsub", "Stops listening to channels.")
 	add(nil, "punsubscribe", -1, flagPubSub|flagDiscovery, cmdPUnsubscribe, []string{"pubsub", "noscript", "loading", "stale"}, pubsub, "2.0.0", "pubsub", "Stops listening to patterns.")
 
