@@ -39,8 +39,11 @@ type evloop struct {
 	wakeR int // the read end of the pipe that wakes the loop to stop
 	wakeW int
 
-	mu    sync.Mutex
-	conns map[int32]*conn // by the loop's descriptor
+	// mu guards conns, and stopped with the descriptors above: once the
+	// loop has stopped they are closed, and their numbers may be reused.
+	mu      sync.Mutex
+	conns   map[int32]*conn // by the loop's descriptor
+	stopped bool
 }
 
 // newEventLoop returns a loop, or nil when the system refuses one (the
@@ -88,13 +91,16 @@ func (l *evloop) add(c *conn) bool {
 	c.lw = &fdWriter{fd: fd}
 	c.w.Reset(c.lw)
 	l.mu.Lock()
-	l.conns[int32(fd)] = c
+	var err error = syscall.EBADF // a stopped loop takes no connection
+	if !l.stopped {
+		l.conns[int32(fd)] = c
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(fd)}
+		if err = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			delete(l.conns, int32(fd))
+		}
+	}
 	l.mu.Unlock()
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(fd)}
-	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		l.mu.Lock()
-		delete(l.conns, int32(fd))
-		l.mu.Unlock()
+	if err != nil {
 		_ = syscall.Close(fd)
 		c.lfd, c.nc, c.raw.fd, c.lw = -1, nc, -1, nil
 		c.w.Reset(nc)
@@ -136,22 +142,28 @@ func (l *evloop) run() {
 
 // stop wakes the loop to close its connections and return.
 func (l *evloop) stop() {
-	_, _ = syscall.Write(l.wakeW, []byte{0})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.stopped {
+		_, _ = syscall.Write(l.wakeW, []byte{0})
+	}
 }
 
+// closeAll ends the loop: it closes its connections and descriptors.
 func (l *evloop) closeAll() {
 	l.mu.Lock()
+	l.stopped = true
 	conns := make([]*conn, 0, len(l.conns))
 	for _, c := range l.conns {
 		conns = append(conns, c)
 	}
+	_ = syscall.Close(l.epfd)
+	_ = syscall.Close(l.wakeR)
+	_ = syscall.Close(l.wakeW)
 	l.mu.Unlock()
 	for _, c := range conns {
 		l.drop(c)
 	}
-	_ = syscall.Close(l.epfd)
-	_ = syscall.Close(l.wakeR)
-	_ = syscall.Close(l.wakeW)
 }
 
 // serve reads c's socket once and runs the complete requests it holds.
