@@ -34,11 +34,11 @@ type conn struct {
 	created time.Time
 	r       *resp.Reader // serving goroutine only
 	// raw is the source of r on a plain TCP connection, served by the event
-	// loop (evloop_linux.go) or the raw read loop (rawread.go); nil for the
+	// loop (pollloop_linux.go) or the raw read loop (rawread.go); nil for the
 	// general loop.
 	raw *rawSource
 
-	// While the connection is in the event loop: lfd is the loop's
+	// While the connection is in the poll loop: lfd is the loop's
 	// descriptor of its socket and lw writes to it; nc is then nil. fdMu
 	// guards lfd and nc against close from other goroutines.
 	fdMu sync.Mutex
@@ -141,7 +141,7 @@ func tighter(a, b resp.Limits) resp.Limits {
 }
 
 // close ends the connection; safe from any goroutine, any number of times.
-// A connection in the event loop has its socket shut down, and the loop
+// A connection in the poll loop has its socket shut down, and the loop
 // closes it. A connection in the raw read loop is only woken by a past
 // deadline (its reads and writes fail at once) and its serving goroutine
 // closes the socket: Close would wait for the loop's callback, which may be
@@ -153,7 +153,7 @@ func (c *conn) close() {
 		switch {
 		case c.lfd >= 0:
 			shutdownLoopFD(c.lfd)
-		case c.nc == nil: // the event loop has closed it
+		case c.nc == nil: // the poll loop has closed it
 		case c.raw != nil:
 			_ = c.nc.SetDeadline(aLongTimeAgo)
 		default:
@@ -194,7 +194,7 @@ func (c *conn) serve() {
 	}
 }
 
-// serveHandedOff serves a connection that left the event loop: it writes
+// serveHandedOff serves a connection that left the poll loop: it writes
 // what the loop could not, runs the request that made it leave (when not
 // nil), then goes on as the raw read loop.
 func (c *conn) serveHandedOff(pending []byte, args [][]byte) {

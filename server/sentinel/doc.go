@@ -12,14 +12,14 @@
 // through Raft, and writes (MONITOR, SET, FAILOVER...) are handed to the
 // Backend, which proposes them.
 //
-// On Linux one event loop serves every plain TCP connection while it only
+// On Linux one poll loop serves every plain TCP connection while it only
 // sends requests that answer at once; a connection that subscribes, writes
 // through Raft, sends an unusual request or stops reading gets a goroutine
-// of its own (evloop_linux.go).
+// of its own (pollloop_linux.go).
 //
 // Invariants: one slow client never delays another client or the node (each
 // subscriber has a bounded queue and is disconnected when it overflows, and
-// a client that stops reading leaves the event loop); a
+// a client that stops reading leaves the poll loop); a
 // malformed or oversized request closes only that connection, after Redis's
 // protocol error; nothing here panics on client input.
 //

@@ -250,7 +250,7 @@ func start(t testing.TB, b Backend, cfg Config) *Server {
 	return startServing(t, b, cfg, false)
 }
 
-// startServing starts a server; goroutines turns its event loop off, so
+// startServing starts a server; goroutines turns its poll loop off, so
 // every connection has a goroutine.
 func startServing(t testing.TB, b Backend, cfg Config, goroutines bool) *Server {
 	t.Helper()
@@ -265,7 +265,7 @@ func startServing(t testing.TB, b Backend, cfg Config, goroutines bool) *Server 
 		cfg.Logger = testLogger(t)
 	}
 	s := New(cfg, b)
-	s.noEventLoop = goroutines
+	s.noPollLoop = goroutines
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -55,11 +55,11 @@ func TestRawSourceChoice(t *testing.T) {
 	}
 }
 
-// forEachServing runs fn with the event loop, where the system has one, and
+// forEachServing runs fn with the poll loop, where the system has one, and
 // with a goroutine per connection (the raw read loop, which also serves a
-// connection that left the event loop).
+// connection that left the poll loop).
 func forEachServing(t *testing.T, fn func(t *testing.T, goroutines bool)) {
-	t.Run("event-loop", func(t *testing.T) { fn(t, false) })
+	t.Run("poll-loop", func(t *testing.T) { fn(t, false) })
 	t.Run("goroutines", func(t *testing.T) { fn(t, true) })
 }
 

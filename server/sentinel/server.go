@@ -87,10 +87,10 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// loop serves the plain TCP connections (evloop_linux.go); nil where
-	// there is none, or with noEventLoop (tests of the goroutine loops).
-	loop        *evloop
-	noEventLoop bool
+	// loop serves the plain TCP connections (pollloop_linux.go); nil where
+	// there is none, or with noPollLoop (tests of the goroutine loops).
+	loop       *pollLoop
+	noPollLoop bool
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -296,8 +296,8 @@ func (s *Server) Start() error {
 		}
 	}
 	s.ln = ln
-	if !s.noEventLoop {
-		if s.loop = newEventLoop(s); s.loop != nil {
+	if !s.noPollLoop {
+		if s.loop = newPollLoop(s); s.loop != nil {
 			s.wg.Go(s.loop.run)
 		}
 	}

@@ -17,7 +17,7 @@ const (
 	// commands).
 	flagDiscovery
 	// flagSubscribes: it may start the connection's pump, whose writes
-	// need the connection out of the event loop.
+	// need the connection out of the poll loop.
 	flagSubscribes
 )
 

@@ -15,28 +15,28 @@ import (
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 )
 
-// inLoop reports whether c is served by the event loop.
+// inLoop reports whether c is served by the poll loop.
 func inLoop(c *conn) bool {
 	c.fdMu.Lock()
 	defer c.fdMu.Unlock()
 	return c.lfd >= 0
 }
 
-// A plain TCP connection is served by the event loop, and Close ends the
+// A plain TCP connection is served by the poll loop, and Close ends the
 // loop with its connections.
-func TestEventLoopServesPlainTCP(t *testing.T) {
+func TestPollLoopServesPlainTCP(t *testing.T) {
 	f := newFake()
 	topology(f)
 	s := start(t, f, Config{})
 	if s.loop == nil {
-		t.Fatal("no event loop on Linux")
+		t.Fatal("no poll loop on Linux")
 	}
 	c := dial(t, s.Addr())
 	if got := c.do("SENTINEL", "get-master-addr-by-name", "mymaster"); got != addrReply {
 		t.Fatalf("reply %q", got)
 	}
 	if !inLoop(onlyConn(t, s)) {
-		t.Fatal("the connection is not in the event loop")
+		t.Fatal("the connection is not in the poll loop")
 	}
 }
 
@@ -61,7 +61,7 @@ func (b *blockingBackend) Monitor(ctx context.Context, name, addr string, quorum
 // A write that waits for Raft leaves the loop first: other clients are
 // answered meanwhile, and the writer gets its reply, then goes on being
 // served.
-func TestEventLoopHandsOffAWaitingWrite(t *testing.T) {
+func TestPollLoopHandsOffAWaitingWrite(t *testing.T) {
 	f := newFake()
 	topology(f)
 	b := &blockingBackend{fakeBackend: f, entered: make(chan struct{}), release: make(chan struct{})}
@@ -97,7 +97,7 @@ func TestEventLoopHandsOffAWaitingWrite(t *testing.T) {
 // A subscriber leaves the loop (its events are written by its pump) and
 // receives events; the reply to a request pipelined after SUBSCRIBE comes
 // after the confirmation.
-func TestEventLoopHandsOffASubscriber(t *testing.T) {
+func TestPollLoopHandsOffASubscriber(t *testing.T) {
 	f := newFake()
 	topology(f)
 	s := start(t, f, Config{})
@@ -115,7 +115,7 @@ func TestEventLoopHandsOffASubscriber(t *testing.T) {
 		t.Fatalf("PING while subscribed: %q", got)
 	}
 	if inLoop(onlyConn(t, s)) {
-		t.Fatal("a subscriber is still in the event loop")
+		t.Fatal("a subscriber is still in the poll loop")
 	}
 	testwait.Until(t, 10*time.Second, "the subscription to be registered", func() bool { return s.Stats().Subscribers == 1 })
 	f.emit(&fsmv1.Event{Type: "+switch-master", Payload: "mymaster 10.0.0.1 6379 10.0.0.2 6379"})
@@ -130,7 +130,7 @@ func TestEventLoopHandsOffASubscriber(t *testing.T) {
 // for a request cut at the read buffer's end, whichever comes first), and
 // every reply arrives, in order, once the client reads. Meanwhile the loop
 // serves the others.
-func TestEventLoopFullSocket(t *testing.T) {
+func TestPollLoopFullSocket(t *testing.T) {
 	f := newFake()
 	topology(f)
 	s := start(t, f, Config{})

@@ -8,7 +8,7 @@ import (
 	"syscall"
 )
 
-// The event loop serves every plain TCP connection from one goroutine, the
+// The poll loop serves every plain TCP connection from one goroutine, the
 // way redis-sentinel serves all of its clients from one thread.
 //
 // With a goroutine per connection, each request wakes its goroutine through
@@ -32,8 +32,8 @@ import (
 // back: those are rare, and a connection's goroutine is what served every
 // connection before.
 
-// evloop is the server's event loop.
-type evloop struct {
+// pollLoop is the loop of one server.
+type pollLoop struct {
 	s     *Server
 	epfd  int
 	wakeR int // the read end of the pipe that wakes the loop to stop
@@ -46,18 +46,18 @@ type evloop struct {
 	stopped bool
 }
 
-// newEventLoop returns a loop, or nil when the system refuses one (the
+// newPollLoop returns a loop, or nil when the system refuses one (the
 // connections then each get a goroutine, as on other systems).
-func newEventLoop(s *Server) *evloop {
+func newPollLoop(s *Server) *pollLoop {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
-		s.log.Warn("no event loop; a goroutine per connection", "err", err)
+		s.log.Warn("no poll loop; a goroutine per connection", "err", err)
 		return nil
 	}
 	var p [2]int
 	if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
 		_ = syscall.Close(epfd)
-		s.log.Warn("no event loop; a goroutine per connection", "err", err)
+		s.log.Warn("no poll loop; a goroutine per connection", "err", err)
 		return nil
 	}
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(p[0])}
@@ -65,15 +65,15 @@ func newEventLoop(s *Server) *evloop {
 		_ = syscall.Close(epfd)
 		_ = syscall.Close(p[0])
 		_ = syscall.Close(p[1])
-		s.log.Warn("no event loop; a goroutine per connection", "err", err)
+		s.log.Warn("no poll loop; a goroutine per connection", "err", err)
 		return nil
 	}
-	return &evloop{s: s, epfd: epfd, wakeR: p[0], wakeW: p[1], conns: map[int32]*conn{}}
+	return &pollLoop{s: s, epfd: epfd, wakeR: p[0], wakeW: p[1], conns: map[int32]*conn{}}
 }
 
 // add moves c, a plain TCP connection just accepted, into the loop. It
 // reports false when c stays with its net.Conn (and then needs a goroutine).
-func (l *evloop) add(c *conn) bool {
+func (l *pollLoop) add(c *conn) bool {
 	var fd int
 	var dupErr error
 	if err := c.raw.rc.Control(func(sysfd uintptr) {
@@ -113,7 +113,7 @@ func (l *evloop) add(c *conn) bool {
 }
 
 // run serves the loop's connections until stop.
-func (l *evloop) run() {
+func (l *pollLoop) run() {
 	events := make([]syscall.EpollEvent, 256)
 	defer l.closeAll()
 	for {
@@ -122,7 +122,7 @@ func (l *evloop) run() {
 			if errors.Is(err, syscall.EINTR) {
 				continue
 			}
-			l.s.log.Error("event loop stopped; its connections are closed", "err", err)
+			l.s.log.Error("poll loop stopped; its connections are closed", "err", err)
 			return
 		}
 		for i := range events[:n] {
@@ -141,7 +141,7 @@ func (l *evloop) run() {
 }
 
 // stop wakes the loop to close its connections and return.
-func (l *evloop) stop() {
+func (l *pollLoop) stop() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.stopped {
@@ -150,7 +150,7 @@ func (l *evloop) stop() {
 }
 
 // closeAll ends the loop: it closes its connections and descriptors.
-func (l *evloop) closeAll() {
+func (l *pollLoop) closeAll() {
 	l.mu.Lock()
 	l.stopped = true
 	conns := make([]*conn, 0, len(l.conns))
@@ -167,7 +167,7 @@ func (l *evloop) closeAll() {
 }
 
 // serve reads c's socket once and runs the complete requests it holds.
-func (l *evloop) serve(c *conn) {
+func (l *pollLoop) serve(c *conn) {
 	defer func() {
 		// A bug in a handler must cost one connection, not the node.
 		if r := recover(); r != nil {
@@ -222,7 +222,7 @@ func needsGoroutine(c *conn, args [][]byte) bool {
 }
 
 // drop closes a connection of the loop.
-func (l *evloop) drop(c *conn) {
+func (l *pollLoop) drop(c *conn) {
 	if c.lfd < 0 {
 		return
 	}
@@ -240,7 +240,7 @@ func (l *evloop) drop(c *conn) {
 // handOff moves c out of the loop to a goroutine of its own, which first
 // writes what the socket could not take and runs args (when not nil), then
 // serves c as the raw read loop does.
-func (l *evloop) handOff(c *conn, args [][]byte) {
+func (l *pollLoop) handOff(c *conn, args [][]byte) {
 	c.mu.Lock()
 	err := c.w.Flush()
 	c.mu.Unlock()
@@ -266,7 +266,7 @@ func (l *evloop) handOff(c *conn, args [][]byte) {
 	if nc == nil {
 		c.fdMu.Unlock()
 		if err != nil {
-			c.s.log.Warn("a client could not leave the event loop; closed", "client", c.id, "err", err)
+			c.s.log.Warn("a client could not leave the poll loop; closed", "client", c.id, "err", err)
 		}
 		c.close()
 		c.s.forget(c)
