@@ -262,12 +262,23 @@ func (c *conn) readFailed(err error) {
 // checks come in Redis's order: command lookup and arity, then
 // authentication, then the subscribed-context rule.
 func (c *conn) exec(args [][]byte) bool {
-	c.lastActive.Store(c.s.clock.Load())
-	cmd := c.cmdCache.lookup(nil, commandTable, args[0])
-	var sub *command
+	cmd, sub := c.lookupCommand(args)
+	return c.execLookedUp(args, cmd, sub)
+}
+
+// lookupCommand finds the command args name, and its subcommand when the
+// command is a container and args name one it has.
+func (c *conn) lookupCommand(args [][]byte) (cmd, sub *command) {
+	cmd = c.cmdCache.lookup(nil, commandTable, args[0])
 	if cmd != nil && len(cmd.subs) > 0 && len(args) >= 2 {
 		sub = c.subCache.lookup(cmd, cmd.subs, args[1])
 	}
+	return cmd, sub
+}
+
+// execLookedUp is exec for a caller that has looked the command up already.
+func (c *conn) execLookedUp(args [][]byte, cmd, sub *command) bool {
+	c.lastActive.Store(c.s.clock.Load())
 	switch {
 	case cmd == nil, len(cmd.subs) > 0 && len(args) >= 2 && sub == nil:
 		c.s.count(nil)

@@ -2,6 +2,7 @@ package sentinel
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"sync"
@@ -187,11 +188,12 @@ func (l *pollLoop) serve(c *conn) {
 		if !ok {
 			break
 		}
-		if needsGoroutine(c, args) {
+		cmd, sub := c.lookupCommand(args)
+		if needsGoroutine(cmd, sub) {
 			l.handOff(c, args)
 			return
 		}
-		if !c.exec(args) {
+		if !c.execLookedUp(args, cmd, sub) {
 			l.drop(c)
 			return
 		}
@@ -207,18 +209,12 @@ func (l *pollLoop) serve(c *conn) {
 
 // needsGoroutine reports whether the request must run outside the loop:
 // it could wait (a write through Raft) or it subscribes (events are then
-// written by another goroutine).
-func needsGoroutine(c *conn, args [][]byte) bool {
-	cmd := c.cmdCache.lookup(nil, commandTable, args[0])
-	if cmd == nil {
-		return false
+// written by another goroutine). cmd and sub are lookupCommand's.
+func needsGoroutine(cmd, sub *command) bool {
+	if sub != nil {
+		cmd = sub
 	}
-	if len(cmd.subs) > 0 && len(args) >= 2 {
-		if sub := c.subCache.lookup(cmd, cmd.subs, args[1]); sub != nil {
-			cmd = sub
-		}
-	}
-	return cmd.flags&(flagUnlocked|flagSubscribes) != 0
+	return cmd != nil && cmd.flags&(flagUnlocked|flagSubscribes) != 0
 }
 
 // drop closes a connection of the loop.
@@ -255,16 +251,19 @@ func (l *pollLoop) handOff(c *conn, args [][]byte) {
 	l.mu.Unlock()
 	c.fdMu.Lock()
 	var nc net.Conn
-	if !c.closed() {
-		f := os.NewFile(uintptr(fd), "")
-		nc, err = net.FileConn(f) // a descriptor of its own, in Go's poller
-		_ = f.Close()
-	} else {
+	var rc syscall.RawConn
+	if c.closed() {
 		_ = syscall.Close(fd)
+	} else {
+		nc, rc, err = connOf(fd)
 	}
 	c.lfd = -1
+	if nc != nil {
+		c.nc = nc
+		c.raw.nc, c.raw.rc, c.raw.fd = nc, rc, -1
+	}
+	c.fdMu.Unlock()
 	if nc == nil {
-		c.fdMu.Unlock()
 		if err != nil {
 			c.s.log.Warn("a client could not leave the poll loop; closed", "client", c.id, "err", err)
 		}
@@ -272,23 +271,34 @@ func (l *pollLoop) handOff(c *conn, args [][]byte) {
 		c.s.forget(c)
 		return
 	}
-	rc, err := nc.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		c.fdMu.Unlock()
-		_ = nc.Close()
-		c.close()
-		c.s.forget(c)
-		return
-	}
-	c.nc = nc
-	c.raw.nc, c.raw.rc, c.raw.fd = nc, rc, -1
-	c.fdMu.Unlock()
 	pending := c.lw.pending
 	c.mu.Lock()
 	c.lw = nil
 	c.w.Reset(nc)
 	c.mu.Unlock()
 	c.s.wg.Go(func() { c.serveHandedOff(pending, args) })
+}
+
+// connOf returns a net.Conn of its own, in Go's poller, for the socket of
+// the loop's descriptor fd, and closes fd.
+func connOf(fd int) (net.Conn, syscall.RawConn, error) {
+	f := os.NewFile(uintptr(fd), "")
+	nc, err := net.FileConn(f)
+	_ = f.Close()
+	if err != nil {
+		return nil, nil, err
+	}
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		_ = nc.Close()
+		return nil, nil, fmt.Errorf("not a TCP connection: %T", nc)
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		_ = nc.Close()
+		return nil, nil, err
+	}
+	return nc, rc, nil
 }
 
 // fdWriter writes to the loop's descriptor without waiting. What the socket
