@@ -41,6 +41,11 @@ type Config struct {
 	// Sentinel subscriber before it is disconnected; 0 means
 	// sentinel.DefaultSubscriberBuffer.
 	SentinelSubscriberBuffer int
+	// SentinelBusyPoll is how long the Sentinel endpoint keeps looking for
+	// the next request without sleeping while requests come densely (see
+	// sentinel.Config.BusyPoll); 0 means sentinel.DefaultBusyPoll, negative
+	// turns it off.
+	SentinelBusyPoll time.Duration
 
 	// MetricsAddr is the address Prometheus metrics are served on, at
 	// /metrics; the node reports the bound address (port 0 picks a free
@@ -263,6 +268,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SentinelSubscriberBuffer < 0 {
 		return fmt.Errorf("--sentinel-subscriber-buffer %d: want 0 (the default, %d bytes) or more", c.SentinelSubscriberBuffer, sentinel.DefaultSubscriberBuffer)
+	}
+	if c.SentinelBusyPoll > sentinel.MaxBusyPoll {
+		return fmt.Errorf("--sentinel-busy-poll %v: want 0 (off) to %v", c.SentinelBusyPoll, sentinel.MaxBusyPoll)
 	}
 	injected := c.LogStore != nil && c.StableStore != nil && c.SnapshotStore != nil
 	if c.DataDir == "" && !injected {

@@ -344,6 +344,7 @@ func (s *Server) startSentinel(lis net.Listener) error {
 		Logger:           s.log,
 		MaxClients:       s.cfg.SentinelMaxClients,
 		SubscriberBuffer: s.cfg.SentinelSubscriberBuffer,
+		BusyPoll:         s.cfg.SentinelBusyPoll,
 		CommandTimeout:   s.cfg.RequestTimeout,
 		// With it, SET passes script options on to the leader, which
 		// checks every node; without, they are refused here as Sentinel

@@ -92,6 +92,7 @@ type options struct {
 	redisTLSCA, redisTLSCert, redisTLSKey         string
 	redisTLSServerName                            string
 	sentinelMaxClients, sentinelSubscriberBuffer  int
+	sentinelBusyPoll                              string
 	// bootstrapGiven is set when --bootstrap or its environment variable
 	// was given at all, even empty; bootstrapName names the one that was,
 	// for error messages.
@@ -144,6 +145,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	str(&o.metricsAddr, "metrics-addr", "", "host:port to serve Prometheus metrics on, at /metrics (port 0 picks a free one; empty, the default, serves none)")
 	boolean(&o.pprof, "pprof", false, "also serve Go's profiler at /debug/pprof/ on --metrics-addr (off by default: profiles show the node's internals)")
 	integer(&o.sentinelMaxClients, "sentinel-max-clients", sentinel.DefaultMaxClients, "most open Sentinel connections")
+	str(&o.sentinelBusyPoll, "sentinel-busy-poll", sentinel.DefaultBusyPoll.String(), "while Sentinel requests come densely (several clients ready at once), how long the endpoint looks for the next one without sleeping: more requests per second for some CPU; at most "+sentinel.MaxBusyPoll.String()+", 0 turns it off")
 	integer(&o.sentinelSubscriberBuffer, "sentinel-subscriber-buffer", sentinel.DefaultSubscriberBuffer, "bytes of events queued for one Sentinel subscriber before it is disconnected")
 	str(&o.bootstrap, "bootstrap", "", "initial voters as id=raft-host:port,...; the same list on every founding node, ignored once the node has state")
 	str(&o.join, "join", "", "gRPC host:port of any member of a running cluster to join")
@@ -275,6 +277,14 @@ func run(args []string, stderr io.Writer) int {
 		default:
 			cfg.MaxStaleness = d
 		}
+	}
+	switch d, perr := time.ParseDuration(o.sentinelBusyPoll); {
+	case perr != nil || d < 0 || d > sentinel.MaxBusyPoll:
+		return fail(fmt.Errorf("--sentinel-busy-poll %q: want 0 (off) to %v, such as 50us", o.sentinelBusyPoll, sentinel.MaxBusyPoll))
+	case d == 0:
+		cfg.SentinelBusyPoll = -1
+	default:
+		cfg.SentinelBusyPoll = d
 	}
 	if o.pingPeriod != "0" {
 		if cfg.PingPeriod, err = time.ParseDuration(o.pingPeriod); err != nil || cfg.PingPeriod < 0 {

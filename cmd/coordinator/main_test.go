@@ -228,3 +228,30 @@ func TestMaxStalenessHelp(t *testing.T) {
 		t.Errorf("--help: exit %d, no max-staleness with its default and variable in %q", code, stderr.String())
 	}
 }
+
+func TestSentinelBusyPollFlag(t *testing.T) {
+	var help bytes.Buffer
+	if code := run([]string{"--help"}, &help); code != 0 || !strings.Contains(help.String(), "COORDINATOR_SENTINEL_BUSY_POLL") ||
+		!strings.Contains(help.String(), `(default "50µs")`) {
+		t.Errorf("--help: exit %d, no sentinel-busy-poll with its default and variable in %q", code, help.String())
+	}
+	base := []string{"--id", "n1", "--data-dir", t.TempDir()}
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want string
+	}{
+		{args: []string{"--sentinel-busy-poll", "fast"}, want: `--sentinel-busy-poll "fast": want 0 (off) to 1ms, such as 50us`},
+		{args: []string{"--sentinel-busy-poll", "-1us"}, want: `--sentinel-busy-poll "-1us"`},
+		{args: []string{"--sentinel-busy-poll", "2ms"}, want: `--sentinel-busy-poll "2ms"`},
+		{env: "1s", want: `--sentinel-busy-poll "1s"`},
+	} {
+		if tc.env != "" {
+			t.Setenv("COORDINATOR_SENTINEL_BUSY_POLL", tc.env)
+		}
+		var stderr bytes.Buffer
+		if code := run(append(base, tc.args...), &stderr); code != 1 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v %q: exit %d, %q; want exit 1 with %q", tc.args, tc.env, code, stderr.String(), tc.want)
+		}
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
+	"unsafe"
 )
 
 // The poll loop serves every plain TCP connection from one goroutine, the
@@ -117,8 +119,11 @@ func (l *pollLoop) add(c *conn) bool {
 func (l *pollLoop) run() {
 	events := make([]syscall.EpollEvent, 256)
 	defer l.closeAll()
+	busy := false
 	for {
-		n, err := syscall.EpollWait(l.epfd, events, -1)
+		var n int
+		var err error
+		n, busy, err = l.wait(events, busy)
 		if err != nil {
 			if errors.Is(err, syscall.EINTR) {
 				continue
@@ -139,6 +144,44 @@ func (l *pollLoop) run() {
 			}
 		}
 	}
+}
+
+// Busy polling. Under dense load (50 redis-benchmark clients) a fifth of
+// the loop's time went to putting its thread to sleep in epoll_wait and
+// waking it a few microseconds later, for the next request. Once requests
+// come densely (busyReady connections ready at once, within the busy-poll
+// time of the previous round), the loop asks for ready connections without
+// sleeping for up to that time before it sleeps. Measured on 2 cores
+// against the loop without it: 1.12 times the requests per second with 50
+// clients, for about a fifth more CPU per request; 1.8 times with 5, for
+// about the same CPU per request. Requests that come one at a time, or
+// further apart than the busy-poll time, never make it poll, so an idle or
+// lightly used endpoint costs nothing more.
+const busyReady = 2
+
+// wait returns the ready connections in events, polling first when the
+// loop is busy, and whether it is busy now.
+func (l *pollLoop) wait(events []syscall.EpollEvent, busy bool) (int, bool, error) {
+	budget := l.s.cfg.BusyPoll
+	if busy && budget > 0 {
+		until := time.Now().Add(budget)
+		for {
+			r, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.epfd),
+				uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+			if errno != 0 && errno != syscall.EINTR {
+				return 0, false, errno
+			}
+			if errno == 0 && r > 0 {
+				return int(r), true, nil
+			}
+			if !time.Now().Before(until) {
+				break
+			}
+		}
+	}
+	start := time.Now()
+	n, err := syscall.EpollWait(l.epfd, events, -1)
+	return n, budget > 0 && n >= busyReady && time.Since(start) < budget, err
 }
 
 // stop wakes the loop to close its connections and return.

@@ -204,3 +204,90 @@ func TestFDWriterKeepsWhatTheSocketCannotTake(t *testing.T) {
 		t.Fatalf("the socket and pending hold %d bytes, not the %d written in order", got.Len(), sent.Len())
 	}
 }
+
+// The loop polls without sleeping only once requests come densely: after a
+// wait that found several connections ready, and while polling finds more.
+func TestPollLoopBusyPollsOnlyUnderDenseLoad(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		busyPoll time.Duration
+		ready    int  // pipes written to before the wait
+		busy     bool // the loop's state before the wait
+		late     bool // one more pipe written to 20 ms after the wait began
+		wantN    int
+		wantBusy bool
+	}{
+		{name: "several ready: busy", busyPoll: DefaultBusyPoll, ready: 2, wantN: 2, wantBusy: true},
+		{name: "one ready: not busy", busyPoll: DefaultBusyPoll, ready: 1, wantN: 1},
+		{name: "busy and ready: stays busy", busyPoll: DefaultBusyPoll, ready: 1, busy: true, wantN: 1, wantBusy: true},
+		{name: "busy, nothing within the poll time: sleeps, then not busy", busyPoll: DefaultBusyPoll, busy: true, late: true, wantN: 1},
+		{name: "one, after a while: not busy", busyPoll: DefaultBusyPoll, late: true, wantN: 1},
+		{name: "off", busyPoll: -1, ready: 2, wantN: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(Config{BusyPoll: tc.busyPoll, Logger: testLogger(t)}, newFake())
+			l := newPollLoop(s)
+			if l == nil {
+				t.Fatal("no poll loop on Linux")
+			}
+			t.Cleanup(l.closeAll)
+			var writers []int
+			for range 3 {
+				var p [2]int
+				if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = syscall.Close(p[0]); _ = syscall.Close(p[1]) })
+				ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(p[0])}
+				if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, p[0], &ev); err != nil {
+					t.Fatal(err)
+				}
+				writers = append(writers, p[1])
+			}
+			for _, w := range writers[:tc.ready] {
+				if _, err := syscall.Write(w, []byte{1}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.late {
+				timer := time.AfterFunc(200*time.Millisecond, func() { _, _ = syscall.Write(writers[2], []byte{1}) })
+				t.Cleanup(func() { timer.Stop() })
+			}
+			events := make([]syscall.EpollEvent, 8)
+			n, busy, err := l.wait(events, tc.busy)
+			if err != nil || n != tc.wantN || busy != tc.wantBusy {
+				t.Fatalf("wait: %d ready, busy %v, err %v; want %d, busy %v", n, busy, err, tc.wantN, tc.wantBusy)
+			}
+		})
+	}
+}
+
+// Many clients at once, each with requests in flight one at a time, are
+// all answered right, with the loop busy polling and without.
+func TestPollLoopManyClients(t *testing.T) {
+	for _, busyPoll := range []time.Duration{DefaultBusyPoll, -1} {
+		t.Run("busy-poll "+busyPoll.String(), func(t *testing.T) {
+			f := newFake()
+			topology(f)
+			s := start(t, f, Config{BusyPoll: busyPoll})
+			var wg sync.WaitGroup
+			errs := make(chan string, 20)
+			for range 20 {
+				c := dial(t, s.Addr())
+				wg.Go(func() {
+					for range 200 {
+						if got := c.do("SENTINEL", "get-master-addr-by-name", "mymaster"); got != addrReply {
+							errs <- got
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for got := range errs {
+				t.Errorf("reply %q", got)
+			}
+		})
+	}
+}

@@ -23,6 +23,10 @@ const (
 	DefaultMaxClients       = 10000
 	DefaultSubscriberBuffer = 8 << 20
 	DefaultCommandTimeout   = 10 * time.Second
+	DefaultBusyPoll         = 50 * time.Microsecond
+	// MaxBusyPoll bounds Config.BusyPoll: longer, an idle moment would cost
+	// more CPU than the sleep it saves.
+	MaxBusyPoll = time.Millisecond
 )
 
 // RedisVersion is what HELLO and INFO report. Clients gate features on it;
@@ -67,6 +71,11 @@ type Config struct {
 	// client-reconfig-script in SET on to the backend; false refuses them
 	// with Sentinel's deny-scripts-reconfig error.
 	AllowScriptReconfig bool
+	// BusyPoll is how long the poll loop (pollloop_linux.go) keeps looking
+	// for the next request without sleeping once requests come densely:
+	// several connections ready at once, within BusyPoll of the loop's
+	// previous round. 0 selects DefaultBusyPoll; negative turns it off.
+	BusyPoll time.Duration
 }
 
 // unauthLimits are the request limits before AUTH when a password is set:
@@ -180,6 +189,12 @@ func New(cfg Config, backend Backend) *Server {
 	}
 	if cfg.SubscriberBuffer <= 0 {
 		cfg.SubscriberBuffer = DefaultSubscriberBuffer
+	}
+	switch {
+	case cfg.BusyPoll == 0:
+		cfg.BusyPoll = DefaultBusyPoll
+	case cfg.BusyPoll > MaxBusyPoll:
+		cfg.BusyPoll = MaxBusyPoll
 	}
 	if cfg.CommandTimeout <= 0 {
 		cfg.CommandTimeout = DefaultCommandTimeout
