@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
 	"net"
 	"slices"
 	"strconv"
@@ -249,6 +250,17 @@ func (p *pass) reachOldMaster(old, cand string, verify time.Duration) (failover.
 		return failover.OldMasterDemoted, nil
 	case probe.IsRefused(err):
 		return failover.OldMasterRefused, nil
+	case errors.Is(err, errTilt) || errors.Is(err, errUnconfirmed):
+		// The check failed, not the old master, and whether its port
+		// refuses connections is an observation, which needs neither
+		// check: a dead old master then costs no fence wait. Many
+		// failovers at once on a loaded machine make the checks slow
+		// (and a stalled loop TILT) just when most old masters are dead.
+		// A node that no longer leads cannot commit the announcement.
+		if _, ierr := p.ask(conn, fenceInfoTimeout); probe.IsRefused(ierr) {
+			p.l.cfg.Log.Info("old master refuses connections; not demoted", "master", p.m.GetName(), "old_master", old, "check", err)
+			return failover.OldMasterRefused, nil
+		}
 	}
 	p.l.cfg.Log.Info("old master not reached before announcing the promotion", "master", p.m.GetName(), "old_master", old, "err", err)
 	return failover.OldMasterUnknown, nil

@@ -2,9 +2,11 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/raftinel/raftinel/failover"
 	"github.com/raftinel/raftinel/fsm"
 	"github.com/raftinel/raftinel/probe"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
@@ -167,6 +169,40 @@ func TestNoFenceWaitForKilledMaster(t *testing.T) {
 	e.tick(300 * time.Millisecond)
 	if got, want := e.fence(addrR2)[0], int64(len(e.info(addrR2).ConnectedReplicas)); got != want || want == 0 {
 		t.Fatalf("new master's fence %d after the failover, want its %d attached replicas", got, want)
+	}
+}
+
+// A killed old master costs no fence wait even when the leadership check
+// or TILT stops the attempt to demote it (as on a machine loaded by many
+// failovers at once): its refused connection is an observation, which
+// needs neither.
+func TestNoFenceWaitForKilledMasterWhenChecksFail(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		block func(e *env)
+	}{
+		{"leadership check fails", func(e *env) { e.lead.fail(errors.New("timed out")) }},
+		{"TILT", func(e *env) {
+			entered := e.clock.Now()
+			e.obs.setTilt(func(int) failover.Tilt { return failover.Tilt{EnteredAt: entered} })
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, fenceOn)
+			e.step()
+			// Once the candidate is promoted, nothing more may be sent.
+			e.redis.setHook(addrR2, "PROMOTE", func(context.Context) error { tc.block(e); return nil })
+			e.beginAutomatic()
+			from := e.mark()
+			e.tick(time.Second)
+			e.inOrder(from, promoteCmd(addrR2), "commit Promoted "+addrR2)
+			if n := e.count(from, "commit FenceWaitStarted"); n != 0 {
+				t.Fatalf("fence wait for a killed master:\n%s", e.dump(from))
+			}
+			if n := e.count(from, replicaOf(addrM, addrR2)); n != 0 {
+				t.Fatalf("a command sent to the old master after the check failed:\n%s", e.dump(from))
+			}
+		})
 	}
 }
 

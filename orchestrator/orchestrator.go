@@ -169,6 +169,10 @@ const (
 // TILT: it was paused or starved, and its observations are not trusted.
 var errTilt = errors.New("this node is in TILT: no Redis command until it has fresh observations")
 
+// errUnconfirmed is returned for a Redis command not sent because the
+// leadership check before it failed.
+var errUnconfirmed = errors.New("not acting, leadership not confirmed")
+
 // Leader executes failovers for one term of leadership. Its methods may be
 // called from several goroutines (the node's loop and API calls).
 type Leader struct {
@@ -496,14 +500,14 @@ func (p *pass) actWithin(verify, d time.Duration, fn func(context.Context) error
 		err := p.l.cfg.Leadership.VerifyLeader(vctx)
 		vcancel()
 		if err != nil {
-			return fmt.Errorf("not acting, leadership not confirmed: %w", err)
+			return fmt.Errorf("%w: %w", errUnconfirmed, err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, d)
 	defer cancel()
 	if verify <= 0 {
 		if err := p.l.cfg.Leadership.VerifyLeader(ctx); err != nil {
-			return fmt.Errorf("not acting, leadership not confirmed: %w", err)
+			return fmt.Errorf("%w: %w", errUnconfirmed, err)
 		}
 	}
 	// go-redis honours a context's deadline but not its cancellation, so a
