@@ -290,9 +290,11 @@ func (c *Conn) infoSections(ctx context.Context, sections ...string) (Info, erro
 		if c.closed {
 			return Info{}, fmt.Errorf("INFO on %s: %w", c.addr, redis.ErrClosed)
 		}
-		ctx, cancel := context.WithTimeout(ctx, c.readTimeout)
-		defer cancel()
-		return c.info.infoSections(ctx, c.auth, sections...)
+		dl := time.Now().Add(c.readTimeout)
+		if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+			dl = d
+		}
+		return c.info.infoSections(ctx, dl, c.auth, sections...)
 	}
 	cmds := make([]*redis.StringCmd, len(sections))
 	err := retryStale(ctx, func() error {

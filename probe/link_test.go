@@ -191,6 +191,41 @@ func TestLinkDeadlineAndCancel(t *testing.T) {
 	}
 }
 
+// A bound link (the Watcher's loops) takes only a deadline per contact:
+// the deadline still times a frozen server out, the end of the link's
+// life ends a read in flight at once, and no contact starts after it.
+func TestLinkBoundDeadlineAndCancel(t *testing.T) {
+	block := make(chan struct{})
+	fake := startFakeRedis(t, func([]string) string { <-block; return "+PONG\r\n" })
+	t.Cleanup(func() { close(block) })
+	l := newTestLink(fake.Addr())
+	defer l.close()
+	life, end := context.WithCancel(testCtx(t))
+	defer l.bind(life)()
+
+	res := l.pingUntil(life, time.Now().Add(100*time.Millisecond), Auth{})
+	if res.Valid || res.Replied || !res.TimedOut || !errors.Is(res.Err, context.DeadlineExceeded) {
+		t.Fatalf("ping of a frozen server = %+v, want a timeout", res)
+	}
+
+	done := make(chan PingResult, 1)
+	go func() { done <- l.pingUntil(life, time.Now().Add(time.Hour), Auth{}) }()
+	// The read must be in flight: the fake has the PING.
+	testwait.Until(t, 10*time.Second, "the second PING to reach the server", func() bool { return len(fake.received()) >= 2 })
+	end()
+	select {
+	case res := <-done:
+		if res.Valid || res.Replied || !errors.Is(res.Err, context.Canceled) {
+			t.Fatalf("ping when the link's life ended = %+v", res)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the end of the link's life did not end a read blocked on a frozen server")
+	}
+	if res := l.pingUntil(life, time.Now().Add(time.Hour), Auth{}); res.Valid || !errors.Is(res.Err, context.Canceled) {
+		t.Fatalf("ping after the link's life ended = %+v", res)
+	}
+}
+
 func TestLinkAuth(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t, redistest.RequirePass("hunter2"))

@@ -486,21 +486,20 @@ func (w *Watcher) pingLoop(in *instance) {
 	defer in.wg.Done()
 	l := w.newLink(in)
 	defer l.close()
+	defer l.bind(in.ctx)()
 	for {
 		auth, gen := w.current(in)
 		_, timeout := w.pingTiming(in)
 		started := time.Now()
 		w.pingSent(in, gen)
-		ctx, cancel := context.WithTimeout(in.ctx, timeout)
 		sent, dials := time.Now(), l.dials
-		res := l.ping(ctx, auth)
+		res := l.pingUntil(in.ctx, sent.Add(timeout), auth)
 		rtt := time.Since(sent)
 		if res.Valid && l.dials != dials {
 			// A new connection may be to a restarted server (a new run id,
 			// perhaps an empty keyspace): read INFO now, not at its period.
 			wake(in.infoNow)
 		}
-		cancel()
 		if in.ctx.Err() != nil {
 			return
 		}
@@ -593,12 +592,11 @@ func (w *Watcher) infoLoop(in *instance) {
 	defer in.wg.Done()
 	l := w.newLink(in)
 	defer l.close()
+	defer l.bind(in.ctx)()
 	for {
 		auth, gen := w.current(in)
 		started := time.Now()
-		ctx, cancel := context.WithTimeout(in.ctx, w.cfg.InfoTimeout)
-		info, err := l.info(ctx, auth)
-		cancel()
+		info, err := l.infoUntil(in.ctx, started.Add(w.cfg.InfoTimeout), auth)
 		if in.ctx.Err() != nil {
 			return
 		}
