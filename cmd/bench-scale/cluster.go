@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/raftinel/raftinel/internal/benchproc"
@@ -131,6 +132,11 @@ func (f *fleet) startGroups(ctx context.Context, o *options, ports []int) error 
 				return err
 			}
 			f.all = append(f.all, p)
+			if o.redisNice > 0 {
+				if err := syscall.Setpriority(syscall.PRIO_PROCESS, p.Pid(), o.redisNice); err != nil {
+					return fmt.Errorf("nice %d for redis-server on port %d: %w", o.redisNice, port, err)
+				}
+			}
 			g.procs = append(g.procs, p)
 			g.addrs = append(g.addrs, benchproc.Addr(port))
 		}
