@@ -51,7 +51,7 @@ type link struct {
 }
 
 // bind makes ctx the link's lifetime, for a loop that makes every contact
-// under one context with a deadline of its own (pingUntil, infoUntil):
+// under one context with a deadline of its own (ping, info):
 // once ctx is done, a round trip in flight ends at once and no other
 // starts. context.WithTimeout per contact would give each a timer and a
 // child registered with ctx, and the round trip's cancellation hook
@@ -69,12 +69,6 @@ func (l *link) bind(ctx context.Context) (stop func() bool) {
 			_ = l.conn.SetDeadline(time.Unix(1, 0))
 		}
 	})
-}
-
-// deadlineOf is ctx's deadline, zero if it has none.
-func deadlineOf(ctx context.Context) time.Time {
-	dl, _ := ctx.Deadline()
-	return dl
 }
 
 // maxReplyBytes bounds one bulk reply (INFO is a few kilobytes; a replica
@@ -145,7 +139,7 @@ func (l *link) try(ctx context.Context, dl time.Time, auth Auth, cmds [][]string
 }
 
 func (l *link) dial(ctx context.Context, dl time.Time, auth Auth) error {
-	if !dl.IsZero() && !dl.Equal(deadlineOf(ctx)) {
+	if !dl.IsZero() {
 		// Rare (a new connection): a context of its own is cheap enough.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, dl)
@@ -172,7 +166,7 @@ func (l *link) dial(ctx context.Context, dl time.Time, auth Auth) error {
 	l.mu.Unlock()
 	if cut {
 		_ = conn.Close()
-		return ctxErr(ctx, dl, context.Canceled)
+		return ctx.Err()
 	}
 	l.br, l.auth, l.reused = bufio.NewReaderSize(conn, 4096), auth, false
 	l.dials++
@@ -195,44 +189,11 @@ func (l *link) handshake(auth Auth) [][]string {
 
 func (l *link) roundTrip(ctx context.Context, dl time.Time, cmds [][]string) ([]any, error) {
 	conn := l.conn
-	if l.life != nil && ctx == l.life {
-		// Bound (see bind): the function that ends life cuts the
-		// connection under mu, so it cannot be overwritten here.
-		var err error
-		l.mu.Lock()
-		cut := l.cut
-		if !cut {
-			err = conn.SetDeadline(dl)
-		}
-		l.mu.Unlock()
-		if cut {
-			return nil, ctxErr(ctx, dl, context.Canceled)
-		}
-		if err != nil {
-			return nil, err
-		}
-	} else {
-		if err := conn.SetDeadline(dl); err != nil {
-			return nil, err
-		}
-		// Cancellation (the caller giving up) ends a read blocked on a
-		// frozen server at once. Once roundTrip returns, the next call's
-		// deadline must not be overwritten by a late run of the function.
-		var mu sync.Mutex
-		finished := false
-		stop := context.AfterFunc(ctx, func() {
-			mu.Lock()
-			defer mu.Unlock()
-			if !finished {
-				_ = conn.SetDeadline(time.Unix(1, 0))
-			}
-		})
-		defer func() {
-			stop()
-			mu.Lock()
-			finished = true
-			mu.Unlock()
-		}()
+	if err := l.armDeadline(ctx, conn, dl); err != nil {
+		return nil, err
+	}
+	if ctx != l.life {
+		defer interruptWhenDone(ctx, conn)()
 	}
 
 	var b []byte
@@ -256,6 +217,40 @@ func (l *link) roundTrip(ctx context.Context, dl time.Time, cmds [][]string) ([]
 		replies[i] = r
 	}
 	return replies, nil
+}
+
+// armDeadline sets conn's deadline to dl, unless the link's life has
+// ended (bind): the function that ends it cuts the connection under mu,
+// so a deadline set here never overwrites the cut.
+func (l *link) armDeadline(ctx context.Context, conn net.Conn, dl time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cut {
+		return ctx.Err()
+	}
+	return conn.SetDeadline(dl)
+}
+
+// interruptWhenDone makes ctx's end (the caller giving up) end a read
+// blocked on a frozen server at once, for a call not bound to the link's
+// life. The returned function, called when the round trip ends, keeps a
+// late run from overwriting the next call's deadline.
+func interruptWhenDone(ctx context.Context, conn net.Conn) (finish func()) {
+	var mu sync.Mutex
+	finished := false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !finished {
+			_ = conn.SetDeadline(time.Unix(1, 0))
+		}
+	})
+	return func() {
+		stop()
+		mu.Lock()
+		finished = true
+		mu.Unlock()
+	}
 }
 
 // ctxErr reports a cancelled ctx, or dl passed, as the context's error
@@ -374,13 +369,8 @@ func noEOF(err error) error {
 	return err
 }
 
-// ping sends PING and classifies the outcome as Conn.Ping does.
-func (l *link) ping(ctx context.Context, auth Auth) PingResult {
-	return l.pingUntil(ctx, deadlineOf(ctx), auth)
-}
-
-// pingUntil is ping by dl.
-func (l *link) pingUntil(ctx context.Context, dl time.Time, auth Auth) PingResult {
+// ping sends PING, by dl, and classifies the outcome as Conn.Ping does.
+func (l *link) ping(ctx context.Context, dl time.Time, auth Auth) PingResult {
 	replies, err := l.do(ctx, dl, auth, []string{"PING"})
 	if err != nil {
 		return classifyPing("", err)
@@ -395,13 +385,8 @@ func (l *link) pingUntil(ctx context.Context, dl time.Time, auth Auth) PingResul
 }
 
 // info reads INFO server, replication, persistence and keyspace in one
-// round trip and parses them, as Conn.Info does.
-func (l *link) info(ctx context.Context, auth Auth) (Info, error) {
-	return l.infoUntil(ctx, deadlineOf(ctx), auth)
-}
-
-// infoUntil is info by dl.
-func (l *link) infoUntil(ctx context.Context, dl time.Time, auth Auth) (Info, error) {
+// round trip, by dl, and parses them, as Conn.Info does.
+func (l *link) info(ctx context.Context, dl time.Time, auth Auth) (Info, error) {
 	return l.infoSections(ctx, dl, auth, "server", "replication", "persistence", "keyspace")
 }
 

@@ -19,6 +19,17 @@ func newTestLink(addr string) *link {
 	return &link{addr: addr, clientName: testClientName, dialTimeout: time.Second}
 }
 
+// pingWithin and infoWithin contact by ctx's deadline, if any.
+func pingWithin(l *link, ctx context.Context, auth Auth) PingResult {
+	dl, _ := ctx.Deadline()
+	return l.ping(ctx, dl, auth)
+}
+
+func infoWithin(l *link, ctx context.Context, auth Auth) (Info, error) {
+	dl, _ := ctx.Deadline()
+	return l.info(ctx, dl, auth)
+}
+
 func shortCtx(t *testing.T, d time.Duration) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(testCtx(t), d)
@@ -45,7 +56,7 @@ func TestLinkPingReplies(t *testing.T) {
 			fake := startFakeRedis(t, func([]string) string { return tc.wire })
 			l := newTestLink(fake.Addr())
 			defer l.close()
-			res := l.ping(shortCtx(t, 2*time.Second), Auth{})
+			res := pingWithin(l, shortCtx(t, 2*time.Second), Auth{})
 			if res.Valid != tc.valid || !res.Replied {
 				t.Fatalf("ping = %+v, want valid=%v replied", res, tc.valid)
 			}
@@ -77,7 +88,7 @@ func TestLinkRetriesOnceOnAReusedConnection(t *testing.T) {
 	l := newTestLink(fake.Addr())
 	defer l.close()
 	for i, want := range []bool{true, true, true} {
-		if res := l.ping(shortCtx(t, 2*time.Second), Auth{}); res.Valid != want {
+		if res := pingWithin(l, shortCtx(t, 2*time.Second), Auth{}); res.Valid != want {
 			t.Fatalf("ping %d = %+v", i, res)
 		}
 	}
@@ -91,7 +102,7 @@ func TestLinkRetriesOnceOnAReusedConnection(t *testing.T) {
 	closer := startFakeRedis(t, func([]string) string { return "" })
 	l2 := newTestLink(closer.Addr())
 	defer l2.close()
-	if res := l2.ping(shortCtx(t, 2*time.Second), Auth{}); res.Valid || res.Replied {
+	if res := pingWithin(l2, shortCtx(t, 2*time.Second), Auth{}); res.Valid || res.Replied {
 		t.Fatalf("ping = %+v, want a failure", res)
 	}
 	if n := len(closer.received()); n != 1 {
@@ -119,7 +130,7 @@ func TestLinkNoDialBackoff(t *testing.T) {
 		probeLn.Close()
 		l = newTestLink(addr)
 		for i := range 10 {
-			res := l.ping(shortCtx(t, time.Second), Auth{})
+			res := pingWithin(l, shortCtx(t, time.Second), Auth{})
 			if res.Replied || res.TimedOut || !strings.Contains(res.Reply, "refused") {
 				t.Fatalf("attempt %d on a closed port: %+v", i, res)
 			}
@@ -154,7 +165,7 @@ func TestLinkNoDialBackoff(t *testing.T) {
 			}
 		}
 	}()
-	if res := l.ping(shortCtx(t, 2*time.Second), Auth{}); !res.Valid {
+	if res := pingWithin(l, shortCtx(t, 2*time.Second), Auth{}); !res.Valid {
 		t.Fatalf("the first attempt after the port opened: %+v", res)
 	}
 }
@@ -169,7 +180,7 @@ func TestLinkDeadlineAndCancel(t *testing.T) {
 	defer l.close()
 
 	start := time.Now()
-	res := l.ping(shortCtx(t, 100*time.Millisecond), Auth{})
+	res := pingWithin(l, shortCtx(t, 100*time.Millisecond), Auth{})
 	if res.Valid || res.Replied || !res.TimedOut {
 		t.Fatalf("ping of a frozen server = %+v, want a timeout", res)
 	}
@@ -179,7 +190,7 @@ func TestLinkDeadlineAndCancel(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(testCtx(t))
 	done := make(chan PingResult, 1)
-	go func() { done <- l.ping(ctx, Auth{}) }()
+	go func() { done <- pingWithin(l, ctx, Auth{}) }()
 	cancel()
 	select {
 	case res := <-done:
@@ -203,13 +214,13 @@ func TestLinkBoundDeadlineAndCancel(t *testing.T) {
 	life, end := context.WithCancel(testCtx(t))
 	defer l.bind(life)()
 
-	res := l.pingUntil(life, time.Now().Add(100*time.Millisecond), Auth{})
+	res := l.ping(life, time.Now().Add(100*time.Millisecond), Auth{})
 	if res.Valid || res.Replied || !res.TimedOut || !errors.Is(res.Err, context.DeadlineExceeded) {
 		t.Fatalf("ping of a frozen server = %+v, want a timeout", res)
 	}
 
 	done := make(chan PingResult, 1)
-	go func() { done <- l.pingUntil(life, time.Now().Add(time.Hour), Auth{}) }()
+	go func() { done <- l.ping(life, time.Now().Add(time.Hour), Auth{}) }()
 	// The read must be in flight: the fake has the PING.
 	testwait.Until(t, 10*time.Second, "the second PING to reach the server", func() bool { return len(fake.received()) >= 2 })
 	end()
@@ -221,7 +232,7 @@ func TestLinkBoundDeadlineAndCancel(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the end of the link's life did not end a read blocked on a frozen server")
 	}
-	if res := l.pingUntil(life, time.Now().Add(time.Hour), Auth{}); res.Valid || !errors.Is(res.Err, context.Canceled) {
+	if res := l.ping(life, time.Now().Add(time.Hour), Auth{}); res.Valid || !errors.Is(res.Err, context.Canceled) {
 		t.Fatalf("ping after the link's life ended = %+v", res)
 	}
 }
@@ -232,18 +243,18 @@ func TestLinkAuth(t *testing.T) {
 	l := newTestLink(s.Addr())
 	defer l.close()
 	ctx := testCtx(t)
-	res := l.ping(ctx, Auth{})
+	res := pingWithin(l, ctx, Auth{})
 	if res.Valid || !res.Replied || !strings.HasPrefix(res.Reply, "NOAUTH") {
 		t.Fatalf("without a password: %+v", res)
 	}
-	res = l.ping(ctx, Auth{Pass: "wrong"})
+	res = pingWithin(l, ctx, Auth{Pass: "wrong"})
 	if res.Valid || !res.Replied || !strings.HasPrefix(res.Reply, "WRONGPASS") {
 		t.Fatalf("wrong password: %+v", res)
 	}
-	if res := l.ping(ctx, Auth{Pass: "hunter2"}); !res.Valid || res.Reply != "PONG" {
+	if res := pingWithin(l, ctx, Auth{Pass: "hunter2"}); !res.Valid || res.Reply != "PONG" {
 		t.Fatalf("right password: %+v", res)
 	}
-	if res := l.ping(ctx, Auth{User: "default", Pass: "hunter2"}); !res.Valid {
+	if res := pingWithin(l, ctx, Auth{User: "default", Pass: "hunter2"}); !res.Valid {
 		t.Fatalf("ACL user: %+v", res)
 	}
 	// The link reconnected for each change of credentials, and the last
@@ -263,11 +274,11 @@ func TestLinkInfo(t *testing.T) {
 	lm, lr := newTestLink(master.Addr()), newTestLink(replica.Addr())
 	defer lm.close()
 	defer lr.close()
-	mi, err := lm.info(ctx, Auth{})
+	mi, err := infoWithin(lm, ctx, Auth{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ri, err := lr.info(ctx, Auth{})
+	ri, err := infoWithin(lr, ctx, Auth{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +294,7 @@ func TestLinkInfo(t *testing.T) {
 	fake := startFakeRedis(t, func([]string) string { return "-NOAUTH Authentication required.\r\n" })
 	lf := newTestLink(fake.Addr())
 	defer lf.close()
-	if _, err := lf.info(ctx, Auth{}); err == nil || !strings.Contains(err.Error(), "NOAUTH") {
+	if _, err := infoWithin(lf, ctx, Auth{}); err == nil || !strings.Contains(err.Error(), "NOAUTH") {
 		t.Fatalf("INFO refused: err = %v", err)
 	}
 }

@@ -62,12 +62,12 @@ func TestTLSConnections(t *testing.T) {
 	defer l.close()
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if res := l.ping(pctx, Auth{Pass: "pw"}); !res.Valid {
+	if res := pingWithin(l, pctx, Auth{Pass: "pw"}); !res.Valid {
 		t.Fatalf("the Watcher's PING over TLS: %+v", res)
 	}
 	plain := &link{addr: s.Addr(), dialTimeout: time.Second}
 	defer plain.close()
-	if res := plain.ping(pctx, Auth{Pass: "pw"}); res.Valid || !strings.Contains(res.Reply, "a TLS port reached without TLS?") {
+	if res := pingWithin(plain, pctx, Auth{Pass: "pw"}); res.Valid || !strings.Contains(res.Reply, "a TLS port reached without TLS?") {
 		t.Fatalf("a plaintext PING to a TLS port: %+v", res)
 	}
 }

@@ -493,7 +493,7 @@ func (w *Watcher) pingLoop(in *instance) {
 		started := time.Now()
 		w.pingSent(in, gen)
 		sent, dials := time.Now(), l.dials
-		res := l.pingUntil(in.ctx, sent.Add(timeout), auth)
+		res := l.ping(in.ctx, sent.Add(timeout), auth)
 		rtt := time.Since(sent)
 		if res.Valid && l.dials != dials {
 			// A new connection may be to a restarted server (a new run id,
@@ -596,7 +596,7 @@ func (w *Watcher) infoLoop(in *instance) {
 	for {
 		auth, gen := w.current(in)
 		started := time.Now()
-		info, err := l.infoUntil(in.ctx, started.Add(w.cfg.InfoTimeout), auth)
+		info, err := l.info(in.ctx, started.Add(w.cfg.InfoTimeout), auth)
 		if in.ctx.Err() != nil {
 			return
 		}
