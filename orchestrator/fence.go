@@ -47,6 +47,13 @@ func fenceLagS(m *fsmv1.Master) int64 {
 	return int64(fsm.FenceLag(m.GetSettings()) / time.Second)
 }
 
+// ReadsFence reports whether the leader reads master m's replicas for its
+// fence: fence on, or a fence still set on its current address.
+func ReadsFence(m *fsmv1.Master) bool {
+	cur := m.GetFence()
+	return fsm.FenceOn(m.GetSettings()) || (cur != nil && cur.GetAddress() == m.GetAddress() && cur.GetMinReplicas() > 0)
+}
+
 // maintainFence keeps min-replicas-to-write on the current master equal to
 // the number of replicas Redis counts as good (failover.DecideFence):
 // committed first, then applied with CONFIG SET. It runs outside a failover
@@ -59,34 +66,44 @@ func (p *pass) maintainFence() error {
 		// at every tick, whether this pass runs or not.
 		return nil
 	}
+	if !ReadsFence(p.m) {
+		return nil
+	}
+	read, ok := p.l.takeFenceRead(p.m, p.obs, p.now)
+	if !ok {
+		return nil
+	}
+	var in failover.FenceInput
+	var d failover.FenceDecision
+	if read.carried != nil {
+		// The INFO read along with the leader's last PING of the master.
+		// Its next read counts from that PING; one that is due already
+		// is made now, directly.
+		var usable bool
+		in, d, usable = p.decideFence(*read.carried)
+		if !usable || !read.at.Add(failover.NextFenceRead(in, d)).After(p.now) {
+			read.carried, read.at = nil, p.now
+		}
+	}
+	var conn Instance
+	if read.carried == nil {
+		var err error
+		if conn, err = p.instance(addr); err != nil {
+			return err
+		}
+		info, err := p.askFence(conn, fenceInfoTimeout)
+		var usable bool
+		if err == nil {
+			in, d, usable = p.decideFence(info)
+		}
+		if !usable {
+			p.l.scheduleFenceRead(addr, read.at, failover.FenceReadMin)
+			return nil
+		}
+	}
+	p.l.scheduleFenceRead(addr, read.at, failover.NextFenceRead(in, d))
 	cur := p.m.GetFence()
 	decided := cur != nil && cur.GetAddress() == addr
-	if !fsm.FenceOn(p.m.GetSettings()) && (!decided || cur.GetMinReplicas() == 0) {
-		return nil
-	}
-	if !p.l.takeFenceRead(p.m, p.obs, p.now) {
-		return nil
-	}
-	conn, err := p.instance(addr)
-	if err != nil {
-		return err
-	}
-	info, err := p.askFence(conn, fenceInfoTimeout)
-	if err != nil || info.Role != probe.RoleMaster || info.Loading {
-		p.l.scheduleFenceRead(addr, p.now, failover.FenceReadMin)
-		return nil
-	}
-	p.l.mu.Lock()
-	failed, seen := p.l.linkFailed[addr]
-	p.l.mu.Unlock()
-	in := failover.FenceInput{On: fsm.FenceOn(p.m.GetSettings()), LagS: fenceLagS(p.m), Decided: decided,
-		MinReplicas: cur.GetMinReplicas(), MaxLagS: cur.GetMaxLagS(), Unsteady: seen && p.now.Sub(failed) < failover.FenceSteadyFor}
-	for _, r := range info.ConnectedReplicas {
-		in.Replicas = append(in.Replicas, failover.FenceReplica{Addr: net.JoinHostPort(r.IP, strconv.Itoa(r.Port)),
-			Online: r.State == "online", Lag: r.Lag})
-	}
-	d := failover.DecideFence(in)
-	p.l.scheduleFenceRead(addr, p.now, failover.NextFenceRead(in, d))
 	if d.Change {
 		p.l.cfg.Log.Info("fence", "master", p.m.GetName(), "address", addr, "min_replicas", d.MinReplicas, "max_lag_s", d.MaxLagS, "reason", d.Reason)
 		if err := p.commit(&fsmv1.Command{Kind: &fsmv1.Command_FenceSet{FenceSet: &fsmv1.FenceSet{Master: p.m.GetName(),
@@ -102,9 +119,35 @@ func (p *pass) maintainFence() error {
 	} else if !decided || !p.l.dueEvery("fence-apply", addr, p.now, fenceApplyEvery) {
 		return nil
 	}
+	if conn == nil {
+		var err error
+		if conn, err = p.instance(addr); err != nil {
+			return err
+		}
+	}
 	return p.act(actionTimeout, func(ctx context.Context) error {
 		return conn.SetFence(ctx, int(d.MinReplicas), d.MaxLagS)
 	})
+}
+
+// decideFence decides the fence on the master's INFO; usable is false when
+// that INFO cannot say (not a master, or loading).
+func (p *pass) decideFence(info probe.Info) (in failover.FenceInput, d failover.FenceDecision, usable bool) {
+	if info.Role != probe.RoleMaster || info.Loading {
+		return in, d, false
+	}
+	addr := p.m.GetAddress()
+	cur := p.m.GetFence()
+	p.l.mu.Lock()
+	failed, seen := p.l.linkFailed[addr]
+	p.l.mu.Unlock()
+	in = failover.FenceInput{On: fsm.FenceOn(p.m.GetSettings()), LagS: fenceLagS(p.m), Decided: cur != nil && cur.GetAddress() == addr,
+		MinReplicas: cur.GetMinReplicas(), MaxLagS: cur.GetMaxLagS(), Unsteady: seen && p.now.Sub(failed) < failover.FenceSteadyFor}
+	for _, r := range info.ConnectedReplicas {
+		in.Replicas = append(in.Replicas, failover.FenceReplica{Addr: net.JoinHostPort(r.IP, strconv.Itoa(r.Port)),
+			Online: r.State == "online", Lag: r.Lag})
+	}
+	return in, failover.DecideFence(in), true
 }
 
 // fenceRead is the schedule of the leader's reads of one master's fence.
@@ -126,34 +169,56 @@ func (r fenceRead) dueAt(gens []uint64) time.Time {
 	return r.next
 }
 
-// takeFenceRead reports whether master m's fence is due for a read at now,
-// and if so records the read as begun. It is due at its period
+// fenceTake is a read of a master's fence that takeFenceRead began: of
+// carried, the INFO read with the leader's PING at at, or, when carried is
+// nil, a read of the master's INFO to make now (at).
+type fenceTake struct {
+	at      time.Time
+	carried *probe.Info
+}
+
+// takeFenceRead reports whether master m's fence is to be read at now,
+// and if so records the read as begun. A read is due at its period
 // (scheduleFenceRead, failover.NextFenceRead), and at once, at most every
 // fenceReadGap, when an instance of the group has a new observation: a
 // replica whose connection closed (a crash) was dropped by the master at
 // once, which refuses writes until the fence is lowered, and the leader's
 // probe of that replica saw the same closed connection.
-func (l *Leader) takeFenceRead(m *fsmv1.Master, obs map[string]probe.Observation, now time.Time) bool {
+//
+// When the leader's probe read the master's INFO with a PING since the
+// last read (probe.Target.ReplicationWithPing) and no observation of the
+// group changed since, that INFO is the read, due or not: it costs no
+// round trip, and reading more often is never less safe. After an
+// observation changed, the INFO carried by an earlier PING may predate
+// what changed (a replica's crash), so the master is read directly.
+func (l *Leader) takeFenceRead(m *fsmv1.Master, obs map[string]probe.Observation, now time.Time) (fenceTake, bool) {
 	gens := inputsOf(m, obs).gens
+	o := obs[m.GetAddress()]
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	addr := m.GetAddress()
 	r, ok := l.fenceReads[addr]
+	if ok && !now.Before(r.at) && o.Replication != nil && o.ReplicationAt.After(r.at) && !o.ReplicationAt.After(now) &&
+		slices.Equal(gens, r.gens) {
+		l.fenceReads[addr] = fenceRead{at: o.ReplicationAt, next: o.ReplicationAt.Add(failover.FenceReadMin), gens: gens}
+		return fenceTake{at: o.ReplicationAt, carried: o.Replication}, true
+	}
 	if ok && !now.Before(r.at) && now.Before(r.dueAt(gens)) {
-		return false
+		return fenceTake{}, false
 	}
 	// Until the read says otherwise, the next is due at the shortest period.
 	l.fenceReads[addr] = fenceRead{at: now, next: now.Add(failover.FenceReadMin), gens: gens}
-	return true
+	return fenceTake{at: now}, true
 }
 
 // scheduleFenceRead sets when master addr's next fence read is due: after,
-// counted from the start of the pass that read it.
+// counted from start, when the read it follows began (the pass that read
+// it, or the PING that carried it).
 func (l *Leader) scheduleFenceRead(addr string, start time.Time, after time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if r, ok := l.fenceReads[addr]; ok {
-		r.next = start.Add(after)
+		r.at, r.next = start, start.Add(after)
 		l.fenceReads[addr] = r
 	}
 }

@@ -122,6 +122,83 @@ func TestFenceReadsFollowLagsAndObservations(t *testing.T) {
 	}
 }
 
+// The INFO the leader's PINGs of a fenced master carry
+// (probe.Target.ReplicationWithPing) stands in for the fence's own reads:
+// with one every second, a steady master is never read directly. A read
+// is still made directly when the carried INFO is too old for its own next
+// read (a lag at fence-lag), and at once after a new observation, which
+// the INFO of an earlier PING may predate (a replica's crash).
+func TestFenceTakesTheInfoCarriedByPings(t *testing.T) {
+	e := newEnv(t, fenceOn)
+	e.setGens()
+	directReads := func(from int) int { return len(e.since(from, redisCmd(addrM, "INFO"))) }
+	step := func(d time.Duration) {
+		e.clock.Advance(d)
+		e.leader.Step(e.fsm.View())
+	}
+	carry := func() {
+		in := e.info(addrM)
+		e.editObs(addrM, false, func(o *probe.Observation) { o.Replication, o.ReplicationAt = &in, e.clock.Now() })
+	}
+	step(0)
+	step(250 * time.Millisecond) // the read after the fence was set
+	if got := e.fence(addrM); got != [2]int64{4, 2} {
+		t.Fatalf("fence %v, want 4 replicas within 2 s", got)
+	}
+	from, ran := e.mark(), e.leader.passesRun.Load()
+	for i := range 30 {
+		e.clock.Advance(100 * time.Millisecond)
+		if i%10 == 9 {
+			carry() // a PING a second, in step with the reads
+		}
+		e.leader.Step(e.fsm.View())
+	}
+	if got := directReads(from); got != 0 {
+		t.Fatalf("%d direct reads in 3 s with a carried INFO every second, want 0", got)
+	}
+	if got := e.leader.passesRun.Load() - ran; got != 3 {
+		t.Fatalf("%d passes in 3 s of a steady master, want 3 (one per carried INFO)", got)
+	}
+
+	// A lag at fence-lag: the carried INFO says read again within 250 ms,
+	// sooner than the next PING: those reads are direct.
+	e.redis.mu.Lock()
+	e.server(addrR2).lag = 2
+	e.redis.mu.Unlock()
+	e.clock.Advance(time.Second)
+	from = e.mark()
+	carry()
+	e.leader.Step(e.fsm.View())
+	for range 10 {
+		step(100 * time.Millisecond)
+	}
+	if got := directReads(from); got != 3 {
+		t.Fatalf("%d direct reads in 1 s after a carried INFO with a lag at fence-lag, want 3 (250 ms apart, on 100 ms ticks)", got)
+	}
+	e.redis.mu.Lock()
+	e.server(addrR2).lag = 0
+	e.redis.mu.Unlock()
+	step(250 * time.Millisecond)
+
+	// R3 dies after the last carried INFO, which still lists it: the new
+	// observation of R3 makes a direct read, which does not.
+	step(time.Second)
+	e.clock.Advance(50 * time.Millisecond)
+	carry()
+	from = e.mark()
+	e.kill(addrR3)
+	e.editObs(addrR3, true, func(o *probe.Observation) {
+		o.LinkUp, o.FailingSince, o.LastPingErr = false, e.clock.Now(), "connection refused"
+	})
+	step(10 * time.Millisecond)
+	if got := directReads(from); got != 1 {
+		t.Fatalf("%d direct reads at the tick after a replica's new observation, want 1", got)
+	}
+	if got := e.fence(addrM); got != [2]int64{3, 2} {
+		t.Fatalf("after a replica died: fence %v, want 3", got)
+	}
+}
+
 // A master that may be alive behind a partition: the promotion is
 // announced only after the fence window, counted from the candidate's
 // detachment; the new master was unfenced before its promotion.

@@ -142,9 +142,7 @@ func steadyUntil(m *fsmv1.Master, obs map[string]probe.Observation, now, fenceDu
 // takeFenceRead decides on obs: zero when it never does (fence off and
 // nothing set), now when it has not read it yet.
 func (l *Leader) fenceDue(m *fsmv1.Master, obs map[string]probe.Observation, now time.Time) time.Time {
-	cur := m.GetFence()
-	decided := cur != nil && cur.GetAddress() == m.GetAddress()
-	if !fsm.FenceOn(m.GetSettings()) && (!decided || cur.GetMinReplicas() == 0) {
+	if !ReadsFence(m) {
 		return time.Time{}
 	}
 	l.mu.Lock()

@@ -384,6 +384,34 @@ func (l *link) ping(ctx context.Context, dl time.Time, auth Auth) PingResult {
 	return classifyPing("", fmt.Errorf("%w: PING reply %T", errProtocol, replies[0]))
 }
 
+// pingWithReplication sends PING, INFO replication and INFO persistence in
+// one write, by dl: the PING classified as ping does, and the INFO parsed
+// when both sections came back (nil otherwise: a server or user that
+// refuses INFO leaves the PING as it is).
+func (l *link) pingWithReplication(ctx context.Context, dl time.Time, auth Auth) (PingResult, *Info) {
+	replies, err := l.do(ctx, dl, auth, []string{"PING"}, []string{"INFO", "replication"}, []string{"INFO", "persistence"})
+	if err != nil {
+		return classifyPing("", err), nil
+	}
+	var res PingResult
+	switch r := replies[0].(type) {
+	case replyError:
+		res = classifyPing("", r)
+	case string:
+		res = classifyPing(r, nil)
+	}
+	repl, ok1 := replies[1].(string)
+	pers, ok2 := replies[2].(string)
+	if !res.Valid || !ok1 || !ok2 {
+		return res, nil
+	}
+	info, err := ParseInfo(repl + "\r\n" + pers)
+	if err != nil {
+		return res, nil
+	}
+	return res, &info
+}
+
 // info reads INFO server, replication, persistence and keyspace in one
 // round trip, by dl, and parses them, as Conn.Info does.
 func (l *link) info(ctx context.Context, dl time.Time, auth Auth) (Info, error) {

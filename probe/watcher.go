@@ -86,6 +86,13 @@ type Target struct {
 	// FastInfo asks for INFO every FastInfoPeriod, as Sentinel does for
 	// the replicas of a master that is ODOWN or failing over.
 	FastInfo bool
+	// ReplicationWithPing sends INFO replication and persistence in the
+	// same write as every PING and keeps what they say as
+	// Observation.Replication: the leader, which must read its fenced
+	// masters' replicas and lags about once a second, then does not need
+	// a round trip of its own for it. The PING is classified as without
+	// it, so the SDOWN clock is the same.
+	ReplicationWithPing bool
 }
 
 // PingTiming is the PING loop's schedule for a target: a PING (or, with no
@@ -185,6 +192,15 @@ type Observation struct {
 	// before it (Sentinel's +reboot): the process restarted. Zero if it
 	// never did while watched.
 	RebootedAt time.Time
+
+	// Replication is the last INFO replication and persistence read along
+	// with a PING (Target.ReplicationWithPing), shared and read-only as
+	// Info; its RunID and the fields of other sections are zero.
+	// ReplicationAt is when that PING was sent (the INFO describes the
+	// instance at that time or later). Neither changes Gen or signals
+	// Changed: a reader that wants them looks.
+	Replication   *Info
+	ReplicationAt time.Time
 }
 
 // ErrWatcherClosed is returned by SetTargets after Close.
@@ -336,6 +352,9 @@ func (w *Watcher) SetTargets(targets []Target) error {
 			in.authGen++
 		}
 		in.target = t
+		if !t.ReplicationWithPing {
+			in.obs.Replication, in.obs.ReplicationAt = nil, time.Time{}
+		}
 		wake(in.pingWake)
 		in.interruptIdle()
 		wake(in.infoWake)
@@ -469,6 +488,12 @@ func (w *Watcher) current(in *instance) (Auth, uint64) {
 	return in.target.Auth, in.authGen
 }
 
+func (w *Watcher) replicationWithPing(in *instance) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return in.target.ReplicationWithPing
+}
+
 // newLink is a connection of the instance's own, not yet dialled.
 func (w *Watcher) newLink(in *instance) *link {
 	l := &link{addr: in.addr, clientName: w.cfg.ClientName, dialTimeout: w.cfg.DialTimeout}
@@ -491,9 +516,15 @@ func (w *Watcher) pingLoop(in *instance) {
 		auth, gen := w.current(in)
 		_, timeout := w.pingTiming(in)
 		started := time.Now()
-		w.pingSent(in, gen)
+		stamp := w.pingSent(in, gen)
 		sent, dials := time.Now(), l.dials
-		res := l.ping(in.ctx, sent.Add(timeout), auth)
+		var res PingResult
+		var repl *Info
+		if w.replicationWithPing(in) {
+			res, repl = l.pingWithReplication(in.ctx, sent.Add(timeout), auth)
+		} else {
+			res = l.ping(in.ctx, sent.Add(timeout), auth)
+		}
 		rtt := time.Since(sent)
 		if res.Valid && l.dials != dials {
 			// A new connection may be to a restarted server (a new run id,
@@ -503,7 +534,7 @@ func (w *Watcher) pingLoop(in *instance) {
 		if in.ctx.Err() != nil {
 			return
 		}
-		w.recordPing(in, gen, res)
+		w.recordPing(in, gen, res, repl, stamp)
 		if res.Replied && w.cfg.OnPingReply != nil {
 			w.cfg.OnPingReply(in.addr, rtt)
 		}
@@ -659,15 +690,21 @@ func (w *Watcher) sleepUntil(in *instance, started time.Time, period func() time
 // pingSent starts the SDOWN clock, unless an earlier attempt is failing
 // already, as the contact attempt begins: a PING that goes unanswered
 // counts from its send time, a refused or timed-out dial from its start.
-func (w *Watcher) pingSent(in *instance, gen uint64) {
+// pingSent starts the SDOWN clock of a PING about to be sent, unless it
+// runs already, and returns the time it stamps the PING with.
+func (w *Watcher) pingSent(in *instance, gen uint64) time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	now := w.cfg.Now()
 	if in.authGen == gen && in.obs.FailingSince.IsZero() {
-		in.obs.FailingSince = w.cfg.Now()
+		in.obs.FailingSince = now
 	}
+	return now
 }
 
-func (w *Watcher) recordPing(in *instance, gen uint64, res PingResult) {
+// recordPing records a PING's outcome, and repl, the INFO read along with
+// it (if any), as of sent.
+func (w *Watcher) recordPing(in *instance, gen uint64, res PingResult, repl *Info, sent time.Time) {
 	w.mu.Lock()
 	if in.authGen != gen || in.ctx.Err() != nil {
 		// A result obtained with replaced credentials says nothing about
@@ -695,6 +732,9 @@ func (w *Watcher) recordPing(in *instance, gen uint64, res PingResult) {
 		}
 	} else {
 		o.LastPingErr = res.Reply
+	}
+	if repl != nil {
+		o.Replication, o.ReplicationAt = repl, sent
 	}
 	validityFlipped := first || wasValid != res.Valid
 	significant := validityFlipped || wasLinkUp != o.LinkUp

@@ -763,3 +763,89 @@ func TestWatcherGen(t *testing.T) {
 		return nil
 	})
 }
+
+// A target with ReplicationWithPing gets INFO replication and persistence
+// with every PING, as of the PING's send time, without changing Gen; the
+// flag turned off drops it.
+func TestWatcherReplicationWithPing(t *testing.T) {
+	t.Parallel()
+	master := redistest.Start(t)
+	replica := redistest.Start(t, redistest.ReplicaOf(master.Addr()))
+	redistest.WaitReplicating(t, replica, master)
+	_, replicaPort := hostPort(t, replica)
+
+	w := newTestWatcher(t, fastConfig(t))
+	target := Target{Addr: master.Addr(), ReplicationWithPing: true}
+	if err := w.SetTargets([]Target{target}); err != nil {
+		t.Fatal(err)
+	}
+	first := waitObs(t, w, master.Addr(), func(o Observation) error {
+		if err := healthy(o); err != nil {
+			return err
+		}
+		if o.Replication == nil {
+			return errors.New("no INFO with the PINGs yet")
+		}
+		return nil
+	})
+	r := first.Replication
+	if r.Role != RoleMaster || r.Loading || len(r.ConnectedReplicas) != 1 || r.ConnectedReplicas[0].Port != replicaPort ||
+		r.ConnectedReplicas[0].State != "online" || r.RunID != "" {
+		t.Fatalf("INFO with the PING = %+v", r)
+	}
+	if first.ReplicationAt.Before(first.Since) || first.ReplicationAt.After(first.LastPingAt) {
+		t.Fatalf("ReplicationAt %v outside [Since %v, LastPingAt %v]", first.ReplicationAt, first.Since, first.LastPingAt)
+	}
+	later := waitObs(t, w, master.Addr(), func(o Observation) error {
+		if !o.ReplicationAt.After(first.ReplicationAt) {
+			return errors.New("no later PING with INFO yet")
+		}
+		return nil
+	})
+	if later.Gen != first.Gen {
+		t.Errorf("Gen %d -> %d with only PINGs and their INFO", first.Gen, later.Gen)
+	}
+
+	target.ReplicationWithPing = false
+	if err := w.SetTargets([]Target{target}); err != nil {
+		t.Fatal(err)
+	}
+	off := obs(t, w, master.Addr())
+	if off.Replication != nil || !off.ReplicationAt.IsZero() {
+		t.Fatalf("INFO kept after the flag was turned off: %+v", off)
+	}
+	waitObs(t, w, master.Addr(), func(o Observation) error {
+		if !o.LastPingAt.After(off.LastPingAt) {
+			return errors.New("no PING since")
+		}
+		if o.Replication != nil {
+			return errors.New("a PING without the flag carried INFO")
+		}
+		return nil
+	})
+}
+
+// A server that refuses INFO (an ACL user without it, say) leaves the PING
+// valid and no INFO with it.
+func TestWatcherReplicationWithPingRefused(t *testing.T) {
+	t.Parallel()
+	f := startFakeRedis(t, func(args []string) string {
+		if strings.EqualFold(args[0], "PING") {
+			return "+PONG\r\n"
+		}
+		return "-NOPERM this user has no permissions to run the 'info' command\r\n"
+	})
+	w := newTestWatcher(t, fastConfig(t))
+	if err := w.SetTargets([]Target{{Addr: f.Addr(), ReplicationWithPing: true}}); err != nil {
+		t.Fatal(err)
+	}
+	o := waitObs(t, w, f.Addr(), func(o Observation) error {
+		if o.LastPong.IsZero() {
+			return errors.New("no PONG yet")
+		}
+		return nil
+	})
+	if o.LastPingErr != "" || !o.FailingSince.IsZero() || o.Replication != nil {
+		t.Fatalf("observation %+v", o)
+	}
+}

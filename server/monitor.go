@@ -49,8 +49,10 @@ type monitor struct {
 	switchingFormat bool
 	lastFormatTry   time.Time
 	// targetsFrom is the state view the probe's targets were last set
-	// from; only the loop's goroutine uses it.
-	targetsFrom *fsmv1.State
+	// from, and targetsLeading whether this node led then; only the
+	// loop's goroutine uses them.
+	targetsFrom    *fsmv1.State
+	targetsLeading bool
 }
 
 var _ orchestrator.Observer = (*monitor)(nil)
@@ -159,13 +161,14 @@ func (mo *monitor) step(ctx context.Context, now time.Time) {
 		}
 	}
 
-	// The targets follow from the state alone: an unchanged view (the
-	// same shared copy) has nothing new to probe.
-	if st != mo.targetsFrom {
-		if err := mo.watcher.SetTargets(targets(st, mo.ownOpinions(st))); err != nil {
+	// The targets follow from the state and the leadership alone: an
+	// unchanged view (the same shared copy) has nothing new to probe.
+	l := mo.currentLeader()
+	if leading := l != nil; st != mo.targetsFrom || leading != mo.targetsLeading {
+		if err := mo.watcher.SetTargets(targets(st, mo.ownOpinions(st), leading)); err != nil {
 			mo.s.log.Warn("probe targets", "err", err)
 		} else {
-			mo.targetsFrom = st
+			mo.targetsFrom, mo.targetsLeading = st, leading
 		}
 	}
 	// Only the masters' own observations matter to the votes: looking them
@@ -174,7 +177,7 @@ func (mo *monitor) step(ctx context.Context, now time.Time) {
 		o, ok := mo.watcher.Observation(m.GetAddress())
 		mo.maybeVote(ctx, m, o, ok, tilt, now)
 	}
-	if l := mo.currentLeader(); l != nil {
+	if l != nil {
 		l.Step(st)
 		mo.maybeSwitchFormat(ctx, st, now)
 	}
@@ -194,8 +197,10 @@ func (mo *monitor) ownOpinions(st *fsmv1.State) map[string]bool {
 }
 
 // targets lists every instance to probe: each master and its known
-// replicas, with INFO every second while the master is in trouble.
-func targets(st *fsmv1.State, downHere map[string]bool) []probe.Target {
+// replicas, with INFO every second while the master is in trouble. On the
+// leader, the PINGs of a master it fences carry the INFO the fence reads
+// (orchestrator.ReadsFence).
+func targets(st *fsmv1.State, downHere map[string]bool, leading bool) []probe.Target {
 	var out []probe.Target
 	seen := map[string]bool{}
 	for name, m := range st.Masters {
@@ -206,16 +211,19 @@ func targets(st *fsmv1.State, downHere map[string]bool) []probe.Target {
 			PingPeriod: time.Duration(s.GetPingPeriodMs()) * time.Millisecond,
 			FastInfo:   m.GetOdown() || m.GetFailover() != nil || downHere[name],
 		}
-		addrs := []string{m.GetAddress()}
-		for _, r := range m.GetReplicas() {
-			addrs = append(addrs, r.GetAddress())
+		if !seen[m.GetAddress()] {
+			seen[m.GetAddress()] = true
+			master := t
+			master.Addr = m.GetAddress()
+			master.ReplicationWithPing = leading && orchestrator.ReadsFence(m)
+			out = append(out, master)
 		}
-		for _, a := range addrs {
-			if seen[a] {
+		for _, r := range m.GetReplicas() {
+			if seen[r.GetAddress()] {
 				continue
 			}
-			seen[a] = true
-			t.Addr = a
+			seen[r.GetAddress()] = true
+			t.Addr = r.GetAddress()
 			out = append(out, t)
 		}
 	}

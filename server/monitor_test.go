@@ -1,6 +1,7 @@
 package server
 
 import (
+	"maps"
 	"testing"
 	"time"
 
@@ -21,13 +22,40 @@ func TestTargetsCarryTheMasterTiming(t *testing.T) {
 		"10.0.0.2:6379": {Addr: "10.0.0.2:6379", DownAfter: time.Second, PingPeriod: 20 * time.Millisecond},
 		"10.0.0.3:6379": {Addr: "10.0.0.3:6379", DownAfter: 5 * time.Second},
 	}
-	got := targets(st, nil)
+	got := targets(st, nil, false)
 	if len(got) != len(want) {
 		t.Fatalf("targets %+v", got)
 	}
 	for _, g := range got {
 		if g != want[g.Addr] {
 			t.Errorf("target %+v, want %+v", g, want[g.Addr])
+		}
+	}
+}
+
+// On the leader, and only there, the PINGs of a master whose fence it
+// reads carry the INFO it needs; its replicas' PINGs, and a master with
+// fence no and nothing set, do not.
+func TestLeaderTargetsCarryTheFenceRead(t *testing.T) {
+	st := &fsmv1.State{Masters: map[string]*fsmv1.Master{
+		"fenced": {Name: "fenced", Address: "10.0.0.1:6379", Replicas: []*fsmv1.Replica{{Address: "10.0.0.2:6379"}}},
+		"open":   {Name: "open", Address: "10.0.0.3:6379", Settings: &fsmv1.MasterSettings{FenceOff: true}},
+		"lowering": {Name: "lowering", Address: "10.0.0.4:6379", Settings: &fsmv1.MasterSettings{FenceOff: true},
+			Fence: &fsmv1.FenceState{Address: "10.0.0.4:6379", MinReplicas: 1}},
+	}}
+	for _, leading := range []bool{false, true} {
+		carried := map[string]bool{}
+		for _, g := range targets(st, nil, leading) {
+			if g.ReplicationWithPing {
+				carried[g.Addr] = true
+			}
+		}
+		want := map[string]bool{}
+		if leading {
+			want = map[string]bool{"10.0.0.1:6379": true, "10.0.0.4:6379": true}
+		}
+		if !maps.Equal(carried, want) {
+			t.Errorf("leading %v: PINGs carrying INFO to %v, want %v", leading, carried, want)
 		}
 	}
 }
