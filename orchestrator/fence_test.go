@@ -78,7 +78,7 @@ func TestFenceReadsFollowLagsAndObservations(t *testing.T) {
 	if got := e.fence(addrM); got != [2]int64{4, 2} {
 		t.Fatalf("fence %v, want 4 replicas within 2 s", got)
 	}
-	from, ran := e.mark(), e.leader.passesRun.Load()
+	from, ran, fenceRan := e.mark(), e.leader.passesRun.Load(), e.leader.fencePasses.Load()
 	for range 30 {
 		step(100 * time.Millisecond)
 	}
@@ -87,6 +87,9 @@ func TestFenceReadsFollowLagsAndObservations(t *testing.T) {
 	}
 	if got := e.leader.passesRun.Load() - ran; got != 3 {
 		t.Fatalf("%d passes in 3 s of a steady master, want 3 (its reads)", got)
+	}
+	if got := e.leader.fencePasses.Load() - fenceRan; got != 3 {
+		t.Fatalf("%d of those passes ran the fence alone, want all 3", got)
 	}
 
 	e.redis.mu.Lock()

@@ -191,7 +191,7 @@ func (l *Leader) stepHooks(st *fsmv1.State, now time.Time) {
 	if l.cfg.Hooks == nil || l.ctx.Err() != nil {
 		return
 	}
-	for _, name := range sortedNames(st) {
+	for _, name := range l.sortedNames(st) {
 		m := st.Masters[name]
 		for kind, target := range fsm.HookTargets(m.GetSettings()) {
 			next := NextHook(m, kind)

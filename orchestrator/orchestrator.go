@@ -220,8 +220,14 @@ type Leader struct {
 	// steady holds, by master, the last pass that found it steady (see
 	// steadyUntil), for skip.
 	steady map[string]steadyPass
-	// passesRun counts the passes that ran (not skipped).
-	passesRun atomic.Uint64
+	// passesRun counts the passes that ran (not skipped), fencePasses
+	// those of them that ran the fence alone (passFence).
+	passesRun   atomic.Uint64
+	fencePasses atomic.Uint64
+	// names are the masters of the state view namesOf, sorted: every
+	// Step needs them, and a view changes only with a commit.
+	namesOf *fsmv1.State
+	names   []string
 }
 
 // Start makes the leader for one term. It must be created after raft's
@@ -280,7 +286,7 @@ func (l *Leader) Step(st *fsmv1.State) {
 	obs := l.cfg.Observe.Observations()
 	refresh := offsetRefresh(lagLimited(st))
 	var started sync.WaitGroup
-	names := sortedNames(st)
+	names := l.sortedNames(st)
 	// Rotated at every Step, so that when the slots run out it is not
 	// always the same masters that wait for the next Step.
 	first := l.rotate(len(names))
@@ -293,7 +299,8 @@ func (l *Leader) Step(st *fsmv1.State) {
 		if m.GetFailover() == nil {
 			l.noteLinkFailure(m.GetAddress(), obs, now)
 		}
-		if l.skip(m, obs, now) {
+		kind := l.skip(m, obs, now)
+		if kind == passNone {
 			continue
 		}
 		if !l.claim(name, st.GetAppliedIndex()) {
@@ -317,6 +324,15 @@ func (l *Leader) Step(st *fsmv1.State) {
 			defer func() { <-l.slots }()
 			defer l.release(name)
 			l.passesRun.Add(1)
+			if kind == passFence {
+				// The steady record stays: its SDOWN deadline is the
+				// last full pass's.
+				l.fencePasses.Add(1)
+				if err := p.maintainFence(); err != nil {
+					l.cfg.Log.Warn("fence", "master", name, "err", err)
+				}
+				return
+			}
 			err := p.run()
 			if err != nil {
 				l.cfg.Log.Warn("failover step", "master", name, "err", err)
@@ -469,12 +485,20 @@ func (l *Leader) crash(point string) {
 	}
 }
 
-func sortedNames(st *fsmv1.State) []string {
+// sortedNames returns st's master names in order, made once per view and
+// shared: read it, never write it.
+func (l *Leader) sortedNames(st *fsmv1.State) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st == l.namesOf {
+		return l.names
+	}
 	names := make([]string, 0, len(st.GetMasters()))
 	for name := range st.GetMasters() {
 		names = append(names, name)
 	}
 	slices.Sort(names)
+	l.namesOf, l.names = st, names
 	return names
 }
 

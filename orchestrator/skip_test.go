@@ -29,16 +29,13 @@ func steadyCase() (*fsmv1.Master, map[string]probe.Observation) {
 
 func TestSteadyUntil(t *testing.T) {
 	downAfter := 5 * time.Second
-	fence := t0.Add(200 * time.Millisecond)
 	for _, tc := range []struct {
-		name     string
-		edit     func(m *fsmv1.Master, obs map[string]probe.Observation)
-		fenceDue time.Time
-		steady   bool
-		until    time.Time
+		name   string
+		edit   func(m *fsmv1.Master, obs map[string]probe.Observation)
+		steady bool
+		until  time.Time
 	}{
 		{name: "steady, no fence: until the first SDOWN clock could run out", steady: true, until: t0.Add(downAfter + 1)},
-		{name: "steady, fenced: until the fence's next read", fenceDue: fence, steady: true, until: fence},
 		{name: "a PING in flight: its SDOWN clock counts from its start", steady: true, until: t0.Add(-time.Second + downAfter + 1),
 			edit: func(m *fsmv1.Master, obs map[string]probe.Observation) {
 				o := obs[addrR2]
@@ -125,7 +122,7 @@ func TestSteadyUntil(t *testing.T) {
 			if tc.edit != nil {
 				tc.edit(m, obs)
 			}
-			until, steady := steadyUntil(m, obs, t0, tc.fenceDue)
+			until, steady := steadyUntil(m, obs, t0)
 			if steady != tc.steady || (steady && !until.Equal(tc.until)) {
 				t.Fatalf("steadyUntil = %v, %v; want %v, %v", until.Sub(t0), steady, tc.until.Sub(t0), tc.steady)
 			}
