@@ -60,16 +60,17 @@ func TestFenceFollowsReplicas(t *testing.T) {
 	}
 }
 
-// The leader reads a fenced master a second apart while its replicas'
-// lags leave Redis no way to count one out sooner, a quarter of a second
-// apart once a lag reaches fence-lag, and at once when an instance of the
-// group has a new observation (a replica's closed connection); between
-// reads the steady master's pass is skipped.
-func TestFenceReadsFollowLagsAndObservations(t *testing.T) {
-	e := newEnv(t, fenceOn)
+// fencedSteady is a leader whose fenced master with four replicas has had
+// its fence set and read once more, with Gens set so that its steady
+// passes are skipped; reads counts the leader's direct INFO reads of the
+// master since a trace mark, and step advances the clock and steps
+// without observing.
+func fencedSteady(t *testing.T) (e *env, reads func(from int) int, step func(d time.Duration)) {
+	t.Helper()
+	e = newEnv(t, fenceOn)
 	e.setGens()
-	infoReads := func(from int) int { return len(e.since(from, redisCmd(addrM, "INFO"))) }
-	step := func(d time.Duration) {
+	reads = func(from int) int { return len(e.since(from, redisCmd(addrM, "INFO"))) }
+	step = func(d time.Duration) {
 		e.clock.Advance(d)
 		e.leader.Step(e.fsm.View())
 	}
@@ -78,6 +79,41 @@ func TestFenceReadsFollowLagsAndObservations(t *testing.T) {
 	if got := e.fence(addrM); got != [2]int64{4, 2} {
 		t.Fatalf("fence %v, want 4 replicas within 2 s", got)
 	}
+	return e, reads, step
+}
+
+// crashR3Seen kills R3 and gives the leader's probe of it its closed
+// connection (a new observation), steps after d, and checks that the
+// leader read the master directly once and lowered the fence to 3.
+func crashR3Seen(t *testing.T, e *env, reads func(from int) int, step func(d time.Duration), d time.Duration) {
+	t.Helper()
+	from := e.mark()
+	e.kill(addrR3)
+	e.editObs(addrR3, true, func(o *probe.Observation) {
+		o.LinkUp, o.FailingSince, o.LastPingErr = false, e.clock.Now(), "connection refused"
+	})
+	step(d)
+	if got := reads(from); got != 1 {
+		t.Fatalf("%d direct reads at the tick after a replica's new observation, want 1", got)
+	}
+	if got := e.fence(addrM); got != [2]int64{3, 2} {
+		t.Fatalf("after a replica died: fence %v, want 3", got)
+	}
+}
+
+func (e *env) setLag(addr string, lag int64) {
+	e.redis.mu.Lock()
+	defer e.redis.mu.Unlock()
+	e.server(addr).lag = lag
+}
+
+// The leader reads a fenced master a second apart while its replicas'
+// lags leave Redis no way to count one out sooner, a quarter of a second
+// apart once a lag reaches fence-lag, and at once when an instance of the
+// group has a new observation (a replica's closed connection); between
+// reads the steady master's pass is skipped.
+func TestFenceReadsFollowLagsAndObservations(t *testing.T) {
+	e, infoReads, step := fencedSteady(t)
 	from, ran, fenceRan := e.mark(), e.leader.passesRun.Load(), e.leader.fencePasses.Load()
 	for range 30 {
 		step(100 * time.Millisecond)
@@ -92,9 +128,7 @@ func TestFenceReadsFollowLagsAndObservations(t *testing.T) {
 		t.Fatalf("%d of those passes ran the fence alone, want all 3", got)
 	}
 
-	e.redis.mu.Lock()
-	e.server(addrR2).lag = 2
-	e.redis.mu.Unlock()
+	e.setLag(addrR2, 2)
 	step(time.Second) // the read that finds it
 	from = e.mark()
 	for range 10 {
@@ -104,25 +138,12 @@ func TestFenceReadsFollowLagsAndObservations(t *testing.T) {
 	if got := infoReads(from); got != 3 {
 		t.Fatalf("%d reads in 1 s with a lag at fence-lag, want 3 (250 ms apart, on 100 ms ticks)", got)
 	}
-	e.redis.mu.Lock()
-	e.server(addrR2).lag = 0
-	e.redis.mu.Unlock()
+	e.setLag(addrR2, 0)
 	step(250 * time.Millisecond)
 
 	// R3 dies; the master drops it at once, and the leader's probe of R3
 	// sees its connection closed: a new observation, and a read at once.
-	from = e.mark()
-	e.kill(addrR3)
-	e.editObs(addrR3, true, func(o *probe.Observation) {
-		o.LinkUp, o.FailingSince, o.LastPingErr = false, e.clock.Now(), "connection refused"
-	})
-	step(60 * time.Millisecond)
-	if got := infoReads(from); got != 1 {
-		t.Fatalf("%d reads at the tick after a replica's new observation, want 1", got)
-	}
-	if got := e.fence(addrM); got != [2]int64{3, 2} {
-		t.Fatalf("after a replica died: fence %v, want 3", got)
-	}
+	crashR3Seen(t, e, infoReads, step, 60*time.Millisecond)
 }
 
 // The INFO the leader's PINGs of a fenced master carry
@@ -132,21 +153,10 @@ func TestFenceReadsFollowLagsAndObservations(t *testing.T) {
 // read (a lag at fence-lag), and at once after a new observation, which
 // the INFO of an earlier PING may predate (a replica's crash).
 func TestFenceTakesTheInfoCarriedByPings(t *testing.T) {
-	e := newEnv(t, fenceOn)
-	e.setGens()
-	directReads := func(from int) int { return len(e.since(from, redisCmd(addrM, "INFO"))) }
-	step := func(d time.Duration) {
-		e.clock.Advance(d)
-		e.leader.Step(e.fsm.View())
-	}
+	e, directReads, step := fencedSteady(t)
 	carry := func() {
 		in := e.info(addrM)
 		e.editObs(addrM, false, func(o *probe.Observation) { o.Replication, o.ReplicationAt = &in, e.clock.Now() })
-	}
-	step(0)
-	step(250 * time.Millisecond) // the read after the fence was set
-	if got := e.fence(addrM); got != [2]int64{4, 2} {
-		t.Fatalf("fence %v, want 4 replicas within 2 s", got)
 	}
 	from, ran := e.mark(), e.leader.passesRun.Load()
 	for i := range 30 {
@@ -165,9 +175,7 @@ func TestFenceTakesTheInfoCarriedByPings(t *testing.T) {
 
 	// A lag at fence-lag: the carried INFO says read again within 250 ms,
 	// sooner than the next PING: those reads are direct.
-	e.redis.mu.Lock()
-	e.server(addrR2).lag = 2
-	e.redis.mu.Unlock()
+	e.setLag(addrR2, 2)
 	e.clock.Advance(time.Second)
 	from = e.mark()
 	carry()
@@ -178,9 +186,7 @@ func TestFenceTakesTheInfoCarriedByPings(t *testing.T) {
 	if got := directReads(from); got != 3 {
 		t.Fatalf("%d direct reads in 1 s after a carried INFO with a lag at fence-lag, want 3 (250 ms apart, on 100 ms ticks)", got)
 	}
-	e.redis.mu.Lock()
-	e.server(addrR2).lag = 0
-	e.redis.mu.Unlock()
+	e.setLag(addrR2, 0)
 	step(250 * time.Millisecond)
 
 	// R3 dies after the last carried INFO, which still lists it: the new
@@ -188,18 +194,7 @@ func TestFenceTakesTheInfoCarriedByPings(t *testing.T) {
 	step(time.Second)
 	e.clock.Advance(50 * time.Millisecond)
 	carry()
-	from = e.mark()
-	e.kill(addrR3)
-	e.editObs(addrR3, true, func(o *probe.Observation) {
-		o.LinkUp, o.FailingSince, o.LastPingErr = false, e.clock.Now(), "connection refused"
-	})
-	step(10 * time.Millisecond)
-	if got := directReads(from); got != 1 {
-		t.Fatalf("%d direct reads at the tick after a replica's new observation, want 1", got)
-	}
-	if got := e.fence(addrM); got != [2]int64{3, 2} {
-		t.Fatalf("after a replica died: fence %v, want 3", got)
-	}
+	crashR3Seen(t, e, directReads, step, 10*time.Millisecond)
 }
 
 // A master that may be alive behind a partition: the promotion is
