@@ -73,6 +73,10 @@ func (p *pass) maintainFence() error {
 	if !ok {
 		return nil
 	}
+	conn, err := p.instance(addr)
+	if err != nil {
+		return err
+	}
 	var in failover.FenceInput
 	var d failover.FenceDecision
 	if read.carried != nil {
@@ -85,12 +89,7 @@ func (p *pass) maintainFence() error {
 			read.carried, read.at = nil, p.now
 		}
 	}
-	var conn Instance
 	if read.carried == nil {
-		var err error
-		if conn, err = p.instance(addr); err != nil {
-			return err
-		}
 		info, err := p.askFence(conn, fenceInfoTimeout)
 		var usable bool
 		if err == nil {
@@ -102,8 +101,6 @@ func (p *pass) maintainFence() error {
 		}
 	}
 	p.l.scheduleFenceRead(addr, read.at, failover.NextFenceRead(in, d))
-	cur := p.m.GetFence()
-	decided := cur != nil && cur.GetAddress() == addr
 	if d.Change {
 		p.l.cfg.Log.Info("fence", "master", p.m.GetName(), "address", addr, "min_replicas", d.MinReplicas, "max_lag_s", d.MaxLagS, "reason", d.Reason)
 		if err := p.commit(&fsmv1.Command{Kind: &fsmv1.Command_FenceSet{FenceSet: &fsmv1.FenceSet{Master: p.m.GetName(),
@@ -116,14 +113,8 @@ func (p *pass) maintainFence() error {
 			return err
 		}
 		p.l.dueEvery("fence-apply", addr, p.now, 0) // apply now, below
-	} else if !decided || !p.l.dueEvery("fence-apply", addr, p.now, fenceApplyEvery) {
+	} else if !in.Decided || !p.l.dueEvery("fence-apply", addr, p.now, fenceApplyEvery) {
 		return nil
-	}
-	if conn == nil {
-		var err error
-		if conn, err = p.instance(addr); err != nil {
-			return err
-		}
 	}
 	return p.act(actionTimeout, func(ctx context.Context) error {
 		return conn.SetFence(ctx, int(d.MinReplicas), d.MaxLagS)
@@ -197,14 +188,14 @@ func (l *Leader) takeFenceRead(m *fsmv1.Master, obs map[string]probe.Observation
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	addr := m.GetAddress()
-	r, ok := l.fenceReads[addr]
-	if ok && !now.Before(r.at) && o.Replication != nil && o.ReplicationAt.After(r.at) && !o.ReplicationAt.After(now) &&
-		slices.Equal(gens, r.gens) {
-		l.fenceReads[addr] = fenceRead{at: o.ReplicationAt, next: o.ReplicationAt.Add(failover.FenceReadMin), gens: gens}
-		return fenceTake{at: o.ReplicationAt, carried: o.Replication}, true
-	}
-	if ok && !now.Before(r.at) && now.Before(r.dueAt(gens)) {
-		return fenceTake{}, false
+	if r, ok := l.fenceReads[addr]; ok && !now.Before(r.at) {
+		if o.Replication != nil && o.ReplicationAt.After(r.at) && !o.ReplicationAt.After(now) && slices.Equal(gens, r.gens) {
+			l.fenceReads[addr] = fenceRead{at: o.ReplicationAt, next: o.ReplicationAt.Add(failover.FenceReadMin), gens: gens}
+			return fenceTake{at: o.ReplicationAt, carried: o.Replication}, true
+		}
+		if now.Before(r.dueAt(gens)) {
+			return fenceTake{}, false
+		}
 	}
 	// Until the read says otherwise, the next is due at the shortest period.
 	l.fenceReads[addr] = fenceRead{at: now, next: now.Add(failover.FenceReadMin), gens: gens}

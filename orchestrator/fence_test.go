@@ -101,6 +101,25 @@ func crashR3Seen(t *testing.T, e *env, reads func(from int) int, step func(d tim
 	}
 }
 
+// readsAtFenceLag gives R2 a lag at fence-lag, lets find make the read
+// that sees it, and checks that the leader then reads the master directly
+// 250 ms apart (on the loop's 100 ms ticks: every third tick) for a
+// second; R2 then acknowledges again.
+func readsAtFenceLag(t *testing.T, e *env, reads func(from int) int, step func(d time.Duration), find func()) {
+	t.Helper()
+	e.setLag(addrR2, 2)
+	find()
+	from := e.mark()
+	for range 10 {
+		step(100 * time.Millisecond)
+	}
+	if got := reads(from); got != 3 {
+		t.Fatalf("%d direct reads in 1 s with a lag at fence-lag, want 3 (250 ms apart, on 100 ms ticks)", got)
+	}
+	e.setLag(addrR2, 0)
+	step(250 * time.Millisecond)
+}
+
 func (e *env) setLag(addr string, lag int64) {
 	e.redis.mu.Lock()
 	defer e.redis.mu.Unlock()
@@ -128,18 +147,7 @@ func TestFenceReadsFollowLagsAndObservations(t *testing.T) {
 		t.Fatalf("%d of those passes ran the fence alone, want all 3", got)
 	}
 
-	e.setLag(addrR2, 2)
-	step(time.Second) // the read that finds it
-	from = e.mark()
-	for range 10 {
-		step(100 * time.Millisecond)
-	}
-	// 250 ms apart, on the loop's 100 ms ticks: every third tick.
-	if got := infoReads(from); got != 3 {
-		t.Fatalf("%d reads in 1 s with a lag at fence-lag, want 3 (250 ms apart, on 100 ms ticks)", got)
-	}
-	e.setLag(addrR2, 0)
-	step(250 * time.Millisecond)
+	readsAtFenceLag(t, e, infoReads, step, func() { step(time.Second) }) // the read that finds it
 
 	// R3 dies; the master drops it at once, and the leader's probe of R3
 	// sees its connection closed: a new observation, and a read at once.
@@ -175,19 +183,11 @@ func TestFenceTakesTheInfoCarriedByPings(t *testing.T) {
 
 	// A lag at fence-lag: the carried INFO says read again within 250 ms,
 	// sooner than the next PING: those reads are direct.
-	e.setLag(addrR2, 2)
-	e.clock.Advance(time.Second)
-	from = e.mark()
-	carry()
-	e.leader.Step(e.fsm.View())
-	for range 10 {
-		step(100 * time.Millisecond)
-	}
-	if got := directReads(from); got != 3 {
-		t.Fatalf("%d direct reads in 1 s after a carried INFO with a lag at fence-lag, want 3 (250 ms apart, on 100 ms ticks)", got)
-	}
-	e.setLag(addrR2, 0)
-	step(250 * time.Millisecond)
+	readsAtFenceLag(t, e, directReads, step, func() {
+		e.clock.Advance(time.Second)
+		carry()
+		e.leader.Step(e.fsm.View())
+	})
 
 	// R3 dies after the last carried INFO, which still lists it: the new
 	// observation of R3 makes a direct read, which does not.

@@ -375,13 +375,18 @@ func (l *link) ping(ctx context.Context, dl time.Time, auth Auth) PingResult {
 	if err != nil {
 		return classifyPing("", err)
 	}
-	switch r := replies[0].(type) {
+	return classifyPingReply(replies[0])
+}
+
+// classifyPingReply classifies one reply read by readReply to a PING.
+func classifyPingReply(reply any) PingResult {
+	switch r := reply.(type) {
 	case replyError:
 		return classifyPing("", r)
 	case string:
 		return classifyPing(r, nil)
 	}
-	return classifyPing("", fmt.Errorf("%w: PING reply %T", errProtocol, replies[0]))
+	return classifyPing("", fmt.Errorf("%w: PING reply %T", errProtocol, reply))
 }
 
 // pingWithReplication sends PING, INFO replication and INFO persistence in
@@ -393,13 +398,7 @@ func (l *link) pingWithReplication(ctx context.Context, dl time.Time, auth Auth)
 	if err != nil {
 		return classifyPing("", err), nil
 	}
-	var res PingResult
-	switch r := replies[0].(type) {
-	case replyError:
-		res = classifyPing("", r)
-	case string:
-		res = classifyPing(r, nil)
-	}
+	res := classifyPingReply(replies[0])
 	repl, ok1 := replies[1].(string)
 	pers, ok2 := replies[2].(string)
 	if !res.Valid || !ok1 || !ok2 {

@@ -480,18 +480,12 @@ func (w *Watcher) infoPeriod(in *instance) time.Duration {
 	return w.cfg.InfoPeriod
 }
 
-// current is the credentials to contact the instance with, and their
-// generation.
-func (w *Watcher) current(in *instance) (Auth, uint64) {
+// current is the credentials to contact the instance with, their
+// generation, and whether its PINGs carry INFO (ReplicationWithPing).
+func (w *Watcher) current(in *instance) (Auth, uint64, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return in.target.Auth, in.authGen
-}
-
-func (w *Watcher) replicationWithPing(in *instance) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return in.target.ReplicationWithPing
+	return in.target.Auth, in.authGen, in.target.ReplicationWithPing
 }
 
 // newLink is a connection of the instance's own, not yet dialled.
@@ -513,14 +507,14 @@ func (w *Watcher) pingLoop(in *instance) {
 	defer l.close()
 	defer l.bind(in.ctx)()
 	for {
-		auth, gen := w.current(in)
+		auth, gen, withReplication := w.current(in)
 		_, timeout := w.pingTiming(in)
 		started := time.Now()
 		stamp := w.pingSent(in, gen)
 		sent, dials := time.Now(), l.dials
 		var res PingResult
 		var repl *Info
-		if w.replicationWithPing(in) {
+		if withReplication {
 			res, repl = l.pingWithReplication(in.ctx, sent.Add(timeout), auth)
 		} else {
 			res = l.ping(in.ctx, sent.Add(timeout), auth)
@@ -625,7 +619,7 @@ func (w *Watcher) infoLoop(in *instance) {
 	defer l.close()
 	defer l.bind(in.ctx)()
 	for {
-		auth, gen := w.current(in)
+		auth, gen, _ := w.current(in)
 		started := time.Now()
 		info, err := l.info(in.ctx, started.Add(w.cfg.InfoTimeout), auth)
 		if in.ctx.Err() != nil {
@@ -690,8 +684,7 @@ func (w *Watcher) sleepUntil(in *instance, started time.Time, period func() time
 // pingSent starts the SDOWN clock, unless an earlier attempt is failing
 // already, as the contact attempt begins: a PING that goes unanswered
 // counts from its send time, a refused or timed-out dial from its start.
-// pingSent starts the SDOWN clock of a PING about to be sent, unless it
-// runs already, and returns the time it stamps the PING with.
+// It returns that time, which also stamps the INFO the PING carries.
 func (w *Watcher) pingSent(in *instance, gen uint64) time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
