@@ -18,7 +18,7 @@ func (l *Leader) Explain(m *fsmv1.Master, manual *failover.ManualRequest) failov
 // ExplainFrom is Explain from any node's observations: a follower uses it
 // when no leader can be reached, to show at least its own view.
 func ExplainFrom(m *fsmv1.Master, obs Observer, now time.Time, manual *failover.ManualRequest) failover.Explanation {
-	p := &pass{m: m, obs: obs.Observations(), now: now}
+	p := &pass{m: m, obs: newView(obs.Observation), now: now}
 	s := m.GetSettings()
 	in := failover.ExplainInput{
 		Now: now, MasterAddr: m.GetAddress(), Tilt: obs.Tilt(), Quorum: int(s.GetQuorum()), VoteFreshness: VoteFreshness,

@@ -21,9 +21,13 @@ const (
 	// fenceInfoTimeout bounds that read; a master that does not answer is
 	// left alone (its probes decide whether it is down).
 	fenceInfoTimeout = 250 * time.Millisecond
-	// fenceApplyEvery spaces out re-applying an unchanged fence (a master
-	// restarted without a config file forgets it).
-	fenceApplyEvery = 5 * time.Second
+	// fenceApplyEvery spaces out re-applying an unchanged fence: only a
+	// CONFIG SET by someone else changes it unseen, as INFO shows whether
+	// a fence is in force but not which (probe.Info.MinReplicasOn). A
+	// master that lost it (a restart without a config file) is seen at
+	// the next read and re-applied at most every fenceLostRetry.
+	fenceApplyEvery = 30 * time.Second
+	fenceLostRetry  = time.Second
 	// demoteTimeout bounds the attempt to demote an old master before a
 	// promotion is announced; the leader's step waits for it.
 	demoteTimeout = 500 * time.Millisecond
@@ -60,7 +64,7 @@ func ReadsFence(m *fsmv1.Master) bool {
 // only, on a master this node's probes reach.
 func (p *pass) maintainFence() error {
 	addr := p.m.GetAddress()
-	o, ok := p.obs[addr]
+	o, ok := p.obs.get(addr)
 	if !ok || !o.LinkUp || !o.FailingSince.IsZero() {
 		// A probe that failed was recorded by Step (noteLinkFailure),
 		// at every tick, whether this pass runs or not.
@@ -69,7 +73,7 @@ func (p *pass) maintainFence() error {
 	if !ReadsFence(p.m) {
 		return nil
 	}
-	read, ok := p.l.takeFenceRead(p.m, p.obs, p.now)
+	read, ok := p.l.takeFenceRead(p.m, p.obs.get, p.now)
 	if !ok {
 		return nil
 	}
@@ -79,18 +83,21 @@ func (p *pass) maintainFence() error {
 	}
 	var in failover.FenceInput
 	var d failover.FenceDecision
+	var info probe.Info
 	if read.carried != nil {
 		// The INFO read along with the leader's last PING of the master.
 		// Its next read counts from that PING; one that is due already
 		// is made now, directly.
 		var usable bool
-		in, d, usable = p.decideFence(*read.carried)
+		info = *read.carried
+		in, d, usable = p.decideFence(info)
 		if !usable || !read.at.Add(failover.NextFenceRead(in, d)).After(p.now) {
 			read.carried, read.at = nil, p.now
 		}
 	}
 	if read.carried == nil {
-		info, err := p.askFence(conn, fenceInfoTimeout)
+		var err error
+		info, err = p.askFence(conn, fenceInfoTimeout)
 		var usable bool
 		if err == nil {
 			in, d, usable = p.decideFence(info)
@@ -113,12 +120,23 @@ func (p *pass) maintainFence() error {
 			return err
 		}
 		p.l.dueEvery("fence-apply", addr, p.now, 0) // apply now, below
-	} else if !in.Decided || !p.l.dueEvery("fence-apply", addr, p.now, fenceApplyEvery) {
+	} else if !in.Decided || !p.l.dueEvery("fence-apply", addr, p.now, reapplyAfter(info, d)) {
 		return nil
 	}
 	return p.act(actionTimeout, func(ctx context.Context) error {
 		return conn.SetFence(ctx, int(d.MinReplicas), d.MaxLagS)
 	})
+}
+
+// reapplyAfter is how long after its last application the unchanged fence
+// d is applied again, given the master's INFO: fenceLostRetry when INFO
+// shows the master lost it (or holds one where d has none),
+// fenceApplyEvery otherwise.
+func reapplyAfter(info probe.Info, d failover.FenceDecision) time.Duration {
+	if info.MinReplicasOn != (d.MinReplicas > 0 && d.MaxLagS > 0) {
+		return fenceLostRetry
+	}
+	return fenceApplyEvery
 }
 
 // decideFence decides the fence on the master's INFO; usable is false when
@@ -145,16 +163,17 @@ func (p *pass) decideFence(info probe.Info) (in failover.FenceInput, d failover.
 type fenceRead struct {
 	at   time.Time // the last read began
 	next time.Time // the next one is due
-	// gens are the group's observation generations at the last read
-	// (inputsOf).
-	gens []uint64
+	// changes are the group's ChangeGens at the last read (inputsOf): a
+	// routine INFO read of a replica, which shows nothing the master's
+	// own INFO would not, does not hurry the next read.
+	changes []uint64
 }
 
-// dueAt is when the next read is due with the group's observations at
-// gens: at the period, or fenceReadGap after the last read when an
+// dueAt is when the next read is due with the group's ChangeGens at
+// changes: at the period, or fenceReadGap after the last read when an
 // observation changed since it.
-func (r fenceRead) dueAt(gens []uint64) time.Time {
-	if gap := r.at.Add(fenceReadGap); gap.Before(r.next) && !slices.Equal(gens, r.gens) {
+func (r fenceRead) dueAt(changes []uint64) time.Time {
+	if gap := r.at.Add(fenceReadGap); gap.Before(r.next) && !slices.Equal(changes, r.changes) {
 		return gap
 	}
 	return r.next
@@ -182,23 +201,23 @@ type fenceTake struct {
 // round trip, and reading more often is never less safe. After an
 // observation changed, the INFO carried by an earlier PING may predate
 // what changed (a replica's crash), so the master is read directly.
-func (l *Leader) takeFenceRead(m *fsmv1.Master, obs map[string]probe.Observation, now time.Time) (fenceTake, bool) {
-	gens := inputsOf(m, obs).gens
-	o := obs[m.GetAddress()]
+func (l *Leader) takeFenceRead(m *fsmv1.Master, obs lookup, now time.Time) (fenceTake, bool) {
+	changes := inputsOf(m, obs).changes
+	o, _ := obs(m.GetAddress())
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	addr := m.GetAddress()
 	if r, ok := l.fenceReads[addr]; ok && !now.Before(r.at) {
-		if o.Replication != nil && o.ReplicationAt.After(r.at) && !o.ReplicationAt.After(now) && slices.Equal(gens, r.gens) {
-			l.fenceReads[addr] = fenceRead{at: o.ReplicationAt, next: o.ReplicationAt.Add(failover.FenceReadMin), gens: gens}
+		if o.Replication != nil && o.ReplicationAt.After(r.at) && !o.ReplicationAt.After(now) && slices.Equal(changes, r.changes) {
+			l.fenceReads[addr] = fenceRead{at: o.ReplicationAt, next: o.ReplicationAt.Add(failover.FenceReadMin), changes: changes}
 			return fenceTake{at: o.ReplicationAt, carried: o.Replication}, true
 		}
-		if now.Before(r.dueAt(gens)) {
+		if now.Before(r.dueAt(changes)) {
 			return fenceTake{}, false
 		}
 	}
 	// Until the read says otherwise, the next is due at the shortest period.
-	l.fenceReads[addr] = fenceRead{at: now, next: now.Add(failover.FenceReadMin), gens: gens}
+	l.fenceReads[addr] = fenceRead{at: now, next: now.Add(failover.FenceReadMin), changes: changes}
 	return fenceTake{at: now}, true
 }
 

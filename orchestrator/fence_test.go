@@ -181,6 +181,21 @@ func TestFenceTakesTheInfoCarriedByPings(t *testing.T) {
 		t.Fatalf("%d passes in 3 s of a steady master, want 3 (one per carried INFO)", got)
 	}
 
+	// A routine INFO read of a replica (a new Gen, no change to signal)
+	// runs the master's whole pass again, whose fence still takes the
+	// carried INFO: nothing in that read could make it stale.
+	from, ran = e.mark(), e.leader.passesRun.Load()
+	e.editObs(addrR1, false, func(o *probe.Observation) { o.Gen++ })
+	e.clock.Advance(time.Second)
+	carry()
+	e.leader.Step(e.fsm.View())
+	if got := e.leader.passesRun.Load() - ran; got != 1 {
+		t.Fatalf("%d passes after a replica's routine INFO read, want 1", got)
+	}
+	if got := directReads(from); got != 0 {
+		t.Fatalf("%d direct reads after a replica's routine INFO read, want 0", got)
+	}
+
 	// A lag at fence-lag: the carried INFO says read again within 250 ms,
 	// sooner than the next PING: those reads are direct.
 	readsAtFenceLag(t, e, directReads, step, func() {
@@ -386,5 +401,44 @@ func TestFenceNotLoweredOnUnsteadyMaster(t *testing.T) {
 	e.tick(time.Second)
 	if got := e.fence(addrM); got != [2]int64{3, 2} {
 		t.Fatalf("fence %v once the master was steady, want 3", got)
+	}
+}
+
+// TestFenceReappliedWhenLost: an unchanged fence is applied again only
+// every fenceApplyEvery, unless the master's INFO shows no fence in force
+// (a restart without a config file): then at the next read.
+func TestFenceReappliedWhenLost(t *testing.T) {
+	e, _, step := fencedSteady(t)
+	applies := func(from int) int { return len(e.since(from, redisCmd(addrM, "CONFIG SET min-replicas-to-write"))) }
+	from := e.mark()
+	for range 40 {
+		step(250 * time.Millisecond) // 10 s of reads
+	}
+	if got := applies(from); got != 0 {
+		t.Fatalf("an unchanged fence in force was applied %d times in 10 s, want 0", got)
+	}
+
+	e.redis.mu.Lock()
+	e.server(addrM).fence = [2]int64{} // restarted without a config file
+	e.redis.mu.Unlock()
+	from = e.mark()
+	step(time.Second)
+	if got := applies(from); got != 1 {
+		t.Fatalf("a lost fence was applied %d times at the next read, want 1; trace:\n%s", got, e.dump(from))
+	}
+	if got := e.fence(addrM); got != [2]int64{4, 2} {
+		t.Fatalf("fence %v after the re-apply, want 4 replicas within 2 s", got)
+	}
+
+	from = e.mark()
+	for range 8 {
+		step(250 * time.Millisecond)
+	}
+	if got := applies(from); got != 0 {
+		t.Fatalf("the fence was applied %d more times once back in force, want 0", got)
+	}
+	step(fenceApplyEvery)
+	if got := applies(from); got != 1 {
+		t.Fatalf("%d applies after fenceApplyEvery, want 1", got)
 	}
 }

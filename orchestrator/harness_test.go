@@ -224,6 +224,19 @@ type fakeObserver struct {
 	calls int
 }
 
+func (o *fakeObserver) Observation(addr string) (probe.Observation, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ob, ok := o.obs[addr]
+	if ok && ob.Info != nil {
+		in := ob.Info.Clone()
+		ob.Info = &in
+	}
+	return ob, ok
+}
+
+func (o *fakeObserver) Gens(addrs []string) GenReader { return lookupGens{o.Observation, addrs} }
+
 func (o *fakeObserver) Observations() map[string]probe.Observation {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -315,6 +328,7 @@ func (r *fakeRedis) infoLocked(addr string) probe.Info {
 	s := r.servers[addr]
 	in := s.info.Clone()
 	in.ConnectedReplicas = nil
+	in.MinReplicasOn = s.fence[0] > 0 && s.fence[1] > 0
 	if in.Role != probe.RoleMaster {
 		return in
 	}

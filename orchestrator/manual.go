@@ -32,7 +32,7 @@ func (l *Leader) BeginManual(ctx context.Context, name string, m *fsmv1.Master, 
 	if limit := time.Duration(m.GetSettings().GetFailoverTimeoutMs()) * time.Millisecond; handover > limit {
 		return nil, 0, &fsm.Error{Kind: fsm.Invalid, Msg: fmt.Sprintf("timeout %v is longer than the failover-timeout of %q (%v)", handover, name, limit)}
 	}
-	p := &pass{l: l, ctx: ctx, m: m, obs: l.cfg.Observe.Observations(), now: l.cfg.Now()}
+	p := &pass{l: l, ctx: ctx, m: m, obs: newView(l.cfg.Observe.Observation), now: l.cfg.Now()}
 	if handover > 0 && p.sdown(m.GetAddress(), true) {
 		return nil, 0, &fsm.Error{Kind: fsm.FailedPrecondition, Msg: fmt.Sprintf(
 			"master %s of %q is down: a coordinated failover needs it to hand over; use force to promote without it", m.GetAddress(), name)}

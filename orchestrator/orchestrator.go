@@ -32,8 +32,14 @@ type Leadership interface {
 // Observer is this node's latest view of the Redis instances and of its own
 // health.
 type Observer interface {
-	// Observations is the probe's latest view, by instance address.
-	Observations() map[string]probe.Observation
+	// Observation is the probe's latest view of the instance at addr (ok
+	// false: not watched). The leader looks up the instances it needs,
+	// where a copy of every observation at every Step was, with hundreds
+	// of masters, a quarter of the leader's loop and most of its garbage.
+	Observation(addr string) (probe.Observation, bool)
+	// Gens reads the current Gens of addrs' observations, in order
+	// (probe.Watcher.Gens).
+	Gens(addrs []string) GenReader
 	// Tilt is this node's TILT detector as of its latest tick.
 	Tilt() failover.Tilt
 }
@@ -283,7 +289,7 @@ func (l *Leader) Step(st *fsmv1.State) {
 	if tilt.Active(now) {
 		return
 	}
-	obs := l.cfg.Observe.Observations()
+	obs := l.cfg.Observe.Observation
 	refresh := offsetRefresh(lagLimited(st))
 	var started sync.WaitGroup
 	names := l.sortedNames(st)
@@ -299,14 +305,14 @@ func (l *Leader) Step(st *fsmv1.State) {
 		if m.GetFailover() == nil {
 			l.noteLinkFailure(m.GetAddress(), obs, now)
 		}
-		kind := l.skip(m, obs, now)
+		kind := l.skip(m, now)
 		if kind == passNone {
 			continue
 		}
 		if !l.claim(name, st.GetAppliedIndex()) {
 			continue
 		}
-		p := &pass{l: l, ctx: l.ctx, m: m, obs: obs, now: now}
+		p := &pass{l: l, ctx: l.ctx, m: m, obs: newView(obs), now: now}
 		if p.m.GetSettings().GetMaxLagBytes() > 0 {
 			p.offsetRefresh = refresh
 		}

@@ -4,12 +4,51 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/raftinel/raftinel/failover"
 	"github.com/raftinel/raftinel/probe"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 )
+
+// lookup finds the probe's observation of the instance at addr (ok false:
+// none).
+type lookup func(addr string) (probe.Observation, bool)
+
+// view is one pass's reading of the probe: each instance's observation as
+// the pass first looked it up. All a pass decides, and what notePass
+// records of it (the Gens skip compares), come from one reading of each
+// instance, though the probe moves on while the pass runs. Instances are
+// read one by one rather than all at once: their probes run on their own
+// schedules, so a single instant across them promised nothing anyway.
+type view struct {
+	look lookup
+	mu   sync.Mutex
+	seen map[string]seenObservation
+}
+
+type seenObservation struct {
+	o  probe.Observation
+	ok bool
+}
+
+func newView(look lookup) *view {
+	return &view{look: look, seen: make(map[string]seenObservation, 4)}
+}
+
+// get is the pass's observation of addr (a lookup); the passes' goroutines
+// may call it at once.
+func (v *view) get(addr string) (probe.Observation, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s, ok := v.seen[addr]
+	if !ok {
+		s.o, s.ok = v.look(addr)
+		v.seen[addr] = s
+	}
+	return s.o, s.ok
+}
 
 // ProbeOf converts an observation (ok false: none yet) to the failover
 // package's input.

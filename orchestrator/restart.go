@@ -88,7 +88,7 @@ func (p *pass) freshCandidates(cs []failover.Candidate) []failover.Candidate {
 				p.l.cfg.Log.Debug("INFO of a replica for the empty-restart check", "replica", c.Addr, "err", err)
 				return
 			}
-			o, ok := p.obs[c.Addr]
+			o, ok := p.obs.get(c.Addr)
 			if !ok {
 				o = probe.Observation{Addr: c.Addr, Since: p.now}
 			}

@@ -27,31 +27,60 @@ import (
 type passInputs struct {
 	m    *fsmv1.Master
 	gens []uint64
+	// changes are the instances' ChangeGens, for the fence
+	// (fenceRead.changes).
+	changes []uint64
+	// live reads the Gens of the same instances as they are now.
+	live GenReader
+}
+
+// GenReader reads the current Gens of a fixed list of instances
+// (Observer.Gens). Comparing a quiet master's Gens through it at every
+// tick costs a load per instance; looking its observations up cost more
+// than all else the leader's loop did for the master.
+type GenReader interface {
+	Gen(i int) uint64
+}
+
+// groupAddrs lists master m's instances: the master, then its recorded
+// replicas, the order of passInputs.gens.
+func groupAddrs(m *fsmv1.Master) []string {
+	addrs := make([]string, 0, 1+len(m.GetReplicas()))
+	addrs = append(addrs, m.GetAddress())
+	for _, r := range m.GetReplicas() {
+		addrs = append(addrs, r.GetAddress())
+	}
+	return addrs
 }
 
 // inputsOf lists the pass's inputs from the master record and the
 // observations; an instance not observed has Gen 0 (a Watcher's Gens start
-// at 1).
-func inputsOf(m *fsmv1.Master, obs map[string]probe.Observation) passInputs {
-	in := passInputs{m: m, gens: make([]uint64, 0, 1+len(m.GetReplicas()))}
-	in.gens = append(in.gens, obs[m.GetAddress()].Gen)
-	for _, r := range m.GetReplicas() {
-		in.gens = append(in.gens, obs[r.GetAddress()].Gen)
+// at 1). live is left to the caller.
+func inputsOf(m *fsmv1.Master, obs lookup) passInputs {
+	n := 1 + len(m.GetReplicas())
+	in := passInputs{m: m, gens: make([]uint64, 0, n), changes: make([]uint64, 0, n)}
+	for _, a := range groupAddrs(m) {
+		o, _ := obs(a)
+		in.gens = append(in.gens, o.Gen)
+		in.changes = append(in.changes, o.ChangeGen)
 	}
 	return in
 }
 
-// same reports whether b has the same record and observations as a. Gen 0
-// (a fake observer's, or none) never counts as the same.
-func (a passInputs) same(m *fsmv1.Master, obs map[string]probe.Observation) bool {
-	if a.m != m || len(a.gens) != 1+len(m.GetReplicas()) {
+func genOf(obs lookup, addr string) uint64 {
+	o, _ := obs(addr)
+	return o.Gen
+}
+
+// same reports whether m is the record of a and every instance's
+// observation still has the Gen a has. Gen 0 (not observed) never counts
+// as the same.
+func (a passInputs) same(m *fsmv1.Master) bool {
+	if a.m != m || a.live == nil {
 		return false
 	}
-	if g := obs[m.GetAddress()].Gen; g == 0 || g != a.gens[0] {
-		return false
-	}
-	for i, r := range m.GetReplicas() {
-		if g := obs[r.GetAddress()].Gen; g == 0 || g != a.gens[i+1] {
+	for i, g := range a.gens {
+		if g == 0 || a.live.Gen(i) != g {
 			return false
 		}
 	}
@@ -76,7 +105,7 @@ func (a passInputs) same(m *fsmv1.Master, obs map[string]probe.Observation) bool
 // reports role slave following the master and is on record as neither
 // SDOWN nor disconnected. Such a master gets no heal (its replicas follow
 // it), no empty-restart failover and no ODOWN.
-func steadyUntil(m *fsmv1.Master, obs map[string]probe.Observation, now time.Time) (time.Time, bool) {
+func steadyUntil(m *fsmv1.Master, obs lookup, now time.Time) (time.Time, bool) {
 	if m.GetFailover() != nil || m.GetOdown() || m.GetSettings().GetMaxLagBytes() > 0 {
 		return time.Time{}, false
 	}
@@ -106,7 +135,7 @@ func steadyUntil(m *fsmv1.Master, obs map[string]probe.Observation, now time.Tim
 		}
 	}
 
-	mo, ok := obs[m.GetAddress()]
+	mo, ok := obs(m.GetAddress())
 	if !ok || !mo.LinkUp || mo.Info == nil || mo.Info.Role != probe.RoleMaster || mo.Info.RunID == "" || mo.Info.RunID != m.GetMasterRunId() {
 		return time.Time{}, false
 	}
@@ -129,7 +158,7 @@ func steadyUntil(m *fsmv1.Master, obs map[string]probe.Observation, now time.Tim
 		if r.GetSdown() || r.GetDisconnected() {
 			return time.Time{}, false
 		}
-		o, ok := obs[r.GetAddress()]
+		o, ok := obs(r.GetAddress())
 		if !ok || !o.LinkUp || o.Info == nil || o.Info.Role != probe.RoleSlave ||
 			o.Info.MasterHost == "" || o.Info.MasterPort != port || !strings.EqualFold(o.Info.MasterHost, host) {
 			return time.Time{}, false
@@ -140,10 +169,10 @@ func steadyUntil(m *fsmv1.Master, obs map[string]probe.Observation, now time.Tim
 }
 
 // fenceDue is when maintainFence reads master m's fence next, as
-// takeFenceRead decides with the group's observation generations gens
-// (inputsOf): zero when it never does (fence off and nothing set), now
-// when it has not read it yet.
-func (l *Leader) fenceDue(m *fsmv1.Master, gens []uint64, now time.Time) time.Time {
+// takeFenceRead decides with the group's ChangeGens changes (inputsOf):
+// zero when it never does (fence off and nothing set), now when it has
+// not read it yet.
+func (l *Leader) fenceDue(m *fsmv1.Master, changes []uint64, now time.Time) time.Time {
 	if !ReadsFence(m) {
 		return time.Time{}
 	}
@@ -153,7 +182,7 @@ func (l *Leader) fenceDue(m *fsmv1.Master, gens []uint64, now time.Time) time.Ti
 	if !ok || now.Before(r.at) {
 		return now
 	}
-	return r.dueAt(gens)
+	return r.dueAt(changes)
 }
 
 // steadyPass is a finished pass that found its master steady.
@@ -170,7 +199,7 @@ func (l *Leader) notePass(p *pass, err error) {
 	var until time.Time
 	steady := false
 	if err == nil {
-		until, steady = steadyUntil(p.m, p.obs, p.now)
+		until, steady = steadyUntil(p.m, p.obs.get, p.now)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -178,7 +207,9 @@ func (l *Leader) notePass(p *pass, err error) {
 		delete(l.steady, name)
 		return
 	}
-	l.steady[name] = steadyPass{in: inputsOf(p.m, p.obs), until: until}
+	in := inputsOf(p.m, p.obs.get)
+	in.live = l.cfg.Observe.Gens(groupAddrs(p.m))
+	l.steady[name] = steadyPass{in: in, until: until}
 }
 
 // passKind is how much of a master's pass a Step runs.
@@ -195,15 +226,16 @@ const (
 // observations, before the SDOWN deadline of that pass and the fence's
 // next read (fenceDue); the fence alone when only the read is due; all of
 // it otherwise.
-func (l *Leader) skip(m *fsmv1.Master, obs map[string]probe.Observation, now time.Time) passKind {
+func (l *Leader) skip(m *fsmv1.Master, now time.Time) passKind {
 	l.mu.Lock()
 	s, ok := l.steady[m.GetName()]
 	l.mu.Unlock()
-	if !ok || !now.Before(s.until) || !s.in.same(m, obs) {
+	if !ok || !now.Before(s.until) || !s.in.same(m) {
 		return passFull
 	}
-	// same: the gens of the steady pass are the group's now.
-	if due := l.fenceDue(m, s.in.gens, now); !due.IsZero() && !now.Before(due) {
+	// same: the Gens of the steady pass, and so its ChangeGens, are the
+	// group's now.
+	if due := l.fenceDue(m, s.in.changes, now); !due.IsZero() && !now.Before(due) {
 		return passFence
 	}
 	return passNone
@@ -216,8 +248,8 @@ func (l *Leader) skip(m *fsmv1.Master, obs map[string]probe.Observation, now tim
 // never pinged, or a PING merely in flight is no failure. It runs at every
 // tick for every master, skipped pass or not, so that a PING in flight is
 // looked at as often as before.
-func (l *Leader) noteLinkFailure(addr string, obs map[string]probe.Observation, now time.Time) {
-	o, ok := obs[addr]
+func (l *Leader) noteLinkFailure(addr string, obs lookup, now time.Time) {
+	o, ok := obs(addr)
 	if !ok || o.LastPingAt.IsZero() || (o.LinkUp && (o.FailingSince.IsZero() || now.Sub(o.FailingSince) <= fenceInfoTimeout)) {
 		return
 	}

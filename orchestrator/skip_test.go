@@ -122,7 +122,7 @@ func TestSteadyUntil(t *testing.T) {
 			if tc.edit != nil {
 				tc.edit(m, obs)
 			}
-			until, steady := steadyUntil(m, obs, t0)
+			until, steady := steadyUntil(m, lookIn(obs), t0)
 			if steady != tc.steady || (steady && !until.Equal(tc.until)) {
 				t.Fatalf("steadyUntil = %v, %v; want %v, %v", until.Sub(t0), steady, tc.until.Sub(t0), tc.steady)
 			}
@@ -132,15 +132,15 @@ func TestSteadyUntil(t *testing.T) {
 
 func TestPassInputsSame(t *testing.T) {
 	m, obs := steadyCase()
-	in := inputsOf(m, obs)
-	if !in.same(m, obs) {
+	in := steadyInputs(m, obs)
+	if !in.same(m) {
 		t.Fatal("the same record and observations are not the same")
 	}
 	// PING times alone do not change the Gen: still the same.
 	o := obs[addrR1]
 	o.LastPingAt, o.FailingSince = t0.Add(time.Second), t0.Add(time.Second)
 	obs[addrR1] = o
-	if !in.same(m, obs) {
+	if !in.same(m) {
 		t.Fatal("PING times alone made the inputs differ")
 	}
 	for name, edit := range map[string]func(m *fsmv1.Master, obs map[string]probe.Observation) *fsmv1.Master{
@@ -166,8 +166,8 @@ func TestPassInputsSame(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			m, obs := steadyCase()
-			in := inputsOf(m, obs)
-			if m2 := edit(m, obs); in.same(m2, obs) {
+			in := steadyInputs(m, obs)
+			if m2 := edit(m, obs); in.same(m2) {
 				t.Fatal("still the same")
 			}
 		})
@@ -178,7 +178,7 @@ func TestPassInputsSame(t *testing.T) {
 		o.Gen = 0
 		obs[a] = o
 	}
-	if inputsOf(m, obs).same(m, obs) {
+	if steadyInputs(m, obs).same(m) {
 		t.Fatal("observations without Gens counted as unchanged")
 	}
 }
@@ -190,12 +190,13 @@ func (e *env) setGens() {
 	g := uint64(100)
 	for a, o := range e.obs.obs {
 		g++
-		o.Gen = g
+		o.Gen, o.ChangeGen = g, g
 		e.obs.obs[a] = o
 	}
 }
 
-// editObs changes addr's observation in place, its Gen as well when bump.
+// editObs changes addr's observation in place, and when bump its Gen and
+// ChangeGen as well, as a change the probe signals does.
 func (e *env) editObs(addr string, bump bool, f func(o *probe.Observation)) {
 	e.obs.mu.Lock()
 	defer e.obs.mu.Unlock()
@@ -203,6 +204,7 @@ func (e *env) editObs(addr string, bump bool, f func(o *probe.Observation)) {
 	f(&o)
 	if bump {
 		o.Gen += 1000
+		o.ChangeGen = o.Gen
 	}
 	e.obs.obs[addr] = o
 }
@@ -267,3 +269,27 @@ func findReplica(m *fsmv1.Master, addr string) (*fsmv1.Replica, bool) {
 	}
 	return nil, false
 }
+
+// lookIn looks observations up in obs.
+func lookIn(obs map[string]probe.Observation) lookup {
+	return func(addr string) (probe.Observation, bool) {
+		o, ok := obs[addr]
+		return o, ok
+	}
+}
+
+// steadyInputs is what notePass records of m's pass on obs, reading obs
+// afterwards as the live Gens.
+func steadyInputs(m *fsmv1.Master, obs map[string]probe.Observation) passInputs {
+	in := inputsOf(m, lookIn(obs))
+	in.live = lookupGens{lookIn(obs), groupAddrs(m)}
+	return in
+}
+
+// lookupGens reads Gens by looking the observations up.
+type lookupGens struct {
+	look  lookup
+	addrs []string
+}
+
+func (g lookupGens) Gen(i int) uint64 { return genOf(g.look, g.addrs[i]) }

@@ -20,7 +20,7 @@ type pass struct {
 	l   *Leader
 	ctx context.Context
 	m   *fsmv1.Master
-	obs map[string]probe.Observation
+	obs *view
 	now time.Time
 	// offsetRefresh is how stale the master's committed offsets may grow
 	// (offsetRefresh()) for a master with max-lag; zero (every other
@@ -37,7 +37,7 @@ func (p *pass) failoverTimeout() time.Duration {
 }
 
 func (p *pass) probeOf(addr string) failover.Probe {
-	o, ok := p.obs[addr]
+	o, ok := p.obs.get(addr)
 	if addr == p.m.GetAddress() {
 		return MasterProbe(ProbeOf(o, ok), p.m)
 	}
@@ -128,7 +128,7 @@ func (p *pass) observeReplicas() error {
 		known[r.GetAddress()] = r
 		addrs[r.GetAddress()] = true
 	}
-	master, ok := p.obs[p.m.GetAddress()]
+	master, ok := p.obs.get(p.m.GetAddress())
 	if ok && master.Info != nil && master.Info.Role == probe.RoleMaster {
 		for _, r := range master.Info.ConnectedReplicas {
 			// Joining the address for every replica of every master at
@@ -145,7 +145,7 @@ func (p *pass) observeReplicas() error {
 	for a := range addrs {
 		// A replica just discovered in the master's INFO is not probed yet:
 		// it is recorded by address so that every node starts probing it.
-		o, seen := p.obs[a]
+		o, seen := p.obs.get(a)
 		next := &fsmv1.Replica{Address: a, Disconnected: seen && !o.LinkUp, Sdown: p.sdown(a, false)}
 		// The INFO of an instance that does not answer is from before it
 		// went away (an old master's says master): a record that exists
@@ -406,7 +406,7 @@ func (p *pass) driveFailover() error {
 func (p *pass) promote(f *fsmv1.Failover) error {
 	cand := f.GetCandidate()
 	reportsMaster := false
-	if o, ok := p.obs[cand]; ok && o.Info != nil && o.Info.Role == probe.RoleMaster && !o.InfoAt.Before(time.Unix(0, f.GetStartedAtUnixNanos())) {
+	if o, ok := p.obs.get(cand); ok && o.Info != nil && o.Info.Role == probe.RoleMaster && !o.InfoAt.Before(time.Unix(0, f.GetStartedAtUnixNanos())) {
 		reportsMaster = true
 	}
 	// A candidate that turned master is never abandoned: aborting would
@@ -497,7 +497,7 @@ func (p *pass) reconfigure(f *fsmv1.Failover) error {
 	var states []failover.ReconfState
 	for _, rc := range f.GetReconf() {
 		addr, phase := rc.GetAddress(), rc.GetPhase()
-		if o, ok := p.obs[addr]; ok && o.Info != nil && phase >= fsmv1.ReconfPhase_RECONF_PHASE_SENT && phase < fsmv1.ReconfPhase_RECONF_PHASE_DONE &&
+		if o, ok := p.obs.get(addr); ok && o.Info != nil && phase >= fsmv1.ReconfPhase_RECONF_PHASE_SENT && phase < fsmv1.ReconfPhase_RECONF_PHASE_DONE &&
 			o.Info.Role == probe.RoleSlave && o.Info.MasterHost == newHost && o.Info.MasterPort == newPort {
 			next := fsmv1.ReconfPhase_RECONF_PHASE_IN_PROGRESS
 			if o.Info.MasterLinkStatus == "up" {
@@ -515,7 +515,7 @@ func (p *pass) reconfigure(f *fsmv1.Failover) error {
 				p.l.cfg.Log.Debug("re-sending REPLICAOF", "replica", addr, "err", err)
 			}
 		}
-		o := p.obs[addr]
+		o, _ := p.obs.get(addr)
 		states = append(states, failover.ReconfState{Addr: addr, Phase: phaseOf[phase], SentAt: time.Unix(0, rc.GetSentAtUnixNanos()),
 			Disconnected: !o.LinkUp, SDown: p.sdown(addr, false)})
 	}

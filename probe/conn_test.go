@@ -731,6 +731,15 @@ func TestSetFence(t *testing.T) {
 		if got["min-replicas-to-write"] != strconv.Itoa(tc.n) || got["min-replicas-max-lag"] != strconv.FormatInt(tc.lag, 10) {
 			t.Fatalf("after SetFence(%d, %d): %v", tc.n, tc.lag, got)
 		}
+		// The fence's INFO shows whether a fence is in force: how the
+		// leader sees a master that lost it.
+		info, err := c.FenceInfo(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := tc.n > 0; info.MinReplicasOn != want {
+			t.Fatalf("after SetFence(%d, %d): MinReplicasOn %v, want %v", tc.n, tc.lag, info.MinReplicasOn, want)
+		}
 	}
 	if err := c.SetFence(ctx, -1, 2); err == nil {
 		t.Fatal("a negative count was accepted")

@@ -88,6 +88,12 @@ type Info struct {
 
 	// ConnectedReplicas are the slaveN lines of a master, in INFO's order.
 	ConnectedReplicas []ReplicaInfo
+
+	// MinReplicasOn is the presence of min_slaves_good_slaves, which Redis
+	// prints only while both min-replicas-to-write and
+	// min-replicas-max-lag are above 0: it says whether a fence is in
+	// force, not which.
+	MinReplicasOn bool
 }
 
 // ReplicaInfo is one slaveN line of a master's INFO.
@@ -206,6 +212,8 @@ func (i *Info) set(key, value string) error {
 		i.MasterReplID2 = value
 	case "second_repl_offset":
 		i.SecondReplOffset, err = parseInt(value)
+	case "min_slaves_good_slaves":
+		i.MinReplicasOn = true
 	default:
 		if isNumbered(key, "db") {
 			var n int64

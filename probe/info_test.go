@@ -117,6 +117,8 @@ func TestParseInfoSynthetic(t *testing.T) {
 			with(func(i *Info) { i.MasterReplID, i.MasterReplID2, i.SecondReplOffset = "aa11", "bb22", 1234 })},
 		{"loading", "role:master\r\n# Persistence\r\nloading:1\r\nasync_loading:0\r\n",
 			with(func(i *Info) { i.Loading = true })},
+		{"fence in force", "role:master\r\nconnected_slaves:0\r\nmin_slaves_good_slaves:0\r\n",
+			with(func(i *Info) { i.MinReplicasOn = true })},
 		{"empty keyspace", "# Replication\r\nrole:master\r\n\r\n# Keyspace\r\n",
 			with(func(i *Info) { i.HasKeyspace = true })},
 		{"keys summed over databases", "role:master\n# Keyspace\ndb0:keys=10,expires=2,avg_ttl=0\ndb3:keys=5,expires=0,avg_ttl=0,subexpiry=0\n",

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -145,6 +146,9 @@ type Observation struct {
 	// is zero, from the time it read the observation: a later PING starts
 	// its clock no earlier).
 	Gen uint64
+	// ChangeGen is the Gen of the last change Changed signalled: unlike
+	// Gen, an INFO read that shows nothing new (offsets, lags) leaves it.
+	ChangeGen uint64
 	// Since is when watching began.
 	Since time.Time
 
@@ -248,6 +252,10 @@ type instance struct {
 	// to the past, which ends that wait.
 	idleMu sync.Mutex
 	idle   net.Conn
+
+	// gen mirrors obs.Gen for Gens, which read it without Watcher.mu; 0
+	// once the instance is no longer watched.
+	gen atomic.Uint64
 
 	// Guarded by Watcher.mu.
 	target Target
@@ -387,8 +395,7 @@ func (w *Watcher) start(t Target) *instance {
 		target:   t,
 		obs:      Observation{Addr: t.Addr, Since: w.cfg.Now()},
 	}
-	w.gen++
-	in.obs.Gen = w.gen
+	in.setGen(w, true)
 	in.wg.Add(2)
 	go w.pingLoop(in)
 	go w.infoLoop(in)
@@ -399,6 +406,7 @@ func (w *Watcher) start(t Target) *instance {
 // stop must be called without w.mu: the loops take it to record results.
 // Cancelling the context also ends a command blocked on a frozen server.
 func (w *Watcher) stop(in *instance) {
+	in.gen.Store(0)
 	in.cancel()
 	in.interruptIdle()
 	in.wg.Wait()
@@ -436,6 +444,44 @@ func (w *Watcher) Observations() map[string]Observation {
 		out[addr] = in.obs
 	}
 	return out
+}
+
+// setGen gives the instance's observation a Gen no observation had, and
+// makes it its ChangeGen too for a change that signals Changed; w.mu
+// held.
+func (in *instance) setGen(w *Watcher, signalled bool) {
+	w.gen++
+	in.obs.Gen = w.gen
+	if signalled {
+		in.obs.ChangeGen = w.gen
+	}
+	in.gen.Store(w.gen)
+}
+
+// Gens reads the current Gens of a fixed list of instances.
+type Gens struct{ instances []*instance }
+
+// Gens returns a reader of the Gens of addrs' observations, in order: 0
+// for an address not watched when Gens was called, or no longer watched
+// since (a Gen of 0 matches no observation). Reading it takes no lock and
+// copies no observation: the leader compares a quiet master's Gens with
+// those of its last pass at every tick.
+func (w *Watcher) Gens(addrs []string) Gens {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	g := Gens{instances: make([]*instance, len(addrs))}
+	for i, a := range addrs {
+		g.instances[i] = w.instances[a]
+	}
+	return g
+}
+
+// Gen is the current Gen of the i-th address.
+func (g Gens) Gen(i int) uint64 {
+	if in := g.instances[i]; in != nil {
+		return in.gen.Load()
+	}
+	return 0
 }
 
 // RefreshInfo makes each of addrs (those watched) read INFO at once rather
@@ -732,8 +778,7 @@ func (w *Watcher) recordPing(in *instance, gen uint64, res PingResult, repl *Inf
 	validityFlipped := first || wasValid != res.Valid
 	significant := validityFlipped || wasLinkUp != o.LinkUp
 	if significant {
-		w.gen++
-		o.Gen = w.gen
+		in.setGen(w, true)
 	}
 	if res.Valid && validityFlipped && o.InfoErr != "" {
 		// Back: read INFO now rather than at the next retry.
@@ -785,8 +830,7 @@ func (w *Watcher) recordInfo(in *instance, gen uint64, info Info, err error) {
 		o.InfoAt = now
 		o.InfoErr = ""
 	}
-	w.gen++
-	o.Gen = w.gen
+	in.setGen(w, significant)
 	w.mu.Unlock()
 
 	switch {

@@ -849,3 +849,46 @@ func TestWatcherReplicationWithPingRefused(t *testing.T) {
 		t.Fatalf("observation %+v", o)
 	}
 }
+
+func TestWatcherGensFollowObservations(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	w := newTestWatcher(t, fastConfig(t))
+	if err := w.SetTargets([]Target{{Addr: s.Addr()}}); err != nil {
+		t.Fatal(err)
+	}
+	unwatched := "127.0.0.1:1"
+	gens := w.Gens([]string{s.Addr(), unwatched})
+	o := waitObs(t, w, s.Addr(), healthy)
+	// Read after the observation: the Gen may only have moved on since.
+	if g := gens.Gen(0); g < o.Gen {
+		t.Fatalf("Gen(0) = %d, older than the observation's %d", g, o.Gen)
+	}
+	if g := gens.Gen(1); g != 0 {
+		t.Fatalf("Gen of an address not watched = %d, want 0", g)
+	}
+	// A new INFO gives a new Gen; one that shows nothing new keeps the
+	// ChangeGen.
+	before := gens.Gen(0)
+	w.RefreshInfo(s.Addr())
+	testwait.For(t, 5*time.Second, "a new Gen after an INFO read", func() error {
+		if g := gens.Gen(0); g == before {
+			return fmt.Errorf("Gen still %d", g)
+		}
+		return nil
+	})
+	after, _ := w.Observation(s.Addr())
+	if gens.Gen(0) < after.Gen {
+		t.Fatalf("Gen(0) = %d, older than the observation's %d", gens.Gen(0), after.Gen)
+	}
+	if after.ChangeGen != o.ChangeGen {
+		t.Fatalf("ChangeGen %d -> %d after an INFO read that showed nothing new", o.ChangeGen, after.ChangeGen)
+	}
+	// No longer watched: 0, as the reader must never match an old Gen.
+	if err := w.SetTargets(nil); err != nil {
+		t.Fatal(err)
+	}
+	if g := gens.Gen(0); g != 0 {
+		t.Fatalf("Gen of a removed instance = %d, want 0", g)
+	}
+}

@@ -105,8 +105,13 @@ func (mo *monitor) currentLeader() *orchestrator.Leader {
 	return mo.leader
 }
 
-// Observations is the probe's latest view (orchestrator.Observer).
-func (mo *monitor) Observations() map[string]probe.Observation { return mo.watcher.Observations() }
+// Observation is the probe's latest view of addr (orchestrator.Observer).
+func (mo *monitor) Observation(addr string) (probe.Observation, bool) {
+	return mo.watcher.Observation(addr)
+}
+
+// Gens reads the Gens of addrs' observations (orchestrator.Observer).
+func (mo *monitor) Gens(addrs []string) orchestrator.GenReader { return mo.watcher.Gens(addrs) }
 
 // Tilt is this node's TILT detector (orchestrator.Observer).
 func (mo *monitor) Tilt() failover.Tilt {

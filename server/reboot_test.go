@@ -83,7 +83,7 @@ func TestEmptyRestartKeepsReplicaData(t *testing.T) {
 		if !ok || rec.GetMasterRunId() == "" || len(rec.GetReplicas()) != 2 {
 			return false
 		}
-		obs := l.srv.monitor.Observations()
+		obs := l.srv.monitor.watcher.Observations()
 		for _, r := range []*redistest.Server{g.r1, g.r2} {
 			o, ok := obs[r.Addr()]
 			if !ok || o.Info == nil || !o.Info.HasKeyspace || o.Info.Keys != restartKeys {
