@@ -191,6 +191,23 @@ func (l *Leader) stepHooks(st *fsmv1.State, now time.Time) {
 	if l.cfg.Hooks == nil || l.ctx.Err() != nil {
 		return
 	}
+	// Only a commit gives a hook something new to deliver: a view on which
+	// none had anything is not walked again (every master, ten times a
+	// second).
+	l.mu.Lock()
+	idle := st == l.hooksIdleOf
+	l.mu.Unlock()
+	if idle {
+		return
+	}
+	pending := false
+	defer func() {
+		if !pending {
+			l.mu.Lock()
+			l.hooksIdleOf = st
+			l.mu.Unlock()
+		}
+	}()
 	for _, name := range l.sortedNames(st) {
 		m := st.Masters[name]
 		for kind, target := range fsm.HookTargets(m.GetSettings()) {
@@ -198,6 +215,7 @@ func (l *Leader) stepHooks(st *fsmv1.State, now time.Time) {
 			if next.SkipTo == 0 && next.Event == nil {
 				continue
 			}
+			pending = true
 			key := name + "\x00" + kind
 			l.mu.Lock()
 			hs := l.hooks[key]

@@ -342,3 +342,39 @@ func TestHookSkipsLostEvents(t *testing.T) {
 			m.GetHookDeliveredSeq(), m.GetHookLostSeq(), m.GetEvents()[0].GetSeq(), e.fsm.LastEventSeq(), e.dump(0))
 	}
 }
+
+// The leader's loop passes the same view until the next commit, and a
+// view on which no hook has anything to deliver is not walked again: a
+// failed run, which commits nothing, is still retried on that view, and
+// an event committed later is delivered.
+func TestHookRetriedOnAnUnchangedView(t *testing.T) {
+	fail := true
+	h := &fakeHooks{result: func(d HookDelivery) HookResult {
+		if fail {
+			return HookResult{ExitCode: 1, Detail: "exit status 1"}
+		}
+		return HookResult{OK: true}
+	}}
+	e := newHookEnv(t, h, HookPolicy{RetryDelay: time.Second, MaxRetryDelay: time.Minute, MaxRetries: 5})
+	viewStep := func() {
+		e.leader.Step(e.fsm.View())
+		e.leader.Wait()
+	}
+	e.mustCommit(setOpts(fsm.OptNotificationScript, "/n.sh"))
+	first := e.fsm.LastEventSeq()
+	viewStep()
+	fail = false
+	e.clock.Advance(time.Second)
+	viewStep() // the retry, on the view the failure left unchanged
+	if got := h.seqs(fsm.OptNotificationScript); !slices.Equal(got, []uint64{first, first}) {
+		t.Fatalf("runs %v, want %d twice", got, first)
+	}
+	for range 3 {
+		viewStep() // nothing left: the view is idle
+	}
+	e.vote("n1", true)
+	viewStep()
+	if got := h.seqs(fsm.OptNotificationScript); len(got) != 3 || got[2] <= first {
+		t.Fatalf("runs %v: the event committed after an idle view was not delivered", got)
+	}
+}

@@ -201,6 +201,9 @@ type Leader struct {
 	released map[string]int64
 	// hooks is the delivery state of each hook, by master and kind.
 	hooks map[string]*hookState
+	// hooksIdleOf is the last state view on which no hook had anything to
+	// deliver (stepHooks).
+	hooksIdleOf *fsmv1.State
 	// hookWG counts the hook runs and the masters' passes in flight.
 	hookWG sync.WaitGroup
 	// running marks the masters whose pass is in flight, so that Step
