@@ -235,8 +235,9 @@ type Leader struct {
 	fencePasses atomic.Uint64
 	// names are the masters of the state view namesOf, sorted: every
 	// Step needs them, and a view changes only with a commit.
-	namesOf *fsmv1.State
-	names   []string
+	namesOf    *fsmv1.State
+	names      []string
+	lagLimited int
 }
 
 // Start makes the leader for one term. It must be created after raft's
@@ -293,9 +294,9 @@ func (l *Leader) Step(st *fsmv1.State) {
 		return
 	}
 	obs := l.cfg.Observe.Observation
-	refresh := offsetRefresh(lagLimited(st))
 	var started sync.WaitGroup
-	names := l.sortedNames(st)
+	names, lagLimited := l.viewOf(st)
+	refresh := offsetRefresh(lagLimited)
 	// Rotated at every Step, so that when the slots run out it is not
 	// always the same masters that wait for the next Step.
 	first := l.rotate(len(names))
@@ -305,10 +306,14 @@ func (l *Leader) Step(st *fsmv1.State) {
 			break
 		}
 		m := st.Masters[name]
+		l.mu.Lock()
+		sp, steady := l.steady[name]
+		l.mu.Unlock()
 		if m.GetFailover() == nil {
-			l.noteLinkFailure(m.GetAddress(), obs, now)
+			link, seen := linkOf(sp, steady, m, obs)
+			l.noteLinkFailure(m.GetAddress(), link, seen, now)
 		}
-		kind := l.skip(m, now)
+		kind := l.skip(sp, steady, m, now)
 		if kind == passNone {
 			continue
 		}
@@ -436,18 +441,6 @@ func offsetRefresh(masters int) time.Duration {
 	return max(observeRefresh, time.Duration(masters)*time.Second/offsetCommitsPerSecond)
 }
 
-// lagLimited counts the masters with max-lag, the only ones whose offsets
-// the leader commits when nothing else changed.
-func lagLimited(st *fsmv1.State) int {
-	n := 0
-	for _, m := range st.GetMasters() {
-		if m.GetSettings().GetMaxLagBytes() > 0 {
-			n++
-		}
-	}
-	return n
-}
-
 // due rate-limits a repeated action on one instance: it reports true, and
 // starts a new wait, when the last one of that kind is resendEvery old.
 func (l *Leader) due(kind, addr string, now time.Time) bool {
@@ -497,18 +490,29 @@ func (l *Leader) crash(point string) {
 // sortedNames returns st's master names in order, made once per view and
 // shared: read it, never write it.
 func (l *Leader) sortedNames(st *fsmv1.State) []string {
+	names, _ := l.viewOf(st)
+	return names
+}
+
+// viewOf returns st's master names in order (shared: read it, never write
+// it) and how many of its masters have max-lag (lagLimited), worked out
+// once per view.
+func (l *Leader) viewOf(st *fsmv1.State) (names []string, lagLimited int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if st == l.namesOf {
-		return l.names
+		return l.names, l.lagLimited
 	}
-	names := make([]string, 0, len(st.GetMasters()))
-	for name := range st.GetMasters() {
+	names = make([]string, 0, len(st.GetMasters()))
+	for name, m := range st.GetMasters() {
 		names = append(names, name)
+		if m.GetSettings().GetMaxLagBytes() > 0 {
+			lagLimited++
+		}
 	}
 	slices.Sort(names)
-	l.namesOf, l.names = st, names
-	return names
+	l.namesOf, l.names, l.lagLimited = st, names, lagLimited
+	return names, lagLimited
 }
 
 // act sends one Redis command within d, after checking that this node may

@@ -40,6 +40,9 @@ type passInputs struct {
 // than all else the leader's loop did for the master.
 type GenReader interface {
 	Gen(i int) uint64
+	// Link is the i-th instance's link as its PINGs left it (ok false:
+	// not watched), which changes without a new Gen.
+	Link(i int) (probe.Link, bool)
 }
 
 // groupAddrs lists master m's instances: the master, then its recorded
@@ -221,15 +224,12 @@ const (
 	passFence          // steady, and only the fence's read is due
 )
 
-// skip says how much of master m's pass at now can decide anything: none
-// when its last full pass found it steady on the same record and
-// observations, before the SDOWN deadline of that pass and the fence's
-// next read (fenceDue); the fence alone when only the read is due; all of
-// it otherwise.
-func (l *Leader) skip(m *fsmv1.Master, now time.Time) passKind {
-	l.mu.Lock()
-	s, ok := l.steady[m.GetName()]
-	l.mu.Unlock()
+// skip says how much of master m's pass at now can decide anything, given
+// its steady record s (ok false: none): none when its last full pass found
+// it steady on the same record and observations, before the SDOWN
+// deadline of that pass and the fence's next read (fenceDue); the fence
+// alone when only the read is due; all of it otherwise.
+func (l *Leader) skip(s steadyPass, ok bool, m *fsmv1.Master, now time.Time) passKind {
 	if !ok || !now.Before(s.until) || !s.in.same(m) {
 		return passFull
 	}
@@ -241,6 +241,16 @@ func (l *Leader) skip(m *fsmv1.Master, now time.Time) passKind {
 	return passNone
 }
 
+// linkOf is the link of master m's probe, read through its steady record
+// s when that is m's (ok), and looked up in obs otherwise.
+func linkOf(s steadyPass, ok bool, m *fsmv1.Master, obs lookup) (probe.Link, bool) {
+	if ok && s.in.m == m && s.in.live != nil {
+		return s.in.live.Link(0)
+	}
+	o, seen := obs(m.GetAddress())
+	return o.Link(), seen
+}
+
 // noteLinkFailure records when this leader's probe of the master last
 // failed, for the fence (maintainFence never lowers a fence within
 // failover.FenceSteadyFor of it): its last contact got no reply, or one has
@@ -248,9 +258,8 @@ func (l *Leader) skip(m *fsmv1.Master, now time.Time) passKind {
 // never pinged, or a PING merely in flight is no failure. It runs at every
 // tick for every master, skipped pass or not, so that a PING in flight is
 // looked at as often as before.
-func (l *Leader) noteLinkFailure(addr string, obs lookup, now time.Time) {
-	o, ok := obs(addr)
-	if !ok || o.LastPingAt.IsZero() || (o.LinkUp && (o.FailingSince.IsZero() || now.Sub(o.FailingSince) <= fenceInfoTimeout)) {
+func (l *Leader) noteLinkFailure(addr string, link probe.Link, ok bool, now time.Time) {
+	if !ok || link.LastPingAt.IsZero() || (link.Up && (link.FailingSince.IsZero() || now.Sub(link.FailingSince) <= fenceInfoTimeout)) {
 		return
 	}
 	l.mu.Lock()

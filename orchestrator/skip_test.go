@@ -293,3 +293,8 @@ type lookupGens struct {
 }
 
 func (g lookupGens) Gen(i int) uint64 { return genOf(g.look, g.addrs[i]) }
+
+func (g lookupGens) Link(i int) (probe.Link, bool) {
+	o, ok := g.look(g.addrs[i])
+	return o.Link(), ok
+}

@@ -254,8 +254,10 @@ type instance struct {
 	idle   net.Conn
 
 	// gen mirrors obs.Gen for Gens, which read it without Watcher.mu; 0
-	// once the instance is no longer watched.
-	gen atomic.Uint64
+	// once the instance is no longer watched. link mirrors obs.LinkUp,
+	// LastPingAt and FailingSince for Gens.Link.
+	gen  atomic.Uint64
+	link atomic.Pointer[Link]
 
 	// Guarded by Watcher.mu.
 	target Target
@@ -407,6 +409,7 @@ func (w *Watcher) start(t Target) *instance {
 // Cancelling the context also ends a command blocked on a frozen server.
 func (w *Watcher) stop(in *instance) {
 	in.gen.Store(0)
+	in.link.Store(nil)
 	in.cancel()
 	in.interruptIdle()
 	in.wg.Wait()
@@ -482,6 +485,36 @@ func (g Gens) Gen(i int) uint64 {
 		return in.gen.Load()
 	}
 	return 0
+}
+
+// Link is what an instance's PINGs left of its Observation: LinkUp,
+// LastPingAt and FailingSince, which change without a new Gen.
+type Link struct {
+	Up           bool
+	LastPingAt   time.Time
+	FailingSince time.Time
+}
+
+// Link is the i-th address's current Link (ok false: not watched).
+func (g Gens) Link(i int) (Link, bool) {
+	if in := g.instances[i]; in != nil {
+		if l := in.link.Load(); l != nil {
+			return *l, true
+		}
+	}
+	return Link{}, false
+}
+
+// Link is the observation's link fields.
+func (o *Observation) Link() Link {
+	return Link{Up: o.LinkUp, LastPingAt: o.LastPingAt, FailingSince: o.FailingSince}
+}
+
+// mirrorLink publishes the observation's link fields for Gens.Link; w.mu
+// held.
+func (in *instance) mirrorLink() {
+	l := in.obs.Link()
+	in.link.Store(&l)
 }
 
 // RefreshInfo makes each of addrs (those watched) read INFO at once rather
@@ -737,6 +770,7 @@ func (w *Watcher) pingSent(in *instance, gen uint64) time.Time {
 	now := w.cfg.Now()
 	if in.authGen == gen && in.obs.FailingSince.IsZero() {
 		in.obs.FailingSince = now
+		in.mirrorLink()
 	}
 	return now
 }
@@ -760,6 +794,7 @@ func (w *Watcher) recordPing(in *instance, gen uint64, res PingResult, repl *Inf
 	if res.Valid {
 		o.FailingSince = time.Time{}
 	}
+	in.mirrorLink()
 	if res.Replied {
 		o.LastReply = now
 	}

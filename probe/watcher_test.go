@@ -867,6 +867,12 @@ func TestWatcherGensFollowObservations(t *testing.T) {
 	if g := gens.Gen(1); g != 0 {
 		t.Fatalf("Gen of an address not watched = %d, want 0", g)
 	}
+	if l, ok := gens.Link(0); !ok || !l.Up || l.LastPingAt.Before(o.LastPingAt) {
+		t.Fatalf("Link(0) = %+v, %v; want up, pinged no earlier than %v", l, ok, o.LastPingAt)
+	}
+	if _, ok := gens.Link(1); ok {
+		t.Fatal("Link of an address not watched is ok")
+	}
 	// A new INFO gives a new Gen; one that shows nothing new keeps the
 	// ChangeGen.
 	before := gens.Gen(0)
@@ -890,5 +896,8 @@ func TestWatcherGensFollowObservations(t *testing.T) {
 	}
 	if g := gens.Gen(0); g != 0 {
 		t.Fatalf("Gen of a removed instance = %d, want 0", g)
+	}
+	if _, ok := gens.Link(0); ok {
+		t.Fatal("Link of a removed instance is ok")
 	}
 }
