@@ -37,8 +37,9 @@ func newView(look lookup) *view {
 	return &view{look: look, seen: make(map[string]seenObservation, 4)}
 }
 
-// get is the pass's observation of addr (a lookup); the passes' goroutines
-// may call it at once.
+// get is the pass's observation of addr (a lookup); a pass's own
+// goroutines (the empty-restart check reads its replicas side by side) may
+// call it at once.
 func (v *view) get(addr string) (probe.Observation, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()

@@ -70,11 +70,6 @@ func inputsOf(m *fsmv1.Master, obs lookup) passInputs {
 	return in
 }
 
-func genOf(obs lookup, addr string) uint64 {
-	o, _ := obs(addr)
-	return o.Gen
-}
-
 // same reports whether m is the record of a and every instance's
 // observation still has the Gen a has. Gen 0 (not observed) never counts
 // as the same.
@@ -204,15 +199,17 @@ func (l *Leader) notePass(p *pass, err error) {
 	if err == nil {
 		until, steady = steadyUntil(p.m, p.obs.get, p.now)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if !steady {
+		l.mu.Lock()
 		delete(l.steady, name)
+		l.mu.Unlock()
 		return
 	}
 	in := inputsOf(p.m, p.obs.get)
 	in.live = l.cfg.Observe.Gens(groupAddrs(p.m))
+	l.mu.Lock()
 	l.steady[name] = steadyPass{in: in, until: until}
+	l.mu.Unlock()
 }
 
 // passKind is how much of a master's pass a Step runs.

@@ -292,7 +292,10 @@ type lookupGens struct {
 	addrs []string
 }
 
-func (g lookupGens) Gen(i int) uint64 { return genOf(g.look, g.addrs[i]) }
+func (g lookupGens) Gen(i int) uint64 {
+	o, _ := g.look(g.addrs[i])
+	return o.Gen
+}
 
 func (g lookupGens) Link(i int) (probe.Link, bool) {
 	o, ok := g.look(g.addrs[i])

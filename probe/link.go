@@ -389,22 +389,24 @@ func classifyPingReply(reply any) PingResult {
 	return classifyPing("", fmt.Errorf("%w: PING reply %T", errProtocol, reply))
 }
 
-// pingWithReplication sends PING, INFO replication and INFO persistence in
-// one write, by dl: the PING classified as ping does, and the INFO parsed
-// when both sections came back (nil otherwise: a server or user that
-// refuses INFO leaves the PING as it is).
+// pingWithReplication sends PING and INFO replication in one write, by
+// dl: the PING classified as ping does, and the INFO parsed when the PING
+// got PONG and the INFO came back (nil otherwise: a server or user that
+// refuses INFO leaves the PING as it is). A server that answers PONG is
+// not loading (one that is answers LOADING), so INFO persistence, larger
+// than INFO replication, is not asked for: the carried INFO's Loading is false,
+// and a LOADING server's is left to the fence's own read.
 func (l *link) pingWithReplication(ctx context.Context, dl time.Time, auth Auth) (PingResult, *Info) {
-	replies, err := l.do(ctx, dl, auth, []string{"PING"}, []string{"INFO", "replication"}, []string{"INFO", "persistence"})
+	replies, err := l.do(ctx, dl, auth, []string{"PING"}, []string{"INFO", "replication"})
 	if err != nil {
 		return classifyPing("", err), nil
 	}
 	res := classifyPingReply(replies[0])
-	repl, ok1 := replies[1].(string)
-	pers, ok2 := replies[2].(string)
-	if !res.Valid || !ok1 || !ok2 {
+	repl, ok := replies[1].(string)
+	if res.Err != nil || !ok {
 		return res, nil
 	}
-	info, err := ParseInfo(repl + "\r\n" + pers)
+	info, err := ParseInfo(repl)
 	if err != nil {
 		return res, nil
 	}

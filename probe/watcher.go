@@ -87,8 +87,8 @@ type Target struct {
 	// FastInfo asks for INFO every FastInfoPeriod, as Sentinel does for
 	// the replicas of a master that is ODOWN or failing over.
 	FastInfo bool
-	// ReplicationWithPing sends INFO replication and persistence in the
-	// same write as every PING and keeps what they say as
+	// ReplicationWithPing sends INFO replication in the same write as
+	// every PING and keeps what it says, when the PING got PONG, as
 	// Observation.Replication: the leader, which must read its fenced
 	// masters' replicas and lags about once a second, then does not need
 	// a round trip of its own for it. The PING is classified as without
@@ -197,9 +197,10 @@ type Observation struct {
 	// never did while watched.
 	RebootedAt time.Time
 
-	// Replication is the last INFO replication and persistence read along
-	// with a PING (Target.ReplicationWithPing), shared and read-only as
-	// Info; its RunID and the fields of other sections are zero.
+	// Replication is the last INFO replication read along with a PING
+	// answered PONG (Target.ReplicationWithPing), shared and read-only as
+	// Info; its RunID and the fields of other sections are zero (Loading
+	// too, which PONG implies).
 	// ReplicationAt is when that PING was sent (the INFO describes the
 	// instance at that time or later). Neither changes Gen or signals
 	// Changed: a reader that wants them looks.

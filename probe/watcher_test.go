@@ -764,8 +764,8 @@ func TestWatcherGen(t *testing.T) {
 	})
 }
 
-// A target with ReplicationWithPing gets INFO replication and persistence
-// with every PING, as of the PING's send time, without changing Gen; the
+// A target with ReplicationWithPing gets INFO replication with every
+// PING, as of the PING's send time, without changing Gen; the
 // flag turned off drops it.
 func TestWatcherReplicationWithPing(t *testing.T) {
 	t.Parallel()

@@ -99,11 +99,17 @@ func TestWritesWaitOutAnElection(t *testing.T) {
 	c.sentinelsRegistered()
 	nd := c.nodes[0]
 	addr := monitorIdle(t, nd.client, "m")
-	for _, o := range c.nodes {
-		if err := o.srv.FSM().WaitForIndex(ctxT(t, 5*time.Second), nd.srv.Raft().LastIndex()); err != nil {
-			t.Fatal(err)
+	// Every node must hold m before the partition: nd may be a follower
+	// whose log does not have the entry yet when Monitor returns, so its
+	// LastIndex is no bound to wait for.
+	testwait.Until(t, 5*time.Second, "every node holding m", func() bool {
+		for _, o := range c.nodes {
+			if _, _, ok := o.srv.FSM().Master("m"); !ok {
+				return false
+			}
 		}
-	}
+		return true
+	})
 	sc := sentinelClient(t, nd)
 
 	for _, o := range c.nodes {
