@@ -201,14 +201,8 @@ func (l *Leader) stepHooks(st *fsmv1.State, now time.Time) {
 		return
 	}
 	pending := false
-	defer func() {
-		if !pending {
-			l.mu.Lock()
-			l.hooksIdleOf = st
-			l.mu.Unlock()
-		}
-	}()
-	for _, name := range l.sortedNames(st) {
+	names, _ := l.viewOf(st)
+	for _, name := range names {
 		m := st.Masters[name]
 		for kind, target := range fsm.HookTargets(m.GetSettings()) {
 			next := NextHook(m, kind)
@@ -250,6 +244,11 @@ func (l *Leader) stepHooks(st *fsmv1.State, now time.Time) {
 			l.mu.Unlock()
 			l.hookWG.Go(func() { l.deliver(hs, d) })
 		}
+	}
+	if !pending {
+		l.mu.Lock()
+		l.hooksIdleOf = st
+		l.mu.Unlock()
 	}
 }
 

@@ -487,13 +487,6 @@ func (l *Leader) crash(point string) {
 	}
 }
 
-// sortedNames returns st's master names in order, made once per view and
-// shared: read it, never write it.
-func (l *Leader) sortedNames(st *fsmv1.State) []string {
-	names, _ := l.viewOf(st)
-	return names
-}
-
 // viewOf returns st's master names in order (shared: read it, never write
 // it) and how many of its masters have max-lag (lagLimited), worked out
 // once per view.

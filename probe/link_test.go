@@ -39,8 +39,12 @@ func shortCtx(t *testing.T, d time.Duration) context.Context {
 }
 
 // TestLinkPingReplies classifies every kind of PING reply read off the wire
-// the way Conn.Ping does, one PING per call.
+// the way Conn.Ping does, one PING per call; and with pingWithReplication,
+// PING and INFO replication in one write, whose INFO is kept only after
+// PONG (a loading server answers LOADING, and its INFO is left to a read
+// of its own, which includes persistence).
 func TestLinkPingReplies(t *testing.T) {
+	info := "# Replication\r\nrole:master\r\nconnected_slaves:1\r\nslave0:ip=10.0.0.2,port=6380,state=online,offset=5,lag=1\r\nmin_slaves_good_slaves:1\r\n"
 	for _, tc := range []struct {
 		wire  string
 		valid bool
@@ -54,7 +58,12 @@ func TestLinkPingReplies(t *testing.T) {
 		{"+OK\r\n", false},
 	} {
 		t.Run(strings.Fields(tc.wire)[0], func(t *testing.T) {
-			fake := startFakeRedis(t, func([]string) string { return tc.wire })
+			fake := startFakeRedis(t, func(args []string) string {
+				if strings.EqualFold(args[0], "PING") {
+					return tc.wire
+				}
+				return "$" + strconv.Itoa(len(info)) + "\r\n" + info + "\r\n"
+			})
 			l := newTestLink(fake.Addr())
 			defer l.close()
 			res := pingWithin(l, shortCtx(t, 2*time.Second), Auth{})
@@ -66,6 +75,22 @@ func TestLinkPingReplies(t *testing.T) {
 			}
 			if got := fake.received(); len(got) != 1 || got[0][0] != "PING" {
 				t.Fatalf("the server saw %v, want exactly one PING", got)
+			}
+
+			ctx := shortCtx(t, 2*time.Second)
+			dl, _ := ctx.Deadline()
+			withRepl, got := l.pingWithReplication(ctx, dl, Auth{})
+			if withRepl.Valid != tc.valid || withRepl.Reply != res.Reply {
+				t.Fatalf("pingWithReplication = %+v, want it classified as ping's %+v", withRepl, res)
+			}
+			if want := tc.wire == "+PONG\r\n"; (got != nil) != want {
+				t.Fatalf("INFO with the PING = %+v, want one: %v", got, want)
+			}
+			if got != nil && (got.Role != RoleMaster || got.Loading || len(got.ConnectedReplicas) != 1 || got.ConnectedReplicas[0].Lag != 1 || !got.MinReplicasOn) {
+				t.Fatalf("INFO with the PING = %+v", got)
+			}
+			if sent := fake.received()[1:]; len(sent) != 2 || sent[0][0] != "PING" || strings.Join(sent[1], " ") != "INFO replication" {
+				t.Fatalf("the server saw %v after the PING, want PING and INFO replication", sent)
 			}
 		})
 	}
@@ -346,45 +371,4 @@ func FuzzReadReply(f *testing.F) {
 			}
 		}
 	})
-}
-
-// TestLinkPingWithReplication: PING and INFO replication in one write; the
-// INFO is kept only after PONG (a loading server answers LOADING, and its
-// INFO is left to a read of its own, which includes persistence).
-func TestLinkPingWithReplication(t *testing.T) {
-	for _, tc := range []struct {
-		ping     string
-		withInfo bool
-	}{
-		{"+PONG\r\n", true},
-		{"-LOADING Redis is loading the dataset in memory\r\n", false},
-		{"-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.\r\n", false},
-	} {
-		t.Run(strings.Fields(tc.ping)[0], func(t *testing.T) {
-			info := "# Replication\r\nrole:master\r\nconnected_slaves:1\r\nslave0:ip=10.0.0.2,port=6380,state=online,offset=5,lag=1\r\nmin_slaves_good_slaves:1\r\n"
-			fake := startFakeRedis(t, func(args []string) string {
-				if strings.EqualFold(args[0], "PING") {
-					return tc.ping
-				}
-				return "$" + strconv.Itoa(len(info)) + "\r\n" + info + "\r\n"
-			})
-			l := newTestLink(fake.Addr())
-			defer l.close()
-			ctx := shortCtx(t, 2*time.Second)
-			dl, _ := ctx.Deadline()
-			res, got := l.pingWithReplication(ctx, dl, Auth{})
-			if !res.Valid {
-				t.Fatalf("ping = %+v, want valid", res)
-			}
-			if (got != nil) != tc.withInfo {
-				t.Fatalf("INFO with the PING = %+v, want one: %v", got, tc.withInfo)
-			}
-			if got != nil && (got.Role != RoleMaster || got.Loading || len(got.ConnectedReplicas) != 1 || got.ConnectedReplicas[0].Lag != 1 || !got.MinReplicasOn) {
-				t.Fatalf("INFO with the PING = %+v", got)
-			}
-			if sent := fake.received(); len(sent) != 2 || sent[0][0] != "PING" || strings.Join(sent[1], " ") != "INFO replication" {
-				t.Fatalf("the server saw %v, want PING and INFO replication", sent)
-			}
-		})
-	}
 }
