@@ -63,51 +63,96 @@ func ReadsFence(m *fsmv1.Master) bool {
 // committed first, then applied with CONFIG SET. It runs outside a failover
 // only, on a master this node's probes reach.
 func (p *pass) maintainFence() error {
-	addr := p.m.GetAddress()
-	o, ok := p.obs.get(addr)
-	if !ok || !o.LinkUp || !o.FailingSince.IsZero() {
+	o, ok := p.obs.get(p.m.GetAddress())
+	plan, work := p.planFence(o.Link(), ok, inputsOf(p.m, p.obs.get).changes)
+	if !work {
+		return nil
+	}
+	return p.fenceIO(plan)
+}
+
+// fencePlan is what planFence left to do on one read of a master's fence,
+// all of it I/O: read the master directly (direct), or commit and apply
+// the decision d that the INFO carried by a PING gave.
+type fencePlan struct {
+	read   fenceTake
+	direct bool
+	info   probe.Info
+	in     failover.FenceInput
+	d      failover.FenceDecision
+}
+
+// planFence is maintainFence without I/O, given the master's link as its
+// probe left it (seen false: not observed) and the group's ChangeGens: it
+// takes the fence's read if one is due, decides on the INFO a PING carried
+// when that is recent enough, and schedules the next read. work is false
+// when nothing is left to do, which is what a steady master's read comes
+// to nearly always: the leader's loop then runs it inline (Step), without
+// handing a worker a pass.
+func (p *pass) planFence(link probe.Link, seen bool, changes []uint64) (plan fencePlan, work bool) {
+	if !seen || !link.Up || !link.FailingSince.IsZero() {
 		// A probe that failed was recorded by Step (noteLinkFailure),
 		// at every tick, whether this pass runs or not.
-		return nil
+		return plan, false
 	}
 	if !ReadsFence(p.m) {
-		return nil
+		return plan, false
 	}
-	read, ok := p.l.takeFenceRead(p.m, p.obs.get, p.now)
+	read, ok := p.l.takeFenceRead(p.m, link, changes, p.now)
 	if !ok {
-		return nil
+		return plan, false
 	}
+	plan.read = read
+	if read.carried == nil {
+		plan.direct = true
+		return plan, true
+	}
+	// The INFO read along with the leader's last PING of the master. Its
+	// next read counts from that PING; one that is due already is made
+	// now, directly.
+	var usable bool
+	plan.info = *read.carried
+	plan.in, plan.d, usable = p.decideFence(plan.info)
+	if !usable || !read.at.Add(failover.NextFenceRead(plan.in, plan.d)).After(p.now) {
+		plan.read = fenceTake{at: p.now}
+		plan.direct = true
+		return plan, true
+	}
+	return plan, p.fenceDecided(plan)
+}
+
+// fenceDecided schedules the fence's next read after plan's decision and
+// reports whether it is to be committed and applied (a change) or applied
+// again (reapplyAfter).
+func (p *pass) fenceDecided(plan fencePlan) bool {
+	addr := p.m.GetAddress()
+	p.l.scheduleFenceRead(addr, plan.read.at, failover.NextFenceRead(plan.in, plan.d))
+	return plan.d.Change || (plan.in.Decided && p.l.dueEvery("fence-apply", addr, p.now, reapplyAfter(plan.info, plan.d)))
+}
+
+// fenceIO does what planFence left to do.
+func (p *pass) fenceIO(plan fencePlan) error {
+	addr := p.m.GetAddress()
 	conn, err := p.instance(addr)
 	if err != nil {
 		return err
 	}
-	var in failover.FenceInput
-	var d failover.FenceDecision
-	var info probe.Info
-	if read.carried != nil {
-		// The INFO read along with the leader's last PING of the master.
-		// Its next read counts from that PING; one that is due already
-		// is made now, directly.
-		var usable bool
-		info = *read.carried
-		in, d, usable = p.decideFence(info)
-		if !usable || !read.at.Add(failover.NextFenceRead(in, d)).After(p.now) {
-			read.carried, read.at = nil, p.now
-		}
-	}
-	if read.carried == nil {
-		var err error
-		info, err = p.askFence(conn, fenceInfoTimeout)
+	if plan.direct {
+		info, err := p.askFence(conn, fenceInfoTimeout)
 		var usable bool
 		if err == nil {
-			in, d, usable = p.decideFence(info)
+			plan.info = info
+			plan.in, plan.d, usable = p.decideFence(info)
 		}
 		if !usable {
-			p.l.scheduleFenceRead(addr, read.at, failover.FenceReadMin)
+			p.l.scheduleFenceRead(addr, plan.read.at, failover.FenceReadMin)
+			return nil
+		}
+		if !p.fenceDecided(plan) {
 			return nil
 		}
 	}
-	p.l.scheduleFenceRead(addr, read.at, failover.NextFenceRead(in, d))
+	d := plan.d
 	if d.Change {
 		p.l.cfg.Log.Info("fence", "master", p.m.GetName(), "address", addr, "min_replicas", d.MinReplicas, "max_lag_s", d.MaxLagS, "reason", d.Reason)
 		if err := p.commit(&fsmv1.Command{Kind: &fsmv1.Command_FenceSet{FenceSet: &fsmv1.FenceSet{Master: p.m.GetName(),
@@ -120,8 +165,6 @@ func (p *pass) maintainFence() error {
 			return err
 		}
 		p.l.dueEvery("fence-apply", addr, p.now, 0) // apply now, below
-	} else if !in.Decided || !p.l.dueEvery("fence-apply", addr, p.now, reapplyAfter(info, d)) {
-		return nil
 	}
 	return p.act(actionTimeout, func(ctx context.Context) error {
 		return conn.SetFence(ctx, int(d.MinReplicas), d.MaxLagS)
@@ -201,16 +244,14 @@ type fenceTake struct {
 // round trip, and reading more often is never less safe. After an
 // observation changed, the INFO carried by an earlier PING may predate
 // what changed (a replica's crash), so the master is read directly.
-func (l *Leader) takeFenceRead(m *fsmv1.Master, obs lookup, now time.Time) (fenceTake, bool) {
-	changes := inputsOf(m, obs).changes
-	o, _ := obs(m.GetAddress())
+func (l *Leader) takeFenceRead(m *fsmv1.Master, link probe.Link, changes []uint64, now time.Time) (fenceTake, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	addr := m.GetAddress()
 	if r, ok := l.fenceReads[addr]; ok && !now.Before(r.at) {
-		if o.Replication != nil && o.ReplicationAt.After(r.at) && !o.ReplicationAt.After(now) && slices.Equal(changes, r.changes) {
-			l.fenceReads[addr] = fenceRead{at: o.ReplicationAt, next: o.ReplicationAt.Add(failover.FenceReadMin), changes: changes}
-			return fenceTake{at: o.ReplicationAt, carried: o.Replication}, true
+		if link.Replication != nil && link.ReplicationAt.After(r.at) && !link.ReplicationAt.After(now) && slices.Equal(changes, r.changes) {
+			l.fenceReads[addr] = fenceRead{at: link.ReplicationAt, next: link.ReplicationAt.Add(failover.FenceReadMin), changes: changes}
+			return fenceTake{at: link.ReplicationAt, carried: link.Replication}, true
 		}
 		if now.Before(r.dueAt(changes)) {
 			return fenceTake{}, false

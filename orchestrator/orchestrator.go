@@ -309,8 +309,10 @@ func (l *Leader) Step(st *fsmv1.State) {
 		l.mu.Lock()
 		sp, steady := l.steady[name]
 		l.mu.Unlock()
+		var link probe.Link
+		var seen bool
 		if m.GetFailover() == nil {
-			link, seen := linkOf(sp, steady, m, obs)
+			link, seen = linkOf(sp, steady, m, obs)
 			l.noteLinkFailure(m.GetAddress(), link, seen, now)
 		}
 		kind := l.skip(sp, steady, m, now)
@@ -320,10 +322,6 @@ func (l *Leader) Step(st *fsmv1.State) {
 		if !l.claim(name, st.GetAppliedIndex()) {
 			continue
 		}
-		p := &pass{l: l, ctx: l.ctx, m: m, obs: newView(obs), now: now}
-		if p.m.GetSettings().GetMaxLagBytes() > 0 {
-			p.offsetRefresh = refresh
-		}
 		select {
 		case l.slots <- struct{}{}:
 		default:
@@ -332,21 +330,38 @@ func (l *Leader) Step(st *fsmv1.State) {
 			l.release(name)
 			continue
 		}
+		p := &pass{l: l, ctx: l.ctx, m: m, now: now}
+		var fence fencePlan
+		if kind == passFence {
+			// The steady record stays: its SDOWN deadline is the last
+			// full pass's. Planned here, on the steady record's
+			// ChangeGens and the link Step just read (a steady master
+			// has no failover); a worker gets the pass only for I/O.
+			l.passesRun.Add(1)
+			l.fencePasses.Add(1)
+			var work bool
+			if fence, work = p.planFence(link, seen, sp.in.changes); !work {
+				<-l.slots
+				l.release(name)
+				continue
+			}
+		}
+		p.obs = newView(obs)
+		if p.m.GetSettings().GetMaxLagBytes() > 0 {
+			p.offsetRefresh = refresh
+		}
 		started.Add(1)
 		l.submit(func() {
 			defer started.Done()
 			defer func() { <-l.slots }()
 			defer l.release(name)
-			l.passesRun.Add(1)
 			if kind == passFence {
-				// The steady record stays: its SDOWN deadline is the
-				// last full pass's.
-				l.fencePasses.Add(1)
-				if err := p.maintainFence(); err != nil {
+				if err := p.fenceIO(fence); err != nil {
 					l.cfg.Log.Warn("fence", "master", name, "err", err)
 				}
 				return
 			}
+			l.passesRun.Add(1)
 			err := p.run()
 			if err != nil {
 				l.cfg.Log.Warn("failover step", "master", name, "err", err)

@@ -23,30 +23,40 @@ import (
 // passInputs is what a master's pass read that can change without a
 // commit: the record (the state is a new copy after every commit, so the
 // same pointer means the same record) and the observation of each of its
-// instances, by Gen.
+// instances, by ChangeGen.
+//
+// ChangeGen, not Gen: a routine INFO read (every 10 s per instance) makes
+// a new Gen with new offsets, lags and INFO time, and nothing a steady
+// pass decides reads those. observeReplicas commits what materialChange
+// compares (the INFO fields of probe's decisionFieldsDiffer, which signal,
+// and SDOWN and link, which steadyUntil's deadline and a link flip
+// cover); offsets only for max-lag, never steady. emptyRestart needs a
+// restart within failover.EmptyRestartWindow (a new run id, which
+// signals), which steadyUntil excludes. heal has nothing to repair while
+// every replica follows the master, whatever its INFO's age. Votes and
+// ODOWN are the record's. The fence reads lags, on its own schedule
+// (takeFenceRead). Those reads (one per instance per 10 s: 90 a second
+// at 300 groups) each re-ran their master's whole pass.
 type passInputs struct {
-	m    *fsmv1.Master
-	gens []uint64
-	// changes are the instances' ChangeGens, for the fence
-	// (fenceRead.changes).
+	m       *fsmv1.Master
 	changes []uint64
-	// live reads the Gens of the same instances as they are now.
+	// live reads the ChangeGens of the same instances as they are now.
 	live GenReader
 }
 
-// GenReader reads the current Gens of a fixed list of instances
-// (Observer.Gens). Comparing a quiet master's Gens through it at every
-// tick costs a load per instance; looking its observations up cost more
-// than all else the leader's loop did for the master.
+// GenReader reads the current ChangeGens and links of a fixed list of
+// instances (Observer.Gens). Comparing a quiet master's ChangeGens through
+// it at every tick costs a load per instance; looking its observations up
+// cost more than all else the leader's loop did for the master.
 type GenReader interface {
-	Gen(i int) uint64
+	ChangeGen(i int) uint64
 	// Link is the i-th instance's link as its PINGs left it (ok false:
-	// not watched), which changes without a new Gen.
+	// not watched), which changes without a new ChangeGen.
 	Link(i int) (probe.Link, bool)
 }
 
 // groupAddrs lists master m's instances: the master, then its recorded
-// replicas, the order of passInputs.gens.
+// replicas, the order of passInputs.changes.
 func groupAddrs(m *fsmv1.Master) []string {
 	addrs := make([]string, 0, 1+len(m.GetReplicas()))
 	addrs = append(addrs, m.GetAddress())
@@ -57,28 +67,31 @@ func groupAddrs(m *fsmv1.Master) []string {
 }
 
 // inputsOf lists the pass's inputs from the master record and the
-// observations; an instance not observed has Gen 0 (a Watcher's Gens start
-// at 1). live is left to the caller.
+// observations; an instance not observed has ChangeGen 0 (a Watcher's
+// start at 1). live is left to the caller.
 func inputsOf(m *fsmv1.Master, obs lookup) passInputs {
-	n := 1 + len(m.GetReplicas())
-	in := passInputs{m: m, gens: make([]uint64, 0, n), changes: make([]uint64, 0, n)}
-	for _, a := range groupAddrs(m) {
-		o, _ := obs(a)
-		in.gens = append(in.gens, o.Gen)
-		in.changes = append(in.changes, o.ChangeGen)
+	in := passInputs{m: m, changes: make([]uint64, 0, 1+len(m.GetReplicas()))}
+	in.changes = append(in.changes, changeGenOf(obs, m.GetAddress()))
+	for _, r := range m.GetReplicas() {
+		in.changes = append(in.changes, changeGenOf(obs, r.GetAddress()))
 	}
 	return in
 }
 
+func changeGenOf(obs lookup, addr string) uint64 {
+	o, _ := obs(addr)
+	return o.ChangeGen
+}
+
 // same reports whether m is the record of a and every instance's
-// observation still has the Gen a has. Gen 0 (not observed) never counts
-// as the same.
+// observation still has the ChangeGen a has. 0 (not observed) never
+// counts as the same.
 func (a passInputs) same(m *fsmv1.Master) bool {
 	if a.m != m || a.live == nil {
 		return false
 	}
-	for i, g := range a.gens {
-		if g == 0 || a.live.Gen(i) != g {
+	for i, g := range a.changes {
+		if g == 0 || a.live.ChangeGen(i) != g {
 			return false
 		}
 	}
@@ -230,8 +243,7 @@ func (l *Leader) skip(s steadyPass, ok bool, m *fsmv1.Master, now time.Time) pas
 	if !ok || !now.Before(s.until) || !s.in.same(m) {
 		return passFull
 	}
-	// same: the Gens of the steady pass, and so its ChangeGens, are the
-	// group's now.
+	// same: the ChangeGens of the steady pass are the group's now.
 	if due := l.fenceDue(m, s.in.changes, now); !due.IsZero() && !now.Before(due) {
 		return passFence
 	}

@@ -17,11 +17,11 @@ func steadyCase() (*fsmv1.Master, map[string]probe.Observation) {
 		Settings: &fsmv1.MasterSettings{Quorum: 2, DownAfterMs: 5000},
 		Replicas: []*fsmv1.Replica{{Address: addrR1}, {Address: addrR2}}}
 	obs := map[string]probe.Observation{
-		addrM: {Addr: addrM, Gen: 1, LinkUp: true, LastPingAt: t0, Info: &probe.Info{Role: probe.RoleMaster, RunID: "run-m",
+		addrM: {Addr: addrM, Gen: 1, ChangeGen: 1, LinkUp: true, LastPingAt: t0, Info: &probe.Info{Role: probe.RoleMaster, RunID: "run-m",
 			ConnectedReplicas: []probe.ReplicaInfo{{IP: "10.0.0.2", Port: 6379}, {IP: "10.0.0.3", Port: 6379}}}},
 	}
 	for i, a := range []string{addrR1, addrR2} {
-		obs[a] = probe.Observation{Addr: a, Gen: uint64(2 + i), LinkUp: true, LastPingAt: t0,
+		obs[a] = probe.Observation{Addr: a, Gen: uint64(2 + i), ChangeGen: uint64(2 + i), LinkUp: true, LastPingAt: t0,
 			Info: &probe.Info{Role: probe.RoleSlave, MasterHost: "10.0.0.1", MasterPort: 6379}}
 	}
 	return m, obs
@@ -136,12 +136,22 @@ func TestPassInputsSame(t *testing.T) {
 	if !in.same(m) {
 		t.Fatal("the same record and observations are not the same")
 	}
-	// PING times alone do not change the Gen: still the same.
+	// PING times alone do not change the ChangeGen: still the same.
 	o := obs[addrR1]
 	o.LastPingAt, o.FailingSince = t0.Add(time.Second), t0.Add(time.Second)
 	obs[addrR1] = o
 	if !in.same(m) {
 		t.Fatal("PING times alone made the inputs differ")
+	}
+	// Nor does an INFO read that shows nothing new (a new Gen, new
+	// offsets and lags).
+	o = obs[addrM]
+	info := *o.Info
+	info.MasterReplOffset = 1000
+	o.Gen, o.Info, o.InfoAt = 10, &info, t0.Add(time.Second)
+	obs[addrM] = o
+	if !in.same(m) {
+		t.Fatal("an INFO read with new offsets alone made the inputs differ")
 	}
 	for name, edit := range map[string]func(m *fsmv1.Master, obs map[string]probe.Observation) *fsmv1.Master{
 		"another record (a commit)": func(m *fsmv1.Master, obs map[string]probe.Observation) *fsmv1.Master {
@@ -149,13 +159,13 @@ func TestPassInputsSame(t *testing.T) {
 		},
 		"a replica's observation changed": func(m *fsmv1.Master, obs map[string]probe.Observation) *fsmv1.Master {
 			o := obs[addrR2]
-			o.Gen = 9
+			o.Gen, o.ChangeGen = 9, 9
 			obs[addrR2] = o
 			return m
 		},
 		"the master's observation changed": func(m *fsmv1.Master, obs map[string]probe.Observation) *fsmv1.Master {
 			o := obs[addrM]
-			o.Gen = 9
+			o.Gen, o.ChangeGen = 9, 9
 			obs[addrM] = o
 			return m
 		},
@@ -172,10 +182,10 @@ func TestPassInputsSame(t *testing.T) {
 			}
 		})
 	}
-	// Gen 0 (an observer without Gens) is never the same.
+	// ChangeGen 0 (an observer without Gens) is never the same.
 	m, obs = steadyCase()
 	for a, o := range obs {
-		o.Gen = 0
+		o.ChangeGen = 0
 		obs[a] = o
 	}
 	if steadyInputs(m, obs).same(m) {
@@ -230,6 +240,19 @@ func TestLeaderSkipsSteadyPassesUntilADeadline(t *testing.T) {
 		t.Fatalf("%d passes over 10 unchanged ticks, want none", got-ran)
 	}
 
+	// A routine INFO read of a replica (a new Gen, offsets and INFO time,
+	// the same ChangeGen): no pass.
+	e.editObs(addrR2, false, func(o *probe.Observation) {
+		in := *o.Info
+		in.SlaveReplOffset += 1000
+		o.Gen, o.Info, o.InfoAt = o.Gen+1, &in, e.clock.Now()
+	})
+	e.clock.Advance(100 * time.Millisecond)
+	step()
+	if got := e.leader.passesRun.Load(); got != ran {
+		t.Fatalf("%d passes after a routine INFO read, want none", got-ran)
+	}
+
 	// A new observation of one instance: one pass.
 	e.editObs(addrR3, true, func(o *probe.Observation) {})
 	e.clock.Advance(100 * time.Millisecond)
@@ -279,22 +302,22 @@ func lookIn(obs map[string]probe.Observation) lookup {
 }
 
 // steadyInputs is what notePass records of m's pass on obs, reading obs
-// afterwards as the live Gens.
+// afterwards as the live ChangeGens.
 func steadyInputs(m *fsmv1.Master, obs map[string]probe.Observation) passInputs {
 	in := inputsOf(m, lookIn(obs))
 	in.live = lookupGens{lookIn(obs), groupAddrs(m)}
 	return in
 }
 
-// lookupGens reads Gens by looking the observations up.
+// lookupGens reads ChangeGens and links by looking the observations up.
 type lookupGens struct {
 	look  lookup
 	addrs []string
 }
 
-func (g lookupGens) Gen(i int) uint64 {
+func (g lookupGens) ChangeGen(i int) uint64 {
 	o, _ := g.look(g.addrs[i])
-	return o.Gen
+	return o.ChangeGen
 }
 
 func (g lookupGens) Link(i int) (probe.Link, bool) {

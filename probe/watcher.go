@@ -203,7 +203,7 @@ type Observation struct {
 	// too, which PONG implies).
 	// ReplicationAt is when that PING was sent (the INFO describes the
 	// instance at that time or later). Neither changes Gen or signals
-	// Changed: a reader that wants them looks.
+	// Changed: a reader that wants them looks (Observation, Gens.Link).
 	Replication   *Info
 	ReplicationAt time.Time
 }
@@ -254,11 +254,11 @@ type instance struct {
 	idleMu sync.Mutex
 	idle   net.Conn
 
-	// gen mirrors obs.Gen for Gens, which read it without Watcher.mu; 0
-	// once the instance is no longer watched. link mirrors obs.LinkUp,
-	// LastPingAt and FailingSince for Gens.Link.
-	gen  atomic.Uint64
-	link atomic.Pointer[Link]
+	// changeGen mirrors obs.ChangeGen for Gens, which read it without
+	// Watcher.mu; 0 once the instance is no longer watched. link mirrors
+	// obs.Link() for Gens.Link.
+	changeGen atomic.Uint64
+	link      atomic.Pointer[Link]
 
 	// Guarded by Watcher.mu.
 	target Target
@@ -363,8 +363,9 @@ func (w *Watcher) SetTargets(targets []Target) error {
 			in.authGen++
 		}
 		in.target = t
-		if !t.ReplicationWithPing {
+		if !t.ReplicationWithPing && in.obs.Replication != nil {
 			in.obs.Replication, in.obs.ReplicationAt = nil, time.Time{}
+			in.mirrorLink()
 		}
 		wake(in.pingWake)
 		in.interruptIdle()
@@ -409,7 +410,7 @@ func (w *Watcher) start(t Target) *instance {
 // stop must be called without w.mu: the loops take it to record results.
 // Cancelling the context also ends a command blocked on a frozen server.
 func (w *Watcher) stop(in *instance) {
-	in.gen.Store(0)
+	in.changeGen.Store(0)
 	in.link.Store(nil)
 	in.cancel()
 	in.interruptIdle()
@@ -458,18 +459,19 @@ func (in *instance) setGen(w *Watcher, signalled bool) {
 	in.obs.Gen = w.gen
 	if signalled {
 		in.obs.ChangeGen = w.gen
+		in.changeGen.Store(w.gen)
 	}
-	in.gen.Store(w.gen)
 }
 
-// Gens reads the current Gens of a fixed list of instances.
+// Gens reads the current ChangeGens and Links of a fixed list of
+// instances.
 type Gens struct{ instances []*instance }
 
-// Gens returns a reader of the Gens of addrs' observations, in order: 0
-// for an address not watched when Gens was called, or no longer watched
-// since (a Gen of 0 matches no observation). Reading it takes no lock and
-// copies no observation: the leader compares a quiet master's Gens with
-// those of its last pass at every tick.
+// Gens returns a reader of the ChangeGens and Links of addrs'
+// observations, in order: ChangeGen 0 for an address not watched when
+// Gens was called, or no longer watched since (0 matches no observation).
+// Reading it takes no lock and copies no observation: the leader compares
+// a quiet master's ChangeGens with those of its last pass at every tick.
 func (w *Watcher) Gens(addrs []string) Gens {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -480,20 +482,23 @@ func (w *Watcher) Gens(addrs []string) Gens {
 	return g
 }
 
-// Gen is the current Gen of the i-th address.
-func (g Gens) Gen(i int) uint64 {
+// ChangeGen is the current ChangeGen of the i-th address.
+func (g Gens) ChangeGen(i int) uint64 {
 	if in := g.instances[i]; in != nil {
-		return in.gen.Load()
+		return in.changeGen.Load()
 	}
 	return 0
 }
 
-// Link is what an instance's PINGs left of its Observation: LinkUp,
-// LastPingAt and FailingSince, which change without a new Gen.
+// Link is what an instance's PINGs left of its Observation, which changes
+// without a new ChangeGen (a flip of Up makes one): LinkUp, LastPingAt,
+// FailingSince, and the INFO replication carried by the last PONG.
 type Link struct {
-	Up           bool
-	LastPingAt   time.Time
-	FailingSince time.Time
+	Up            bool
+	LastPingAt    time.Time
+	FailingSince  time.Time
+	Replication   *Info
+	ReplicationAt time.Time
 }
 
 // Link is the i-th address's current Link (ok false: not watched).
@@ -508,7 +513,8 @@ func (g Gens) Link(i int) (Link, bool) {
 
 // Link is the observation's link fields.
 func (o *Observation) Link() Link {
-	return Link{Up: o.LinkUp, LastPingAt: o.LastPingAt, FailingSince: o.FailingSince}
+	return Link{Up: o.LinkUp, LastPingAt: o.LastPingAt, FailingSince: o.FailingSince,
+		Replication: o.Replication, ReplicationAt: o.ReplicationAt}
 }
 
 // mirrorLink publishes the observation's link fields for Gens.Link; w.mu
@@ -735,6 +741,16 @@ func (w *Watcher) onGrid(t time.Time, period time.Duration) time.Time {
 	return w.base.Add((off + g/2) / g * g)
 }
 
+// BetweenBursts is the first instant at or after t that lies halfway
+// between two points of the coarsest grid contacts start on (MaxGrid):
+// a loop that ticks from there every MaxGrid looks at the observations
+// when the contacts of the last burst have had half a grid to complete.
+func (w *Watcher) BetweenBursts(t time.Time) time.Time {
+	// t is never before base, so off > -MaxGrid and the division rounds up.
+	off := t.Sub(w.base) - MaxGrid/2
+	return w.base.Add((off+MaxGrid-1)/MaxGrid*MaxGrid + MaxGrid/2)
+}
+
 // sleepUntil waits until started+period() (moved onto the grid), reading
 // period again whenever wake is signalled (the settings changed), or until
 // now is signalled, and reports false when the instance is stopped.
@@ -795,6 +811,10 @@ func (w *Watcher) recordPing(in *instance, gen uint64, res PingResult, repl *Inf
 	if res.Valid {
 		o.FailingSince = time.Time{}
 	}
+	if repl != nil && in.target.ReplicationWithPing {
+		// (A PING sent before SetTargets turned it off may carry one.)
+		o.Replication, o.ReplicationAt = repl, sent
+	}
 	in.mirrorLink()
 	if res.Replied {
 		o.LastReply = now
@@ -807,9 +827,6 @@ func (w *Watcher) recordPing(in *instance, gen uint64, res PingResult, repl *Inf
 		}
 	} else {
 		o.LastPingErr = res.Reply
-	}
-	if repl != nil {
-		o.Replication, o.ReplicationAt = repl, sent
 	}
 	validityFlipped := first || wasValid != res.Valid
 	significant := validityFlipped || wasLinkUp != o.LinkUp

@@ -854,50 +854,104 @@ func TestWatcherGensFollowObservations(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t)
 	w := newTestWatcher(t, fastConfig(t))
-	if err := w.SetTargets([]Target{{Addr: s.Addr()}}); err != nil {
+	if err := w.SetTargets([]Target{{Addr: s.Addr(), ReplicationWithPing: true}}); err != nil {
 		t.Fatal(err)
 	}
 	unwatched := "127.0.0.1:1"
 	gens := w.Gens([]string{s.Addr(), unwatched})
-	o := waitObs(t, w, s.Addr(), healthy)
-	// Read after the observation: the Gen may only have moved on since.
-	if g := gens.Gen(0); g < o.Gen {
-		t.Fatalf("Gen(0) = %d, older than the observation's %d", g, o.Gen)
+	o := waitObs(t, w, s.Addr(), func(o Observation) error {
+		if err := healthy(o); err != nil {
+			return err
+		}
+		if o.Replication == nil {
+			return errors.New("no INFO carried by a PING yet")
+		}
+		return nil
+	})
+	// Read after the observation: the ChangeGen may only have moved on
+	// since, and the Link only be newer.
+	if g := gens.ChangeGen(0); g < o.ChangeGen {
+		t.Fatalf("ChangeGen(0) = %d, older than the observation's %d", g, o.ChangeGen)
 	}
-	if g := gens.Gen(1); g != 0 {
-		t.Fatalf("Gen of an address not watched = %d, want 0", g)
+	if g := gens.ChangeGen(1); g != 0 {
+		t.Fatalf("ChangeGen of an address not watched = %d, want 0", g)
 	}
-	if l, ok := gens.Link(0); !ok || !l.Up || l.LastPingAt.Before(o.LastPingAt) {
-		t.Fatalf("Link(0) = %+v, %v; want up, pinged no earlier than %v", l, ok, o.LastPingAt)
+	l, ok := gens.Link(0)
+	if !ok || !l.Up || l.LastPingAt.Before(o.LastPingAt) || l.Replication == nil || l.ReplicationAt.Before(o.ReplicationAt) ||
+		l.Replication.Role != RoleMaster {
+		t.Fatalf("Link(0) = %+v, %v; want up, pinged no earlier than %v, a master's INFO carried no earlier than %v",
+			l, ok, o.LastPingAt, o.ReplicationAt)
 	}
 	if _, ok := gens.Link(1); ok {
 		t.Fatal("Link of an address not watched is ok")
 	}
-	// A new INFO gives a new Gen; one that shows nothing new keeps the
-	// ChangeGen.
-	before := gens.Gen(0)
+	// An INFO read that shows nothing new keeps the ChangeGen.
 	w.RefreshInfo(s.Addr())
-	testwait.For(t, 5*time.Second, "a new Gen after an INFO read", func() error {
-		if g := gens.Gen(0); g == before {
-			return fmt.Errorf("Gen still %d", g)
+	after := waitObs(t, w, s.Addr(), func(a Observation) error {
+		if a.Gen == o.Gen || !a.InfoAt.After(o.InfoAt) {
+			return errors.New("no new INFO read yet")
 		}
 		return nil
 	})
-	after, _ := w.Observation(s.Addr())
-	if gens.Gen(0) < after.Gen {
-		t.Fatalf("Gen(0) = %d, older than the observation's %d", gens.Gen(0), after.Gen)
+	if after.ChangeGen != o.ChangeGen || gens.ChangeGen(0) != o.ChangeGen {
+		t.Fatalf("ChangeGen %d -> %d (reader %d) after an INFO read that showed nothing new", o.ChangeGen, after.ChangeGen, gens.ChangeGen(0))
 	}
-	if after.ChangeGen != o.ChangeGen {
-		t.Fatalf("ChangeGen %d -> %d after an INFO read that showed nothing new", o.ChangeGen, after.ChangeGen)
+	// Without ReplicationWithPing, no INFO is carried any more, from the
+	// moment SetTargets returns (a PING in flight that carries one is not
+	// recorded as such).
+	if err := w.SetTargets([]Target{{Addr: s.Addr()}}); err != nil {
+		t.Fatal(err)
 	}
-	// No longer watched: 0, as the reader must never match an old Gen.
+	if l, ok := gens.Link(0); !ok || l.Replication != nil || !l.ReplicationAt.IsZero() {
+		t.Fatalf("Link(0) = %+v, %v after ReplicationWithPing was turned off; want up, no INFO carried", l, ok)
+	}
+	// A change the decisions read (another role) gives a new ChangeGen.
+	if err := s.Client().ReplicaOf(testCtx(t), "127.0.0.1", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	w.RefreshInfo(s.Addr())
+	testwait.For(t, 5*time.Second, "a new ChangeGen after a role change", func() error {
+		if g := gens.ChangeGen(0); g == o.ChangeGen {
+			return fmt.Errorf("ChangeGen still %d", g)
+		}
+		return nil
+	})
+	if now, _ := w.Observation(s.Addr()); now.Info == nil || now.Info.Role != RoleSlave || gens.ChangeGen(0) < now.ChangeGen {
+		t.Fatalf("after the role change: observation %+v, reader's ChangeGen %d", now, gens.ChangeGen(0))
+	}
+	// No longer watched: 0, as the reader must never match an old one.
 	if err := w.SetTargets(nil); err != nil {
 		t.Fatal(err)
 	}
-	if g := gens.Gen(0); g != 0 {
-		t.Fatalf("Gen of a removed instance = %d, want 0", g)
+	if g := gens.ChangeGen(0); g != 0 {
+		t.Fatalf("ChangeGen of a removed instance = %d, want 0", g)
 	}
 	if _, ok := gens.Link(0); ok {
 		t.Fatal("Link of a removed instance is ok")
+	}
+}
+
+func TestBetweenBursts(t *testing.T) {
+	base := time.Unix(1000, 0)
+	w := &Watcher{base: base}
+	half := MaxGrid / 2
+	for _, tc := range []struct {
+		at, want time.Duration // from base
+	}{
+		{0, half},
+		{half - 1, half},
+		{half, half},
+		{half + 1, MaxGrid + half},
+		{MaxGrid, MaxGrid + half},
+		{7*MaxGrid + half, 7*MaxGrid + half},
+		{7*MaxGrid + half + time.Nanosecond, 8*MaxGrid + half},
+	} {
+		if got := w.BetweenBursts(base.Add(tc.at)).Sub(base); got != tc.want {
+			t.Errorf("BetweenBursts(base + %v) = base + %v, want base + %v", tc.at, got, tc.want)
+		}
+		// The contacts start on the grid, half a grid away on each side.
+		if got := w.onGrid(base.Add(tc.want), time.Second).Sub(base.Add(tc.want)); got.Abs() != half {
+			t.Errorf("base + %v is %v from the nearest point of the 1 s period's grid, want %v", tc.want, got.Abs(), half)
+		}
 	}
 }
