@@ -85,6 +85,9 @@ type Server struct {
 	connsMu sync.Mutex
 	conns   map[string]*grpc.ClientConn // by gRPC address, for forwarding and status
 
+	// nudges asks for a barrier after a commit (runCommitNudges).
+	nudges chan struct{}
+
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
@@ -94,7 +97,8 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: fsm.New(), conns: map[string]*grpc.ClientConn{}, local: newLocalEvents()}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: fsm.New(), conns: map[string]*grpc.ClientConn{}, local: newLocalEvents(),
+		nudges: make(chan struct{}, 1)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	ok := false
 	defer func() {
@@ -174,6 +178,7 @@ func New(cfg Config) (*Server, error) {
 		s.monitor.run(s.ctx)
 	}()
 	s.wg.Go(s.monitorLeadership)
+	s.wg.Go(s.runCommitNudges)
 	if s.sentinelLis != nil {
 		if err := s.startSentinel(s.sentinelLis); err != nil {
 			return nil, err
@@ -279,6 +284,7 @@ func (s *Server) openRaft() error {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
 	rc.Logger = hlog
+	rc.CommitTimeout = commitTimeout
 	cfg.applyRaftTiming(rc)
 	if cfg.TuneRaft != nil {
 		cfg.TuneRaft(rc)
@@ -492,6 +498,7 @@ func (s *Server) apply(ctx context.Context, cmd *fsmv1.Command) (uint64, error) 
 			return 0, err
 		}
 		s.metrics.commit.Observe(time.Since(start).Seconds())
+		s.nudgeFollowers()
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	case <-time.After(timeout):
