@@ -127,8 +127,8 @@ func (mo *monitor) run(ctx context.Context) {
 	// (probe.Watcher.BetweenBursts), not with them: the leader's fence
 	// read that falls due at a master's PING then finds the PING answered
 	// and takes the INFO it carried, where a tick at the burst itself
-	// found it in flight and read the master directly (a sixth of the
-	// reads at 300 masters).
+	// found it in flight and read the master directly (one read in nine
+	// at 300 masters).
 	tick := time.NewTicker(loopPeriod)
 	defer tick.Stop()
 	phase := time.NewTimer(time.Until(mo.watcher.BetweenBursts(time.Now())))
