@@ -31,6 +31,8 @@ type streamFake struct {
 
 type watchScript struct {
 	updates []*coordinatorv1.WatchMasterResponse
+	// release, when set, holds the end of the stream until it is closed.
+	release <-chan struct{}
 	end     error
 }
 
@@ -59,7 +61,39 @@ func (f *streamFake) WatchMaster(req *coordinatorv1.WatchMasterRequest, s coordi
 			return err
 		}
 	}
+	if sc.release != nil {
+		select {
+		case <-sc.release:
+		case <-s.Context().Done():
+			return s.Context().Err()
+		}
+	}
 	return sc.end
+}
+
+// rowWriter is a command's stdout that closes seen once it holds want.
+type rowWriter struct {
+	mu   sync.Mutex
+	buf  strings.Builder
+	want string
+	seen chan struct{}
+}
+
+func (w *rowWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	had := strings.Contains(w.buf.String(), w.want)
+	n, err := w.buf.Write(p)
+	if !had && strings.Contains(w.buf.String(), w.want) {
+		close(w.seen)
+	}
+	return n, err
+}
+
+func (w *rowWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
 
 func (f *streamFake) WatchEvents(req *coordinatorv1.WatchEventsRequest, s coordinatorv1.CoordinatorService_WatchEventsServer) error {
@@ -132,15 +166,23 @@ func masterUpdate(addr string, epoch uint64) *coordinatorv1.WatchMasterResponse 
 var removed = status.Error(codes.NotFound, `master "mymaster" is no longer monitored`)
 
 func TestWatchPrintsChangesAcrossNodes(t *testing.T) {
-	// The first node ends its stream at its maximum age; the second repeats
-	// epoch 1 (watch must not print it twice) and then the master goes.
+	// The first node ends its stream at its maximum age, once watch has
+	// printed its epoch (watch shows the newest master it has: ended at
+	// once, the second node's epoch 2 could come before watch looked);
+	// the second repeats epoch 1 (watch must not print it twice) and then
+	// the master goes.
+	stdout := &rowWriter{want: "127.0.0.1:6379", seen: make(chan struct{})}
 	first := &streamFake{watches: []watchScript{{updates: []*coordinatorv1.WatchMasterResponse{masterUpdate("127.0.0.1:6379", 1)},
-		end: status.Error(codes.Unavailable, "stream reached this node's maximum stream age")}}}
+		release: stdout.seen, end: status.Error(codes.Unavailable, "stream reached this node's maximum stream age")}}}
 	second := &streamFake{watches: []watchScript{{updates: []*coordinatorv1.WatchMasterResponse{
 		masterUpdate("127.0.0.1:6379", 1), masterUpdate("127.0.0.1:6380", 2)}, end: removed}}}
 	addrs := serveStreamFake(t, first) + "," + serveStreamFake(t, second)
 
-	r := runCLI(t, nil, "--addr", addrs, "watch", "mymaster")
+	var stderr strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	code := run(ctx, []string{"--addr", addrs, "watch", "mymaster"}, func(string) string { return "" }, stdout, &stderr)
+	r := result{code, stdout.String(), stderr.String()}
 	checkExit(t, r, exitNotFound, `master "mymaster" is no longer monitored`)
 	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
 	row := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z  (\S+) +(\d+)  (\d+)$`)
