@@ -68,9 +68,11 @@ func watchCmd(a *app) *cobra.Command {
 		Short: "Print a master's address now and at every change, until interrupted",
 		Long: `watch prints the current address of a master, then a line at every change:
 the time this command received it (UTC), the address, the epoch and the Raft
-index. When the node it streams from stops, or ends the stream at its maximum
-stream age, watch goes on through another node of --addr without printing an
-older epoch. It ends with exit code 3 when the master is removed.`,
+index. It prints the newest master it has, so an epoch replaced within moments
+(before watch printed it) is not shown. When the node it streams from stops,
+or ends the stream at its maximum stream age, watch goes on through another
+node of --addr without printing an older epoch. It ends with exit code 3 when
+the master is removed.`,
 		Example: `  coordinatorctl watch mymaster
   coordinatorctl watch mymaster -o json | jq -r .address`,
 		Args: exactArgs("NAME"),
