@@ -87,6 +87,18 @@ func healthy(o Observation) error {
 	return nil
 }
 
+// healthyCarryingInfo is healthy, with the INFO its PINGs carry
+// (Target.ReplicationWithPing) read at least once.
+func healthyCarryingInfo(o Observation) error {
+	if err := healthy(o); err != nil {
+		return err
+	}
+	if o.Replication == nil {
+		return errors.New("no INFO carried by a PING yet")
+	}
+	return nil
+}
+
 func TestWatcherObservesMasterAndReplica(t *testing.T) {
 	t.Parallel()
 	master := redistest.Start(t)
@@ -779,15 +791,7 @@ func TestWatcherReplicationWithPing(t *testing.T) {
 	if err := w.SetTargets([]Target{target}); err != nil {
 		t.Fatal(err)
 	}
-	first := waitObs(t, w, master.Addr(), func(o Observation) error {
-		if err := healthy(o); err != nil {
-			return err
-		}
-		if o.Replication == nil {
-			return errors.New("no INFO with the PINGs yet")
-		}
-		return nil
-	})
+	first := waitObs(t, w, master.Addr(), healthyCarryingInfo)
 	r := first.Replication
 	if r.Role != RoleMaster || r.Loading || len(r.ConnectedReplicas) != 1 || r.ConnectedReplicas[0].Port != replicaPort ||
 		r.ConnectedReplicas[0].State != "online" || r.RunID != "" {
@@ -859,15 +863,7 @@ func TestWatcherGensFollowObservations(t *testing.T) {
 	}
 	unwatched := "127.0.0.1:1"
 	gens := w.Gens([]string{s.Addr(), unwatched})
-	o := waitObs(t, w, s.Addr(), func(o Observation) error {
-		if err := healthy(o); err != nil {
-			return err
-		}
-		if o.Replication == nil {
-			return errors.New("no INFO carried by a PING yet")
-		}
-		return nil
-	})
+	o := waitObs(t, w, s.Addr(), healthyCarryingInfo)
 	// Read after the observation: the ChangeGen may only have moved on
 	// since, and the Link only be newer.
 	if g := gens.ChangeGen(0); g < o.ChangeGen {
