@@ -68,7 +68,7 @@ func groupAddrs(m *fsmv1.Master) []string {
 
 // inputsOf lists the pass's inputs from the master record and the
 // observations; an instance not observed has ChangeGen 0 (a Watcher's
-// start at 1). live is left to the caller.
+// ChangeGens start at 1). live is left to the caller.
 func inputsOf(m *fsmv1.Master, obs lookup) passInputs {
 	in := passInputs{m: m, changes: make([]uint64, 0, 1+len(m.GetReplicas()))}
 	in.changes = append(in.changes, changeGenOf(obs, m.GetAddress()))
