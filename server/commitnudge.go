@@ -11,11 +11,12 @@ import (
 // to a follower may stay idle before the leader sends it an empty
 // AppendEntries anyway. hashicorp/raft's default, 50 ms, sends each
 // follower one every 50 to 100 ms so that it learns the commit index when
-// commits stop: with one monitored master those were half of the leader's
-// CPU (1.1 to 1.2% of a core, 0.6% with CommitTimeout 1 s), and about 0.3%
-// of a core of its 4.9% at 300. Commits made by apply are pushed at once instead
-// (runCommitNudges); the others (membership changes, a new leader's
-// barrier) reach the followers within two commitTimeouts at most.
+// commits stop: with one monitored master those were half of the
+// leader's CPU (1.1 to 1.2% of a core, 0.6% with CommitTimeout 1 s), and
+// about 0.3% of a core of its 4.9% at 300. Commits made by apply are
+// pushed at once instead (runCommitNudges); the others (membership
+// changes, a new leader's barrier) reach the followers within two
+// commitTimeouts at most.
 const commitTimeout = 500 * time.Millisecond
 
 // nudgeFollowers asks runCommitNudges for a barrier after a commit.
