@@ -70,17 +70,13 @@ func groupAddrs(m *fsmv1.Master) []string {
 // observations; an instance not observed has ChangeGen 0 (a Watcher's
 // ChangeGens start at 1). live is left to the caller.
 func inputsOf(m *fsmv1.Master, obs lookup) passInputs {
-	in := passInputs{m: m, changes: make([]uint64, 0, 1+len(m.GetReplicas()))}
-	in.changes = append(in.changes, changeGenOf(obs, m.GetAddress()))
-	for _, r := range m.GetReplicas() {
-		in.changes = append(in.changes, changeGenOf(obs, r.GetAddress()))
+	addrs := groupAddrs(m)
+	in := passInputs{m: m, changes: make([]uint64, 0, len(addrs))}
+	for _, a := range addrs {
+		o, _ := obs(a)
+		in.changes = append(in.changes, o.ChangeGen)
 	}
 	return in
-}
-
-func changeGenOf(obs lookup, addr string) uint64 {
-	o, _ := obs(addr)
-	return o.ChangeGen
 }
 
 // same reports whether m is the record of a and every instance's

@@ -41,6 +41,9 @@ func (s *Server) runCommitNudges() {
 			return
 		case <-s.nudges:
 		}
+		if cfg := s.raft.GetConfiguration(); cfg.Error() == nil && len(cfg.Configuration().Servers) <= 1 {
+			continue // a node alone has no follower to tell
+		}
 		err := s.raft.Barrier(barrierTimeout).Error()
 		if err != nil && !errors.Is(err, raft.ErrNotLeader) && !errors.Is(err, raft.ErrLeadershipLost) && !errors.Is(err, raft.ErrRaftShutdown) {
 			s.log.Debug("raft barrier after a commit", "err", err)
