@@ -2,7 +2,6 @@ package orchestrator
 
 import (
 	"context"
-	"errors"
 	"net"
 	"slices"
 	"strconv"
@@ -274,12 +273,12 @@ func (l *Leader) scheduleFenceRead(addr string, start time.Time, after time.Dura
 	}
 }
 
-// unfenceCandidate sets min-replicas-to-write 0 on the candidate before
-// its promotion, so the new master never answers NOREPLICAS; its fence
-// rises once its replicas are attached (maintainFence, after the
-// failover). Part of the committed promotion decision.
-func (p *pass) unfenceCandidate(conn Instance) error {
-	return p.act(actionTimeout, func(ctx context.Context) error { return conn.SetFence(ctx, 0, fenceLagS(p.m)) })
+// refuses reports whether a new connection to conn is refused (see
+// probe.Conn.RefusesConnections), within demoteTimeout.
+func (p *pass) refuses(conn Instance) bool {
+	ctx, cancel := context.WithTimeout(p.ctx, demoteTimeout)
+	defer cancel()
+	return conn.RefusesConnections(ctx)
 }
 
 // catchUpBeforePromotion is the coordinated switchover's handover, made
@@ -304,6 +303,12 @@ func (p *pass) catchUpBeforePromotion(f *fsmv1.Failover, candConn Instance) {
 	old := f.GetOldMaster()
 	oldConn, err := p.instance(old)
 	if err != nil {
+		return
+	}
+	// Tried first, before any leadership check: at a mass failure most
+	// old masters are dead, and the check was a tenth of a second each.
+	if p.refuses(oldConn) {
+		p.l.cfg.Log.Info("old master refuses connections: promoting without catch-up", "master", p.m.GetName(), "old_master", old)
 		return
 	}
 	lag := time.Duration(fenceLagS(p.m)) * time.Second
@@ -357,6 +362,14 @@ func (p *pass) reachOldMaster(old, cand string, verify time.Duration) (failover.
 	if err != nil {
 		return failover.OldMasterUnknown, err
 	}
+	// Whether its port refuses connections is an observation, which
+	// needs neither a leadership check nor leaving TILT: a dead old
+	// master then costs no fence wait, even when many failovers at once
+	// on a loaded machine make the checks slow (and a stalled loop TILT).
+	// A node that no longer leads cannot commit the announcement anyway.
+	if p.refuses(conn) {
+		return failover.OldMasterRefused, nil
+	}
 	// act confirms leadership and TILT first; failing those counts as
 	// not reached, which only makes the failover wait.
 	err = p.actWithin(verify, demoteTimeout, func(ctx context.Context) error { return p.repoint(ctx, conn, host, port) })
@@ -366,17 +379,6 @@ func (p *pass) reachOldMaster(old, cand string, verify time.Duration) (failover.
 		return failover.OldMasterDemoted, nil
 	case probe.IsRefused(err):
 		return failover.OldMasterRefused, nil
-	case errors.Is(err, errTilt) || errors.Is(err, errUnconfirmed):
-		// The check failed, not the old master, and whether its port
-		// refuses connections is an observation, which needs neither
-		// check: a dead old master then costs no fence wait. Many
-		// failovers at once on a loaded machine make the checks slow
-		// (and a stalled loop TILT) just when most old masters are dead.
-		// A node that no longer leads cannot commit the announcement.
-		if _, ierr := p.ask(conn, fenceInfoTimeout); probe.IsRefused(ierr) {
-			p.l.cfg.Log.Info("old master refuses connections; not demoted", "master", p.m.GetName(), "old_master", old, "check", err)
-			return failover.OldMasterRefused, nil
-		}
 	}
 	p.l.cfg.Log.Info("old master not reached before announcing the promotion", "master", p.m.GetName(), "old_master", old, "err", err)
 	return failover.OldMasterUnknown, nil

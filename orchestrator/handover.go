@@ -250,11 +250,17 @@ func (p *pass) pausedHandover(oldConn, candConn Instance, f *fsmv1.Failover, rem
 		return p.abort(fsm.EventHandoverTimeout, fmt.Sprintf("%s did not reach the offset %d of %s within %v; %s keeps serving",
 			cand, offset, oldConn.Addr(), time.Duration(f.GetHandoverTimeoutMs())*time.Millisecond, oldConn.Addr()))
 	}
-	if err := p.stored(p.act(actionTimeout, candConn.Promote)); err != nil {
+	var ci probe.Info
+	err = p.act(actionTimeout, func(ctx context.Context) error {
+		var err error
+		ci, err = candConn.Promote(ctx, probe.PromoteOptions{})
+		return err
+	})
+	if err := p.stored(err); err != nil {
 		return fmt.Errorf("promote %s: %w", cand, err)
 	}
-	if ci, err := p.ask(candConn, actionTimeout); err != nil || ci.Role != probe.RoleMaster {
-		return fmt.Errorf("promotion of %s not confirmed (role %q): %v", cand, ci.Role, err)
+	if ci.Role != probe.RoleMaster {
+		return fmt.Errorf("promotion of %s not confirmed: it reports role %q", cand, ci.Role)
 	}
 	if err := p.commitPromoted(cand); err != nil {
 		return err
@@ -281,7 +287,7 @@ func (p *pass) pausedHandover(oldConn, candConn Instance, f *fsmv1.Failover, rem
 
 // pollCaughtUp reads the candidate's INFO until it has offset, every
 // HandoverPollEvery for at most d (at least once). A candidate promoted
-// already (its promotion not committed: the confirming INFO or the commit
+// already (its promotion not committed: the promotion's reply or the commit
 // failed, or the leader changed) reports no slave_repl_offset; its
 // master_repl_offset goes on from what it had replicated.
 func (p *pass) pollCaughtUp(candConn Instance, offset int64, d time.Duration) bool {

@@ -381,7 +381,7 @@ func TestNewLeaderResumesPause(t *testing.T) {
 }
 
 // A candidate already promoted in a paused handover, whose promotion was
-// not committed (the confirming INFO failed, or the commit did and the
+// not committed (the promotion's reply was lost, or the commit failed and the
 // leader changed), has every write of the paused old master: the handover
 // completes on the next pass, as handover's doc says ("the candidate
 // reports master -> commit Promoted"), rather than waiting out the
@@ -395,14 +395,15 @@ func TestPausedHandoverCandidateAlreadyPromoted(t *testing.T) {
 		promote func(e *env)
 	}{
 		{
-			name: "confirming INFO failed",
+			name: "promotion's reply lost",
 			promote: func(e *env) {
 				failed := false // guarded by e.redis.mu
-				e.redis.setHook(addrR2, "INFO", func(context.Context) error {
+				e.redis.setHook(addrR2, "PROMOTE", func(context.Context) error {
 					e.redis.mu.Lock()
 					defer e.redis.mu.Unlock()
-					if e.redis.servers[addrR2].info.Role == probe.RoleMaster && !failed {
+					if !failed {
 						failed = true
+						becomeMaster(e.redis.servers[addrR2])
 						return errors.New("i/o timeout")
 					}
 					return nil

@@ -208,6 +208,12 @@ func (f *fakeLeadership) VerifyLeader(ctx context.Context) error {
 	return f.err
 }
 
+func (f *fakeLeadership) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
 func (f *fakeLeadership) fail(err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -391,14 +397,51 @@ func (i *fakeInstance) Info(ctx context.Context) (probe.Info, error) {
 // FenceInfo is Info: the fake's INFO holds every section's fields.
 func (i *fakeInstance) FenceInfo(ctx context.Context) (probe.Info, error) { return i.Info(ctx) }
 
-func (i *fakeInstance) Promote(ctx context.Context) error {
-	return i.do(ctx, "PROMOTE", "REPLICAOF NO ONE", func(s *fakeServer) {
-		s.info.Role, s.info.MasterHost, s.info.MasterPort = probe.RoleMaster, "", 0
-		s.info.MasterLinkStatus, s.info.HasMasterLinkDownSince, s.info.MasterLinkDownSinceSeconds = "", false, 0
-		// A master's INFO has no slave_repl_offset; its master_repl_offset
-		// goes on from what it had replicated.
-		s.info.MasterReplOffset, s.info.SlaveReplOffset = max(s.info.MasterReplOffset, s.info.SlaveReplOffset), 0
+// Promote traces its unfence on a line of its own, before REPLICAOF NO
+// ONE, though both go in one transaction; its hook key is "PROMOTE".
+func (i *fakeInstance) Promote(ctx context.Context, opts probe.PromoteOptions) (probe.Info, error) {
+	if opts.Unfence {
+		i.r.trace.add("redis %s CONFIG SET min-replicas-to-write 0", i.addr)
+	}
+	var out probe.Info
+	err := i.do(ctx, "PROMOTE", "REPLICAOF NO ONE", func(s *fakeServer) {
+		if opts.Unfence {
+			s.fence[0] = 0
+		}
+		becomeMaster(s)
+		out = i.r.infoLocked(i.addr)
 	})
+	return out, err
+}
+
+// becomeMaster is REPLICAOF NO ONE's effect on s.
+func becomeMaster(s *fakeServer) {
+	s.info.Role, s.info.MasterHost, s.info.MasterPort = probe.RoleMaster, "", 0
+	s.info.MasterLinkStatus, s.info.HasMasterLinkDownSince, s.info.MasterLinkDownSinceSeconds = "", false, 0
+	// A master's INFO has no slave_repl_offset; its master_repl_offset
+	// goes on from what it had replicated.
+	s.info.MasterReplOffset, s.info.SlaveReplOffset = max(s.info.MasterReplOffset, s.info.SlaveReplOffset), 0
+}
+
+// RefusesConnections is true for a server that is down, unless a "DIAL"
+// hook says otherwise (refused when it returns a refusal). It is not
+// traced.
+func (i *fakeInstance) RefusesConnections(ctx context.Context) bool {
+	i.r.mu.Lock()
+	h := i.r.hooks[i.addr+" DIAL"]
+	s := i.r.servers[i.addr]
+	down := s == nil || !s.up
+	i.r.mu.Unlock()
+	if h != nil {
+		return probe.IsRefused(h(ctx))
+	}
+	return ctx.Err() == nil && down
+}
+
+// unreachable makes addr, though down, time out rather than refuse
+// connections, as behind a partition.
+func (e *env) unreachable(addr string) {
+	e.redis.setHook(addr, "DIAL", func(context.Context) error { return context.DeadlineExceeded })
 }
 
 func (i *fakeInstance) ReplicaOf(ctx context.Context, host string, port int) error {

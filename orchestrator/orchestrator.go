@@ -58,7 +58,12 @@ type Instance interface {
 	// FenceInfo reads what fencing needs (role, loading, the replicas and
 	// their lag), less than Info, for the fence's frequent reads.
 	FenceInfo(ctx context.Context) (probe.Info, error)
-	Promote(ctx context.Context) error
+	// Promote makes the instance a master and returns its INFO as read
+	// right after (probe.Conn.Promote).
+	Promote(ctx context.Context, opts probe.PromoteOptions) (probe.Info, error)
+	// RefusesConnections reports that nothing listens on the instance's
+	// port; it sends no command.
+	RefusesConnections(ctx context.Context) bool
 	ReplicaOf(ctx context.Context, host string, port int) error
 	FailoverTo(ctx context.Context, host string, port int, timeout time.Duration) error
 	FailoverAbort(ctx context.Context) error

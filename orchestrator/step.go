@@ -420,23 +420,25 @@ func (p *pass) promote(f *fsmv1.Failover) error {
 		if err != nil {
 			return err
 		}
-		if fsm.FenceOn(p.m.GetSettings()) {
+		// The unfence (min-replicas-to-write 0, so that the new master
+		// never answers NOREPLICAS; its fence rises once its replicas are
+		// attached) is part of the committed promotion decision and rides
+		// in the promotion's transaction, which also reads the INFO that
+		// confirms the role at once rather than at the next poll.
+		fenced := fsm.FenceOn(p.m.GetSettings())
+		if fenced {
 			p.catchUpBeforePromotion(f, conn)
-			if err := p.unfenceCandidate(conn); err != nil {
-				// A server with CONFIG renamed away still gets promoted
-				// (without its role stored: stored).
-				p.l.cfg.Log.Warn("min-replicas-to-write 0 before the promotion failed", "candidate", cand, "err", err)
-			}
 		}
-		if err := p.stored(p.act(actionTimeout, conn.Promote)); err != nil {
+		var info probe.Info
+		err = p.act(actionTimeout, func(ctx context.Context) error {
+			var err error
+			info, err = conn.Promote(ctx, probe.PromoteOptions{Unfence: fenced})
+			return err
+		})
+		if err := p.stored(err); err != nil {
 			return fmt.Errorf("promote %s: %w", cand, err)
 		}
 		p.promotedAt = p.l.cfg.Now()
-		// Confirm at once rather than at the next INFO poll.
-		info, err := p.ask(conn, actionTimeout)
-		if err != nil {
-			return fmt.Errorf("confirm promotion of %s: %w", cand, err)
-		}
 		reportsMaster = info.Role == probe.RoleMaster
 	}
 	if !reportsMaster {

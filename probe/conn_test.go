@@ -422,12 +422,17 @@ func TestPromote(t *testing.T) {
 		t.Fatalf("%d bystander connections before Promote, want 2", n)
 	}
 
-	if err := c.Promote(ctx); err != nil {
-		t.Fatalf("Promote: %v", err)
+	// A fence the replica kept from its days as a master goes in the
+	// promotion's transaction.
+	if err := replica.Client().ConfigSet(ctx, "min-replicas-to-write", "2").Err(); err != nil {
+		t.Fatal(err)
 	}
-	info, err := c.Info(ctx)
+	info, err := c.Promote(ctx, PromoteOptions{Unfence: true})
 	if err != nil || info.Role != RoleMaster {
-		t.Fatalf("after Promote: %+v, %v", info, err)
+		t.Fatalf("Promote: %+v, %v", info, err)
+	}
+	if got := replica.Client().ConfigGet(ctx, "min-replicas-to-write").Val()["min-replicas-to-write"]; got != "0" {
+		t.Fatalf("min-replicas-to-write %q after Promote with Unfence, want 0", got)
 	}
 	if id := clientID(t, ctx, c); id != ownID {
 		t.Fatalf("our connection was replaced (client id %d -> %d)", ownID, id)
@@ -445,14 +450,39 @@ func TestPromote(t *testing.T) {
 	if strings.Contains(string(conf), "\nreplicaof") {
 		t.Fatalf("CONFIG REWRITE did not drop replicaof:\n%s", conf)
 	}
-	if err := c.Promote(ctx); err != nil {
-		t.Fatalf("second Promote: %v", err)
+	if info, err := c.Promote(ctx, PromoteOptions{}); err != nil || info.Role != RoleMaster {
+		t.Fatalf("second Promote: %+v, %v", info, err)
 	}
 	if err := master.Client().Set(ctx, "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := replica.Client().Set(ctx, "k", "mine", 0).Err(); err != nil {
 		t.Fatalf("writing to the promoted replica: %v", err)
+	}
+}
+
+// RefusesConnections is true only where nothing listens: a killed
+// server refuses, a live one and a silent listener (a frozen process, or
+// a firewall that drops) do not.
+func TestRefusesConnections(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	s := redistest.Start(t)
+	c := newTestConn(t, s.Addr(), Auth{})
+	if c.RefusesConnections(ctx) {
+		t.Fatal("a live server refuses connections")
+	}
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	if newTestConn(t, silent.Addr().String(), Auth{}).RefusesConnections(ctx) {
+		t.Fatal("a listener that never answers refuses connections")
+	}
+	s.Kill()
+	if !c.RefusesConnections(ctx) {
+		t.Fatal("a killed server does not refuse connections")
 	}
 }
 
@@ -569,13 +599,15 @@ func TestReconfigureErrors(t *testing.T) {
 	c := newTestConn(t, fake.Addr(), Auth{})
 	ctx := testCtx(t)
 
-	execReply = "*4\r\n+OK\r\n-ERR The server is running without a config file\r\n:3\r\n:0\r\n"
-	if err := c.Promote(ctx); err != nil {
-		t.Fatalf("Promote on a server without a config file: %v", err)
+	const infoReply = "$28\r\n# Replication\r\nrole:master\r\n\r\n"
+	execReply = "*6\r\n+OK\r\n+OK\r\n-ERR The server is running without a config file\r\n:3\r\n:0\r\n" + infoReply
+	info, err := c.Promote(ctx, PromoteOptions{Unfence: true})
+	if err != nil || info.Role != RoleMaster {
+		t.Fatalf("Promote on a server without a config file: %+v, %v", info, err)
 	}
 	want := [][]string{
-		{"MULTI"}, {"REPLICAOF", "NO", "ONE"}, {"CONFIG", "REWRITE"},
-		{"CLIENT", "KILL", "TYPE", "normal"}, {"CLIENT", "KILL", "TYPE", "pubsub"}, {"EXEC"},
+		{"MULTI"}, {"CONFIG", "SET", "min-replicas-to-write", "0"}, {"REPLICAOF", "NO", "ONE"}, {"CONFIG", "REWRITE"},
+		{"CLIENT", "KILL", "TYPE", "normal"}, {"CLIENT", "KILL", "TYPE", "pubsub"}, {"INFO", "replication"}, {"EXEC"},
 	}
 	got := fake.received()
 	for _, cmd := range got {
@@ -585,16 +617,25 @@ func TestReconfigureErrors(t *testing.T) {
 		t.Fatalf("commands sent:\n got %q\nwant %q", got, want)
 	}
 
-	execReply = "*4\r\n+OK\r\n-ERR Rewriting config file: Permission denied\r\n:0\r\n:0\r\n"
+	execReply = "*6\r\n-ERR min-replicas-to-write is odd\r\n+OK\r\n+OK\r\n:0\r\n:0\r\n" + infoReply
+	if _, err := c.Promote(ctx, PromoteOptions{Unfence: true}); err == nil || !strings.Contains(err.Error(), "applied, but CONFIG SET min-replicas-to-write 0 failed") {
+		t.Fatalf("Promote with a failing unfence = %v", err)
+	}
+	execReply = "*5\r\n+OK\r\n+OK\r\n:0\r\n:0\r\n$5\r\nodd:1\r\n"
+	if _, err := c.Promote(ctx, PromoteOptions{}); err == nil || !strings.Contains(err.Error(), "applied, but its INFO") {
+		t.Fatalf("Promote whose INFO has no role = %v", err)
+	}
+
+	execReply = "*5\r\n+OK\r\n-ERR Rewriting config file: Permission denied\r\n:0\r\n:0\r\n" + infoReply
 	if err := c.ReplicaOf(ctx, "10.9.9.9", 6379); err == nil || !strings.Contains(err.Error(), "Permission denied") {
 		t.Fatalf("ReplicaOf with a failing CONFIG REWRITE = %v", err)
 	}
-	execReply = "*4\r\n-ERR something odd\r\n+OK\r\n:0\r\n:0\r\n"
-	if err := c.Promote(ctx); err == nil || !strings.Contains(err.Error(), "something odd") {
+	execReply = "*5\r\n-ERR something odd\r\n+OK\r\n:0\r\n:0\r\n" + infoReply
+	if _, err := c.Promote(ctx, PromoteOptions{}); err == nil || !strings.Contains(err.Error(), "something odd") {
 		t.Fatalf("Promote with a failing REPLICAOF = %v", err)
 	}
 	execReply = "-EXECABORT Transaction discarded because of previous errors.\r\n"
-	if err := c.Promote(ctx); err == nil || !strings.Contains(err.Error(), "EXECABORT") {
+	if _, err := c.Promote(ctx, PromoteOptions{}); err == nil || !strings.Contains(err.Error(), "EXECABORT") {
 		t.Fatalf("Promote with EXECABORT = %v", err)
 	}
 }
@@ -757,9 +798,9 @@ func TestReconfigureWithConfigRenamed(t *testing.T) {
 	redistest.WaitReplicating(t, replica, master)
 	ctx := testCtx(t)
 	c := newTestConn(t, replica.Addr(), Auth{})
-	err := c.Promote(ctx)
-	if !errors.Is(err, ErrNotRewritten) {
-		t.Fatalf("Promote with CONFIG renamed = %v, want ErrNotRewritten", err)
+	info, err := c.Promote(ctx, PromoteOptions{Unfence: true})
+	if !errors.Is(err, ErrNotRewritten) || info.Role != RoleMaster {
+		t.Fatalf("Promote with CONFIG renamed = %+v, %v, want role master and ErrNotRewritten", info, err)
 	}
 	if role, err := replica.Client().Do(ctx, "ROLE").Slice(); err != nil || role[0] != "master" {
 		t.Fatalf("after Promote the instance reports %v (%v)", role, err)

@@ -454,7 +454,7 @@ func TestWatcherSeesRoleChange(t *testing.T) {
 		<-w.Changed()
 	}
 
-	if err := newTestConn(t, replica.Addr(), Auth{}).Promote(testCtx(t)); err != nil {
+	if _, err := newTestConn(t, replica.Addr(), Auth{}).Promote(testCtx(t), PromoteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	after := waitObs(t, w, replica.Addr(), func(o Observation) error {
