@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"testing"
@@ -54,8 +55,15 @@ func TestAutomaticFailover(t *testing.T) {
 	from = e.mark()
 	e.step()
 
-	// ODOWN from the quorum of fresh votes, then the failover, in one pass.
+	// ODOWN from the quorum of fresh votes, then the failover, in one pass
+	// and one commit.
 	e.inOrder(from, "commit SetObjectiveDown down=true", "commit BeginFailover odown "+addrR2)
+	e.commit.mu.Lock()
+	together := slices.Clone(e.commit.together)
+	e.commit.mu.Unlock()
+	if want := [][]string{{"SetObjectiveDown", "BeginFailover"}}; fmt.Sprint(together) != fmt.Sprint(want) {
+		t.Fatalf("commands committed together %q, want %q", together, want)
+	}
 	m := e.master()
 	f := m.GetFailover()
 	if f.GetCandidate() != addrR2 || f.GetPhase() != fsmv1.FailoverPhase_FAILOVER_PHASE_PROMOTING || f.GetOldMaster() != addrM {

@@ -119,14 +119,37 @@ type fakeCommitter struct {
 	kinds []string
 	// rejected lists every command it refused, with the error.
 	rejected []string
+	// together lists the commands of every Commit of more than one.
+	together [][]string
 }
 
-func (c *fakeCommitter) Commit(ctx context.Context, cmd *fsmv1.Command) (uint64, error) {
+// Commit applies cmds in order, all of them, and returns the first
+// error, as the server's does.
+func (c *fakeCommitter) Commit(ctx context.Context, cmds ...*fsmv1.Command) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(cmds) > 1 {
+		var kinds []string
+		for _, cmd := range cmds {
+			kinds = append(kinds, kindOf(cmd))
+		}
+		c.together = append(c.together, kinds)
+	}
+	var index uint64
+	var first error
+	for _, cmd := range cmds {
+		idx, err := c.commitLocked(cmd)
+		if first == nil {
+			index, first = idx, err
+		}
+	}
+	return index, first
+}
+
+func (c *fakeCommitter) commitLocked(cmd *fsmv1.Command) (uint64, error) {
 	if c.fail != nil {
 		if err := c.fail(cmd); err != nil {
 			c.trace.add("failed %s: %v", describe(cmd), err)

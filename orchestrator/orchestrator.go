@@ -15,11 +15,14 @@ import (
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 )
 
-// Committer commits one command through Raft on this node, the leader, and
-// returns the index it was applied at once applied. A command the state
-// machine rejects returns its *fsm.Error.
+// Committer commits commands through Raft on this node, the leader, and
+// returns the index the last was applied at once applied. A command the
+// state machine rejects returns its *fsm.Error. Several commands are
+// proposed in order without waiting for each, so they cost one commit's
+// wait; the error is the first command's that failed, and the ones after
+// it are applied (or rejected) all the same.
 type Committer interface {
-	Commit(ctx context.Context, cmd *fsmv1.Command) (uint64, error)
+	Commit(ctx context.Context, cmds ...*fsmv1.Command) (uint64, error)
 }
 
 // Leadership confirms that this node still leads. A deposed leader keeps
@@ -589,10 +592,10 @@ func (p *pass) askFence(c Instance, d time.Duration) (probe.Info, error) {
 	return c.FenceInfo(ctx)
 }
 
-func (p *pass) commit(cmd *fsmv1.Command) error {
+func (p *pass) commit(cmds ...*fsmv1.Command) error {
 	ctx, cancel := context.WithTimeout(p.ctx, commitTimeout)
 	defer cancel()
-	idx, err := p.l.cfg.Commit.Commit(ctx, cmd)
+	idx, err := p.l.cfg.Commit.Commit(ctx, cmds...)
 	if idx != 0 {
 		p.l.noteCommit(p.m.GetName(), idx)
 	}

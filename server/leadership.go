@@ -92,8 +92,8 @@ func (s *Server) establishLeadership(ctx context.Context) {
 // committer gives the orchestrator this node's commit and leadership check.
 type committer struct{ s *Server }
 
-func (c committer) Commit(ctx context.Context, cmd *fsmv1.Command) (uint64, error) {
-	return c.s.apply(ctx, cmd)
+func (c committer) Commit(ctx context.Context, cmds ...*fsmv1.Command) (uint64, error) {
+	return c.s.applyInOrder(ctx, cmds...)
 }
 
 func (c committer) VerifyLeader(ctx context.Context) error {

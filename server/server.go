@@ -470,16 +470,29 @@ func (s *Server) conn(addr string) (*grpc.ClientConn, error) {
 // LOG_FORMAT_TOO_OLD) until every voter advertises a format that includes
 // it, so no node meets an entry its binary cannot decode.
 func (s *Server) apply(ctx context.Context, cmd *fsmv1.Command) (uint64, error) {
-	if fsm.FormatOf(cmd) > fsm.Format1 {
-		if err := fsm.CheckFormat(cmd, s.voters()); err != nil {
-			return 0, err
+	return s.applyInOrder(ctx, cmd)
+}
+
+// applyInOrder is apply for several commands, proposed one after the
+// other without waiting for each to commit: they enter the log in this
+// order (other proposals may come between them) and are committed
+// together, one commit's wait for all. It returns the index of the last,
+// or the error of the first that failed or was rejected; those after it
+// were proposed and are applied (or rejected) all the same.
+func (s *Server) applyInOrder(ctx context.Context, cmds ...*fsmv1.Command) (uint64, error) {
+	data := make([][]byte, len(cmds))
+	for i, cmd := range cmds {
+		if fsm.FormatOf(cmd) > fsm.Format1 {
+			if err := fsm.CheckFormat(cmd, s.voters()); err != nil {
+				return 0, err
+			}
 		}
-	}
-	cmd.ProposedAtUnixNanos = time.Now().UnixNano()
-	s.stampActor(ctx, cmd)
-	data, err := fsm.Encode(cmd)
-	if err != nil {
-		return 0, fmt.Errorf("encode command: %w", err)
+		cmd.ProposedAtUnixNanos = time.Now().UnixNano()
+		s.stampActor(ctx, cmd)
+		var err error
+		if data[i], err = fsm.Encode(cmd); err != nil {
+			return 0, fmt.Errorf("encode command: %w", err)
+		}
 	}
 	timeout := s.cfg.RequestTimeout
 	if dl, ok := ctx.Deadline(); ok {
@@ -489,9 +502,13 @@ func (s *Server) apply(ctx context.Context, cmd *fsmv1.Command) (uint64, error) 
 		return 0, context.DeadlineExceeded
 	}
 	start := time.Now()
-	f := s.raft.Apply(data, timeout)
+	futures := make([]raft.ApplyFuture, len(data))
+	for i, d := range data {
+		futures[i] = s.raft.Apply(d, timeout)
+	}
+	last := futures[len(futures)-1]
 	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
+	go func() { done <- last.Error() }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -504,11 +521,22 @@ func (s *Server) apply(ctx context.Context, cmd *fsmv1.Command) (uint64, error) 
 	case <-time.After(timeout):
 		return 0, errNoQuorum
 	}
-	res, ok := f.Response().(*fsm.Result)
-	if !ok {
-		return 0, fmt.Errorf("unexpected apply response %T", f.Response())
+	// Raft applies in log order, so the earlier futures are done too.
+	var index uint64
+	for _, f := range futures {
+		if err := f.Error(); err != nil {
+			return 0, err
+		}
+		res, ok := f.Response().(*fsm.Result)
+		if !ok {
+			return 0, fmt.Errorf("unexpected apply response %T", f.Response())
+		}
+		if res.Err != nil {
+			return res.Index, res.Err
+		}
+		index = res.Index
 	}
-	return res.Index, res.Err
+	return index, nil
 }
 
 var errNoQuorum = errors.New("the cluster did not commit the write in time: no quorum of voters is reachable")

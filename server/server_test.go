@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/raftinel/raftinel/fsm"
 	"github.com/raftinel/raftinel/internal/testwait"
 	fsmv1 "github.com/raftinel/raftinel/proto/gen/coordinator/fsm/v1"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
@@ -328,5 +330,34 @@ func TestConfigValidation(t *testing.T) {
 		if _, err := ParseBootstrap(bad); err == nil {
 			t.Errorf("ParseBootstrap(%q) accepted", bad)
 		}
+	}
+}
+
+// applyInOrder proposes its commands one after the other and waits once:
+// all of them are applied, in order, and the first rejection is what it
+// returns.
+func TestApplyInOrder(t *testing.T) {
+	srv, _ := startNode(t, func(*Config) {})
+	monitor := func(name string) *fsmv1.Command {
+		return &fsmv1.Command{Kind: &fsmv1.Command_MonitorMaster{MonitorMaster: &fsmv1.MonitorMaster{
+			Name: name, Address: "127.0.0.1:1", Settings: &fsmv1.MasterSettings{Quorum: 1}}}}
+	}
+	remove := func(name string) *fsmv1.Command {
+		return &fsmv1.Command{Kind: &fsmv1.Command_RemoveMaster{RemoveMaster: &fsmv1.RemoveMaster{Name: name}}}
+	}
+	// The removal of "first" succeeds only after its monitor.
+	_, err := srv.applyInOrder(ctxT(t, 10*time.Second), monitor("first"), remove("missing"), monitor("last"), remove("first"))
+	var rejected *fsm.Error
+	if !errors.As(err, &rejected) {
+		t.Fatalf("applyInOrder with a rejected command = %v, want its *fsm.Error", err)
+	}
+	_, _, kept := srv.FSM().Master("first")
+	_, _, added := srv.FSM().Master("last")
+	if kept || !added {
+		t.Fatalf("first still monitored %v, last monitored %v: want every command applied, in order", kept, added)
+	}
+	idx, err := srv.applyInOrder(ctxT(t, 10*time.Second), monitor("a"), monitor("b"))
+	if _, at, ok := srv.FSM().Master("b"); err != nil || !ok || idx == 0 || idx > at {
+		t.Fatalf("applyInOrder = %d, %v; want b applied (%v) at that index (state at %d)", idx, err, ok, at)
 	}
 }
