@@ -448,3 +448,48 @@ func TestCandidateRanking(t *testing.T) {
 		})
 	}
 }
+
+// The replicas' update that the pass finding ODOWN has to record (their
+// links to the master are lost at the same moment) goes in one commit
+// with the ODOWN and the begin, ahead of them.
+func TestReplicasUpdateCommittedWithTheBegin(t *testing.T) {
+	e := newEnv(t, nil)
+	e.masterFails()
+	e.setInfo(addrR3, func(in *probe.Info) { in.ReplicaPriority = 50 })
+	from := e.mark()
+	e.step()
+	e.inOrder(from, "commit UpdateReplicas", "commit SetObjectiveDown down=true", "commit BeginFailover odown "+addrR2)
+	e.commit.mu.Lock()
+	together := slices.Clone(e.commit.together)
+	e.commit.mu.Unlock()
+	if want := [][]string{{"UpdateReplicas", "SetObjectiveDown", "BeginFailover"}}; fmt.Sprint(together) != fmt.Sprint(want) {
+		t.Fatalf("commands committed together %q, want %q:\n%s", together, want, e.dump(from))
+	}
+}
+
+// Votes committed while a pass waits on its own commit (the replicas'
+// lost links) are judged in that pass: it re-reads the record, finds the
+// master ODOWN and begins, rather than leaving it to the next pass.
+func TestVotesArrivingDuringAPassAreJudgedInIt(t *testing.T) {
+	e := newEnv(t, nil)
+	e.chain = true // the pass reads the record as applied (Config.State)
+	e.start()
+	e.step()
+	e.kill(addrM)
+	for range e.master().GetSettings().GetDownAfterMs()/1000 + 2 {
+		e.tick(time.Second)
+	}
+	e.setInfo(addrR3, func(in *probe.Info) { in.ReplicaPriority = 50 })
+	voted := false
+	e.commit.onCommit = func(cmd *fsmv1.Command) {
+		if cmd.GetUpdateReplicas() != nil && !voted {
+			voted = true
+			e.vote("n1", true)
+			e.vote("n2", true)
+		}
+	}
+	from := e.mark()
+	e.step()
+	e.leader.Wait()
+	e.inOrder(from, "commit UpdateReplicas", "commit ReportVote n2 down=true", "commit SetObjectiveDown down=true", "commit BeginFailover odown "+addrR2)
+}

@@ -121,6 +121,9 @@ type fakeCommitter struct {
 	rejected []string
 	// together lists the commands of every Commit of more than one.
 	together [][]string
+	// onCommit, when set, is called with each command a Commit applied,
+	// once the Commit has released the committer (so it may commit).
+	onCommit func(cmd *fsmv1.Command)
 }
 
 // Commit applies cmds in order, all of them, and returns the first
@@ -130,6 +133,14 @@ func (c *fakeCommitter) Commit(ctx context.Context, cmds ...*fsmv1.Command) (uin
 		return 0, err
 	}
 	c.mu.Lock()
+	onCommit := c.onCommit
+	if onCommit != nil {
+		defer func() {
+			for _, cmd := range cmds {
+				onCommit(cmd)
+			}
+		}()
+	}
 	defer c.mu.Unlock()
 	if len(cmds) > 1 {
 		var kinds []string

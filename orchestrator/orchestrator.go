@@ -155,7 +155,7 @@ const (
 	// offsets, over all masters with max-lag: every master's offsets move
 	// all the time (Redis's replication PING alone moves them), and each
 	// entry is written to every node's disk. Masters without max-lag get
-	// no offset-only entries at all (see observeReplicas).
+	// no offset-only entries at all (see replicasUpdate).
 	offsetCommitsPerSecond = 10
 	// maxParallelPasses bounds the masters whose passes run at once. A
 	// master never has two passes in flight (claim), so the masters
@@ -592,7 +592,13 @@ func (p *pass) askFence(c Instance, d time.Duration) (probe.Info, error) {
 	return c.FenceInfo(ctx)
 }
 
+// commit commits cmds, the nil ones left out, in one Commit; with none
+// left it does nothing.
 func (p *pass) commit(cmds ...*fsmv1.Command) error {
+	cmds = slices.DeleteFunc(cmds, func(c *fsmv1.Command) bool { return c == nil })
+	if len(cmds) == 0 {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(p.ctx, commitTimeout)
 	defer cancel()
 	idx, err := p.l.cfg.Commit.Commit(ctx, cmds...)

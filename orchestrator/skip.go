@@ -27,7 +27,7 @@ import (
 //
 // ChangeGen, not Gen: a routine INFO read (every 10 s per instance) makes
 // a new Gen with new offsets, lags and INFO time, and nothing a steady
-// pass decides reads those. observeReplicas commits what materialChange
+// pass decides reads those. replicasUpdate records what materialChange
 // compares (the INFO fields of probe's decisionFieldsDiffer, which signal,
 // and SDOWN and link, which steadyUntil's deadline and a link flip
 // cover); offsets only for max-lag, never steady. emptyRestart needs a

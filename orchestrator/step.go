@@ -59,39 +59,37 @@ func (p *pass) instance(addr string) (Instance, error) {
 }
 
 func (p *pass) run() error {
-	if err := p.observeReplicas(); err != nil {
+	update := p.replicasUpdate()
+	if p.m.GetFailover() != nil {
+		if err := p.commit(update); err != nil {
+			return err
+		}
+		return p.driveFailover()
+	}
+	if begun, err := p.beginIfDown(update); begun || err != nil {
 		return err
 	}
-	if p.m.GetFailover() != nil {
-		return p.driveFailover()
+	if err := p.commit(update); err != nil {
+		return err
+	}
+	if update != nil {
+		if !p.reread() {
+			return nil
+		}
+		if begun, err := p.beginIfDown(); begun || err != nil {
+			return err
+		}
 	}
 	if err := p.maintainFence(); err != nil {
 		p.l.cfg.Log.Warn("fence", "master", p.m.GetName(), "err", err)
 	}
-	votes := make([]failover.Vote, 0, len(p.m.GetVotes()))
-	for _, v := range p.m.GetVotes() {
-		if v.GetAddress() == p.m.GetAddress() {
-			votes = append(votes, failover.Vote{Node: v.GetNodeId(), Down: v.GetDown(), At: time.Unix(0, v.GetAtUnixNanos())})
-		}
-	}
-	odown, count := failover.ObjectivelyDown(votes, int(p.m.GetSettings().GetQuorum()), VoteFreshness, p.now)
-	var setOdown *fsmv1.Command
-	if odown != p.m.GetOdown() {
-		setOdown = &fsmv1.Command{Kind: &fsmv1.Command_SetObjectiveDown{SetObjectiveDown: &fsmv1.SetObjectiveDown{
-			Master: p.m.GetName(), ExpectedEpoch: p.m.GetEpoch(), Down: odown, Votes: uint32(count)}}}
+	odown, setOdown := p.judgeODown()
+	if err := p.commit(setOdown); err != nil {
+		return err
 	}
 	// Maintenance: detection goes on (the votes and the ODOWN judgement),
 	// but nothing automatic is sent to Redis.
-	maintenance := p.m.GetSettings().GetMaintenance()
-	if odown && !maintenance && p.mayBeginFailover() {
-		return p.beginFailover(setOdown)
-	}
-	if setOdown != nil {
-		if err := p.commit(setOdown); err != nil {
-			return err
-		}
-	}
-	if maintenance || odown {
+	if p.m.GetSettings().GetMaintenance() || odown {
 		return nil
 	}
 	// A master that answers PING may still have to go: see emptyRestart.
@@ -99,6 +97,56 @@ func (p *pass) run() error {
 		return err
 	}
 	return p.heal()
+}
+
+// judgeODown judges the master ODOWN from the fresh votes, and returns
+// the SetObjectiveDown to commit when that differs from the record (nil
+// otherwise).
+func (p *pass) judgeODown() (bool, *fsmv1.Command) {
+	votes := make([]failover.Vote, 0, len(p.m.GetVotes()))
+	for _, v := range p.m.GetVotes() {
+		if v.GetAddress() == p.m.GetAddress() {
+			votes = append(votes, failover.Vote{Node: v.GetNodeId(), Down: v.GetDown(), At: time.Unix(0, v.GetAtUnixNanos())})
+		}
+	}
+	odown, count := failover.ObjectivelyDown(votes, int(p.m.GetSettings().GetQuorum()), VoteFreshness, p.now)
+	if odown == p.m.GetOdown() {
+		return odown, nil
+	}
+	return odown, &fsmv1.Command{Kind: &fsmv1.Command_SetObjectiveDown{SetObjectiveDown: &fsmv1.SetObjectiveDown{
+		Master: p.m.GetName(), ExpectedEpoch: p.m.GetEpoch(), Down: odown, Votes: uint32(count)}}}
+}
+
+// beginIfDown begins the failover of an ODOWN master when it may begin
+// (not in maintenance, mayBeginFailover), committing before (the nil ones
+// left out), the ODOWN when it is new, and the begin in one commit; it
+// reports whether it tried.
+func (p *pass) beginIfDown(before ...*fsmv1.Command) (bool, error) {
+	odown, setOdown := p.judgeODown()
+	if !odown || p.m.GetSettings().GetMaintenance() || !p.mayBeginFailover() {
+		return false, nil
+	}
+	return true, p.beginFailover(append(before, setOdown)...)
+}
+
+// reread takes the master's record as applied now (Config.State) after
+// the pass waited on a commit of its own, so that it judges what others
+// committed meanwhile: at a mass failure the other nodes' votes arrive
+// while the pass commits the replicas' lost links, and the next pass
+// would find them only after this one ends and the node's loop comes
+// round again, a few tenths of a second later on a loaded machine. It
+// reports false when the pass should end there: the master is gone, or
+// a failover began (a manual one), which the next pass drives.
+func (p *pass) reread() bool {
+	if p.l.cfg.State == nil || p.ctx.Err() != nil {
+		return p.ctx.Err() == nil
+	}
+	m, _, ok := p.l.cfg.State.Master(p.m.GetName())
+	if !ok || m.GetFailover() != nil {
+		return false
+	}
+	p.m, p.now = m, p.l.cfg.Now()
+	return true
 }
 
 // mayBeginFailover reports whether a failover of the ODOWN master may
@@ -113,9 +161,11 @@ func (p *pass) mayBeginFailover() bool {
 	return ok && p.offsetsSettled()
 }
 
-// observeReplicas commits the leader's view of the replicas when something
-// an operator or a decision cares about changed, or, for a master with
-// max-lag, when the offsets grew stale.
+// replicasUpdate is the UpdateReplicas that records the leader's view of
+// the replicas, when something an operator or a decision cares about
+// changed, or, for a master with max-lag, when the offsets grew stale;
+// nil when nothing did. The pass commits it first, with whatever it
+// commits next when that is a failover's begin.
 //
 // Offsets alone are committed only where a decision reads them from the
 // log: the ranking's max-lag compares the replicas with the master's
@@ -128,7 +178,7 @@ func (p *pass) mayBeginFailover() bool {
 // Committing offsets that always move for display only cost every node a
 // log entry written to disk and a new copy of the state, ten times a
 // second.
-func (p *pass) observeReplicas() error {
+func (p *pass) replicasUpdate() *fsmv1.Command {
 	known := map[string]*fsmv1.Replica{}
 	addrs := map[string]bool{}
 	for _, r := range p.m.GetReplicas() {
@@ -198,7 +248,7 @@ func (p *pass) observeReplicas() error {
 	if ok && master.Info != nil {
 		cmd.MasterOffset, cmd.MasterRunId, cmd.MasterRole = master.Info.MasterReplOffset, master.Info.RunID, masterRole
 	}
-	return p.commit(&fsmv1.Command{Kind: &fsmv1.Command_UpdateReplicas{UpdateReplicas: cmd}})
+	return &fsmv1.Command{Kind: &fsmv1.Command_UpdateReplicas{UpdateReplicas: cmd}}
 }
 
 // knownHostPort reports whether one of replicas has the address host:port
@@ -307,13 +357,15 @@ func (p *pass) selection() failover.Selection {
 	return in
 }
 
-// beginFailover commits the failover's BeginFailover, after setOdown
-// (when not nil) in the same commit: the ODOWN that starts a failover and
-// its begin are proposed together, which saves a commit's wait (a tenth
-// of a second each with a hundred masters failing at once on a loaded
-// machine). They are still two entries, and +odown comes before
-// +try-failover.
-func (p *pass) beginFailover(setOdown *fsmv1.Command) error {
+// beginFailover commits the failover's BeginFailover, after before (nil
+// ones skipped: the replicas' update and the ODOWN of this pass) in the
+// same commit: proposed together, they cost one commit's wait instead of
+// one each (a tenth of a second or more each with a hundred masters
+// failing at once on a loaded machine, when the replicas' update, which
+// their lost links cause at the same moment, held the ODOWN back by a
+// whole commit). They are still separate entries, in order, so +odown
+// comes before +try-failover.
+func (p *pass) beginFailover(before ...*fsmv1.Command) error {
 	choice := failover.SelectReplica(p.selection())
 	begin := &fsmv1.BeginFailover{Master: p.m.GetName(), ExpectedEpoch: p.m.GetEpoch(), Reason: "odown"}
 	if choice.OK {
@@ -323,11 +375,7 @@ func (p *pass) beginFailover(setOdown *fsmv1.Command) error {
 		begin.Rejected = append(begin.Rejected, &fsmv1.Rejection{Address: r.Addr, Reason: r.Reason})
 	}
 	p.l.cfg.Log.Info("starting failover", "master", p.m.GetName(), "reason", "odown", "candidate", begin.Candidate, "rejected", fmt.Sprint(choice.Rejected))
-	cmds := []*fsmv1.Command{{Kind: &fsmv1.Command_BeginFailover{BeginFailover: begin}}}
-	if setOdown != nil {
-		cmds = []*fsmv1.Command{setOdown, cmds[0]}
-	}
-	if err := p.commit(cmds...); err != nil {
+	if err := p.commit(append(before, &fsmv1.Command{Kind: &fsmv1.Command_BeginFailover{BeginFailover: begin}})...); err != nil {
 		return err
 	}
 	if begin.Candidate == "" {
