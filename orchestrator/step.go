@@ -138,8 +138,11 @@ func (p *pass) beginIfDown(before ...*fsmv1.Command) (bool, error) {
 // reports false when the pass should end there: the master is gone, or
 // a failover began (a manual one), which the next pass drives.
 func (p *pass) reread() bool {
-	if p.l.cfg.State == nil || p.ctx.Err() != nil {
-		return p.ctx.Err() == nil
+	if p.ctx.Err() != nil {
+		return false
+	}
+	if p.l.cfg.State == nil {
+		return true
 	}
 	m, _, ok := p.l.cfg.State.Master(p.m.GetName())
 	if !ok || m.GetFailover() != nil {
@@ -357,14 +360,12 @@ func (p *pass) selection() failover.Selection {
 	return in
 }
 
-// beginFailover commits the failover's BeginFailover, after before (nil
-// ones skipped: the replicas' update and the ODOWN of this pass) in the
-// same commit: proposed together, they cost one commit's wait instead of
-// one each (a tenth of a second or more each with a hundred masters
-// failing at once on a loaded machine, when the replicas' update, which
-// their lost links cause at the same moment, held the ODOWN back by a
-// whole commit). They are still separate entries, in order, so +odown
-// comes before +try-failover.
+// beginFailover commits the failover's BeginFailover after before (the
+// replicas' update and the ODOWN of this pass, nil ones left out) in one
+// commit: proposed together, they cost one commit's wait instead of one
+// each, a tenth of a second or more each with a hundred masters failing
+// at once on a loaded machine. They stay separate entries, in order, so
+// +odown comes before +try-failover.
 func (p *pass) beginFailover(before ...*fsmv1.Command) error {
 	choice := failover.SelectReplica(p.selection())
 	begin := &fsmv1.BeginFailover{Master: p.m.GetName(), ExpectedEpoch: p.m.GetEpoch(), Reason: "odown"}
