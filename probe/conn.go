@@ -228,7 +228,11 @@ func (c *Conn) Ping(ctx context.Context) PingResult {
 // retryStale runs op again, once, when it failed because the server had
 // closed a pooled connection: CLIENT KILL TYPE normal during any node's
 // failover step closes every coordinator's probe connections, and that
-// says nothing about the instance's health. go-redis's own retries are off
+// says nothing about the instance's health. A restarted instance leaves
+// the same behind, which go-redis's pool cannot tell from a live one over
+// TLS, so the leader's first command to a returning old master got EOF
+// (its masterauth then went unset). Only commands that can be repeated
+// go through it (not FAILOVER TO). go-redis's own retries are off
 // because they would also repeat LOADING and MASTERDOWN replies.
 func retryStale(ctx context.Context, op func() error) error {
 	err := op()
@@ -392,18 +396,21 @@ func (c *Conn) reconfigureTx(ctx context.Context, what string, configs [][]any, 
 	var role, rewrite, killNormal, killPubsub *redis.Cmd
 	var info *redis.StringCmd
 	sets := make([]*redis.Cmd, len(configs))
-	_, txErr := c.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for i, cmd := range configs {
-			sets[i] = p.Do(ctx, cmd...)
-		}
-		role = p.Do(ctx, roleCommand...)
-		if withRewrite {
-			rewrite = p.Do(ctx, "CONFIG", "REWRITE")
-		}
-		killNormal = p.Do(ctx, "CLIENT", "KILL", "TYPE", "normal")
-		killPubsub = p.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub")
-		info = p.Info(ctx, "replication")
-		return nil
+	txErr := retryStale(ctx, func() error {
+		_, err := c.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			for i, cmd := range configs {
+				sets[i] = p.Do(ctx, cmd...)
+			}
+			role = p.Do(ctx, roleCommand...)
+			if withRewrite {
+				rewrite = p.Do(ctx, "CONFIG", "REWRITE")
+			}
+			killNormal = p.Do(ctx, "CLIENT", "KILL", "TYPE", "normal")
+			killPubsub = p.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub")
+			info = p.Info(ctx, "replication")
+			return nil
+		})
+		return err
 	})
 	if withRewrite && isUnknownConfig(rewrite.Err()) {
 		return Info{}, rewrite.Err()
@@ -481,7 +488,7 @@ func (c *Conn) FailoverTo(ctx context.Context, host string, port int, timeout ti
 // FailoverAbort aborts a FAILOVER in progress. Without one it succeeds, so
 // that it can be repeated.
 func (c *Conn) FailoverAbort(ctx context.Context) error {
-	err := c.client.Do(ctx, "FAILOVER", "ABORT").Err()
+	err := retryStale(ctx, func() error { return c.client.Do(ctx, "FAILOVER", "ABORT").Err() })
 	var redisErr redis.Error
 	if errors.As(err, &redisErr) && strings.Contains(redisErr.Error(), "No failover in progress") {
 		return nil
@@ -498,7 +505,7 @@ func (c *Conn) PauseWrites(ctx context.Context, d time.Duration) error {
 	if d < time.Millisecond {
 		return fmt.Errorf("CLIENT PAUSE on %s: duration %v is below 1ms", c.addr, d)
 	}
-	if err := c.client.Do(ctx, "CLIENT", "PAUSE", d.Milliseconds(), "WRITE").Err(); err != nil {
+	if err := retryStale(ctx, func() error { return c.client.Do(ctx, "CLIENT", "PAUSE", d.Milliseconds(), "WRITE").Err() }); err != nil {
 		return fmt.Errorf("CLIENT PAUSE on %s: %w", c.addr, err)
 	}
 	return nil
@@ -506,7 +513,7 @@ func (c *Conn) PauseWrites(ctx context.Context, d time.Duration) error {
 
 // Unpause ends PauseWrites early.
 func (c *Conn) Unpause(ctx context.Context) error {
-	if err := c.client.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
+	if err := retryStale(ctx, func() error { return c.client.Do(ctx, "CLIENT", "UNPAUSE").Err() }); err != nil {
 		return fmt.Errorf("CLIENT UNPAUSE on %s: %w", c.addr, err)
 	}
 	return nil
@@ -572,10 +579,13 @@ func resolve(ctx context.Context, host string) ([]netip.Addr, error) {
 // on every instance beforehand.
 func (c *Conn) SetMasterAuth(ctx context.Context, auth Auth) error {
 	var user, pass *redis.Cmd
-	_, err := c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		user = p.Do(ctx, "CONFIG", "SET", "masteruser", auth.User)
-		pass = p.Do(ctx, "CONFIG", "SET", "masterauth", auth.Pass)
-		return nil
+	err := retryStale(ctx, func() error {
+		_, err := c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			user = p.Do(ctx, "CONFIG", "SET", "masteruser", auth.User)
+			pass = p.Do(ctx, "CONFIG", "SET", "masterauth", auth.Pass)
+			return nil
+		})
+		return err
 	})
 	for _, cmd := range []*redis.Cmd{user, pass} {
 		if e := cmd.Err(); e != nil {
@@ -599,20 +609,26 @@ func (c *Conn) SetFence(ctx context.Context, minReplicas int, maxLagSeconds int6
 	// Re-applying an unchanged fence reads it only, so that the config
 	// file is rewritten only when something changed.
 	var getLag, getCount *redis.MapStringStringCmd
-	if _, err := c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		getLag = p.ConfigGet(ctx, "min-replicas-max-lag")
-		getCount = p.ConfigGet(ctx, "min-replicas-to-write")
-		return nil
+	if err := retryStale(ctx, func() error {
+		_, err := c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			getLag = p.ConfigGet(ctx, "min-replicas-max-lag")
+			getCount = p.ConfigGet(ctx, "min-replicas-to-write")
+			return nil
+		})
+		return err
 	}); err == nil && getLag.Val()["min-replicas-max-lag"] == strconv.FormatInt(maxLagSeconds, 10) &&
 		getCount.Val()["min-replicas-to-write"] == strconv.Itoa(minReplicas) {
 		return nil
 	}
 	var lag, count, rewrite *redis.Cmd
-	_, err := c.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		lag = p.Do(ctx, "CONFIG", "SET", "min-replicas-max-lag", strconv.FormatInt(maxLagSeconds, 10))
-		count = p.Do(ctx, "CONFIG", "SET", "min-replicas-to-write", strconv.Itoa(minReplicas))
-		rewrite = p.Do(ctx, "CONFIG", "REWRITE")
-		return nil
+	err := retryStale(ctx, func() error {
+		_, err := c.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			lag = p.Do(ctx, "CONFIG", "SET", "min-replicas-max-lag", strconv.FormatInt(maxLagSeconds, 10))
+			count = p.Do(ctx, "CONFIG", "SET", "min-replicas-to-write", strconv.Itoa(minReplicas))
+			rewrite = p.Do(ctx, "CONFIG", "REWRITE")
+			return nil
+		})
+		return err
 	})
 	for _, cmd := range []*redis.Cmd{lag, count} {
 		if e := cmd.Err(); e != nil {

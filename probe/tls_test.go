@@ -71,3 +71,44 @@ func TestTLSConnections(t *testing.T) {
 		t.Fatalf("a plaintext PING to a TLS port: %+v", res)
 	}
 }
+
+// A pooled TLS connection that the server closed (a restart, or another
+// coordinator's CLIENT KILL during a failover) costs the leader's commands
+// nothing: go-redis's pool cannot see a TLS connection closed, and each
+// command that can be repeated is sent again on a new connection.
+func TestCommandsSurviveAClosedPooledTLSConnection(t *testing.T) {
+	redistest.Require(t)
+	pki := redistest.NewPKI(t)
+	s := redistest.Start(t, redistest.WithTLS(pki.TLS()), redistest.RequirePass("pw"))
+	rt, err := security.LoadRedisTLS(pki.CAFile, pki.ClientCert, pki.ClientKey, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	c, err := NewConn(ConnConfig{Addr: s.Addr(), Auth: Auth{Pass: "pw"}, TLS: rt.ClientConfig, ClientName: testClientName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, tc := range []struct {
+		name string
+		run  func() error
+	}{
+		{"SetMasterAuth", func() error { return c.SetMasterAuth(ctx, Auth{Pass: "pw"}) }},
+		{"SetFence", func() error { return c.SetFence(ctx, 0, 2) }},
+		{"PauseWrites", func() error { return c.PauseWrites(ctx, time.Second) }},
+		{"Unpause", func() error { return c.Unpause(ctx) }},
+		{"FailoverAbort", func() error { return c.FailoverAbort(ctx) }},
+		{"Promote", func() error { _, err := c.Promote(ctx, PromoteOptions{Unfence: true}); return err }},
+	} {
+		if err := tc.run(); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if err := s.Client().Do(ctx, "CLIENT", "KILL", "TYPE", "normal").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := tc.run(); err != nil {
+			t.Fatalf("%s after the server closed its pooled connection: %v", tc.name, err)
+		}
+	}
+}
