@@ -26,13 +26,15 @@ done
 dir=$(mktemp -d -t raftinel-demo.XXXXXX)
 pids=()
 cleanup() {
-  trap - INT TERM EXIT
-  echo; echo "stopping the demo"
+  trap - INT TERM HUP EXIT
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # With the terminal closed (SIGHUP) this echo fails, and under set -e a
+  # failing echo before the kills left every process running.
+  { echo; echo "stopping the demo"; } 2>/dev/null || true
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$dir"
 }
-trap cleanup INT TERM EXIT
+trap cleanup INT TERM HUP EXIT
 
 wait_port() {
   for _ in $(seq 100); do
