@@ -229,9 +229,9 @@ func (c *Conn) Ping(ctx context.Context) PingResult {
 // closed a pooled connection: CLIENT KILL TYPE normal during any node's
 // failover step closes every coordinator's probe connections, and that
 // says nothing about the instance's health. A restarted instance leaves
-// the same behind, which go-redis's pool cannot tell from a live one over
-// TLS, so the leader's first command to a returning old master got EOF
-// (its masterauth then went unset). Only commands that can be repeated
+// the same behind, which go-redis's pool cannot tell from a live
+// connection over TLS: without this the leader's first command to a
+// returning old master would get EOF. Only commands that can be repeated
 // go through it (not FAILOVER TO). go-redis's own retries are off
 // because they would also repeat LOADING and MASTERDOWN replies.
 func retryStale(ctx context.Context, op func() error) error {
@@ -375,7 +375,8 @@ func (c *Conn) ReplicaOf(ctx context.Context, host string, port int) error {
 var ErrNotRewritten = errors.New("applied without CONFIG REWRITE (CONFIG is renamed away), so a restart would undo it")
 
 // reconfigure runs the configs (CONFIG SET commands), then the role
-// command, in reconfigureTx, and returns the INFO replication it read last.
+// command, in reconfigureTx, and returns the INFO replication read after
+// the role change.
 func (c *Conn) reconfigure(ctx context.Context, what string, configs [][]any, roleCommand ...any) (Info, error) {
 	info, err := c.reconfigureTx(ctx, what, configs, true, roleCommand)
 	if isUnknownConfig(err) {
