@@ -36,9 +36,10 @@ func TestSetMasterAuth(t *testing.T) {
 	}
 }
 
-// The Watcher's own connections and a Conn reach a TLS-only server with
-// the Redis TLS configuration, and not without it.
-func TestTLSConnections(t *testing.T) {
+// startTLSRedis starts a TLS-only redis-server whose password is "pw", and
+// loads the client side of its TLS configuration.
+func startTLSRedis(t *testing.T) (*redistest.Server, *security.RedisTLS) {
+	t.Helper()
 	redistest.Require(t)
 	pki := redistest.NewPKI(t)
 	s := redistest.Start(t, redistest.WithTLS(pki.TLS()), redistest.RequirePass("pw"))
@@ -46,6 +47,13 @@ func TestTLSConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, rt
+}
+
+// The Watcher's own connections and a Conn reach a TLS-only server with
+// the Redis TLS configuration, and not without it.
+func TestTLSConnections(t *testing.T) {
+	s, rt := startTLSRedis(t)
 	ctx := testCtx(t)
 	c, err := NewConn(ConnConfig{Addr: s.Addr(), Auth: Auth{Pass: "pw"}, TLS: rt.ClientConfig})
 	if err != nil {
@@ -77,13 +85,7 @@ func TestTLSConnections(t *testing.T) {
 // nothing: go-redis's pool cannot see a TLS connection closed, and each
 // command that can be repeated is sent again on a new connection.
 func TestCommandsSurviveAClosedPooledTLSConnection(t *testing.T) {
-	redistest.Require(t)
-	pki := redistest.NewPKI(t)
-	s := redistest.Start(t, redistest.WithTLS(pki.TLS()), redistest.RequirePass("pw"))
-	rt, err := security.LoadRedisTLS(pki.CAFile, pki.ClientCert, pki.ClientKey, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, rt := startTLSRedis(t)
 	ctx := testCtx(t)
 	c, err := NewConn(ConnConfig{Addr: s.Addr(), Auth: Auth{Pass: "pw"}, TLS: rt.ClientConfig, ClientName: testClientName})
 	if err != nil {
