@@ -63,7 +63,7 @@ func ReadsFence(m *fsmv1.Master) bool {
 // only, on a master this node's probes reach.
 func (p *pass) maintainFence() error {
 	o, ok := p.obs.get(p.m.GetAddress())
-	plan, work := p.planFence(o.Link(), ok, inputsOf(p.m, p.obs.get).changes)
+	plan, work := p.planFence(o.Link(), ok, inputsOf(p.m, groupAddrs(p.m), p.obs.get).changes)
 	if !work {
 		return nil
 	}

@@ -250,14 +250,9 @@ func (p *pass) pausedHandover(oldConn, candConn Instance, f *fsmv1.Failover, rem
 		return p.abort(fsm.EventHandoverTimeout, fmt.Sprintf("%s did not reach the offset %d of %s within %v; %s keeps serving",
 			cand, offset, oldConn.Addr(), time.Duration(f.GetHandoverTimeoutMs())*time.Millisecond, oldConn.Addr()))
 	}
-	var ci probe.Info
-	err = p.act(actionTimeout, func(ctx context.Context) error {
-		var err error
-		ci, err = candConn.Promote(ctx, probe.PromoteOptions{})
+	ci, err := p.promoteCandidate(candConn, probe.PromoteOptions{})
+	if err != nil {
 		return err
-	})
-	if err := p.stored(err); err != nil {
-		return fmt.Errorf("promote %s: %w", cand, err)
 	}
 	if ci.Role != probe.RoleMaster {
 		return fmt.Errorf("promotion of %s not confirmed: it reports role %q", cand, ci.Role)

@@ -66,11 +66,11 @@ func groupAddrs(m *fsmv1.Master) []string {
 	return addrs
 }
 
-// inputsOf lists the pass's inputs from the master record and the
-// observations; an instance not observed has ChangeGen 0 (a Watcher's
-// ChangeGens start at 1). live is left to the caller.
-func inputsOf(m *fsmv1.Master, obs lookup) passInputs {
-	addrs := groupAddrs(m)
+// inputsOf lists the pass's inputs from the master record, its group's
+// addresses (groupAddrs) and the observations; an instance not observed
+// has ChangeGen 0 (a Watcher's ChangeGens start at 1). live is left to the
+// caller.
+func inputsOf(m *fsmv1.Master, addrs []string, obs lookup) passInputs {
 	in := passInputs{m: m, changes: make([]uint64, 0, len(addrs))}
 	for _, a := range addrs {
 		o, _ := obs(a)
@@ -214,8 +214,9 @@ func (l *Leader) notePass(p *pass, err error) {
 		l.mu.Unlock()
 		return
 	}
-	in := inputsOf(p.m, p.obs.get)
-	in.live = l.cfg.Observe.Gens(groupAddrs(p.m))
+	addrs := groupAddrs(p.m)
+	in := inputsOf(p.m, addrs, p.obs.get)
+	in.live = l.cfg.Observe.Gens(addrs)
 	l.mu.Lock()
 	l.steady[name] = steadyPass{in: in, until: until}
 	l.mu.Unlock()

@@ -304,7 +304,7 @@ func lookIn(obs map[string]probe.Observation) lookup {
 // steadyInputs is what notePass records of m's pass on obs, reading obs
 // afterwards as the live ChangeGens.
 func steadyInputs(m *fsmv1.Master, obs map[string]probe.Observation) passInputs {
-	in := inputsOf(m, lookIn(obs))
+	in := inputsOf(m, groupAddrs(m), lookIn(obs))
 	in.live = lookupGens{lookIn(obs), groupAddrs(m)}
 	return in
 }

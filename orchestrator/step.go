@@ -138,13 +138,10 @@ func (p *pass) beginIfDown(before ...*fsmv1.Command) (bool, error) {
 // reports false when the pass should end there: the master is gone, or
 // a failover began (a manual one), which the next pass drives.
 func (p *pass) reread() bool {
-	if p.ctx.Err() != nil {
-		return false
-	}
 	if p.l.cfg.State == nil {
-		return true
+		return p.ctx.Err() == nil
 	}
-	m, _, ok := p.l.cfg.State.Master(p.m.GetName())
+	m, ok := p.applied()
 	if !ok || m.GetFailover() != nil {
 		return false
 	}
@@ -386,6 +383,33 @@ func (p *pass) beginFailover(before ...*fsmv1.Command) error {
 	return p.promoteNow()
 }
 
+// promoteCandidate sends conn the promotion (probe.Conn.Promote), after
+// act's checks, and returns the INFO it read after the role change. A role
+// change not stored in the config file counts as done (stored).
+func (p *pass) promoteCandidate(conn Instance, opts probe.PromoteOptions) (probe.Info, error) {
+	var info probe.Info
+	err := p.act(actionTimeout, func(ctx context.Context) error {
+		var err error
+		info, err = conn.Promote(ctx, opts)
+		return err
+	})
+	if err := p.stored(err); err != nil {
+		return probe.Info{}, fmt.Errorf("promote %s: %w", conn.Addr(), err)
+	}
+	return info, nil
+}
+
+// applied reads the master's record as this node applied it
+// (Config.State); ok is false without a State, once the pass is stopped,
+// or when the master is no longer monitored.
+func (p *pass) applied() (*fsmv1.Master, bool) {
+	if p.l.cfg.State == nil || p.ctx.Err() != nil {
+		return nil, false
+	}
+	m, _, ok := p.l.cfg.State.Master(p.m.GetName())
+	return m, ok
+}
+
 // promoteNow goes on from a committed BeginFailover to the promotion in
 // the same pass, from the master's record as committed (Config.State), as
 // the next pass would, but without waiting for the node's loop to start
@@ -394,10 +418,7 @@ func (p *pass) beginFailover(before ...*fsmv1.Command) error {
 // The journal is unchanged: the promotion acts on the committed record,
 // and a leader that dies here resumes from it.
 func (p *pass) promoteNow() error {
-	if p.l.cfg.State == nil || p.ctx.Err() != nil {
-		return nil
-	}
-	m, _, ok := p.l.cfg.State.Master(p.m.GetName())
+	m, ok := p.applied()
 	if !ok || m.GetFailover().GetPhase() != fsmv1.FailoverPhase_FAILOVER_PHASE_PROMOTING {
 		return nil
 	}
@@ -495,14 +516,9 @@ func (p *pass) promote(f *fsmv1.Failover) error {
 		if fenced {
 			p.catchUpBeforePromotion(f, conn)
 		}
-		var info probe.Info
-		err = p.act(actionTimeout, func(ctx context.Context) error {
-			var err error
-			info, err = conn.Promote(ctx, probe.PromoteOptions{Unfence: fenced})
+		info, err := p.promoteCandidate(conn, probe.PromoteOptions{Unfence: fenced})
+		if err != nil {
 			return err
-		})
-		if err := p.stored(err); err != nil {
-			return fmt.Errorf("promote %s: %w", cand, err)
 		}
 		p.promotedAt = p.l.cfg.Now()
 		reportsMaster = info.Role == probe.RoleMaster

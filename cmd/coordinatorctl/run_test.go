@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -125,8 +127,18 @@ type result struct {
 
 func runCLI(t *testing.T, env map[string]string, args ...string) result {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	code := run(context.Background(), args, func(k string) string { return env[k] }, &out, &errOut)
+	return runCLIOut(t, env, &bytes.Buffer{}, args...)
+}
+
+// runCLIOut is runCLI writing stdout to out, for a test that watches the
+// output while the command runs.
+func runCLIOut(t *testing.T, env map[string]string, out interface {
+	io.Writer
+	fmt.Stringer
+}, args ...string) result {
+	t.Helper()
+	var errOut bytes.Buffer
+	code := run(context.Background(), args, func(k string) string { return env[k] }, out, &errOut)
 	return result{code, out.String(), errOut.String()}
 }
 

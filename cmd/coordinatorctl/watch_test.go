@@ -178,11 +178,7 @@ func TestWatchPrintsChangesAcrossNodes(t *testing.T) {
 		masterUpdate("127.0.0.1:6379", 1), masterUpdate("127.0.0.1:6380", 2)}, end: removed}}}
 	addrs := serveStreamFake(t, first) + "," + serveStreamFake(t, second)
 
-	var stderr strings.Builder
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	code := run(ctx, []string{"--addr", addrs, "watch", "mymaster"}, func(string) string { return "" }, stdout, &stderr)
-	r := result{code, stdout.String(), stderr.String()}
+	r := runCLIOut(t, nil, stdout, "--addr", addrs, "watch", "mymaster")
 	checkExit(t, r, exitNotFound, `master "mymaster" is no longer monitored`)
 	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
 	row := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z  (\S+) +(\d+)  (\d+)$`)
