@@ -303,6 +303,7 @@ func (l *Leader) Step(st *fsmv1.State) {
 	}
 	obs := l.cfg.Observe.Observation
 	var started sync.WaitGroup
+	passes := 0
 	names, lagLimited := l.viewOf(st)
 	refresh := offsetRefresh(lagLimited)
 	// Rotated at every Step, so that when the slots run out it is not
@@ -359,6 +360,7 @@ func (l *Leader) Step(st *fsmv1.State) {
 			p.offsetRefresh = refresh
 		}
 		started.Add(1)
+		passes++
 		l.submit(func() {
 			defer started.Done()
 			defer func() { <-l.slots }()
@@ -376,6 +378,9 @@ func (l *Leader) Step(st *fsmv1.State) {
 			}
 			l.notePass(p, err)
 		})
+	}
+	if passes == 0 {
+		return // most Steps: every master skipped, nothing to wait for
 	}
 	done := make(chan struct{})
 	go func() {

@@ -123,25 +123,21 @@ func (mo *monitor) Tilt() failover.Tilt {
 
 func (mo *monitor) run(ctx context.Context) {
 	defer mo.watcher.Close()
-	// The loop ticks between the probe's bursts of PINGs
-	// (probe.Watcher.BetweenBursts), not with them: the leader's fence
-	// read that falls due at a master's PING then finds the PING answered
-	// and takes the INFO it carried, where a tick at the burst itself
-	// found it in flight and read the master directly (one read in nine
-	// at 300 masters).
-	tick := time.NewTicker(loopPeriod)
+	// The loop ticks between the probe's bursts of PINGs (beat), not with
+	// them: the leader's fence read that falls due at a master's PING then
+	// finds the PING answered and takes the INFO it carried, where a tick
+	// at the burst itself found it in flight and read the master directly
+	// (one read in nine at 300 masters).
+	tick := newBeat(mo.watcher, loopPeriod)
 	defer tick.Stop()
-	phase := time.NewTimer(time.Until(mo.watcher.BetweenBursts(time.Now())))
-	defer phase.Stop()
 	for {
 		changed, _ := mo.s.fsm.Changed()
 		mo.step(ctx, time.Now())
 		select {
 		case <-ctx.Done():
 			return
-		case <-phase.C:
-			tick.Reset(loopPeriod)
-		case <-tick.C:
+		case now := <-tick.C:
+			tick.rearm(now)
 		case <-changed:
 		case <-mo.watcher.Changed():
 		}

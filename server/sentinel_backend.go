@@ -196,7 +196,7 @@ func (b *sentinelBackend) Peers() []sentinel.Peer {
 // node stops, recording who answered. It reuses the Status API's remote
 // call, which gives up on a node after a second.
 func (b *sentinelBackend) probePeers(ctx context.Context) {
-	tick := time.NewTicker(peerProbePeriod)
+	tick := newBeat(b.s.monitor.watcher, peerProbePeriod)
 	defer tick.Stop()
 	for {
 		var wg sync.WaitGroup
@@ -217,7 +217,8 @@ func (b *sentinelBackend) probePeers(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case now := <-tick.C:
+			tick.rearm(now)
 		}
 	}
 }

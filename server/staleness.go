@@ -273,8 +273,8 @@ func (s *Server) Vouches() bool { return s.staleness == nil || s.staleness.now()
 // vouches again says that too. With max <= 0 it is not started.
 func (s *Server) watchStaleness() {
 	st := s.staleness
-	period := min(max(st.lease/4, 10*time.Millisecond), 100*time.Millisecond)
-	tick := time.NewTicker(period)
+	period := min(max(st.lease/4, 10*time.Millisecond), loopPeriod)
+	tick := newBeat(s.monitor.watcher, period)
 	defer tick.Stop()
 	// announced is the answer the log last gave; a node starts without
 	// contact and says nothing until it has some.
@@ -283,7 +283,8 @@ func (s *Server) watchStaleness() {
 		select {
 		case <-s.ctx.Done():
 			return
-		case <-tick.C:
+		case now := <-tick.C:
+			tick.rearm(now)
 		}
 		v, _ := st.check(time.Now())
 		if v.catchingUp && s.caughtUpWithLeader() {

@@ -278,7 +278,7 @@ func (c *conn) lookupCommand(args [][]byte) (cmd, sub *command) {
 
 // execLookedUp is exec for a caller that has looked the command up already.
 func (c *conn) execLookedUp(args [][]byte, cmd, sub *command) bool {
-	c.lastActive.Store(c.s.clock.Load())
+	c.lastActive.Store(c.s.now())
 	switch {
 	case cmd == nil, len(cmd.subs) > 0 && len(args) >= 2 && sub == nil:
 		c.s.count(nil)

@@ -89,8 +89,12 @@ type Server struct {
 	log     *slog.Logger
 	started time.Time
 
-	// clock is the time in unix nanoseconds, within clockTick.
-	clock atomic.Int64
+	// clock is the time in unix nanoseconds, within clockTick while
+	// clockRunning; clockRead records that a command read it since the
+	// last tick (see now).
+	clock        atomic.Int64
+	clockRunning atomic.Bool
+	clockRead    atomic.Bool
 
 	ctx    context.Context // cancelled by Close; bounds backend writes
 	cancel context.CancelFunc
@@ -210,8 +214,6 @@ func New(cfg Config, backend Backend) *Server {
 		conns: map[*conn]struct{}{}, subs: map[*conn]struct{}{}, peerDown: map[string]time.Time{},
 		served: make(chan struct{}),
 	}
-	s.clock.Store(time.Now().UnixNano())
-	go s.tickClock()
 	s.notifier, _ = backend.(StateNotifier)
 	s.voucher, _ = backend.(Voucher)
 	s.calls = map[*command]*atomic.Uint64{}
@@ -240,15 +242,39 @@ func (s *Server) count(c *command) {
 // virtual machines.
 const clockTick = 100 * time.Millisecond
 
-// tickClock keeps s.clock within clockTick of the time until the server
-// is closed.
+// now is the time for a command's bookkeeping, in unix nanoseconds: the
+// ticking clock while it runs, else a fresh reading that starts it. The
+// ticker stops after a tick in which no command read it, so an endpoint
+// whose connections are idle (subscribers waiting for events) or that has
+// none does not wake the process ten times a second (each wake-up of an
+// idle Go process costs tens of microseconds of CPU, mostly in the kernel).
+func (s *Server) now() int64 {
+	if s.clockRunning.Load() {
+		s.clockRead.Store(true)
+		return s.clock.Load()
+	}
+	t := time.Now().UnixNano()
+	s.clock.Store(t)
+	if s.clockRunning.CompareAndSwap(false, true) {
+		s.clockRead.Store(true)
+		go s.tickClock()
+	}
+	return t
+}
+
+// tickClock keeps s.clock within clockTick of the time until a tick finds
+// it unread, or the server is closed.
 func (s *Server) tickClock() {
 	t := time.NewTicker(clockTick)
 	defer t.Stop()
+	defer s.clockRunning.Store(false)
 	for {
 		select {
 		case now := <-t.C:
 			s.clock.Store(now.UnixNano())
+			if !s.clockRead.Swap(false) {
+				return
+			}
 		case <-s.ctx.Done():
 			return
 		}
