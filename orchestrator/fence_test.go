@@ -427,7 +427,9 @@ func TestFenceNotLoweredOnUnsteadyMaster(t *testing.T) {
 
 // TestFenceReappliedWhenLost: an unchanged fence is applied again only
 // every fenceApplyEvery, unless the master's INFO shows no fence in force
-// (a restart without a config file): then at the next read.
+// (a restart without a config file): then at the next read. Applying again
+// reads the fence first, and only a master that lost it or holds other
+// values costs a leadership check and a CONFIG SET.
 func TestFenceReappliedWhenLost(t *testing.T) {
 	e, _, step := fencedSteady(t)
 	applies := func(from int) int { return len(e.since(from, redisCmd(addrM, "CONFIG SET min-replicas-to-write"))) }
@@ -458,8 +460,32 @@ func TestFenceReappliedWhenLost(t *testing.T) {
 	if got := applies(from); got != 0 {
 		t.Fatalf("the fence was applied %d more times once back in force, want 0", got)
 	}
+	checks := e.lead.count()
+	step(fenceApplyEvery)
+	if got := len(e.since(from, redisCmd(addrM, "CONFIG GET min-replicas"))); got != 1 {
+		t.Fatalf("%d reads of the fence after fenceApplyEvery, want 1; trace:\n%s", got, e.dump(from))
+	}
+	if got := applies(from); got != 0 {
+		t.Fatalf("a fence in force was set %d times after fenceApplyEvery, want 0", got)
+	}
+	if got := e.lead.count() - checks; got != 0 {
+		t.Fatalf("%d leadership checks to find the fence in force, want 0", got)
+	}
+
+	// Someone else's CONFIG SET left a fence on, so INFO cannot tell; the
+	// read after fenceApplyEvery finds the other values and sets ours.
+	e.redis.mu.Lock()
+	e.server(addrM).fence = [2]int64{1, 10}
+	e.redis.mu.Unlock()
+	from, checks = e.mark(), e.lead.count()
 	step(fenceApplyEvery)
 	if got := applies(from); got != 1 {
-		t.Fatalf("%d applies after fenceApplyEvery, want 1", got)
+		t.Fatalf("%d applies after fenceApplyEvery to a fence changed behind the leader's back, want 1; trace:\n%s", got, e.dump(from))
+	}
+	if got := e.lead.count() - checks; got != 1 {
+		t.Fatalf("%d leadership checks before setting the fence, want 1", got)
+	}
+	if got := e.fence(addrM); got != [2]int64{4, 2} {
+		t.Fatalf("fence %v after the re-apply, want 4 replicas within 2 s", got)
 	}
 }

@@ -501,6 +501,14 @@ func (i *fakeInstance) PauseWrites(ctx context.Context, d time.Duration) error {
 	return i.do(ctx, "PAUSE", fmt.Sprintf("CLIENT PAUSE %d WRITE", d.Milliseconds()), func(s *fakeServer) { s.paused = true })
 }
 
+func (i *fakeInstance) HasFence(ctx context.Context, minReplicas int, maxLagSeconds int64) (bool, error) {
+	var has bool
+	err := i.do(ctx, "FENCE-GET", "CONFIG GET min-replicas-to-write min-replicas-max-lag", func(s *fakeServer) {
+		has = s.fence == [2]int64{int64(minReplicas), maxLagSeconds}
+	})
+	return has, err
+}
+
 func (i *fakeInstance) SetFence(ctx context.Context, minReplicas int, maxLagSeconds int64) error {
 	return i.do(ctx, "FENCE", fmt.Sprintf("CONFIG SET min-replicas-to-write %d min-replicas-max-lag %d", minReplicas, maxLagSeconds), func(s *fakeServer) {
 		s.fence = [2]int64{int64(minReplicas), maxLagSeconds}

@@ -72,6 +72,9 @@ type Instance interface {
 	FailoverAbort(ctx context.Context) error
 	PauseWrites(ctx context.Context, d time.Duration) error
 	Unpause(ctx context.Context) error
+	// HasFence reports whether min-replicas-to-write and
+	// min-replicas-max-lag have these values; it only reads.
+	HasFence(ctx context.Context, minReplicas int, maxLagSeconds int64) (bool, error)
 	// SetFence sets min-replicas-to-write and min-replicas-max-lag.
 	SetFence(ctx context.Context, minReplicas int, maxLagSeconds int64) error
 	// SetMasterAuth sets masteruser and masterauth, the credentials the

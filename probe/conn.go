@@ -599,6 +599,25 @@ func (c *Conn) SetMasterAuth(ctx context.Context, auth Auth) error {
 	return nil
 }
 
+// HasFence reports whether min-replicas-to-write and min-replicas-max-lag
+// are minReplicas and maxLagSeconds now. It only reads (CONFIG GET), so the
+// leader may ask it without confirming its leadership first.
+func (c *Conn) HasFence(ctx context.Context, minReplicas int, maxLagSeconds int64) (bool, error) {
+	var getLag, getCount *redis.MapStringStringCmd
+	if err := retryStale(ctx, func() error {
+		_, err := c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			getLag = p.ConfigGet(ctx, "min-replicas-max-lag")
+			getCount = p.ConfigGet(ctx, "min-replicas-to-write")
+			return nil
+		})
+		return err
+	}); err != nil {
+		return false, fmt.Errorf("fence on %s: %w", c.addr, err)
+	}
+	return getLag.Val()["min-replicas-max-lag"] == strconv.FormatInt(maxLagSeconds, 10) &&
+		getCount.Val()["min-replicas-to-write"] == strconv.Itoa(minReplicas), nil
+}
+
 // SetFence sets min-replicas-to-write and min-replicas-max-lag (CONFIG SET,
 // both in one MULTI/EXEC so that no write is judged between the two) and
 // rewrites the config file where the server has one, so that a restart
@@ -609,16 +628,7 @@ func (c *Conn) SetFence(ctx context.Context, minReplicas int, maxLagSeconds int6
 	}
 	// Re-applying an unchanged fence reads it only, so that the config
 	// file is rewritten only when something changed.
-	var getLag, getCount *redis.MapStringStringCmd
-	if err := retryStale(ctx, func() error {
-		_, err := c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			getLag = p.ConfigGet(ctx, "min-replicas-max-lag")
-			getCount = p.ConfigGet(ctx, "min-replicas-to-write")
-			return nil
-		})
-		return err
-	}); err == nil && getLag.Val()["min-replicas-max-lag"] == strconv.FormatInt(maxLagSeconds, 10) &&
-		getCount.Val()["min-replicas-to-write"] == strconv.Itoa(minReplicas) {
+	if has, err := c.HasFence(ctx, minReplicas, maxLagSeconds); err == nil && has {
 		return nil
 	}
 	var lag, count, rewrite *redis.Cmd

@@ -781,6 +781,12 @@ func TestSetFence(t *testing.T) {
 		if want := tc.n > 0; info.MinReplicasOn != want {
 			t.Fatalf("after SetFence(%d, %d): MinReplicasOn %v, want %v", tc.n, tc.lag, info.MinReplicasOn, want)
 		}
+		if has, err := c.HasFence(ctx, tc.n, tc.lag); err != nil || !has {
+			t.Fatalf("HasFence(%d, %d) after setting it: %v, %v; want true", tc.n, tc.lag, has, err)
+		}
+		if has, err := c.HasFence(ctx, tc.n+1, tc.lag); err != nil || has {
+			t.Fatalf("HasFence(%d, %d) with %d set: %v, %v; want false", tc.n+1, tc.lag, tc.n, has, err)
+		}
 	}
 	if err := c.SetFence(ctx, -1, 2); err == nil {
 		t.Fatal("a negative count was accepted")

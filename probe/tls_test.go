@@ -98,6 +98,7 @@ func TestCommandsSurviveAClosedPooledTLSConnection(t *testing.T) {
 	}{
 		{"SetMasterAuth", func() error { return c.SetMasterAuth(ctx, Auth{Pass: "pw"}) }},
 		{"SetFence", func() error { return c.SetFence(ctx, 0, 2) }},
+		{"HasFence", func() error { _, err := c.HasFence(ctx, 0, 2); return err }},
 		{"PauseWrites", func() error { return c.PauseWrites(ctx, time.Second) }},
 		{"Unpause", func() error { return c.Unpause(ctx) }},
 		{"FailoverAbort", func() error { return c.FailoverAbort(ctx) }},
