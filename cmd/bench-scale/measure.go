@@ -56,6 +56,12 @@ func measureSystem(ctx context.Context, o *options, sys string) (r result, err e
 		return r, err
 	}
 	defer f.close()
+	// The logs are kept from a failed run too: that is when they are read.
+	defer func() {
+		if kerr := f.keepLogs(o, sys); err == nil {
+			err = kerr
+		}
+	}()
 	r = result{system: sys, groups: o.groups, entriesPS: -1}
 	select {
 	case <-time.After(settle):
@@ -73,7 +79,7 @@ func measureSystem(ctx context.Context, o *options, sys string) (r result, err e
 			return r, err
 		}
 	}
-	return r, f.keepLogs(o, sys)
+	return r, nil
 }
 
 // cpuTicks is a process's user plus system time in clock ticks (fields 14
