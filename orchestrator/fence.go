@@ -164,7 +164,8 @@ func (p *pass) fenceIO(plan fencePlan) error {
 			return err
 		}
 		p.l.dueEvery("fence-apply", addr, p.now, 0) // apply now, below
-	} else if p.fenceInForce(conn, d) {
+	}
+	if p.fenceInForce(conn, d) {
 		return nil
 	}
 	return p.act(actionTimeout, func(ctx context.Context) error {
@@ -172,11 +173,11 @@ func (p *pass) fenceIO(plan fencePlan) error {
 	})
 }
 
-// fenceInForce reads whether the master holds the unchanged fence d, which
-// the pass is due to apply again: it nearly always does, and the read
-// needs no leadership check where the CONFIG SET does (one Raft round trip
-// to every follower per master every fenceApplyEvery: 33 a second at
-// 1,000 masters). A failed read says no, and the SET path decides.
+// fenceInForce reads whether the master holds the fence d already, before
+// it is set: one applied again every fenceApplyEvery nearly always is, and
+// the read needs no leadership check where the CONFIG SET does (one Raft
+// round trip to every follower per master every fenceApplyEvery: 33 a
+// second at 1,000 masters). A failed read says no, and the SET decides.
 func (p *pass) fenceInForce(conn Instance, d failover.FenceDecision) bool {
 	ctx, cancel := context.WithTimeout(p.ctx, actionTimeout)
 	defer cancel()

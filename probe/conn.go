@@ -621,15 +621,12 @@ func (c *Conn) HasFence(ctx context.Context, minReplicas int, maxLagSeconds int6
 // SetFence sets min-replicas-to-write and min-replicas-max-lag (CONFIG SET,
 // both in one MULTI/EXEC so that no write is judged between the two) and
 // rewrites the config file where the server has one, so that a restart
-// keeps the fence. A count of 0 turns the fence off.
+// keeps the fence. A count of 0 turns the fence off. It sets even values
+// already in force: a caller that wants the config file left alone then
+// asks HasFence first.
 func (c *Conn) SetFence(ctx context.Context, minReplicas int, maxLagSeconds int64) error {
 	if minReplicas < 0 || maxLagSeconds < 1 {
 		return fmt.Errorf("fence on %s: want a count of 0 or more and a lag of 1 s or more, got %d and %d", c.addr, minReplicas, maxLagSeconds)
-	}
-	// Re-applying an unchanged fence reads it only, so that the config
-	// file is rewritten only when something changed.
-	if has, err := c.HasFence(ctx, minReplicas, maxLagSeconds); err == nil && has {
-		return nil
 	}
 	var lag, count, rewrite *redis.Cmd
 	err := retryStale(ctx, func() error {
