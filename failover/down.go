@@ -96,6 +96,23 @@ func SDownSince(p Probe, downAfter time.Duration, now time.Time) time.Time {
 	return roleClock.Add(satAdd(downAfter, RoleMismatchGrace))
 }
 
+// ClocksStopped reports that none of SubjectivelyDown's clocks runs for p:
+// its latest contact was answered validly, and, for a recorded master,
+// INFO reports no replica role and no restart awaits its PONG. Such an
+// instance stays up until one of them starts, and then for at least
+// down-after (or, after a restart, master-reboot-down-after-period): a
+// caller that looks again within that time misses no SDOWN. Only rule 1's
+// clock starts without an INFO, at a PING that goes unanswered.
+func ClocksStopped(p Probe, expectMaster bool) bool {
+	if !p.FailingSince.IsZero() {
+		return false
+	}
+	if !expectMaster {
+		return true
+	}
+	return !(!p.InfoAt.IsZero() && p.Role == RoleReplica) && !MasterRebooting(p)
+}
+
 // EvidenceFresh reports whether p would still be SDOWN if nothing observed
 // before resumedAt counted, i.e. whether the down evidence was gathered after
 // this node's last pause.

@@ -143,7 +143,7 @@ func TestEvidenceFreshAndDownOpinion(t *testing.T) {
 	// since t0; this node was stopped from t0+10s and noticed the gap at
 	// t0+40s.
 	p := Probe{Since: at(-time.Hour), LastValidReply: at(-100 * ms), FailingSince: t0}
-	tilt := Tilt{}.Tick(at(10 * time.Second)).Tick(at(40 * time.Second))
+	tilt := Tilt{}.Tick(at(10*time.Second), 0).Tick(at(40*time.Second), 0)
 	if !tilt.EnteredAt.Equal(at(40 * time.Second)) {
 		t.Fatalf("tilt not entered: %+v", tilt)
 	}

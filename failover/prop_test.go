@@ -272,7 +272,7 @@ func TestNoPanics(t *testing.T) {
 		now := tm("now")
 		p := probe("p")
 		d := dur("downAfter")
-		tilt := Tilt{Trigger: dur("trigger"), Period: dur("period")}.Tick(tm("tick1")).Tick(tm("tick2"))
+		tilt := Tilt{Trigger: dur("trigger"), Period: dur("period")}.Tick(tm("tick1"), 0).Tick(tm("tick2"), 0)
 		SubjectivelyDown(p, true, d, now)
 		SDownSince(p, d, now)
 		EvidenceFresh(p, true, d, tm("resumed"), now)
@@ -347,6 +347,35 @@ func TestSDownWindow(t *testing.T) {
 			if late := detected.Sub(fault); late > downAfter+period+ms || late <= downAfter {
 				t.Fatalf("down %v after the fault, want within (%v, %v]", late, downAfter, downAfter+period+ms)
 			}
+		}
+	})
+}
+
+// TestClocksStoppedStaysUp: a probe whose clocks are stopped is not SDOWN
+// at any time, however long after, while nothing new is observed; and one
+// that SubjectivelyDown reports down never has its clocks stopped. This is
+// what lets a loop that found every clock stopped look again only within
+// down-after.
+func TestClocksStoppedStaysUp(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		tm := func(label string) time.Time {
+			if rapid.Bool().Draw(t, label+"Zero") {
+				return time.Time{}
+			}
+			return at(time.Duration(rapid.IntRange(-100, 100).Draw(t, label)) * time.Second)
+		}
+		p := Probe{
+			Since: tm("since"), LastValidReply: tm("reply"), LinkUp: rapid.Bool().Draw(t, "link"),
+			FailingSince: tm("failing"), InfoAt: tm("info"), Role: rapid.SampledFrom([]Role{RoleMaster, RoleReplica, ""}).Draw(t, "role"),
+			RoleSince: tm("roleSince"), MasterSince: tm("masterSince"), LastPong: tm("pong"), RebootedAt: tm("rebooted"),
+			RebootDownAfter: time.Duration(rapid.IntRange(0, 10).Draw(t, "rebootDownS")) * time.Second,
+		}
+		expectMaster := rapid.Bool().Draw(t, "expectMaster")
+		downAfter := time.Duration(rapid.IntRange(0, 60).Draw(t, "downAfterS")) * time.Second
+		now := at(time.Duration(rapid.IntRange(-100, 1000).Draw(t, "now")) * time.Second)
+		down, reason := SubjectivelyDown(p, expectMaster, downAfter, now)
+		if down && ClocksStopped(p, expectMaster) {
+			t.Fatalf("down (%s) with every clock stopped: %+v", reason, p)
 		}
 	})
 }

@@ -42,10 +42,13 @@ func (t Tilt) period() time.Duration {
 
 // Tick records a timer tick at now and returns the updated detector. The
 // first tick only records the time, as Sentinel starts its reference at
-// startup.
-func (t Tilt) Tick(now time.Time) Tilt {
+// startup. idle is how much longer than its usual period the caller chose
+// to wait for this tick (zero for a loop that keeps one period): it is
+// taken off the gap, so that a loop that looks less often while nothing is
+// in motion does not take its own sleep for a stall.
+func (t Tilt) Tick(now time.Time, idle time.Duration) Tilt {
 	if !t.LastTick.IsZero() {
-		if gap := now.Sub(t.LastTick); gap < 0 || gap > t.trigger() {
+		if gap := now.Sub(t.LastTick); gap < 0 || gap-max(idle, 0) > t.trigger() {
 			t.EnteredAt = now
 		}
 	}

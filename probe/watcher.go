@@ -742,13 +742,17 @@ func (w *Watcher) onGrid(t time.Time, period time.Duration) time.Time {
 }
 
 // BetweenBursts is the first instant at or after t that lies halfway
-// between two points of the coarsest grid contacts start on (MaxGrid):
-// a loop that ticks from there every MaxGrid looks at the observations
-// when the contacts of the last burst have had half a grid to complete.
-func (w *Watcher) BetweenBursts(t time.Time) time.Time {
-	// t is never before base, so off > -MaxGrid and the division rounds up.
+// between two points of the coarsest grid contacts start on (MaxGrid) and
+// a whole number of periods of every (rounded up to a multiple of MaxGrid)
+// after the first such instant: a loop that ticks there looks at the
+// observations when the contacts of the last burst have had half a grid to
+// complete, and loops of one period tick at the same instants, so that
+// they wake the process together.
+func (w *Watcher) BetweenBursts(t time.Time, every time.Duration) time.Time {
+	every = max((every+MaxGrid-1)/MaxGrid*MaxGrid, MaxGrid)
+	// t is never before base, so off > -every and the division rounds up.
 	off := t.Sub(w.base) - MaxGrid/2
-	return w.base.Add((off+MaxGrid-1)/MaxGrid*MaxGrid + MaxGrid/2)
+	return w.base.Add((off+every-1)/every*every + MaxGrid/2)
 }
 
 // sleepUntil waits until started+period() (moved onto the grid), reading

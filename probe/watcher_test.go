@@ -932,18 +932,25 @@ func TestBetweenBursts(t *testing.T) {
 	w := &Watcher{base: base}
 	half := MaxGrid / 2
 	for _, tc := range []struct {
-		at, want time.Duration // from base
+		at, every, want time.Duration // at and want from base
 	}{
-		{0, half},
-		{half - 1, half},
-		{half, half},
-		{half + 1, MaxGrid + half},
-		{MaxGrid, MaxGrid + half},
-		{7*MaxGrid + half, 7*MaxGrid + half},
-		{7*MaxGrid + half + time.Nanosecond, 8*MaxGrid + half},
+		{0, MaxGrid, half},
+		{half - 1, MaxGrid, half},
+		{half, MaxGrid, half},
+		{half + 1, MaxGrid, MaxGrid + half},
+		{MaxGrid, MaxGrid, MaxGrid + half},
+		{7*MaxGrid + half, MaxGrid, 7*MaxGrid + half},
+		{7*MaxGrid + half + time.Nanosecond, MaxGrid, 8*MaxGrid + half},
+		{0, 0, half}, // a period below the grid is the grid
+		{0, time.Second, half},
+		{half + 1, time.Second, time.Second + half},
+		{time.Second + half, time.Second, time.Second + half},
+		{3*time.Second + 2*MaxGrid, time.Second, 4*time.Second + half},
+		{half + 1, 250 * time.Millisecond, 3*MaxGrid + half}, // rounded up to 300 ms
 	} {
-		if got := w.BetweenBursts(base.Add(tc.at)).Sub(base); got != tc.want {
-			t.Errorf("BetweenBursts(base + %v) = base + %v, want base + %v", tc.at, got, tc.want)
+		got := w.BetweenBursts(base.Add(tc.at), tc.every).Sub(base)
+		if got != tc.want {
+			t.Errorf("BetweenBursts(base + %v, %v) = base + %v, want base + %v", tc.at, tc.every, got, tc.want)
 		}
 		// The contacts start on the grid, half a grid away on each side.
 		if got := w.onGrid(base.Add(tc.want), time.Second).Sub(base.Add(tc.want)); got.Abs() != half {

@@ -12,39 +12,36 @@ import (
 // peer probe wake the process together instead of each at a phase of its
 // own: an idle Go process spends about 80 µs of CPU (scheduler, netpoll,
 // another thread woken, mostly in the kernel) on each wake-up, more than
-// the work these do. A time.Ticker cannot be started at a chosen instant,
-// and starting one when a first timer fires puts its phase off by that
-// goroutine's scheduling delay; beat arms a timer for each tick at an
-// exact instant instead.
+// the work these do. Beats of one period tick at the same instants, also
+// after one changed its period (setPeriod). A time.Ticker cannot be
+// started at a chosen instant, and starting one when a first timer fires
+// puts its phase off by that goroutine's scheduling delay; beat arms a
+// timer for each tick at an exact instant instead.
 type beat struct {
 	*time.Timer
+	w      *probe.Watcher
 	period time.Duration
-	next   time.Time
 }
 
-// newBeat starts a beat of period (a divisor or a multiple of
-// probe.MaxGrid keeps every tick on, or every MaxGrid on, the grid).
+// newBeat starts a beat of period (rounded up to a multiple of
+// probe.MaxGrid).
 func newBeat(w *probe.Watcher, period time.Duration) *beat {
-	next := w.BetweenBursts(time.Now())
-	return &beat{Timer: time.NewTimer(time.Until(next)), period: period, next: next}
+	next := w.BetweenBursts(time.Now(), period)
+	return &beat{Timer: time.NewTimer(time.Until(next)), w: w, period: period}
 }
 
-// rearm schedules the tick after the one just received, period later; the
-// ticks a stalled receiver missed are dropped, as a time.Ticker drops them.
+// rearm schedules the tick after the one received at now; the ticks a
+// stalled receiver missed are dropped, as a time.Ticker drops them.
 func (b *beat) rearm(now time.Time) {
-	b.next = nextBeat(b.next, b.period, now)
-	b.Reset(time.Until(b.next))
+	b.Reset(time.Until(b.w.BetweenBursts(now.Add(time.Nanosecond), b.period)))
 }
 
-// nextBeat is the first instant after now, and after last, that lies a
-// whole number of periods after last.
-func nextBeat(last time.Time, period time.Duration, now time.Time) time.Time {
-	if period <= 0 {
-		return now
+// setPeriod makes the beat tick every period from now on, the next tick at
+// the first of its instants at or after now.
+func (b *beat) setPeriod(period time.Duration, now time.Time) {
+	if period == b.period {
+		return
 	}
-	n := time.Duration(1)
-	if behind := now.Sub(last); behind >= period {
-		n = behind/period + 1
-	}
-	return last.Add(n * period)
+	b.period = period
+	b.Reset(time.Until(b.w.BetweenBursts(now, period)))
 }

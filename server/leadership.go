@@ -26,6 +26,10 @@ func (s *Server) monitorLeadership() {
 		case <-s.ctx.Done():
 			return
 		case leading := <-s.raft.LeaderCh():
+			select {
+			case s.leadershipChanged <- struct{}{}:
+			default:
+			}
 			term.revoke(s)
 			term = nil
 			if leading {

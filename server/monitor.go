@@ -17,6 +17,9 @@ const (
 	// leader its failover steps, on top of waking on every change: once
 	// per grid of the probe's contacts, between two of its bursts (run).
 	loopPeriod = probe.MaxGrid
+	// idleLoopPeriod is the longest a follower's loop waits between two
+	// looks while nothing is in motion (idlePeriod).
+	idleLoopPeriod = time.Second
 	// voteRefresh is how often a down vote is re-asserted (Sentinel's
 	// ask-period); the leader counts it for orchestrator.VoteFreshness.
 	voteRefresh = time.Second
@@ -54,6 +57,10 @@ type monitor struct {
 	// loop's goroutine uses them.
 	targetsFrom    *fsmv1.State
 	targetsLeading bool
+	// waitPeriod is the period the loop waited on before this tick.
+	waitPeriod time.Duration
+	// wake makes the loop step at once (a Leader installed or dropped).
+	wake chan struct{}
 }
 
 var _ orchestrator.Observer = (*monitor)(nil)
@@ -70,11 +77,13 @@ func newMonitor(s *Server) (*monitor, error) {
 		return nil, err
 	}
 	return &monitor{
-		s:        s,
-		watcher:  w,
-		tilt:     failover.Tilt{Period: tiltPeriod},
-		lastVote: map[string]time.Time{},
-		voting:   map[string]bool{},
+		s:          s,
+		watcher:    w,
+		tilt:       failover.Tilt{Period: tiltPeriod},
+		lastVote:   map[string]time.Time{},
+		voting:     map[string]bool{},
+		waitPeriod: loopPeriod,
+		wake:       make(chan struct{}, 1),
 	}, nil
 }
 
@@ -87,7 +96,16 @@ func (mo *monitor) installLeader(ctx context.Context, l *orchestrator.Leader) bo
 		return false
 	}
 	mo.leader = l
+	mo.stepNow()
 	return true
+}
+
+// stepNow makes the loop step at once rather than at its next tick.
+func (mo *monitor) stepNow() {
+	select {
+	case mo.wake <- struct{}{}:
+	default:
+	}
 }
 
 // dropLeader stops and forgets the Leader, if any.
@@ -97,6 +115,7 @@ func (mo *monitor) dropLeader() {
 	if mo.leader != nil {
 		mo.leader.Stop()
 		mo.leader = nil
+		mo.stepNow()
 	}
 }
 
@@ -132,7 +151,9 @@ func (mo *monitor) run(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		changed, _ := mo.s.fsm.Changed()
-		mo.step(ctx, time.Now())
+		now := time.Now()
+		mo.waitPeriod = mo.step(ctx, now)
+		tick.setPeriod(mo.waitPeriod, now)
 		select {
 		case <-ctx.Done():
 			return
@@ -140,18 +161,40 @@ func (mo *monitor) run(ctx context.Context) {
 			tick.rearm(now)
 		case <-changed:
 		case <-mo.watcher.Changed():
+		case <-mo.wake:
 		}
 	}
 }
 
-func (mo *monitor) step(ctx context.Context, now time.Time) {
+// idlePeriod is how long the loop may wait for its next look when nothing
+// wakes it: loopPeriod while anything is in motion for this node (it
+// leads, it is in TILT, or a master has a running SDOWN clock, a down
+// vote, an ODOWN or a failover: see monitor.step), else up to
+// idleLoopPeriod, and at most half the shortest down-after of the masters
+// (downAfter; zero when there are none). Everything else that matters to
+// a follower wakes the loop itself (a change of the state or of an
+// observation) except the one clock the probe starts silently, at a PING
+// that goes unanswered: a look within down-after of it still finds it
+// running in time for the look at loopPeriod that finds the master down.
+func idlePeriod(moving bool, downAfter time.Duration) time.Duration {
+	if moving {
+		return loopPeriod
+	}
+	if downAfter <= 0 {
+		return idleLoopPeriod
+	}
+	return min(max(downAfter/2/loopPeriod*loopPeriod, loopPeriod), idleLoopPeriod)
+}
+
+// step looks at every master once, and returns idlePeriod for what it saw.
+func (mo *monitor) step(ctx context.Context, now time.Time) time.Duration {
 	st := mo.s.fsm.View()
 	mo.mu.Lock()
 	// Compared with what the previous tick reported: TILT ends by the
 	// passing of time, so Active(now) before this tick is already false
 	// at the tick that ends it.
 	was := mo.tiltReported
-	mo.tilt = mo.tilt.Tick(now)
+	mo.tilt = mo.tilt.Tick(now, mo.waitPeriod-loopPeriod)
 	tilt := mo.tilt
 	active := tilt.Active(now)
 	mo.tiltReported = active
@@ -185,14 +228,22 @@ func (mo *monitor) step(ctx context.Context, now time.Time) {
 	}
 	// Only the masters' own observations matter to the votes: looking them
 	// up costs less than copying every instance's at every tick.
+	moving := l != nil || active
+	var downAfter time.Duration
 	for _, m := range st.Masters {
 		o, ok := mo.watcher.Observation(m.GetAddress())
-		mo.maybeVote(ctx, m, o, ok, tilt, now)
+		if mo.maybeVote(ctx, m, o, ok, tilt, now) || m.GetOdown() || m.GetFailover() != nil {
+			moving = true
+		}
+		if d := orchestrator.DownAfter(m); downAfter == 0 || d < downAfter {
+			downAfter = d
+		}
 	}
 	if l != nil {
 		l.Step(st)
 		mo.maybeSwitchFormat(ctx, st, now)
 	}
+	return idlePeriod(moving, downAfter)
 }
 
 // ownOpinions says which masters this node currently votes down.
@@ -243,9 +294,12 @@ func targets(st *fsmv1.State, downHere map[string]bool, leading bool) []probe.Ta
 }
 
 // maybeVote commits this node's opinion of a master when it differs from
-// the committed vote, and re-asserts a down vote so it stays fresh.
-func (mo *monitor) maybeVote(ctx context.Context, m *fsmv1.Master, o probe.Observation, ok bool, tilt failover.Tilt, now time.Time) {
-	down, reason := failover.DownOpinion(orchestrator.MasterProbe(orchestrator.ProbeOf(o, ok), m), true, orchestrator.DownAfter(m), tilt, now)
+// the committed vote, and re-asserts a down vote so it stays fresh. It
+// reports whether the master is in motion for this node: an SDOWN clock
+// runs (failover.ClocksStopped), or its opinion or committed vote is down.
+func (mo *monitor) maybeVote(ctx context.Context, m *fsmv1.Master, o probe.Observation, ok bool, tilt failover.Tilt, now time.Time) (moving bool) {
+	p := orchestrator.MasterProbe(orchestrator.ProbeOf(o, ok), m)
+	down, reason := failover.DownOpinion(p, true, orchestrator.DownAfter(m), tilt, now)
 	var committed *fsmv1.Vote
 	for _, v := range m.GetVotes() {
 		if v.GetNodeId() == mo.s.cfg.ID {
@@ -254,12 +308,12 @@ func (mo *monitor) maybeVote(ctx context.Context, m *fsmv1.Master, o probe.Obser
 	}
 	same := committed != nil && committed.GetDown() == down && committed.GetAddress() == m.GetAddress()
 	if (committed == nil || !committed.GetDown()) && !down {
-		return // up and not on record as down: nothing to say
+		return !failover.ClocksStopped(p, true) // up and not on record as down: nothing to say
 	}
 	mo.mu.Lock()
 	defer mo.mu.Unlock()
 	if mo.voting[m.GetName()] || (same && now.Sub(mo.lastVote[m.GetName()]) < voteRefresh) {
-		return
+		return true
 	}
 	mo.voting[m.GetName()] = true
 	mo.lastVote[m.GetName()] = now
@@ -285,6 +339,7 @@ func (mo *monitor) maybeVote(ctx context.Context, m *fsmv1.Master, o probe.Obser
 			mo.s.log.Info("vote", "master", vote.Master, "address", vote.Address, "down", vote.Down, "reason", reason)
 		}
 	}()
+	return true
 }
 
 // maybeSwitchFormat, on the leader, switches the cluster to this binary's

@@ -59,3 +59,24 @@ func TestLeaderTargetsCarryTheFenceRead(t *testing.T) {
 		}
 	}
 }
+
+func TestIdlePeriod(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		moving    bool
+		downAfter time.Duration
+		want      time.Duration
+	}{
+		{"in motion", true, 30 * time.Second, loopPeriod},
+		{"quiet, Sentinel's default down-after", false, 30 * time.Second, idleLoopPeriod},
+		{"quiet, down-after 2 s", false, 2 * time.Second, idleLoopPeriod},
+		{"quiet, down-after 1 s: half of it", false, time.Second, 500 * time.Millisecond},
+		{"quiet, half of down-after off the grid: rounded down", false, 1250 * time.Millisecond, 600 * time.Millisecond},
+		{"quiet, a short down-after: never below the loop's period", false, 150 * time.Millisecond, loopPeriod},
+		{"no masters", false, 0, idleLoopPeriod},
+	} {
+		if got := idlePeriod(tc.moving, tc.downAfter); got != tc.want {
+			t.Errorf("%s: idlePeriod = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

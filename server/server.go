@@ -87,6 +87,9 @@ type Server struct {
 
 	// nudges asks for a barrier after a commit (runCommitNudges).
 	nudges chan struct{}
+	// leadershipChanged wakes the staleness watch when this node gains or
+	// loses leadership.
+	leadershipChanged chan struct{}
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -98,7 +101,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: fsm.New(), conns: map[string]*grpc.ClientConn{}, local: newLocalEvents(),
-		nudges: make(chan struct{}, 1)}
+		nudges: make(chan struct{}, 1), leadershipChanged: make(chan struct{}, 1)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	ok := false
 	defer func() {

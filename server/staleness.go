@@ -58,11 +58,18 @@ type leadership struct {
 // leads now, seen without a gap, had that contact within the last lease.
 // After a gap (the process frozen, or starved of CPU) a leader counts only
 // once it still leads a whole lease later: a leader resumed after a
-// SIGSTOP believes it leads until Raft has run its lease check.
-func nextLeadership(prev leadership, leader bool, lastContact, now time.Time, lease time.Duration) leadership {
+// SIGSTOP believes it leads until Raft has run its lease check. idle is
+// how much longer than usual the watch chose to wait between two looks
+// while the node followed (watchPeriod); it lengthens only a follower's
+// allowed gap, so that a node elected during that wait counts at once.
+func nextLeadership(prev leadership, leader bool, lastContact, now time.Time, lease, idle time.Duration) leadership {
 	next := prev
 	next.lastLook, next.leading = now, leader
-	gap := prev.lastLook.IsZero() || now.Sub(prev.lastLook) > lease
+	allowed := lease
+	if !prev.leading {
+		allowed += max(idle, 0)
+	}
+	gap := prev.lastLook.IsZero() || now.Sub(prev.lastLook) > allowed
 	if leader {
 		if gap {
 			next.probation = now.Add(lease)
@@ -136,6 +143,9 @@ type staleness struct {
 
 	mu   sync.Mutex
 	lead leadership
+	// idle is the staleness watch's wait beyond its usual period
+	// (nextLeadership).
+	idle time.Duration
 	// caughtUp is false from a loss of contact (and from a restart with
 	// old state) until the node has applied everything its leader had
 	// applied when contact returned: a heartbeat renews the contact before
@@ -165,7 +175,7 @@ func (st *staleness) check(now time.Time) (verdict, bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	contact := st.raft.LastContact()
-	st.lead = nextLeadership(st.lead, st.raft.State() == raft.Leader, contact, now, st.lease)
+	st.lead = nextLeadership(st.lead, st.raft.State() == raft.Leader, contact, now, st.lease, st.idle)
 	ok, age := vouching(st.lead, contact, now, st.max)
 	if !ok && age >= 0 {
 		// Contact lost (a node that never had any, just started, has
@@ -186,6 +196,14 @@ func (st *staleness) check(now time.Time) (verdict, bool) {
 		}
 	}
 	return v, changed
+}
+
+// setIdle records the watch's wait beyond its usual period until the next
+// look.
+func (st *staleness) setIdle(d time.Duration) {
+	st.mu.Lock()
+	st.idle = d
+	st.mu.Unlock()
 }
 
 // leadingNow tells whether the node's leadership counted at the last look.
@@ -273,8 +291,8 @@ func (s *Server) Vouches() bool { return s.staleness == nil || s.staleness.now()
 // vouches again says that too. With max <= 0 it is not started.
 func (s *Server) watchStaleness() {
 	st := s.staleness
-	period := min(max(st.lease/4, 10*time.Millisecond), loopPeriod)
-	tick := newBeat(s.monitor.watcher, period)
+	fast := min(max(st.lease/4, 10*time.Millisecond), loopPeriod)
+	tick := newBeat(s.monitor.watcher, fast)
 	defer tick.Stop()
 	// announced is the answer the log last gave; a node starts without
 	// contact and says nothing until it has some.
@@ -285,12 +303,17 @@ func (s *Server) watchStaleness() {
 			return
 		case now := <-tick.C:
 			tick.rearm(now)
+		case <-s.leadershipChanged:
 		}
-		v, _ := st.check(time.Now())
+		now := time.Now()
+		v, _ := st.check(now)
 		if v.catchingUp && s.caughtUpWithLeader() {
 			st.setCaughtUp()
 			v, _ = st.check(time.Now())
 		}
+		period := watchPeriod(fast, v, s.IsLeader(), now)
+		st.setIdle(period - fast)
+		tick.setPeriod(period, now)
 		if v.ok == announced {
 			continue
 		}
@@ -310,6 +333,21 @@ func (s *Server) watchStaleness() {
 		s.log.Warn("no contact with a Raft leader for longer than --max-staleness: no longer naming masters to clients (Sentinel discovery closes the connection, gRPC reads answer Unavailable) until contact returns",
 			"last_contact_age", age, "max_staleness", st.max, "sentinel_subscribers_disconnected", dropped)
 	}
+}
+
+// watchPeriod is how long the staleness watch may wait for its next look:
+// fast on a leader, which must look within every lease (nextLeadership),
+// and on a node that does not vouch, which says so soon after contact
+// returns; on a follower that vouches, idleLoopPeriod as long as its next
+// look still comes a fast period before the verdict lapses. A follower's
+// contact renews with every heartbeat, so that holds while it has one: it
+// then wakes once a second, with the monitor's idle loop, instead of ten
+// times.
+func watchPeriod(fast time.Duration, v verdict, leading bool, now time.Time) time.Duration {
+	if leading || !v.ok || v.until.Sub(now) <= idleLoopPeriod+fast {
+		return fast
+	}
+	return idleLoopPeriod
 }
 
 // caughtUpWithLeader asks the leader how far it has applied (at most a

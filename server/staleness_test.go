@@ -49,6 +49,7 @@ func TestVouching(t *testing.T) {
 func TestNextLeadership(t *testing.T) {
 	t0 := time.Unix(1_000_000, 0)
 	lease := 250 * time.Millisecond
+	idle := 900 * time.Millisecond
 	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
 	contact := ms(-5000)
 	for _, tc := range []struct {
@@ -56,30 +57,61 @@ func TestNextLeadership(t *testing.T) {
 		prev   leadership
 		leader bool
 		now    time.Time
+		idle   time.Duration
 		want   leadership
 	}{
-		{"first look, follower", leadership{}, false, t0, leadership{lastLook: t0}},
-		{"first look, leader: on probation for a lease", leadership{}, true, t0, leadership{lastLook: t0, leading: true, probation: ms(250)}},
-		{"elected while looked at: counts at once", leadership{lastLook: ms(100)}, true, ms(150),
-			leadership{lastLook: ms(150), leading: true, credited: ms(150)}},
-		{"leading, looked at without a gap", leadership{lastLook: ms(150), leading: true, credited: ms(150)}, true, ms(250),
-			leadership{lastLook: ms(250), leading: true, credited: ms(250)}},
-		{"a gap of more than a lease (frozen): on probation", leadership{lastLook: ms(300), leading: true, credited: ms(300)}, true, ms(10300),
-			leadership{lastLook: ms(10300), leading: true, probation: ms(10550), credited: ms(300)}},
-		{"still on probation", leadership{lastLook: ms(10300), leading: true, probation: ms(10550), credited: ms(300)}, true, ms(10500),
-			leadership{lastLook: ms(10500), leading: true, probation: ms(10550), credited: ms(300)}},
-		{"still leading a lease after the gap: counts again", leadership{lastLook: ms(10500), leading: true, probation: ms(10550), credited: ms(300)}, true, ms(10550),
-			leadership{lastLook: ms(10550), leading: true, probation: ms(10550), credited: ms(10550)}},
-		{"stepped down: the last credit stays, Raft's contact then is noted", leadership{lastLook: ms(300), leading: true, credited: ms(300)}, false, ms(400),
-			leadership{lastLook: ms(400), credited: ms(300), stepDownContact: contact}},
-		{"a gap as a follower starts no probation", leadership{lastLook: ms(300), credited: ms(300)}, false, ms(10300),
-			leadership{lastLook: ms(10300), credited: ms(300)}},
+		{name: "first look, follower", prev: leadership{}, now: t0, want: leadership{lastLook: t0}},
+		{name: "first look, leader: on probation for a lease", prev: leadership{}, leader: true, now: t0,
+			want: leadership{lastLook: t0, leading: true, probation: ms(250)}},
+		{name: "elected while looked at: counts at once", prev: leadership{lastLook: ms(100)}, leader: true, now: ms(150),
+			want: leadership{lastLook: ms(150), leading: true, credited: ms(150)}},
+		{name: "leading, looked at without a gap", prev: leadership{lastLook: ms(150), leading: true, credited: ms(150)}, leader: true, now: ms(250),
+			want: leadership{lastLook: ms(250), leading: true, credited: ms(250)}},
+		{name: "a gap of more than a lease (frozen): on probation", prev: leadership{lastLook: ms(300), leading: true, credited: ms(300)}, leader: true, now: ms(10300),
+			want: leadership{lastLook: ms(10300), leading: true, probation: ms(10550), credited: ms(300)}},
+		{name: "still on probation", prev: leadership{lastLook: ms(10300), leading: true, probation: ms(10550), credited: ms(300)}, leader: true, now: ms(10500),
+			want: leadership{lastLook: ms(10500), leading: true, probation: ms(10550), credited: ms(300)}},
+		{name: "still leading a lease after the gap: counts again", prev: leadership{lastLook: ms(10500), leading: true, probation: ms(10550), credited: ms(300)}, leader: true, now: ms(10550),
+			want: leadership{lastLook: ms(10550), leading: true, probation: ms(10550), credited: ms(10550)}},
+		{name: "stepped down: the last credit stays, Raft's contact then is noted", prev: leadership{lastLook: ms(300), leading: true, credited: ms(300)}, now: ms(400),
+			want: leadership{lastLook: ms(400), credited: ms(300), stepDownContact: contact}},
+		{name: "a gap as a follower starts no probation", prev: leadership{lastLook: ms(300), credited: ms(300)}, now: ms(10300),
+			want: leadership{lastLook: ms(10300), credited: ms(300)}},
+		{name: "elected during a follower's idle wait: counts at once", prev: leadership{lastLook: ms(100)}, leader: true, now: ms(1250), idle: idle,
+			want: leadership{lastLook: ms(1250), leading: true, credited: ms(1250)}},
+		{name: "a follower's gap beyond its idle wait and a lease: on probation", prev: leadership{lastLook: ms(100)}, leader: true, now: ms(1251), idle: idle,
+			want: leadership{lastLook: ms(1251), leading: true, probation: ms(1501)}},
+		{name: "the idle wait lengthens no leader's gap", prev: leadership{lastLook: ms(300), leading: true, credited: ms(300)}, leader: true, now: ms(600), idle: idle,
+			want: leadership{lastLook: ms(600), leading: true, probation: ms(850), credited: ms(300)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := nextLeadership(tc.prev, tc.leader, contact, tc.now, lease); got != tc.want {
+			if got := nextLeadership(tc.prev, tc.leader, contact, tc.now, lease, tc.idle); got != tc.want {
 				t.Fatalf("nextLeadership = %+v, want %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestWatchPeriod(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	fast := 100 * time.Millisecond
+	vouching := func(lapses time.Duration) verdict { return verdict{ok: true, until: now.Add(lapses)} }
+	for _, tc := range []struct {
+		name    string
+		v       verdict
+		leading bool
+		want    time.Duration
+	}{
+		{"follower in contact: idle", vouching(2800 * time.Millisecond), false, idleLoopPeriod},
+		{"leader: fast, to look within every lease", vouching(2800 * time.Millisecond), true, fast},
+		{"not vouching: fast, to see contact return", verdict{age: 5 * time.Second}, false, fast},
+		{"catching up: fast", verdict{catchingUp: true}, false, fast},
+		{"lapses before an idle wait and a fast look: fast", vouching(idleLoopPeriod + fast), false, fast},
+		{"lapses just after: idle", vouching(idleLoopPeriod + fast + 1), false, idleLoopPeriod},
+	} {
+		if got := watchPeriod(fast, tc.v, tc.leading, now); got != tc.want {
+			t.Errorf("%s: watchPeriod = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
 
