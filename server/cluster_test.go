@@ -59,22 +59,15 @@ type inmemNode struct {
 }
 
 type testCluster struct {
-	t         testing.TB
-	nodes     []*inmemNode
-	tune      func(*raft.Config)
-	configure func(*Config)
+	t     testing.TB
+	nodes []*inmemNode
+	tune  func(*raft.Config)
 }
 
 // newTestCluster starts n nodes on raft's in-memory transport and stores,
 // each with real gRPC and Sentinel endpoints on free 127.0.0.1 ports.
 func newTestCluster(t testing.TB, n int, tune func(*raft.Config)) *testCluster {
-	return newConfiguredTestCluster(t, n, tune, nil)
-}
-
-// newConfiguredTestCluster is newTestCluster with configure applied to
-// every node's Config last.
-func newConfiguredTestCluster(t testing.TB, n int, tune func(*raft.Config), configure func(*Config)) *testCluster {
-	c := &testCluster{t: t, tune: tune, configure: configure}
+	c := &testCluster{t: t, tune: tune}
 	var boot []raft.Server
 	for i := range n {
 		id := fmt.Sprintf("n%d", i+1)
@@ -111,15 +104,11 @@ func (c *testCluster) start(nd *inmemNode, boot []raft.Server) {
 			c.tune(rc)
 		}
 	}
-	cfg := Config{
+	srv, err := New(Config{
 		ID: nd.id, RaftAddr: string(nd.addr), GRPCListener: lis, Bootstrap: boot, SentinelAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
 		Logger: testLogger(c.t).With("test_node", nd.id), LogStore: nd.logs, StableStore: nd.logs,
 		SnapshotStore: nd.snaps, Transport: nd.trans, TuneRaft: tune, RequestTimeout: 3 * time.Second,
-	}
-	if c.configure != nil {
-		c.configure(&cfg)
-	}
-	srv, err := New(cfg)
+	})
 	if err != nil {
 		c.t.Fatal(err)
 	}

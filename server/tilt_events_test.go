@@ -75,11 +75,7 @@ func stall(nd *inmemNode) {
 // sequence number 0; they are not committed, so no other node publishes
 // them and no history holds them.
 func TestTiltEventsArePublishedByTheNodeInTilt(t *testing.T) {
-	// The subscription must outlive TILT (5 s). On a loaded machine the
-	// test process can stall for longer than the default --max-staleness
-	// (2 s; seen in CI), and a node that stops vouching closes its
-	// Sentinel subscribers, which is tested elsewhere.
-	c := newConfiguredTestCluster(t, 3, nil, func(cfg *Config) { cfg.MaxStaleness = NoMaxStaleness })
+	c := newTestCluster(t, 3, nil)
 	c.leader()
 	c.registered()
 	nd, other := c.nodes[0], c.nodes[1]
