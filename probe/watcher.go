@@ -741,16 +741,20 @@ func (w *Watcher) onGrid(t time.Time, period time.Duration) time.Time {
 	return w.base.Add((off + g/2) / g * g)
 }
 
-// BetweenBursts is the first instant at or after t that lies halfway
-// between two points of the coarsest grid contacts start on (MaxGrid) and
-// a whole number of periods of every (rounded up to a multiple of MaxGrid)
-// after the first such instant: a loop that ticks there looks at the
-// observations when the contacts of the last burst have had half a grid to
-// complete, and loops of one period tick at the same instants, so that
-// they wake the process together.
+// BetweenBursts is an instant at or after t, within every of it, that lies
+// a whole number of periods of every after the first point halfway between
+// two points of the coarsest grid contacts start on (MaxGrid); every <= 0
+// is MaxGrid. A loop that ticks there every MaxGrid, or every multiple of
+// it, looks at the observations when the contacts of the last burst have
+// had half a grid to complete, and loops of one period tick at the same
+// instants, so that they wake the process together. A shorter period
+// keeps its own length and ticks at those instants too.
 func (w *Watcher) BetweenBursts(t time.Time, every time.Duration) time.Time {
-	every = max((every+MaxGrid-1)/MaxGrid*MaxGrid, MaxGrid)
-	// t is never before base, so off > -every and the division rounds up.
+	if every <= 0 {
+		every = MaxGrid
+	}
+	// t is never before base, so off > -MaxGrid: a negative off gives the
+	// first instant, at or after t.
 	off := t.Sub(w.base) - MaxGrid/2
 	return w.base.Add((off+every-1)/every*every + MaxGrid/2)
 }

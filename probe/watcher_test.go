@@ -931,6 +931,7 @@ func TestBetweenBursts(t *testing.T) {
 	base := time.Unix(1000, 0)
 	w := &Watcher{base: base}
 	half := MaxGrid / 2
+	ms := time.Millisecond
 	for _, tc := range []struct {
 		at, every, want time.Duration // at and want from base
 	}{
@@ -941,16 +942,22 @@ func TestBetweenBursts(t *testing.T) {
 		{MaxGrid, MaxGrid, MaxGrid + half},
 		{7*MaxGrid + half, MaxGrid, 7*MaxGrid + half},
 		{7*MaxGrid + half + time.Nanosecond, MaxGrid, 8*MaxGrid + half},
-		{0, 0, half}, // a period below the grid is the grid
+		{0, 0, half}, // no period is the grid's
 		{0, time.Second, half},
 		{half + 1, time.Second, time.Second + half},
 		{time.Second + half, time.Second, time.Second + half},
 		{3*time.Second + 2*MaxGrid, time.Second, 4*time.Second + half},
-		{half + 1, 250 * time.Millisecond, 3*MaxGrid + half}, // rounded up to 300 ms
+		// A period under the grid keeps its length.
+		{half + 1, 25 * ms, half + 25*ms},
+		{MaxGrid + half, 25 * ms, MaxGrid + half},
+		{MaxGrid + half + 1, 25 * ms, MaxGrid + half + 25*ms},
 	} {
 		got := w.BetweenBursts(base.Add(tc.at), tc.every).Sub(base)
 		if got != tc.want {
 			t.Errorf("BetweenBursts(base + %v, %v) = base + %v, want base + %v", tc.at, tc.every, got, tc.want)
+		}
+		if tc.every%MaxGrid != 0 {
+			continue
 		}
 		// The contacts start on the grid, half a grid away on each side.
 		if got := w.onGrid(base.Add(tc.want), time.Second).Sub(base.Add(tc.want)); got.Abs() != half {

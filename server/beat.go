@@ -23,8 +23,9 @@ type beat struct {
 	period time.Duration
 }
 
-// newBeat starts a beat of period (rounded up to a multiple of
-// probe.MaxGrid).
+// newBeat starts a beat of period (a divisor or a multiple of
+// probe.MaxGrid keeps every tick on, or every MaxGrid on, the instants
+// between the probe's bursts).
 func newBeat(w *probe.Watcher, period time.Duration) *beat {
 	next := w.BetweenBursts(time.Now(), period)
 	return &beat{Timer: time.NewTimer(time.Until(next)), w: w, period: period}
