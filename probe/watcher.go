@@ -741,14 +741,13 @@ func (w *Watcher) onGrid(t time.Time, period time.Duration) time.Time {
 	return w.base.Add((off + g/2) / g * g)
 }
 
-// BetweenBursts is an instant at or after t, within every of it, that lies
-// a whole number of periods of every after the first point halfway between
-// two points of the coarsest grid contacts start on (MaxGrid); every <= 0
-// is MaxGrid. A loop that ticks there every MaxGrid, or every multiple of
-// it, looks at the observations when the contacts of the last burst have
-// had half a grid to complete, and loops of one period tick at the same
-// instants, so that they wake the process together. A shorter period
-// keeps its own length and ticks at those instants too.
+// BetweenBursts is the tick at or after t (less than every after it) of a
+// beat of period every (MaxGrid when every <= 0) whose first tick lies
+// halfway between two points of the coarsest grid contacts start on
+// (MaxGrid). With every a multiple of MaxGrid, a loop that ticks there
+// looks at the observations when the last burst of contacts has had half
+// a grid to complete; beats of one period tick at the same instants, so
+// they wake the process together.
 func (w *Watcher) BetweenBursts(t time.Time, every time.Duration) time.Time {
 	if every <= 0 {
 		every = MaxGrid

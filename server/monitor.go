@@ -57,8 +57,6 @@ type monitor struct {
 	// loop's goroutine uses them.
 	targetsFrom    *fsmv1.State
 	targetsLeading bool
-	// waitPeriod is the period the loop waited on before this tick.
-	waitPeriod time.Duration
 	// wake makes the loop step at once (a Leader installed or dropped).
 	wake chan struct{}
 }
@@ -77,13 +75,12 @@ func newMonitor(s *Server) (*monitor, error) {
 		return nil, err
 	}
 	return &monitor{
-		s:          s,
-		watcher:    w,
-		tilt:       failover.Tilt{Period: tiltPeriod},
-		lastVote:   map[string]time.Time{},
-		voting:     map[string]bool{},
-		waitPeriod: loopPeriod,
-		wake:       make(chan struct{}, 1),
+		s:        s,
+		watcher:  w,
+		tilt:     failover.Tilt{Period: tiltPeriod},
+		lastVote: map[string]time.Time{},
+		voting:   map[string]bool{},
+		wake:     make(chan struct{}, 1),
 	}, nil
 }
 
@@ -152,8 +149,7 @@ func (mo *monitor) run(ctx context.Context) {
 	for {
 		changed, _ := mo.s.fsm.Changed()
 		now := time.Now()
-		mo.waitPeriod = mo.step(ctx, now)
-		tick.setPeriod(mo.waitPeriod, now)
+		tick.setPeriod(mo.step(ctx, now, tick.period), now)
 		select {
 		case <-ctx.Done():
 			return
@@ -186,15 +182,16 @@ func idlePeriod(moving bool, downAfter time.Duration) time.Duration {
 	return min(max(downAfter/2/loopPeriod*loopPeriod, loopPeriod), idleLoopPeriod)
 }
 
-// step looks at every master once, and returns idlePeriod for what it saw.
-func (mo *monitor) step(ctx context.Context, now time.Time) time.Duration {
+// step looks at every master once, after a wait on the loop's beat of
+// period waited, and returns idlePeriod for what it saw.
+func (mo *monitor) step(ctx context.Context, now time.Time, waited time.Duration) time.Duration {
 	st := mo.s.fsm.View()
 	mo.mu.Lock()
 	// Compared with what the previous tick reported: TILT ends by the
 	// passing of time, so Active(now) before this tick is already false
 	// at the tick that ends it.
 	was := mo.tiltReported
-	mo.tilt = mo.tilt.Tick(now, mo.waitPeriod-loopPeriod)
+	mo.tilt = mo.tilt.Tick(now, waited-loopPeriod)
 	tilt := mo.tilt
 	active := tilt.Active(now)
 	mo.tiltReported = active
