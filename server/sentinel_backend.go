@@ -24,13 +24,6 @@ const (
 	// Sentinel front end; a front end further behind loses its stream and
 	// resubscribes (it logs that subscribers may have missed events).
 	sentinelEventBuffer = 1024
-	// peerProbePeriod is how often a node asks every other node for its
-	// status, as a Sentinel PINGs the other sentinels every second.
-	peerProbePeriod = time.Second
-	// peerFreshness is how long a peer counts as reachable after its last
-	// answer: a few probe periods, so one slow answer on a busy machine
-	// does not flap it.
-	peerFreshness = 5 * peerProbePeriod
 )
 
 // sentinelText is an error whose text is the exact Sentinel reply, which
@@ -57,8 +50,7 @@ type sentinelBackend struct {
 	targetsMu sync.Mutex
 	targets   *instanceTargets
 
-	peersMu sync.Mutex
-	lastOK  map[string]time.Time // node id -> last answered status probe
+	reach *peerReach
 }
 
 // instanceTarget is how this node judges one instance: as the recorded
@@ -82,7 +74,7 @@ var (
 )
 
 func newSentinelBackend(s *Server) *sentinelBackend {
-	return &sentinelBackend{s: s, api: &api{s: s}, myID: sentinel.RunID(s.cfg.ID), lastOK: map[string]time.Time{}}
+	return &sentinelBackend{s: s, api: &api{s: s}, myID: sentinel.RunID(s.cfg.ID), reach: newPeerReach()}
 }
 
 func (b *sentinelBackend) MyID() string { return b.myID }
@@ -173,54 +165,68 @@ func isClosed(ch <-chan struct{}) bool {
 	}
 }
 
-// Peers are the other registered nodes; one is reachable when it answered
-// this node's status probe recently.
-func (b *sentinelBackend) Peers() []sentinel.Peer {
+// Peers are the other registered nodes; with reach, one is reachable when
+// it answered this node's status probe lately.
+func (b *sentinelBackend) Peers(reach bool) []sentinel.Peer {
+	if reach {
+		if done := b.reach.ask(time.Now()); done != nil {
+			wait := time.NewTimer(peerAskWait)
+			select {
+			case <-done:
+			case <-wait.C:
+			case <-b.s.ctx.Done():
+			}
+			wait.Stop()
+		}
+	}
 	nodes := b.s.fsm.Nodes()
 	now := time.Now()
-	b.peersMu.Lock()
-	defer b.peersMu.Unlock()
 	out := make([]sentinel.Peer, 0, len(nodes))
 	for _, n := range nodes {
 		if n.GetId() == b.s.cfg.ID {
 			continue
 		}
-		last, ok := b.lastOK[n.GetId()]
 		out = append(out, sentinel.Peer{ID: n.GetId(), SentinelAddr: n.GetSentinelAddress(),
-			Reachable: ok && now.Sub(last) <= peerFreshness})
+			Reachable: reach && b.reach.reachable(n.GetId(), now)})
 	}
 	return out
 }
 
-// probePeers asks every other node for its own status each period until the
-// node stops, recording who answered. It reuses the Status API's remote
-// call, which gives up on a node after a second.
+// probePeers asks every other node for its own status each period while
+// someone wants to know (peerReach), until the node stops. It reuses the
+// Status API's remote call, which gives up on a node after a second.
 func (b *sentinelBackend) probePeers(ctx context.Context) {
 	tick := newBeat(b.s.monitor.watcher, peerProbePeriod)
 	defer tick.Stop()
 	for {
-		var wg sync.WaitGroup
-		for _, n := range b.s.fsm.Nodes() {
-			if n.GetId() == b.s.cfg.ID {
-				continue
-			}
-			m := &coordinatorv1.Member{Id: n.GetId(), RaftAddress: n.GetRaftAddress(), GrpcAddress: n.GetGrpcAddress(), SentinelAddress: n.GetSentinelAddress()}
-			wg.Go(func() {
-				if st := b.api.remoteStatus(ctx, m); st.GetState() != "unreachable" {
-					b.peersMu.Lock()
-					b.lastOK[m.Id] = time.Now()
-					b.peersMu.Unlock()
-				}
-			})
+		if b.reach.wanted(time.Now()) {
+			b.probeRound(ctx)
 		}
-		wg.Wait()
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
 			tick.rearm(now)
+		case <-b.reach.kick:
 		}
 	}
+}
+
+func (b *sentinelBackend) probeRound(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, n := range b.s.fsm.Nodes() {
+		if n.GetId() == b.s.cfg.ID {
+			continue
+		}
+		m := &coordinatorv1.Member{Id: n.GetId(), RaftAddress: n.GetRaftAddress(), GrpcAddress: n.GetGrpcAddress(), SentinelAddress: n.GetSentinelAddress()}
+		wg.Go(func() {
+			if st := b.api.remoteStatus(ctx, m); st.GetState() != "unreachable" {
+				b.reach.answered(m.Id, time.Now())
+			}
+		})
+	}
+	wg.Wait()
+	b.reach.roundEnded()
 }
 
 // Events relays every event this node applies from now on. The relay

@@ -29,8 +29,11 @@ type Backend interface {
 	// Instance is this node's own view of one Redis instance (masters and replicas).
 	Instance(addr string) (InstanceView, bool)
 	// Peers are the other coordinator nodes (never this one), with their
-	// Sentinel addresses ("" when unknown) and whether this node can reach them.
-	Peers() []Peer
+	// Sentinel addresses ("" when unknown). With reach, also whether this
+	// node can reach them, which may wait for a round of probes (about a
+	// second at most) when nobody asked lately; without, Reachable is
+	// false and the call waits for nothing.
+	Peers(reach bool) []Peer
 	// Tilt reports whether this node is in TILT and since when.
 	Tilt() (bool, time.Time)
 	// Writes; they go through Raft. Errors carry Sentinel's text where one exists.
@@ -110,7 +113,7 @@ type InstanceView struct {
 type Peer struct {
 	ID           string
 	SentinelAddr string
-	Reachable    bool
+	Reachable    bool // set only when asked for (Backend.Peers)
 }
 
 // Errors a Backend returns so that the reply carries Sentinel's exact text.

@@ -115,10 +115,11 @@ func sentSentinels(c *conn, args [][]byte) {
 		return
 	}
 	v := c.s.newView()
-	listed := listedPeers(v.peers)
+	listed := listedPeers(c.s.backend.Peers(true))
+	down := c.s.downSince(listed, v.now)
 	c.w.ArrayHeader(len(listed))
 	for _, p := range listed {
-		c.w.StringMap(v.sentinelFields(m, p)...)
+		c.w.StringMap(v.sentinelFields(m, p, down)...)
 	}
 }
 
@@ -131,7 +132,7 @@ func sentCkQuorum(c *conn, args [][]byte) {
 	if !ok {
 		return
 	}
-	ps := c.s.backend.Peers()
+	ps := c.s.backend.Peers(true)
 	usable, voters := 1, 1+len(ps)
 	for _, p := range ps {
 		if p.Reachable {

@@ -84,7 +84,7 @@ func (f *fakeBackend) setPeers(ps ...Peer) {
 	f.peers = ps
 }
 
-func (f *fakeBackend) Peers() []Peer {
+func (f *fakeBackend) Peers(bool) []Peer {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]Peer(nil), f.peers...)

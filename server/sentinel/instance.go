@@ -124,19 +124,16 @@ func pingFields(now time.Time, v InstanceView, has bool, created time.Time) (sen
 }
 
 // view holds what the front end needs to describe one master: the record,
-// the peers and this node's id, gathered once per reply.
+// the number of peers and this node's id, gathered once per reply.
 type view struct {
 	s      *Server
 	now    time.Time
 	myID   string
-	peers  []Peer
-	down   map[string]time.Time // unreachable peers, since when
-	listed int                  // peers SENTINELS shows
+	listed int // peers SENTINELS shows
 }
 
 func (s *Server) newView() *view {
-	ps, down := s.peers()
-	return &view{s: s, now: time.Now(), myID: s.backend.MyID(), peers: ps, down: down, listed: len(listedPeers(ps))}
+	return &view{s: s, now: time.Now(), myID: s.backend.MyID(), listed: len(listedPeers(s.backend.Peers(false)))}
 }
 
 // ownVote is this node's committed opinion of the master, the fallback for
@@ -334,11 +331,11 @@ func (v *view) replicaFields(m *fsmv1.Master, r replica) []string {
 // only reachability, so an unreachable peer is shown the way Sentinel
 // shows a dead one (s_down, disconnected) with its times counted from when
 // this front end first saw it unreachable.
-func (v *view) sentinelFields(m *fsmv1.Master, p Peer) []string {
+func (v *view) sentinelFields(m *fsmv1.Master, p Peer, downSince map[string]time.Time) []string {
 	host, port := splitAddr(p.SentinelAddr)
 	rid := RunID(p.ID)
 	_, downAfter, _, _ := settings(m)
-	since, down := v.down[p.ID]
+	since, down := downSince[p.ID]
 	masterDown := false
 	for _, vote := range m.GetVotes() {
 		if vote.GetNodeId() == p.ID && vote.GetDown() && vote.GetAddress() == m.GetAddress() {

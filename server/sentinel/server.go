@@ -555,12 +555,9 @@ func isClosed(ch <-chan struct{}) bool {
 	}
 }
 
-// peers returns the other nodes sorted by id, with since when each
-// unreachable one has been seen unreachable.
-func (s *Server) peers() ([]Peer, map[string]time.Time) {
-	ps := append([]Peer(nil), s.backend.Peers()...)
-	sort.Slice(ps, func(i, j int) bool { return ps[i].ID < ps[j].ID })
-	now := time.Now()
+// downSince returns since when each unreachable peer of ps has been seen
+// unreachable, remembering it for the next reply.
+func (s *Server) downSince(ps []Peer, now time.Time) map[string]time.Time {
 	s.peerMu.Lock()
 	defer s.peerMu.Unlock()
 	down := make(map[string]time.Time)
@@ -583,12 +580,13 @@ func (s *Server) peers() ([]Peer, map[string]time.Time) {
 			delete(s.peerDown, id)
 		}
 	}
-	return ps, down
+	return down
 }
 
 // listedPeers are the peers SENTINELS shows: only those with a known
 // Sentinel address, since clients dial every entry (go-redis adds each to
 // its sentinel list). num-other-sentinels counts the same set.
+// They are sorted by id.
 func listedPeers(ps []Peer) []Peer {
 	out := ps[:0:0]
 	for _, p := range ps {
@@ -596,6 +594,7 @@ func listedPeers(ps []Peer) []Peer {
 			out = append(out, p)
 		}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
 
