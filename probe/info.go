@@ -130,7 +130,12 @@ var ErrNoRole = errors.New("INFO has no role field")
 func ParseInfo(text string) (Info, error) {
 	info := Info{ReplicaPriority: DefaultReplicaPriority, ReplicaAnnounced: true}
 	sawRole := false
-	for n, line := range strings.Split(text, "\n") {
+	n := 0
+	// SplitSeq, not Split: the fence reads a fenced master's INFO with
+	// every PING on the leader, and the slice of lines was most of what a
+	// parse allocated.
+	for line := range strings.SplitSeq(text, "\n") {
+		n++
 		line = strings.TrimSuffix(line, "\r")
 		if line == "" {
 			continue
@@ -148,7 +153,7 @@ func ParseInfo(text string) (Info, error) {
 			continue
 		}
 		if err := info.set(key, value); err != nil {
-			return Info{}, fmt.Errorf("INFO line %d (%s): %w", n+1, clip(line), err)
+			return Info{}, fmt.Errorf("INFO line %d (%s): %w", n, clip(line), err)
 		}
 		if key == "role" {
 			sawRole = true
@@ -253,7 +258,7 @@ func isNumbered(key, prefix string) bool {
 // parseDBKeys reads keys= from a Keyspace line,
 // "keys=..,expires=..,avg_ttl=..[,subexpiry=..]".
 func parseDBKeys(value string) (int64, error) {
-	for _, part := range strings.Split(value, ",") {
+	for part := range strings.SplitSeq(value, ",") {
 		k, v, _ := strings.Cut(part, "=")
 		if k != "keys" {
 			continue
@@ -282,8 +287,8 @@ func satAddKeys(a, b int64) int64 {
 // pre-2.8 form "ip,port,state" that Sentinel also still accepts.
 func parseReplica(value string) (ReplicaInfo, error) {
 	var r ReplicaInfo
-	parts := strings.Split(value, ",")
 	if !strings.Contains(value, "=") {
+		parts := strings.Split(value, ",")
 		if len(parts) < 2 || parts[0] == "" {
 			return r, errors.New("replica entry needs at least ip,port")
 		}
@@ -298,7 +303,7 @@ func parseReplica(value string) (ReplicaInfo, error) {
 		return r, nil
 	}
 	var sawIP, sawPort bool
-	for _, part := range parts {
+	for part := range strings.SplitSeq(value, ",") {
 		k, v, _ := strings.Cut(part, "=")
 		var err error
 		switch k {
