@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -230,7 +231,8 @@ func (f *fleet) startRaftinel(ctx context.Context, o *options, sys string, ports
 	api := coordinatorv1.NewCoordinatorServiceClient(conn)
 	for _, g := range f.groups {
 		req := &coordinatorv1.MonitorRequest{Name: g.name, Address: g.addrs[0], Settings: &coordinatorv1.MasterSettings{
-			Quorum: 2, DownAfter: durationpb.New(o.downAfter), FailoverTimeout: durationpb.New(o.failoverTimeout), ParallelSyncs: 1}}
+			Quorum: 2, DownAfter: durationpb.New(o.downAfter), FailoverTimeout: durationpb.New(o.failoverTimeout), ParallelSyncs: 1,
+			Fence: proto.Bool(o.fence)}}
 		// The first write waits for the cluster's first leader.
 		err := benchproc.Poll(ctx, 30*time.Second, func() error {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -46,6 +46,7 @@ type options struct {
 	massTimeout     time.Duration
 	redisHz         int
 	redisNice       int
+	fence           bool
 	pprofDir        string
 	logDir          string
 	nodeLogLevel    string
@@ -70,6 +71,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.massTimeout, "mass-timeout", 3*time.Minute, "how long to wait for every killed group's +switch-master")
 	fs.IntVar(&o.redisHz, "redis-hz", 1, "hz of every redis-server, low so that Redis leaves the CPU to the coordinators")
 	fs.IntVar(&o.redisNice, "redis-nice", 10, "nice value of every redis-server (0 to 19, 0 to leave them as they start): on a machine too small for thousands of them and the coordinators, a positive value lets the kernel run the coordinators first, as if on hosts of their own (as -redis-hz, the same for both systems)")
+	fs.BoolVar(&o.fence, "fence", true, "Raftinel fences every master (its default); -fence=false turns it off, as Sentinel has no fence: the leader then makes no fence reads")
 	fs.StringVar(&o.pprofDir, "pprof-dir", "", "when set, save a CPU profile of every Raftinel node over the steady window (NAME.cpu.pprof), a heap profile after it, and a CPU profile from the mass kill on, down-after + 10 s long (NAME-kill.cpu.pprof), into this folder")
 	fs.StringVar(&o.logDir, "log-dir", "", "when set, copy every Raftinel node's log into this folder at the end of each system's run (SYSTEM-gN-nI.log)")
 	fs.StringVar(&o.nodeLogLevel, "node-log-level", "warn", "--log-level of the Raftinel nodes (info shows each failover's steps)")
@@ -145,8 +147,8 @@ type quietLog struct{}
 func (quietLog) Printf(context.Context, string, ...any) {}
 
 func run(ctx context.Context, o *options) error {
-	fmt.Printf("bench-scale: %d groups (%d redis-server), down-after %v, failover-timeout %v, steady %v, redis hz %d, redis nice %d\n",
-		o.groups, 3*o.groups, o.downAfter, o.failoverTimeout, o.steady, o.redisHz, o.redisNice)
+	fmt.Printf("bench-scale: %d groups (%d redis-server), down-after %v, failover-timeout %v, steady %v, redis hz %d, redis nice %d, Raftinel fence %v\n",
+		o.groups, 3*o.groups, o.downAfter, o.failoverTimeout, o.steady, o.redisHz, o.redisNice, o.fence)
 	var results []result
 	for _, sys := range o.systems {
 		r, err := measureSystem(ctx, o, sys)
