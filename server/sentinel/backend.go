@@ -30,7 +30,7 @@ type Backend interface {
 	Instance(addr string) (InstanceView, bool)
 	// Peers are the other coordinator nodes (never this one), with their
 	// Sentinel addresses ("" when unknown). With reach, also whether this
-	// node can reach them, which may wait for a round of probes (about a
+	// node can reach them, which may wait for a round of probes (half a
 	// second at most) when nobody asked lately; without, Reachable is
 	// false and the call waits for nothing.
 	Peers(reach bool) []Peer
