@@ -408,16 +408,37 @@ func TestFenceNotLoweredOnUnsteadyMaster(t *testing.T) {
 	for _, r := range []string{addrR1, addrR2, addrR4} {
 		e.setInfo(r, func(in *probe.Info) { in.MasterLinkStatus, in.HasMasterLinkDownSince = probe.LinkStatusUp, false })
 	}
+	killR3HeldThenLowered(t, e, "the master's failed probe")
+}
+
+// A PING answered late between two of the leader's looks (the probe's
+// LinkFailedAt, with no look while it waited) holds the fence for
+// FenceSteadyFor as a failed PING seen by a look does.
+func TestFenceNotLoweredAfterLateReply(t *testing.T) {
+	e := newEnv(t, fenceOn)
+	e.step()
+	if got := e.fence(addrM); got != [2]int64{4, 2} {
+		t.Fatalf("fence %v, want 4", got)
+	}
+	e.editObs(addrM, false, func(o *probe.Observation) { o.LinkFailedAt = e.clock.Now() })
+	killR3HeldThenLowered(t, e, "the master's late reply")
+}
+
+// killR3HeldThenLowered kills R3 just after a failure of the master's link,
+// and checks that the fence stays at 4 for FenceSteadyFor after the
+// failure and follows the replicas to 3 after that.
+func killR3HeldThenLowered(t *testing.T, e *env, failure string) {
+	t.Helper()
 	e.kill(addrR3)
 	e.tick(300 * time.Millisecond)
 	if got := e.fence(addrM); got != [2]int64{4, 2} {
-		t.Fatalf("fence %v lowered right after the master's probe failed, want 4 kept", got)
+		t.Fatalf("fence %v lowered right after %s, want 4 kept", got, failure)
 	}
 	for range 4 {
 		e.tick(time.Second)
 	}
 	if got := e.fence(addrM); got != [2]int64{4, 2} {
-		t.Fatalf("fence %v lowered within %v of the failed probe, want 4 kept", got, 4300*time.Millisecond)
+		t.Fatalf("fence %v lowered within %v of %s, want 4 kept", got, 4300*time.Millisecond, failure)
 	}
 	e.tick(time.Second)
 	if got := e.fence(addrM); got != [2]int64{3, 2} {

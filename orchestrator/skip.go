@@ -260,15 +260,25 @@ func linkOf(s steadyPass, ok bool, m *fsmv1.Master, obs lookup) (probe.Link, boo
 // noteLinkFailure records when this leader's probe of the master last
 // failed, for the fence (maintainFence never lowers a fence within
 // failover.FenceSteadyFor of it): its last contact got no reply, or one has
-// been unanswered for longer than a healthy reply takes. Not observed yet,
-// never pinged, or a PING merely in flight is no failure. It runs at every
-// tick for every master, skipped pass or not, so that a PING in flight is
-// looked at as often as before.
+// been without a valid reply for longer than probe.LateReply, as a look
+// sees now or as the probe recorded it (LinkFailedAt: a failure that began
+// and ended between two looks). Not observed yet, never pinged, or a PING
+// merely in flight is no failure. It runs at every tick for every master,
+// skipped pass or not.
 func (l *Leader) noteLinkFailure(addr string, link probe.Link, ok bool, now time.Time) {
-	if !ok || link.LastPingAt.IsZero() || (link.Up && (link.FailingSince.IsZero() || now.Sub(link.FailingSince) <= fenceInfoTimeout)) {
+	if !ok || link.LastPingAt.IsZero() {
+		return
+	}
+	at := link.LinkFailedAt
+	if !link.Up || (!link.FailingSince.IsZero() && now.Sub(link.FailingSince) > probe.LateReply) {
+		at = now
+	}
+	if at.IsZero() {
 		return
 	}
 	l.mu.Lock()
-	l.linkFailed[addr] = now
+	if at.After(l.linkFailed[addr]) {
+		l.linkFailed[addr] = at
+	}
 	l.mu.Unlock()
 }

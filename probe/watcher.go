@@ -27,6 +27,11 @@ const (
 	// DefaultDownAfter stands in for a Target's zero DownAfter (Sentinel's
 	// default).
 	DefaultDownAfter = 30 * time.Second
+	// LateReply is how long a contact may go without a valid reply before
+	// the link counts as failing for the leader's fence, which is not
+	// lowered on a master whose link failed lately: a healthy PING on a
+	// LAN is answered within a millisecond or two.
+	LateReply = 250 * time.Millisecond
 )
 
 // Sentinel's INFO periods, the defaults of WatcherConfig.
@@ -176,6 +181,11 @@ type Observation struct {
 	// does not fall back to the last valid reply, which may be a whole
 	// period older than the fault.
 	FailingSince time.Time
+	// LinkFailedAt is when a contact last failed as the leader's fence
+	// counts failures: it got no reply, or its valid reply came more than
+	// LateReply after FailingSince. A reader that looks now and then learns
+	// of a failure that began and ended between two of its looks.
+	LinkFailedAt time.Time
 
 	// Info is the last INFO that was read and parsed; it stays while later
 	// attempts fail (InfoAt says how old it is). Every copy of the
@@ -492,11 +502,13 @@ func (g Gens) ChangeGen(i int) uint64 {
 
 // Link is what an instance's PINGs left of its Observation, which changes
 // without a new ChangeGen (a flip of Up makes one): LinkUp, LastPingAt,
-// FailingSince, and the INFO replication carried by the last PONG.
+// FailingSince, LinkFailedAt, and the INFO replication carried by the last
+// PONG.
 type Link struct {
 	Up            bool
 	LastPingAt    time.Time
 	FailingSince  time.Time
+	LinkFailedAt  time.Time
 	Replication   *Info
 	ReplicationAt time.Time
 }
@@ -513,7 +525,7 @@ func (g Gens) Link(i int) (Link, bool) {
 
 // Link is the observation's link fields.
 func (o *Observation) Link() Link {
-	return Link{Up: o.LinkUp, LastPingAt: o.LastPingAt, FailingSince: o.FailingSince,
+	return Link{Up: o.LinkUp, LastPingAt: o.LastPingAt, FailingSince: o.FailingSince, LinkFailedAt: o.LinkFailedAt,
 		Replication: o.Replication, ReplicationAt: o.ReplicationAt}
 }
 
@@ -815,6 +827,9 @@ func (w *Watcher) recordPing(in *instance, gen uint64, res PingResult, repl *Inf
 	wasValid, wasLinkUp := !first && o.LastPingErr == "", o.LinkUp
 	o.LastPingAt = now
 	o.LinkUp = res.Replied
+	if !res.Replied || (res.Valid && !o.FailingSince.IsZero() && now.Sub(o.FailingSince) > LateReply) {
+		o.LinkFailedAt = now
+	}
 	if res.Valid {
 		o.FailingSince = time.Time{}
 	}

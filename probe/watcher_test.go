@@ -198,6 +198,45 @@ func TestWatcherFrozenInstance(t *testing.T) {
 	})
 }
 
+// A PING answered more than LateReply after it was sent leaves
+// LinkFailedAt, though no PING timed out and the link never went down: a
+// reader that did not look while it waited still learns of the stall.
+func TestWatcherRecordsLateReply(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	w := newTestWatcher(t, fastConfig(t))
+	// The PING timeout is half of down-after, far above the stall below.
+	if err := w.SetTargets([]Target{{Addr: s.Addr(), DownAfter: 10 * time.Second, PingPeriod: 50 * time.Millisecond}}); err != nil {
+		t.Fatal(err)
+	}
+	if o := waitObs(t, w, s.Addr(), healthy); !o.LinkFailedAt.IsZero() {
+		t.Fatalf("late reply recorded from a healthy server: %v", o.LinkFailedAt)
+	}
+	s.Pause()
+	stalled := waitObs(t, w, s.Addr(), func(o Observation) error {
+		if o.FailingSince.IsZero() || time.Since(o.FailingSince) <= LateReply+50*time.Millisecond {
+			return errors.New("no PING waiting for longer than LateReply yet")
+		}
+		return nil
+	})
+	if !stalled.LinkUp || !stalled.LinkFailedAt.IsZero() {
+		t.Fatalf("while the PING waits: link up %v, late reply %v; want up, none yet", stalled.LinkUp, stalled.LinkFailedAt)
+	}
+	s.Resume()
+	o := waitObs(t, w, s.Addr(), func(o Observation) error {
+		if o.LinkFailedAt.IsZero() || !o.FailingSince.IsZero() {
+			return errors.New("no late reply recorded yet")
+		}
+		return nil
+	})
+	if !o.LinkUp || o.LastPingErr != "" || o.LinkFailedAt.Before(stalled.FailingSince.Add(LateReply)) {
+		t.Fatalf("after the stall: %+v", o)
+	}
+	if l, ok := w.Gens([]string{s.Addr()}).Link(0); !ok || !l.LinkFailedAt.Equal(o.LinkFailedAt) {
+		t.Fatalf("Link's late reply %v, the observation's %v", l.LinkFailedAt, o.LinkFailedAt)
+	}
+}
+
 func TestWatcherKilledAndRestartedInstance(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t)
@@ -222,6 +261,9 @@ func TestWatcherKilledAndRestartedInstance(t *testing.T) {
 	down := obs(t, w, s.Addr())
 	if down.FailingSince.IsZero() || !down.FailingSince.After(before.LastValidReply) {
 		t.Fatalf("refused since %v, last valid reply %v", down.FailingSince, before.LastValidReply)
+	}
+	if !before.LinkFailedAt.IsZero() || down.LinkFailedAt.Before(down.FailingSince) {
+		t.Fatalf("link failed at %v before the kill and %v after it, refused since %v", before.LinkFailedAt, down.LinkFailedAt, down.FailingSince)
 	}
 	waitObs(t, w, s.Addr(), func(o Observation) error {
 		if !o.LastPingAt.After(down.LastPingAt) {
