@@ -152,6 +152,11 @@ type staleness struct {
 	// the entries missed meanwhile arrive, and they can come seconds later
 	// (Raft backs off its replication to a peer that failed).
 	caughtUp bool
+	// catchUpTo is the leader's applied index as read once since contact
+	// returned (0: not read yet), and losses counts losses of contact, so
+	// that a read that straddles one is not kept.
+	catchUpTo uint64
+	losses    uint64
 	// lost is closed when the node stops vouching, and replaced when it
 	// vouches again.
 	lost chan struct{}
@@ -180,7 +185,8 @@ func (st *staleness) check(now time.Time) (verdict, bool) {
 	if !ok && age >= 0 {
 		// Contact lost (a node that never had any, just started, has
 		// nothing to catch up with yet).
-		st.caughtUp = false
+		st.caughtUp, st.catchUpTo = false, 0
+		st.losses++
 	}
 	v := verdict{ok: ok && st.caughtUp, age: age, catchingUp: ok && !st.caughtUp}
 	if v.ok && st.max > 0 {
@@ -216,8 +222,35 @@ func (st *staleness) leadingNow() bool {
 // setCaughtUp records that the node has caught up with its leader.
 func (st *staleness) setCaughtUp() {
 	st.mu.Lock()
-	st.caughtUp = true
+	st.caughtUp, st.catchUpTo = true, 0
 	st.mu.Unlock()
+}
+
+// caughtUpTo reports whether applied, this node's applied index, reaches
+// the leader's as read once since contact returned; read asks the leader,
+// and is called again only until it answers. Read at every look, the
+// leader's index was a moving target: each commit is followed by a
+// barrier that a follower learns is committed only with the next entry,
+// so while commits came every few hundred milliseconds (three nodes
+// refreshing their down votes each second) a follower was one barrier
+// behind at every look, and stayed out of service.
+func (st *staleness) caughtUpTo(applied uint64, read func() (uint64, bool)) bool {
+	st.mu.Lock()
+	target, losses := st.catchUpTo, st.losses
+	st.mu.Unlock()
+	if target == 0 {
+		idx, ok := read()
+		if !ok || idx == 0 {
+			return false
+		}
+		st.mu.Lock()
+		if st.losses == losses && !st.caughtUp {
+			st.catchUpTo = idx
+		}
+		st.mu.Unlock()
+		target = idx
+	}
+	return applied >= target
 }
 
 // now returns the current verdict: the stored one while it holds, else a
@@ -350,28 +383,33 @@ func watchPeriod(fast time.Duration, v verdict, leading bool, now time.Time) tim
 	return idleLoopPeriod
 }
 
-// caughtUpWithLeader asks the leader how far it has applied (at most a
-// second) and reports whether this node has applied as far: a read index,
-// taken once contact has returned, so that a node back from a partition or
-// a freeze names the masters the others named meanwhile, not the ones it
-// had. A leader whose leadership counts is caught up by definition (one
-// just resumed from a freeze is not: it may be deposed).
+// caughtUpWithLeader reports whether this node has applied as far as its
+// leader had once contact returned: a read index (staleness.caughtUpTo),
+// so that a node back from a partition or a freeze names the masters the
+// others named meanwhile, not the ones it had. A leader whose leadership
+// counts is caught up by definition (one just resumed from a freeze is
+// not: it may be deposed).
 func (s *Server) caughtUpWithLeader() bool {
 	if s.IsLeader() {
 		return s.staleness.leadingNow()
 	}
+	return s.staleness.caughtUpTo(s.raft.AppliedIndex(), s.leaderApplied)
+}
+
+// leaderApplied asks the leader how far it has applied (at most a second).
+func (s *Server) leaderApplied() (uint64, bool) {
 	_, id := s.raft.LeaderWithID()
 	if id == "" {
-		return false
+		return 0, false
 	}
 	n, ok := s.fsm.Node(string(id))
 	if !ok {
-		return false
+		return 0, false
 	}
 	m := &coordinatorv1.Member{Id: n.GetId(), RaftAddress: n.GetRaftAddress(), GrpcAddress: n.GetGrpcAddress()}
 	st := (&api{s: s}).remoteStatus(s.ctx, m)
-	if st.GetState() != "leader" || st.GetAppliedIndex() == 0 {
-		return false
+	if st.GetState() != "leader" {
+		return 0, false
 	}
-	return s.raft.AppliedIndex() >= st.GetAppliedIndex()
+	return st.GetAppliedIndex(), true
 }

@@ -229,3 +229,46 @@ func TestDefaultMaxStaleness(t *testing.T) {
 		}
 	}
 }
+
+// Catching up compares with the leader's applied index as read once after
+// contact returned, not as it moves on; a read that fails is tried again,
+// and a loss of contact starts over with a new read.
+func TestCaughtUpToReadsTheLeaderOnce(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	r := &fakeRaft{state: raft.Follower, contact: t0}
+	st := newStaleness(r, 2*time.Second, 500*time.Millisecond)
+	st.check(t0)
+	r.set(raft.Follower, t0) // no contact since: lost at +2.5 s
+	st.check(t0.Add(2500 * time.Millisecond))
+	r.set(raft.Follower, t0.Add(3*time.Second))
+	if v, _ := st.check(t0.Add(3 * time.Second)); !v.catchingUp {
+		t.Fatalf("in contact again: %+v, want catching up", v)
+	}
+
+	reads := 0
+	leader := func(idx uint64, ok bool) func() (uint64, bool) {
+		return func() (uint64, bool) { reads++; return idx, ok }
+	}
+	if st.caughtUpTo(50, leader(0, false)) || reads != 1 {
+		t.Fatalf("caught up with a leader that did not answer (reads %d)", reads)
+	}
+	if st.caughtUpTo(90, leader(100, true)) || reads != 2 {
+		t.Fatalf("caught up at 90 with the leader at 100 (reads %d)", reads)
+	}
+	// The leader has moved on to 120; the target stays 100.
+	if !st.caughtUpTo(100, leader(120, true)) || reads != 2 {
+		t.Fatalf("not caught up at 100, the leader's index when read (reads %d, want 2)", reads)
+	}
+
+	// Lost and back again: a new read.
+	st.check(t0.Add(6 * time.Second))
+	r.set(raft.Follower, t0.Add(7*time.Second))
+	st.check(t0.Add(7 * time.Second))
+	if st.caughtUpTo(100, leader(130, true)) || reads != 3 {
+		t.Fatalf("after a new loss of contact: caught up at 100 with the leader at 130 (reads %d, want 3)", reads)
+	}
+	st.setCaughtUp()
+	if v, _ := st.check(t0.Add(7100 * time.Millisecond)); !v.ok {
+		t.Fatalf("caught up: %+v", v)
+	}
+}
