@@ -95,6 +95,11 @@ func (a *api) Status(ctx context.Context, req *coordinatorv1.StatusRequest) (*co
 	return resp, nil
 }
 
+// nodeMember is a registered node as remoteStatus takes it.
+func nodeMember(n *fsmv1.Node) *coordinatorv1.Member {
+	return &coordinatorv1.Member{Id: n.GetId(), RaftAddress: n.GetRaftAddress(), GrpcAddress: n.GetGrpcAddress(), SentinelAddress: n.GetSentinelAddress()}
+}
+
 // remoteStatus asks a member for its own view, briefly: an unreachable node
 // is reported as such rather than stalling the whole answer.
 func (a *api) remoteStatus(ctx context.Context, m *coordinatorv1.Member) *coordinatorv1.NodeStatus {

@@ -218,7 +218,7 @@ func (b *sentinelBackend) probeRound(ctx context.Context) {
 		if n.GetId() == b.s.cfg.ID {
 			continue
 		}
-		m := &coordinatorv1.Member{Id: n.GetId(), RaftAddress: n.GetRaftAddress(), GrpcAddress: n.GetGrpcAddress(), SentinelAddress: n.GetSentinelAddress()}
+		m := nodeMember(n)
 		wg.Go(func() {
 			if st := b.api.remoteStatus(ctx, m); st.GetState() != "unreachable" {
 				b.reach.answered(m.Id, time.Now())

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -406,8 +405,7 @@ func (s *Server) leaderApplied() (uint64, bool) {
 	if !ok {
 		return 0, false
 	}
-	m := &coordinatorv1.Member{Id: n.GetId(), RaftAddress: n.GetRaftAddress(), GrpcAddress: n.GetGrpcAddress()}
-	st := (&api{s: s}).remoteStatus(s.ctx, m)
+	st := (&api{s: s}).remoteStatus(s.ctx, nodeMember(n))
 	if st.GetState() != "leader" {
 		return 0, false
 	}
