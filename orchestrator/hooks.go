@@ -186,10 +186,11 @@ type hookState struct {
 
 // stepHooks starts, for every hook of every master, what it needs next,
 // unless a run or a commit for it is still under way or its retry wait
-// has not passed. Runs happen off the Step goroutine.
-func (l *Leader) stepHooks(st *fsmv1.State, now time.Time) {
+// has not passed, and reports whether any has something to deliver.
+// Runs happen off the Step goroutine.
+func (l *Leader) stepHooks(st *fsmv1.State, now time.Time) (pending bool) {
 	if l.cfg.Hooks == nil || l.ctx.Err() != nil {
-		return
+		return false
 	}
 	// Only a commit gives a hook something new to deliver: a view on which
 	// none had anything is not walked again (every master, ten times a
@@ -198,9 +199,8 @@ func (l *Leader) stepHooks(st *fsmv1.State, now time.Time) {
 	idle := st == l.hooksIdleOf
 	l.mu.Unlock()
 	if idle {
-		return
+		return false
 	}
-	pending := false
 	names, _ := l.viewOf(st)
 	for _, name := range names {
 		m := st.Masters[name]
@@ -250,6 +250,7 @@ func (l *Leader) stepHooks(st *fsmv1.State, now time.Time) {
 		l.hooksIdleOf = st
 		l.mu.Unlock()
 	}
+	return pending
 }
 
 // deliver runs one delivery and commits what it led to.

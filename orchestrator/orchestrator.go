@@ -296,13 +296,27 @@ func (l *Leader) Wait() { l.hookWG.Wait() }
 // which is all of them when Redis answers, and returns; a master whose
 // pass is still running is skipped until it ends. st must not change
 // afterwards (the passes keep reading it).
-func (l *Leader) Step(st *fsmv1.State) {
+//
+// Step returns when it must run again at the latest if neither st nor an
+// observation changes: now while anything is in motion (a pass ran or is
+// still running, a hook has something to deliver, TILT), else the first
+// deadline of the masters it skipped (skip); zero when it has no master.
+// Until then another Step, on the same view and observations, would skip
+// the same masters and do nothing.
+func (l *Leader) Step(st *fsmv1.State) (next time.Time) {
 	now := l.cfg.Now()
+	soon := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
 	// Hooks read only the committed log, so TILT does not hold them.
-	l.stepHooks(st, now)
+	if l.stepHooks(st, now) {
+		soon(now)
+	}
 	tilt := l.cfg.Observe.Tilt()
 	if tilt.Active(now) {
-		return
+		return now
 	}
 	obs := l.cfg.Observe.Observation
 	var started sync.WaitGroup
@@ -327,11 +341,13 @@ func (l *Leader) Step(st *fsmv1.State) {
 			link, seen = linkOf(sp, steady, m, obs)
 			l.noteLinkFailure(m.GetAddress(), link, seen, now)
 		}
-		kind := l.skip(sp, steady, m, now)
+		kind, until := l.skip(sp, steady, m, now)
 		if kind == passNone {
+			soon(until)
 			continue
 		}
 		if !l.claim(name, st.GetAppliedIndex()) {
+			soon(now)
 			continue
 		}
 		select {
@@ -340,6 +356,7 @@ func (l *Leader) Step(st *fsmv1.State) {
 			// Every slot is taken: this master waits for the next Step,
 			// and the node's loop does not wait for a slot.
 			l.release(name)
+			soon(now)
 			continue
 		}
 		p := &pass{l: l, ctx: l.ctx, m: m, now: now}
@@ -355,9 +372,17 @@ func (l *Leader) Step(st *fsmv1.State) {
 			if fence, work = p.planFence(link, seen, sp.in.changes); !work {
 				<-l.slots
 				l.release(name)
+				// The read is taken (or the link is failing): skip
+				// says what is due now.
+				if kind, until := l.skip(sp, steady, m, now); kind == passNone {
+					soon(until)
+				} else {
+					soon(now)
+				}
 				continue
 			}
 		}
+		soon(now)
 		p.obs = newView(obs)
 		if p.m.GetSettings().GetMaxLagBytes() > 0 {
 			p.offsetRefresh = refresh
@@ -383,7 +408,7 @@ func (l *Leader) Step(st *fsmv1.State) {
 		})
 	}
 	if passes == 0 {
-		return // most Steps: every master skipped, nothing to wait for
+		return next // most Steps: every master skipped, nothing to wait for
 	}
 	done := make(chan struct{})
 	go func() {
@@ -395,6 +420,7 @@ func (l *Leader) Step(st *fsmv1.State) {
 	case <-time.After(passWait):
 	case <-l.ctx.Done():
 	}
+	return next
 }
 
 // submit runs a pass on an idle worker, or on a new one when all are busy

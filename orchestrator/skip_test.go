@@ -284,6 +284,74 @@ func TestLeaderSkipsSteadyPassesUntilADeadline(t *testing.T) {
 	}
 }
 
+// Step says until when it has nothing to do: a leader's loop that waits
+// for that (the node's loop waits a second at most, and less when this
+// says so) records SDOWN at the same deadline as one that steps every
+// 100 ms, with a handful of steps.
+func TestStepReportsItsNextDeadline(t *testing.T) {
+	e := newEnv(t, nil)
+	e.setGens()
+	step := func() time.Time { return e.leader.Step(e.fsm.View()) }
+	if next := step(); !next.Equal(t0) {
+		t.Fatalf("Step after a pass ran = %v, want now", next.Sub(t0))
+	}
+	e.clock.Advance(100 * time.Millisecond)
+	downAfter := 5 * time.Second
+	if next, want := step(), t0.Add(downAfter+1); !next.Equal(want) {
+		t.Fatalf("Step of a steady master = t0 + %v, want the first pass's SDOWN deadline, t0 + %v", next.Sub(t0), want.Sub(t0))
+	}
+
+	// R1's PING goes unanswered from now on, silently (no new Gen).
+	e.clock.Advance(900 * time.Millisecond)
+	frozeAt := e.clock.Now()
+	e.editObs(addrR1, false, func(o *probe.Observation) { o.FailingSince = frozeAt })
+	steps := 0
+	for ; steps < 20; steps++ {
+		next := step()
+		if r, _ := findReplica(e.master(), addrR1); r.GetSdown() {
+			break
+		}
+		if next.After(e.clock.Now()) {
+			e.clock.Advance(next.Sub(e.clock.Now()))
+		} else {
+			e.clock.Advance(100 * time.Millisecond)
+		}
+	}
+	if want := frozeAt.Add(downAfter + 1); !e.clock.Now().Equal(want) {
+		t.Fatalf("R1 recorded SDOWN at t0 + %v, want t0 + %v, just past down-after\n%s", e.clock.Now().Sub(t0), want.Sub(t0), e.dump(0))
+	}
+	if steps > 5 {
+		t.Fatalf("%d steps to find R1 down, want a few", steps)
+	}
+}
+
+// With a fence, the next read is the deadline: a second after the PING
+// that carried the last.
+func TestStepReportsTheNextFenceRead(t *testing.T) {
+	e, directReads, _ := fencedSteady(t)
+	from := e.mark()
+	next := e.leader.Step(e.fsm.View())
+	for range 3 {
+		if !next.After(e.clock.Now()) {
+			t.Fatalf("next deadline %v, not after now %v", next.Sub(t0), e.clock.Now().Sub(t0))
+		}
+		e.clock.Advance(next.Sub(e.clock.Now()))
+		carriedAt := e.clock.Now()
+		in := e.info(addrM)
+		e.editObs(addrM, false, func(o *probe.Observation) { o.Replication, o.ReplicationAt = &in, carriedAt })
+		for _, d := range []time.Duration{0, 100 * time.Millisecond, 800 * time.Millisecond} {
+			e.clock.Advance(d)
+			if next, want := e.leader.Step(e.fsm.View()), carriedAt.Add(failover.FenceReadMax); !next.Equal(want) {
+				t.Fatalf("Step %v after a PING carried INFO = PING + %v, want PING + %v", d, next.Sub(carriedAt), want.Sub(carriedAt))
+			}
+		}
+		next = carriedAt.Add(failover.FenceReadMax)
+	}
+	if got := directReads(from); got != 0 {
+		t.Fatalf("%d direct reads, want none: every read was carried", got)
+	}
+}
+
 func findReplica(m *fsmv1.Master, addr string) (*fsmv1.Replica, bool) {
 	for _, r := range m.GetReplicas() {
 		if r.GetAddress() == addr {

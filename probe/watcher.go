@@ -568,6 +568,16 @@ func (w *Watcher) pingTiming(in *instance) (period, timeout time.Duration) {
 	return PingTiming(in.target, w.cfg.PingPeriod)
 }
 
+// pingSchedule is the PING loop's period and whether its contacts start
+// at the period's own instants (nextContact): those of a PING that carries
+// INFO replication do (Target.ReplicationWithPing).
+func (w *Watcher) pingSchedule(in *instance) (period time.Duration, aligned bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	period, _ = PingTiming(in.target, w.cfg.PingPeriod)
+	return period, in.target.ReplicationWithPing
+}
+
 func (w *Watcher) infoPeriod(in *instance) time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -630,8 +640,7 @@ func (w *Watcher) pingLoop(in *instance) {
 		if res.Replied && w.cfg.OnPingReply != nil {
 			w.cfg.OnPingReply(in.addr, rtt)
 		}
-		period := func() time.Duration { p, _ := w.pingTiming(in); return p }
-		if !w.waitOnLink(in, l, started, period) {
+		if !w.waitOnLink(in, l, started, func() (time.Duration, bool) { return w.pingSchedule(in) }) {
 			return
 		}
 	}
@@ -660,13 +669,13 @@ func (in *instance) interruptIdle() {
 // Early contacts are at most one per period, so a server that closes
 // every connection cannot make the loop spin. TLS connections and a link
 // not connected wait on the timer.
-func (w *Watcher) waitOnLink(in *instance, l *link, started time.Time, period func() time.Duration) bool {
+func (w *Watcher) waitOnLink(in *instance, l *link, started time.Time, schedule func() (time.Duration, bool)) bool {
 	for {
 		if l.conn == nil || l.tls != nil || l.br.Buffered() > 0 {
-			return w.sleepUntil(in, started, period, in.pingWake, nil)
+			return w.sleepUntil(in, started, schedule, in.pingWake, nil)
 		}
-		p := period()
-		at := w.onGrid(started.Add(p), p)
+		p, aligned := schedule()
+		at := w.nextContact(started, p, aligned)
 		if !time.Now().Before(at) {
 			return in.ctx.Err() == nil
 		}
@@ -724,7 +733,7 @@ func (w *Watcher) infoLoop(in *instance) {
 			return
 		}
 		w.recordInfo(in, gen, info, err)
-		if !w.sleepUntil(in, started, func() time.Duration { return w.infoPeriod(in) }, in.infoWake, in.infoNow) {
+		if !w.sleepUntil(in, started, func() (time.Duration, bool) { return w.infoPeriod(in), false }, in.infoWake, in.infoNow) {
 			return
 		}
 	}
@@ -745,12 +754,34 @@ func gridOf(period time.Duration) time.Duration { return min(period/10, MaxGrid)
 // than the PING itself. A contact moves by at most half a grid, a
 // twentieth of the period, and the period stays the period on average.
 func (w *Watcher) onGrid(t time.Time, period time.Duration) time.Time {
-	g := gridOf(period)
+	return w.nearest(t, gridOf(period))
+}
+
+// nearest moves t to the nearest multiple of g counted from the Watcher's
+// start (t itself when g is not positive).
+func (w *Watcher) nearest(t time.Time, g time.Duration) time.Time {
 	if g <= 0 {
 		return t
 	}
 	off := t.Sub(w.base)
 	return w.base.Add((off + g/2) / g * g)
+}
+
+// nextContact is when a loop of period whose last contact started at
+// started makes its next: on the grid (onGrid), or, aligned, at the
+// nearest multiple of the period itself. The leader's PINGs that carry a
+// fenced master's INFO (Target.ReplicationWithPing) are aligned: those of
+// every master with the same period then go out in one burst, and the
+// fence reads they carry all fall due together, once a period, so the
+// leader's loop can wait a period between two looks at them rather than
+// wake at every grid point for the few masters whose PINGs it brought.
+// Moving to the alignment once makes one period up to half a period
+// shorter or longer; after that a contact moves only by its timer's delay.
+func (w *Watcher) nextContact(started time.Time, period time.Duration, aligned bool) time.Time {
+	if aligned {
+		return w.nearest(started.Add(period), period)
+	}
+	return w.onGrid(started.Add(period), period)
 }
 
 // BetweenBursts is the tick at or after t (less than every after it) of a
@@ -770,13 +801,14 @@ func (w *Watcher) BetweenBursts(t time.Time, every time.Duration) time.Time {
 	return w.base.Add((off+every-1)/every*every + MaxGrid/2)
 }
 
-// sleepUntil waits until started+period() (moved onto the grid), reading
-// period again whenever wake is signalled (the settings changed), or until
-// now is signalled, and reports false when the instance is stopped.
-func (w *Watcher) sleepUntil(in *instance, started time.Time, period func() time.Duration, wake, now <-chan struct{}) bool {
+// sleepUntil waits until the next contact after started (nextContact, on
+// schedule's period and alignment), reading schedule again whenever wake
+// is signalled (the settings changed), or until now is signalled, and
+// reports false when the instance is stopped.
+func (w *Watcher) sleepUntil(in *instance, started time.Time, schedule func() (time.Duration, bool), wake, now <-chan struct{}) bool {
 	for {
-		p := period()
-		d := time.Until(w.onGrid(started.Add(p), p))
+		p, aligned := schedule()
+		d := time.Until(w.nextContact(started, p, aligned))
 		if d <= 0 {
 			return in.ctx.Err() == nil
 		}

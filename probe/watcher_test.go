@@ -983,6 +983,38 @@ func TestWatcherGensFollowObservations(t *testing.T) {
 	}
 }
 
+func TestNextContact(t *testing.T) {
+	base := time.Unix(1000, 0)
+	w := &Watcher{base: base}
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		started, period time.Duration
+		aligned         bool
+		want            time.Duration // from base
+	}{
+		// On the grid (a tenth of the period, at most MaxGrid): the phase
+		// the loop started at stays.
+		{300 * ms, time.Second, false, 1300 * ms},
+		{340 * ms, time.Second, false, 1300 * ms},
+		{360 * ms, time.Second, false, 1400 * ms},
+		{10 * ms, 200 * ms, false, 220 * ms},
+		// Aligned: the period's own multiples. From an unaligned start the
+		// first period is shorter or longer by up to half of it...
+		{300 * ms, time.Second, true, time.Second},
+		{600 * ms, time.Second, true, 2 * time.Second},
+		// ...then a timer's delay is absorbed at every contact.
+		{2*time.Second + 4*ms, time.Second, true, 3 * time.Second},
+		{2*time.Second + 49*ms, time.Second, true, 3 * time.Second},
+		{430 * ms, 200 * ms, true, 600 * ms},
+		{0, 0, true, 0}, // no period: at once
+	} {
+		got := w.nextContact(base.Add(tc.started), tc.period, tc.aligned).Sub(base)
+		if got != tc.want {
+			t.Errorf("nextContact(base + %v, %v, aligned %v) = base + %v, want base + %v", tc.started, tc.period, tc.aligned, got, tc.want)
+		}
+	}
+}
+
 func TestBetweenBursts(t *testing.T) {
 	base := time.Unix(1000, 0)
 	w := &Watcher{base: base}

@@ -163,9 +163,9 @@ func (mo *monitor) run(ctx context.Context) {
 }
 
 // idlePeriod is how long the loop may wait for its next look when nothing
-// wakes it: loopPeriod while anything is in motion for this node (it
-// leads, it is in TILT, or a master has a running SDOWN clock, a down
-// vote, an ODOWN or a failover: see monitor.step), else up to
+// wakes it: loopPeriod while anything is in motion for this node (it is
+// in TILT, or a master has a running SDOWN clock, a down vote, an ODOWN or
+// a failover: see monitor.step), else up to
 // idleLoopPeriod, and at most half the shortest down-after of the masters
 // (downAfter; zero when there are none). Everything else that matters to
 // a follower wakes the loop itself (a change of the state or of an
@@ -182,8 +182,25 @@ func idlePeriod(moving bool, downAfter time.Duration) time.Duration {
 	return min(max(downAfter/2/loopPeriod*loopPeriod, loopPeriod), idleLoopPeriod)
 }
 
+// leaderPeriod is the loop's period on the leader, given idlePeriod's
+// (idle) and the Leader's next deadline (due, from Leader.Step; zero: none):
+// idle when the beat of that period ticks next no later than the beat of
+// loopPeriod would first tick at or after due, so that waiting loses
+// nothing; loopPeriod otherwise. between is probe.Watcher.BetweenBursts.
+// A fenced master's next read is due a second after the PING that carried
+// the last, and those PINGs go out together (probe.Target.
+// ReplicationWithPing), so the leader of quiet masters looks once a
+// second, as a follower does, instead of ten times.
+func leaderPeriod(idle time.Duration, due, now time.Time, between func(time.Time, time.Duration) time.Time) time.Duration {
+	if idle <= loopPeriod || due.IsZero() || !between(due, loopPeriod).Before(between(now, idle)) {
+		return idle
+	}
+	return loopPeriod
+}
+
 // step looks at every master once, after a wait on the loop's beat of
-// period waited, and returns idlePeriod for what it saw.
+// period waited, and returns idlePeriod for what it saw (leaderPeriod on
+// the leader).
 func (mo *monitor) step(ctx context.Context, now time.Time, waited time.Duration) time.Duration {
 	st := mo.s.fsm.View()
 	mo.mu.Lock()
@@ -225,7 +242,7 @@ func (mo *monitor) step(ctx context.Context, now time.Time, waited time.Duration
 	}
 	// Only the masters' own observations matter to the votes: looking them
 	// up costs less than copying every instance's at every tick.
-	moving := l != nil || active
+	moving := active
 	var downAfter time.Duration
 	for _, m := range st.Masters {
 		o, ok := mo.watcher.Observation(m.GetAddress())
@@ -236,11 +253,12 @@ func (mo *monitor) step(ctx context.Context, now time.Time, waited time.Duration
 			downAfter = d
 		}
 	}
+	period := idlePeriod(moving, downAfter)
 	if l != nil {
-		l.Step(st)
+		period = leaderPeriod(period, l.Step(st), now, mo.watcher.BetweenBursts)
 		mo.maybeSwitchFormat(ctx, st, now)
 	}
-	return idlePeriod(moving, downAfter)
+	return period
 }
 
 // ownOpinions says which masters this node currently votes down.

@@ -80,3 +80,35 @@ func TestIdlePeriod(t *testing.T) {
 		}
 	}
 }
+
+// The leader waits idlePeriod's beat unless its next deadline would be
+// looked at sooner by the beat of loopPeriod.
+func TestLeaderPeriod(t *testing.T) {
+	w, err := probe.NewWatcher(probe.WatcherConfig{ClientName: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	// Just past a tick of the 1 s beat: its next is a second on.
+	now := w.BetweenBursts(time.Now(), time.Second).Add(time.Nanosecond)
+	next := now.Add(time.Second - time.Nanosecond)
+	for _, tc := range []struct {
+		name string
+		idle time.Duration
+		due  time.Time
+		want time.Duration
+	}{
+		{"no deadline", time.Second, time.Time{}, time.Second},
+		{"due now", time.Second, now, loopPeriod},
+		{"due at the fast beat's tick before the idle one", time.Second, next.Add(-loopPeriod), loopPeriod},
+		{"due just after it: the idle tick is the fast beat's first after it", time.Second, next.Add(-loopPeriod + time.Nanosecond), time.Second},
+		{"due at the idle tick", time.Second, next, time.Second},
+		{"due after the idle tick", time.Second, next.Add(3 * time.Second), time.Second},
+		{"in motion already", loopPeriod, next, loopPeriod},
+		{"a shorter idle period, due before its tick", 500 * time.Millisecond, now.Add(200 * time.Millisecond), loopPeriod},
+	} {
+		if got := leaderPeriod(tc.idle, tc.due, now, w.BetweenBursts); got != tc.want {
+			t.Errorf("%s: leaderPeriod = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
