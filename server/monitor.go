@@ -165,13 +165,18 @@ func (mo *monitor) run(ctx context.Context) {
 // idlePeriod is how long the loop may wait for its next look when nothing
 // wakes it: loopPeriod while anything is in motion for this node (it is
 // in TILT, or a master has a running SDOWN clock, a down vote, an ODOWN or
-// a failover: see monitor.step), else up to
-// idleLoopPeriod, and at most half the shortest down-after of the masters
-// (downAfter; zero when there are none). Everything else that matters to
-// a follower wakes the loop itself (a change of the state or of an
-// observation) except the one clock the probe starts silently, at a PING
-// that goes unanswered: a look within down-after of it still finds it
+// a failover: see monitor.step), else up to idleLoopPeriod, and at most
+// the shortest down-after of the masters (downAfter; zero when there are
+// none) less TILT's trigger, never below loopPeriod. Everything else that
+// matters to a follower wakes the loop itself (a change of the state or of
+// an observation) except the one clock the probe starts silently, at a
+// PING that goes unanswered: a look within down-after of it still finds it
 // running in time for the look at loopPeriod that finds the master down.
+// The bound is TILT's: TILT takes the longer wait off the gap between two
+// looks (failover.Tilt.Tick), so a stall that begins just after a look
+// goes unseen for up to the trigger plus that extra wait; kept below
+// down-after, the clock of a PING sent before such a stall cannot run out
+// at the next look and make this node vote on what the stall did.
 func idlePeriod(moving bool, downAfter time.Duration) time.Duration {
 	if moving {
 		return loopPeriod
@@ -179,7 +184,7 @@ func idlePeriod(moving bool, downAfter time.Duration) time.Duration {
 	if downAfter <= 0 {
 		return idleLoopPeriod
 	}
-	return min(max(downAfter/2/loopPeriod*loopPeriod, loopPeriod), idleLoopPeriod)
+	return min(max((downAfter-failover.DefaultTiltTrigger)/loopPeriod*loopPeriod, loopPeriod), idleLoopPeriod)
 }
 
 // leaderPeriod is the loop's period on the leader, given idlePeriod's

@@ -69,10 +69,13 @@ func TestIdlePeriod(t *testing.T) {
 	}{
 		{"in motion", true, 30 * time.Second, loopPeriod},
 		{"quiet, Sentinel's default down-after", false, 30 * time.Second, idleLoopPeriod},
-		{"quiet, down-after 2 s", false, 2 * time.Second, idleLoopPeriod},
-		{"quiet, down-after 1 s: half of it", false, time.Second, 500 * time.Millisecond},
-		{"quiet, half of down-after off the grid: rounded down", false, 1250 * time.Millisecond, 600 * time.Millisecond},
-		{"quiet, a short down-after: never below the loop's period", false, 150 * time.Millisecond, loopPeriod},
+		{"quiet, down-after 3 s: less TILT's trigger", false, 3 * time.Second, idleLoopPeriod},
+		{"quiet, down-after 2.5 s", false, 2500 * time.Millisecond, 500 * time.Millisecond},
+		{"quiet, off the grid: rounded down", false, 2350 * time.Millisecond, 300 * time.Millisecond},
+		{"quiet, down-after 2.1 s", false, 2100 * time.Millisecond, loopPeriod},
+		{"quiet, down-after 2 s: never below the loop's period", false, 2 * time.Second, loopPeriod},
+		{"quiet, down-after 1 s", false, time.Second, loopPeriod},
+		{"quiet, a short down-after", false, 150 * time.Millisecond, loopPeriod},
 		{"no masters", false, 0, idleLoopPeriod},
 	} {
 		if got := idlePeriod(tc.moving, tc.downAfter); got != tc.want {
