@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/raftinel/raftinel/fsm"
 	"github.com/raftinel/raftinel/internal/benchproc"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"github.com/redis/go-redis/v9"
@@ -39,6 +41,12 @@ type result struct {
 
 	mastersLatency []time.Duration // SENTINEL MASTERS
 	oneLatency     []time.Duration // GetMaster (Raftinel) or SENTINEL MASTER (sentinel)
+
+	// The replicated state's snapshot (Raftinel only): its size, the
+	// SnapshotSave call that took it, and restores of it into a new FSM.
+	snapshotBytes   int
+	snapshotTake    time.Duration
+	snapshotRestore []time.Duration
 
 	killed     int
 	writers    int             // killed groups with a writer
@@ -73,6 +81,11 @@ func measureSystem(ctx context.Context, o *options, sys string) (r result, err e
 	}
 	if err := latencies(ctx, f, &r); err != nil {
 		return r, err
+	}
+	if f.grpcAddrs != nil {
+		if err := snapshotFigures(ctx, f.grpcAddrs[0], &r); err != nil {
+			return r, err
+		}
 	}
 	if o.killFraction > 0 {
 		if err := massKill(ctx, o, f, &r); err != nil {
@@ -344,6 +357,37 @@ func latencies(ctx context.Context, f *fleet, r *result) error {
 			return fmt.Errorf("SENTINEL MASTER %s: %w", name, err)
 		}
 		r.oneLatency = append(r.oneLatency, time.Since(t))
+	}
+	return nil
+}
+
+// snapshotRestores is how many times snapshotFigures restores the snapshot.
+const snapshotRestores = 5
+
+// snapshotFigures takes a snapshot of the replicated state through
+// grpcAddr (SnapshotSave, as coordinatorctl snapshot save does) and
+// restores it into a new state machine snapshotRestores times: the bytes
+// are what Raft persists and what a node that installs the snapshot
+// decodes and checks (fsm.FSM.Restore).
+func snapshotFigures(ctx context.Context, grpcAddr string, r *result) error {
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	t := time.Now()
+	resp, err := coordinatorv1.NewCoordinatorServiceClient(conn).SnapshotSave(ctx, &coordinatorv1.SnapshotSaveRequest{}, grpc.MaxCallRecvMsgSize(1<<30))
+	if err != nil {
+		return fmt.Errorf("SnapshotSave on %s: %w", grpcAddr, err)
+	}
+	r.snapshotTake = time.Since(t)
+	r.snapshotBytes = len(resp.GetState())
+	for range snapshotRestores {
+		t := time.Now()
+		if err := fsm.New().Restore(io.NopCloser(bytes.NewReader(resp.GetState()))); err != nil {
+			return fmt.Errorf("restore the snapshot from %s: %w", grpcAddr, err)
+		}
+		r.snapshotRestore = append(r.snapshotRestore, time.Since(t))
 	}
 	return nil
 }

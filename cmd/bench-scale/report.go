@@ -48,6 +48,10 @@ func (r result) detail() string {
 		one = "GetMaster"
 	}
 	fmt.Fprintf(&b, "  %s: p50 %s, p99 %s (100 calls)\n", one, ms(percentile(r.oneLatency, 0.5)), ms(percentile(r.oneLatency, 0.99)))
+	if r.snapshotRestore != nil {
+		fmt.Fprintf(&b, "  FSM snapshot: %.1f KB, taken in %s (SnapshotSave); restored into a new FSM in p50 %s, max %s (%d times)\n",
+			float64(r.snapshotBytes)/1024, ms(r.snapshotTake), ms(percentile(r.snapshotRestore, 0.5)), ms(maxOf(r.snapshotRestore)), len(r.snapshotRestore))
+	}
 	if r.killed > 0 {
 		fmt.Fprintf(&b, "  mass kill of %d masters: +switch-master p50 %s, max %s, unfinished %d; writers on %d groups: %d of %d acknowledged writes lost\n",
 			r.killed, ms(percentile(r.switched, 0.5)), ms(maxOf(r.switched)), r.unfinished, r.writers, r.lost, r.acked)
