@@ -14,11 +14,13 @@ import (
 
 const (
 	// loopPeriod is how often a node re-evaluates its opinions and the
-	// leader its failover steps, on top of waking on every change: once
-	// per grid of the probe's contacts, between two of its bursts (run).
+	// leader its failover steps while anything is in motion or due, on
+	// top of waking on every change: once per grid of the probe's
+	// contacts, between two of its bursts (run).
 	loopPeriod = probe.MaxGrid
-	// idleLoopPeriod is the longest a follower's loop waits between two
-	// looks while nothing is in motion (idlePeriod).
+	// idleLoopPeriod is the longest a node's loop waits between two looks
+	// while nothing is in motion (idlePeriod) and, on the leader, nothing
+	// falls due sooner (leaderPeriod).
 	idleLoopPeriod = time.Second
 	// voteRefresh is how often a down vote is re-asserted (Sentinel's
 	// ask-period); the leader counts it for orchestrator.VoteFreshness.
