@@ -562,20 +562,15 @@ func (w *Watcher) Observation(addr string) (Observation, bool) {
 	return in.obs, true
 }
 
-func (w *Watcher) pingTiming(in *instance) (period, timeout time.Duration) {
+// pingTiming is the PING loop's period and timeout (PingTiming), and
+// whether its contacts start at the period's own instants (nextContact):
+// those of a PING that carries INFO replication do
+// (Target.ReplicationWithPing).
+func (w *Watcher) pingTiming(in *instance) (period, timeout time.Duration, aligned bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return PingTiming(in.target, w.cfg.PingPeriod)
-}
-
-// pingSchedule is the PING loop's period and whether its contacts start
-// at the period's own instants (nextContact): those of a PING that carries
-// INFO replication do (Target.ReplicationWithPing).
-func (w *Watcher) pingSchedule(in *instance) (period time.Duration, aligned bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	period, _ = PingTiming(in.target, w.cfg.PingPeriod)
-	return period, in.target.ReplicationWithPing
+	period, timeout = PingTiming(in.target, w.cfg.PingPeriod)
+	return period, timeout, in.target.ReplicationWithPing
 }
 
 func (w *Watcher) infoPeriod(in *instance) time.Duration {
@@ -616,7 +611,7 @@ func (w *Watcher) pingLoop(in *instance) {
 	defer l.bind(in.ctx)()
 	for {
 		auth, gen, withReplication := w.current(in)
-		_, timeout := w.pingTiming(in)
+		_, timeout, _ := w.pingTiming(in)
 		started := time.Now()
 		stamp := w.pingSent(in, gen)
 		sent, dials := time.Now(), l.dials
@@ -640,7 +635,8 @@ func (w *Watcher) pingLoop(in *instance) {
 		if res.Replied && w.cfg.OnPingReply != nil {
 			w.cfg.OnPingReply(in.addr, rtt)
 		}
-		if !w.waitOnLink(in, l, started, func() (time.Duration, bool) { return w.pingSchedule(in) }) {
+		schedule := func() (time.Duration, bool) { p, _, aligned := w.pingTiming(in); return p, aligned }
+		if !w.waitOnLink(in, l, started, schedule) {
 			return
 		}
 	}
