@@ -374,6 +374,16 @@ func (c *Config) validateRaftTiming() error {
 		return fmt.Errorf("--raft-election-timeout %v is shorter than --raft-heartbeat-timeout %v: want it at least as long",
 			rc.ElectionTimeout, rc.HeartbeatTimeout)
 	}
+	// hashicorp/raft's leader heartbeats each follower after a random wait
+	// of a tenth to a fifth of the heartbeat timeout, and steps down when no
+	// majority answered within the lease. A lease under two of the longest
+	// waits lapses in a healthy cluster: with a 3 s heartbeat timeout and
+	// the 500 ms lease, the leader stepped down every 15 to 20 s, each time
+	// leaving the masters without a failover leader for seconds.
+	if least := 2 * rc.HeartbeatTimeout / 5; rc.LeaderLeaseTimeout < least {
+		return fmt.Errorf("--raft-lease-timeout %v is shorter than 2/5 of --raft-heartbeat-timeout %v (%v): the leader heartbeats every 1/10 to 1/5 of it, so it would lose its lease between heartbeats and step down; half the heartbeat timeout is usual",
+			rc.LeaderLeaseTimeout, rc.HeartbeatTimeout, least)
+	}
 	return nil
 }
 

@@ -313,6 +313,7 @@ func TestConfigValidation(t *testing.T) {
 		{"sentinel pass without addr", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", SentinelPass: "x"}, "--sentinel-pass"},
 		{"lease beyond heartbeat", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", RaftLeaderLeaseTimeout: 2 * time.Second}, "--raft-lease-timeout 2s is longer than --raft-heartbeat-timeout 1s"},
 		{"election below heartbeat", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", RaftHeartbeatTimeout: 500 * time.Millisecond, RaftElectionTimeout: 200 * time.Millisecond, RaftLeaderLeaseTimeout: 100 * time.Millisecond}, "--raft-election-timeout"},
+		{"lease lapses between heartbeats", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", RaftHeartbeatTimeout: 3 * time.Second, RaftElectionTimeout: 3 * time.Second}, "--raft-lease-timeout 500ms is shorter than 2/5 of --raft-heartbeat-timeout 3s (1.2s)"},
 		{"heartbeat too short", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", RaftHeartbeatTimeout: time.Millisecond}, "--raft-heartbeat-timeout 1ms: want at least 5ms"},
 		{"ping period too short", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", PingPeriod: time.Millisecond}, "--ping-period 1ms: want 0"},
 		{"negative ping period", Config{ID: "n1", RaftAddr: "127.0.0.1:7001", GRPCAddr: "127.0.0.1:8001", DataDir: "d", PingPeriod: -time.Second}, "--ping-period -1s"},
