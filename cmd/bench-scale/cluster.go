@@ -206,6 +206,7 @@ func (f *fleet) startRaftinel(ctx context.Context, o *options, sys string, ports
 		if sys == systemRaftinel {
 			args = append(args, "--ping-period", "1s")
 		}
+		args = append(args, o.nodeArgs...)
 		if o.pprofDir != "" {
 			args = append(args, "--metrics-addr", benchproc.Addr(ports[9+i]), "--pprof")
 			f.metricsAddrs = append(f.metricsAddrs, benchproc.Addr(ports[9+i]))

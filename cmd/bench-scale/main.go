@@ -50,6 +50,7 @@ type options struct {
 	pprofDir        string
 	logDir          string
 	nodeLogLevel    string
+	nodeArgs        []string
 	basePort        int
 
 	coordinator   string
@@ -62,7 +63,7 @@ func parseFlags(args []string) (*options, error) {
 	o := &options{}
 	systems := fs.String("systems", systemRaftinel+","+systemRaftinelDefault+","+systemSentinel,
 		"systems to measure, comma-separated: raftinel (ping-period 1 s, as Sentinel's), raftinel-default (the node's own ping period), sentinel")
-	fs.IntVar(&o.groups, "groups", 300, "Redis groups (1 master + 2 replicas each)")
+	fs.IntVar(&o.groups, "groups", 300, "Redis groups (1 master + 2 replicas each); 0 measures the coordinators with nothing to watch, which is what the cluster itself costs (for Raftinel: Raft's leader, its heartbeats and the staleness watch)")
 	fs.DurationVar(&o.steady, "steady", 60*time.Second, "steady-state measurement window")
 	fs.DurationVar(&o.downAfter, "down-after", 5*time.Second, "down-after for every master")
 	fs.DurationVar(&o.failoverTimeout, "failover-timeout", 60*time.Second, "failover-timeout for every master")
@@ -75,6 +76,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.pprofDir, "pprof-dir", "", "when set, save a CPU profile of every Raftinel node over the steady window (NAME.cpu.pprof), a heap profile after it, and a CPU profile from the mass kill on, down-after + 10 s long (NAME-kill.cpu.pprof), into this folder")
 	fs.StringVar(&o.logDir, "log-dir", "", "when set, copy every Raftinel node's log into this folder at the end of each system's run (SYSTEM-gN-nI.log)")
 	fs.StringVar(&o.nodeLogLevel, "node-log-level", "warn", "--log-level of the Raftinel nodes (info shows each failover's steps)")
+	nodeArgs := fs.String("node-args", "", "more flags for every Raftinel node, separated by spaces, for example \"--raft-heartbeat-timeout 3s --raft-election-timeout 3s\" (the bench already sets --id, --data-dir, the addresses, --bootstrap, --log-level, and --ping-period for -systems raftinel)")
 	fs.IntVar(&o.basePort, "base-port", 20000, "first port to use (the bench takes 3 x groups + 12 free ports from here up; keep below the kernel's ephemeral range)")
 	fs.StringVar(&o.coordinator, "coordinator", "bin/coordinator", "coordinator binary (make build)")
 	if err := fs.Parse(args); err != nil {
@@ -92,8 +94,8 @@ func parseFlags(args []string) (*options, error) {
 		}
 	}
 	switch {
-	case o.groups < 1:
-		return nil, fmt.Errorf("-groups must be at least 1, got %d", o.groups)
+	case o.groups < 0:
+		return nil, fmt.Errorf("-groups must not be negative, got %d", o.groups)
 	case o.steady < 5*time.Second:
 		return nil, fmt.Errorf("-steady must be at least 5s, got %v", o.steady)
 	case o.killFraction < 0 || o.killFraction > 1:
@@ -106,6 +108,10 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("-redis-hz must be within [1, 500], got %d", o.redisHz)
 	case o.redisNice < 0 || o.redisNice > 19:
 		return nil, fmt.Errorf("-redis-nice must be within [0, 19], got %d", o.redisNice)
+	}
+	o.nodeArgs = strings.Fields(*nodeArgs)
+	if len(o.nodeArgs) > 0 && !strings.HasPrefix(o.nodeArgs[0], "-") {
+		return nil, fmt.Errorf("-node-args must start with a flag, got %q", o.nodeArgs[0])
 	}
 	var err error
 	for _, b := range []struct {
@@ -149,6 +155,9 @@ func (quietLog) Printf(context.Context, string, ...any) {}
 func run(ctx context.Context, o *options) error {
 	fmt.Printf("bench-scale: %d groups (%d redis-server), down-after %v, failover-timeout %v, steady %v, redis hz %d, redis nice %d, Raftinel fence %v\n",
 		o.groups, 3*o.groups, o.downAfter, o.failoverTimeout, o.steady, o.redisHz, o.redisNice, o.fence)
+	if len(o.nodeArgs) > 0 {
+		fmt.Printf("bench-scale: every Raftinel node also runs with %s\n", strings.Join(o.nodeArgs, " "))
+	}
 	var results []result
 	for _, sys := range o.systems {
 		r, err := measureSystem(ctx, o, sys)

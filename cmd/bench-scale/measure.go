@@ -87,7 +87,7 @@ func measureSystem(ctx context.Context, o *options, sys string) (r result, err e
 			return r, err
 		}
 	}
-	if o.killFraction > 0 {
+	if o.killFraction > 0 && o.groups > 0 {
 		if err := massKill(ctx, o, f, &r); err != nil {
 			return r, err
 		}
@@ -322,8 +322,8 @@ func fetch(ctx context.Context, url, path string) error {
 	return out.Close()
 }
 
-// latencies times SENTINEL MASTERS (20 calls) and one master's read (100
-// calls) on the first endpoint.
+// latencies times SENTINEL MASTERS (20 calls) and, when there are
+// groups, one master's read (100 calls) on the first endpoint.
 func latencies(ctx context.Context, f *fleet, r *result) error {
 	sc := redis.NewSentinelClient(&redis.Options{Addr: f.sentinelAddrs[0], MaxRetries: -1, ReadTimeout: 30 * time.Second})
 	defer sc.Close()
@@ -333,6 +333,9 @@ func latencies(ctx context.Context, f *fleet, r *result) error {
 			return fmt.Errorf("SENTINEL MASTERS on %s: %w", f.sentinelAddrs[0], err)
 		}
 		r.mastersLatency = append(r.mastersLatency, time.Since(t))
+	}
+	if len(f.groups) == 0 {
+		return nil
 	}
 	name := groupName(len(f.groups) / 2)
 	if f.grpcAddrs != nil {

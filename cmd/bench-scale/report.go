@@ -39,7 +39,7 @@ func (r result) detail() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s, %d groups (%d instances):\n", r.system, r.groups, 3*r.groups)
 	for i := range r.cpuPct {
-		fmt.Fprintf(&b, "  process %d: cpu %.1f%% of one core, rss %.0f MB, %d connections to Redis\n", i+1, r.cpuPct[i], r.rssMB[i], r.redisConn[i])
+		fmt.Fprintf(&b, "  process %d: cpu %.2f%% of one core, rss %.0f MB, %d connections to Redis\n", i+1, r.cpuPct[i], r.rssMB[i], r.redisConn[i])
 	}
 	fmt.Fprintf(&b, "  raft log entries per second: %s\n", r.entries())
 	fmt.Fprintf(&b, "  SENTINEL MASTERS: p50 %s, max %s (20 calls)\n", ms(percentile(r.mastersLatency, 0.5)), ms(maxOf(r.mastersLatency)))
@@ -47,7 +47,9 @@ func (r result) detail() string {
 	if r.entriesPS >= 0 {
 		one = "GetMaster"
 	}
-	fmt.Fprintf(&b, "  %s: p50 %s, p99 %s (100 calls)\n", one, ms(percentile(r.oneLatency, 0.5)), ms(percentile(r.oneLatency, 0.99)))
+	if r.oneLatency != nil {
+		fmt.Fprintf(&b, "  %s: p50 %s, p99 %s (%d calls)\n", one, ms(percentile(r.oneLatency, 0.5)), ms(percentile(r.oneLatency, 0.99)), len(r.oneLatency))
+	}
 	if r.snapshotRestore != nil {
 		fmt.Fprintf(&b, "  FSM snapshot: %.1f KB, taken in %s (SnapshotSave); restored into a new FSM in p50 %s, max %s (%d times)\n",
 			float64(r.snapshotBytes)/1024, ms(r.snapshotTake), ms(percentile(r.snapshotRestore, 0.5)), ms(maxOf(r.snapshotRestore)), len(r.snapshotRestore))
