@@ -21,6 +21,8 @@ func TestParseFlags(t *testing.T) {
 		{name: "negative groups", args: []string{"-groups", "-1"}, err: "-groups must not be negative"},
 		{name: "node args split on spaces", args: []string{"-node-args", " --raft-heartbeat-timeout 3s  --raft-election-timeout 3s "},
 			groups: 300, nodeArgs: []string{"--raft-heartbeat-timeout", "3s", "--raft-election-timeout", "3s"}},
+		{name: "sentinel alone needs no coordinator binary", args: []string{"-systems", "sentinel", "-coordinator", "no-such-file"}, groups: 300},
+		{name: "raftinel needs the coordinator binary", args: []string{"-systems", "raftinel", "-coordinator", "no-such-file"}, err: "coordinator binary"},
 		{name: "node args must start with a flag", args: []string{"-node-args", "3s --raft-heartbeat-timeout"}, err: "-node-args must start with a flag"},
 	}
 	for _, c := range cases {
