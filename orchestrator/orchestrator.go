@@ -341,9 +341,9 @@ func (l *Leader) Step(st *fsmv1.State) (next time.Time) {
 			link, seen = linkOf(sp, steady, m, obs)
 			l.noteLinkFailure(m.GetAddress(), link, seen, now)
 		}
-		kind, until := l.skip(sp, steady, m, now)
+		kind, again := l.skip(sp, steady, m, now)
 		if kind == passNone {
-			soon(until)
+			soon(again)
 			continue
 		}
 		if !l.claim(name, st.GetAppliedIndex()) {
@@ -373,12 +373,9 @@ func (l *Leader) Step(st *fsmv1.State) (next time.Time) {
 				<-l.slots
 				l.release(name)
 				// The read is taken (or the link is failing): skip
-				// says what is due now.
-				if kind, until := l.skip(sp, steady, m, now); kind == passNone {
-					soon(until)
-				} else {
-					soon(now)
-				}
+				// says when this master is due again.
+				_, again := l.skip(sp, steady, m, now)
+				soon(again)
 				continue
 			}
 		}

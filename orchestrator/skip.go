@@ -234,17 +234,18 @@ const (
 // skip says how much of master m's pass at now can decide anything, given
 // its steady record s (ok false: none): none when its last full pass found
 // it steady on the same record and observations, before the SDOWN
-// deadline of that pass and the fence's next read (fenceDue), and then
-// until which of the two comes first; the fence alone when only the read
-// is due; all of it otherwise.
-func (l *Leader) skip(s steadyPass, ok bool, m *fsmv1.Master, now time.Time) (passKind, time.Time) {
+// deadline of that pass and the fence's next read (fenceDue); the fence
+// alone when only the read is due; all of it otherwise. It also says when
+// m is due again at the latest: now unless none, else the first of the
+// two deadlines.
+func (l *Leader) skip(s steadyPass, ok bool, m *fsmv1.Master, now time.Time) (kind passKind, again time.Time) {
 	if !ok || !now.Before(s.until) || !s.in.same(m) {
-		return passFull, time.Time{}
+		return passFull, now
 	}
 	// same: the ChangeGens of the steady pass are the group's now.
 	due := l.fenceDue(m, s.in.changes, now)
 	if !due.IsZero() && !now.Before(due) {
-		return passFence, time.Time{}
+		return passFence, now
 	}
 	if due.IsZero() || s.until.Before(due) {
 		due = s.until

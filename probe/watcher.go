@@ -609,6 +609,7 @@ func (w *Watcher) pingLoop(in *instance) {
 	l := w.newLink(in)
 	defer l.close()
 	defer l.bind(in.ctx)()
+	schedule := func() (time.Duration, bool) { p, _, aligned := w.pingTiming(in); return p, aligned }
 	for {
 		auth, gen, withReplication := w.current(in)
 		_, timeout, _ := w.pingTiming(in)
@@ -635,7 +636,6 @@ func (w *Watcher) pingLoop(in *instance) {
 		if res.Replied && w.cfg.OnPingReply != nil {
 			w.cfg.OnPingReply(in.addr, rtt)
 		}
-		schedule := func() (time.Duration, bool) { p, _, aligned := w.pingTiming(in); return p, aligned }
 		if !w.waitOnLink(in, l, started, schedule) {
 			return
 		}
@@ -721,6 +721,7 @@ func (w *Watcher) infoLoop(in *instance) {
 	l := w.newLink(in)
 	defer l.close()
 	defer l.bind(in.ctx)()
+	schedule := func() (time.Duration, bool) { return w.infoPeriod(in), false }
 	for {
 		auth, gen, _ := w.current(in)
 		started := time.Now()
@@ -729,7 +730,7 @@ func (w *Watcher) infoLoop(in *instance) {
 			return
 		}
 		w.recordInfo(in, gen, info, err)
-		if !w.sleepUntil(in, started, func() (time.Duration, bool) { return w.infoPeriod(in), false }, in.infoWake, in.infoNow) {
+		if !w.sleepUntil(in, started, schedule, in.infoWake, in.infoNow) {
 			return
 		}
 	}

@@ -13,9 +13,7 @@ import (
 	"github.com/raftinel/raftinel/internal/benchproc"
 	coordinatorv1 "github.com/raftinel/raftinel/proto/gen/coordinator/v1"
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -224,12 +222,11 @@ func (f *fleet) startRaftinel(ctx context.Context, o *options, sys string, ports
 			return err
 		}
 	}
-	conn, err := grpc.NewClient(f.grpcAddrs[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	api, conn, err := dialNode(f.grpcAddrs[0])
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	api := coordinatorv1.NewCoordinatorServiceClient(conn)
 	for _, g := range f.groups {
 		req := &coordinatorv1.MonitorRequest{Name: g.name, Address: g.addrs[0], Settings: &coordinatorv1.MasterSettings{
 			Quorum: 2, DownAfter: durationpb.New(o.downAfter), FailoverTimeout: durationpb.New(o.failoverTimeout), ParallelSyncs: 1,

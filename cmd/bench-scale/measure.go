@@ -165,20 +165,36 @@ func redisConns(pid int, redisPorts map[int]bool) (int, error) {
 	return n, nil
 }
 
-func appliedIndex(ctx context.Context, grpcAddr string) (uint64, error) {
+// dialNode opens the bench's plaintext connection to a node's gRPC API
+// (the bench starts its nodes without TLS); close it when done.
+func dialNode(grpcAddr string) (coordinatorv1.CoordinatorServiceClient, *grpc.ClientConn, error) {
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return 0, err
+		return nil, nil, err
+	}
+	return coordinatorv1.NewCoordinatorServiceClient(conn), conn, nil
+}
+
+// localStatus is the status of the node at grpcAddr alone.
+func localStatus(ctx context.Context, grpcAddr string) (*coordinatorv1.NodeStatus, error) {
+	api, conn, err := dialNode(grpcAddr)
+	if err != nil {
+		return nil, err
 	}
 	defer conn.Close()
-	resp, err := coordinatorv1.NewCoordinatorServiceClient(conn).Status(ctx, &coordinatorv1.StatusRequest{LocalOnly: true})
+	resp, err := api.Status(ctx, &coordinatorv1.StatusRequest{LocalOnly: true})
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if len(resp.GetNodes()) != 1 {
-		return 0, fmt.Errorf("status of %s: %d nodes", grpcAddr, len(resp.GetNodes()))
+		return nil, fmt.Errorf("status of %s: %d nodes", grpcAddr, len(resp.GetNodes()))
 	}
-	return resp.GetNodes()[0].GetAppliedIndex(), nil
+	return resp.GetNodes()[0], nil
+}
+
+func appliedIndex(ctx context.Context, grpcAddr string) (uint64, error) {
+	st, err := localStatus(ctx, grpcAddr)
+	return st.GetAppliedIndex(), err
 }
 
 // steady measures CPU, memory, connections and log growth over o.steady.
@@ -283,19 +299,8 @@ func saveKillProfiles(ctx context.Context, o *options, f *fleet, sys string) err
 
 // leaderID is the id of the node grpcAddr knows as the leader.
 func leaderID(ctx context.Context, grpcAddr string) (string, error) {
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	resp, err := coordinatorv1.NewCoordinatorServiceClient(conn).Status(ctx, &coordinatorv1.StatusRequest{LocalOnly: true})
-	if err != nil {
-		return "", err
-	}
-	if len(resp.GetNodes()) != 1 {
-		return "", fmt.Errorf("status of %s: %d nodes", grpcAddr, len(resp.GetNodes()))
-	}
-	return resp.GetNodes()[0].GetLeaderId(), nil
+	st, err := localStatus(ctx, grpcAddr)
+	return st.GetLeaderId(), err
 }
 
 func fetch(ctx context.Context, url, path string) error {
@@ -339,12 +344,11 @@ func latencies(ctx context.Context, f *fleet, r *result) error {
 	}
 	name := groupName(len(f.groups) / 2)
 	if f.grpcAddrs != nil {
-		conn, err := grpc.NewClient(f.grpcAddrs[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+		api, conn, err := dialNode(f.grpcAddrs[0])
 		if err != nil {
 			return err
 		}
 		defer conn.Close()
-		api := coordinatorv1.NewCoordinatorServiceClient(conn)
 		for range 100 {
 			t := time.Now()
 			if _, err := api.GetMaster(ctx, &coordinatorv1.GetMasterRequest{Name: name}); err != nil {
@@ -373,13 +377,13 @@ const snapshotRestores = 5
 // are what Raft persists and what a node that installs the snapshot
 // decodes and checks (fsm.FSM.Restore).
 func snapshotFigures(ctx context.Context, grpcAddr string, r *result) error {
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	api, conn, err := dialNode(grpcAddr)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	t := time.Now()
-	resp, err := coordinatorv1.NewCoordinatorServiceClient(conn).SnapshotSave(ctx, &coordinatorv1.SnapshotSaveRequest{}, grpc.MaxCallRecvMsgSize(1<<30))
+	resp, err := api.SnapshotSave(ctx, &coordinatorv1.SnapshotSaveRequest{}, grpc.MaxCallRecvMsgSize(1<<30))
 	if err != nil {
 		return fmt.Errorf("SnapshotSave on %s: %w", grpcAddr, err)
 	}
