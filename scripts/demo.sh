@@ -27,6 +27,10 @@ dir=$(mktemp -d -t raftinel-demo.XXXXXX)
 pids=()
 cleanup() {
   trap - INT TERM HUP EXIT
+  # Output piped elsewhere (make demo | tee log) loses its reader on the
+  # same Ctrl-C: a write would then end this script by SIGPIPE before the
+  # waits and the rm below.
+  trap '' PIPE
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   # With the terminal closed (SIGHUP) this echo fails, and under set -e a
   # failing echo before the kills left every process running.
